@@ -1,0 +1,85 @@
+"""Who is asking for config: the identity of a proxy, as carried in Envoy's node (id + metadata).
+
+The node id follows istiod's format so that tools reading it keep working:
+``<type>~<ip>~<pod>.<namespace>~<namespace>.svc.cluster.local`` where type is ``sidecar`` or ``router``
+(gateways). Metadata keys follow istio-agent's (NAMESPACE, LABELS, WORKLOAD_NAME, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from google.protobuf import json_format
+
+ProxyKind = Literal["sidecar", "gateway"]
+
+_NODE_TYPE = {"sidecar": "sidecar", "gateway": "router"}
+_KIND_OF_NODE_TYPE = {"sidecar": "sidecar", "router": "gateway"}
+
+
+class InvalidNode(ValueError):
+    """The node id or metadata does not identify a proxy of this mesh."""
+
+
+@dataclass(frozen=True)
+class Proxy:
+    id: str
+    kind: ProxyKind
+    ip: str
+    namespace: str
+    instance: str
+    workload: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    service_account: str = "default"
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @staticmethod
+    def node_id(kind: ProxyKind, ip: str, instance: str, namespace: str) -> str:
+        return f"{_NODE_TYPE[kind]}~{ip}~{instance}.{namespace}~{namespace}.svc.cluster.local"
+
+    def node_metadata(self) -> dict[str, Any]:
+        """Metadata the agent puts in the bootstrap; `from_node` reads it back."""
+        meta: dict[str, Any] = dict(self.metadata)
+        meta.update(
+            {
+                "NAMESPACE": self.namespace,
+                "NAME": self.instance,
+                "WORKLOAD_NAME": self.workload,
+                "LABELS": dict(self.labels),
+                "SERVICE_ACCOUNT": self.service_account,
+                "INSTANCE_IPS": self.ip,
+                "ISTHMUS_PROXY_KIND": self.kind,
+            }
+        )
+        return meta
+
+    @classmethod
+    def from_node(cls, node_id: str, metadata: Mapping[str, Any]) -> Proxy:
+        parts = node_id.split("~")
+        if len(parts) != 4 or parts[0] not in _KIND_OF_NODE_TYPE:
+            raise InvalidNode(f"node id {node_id!r} is not <sidecar|router>~<ip>~<pod>.<ns>~<domain>")
+        node_type, ip, pod_ns, _domain = parts
+        instance, _, ns_from_id = pod_ns.rpartition(".")
+        namespace = str(metadata.get("NAMESPACE") or ns_from_id)
+        if not instance or not namespace:
+            raise InvalidNode(f"node id {node_id!r} has no pod name or namespace")
+        labels = metadata.get("LABELS") or {}
+        return cls(
+            id=node_id,
+            kind=_KIND_OF_NODE_TYPE[node_type],  # type: ignore[arg-type]
+            ip=ip,
+            namespace=namespace,
+            instance=str(metadata.get("NAME") or instance),
+            workload=str(metadata.get("WORKLOAD_NAME") or ""),
+            labels={str(k): str(v) for k, v in dict(labels).items()},
+            service_account=str(metadata.get("SERVICE_ACCOUNT") or "default"),
+            metadata=dict(metadata),
+        )
+
+    @classmethod
+    def from_envoy_node(cls, node: Any) -> Proxy:
+        """From an `envoy.config.core.v3.Node` message."""
+        metadata = json_format.MessageToDict(node.metadata) if node.HasField("metadata") else {}
+        return cls.from_node(node.id, metadata)
