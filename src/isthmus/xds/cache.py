@@ -1,0 +1,179 @@
+"""Encoding of DiscoveryResponses from the generators' packed resources, without re-serializing.
+
+The generators return `google.protobuf.any_pb2.Any` messages and share them between proxies of the same
+scope. A DiscoveryResponse on the wire is just its fields concatenated, in any order, so the server writes
+responses as raw bytes: the `resources` field (number 2) once per resource, then `version_info`,
+`type_url`, `nonce` and `control_plane`. Each Any is serialized once, framed as a `resources` field and
+given a 64-bit content digest; that work is cached by object identity, so a thousand proxies sharing a
+resource cost one serialization. A whole mapping returned by the generator (a wildcard type: CDS, LDS) is
+cached the same way, with its joined body, so a full push to many proxies of one scope joins it once.
+
+The cache keeps two generations (current and previous snapshot) and holds strong references to the
+objects it has seen, so an `id()` is never reused while its entry lives. Generators must therefore treat a
+returned Any or mapping as immutable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+_MASK = (1 << 64) - 1
+
+# DiscoveryResponse field tags (field number << 3 | wire type 2).
+_TAG_VERSION = 0x0A  # 1: version_info
+_TAG_RESOURCES = 0x12  # 2: resources (repeated Any)
+_TAG_TYPE_URL = 0x22  # 4: type_url
+_TAG_NONCE = 0x2A  # 5: nonce
+_TAG_CONTROL_PLANE = 0x32  # 6: control_plane (ControlPlane{identifier = 1})
+
+
+def varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _field(tag: int, data: bytes) -> bytes:
+    return bytes((tag,)) + varint(len(data)) + data
+
+
+def digest64(data: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
+class Encoded:
+    """One packed resource: `data` is the framed `resources` field, `digest` its content digest."""
+
+    __slots__ = ("data", "digest", "obj")
+
+    def __init__(self, obj: Any, data: bytes, digest: int) -> None:
+        self.obj = obj
+        self.data = data
+        self.digest = digest
+
+
+class ResourceSet:
+    """Everything a generator returned for one (proxy, type), encoded: `entries` as (name, resource,
+    entry digest), name -> entry digest, the combined digest (order independent) and, for wildcard types
+    that send it whole, the response body (all `resources` fields joined)."""
+
+    __slots__ = ("_body", "combined", "digests", "entries", "obj")
+
+    def __init__(
+        self, obj: Any, entries: list[tuple[str, Encoded, int]], digests: dict[str, int], combined: int
+    ) -> None:
+        self.obj = obj
+        self.entries = entries
+        self.digests = digests
+        self.combined = combined
+        self._body: bytes | None = None
+
+    @property
+    def body(self) -> bytes:
+        if self._body is None:
+            self._body = b"".join(e.data for _, e, _ in self.entries)
+        return self._body
+
+
+class EncodeCache:
+    def __init__(self) -> None:
+        self._cur: dict[int, Any] = {}
+        self._old: dict[int, Any] = {}
+        self._names: dict[str, int] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def rotate(self) -> None:
+        """Start a new generation; entries not used since the previous rotation are dropped."""
+        self._old = self._cur
+        self._cur = {}
+        if len(self._names) > 200_000:
+            self._names = {}
+
+    def __len__(self) -> int:
+        return len(self._cur) + len(self._old)
+
+    def _lookup(self, obj: Any) -> Any:
+        key = id(obj)
+        entry = self._cur.get(key)
+        if entry is not None and entry.obj is obj:
+            self.hits += 1
+            return entry
+        entry = self._old.pop(key, None)
+        if entry is not None and entry.obj is obj:
+            self.hits += 1
+            self._cur[key] = entry
+            return entry
+        self.misses += 1
+        return None
+
+    def encode(self, any_msg: Any) -> Encoded:
+        entry = self._lookup(any_msg)
+        if entry is None:
+            raw = any_msg.SerializeToString()
+            entry = Encoded(any_msg, _field(_TAG_RESOURCES, raw), digest64(raw))
+            self._cur[id(any_msg)] = entry
+        return entry
+
+    def name_digest(self, name: str) -> int:
+        d = self._names.get(name)
+        if d is None:
+            d = self._names[name] = digest64(name.encode())
+        return d
+
+    def entry_digest(self, name: str, enc: Encoded) -> int:
+        """Digest of one (name, resource) pair, what the per-proxy state remembers as sent."""
+        return (enc.digest ^ self.name_digest(name)) or 1
+
+    def resource_set(self, resources: Mapping[str, Any]) -> ResourceSet:
+        entry = self._lookup(resources)
+        if entry is None:
+            entries = []
+            digests = {}
+            combined = 0
+            for name, any_msg in resources.items():
+                enc = self.encode(any_msg)
+                d = self.entry_digest(name, enc)
+                entries.append((name, enc, d))
+                digests[name] = d
+                combined += d
+            entry = ResourceSet(resources, entries, digests, combined & _MASK)
+            self._cur[id(resources)] = entry
+        return entry
+
+
+def combine(digests: Mapping[str, int]) -> int:
+    return sum(digests.values()) & _MASK
+
+
+class ResponseEncoder:
+    """Builds the non-resource fields of a DiscoveryResponse (`version_info`, `type_url`, `nonce`,
+    `control_plane`) around a body of framed resources."""
+
+    def __init__(self, control_plane_id: str) -> None:
+        self._control_plane = (
+            _field(_TAG_CONTROL_PLANE, _field(0x0A, control_plane_id.encode())) if control_plane_id else b""
+        )
+        self._type_urls: dict[str, bytes] = {}
+
+    def response(self, body: bytes, version: str, type_url: str, nonce: str) -> bytes:
+        tu = self._type_urls.get(type_url)
+        if tu is None:
+            tu = self._type_urls[type_url] = _field(_TAG_TYPE_URL, type_url.encode())
+        return b"".join(
+            (
+                body,
+                _field(_TAG_VERSION, version.encode()),
+                tu,
+                _field(_TAG_NONCE, nonce.encode()),
+                self._control_plane,
+            )
+        )

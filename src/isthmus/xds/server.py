@@ -1,0 +1,782 @@
+"""The xDS server: Aggregated Discovery Service, state of the world, on grpc.aio.
+
+Serves `envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources` (Delta xDS is
+answered UNIMPLEMENTED by gRPC). Config comes from `update(snapshot, PushRequest)`; resources come from
+a `Generator` plug-in; the server owns the protocol: subscriptions, ACK/NACK, nonces, versions,
+debounce, push fan-out, status and metrics.
+
+Protocol handling (see Envoy's "xDS REST and gRPC protocol"):
+- The first request of a stream must carry the Node; `proxy_from_node(node)` turns it into a `Proxy`
+  (an error ends the stream with INVALID_ARGUMENT).
+- Subscriptions per type URL, any type: a type is a *wildcard* subscription when its first request names
+  no resource (CDS, LDS) or names ``*``; otherwise the request's names are the watched set (EDS, RDS,
+  SDS). Every request replaces the watched set; names newly watched are answered at once, names
+  dropped are forgotten (so watching them again sends them again). The first request of a type is
+  always answered, with an empty response if there is nothing to send.
+- Nonces are unique per response (a process-wide counter). A request whose `response_nonce` is the last
+  nonce sent for its type ACKs that response, or NACKs it when `error_detail` is set; a request with an
+  older nonce is *stale*: it does not ACK/NACK anything, but its subscription change is still applied
+  (the server may have several responses in flight, so it does not drop those).
+- NACK: recorded (version, nonce, message, time), logged, counted; the proxy keeps its last good config
+  and the server keeps going. The rejected content is remembered as sent, so it is not sent again until
+  the generator produces something different (no resend loop).
+- Versions: ``<snapshot.version>-<16 hex digits>``, the digest covering every resource the proxy holds
+  for that type. A push whose content is unchanged for a (proxy, type) is skipped. For wildcard types the
+  whole set is sent (SotW); for named types only the resources that changed (SotW allows partial
+  responses for non-wildcard types).
+- Push order CDS, EDS, LDS, RDS, then other types (istiod's, make-before-break). After a CDS response
+  that changed clusters, the EDS resources of those clusters (same name) are sent again even if
+  unchanged: Envoy waits for a ClusterLoadAssignment after every cluster update before the new cluster
+  leaves warming.
+
+Pushes: `update()` may be called from any thread. Updates are debounced (`debounce_after` quiet,
+`debounce_max` at most) and merged (any full -> full; EDS cluster sets united); the push goes to every
+connection, whose own task builds and writes the responses under a semaphore of `push_concurrency`.
+A full push re-evaluates every subscribed type; an EDS-only push evaluates EDS for the named clusters
+the proxy watches and nothing else. Requests (ACKs, new subscriptions) are served between types.
+
+Status: `status()` lists connected proxies; per type the sent/ACKed versions and nonces, the last NACK,
+the watched count and the sync state (SYNCED / STALE / NOT SENT). A type is *current at* snapshot
+version V when the server built the proxy's config for V (sent or found unchanged) and the proxy ACKed
+the response carrying it; a proxy's `config_version` is the oldest such version over its subscribed
+types. `wait_synced(version)` waits until every (given) connected proxy's `config_version` >= version.
+
+Generator contract (what `xds.gen` must know):
+- `generate(snapshot, proxy, type_url, watched) -> Mapping[name, Any]` with packed `Any` messages;
+  `watched` is None for wildcard subscriptions (return everything), else the names to build (names not
+  in `watched` are dropped). Called on the event loop: keep it fast, cache by scope.
+- Returned Any messages and mappings are treated as immutable: the server caches their encoding by object
+  identity (for two snapshots), so returning the same objects to proxies of one scope makes a push to N
+  proxies cost one serialization. Do not mutate them after returning them.
+- Return a ClusterLoadAssignment (possibly with no endpoints) for every requested EDS name, else Envoy
+  waits `initial_fetch_timeout` (15 s) for it; name EDS resources after their cluster (as istiod does).
+- To fail one proxy: raise. The server logs it, counts `pilot_total_xds_internal_errors_total{type}`,
+  sends nothing of that type to that proxy (it keeps its last good config), and retries that type on
+  the next push of any kind. Other proxies and types are unaffected. To drop just one resource, leave it
+  out of the mapping (the generator's own error handling).
+
+Metrics (prometheus-client, on the registry given; see `isthmus.xds.metrics` for the table):
+`pilot_xds`, `pilot_inbound_updates_total{type}`, `pilot_push_triggers_total{type}`,
+`pilot_debounce_time_seconds`, `pilot_proxy_queue_time_seconds`, `pilot_xds_pushes_total{type}`,
+`pilot_xds_push_time_seconds{type}`, `pilot_xds_send_time_seconds`, `pilot_xds_send_bytes_total{type}`,
+`pilot_xds_config_size_bytes{type}`, `pilot_proxy_convergence_time_seconds`,
+`pilot_total_xds_rejects_total{type}`, `pilot_xds_expired_nonce_total{type}`,
+`pilot_total_xds_internal_errors_total{type}`, `pilot_xds_write_timeout_total`,
+`pilot_xds_skipped_pushes_total{type}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+import grpc
+from envoy.service.discovery.v3 import discovery_pb2
+from prometheus_client import CollectorRegistry
+
+from isthmus.model.proxy import Proxy
+from isthmus.xds import typeurls
+from isthmus.xds.cache import EncodeCache, ResponseEncoder
+from isthmus.xds.metrics import XdsMetrics
+from isthmus.xds.push_queue import Debouncer, Push, PushRequest
+from isthmus.xds.status import NOT_SENT, STALE, SYNCED, ProxyStatus, version_at_least, version_key
+
+__all__ = ["Generator", "ProxyStatus", "PushRequest", "XdsServer"]
+
+log = logging.getLogger(__name__)
+
+ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+_MASK = (1 << 64) - 1
+
+
+class Generator(Protocol):
+    def generate(
+        self, snapshot: Any, proxy: Proxy, type_url: str, watched: frozenset[str] | None
+    ) -> Mapping[str, Any]: ...
+
+
+class _StreamClosed(Exception):
+    pass
+
+
+class _TypeState:
+    """One subscribed type on one stream."""
+
+    __slots__ = (
+        "acked_nonce",
+        "acked_version",
+        "checked",
+        "combined",
+        "dirty",
+        "floor",
+        "label",
+        "last_nack",
+        "push_start",
+        "sent",
+        "sent_nonce",
+        "sent_shared",
+        "sent_version",
+        "short",
+        "type_url",
+        "watched",
+        "wildcard",
+    )
+
+    def __init__(self, type_url: str, names: frozenset[str]) -> None:
+        self.type_url = type_url
+        self.short = typeurls.short_name(type_url)
+        self.label = typeurls.metric_label(type_url)
+        self.wildcard = not names or "*" in names
+        self.watched: frozenset[str] = names - {"*"}
+        # name -> entry digest of what the proxy was sent (ACKed or not). Shared with the cache's
+        # ResourceSet for wildcard types (then replaced, never mutated).
+        self.sent: dict[str, int] = {}
+        self.sent_shared = False
+        self.combined = 0
+        self.sent_version: str | None = None
+        self.sent_nonce: str | None = None
+        self.acked_version: str | None = None
+        self.acked_nonce: str | None = None
+        self.last_nack: dict[str, Any] | None = None
+        self.push_start: float | None = None  # first update of the push the last response belongs to
+        self.checked: str | None = None  # snapshot version the content was last built/verified for
+        self.floor: str | None = None  # `checked` of the last ACKed content, while a newer one is in flight
+        self.dirty = False  # the generator failed: rebuild on the next push of any kind
+
+    def reset(self) -> None:
+        self.sent = {}
+        self.sent_shared = False
+        self.combined = 0
+
+    def forget(self, names: Iterable[str]) -> None:
+        if self.sent_shared:
+            self.sent = dict(self.sent)
+            self.sent_shared = False
+        for name in names:
+            d = self.sent.pop(name, None)
+            if d is not None:
+                self.combined = (self.combined - d) & _MASK
+
+    def synced_version(self) -> str | None:
+        if not self.wildcard and not self.watched:
+            return self.checked  # asks for nothing: current whenever the server looked
+        if self.sent_nonce is None:
+            return None
+        if self.acked_nonce == self.sent_nonce:
+            return self.checked
+        return self.floor
+
+    def sync_state(self) -> str:
+        if self.sent_nonce is None:
+            return NOT_SENT
+        return SYNCED if self.acked_nonce == self.sent_nonce else STALE
+
+
+class _Connection:
+    __slots__ = (
+        "closed",
+        "connected_at",
+        "context",
+        "id",
+        "inbox",
+        "peer",
+        "pending",
+        "proxy",
+        "snapshot",
+        "types",
+        "wake",
+    )
+
+    def __init__(self, cid: str, proxy: Proxy, peer: str, context: Any, snapshot: Any) -> None:
+        self.id = cid
+        self.proxy = proxy
+        self.peer = peer
+        self.context = context
+        self.connected_at = time.time()
+        self.types: dict[str, _TypeState] = {}
+        self.inbox: deque[discovery_pb2.DiscoveryRequest] = deque()
+        self.pending: Push | None = None
+        self.wake = asyncio.Event()
+        self.closed = False
+        self.snapshot = snapshot  # the snapshot this connection's config was last built from
+
+    def enqueue(self, push: Push) -> None:
+        self.pending = push if self.pending is None else self.pending.merge(push)
+        self.wake.set()
+
+
+class XdsServer:
+    def __init__(
+        self,
+        generator: Generator,
+        proxy_from_node: Callable[[Any], Proxy] = Proxy.from_envoy_node,
+        registry: CollectorRegistry | None = None,
+        debounce_after: float = 0.1,
+        debounce_max: float = 1.0,
+        push_concurrency: int = 100,
+        *,
+        send_timeout: float = 30.0,
+        required_types: Iterable[str] = (typeurls.CLUSTER, typeurls.LISTENER),
+        control_plane_id: str = "isthmus",
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+    ) -> None:
+        self._generator = generator
+        self._proxy_from_node = proxy_from_node
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = XdsMetrics(self.registry)
+        self._push_concurrency = max(1, push_concurrency)
+        self._send_timeout = send_timeout
+        self._required_types = frozenset(required_types)
+        self._max_message_bytes = max_message_bytes
+        self._cache = EncodeCache()
+        self._encoder = ResponseEncoder(control_plane_id)
+        self._debouncer = Debouncer(
+            self._dispatch, debounce_after, debounce_max, on_debounced=self._on_debounced
+        )
+        self._nonces = itertools.count(1)
+        self._conn_ids = itertools.count(1)
+        self._conns: dict[str, _Connection] = {}
+        self._by_proxy: dict[str, list[_Connection]] = {}  # proxy id -> its streams, newest last
+        self._snapshot: Any = None  # latest given to update()
+        self._pushed: Any = None  # latest dispatched to the connections
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: grpc.aio.Server | None = None
+        self._debounce_task: asyncio.Task[None] | None = None
+        self._sem: asyncio.Semaphore | None = None
+        self._changed = asyncio.Event()
+        self._port: int | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, host: str, port: int, credentials: grpc.ServerCredentials | None = None) -> int:
+        """Listen on host:port (0: any free port); returns the port bound."""
+        if self._server is not None:
+            raise RuntimeError("XdsServer already started")
+        self._loop = asyncio.get_running_loop()
+        self._sem = asyncio.Semaphore(self._push_concurrency)
+        options = [
+            ("grpc.max_send_message_length", self._max_message_bytes),
+            ("grpc.max_receive_message_length", self._max_message_bytes),
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+            ("grpc.http2.max_ping_strikes", 0),
+            ("grpc.so_reuseport", 0),
+        ]
+        server = grpc.aio.server(options=options)
+        handler = grpc.method_handlers_generic_handler(
+            ADS_SERVICE,
+            {
+                "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                    self._stream,
+                    request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+                    response_serializer=None,  # responses are written pre-encoded (bytes)
+                )
+            },
+        )
+        server.add_generic_rpc_handlers((handler,))
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if credentials is None:
+            bound = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, credentials)
+        if not bound:
+            raise OSError(f"xDS server could not listen on {address}")
+        await server.start()
+        self._server = server
+        self._port = bound
+        self._debounce_task = asyncio.create_task(self._debouncer.run(), name="xds-debounce")
+        log.info("xDS server listening on %s:%d", host, bound)
+        return bound
+
+    async def stop(self, grace: float | None = None) -> None:
+        if self._debounce_task is not None:
+            self._debounce_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._debounce_task
+            self._debounce_task = None
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+
+    @property
+    def port(self) -> int | None:
+        return self._port
+
+    @property
+    def snapshot(self) -> Any:
+        """The latest snapshot given to `update()`."""
+        return self._snapshot
+
+    @property
+    def pushed_snapshot(self) -> Any:
+        """The latest snapshot whose push has been dispatched to the connections."""
+        return self._pushed
+
+    # ------------------------------------------------------------------ updates and pushes
+
+    def update(self, snapshot: Any, request: PushRequest) -> None:
+        """Set the current snapshot and schedule a (debounced) push. Callable from any thread."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is not loop:
+                loop.call_soon_threadsafe(self._update, snapshot, request)
+                return
+        self._update(snapshot, request)
+
+    def _update(self, snapshot: Any, request: PushRequest) -> None:
+        self._snapshot = snapshot
+        self.metrics.inbound_updates.labels("full" if request.full else "eds").inc()
+        self._debouncer.add(snapshot, request)
+
+    def flush(self) -> None:
+        """Dispatch the pending (debounced) push now. Must be called on the server's loop."""
+        self._debouncer.flush()
+
+    def _on_debounced(self, waited: float, updates: int) -> None:
+        self.metrics.debounce_time.observe(waited)
+
+    def _dispatch(self, push: Push) -> None:
+        if push.snapshot is not self._pushed:
+            self._cache.rotate()
+        self._pushed = push.snapshot
+        req = push.request
+        self.metrics.push_triggers.labels("full" if req.full else "eds").inc()
+        log.debug(
+            "push v%s full=%s eds=%d reason=%s to %d proxies (%d updates)",
+            getattr(push.snapshot, "version", "?"),
+            req.full,
+            len(req.eds_only_clusters),
+            req.reason,
+            len(self._conns),
+            push.updates,
+        )
+        for conn in self._conns.values():
+            conn.enqueue(push)
+
+    # ------------------------------------------------------------------ streams
+
+    async def _stream(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
+        first = await context.read()
+        if first is grpc.aio.EOF:
+            return
+        if not first.HasField("node") or not first.node.id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first request must carry the node")
+        try:
+            proxy = self._proxy_from_node(first.node)
+        except Exception as e:
+            log.warning("refusing xDS stream from %s (node %r): %s", context.peer(), first.node.id, e)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid node {first.node.id!r}: {e}")
+        conn = _Connection(f"{proxy.id}-{next(self._conn_ids)}", proxy, context.peer(), context, self._pushed)
+        self._register(conn)
+        reader = asyncio.create_task(self._read_loop(conn), name=f"xds-read-{conn.id}")
+        conn.inbox.append(first)
+        try:
+            await self._serve(conn)
+        except _StreamClosed:
+            pass
+        except asyncio.CancelledError:
+            # gRPC cancels the handler when the client goes away or the server stops; the RPC is over
+            # either way. Returning (rather than re-raising) keeps grpc from printing a traceback per
+            # stream; the task ends right here.
+            log.debug("xDS stream %s cancelled", conn.id)
+        except Exception as e:
+            if not conn.closed:
+                log.warning("xDS stream %s failed: %r", conn.id, e)
+        finally:
+            reader.cancel()
+            self._unregister(conn)
+
+    async def _read_loop(self, conn: _Connection) -> None:
+        try:
+            while True:
+                req = await conn.context.read()
+                if req is grpc.aio.EOF:
+                    break
+                conn.inbox.append(req)
+                conn.wake.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.debug("xDS stream %s read ended: %r", conn.id, e)
+        finally:
+            conn.closed = True
+            conn.wake.set()
+
+    def _register(self, conn: _Connection) -> None:
+        self._conns[conn.id] = conn
+        self._by_proxy.setdefault(conn.proxy.id, []).append(conn)
+        self.metrics.connected.set(len(self._conns))
+        log.info("proxy %s connected from %s (%s)", conn.proxy.id, conn.peer, conn.id)
+        self._notify()
+
+    def _unregister(self, conn: _Connection) -> None:
+        conn.closed = True
+        if self._conns.pop(conn.id, None) is None:
+            return
+        streams = self._by_proxy.get(conn.proxy.id, [])
+        if conn in streams:
+            streams.remove(conn)
+        if not streams:
+            self._by_proxy.pop(conn.proxy.id, None)
+        self.metrics.connected.set(len(self._conns))
+        log.info("proxy %s disconnected (%s)", conn.proxy.id, conn.id)
+        self._notify()
+
+    async def _serve(self, conn: _Connection) -> None:
+        """The connection's task: handles its requests and its pushes, in order; the only writer."""
+        while True:
+            while conn.inbox:
+                await self._handle_request(conn, conn.inbox.popleft())
+            if conn.closed:
+                return
+            if conn.pending is not None:
+                push, conn.pending = conn.pending, None
+                await self._process_push(conn, push)
+                continue
+            conn.wake.clear()
+            await conn.wake.wait()
+
+    async def _handle_request(self, conn: _Connection, req: discovery_pb2.DiscoveryRequest) -> None:
+        type_url = req.type_url
+        if not type_url:
+            log.debug("request without type_url from %s ignored", conn.id)
+            return
+        names = frozenset(req.resource_names)
+        nonce = req.response_nonce
+        st = conn.types.get(type_url)
+        if st is None or not nonce:
+            # A new subscription (or the client starting over on this type): answer it in full.
+            if st is None:
+                st = conn.types[type_url] = _TypeState(type_url, names)
+            else:
+                st.wildcard = not names or "*" in names
+                st.watched = names - {"*"}
+                st.reset()
+            self._notify()
+            if conn.snapshot is not None:
+                await self._send_type(conn, st, conn.snapshot, None, frozenset(), None, initial=True)
+            return
+
+        if nonce != st.sent_nonce:
+            self.metrics.expired_nonce.labels(st.label).inc()
+            log.debug("stale nonce %s for %s from %s (latest %s)", nonce, st.short, conn.id, st.sent_nonce)
+        elif req.HasField("error_detail"):
+            self._on_nack(conn, st, req)
+        elif st.acked_nonce != nonce:
+            st.acked_nonce = nonce
+            st.acked_version = st.sent_version
+            if st.push_start is not None:
+                self.metrics.convergence.observe(time.monotonic() - st.push_start)
+                st.push_start = None
+            self._notify()
+
+        # Subscription changes, from any request (stale ones included).
+        wildcard = "*" in names or (st.wildcard and not names)
+        watched = names - {"*"}
+        if wildcard != st.wildcard:
+            st.wildcard, st.watched = wildcard, watched
+            st.reset()
+            self._notify()
+            if conn.snapshot is not None and st.sent_nonce is not None:
+                await self._send_type(conn, st, conn.snapshot, None, frozenset(), None, initial=True)
+        elif not wildcard and watched != st.watched:
+            added = watched - st.watched
+            st.forget(st.watched - watched)
+            st.watched = watched
+            self._notify()
+            if added and conn.snapshot is not None and st.sent_nonce is not None:
+                await self._send_type(conn, st, conn.snapshot, added, frozenset(), None, initial=False)
+
+    def _on_nack(self, conn: _Connection, st: _TypeState, req: discovery_pb2.DiscoveryRequest) -> None:
+        if st.last_nack is not None and st.last_nack["nonce"] == req.response_nonce:
+            return  # the same NACK again
+        message = req.error_detail.message
+        st.last_nack = {
+            "type": st.short,
+            "version": st.sent_version,
+            "nonce": req.response_nonce,
+            "message": message,
+            "code": req.error_detail.code,
+            "time": time.time(),
+        }
+        st.push_start = None
+        self.metrics.rejects.labels(st.label).inc()
+        log.warning(
+            "proxy %s rejected %s version %s (nonce %s), keeping %s: %s",
+            conn.proxy.id,
+            st.short,
+            st.sent_version,
+            req.response_nonce,
+            req.version_info or "nothing",
+            message,
+        )
+        self._notify()
+
+    async def _process_push(self, conn: _Connection, push: Push) -> None:
+        self.metrics.queue_time.observe(max(0.0, time.monotonic() - push.dispatched))
+        conn.snapshot = push.snapshot
+        if not conn.types:
+            return
+        version = str(push.snapshot.version)
+        req = push.request
+        assert self._sem is not None
+        async with self._sem:
+            changed_clusters: frozenset[str] = frozenset()
+            for type_url in sorted(conn.types, key=typeurls.push_order_key):
+                while conn.inbox:  # ACKs and subscription changes that arrived meanwhile
+                    await self._handle_request(conn, conn.inbox.popleft())
+                if conn.closed:
+                    return
+                st = conn.types[type_url]
+                only: frozenset[str] | None
+                if req.full or st.sent_nonce is None or st.dirty:
+                    only = None
+                elif type_url == typeurls.ENDPOINT:
+                    only = req.eds_only_clusters
+                else:
+                    only = frozenset()
+                force = changed_clusters if type_url == typeurls.ENDPOINT else frozenset()
+                if only is not None:
+                    only = only | force
+                    if not only:
+                        st.checked = version  # this push changes nothing of this type
+                        continue
+                changed = await self._send_type(
+                    conn, st, push.snapshot, only, force, push, initial=st.sent_nonce is None
+                )
+                if type_url == typeurls.CLUSTER:
+                    changed_clusters = changed
+        self._notify()  # versions advanced even where nothing was sent
+
+    async def _send_type(
+        self,
+        conn: _Connection,
+        st: _TypeState,
+        snapshot: Any,
+        only: frozenset[str] | None,
+        force: frozenset[str],
+        push: Push | None,
+        *,
+        initial: bool,
+    ) -> frozenset[str]:
+        """Build `st.type_url` for the connection (restricted to `only` if given), send what changed (all
+        of it if `initial`) and return the names sent. Resources named in `force` are sent even if
+        unchanged."""
+        version = str(snapshot.version)
+        type_url = st.type_url
+        watched: frozenset[str] | None
+        if st.wildcard:
+            watched = None
+        else:
+            watched = st.watched if only is None else st.watched & only
+            if not watched and not initial:
+                st.checked = version
+                return frozenset()
+        t0 = time.perf_counter()
+        try:
+            resources = self._generator.generate(snapshot, conn.proxy, type_url, watched)
+            rs = self._cache.resource_set(resources)
+        except Exception:
+            st.dirty = True
+            self.metrics.internal_errors.labels(st.label).inc()
+            log.exception(
+                "generating %s for proxy %s at version %s failed; it keeps its last config",
+                st.short,
+                conn.proxy.id,
+                version,
+            )
+            self._notify()
+            return frozenset()
+        st.dirty = False
+
+        if st.wildcard:
+            if (
+                not initial
+                and st.sent_nonce is not None
+                and rs.combined == st.combined
+                and len(rs.digests) == len(st.sent)
+            ):
+                return self._skip(st, version)
+            if type_url == typeurls.CLUSTER:
+                prev = st.sent
+                changed = frozenset(n for n, d in rs.digests.items() if prev.get(n) != d)
+            else:
+                changed = frozenset()
+            body = rs.body
+            count = len(rs.entries)
+            st.sent, st.sent_shared, st.combined = rs.digests, True, rs.combined
+        else:
+            assert watched is not None
+            sent = st.sent
+            to_send = [
+                (name, enc, d)
+                for name, enc, d in rs.entries
+                if name in watched and (name in force or sent.get(name) != d)
+            ]
+            if not to_send and not initial:
+                return self._skip(st, version)
+            if st.sent_shared:
+                st.sent, st.sent_shared = dict(sent), False
+                sent = st.sent
+            combined = st.combined
+            for name, _, d in to_send:
+                combined += d - sent.get(name, 0)
+                sent[name] = d
+            st.combined = combined & _MASK
+            count = len(to_send)
+            body = rs.body if count == len(rs.entries) else b"".join(enc.data for _, enc, _ in to_send)
+            changed = frozenset(name for name, _, _ in to_send)
+
+        nonce = str(next(self._nonces))
+        response_version = f"{version}-{st.combined:016x}"
+        data = self._encoder.response(body, response_version, type_url, nonce)
+        if st.sent_nonce is not None and st.acked_nonce == st.sent_nonce:
+            st.floor = st.checked
+        st.sent_version, st.sent_nonce, st.checked = response_version, nonce, version
+        st.push_start = push.first_update if push is not None else None
+        await self._write(conn, data)
+        self.metrics.pushes.labels(st.label).inc()
+        self.metrics.send_bytes.labels(st.label).inc(len(data))
+        self.metrics.config_size.labels(st.label).observe(len(data))
+        self.metrics.push_time.labels(st.label).observe(time.perf_counter() - t0)
+        log.debug(
+            "sent %s %s (%d resources, %d bytes, nonce %s) to %s",
+            st.short,
+            response_version,
+            count,
+            len(data),
+            nonce,
+            conn.id,
+        )
+        self._notify()
+        return changed
+
+    def _skip(self, st: _TypeState, version: str) -> frozenset[str]:
+        st.checked = version
+        self.metrics.skipped.labels(st.label).inc()
+        self._notify()
+        return frozenset()
+
+    async def _write(self, conn: _Connection, data: bytes) -> None:
+        t0 = time.perf_counter()
+        try:
+            await asyncio.wait_for(conn.context.write(data), self._send_timeout)
+        except TimeoutError:
+            self.metrics.write_timeouts.inc()
+            log.warning("write to %s timed out after %.1fs; closing the stream", conn.id, self._send_timeout)
+            conn.closed = True
+            raise _StreamClosed() from None
+        self.metrics.send_time.observe(time.perf_counter() - t0)
+
+    # ------------------------------------------------------------------ status
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _config_version(self, conn: _Connection) -> str | None:
+        if not conn.types or not self._required_types <= conn.types.keys():
+            return None
+        oldest: str | None = None
+        for st in conn.types.values():
+            v = st.synced_version()
+            if v is None:
+                return None
+            if oldest is None or version_key(v) < version_key(oldest):
+                oldest = v
+        return oldest
+
+    def status(self) -> list[ProxyStatus]:
+        out = []
+        for conn in list(self._conns.values()):
+            types: dict[str, dict[str, Any]] = {}
+            for type_url in sorted(conn.types, key=typeurls.push_order_key):
+                st = conn.types[type_url]
+                types[st.short] = {
+                    "type_url": type_url,
+                    "sent_version": st.sent_version,
+                    "sent_nonce": st.sent_nonce,
+                    "acked_version": st.acked_version,
+                    "acked_nonce": st.acked_nonce,
+                    "last_nack": dict(st.last_nack) if st.last_nack else None,
+                    "watched": len(st.watched),
+                    "wildcard": st.wildcard,
+                    "resources": len(st.sent),
+                    "sync": st.sync_state(),
+                    "synced_version": st.synced_version(),
+                }
+            out.append(
+                ProxyStatus(
+                    id=conn.proxy.id,
+                    connection_id=conn.id,
+                    proxy=conn.proxy,
+                    peer=conn.peer,
+                    connected_at=conn.connected_at,
+                    types=types,
+                    config_version=self._config_version(conn),
+                )
+            )
+        return out
+
+    def proxy_ids(self) -> set[str]:
+        return set(self._by_proxy)
+
+    async def _wait(self, done: Callable[[], bool], timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            event = self._changed
+            if done():
+                return True
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            try:
+                await asyncio.wait_for(event.wait(), left)
+            except TimeoutError:
+                return done()
+
+    async def wait_connected(self, proxy_id: str, timeout: float = 10.0) -> bool:
+        return await self._wait(lambda: proxy_id in self._by_proxy, timeout)
+
+    async def wait_synced(
+        self, version: str, proxy_ids: set[str] | None = None, timeout: float = 10.0
+    ) -> bool:
+        """True once every connected proxy (or every one of `proxy_ids`, which must be connected) has
+        ACKed config built from snapshot version >= `version` for all the types it subscribed to
+        (at least CDS and LDS); False on timeout."""
+        version = str(version)
+        confirmed: set[str] = set()  # connection ids: their synced versions only grow
+
+        def done() -> bool:
+            if proxy_ids is None:
+                conns = list(self._conns.values())
+            else:
+                conns = []
+                for pid in proxy_ids:
+                    streams = self._by_proxy.get(pid)
+                    if not streams:
+                        return False
+                    conns.append(streams[-1])  # the newest stream of that proxy
+            for conn in conns:
+                if conn.id in confirmed:
+                    continue
+                if not version_at_least(self._config_version(conn), version):
+                    return False
+                confirmed.add(conn.id)
+            return True
+
+        return await self._wait(done, timeout)
