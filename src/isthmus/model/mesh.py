@@ -1,0 +1,81 @@
+"""Effective mesh-wide settings: the MeshConfig resource with Istio's defaults filled in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from isthmus.model.durations import to_seconds
+
+
+@dataclass(frozen=True)
+class MeshSettings:
+    trust_domain: str = "cluster.local"
+    trust_domain_aliases: tuple[str, ...] = ()
+    root_namespace: str = "istio-system"
+    domain_suffix: str = "cluster.local"
+    outbound_policy: str = "ALLOW_ANY"  # or REGISTRY_ONLY
+    connect_timeout_s: float = 10.0
+    # The MeshConfig `defaultHttpRetryPolicy` (an HTTPRetry model) or None for Istio's built-in default.
+    default_http_retry: Any = None
+    default_service_export_to: frozenset[str] = frozenset({"*"})
+    default_virtual_service_export_to: frozenset[str] = frozenset({"*"})
+    default_destination_rule_export_to: frozenset[str] = frozenset({"*"})
+    enable_auto_mtls: bool = True
+    access_log_file: str = ""
+    access_log_encoding: str = "TEXT"
+    access_log_format: str = ""
+    enable_tracing: bool = False
+    h2_upgrade_policy: str = "DO_NOT_UPGRADE"
+    protocol_detection_timeout_s: float = 0.0
+    dns_refresh_rate_s: float = 60.0
+    termination_drain_duration_s: float = 5.0
+    drain_duration_s: float = 45.0
+    tracing_sampling: float = 1.0
+    tcp_keepalive: Any = None
+    locality_lb_enabled: bool = True
+    spec: Any = field(default=None, compare=False)
+
+    @classmethod
+    def from_spec(cls, spec: Any | None) -> MeshSettings:
+        if spec is None:
+            return cls()
+
+        def get(name: str, default: Any = None) -> Any:
+            value = getattr(spec, name, None)
+            return default if value is None else value
+
+        otp = get("outbound_traffic_policy")
+        default_config = get("default_config")
+
+        def dc(n, d=None):
+            return (getattr(default_config, n, None) if default_config is not None else None) or d
+
+        tracing = dc("tracing")
+        sampling = getattr(tracing, "sampling", None) if tracing is not None else None
+        locality = get("locality_lb_setting")
+        return cls(
+            trust_domain=get("trust_domain", "cluster.local"),
+            trust_domain_aliases=tuple(get("trust_domain_aliases", ())),
+            root_namespace=get("root_namespace", "istio-system"),
+            outbound_policy=(getattr(otp, "mode", None) or "ALLOW_ANY") if otp is not None else "ALLOW_ANY",
+            connect_timeout_s=to_seconds(get("connect_timeout"), 10.0),
+            default_http_retry=get("default_http_retry_policy"),
+            default_service_export_to=frozenset(get("default_service_export_to", ["*"])),
+            default_virtual_service_export_to=frozenset(get("default_virtual_service_export_to", ["*"])),
+            default_destination_rule_export_to=frozenset(get("default_destination_rule_export_to", ["*"])),
+            enable_auto_mtls=get("enable_auto_mtls", True),
+            access_log_file=get("access_log_file", ""),
+            access_log_encoding=get("access_log_encoding", "TEXT"),
+            access_log_format=get("access_log_format", ""),
+            enable_tracing=get("enable_tracing", False),
+            h2_upgrade_policy=get("h2_upgrade_policy", "DO_NOT_UPGRADE"),
+            protocol_detection_timeout_s=to_seconds(get("protocol_detection_timeout"), 0.0),
+            dns_refresh_rate_s=to_seconds(get("dns_refresh_rate"), 60.0),
+            termination_drain_duration_s=to_seconds(dc("termination_drain_duration"), 5.0),
+            drain_duration_s=to_seconds(dc("drain_duration"), 45.0),
+            tracing_sampling=float(sampling) if sampling is not None else 1.0,
+            tcp_keepalive=get("tcp_keepalive"),
+            locality_lb_enabled=(getattr(locality, "enabled", None) is not False) if locality else True,
+            spec=spec,
+        )

@@ -1,0 +1,163 @@
+"""The snapshot: an immutable, indexed view of all config and the registry at one version.
+
+Generators are pure functions of (snapshot, proxy). Per-scope results (sidecar scopes, DR lookups) are
+memoized inside the snapshot, which is safe because it never changes after it is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from isthmus.config.store import Config
+from isthmus.model.destination_rules import DestinationRuleIndex, MergedDestinationRule
+from isthmus.model.gateways import GatewayServer, gateway_servers
+from isthmus.model.mesh import MeshSettings
+from isthmus.model.proxy import Proxy
+from isthmus.model.sidecar_scope import SidecarScope, build_scope, select_sidecar
+from isthmus.model.virtual_services import MESH_GATEWAY, VirtualServiceEntry, VirtualServiceIndex
+from isthmus.model.visibility import is_visible, normalize
+from isthmus.registry.build import Registry, build_registry
+from isthmus.registry.types import Pod, Protocol, Service, ServicePort
+
+
+@dataclass(frozen=True)
+class InboundPort:
+    port: int  # the target port the sidecar listens on, on the pod address
+    protocol: Protocol
+    app_port: int  # where the app listens, on 127.0.0.1
+    services: tuple[tuple[Service, ServicePort], ...] = ()
+
+
+@dataclass
+class Snapshot:
+    version: str
+    mesh: MeshSettings
+    registry: Registry
+    configs: dict[str, list[Config]]
+    virtual_services: VirtualServiceIndex
+    destination_rules: DestinationRuleIndex
+    namespaces: dict[str, Mapping[str, str]] = field(default_factory=dict)
+    _memo: dict[Any, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def build(cls, version: str | int, configs: Iterable[Config], pods: Iterable[Pod]) -> Snapshot:
+        by_kind: dict[str, list[Config]] = {}
+        for cfg in sorted(configs, key=lambda c: c.creation_order):
+            by_kind.setdefault(cfg.kind, []).append(cfg)
+        mesh_cfgs = by_kind.get("MeshConfig", [])
+        mesh = MeshSettings.from_spec(mesh_cfgs[0].spec if mesh_cfgs else None)
+        registry = build_registry(
+            [c for k in ("Service", "ServiceEntry", "WorkloadEntry") for c in by_kind.get(k, [])],
+            pods,
+            domain=mesh.domain_suffix,
+        )
+        return cls(
+            version=str(version),
+            mesh=mesh,
+            registry=registry,
+            configs=by_kind,
+            virtual_services=VirtualServiceIndex.build(
+                by_kind.get("VirtualService", []), mesh.default_virtual_service_export_to, mesh.domain_suffix
+            ),
+            destination_rules=DestinationRuleIndex.build(
+                by_kind.get("DestinationRule", []),
+                mesh.default_destination_rule_export_to,
+                mesh.root_namespace,
+                mesh.domain_suffix,
+            ),
+            namespaces={c.name: dict(c.metadata.labels or {}) for c in by_kind.get("Namespace", [])},
+        )
+
+    # --- memo helper -------------------------------------------------------------------------
+    def memo(self, key: Any, compute: Any) -> Any:
+        try:
+            return self._memo[key]
+        except KeyError:
+            value = self._memo[key] = compute()
+            return value
+
+    # --- services ----------------------------------------------------------------------------
+    def visible_services(self, namespace: str) -> list[Service]:
+        def compute() -> list[Service]:
+            default = self.mesh.default_service_export_to
+            return [
+                s
+                for s in self.registry.services
+                if is_visible(normalize(s.export_to, default), s.namespace, namespace)
+            ]
+
+        return self.memo(("visible_services", namespace), compute)
+
+    def sidecar_resource(self, proxy: Proxy) -> Config | None:
+        if proxy.kind != "sidecar":
+            return None
+        return select_sidecar(
+            self.configs.get("Sidecar", []), proxy.namespace, proxy.labels, self.mesh.root_namespace
+        )
+
+    def scope(self, proxy: Proxy) -> SidecarScope:
+        sidecar = self.sidecar_resource(proxy)
+        key = ("scope", proxy.namespace, sidecar.key if sidecar is not None else None)
+        return self.memo(
+            key,
+            lambda: build_scope(
+                proxy.namespace,
+                sidecar,
+                self.visible_services(proxy.namespace),
+                self.virtual_services.for_namespace(proxy.namespace, MESH_GATEWAY),
+                self.mesh.outbound_policy,
+            ),
+        )
+
+    def destination_rule(self, proxy: Proxy, service: Service) -> MergedDestinationRule | None:
+        return self.destination_rules.lookup(
+            proxy.namespace, proxy.labels, service.hostname, service.namespace
+        )
+
+    def virtual_services_for_gateway(self, namespace: str, gateway_name: str) -> list[VirtualServiceEntry]:
+        return self.memo(
+            ("vs_gw", namespace, gateway_name),
+            lambda: self.virtual_services.for_namespace(namespace, gateway_name),
+        )
+
+    # --- proxies -----------------------------------------------------------------------------
+    def pod(self, proxy: Proxy) -> Pod | None:
+        return self.registry.pods.get((proxy.namespace, proxy.instance))
+
+    def inbound_ports(self, proxy: Proxy) -> list[InboundPort]:
+        """The target ports a sidecar serves: the workload's ports, with protocols from the Services."""
+        pod = self.pod(proxy)
+        if pod is None:
+            return []
+        services = self.registry.services_selecting(pod)
+        out = []
+        for target, app_port in sorted(pod.app_ports.items()):
+            matched: list[tuple[Service, ServicePort]] = []
+            for svc in services:
+                for sp in svc.ports:
+                    resolved = (
+                        sp.target_port
+                        if sp.target_port_name is None
+                        else pod.named_ports.get(sp.target_port_name)
+                    )
+                    if resolved == target:
+                        matched.append((svc, sp))
+            protocol = matched[0][1].protocol if matched else Protocol.AUTO
+            out.append(
+                InboundPort(port=target, protocol=protocol, app_port=app_port, services=tuple(matched))
+            )
+        return out
+
+    def gateway_servers(self, proxy: Proxy) -> list[GatewayServer]:
+        pod = self.pod(proxy)
+        selecting = self.registry.services_selecting(pod) if pod is not None else []
+        return gateway_servers(self.configs.get("Gateway", []), proxy.labels, selecting)
+
+    def gateway(self, name: str) -> Config | None:
+        ns, _, gw = name.partition("/")
+        for c in self.configs.get("Gateway", []):
+            if c.namespace == ns and c.name == gw:
+                return c
+        return None

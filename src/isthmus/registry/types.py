@@ -1,0 +1,212 @@
+"""The service registry's data: services, their ports, and endpoints, as istiod models them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Protocol(StrEnum):
+    """Istio's protocol names (`pkg/config/protocol`). AUTO is Istio's 'UNSUPPORTED': sniffed."""
+
+    HTTP = "HTTP"
+    HTTP2 = "HTTP2"
+    HTTPS = "HTTPS"
+    GRPC = "GRPC"
+    GRPC_WEB = "GRPC-Web"
+    TCP = "TCP"
+    TLS = "TLS"
+    MONGO = "Mongo"
+    REDIS = "Redis"
+    MYSQL = "MySQL"
+    UDP = "UDP"
+    HBONE = "HBONE"
+    AUTO = "UNSUPPORTED"
+
+    @property
+    def is_http(self) -> bool:
+        return self in (Protocol.HTTP, Protocol.HTTP2, Protocol.GRPC, Protocol.GRPC_WEB)
+
+    @property
+    def is_http2(self) -> bool:
+        return self in (Protocol.HTTP2, Protocol.GRPC)
+
+    @property
+    def is_tcp(self) -> bool:
+        """Served by tcp_proxy (opaque bytes), as Istio's IsTCP."""
+        return self in (
+            Protocol.TCP,
+            Protocol.HTTPS,
+            Protocol.TLS,
+            Protocol.MONGO,
+            Protocol.REDIS,
+            Protocol.MYSQL,
+        )
+
+    @property
+    def is_tls(self) -> bool:
+        return self in (Protocol.HTTPS, Protocol.TLS)
+
+
+_PROTOCOL_BY_NAME = {
+    "http": Protocol.HTTP,
+    "http2": Protocol.HTTP2,
+    "https": Protocol.HTTPS,
+    "grpc": Protocol.GRPC,
+    "grpc-web": Protocol.GRPC_WEB,
+    "tcp": Protocol.TCP,
+    "tls": Protocol.TLS,
+    "mongo": Protocol.MONGO,
+    "redis": Protocol.REDIS,
+    "mysql": Protocol.MYSQL,
+    "udp": Protocol.UDP,
+    "hbone": Protocol.HBONE,
+}
+
+# appProtocol values Istio maps besides its own names (`pkg/config/kube/conversion.go`).
+_APP_PROTOCOL_ALIASES = {
+    "kubernetes.io/h2c": Protocol.HTTP2,
+    "kubernetes.io/ws": Protocol.HTTP,
+    "kubernetes.io/wss": Protocol.HTTPS,
+    "h2c": Protocol.HTTP2,
+}
+
+
+def parse_protocol(name: str | None) -> Protocol:
+    """A protocol name as written in a ServiceEntry/Gateway port (case-insensitive)."""
+    if not name:
+        return Protocol.AUTO
+    return _PROTOCOL_BY_NAME.get(name.lower(), Protocol.AUTO)
+
+
+def protocol_from_kube_port(
+    name: str | None, app_protocol: str | None, kube_protocol: str | None
+) -> Protocol:
+    """Istio's rule: UDP stays UDP; appProtocol wins; else the port name prefix `<proto>[-suffix]`."""
+    if (kube_protocol or "TCP").upper() == "UDP":
+        return Protocol.UDP
+    if app_protocol:
+        alias = _APP_PROTOCOL_ALIASES.get(app_protocol.lower())
+        if alias is not None:
+            return alias
+        proto = parse_protocol(app_protocol)
+        if proto is not Protocol.AUTO:
+            return proto
+    if name:
+        lowered = name.lower()
+        if lowered in _PROTOCOL_BY_NAME:
+            return _PROTOCOL_BY_NAME[lowered]
+        prefix = lowered.split("-", 1)[0]
+        # grpc-web is the one registered name containing a dash.
+        if lowered.startswith("grpc-web"):
+            return Protocol.GRPC_WEB
+        if "-" in lowered and prefix in _PROTOCOL_BY_NAME:
+            return _PROTOCOL_BY_NAME[prefix]
+    return Protocol.AUTO
+
+
+class Resolution(StrEnum):
+    """How a service's endpoints are found: Istio's `model.Resolution`."""
+
+    CLIENT_SIDE_LB = "ClientSideLB"  # EDS
+    PASSTHROUGH = "Passthrough"  # ORIGINAL_DST (resolution NONE)
+    DNS = "DNS"  # STRICT_DNS
+    DNS_ROUND_ROBIN = "DNSRoundRobin"  # LOGICAL_DNS
+    DYNAMIC_DNS = "DynamicDNS"
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    name: str
+    port: int
+    protocol: Protocol
+    # Kubernetes targetPort (number, or a port name resolved per endpoint) / ServiceEntry targetPort.
+    target_port: int | None = None
+    target_port_name: str | None = None
+
+
+@dataclass(frozen=True)
+class ServiceRef:
+    """The config resource a service came from, for messages and metadata."""
+
+    kind: str  # "Service" or "ServiceEntry"
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Service:
+    hostname: str
+    namespace: str
+    name: str
+    ports: tuple[ServicePort, ...]
+    source: ServiceRef
+    resolution: Resolution = Resolution.CLIENT_SIDE_LB
+    mesh_external: bool = False
+    export_to: frozenset[str] = frozenset()  # empty: mesh default
+    addresses: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    selector: Mapping[str, str] | None = None
+    # Kubernetes ExternalName: the concrete host traffic goes to.
+    external_name: str | None = None
+    subject_alt_names: tuple[str, ...] = ()
+    creation_order: tuple = ()
+
+    def port(self, number: int) -> ServicePort | None:
+        for p in self.ports:
+            if p.port == number:
+                return p
+        return None
+
+    def port_by_name(self, name: str) -> ServicePort | None:
+        for p in self.ports:
+            if p.name == name:
+                return p
+        return None
+
+    @property
+    def is_kubernetes(self) -> bool:
+        return self.source.kind == "Service"
+
+    @property
+    def is_wildcard(self) -> bool:
+        return self.hostname.startswith("*")
+
+
+@dataclass(frozen=True)
+class Pod:
+    """A workload instance: what the local runner starts (or a Kubernetes Pod)."""
+
+    name: str
+    namespace: str
+    ip: str
+    labels: Mapping[str, str]
+    workload: str = ""
+    service_account: str = "default"
+    sidecar: bool = True
+    gateway: bool = False
+    ready: bool = True
+    # Target port -> private app port (local runner); empty for pods we did not start.
+    app_ports: Mapping[int, int] = field(default_factory=dict)
+    named_ports: Mapping[str, int] = field(default_factory=dict)
+    locality: str = ""
+    network: str = ""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    address: str
+    port: int
+    namespace: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    service_account: str | None = None
+    workload: str = ""
+    instance: str = ""
+    sidecar: bool = False  # carries an Istio sidecar: tlsMode istio
+    ready: bool = True
+    weight: int | None = None
+    locality: str = ""
+    network: str = ""
+    # True for DNS-resolved addresses (hostnames); the cluster is STRICT_DNS then.
+    hostname: bool = False
