@@ -1,0 +1,74 @@
+"""The generator the xDS server calls: (snapshot, proxy, type, watched names) -> packed resources."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from isthmus.model.proxy import Proxy
+from isthmus.model.snapshot import Snapshot
+from isthmus.xds.gen import naming
+from isthmus.xds.gen import protos as p
+from isthmus.xds.gen.clusters import build_clusters
+from isthmus.xds.gen.endpoints import build_endpoints
+from isthmus.xds.gen.listeners import build_listeners
+from isthmus.xds.gen.routes import gateway_route_config, http_proxy_route_config
+
+log = logging.getLogger(__name__)
+
+
+def port_offset(proxy: Proxy) -> int:
+    try:
+        return int(proxy.metadata.get("ISTHMUS_PORT_OFFSET", 0) or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def build_routes(snapshot: Snapshot, proxy: Proxy, names: Iterable[str]) -> list[Any]:
+    out = []
+    gateway_servers = snapshot.gateway_servers(proxy) if proxy.kind == "gateway" else []
+    for name in names:
+        if name == naming.HTTP_PROXY_ROUTE and proxy.kind == "sidecar":
+            out.append(http_proxy_route_config(snapshot, proxy))
+            continue
+        if name.startswith("http."):
+            parts = name.split(".", 2)
+            try:
+                listen_port = int(parts[1])
+            except (IndexError, ValueError):
+                continue
+            bind = parts[2] if len(parts) > 2 else None
+            servers = [
+                s
+                for s in gateway_servers
+                if s.listen_port == listen_port and s.bind == bind and s.serves_http and not s.terminates_tls
+            ]
+            if servers:
+                out.append(gateway_route_config(snapshot, proxy, name, servers))
+    return out
+
+
+def _pack_all(messages: Iterable[Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for m in messages:
+        name = getattr(m, "name", None) or getattr(m, "cluster_name", "")
+        out[name] = p.pack(m)
+    return out
+
+
+class MeshGenerator:
+    """Stateless: every call is a pure function of its arguments."""
+
+    def generate(
+        self, snapshot: Snapshot, proxy: Proxy, type_url: str, watched: frozenset[str] | None
+    ) -> Mapping[str, Any]:
+        if type_url == naming.CLUSTER_TYPE:
+            return _pack_all(build_clusters(snapshot, proxy))
+        if type_url == naming.LISTENER_TYPE:
+            return _pack_all(build_listeners(snapshot, proxy, port_offset(proxy)))
+        if type_url == naming.ENDPOINT_TYPE:
+            return _pack_all(build_endpoints(snapshot, proxy, sorted(watched or ())))
+        if type_url == naming.ROUTE_TYPE:
+            return _pack_all(build_routes(snapshot, proxy, sorted(watched or ())))
+        return {}

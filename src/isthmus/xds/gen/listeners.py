@@ -1,0 +1,230 @@
+"""LDS: the sidecar's HTTP proxy listener, its inbound listeners, and gateway listeners.
+
+Without transparent interception a sidecar has one outbound entry point, `virtualOutbound` on
+`<pod ip>:15001`, which apps reach through HTTP_PROXY (requests routed by Host) or HTTP CONNECT (tunnels).
+Inbound, the sidecar binds `<pod ip>:<target port>` for every workload port (Istio's bound-ingress
+listener naming `<ip>_<port>`), and forwards to the app on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from isthmus.model.proxy import Proxy
+from isthmus.model.snapshot import InboundPort, Snapshot
+from isthmus.registry.types import Protocol
+from isthmus.xds.gen import naming
+from isthmus.xds.gen import protos as p
+from isthmus.xds.gen.clusters import dns_cache_config
+from isthmus.xds.gen.routes import inbound_route_config
+
+OUTBOUND_PORT = 15001
+HCM_NAME = "envoy.filters.network.http_connection_manager"
+
+# Istio's default access-log format (EnvoyTextLogFormat) and its JSON keys.
+TEXT_LOG_FORMAT = (
+    '[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE% '
+    "%RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% "
+    '"%UPSTREAM_TRANSPORT_FAILURE_REASON%" %BYTES_RECEIVED% %BYTES_SENT% %DURATION% '
+    '%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%" '
+    '"%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%" %UPSTREAM_CLUSTER_RAW% '
+    "%UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% "
+    "%REQUESTED_SERVER_NAME% %ROUTE_NAME%\n"
+)
+JSON_LOG_FORMAT = {
+    "start_time": "%START_TIME%",
+    "method": "%REQ(:METHOD)%",
+    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    "protocol": "%PROTOCOL%",
+    "response_code": "%RESPONSE_CODE%",
+    "response_flags": "%RESPONSE_FLAGS%",
+    "response_code_details": "%RESPONSE_CODE_DETAILS%",
+    "connection_termination_details": "%CONNECTION_TERMINATION_DETAILS%",
+    "upstream_transport_failure_reason": "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
+    "bytes_received": "%BYTES_RECEIVED%",
+    "bytes_sent": "%BYTES_SENT%",
+    "duration": "%DURATION%",
+    "upstream_service_time": "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%",
+    "x_forwarded_for": "%REQ(X-FORWARDED-FOR)%",
+    "user_agent": "%REQ(USER-AGENT)%",
+    "request_id": "%REQ(X-REQUEST-ID)%",
+    "authority": "%REQ(:AUTHORITY)%",
+    "upstream_host": "%UPSTREAM_HOST%",
+    "upstream_cluster": "%UPSTREAM_CLUSTER_RAW%",
+    "upstream_local_address": "%UPSTREAM_LOCAL_ADDRESS%",
+    "downstream_local_address": "%DOWNSTREAM_LOCAL_ADDRESS%",
+    "downstream_remote_address": "%DOWNSTREAM_REMOTE_ADDRESS%",
+    "requested_server_name": "%REQUESTED_SERVER_NAME%",
+    "route_name": "%ROUTE_NAME%",
+}
+
+
+def access_logs(snapshot: Snapshot) -> list[Any]:
+    """MeshConfig accessLogFile / accessLogEncoding / accessLogFormat, as istiod builds them."""
+    mesh = snapshot.mesh
+    if not mesh.access_log_file:
+        return []
+    from envoy.config.accesslog.v3 import accesslog_pb2
+    from envoy.extensions.access_loggers.file.v3 import file_pb2
+
+    fal = file_pb2.FileAccessLog(path=mesh.access_log_file)
+    if mesh.access_log_encoding == "JSON":
+        if mesh.access_log_format:
+            import json
+
+            fal.log_format.json_format.update(json.loads(mesh.access_log_format))
+        else:
+            fal.log_format.json_format.update(JSON_LOG_FORMAT)
+    else:
+        fmt = mesh.access_log_format or TEXT_LOG_FORMAT
+        if not fmt.endswith("\n"):
+            fmt += "\n"
+        fal.log_format.text_format_source.inline_string = fmt
+    return [accesslog_pb2.AccessLog(name="envoy.access_loggers.file", typed_config=p.pack(fal))]
+
+
+def _http_filters(snapshot: Snapshot, *, dfp: bool) -> list[p.hcm.HttpFilter]:
+    filters = []
+    if dfp:
+        filters.append(
+            p.hcm.HttpFilter(
+                name="envoy.filters.http.dynamic_forward_proxy",
+                typed_config=p.pack(
+                    p.dfp_filter.FilterConfig(
+                        dns_cache_config=dns_cache_config(snapshot.mesh.dns_refresh_rate_s)
+                    )
+                ),
+            )
+        )
+    filters.append(
+        p.hcm.HttpFilter(name="envoy.filters.http.fault", typed_config=p.pack(p.fault.HTTPFault()))
+    )
+    filters.append(p.hcm.HttpFilter(name="envoy.filters.http.cors", typed_config=p.pack(p.cors.Cors())))
+    filters.append(p.hcm.HttpFilter(name="envoy.filters.http.router", typed_config=p.pack(p.router.Router())))
+    return filters
+
+
+def _hcm(
+    snapshot: Snapshot,
+    stat_prefix: str,
+    *,
+    rds: str | None = None,
+    route_config: Any = None,
+    gateway: bool = False,
+    dfp: bool = False,
+    connect: bool = False,
+) -> p.hcm.HttpConnectionManager:
+    m = p.hcm.HttpConnectionManager(stat_prefix=stat_prefix, codec_type=p.hcm.HttpConnectionManager.AUTO)
+    if rds is not None:
+        m.rds.route_config_name = rds
+        m.rds.config_source.CopyFrom(p.ads_config_source())
+    else:
+        m.route_config.CopyFrom(route_config)
+    m.http_filters.extend(_http_filters(snapshot, dfp=dfp))
+    m.stream_idle_timeout.CopyFrom(p.duration(0))
+    m.normalize_path.value = True
+    m.path_with_escaped_slashes_action = p.hcm.HttpConnectionManager.KEEP_UNCHANGED
+    m.use_remote_address.value = gateway
+    m.upgrade_configs.add(upgrade_type="websocket")
+    if connect:
+        m.upgrade_configs.add(upgrade_type="CONNECT")
+    if gateway:
+        m.forward_client_cert_details = p.hcm.HttpConnectionManager.SANITIZE_SET
+    else:
+        m.forward_client_cert_details = p.hcm.HttpConnectionManager.APPEND_FORWARD
+        m.set_current_client_cert_details.SetInParent()
+    m.http2_protocol_options.SetInParent()
+    m.access_log.extend(access_logs(snapshot))
+    return m
+
+
+def _filter(name: str, config: Any) -> p.listener_components.Filter:
+    return p.listener_components.Filter(name=name, typed_config=p.pack(config))
+
+
+def virtual_outbound_listener(
+    snapshot: Snapshot, proxy: Proxy, port: int = OUTBOUND_PORT
+) -> p.listener.Listener:
+    lst = p.listener.Listener(
+        name=naming.VIRTUAL_OUTBOUND,
+        address=p.socket_address(proxy.ip, port),
+        traffic_direction=p.base.OUTBOUND,
+    )
+    chain = lst.filter_chains.add(name=f"{naming.VIRTUAL_OUTBOUND}-http-proxy")
+    hcm = _hcm(snapshot, f"outbound_{proxy.ip}_{port}", rds=naming.HTTP_PROXY_ROUTE, dfp=True, connect=True)
+    chain.filters.append(_filter(HCM_NAME, hcm))
+    return lst
+
+
+def _tcp_proxy(cluster: str, stat_prefix: str) -> p.listener_components.Filter:
+    return _filter(
+        "envoy.filters.network.tcp_proxy",
+        p.tcp_proxy.TcpProxy(stat_prefix=stat_prefix, cluster=cluster),
+    )
+
+
+def inbound_listener(snapshot: Snapshot, proxy: Proxy, inbound: InboundPort) -> p.listener.Listener:
+    lst = p.listener.Listener(
+        name=naming.listener_name(proxy.ip, inbound.port),
+        address=p.socket_address(proxy.ip, inbound.port),
+        traffic_direction=p.base.INBOUND,
+    )
+    cluster = naming.inbound_cluster(inbound.port)
+    chain_name = naming.listener_name("0.0.0.0", inbound.port)
+    stat = f"inbound_0.0.0.0_{inbound.port}"
+    hcm_filter = _filter(HCM_NAME, _hcm(snapshot, stat, route_config=inbound_route_config(inbound)))
+    if inbound.protocol.is_http:
+        lst.filter_chains.add(name=chain_name).filters.append(hcm_filter)
+    elif inbound.protocol is Protocol.AUTO:
+        # Istio's protocol sniffing: the HTTP inspector tells HTTP from opaque TCP.
+        lst.listener_filters.add(
+            name="envoy.filters.listener.http_inspector",
+            typed_config=p.pack(p.http_inspector.HttpInspector()),
+        )
+        lst.listener_filters_timeout.CopyFrom(p.duration(snapshot.mesh.protocol_detection_timeout_s))
+        lst.continue_on_listener_filters_timeout = True
+        http_chain = lst.filter_chains.add(name=chain_name)
+        http_chain.filter_chain_match.application_protocols.extend(["http/1.1", "h2c"])
+        http_chain.filters.append(hcm_filter)
+        tcp_chain = lst.filter_chains.add(name=chain_name + "-tcp")
+        tcp_chain.filters.append(_tcp_proxy(cluster, cluster))
+    else:
+        lst.filter_chains.add(name=chain_name).filters.append(_tcp_proxy(cluster, cluster))
+    return lst
+
+
+def gateway_listeners(snapshot: Snapshot, proxy: Proxy, port_offset: int = 0) -> list[p.listener.Listener]:
+    """One listener per (bind, listen port); HTTP servers on a port share an HCM with RDS `http.<port>`."""
+    servers = snapshot.gateway_servers(proxy)
+    by_key: dict[tuple[str | None, int], list[Any]] = {}
+    for s in servers:
+        by_key.setdefault((s.bind, s.listen_port), []).append(s)
+    out = []
+    for (bind, listen_port), group in sorted(by_key.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
+        http = [s for s in group if s.serves_http and not s.terminates_tls]
+        if not http:
+            continue
+        real_port = listen_port + port_offset if listen_port < 1024 and port_offset else listen_port
+        address = bind or "0.0.0.0"
+        lst = p.listener.Listener(
+            name=naming.listener_name(address, listen_port),
+            address=p.socket_address(bind or proxy.ip, real_port),
+            traffic_direction=p.base.OUTBOUND,
+        )
+        hcm = _hcm(
+            snapshot,
+            f"outbound_{address}_{listen_port}",
+            rds=naming.gateway_http_route_name(listen_port, bind),
+            gateway=True,
+        )
+        lst.filter_chains.add().filters.append(_filter(HCM_NAME, hcm))
+        out.append(lst)
+    return out
+
+
+def build_listeners(snapshot: Snapshot, proxy: Proxy, port_offset: int = 0) -> list[p.listener.Listener]:
+    if proxy.kind == "gateway":
+        return gateway_listeners(snapshot, proxy, port_offset)
+    out = [virtual_outbound_listener(snapshot, proxy)]
+    out.extend(inbound_listener(snapshot, proxy, ib) for ib in snapshot.inbound_ports(proxy))
+    return out

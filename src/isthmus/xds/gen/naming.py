@@ -1,0 +1,57 @@
+"""Names in generated Envoy config, following istiod so Istio users' habits carry over."""
+
+from __future__ import annotations
+
+BLACKHOLE_CLUSTER = "BlackHoleCluster"
+PASSTHROUGH_CLUSTER = "PassthroughCluster"
+VIRTUAL_OUTBOUND = "virtualOutbound"
+HTTP_PROXY_ROUTE = "http_proxy"
+ALLOW_ANY_VHOST = "allow_any"
+BLOCK_ALL_VHOST = "block_all"
+DEFAULT_ROUTE = "default"
+DFP_CACHE = "isthmus_dynamic_forward_proxy"
+
+TYPE_PREFIX = "type.googleapis.com/"
+CLUSTER_TYPE = TYPE_PREFIX + "envoy.config.cluster.v3.Cluster"
+ENDPOINT_TYPE = TYPE_PREFIX + "envoy.config.endpoint.v3.ClusterLoadAssignment"
+LISTENER_TYPE = TYPE_PREFIX + "envoy.config.listener.v3.Listener"
+ROUTE_TYPE = TYPE_PREFIX + "envoy.config.route.v3.RouteConfiguration"
+SECRET_TYPE = TYPE_PREFIX + "envoy.extensions.transport_sockets.tls.v3.Secret"
+
+
+def outbound_cluster(port: int, subset: str, host: str) -> str:
+    return f"outbound|{port}|{subset}|{host}"
+
+
+def inbound_cluster(port: int) -> str:
+    return f"inbound|{port}||"
+
+
+def parse_outbound_cluster(name: str) -> tuple[int, str, str] | None:
+    """(port, subset, host) of an `outbound|port|subset|host` name, else None."""
+    parts = name.split("|")
+    if len(parts) != 4 or parts[0] != "outbound" or not parts[1].isdigit():
+        return None
+    return int(parts[1]), parts[2], parts[3]
+
+
+def outbound_sni(port: int, subset: str, host: str) -> str:
+    return f"outbound_.{port}_.{subset}_.{host}"
+
+
+def listener_name(address: str, port: int) -> str:
+    return f"{address}_{port}"
+
+
+def vhost_name(host: str, port: int) -> str:
+    return f"{host}:{port}"
+
+
+def gateway_http_route_name(port: int, bind: str | None = None) -> str:
+    return f"http.{port}" + (f".{bind}" if bind else "")
+
+
+def gateway_https_route_name(
+    port: int, port_name: str, gw_name: str, gw_ns: str, bind: str | None = None
+) -> str:
+    return f"https.{port}.{port_name}.{gw_name}.{gw_ns}" + (f".{bind}" if bind else "")

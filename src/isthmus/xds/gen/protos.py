@@ -1,0 +1,126 @@
+"""Short names for the Envoy protobuf modules the generators use, and small constructors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envoy.config.cluster.v3 import circuit_breaker_pb2 as circuit_breaker
+from envoy.config.cluster.v3 import cluster_pb2 as cluster
+from envoy.config.cluster.v3 import outlier_detection_pb2 as outlier
+from envoy.config.core.v3 import address_pb2 as address
+from envoy.config.core.v3 import base_pb2 as base
+from envoy.config.core.v3 import config_source_pb2 as config_source
+from envoy.config.core.v3 import extension_pb2 as extension
+from envoy.config.core.v3 import health_check_pb2 as health_check
+from envoy.config.core.v3 import protocol_pb2 as protocol
+from envoy.config.endpoint.v3 import endpoint_components_pb2 as endpoint_components
+from envoy.config.endpoint.v3 import endpoint_pb2 as endpoint
+from envoy.config.listener.v3 import listener_components_pb2 as listener_components
+from envoy.config.listener.v3 import listener_pb2 as listener
+from envoy.config.route.v3 import route_components_pb2 as route_components
+from envoy.config.route.v3 import route_pb2 as route
+from envoy.extensions.clusters.dynamic_forward_proxy.v3 import cluster_pb2 as dfp_cluster
+from envoy.extensions.common.dynamic_forward_proxy.v3 import dns_cache_pb2 as dns_cache
+from envoy.extensions.filters.http.cors.v3 import cors_pb2 as cors
+from envoy.extensions.filters.http.dynamic_forward_proxy.v3 import dynamic_forward_proxy_pb2 as dfp_filter
+from envoy.extensions.filters.http.fault.v3 import fault_pb2 as fault
+from envoy.extensions.filters.http.router.v3 import router_pb2 as router
+from envoy.extensions.filters.listener.http_inspector.v3 import http_inspector_pb2 as http_inspector
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2 as tcp_proxy
+from envoy.extensions.network.dns_resolver.getaddrinfo.v3 import getaddrinfo_dns_resolver_pb2 as getaddrinfo
+from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2 as previous_hosts
+from envoy.extensions.retry.priority.previous_priorities.v3 import (
+    previous_priorities_config_pb2 as previous_priorities,
+)
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as http_options
+from envoy.type.matcher.v3 import regex_pb2 as regex_matcher
+from envoy.type.matcher.v3 import string_pb2 as string_matcher
+from envoy.type.v3 import percent_pb2 as percent
+from google.protobuf import any_pb2, struct_pb2, wrappers_pb2
+from google.protobuf.json_format import ParseDict
+
+from isthmus.model.durations import proto_duration
+
+MAX_UINT32 = 4294967295
+
+__all__ = [
+    "address",
+    "base",
+    "circuit_breaker",
+    "cluster",
+    "config_source",
+    "cors",
+    "dfp_cluster",
+    "dfp_filter",
+    "dns_cache",
+    "endpoint",
+    "endpoint_components",
+    "extension",
+    "fault",
+    "getaddrinfo",
+    "hcm",
+    "health_check",
+    "http_inspector",
+    "http_options",
+    "listener",
+    "listener_components",
+    "outlier",
+    "percent",
+    "previous_hosts",
+    "previous_priorities",
+    "protocol",
+    "regex_matcher",
+    "route",
+    "route_components",
+    "router",
+    "string_matcher",
+    "tcp_proxy",
+]
+
+
+def pack(message: Any) -> any_pb2.Any:
+    out = any_pb2.Any()
+    out.Pack(message)
+    return out
+
+
+def typed_extension(name: str, message: Any) -> extension.TypedExtensionConfig:
+    return extension.TypedExtensionConfig(name=name, typed_config=pack(message))
+
+
+def socket_address(ip: str, port: int) -> address.Address:
+    return address.Address(socket_address=address.SocketAddress(address=ip, port_value=port))
+
+
+def duration(seconds: float) -> Any:
+    return proto_duration(seconds)
+
+
+def u32(value: int) -> wrappers_pb2.UInt32Value:
+    return wrappers_pb2.UInt32Value(value=value)
+
+
+def struct(data: dict[str, Any]) -> struct_pb2.Struct:
+    s = struct_pb2.Struct()
+    s.update(data)
+    return s
+
+
+def ads_config_source() -> config_source.ConfigSource:
+    return config_source.ConfigSource(
+        ads=config_source.AggregatedConfigSource(),
+        initial_fetch_timeout=duration(0),
+        resource_api_version=config_source.V3,
+    )
+
+
+def getaddrinfo_resolver() -> extension.TypedExtensionConfig:
+    # The system resolver honours /etc/hosts (localhost) where c-ares would need a DNS server.
+    return typed_extension(
+        "envoy.network.dns_resolver.getaddrinfo", getaddrinfo.GetAddrInfoDnsResolverConfig()
+    )
+
+
+def from_dict(message_type: type, data: dict[str, Any]) -> Any:
+    return ParseDict(data, message_type())

@@ -1,0 +1,1016 @@
+"""RDS: VirtualService HTTP routes to Envoy routes, sidecar and gateway route tables.
+
+Follows istiod's `pilot/pkg/networking/core/route/route.go` (TranslateRoute, TranslateRouteMatch,
+applyHTTPRouteDestination, redirects, direct responses, faults, CORS, mirrors, header operations),
+`.../route/retry/retry.go` and `pilot/pkg/networking/core/httproute.go` (sidecar virtual hosts, domains,
+duplicate handling) and `gateway.go` (gateway virtual hosts).
+
+Sidecars are explicit HTTP proxies here (the app uses HTTP_PROXY), so the sidecar route table is
+istiod's `http_proxy` table: every port's virtual hosts merged, non-80 ports with `host:port` domains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from isthmus.model import hosts as h
+from isthmus.model.destination_rules import MergedDestinationRule
+from isthmus.model.durations import to_seconds
+from isthmus.model.gateways import GatewayServer, hosts_for_namespace
+from isthmus.model.proxy import Proxy
+from isthmus.model.snapshot import InboundPort, Snapshot
+from isthmus.model.virtual_services import MESH_GATEWAY, VirtualServiceEntry
+from isthmus.registry.types import Protocol, Resolution, Service
+from isthmus.xds.gen import naming
+from isthmus.xds.gen import protos as p
+
+RC = p.route_components
+MAX_DIRECT_RESPONSE_BODY = 1024 * 1024
+
+DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
+
+# Go's http.StatusText knows these; Istio treats a retryOn integer as a status code only then.
+_KNOWN_STATUS = {
+    *range(100, 104), *range(200, 209), 226, *range(300, 309), *range(400, 419), 421, 422, 423, 424, 425,
+    426, 428, 429, 431, 451, *range(500, 509), 510, 511,
+}  # fmt: skip
+
+GRPC_CODES = {
+    "OK": 0, "CANCELLED": 1, "UNKNOWN": 2, "INVALID_ARGUMENT": 3, "DEADLINE_EXCEEDED": 4, "NOT_FOUND": 5,
+    "ALREADY_EXISTS": 6, "PERMISSION_DENIED": 7, "RESOURCE_EXHAUSTED": 8, "FAILED_PRECONDITION": 9,
+    "ABORTED": 10, "OUT_OF_RANGE": 11, "UNIMPLEMENTED": 12, "INTERNAL": 13, "UNAVAILABLE": 14,
+    "DATA_LOSS": 15, "UNAUTHENTICATED": 16,
+}  # fmt: skip
+
+_REDIRECT_CODES = {
+    0: RC.RedirectAction.MOVED_PERMANENTLY,
+    301: RC.RedirectAction.MOVED_PERMANENTLY,
+    302: RC.RedirectAction.FOUND,
+    303: RC.RedirectAction.SEE_OTHER,
+    307: RC.RedirectAction.TEMPORARY_REDIRECT,
+    308: RC.RedirectAction.PERMANENT_REDIRECT,
+}
+
+
+@dataclass
+class RouteContext:
+    snapshot: Snapshot
+    proxy: Proxy
+    # Services the proxy can route to, by hostname (its sidecar scope; all visible for gateways).
+    services: Mapping[str, Service]
+    gateway_names: frozenset[str] = frozenset({MESH_GATEWAY})
+    _dr_cache: dict[str, MergedDestinationRule | None] = field(default_factory=dict)
+
+    def destination_rule(self, hostname: str) -> MergedDestinationRule | None:
+        if hostname not in self._dr_cache:
+            svc = self.services.get(hostname)
+            ns = svc.namespace if svc is not None else self.proxy.namespace
+            self._dr_cache[hostname] = self.snapshot.destination_rules.lookup(
+                self.proxy.namespace, self.proxy.labels, hostname, ns
+            )
+        return self._dr_cache[hostname]
+
+
+# --- matches --------------------------------------------------------------------------------
+
+
+def _string_matcher(m: Any) -> p.string_matcher.StringMatcher | None:
+    if m is None:
+        return None
+    if m.exact is not None:
+        return p.string_matcher.StringMatcher(exact=m.exact)
+    if m.prefix is not None:
+        return p.string_matcher.StringMatcher(prefix=m.prefix)
+    if m.regex is not None:
+        return p.string_matcher.StringMatcher(safe_regex=p.regex_matcher.RegexMatcher(regex=m.regex))
+    return None
+
+
+def _is_catch_all_match(m: Any) -> bool:
+    return m is None or (m.exact is None and m.prefix is None and (m.regex is None or m.regex == "*"))
+
+
+def _header_matcher(name: str, m: Any) -> RC.HeaderMatcher:
+    out = RC.HeaderMatcher(name=name)
+    sm = None if _is_catch_all_match(m) else _string_matcher(m)
+    if sm is None:
+        out.present_match = True
+    else:
+        out.string_match.CopyFrom(sm)
+    return out
+
+
+def _query_matcher(name: str, m: Any) -> RC.QueryParameterMatcher:
+    out = RC.QueryParameterMatcher(name=name)
+    sm = None if _is_catch_all_match(m) else _string_matcher(m)
+    if sm is None:
+        out.present_match = True
+    else:
+        out.string_match.CopyFrom(sm)
+    return out
+
+
+def translate_route_match(match: Any | None) -> RC.RouteMatch:
+    out = RC.RouteMatch(prefix="/")
+    if match is None:
+        return out
+    headers: list[RC.HeaderMatcher] = []
+    for name, sm in (match.headers or {}).items():
+        headers.append(_header_matcher(name, sm))
+    for name, sm in (match.without_headers or {}).items():
+        hm = _header_matcher(name, sm)
+        hm.invert_match = True
+        if not hm.present_match:
+            hm.treat_missing_header_as_empty = True
+        headers.append(hm)
+    headers.sort(key=lambda x: x.name)
+    uri = match.uri
+    if uri is not None:
+        if uri.exact is not None:
+            out.path = uri.exact
+        elif uri.prefix is not None:
+            out.prefix = uri.prefix
+        elif uri.regex is not None:
+            out.safe_regex.regex = uri.regex
+    out.case_sensitive.value = not bool(match.ignore_uri_case)
+    if match.method is not None:
+        headers.append(_header_matcher(":method", match.method))
+    if match.authority is not None:
+        headers.append(_header_matcher(":authority", match.authority))
+    if match.scheme is not None:
+        headers.append(_header_matcher(":scheme", match.scheme))
+    out.headers.extend(headers)
+    for name, sm in sorted((match.query_params or {}).items()):
+        out.query_parameters.append(_query_matcher(name, sm))
+    return out
+
+
+def is_catch_all_route(r: RC.Route) -> bool:
+    m = r.match
+    which = m.WhichOneof("path_specifier")
+    catch_all = (
+        (which == "prefix" and m.prefix == "/")
+        or (which == "path_separated_prefix" and m.path_separated_prefix == "/")
+        or (which == "safe_regex" and m.safe_regex.regex in ("*", ".*"))
+    )
+    return catch_all and not m.headers and not m.query_parameters and not m.dynamic_metadata
+
+
+def source_match(match: Any | None, proxy: Proxy, gateway_names: frozenset[str]) -> bool:
+    """Istio's sourceMatchHTTP: match-level gateways, else sourceLabels and sourceNamespace."""
+    if match is None:
+        return True
+    if match.gateways:
+        return any(g in gateway_names for g in match.gateways)
+    labels = match.source_labels or {}
+    if all(proxy.labels.get(k) == v for k, v in labels.items()):
+        return not match.source_namespace or match.source_namespace == proxy.namespace
+    return False
+
+
+# --- actions ----------------------------------------------------------------------------------
+
+
+@dataclass
+class HeaderOps:
+    request_add: list[p.base.HeaderValueOption] = field(default_factory=list)
+    request_remove: list[str] = field(default_factory=list)
+    response_add: list[p.base.HeaderValueOption] = field(default_factory=list)
+    response_remove: list[str] = field(default_factory=list)
+    authority: str = ""
+
+
+def _is_internal_header(key: str) -> bool:
+    return key.startswith(":") or key.lower() == "host"
+
+
+def _append_headers(
+    headers: Mapping[str, str] | None, append: bool
+) -> tuple[list[p.base.HeaderValueOption], str]:
+    if not headers:
+        return [], ""
+    authority = ""
+    out = []
+    for key, value in headers.items():
+        if key.lower() in (":authority", "host"):
+            authority = value
+        if _is_internal_header(key):
+            continue
+        out.append(
+            p.base.HeaderValueOption(
+                header=p.base.HeaderValue(key=key, value=value),
+                append_action=p.base.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD
+                if append
+                else p.base.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
+            )
+        )
+    out.sort(key=lambda o: o.header.key)
+    return out, authority
+
+
+def translate_headers(headers: Any | None) -> HeaderOps:
+    ops = HeaderOps()
+    if headers is None:
+        return ops
+    req, resp = headers.request, headers.response
+    if req is not None:
+        set_ops, set_auth = _append_headers(req.set, False)
+        add_ops, add_auth = _append_headers(req.add, True)
+        ops.request_add = set_ops + add_ops
+        ops.request_remove = [k for k in req.remove or () if not _is_internal_header(k)]
+        ops.authority = set_auth or add_auth
+    if resp is not None:
+        set_ops, _ = _append_headers(resp.set, False)
+        add_ops, _ = _append_headers(resp.add, True)
+        ops.response_add = set_ops + add_ops
+        ops.response_remove = [k for k in resp.remove or () if not _is_internal_header(k)]
+    return ops
+
+
+def _parse_retry_on(retry_on: str) -> tuple[str, list[int]]:
+    codes: list[int] = []
+    names: list[str] = []
+    for part in retry_on.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if part.isdigit() and int(part) in _KNOWN_STATUS:
+            codes.append(int(part))
+        else:
+            names.append(part)
+    return ",".join(names), codes
+
+
+def _default_retry_policy(consistent_hash: bool) -> RC.RetryPolicy:
+    policy = RC.RetryPolicy(
+        num_retries=p.u32(2),
+        retry_on=DEFAULT_RETRY_ON,
+        host_selection_retry_max_attempts=5,
+    )
+    if not consistent_hash:
+        policy.retry_host_predicate.append(
+            RC.RetryPolicy.RetryHostPredicate(
+                name="envoy.retry_host_predicates.previous_hosts",
+                typed_config=p.pack(p.previous_hosts.PreviousHostsPredicate()),
+            )
+        )
+    return policy
+
+
+def convert_retry_policy(retries: Any | None, consistent_hash: bool) -> RC.RetryPolicy | None:
+    """Istio's retry.ConvertPolicy: nil -> the default; attempts 0 -> none; else default + overrides."""
+    if retries is None:
+        return _default_retry_policy(consistent_hash)
+    attempts = retries.attempts or 0
+    if attempts <= 0:
+        return None
+    out = _default_retry_policy(consistent_hash)
+    out.num_retries.value = int(attempts)
+    if retries.retry_on:
+        names, codes = _parse_retry_on(retries.retry_on)
+        if codes and "retriable-status-codes" not in names:
+            names = f"{names},retriable-status-codes" if names else "retriable-status-codes"
+        out.retry_on = names
+        out.retriable_status_codes.extend(codes)
+    if retries.per_try_timeout is not None:
+        out.per_try_timeout.CopyFrom(p.duration(to_seconds(retries.per_try_timeout)))
+    if retries.retry_remote_localities:
+        out.retry_priority.name = "envoy.retry_priorities.previous_priorities"
+        out.retry_priority.typed_config.CopyFrom(
+            p.pack(p.previous_priorities.PreviousPrioritiesConfig(update_frequency=2))
+        )
+    if retries.backoff is not None:
+        out.retry_back_off.base_interval.CopyFrom(p.duration(to_seconds(retries.backoff)))
+    if retries.retry_ignore_previous_hosts is not None:
+        del out.retry_host_predicate[:]
+        if retries.retry_ignore_previous_hosts:
+            out.retry_host_predicate.append(
+                RC.RetryPolicy.RetryHostPredicate(
+                    name="envoy.retry_host_predicates.previous_hosts",
+                    typed_config=p.pack(p.previous_hosts.PreviousHostsPredicate()),
+                )
+            )
+    return out
+
+
+def _set_timeout(action: RC.RouteAction, timeout: Any | None) -> None:
+    seconds = to_seconds(timeout) if timeout is not None else 0.0
+    action.timeout.CopyFrom(p.duration(seconds))
+    action.max_stream_duration.grpc_timeout_header_max.CopyFrom(p.duration(seconds))
+
+
+def _fractional_from_percent(value: float) -> p.percent.FractionalPercent:
+    return p.percent.FractionalPercent(
+        numerator=int(value * 10000), denominator=p.percent.FractionalPercent.MILLION
+    )
+
+
+def _fractional_from_int(value: int) -> p.percent.FractionalPercent:
+    return p.percent.FractionalPercent(numerator=int(value), denominator=p.percent.FractionalPercent.HUNDRED)
+
+
+def _percent_value(obj: Any) -> float:
+    """Percent values arrive as `{value: 10}` models or plain numbers."""
+    return float(getattr(obj, "value", obj) or 0)
+
+
+def translate_fault(fault: Any | None) -> p.fault.HTTPFault | None:
+    if fault is None:
+        return None
+    out = p.fault.HTTPFault()
+    has = False
+    delay = fault.delay
+    if delay is not None and delay.fixed_delay is not None:
+        if delay.percentage is not None:
+            out.delay.percentage.CopyFrom(_fractional_from_percent(_percent_value(delay.percentage)))
+        else:
+            out.delay.percentage.CopyFrom(_fractional_from_int(int(delay.percent or 0)))
+        out.delay.fixed_delay.CopyFrom(p.duration(to_seconds(delay.fixed_delay)))
+        has = True
+    abort = fault.abort
+    if abort is not None and (abort.http_status is not None or abort.grpc_status is not None):
+        if abort.percentage is not None:
+            out.abort.percentage.CopyFrom(_fractional_from_percent(_percent_value(abort.percentage)))
+        if abort.http_status is not None:
+            out.abort.http_status = int(abort.http_status)
+        else:
+            out.abort.grpc_status = GRPC_CODES[abort.grpc_status]
+        has = True
+    return out if has else None
+
+
+def translate_cors(cors: Any | None) -> p.cors.CorsPolicy | None:
+    if cors is None:
+        return None
+    out = p.cors.CorsPolicy()
+    out.forward_not_matching_preflights.value = cors.unmatched_preflights != "IGNORE"
+    if cors.allow_origins:
+        for m in cors.allow_origins:
+            sm = _string_matcher(m)
+            if sm is not None:
+                out.allow_origin_string_match.append(sm)
+    elif cors.allow_origin:
+        for origin in cors.allow_origin:
+            out.allow_origin_string_match.append(p.string_matcher.StringMatcher(exact=origin))
+    out.filter_enabled.default_value.CopyFrom(_fractional_from_int(100))
+    if cors.allow_credentials is not None:
+        out.allow_credentials.value = bool(cors.allow_credentials)
+    out.allow_headers = ",".join(cors.allow_headers or ())
+    out.allow_methods = ",".join(cors.allow_methods or ())
+    out.expose_headers = ",".join(cors.expose_headers or ())
+    if cors.max_age is not None:
+        out.max_age = str(int(to_seconds(cors.max_age)))
+    return out
+
+
+def destination_cluster(dest: Any, services: Mapping[str, Service], listen_port: int) -> str:
+    """Istio's GetDestinationCluster: explicit port, else the service's only port, else the listener port."""
+    if not dest.host:
+        return "UnknownService"
+    svc = services.get(dest.host)
+    port = listen_port
+    if dest.port is not None and dest.port.number:
+        port = int(dest.port.number)
+    elif svc is not None and len(svc.ports) == 1:
+        port = svc.ports[0].port
+    return naming.outbound_cluster(port, dest.subset or "", dest.host)
+
+
+def _mirror_fraction(route: Any) -> p.percent.FractionalPercent | None:
+    if route.mirror_percentage is not None:
+        v = _percent_value(route.mirror_percentage)
+        return _fractional_from_percent(v) if v > 0 else None
+    if route.mirror_percent is not None:
+        v = int(_percent_value(route.mirror_percent))
+        return _fractional_from_int(v) if v > 0 else None
+    return _fractional_from_int(100)
+
+
+def _mirror_policy(cluster: str, fraction: p.percent.FractionalPercent) -> RC.RouteAction.RequestMirrorPolicy:
+    policy = RC.RouteAction.RequestMirrorPolicy(cluster=cluster)
+    policy.runtime_fraction.default_value.CopyFrom(fraction)
+    policy.trace_sampled.value = False
+    return policy
+
+
+def consistent_hash_policy(ch: Any | None) -> RC.RouteAction.HashPolicy | None:
+    if ch is None:
+        return None
+    if ch.http_header_name:
+        return RC.RouteAction.HashPolicy(
+            header=RC.RouteAction.HashPolicy.Header(header_name=ch.http_header_name)
+        )
+    if ch.http_cookie is not None:
+        cookie = RC.RouteAction.HashPolicy.Cookie(name=ch.http_cookie.name, path=ch.http_cookie.path or "")
+        if ch.http_cookie.ttl is not None:
+            cookie.ttl.CopyFrom(p.duration(to_seconds(ch.http_cookie.ttl)))
+        for attr in getattr(ch.http_cookie, "attributes", None) or ():
+            cookie.attributes.add(name=attr.name, value=attr.value or "")
+        return RC.RouteAction.HashPolicy(cookie=cookie)
+    if ch.use_source_ip:
+        return RC.RouteAction.HashPolicy(
+            connection_properties=RC.RouteAction.HashPolicy.ConnectionProperties(source_ip=True)
+        )
+    if ch.http_query_parameter_name:
+        return RC.RouteAction.HashPolicy(
+            query_parameter=RC.RouteAction.HashPolicy.QueryParameter(name=ch.http_query_parameter_name)
+        )
+    return None
+
+
+def _lb_hash(policy: Any | None) -> Any | None:
+    lb = getattr(policy, "load_balancer", None) if policy is not None else None
+    return lb.consistent_hash if lb is not None else None
+
+
+def _port_level_hash(dest_port: int | None, policy: Any | None) -> Any | None:
+    if dest_port is None or policy is None:
+        return None
+    for pls in policy.port_level_settings or ():
+        if pls.port is not None and pls.port.number == dest_port:
+            return _lb_hash(pls)
+    return None
+
+
+def hash_for_destination(ctx: RouteContext, dest: Any) -> Any | None:
+    """Istio's hashForHTTPDestination: subset port-level > subset > DR port-level > DR top level."""
+    if dest is None or not dest.host:
+        return None
+    dr = ctx.destination_rule(dest.host)
+    if dr is None:
+        return None
+    port = int(dest.port.number) if dest.port is not None and dest.port.number else None
+    top = dr.traffic_policy
+    result = _lb_hash(top)
+    pls_hash = _port_level_hash(port, top)
+    subset_hash = subset_pls_hash = None
+    if dest.subset:
+        sub = dr.subset(dest.subset)
+        if sub is not None and sub.traffic_policy is not None:
+            subset_hash = _lb_hash(sub.traffic_policy)
+            subset_pls_hash = _port_level_hash(port, sub.traffic_policy)
+    return subset_pls_hash or subset_hash or pls_hash or result
+
+
+def hash_for_service(ctx: RouteContext, svc: Service, port: int) -> Any | None:
+    dr = ctx.destination_rule(svc.hostname)
+    if dr is None or dr.traffic_policy is None:
+        return None
+    for pls in dr.traffic_policy.port_level_settings or ():
+        if pls.port is not None and pls.port.number == port:
+            return _lb_hash(pls)
+    return _lb_hash(dr.traffic_policy)
+
+
+def route_operation(r: RC.Route, vs_name: str, port: int) -> str:
+    m = r.match
+    which = m.WhichOneof("path_specifier")
+    path = "/*"
+    if which == "prefix":
+        path = m.prefix + "*"
+    elif which == "path":
+        path = m.path
+    elif which == "safe_regex":
+        path = m.safe_regex.regex
+    if r.HasField("route") and r.route.WhichOneof("cluster_specifier") == "cluster":
+        parsed = naming.parse_outbound_cluster(r.route.cluster)
+        if parsed is not None:
+            return f"{parsed[2]}:{parsed[0]}{path}"
+    return f"{vs_name}:{port}{path}"
+
+
+def _config_metadata(vs: VirtualServiceEntry) -> p.base.Metadata:
+    md = p.base.Metadata()
+    md.filter_metadata["istio"].CopyFrom(p.struct({"config": vs.config_path}))
+    return md
+
+
+def _apply_destination(
+    ctx: RouteContext, out: RC.Route, vs: VirtualServiceEntry, http: Any, authority: str, listen_port: int
+) -> None:
+    hashes = [hash_for_destination(ctx, d.destination) for d in http.route or ()]
+    consistent = any(hsh is not None for hsh in hashes)
+    retries = http.retries if http.retries is not None else ctx.snapshot.mesh.default_http_retry
+    action = RC.RouteAction()
+    retry = convert_retry_policy(retries, consistent)
+    if retry is not None:
+        action.retry_policy.CopyFrom(retry)
+    _set_timeout(action, http.timeout)
+    rw = http.rewrite
+    if rw is not None:
+        if rw.uri_regex_rewrite is not None:
+            action.regex_rewrite.pattern.regex = rw.uri_regex_rewrite.match
+            action.regex_rewrite.substitution = rw.uri_regex_rewrite.rewrite or ""
+        elif rw.uri:
+            action.prefix_rewrite = rw.uri
+        if rw.authority:
+            authority = rw.authority
+    if authority:
+        action.host_rewrite_literal = authority
+    if http.mirror is not None:
+        fraction = _mirror_fraction(http)
+        if fraction is not None:
+            action.request_mirror_policies.append(
+                _mirror_policy(destination_cluster(http.mirror, ctx.services, listen_port), fraction)
+            )
+    for mirror in http.mirrors or ():
+        if mirror.destination is None:
+            continue
+        if mirror.percentage is not None:
+            v = _percent_value(mirror.percentage)
+            fraction = _fractional_from_percent(v) if v > 0 else None
+        else:
+            fraction = _fractional_from_int(100)
+        if fraction is not None:
+            action.request_mirror_policies.append(
+                _mirror_policy(destination_cluster(mirror.destination, ctx.services, listen_port), fraction)
+            )
+    destinations = list(http.route or ())
+    if len(destinations) == 1:
+        d = destinations[0]
+        action.cluster = destination_cluster(d.destination, ctx.services, listen_port)
+        if d.headers is not None:
+            ops = translate_headers(d.headers)
+            out.request_headers_to_add.extend(ops.request_add)
+            out.request_headers_to_remove.extend(ops.request_remove)
+            out.response_headers_to_add.extend(ops.response_add)
+            out.response_headers_to_remove.extend(ops.response_remove)
+            if ops.authority and not authority:
+                action.host_rewrite_literal = ops.authority
+        hp = consistent_hash_policy(hashes[0])
+        if hp is not None:
+            action.hash_policy.append(hp)
+    else:
+        for d, hsh in zip(destinations, hashes, strict=True):
+            if not d.weight:
+                continue
+            cw = action.weighted_clusters.clusters.add(
+                name=destination_cluster(d.destination, ctx.services, listen_port)
+            )
+            cw.weight.value = int(d.weight)
+            if d.headers is not None:
+                ops = translate_headers(d.headers)
+                cw.request_headers_to_add.extend(ops.request_add)
+                cw.request_headers_to_remove.extend(ops.request_remove)
+                cw.response_headers_to_add.extend(ops.response_add)
+                cw.response_headers_to_remove.extend(ops.response_remove)
+                if ops.authority:
+                    cw.host_rewrite_literal = ops.authority
+            hp = consistent_hash_policy(hsh)
+            if hp is not None:
+                action.hash_policy.append(hp)
+    out.route.CopyFrom(action)
+
+
+def _apply_redirect(out: RC.Route, redirect: Any, listen_port: int) -> bool:
+    code = int(redirect.redirect_code or 0)
+    if code not in _REDIRECT_CODES:
+        return False
+    action = RC.RedirectAction(response_code=_REDIRECT_CODES[code])
+    if redirect.authority:
+        action.host_redirect = redirect.authority
+    if redirect.uri:
+        action.path_redirect = redirect.uri
+    if redirect.scheme:
+        action.scheme_redirect = redirect.scheme
+    if redirect.derive_port == "FROM_REQUEST_PORT":
+        action.port_redirect = listen_port
+    elif redirect.port:
+        action.port_redirect = int(redirect.port)
+    out.redirect.CopyFrom(action)
+    return True
+
+
+def _apply_direct_response(out: RC.Route, dr: Any) -> None:
+    action = RC.DirectResponseAction(status=int(dr.status))
+    body = dr.body
+    if body is not None:
+        if body.string is not None:
+            action.body.inline_string = body.string
+        elif body.bytes is not None:
+            import base64
+
+            action.body.inline_bytes = base64.b64decode(body.bytes)
+    out.direct_response.CopyFrom(action)
+
+
+def translate_route(
+    ctx: RouteContext, vs: VirtualServiceEntry, http: Any, match: Any | None, listen_port: int
+) -> RC.Route | None:
+    if match is not None and match.port and int(match.port) != listen_port:
+        return None
+    if not source_match(match, ctx.proxy, ctx.gateway_names):
+        return None
+    name = http.name or ""
+    if match is not None and match.name:
+        name = f"{name}.{match.name}"
+    out = RC.Route(name=name, match=translate_route_match(match), metadata=_config_metadata(vs))
+    if match is not None and match.stat_prefix:
+        out.stat_prefix = match.stat_prefix
+    ops = translate_headers(http.headers)
+    out.request_headers_to_add.extend(ops.request_add)
+    out.request_headers_to_remove.extend(ops.request_remove)
+    out.response_headers_to_add.extend(ops.response_add)
+    out.response_headers_to_remove.extend(ops.response_remove)
+    if http.redirect is not None:
+        if not _apply_redirect(out, http.redirect, listen_port):
+            return None
+    elif http.direct_response is not None:
+        _apply_direct_response(out, http.direct_response)
+    else:
+        _apply_destination(ctx, out, vs, http, ops.authority, listen_port)
+    out.decorator.operation = route_operation(out, vs.name, listen_port)
+    fault = translate_fault(http.fault)
+    if fault is not None:
+        out.typed_per_filter_config["envoy.filters.http.fault"].CopyFrom(p.pack(fault))
+    cors = translate_cors(http.cors_policy)
+    if cors is not None:
+        out.typed_per_filter_config["envoy.filters.http.cors"].CopyFrom(p.pack(cors))
+    return out
+
+
+def build_vs_routes(ctx: RouteContext, vs: VirtualServiceEntry, listen_port: int) -> list[RC.Route]:
+    """Istio's BuildHTTPRoutesForVirtualService: rules in order, stop after the first catch-all."""
+    out: list[RC.Route] = []
+    for http in vs.http:
+        if not http.match:
+            r = translate_route(ctx, vs, http, None, listen_port)
+            if r is not None:
+                out.append(r)
+            break
+        catch_all = False
+        for match in http.match:
+            r = translate_route(ctx, vs, http, match, listen_port)
+            if r is not None:
+                out.append(r)
+                if is_catch_all_route(r):
+                    catch_all = True
+                    break
+        if catch_all:
+            break
+    return out
+
+
+def default_route(ctx: RouteContext, svc: Service, port: int) -> RC.Route:
+    ch = hash_for_service(ctx, svc, port)
+    action = RC.RouteAction(cluster=naming.outbound_cluster(port, "", svc.hostname))
+    _set_timeout(action, None)
+    retry = convert_retry_policy(ctx.snapshot.mesh.default_http_retry, ch is not None)
+    if retry is not None:
+        action.retry_policy.CopyFrom(retry)
+    hp = consistent_hash_policy(ch)
+    if hp is not None:
+        action.hash_policy.append(hp)
+    r = RC.Route(name=naming.DEFAULT_ROUTE, match=RC.RouteMatch(prefix="/"), route=action)
+    r.decorator.operation = f"{svc.hostname}:{port}/*"
+    return r
+
+
+def connect_route(cluster: str) -> RC.Route:
+    """HTTP CONNECT to host:port becomes a TCP tunnel to that service port's cluster."""
+    action = RC.RouteAction(cluster=cluster)
+    action.timeout.CopyFrom(p.duration(0))
+    action.upgrade_configs.add(upgrade_type="CONNECT").connect_config.SetInParent()
+    r = RC.Route(name="connect", route=action)
+    r.match.connect_matcher.SetInParent()
+    return r
+
+
+# --- sidecar virtual hosts ----------------------------------------------------------------------
+
+
+def alt_hosts(hostname: str, proxy_namespace: str, domain: str) -> list[str]:
+    """Istio's GenerateAltVirtualHosts for Kubernetes-style names relative to the proxy namespace."""
+    suffix = f".svc.{domain}"
+    if not hostname.endswith(suffix):
+        return []
+    ih = hostname.index(".svc.")
+    ns_dot = hostname.find(".")
+    if ns_dot < 0 or ns_dot + 1 > ih:
+        return []
+    name, ns = hostname[:ns_dot], hostname[ns_dot + 1 : ih]
+    if ns == proxy_namespace:
+        return [name, f"{name}.{ns}.svc", f"{name}.{ns}"]
+    return [f"{name}.{ns}", f"{name}.{ns}.svc"]
+
+
+def _with_ports(names: Iterable[str], port: int) -> list[str]:
+    out = []
+    for n in names:
+        out.append(n)
+        out.append(f"{n}:{port}")
+    return out
+
+
+def service_domains(
+    svc: Service, port: int, proxy_namespace: str, domain: str
+) -> tuple[list[str], list[str]]:
+    """(domains, expanded alt hosts) of a service's vhost, with and without `:port`."""
+    names = [svc.hostname]
+    if svc.is_kubernetes and not h.is_wildcard(svc.hostname):
+        names.append(svc.hostname + ".")
+    alts = alt_hosts(svc.hostname, proxy_namespace, domain)
+    names.extend(alts)
+    names.extend(svc.addresses)
+    return _with_ports(names, port), _with_ports(alts, port)
+
+
+@dataclass
+class _VHostWrapper:
+    port: int
+    services: list[Service]
+    vs_hosts: list[str]
+    routes: list[RC.Route]
+    vs: VirtualServiceEntry | None = None
+
+
+def _separate_hosts(
+    vs: VirtualServiceEntry,
+    services: Mapping[str, Service],
+    wildcard_owner: Mapping[str, VirtualServiceEntry],
+) -> tuple[list[str], list[Service]]:
+    plain: list[str] = []
+    found: list[Service] = []
+    for host in vs.hosts:
+        if h.is_wildcard(host):
+            matched = [
+                svc
+                for name, svc in services.items()
+                if h.matches(name, host) and wildcard_owner.get(name) is vs
+            ]
+            if matched:
+                found.extend(matched)
+            else:
+                plain.append(host)
+            continue
+        svc = services.get(host)
+        if svc is not None:
+            found.append(svc)
+        else:
+            plain.append(host)
+    return plain, found
+
+
+def _wildcard_owners(
+    vses: Sequence[VirtualServiceEntry], services: Mapping[str, Service]
+) -> dict[str, VirtualServiceEntry]:
+    """A service belongs to the VS naming it exactly, else to the most specific wildcard VS (first wins)."""
+    owners: dict[str, tuple[int, VirtualServiceEntry]] = {}
+    exact = {host for vs in vses for host in vs.hosts if not h.is_wildcard(host)}
+    for vs in vses:
+        for host in vs.hosts:
+            if not h.is_wildcard(host):
+                continue
+            for name in services:
+                if name in exact or not h.matches(name, host):
+                    continue
+                cur = owners.get(name)
+                if cur is None or len(host) > cur[0]:
+                    owners[name] = (len(host), vs)
+    return {name: vs for name, (_, vs) in owners.items()}
+
+
+def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]) -> list[RC.VirtualHost]:
+    """Every port's outbound virtual hosts, merged as istiod merges them for the HTTP proxy port."""
+    snapshot, proxy = ctx.snapshot, ctx.proxy
+    domain = snapshot.mesh.domain_suffix
+    scoped = ctx.services
+    owners = _wildcard_owners(vses, scoped)
+
+    wrappers: list[_VHostWrapper] = []
+    claimed: set[str] = set()
+    for vs in vses:
+        plain, found = _separate_hosts(vs, scoped, owners)
+        by_port: dict[int, list[Service]] = {}
+        for svc in found:
+            for sp in svc.ports:
+                if sp.protocol.is_http or sp.protocol is Protocol.AUTO:
+                    by_port.setdefault(sp.port, []).append(svc)
+        if not by_port:
+            # Istio's port-80 rule: a VS whose hosts are not services only gets a vhost on port 80.
+            by_port[80] = []
+        for port, svcs in sorted(by_port.items()):
+            routes = build_vs_routes(ctx, vs, port)
+            if not routes:
+                continue
+            wrappers.append(
+                _VHostWrapper(
+                    port=port, services=svcs, vs_hosts=plain if port == 80 else [], routes=routes, vs=vs
+                )
+            )
+            claimed.update(s.hostname for s in svcs)
+    for svc in scoped.values():
+        if svc.hostname in claimed:
+            continue
+        for sp in svc.ports:
+            if sp.protocol.is_http or sp.protocol is Protocol.AUTO:
+                wrappers.append(
+                    _VHostWrapper(
+                        port=sp.port, services=[svc], vs_hosts=[], routes=[default_route(ctx, svc, sp.port)]
+                    )
+                )
+
+    known_fqdn: set[str] = set()
+    for w in wrappers:
+        for svc in w.services:
+            known_fqdn.add(f"{svc.hostname}:{w.port}")
+            known_fqdn.add(svc.hostname)
+
+    names: set[str] = set()
+    used_domains: set[str] = set()
+    vhosts: list[RC.VirtualHost] = []
+
+    def add_vhost(host: str, w: _VHostWrapper, svc: Service | None) -> None:
+        name = naming.vhost_name(host, w.port)
+        if name in names:
+            return
+        names.add(name)
+        if svc is None:
+            domains, alts = _with_ports([host], w.port), []
+        else:
+            domains, alts = service_domains(svc, w.port, proxy.namespace, domain)
+        if w.port != 80:
+            domains = [d for d in domains if ":" in d]
+        kept = []
+        for d in domains:
+            low = d.lower()
+            if low in used_domains or (d in alts and d in known_fqdn):
+                continue
+            used_domains.add(low)
+            kept.append(d)
+        if not kept:
+            return
+        vh = RC.VirtualHost(name=name, domains=kept, include_request_attempt_count=True)
+        if svc is not None and len(w.services) == 1:
+            vh.routes.append(connect_route(naming.outbound_cluster(w.port, "", svc.hostname)))
+        vh.routes.extend(w.routes)
+        vhosts.append(vh)
+
+    for w in wrappers:
+        for host in w.vs_hosts:
+            add_vhost(host, w, None)
+        for svc in w.services:
+            add_vhost(svc.hostname, w, svc)
+
+    # CONNECT-only virtual hosts for the TCP ports, so HTTPS_PROXY-style tunnels reach them.
+    for svc in scoped.values():
+        for sp in svc.ports:
+            if sp.protocol.is_http or sp.protocol in (Protocol.AUTO, Protocol.UDP):
+                continue
+            name = naming.vhost_name(svc.hostname, sp.port)
+            if name in names:
+                continue
+            names.add(name)
+            domains, _ = service_domains(svc, sp.port, proxy.namespace, domain)
+            kept = [d for d in domains if ":" in d and d.lower() not in used_domains]
+            used_domains.update(d.lower() for d in kept)
+            if kept:
+                vh = RC.VirtualHost(name=name, domains=kept)
+                vh.routes.append(connect_route(naming.outbound_cluster(sp.port, "", svc.hostname)))
+                vhosts.append(vh)
+    return vhosts
+
+
+def catch_all_vhost(policy: str, egress_cluster: str | None = None) -> RC.VirtualHost:
+    if policy == "REGISTRY_ONLY":
+        vh = RC.VirtualHost(name=naming.BLOCK_ALL_VHOST, domains=["*"])
+        r = vh.routes.add(name=naming.BLOCK_ALL_VHOST)
+        r.match.prefix = "/"
+        r.direct_response.status = 502
+        c = vh.routes.add(name="connect-" + naming.BLOCK_ALL_VHOST)
+        c.match.connect_matcher.SetInParent()
+        c.direct_response.status = 502
+        return vh
+    cluster = egress_cluster or naming.PASSTHROUGH_CLUSTER
+    vh = RC.VirtualHost(name=naming.ALLOW_ANY_VHOST, domains=["*"])
+    vh.routes.append(connect_route(cluster))
+    r = vh.routes.add(name=naming.ALLOW_ANY_VHOST)
+    r.match.prefix = "/"
+    r.route.cluster = cluster
+    r.route.timeout.CopyFrom(p.duration(0))
+    return vh
+
+
+def _route_config(
+    name: str, vhosts: Iterable[RC.VirtualHost], ignore_port: bool
+) -> p.route.RouteConfiguration:
+    rc = p.route.RouteConfiguration(name=name, validate_clusters=p.wrappers_pb2.BoolValue(value=False))
+    rc.virtual_hosts.extend(vhosts)
+    rc.ignore_port_in_host_matching = ignore_port
+    rc.max_direct_response_body_size_bytes.value = MAX_DIRECT_RESPONSE_BODY
+    return rc
+
+
+def scope_services(snapshot: Snapshot, proxy: Proxy) -> dict[str, Service]:
+    if proxy.kind == "sidecar":
+        return {s.hostname: s.service for s in snapshot.scope(proxy).services}
+    from isthmus.xds.gen.clusters import _gateway_services
+
+    return {s.hostname: s for s in _gateway_services(snapshot, proxy)}
+
+
+def http_proxy_route_config(snapshot: Snapshot, proxy: Proxy) -> p.route.RouteConfiguration:
+    scope = snapshot.scope(proxy)
+    ctx = RouteContext(snapshot, proxy, scope_services(snapshot, proxy))
+    vhosts = sidecar_virtual_hosts(ctx, scope.virtual_services)
+    egress = None
+    if scope.egress_proxy is not None and scope.egress_proxy.host:
+        egress = destination_cluster(scope.egress_proxy, ctx.services, 80)
+    vhosts.append(catch_all_vhost(scope.outbound_policy, egress))
+    return _route_config(naming.HTTP_PROXY_ROUTE, vhosts, ignore_port=False)
+
+
+# --- gateways -----------------------------------------------------------------------------------
+
+
+def _intersect(server_hosts: Sequence[str], vs_hosts: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for a in server_hosts:
+        for b in vs_hosts:
+            pick = a if h.subset_of(a, b) else b if h.subset_of(b, a) else None
+            if pick is not None and pick not in out:
+                out.append(pick)
+    return out
+
+
+def gateway_route_config(
+    snapshot: Snapshot, proxy: Proxy, route_name: str, servers: Sequence[GatewayServer]
+) -> p.route.RouteConfiguration:
+    services = scope_services(snapshot, proxy)
+    vhost_by_host: dict[str, RC.VirtualHost] = {}
+    order: list[str] = []
+    routes_cache: dict[tuple[str, str], list[RC.Route]] = {}
+    port = servers[0].port
+    for server in servers:
+        gw_name = server.gateway_name
+        ctx = RouteContext(snapshot, proxy, services, gateway_names=frozenset({gw_name}))
+        for vs in snapshot.virtual_services_for_gateway(proxy.namespace, gw_name):
+            hosts = _intersect(hosts_for_namespace(server.hosts, vs.namespace), vs.hosts)
+            if not hosts:
+                continue
+            key = (gw_name, f"{vs.namespace}/{vs.name}")
+            if key not in routes_cache:
+                routes_cache[key] = build_vs_routes(ctx, vs, server.port)
+            routes = routes_cache[key]
+            for host in hosts:
+                vh = vhost_by_host.get(host)
+                if vh is None:
+                    vh = RC.VirtualHost(name=naming.vhost_name(host, server.port), domains=[host])
+                    vh.include_request_attempt_count = True
+                    vhost_by_host[host] = vh
+                    order.append(host)
+                vh.routes.extend(routes)
+                if server.https_redirect:
+                    vh.require_tls = RC.VirtualHost.ALL
+        if server.https_redirect:
+            for entry in server.hosts:
+                host = entry.partition("/")[2]
+                if host not in vhost_by_host:
+                    vhost_by_host[host] = RC.VirtualHost(
+                        name=naming.vhost_name(host, server.port),
+                        domains=[host],
+                        require_tls=RC.VirtualHost.ALL,
+                    )
+                    order.append(host)
+    if not vhost_by_host:
+        vhosts = [RC.VirtualHost(name=naming.vhost_name("blackhole", port), domains=["*"])]
+    else:
+        vhosts = []
+        for host in order:
+            vh = vhost_by_host[host]
+            catch_alls = [r for r in vh.routes if is_catch_all_route(r)]
+            rest = [r for r in vh.routes if not is_catch_all_route(r)]
+            del vh.routes[:]
+            vh.routes.extend(rest + catch_alls)
+            vhosts.append(vh)
+        vhosts.sort(key=lambda v: v.name)
+    return _route_config(route_name, vhosts, ignore_port=True)
+
+
+# --- inbound ------------------------------------------------------------------------------------
+
+
+def inbound_route_config(inbound: InboundPort) -> p.route.RouteConfiguration:
+    cluster = naming.inbound_cluster(inbound.port)
+    action = RC.RouteAction(cluster=cluster)
+    action.timeout.CopyFrom(p.duration(0))
+    action.max_stream_duration.max_stream_duration.CopyFrom(p.duration(0))
+    action.max_stream_duration.grpc_timeout_header_max.CopyFrom(p.duration(0))
+    if not inbound.protocol.is_http2 or inbound.protocol is Protocol.HTTP2:
+        action.retry_policy.CopyFrom(RC.RetryPolicy(num_retries=p.u32(2), retry_on="reset-before-request"))
+    r = RC.Route(name=naming.DEFAULT_ROUTE, match=RC.RouteMatch(prefix="/"), route=action)
+    if inbound.services:
+        svc, sp = inbound.services[0]
+        r.decorator.operation = f"{svc.hostname}:{sp.port}/*"
+    else:
+        r.decorator.operation = f":{inbound.port}/*"
+    vh = RC.VirtualHost(name=f"inbound|http|{inbound.port}", domains=["*"], routes=[r])
+    rc = p.route.RouteConfiguration(name=cluster, validate_clusters=p.wrappers_pb2.BoolValue(value=False))
+    rc.virtual_hosts.append(vh)
+    return rc
+
+
+def is_passthrough_service(svc: Service) -> bool:
+    return svc.resolution is Resolution.PASSTHROUGH
