@@ -1,0 +1,212 @@
+"""`isthmus status`, `apply`, `delete`, `get`, `restart`: commands on the running mesh's config."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+import yaml
+
+from isthmus.cli.api_client import call
+
+STATE_DIR = click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    envvar="ISTHMUS_STATE_DIR",
+    help="The mesh's state dir (default $ISTHMUS_STATE_DIR, else ~/.local/state/isthmus).",
+)
+
+KIND_ALIASES = {
+    "vs": "VirtualService", "virtualservice": "VirtualService", "virtualservices": "VirtualService",
+    "dr": "DestinationRule", "destinationrule": "DestinationRule", "destinationrules": "DestinationRule",
+    "gw": "Gateway", "gateway": "Gateway", "gateways": "Gateway",
+    "se": "ServiceEntry", "serviceentry": "ServiceEntry", "serviceentries": "ServiceEntry",
+    "sidecar": "Sidecar", "sidecars": "Sidecar",
+    "we": "WorkloadEntry", "workloadentry": "WorkloadEntry", "workloadentries": "WorkloadEntry",
+    "svc": "Service", "service": "Service", "services": "Service",
+    "ns": "Namespace", "namespace": "Namespace", "namespaces": "Namespace",
+    "workload": "Workload", "workloads": "Workload",
+    "meshconfig": "MeshConfig",
+    "secret": "Secret", "secrets": "Secret",
+    "pa": "PeerAuthentication", "peerauthentication": "PeerAuthentication",
+    "ap": "AuthorizationPolicy", "authorizationpolicy": "AuthorizationPolicy",
+    "ra": "RequestAuthentication", "requestauthentication": "RequestAuthentication",
+}  # fmt: skip
+
+
+def _read_inputs(paths: tuple[str, ...]) -> list[tuple[str, str]]:
+    out = []
+    for name in paths:
+        if name == "-":
+            out.append(("<stdin>", sys.stdin.read()))
+            continue
+        path = Path(name)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+            out.extend((str(p), p.read_text()) for p in files)
+        elif path.exists():
+            out.append((str(path), path.read_text()))
+        else:
+            raise click.BadParameter(f"{name}: no such file or directory", param_hint="-f")
+    return out
+
+
+@click.command("status")
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
+@STATE_DIR
+def status_command(output: str, state_dir: Path | None) -> None:
+    """What runs where in the running mesh."""
+    code, data = call(state_dir, "GET", "/api/status")
+    if code != 200:
+        raise click.ClickException(f"status failed: {data}")
+    if output == "json":
+        click.echo(json.dumps(data, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("NAMESPACE", "INSTANCE", "KIND", "ADDRESS", "PORTS", "STATE", "SYNC"):
+        table.add_column(col)
+    proxies = {p["instance"]: p for p in data["proxies"]}
+    for inst in data["instances"]:
+        proxy = proxies.get(inst["instance"])
+        if proxy and proxy["kind"] == "gateway":
+            ports = ", ".join(f"{lst['port']}->{lst['address']}" for lst in proxy["listeners"])
+        else:
+            ports = ", ".join(str(p["port"]) for p in inst["ports"])
+        sync = " ".join(f"{t}:{s}" for t, s in sorted((proxy or {}).get("sync", {}).items()))
+        table.add_row(
+            inst["namespace"],
+            inst["instance"],
+            proxy["kind"] if proxy else "no sidecar",
+            inst["ip"],
+            ports,
+            inst.get("state", ""),
+            sync,
+        )
+    Console().print(table)
+    cp = data["controlPlane"]
+    click.echo(f"control plane: xDS {cp['xds']}, API {cp['api']}; config version {data['configVersion']}")
+    for source, errs in (data.get("configErrors") or {}).items():
+        click.echo(f"refused {source}:", err=True)
+        for e in errs:
+            click.echo(f"  {e}", err=True)
+
+
+def _send(state_dir: Path | None, path: str, inputs: list[tuple[str, str]], wait: float | None) -> int:
+    failed = 0
+    for filename, text in inputs:
+        params = {"filename": filename, "wait": wait}
+        code, data = call(
+            state_dir, "POST", path, params=params, body=text.encode(), timeout=(wait or 0) + 30
+        )
+        if code != 200:
+            failed += 1
+            for err in (data or {}).get("errors", [data]):
+                click.echo(f"error: {err}", err=True)
+            continue
+        for line in data.get("applied", []) + data.get("deleted", []):
+            click.echo(line)
+        for nf in data.get("notFound", []):
+            click.echo(f"not found: {nf}", err=True)
+        for w in data.get("warnings", []):
+            click.echo(f"warning: {w}", err=True)
+        if wait and data.get("synced") is False:
+            click.echo(
+                f"timed out after {wait}s waiting for every proxy to ACK version {data['version']}", err=True
+            )
+            failed += 1
+        elif wait and data.get("synced"):
+            click.echo(f"config version {data['version']} ACKed by every proxy")
+    return failed
+
+
+@click.command("apply")
+@click.option(
+    "-f", "--filename", "files", multiple=True, required=True, help="File, directory, or - for stdin."
+)
+@click.option(
+    "--wait",
+    is_flag=False,
+    flag_value=30.0,
+    default=None,
+    type=float,
+    help="Return once every proxy has ACKed the change (optional timeout in seconds, default 30).",
+)
+@STATE_DIR
+def apply_command(files: tuple[str, ...], wait: float | None, state_dir: Path | None) -> None:
+    """Create or update resources in the running mesh. Invalid input is refused whole."""
+    inputs = _read_inputs(files)
+    combined = "\n---\n".join(text for _, text in inputs)
+    name = inputs[0][0] if len(inputs) == 1 else ",".join(n for n, _ in inputs)
+    if _send(state_dir, "/api/apply", [(name, combined)], wait):
+        sys.exit(1)
+
+
+@click.command("delete")
+@click.option(
+    "-f", "--filename", "files", multiple=True, required=True, help="File, directory, or - for stdin."
+)
+@click.option("--wait", is_flag=False, flag_value=30.0, default=None, type=float)
+@STATE_DIR
+def delete_command(files: tuple[str, ...], wait: float | None, state_dir: Path | None) -> None:
+    """Delete the resources named in the given files from the running mesh."""
+    if _send(state_dir, "/api/delete", _read_inputs(files), wait):
+        sys.exit(1)
+
+
+@click.command("get")
+@click.argument("kind")
+@click.argument("name", required=False)
+@click.option("-n", "--namespace")
+@click.option("-A", "--all-namespaces", is_flag=True)
+@click.option("-o", "--output", type=click.Choice(["table", "yaml", "json"]), default="table")
+@STATE_DIR
+def get_command(
+    kind: str,
+    name: str | None,
+    namespace: str | None,
+    all_namespaces: bool,
+    output: str,
+    state_dir: Path | None,
+) -> None:
+    """List resources of a kind (e.g. `isthmus get vs`, `isthmus get dr reviews -o yaml`)."""
+    resolved = KIND_ALIASES.get(kind.lower(), kind)
+    ns = None if all_namespaces else (namespace or None)
+    code, items = call(
+        state_dir, "GET", "/api/resources", params={"kind": resolved, "namespace": ns, "name": name}
+    )
+    if code != 200:
+        raise click.ClickException(str(items))
+    if name and not items:
+        raise click.ClickException(f'{resolved} "{name}" not found')
+    if output == "json":
+        click.echo(
+            json.dumps(items[0] if name and len(items) == 1 else {"kind": "List", "items": items}, indent=2)
+        )
+        return
+    if output == "yaml":
+        docs = items if not name else items[:1]
+        click.echo(yaml.safe_dump_all(docs, sort_keys=False), nl=False)
+        return
+    click.echo(f"{'NAMESPACE':<20} {'NAME':<40} {'SOURCE'}")
+    for item in items:
+        md = item["metadata"]
+        click.echo(f"{md.get('namespace', ''):<20} {md['name']:<40} {item['status'].get('source', '')}")
+
+
+@click.command("restart")
+@click.argument("workload")
+@click.option("-n", "--namespace", default="default")
+@STATE_DIR
+def restart_command(workload: str, namespace: str, state_dir: Path | None) -> None:
+    """Rolling restart: each instance is replaced once its successor is ready, then drained."""
+    code, data = call(
+        state_dir, "POST", "/api/restart", params={"workload": workload, "namespace": namespace}, timeout=600
+    )
+    if code != 200:
+        raise click.ClickException(str(data.get("error", data)))
+    click.echo(f"restarted {data['restarted']}")

@@ -1,0 +1,58 @@
+"""Loopback addresses and ports for a local mesh."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterator
+
+
+class AddressPool:
+    """Hands out the addresses of a loopback block: the first to the control plane, then one per pod."""
+
+    def __init__(self, subnet: str) -> None:
+        net = ipaddress.ip_network(subnet, strict=False)
+        if not net.subnet_of(ipaddress.ip_network("127.0.0.0/8")):  # type: ignore[arg-type]
+            raise ValueError(f"--subnet {subnet} must be inside 127.0.0.0/8 (loopback)")
+        self.network = net
+        self._hosts: Iterator[ipaddress.IPv4Address] = net.hosts()  # type: ignore[assignment]
+        self._released: list[str] = []
+        self.control_plane = self._next_free((15010, 15012, 15014))
+
+    def _next_free(self, probe_ports: tuple[int, ...]) -> str:
+        for ip in self._hosts:
+            addr = str(ip)
+            if all(port_free(addr, p) for p in probe_ports):
+                return addr
+        raise RuntimeError(f"no free address left in {self.network}")
+
+    def allocate(self) -> str:
+        """A pod address whose Istio ports are free (a crashed mesh may have left processes behind)."""
+        try:
+            return self._next_free((15000, 15001))
+        except RuntimeError:
+            while self._released:
+                addr = self._released.pop(0)
+                if port_free(addr, 15000) and port_free(addr, 15001):
+                    return addr
+            raise
+
+    def release(self, address: str) -> None:
+        # Reused only once the block runs out: a just-stopped pod's sockets may linger in TIME_WAIT.
+        self._released.append(address)
+
+
+def port_free(address: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(address: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((address, 0))
+        return int(s.getsockname()[1])

@@ -1,0 +1,131 @@
+"""The control plane: store changes -> snapshots -> pushes, with the smallest push that is correct.
+
+A change that touches only pods (endpoints) becomes an EDS-only push of the clusters whose endpoints
+changed; any config change is a full push. Snapshots are rebuilt once per burst of changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Histogram
+
+from isthmus.config.store import Change, Store
+from isthmus.model.snapshot import Snapshot
+from isthmus.xds.gen import naming
+from isthmus.xds.gen.generator import MeshGenerator
+from isthmus.xds.push_queue import PushRequest
+from isthmus.xds.server import XdsServer
+
+log = logging.getLogger(__name__)
+
+# Kinds that never change generated config (the runner acts on them).
+_NO_PUSH_KINDS = frozenset({"Workload"})
+
+
+def changed_endpoint_clusters(old: Snapshot, new: Snapshot) -> frozenset[str]:
+    """Names of every outbound cluster (default and subsets) of services whose endpoints changed."""
+    old_eps = old.registry._endpoints
+    new_eps = new.registry._endpoints
+    hosts: set[str] = set()
+    for key in set(old_eps) | set(new_eps):
+        if old_eps.get(key) != new_eps.get(key):
+            hosts.add(key[0])
+    if not hosts:
+        return frozenset()
+    subsets: dict[str, set[str]] = {}
+    for dr in new.destination_rules.all() + old.destination_rules.all():
+        subsets.setdefault(dr.host, set()).update(s.name for s in dr.subsets)
+    from isthmus.model import hosts as h
+
+    names: set[str] = set()
+    for svc in [*new.registry.services, *old.registry.services]:
+        if svc.hostname not in hosts:
+            continue
+        subset_names = {""}
+        for dr_host, names_ in subsets.items():
+            if h.subset_of(svc.hostname, dr_host) or dr_host == svc.hostname:
+                subset_names |= names_
+        for port in svc.ports:
+            for subset in subset_names:
+                names.add(naming.outbound_cluster(port.port, subset, svc.hostname))
+    return frozenset(names)
+
+
+class ControlPlane:
+    def __init__(self, store: Store, *, metrics: CollectorRegistry | None = None) -> None:
+        self.store = store
+        self.metrics = metrics or CollectorRegistry()
+        self.generator = MeshGenerator()
+        self.xds = XdsServer(self.generator, registry=self.metrics)
+        self._counter = 0
+        self.snapshot = Snapshot.build(0, [], [])
+        self._pending: list[Change] = []
+        self._scheduled = False
+        self._built = asyncio.Event()
+        self._build_time = Histogram(
+            "isthmus_snapshot_build_seconds",
+            "Time to build a config snapshot from the store",
+            registry=self.metrics,
+        )
+        store.subscribe(self._on_change)
+
+    # --- change handling ---------------------------------------------------------------------
+    def _on_change(self, change: Change) -> None:
+        self._pending.append(change)
+        if not self._scheduled:
+            self._scheduled = True
+            try:
+                asyncio.get_running_loop().call_soon(self.rebuild)
+            except RuntimeError:
+                self.rebuild()
+
+    def rebuild(self) -> Snapshot:
+        """Build a snapshot from the store now and push what changed."""
+        self._scheduled = False
+        changes, self._pending = self._pending, []
+        if not changes and self._counter:
+            return self.snapshot
+        started = time.perf_counter()
+        self._counter += 1
+        old = self.snapshot
+        new = Snapshot.build(self._counter, self.store.list(), self.store.pods())
+        self.snapshot = new
+        self._build_time.observe(time.perf_counter() - started)
+        request = self._push_request(changes, old, new)
+        if request is not None:
+            self.xds.update(new, request)
+        else:
+            # Nothing to send, but connecting proxies must see the newest snapshot.
+            self.xds.update(new, PushRequest(full=False, eds_only_clusters=frozenset(), reason="no-op"))
+        return new
+
+    def _push_request(self, changes: Iterable[Change], old: Snapshot, new: Snapshot) -> PushRequest | None:
+        changes = list(changes)
+        config_keys = [k for c in changes for k in (*c.upserted, *c.deleted)]
+        if any(k[0] not in _NO_PUSH_KINDS for k in config_keys):
+            kinds = sorted({k[0] for k in config_keys})
+            return PushRequest(full=True, reason="config: " + ",".join(kinds))
+        if any(c.pods_changed for c in changes):
+            clusters = changed_endpoint_clusters(old, new)
+            if clusters:
+                return PushRequest(full=False, eds_only_clusters=clusters, reason="endpoints")
+        return None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    async def start(self, host: str, port: int) -> int:
+        self.rebuild()
+        return await self.xds.start(host, port)
+
+    async def stop(self) -> None:
+        await self.xds.stop(grace=1.0)
+
+    async def wait_pushed(
+        self, version: int | str, proxy_ids: set[str] | None = None, timeout: float = 10.0
+    ) -> bool:
+        """True once the given (or all) connected proxies ACKed config at snapshot `version` or newer."""
+        self.xds.flush()
+        return await self.xds.wait_synced(str(version), proxy_ids, timeout=timeout)

@@ -1,0 +1,214 @@
+"""The control plane's HTTP API (port 15014): status, config changes, debug views and metrics."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from aiohttp import web
+from google.protobuf.json_format import MessageToDict
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from isthmus.config.ingest import ingest_text
+from isthmus.model import hosts as h
+from isthmus.xds.gen import naming
+
+if TYPE_CHECKING:
+    from isthmus.mesh.runner import Mesh
+
+log = logging.getLogger(__name__)
+
+API_SOURCE = "api"
+MESH_KEY: web.AppKey[Mesh] = web.AppKey("mesh")
+
+
+def _mesh(request: web.Request) -> Mesh:
+    return request.app[MESH_KEY]
+
+
+async def status(request: web.Request) -> web.Response:
+    return web.json_response(_mesh(request).status())
+
+
+def _describe(cfg: Any) -> dict[str, Any]:
+    data = cfg.resource.to_dict()
+    data.setdefault("metadata", {})
+    data["metadata"]["creationTimestamp"] = cfg.creation_order[0].isoformat()
+    data["metadata"]["generation"] = cfg.generation
+    data["status"] = {"source": cfg.source.removeprefix("file:")}
+    return data
+
+
+async def apply(request: web.Request) -> web.Response:
+    mesh = _mesh(request)
+    text = await request.text()
+    filename = request.query.get("filename") or "<stdin>"
+    result = ingest_text(text, filename)
+    if not result.ok:
+        return web.json_response({"errors": [str(e) for e in result.errors]}, status=400)
+    before = {r.key: mesh.store.get(r.key) for r in result.resources}
+    change = mesh.store.apply(result.resources, API_SOURCE)
+    snap = mesh.cp.rebuild()
+    applied = []
+    for r in result.resources:
+        verb = "unchanged"
+        if r.key in change.upserted:
+            verb = "created" if before[r.key] is None else "configured"
+        applied.append(f"{r.kind} {r.namespace}/{r.metadata.name} {verb}")
+    synced = None
+    wait = float(request.query.get("wait", "0") or 0)
+    if wait > 0 and change.upserted:
+        synced = await mesh.cp.wait_pushed(snap.version, timeout=wait)
+    return web.json_response(
+        {
+            "version": snap.version,
+            "applied": applied,
+            "synced": synced,
+            "warnings": [str(w) for w in result.warnings],
+        }
+    )
+
+
+async def delete(request: web.Request) -> web.Response:
+    mesh = _mesh(request)
+    text = await request.text()
+    keys = []
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d]
+    except yaml.YAMLError as exc:
+        return web.json_response({"errors": [f"invalid YAML: {exc}"]}, status=400)
+    for doc in docs:
+        items = doc.get("items", []) if doc.get("kind") == "List" else [doc]
+        for item in items:
+            md = item.get("metadata") or {}
+            if not item.get("kind") or not md.get("name"):
+                return web.json_response(
+                    {"errors": ["every document needs kind and metadata.name"]}, status=400
+                )
+            ns = md.get("namespace") or ("" if item["kind"] in ("Namespace", "MeshConfig") else "default")
+            keys.append((item["kind"], ns, md["name"]))
+    existing = [k for k in keys if mesh.store.get(k) is not None]
+    change = mesh.store.delete(existing)
+    snap = mesh.cp.rebuild()
+    wait = float(request.query.get("wait", "0") or 0)
+    synced = None
+    if wait > 0 and change.deleted:
+        synced = await mesh.cp.wait_pushed(snap.version, timeout=wait)
+    return web.json_response(
+        {
+            "version": snap.version,
+            "deleted": [f"{k[0]} {k[1]}/{k[2]} deleted" for k in existing],
+            "notFound": [f"{k[0]} {k[1]}/{k[2]}" for k in keys if k not in existing],
+            "synced": synced,
+        }
+    )
+
+
+async def resources(request: web.Request) -> web.Response:
+    mesh = _mesh(request)
+    kind = request.query.get("kind") or None
+    namespace = request.query.get("namespace") or None
+    name = request.query.get("name") or None
+    out = [_describe(c) for c in mesh.store.list(kind, namespace) if name is None or c.name == name]
+    return web.json_response(out)
+
+
+async def resolve(request: web.Request) -> web.Response:
+    """Emulates cluster DNS + kube-proxy for workloads without a sidecar: host[:port] -> pod addresses."""
+    mesh = _mesh(request)
+    snapshot = mesh.cp.snapshot
+    namespace = request.query.get("namespace") or "default"
+    host = h.resolve_short_name(request.query.get("host", ""), namespace, snapshot.mesh.domain_suffix)
+    port = int(request.query.get("port") or 80)
+    for candidate in (host, host.rstrip(".")):
+        for svc in snapshot.registry.by_host.get(candidate, []):
+            if svc.port(port) is None:
+                continue
+            eps = [e for e in snapshot.registry.endpoints(svc, port) if e.ready]
+            return web.json_response(
+                {"host": svc.hostname, "addresses": [f"{e.address}:{e.port}" for e in eps]}
+            )
+    return web.json_response(
+        {"host": host, "addresses": [], "error": f"no service {host} with port {port}"}, status=404
+    )
+
+
+def _find_proxy(mesh: Mesh, name: str) -> Any:
+    for pod in mesh.all_pods():
+        if pod.proxy is None:
+            continue
+        if name in (pod.proxy.id, pod.spec.name, f"{pod.spec.name}.{pod.spec.namespace}", pod.spec.workload):
+            return pod.proxy
+    return None
+
+
+async def config_dump(request: web.Request) -> web.Response:
+    """What the control plane generates for a proxy now (not what Envoy holds: see proxy-config)."""
+    mesh = _mesh(request)
+    proxy = _find_proxy(mesh, request.query.get("proxy", ""))
+    if proxy is None:
+        return web.json_response({"error": "unknown proxy"}, status=404)
+    snapshot = mesh.cp.snapshot
+    gen = mesh.cp.generator
+    out: dict[str, Any] = {"version": snapshot.version}
+    clusters = gen.generate(snapshot, proxy, naming.CLUSTER_TYPE, None)
+    listeners = gen.generate(snapshot, proxy, naming.LISTENER_TYPE, None)
+    route_names = (
+        [n for n in (naming.HTTP_PROXY_ROUTE,)]
+        if proxy.kind == "sidecar"
+        else [f"http.{s.listen_port}" for s in snapshot.gateway_servers(proxy)]
+    )
+    routes = gen.generate(snapshot, proxy, naming.ROUTE_TYPE, frozenset(route_names))
+    endpoints = gen.generate(snapshot, proxy, naming.ENDPOINT_TYPE, frozenset(clusters))
+    for key, resources_ in (
+        ("clusters", clusters),
+        ("listeners", listeners),
+        ("routes", routes),
+        ("endpoints", endpoints),
+    ):
+        out[key] = [MessageToDict(a) for a in resources_.values()]
+    return web.json_response(out)
+
+
+async def syncz(request: web.Request) -> web.Response:
+    return web.json_response([s.to_dict() for s in _mesh(request).cp.xds.status()])
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(_mesh(request).cp.metrics)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def restart(request: web.Request) -> web.Response:
+    mesh = _mesh(request)
+    namespace = request.query.get("namespace") or "default"
+    workload = request.query.get("workload", "")
+    try:
+        await mesh.restart(namespace, workload)
+    except KeyError as exc:
+        return web.json_response({"error": str(exc)}, status=404)
+    return web.json_response({"restarted": f"{namespace}/{workload}"})
+
+
+def make_app(mesh: Mesh) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app[MESH_KEY] = mesh
+    app.router.add_get("/api/status", status)
+    app.router.add_post("/api/apply", apply)
+    app.router.add_post("/api/delete", delete)
+    app.router.add_get("/api/resources", resources)
+    app.router.add_get("/api/resolve", resolve)
+    app.router.add_post("/api/restart", restart)
+    app.router.add_get("/debug/config_dump", config_dump)
+    app.router.add_get("/debug/syncz", syncz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def start_http_api(mesh: Mesh, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(make_app(mesh), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    return runner

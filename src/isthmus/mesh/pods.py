@@ -1,0 +1,314 @@
+"""One workload instance ("pod"): its sidecar Envoy (or gateway Envoy) and its app process.
+
+Start order: the pod is registered (not ready) so the control plane can build its inbound config, its
+Envoy starts and becomes LIVE (it holds its config), then the app starts and listens, then the pod is
+marked ready and enters the endpoint set. Stop order is the reverse: leave the endpoint set, drain
+inbound listeners, stop the app, stop Envoy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from isthmus.agent.bootstrap import build_bootstrap
+from isthmus.agent.envoy import EnvoyProcess, pdeathsig_launch, tail
+from isthmus.config.store import Store
+from isthmus.model.proxy import Proxy
+from isthmus.registry.types import Pod
+
+log = logging.getLogger(__name__)
+
+ADMIN_PORT = 15000
+OUTBOUND_PORT = 15001
+HEALTH_PORT = 15021
+PROMETHEUS_PORT = 15090
+
+
+@dataclass
+class PodSpec:
+    workload: str
+    namespace: str
+    name: str
+    ip: str
+    labels: dict[str, str]
+    service_account: str
+    sidecar: bool
+    gateway: bool
+    command: list[str] | None
+    env: dict[str, str]
+    app_ports: dict[int, int] = field(default_factory=dict)  # target port -> app port
+    spec_hash: str = ""
+
+    @property
+    def proxy_kind(self) -> str | None:
+        if self.gateway:
+            return "gateway"
+        return "sidecar" if self.sidecar else None
+
+
+class PodError(RuntimeError):
+    pass
+
+
+class PodProcess:
+    def __init__(
+        self,
+        spec: PodSpec,
+        *,
+        store: Store,
+        control_plane: Any,
+        xds_address: tuple[str, int],
+        workdir: Path,
+        port_offset: int = 0,
+        concurrency: int = 2,
+        drain_time_s: float = 5.0,
+    ) -> None:
+        self.spec = spec
+        self.store = store
+        self.cp = control_plane
+        self.xds_address = xds_address
+        self.workdir = workdir
+        self.port_offset = port_offset
+        self.concurrency = concurrency
+        self.drain_time_s = drain_time_s
+        self.envoy: EnvoyProcess | None = None
+        self.app: asyncio.subprocess.Process | None = None
+        self.proxy: Proxy | None = None
+        self.started_at = 0.0
+        self.state = "Pending"
+        self._app_log: Any = None
+
+    # --- identity --------------------------------------------------------------------------
+    def pod(self, ready: bool) -> Pod:
+        s = self.spec
+        return Pod(
+            name=s.name,
+            namespace=s.namespace,
+            ip=s.ip,
+            labels=dict(s.labels),
+            workload=s.workload,
+            service_account=s.service_account,
+            sidecar=s.sidecar,
+            gateway=s.gateway,
+            ready=ready,
+            app_ports=dict(s.app_ports),
+        )
+
+    def make_proxy(self) -> Proxy:
+        s = self.spec
+        kind = "gateway" if s.gateway else "sidecar"
+        base = Proxy(
+            id=Proxy.node_id(kind, s.ip, s.name, s.namespace),  # type: ignore[arg-type]
+            kind=kind,  # type: ignore[arg-type]
+            ip=s.ip,
+            namespace=s.namespace,
+            instance=s.name,
+            workload=s.workload,
+            labels=dict(s.labels),
+            service_account=s.service_account,
+        )
+        return replace(
+            base, metadata={"ISTHMUS_PORT_OFFSET": str(self.port_offset)} if self.port_offset else {}
+        )
+
+    # --- environment -----------------------------------------------------------------------
+    def app_env(self) -> dict[str, str]:
+        s = self.spec
+        env = dict(os.environ)
+        # Children find `isthmus` (and the venv's tools) even when the venv is not activated.
+        bindir = str(Path(sys.executable).parent)
+        env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+        for key in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
+            env.pop(key, None)
+        ports = {str(t): a for t, a in sorted(s.app_ports.items())}
+        first = next(iter(sorted(s.app_ports.items())), None)
+        env.update(
+            {
+                "POD_IP": s.ip,
+                "POD_NAME": s.name,
+                "POD_NAMESPACE": s.namespace,
+                "SERVICE_ACCOUNT": s.service_account,
+                "ISTHMUS_WORKLOAD": s.workload,
+                "ISTHMUS_LABELS": json.dumps(s.labels, sort_keys=True),
+                "ISTHMUS_PORTS": json.dumps(ports),
+                "ISTHMUS_LISTEN_HOST": "127.0.0.1" if s.sidecar else s.ip,
+            }
+        )
+        if first is not None:
+            env["PORT"] = str(first[1])
+        if s.sidecar:
+            proxy_url = f"http://{s.ip}:{OUTBOUND_PORT}"
+            for key in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
+                env[key] = proxy_url
+        env.update(s.env)
+        return env
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def start(self, timeout: float = 60.0) -> None:
+        self.started_at = time.monotonic()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.state = "Starting"
+        self.store.upsert_pod(self.pod(ready=False))
+        self.cp.rebuild()
+        if self.spec.proxy_kind is not None:
+            self.proxy = self.make_proxy()
+            bootstrap = build_bootstrap(
+                self.proxy,
+                xds_address=self.xds_address,
+                admin_port=ADMIN_PORT,
+                health_port=HEALTH_PORT,
+                prometheus_port=PROMETHEUS_PORT,
+                concurrency=self.concurrency,
+                drain_time_s=self.drain_time_s,
+            )
+            self.envoy = EnvoyProcess(
+                self.proxy,
+                bootstrap,
+                self.workdir,
+                concurrency=self.concurrency,
+                drain_time_s=self.drain_time_s,
+            )
+            await self.envoy.start()
+            await self.envoy.wait_ready(timeout=timeout)
+            await self._wait_config_accepted(timeout)
+        if self.spec.command:
+            await self._start_app(timeout)
+        self.state = "Running"
+        self.store.upsert_pod(self.pod(ready=True))
+
+    async def _wait_config_accepted(self, timeout: float) -> None:
+        """LIVE only says Envoy finished its first fetch; the config must also have been ACKed."""
+        assert self.proxy is not None
+        version = self.cp.snapshot.version
+        if await self.cp.wait_pushed(version, {self.proxy.id}, timeout=timeout):
+            return
+        nacks = [
+            f"{t}: {v['last_nack']['message']}"
+            for st in self.cp.xds.status()
+            if st.id == self.proxy.id
+            for t, v in st.types.items()
+            if v.get("last_nack")
+        ]
+        detail = "; ".join(nacks) if nacks else "no ACK from the proxy"
+        raise PodError(f"{self.spec.namespace}/{self.spec.name}: the proxy did not accept its config: {detail}")
+
+    async def _start_app(self, timeout: float) -> None:
+        s = self.spec
+        assert s.command
+        log_path = self.workdir / "app.log"
+        self._app_log = log_path.open("ab")
+        argv, preexec = pdeathsig_launch(list(s.command))
+        self.app = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=self._app_log,
+            stderr=asyncio.subprocess.STDOUT,
+            env=self.app_env(),
+            cwd=str(self.workdir),
+            preexec_fn=preexec,
+            start_new_session=True,
+        )
+        host = "127.0.0.1" if s.sidecar else s.ip
+        deadline = time.monotonic() + timeout
+        for port in sorted(s.app_ports.values() if s.sidecar else s.app_ports.keys()):
+            while True:
+                if self.app.returncode is not None:
+                    raise PodError(
+                        f"{s.namespace}/{s.name}: app exited with code {self.app.returncode} before listening "
+                        f"on {host}:{port}\n{tail(log_path)}"
+                    )
+                if await _can_connect(host, port):
+                    break
+                if time.monotonic() > deadline:
+                    raise PodError(
+                        f"{s.namespace}/{s.name}: app did not listen on {host}:{port} within {timeout:.0f}s"
+                    )
+                await asyncio.sleep(0.05)
+
+    async def leave_endpoints(self, timeout: float = 5.0) -> None:
+        """Leave the endpoint set and wait (bounded) until every connected proxy has the new endpoints."""
+        self.state = "Terminating"
+        self.store.upsert_pod(self.pod(ready=False))
+        snap = self.cp.rebuild()
+        await self.cp.wait_pushed(snap.version, timeout=timeout)
+
+    async def stop(self, *, drain_s: float | None = None) -> None:
+        """Graceful stop: endpoints first, then drain for `drain_s` (Istio's terminationDrainDuration)."""
+        try:
+            await self.leave_endpoints()
+        except Exception:
+            log.debug("pod %s: could not confirm endpoint removal", self.spec.name, exc_info=True)
+        if self.envoy is not None and drain_s and self.envoy.running:
+            try:
+                await self.envoy.drain(inbound_only=True)
+                await self._wait_drained(drain_s)
+            except Exception:
+                log.debug("pod %s: drain failed", self.spec.name, exc_info=True)
+        await self._stop_app()
+        if self.envoy is not None:
+            await self.envoy.stop()
+        self.store.remove_pod(self.spec.namespace, self.spec.name)
+        self.state = "Stopped"
+
+    async def _wait_drained(self, limit: float) -> None:
+        """Up to `limit` seconds, ending early once no inbound connection is open."""
+        assert self.envoy is not None
+        deadline = time.monotonic() + limit
+        admin = self.envoy.admin()
+        try:
+            while time.monotonic() < deadline:
+                stats = await admin.stats(filter=r"^listener\..*downstream_cx_active$")
+                active = sum(
+                    v
+                    for k, v in stats.items()
+                    if not k.startswith(("listener.admin", f"listener.{self.spec.ip}_150"))
+                )
+                if active == 0:
+                    return
+                await asyncio.sleep(0.1)
+        finally:
+            await admin.close()
+
+    async def _stop_app(self, timeout: float = 5.0) -> None:
+        proc = self.app
+        if proc is None or proc.returncode is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            await asyncio.wait_for(proc.wait(), timeout)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+        if self._app_log is not None:
+            self._app_log.close()
+
+    async def kill(self) -> None:
+        """Immediate stop (shutdown after an error)."""
+        await self._stop_app(timeout=2.0)
+        if self.envoy is not None:
+            await self.envoy.stop(timeout=2.0)
+
+
+async def _can_connect(host: str, port: int) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 0.5)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True

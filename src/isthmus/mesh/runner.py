@@ -1,0 +1,362 @@
+"""`isthmus up`: the local runner that supervises the control plane, the proxies and the workloads."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from isthmus.api import loader
+from isthmus.config.directory import DirectorySource
+from isthmus.config.store import Config, Store
+from isthmus.mesh.addresses import AddressPool, free_port
+from isthmus.mesh.control_plane import ControlPlane
+from isthmus.mesh.pods import ADMIN_PORT, OUTBOUND_PORT, PodProcess, PodSpec
+from isthmus.mesh.state import claim_state_dir, clear_state, write_state
+from isthmus.registry.build import labels_match
+
+log = logging.getLogger(__name__)
+
+XDS_PORT = 15010
+API_PORT = 15014
+BUILTIN_SOURCE = "builtin"
+
+DEFAULT_GATEWAY_LABELS = {"istio": "ingressgateway", "app": "istio-ingressgateway"}
+DEFAULT_GATEWAY_YAML = """
+apiVersion: isthmus.dev/v1alpha1
+kind: Workload
+metadata:
+  name: istio-ingressgateway
+  namespace: istio-system
+  labels: {istio: ingressgateway, app: istio-ingressgateway}
+spec:
+  serviceAccount: istio-ingressgateway-service-account
+  gateway: true
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: istio-ingressgateway
+  namespace: istio-system
+  labels: {istio: ingressgateway, app: istio-ingressgateway}
+spec:
+  selector: {istio: ingressgateway}
+  ports:
+  - {name: status-port, port: 15021, targetPort: 15021}
+  - {name: http2, port: 80, targetPort: 8080}
+  - {name: https, port: 443, targetPort: 8443}
+"""
+
+
+@dataclass
+class MeshOptions:
+    config_dir: Path
+    state_dir: Path
+    subnet: str = "127.1.0.0/16"
+    port_offset: int = 8000
+    publish: list[str] = field(default_factory=list)
+    envoy_concurrency: int = 1
+    start_timeout: float = 60.0
+
+    @property
+    def effective_port_offset(self) -> int:
+        """Ports below 1024 need root; without it they move up by the offset."""
+        return 0 if os.geteuid() == 0 else self.port_offset
+
+
+def _workload_spec_hash(cfg: Config) -> str:
+    data = json.dumps(
+        {"spec": cfg.resource.to_dict().get("spec"), "labels": cfg.metadata.labels or {}}, sort_keys=True
+    )
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+class Mesh:
+    def __init__(self, options: MeshOptions) -> None:
+        self.options = options
+        self.store = Store()
+        self.cp = ControlPlane(self.store)
+        self.addresses = AddressPool(options.subnet)
+        self.cp_ip = self.addresses.control_plane
+        self.pods: dict[tuple[str, str], list[PodProcess]] = {}
+        self._counters: dict[tuple[str, str], int] = {}
+        self._reconcile_lock = asyncio.Lock()
+        self._reconcile_again = False
+        self._stopping = asyncio.Event()
+        self.directory: DirectorySource | None = None
+        self.http_runner: Any = None
+        self.started_at = time.time()
+        self.ready = asyncio.Event()
+        self.on_event: Callable[[str], None] = lambda msg: log.info("%s", msg)
+        self._tasks: set[asyncio.Task] = set()
+
+    # --- addresses ---------------------------------------------------------------------------
+    @property
+    def xds_address(self) -> tuple[str, int]:
+        return (self.cp_ip, XDS_PORT)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.cp_ip}:{API_PORT}"
+
+    # --- start / stop ------------------------------------------------------------------------
+    async def start(self) -> None:
+        opts = self.options
+        claim_state_dir(opts.state_dir)
+        opts.state_dir.mkdir(parents=True, exist_ok=True)
+        self.directory = DirectorySource(opts.config_dir, self.store, on_errors=self._report_file_errors)
+        for path, result in self.directory.load_all():
+            if not result.ok:
+                self._report_file_errors(path, result)
+        await self.cp.start(self.cp_ip, XDS_PORT)
+        from isthmus.mesh.http_api import start_http_api
+
+        self.http_runner = await start_http_api(self, self.cp_ip, API_PORT)
+        self._write_state()
+        self.store.subscribe(self._on_store_change)
+        self.directory.start()
+        await self.reconcile()
+        self._write_state()
+        self.ready.set()
+
+    def _report_file_errors(self, path: Path, result: Any) -> None:
+        self.on_event(
+            f"config: {path.name} refused, the mesh keeps its last good config:\n"
+            + "\n".join(f"  {e}" for e in result.errors)
+        )
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self.directory is not None:
+            await self.directory.stop()
+        all_pods = [p for pods in self.pods.values() for p in pods]
+        drain = min(self.cp.snapshot.mesh.termination_drain_duration_s, 1.0)
+        await asyncio.gather(*(self._stop_pod(p, drain) for p in all_pods), return_exceptions=True)
+        self.pods.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        if self.http_runner is not None:
+            await self.http_runner.cleanup()
+        await self.cp.stop()
+        clear_state(self.options.state_dir)
+
+    async def _stop_pod(self, pod: PodProcess, drain_s: float) -> None:
+        try:
+            await asyncio.wait_for(pod.stop(drain_s=drain_s), drain_s + 10)
+        except Exception:
+            log.exception("pod %s: stop failed, killing it", pod.spec.name)
+            await pod.kill()
+
+    async def run_until_signalled(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stopping.set)
+        await self._stopping.wait()
+
+    def _write_state(self) -> None:
+        write_state(
+            self.options.state_dir,
+            {
+                "pid": os.getpid(),
+                "api": self.api_url,
+                "xds": f"{self.cp_ip}:{XDS_PORT}",
+                "subnet": self.options.subnet,
+                "configDir": str(self.options.config_dir.resolve()),
+                "startedAt": self.started_at,
+            },
+        )
+
+    # --- workloads ----------------------------------------------------------------------------
+    def _on_store_change(self, change: Any) -> None:
+        kinds = {k[0] for k in (*change.upserted, *change.deleted)}
+        if kinds & {"Workload", "Gateway", "Service"} and not self._stopping.is_set():
+            task = asyncio.get_running_loop().create_task(self.reconcile())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _ensure_default_gateway(self) -> None:
+        gateways = self.store.list("Gateway")
+        wanted = any(labels_match(g.spec.selector or {}, DEFAULT_GATEWAY_LABELS) for g in gateways)
+        if wanted:
+            user_provides = any(
+                c.source != BUILTIN_SOURCE
+                and c.spec.gateway
+                and any(
+                    labels_match(g.spec.selector or {}, c.metadata.labels or {})
+                    for g in gateways
+                    if labels_match(g.spec.selector or {}, DEFAULT_GATEWAY_LABELS)
+                )
+                for c in self.store.list("Workload")
+            )
+            if not user_provides:
+                existing = self.store.list(namespace="istio-system")
+                if not any(c.source == BUILTIN_SOURCE for c in existing):
+                    resources = loader.load_text(DEFAULT_GATEWAY_YAML, "<builtin ingress gateway>")
+                    # Do not override a user's own Service of that name.
+                    resources = [r for r in resources if self.store.get(r.key) is None]
+                    self.store.apply(resources, BUILTIN_SOURCE)
+                return
+        builtin = [c.key for c in self.store.list() if c.source == BUILTIN_SOURCE]
+        if builtin and not wanted:
+            self.store.delete(builtin)
+
+    async def reconcile(self) -> None:
+        if self._reconcile_lock.locked():
+            self._reconcile_again = True
+            return
+        async with self._reconcile_lock:
+            while True:
+                self._reconcile_again = False
+                self._ensure_default_gateway()
+                await self._reconcile_once()
+                if not self._reconcile_again or self._stopping.is_set():
+                    break
+            self._write_state()
+
+    async def _reconcile_once(self) -> None:
+        desired = {c.key[1:]: c for c in self.store.list("Workload")}
+        starts: list[Any] = []
+        stops: list[PodProcess] = []
+        for key, pods in list(self.pods.items()):
+            if key not in desired:
+                stops.extend(pods)
+                del self.pods[key]
+        for key, cfg in desired.items():
+            pods = self.pods.setdefault(key, [])
+            spec_hash = _workload_spec_hash(cfg)
+            replicas = int(cfg.spec.replicas if cfg.spec.replicas is not None else 1)
+            current = [p for p in pods if p.spec.spec_hash == spec_hash]
+            outdated = [p for p in pods if p.spec.spec_hash != spec_hash]
+            if outdated:
+                starts.append(self._roll(key, cfg, spec_hash, outdated, replicas))
+                continue
+            if len(current) < replicas:
+                for _ in range(replicas - len(current)):
+                    starts.append(self._start_pod(key, cfg, spec_hash))
+            elif len(current) > replicas:
+                extra = current[replicas:]
+                for p in extra:
+                    pods.remove(p)
+                stops.extend(extra)
+        drain = self.cp.snapshot.mesh.termination_drain_duration_s
+        results = await asyncio.gather(
+            *starts, *(self._stop_pod(p, drain) for p in stops), return_exceptions=True
+        )
+        for r in results:
+            if isinstance(r, BaseException):
+                self.on_event(f"workload error: {r}")
+
+    def _new_pod(self, key: tuple[str, str], cfg: Config, spec_hash: str) -> PodProcess:
+        ns, name = key
+        index = self._counters.get(key, 0)
+        self._counters[key] = index + 1
+        ip = self.addresses.allocate()
+        spec = cfg.spec
+        gateway = bool(spec.gateway)
+        sidecar = bool(spec.sidecar if spec.sidecar is not None else True) and not gateway
+        app_ports = {int(p): (free_port("127.0.0.1") if sidecar else int(p)) for p in spec.ports or ()}
+        pod_spec = PodSpec(
+            workload=name,
+            namespace=ns,
+            name=f"{name}-{index}",
+            ip=ip,
+            labels=dict(cfg.metadata.labels or {}),
+            service_account=spec.service_account or "default",
+            sidecar=sidecar,
+            gateway=gateway,
+            command=list(spec.command) if spec.command else None,
+            env={k: str(v) for k, v in (spec.env or {}).items()},
+            app_ports=app_ports,
+            spec_hash=spec_hash,
+        )
+        return PodProcess(
+            pod_spec,
+            store=self.store,
+            control_plane=self.cp,
+            xds_address=self.xds_address,
+            workdir=self.options.state_dir / "pods" / ns / pod_spec.name,
+            port_offset=self.options.effective_port_offset,
+            concurrency=self.options.envoy_concurrency,
+            drain_time_s=self.cp.snapshot.mesh.termination_drain_duration_s,
+        )
+
+    async def _start_pod(self, key: tuple[str, str], cfg: Config, spec_hash: str) -> PodProcess:
+        pod = self._new_pod(key, cfg, spec_hash)
+        self.pods.setdefault(key, []).append(pod)
+        try:
+            await pod.start(timeout=self.options.start_timeout)
+        except Exception as exc:
+            pod.state = "Failed"
+            await pod.kill()
+            self.store.remove_pod(pod.spec.namespace, pod.spec.name)
+            raise RuntimeError(f"{key[0]}/{pod.spec.name} failed to start: {exc}") from exc
+        self.on_event(f"started {pod.spec.namespace}/{pod.spec.name} on {pod.spec.ip}")
+        return pod
+
+    async def _roll(
+        self, key: tuple[str, str], cfg: Config, spec_hash: str, outdated: list[PodProcess], replicas: int
+    ) -> None:
+        """Replace instances one by one: start the new one, then drain and stop an old one."""
+        drain = self.cp.snapshot.mesh.termination_drain_duration_s
+        pods = self.pods[key]
+        for old in list(outdated):
+            if len([p for p in pods if p.spec.spec_hash == spec_hash]) < replicas:
+                await self._start_pod(key, cfg, spec_hash)
+            pods.remove(old)
+            await self._stop_pod(old, drain)
+        while len([p for p in pods if p.spec.spec_hash == spec_hash]) < replicas:
+            await self._start_pod(key, cfg, spec_hash)
+
+    async def restart(self, namespace: str, workload: str) -> None:
+        """Rolling restart: each instance is replaced by a new one, which is ready before the old drains."""
+        key = (namespace, workload)
+        cfg = self.store.get(("Workload", namespace, workload))
+        if cfg is None or key not in self.pods:
+            raise KeyError(f"no workload {namespace}/{workload}")
+        async with self._reconcile_lock:
+            spec_hash = _workload_spec_hash(cfg)
+            drain = self.cp.snapshot.mesh.termination_drain_duration_s
+            pods = self.pods[key]
+            for old in list(pods):
+                await self._start_pod(key, cfg, spec_hash)
+                pods.remove(old)
+                await self._stop_pod(old, drain)
+
+    # --- views --------------------------------------------------------------------------------
+    def all_pods(self) -> list[PodProcess]:
+        return [p for pods in self.pods.values() for p in pods]
+
+    def status(self) -> dict[str, Any]:
+        from isthmus.mesh.status import build_status
+
+        return build_status(self)
+
+    @staticmethod
+    def admin_port() -> int:
+        return ADMIN_PORT
+
+    @staticmethod
+    def outbound_port() -> int:
+        return OUTBOUND_PORT
+
+
+async def run_mesh(options: MeshOptions, on_ready: Callable[[Mesh], None] | None = None) -> int:
+    mesh = Mesh(options)
+    try:
+        await mesh.start()
+        if on_ready is not None:
+            on_ready(mesh)
+        await mesh.run_until_signalled()
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(mesh.stop())
+    return 0

@@ -1,0 +1,94 @@
+"""The `isthmus status` document (DESIGN.md §4)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from isthmus.mesh.runner import Mesh
+
+
+def _real_port(port: int, offset: int) -> int:
+    return port + offset if offset and port < 1024 else port
+
+
+def build_status(mesh: Mesh) -> dict[str, Any]:
+    snapshot = mesh.cp.snapshot
+    xds = {s.id: s for s in mesh.cp.xds.status()}
+    offset = mesh.options.effective_port_offset
+    proxies: list[dict[str, Any]] = []
+    instances: list[dict[str, Any]] = []
+    for pod in mesh.all_pods():
+        s = pod.spec
+        ports = [{"port": t, "appPort": a} for t, a in sorted(s.app_ports.items())]
+        instances.append(
+            {
+                "workload": s.workload,
+                "instance": s.name,
+                "namespace": s.namespace,
+                "labels": s.labels,
+                "ip": s.ip,
+                "sidecar": s.sidecar,
+                "gateway": s.gateway,
+                "ports": ports,
+                "state": pod.state,
+            }
+        )
+        if pod.proxy is None:
+            continue
+        proxy = pod.proxy
+        st = xds.get(proxy.id)
+        if proxy.kind == "gateway":
+            listeners = [
+                {
+                    "port": srv.port,
+                    "address": f"{srv.bind or s.ip}:{_real_port(srv.listen_port, offset)}",
+                    "protocol": srv.protocol.value,
+                }
+                for srv in snapshot.gateway_servers(proxy)
+            ]
+            inbound: list[dict[str, Any]] = []
+        else:
+            listeners = [{"port": t, "address": f"{s.ip}:{t}"} for t in sorted(s.app_ports)]
+            inbound = ports
+        seen: set[tuple[int, str]] = set()
+        unique = []
+        for lst in listeners:
+            k = (lst["port"], lst["address"])
+            if k not in seen:
+                seen.add(k)
+                unique.append(lst)
+        proxies.append(
+            {
+                "id": proxy.id,
+                "kind": proxy.kind,
+                "workload": s.workload,
+                "instance": s.name,
+                "namespace": s.namespace,
+                "labels": s.labels,
+                "serviceAccount": s.service_account,
+                "ip": s.ip,
+                "adminPort": mesh.admin_port(),
+                "outboundPort": mesh.outbound_port() if proxy.kind == "sidecar" else None,
+                "inbound": inbound,
+                "listeners": unique,
+                "configVersion": st.config_version if st is not None else None,
+                "sync": st.sync if st is not None else {},
+                "nacks": {t: v["last_nack"] for t, v in st.types.items() if v["last_nack"]}
+                if st is not None
+                else {},
+                "state": pod.state,
+            }
+        )
+    errors = {
+        source.removeprefix("file:"): [str(e) for e in errs]
+        for source, errs in mesh.store.source_errors.items()
+    }
+    return {
+        "controlPlane": {"xds": f"{mesh.cp_ip}:15010", "api": mesh.api_url},
+        "configVersion": snapshot.version,
+        "configDir": str(mesh.options.config_dir),
+        "proxies": proxies,
+        "instances": instances,
+        "configErrors": errors,
+    }

@@ -1,0 +1,194 @@
+"""A real mesh for end-to-end tests: `isthmus up` as a subprocess, driven through its public contracts."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from isthmus.client import sync
+from isthmus.client.http import Response
+from isthmus.client.load import LoadResult
+
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# Each mesh of a test run gets its own /16; the pid spreads concurrent runs apart.
+_SUBNETS = itertools.count(10 + (os.getpid() % 20) * 10)
+
+
+def next_subnet() -> str:
+    n = next(_SUBNETS) % 240 + 10
+    return f"127.{n}.0.0/16"
+
+
+class MeshProcess:
+    def __init__(self, config_dir: Path, workdir: Path, *, subnet: str | None = None) -> None:
+        self.config_dir = config_dir
+        self.workdir = workdir
+        self.state_dir = workdir / "state"
+        self.subnet = subnet or next_subnet()
+        self.log_path = workdir / "mesh.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.api = ""
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def start(self, timeout: float = 120.0) -> MeshProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "isthmus.cli.main", "up", str(self.config_dir),
+                "--subnet", self.subnet, "--state-dir", str(self.state_dir), "-v",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"isthmus up exited with {self.proc.returncode}:\n{self.log_tail()}")
+            state = self.state_dir / "state.json"
+            if state.exists():
+                try:
+                    self.api = json.loads(state.read_text())["api"]
+                    status = self.status()
+                except (OSError, ValueError, KeyError, urllib.error.URLError):
+                    time.sleep(0.1)
+                    continue
+                if self._settled(status):
+                    return self
+            time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"mesh did not come up within {timeout}s:\n{self.log_tail()}")
+
+    @staticmethod
+    def _settled(status: dict[str, Any]) -> bool:
+        if not status["instances"]:
+            return False
+        if any(i.get("state") != "Running" for i in status["instances"]):
+            return False
+        return all(
+            p.get("sync") and all(v == "SYNCED" for v in p["sync"].values()) for p in status["proxies"]
+        )
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            return self.proc.wait(5)
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def __enter__(self) -> MeshProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- API ------------------------------------------------------------------------------------
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        params: dict | None = None,
+        timeout: float = 60,
+    ) -> tuple[int, Any]:
+        url = self.api + path
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        req = urllib.request.Request(url, data=body, method=method)
+        try:
+            with _OPENER.open(req, timeout=timeout) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def status(self) -> dict[str, Any]:
+        code, data = self._call("GET", "/api/status", timeout=5)
+        assert code == 200, data
+        return data
+
+    def apply(self, text: str, *, wait: float = 15.0, expect_ok: bool = True) -> dict[str, Any]:
+        code, data = self._call("POST", "/api/apply", text.encode(), {"wait": wait, "filename": "test.yaml"})
+        if expect_ok:
+            assert code == 200, data
+            if data.get("synced") is False:
+                raise AssertionError(f"apply did not converge: {self.status()}")
+        return {"code": code, **(data or {})}
+
+    def delete(self, text: str, *, wait: float = 15.0) -> dict[str, Any]:
+        code, data = self._call("POST", "/api/delete", text.encode(), {"wait": wait})
+        assert code == 200, data
+        return data
+
+    def wait_settled(self, timeout: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        status = self.status()
+        while time.monotonic() < deadline:
+            status = self.status()
+            if self._settled(status):
+                return status
+            time.sleep(0.1)
+        raise TimeoutError(f"mesh did not settle: {json.dumps(status, indent=1)}")
+
+    # --- traffic --------------------------------------------------------------------------------
+    def proxy(self, workload: str, instance: int = 0, namespace: str = "default") -> dict[str, Any]:
+        proxies = [
+            p for p in self.status()["proxies"] if p["workload"] == workload and p["namespace"] == namespace
+        ]
+        proxies.sort(key=lambda p: p["instance"])
+        assert proxies, f"no proxy for {namespace}/{workload}"
+        return proxies[instance]
+
+    def proxy_url(self, workload: str, namespace: str = "default") -> str:
+        p = self.proxy(workload, namespace=namespace)
+        return f"http://{p['ip']}:{p['outboundPort']}"
+
+    def gateway_address(
+        self, port: int = 80, workload: str = "istio-ingressgateway", namespace: str = "istio-system"
+    ) -> str:
+        p = self.proxy(workload, namespace=namespace)
+        for lst in p["listeners"]:
+            if lst["port"] == port:
+                return lst["address"]
+        raise AssertionError(f"gateway {workload} has no listener for port {port}: {p['listeners']}")
+
+    def curl(self, workload: str, url: str, *, namespace: str = "default", **kwargs: Any) -> Response:
+        return sync.request(url, proxy=self.proxy_url(workload, namespace), **kwargs)
+
+    def load(
+        self,
+        workload: str,
+        url: str,
+        count: int,
+        *,
+        namespace: str = "default",
+        concurrency: int = 4,
+        **kwargs: Any,
+    ) -> LoadResult:
+        return sync.run_load(
+            url, proxy=self.proxy_url(workload, namespace), count=count, concurrency=concurrency, **kwargs
+        )
+
+
+def echo_body(resp: Response) -> dict[str, Any]:
+    assert resp.status == 200, (resp.status, resp.body)
+    return json.loads(resp.body)
