@@ -6,6 +6,8 @@ Main entry points:
 - ``ConfigError`` / ``ConfigErrors`` (``isthmus.api.errors``)
 - ``KINDS`` / ``kind_info`` (``isthmus.api.kinds``)
 - ``check_supported`` (``isthmus.api.support``)
+- ``validate`` (``isthmus.api.validation``): Istio's rules for one resource
+- ``parse_duration`` / ``Duration`` (``isthmus.api.types``)
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ from isthmus.api.loader import (
 from isthmus.api.meta import ObjectMeta
 from isthmus.api.resource import Origin, Resource
 from isthmus.api.support import check_supported
+from isthmus.api.types import Duration, parse_duration
+from isthmus.api.validation import validate
 
 __all__ = [
     "KINDS",
+    "Duration",
     "ConfigError",
     "ConfigErrors",
     "KindInfo",
@@ -41,5 +46,7 @@ __all__ = [
     "load_text",
     "load_text_report",
     "load_text_with_warnings",
+    "parse_duration",
     "parse_resource",
+    "validate",
 ]

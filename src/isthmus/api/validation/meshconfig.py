@@ -1,0 +1,288 @@
+"""isthmus.dev MeshConfig rules (Istio ``agent.ValidateMeshConfig`` for the fields that are set)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from isthmus.api import mesh as m
+from isthmus.api.networking import OutlierDetection
+from isthmus.api.paths import join
+from isthmus.api.types import parse_duration
+from isthmus.api.validation import register
+from isthmus.api.validation.common import (
+    VALID_ECDH_CURVES,
+    Report,
+    is_dns1123_label,
+    is_ip,
+    validate_duration,
+    validate_export_to,
+    validate_fqdn,
+    validate_port,
+    validate_wildcard_domain,
+)
+from isthmus.api.validation.destinationrule import validate_client_tls, validate_locality_lb_setting
+from isthmus.api.validation.virtualservice import validate_destination, validate_http_retry
+
+if TYPE_CHECKING:
+    from isthmus.api.resource import Resource
+
+MESH_CONFIG_NAME = "mesh"
+
+
+def validate_trust_domain(domain: str) -> str | None:
+    if not domain:
+        return "empty domain name not allowed"
+    parts = domain.split(".")
+    for i, label in enumerate(parts):
+        if i == len(parts) - 1 and label == "":
+            return None
+        if not is_dns1123_label(label):
+            return f'trust domain name "{domain}" invalid'
+    return None
+
+
+def validate_proxy_address(addr: str) -> str | None:
+    host, sep, port = addr.rpartition(":")
+    if not sep:
+        return f'unable to split "{addr}": address {addr}: missing port in address'
+    host = host.strip("[]")
+    if not port.isdigit():
+        return f"port ({port}) is not a number"
+    err = validate_port(int(port))
+    if err:
+        return err
+    if validate_fqdn(host) and not is_ip(host):
+        return f'"{host}" is not a valid hostname or an IP address'
+    return None
+
+
+@register("MeshConfig")
+def validate_mesh_config(res: Resource, r: Report) -> None:
+    mc: m.MeshConfig = res.spec  # type: ignore[assignment]
+    if res.name != MESH_CONFIG_NAME:
+        r.error("metadata.name", f'MeshConfig must be named "{MESH_CONFIG_NAME}", found "{res.name}"')
+    if res.metadata.namespace:
+        r.info("metadata.namespace", "the namespace of MeshConfig is ignored (it applies to the whole mesh)")
+
+    if mc.proxy_listen_port is not None:
+        err = validate_port(mc.proxy_listen_port)
+        if err:
+            r.error("spec.proxyListenPort", f"invalid proxy listen port: {err}")
+    if mc.proxy_inbound_listen_port is not None:
+        r.error("spec.proxyInboundListenPort", validate_port(mc.proxy_inbound_listen_port))
+    if mc.proxy_http_port is not None and mc.proxy_http_port != 0:
+        r.error("spec.proxyHttpPort", validate_port(mc.proxy_http_port))
+    if mc.connect_timeout is not None:
+        err = validate_duration(mc.connect_timeout)
+        if err is None:
+            secs = parse_duration(mc.connect_timeout).total_seconds()
+            if secs > 3600 or secs < 0.001:
+                err = f"time {mc.connect_timeout} must be >1ms and <1h0m0s"
+        if err:
+            r.error("spec.connectTimeout", f"invalid connect timeout: {err}")
+    if mc.protocol_detection_timeout is not None:
+        td = parse_duration(mc.protocol_detection_timeout)
+        if td.total_seconds() != 0 and round(td.total_seconds() * 1_000_000) % 1000:
+            r.error(
+                "spec.protocolDetectionTimeout",
+                "invalid protocol detection timeout: only durations to ms precision are supported",
+            )
+    if mc.dns_refresh_rate is not None:
+        r.error("spec.dnsRefreshRate", validate_duration(mc.dns_refresh_rate))
+    if mc.tcp_keepalive is not None:
+        for f in ("time", "interval"):
+            v = getattr(mc.tcp_keepalive, f)
+            if v is not None:
+                r.error(join("spec.tcpKeepalive", f), validate_duration(v))
+
+    if mc.default_config is not None:
+        _validate_proxy_config(r, "spec.defaultConfig", mc.default_config)
+
+    # the mesh-wide setting has no outlier detection of its own: Istio passes an empty one
+    validate_locality_lb_setting(r, "spec.localityLbSetting", mc.locality_lb_setting, OutlierDetection())
+    for i, s in enumerate(mc.service_settings):
+        for j, h in enumerate(s.hosts):
+            err = validate_wildcard_domain(h)
+            if err:
+                r.error(f"spec.serviceSettings[{i}].hosts[{j}]", f"serviceSettings[{i}], host `{h}`: {err}")
+
+    if mc.trust_domain is not None:
+        err = validate_trust_domain(mc.trust_domain)
+        if err:
+            r.error("spec.trustDomain", f"trustDomain: {err}")
+    for i, tda in enumerate(mc.trust_domain_aliases):
+        err = validate_trust_domain(tda)
+        if err:
+            r.error(f"spec.trustDomainAliases[{i}]", f"trustDomainAliases[{i}], domain `{tda}` : {err}")
+    if mc.root_namespace is not None and not is_dns1123_label(mc.root_namespace):
+        r.error("spec.rootNamespace", f'invalid root namespace "{mc.root_namespace}"')
+
+    if mc.mesh_mtls is not None and mc.mesh_mtls.ecdh_curves:
+        r.error("spec.meshMTLS.ecdhCurves", "mesh TLS does not support ECDH curves configuration")
+    if mc.tls_defaults is not None:
+        bad = sorted({c for c in mc.tls_defaults.ecdh_curves if c and c not in VALID_ECDH_CURVES})
+        if bad:
+            r.warn("spec.tlsDefaults.ecdhCurves", f"detected unrecognized ECDH curves: [{' '.join(bad)}]")
+        seen: set[str] = set()
+        dup: set[str] = set()
+        for c in mc.tls_defaults.ecdh_curves:
+            if c in seen:
+                dup.add(c)
+            seen.add(c)
+        if dup:
+            r.warn(
+                "spec.tlsDefaults.ecdhCurves", f"detected duplicate ECDH curves: [{' '.join(sorted(dup))}]"
+            )
+
+    otp = mc.outbound_traffic_policy
+    if otp is not None and otp.egress_proxy is not None:
+        if otp.mode != "ALLOW_ANY":
+            r.error(
+                "spec.outboundTrafficPolicy.egressProxy",
+                "egress_proxy must be set only with ALLOW_ANY outbound_traffic_policy mode",
+            )
+        else:
+            validate_destination(r, "spec.outboundTrafficPolicy.egressProxy", otp.egress_proxy)
+
+    validate_http_retry(r, "spec.defaultHttpRetryPolicy", mc.default_http_retry_policy)
+    for field, value in (
+        ("defaultServiceExportTo", mc.default_service_export_to),
+        ("defaultVirtualServiceExportTo", mc.default_virtual_service_export_to),
+        ("defaultDestinationRuleExportTo", mc.default_destination_rule_export_to),
+    ):
+        validate_export_to(r, f"spec.{field}", "", value, service_entry=field == "defaultServiceExportTo")
+
+    _validate_extension_providers(r, mc)
+
+
+def _validate_proxy_config(r: Report, p: str, pc: m.MeshProxyConfig) -> None:
+    if pc.drain_duration is not None:
+        err = validate_duration(pc.drain_duration)
+        if err:
+            r.error(join(p, "drainDuration"), f"invalid drain duration: {err}")
+        elif parse_duration(pc.drain_duration).microseconds:
+            r.error(join(p, "drainDuration"), "drain time only supports durations to seconds precision")
+    if pc.termination_drain_duration is not None:
+        r.error(join(p, "terminationDrainDuration"), validate_duration(pc.termination_drain_duration))
+    if pc.parent_shutdown_duration is not None:
+        r.warn(join(p, "parentShutdownDuration"), "parentShutdownDuration is deprecated and has no effect")
+    if pc.discovery_address:
+        err = validate_proxy_address(pc.discovery_address)
+        if err:
+            r.error(join(p, "discoveryAddress"), f"invalid discovery address: {err}")
+    if pc.statsd_udp_address:
+        err = validate_proxy_address(pc.statsd_udp_address)
+        if err:
+            r.error(
+                join(p, "statsdUdpAddress"), f'invalid statsd udp address "{pc.statsd_udp_address}": {err}'
+            )
+    if pc.proxy_admin_port is not None:
+        err = validate_port(pc.proxy_admin_port)
+        if err:
+            r.error(join(p, "proxyAdminPort"), f"invalid proxy admin port: {err}")
+    if pc.status_port is not None:
+        err = validate_port(pc.status_port)
+        if err:
+            r.error(join(p, "statusPort"), f"invalid status port: {err}")
+    if pc.control_plane_auth_policy == "INHERIT":
+        r.error(
+            join(p, "controlPlaneAuthPolicy"),
+            'invalid authentication policy: unrecognized control plane auth policy "INHERIT"',
+        )
+    if pc.concurrency is not None and pc.concurrency < 0:
+        r.error(join(p, "concurrency"), "concurrency must be greater than or equal to 0")
+    tr = pc.tracing
+    if tr is not None:
+        tp = join(p, "tracing")
+        if tr.zipkin is not None and tr.zipkin.address:
+            err = validate_proxy_address(tr.zipkin.address.replace("$(HOST_IP)", "127.0.0.1", 1))
+            if err:
+                r.error(join(tp, "zipkin", "address"), f"invalid zipkin config: {err}")
+        if tr.datadog is not None and tr.datadog.address:
+            err = validate_proxy_address(tr.datadog.address.replace("$(HOST_IP)", "127.0.0.1", 1))
+            if err:
+                r.error(join(tp, "datadog", "address"), f"invalid datadog config: {err}")
+        if tr.lightstep is not None:
+            if not tr.lightstep.address:
+                r.error(join(tp, "lightstep", "address"), "invalid lightstep config: address is required")
+            if not tr.lightstep.access_token:
+                r.error(
+                    join(tp, "lightstep", "accessToken"), "invalid lightstep config: access token is required"
+                )
+        if tr.sampling is not None and not 0.0 <= tr.sampling <= 100.0:
+            r.error(join(tp, "sampling"), "sampling must be in range [0.0, 100.0]")
+        validate_client_tls(r, join(tp, "tlsSettings"), "", tr.tls_settings)
+    if "ISTIO_META_DNS_AUTO_ALLOCATE" in pc.proxy_metadata:
+        r.warn(
+            join(p, "proxyMetadata", "ISTIO_META_DNS_AUTO_ALLOCATE"),
+            "'ISTIO_META_DNS_AUTO_ALLOCATE' is deprecated; review "
+            "https://istio.io/latest/docs/ops/configuration/traffic-management/dns-proxy/#dns-auto-allocation-v2 "
+            "for information about replacement functionality",
+        )
+    pk = pc.private_key_provider
+    if pk is not None:
+        kp = join(p, "privateKeyProvider")
+        body = pk.cryptomb or pk.qat
+        if body is None:
+            r.error(
+                kp,
+                "invalid private key provider configuration: private key provider configuration is required",
+            )
+        elif body.poll_delay is None:
+            r.error(kp, "invalid private key provider configuration: pollDelay is required")
+        elif parse_duration(body.poll_delay).total_seconds() == 0:
+            r.error(kp, "invalid private key provider configuration: pollDelay must be non zero")
+
+
+_NEEDS_SERVICE = (
+    "envoy_ext_authz_http",
+    "envoy_ext_authz_grpc",
+    "zipkin",
+    "lightstep",
+    "datadog",
+    "opencensus",
+    "skywalking",
+    "opentelemetry",
+    "envoy_http_als",
+    "envoy_tcp_als",
+    "envoy_otel_als",
+)
+
+
+def _validate_extension_providers(r: Report, mc: m.MeshConfig) -> None:
+    """Istio only logs these (an unused bad provider is harmless), so they are warnings here."""
+    names: set[str] = set()
+    for i, prov in enumerate(mc.extension_providers):
+        p = f"spec.extensionProviders[{i}]"
+        if not prov.name:
+            r.warn(join(p, "name"), "empty extension provider name")
+        elif prov.name in names:
+            r.warn(join(p, "name"), f"duplicate extension provider name {prov.name}")
+        names.add(prov.name)
+        kind = prov.kind
+        if kind is None:
+            r.warn(p, "extension provider has no provider type set")
+            continue
+        body = prov.body
+        if kind in _NEEDS_SERVICE:
+            if not getattr(body, "service", None):
+                r.warn(join(p, kind), "service must not be empty")
+            port = getattr(body, "port", None)
+            if port is None or validate_port(port):
+                r.warn(join(p, kind, "port"), f"port number {port or 0} must be in the range 1..65535")
+            timeout = getattr(body, "timeout", None)
+            if timeout is not None:
+                r.warn(join(p, kind, "timeout"), validate_duration(timeout))
+    dp = mc.default_providers
+    if dp is not None:
+        for field, values in (
+            ("tracing", dp.tracing),
+            ("metrics", dp.metrics),
+            ("accessLogging", dp.access_logging),
+        ):
+            for i, name in enumerate(values):
+                if name not in names and name not in ("prometheus", "envoy", "stackdriver"):
+                    r.warn(
+                        f"spec.defaultProviders.{field}[{i}]",
+                        f'default provider "{name}" is not defined in extensionProviders',
+                    )

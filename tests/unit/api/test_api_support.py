@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from isthmus.api.loader import load_text
+from isthmus.api.support import UNSUPPORTED, UNSUPPORTED_KINDS, check_supported, matching_fields
+
+
+def test_whole_kinds_are_refused():
+    (r,) = load_text(
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: d, namespace: ns}\n"
+        "spec: {mtls: {mode: STRICT}}\n",
+        "pa.yaml",
+    )
+    (e,) = check_supported(r)
+    assert (
+        str(e)
+        == "pa.yaml:1: PeerAuthentication ns/d: PeerAuthentication is not supported yet: "
+        + UNSUPPORTED_KINDS["PeerAuthentication"]
+    )
+
+
+def test_fields_are_reported_with_lines():
+    text = """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: v}
+spec:
+  hosts: [a.com]
+  http:
+  - route: [{destination: {host: a.com}}]
+  tcp:
+  - route: [{destination: {host: a.com}}]
+"""
+    (r,) = load_text(text, "vs.yaml")
+    (e,) = check_supported(r)
+    assert e.line == 8
+    assert e.message == "spec.tcp is not supported yet: " + UNSUPPORTED["VirtualService"]["spec.tcp"]
+
+
+def test_nested_patterns_and_empty_values():
+    text = """\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: d}
+spec:
+  host: d
+  trafficPolicy:
+    portLevelSettings:
+    - port: {number: 80}
+      tls: {mode: SIMPLE}
+    - port: {number: 81}
+      loadBalancer: {simple: RANDOM}
+  subsets:
+  - name: v1
+    trafficPolicy:
+      tls: {mode: ISTIO_MUTUAL}
+  - name: v2
+"""
+    (r,) = load_text(text, "dr.yaml")
+    errs = check_supported(r)
+    assert sorted(e.message.split(" is not")[0] for e in errs) == [
+        "spec.subsets[0].trafficPolicy.tls",
+        "spec.trafficPolicy.portLevelSettings[0].tls",
+    ]
+    assert {e.line for e in errs} == {9, 15}
+
+
+def test_supported_resources_have_no_errors_and_map_wildcards():
+    (r,) = load_text(
+        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: g}\nspec:\n"
+        "  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ['*']}]\n"
+    )
+    assert check_supported(r) == []
+    data = {"spec": {"m": {"a": {"x": 1}, "b": {"y": 2}}, "l": []}}
+    assert matching_fields(data, "spec.m.*.x") == ["spec.m.a.x"]
+    assert matching_fields(data, "spec.l") == []
