@@ -56,7 +56,12 @@ from isthmus.agent.certs import (
     retry_delay,
 )
 from isthmus.security.ca import CaError, KeyType, generate_key, key_pem, load_certs
-from isthmus.security.ca_server import CertificateSigner
+from isthmus.security.ca_server import (
+    CaAuthenticationError,
+    CaInvalidRequest,
+    CaPermissionError,
+    CertificateSigner,
+)
 from isthmus.security.identity import parse_spiffe_id
 from isthmus.security.sds import (
     FILE_ROOT_SYSTEM,
@@ -239,6 +244,7 @@ class SdsAgent:
         self._renew_lock = asyncio.Lock()
         self._replan = asyncio.Event()
         self._first_cert = asyncio.Event()
+        self._refused = asyncio.Event()  # the CA said no for good (token, identity, CSR): start() fails fast
         self._failures = 0
 
     def __repr__(self) -> str:
@@ -283,12 +289,22 @@ class SdsAgent:
             asyncio.create_task(self._file_loop(), name=f"sds-files-{self.identity}"),
         ]
         if wait_for_certificate:
+            got = asyncio.ensure_future(self._first_cert.wait())
+            refused = asyncio.ensure_future(self._refused.wait())
             try:
-                await asyncio.wait_for(self._first_cert.wait(), timeout)
-            except TimeoutError:
+                await asyncio.wait({got, refused}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                got.cancel()
+                refused.cancel()
+            if not self._first_cert.is_set():
                 error = self.stats.last_error or "no answer from the CA"
+                why = (
+                    "the CA refused the request"
+                    if self._refused.is_set()
+                    else f"no certificate within {timeout:g}s"
+                )
                 await self.stop()
-                raise SdsError(f"{self.identity}: no certificate within {timeout:g}s: {error}") from None
+                raise SdsError(f"{self.identity}: {why}: {error}")
         return str(self.socket_path)
 
     async def stop(self, grace: float = 0.2) -> None:
@@ -343,6 +359,8 @@ class SdsAgent:
                 self.stats.renew_failures += 1
                 self.stats.last_error = str(e) if isinstance(e, CaError) else repr(e)
                 self.stats.last_error_at = _utcnow()
+                if isinstance(e, CaAuthenticationError | CaPermissionError | CaInvalidRequest):
+                    self._refused.set()
                 raise
             now = _utcnow()
             cert = WorkloadCertificate.from_bundle(self.identity, bundle, key_bytes, now)
