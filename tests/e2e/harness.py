@@ -76,8 +76,12 @@ class MeshProcess:
             return False
         if any(i.get("state") != "Running" for i in status["instances"]):
             return False
+        # Every proxy has ACKed the newest snapshot (pushes are debounced, so SYNCED alone can be stale).
         return all(
-            p.get("sync") and all(v == "SYNCED" for v in p["sync"].values()) for p in status["proxies"]
+            p.get("sync")
+            and all(v == "SYNCED" for v in p["sync"].values())
+            and p.get("configVersion") == status["configVersion"]
+            for p in status["proxies"]
         )
 
     def stop(self, timeout: float = 30.0) -> int | None:
@@ -148,6 +152,36 @@ class MeshProcess:
                 return status
             time.sleep(0.1)
         raise TimeoutError(f"mesh did not settle: {json.dumps(status, indent=1)}")
+
+    def resources(self, kind: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        params = {"kind": kind}
+        if namespace:
+            params["namespace"] = namespace
+        code, data = self._call("GET", "/api/resources", params=params, timeout=5)
+        assert code == 200, data
+        return data
+
+    def wait_for_resource(
+        self, kind: str, name: str, predicate: Any = None, timeout: float = 15.0
+    ) -> dict[str, Any]:
+        """Until the store holds the resource (and `predicate(resource)`), then until proxies have it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [r for r in self.resources(kind) if r["metadata"]["name"] == name]
+            if found and (predicate is None or predicate(found[0])):
+                self.wait_settled(max(1.0, deadline - time.monotonic()))
+                return found[0]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{kind} {name} not in the expected state: {found}")
+            time.sleep(0.05)
+
+    def wait_for_absent(self, kind: str, name: str, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while any(r["metadata"]["name"] == name for r in self.resources(kind)):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{kind} {name} is still there")
+            time.sleep(0.05)
+        self.wait_settled(max(1.0, deadline - time.monotonic()))
 
     # --- traffic --------------------------------------------------------------------------------
     def proxy(self, workload: str, instance: int = 0, namespace: str = "default") -> dict[str, Any]:

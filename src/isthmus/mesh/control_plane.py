@@ -83,6 +83,12 @@ class ControlPlane:
             except RuntimeError:
                 self.rebuild()
 
+    def current(self) -> Snapshot:
+        """The snapshot with every change the store has seen so far (rebuilt now if one is pending)."""
+        if self._pending:
+            return self.rebuild()
+        return self.snapshot
+
     def rebuild(self) -> Snapshot:
         """Build a snapshot from the store now and push what changed."""
         self._scheduled = False
@@ -96,6 +102,12 @@ class ControlPlane:
         self.snapshot = new
         self._build_time.observe(time.perf_counter() - started)
         request = self._push_request(changes, old, new)
+        log.info(
+            "snapshot %s built in %.1f ms (%s)",
+            new.version,
+            (time.perf_counter() - started) * 1000,
+            request.reason if request is not None else "no push",
+        )
         if request is not None:
             self.xds.update(new, request)
         else:

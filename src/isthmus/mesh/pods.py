@@ -200,7 +200,9 @@ class PodProcess:
             if v.get("last_nack")
         ]
         detail = "; ".join(nacks) if nacks else "no ACK from the proxy"
-        raise PodError(f"{self.spec.namespace}/{self.spec.name}: the proxy did not accept its config: {detail}")
+        raise PodError(
+            f"{self.spec.namespace}/{self.spec.name}: the proxy did not accept its config: {detail}"
+        )
 
     async def _start_app(self, timeout: float) -> None:
         s = self.spec

@@ -125,6 +125,8 @@ class Mesh:
         self.store.subscribe(self._on_store_change)
         self.directory.start()
         await self.reconcile()
+        # Ready means every proxy holds the newest config, endpoints of the last pods included.
+        await self.cp.wait_pushed(self.cp.snapshot.version, timeout=10)
         self._write_state()
         self.ready.set()
 

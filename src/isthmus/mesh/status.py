@@ -13,7 +13,7 @@ def _real_port(port: int, offset: int) -> int:
 
 
 def build_status(mesh: Mesh) -> dict[str, Any]:
-    snapshot = mesh.cp.snapshot
+    snapshot = mesh.cp.current()
     xds = {s.id: s for s in mesh.cp.xds.status()}
     offset = mesh.options.effective_port_offset
     proxies: list[dict[str, Any]] = []

@@ -43,7 +43,8 @@ class MeshSettings:
 
         def get(name: str, default: Any = None) -> Any:
             value = getattr(spec, name, None)
-            return default if value is None else value
+            # Unset and empty are the same in MeshConfig (proto3 semantics).
+            return default if value is None or value == [] or value == "" else value
 
         otp = get("outbound_traffic_policy")
         default_config = get("default_config")

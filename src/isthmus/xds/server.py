@@ -102,6 +102,15 @@ class Generator(Protocol):
     ) -> Mapping[str, Any]: ...
 
 
+def _is_eds_cluster(resource: Any) -> bool:
+    if resource is None:
+        return False
+    from envoy.config.cluster.v3 import cluster_pb2
+
+    c = cluster_pb2.Cluster()
+    return resource.Unpack(c) and c.type == cluster_pb2.Cluster.EDS
+
+
 class _StreamClosed(Exception):
     pass
 
@@ -186,6 +195,7 @@ class _Connection:
         "context",
         "id",
         "inbox",
+        "new_eds_clusters",
         "peer",
         "pending",
         "proxy",
@@ -206,6 +216,7 @@ class _Connection:
         self.wake = asyncio.Event()
         self.closed = False
         self.snapshot = snapshot  # the snapshot this connection's config was last built from
+        self.new_eds_clusters: frozenset[str] = frozenset()  # set by the last CDS send
 
     def enqueue(self, push: Push) -> None:
         self.pending = push if self.pending is None else self.pending.merge(push)
@@ -554,12 +565,39 @@ class XdsServer:
                     if not only:
                         st.checked = version  # this push changes nothing of this type
                         continue
-                changed = await self._send_type(
-                    conn, st, push.snapshot, only, force, push, initial=st.sent_nonce is None
-                )
+                initial = st.sent_nonce is None
+                conn.new_eds_clusters = frozenset()
+                changed = await self._send_type(conn, st, push.snapshot, only, force, push, initial=initial)
                 if type_url == typeurls.CLUSTER:
                     changed_clusters = changed
+                    if conn.new_eds_clusters and not initial:
+                        await self._await_eds_subscription(conn, conn.new_eds_clusters)
         self._notify()  # versions advanced even where nothing was sent
+
+    async def _await_eds_subscription(
+        self, conn: _Connection, names: frozenset[str], timeout: float = 3.0
+    ) -> None:
+        """Make-before-break: new EDS clusters must get their endpoints before routes that use them.
+
+        Envoy answers a CDS update by subscribing to the new clusters' endpoints; until they arrive those
+        clusters stay warming and a route to them would 503. So LDS/RDS wait (bounded) for that
+        subscription, whose endpoints `_handle_request` sends as soon as it comes in.
+        """
+        deadline = time.monotonic() + timeout
+        eds = conn.types.get(typeurls.ENDPOINT)
+        while not conn.closed:
+            while conn.inbox:
+                await self._handle_request(conn, conn.inbox.popleft())
+            eds = conn.types.get(typeurls.ENDPOINT)
+            if eds is not None and (eds.wildcard or names <= eds.watched):
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                log.debug("%s did not subscribe to %d new clusters' endpoints in time", conn.id, len(names))
+                return
+            conn.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(conn.wake.wait(), remaining)
 
     async def _send_type(
         self,
@@ -613,6 +651,9 @@ class XdsServer:
             if type_url == typeurls.CLUSTER:
                 prev = st.sent
                 changed = frozenset(n for n, d in rs.digests.items() if prev.get(n) != d)
+                conn.new_eds_clusters = frozenset(
+                    n for n in changed if n not in prev and _is_eds_cluster(resources.get(n))
+                )
             else:
                 changed = frozenset()
             body = rs.body
