@@ -33,11 +33,32 @@ UNSUPPORTED_KINDS: dict[str, str] = {
     "RequestAuthentication": SECURITY_WORK,
 }
 
+LOCALITY = "locality-aware load balancing needs pod localities, which local pods do not have yet"
+MULTI_NETWORK = "multi-network meshes (network gateways) are not implemented"
+ISTIO_IGNORES = "Istio itself does not translate it; remove it to say what you mean"
+
 # Fields of supported kinds the running mesh refuses: kind -> {field pattern: reason}.
 UNSUPPORTED: dict[str, dict[str, str]] = {
     "VirtualService": {
         "spec.tcp": TCP_TLS_ROUTING,
         "spec.tls": TCP_TLS_ROUTING,
+        "spec.http[].fault.delay.exponentialDelay": ISTIO_IGNORES,
+        "spec.http[].fault.abort.http2Error": ISTIO_IGNORES,
+    },
+    "Sidecar": {
+        "spec.ingress": "Sidecar ingress listeners are not translated yet (inbound ports come from the Workload)",
+        "spec.inboundConnectionPool": "Sidecar inbound connection pools are not translated yet",
+        "spec.egress[].bind": "egress listeners bind nothing of their own: the sidecar's outbound port is 15001",
+        "spec.egress[].captureMode": "there is no traffic capture: apps use the sidecar as an HTTP proxy",
+    },
+    "ServiceEntry": {
+        "spec.endpoints[].network": MULTI_NETWORK,
+    },
+    "WorkloadEntry": {
+        "spec.network": MULTI_NETWORK,
+    },
+    "Service": {
+        "spec.publishNotReadyAddresses": "endpoints of pods that are not ready are never published yet",
     },
     "DestinationRule": {
         "spec.trafficPolicy.tls": UPSTREAM_TLS,
@@ -48,11 +69,47 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "spec.subsets[].trafficPolicy.tunnel": "tunnels (CONNECT/POST upstream) are not translated yet",
         "spec.trafficPolicy.proxyProtocol": "upstream PROXY protocol is not translated yet",
         "spec.subsets[].trafficPolicy.proxyProtocol": "upstream PROXY protocol is not translated yet",
+        **{
+            f"{prefix}.loadBalancer.{field}": LOCALITY
+            for prefix in (
+                "spec.trafficPolicy",
+                "spec.trafficPolicy.portLevelSettings[]",
+                "spec.subsets[].trafficPolicy",
+                "spec.subsets[].trafficPolicy.portLevelSettings[]",
+            )
+            for field in ("localityLbSetting", "zoneAwareLbSetting")
+        },
+        **{
+            f"{prefix}.outlierDetection.consecutiveErrors": "deprecated and ignored by Istio; use consecutive5xxErrors"
+            for prefix in (
+                "spec.trafficPolicy",
+                "spec.trafficPolicy.portLevelSettings[]",
+                "spec.subsets[].trafficPolicy",
+                "spec.subsets[].trafficPolicy.portLevelSettings[]",
+            )
+        },
     },
     "Gateway": {
         "spec.servers[].tls": "TLS at gateways (termination, passthrough) " + SECURITY_WORK,
     },
 }
+
+
+# Kinds whose spec is checked against an allow-list instead: (kind, parent path) -> fields acted on.
+TRANSLATED_FIELDS: dict[str, dict[str, set[str]]] = {
+    "MeshConfig": {
+        "spec": {
+            "connectTimeout", "protocolDetectionTimeout", "tcpKeepalive", "accessLogFile", "accessLogFormat",
+            "accessLogEncoding", "defaultConfig", "outboundTrafficPolicy", "defaultServiceExportTo",
+            "defaultVirtualServiceExportTo", "defaultDestinationRuleExportTo", "rootNamespace", "dnsRefreshRate",
+            "h2UpgradePolicy", "defaultHttpRetryPolicy", "trustDomain",
+        },
+        "spec.defaultConfig": {"terminationDrainDuration", "drainDuration"},
+    },
+}  # fmt: skip
+
+# Gateway server protocols the running mesh serves (HTTP family; TLS/TCP servers need tcp/tls routes).
+GATEWAY_PROTOCOLS = {"HTTP", "HTTP2", "GRPC", "GRPC-WEB"}
 
 
 def _walk(data: Any, segments: list[str], path: str, out: list[str]) -> None:
@@ -103,11 +160,49 @@ def check_supported(resource: Resource) -> list[ConfigError]:
                 line=resource.origin.line, message=f"{resource.kind} is not supported yet: {reason}", **ident
             )
         ]
-    patterns = UNSUPPORTED.get(resource.kind)
-    if not patterns:
-        return []
     data = resource.to_dict()
     errors: list[ConfigError] = []
+    for parent, allowed in TRANSLATED_FIELDS.get(resource.kind, {}).items():
+        node: Any = data
+        for seg in parent.split("."):
+            node = node.get(seg) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            continue
+        for key, value in node.items():
+            if key not in allowed and value not in (None, [], {}, ""):
+                path = f"{parent}.{key}"
+                errors.append(
+                    ConfigError(line=resource.line_of(path), message=f"{path} is not supported yet", **ident)
+                )
+    if resource.kind == "Gateway":
+        for i, server in enumerate((data.get("spec") or {}).get("servers") or []):
+            proto = str((server.get("port") or {}).get("protocol", "")).upper()
+            if proto not in GATEWAY_PROTOCOLS and not server.get("tls"):
+                path = f"spec.servers[{i}].port.protocol"
+                errors.append(
+                    ConfigError(
+                        line=resource.line_of(path),
+                        message=f"{path} {proto} is not supported yet: gateways serve HTTP servers so far",
+                        **ident,
+                    )
+                )
+    if resource.kind == "VirtualService":
+        for i, route in enumerate((data.get("spec") or {}).get("http") or []):
+            for j, match in enumerate(route.get("match") or []):
+                for field in ("headers", "withoutHeaders"):
+                    for key in match.get(field) or {}:
+                        if key.startswith("@request.auth.claims"):
+                            path = f"spec.http[{i}].match[{j}].{field}"
+                            errors.append(
+                                ConfigError(
+                                    line=resource.line_of(path),
+                                    message=f"{path}: JWT claim routing ({key}) is not supported yet: {SECURITY_WORK}",
+                                    **ident,
+                                )
+                            )
+    patterns = UNSUPPORTED.get(resource.kind)
+    if not patterns:
+        return errors
     for pattern, why in patterns.items():
         for path in matching_fields(data, pattern):
             errors.append(

@@ -34,6 +34,8 @@ async def status(request: web.Request) -> web.Response:
 def _describe(cfg: Any) -> dict[str, Any]:
     data = cfg.resource.to_dict()
     data.setdefault("metadata", {})
+    if cfg.namespace:
+        data["metadata"]["namespace"] = cfg.namespace
     data["metadata"]["creationTimestamp"] = cfg.creation_order[0].isoformat()
     data["metadata"]["generation"] = cfg.generation
     data["status"] = {"source": cfg.source.removeprefix("file:")}

@@ -571,7 +571,9 @@ def _apply_redirect(out: RC.Route, redirect: Any, listen_port: int) -> bool:
     action = RC.RedirectAction(response_code=_REDIRECT_CODES[code])
     if redirect.authority:
         action.host_redirect = redirect.authority
-    if redirect.uri:
+    if redirect.prefix_rewrite:
+        action.prefix_rewrite = redirect.prefix_rewrite
+    elif redirect.uri:
         action.path_redirect = redirect.uri
     if redirect.scheme:
         action.scheme_redirect = redirect.scheme

@@ -1,0 +1,229 @@
+"""DestinationRule traffic policy -> Envoy cluster settings (`pilot/pkg/networking/core/cluster_traffic_policy.go`).
+
+Load balancer (simple, consistent hash, warmup), connection pool (circuit breakers, HTTP options, TCP
+keepalive), outlier detection, retry budget, and the upstream HTTP protocol choice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from isthmus.model.destination_rules import EffectivePolicy
+from isthmus.model.durations import to_seconds
+from isthmus.registry.types import Protocol, ServicePort
+from isthmus.xds.gen import protos as p
+
+
+def default_thresholds() -> p.circuit_breaker.CircuitBreakers.Thresholds:
+    return p.circuit_breaker.CircuitBreakers.Thresholds(
+        max_connections=p.u32(p.MAX_UINT32),
+        max_pending_requests=p.u32(p.MAX_UINT32),
+        max_requests=p.u32(p.MAX_UINT32),
+        max_retries=p.u32(p.MAX_UINT32),
+        track_remaining=True,
+    )
+
+
+_SIMPLE_LB = {
+    "ROUND_ROBIN": p.cluster.Cluster.ROUND_ROBIN,
+    "LEAST_REQUEST": p.cluster.Cluster.LEAST_REQUEST,
+    "LEAST_CONN": p.cluster.Cluster.LEAST_REQUEST,
+    "RANDOM": p.cluster.Cluster.RANDOM,
+}
+
+
+def apply_load_balancer(c: p.cluster.Cluster, lb: Any | None) -> None:
+    c.lb_policy = p.cluster.Cluster.LEAST_REQUEST
+    if lb is None:
+        return
+    ch = lb.consistent_hash
+    if ch is not None:
+        if ch.maglev is not None:
+            c.lb_policy = p.cluster.Cluster.MAGLEV
+            if ch.maglev.table_size:
+                c.maglev_lb_config.table_size.value = int(ch.maglev.table_size)
+        elif ch.ring_hash is not None:
+            c.lb_policy = p.cluster.Cluster.RING_HASH
+            if ch.ring_hash.minimum_ring_size:
+                c.ring_hash_lb_config.minimum_ring_size.value = int(ch.ring_hash.minimum_ring_size)
+        else:
+            c.lb_policy = p.cluster.Cluster.RING_HASH
+            c.ring_hash_lb_config.minimum_ring_size.value = int(ch.minimum_ring_size or 1024)
+        return
+    simple = lb.simple
+    if simple in _SIMPLE_LB:
+        c.lb_policy = _SIMPLE_LB[simple]
+    elif simple == "PASSTHROUGH":
+        # There is no original destination for an explicit-proxy request; pick as DNS round robin would.
+        c.lb_policy = p.cluster.Cluster.RANDOM
+    warmup = lb.warmup
+    window = None
+    aggression = 1.0
+    min_percent = 10.0
+    if warmup is not None:
+        window = to_seconds(warmup.duration)
+        if warmup.aggression is not None:
+            aggression = float(warmup.aggression)
+        if warmup.minimum_percent is not None:
+            min_percent = float(warmup.minimum_percent)
+    elif lb.warmup_duration_secs is not None:
+        window = to_seconds(lb.warmup_duration_secs)
+    if window is not None and c.lb_policy in (p.cluster.Cluster.ROUND_ROBIN, p.cluster.Cluster.LEAST_REQUEST):
+        target = (
+            c.round_robin_lb_config
+            if c.lb_policy == p.cluster.Cluster.ROUND_ROBIN
+            else c.least_request_lb_config
+        )
+        target.slow_start_config.slow_start_window.CopyFrom(p.duration(window))
+        target.slow_start_config.aggression.default_value = aggression
+        target.slow_start_config.aggression.runtime_key = "("
+        target.slow_start_config.min_weight_percent.value = min_percent
+
+
+def apply_retry_budget(threshold: Any, budget: Any | None) -> None:
+    """Istio's applyRetryBudget: percent 20 and min concurrency 3 unless set."""
+    if budget is None:
+        return
+    rb = threshold.retry_budget
+    rb.budget_percent.value = float(budget.percent) if budget.percent is not None else 20.0
+    rb.min_retry_concurrency.value = int(budget.min_retry_concurrency) if budget.min_retry_concurrency else 3
+    if budget.budget_interval is not None:
+        rb.budget_interval.CopyFrom(p.duration(to_seconds(budget.budget_interval)))
+
+
+def apply_connection_pool(
+    c: p.cluster.Cluster,
+    opts: p.http_options.HttpProtocolOptions,
+    settings: Any | None,
+    mesh_tcp_keepalive: Any,
+    retry_budget: Any | None = None,
+) -> None:
+    threshold = default_thresholds()
+    apply_retry_budget(threshold, retry_budget)
+    if settings is not None:
+        http = settings.http
+        tcp = settings.tcp
+        idle = None
+        if http is not None:
+            if http.http2_max_requests:
+                threshold.max_requests.value = int(http.http2_max_requests)
+            if http.http1_max_pending_requests:
+                threshold.max_pending_requests.value = int(http.http1_max_pending_requests)
+            if http.max_retries:
+                threshold.max_retries.value = int(http.max_retries)
+            if http.idle_timeout is not None:
+                idle = to_seconds(http.idle_timeout)
+            if http.max_requests_per_connection:
+                opts.common_http_protocol_options.max_requests_per_connection.value = int(
+                    http.max_requests_per_connection
+                )
+        if tcp is not None:
+            if tcp.connect_timeout is not None:
+                c.connect_timeout.CopyFrom(p.duration(to_seconds(tcp.connect_timeout)))
+            if tcp.max_connections:
+                threshold.max_connections.value = int(tcp.max_connections)
+            if tcp.max_connection_duration is not None:
+                opts.common_http_protocol_options.max_connection_duration.CopyFrom(
+                    p.duration(to_seconds(tcp.max_connection_duration))
+                )
+            if idle is None and tcp.idle_timeout is not None:
+                idle = to_seconds(tcp.idle_timeout)
+            apply_tcp_keepalive(c, tcp.tcp_keepalive or mesh_tcp_keepalive)
+        elif mesh_tcp_keepalive is not None:
+            apply_tcp_keepalive(c, mesh_tcp_keepalive)
+        if idle is not None:
+            opts.common_http_protocol_options.idle_timeout.CopyFrom(p.duration(idle))
+    elif mesh_tcp_keepalive is not None:
+        apply_tcp_keepalive(c, mesh_tcp_keepalive)
+    c.circuit_breakers.thresholds.append(threshold)
+
+
+def apply_tcp_keepalive(c: p.cluster.Cluster, ka: Any | None) -> None:
+    if ka is None:
+        return
+    out = c.upstream_connection_options.tcp_keepalive
+    if ka.probes:
+        out.keepalive_probes.value = int(ka.probes)
+    if ka.time is not None:
+        out.keepalive_time.value = int(to_seconds(ka.time))
+    if ka.interval is not None:
+        out.keepalive_interval.value = int(to_seconds(ka.interval))
+    if not (ka.probes or ka.time is not None or ka.interval is not None):
+        c.upstream_connection_options.tcp_keepalive.SetInParent()
+
+
+def apply_outlier_detection(
+    c: p.cluster.Cluster, opts: p.http_options.HttpProtocolOptions, od: Any | None
+) -> None:
+    if od is None:
+        return
+    if od.outlier_detection_http_error_codes:
+        # Istio's applyOutlierDetectionErrorCodes: these status codes count as errors (OR of exact matches).
+        from envoy.config.common.matcher.v3 import matcher_pb2
+
+        matcher = opts.outlier_detection.error_matcher
+        for code in od.outlier_detection_http_error_codes:
+            rule = matcher_pb2.MatchPredicate()
+            rule.http_response_headers_match.headers.add(name=":status").string_match.exact = str(code)
+            matcher.or_match.rules.append(rule)
+    out = c.outlier_detection
+    out.enforcing_success_rate.value = 0
+    if od.consecutive_5xx_errors is not None:
+        v = int(od.consecutive_5xx_errors)
+        out.consecutive_5xx.value = v
+        out.enforcing_consecutive_5xx.value = 100 if v > 0 else 0
+    if od.consecutive_gateway_errors is not None:
+        v = int(od.consecutive_gateway_errors)
+        out.consecutive_gateway_failure.value = v
+        out.enforcing_consecutive_gateway_failure.value = 100 if v > 0 else 0
+    if od.interval is not None:
+        out.interval.CopyFrom(p.duration(to_seconds(od.interval)))
+    if od.base_ejection_time is not None:
+        out.base_ejection_time.CopyFrom(p.duration(to_seconds(od.base_ejection_time)))
+    if od.max_ejection_percent:
+        out.max_ejection_percent.value = int(od.max_ejection_percent)
+    if od.split_external_local_origin_errors:
+        out.split_external_local_origin_errors = True
+        if od.consecutive_local_origin_failures:
+            out.consecutive_local_origin_failure.value = int(od.consecutive_local_origin_failures)
+            out.enforcing_consecutive_local_origin_failure.value = 100
+        out.enforcing_local_origin_success_rate.value = 0
+    # Istio always sets the panic threshold with outlier detection; 0 turns Envoy's panic mode off.
+    c.common_lb_config.healthy_panic_threshold.value = float(od.min_health_percent or 0)
+
+
+def set_protocol(
+    opts: p.http_options.HttpProtocolOptions,
+    port: ServicePort,
+    policy: EffectivePolicy,
+    sidecar: bool,
+    mesh_h2_upgrade: str,
+) -> None:
+    http = policy.connection_pool.http if policy.connection_pool is not None else None
+    if http is not None and http.use_client_protocol:
+        opts.use_downstream_protocol_config.SetInParent()
+        return
+    h2 = port.protocol.is_http2
+    if not h2 and port.protocol.is_http:
+        upgrade = (http.h2_upgrade_policy if http is not None else None) or "DEFAULT"
+        if upgrade == "DEFAULT":
+            upgrade = mesh_h2_upgrade
+        h2 = upgrade == "UPGRADE"
+    if h2:
+        opts.explicit_http_config.http2_protocol_options.SetInParent()
+        keepalive = http.http2_keep_alive if http is not None else None
+        if keepalive is not None:
+            ka = opts.explicit_http_config.http2_protocol_options.connection_keepalive
+            if keepalive.interval is not None:
+                ka.interval.CopyFrom(p.duration(to_seconds(keepalive.interval)))
+            if keepalive.timeout is not None:
+                ka.timeout.CopyFrom(p.duration(to_seconds(keepalive.timeout)))
+        if http is not None and http.max_concurrent_streams:
+            opts.explicit_http_config.http2_protocol_options.max_concurrent_streams.value = int(
+                http.max_concurrent_streams
+            )
+        return
+    if port.protocol is Protocol.AUTO and sidecar:
+        opts.use_downstream_protocol_config.SetInParent()
+        return
+    opts.explicit_http_config.http_protocol_options.SetInParent()
