@@ -18,3 +18,12 @@ def routing_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshProce
     shutil.copytree(MESHES / "routing", config)
     with MeshProcess(config, work) as mesh:
         yield mesh
+
+
+@pytest.fixture(scope="module")
+def security_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshProcess]:
+    work = tmp_path_factory.mktemp("security")
+    config = work / "config"
+    shutil.copytree(MESHES / "security", config)
+    with MeshProcess(config, work) as mesh:
+        yield mesh

@@ -208,6 +208,24 @@ class MeshProcess:
     def curl(self, workload: str, url: str, *, namespace: str = "default", **kwargs: Any) -> Response:
         return sync.request(url, proxy=self.proxy_url(workload, namespace), **kwargs)
 
+    def instance(self, workload: str, namespace: str = "default") -> dict[str, Any]:
+        found = [
+            i for i in self.status()["instances"] if i["workload"] == workload and i["namespace"] == namespace
+        ]
+        assert found, f"no instance of {namespace}/{workload}"
+        return sorted(found, key=lambda i: i["instance"])[0]
+
+    def curl_direct(self, workload: str, url: str, *, namespace: str = "default", **kwargs: Any) -> Response:
+        """From a pod without a sidecar: the mesh host is resolved like cluster DNS, the pod IP is the source."""
+        from isthmus.client.http import parse_url
+        from isthmus.client.mesh import resolve
+
+        inst = self.instance(workload, namespace)
+        target = parse_url(url)
+        addresses = resolve(self.api, target.host, target.port, namespace)
+        assert addresses, f"{target.host}:{target.port} resolves to nothing"
+        return sync.request(url, connect_to=addresses[0], source_ip=inst["ip"], **kwargs)
+
     def load(
         self,
         workload: str,

@@ -28,7 +28,6 @@ UNSUPPORTED_KINDS: dict[str, str] = {
     "WorkloadGroup": "VM auto-registration is not implemented",
     "Telemetry": "arrives with the telemetry work",
     "ProxyConfig": "arrives with the agent work",
-    "PeerAuthentication": SECURITY_WORK,
     "AuthorizationPolicy": SECURITY_WORK,
     "RequestAuthentication": SECURITY_WORK,
 }
@@ -104,7 +103,9 @@ TRANSLATED_FIELDS: dict[str, dict[str, set[str]]] = {
             "defaultVirtualServiceExportTo", "defaultDestinationRuleExportTo", "rootNamespace", "dnsRefreshRate",
             "h2UpgradePolicy", "defaultHttpRetryPolicy", "trustDomain",
         },
-        "spec.defaultConfig": {"terminationDrainDuration", "drainDuration"},
+        "spec.defaultConfig": {"terminationDrainDuration", "drainDuration", "proxyMetadata"},
+        # istio-agent settings the local agent honours.
+        "spec.defaultConfig.proxyMetadata": {"SECRET_TTL", "SECRET_GRACE_PERIOD_RATIO"},
     },
 }  # fmt: skip
 

@@ -72,8 +72,10 @@ class PodProcess:
         port_offset: int = 0,
         concurrency: int = 2,
         drain_time_s: float = 5.0,
+        security: Any = None,
     ) -> None:
         self.spec = spec
+        self.security = security
         self.store = store
         self.cp = control_plane
         self.xds_address = xds_address
@@ -162,6 +164,15 @@ class PodProcess:
         self.cp.rebuild()
         if self.spec.proxy_kind is not None:
             self.proxy = self.make_proxy()
+            sds_socket = None
+            if self.security is not None:
+                sds_socket = await self.security.start_pod(
+                    self.spec.namespace,
+                    self.spec.name,
+                    self.spec.service_account,
+                    self.workdir,
+                    self.store.list("Secret"),
+                )
             bootstrap = build_bootstrap(
                 self.proxy,
                 xds_address=self.xds_address,
@@ -170,6 +181,7 @@ class PodProcess:
                 prometheus_port=PROMETHEUS_PORT,
                 concurrency=self.concurrency,
                 drain_time_s=self.drain_time_s,
+                sds_socket=sds_socket,
             )
             self.envoy = EnvoyProcess(
                 self.proxy,
@@ -259,6 +271,7 @@ class PodProcess:
         await self._stop_app()
         if self.envoy is not None:
             await self.envoy.stop()
+        await self._stop_identity()
         self.store.remove_pod(self.spec.namespace, self.spec.name)
         self.state = "Stopped"
 
@@ -303,6 +316,11 @@ class PodProcess:
         await self._stop_app(timeout=2.0)
         if self.envoy is not None:
             await self.envoy.stop(timeout=2.0)
+        await self._stop_identity()
+
+    async def _stop_identity(self) -> None:
+        if self.security is not None:
+            await self.security.stop_pod(self.spec.namespace, self.spec.name)
 
 
 async def _can_connect(host: str, port: int) -> bool:

@@ -21,6 +21,7 @@ from isthmus.config.store import Config, Store
 from isthmus.mesh.addresses import AddressPool, free_port
 from isthmus.mesh.control_plane import ControlPlane
 from isthmus.mesh.pods import ADMIN_PORT, OUTBOUND_PORT, PodProcess, PodSpec
+from isthmus.mesh.security import MeshSecurity
 from isthmus.mesh.state import claim_state_dir, clear_state, write_state
 from isthmus.registry.build import labels_match
 
@@ -98,6 +99,7 @@ class Mesh:
         self.ready = asyncio.Event()
         self.on_event: Callable[[str], None] = lambda msg: log.info("%s", msg)
         self._tasks: set[asyncio.Task] = set()
+        self.security: MeshSecurity | None = None
 
     # --- addresses ---------------------------------------------------------------------------
     @property
@@ -118,6 +120,13 @@ class Mesh:
             if not result.ok:
                 self._report_file_errors(path, result)
         await self.cp.start(self.cp_ip, XDS_PORT)
+        mesh = self.cp.snapshot.mesh
+        proxy_metadata = {}
+        dc = getattr(mesh.spec, "default_config", None) if mesh.spec is not None else None
+        if dc is not None:
+            proxy_metadata = dict(dc.proxy_metadata or {})
+        self.security = MeshSecurity(opts.state_dir, mesh.trust_domain, proxy_metadata)
+        await self.security.start(self.cp_ip)
         from isthmus.mesh.http_api import start_http_api
 
         self.http_runner = await start_http_api(self, self.cp_ip, API_PORT)
@@ -149,6 +158,8 @@ class Mesh:
         if self.http_runner is not None:
             await self.http_runner.cleanup()
         await self.cp.stop()
+        if self.security is not None:
+            await self.security.stop()
         clear_state(self.options.state_dir)
 
     async def _stop_pod(self, pod: PodProcess, drain_s: float) -> None:
@@ -180,6 +191,8 @@ class Mesh:
     # --- workloads ----------------------------------------------------------------------------
     def _on_store_change(self, change: Any) -> None:
         kinds = {k[0] for k in (*change.upserted, *change.deleted)}
+        if "Secret" in kinds and self.security is not None:
+            self.security.sync_secrets(self.store.list("Secret"))
         if kinds & {"Workload", "Gateway", "Service"} and not self._stopping.is_set():
             task = asyncio.get_running_loop().create_task(self.reconcile())
             self._tasks.add(task)
@@ -289,6 +302,7 @@ class Mesh:
             port_offset=self.options.effective_port_offset,
             concurrency=self.options.envoy_concurrency,
             drain_time_s=self.cp.snapshot.mesh.termination_drain_duration_s,
+            security=self.security,
         )
 
     async def _start_pod(self, key: tuple[str, str], cfg: Config, spec_hash: str) -> PodProcess:

@@ -15,7 +15,7 @@ from isthmus.model.destination_rules import EffectivePolicy, MergedDestinationRu
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import InboundPort, Snapshot
 from isthmus.registry.types import Protocol, Resolution, Service, ServicePort
-from isthmus.xds.gen import naming
+from isthmus.xds.gen import naming, tls
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen import traffic_policy as tp
 
@@ -169,6 +169,7 @@ def build_outbound_cluster(snapshot: Snapshot, proxy: Proxy, spec: ClusterSpec) 
             p.pack(opts)
         )
     _metadata(c, spec)
+    tls.apply_upstream_tls(snapshot, proxy, c, spec)
     return c
 
 

@@ -10,6 +10,7 @@ from isthmus.model.snapshot import Snapshot
 from isthmus.registry.build import labels_match
 from isthmus.registry.types import Endpoint
 from isthmus.xds.gen import protos as p
+from isthmus.xds.gen import tls
 
 if TYPE_CHECKING:
     from isthmus.xds.gen.clusters import ClusterSpec
@@ -35,7 +36,9 @@ def select_endpoints(snapshot: Snapshot, spec: ClusterSpec) -> list[Endpoint]:
     return out
 
 
-def _lb_endpoints(cla: p.endpoint.ClusterLoadAssignment, endpoints: Iterable[Endpoint]) -> None:
+def _lb_endpoints(
+    snapshot: Snapshot, cla: p.endpoint.ClusterLoadAssignment, endpoints: Iterable[Endpoint]
+) -> None:
     by_locality: dict[str, list[Endpoint]] = {}
     for ep in endpoints:
         by_locality.setdefault(ep.locality, []).append(ep)
@@ -54,12 +57,14 @@ def _lb_endpoints(cla: p.endpoint.ClusterLoadAssignment, endpoints: Iterable[End
                 lb.load_balancing_weight.value = ep.weight
             md = {"workload": _workload_metadata(ep)}
             lb.metadata.filter_metadata["istio"].CopyFrom(p.struct(md))
+            if tls.endpoint_mtls_enabled(snapshot, ep):
+                tls.endpoint_metadata(lb)
         group.load_balancing_weight.value = total
 
 
 def load_assignment(snapshot: Snapshot, proxy: Proxy, spec: ClusterSpec) -> p.endpoint.ClusterLoadAssignment:
     cla = p.endpoint.ClusterLoadAssignment(cluster_name=spec.name)
-    _lb_endpoints(cla, select_endpoints(snapshot, spec))
+    _lb_endpoints(snapshot, cla, select_endpoints(snapshot, spec))
     return cla
 
 

@@ -8,12 +8,14 @@ listener naming `<ip>_<port>`), and forwards to the app on 127.0.0.1.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from isthmus.model import authn
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import InboundPort, Snapshot
 from isthmus.registry.types import Protocol
-from isthmus.xds.gen import naming
+from isthmus.xds.gen import authz, naming, tls
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen.clusters import dns_cache_config
 from isthmus.xds.gen.routes import inbound_route_config
@@ -113,6 +115,7 @@ def _hcm(
     gateway: bool = False,
     dfp: bool = False,
     connect: bool = False,
+    security_filters: Sequence[p.hcm.HttpFilter] = (),
 ) -> p.hcm.HttpConnectionManager:
     m = p.hcm.HttpConnectionManager(stat_prefix=stat_prefix, codec_type=p.hcm.HttpConnectionManager.AUTO)
     if rds is not None:
@@ -120,6 +123,7 @@ def _hcm(
         m.rds.config_source.CopyFrom(p.ads_config_source())
     else:
         m.route_config.CopyFrom(route_config)
+    m.http_filters.extend(security_filters)
     m.http_filters.extend(_http_filters(snapshot, dfp=dfp))
     m.stream_idle_timeout.CopyFrom(p.duration(0))
     m.normalize_path.value = True
@@ -132,7 +136,10 @@ def _hcm(
         m.forward_client_cert_details = p.hcm.HttpConnectionManager.SANITIZE_SET
     else:
         m.forward_client_cert_details = p.hcm.HttpConnectionManager.APPEND_FORWARD
-        m.set_current_client_cert_details.SetInParent()
+        details = m.set_current_client_cert_details
+        details.subject.value = True
+        details.dns = True
+        details.uri = True
     m.http2_protocol_options.SetInParent()
     m.access_log.extend(access_logs(snapshot))
     return m
@@ -163,33 +170,93 @@ def _tcp_proxy(cluster: str, stat_prefix: str) -> p.listener_components.Filter:
     )
 
 
+def _chain(
+    lst: p.listener.Listener,
+    name: str,
+    filters: Sequence[p.listener_components.Filter],
+    *,
+    transport: str | None = None,
+    alpns: Sequence[str] = (),
+    tls_context: Any = None,
+) -> None:
+    chain = lst.filter_chains.add(name=name)
+    if transport:
+        chain.filter_chain_match.transport_protocol = transport
+    chain.filter_chain_match.application_protocols.extend(alpns)
+    chain.filters.extend(filters)
+    if tls_context is not None:
+        chain.transport_socket.CopyFrom(tls.transport_socket(tls_context))
+
+
 def inbound_listener(snapshot: Snapshot, proxy: Proxy, inbound: InboundPort) -> p.listener.Listener:
+    """istiod's inbound filter chains for the port's PeerAuthentication mode and protocol (§2.11)."""
     lst = p.listener.Listener(
         name=naming.listener_name(proxy.ip, inbound.port),
         address=p.socket_address(proxy.ip, inbound.port),
         traffic_direction=p.base.INBOUND,
     )
     cluster = naming.inbound_cluster(inbound.port)
-    chain_name = naming.listener_name("0.0.0.0", inbound.port)
+    name = naming.listener_name("0.0.0.0", inbound.port)
     stat = f"inbound_0.0.0.0_{inbound.port}"
-    hcm_filter = _filter(HCM_NAME, _hcm(snapshot, stat, route_config=inbound_route_config(inbound)))
-    if inbound.protocol.is_http:
-        lst.filter_chains.add(name=chain_name).filters.append(hcm_filter)
-    elif inbound.protocol is Protocol.AUTO:
+    mode = tls.inbound_mode(snapshot, proxy, inbound.port)
+    http_security = authz.inbound_http_filters(snapshot, proxy)
+    tcp_security = authz.inbound_network_filters(snapshot, proxy)
+
+    def hcm() -> list[p.listener_components.Filter]:
+        config = _hcm(
+            snapshot, stat, route_config=inbound_route_config(inbound), security_filters=http_security
+        )
+        return [_filter(HCM_NAME, config)]
+
+    def tcp() -> list[p.listener_components.Filter]:
+        return [*tcp_security, _tcp_proxy(cluster, cluster)]
+
+    http, auto = inbound.protocol.is_http, inbound.protocol is Protocol.AUTO
+    mtls_http = tls.inbound_tls_context(snapshot, http=True)
+    mtls_tcp = tls.inbound_tls_context(snapshot, http=False)
+    if mode == authn.STRICT:
+        if http:
+            _chain(lst, name, hcm(), transport="tls", tls_context=mtls_http)
+        elif auto:
+            _chain(lst, name, hcm(), transport="tls", alpns=tls.MESH_HTTP_ALPNS, tls_context=mtls_http)
+            _chain(lst, name + "-tcp", tcp(), transport="tls", tls_context=mtls_tcp)
+        else:
+            _chain(lst, name, tcp(), transport="tls", tls_context=mtls_tcp)
+    elif mode == authn.PERMISSIVE:
+        if http:
+            _chain(lst, name, hcm(), transport="tls", alpns=tls.MESH_ALPNS, tls_context=mtls_http)
+            _chain(lst, name + "-plaintext", hcm(), transport="raw_buffer")
+        elif auto:
+            _chain(lst, name, hcm(), transport="tls", alpns=tls.MESH_HTTP_ALPNS, tls_context=mtls_http)
+            _chain(lst, name + "-tcp", tcp(), transport="tls", alpns=tls.MESH_TCP_ALPNS, tls_context=mtls_tcp)
+            _chain(lst, name + "-plaintext", hcm(), transport="raw_buffer", alpns=("http/1.1", "h2c"))
+            _chain(lst, name + "-plaintext-tcp", tcp(), transport="raw_buffer")
+            _chain(lst, name + "-app-tls", tcp(), transport="tls")
+        else:
+            _chain(lst, name, tcp(), transport="tls", alpns=tls.MESH_ALPNS, tls_context=mtls_tcp)
+            _chain(lst, name + "-app-tls", tcp(), transport="tls")
+            _chain(lst, name + "-plaintext", tcp(), transport="raw_buffer")
+    else:
+        if http:
+            _chain(lst, name, hcm(), transport="raw_buffer")
+        elif auto:
+            _chain(lst, name, hcm(), transport="raw_buffer", alpns=("http/1.1", "h2c"))
+            _chain(lst, name + "-tcp", tcp(), transport="raw_buffer")
+        else:
+            _chain(lst, name, tcp(), transport="raw_buffer")
+    if mode != authn.DISABLE:
+        lst.listener_filters.add(
+            name="envoy.filters.listener.tls_inspector", typed_config=p.pack(p.tls_inspector.TlsInspector())
+        )
+    if auto:
         # Istio's protocol sniffing: the HTTP inspector tells HTTP from opaque TCP.
         lst.listener_filters.add(
             name="envoy.filters.listener.http_inspector",
             typed_config=p.pack(p.http_inspector.HttpInspector()),
         )
+    if lst.listener_filters:
         lst.listener_filters_timeout.CopyFrom(p.duration(snapshot.mesh.protocol_detection_timeout_s))
         lst.continue_on_listener_filters_timeout = True
-        http_chain = lst.filter_chains.add(name=chain_name)
-        http_chain.filter_chain_match.application_protocols.extend(["http/1.1", "h2c"])
-        http_chain.filters.append(hcm_filter)
-        tcp_chain = lst.filter_chains.add(name=chain_name + "-tcp")
-        tcp_chain.filters.append(_tcp_proxy(cluster, cluster))
-    else:
-        lst.filter_chains.add(name=chain_name).filters.append(_tcp_proxy(cluster, cluster))
     return lst
 
 

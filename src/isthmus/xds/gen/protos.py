@@ -26,6 +26,7 @@ from envoy.extensions.filters.http.dynamic_forward_proxy.v3 import dynamic_forwa
 from envoy.extensions.filters.http.fault.v3 import fault_pb2 as fault
 from envoy.extensions.filters.http.router.v3 import router_pb2 as router
 from envoy.extensions.filters.listener.http_inspector.v3 import http_inspector_pb2 as http_inspector
+from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2 as tls_inspector
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2 as tcp_proxy
 from envoy.extensions.network.dns_resolver.getaddrinfo.v3 import getaddrinfo_dns_resolver_pb2 as getaddrinfo
@@ -76,6 +77,7 @@ __all__ = [
     "router",
     "string_matcher",
     "tcp_proxy",
+    "tls_inspector",
 ]
 
 

@@ -1,0 +1,237 @@
+"""Transport security in generated config: auto mTLS, DestinationRule TLS, inbound mTLS chains.
+
+Plain Envoy has no `istio.alpn` filter, so mesh mTLS is marked by the client cluster's own ALPN list
+(istiod's names: `istio-http/1.1` / `istio-h2` for HTTP, `istio` for TCP). Servers match those ALPNs
+(tls_inspector) to tell mesh mTLS from an application's own TLS on PERMISSIVE ports, and match any
+TLS on STRICT ports, as istiod's filter-chain options do (`pilot/pkg/networking/core/filterchain_options.go`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from envoy.config.core.v3 import base_pb2
+from envoy.extensions.transport_sockets.raw_buffer.v3 import raw_buffer_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
+from envoy.type.matcher.v3 import string_pb2
+from google.protobuf import struct_pb2
+
+from isthmus.model import authn
+from isthmus.model.proxy import Proxy
+from isthmus.model.snapshot import Snapshot
+from isthmus.registry.types import Endpoint, Protocol, Resolution, Service
+from isthmus.security import sds
+from isthmus.xds.gen import naming
+from isthmus.xds.gen import protos as p
+
+if TYPE_CHECKING:
+    from isthmus.xds.gen.clusters import ClusterSpec
+
+TLS_SOCKET = "envoy.transport_sockets.tls"
+RAW_SOCKET = "envoy.transport_sockets.raw_buffer"
+TRANSPORT_SOCKET_MATCH = "envoy.transport_socket_match"
+
+ALPN_HTTP11 = "istio-http/1.1"
+ALPN_H2 = "istio-h2"
+ALPN_TCP = "istio"
+MESH_HTTP_ALPNS = ("istio-http/1.0", "istio-http/1.1", "istio-h2")
+MESH_TCP_ALPNS = ("istio", "istio-peer-exchange")
+MESH_ALPNS = (*MESH_TCP_ALPNS, *MESH_HTTP_ALPNS)
+
+_TLS_VERSIONS = {
+    "TLS_AUTO": common_pb2.TlsParameters.TLS_AUTO,
+    "TLSV1_0": common_pb2.TlsParameters.TLSv1_0,
+    "TLSV1_1": common_pb2.TlsParameters.TLSv1_1,
+    "TLSV1_2": common_pb2.TlsParameters.TLSv1_2,
+    "TLSV1_3": common_pb2.TlsParameters.TLSv1_3,
+}
+
+
+def tls_version(name: str | None) -> int | None:
+    return _TLS_VERSIONS.get(name.upper()) if name else None
+
+
+def transport_socket(context: Any) -> base_pb2.TransportSocket:
+    return base_pb2.TransportSocket(name=TLS_SOCKET, typed_config=p.pack(context))
+
+
+def raw_socket() -> base_pb2.TransportSocket:
+    return base_pb2.TransportSocket(name=RAW_SOCKET, typed_config=p.pack(raw_buffer_pb2.RawBuffer()))
+
+
+# --- identities ---------------------------------------------------------------------------------
+
+
+def spiffe(trust_domain: str, namespace: str, service_account: str) -> str:
+    return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"
+
+
+def service_identities(snapshot: Snapshot, svc: Service) -> list[str]:
+    """The SPIFFE ids a client accepts from a service: its endpoints' service accounts (+ SE SANs)."""
+    td = snapshot.mesh.trust_domain
+    ids = set(svc.subject_alt_names)
+    for port in svc.ports:
+        for ep in snapshot.registry.endpoints(svc, port.port):
+            if ep.service_account and ep.sidecar:
+                ids.add(spiffe(td, ep.namespace, ep.service_account))
+    return sorted(ids)
+
+
+# --- endpoints ----------------------------------------------------------------------------------
+
+
+def endpoint_mtls_enabled(snapshot: Snapshot, ep: Endpoint) -> bool:
+    """An endpoint is sent mTLS when it has a sidecar and its (workload, port) mode is not DISABLE."""
+    if not ep.sidecar:
+        return False
+    policies = snapshot.configs.get("PeerAuthentication", [])
+    if not policies:
+        return True
+    mode = authn.workload_mtls(policies, ep.namespace, ep.labels, snapshot.mesh.root_namespace).for_port(
+        ep.port
+    )
+    return mode != authn.DISABLE
+
+
+def endpoint_metadata(lb_endpoint: Any) -> None:
+    lb_endpoint.metadata.filter_metadata[TRANSPORT_SOCKET_MATCH].CopyFrom(p.struct({"tlsMode": "istio"}))
+
+
+# --- clusters -----------------------------------------------------------------------------------
+
+
+def _client_alpn(protocol: Protocol, h2: bool) -> list[str]:
+    if protocol.is_http or protocol is Protocol.AUTO:
+        return [ALPN_H2] if h2 else [ALPN_HTTP11]
+    return [ALPN_TCP]
+
+
+def _istio_mutual(snapshot: Snapshot, spec: ClusterSpec, sni: str, sans: Iterable[str], h2: bool) -> Any:
+    return sds.istio_mutual_upstream_tls_context(
+        list(sans), sni=sni, alpn_protocols=_client_alpn(spec.port.protocol, h2)
+    )
+
+
+def _uses_h2(cluster: Any) -> bool:
+    opts = _http_options(cluster)
+    return opts is not None and opts.explicit_http_config.HasField("http2_protocol_options")
+
+
+def _simple_or_mutual(tls: Any, proxy: Proxy, dr_has_selector: bool, h2: bool) -> tls_pb2.UpstreamTlsContext:
+    """DestinationRule SIMPLE / MUTUAL (TLS origination), istiod's constructUpstreamTLS."""
+    ctx = tls_pb2.UpstreamTlsContext()
+    common = ctx.common_tls_context
+    common.tls_params.tls_minimum_protocol_version = common_pb2.TlsParameters.TLSv1_2
+    common.tls_params.tls_maximum_protocol_version = common_pb2.TlsParameters.TLSv1_3
+    # On sidecars a credentialName only counts when the DR selects workloads (istiod's rule).
+    credential = tls.credential_name if (proxy.kind == "gateway" or dr_has_selector) else None
+    if tls.mode == "MUTUAL":
+        if credential:
+            common.tls_certificate_sds_secret_configs.append(
+                sds.sds_secret_config(sds.kubernetes_secret_name(credential))
+            )
+        elif tls.client_certificate and tls.private_key:
+            common.tls_certificate_sds_secret_configs.append(
+                sds.sds_secret_config(sds.file_cert_name(tls.client_certificate, tls.private_key))
+            )
+    if not tls.insecure_skip_verify:
+        vc = common.combined_validation_context
+        for san in tls.subject_alt_names or ():
+            vc.default_validation_context.match_subject_alt_names.append(string_pb2.StringMatcher(exact=san))
+        if tls.ca_crl:
+            vc.default_validation_context.crl.filename = tls.ca_crl
+        if credential:
+            root = sds.kubernetes_secret_name(credential) + sds.CACERT_SUFFIX
+        else:
+            root = sds.file_root_name(tls.ca_certificates) if tls.ca_certificates else sds.FILE_ROOT_SYSTEM
+        vc.validation_context_sds_secret_config.CopyFrom(sds.sds_secret_config(root))
+    if h2:
+        common.alpn_protocols.append("h2")
+    if tls.sni:
+        ctx.sni = tls.sni
+    return ctx
+
+
+def apply_upstream_tls(snapshot: Snapshot, proxy: Proxy, cluster: Any, spec: ClusterSpec) -> None:
+    """istiod's buildUpstreamTLSSettings: the DR's tls if set, else auto mTLS for in-mesh services."""
+    svc = spec.service
+    if svc.resolution in (Resolution.PASSTHROUGH, Resolution.DYNAMIC_DNS):
+        return
+    sni_default = naming.outbound_sni(spec.port.port, spec.subset, svc.hostname)
+    h2 = _uses_h2(cluster)
+    tls = spec.policy.tls
+    if tls is not None and tls.mode:
+        mode = tls.mode
+        if mode == "DISABLE":
+            return
+        if mode == "ISTIO_MUTUAL":
+            sans = list(tls.subject_alt_names or ()) or service_identities(snapshot, svc)
+            cluster.transport_socket.CopyFrom(
+                transport_socket(_istio_mutual(snapshot, spec, tls.sni or sni_default, sans, h2))
+            )
+            return
+        dr_selector = spec.dr is not None and spec.dr.selector is not None
+        ctx = _simple_or_mutual(tls, proxy, dr_selector, h2)
+        opts = _http_options(cluster)
+        if not tls.sni and opts is not None:
+            opts.upstream_http_protocol_options.auto_sni = True
+            if not tls.subject_alt_names and not tls.insecure_skip_verify:
+                opts.upstream_http_protocol_options.auto_san_validation = True
+            _store_http_options(cluster, opts)
+        cluster.transport_socket.CopyFrom(transport_socket(ctx))
+        return
+    if not _auto_mtls(snapshot, svc):
+        return
+    ctx = _istio_mutual(snapshot, spec, sni_default, service_identities(snapshot, svc), h2)
+    match = struct_pb2.Struct()
+    match.update({"tlsMode": "istio"})
+    cluster.transport_socket_matches.add(
+        name="tlsMode-istio", match=match, transport_socket=transport_socket(ctx)
+    )
+    cluster.transport_socket_matches.add(
+        name="tlsMode-disabled", match=struct_pb2.Struct(), transport_socket=raw_socket()
+    )
+
+
+def _auto_mtls(snapshot: Snapshot, svc: Service) -> bool:
+    if not snapshot.mesh.enable_auto_mtls or svc.mesh_external:
+        return False
+    policies = snapshot.configs.get("PeerAuthentication", [])
+    mode = authn.namespace_mode(policies, svc.namespace, snapshot.mesh.root_namespace)
+    return mode != authn.DISABLE
+
+
+def _http_options(cluster: Any) -> Any | None:
+    any_opts = cluster.typed_extension_protocol_options.get(
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    )
+    if any_opts is None:
+        return None
+    opts = p.http_options.HttpProtocolOptions()
+    any_opts.Unpack(opts)
+    return opts
+
+
+def _store_http_options(cluster: Any, opts: Any) -> None:
+    cluster.typed_extension_protocol_options[
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    ].CopyFrom(p.pack(opts))
+
+
+# --- inbound ------------------------------------------------------------------------------------
+
+
+def inbound_tls_context(snapshot: Snapshot, http: bool) -> tls_pb2.DownstreamTlsContext:
+    domains = (snapshot.mesh.trust_domain, *snapshot.mesh.trust_domain_aliases)
+    alpn = ("h2", "http/1.1") if http else ("istio-peer-exchange", "h2", "http/1.1")
+    return sds.istio_mutual_downstream_tls_context(trust_domains=domains, alpn_protocols=alpn)
+
+
+def inbound_mode(snapshot: Snapshot, proxy: Proxy, port: int) -> str:
+    policies = snapshot.configs.get("PeerAuthentication", [])
+    if not policies:
+        return authn.PERMISSIVE
+    return authn.workload_mtls(
+        policies, proxy.namespace, proxy.labels, snapshot.mesh.root_namespace
+    ).for_port(port)
