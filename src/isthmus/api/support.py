@@ -28,8 +28,6 @@ UNSUPPORTED_KINDS: dict[str, str] = {
     "WorkloadGroup": "VM auto-registration is not implemented",
     "Telemetry": "arrives with the telemetry work",
     "ProxyConfig": "arrives with the agent work",
-    "AuthorizationPolicy": SECURITY_WORK,
-    "RequestAuthentication": SECURITY_WORK,
 }
 
 LOCALITY = "locality-aware load balancing needs pod localities, which local pods do not have yet"
@@ -55,6 +53,15 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
     },
     "WorkloadEntry": {
         "spec.network": MULTI_NETWORK,
+    },
+    "AuthorizationPolicy": {
+        "spec.provider": "CUSTOM actions (ext_authz providers) are not translated yet",
+        "spec.targetRef": "targetRef attaches to Gateway API gateways, which Isthmus does not run",
+        "spec.targetRefs": "targetRef attaches to Gateway API gateways, which Isthmus does not run",
+    },
+    "RequestAuthentication": {
+        "spec.targetRef": "targetRef attaches to Gateway API gateways, which Isthmus does not run",
+        "spec.targetRefs": "targetRef attaches to Gateway API gateways, which Isthmus does not run",
     },
     "Service": {
         "spec.publishNotReadyAddresses": "endpoints of pods that are not ready are never published yet",
@@ -201,6 +208,26 @@ def check_supported(resource: Resource) -> list[ConfigError]:
                                     **ident,
                                 )
                             )
+    if resource.kind == "AuthorizationPolicy" and (data.get("spec") or {}).get("action") == "CUSTOM":
+        errors.append(
+            ConfigError(
+                line=resource.line_of("spec.action"),
+                message="spec.action CUSTOM is not supported yet: ext_authz providers are not translated",
+                **ident,
+            )
+        )
+    if resource.kind == "RequestAuthentication":
+        for i, rule in enumerate((data.get("spec") or {}).get("jwtRules") or []):
+            uri = rule.get("jwksUri") or rule.get("jwks_uri")
+            if uri and not str(uri).startswith("file://") and not rule.get("jwks"):
+                path = f"spec.jwtRules[{i}].jwksUri"
+                errors.append(
+                    ConfigError(
+                        line=resource.line_of(path),
+                        message=f"{path} {uri} is not supported yet: use jwks or a file:// URI",
+                        **ident,
+                    )
+                )
     patterns = UNSUPPORTED.get(resource.kind)
     if not patterns:
         return errors

@@ -187,10 +187,10 @@ async def restart(request: web.Request) -> web.Response:
     namespace = request.query.get("namespace") or "default"
     workload = request.query.get("workload", "")
     try:
-        await mesh.restart(namespace, workload)
+        instances = await mesh.restart(namespace, workload)
     except KeyError as exc:
         return web.json_response({"error": str(exc)}, status=404)
-    return web.json_response({"restarted": f"{namespace}/{workload}"})
+    return web.json_response({"restarted": f"{namespace}/{workload}", "instances": instances})
 
 
 def make_app(mesh: Mesh) -> web.Application:

@@ -14,13 +14,14 @@ ENDPOINT = _PREFIX + "envoy.config.endpoint.v3.ClusterLoadAssignment"
 LISTENER = _PREFIX + "envoy.config.listener.v3.Listener"
 ROUTE = _PREFIX + "envoy.config.route.v3.RouteConfiguration"
 SECRET = _PREFIX + "envoy.extensions.transport_sockets.tls.v3.Secret"
+EXTENSION_CONFIG = _PREFIX + "envoy.config.core.v3.TypedExtensionConfig"
 RUNTIME = _PREFIX + "envoy.service.runtime.v3.Runtime"
 SCOPED_ROUTE = _PREFIX + "envoy.config.route.v3.ScopedRouteConfiguration"
 VIRTUAL_HOST = _PREFIX + "envoy.config.route.v3.VirtualHost"
-EXTENSION_CONFIG = _PREFIX + "envoy.config.core.v3.TypedExtensionConfig"
 
-#: istiod's push order: CDS, EDS, LDS, RDS, then the rest (SDS, ...). Types not listed go last, sorted.
-PUSH_ORDER: tuple[str, ...] = (CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET)
+#: istiod's push order CDS, EDS, LDS, RDS, then the rest (SDS, ...), with filter configs (ECDS) before the
+#: listeners and routes that use them (make-before-break). Types not listed go last, sorted.
+PUSH_ORDER: tuple[str, ...] = (CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, ROUTE, SECRET)
 
 _SHORT = {
     CLUSTER: "CDS",
@@ -28,10 +29,10 @@ _SHORT = {
     LISTENER: "LDS",
     ROUTE: "RDS",
     SECRET: "SDS",
+    EXTENSION_CONFIG: "ECDS",
     RUNTIME: "RTDS",
     SCOPED_ROUTE: "SRDS",
     VIRTUAL_HOST: "VHDS",
-    EXTENSION_CONFIG: "ECDS",
 }
 _LONG = {v: k for k, v in _SHORT.items()}
 _ORDER = {t: i for i, t in enumerate(PUSH_ORDER)}

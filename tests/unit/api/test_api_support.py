@@ -6,16 +6,24 @@ from isthmus.api.support import UNSUPPORTED, UNSUPPORTED_KINDS, check_supported,
 
 def test_whole_kinds_are_refused():
     (r,) = load_text(
-        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: d, namespace: ns}\n"
-        "spec: {mtls: {mode: STRICT}}\n",
-        "pa.yaml",
+        "apiVersion: networking.istio.io/v1\nkind: WorkloadGroup\nmetadata: {name: d, namespace: ns}\n"
+        "spec: {template: {serviceAccount: sa}}\n",
+        "wg.yaml",
     )
     (e,) = check_supported(r)
     assert (
         str(e)
-        == "pa.yaml:1: PeerAuthentication ns/d: PeerAuthentication is not supported yet: "
-        + UNSUPPORTED_KINDS["PeerAuthentication"]
+        == "wg.yaml:1: WorkloadGroup ns/d: WorkloadGroup is not supported yet: " + UNSUPPORTED_KINDS["WorkloadGroup"]
     )
+
+
+def test_security_kinds_are_translated():
+    (r,) = load_text(
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: d, namespace: ns}\n"
+        "spec: {mtls: {mode: STRICT}}\n",
+        "pa.yaml",
+    )
+    assert check_supported(r) == []
 
 
 def test_fields_are_reported_with_lines():

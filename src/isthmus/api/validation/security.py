@@ -436,7 +436,8 @@ def validate_request_authentication(res: Resource, r: Report) -> None:
             r.error(p, "issuer or jwksUri must be non-empty string")
         if rule.jwks_uri:
             u = urlparse(rule.jwks_uri)
-            if u.scheme not in ("http", "https"):
+            # file:// is an Isthmus extension: a local JWKS file the control plane reads and inlines.
+            if u.scheme not in ("http", "https", "file"):
                 r.error(join(p, "jwksUri"), f"URI scheme {q(u.scheme)} is not supported")
             else:
                 try:

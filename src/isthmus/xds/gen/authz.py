@@ -1,16 +1,540 @@
-"""AuthorizationPolicy and RequestAuthentication on inbound and gateway listeners."""
+"""AuthorizationPolicy -> Envoy RBAC, RequestAuthentication -> jwt_authn, on inbound and gateway listeners.
+
+Follows istiod's `pilot/pkg/security/authz/` (builder.go, model/model.go, model/generator.go): one RBAC
+policy per rule named `ns[<ns>]-policy[<name>]-rule[<i>]`; `from` entries ORed into principals, `to`
+entries ORed into permissions, fields inside one entry ANDed, values of a field ORed, `not*` fields
+negated, `when` conditions ANDed to every principal (source keys) or permission (the others). Filters:
+jwt_authn, then AUDIT (RBAC action LOG), DENY, ALLOW; no ALLOW policy means no ALLOW filter. On TCP
+chains an HTTP-only field makes an ALLOW rule never match and is dropped from DENY/AUDIT rules.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from envoy.config.core.v3 import address_pb2, extension_pb2
+from envoy.config.listener.v3 import listener_components_pb2
+from envoy.config.rbac.v3 import rbac_pb2
+from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.extensions.filters.http.jwt_authn.v3 import config_pb2 as jwt
+from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as http_rbac
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
+from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as network_rbac
+from envoy.extensions.path.match.uri_template.v3 import uri_template_match_pb2
+from envoy.type.matcher.v3 import metadata_pb2, path_pb2, string_pb2, value_pb2
+
+from isthmus.config.store import Config
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import Snapshot
+from isthmus.registry.build import labels_match
+from isthmus.xds.gen import naming
+from isthmus.xds.gen import protos as p
+
+JWT_FILTER = "envoy.filters.http.jwt_authn"
+RBAC_HTTP = "envoy.filters.http.rbac"
+RBAC_NETWORK = "envoy.filters.network.rbac"
+DRY_RUN = "istio.io/dry-run"
+SPIFFE = "spiffe://"
+
+# `when` keys that describe the source: they go on principals; the rest go on permissions.
+_PRINCIPAL_KEYS = ("source.", "remote.ip", "request.auth.", "request.headers")
 
 
-def inbound_http_filters(snapshot: Snapshot, proxy: Proxy) -> list[Any]:
-    return []
+class NotForTcp(Exception):
+    """An HTTP-only field on a TCP filter chain."""
 
 
-def inbound_network_filters(snapshot: Snapshot, proxy: Proxy) -> list[Any]:
-    return []
+# --- policy selection -------------------------------------------------------------------------------
+
+
+def _selector(cfg: Config) -> Mapping[str, str] | None:
+    sel = cfg.spec.selector
+    return sel.match_labels if sel is not None and sel.match_labels else None
+
+
+def _applies(cfg: Config, namespace: str, labels: Mapping[str, str], root_ns: str) -> bool:
+    spec = cfg.spec
+    if spec.target_ref is not None or spec.target_refs:
+        return False  # Gateway API / waypoint attachment only
+    if cfg.namespace not in (namespace, root_ns):
+        return False
+    sel = _selector(cfg)
+    return sel is None or labels_match(sel, labels)
+
+
+def policies_for(snapshot: Snapshot, kind: str, proxy: Proxy) -> list[Config]:
+    root = snapshot.mesh.root_namespace
+    return [c for c in snapshot.configs.get(kind, []) if _applies(c, proxy.namespace, proxy.labels, root)]
+
+
+# --- string matchers ----------------------------------------------------------------------------
+
+
+def _sm(value: str, prefix: str = "", *, ignore_case: bool = False) -> string_pb2.StringMatcher:
+    """Istio's StringMatcherWithPrefix: `*` any, `v*` prefix, `*v` suffix, else exact."""
+    if value == "*":
+        return string_pb2.StringMatcher(safe_regex={"regex": ".+"}, ignore_case=False)
+    if value.startswith("*"):
+        return string_pb2.StringMatcher(suffix=value[1:], ignore_case=ignore_case)
+    if value.endswith("*"):
+        return string_pb2.StringMatcher(prefix=prefix + value[:-1], ignore_case=ignore_case)
+    return string_pb2.StringMatcher(exact=prefix + value, ignore_case=ignore_case)
+
+
+def _header(name: str, value: str, *, ignore_case: bool = False) -> rc.HeaderMatcher:
+    if value == "*":
+        return rc.HeaderMatcher(name=name, present_match=True)
+    m = string_pb2.StringMatcher(ignore_case=ignore_case)
+    if value.startswith("*"):
+        m.suffix = value[1:]
+    elif value.endswith("*"):
+        m.prefix = value[:-1]
+    else:
+        m.exact = value
+    return rc.HeaderMatcher(name=name, string_match=m)
+
+
+def _cidr(value: str) -> address_pb2.CidrRange:
+    net = ipaddress.ip_network(
+        value if "/" in value else value + ("/128" if ":" in value else "/32"), strict=False
+    )
+    return address_pb2.CidrRange(address_prefix=str(net.network_address), prefix_len=p.u32(net.prefixlen))
+
+
+def _jwt_metadata(
+    path: Sequence[str], value: str, *, list_match: bool = False
+) -> metadata_pb2.MetadataMatcher:
+    m = metadata_pb2.MetadataMatcher(filter=JWT_FILTER)
+    for seg in ("payload", *path):
+        m.path.add(key=seg)
+    if value == "*":
+        vm = value_pb2.ValueMatcher(present_match=True)
+    else:
+        vm = value_pb2.ValueMatcher(string_match=_sm(value))
+    if list_match:
+        m.value.list_match.one_of.CopyFrom(vm)
+    else:
+        m.value.CopyFrom(vm)
+    return m
+
+
+def _claim_path(key: str) -> list[str]:
+    """`request.auth.claims[a][b]` or the legacy `request.auth.claims[a.b]`... -> ["a", "b"]."""
+    rest = key[len("request.auth.claims") :]
+    parts = [seg for seg in rest.replace("]", "").split("[") if seg]
+    return parts
+
+
+# --- principals and permissions ---------------------------------------------------------------
+
+
+def _or_ids(ids: list[rbac_pb2.Principal]) -> rbac_pb2.Principal:
+    if len(ids) == 1:
+        return ids[0]
+    return rbac_pb2.Principal(or_ids=rbac_pb2.Principal.Set(ids=ids))
+
+
+def _or_rules(rules: list[rbac_pb2.Permission]) -> rbac_pb2.Permission:
+    if len(rules) == 1:
+        return rules[0]
+    return rbac_pb2.Permission(or_rules=rbac_pb2.Permission.Set(rules=rules))
+
+
+def _authenticated(m: string_pb2.StringMatcher) -> rbac_pb2.Principal:
+    return rbac_pb2.Principal(authenticated=rbac_pb2.Principal.Authenticated(principal_name=m))
+
+
+def _principal_for(key: str, value: str, tcp: bool) -> rbac_pb2.Principal:
+    """One value of a source field or `when` key."""
+    if key in ("principals", "source.principal"):
+        return _authenticated(_sm(value, SPIFFE))
+    if key in ("namespaces", "source.namespace"):
+        regex = ".*/ns/" + value.replace("*", ".*") + "/.*"
+        return _authenticated(string_pb2.StringMatcher(safe_regex={"regex": regex}))
+    if key in ("serviceAccounts", "source.serviceAccount"):
+        ns, _, sa = value.rpartition("/")
+        ns_re = (ns or ".+").replace("*", ".*")
+        regex = f"spiffe://.+/ns/{ns_re}/(.+/|)sa/{sa.replace('*', '.*')}(/.+)?"
+        return _authenticated(string_pb2.StringMatcher(safe_regex={"regex": regex}))
+    if key in ("trustDomains", "source.trustDomain"):
+        prefix = SPIFFE if value == "*" else f"{SPIFFE}{value}/"
+        return _authenticated(string_pb2.StringMatcher(prefix=prefix))
+    if key in ("ipBlocks", "source.ip"):
+        return rbac_pb2.Principal(direct_remote_ip=_cidr(value))
+    if key in ("remoteIpBlocks", "remote.ip"):
+        return rbac_pb2.Principal(remote_ip=_cidr(value))
+    if tcp:
+        raise NotForTcp(key)
+    if key in ("requestPrincipals", "request.auth.principal"):
+        if value == "*":
+            return rbac_pb2.Principal(metadata=_jwt_metadata(["iss"], "*"))
+        iss, _, sub = value.rpartition("/")
+        if not iss:
+            return rbac_pb2.Principal(metadata=_jwt_metadata(["iss"], value))
+        return rbac_pb2.Principal(
+            and_ids=rbac_pb2.Principal.Set(
+                ids=[
+                    rbac_pb2.Principal(metadata=_jwt_metadata(["iss"], iss)),
+                    rbac_pb2.Principal(metadata=_jwt_metadata(["sub"], sub)),
+                ]
+            )
+        )
+    if key == "request.auth.audiences":
+        return rbac_pb2.Principal(metadata=_jwt_metadata(["aud"], value, list_match=True))
+    if key == "request.auth.presenter":
+        return rbac_pb2.Principal(metadata=_jwt_metadata(["azp"], value, list_match=True))
+    if key.startswith("request.auth.claims"):
+        return rbac_pb2.Principal(metadata=_jwt_metadata(_claim_path(key), value, list_match=True))
+    if key.startswith("request.headers[") and key.endswith("]"):
+        return rbac_pb2.Principal(header=_header(key[len("request.headers[") : -1], value))
+    raise ValueError(f"unknown source key {key}")
+
+
+def _uri_template(value: str) -> rbac_pb2.Permission:
+    """Istio's path templates `{*}` (one segment) and `{**}` (the rest) in Envoy's template syntax."""
+    template = value.replace("{**}", "**").replace("{*}", "*")
+    return rbac_pb2.Permission(
+        uri_template=extension_pb2.TypedExtensionConfig(
+            name="envoy.path.match.uri_template.uri_template_matcher",
+            typed_config=p.pack(uri_template_match_pb2.UriTemplateMatchConfig(path_template=template)),
+        )
+    )
+
+
+def _permission_for(key: str, value: str, tcp: bool) -> rbac_pb2.Permission:
+    if key in ("ports", "destination.port"):
+        return rbac_pb2.Permission(destination_port=int(value))
+    if key == "destination.ip":
+        return rbac_pb2.Permission(destination_ip=_cidr(value))
+    if key == "connection.sni":
+        return rbac_pb2.Permission(requested_server_name=_sm(value))
+    if key.startswith("experimental.envoy.filters."):
+        filt, _, rest = key[len("experimental.") :].partition("[")
+        md = metadata_pb2.MetadataMatcher(filter=filt)
+        md.path.add(key=rest.rstrip("]"))
+        md.value.string_match.CopyFrom(_sm(value))
+        return rbac_pb2.Permission(metadata=md)
+    if tcp:
+        raise NotForTcp(key)
+    if key == "hosts":
+        return rbac_pb2.Permission(header=_header(":authority", value, ignore_case=True))
+    if key == "methods":
+        return rbac_pb2.Permission(header=_header(":method", value))
+    if key == "paths":
+        if "{" in value:
+            return _uri_template(value)
+        return rbac_pb2.Permission(url_path=path_pb2.PathMatcher(path=_sm(value)))
+    raise ValueError(f"unknown operation key {key}")
+
+
+@dataclass
+class _Field:
+    key: str
+    values: list[str]
+    negate: bool
+
+
+def _source_fields(source: Any) -> list[_Field]:
+    pairs = [
+        ("principals", "principals", "not_principals"),
+        ("requestPrincipals", "request_principals", "not_request_principals"),
+        ("namespaces", "namespaces", "not_namespaces"),
+        ("serviceAccounts", "service_accounts", "not_service_accounts"),
+        ("ipBlocks", "ip_blocks", "not_ip_blocks"),
+        ("remoteIpBlocks", "remote_ip_blocks", "not_remote_ip_blocks"),
+        ("trustDomains", "trust_domains", "not_trust_domains"),
+    ]
+    out = []
+    for key, pos, neg in pairs:
+        if getattr(source, pos, None):
+            out.append(_Field(key, list(getattr(source, pos)), False))
+        if getattr(source, neg, None):
+            out.append(_Field(key, list(getattr(source, neg)), True))
+    return out
+
+
+def _operation_fields(op: Any) -> list[_Field]:
+    out = []
+    for key, pos, neg in (
+        ("hosts", "hosts", "not_hosts"),
+        ("ports", "ports", "not_ports"),
+        ("methods", "methods", "not_methods"),
+        ("paths", "paths", "not_paths"),
+    ):
+        if getattr(op, pos, None):
+            out.append(_Field(key, list(getattr(op, pos)), False))
+        if getattr(op, neg, None):
+            out.append(_Field(key, list(getattr(op, neg)), True))
+    return out
+
+
+def _condition_fields(when: Sequence[Any]) -> tuple[list[_Field], list[_Field]]:
+    principals: list[_Field] = []
+    permissions: list[_Field] = []
+    for cond in when:
+        target = principals if cond.key.startswith(_PRINCIPAL_KEYS) else permissions
+        if cond.values:
+            target.append(_Field(cond.key, list(cond.values), False))
+        if cond.not_values:
+            target.append(_Field(cond.key, list(cond.not_values), True))
+    return principals, permissions
+
+
+def _build(
+    fields: list[_Field],
+    one: Callable[[str, str, bool], Any],
+    or_: Callable[[list[Any]], Any],
+    and_: Callable[[list[Any]], Any],
+    neg: Callable[[Any], Any],
+    any_: Callable[[], Any],
+    tcp: bool,
+    drop_http: bool,
+) -> Any:
+    parts = []
+    for f in fields:
+        try:
+            m = or_([one(f.key, v, tcp) for v in f.values])
+        except NotForTcp:
+            if drop_http:
+                continue
+            raise
+        parts.append(neg(m) if f.negate else m)
+    if not parts:
+        return any_()
+    return parts[0] if len(parts) == 1 else and_(parts)
+
+
+def _principal(fields: list[_Field], tcp: bool, drop_http: bool) -> rbac_pb2.Principal:
+    return _build(
+        fields,
+        _principal_for,
+        _or_ids,
+        lambda ids: rbac_pb2.Principal(and_ids=rbac_pb2.Principal.Set(ids=ids)),
+        lambda m: rbac_pb2.Principal(not_id=m),
+        lambda: rbac_pb2.Principal(any=True),
+        tcp,
+        drop_http,
+    )
+
+
+def _permission(fields: list[_Field], tcp: bool, drop_http: bool) -> rbac_pb2.Permission:
+    return _build(
+        fields,
+        _permission_for,
+        _or_rules,
+        lambda rules: rbac_pb2.Permission(and_rules=rbac_pb2.Permission.Set(rules=rules)),
+        lambda m: rbac_pb2.Permission(not_rule=m),
+        lambda: rbac_pb2.Permission(any=True),
+        tcp,
+        drop_http,
+    )
+
+
+def rule_policy(rule: Any, *, tcp: bool, action: str) -> rbac_pb2.Policy | None:
+    """One rule as an RBAC policy; None if it can never match (an ALLOW rule with HTTP fields on TCP)."""
+    drop_http = action != "ALLOW"
+    cond_principals, cond_permissions = _condition_fields(rule.when or ())
+    try:
+        froms = [f.source for f in rule.from_ or () if f.source is not None] or [None]
+        principals = [
+            _principal((_source_fields(s) if s is not None else []) + cond_principals, tcp, drop_http)
+            for s in froms
+        ]
+        tos = [t.operation for t in rule.to or () if t.operation is not None] or [None]
+        permissions = [
+            _permission((_operation_fields(o) if o is not None else []) + cond_permissions, tcp, drop_http)
+            for o in tos
+        ]
+    except NotForTcp:
+        return None
+    return rbac_pb2.Policy(permissions=permissions, principals=principals)
+
+
+def _never() -> rbac_pb2.Policy:
+    """Istio's rbacPolicyMatchNever: a policy with no rules matches nothing."""
+    return rbac_pb2.Policy(
+        permissions=[rbac_pb2.Permission(not_rule=rbac_pb2.Permission(any=True))],
+        principals=[rbac_pb2.Principal(not_id=rbac_pb2.Principal(any=True))],
+    )
+
+
+_ACTIONS = {"ALLOW": rbac_pb2.RBAC.ALLOW, "DENY": rbac_pb2.RBAC.DENY, "AUDIT": rbac_pb2.RBAC.LOG}
+
+
+@dataclass
+class _Rbac:
+    rules: rbac_pb2.RBAC
+    shadow: rbac_pb2.RBAC
+    has_rules: bool
+    has_shadow: bool
+
+
+def build_rbac(policies: Sequence[Config], action: str, *, tcp: bool) -> _Rbac | None:
+    chosen = [c for c in policies if (c.spec.action or "ALLOW") == action]
+    if not chosen:
+        return None
+    out = _Rbac(rbac_pb2.RBAC(action=_ACTIONS[action]), rbac_pb2.RBAC(action=_ACTIONS[action]), False, False)
+    for cfg in chosen:
+        dry_run = (cfg.metadata.annotations or {}).get(DRY_RUN, "").lower() == "true"
+        target = out.shadow if dry_run else out.rules
+        rules = list(cfg.spec.rules or ())
+        if not rules:
+            target.policies[f"ns[{cfg.namespace}]-policy[{cfg.name}]-rule[0]"].CopyFrom(_never())
+        for i, rule in enumerate(rules):
+            policy = rule_policy(rule, tcp=tcp, action=action)
+            if policy is None:
+                continue
+            target.policies[f"ns[{cfg.namespace}]-policy[{cfg.name}]-rule[{i}]"].CopyFrom(policy)
+        if dry_run:
+            out.has_shadow = True
+        else:
+            out.has_rules = True
+    return out
+
+
+# --- RequestAuthentication ----------------------------------------------------------------------
+
+
+def _jwks(rule: Any) -> str | None:
+    if rule.jwks:
+        return str(rule.jwks)
+    uri = rule.jwks_uri or ""
+    if uri.startswith("file://"):
+        try:
+            return Path(uri[len("file://") :]).read_text()
+        except OSError:
+            return None
+    return None
+
+
+def jwt_config(snapshot: Snapshot, proxy: Proxy) -> jwt.JwtAuthentication:
+    """The proxy's jwt_authn config: every RequestAuthentication that applies (none: no requirement)."""
+    rules = [
+        r for cfg in policies_for(snapshot, "RequestAuthentication", proxy) for r in cfg.spec.jwt_rules or ()
+    ]
+    rules.sort(key=lambda r: r.issuer or "")
+    config = jwt.JwtAuthentication(bypass_cors_preflight=True)
+    names = []
+    for i, rule in enumerate(rules):
+        name = f"origins-{i}"
+        names.append(name)
+        prov = config.providers[name]
+        prov.issuer = rule.issuer or ""
+        prov.audiences.extend(rule.audiences or ())
+        keys = _jwks(rule)
+        # An unusable key set rejects every token rather than accepting them (istiod inlines a fake one).
+        prov.local_jwks.inline_string = keys if keys is not None else json.dumps({"keys": []})
+        for h in rule.from_headers or ():
+            prov.from_headers.add(name=h.name, value_prefix=h.prefix or "")
+        prov.from_params.extend(rule.from_params or ())
+        prov.from_cookies.extend(rule.from_cookies or ())
+        prov.forward = bool(rule.forward_original_token)
+        if rule.output_payload_to_header:
+            prov.forward_payload_header = rule.output_payload_to_header
+        for c in rule.output_claim_to_headers or ():
+            prov.claim_to_headers.add(header_name=c.header, claim_name=c.claim)
+        prov.payload_in_metadata = "payload"
+        prov.normalize_payload_in_metadata.space_delimited_claims.extend(
+            sorted({*(rule.space_delimited_claims or ()), "scope", "permission"})
+        )
+        if proxy.kind == "gateway":
+            prov.clear_route_cache = True
+    # istiod's requirement: each provider optional (a missing token passes, a bad one fails).
+    req = jwt.JwtRequirement()
+    if len(names) == 1:
+        req.requires_any.requirements.add(provider_name=names[0])
+        req.requires_any.requirements.add(allow_missing={})
+    else:
+        all_optional = req.requires_any.requirements.add().requires_all
+        for name in names:
+            optional = all_optional.requirements.add().requires_any
+            optional.requirements.add(provider_name=name)
+            optional.requirements.add(allow_missing={})
+        for name in names:
+            req.requires_any.requirements.add(provider_name=name)
+    if names:
+        rule = config.rules.add()
+        rule.match.prefix = "/"
+        rule.requires.CopyFrom(req)
+    return config
+
+
+def jwt_extension(snapshot: Snapshot, proxy: Proxy) -> extension_pb2.TypedExtensionConfig:
+    return extension_pb2.TypedExtensionConfig(
+        name=naming.JWT_EXTENSION, typed_config=p.pack(jwt_config(snapshot, proxy))
+    )
+
+
+def jwt_filter() -> hcm.HttpFilter:
+    """jwt_authn with its config over ECDS, so a RequestAuthentication change never replaces a listener."""
+    f = hcm.HttpFilter(name=naming.JWT_EXTENSION)
+    discovery = f.config_discovery
+    discovery.config_source.CopyFrom(p.ads_config_source())
+    discovery.default_config.CopyFrom(p.pack(jwt.JwtAuthentication()))
+    discovery.type_urls.append(
+        "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication"
+    )
+    return f
+
+
+# --- filters for the listeners ------------------------------------------------------------------
+
+# One RBAC filter per action, always present on inbound and gateway HCMs with no rules of their own
+# (no enforcement); the policies in force arrive per route over RDS (RBACPerRoute). So an
+# AuthorizationPolicy change never replaces a listener: it applies to open connections at once and
+# drains nothing (istio#48077).
+RBAC_FILTERS = (
+    ("AUDIT", "envoy.filters.http.rbac.audit", "istio_dry_run_audit_"),
+    ("DENY", "envoy.filters.http.rbac.deny", "istio_dry_run_deny_"),
+    ("ALLOW", "envoy.filters.http.rbac.allow", "istio_dry_run_allow_"),
+)
+
+
+def _http_rbac(built: _Rbac, shadow_prefix: str) -> http_rbac.RBAC:
+    config = http_rbac.RBAC()
+    if built.has_rules or not built.has_shadow:
+        config.rules.CopyFrom(built.rules)
+    if built.has_shadow:
+        config.shadow_rules.CopyFrom(built.shadow)
+        config.shadow_rules_stat_prefix = shadow_prefix
+    return config
+
+
+def inbound_http_filters(snapshot: Snapshot, proxy: Proxy) -> list[hcm.HttpFilter]:
+    out: list[hcm.HttpFilter] = [jwt_filter()]
+    for _, name, _ in RBAC_FILTERS:
+        out.append(hcm.HttpFilter(name=name, typed_config=p.pack(http_rbac.RBAC())))
+    return out
+
+
+def rbac_per_route(snapshot: Snapshot, proxy: Proxy) -> dict[str, Any]:
+    """typed_per_filter_config entries carrying the AuthorizationPolicies in force on this proxy."""
+    policies = policies_for(snapshot, "AuthorizationPolicy", proxy)
+    out: dict[str, Any] = {}
+    for action, name, prefix in RBAC_FILTERS:
+        built = build_rbac(policies, action, tcp=False)
+        if built is not None:
+            out[name] = p.pack(http_rbac.RBACPerRoute(rbac=_http_rbac(built, prefix)))
+    return out
+
+
+def inbound_network_filters(snapshot: Snapshot, proxy: Proxy) -> list[listener_components_pb2.Filter]:
+    out = []
+    policies = policies_for(snapshot, "AuthorizationPolicy", proxy)
+    for action, _, prefix in RBAC_FILTERS:
+        built = build_rbac(policies, action, tcp=True)
+        if built is None:
+            continue
+        config = network_rbac.RBAC(stat_prefix="tcp.")
+        if built.has_rules or not built.has_shadow:
+            config.rules.CopyFrom(built.rules)
+        if built.has_shadow:
+            config.shadow_rules.CopyFrom(built.shadow)
+            config.shadow_rules_stat_prefix = prefix
+        out.append(listener_components_pb2.Filter(name=RBAC_NETWORK, typed_config=p.pack(config)))
+    return out

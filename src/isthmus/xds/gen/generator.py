@@ -8,12 +8,12 @@ from typing import Any
 
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import Snapshot
-from isthmus.xds.gen import naming
+from isthmus.xds.gen import authz, naming
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen.clusters import build_clusters
 from isthmus.xds.gen.endpoints import build_endpoints
 from isthmus.xds.gen.listeners import build_listeners
-from isthmus.xds.gen.routes import gateway_route_config, http_proxy_route_config
+from isthmus.xds.gen.routes import gateway_route_config, http_proxy_route_config, inbound_route_config
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +28,16 @@ def port_offset(proxy: Proxy) -> int:
 def build_routes(snapshot: Snapshot, proxy: Proxy, names: Iterable[str]) -> list[Any]:
     out = []
     gateway_servers = snapshot.gateway_servers(proxy) if proxy.kind == "gateway" else []
+    inbound = {}
+    if proxy.kind == "sidecar":
+        inbound = {naming.inbound_cluster(ib.port): ib for ib in snapshot.inbound_ports(proxy)}
+    per_filter = authz.rbac_per_route(snapshot, proxy) if inbound else {}
     for name in names:
         if name == naming.HTTP_PROXY_ROUTE and proxy.kind == "sidecar":
             out.append(http_proxy_route_config(snapshot, proxy))
+            continue
+        if name in inbound:
+            out.append(inbound_route_config(inbound[name], per_filter))
             continue
         if name.startswith("http."):
             parts = name.split(".", 2)
@@ -69,6 +76,10 @@ class MeshGenerator:
             return _pack_all(build_listeners(snapshot, proxy, port_offset(proxy)))
         if type_url == naming.ENDPOINT_TYPE:
             return _pack_all(build_endpoints(snapshot, proxy, sorted(watched or ())))
+        if type_url == naming.EXTENSION_CONFIG_TYPE:
+            if naming.JWT_EXTENSION in (watched or ()):
+                return _pack_all([authz.jwt_extension(snapshot, proxy)])
+            return {}
         if type_url == naming.ROUTE_TYPE:
             return _pack_all(build_routes(snapshot, proxy, sorted(watched or ())))
         return {}

@@ -18,7 +18,6 @@ from isthmus.registry.types import Protocol
 from isthmus.xds.gen import authz, naming, tls
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen.clusters import dns_cache_config
-from isthmus.xds.gen.routes import inbound_route_config
 
 OUTBOUND_PORT = 15001
 HCM_NAME = "envoy.filters.network.http_connection_manager"
@@ -203,9 +202,9 @@ def inbound_listener(snapshot: Snapshot, proxy: Proxy, inbound: InboundPort) -> 
     tcp_security = authz.inbound_network_filters(snapshot, proxy)
 
     def hcm() -> list[p.listener_components.Filter]:
-        config = _hcm(
-            snapshot, stat, route_config=inbound_route_config(inbound), security_filters=http_security
-        )
+        # Inbound routes come over RDS (named like the cluster, as istiod names them inline) so that
+        # authorization changes reach open connections without replacing the listener.
+        config = _hcm(snapshot, stat, rds=cluster, security_filters=http_security)
         return [_filter(HCM_NAME, config)]
 
     def tcp() -> list[p.listener_components.Filter]:
@@ -283,6 +282,7 @@ def gateway_listeners(snapshot: Snapshot, proxy: Proxy, port_offset: int = 0) ->
             f"outbound_{address}_{listen_port}",
             rds=naming.gateway_http_route_name(listen_port, bind),
             gateway=True,
+            security_filters=authz.inbound_http_filters(snapshot, proxy),
         )
         lst.filter_chains.add().filters.append(_filter(HCM_NAME, hcm))
         out.append(lst)

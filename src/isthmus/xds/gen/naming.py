@@ -17,6 +17,10 @@ ENDPOINT_TYPE = TYPE_PREFIX + "envoy.config.endpoint.v3.ClusterLoadAssignment"
 LISTENER_TYPE = TYPE_PREFIX + "envoy.config.listener.v3.Listener"
 ROUTE_TYPE = TYPE_PREFIX + "envoy.config.route.v3.RouteConfiguration"
 SECRET_TYPE = TYPE_PREFIX + "envoy.extensions.transport_sockets.tls.v3.Secret"
+EXTENSION_CONFIG_TYPE = TYPE_PREFIX + "envoy.config.core.v3.TypedExtensionConfig"
+
+# The ECDS resource holding a proxy's jwt_authn config (RequestAuthentication).
+JWT_EXTENSION = "envoy.filters.http.jwt_authn"  # an ECDS resource is named after its filter
 
 
 def outbound_cluster(port: int, subset: str, host: str) -> str:

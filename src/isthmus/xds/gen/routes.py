@@ -23,7 +23,7 @@ from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import InboundPort, Snapshot
 from isthmus.model.virtual_services import MESH_GATEWAY, VirtualServiceEntry
 from isthmus.registry.types import Protocol, Resolution, Service
-from isthmus.xds.gen import naming
+from isthmus.xds.gen import authz, naming
 from isthmus.xds.gen import protos as p
 
 RC = p.route_components
@@ -491,7 +491,9 @@ def _apply_destination(
     ctx: RouteContext, out: RC.Route, vs: VirtualServiceEntry, http: Any, authority: str, listen_port: int
 ) -> None:
     hashes = [hash_for_destination(ctx, d.destination) for d in http.route or ()]
-    consistent = any(hsh is not None for hsh in hashes)
+    # Istio drops the previous-hosts retry predicate only for a single destination with a consistent
+    # hash (applyHTTPRouteDestination); weighted routes keep it whatever their destinations' hashes.
+    consistent = len(hashes) == 1 and hashes[0] is not None
     retries = http.retries if http.retries is not None else ctx.snapshot.mesh.default_http_retry
     action = RC.RouteAction()
     retry = convert_retry_policy(retries, consistent)
@@ -577,10 +579,16 @@ def _apply_redirect(out: RC.Route, redirect: Any, listen_port: int) -> bool:
         action.path_redirect = redirect.uri
     if redirect.scheme:
         action.scheme_redirect = redirect.scheme
-    if redirect.derive_port == "FROM_REQUEST_PORT":
-        action.port_redirect = listen_port
-    elif redirect.port:
-        action.port_redirect = int(redirect.port)
+    if redirect.derive_port is not None or redirect.port is not None:
+        if redirect.derive_port == "FROM_REQUEST_PORT":
+            # Envoy cannot derive the port from the request; routes are built per listener port.
+            action.port_redirect = listen_port
+        elif redirect.port is not None:
+            action.port_redirect = int(redirect.port)
+        # No explicit :80 for http or :443 for https (sidecars and plain-HTTP gateway servers: not TLS).
+        scheme = redirect.scheme or "http"
+        if (action.port_redirect, scheme) in ((80, "http"), (443, "https")):
+            action.port_redirect = 0
     out.redirect.CopyFrom(action)
     return True
 
@@ -659,7 +667,9 @@ def default_route(ctx: RouteContext, svc: Service, port: int) -> RC.Route:
     ch = hash_for_service(ctx, svc, port)
     action = RC.RouteAction(cluster=naming.outbound_cluster(port, "", svc.hostname))
     _set_timeout(action, None)
-    retry = convert_retry_policy(ctx.snapshot.mesh.default_http_retry, ch is not None)
+    # BuildDefaultHTTPOutboundRoute converts the mesh default with hashPolicy=false: the previous-hosts
+    # predicate stays even when the DestinationRule hashes.
+    retry = convert_retry_policy(ctx.snapshot.mesh.default_http_retry, False)
     if retry is not None:
         action.retry_policy.CopyFrom(retry)
     hp = consistent_hash_policy(ch)
@@ -988,13 +998,20 @@ def gateway_route_config(
             vh.routes.extend(rest + catch_alls)
             vhosts.append(vh)
         vhosts.sort(key=lambda v: v.name)
+    # AuthorizationPolicies ride on RDS so that changing them never replaces the listener.
+    per_filter = authz.rbac_per_route(snapshot, proxy)
+    for vh in vhosts:
+        for name, config in per_filter.items():
+            vh.typed_per_filter_config[name].CopyFrom(config)
     return _route_config(route_name, vhosts, ignore_port=True)
 
 
 # --- inbound ------------------------------------------------------------------------------------
 
 
-def inbound_route_config(inbound: InboundPort) -> p.route.RouteConfiguration:
+def inbound_route_config(
+    inbound: InboundPort, per_filter: Mapping[str, Any] | None = None
+) -> p.route.RouteConfiguration:
     cluster = naming.inbound_cluster(inbound.port)
     action = RC.RouteAction(cluster=cluster)
     action.timeout.CopyFrom(p.duration(0))
@@ -1009,6 +1026,8 @@ def inbound_route_config(inbound: InboundPort) -> p.route.RouteConfiguration:
     else:
         r.decorator.operation = f":{inbound.port}/*"
     vh = RC.VirtualHost(name=f"inbound|http|{inbound.port}", domains=["*"], routes=[r])
+    for name, config in (per_filter or {}).items():
+        vh.typed_per_filter_config[name].CopyFrom(config)
     rc = p.route.RouteConfiguration(name=cluster, validate_clusters=p.wrappers_pb2.BoolValue(value=False))
     rc.virtual_hosts.append(vh)
     return rc
