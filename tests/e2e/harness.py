@@ -135,7 +135,12 @@ class MeshProcess:
         if expect_ok:
             assert code == 200, data
             if data.get("synced") is False:
-                raise AssertionError(f"apply did not converge: {self.status()}")
+                nacks = [
+                    f"{p['instance']}.{p['namespace']} {t}: {n['message'][-300:]}"
+                    for p in self.status()["proxies"]
+                    for t, n in (p.get("nacks") or {}).items()
+                ]
+                raise AssertionError(f"apply did not converge; NACKs: {nacks}")
         return {"code": code, **(data or {})}
 
     def delete(self, text: str, *, wait: float = 15.0) -> dict[str, Any]:

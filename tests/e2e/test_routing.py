@@ -34,8 +34,8 @@ spec:
 @contextmanager
 def applied(mesh: MeshProcess, *docs: str) -> Iterator[None]:
     text = "\n---\n".join(textwrap.dedent(d) for d in docs)
-    mesh.apply(text)
     try:
+        mesh.apply(text)
         yield
     finally:
         mesh.delete(text)

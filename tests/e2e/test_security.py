@@ -3,6 +3,7 @@ RequestAuthentication, gateway TLS and client IPs, with real Envoy and the echo 
 
 from __future__ import annotations
 
+import json
 import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,8 +21,8 @@ TD = "spiffe://cluster.local"
 @contextmanager
 def applied(mesh: MeshProcess, *docs: str) -> Iterator[None]:
     text = "\n---\n".join(textwrap.dedent(d) for d in docs)
-    mesh.apply(text)
     try:
+        mesh.apply(text)
         yield
     finally:
         mesh.delete(text)
@@ -113,7 +114,7 @@ def test_namespace_disable_turns_client_mtls_off(security_mesh: MeshProcess) -> 
     assert peer_of(echo_body(security_mesh.curl("sleep", "http://server/"))) == f"{TD}/ns/default/sa/sleep"
 
 
-def _status(resp) -> int:  # noqa: ANN001
+def _status(resp) -> int:
     return resp.status
 
 
@@ -246,8 +247,7 @@ def _sign(key: object, claims: dict) -> str:
     return f"{header}.{payload}.{_b64(signature)}"
 
 
-def test_jwt_protected_path(security_mesh: MeshProcess, tmp_path) -> None:  # noqa: ANN001
-    import json
+def test_jwt_protected_path(security_mesh: MeshProcess, tmp_path) -> None:
     import time
 
     key, jwks = _jwt_keys()
@@ -278,12 +278,216 @@ def test_jwt_protected_path(security_mesh: MeshProcess, tmp_path) -> None:  # no
     other_sub = _sign(key, {"iss": "testing@secure.istio.io", "sub": "bob", "exp": now + 600})
     forged = good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB")
     with applied(security_mesh, policies):
-        get = lambda token=None: security_mesh.curl(  # noqa: E731
-            "sleep", "http://server/secure", headers=[("authorization", f"Bearer {token}")] if token else []
-        ).status
+        get = lambda token=None: (
+            security_mesh.curl(  # noqa: E731
+                "sleep",
+                "http://server/secure",
+                headers=[("authorization", f"Bearer {token}")] if token else [],
+            ).status
+        )
         assert get(good) == 200
         assert get() == 403  # a missing token passes authentication, then fails authorization
         assert get(forged) == 401
         assert get(other_sub) == 403
         assert security_mesh.curl("sleep", "http://server/open").status == 200
-        assert security_mesh.curl("sleep", "http://server/open", headers=[("authorization", "Bearer x")]).status == 401
+        assert (
+            security_mesh.curl("sleep", "http://server/open", headers=[("authorization", "Bearer x")]).status
+            == 401
+        )
+
+
+# --- gateways: TLS and client IPs -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from tests.e2e import tlstools as t
+
+    ca = t.make_ca()
+    work = tmp_path_factory.mktemp("pki")
+    (work / "ca.pem").write_bytes(ca.cert)
+    client = t.issue(ca, ["client.example.com"], client=True)
+    (work / "client.crt").write_bytes(client.cert)
+    (work / "client.key").write_bytes(client.key)
+    return {
+        "ca": ca,
+        "dir": work,
+        "gateway": t.issue(ca, ["secure.example.com", "mtls.example.com"]),
+        "backend": t.issue(ca, ["tls-backend.example.com"]),
+        "client": client,
+    }
+
+
+def test_gateway_https_simple_mutual_and_https_redirect(
+    security_mesh: MeshProcess, pki: dict, tmp_path
+) -> None:
+    import ssl
+
+    from tests.e2e import tlstools as t
+
+    docs = [
+        t.tls_secret("gw-cert", pki["gateway"], ca=pki["ca"]),
+        """
+        apiVersion: networking.istio.io/v1
+        kind: Gateway
+        metadata: {name: https-gw}
+        spec:
+          selector: {istio: ingressgateway}
+          servers:
+          - port: {number: 443, name: https, protocol: HTTPS}
+            hosts: [secure.example.com]
+            tls: {mode: SIMPLE, credentialName: gw-cert, minProtocolVersion: TLSV1_2}
+          - port: {number: 9443, name: https-mtls, protocol: HTTPS}
+            hosts: [mtls.example.com]
+            tls: {mode: MUTUAL, credentialName: gw-cert}
+          - port: {number: 9080, name: http-redirect, protocol: HTTP}
+            hosts: [secure.example.com]
+            tls: {httpsRedirect: true}
+        """,
+        """
+        apiVersion: networking.istio.io/v1
+        kind: VirtualService
+        metadata: {name: secure}
+        spec:
+          hosts: [secure.example.com, mtls.example.com]
+          gateways: [https-gw]
+          http:
+          - route: [{destination: {host: server, port: {number: 80}}}]
+        """,
+    ]
+    with applied(security_mesh, *docs):
+        https = security_mesh.gateway_address(443)
+        assert https.endswith(":8443")  # the gateway Service maps 443 to 8443
+        status, _, body = t.https_get(https, "secure.example.com", "/hello", pki["ca"])
+        assert status == 200 and b'"workload": "server"' in body
+        mtls = security_mesh.gateway_address(9443)
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            status, _, _ = t.https_get(mtls, "mtls.example.com", "/", pki["ca"])
+            assert status != 200  # reached only if the server did not close at once
+        status, _, _ = t.https_get(
+            mtls, "mtls.example.com", "/", pki["ca"], client=pki["client"], tmp=tmp_path
+        )
+        assert status == 200
+        redirect = security_mesh.gateway_address(9080)
+        resp = sync.request(f"http://{redirect}/x", headers=[("Host", "secure.example.com")])
+        assert resp.status == 301 and resp.header("location") == "https://secure.example.com/x"
+
+
+def test_gateway_sni_passthrough_and_tls_origination(security_mesh: MeshProcess, pki: dict) -> None:
+    from tests.e2e import tlstools as t
+
+    with t.TlsBackend(pki["backend"], pki["dir"], client_ca=pki["ca"]) as backend:
+        docs = [
+            f"""
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata: {{name: tls-backend}}
+            spec:
+              hosts: [tls-backend.example.com]
+              location: MESH_EXTERNAL
+              resolution: STATIC
+              ports:
+              - {{number: 443, name: tls, protocol: TLS}}
+              - {{number: 80, name: http, protocol: HTTP, targetPort: {backend.port}}}
+              endpoints: [{{address: 127.0.0.1, ports: {{tls: {backend.port}}}}}]
+            """,
+            """
+            apiVersion: networking.istio.io/v1
+            kind: Gateway
+            metadata: {name: passthrough-gw}
+            spec:
+              selector: {istio: ingressgateway}
+              servers:
+              - port: {number: 9444, name: tls-passthrough, protocol: TLS}
+                hosts: [tls-backend.example.com]
+                tls: {mode: PASSTHROUGH}
+            """,
+            """
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: {name: tls-backend}
+            spec:
+              hosts: [tls-backend.example.com]
+              gateways: [passthrough-gw]
+              tls:
+              - match: [{port: 9444, sniHosts: [tls-backend.example.com]}]
+                route: [{destination: {host: tls-backend.example.com, port: {number: 443}}}]
+            """,
+            f"""
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: {{name: tls-backend}}
+            spec:
+              host: tls-backend.example.com
+              trafficPolicy:
+                portLevelSettings:
+                - port: {{number: 80}}
+                  tls:
+                    mode: MUTUAL
+                    sni: tls-backend.example.com
+                    caCertificates: {pki["dir"] / "ca.pem"}
+                    clientCertificate: {pki["dir"] / "client.crt"}
+                    privateKey: {pki["dir"] / "client.key"}
+            """,
+        ]
+        with applied(security_mesh, *docs):
+            address = security_mesh.gateway_address(9444)
+            status, _, body = t.https_get(address, "tls-backend.example.com", "/", pki["ca"])
+            assert status == 200
+            assert b'"sni": "tls-backend.example.com"' in body and b'"clientCert": false' in body
+            # The sidecar originates mutual TLS for plain HTTP to port 80 (DestinationRule tls MUTUAL).
+            resp = security_mesh.curl("sleep", "http://tls-backend.example.com/")
+            assert resp.status == 200, resp
+            assert resp.json() == {"backend": "tls", "sni": "tls-backend.example.com", "clientCert": True}
+
+
+def test_proxy_protocol_client_ip_and_remote_ip_blocks(security_mesh: MeshProcess) -> None:
+    from tests.e2e import tlstools as t
+
+    address = security_mesh.gateway_address(80)
+    status, _, body = t.http_get_with_proxy_protocol(address, "server.example.com", "/", "203.0.113.7")
+    assert status == 200
+    seen = json.loads(body)["headers"]
+    assert seen["x-forwarded-for"] == "203.0.113.7"
+    deny = """
+    apiVersion: security.istio.io/v1
+    kind: AuthorizationPolicy
+    metadata: {name: deny-lb-client, namespace: istio-system}
+    spec:
+      selector: {matchLabels: {istio: ingressgateway}}
+      action: DENY
+      rules:
+      - from: [{source: {remoteIpBlocks: ["203.0.113.0/24"]}}]
+    """
+    with applied(security_mesh, deny):
+        status, _, body = t.http_get_with_proxy_protocol(address, "server.example.com", "/", "203.0.113.7")
+        assert status == 403
+        status, _, _ = t.http_get_with_proxy_protocol(address, "server.example.com", "/", "198.51.100.9")
+        assert status == 200
+        status, _, _ = t.http_get_with_proxy_protocol(address, "server.example.com", "/", None)
+        assert status == 200  # a direct client, no PROXY header
+
+
+def test_certificates_rotate_while_connections_stay_open(security_mesh: MeshProcess) -> None:
+    import time
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    server = security_mesh.proxy("server")
+
+    def serial() -> str:
+        with opener.open(f"http://{server['ip']}:{server['adminPort']}/certs", timeout=5) as resp:
+            certs = json.loads(resp.read())["certificates"]
+        return certs[0]["cert_chain"][0]["serial_number"]
+
+    first = serial()
+    proxy = security_mesh.proxy_url("sleep")
+    stream_url = "http://server/stream?interval=200ms&count=50"
+    with sync.LoadGenerator("http://server/", proxy=proxy, concurrency=1, qps=20) as gen:
+        stream = sync.request(stream_url, proxy=proxy, timeout=30)
+        second = serial()
+    result = gen.result
+    assert result is not None and result.all_ok, result.to_dict()
+    assert stream.status == 200 and len(stream.body.splitlines()) == 50, stream
+    assert second != first, "the workload certificate did not rotate during 10 s (TTL 8 s)"
+    del time

@@ -37,8 +37,6 @@ ISTIO_IGNORES = "Istio itself does not translate it; remove it to say what you m
 # Fields of supported kinds the running mesh refuses: kind -> {field pattern: reason}.
 UNSUPPORTED: dict[str, dict[str, str]] = {
     "VirtualService": {
-        "spec.tcp": TCP_TLS_ROUTING,
-        "spec.tls": TCP_TLS_ROUTING,
         "spec.http[].fault.delay.exponentialDelay": ISTIO_IGNORES,
         "spec.http[].fault.abort.http2Error": ISTIO_IGNORES,
     },
@@ -67,10 +65,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "spec.publishNotReadyAddresses": "endpoints of pods that are not ready are never published yet",
     },
     "DestinationRule": {
-        "spec.trafficPolicy.tls": UPSTREAM_TLS,
-        "spec.trafficPolicy.portLevelSettings[].tls": UPSTREAM_TLS,
-        "spec.subsets[].trafficPolicy.tls": UPSTREAM_TLS,
-        "spec.subsets[].trafficPolicy.portLevelSettings[].tls": UPSTREAM_TLS,
         "spec.trafficPolicy.tunnel": "tunnels (CONNECT/POST upstream) are not translated yet",
         "spec.subsets[].trafficPolicy.tunnel": "tunnels (CONNECT/POST upstream) are not translated yet",
         "spec.trafficPolicy.proxyProtocol": "upstream PROXY protocol is not translated yet",
@@ -95,9 +89,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
             )
         },
     },
-    "Gateway": {
-        "spec.servers[].tls": "TLS at gateways (termination, passthrough) " + SECURITY_WORK,
-    },
 }
 
 
@@ -110,14 +101,11 @@ TRANSLATED_FIELDS: dict[str, dict[str, set[str]]] = {
             "defaultVirtualServiceExportTo", "defaultDestinationRuleExportTo", "rootNamespace", "dnsRefreshRate",
             "h2UpgradePolicy", "defaultHttpRetryPolicy", "trustDomain",
         },
-        "spec.defaultConfig": {"terminationDrainDuration", "drainDuration", "proxyMetadata"},
+        "spec.defaultConfig": {"terminationDrainDuration", "drainDuration", "proxyMetadata", "gatewayTopology"},
         # istio-agent settings the local agent honours.
         "spec.defaultConfig.proxyMetadata": {"SECRET_TTL", "SECRET_GRACE_PERIOD_RATIO"},
     },
 }  # fmt: skip
-
-# Gateway server protocols the running mesh serves (HTTP family; TLS/TCP servers need tcp/tls routes).
-GATEWAY_PROTOCOLS = {"HTTP", "HTTP2", "GRPC", "GRPC-WEB"}
 
 
 def _walk(data: Any, segments: list[str], path: str, out: list[str]) -> None:
@@ -185,17 +173,31 @@ def check_supported(resource: Resource) -> list[ConfigError]:
     if resource.kind == "Gateway":
         for i, server in enumerate((data.get("spec") or {}).get("servers") or []):
             proto = str((server.get("port") or {}).get("protocol", "")).upper()
-            if proto not in GATEWAY_PROTOCOLS and not server.get("tls"):
-                path = f"spec.servers[{i}].port.protocol"
-                errors.append(
-                    ConfigError(
-                        line=resource.line_of(path),
-                        message=f"{path} {proto} is not supported yet: gateways serve HTTP servers so far",
-                        **ident,
-                    )
-                )
+            mode = str((server.get("tls") or {}).get("mode") or "SIMPLE").upper()
+            problem = None
+            if mode == "AUTO_PASSTHROUGH" and server.get("tls"):
+                problem = "AUTO_PASSTHROUGH (multi-network SNI-DNAT) is not supported yet"
+            elif proto == "TLS" and server.get("tls") and mode != "PASSTHROUGH":
+                problem = "TLS termination on a TCP (protocol TLS) server is not supported yet"
+            if problem:
+                path = f"spec.servers[{i}].tls.mode"
+                errors.append(ConfigError(line=resource.line_of(path), message=f"{path}: {problem}", **ident))
     if resource.kind == "VirtualService":
-        for i, route in enumerate((data.get("spec") or {}).get("http") or []):
+        spec = data.get("spec") or {}
+        gateways = spec.get("gateways") or ["mesh"]
+        for field in ("tcp", "tls"):
+            for i, rule in enumerate(spec.get(field) or []):
+                match_gateways = [g for m in rule.get("match") or [] for g in m.get("gateways") or []]
+                if "mesh" in gateways or "mesh" in match_gateways:
+                    path = f"spec.{field}[{i}]"
+                    errors.append(
+                        ConfigError(
+                            line=resource.line_of(path),
+                            message=f"{path} is not supported yet on sidecars (the mesh gateway): {TCP_TLS_ROUTING}",
+                            **ident,
+                        )
+                    )
+        for i, route in enumerate(spec.get("http") or []):
             for j, match in enumerate(route.get("match") or []):
                 for field in ("headers", "withoutHeaders"):
                     for key in match.get(field) or {}:

@@ -33,6 +33,7 @@ class MeshSettings:
     drain_duration_s: float = 45.0
     tracing_sampling: float = 1.0
     tcp_keepalive: Any = None
+    gateway_topology: Any = None
     locality_lb_enabled: bool = True
     spec: Any = field(default=None, compare=False)
 
@@ -77,6 +78,7 @@ class MeshSettings:
             drain_duration_s=to_seconds(dc("drain_duration"), 45.0),
             tracing_sampling=float(sampling) if sampling is not None else 1.0,
             tcp_keepalive=get("tcp_keepalive"),
+            gateway_topology=dc("gateway_topology"),
             locality_lb_enabled=(getattr(locality, "enabled", None) is not False) if locality else True,
             spec=spec,
         )

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from isthmus.api.loader import load_text
-from isthmus.api.support import UNSUPPORTED, UNSUPPORTED_KINDS, check_supported, matching_fields
+from isthmus.api.support import UNSUPPORTED_KINDS, check_supported, matching_fields
 
 
 def test_whole_kinds_are_refused():
@@ -13,7 +13,8 @@ def test_whole_kinds_are_refused():
     (e,) = check_supported(r)
     assert (
         str(e)
-        == "wg.yaml:1: WorkloadGroup ns/d: WorkloadGroup is not supported yet: " + UNSUPPORTED_KINDS["WorkloadGroup"]
+        == "wg.yaml:1: WorkloadGroup ns/d: WorkloadGroup is not supported yet: "
+        + UNSUPPORTED_KINDS["WorkloadGroup"]
     )
 
 
@@ -40,8 +41,11 @@ spec:
 """
     (r,) = load_text(text, "vs.yaml")
     (e,) = check_supported(r)
-    assert e.line == 8
-    assert e.message == "spec.tcp is not supported yet: " + UNSUPPORTED["VirtualService"]["spec.tcp"]
+    assert e.line == 9
+    assert e.message.startswith("spec.tcp[0] is not supported yet on sidecars (the mesh gateway)")
+    gateway_only = text.replace("  hosts: [a.com]\n", "  hosts: [a.com]\n  gateways: [gw]\n")
+    (r,) = load_text(gateway_only, "vs.yaml")
+    assert check_supported(r) == []
 
 
 def test_nested_patterns_and_empty_values():
@@ -54,20 +58,20 @@ spec:
   trafficPolicy:
     portLevelSettings:
     - port: {number: 80}
-      tls: {mode: SIMPLE}
+      loadBalancer: {localityLbSetting: {enabled: true}}
     - port: {number: 81}
       loadBalancer: {simple: RANDOM}
   subsets:
   - name: v1
     trafficPolicy:
-      tls: {mode: ISTIO_MUTUAL}
+      outlierDetection: {consecutiveErrors: 3}
   - name: v2
 """
     (r,) = load_text(text, "dr.yaml")
     errs = check_supported(r)
     assert sorted(e.message.split(" is not")[0] for e in errs) == [
-        "spec.subsets[0].trafficPolicy.tls",
-        "spec.trafficPolicy.portLevelSettings[0].tls",
+        "spec.subsets[0].trafficPolicy.outlierDetection.consecutiveErrors",
+        "spec.trafficPolicy.portLevelSettings[0].loadBalancer.localityLbSetting",
     ]
     assert {e.line for e in errs} == {9, 15}
 

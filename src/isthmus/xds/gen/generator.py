@@ -12,6 +12,7 @@ from isthmus.xds.gen import authz, naming
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen.clusters import build_clusters
 from isthmus.xds.gen.endpoints import build_endpoints
+from isthmus.xds.gen.gateway import https_route_name
 from isthmus.xds.gen.listeners import build_listeners
 from isthmus.xds.gen.routes import gateway_route_config, http_proxy_route_config, inbound_route_config
 
@@ -38,6 +39,11 @@ def build_routes(snapshot: Snapshot, proxy: Proxy, names: Iterable[str]) -> list
             continue
         if name in inbound:
             out.append(inbound_route_config(inbound[name], per_filter))
+            continue
+        if name.startswith("https."):
+            servers = [s for s in gateway_servers if s.terminates_tls and https_route_name(s) == name]
+            if servers:
+                out.append(gateway_route_config(snapshot, proxy, name, servers))
             continue
         if name.startswith("http."):
             parts = name.split(".", 2)

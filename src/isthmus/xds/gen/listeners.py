@@ -15,7 +15,7 @@ from isthmus.model import authn
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import InboundPort, Snapshot
 from isthmus.registry.types import Protocol
-from isthmus.xds.gen import authz, naming, tls
+from isthmus.xds.gen import authz, gateway, naming, tls
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen.clusters import dns_cache_config
 
@@ -259,39 +259,29 @@ def inbound_listener(snapshot: Snapshot, proxy: Proxy, inbound: InboundPort) -> 
     return lst
 
 
-def gateway_listeners(snapshot: Snapshot, proxy: Proxy, port_offset: int = 0) -> list[p.listener.Listener]:
-    """One listener per (bind, listen port); HTTP servers on a port share an HCM with RDS `http.<port>`."""
-    servers = snapshot.gateway_servers(proxy)
-    by_key: dict[tuple[str | None, int], list[Any]] = {}
-    for s in servers:
-        by_key.setdefault((s.bind, s.listen_port), []).append(s)
-    out = []
-    for (bind, listen_port), group in sorted(by_key.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
-        http = [s for s in group if s.serves_http and not s.terminates_tls]
-        if not http:
-            continue
-        real_port = listen_port + port_offset if listen_port < 1024 and port_offset else listen_port
-        address = bind or "0.0.0.0"
-        lst = p.listener.Listener(
-            name=naming.listener_name(address, listen_port),
-            address=p.socket_address(bind or proxy.ip, real_port),
-            traffic_direction=p.base.OUTBOUND,
-        )
-        hcm = _hcm(
-            snapshot,
-            f"outbound_{address}_{listen_port}",
-            rds=naming.gateway_http_route_name(listen_port, bind),
-            gateway=True,
-            security_filters=authz.inbound_http_filters(snapshot, proxy),
-        )
-        lst.filter_chains.add().filters.append(_filter(HCM_NAME, hcm))
-        out.append(lst)
-    return out
+def gateway_hcm_builder(snapshot: Snapshot, proxy: Proxy) -> Any:
+    topology = snapshot.mesh.gateway_topology
+    security = authz.inbound_http_filters(snapshot, proxy)
+
+    def build(stat_prefix: str, rds: str) -> p.hcm.HttpConnectionManager:
+        m = _hcm(snapshot, stat_prefix, rds=rds, gateway=True, security_filters=security)
+        if topology is not None:
+            if topology.num_trusted_proxies:
+                m.xff_num_trusted_hops = int(topology.num_trusted_proxies)
+            if topology.forward_client_cert_details:
+                m.forward_client_cert_details = p.hcm.HttpConnectionManager.ForwardClientCertDetails.Value(
+                    topology.forward_client_cert_details
+                )
+        return m
+
+    return build
 
 
 def build_listeners(snapshot: Snapshot, proxy: Proxy, port_offset: int = 0) -> list[p.listener.Listener]:
     if proxy.kind == "gateway":
-        return gateway_listeners(snapshot, proxy, port_offset)
+        return gateway.gateway_listeners(
+            snapshot, proxy, port_offset, gateway_hcm_builder(snapshot, proxy), _filter
+        )
     out = [virtual_outbound_listener(snapshot, proxy)]
     out.extend(inbound_listener(snapshot, proxy, ib) for ib in snapshot.inbound_ports(proxy))
     return out

@@ -137,6 +137,7 @@ def _simple_or_mutual(tls: Any, proxy: Proxy, dr_has_selector: bool, h2: bool) -
             )
     if not tls.insecure_skip_verify:
         vc = common.combined_validation_context
+        vc.default_validation_context.SetInParent()
         for san in tls.subject_alt_names or ():
             vc.default_validation_context.match_subject_alt_names.append(string_pb2.StringMatcher(exact=san))
         if tls.ca_crl:

@@ -1,0 +1,239 @@
+"""Gateway listeners (`pilot/pkg/networking/core/gateway.go`): HTTP, terminated HTTPS, TLS passthrough, TCP.
+
+One listener per (bind, listen port). Plain HTTP servers share an HCM with RDS `http.<port>`; each
+terminated HTTPS server gets a filter chain matching its hosts by SNI with RDS
+`https.<port>.<portName>.<gwName>.<gwNs>`; PASSTHROUGH servers get one chain per VirtualService `tls`
+route (SNI match -> tcp_proxy); TCP servers use the first matching VirtualService `tcp` route.
+MeshConfig `defaultConfig.gatewayTopology` sets the trusted XFF hops and the PROXY protocol filter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from envoy.extensions.filters.listener.proxy_protocol.v3 import proxy_protocol_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
+
+from isthmus.model import hosts as h
+from isthmus.model.gateways import GatewayServer, hosts_for_namespace
+from isthmus.model.proxy import Proxy
+from isthmus.model.snapshot import Snapshot
+from isthmus.security import sds
+from isthmus.xds.gen import authz, naming, tls
+from isthmus.xds.gen import protos as p
+from isthmus.xds.gen.routes import destination_cluster, scope_services
+
+# Filled in by listeners.py (avoids an import cycle): the HCM builder and filter wrapper.
+HCM_NAME = "envoy.filters.network.http_connection_manager"
+
+
+def https_route_name(server: GatewayServer) -> str:
+    return naming.gateway_https_route_name(
+        server.port, server.port_name, server.gateway.name, server.gateway.namespace, server.bind
+    )
+
+
+def _server_names(server: GatewayServer) -> list[str]:
+    names = sorted({entry.partition("/")[2] for entry in server.hosts})
+    return [] if "*" in names else names
+
+
+def server_tls_context(server: GatewayServer) -> tls_pb2.DownstreamTlsContext:
+    """istiod's BuildListenerTLSContext for SIMPLE / MUTUAL / OPTIONAL_MUTUAL / ISTIO_MUTUAL servers."""
+    t = server.server.tls
+    mode = t.mode or "SIMPLE"
+    ctx = tls_pb2.DownstreamTlsContext()
+    common = ctx.common_tls_context
+    common.alpn_protocols.extend(["h2", "http/1.1"])
+    if mode == "ISTIO_MUTUAL":
+        ctx.CopyFrom(sds.istio_mutual_downstream_tls_context())
+        return ctx
+    credentials = [n for n in (t.credential_name, *(t.credential_names or ())) if n]
+    if credentials:
+        for name in credentials:
+            common.tls_certificate_sds_secret_configs.append(
+                sds.sds_secret_config(sds.kubernetes_secret_name(name))
+            )
+    elif t.tls_certificates:
+        for cert in t.tls_certificates:
+            common.tls_certificate_sds_secret_configs.append(
+                sds.sds_secret_config(sds.file_cert_name(cert.server_certificate, cert.private_key))
+            )
+    elif t.server_certificate and t.private_key:
+        common.tls_certificate_sds_secret_configs.append(
+            sds.sds_secret_config(sds.file_cert_name(t.server_certificate, t.private_key))
+        )
+    if mode in ("MUTUAL", "OPTIONAL_MUTUAL"):
+        ctx.require_client_certificate.value = mode == "MUTUAL"
+        vc = common.combined_validation_context
+        vc.default_validation_context.SetInParent()
+        if t.ca_cert_credential_name:
+            root = sds.kubernetes_secret_name(t.ca_cert_credential_name)
+        elif credentials:
+            root = sds.kubernetes_secret_name(credentials[0]) + sds.CACERT_SUFFIX
+        else:
+            root = sds.file_root_name(t.ca_certificates) if t.ca_certificates else sds.FILE_ROOT_SYSTEM
+        vc.validation_context_sds_secret_config.CopyFrom(sds.sds_secret_config(root))
+        for san in t.subject_alt_names or ():
+            vc.default_validation_context.match_subject_alt_names.add(exact=san)
+        vc.default_validation_context.verify_certificate_spki.extend(t.verify_certificate_spki or ())
+        vc.default_validation_context.verify_certificate_hash.extend(t.verify_certificate_hash or ())
+        if t.ca_crl:
+            vc.default_validation_context.crl.filename = t.ca_crl
+        if t.insecure_skip_verify:
+            vc.default_validation_context.trust_chain_verification = (
+                common_pb2.CertificateValidationContext.ACCEPT_UNTRUSTED
+            )
+    params = common.tls_params
+    params.tls_minimum_protocol_version = (
+        tls.tls_version(t.min_protocol_version) or common_pb2.TlsParameters.TLSv1_2
+    )
+    params.tls_maximum_protocol_version = (
+        tls.tls_version(t.max_protocol_version) or common_pb2.TlsParameters.TLSv1_3
+    )
+    params.cipher_suites.extend(t.cipher_suites or ())
+    return ctx
+
+
+def _tcp_filter(clusters: Sequence[tuple[str, int]], stat_prefix: str) -> Any:
+    config = p.tcp_proxy.TcpProxy(stat_prefix=stat_prefix)
+    if len(clusters) == 1:
+        config.cluster = clusters[0][0]
+    else:
+        for name, weight in clusters:
+            config.weighted_clusters.clusters.add(name=name, weight=weight)
+    return p.listener_components.Filter(name="envoy.filters.network.tcp_proxy", typed_config=p.pack(config))
+
+
+def _route_clusters(rule: Any, services: Any, port: int) -> list[tuple[str, int]]:
+    dests = [d for d in rule.route or () if d.destination is not None]
+    if len(dests) == 1:
+        return [(destination_cluster(dests[0].destination, services, port), 100)]
+    return [
+        (destination_cluster(d.destination, services, port), int(d.weight or 0)) for d in dests if d.weight
+    ]
+
+
+def _gateway_match(match: Any, gw_name: str, port: int) -> bool:
+    if match.port and int(match.port) != port:
+        return False
+    return not match.gateways or gw_name in match.gateways
+
+
+def passthrough_chains(
+    snapshot: Snapshot, proxy: Proxy, server: GatewayServer, network_filters: list[Any]
+) -> list[Any]:
+    """VirtualService `tls` routes bound to the server: SNI -> tcp_proxy (istiod's gateway TLS routes)."""
+    services = scope_services(snapshot, proxy)
+    chains = []
+    seen: set[tuple[str, ...]] = set()
+    for vs in snapshot.virtual_services_for_gateway(proxy.namespace, server.gateway_name):
+        allowed = hosts_for_namespace(server.hosts, vs.namespace)
+        for rule in vs.tls:
+            for match in rule.match or ():
+                if not _gateway_match(match, server.gateway_name, server.port):
+                    continue
+                snis = []
+                for sni in match.sni_hosts or ():
+                    for host in allowed:
+                        if h.subset_of(sni, host):
+                            snis.append(sni)
+                        elif h.subset_of(host, sni):
+                            snis.append(host)
+                key = tuple(sorted(set(snis)))
+                if not key or key in seen:
+                    continue  # duplicate SNI across VSes: the first wins
+                seen.add(key)
+                chain = p.listener_components.FilterChain(name=f"{vs.namespace}/{vs.name}")
+                if "*" not in key:
+                    chain.filter_chain_match.server_names.extend(key)
+                chain.filters.extend(network_filters)
+                chain.filters.append(
+                    _tcp_filter(_route_clusters(rule, services, server.port), f"{vs.name}.{vs.namespace}")
+                )
+                chains.append(chain)
+    return chains
+
+
+def tcp_chain(
+    snapshot: Snapshot, proxy: Proxy, server: GatewayServer, network_filters: list[Any]
+) -> Any | None:
+    services = scope_services(snapshot, proxy)
+    for vs in snapshot.virtual_services_for_gateway(proxy.namespace, server.gateway_name):
+        if not hosts_for_namespace(server.hosts, vs.namespace):
+            continue
+        for rule in vs.tcp:
+            matches = rule.match or [None]
+            if any(m is None or _gateway_match(m, server.gateway_name, server.port) for m in matches):
+                chain = p.listener_components.FilterChain(name=f"{vs.namespace}/{vs.name}")
+                chain.filters.extend(network_filters)
+                clusters = _route_clusters(rule, services, server.port)
+                chain.filters.append(
+                    _tcp_filter(
+                        clusters, clusters[0][0] if len(clusters) == 1 else f"{vs.name}.{vs.namespace}"
+                    )
+                )
+                return chain
+    return None
+
+
+def gateway_listeners(
+    snapshot: Snapshot, proxy: Proxy, port_offset: int, hcm_for: Any, filter_for: Any
+) -> list[p.listener.Listener]:
+    """`hcm_for(stat_prefix, rds)` builds the gateway HCM; `filter_for(name, config)` wraps a filter."""
+    servers = snapshot.gateway_servers(proxy)
+    by_key: dict[tuple[str | None, int], list[GatewayServer]] = {}
+    for s in servers:
+        by_key.setdefault((s.bind, s.listen_port), []).append(s)
+    topology = snapshot.mesh.gateway_topology
+    network_filters = authz.inbound_network_filters(snapshot, proxy)
+    out = []
+    for (bind, listen_port), group in sorted(by_key.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
+        real_port = listen_port + port_offset if listen_port < 1024 and port_offset else listen_port
+        address = bind or "0.0.0.0"
+        lst = p.listener.Listener(
+            name=naming.listener_name(address, listen_port),
+            address=p.socket_address(bind or proxy.ip, real_port),
+            traffic_direction=p.base.OUTBOUND,
+        )
+        stat = f"outbound_{address}_{listen_port}"
+        uses_tls = False
+        plain_http = [s for s in group if s.serves_http and not s.terminates_tls]
+        if plain_http:
+            hcm = hcm_for(stat, naming.gateway_http_route_name(listen_port, bind))
+            lst.filter_chains.add().filters.append(filter_for(HCM_NAME, hcm))
+        for server in group:
+            if server.terminates_tls and server.serves_http:
+                chain = lst.filter_chains.add(name=https_route_name(server))
+                chain.filter_chain_match.server_names.extend(_server_names(server))
+                chain.filters.append(
+                    filter_for(HCM_NAME, hcm_for(server.server.name or stat, https_route_name(server)))
+                )
+                chain.transport_socket.CopyFrom(tls.transport_socket(server_tls_context(server)))
+                uses_tls = True
+            elif server.tls_mode in ("PASSTHROUGH", "AUTO_PASSTHROUGH"):
+                lst.filter_chains.extend(passthrough_chains(snapshot, proxy, server, network_filters))
+                uses_tls = True
+            elif not server.serves_http:
+                chain = tcp_chain(snapshot, proxy, server, network_filters)
+                if chain is not None:
+                    lst.filter_chains.append(chain)
+        if not lst.filter_chains:
+            continue
+        if topology is not None and topology.proxy_protocol is not None:
+            # Istio's gatewayTopology.proxyProtocol; connections without a PROXY header are accepted too
+            # (their true peer address is used), so local clients still reach the gateway directly.
+            lst.listener_filters.add(
+                name="envoy.filters.listener.proxy_protocol",
+                typed_config=p.pack(
+                    proxy_protocol_pb2.ProxyProtocol(allow_requests_without_proxy_protocol=True)
+                ),
+            )
+        if uses_tls:
+            lst.listener_filters.add(
+                name="envoy.filters.listener.tls_inspector",
+                typed_config=p.pack(p.tls_inspector.TlsInspector()),
+            )
+        out.append(lst)
+    return out
