@@ -27,3 +27,12 @@ def security_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshProc
     shutil.copytree(MESHES / "security", config)
     with MeshProcess(config, work) as mesh:
         yield mesh
+
+
+@pytest.fixture(scope="module")
+def resilience_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshProcess]:
+    work = tmp_path_factory.mktemp("resilience")
+    config = work / "config"
+    shutil.copytree(MESHES / "resilience", config)
+    with MeshProcess(config, work) as mesh:
+        yield mesh

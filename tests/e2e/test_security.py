@@ -278,13 +278,11 @@ def test_jwt_protected_path(security_mesh: MeshProcess, tmp_path) -> None:
     other_sub = _sign(key, {"iss": "testing@secure.istio.io", "sub": "bob", "exp": now + 600})
     forged = good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB")
     with applied(security_mesh, policies):
-        get = lambda token=None: (
-            security_mesh.curl(  # noqa: E731
-                "sleep",
-                "http://server/secure",
-                headers=[("authorization", f"Bearer {token}")] if token else [],
-            ).status
-        )
+
+        def get(token: str | None = None) -> int:
+            headers = [("authorization", f"Bearer {token}")] if token else []
+            return security_mesh.curl("sleep", "http://server/secure", headers=headers).status
+
         assert get(good) == 200
         assert get() == 403  # a missing token passes authentication, then fails authorization
         assert get(forged) == 401

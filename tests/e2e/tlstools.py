@@ -115,12 +115,14 @@ def https_get(
         key_file.write_bytes(client.key)
         ctx.load_cert_chain(cert_file, key_file)
     host, _, port = address.rpartition(":")
-    with socket.create_connection((host, int(port)), timeout=timeout) as raw:
-        with ctx.wrap_socket(raw, server_hostname=sni) as tls:
-            tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n".encode())
-            data = b""
-            while chunk := tls.recv(65536):
-                data += chunk
+    with (
+        socket.create_connection((host, int(port)), timeout=timeout) as raw,
+        ctx.wrap_socket(raw, server_hostname=sni) as tls,
+    ):
+        tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := tls.recv(65536):
+            data += chunk
     return _parse(data)
 
 
