@@ -91,4 +91,5 @@ def build_status(mesh: Mesh) -> dict[str, Any]:
         "proxies": proxies,
         "instances": instances,
         "configErrors": errors,
+        "generationErrors": dict(snapshot.generation_errors),
     }

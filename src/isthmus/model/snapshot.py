@@ -40,6 +40,8 @@ class Snapshot:
     destination_rules: DestinationRuleIndex
     namespaces: dict[str, Mapping[str, str]] = field(default_factory=dict)
     _memo: dict[Any, Any] = field(default_factory=dict, repr=False)
+    # Resources left out of generated config because building them failed: what -> error.
+    generation_errors: dict[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, version: str | int, configs: Iterable[Config], pods: Iterable[Pod]) -> Snapshot:

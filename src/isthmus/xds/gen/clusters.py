@@ -18,6 +18,7 @@ from isthmus.registry.types import Protocol, Resolution, Service, ServicePort
 from isthmus.xds.gen import naming, tls
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen import traffic_policy as tp
+from isthmus.xds.gen.guard import guarded
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,13 @@ def passthrough_cluster(snapshot: Snapshot) -> p.cluster.Cluster:
 
 
 def build_clusters(snapshot: Snapshot, proxy: Proxy) -> list[p.cluster.Cluster]:
-    out = [build_outbound_cluster(snapshot, proxy, spec) for spec in outbound_cluster_specs(snapshot, proxy)]
+    out = []
+    for spec in outbound_cluster_specs(snapshot, proxy):
+        c = guarded(
+            snapshot, f"cluster {spec.name}", lambda spec=spec: build_outbound_cluster(snapshot, proxy, spec)
+        )
+        if c is not None:
+            out.append(c)
     out.append(blackhole_cluster(snapshot))
     out.append(passthrough_cluster(snapshot))
     if proxy.kind == "sidecar":

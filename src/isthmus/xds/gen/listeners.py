@@ -18,6 +18,7 @@ from isthmus.registry.types import Protocol
 from isthmus.xds.gen import authz, gateway, naming, tls
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen.clusters import dns_cache_config
+from isthmus.xds.gen.guard import guarded
 
 OUTBOUND_PORT = 15001
 HCM_NAME = "envoy.filters.network.http_connection_manager"
@@ -283,5 +284,10 @@ def build_listeners(snapshot: Snapshot, proxy: Proxy, port_offset: int = 0) -> l
             snapshot, proxy, port_offset, gateway_hcm_builder(snapshot, proxy), _filter
         )
     out = [virtual_outbound_listener(snapshot, proxy)]
-    out.extend(inbound_listener(snapshot, proxy, ib) for ib in snapshot.inbound_ports(proxy))
+    for ib in snapshot.inbound_ports(proxy):
+        lst = guarded(
+            snapshot, f"listener {proxy.ip}_{ib.port}", lambda ib=ib: inbound_listener(snapshot, proxy, ib)
+        )
+        if lst is not None:
+            out.append(lst)
     return out

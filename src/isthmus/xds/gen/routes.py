@@ -25,6 +25,7 @@ from isthmus.model.virtual_services import MESH_GATEWAY, VirtualServiceEntry
 from isthmus.registry.types import Protocol, Resolution, Service
 from isthmus.xds.gen import authz, naming
 from isthmus.xds.gen import protos as p
+from isthmus.xds.gen.guard import guarded
 
 RC = p.route_components
 MAX_DIRECT_RESPONSE_BODY = 1024 * 1024
@@ -296,9 +297,15 @@ def convert_retry_policy(retries: Any | None, consistent_hash: bool) -> RC.Retry
 
 
 def _set_timeout(action: RC.RouteAction, timeout: Any | None) -> None:
+    """Istio's setTimeout: `timeout` (0s = disabled) and the deprecated `max_grpc_timeout` = timeout.
+
+    Not `max_stream_duration`: once a route sets it, Envoy switches the route to its "new timeouts"
+    and ignores `timeout` altogether (router FilterUtility::finalTimeout, `usingNewTimeouts`), which is
+    why istiod keeps the deprecated field ("the replacement MaxStreamDuration has some regressions").
+    """
     seconds = to_seconds(timeout) if timeout is not None else 0.0
     action.timeout.CopyFrom(p.duration(seconds))
-    action.max_stream_duration.grpc_timeout_header_max.CopyFrom(p.duration(seconds))
+    action.max_grpc_timeout.CopyFrom(p.duration(seconds))
 
 
 def _fractional_from_percent(value: float) -> p.percent.FractionalPercent:
@@ -642,6 +649,16 @@ def translate_route(
 
 
 def build_vs_routes(ctx: RouteContext, vs: VirtualServiceEntry, listen_port: int) -> list[RC.Route]:
+    """A VirtualService's routes; one that fails to translate is left out (and reported), not the table."""
+    return guarded(
+        ctx.snapshot,
+        f"VirtualService {vs.namespace}/{vs.name}",
+        lambda: _build_vs_routes(ctx, vs, listen_port),
+        default=[],
+    )
+
+
+def _build_vs_routes(ctx: RouteContext, vs: VirtualServiceEntry, listen_port: int) -> list[RC.Route]:
     """Istio's BuildHTTPRoutesForVirtualService: rules in order, stop after the first catch-all."""
     out: list[RC.Route] = []
     for http in vs.http:

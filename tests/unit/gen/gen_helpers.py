@@ -1,0 +1,89 @@
+"""Build snapshots and proxies from YAML for generator tests."""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
+
+from isthmus.api import loader
+from isthmus.config.store import Store
+from isthmus.model.proxy import Proxy
+from isthmus.model.snapshot import Snapshot
+from isthmus.registry.types import Pod
+from isthmus.xds.gen import naming
+from isthmus.xds.gen.generator import MeshGenerator
+
+SERVICES = """
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: default}
+spec:
+  selector: {app: reviews}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ratings, namespace: other}
+spec:
+  selector: {app: ratings}
+  ports: [{name: http, port: 9080}, {name: tcp-db, port: 5432}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+"""
+
+PODS = [
+    Pod("reviews-v1-0", "default", "127.7.0.2", {"app": "reviews", "version": "v1"}, workload="reviews-v1", service_account="reviews", app_ports={9080: 40001}),
+    Pod("reviews-v2-0", "default", "127.7.0.3", {"app": "reviews", "version": "v2"}, workload="reviews-v2", service_account="reviews", app_ports={9080: 40002}),
+    Pod("ratings-v1-0", "other", "127.7.0.4", {"app": "ratings", "version": "v1"}, workload="ratings-v1", app_ports={9080: 40003, 5432: 40004}),
+    Pod("web-0", "default", "127.7.0.5", {"app": "web", "version": "v1"}, workload="web", app_ports={8080: 40005}),
+]  # fmt: skip
+
+
+def snapshot(*docs: str, pods: list[Pod] | None = None, services: bool = True) -> Snapshot:
+    text = "\n---\n".join(textwrap.dedent(d) for d in ((SERVICES,) if services else ()) + docs)
+    store = Store()
+    store.apply(loader.load_text(text, "test.yaml"), "test")
+    return Snapshot.build(1, store.list(), PODS if pods is None else pods)
+
+
+def sidecar(
+    name: str = "web-0", namespace: str = "default", labels: dict | None = None, ip: str = "127.7.0.5"
+) -> Proxy:
+    return Proxy(
+        id=Proxy.node_id("sidecar", ip, name, namespace),
+        kind="sidecar",
+        ip=ip,
+        namespace=namespace,
+        instance=name,
+        workload=name.rsplit("-", 1)[0],
+        labels=labels if labels is not None else {"app": "web", "version": "v1"},
+    )
+
+
+def generate(
+    snap: Snapshot, proxy: Proxy, type_url: str, names: set[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    out = MeshGenerator().generate(snap, proxy, type_url, frozenset(names) if names is not None else None)
+    return {name: MessageToDict(a, preserving_proto_field_name=True) for name, a in out.items()}
+
+
+def route_table(snap: Snapshot, proxy: Proxy) -> dict[str, Any]:
+    return generate(snap, proxy, naming.ROUTE_TYPE, {naming.HTTP_PROXY_ROUTE})[naming.HTTP_PROXY_ROUTE]
+
+
+def vhost(table: dict[str, Any], name: str) -> dict[str, Any]:
+    for vh in table["virtual_hosts"]:
+        if vh["name"] == name:
+            return vh
+    raise KeyError(f"no vhost {name}: {[v['name'] for v in table['virtual_hosts']]}")
+
+
+def clusters(snap: Snapshot, proxy: Proxy) -> dict[str, dict[str, Any]]:
+    return generate(snap, proxy, naming.CLUSTER_TYPE)
