@@ -136,7 +136,11 @@ def static_cluster(name: str, ip: str, port: int, tls: dict[str, Any] | None = N
         "load_assignment": {
             "cluster_name": name,
             "endpoints": [
-                {"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": ip, "port_value": port}}}}]}
+                {
+                    "lb_endpoints": [
+                        {"endpoint": {"address": {"socket_address": {"address": ip, "port_value": port}}}}
+                    ]
+                }
             ],
         },
     }
@@ -150,9 +154,15 @@ def bootstrap(
 ) -> dict[str, Any]:
     telemetry_clusters = tenvoy.static_clusters(("127.0.0.1", grpc_port), ("127.0.0.1", api_port))
     return {
-        "node": {"id": proxy.id, "cluster": f"{proxy.workload}.{proxy.namespace}", "metadata": proxy.node_metadata()},
+        "node": {
+            "id": proxy.id,
+            "cluster": f"{proxy.workload}.{proxy.namespace}",
+            "metadata": proxy.node_metadata(),
+        },
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
-        "cluster_manager": {"upstream_bind_config": {"source_address": {"address": proxy.ip, "port_value": 0}}},
+        "cluster_manager": {
+            "upstream_bind_config": {"source_address": {"address": proxy.ip, "port_value": 0}}
+        },
         "static_resources": {"listeners": listeners, "clusters": clusters + telemetry_clusters},
     }
 
@@ -240,7 +250,11 @@ def _envoys(tmp_path: Path, grpc_port: int, api_port: int, app_port: int) -> lis
         }
 
     snapshot = Snapshot.build(1, [], [])
-    server_tls = {"@type": DOWNSTREAM_TLS, "common_tls_context": certs(ID_SERVER), "require_client_certificate": True}
+    server_tls = {
+        "@type": DOWNSTREAM_TLS,
+        "common_tls_context": certs(ID_SERVER),
+        "require_client_certificate": True,
+    }
     client_tls = {"@type": UPSTREAM_TLS, "common_tls_context": certs(ID_CLIENT), "sni": HOST}
     tcp_proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=TCP_CLUSTER, cluster=TCP_CLUSTER)
     tcp_proxy.access_log.extend(tenvoy.tcp_access_loggers(snapshot, CLIENT, "outbound"))
@@ -254,7 +268,14 @@ def _envoys(tmp_path: Path, grpc_port: int, api_port: int, app_port: int) -> lis
             hcm(snapshot, CLIENT, "outbound", OUT_CLUSTER),
             OUTBOUND,
         ),
-        listener(f"{CLIENT_IP}_{TCP_OUT_PORT}", CLIENT_IP, TCP_OUT_PORT, "envoy.filters.network.tcp_proxy", tcp_proxy, OUTBOUND),
+        listener(
+            f"{CLIENT_IP}_{TCP_OUT_PORT}",
+            CLIENT_IP,
+            TCP_OUT_PORT,
+            "envoy.filters.network.tcp_proxy",
+            tcp_proxy,
+            OUTBOUND,
+        ),
     ]
     server_listener = listener(
         f"{SERVER_IP}_{IN_PORT}",
@@ -354,10 +375,14 @@ async def _http_checks(rig: Rig) -> None:
     t = rig.telemetry
     async with aiohttp.ClientSession(trust_env=False) as session:
         for i in range(N):
-            async with session.get(f"http://{CLIENT_IP}:{OUT_PORT}/hello?i={i}", headers={"Host": HOST}) as resp:
+            async with session.get(
+                f"http://{CLIENT_IP}:{OUT_PORT}/hello?i={i}", headers={"Host": HOST}
+            ) as resp:
                 assert resp.status == 200, await resp.text()
                 await resp.read()
-    await poll(lambda: count(t, "source") >= N and count(t, "destination") >= N, 15, "N requests in both reporters")
+    await poll(
+        lambda: count(t, "source") >= N and count(t, "destination") >= N, 15, "N requests in both reporters"
+    )
     await asyncio.sleep(1.5)  # one more flush interval: nothing is counted twice
     assert count(t, "source") == N
     assert count(t, "destination") == N
@@ -396,7 +421,11 @@ async def _http_checks(rig: Rig) -> None:
 
     (dst_key, dst), *rest = series(t, "destination").items()
     assert not rest, [labels_of(k) for k in series(t, "destination")]
-    expected_dst = {**labels_of(src_key), "reporter": "destination", "connection_security_policy": "mutual_tls"}
+    expected_dst = {
+        **labels_of(src_key),
+        "reporter": "destination",
+        "connection_security_policy": "mutual_tls",
+    }
     assert labels_of(dst_key) == expected_dst
     assert dst.duration.count == N
 
@@ -412,7 +441,11 @@ async def _http_checks(rig: Rig) -> None:
     assert [b for b, _ in buckets] == [*istio.BUCKET_LABELS, "+Inf"]
     assert float(buckets[-1][1]) == N
     per_proxy = t.metrics_for_proxy(CLIENT.id)
-    assert per_proxy is not None and 'reporter="source"' in per_proxy and 'reporter="destination"' not in per_proxy
+    assert (
+        per_proxy is not None
+        and 'reporter="source"' in per_proxy
+        and 'reporter="destination"' not in per_proxy
+    )
 
     # Tracing headers reached the app: W3C and B3, and a request id.
     assert len(rig.seen_headers) == N
@@ -433,7 +466,9 @@ async def _http_checks(rig: Rig) -> None:
     assert all(s["tags"].get("istio.canonical_service") in ("client", "backend") for s in spans)
     await poll(lambda: len(t.traces(limit=100)) >= N, 10, "a trace per request")
     async with aiohttp.ClientSession(trust_env=False) as session:
-        async with session.get(f"{rig.api}/api/traces", params={"service": "backend-v2.default", "limit": "5"}) as r:
+        async with session.get(
+            f"{rig.api}/api/traces", params={"service": "backend-v2.default", "limit": "5"}
+        ) as r:
             summaries = await r.json()
         assert len(summaries) == 5 and all(s["spanCount"] >= 2 for s in summaries)
         async with session.get(f"{rig.api}/api/v2/trace/{trace_id}") as r:
@@ -450,7 +485,9 @@ async def _http_checks(rig: Rig) -> None:
     # The graph has the edge, with live figures and the mTLS lock.
     g = t.graph(60)
     (edge,) = g["edges"]
-    assert edge["source"] == "workload:default/client" and edge["destination"] == "workload:default/backend-v2"
+    assert (
+        edge["source"] == "workload:default/client" and edge["destination"] == "workload:default/backend-v2"
+    )
     assert edge["requests"] == N and edge["errorRate"] == 0 and edge["mtls"] is True
     assert edge["p50"] is not None and edge["p99"] >= edge["p50"]
 

@@ -201,6 +201,7 @@ def build_bootstrap(
     extra_static_clusters: Sequence[Mapping[str, Any]] = (),
     sds_socket: str | None = None,
     drain_time_s: float = DEFAULT_DRAIN_TIME_S,
+    runtime: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The Envoy v3 bootstrap (JSON-ready dict) for `proxy`.
 
@@ -272,7 +273,7 @@ def build_bootstrap(
         },
         "layered_runtime": {
             "layers": [
-                {"name": "global config", "static_layer": dict(RUNTIME_FLAGS)},
+                {"name": "global config", "static_layer": {**RUNTIME_FLAGS, **(runtime or {})}},
                 {"name": "admin", "admin_layer": {}},
             ]
         },

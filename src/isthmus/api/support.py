@@ -99,9 +99,12 @@ TRANSLATED_FIELDS: dict[str, dict[str, set[str]]] = {
             "connectTimeout", "protocolDetectionTimeout", "tcpKeepalive", "accessLogFile", "accessLogFormat",
             "accessLogEncoding", "defaultConfig", "outboundTrafficPolicy", "defaultServiceExportTo",
             "defaultVirtualServiceExportTo", "defaultDestinationRuleExportTo", "rootNamespace", "dnsRefreshRate",
-            "h2UpgradePolicy", "defaultHttpRetryPolicy", "trustDomain",
+            "h2UpgradePolicy", "defaultHttpRetryPolicy", "trustDomain", "enableTracing", "extensionProviders",
+            "defaultProviders",
         },
-        "spec.defaultConfig": {"terminationDrainDuration", "drainDuration", "proxyMetadata", "gatewayTopology"},
+        "spec.defaultConfig": {
+            "terminationDrainDuration", "drainDuration", "proxyMetadata", "gatewayTopology", "tracing",
+        },
         # istio-agent settings the local agent honours.
         "spec.defaultConfig.proxyMetadata": {"SECRET_TTL", "SECRET_GRACE_PERIOD_RATIO"},
     },

@@ -19,7 +19,9 @@ COMMANDS = {
     "proxy-status": "isthmus.cli.proxy_cmds:proxy_status_command",
     "proxy-config": "isthmus.cli.proxy_cmds:proxy_config_command",
     "curl": "isthmus.cli.curl_cmd:curl_command",
+    "logs": "isthmus.cli.logs_cmd:logs_command",
     "echo": "isthmus.cli.echo_cmd:echo_command",
+    "analyze": "isthmus.cli.analyze_cmd:analyze_command",
 }
 
 

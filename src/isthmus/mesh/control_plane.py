@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Histogram
 
 from isthmus.config.store import Change, Store
 from isthmus.model.snapshot import Snapshot
+from isthmus.telemetry import Telemetry
 from isthmus.xds.gen import naming
 from isthmus.xds.gen.generator import MeshGenerator
 from isthmus.xds.push_queue import PushRequest
@@ -60,7 +61,12 @@ class ControlPlane:
         self.store = store
         self.metrics = metrics or CollectorRegistry()
         self.generator = MeshGenerator()
-        self.xds = XdsServer(self.generator, registry=self.metrics)
+        # Istio's metrics, access logs and traces, fed by every proxy's access-log stream.
+        self.telemetry = Telemetry(lambda: self.snapshot)
+        self.xds = XdsServer(
+            self.generator, registry=self.metrics, extra_handlers=self.telemetry.grpc_handlers()
+        )
+        self.metrics.register(self.telemetry.collector())
         self._counter = 0
         self.snapshot = Snapshot.build(0, [], [])
         self._pending: list[Change] = []

@@ -173,11 +173,33 @@ async def config_dump(request: web.Request) -> web.Response:
     return web.json_response(out)
 
 
+async def analysis(request: web.Request) -> web.Response:
+    """`isthmus analyze` on the running mesh's current snapshot (optionally one kind/namespace/name)."""
+    from isthmus.analyze import analyze_snapshot
+
+    snapshot = _mesh(request).cp.current()
+    want = [request.query.get(k) or None for k in ("kind", "namespace", "name")]
+    out = [
+        msg.to_dict()
+        for key, msgs in analyze_snapshot(snapshot).items()
+        if all(w is None or w == k for w, k in zip(want, key, strict=True))
+        for msg in msgs
+    ]
+    return web.json_response({"version": snapshot.version, "messages": out})
+
+
 async def syncz(request: web.Request) -> web.Response:
     return web.json_response([s.to_dict() for s in _mesh(request).cp.xds.status()])
 
 
 async def metrics(request: web.Request) -> web.Response:
+    proxy = request.query.get("proxy")
+    if proxy:
+        # One proxy's own istio_* series, as istio-proxy serves them on its Prometheus port.
+        text = _mesh(request).cp.telemetry.metrics_for_proxy(proxy)
+        if text is None:
+            return web.json_response({"error": f"no proxy {proxy}"}, status=404)
+        return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE_LATEST})
     body = generate_latest(_mesh(request).cp.metrics)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -193,6 +215,61 @@ async def restart(request: web.Request) -> web.Response:
     return web.json_response({"restarted": f"{namespace}/{workload}", "instances": instances})
 
 
+# --- debugging commands (`isthmus route test -f`, `isthmus describe`): logic in isthmus.debug ----------
+
+
+def _debug_proxy(mesh: Mesh, name: str) -> Any:
+    for pod in mesh.all_pods():
+        if pod.proxy is not None and name in (pod.proxy.id, f"{pod.spec.name}.{pod.spec.namespace}"):
+            return pod.proxy
+    return _find_proxy(mesh, name)
+
+
+async def route_preview(request: web.Request) -> web.Response:
+    """POST candidate YAML (may be empty): the proxy's config as the generators would make it with the
+    candidate resources added to the running config. Nothing is stored or pushed."""
+    from isthmus.debug.preview import candidate_snapshot, generate_proxy_config
+
+    mesh = _mesh(request)
+    proxy = _debug_proxy(mesh, request.query.get("proxy", ""))
+    if proxy is None:
+        return web.json_response({"error": f"unknown proxy {request.query.get('proxy', '')!r}"}, status=404)
+    text = await request.text()
+    resources: list[Any] = []
+    if text.strip():
+        result = ingest_text(text, request.query.get("filename") or "<candidate>")
+        if not result.ok:
+            return web.json_response({"errors": [str(e) for e in result.errors]}, status=400)
+        resources = result.resources
+    current = mesh.cp.current()
+    snap = candidate_snapshot(current.version, mesh.store.list(), mesh.store.pods(), resources)
+    out = generate_proxy_config(snap, proxy, mesh.cp.generator)
+    out["candidate"] = [f"{r.kind} {r.namespace}/{r.metadata.name}" for r in resources]
+    return web.json_response(out)
+
+
+async def describe_target(request: web.Request) -> web.Response:
+    """istioctl x describe's data for a pod, workload or service, from the control plane's model."""
+    from isthmus.debug.describe import DescribeError, describe
+
+    q = request.query
+    try:
+        data = describe(
+            _mesh(request).cp.current(), q.get("kind", "pod"), q.get("name", ""), q.get("namespace") or None
+        )
+    except DescribeError as exc:
+        return web.json_response({"error": str(exc)}, status=404)
+    return web.json_response(data)
+
+
+def add_debug_routes(app: web.Application) -> None:
+    app.router.add_post("/api/route-preview", route_preview)
+    app.router.add_get("/api/describe", describe_target)
+
+
+# --- end of the debugging commands' block ------------------------------------------------------------
+
+
 def make_app(mesh: Mesh) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[MESH_KEY] = mesh
@@ -201,10 +278,13 @@ def make_app(mesh: Mesh) -> web.Application:
     app.router.add_post("/api/delete", delete)
     app.router.add_get("/api/resources", resources)
     app.router.add_get("/api/resolve", resolve)
+    app.router.add_get("/api/analysis", analysis)
     app.router.add_post("/api/restart", restart)
     app.router.add_get("/debug/config_dump", config_dump)
     app.router.add_get("/debug/syncz", syncz)
     app.router.add_get("/metrics", metrics)
+    mesh.cp.telemetry.add_routes(app)
+    add_debug_routes(app)
     return app
 
 

@@ -25,6 +25,7 @@ from isthmus.agent.envoy import EnvoyProcess, pdeathsig_launch, tail
 from isthmus.config.store import Store
 from isthmus.model.proxy import Proxy
 from isthmus.registry.types import Pod
+from isthmus.telemetry import envoy as telemetry_envoy
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ ADMIN_PORT = 15000
 OUTBOUND_PORT = 15001
 HEALTH_PORT = 15021
 PROMETHEUS_PORT = 15090
+API_PORT = 15014  # the control plane's HTTP API (built-in trace collector)
 
 
 @dataclass
@@ -71,7 +73,7 @@ class PodProcess:
         workdir: Path,
         port_offset: int = 0,
         concurrency: int = 2,
-        drain_time_s: float = 5.0,
+        drain_time_s: float = 45.0,
         security: Any = None,
     ) -> None:
         self.spec = spec
@@ -89,6 +91,8 @@ class PodProcess:
         self.started_at = 0.0
         self.state = "Pending"
         self._app_log: Any = None
+        # Timings of the last stop() (see stop), for status and tests.
+        self.drain_report: dict[str, Any] | None = None
 
     # --- identity --------------------------------------------------------------------------
     def pod(self, ready: bool) -> Pod:
@@ -162,6 +166,11 @@ class PodProcess:
         self.state = "Starting"
         self.store.upsert_pod(self.pod(ready=False))
         self.cp.rebuild()
+        # A new xDS stream is served from the last *dispatched* snapshot, and registering a pod only
+        # queues a debounced EDS push: without this flush an Envoy that connects within the debounce
+        # window gets CDS from a snapshot without its own pod (no inbound cluster: 503 NC for every
+        # request it receives), and the EDS-only pushes that follow never resend CDS.
+        self.cp.xds.flush()
         if self.spec.proxy_kind is not None:
             self.proxy = self.make_proxy()
             sds_socket = None
@@ -182,6 +191,11 @@ class PodProcess:
                 concurrency=self.concurrency,
                 drain_time_s=self.drain_time_s,
                 sds_socket=sds_socket,
+                # The access-log service (telemetry) and the built-in Zipkin collector.
+                extra_static_clusters=telemetry_envoy.static_clusters(
+                    self.xds_address, (self.xds_address[0], API_PORT)
+                ),
+                runtime=telemetry_envoy.RUNTIME_FLAGS,
             )
             self.envoy = EnvoyProcess(
                 self.proxy,
@@ -249,48 +263,91 @@ class PodProcess:
                     )
                 await asyncio.sleep(0.05)
 
-    async def leave_endpoints(self, timeout: float = 5.0) -> None:
-        """Leave the endpoint set and wait (bounded) until every connected proxy has the new endpoints."""
+    async def leave_endpoints(self, timeout: float = 5.0) -> bool:
+        """Leave the endpoint set and wait (bounded) until every connected proxy has ACKed the EDS
+        without this pod. True when they all did within `timeout`."""
         self.state = "Terminating"
         self.store.upsert_pod(self.pod(ready=False))
         snap = self.cp.rebuild()
-        await self.cp.wait_pushed(snap.version, timeout=timeout)
+        return await self.cp.wait_pushed(snap.version, timeout=timeout)
 
     async def stop(self, *, drain_s: float | None = None) -> None:
-        """Graceful stop: endpoints first, then drain for `drain_s` (Istio's terminationDrainDuration)."""
+        """Graceful stop, as a Kubernetes pod with an Istio sidecar terminates:
+
+        1. leave the endpoint set: every proxy ACKs EDS without this pod, so no new request is routed
+           here, and client sidecars close their idle pooled connections to it (Envoy drains the
+           connection pools of removed hosts; requests in flight on them finish);
+        2. drain the sidecar: existing inbound connections are told to go away (``Connection: close`` on
+           their next HTTP/1.1 response, GOAWAY on HTTP/2), and the inbound listeners stop accepting;
+        3. wait until no inbound connection is open, at most `drain_s` (MeshConfig
+           ``defaultConfig.terminationDrainDuration``): requests in flight and long-lived streams finish;
+        4. stop the app (SIGTERM, then SIGKILL), then Envoy.
+        A gateway drains all its listeners (they are its inbound); a sidecar only its inbound ones, so the
+        app can still call out while it finishes.
+        """
+        started = time.monotonic()
+        synced = False
         try:
-            await self.leave_endpoints()
+            synced = await self.leave_endpoints()
         except Exception:
             log.debug("pod %s: could not confirm endpoint removal", self.spec.name, exc_info=True)
+        left = time.monotonic()
+        remaining: int | None = None
         if self.envoy is not None and drain_s and self.envoy.running:
+            inbound_only = not self.spec.gateway
             try:
-                await self.envoy.drain(inbound_only=True)
-                await self._wait_drained(drain_s)
+                await self.envoy.drain(inbound_only=inbound_only)
+                await self.envoy.stop_listening(inbound_only=inbound_only)
+                remaining = await self._wait_drained(drain_s)
             except Exception:
                 log.debug("pod %s: drain failed", self.spec.name, exc_info=True)
+        drained = time.monotonic()
         await self._stop_app()
         if self.envoy is not None:
             await self.envoy.stop()
+        self.drain_report = {
+            "leftEndpointsMs": round((left - started) * 1000, 1),
+            "endpointsAcked": synced,
+            "drainedMs": round((drained - left) * 1000, 1),
+            "connectionsLeft": remaining,
+            "stoppedMs": round((time.monotonic() - drained) * 1000, 1),
+        }
+        log.info(
+            "pod %s/%s stopped: endpoints left in %.0f ms (%s), drained in %.0f ms (%s), "
+            "app and proxy stopped in %.0f ms",
+            self.spec.namespace,
+            self.spec.name,
+            (left - started) * 1000,
+            "every proxy ACKed" if synced else "not every proxy ACKed",
+            (drained - left) * 1000,
+            "no drain"
+            if remaining is None
+            else "no connection left"
+            if remaining == 0
+            else f"{remaining} connections cut at terminationDrainDuration",
+            (time.monotonic() - drained) * 1000,
+        )
         await self._stop_identity()
         self.store.remove_pod(self.spec.namespace, self.spec.name)
         self.state = "Stopped"
 
-    async def _wait_drained(self, limit: float) -> None:
-        """Up to `limit` seconds, ending early once no inbound connection is open."""
+    async def _wait_drained(self, limit: float) -> int:
+        """Up to `limit` seconds, ending early once no drained connection is open; returns how many
+        are still open. Counts the listeners that were drained: inbound ones (the pod address, not
+        Istio's 150xx ports) for a sidecar, every one but admin/health/Prometheus for a gateway."""
         assert self.envoy is not None
         deadline = time.monotonic() + limit
+        skip = ("listener.admin", f"listener.{self.spec.ip}_150")
         admin = self.envoy.admin()
+        active = 0
         try:
-            while time.monotonic() < deadline:
-                stats = await admin.stats(filter=r"^listener\..*downstream_cx_active$")
-                active = sum(
-                    v
-                    for k, v in stats.items()
-                    if not k.startswith(("listener.admin", f"listener.{self.spec.ip}_150"))
-                )
-                if active == 0:
-                    return
-                await asyncio.sleep(0.1)
+            while True:
+                # Per-listener totals only (not the per-worker copies).
+                stats = await admin.stats(filter=r"^listener\.[^.]+(\.[^.]+){3}_\d+\.downstream_cx_active$")
+                active = sum(v for k, v in stats.items() if not k.startswith(skip))
+                if active == 0 or time.monotonic() >= deadline:
+                    return active
+                await asyncio.sleep(0.05)
         finally:
             await admin.close()
 
@@ -319,6 +376,8 @@ class PodProcess:
         await self._stop_identity()
 
     async def _stop_identity(self) -> None:
+        if self.proxy is not None:
+            self.cp.telemetry.forget_proxy(self.proxy.id)
         if self.security is not None:
             await self.security.stop_pod(self.spec.namespace, self.spec.name)
 

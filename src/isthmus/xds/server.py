@@ -237,6 +237,7 @@ class XdsServer:
         required_types: Iterable[str] = (typeurls.CLUSTER, typeurls.LISTENER),
         control_plane_id: str = "isthmus",
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        extra_handlers: Iterable[grpc.GenericRpcHandler] = (),
     ) -> None:
         self._generator = generator
         self._proxy_from_node = proxy_from_node
@@ -246,6 +247,8 @@ class XdsServer:
         self._send_timeout = send_timeout
         self._required_types = frozenset(required_types)
         self._max_message_bytes = max_message_bytes
+        # Other gRPC services sharing the port (the telemetry access-log service).
+        self._extra_handlers = tuple(extra_handlers)
         self._cache = EncodeCache()
         self._encoder = ResponseEncoder(control_plane_id)
         self._debouncer = Debouncer(
@@ -293,7 +296,7 @@ class XdsServer:
                 )
             },
         )
-        server.add_generic_rpc_handlers((handler,))
+        server.add_generic_rpc_handlers((handler, *self._extra_handlers))
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         if credentials is None:
             bound = server.add_insecure_port(address)

@@ -20,6 +20,7 @@ from isthmus.model.gateways import GatewayServer, hosts_for_namespace
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import Snapshot
 from isthmus.security import sds
+from isthmus.telemetry import envoy as telemetry
 from isthmus.xds.gen import authz, naming, tls
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen.routes import destination_cluster, scope_services
@@ -96,8 +97,12 @@ def server_tls_context(server: GatewayServer) -> tls_pb2.DownstreamTlsContext:
     return ctx
 
 
-def _tcp_filter(clusters: Sequence[tuple[str, int]], stat_prefix: str) -> Any:
+def _tcp_filter(
+    snapshot: Snapshot, proxy: Proxy, clusters: Sequence[tuple[str, int]], stat_prefix: str
+) -> Any:
     config = p.tcp_proxy.TcpProxy(stat_prefix=stat_prefix)
+    config.access_log.extend(telemetry.tcp_access_loggers(snapshot, proxy, "outbound"))
+    config.access_log_options.CopyFrom(telemetry.tcp_access_log_options())
     if len(clusters) == 1:
         config.cluster = clusters[0][0]
     else:
@@ -150,7 +155,12 @@ def passthrough_chains(
                     chain.filter_chain_match.server_names.extend(key)
                 chain.filters.extend(network_filters)
                 chain.filters.append(
-                    _tcp_filter(_route_clusters(rule, services, server.port), f"{vs.name}.{vs.namespace}")
+                    _tcp_filter(
+                        snapshot,
+                        proxy,
+                        _route_clusters(rule, services, server.port),
+                        f"{vs.name}.{vs.namespace}",
+                    )
                 )
                 chains.append(chain)
     return chains
@@ -171,7 +181,10 @@ def tcp_chain(
                 clusters = _route_clusters(rule, services, server.port)
                 chain.filters.append(
                     _tcp_filter(
-                        clusters, clusters[0][0] if len(clusters) == 1 else f"{vs.name}.{vs.namespace}"
+                        snapshot,
+                        proxy,
+                        clusters,
+                        clusters[0][0] if len(clusters) == 1 else f"{vs.name}.{vs.namespace}",
                     )
                 )
                 return chain

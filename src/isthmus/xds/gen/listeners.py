@@ -15,6 +15,8 @@ from isthmus.model import authn
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import InboundPort, Snapshot
 from isthmus.registry.types import Protocol
+from isthmus.telemetry import envoy as telemetry
+from isthmus.telemetry.tracing import tracing_config
 from isthmus.xds.gen import authz, gateway, naming, tls
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen.clusters import dns_cache_config
@@ -22,67 +24,6 @@ from isthmus.xds.gen.guard import guarded
 
 OUTBOUND_PORT = 15001
 HCM_NAME = "envoy.filters.network.http_connection_manager"
-
-# Istio's default access-log format (EnvoyTextLogFormat) and its JSON keys.
-TEXT_LOG_FORMAT = (
-    '[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE% '
-    "%RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% "
-    '"%UPSTREAM_TRANSPORT_FAILURE_REASON%" %BYTES_RECEIVED% %BYTES_SENT% %DURATION% '
-    '%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%" '
-    '"%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%" %UPSTREAM_CLUSTER_RAW% '
-    "%UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% "
-    "%REQUESTED_SERVER_NAME% %ROUTE_NAME%\n"
-)
-JSON_LOG_FORMAT = {
-    "start_time": "%START_TIME%",
-    "method": "%REQ(:METHOD)%",
-    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
-    "protocol": "%PROTOCOL%",
-    "response_code": "%RESPONSE_CODE%",
-    "response_flags": "%RESPONSE_FLAGS%",
-    "response_code_details": "%RESPONSE_CODE_DETAILS%",
-    "connection_termination_details": "%CONNECTION_TERMINATION_DETAILS%",
-    "upstream_transport_failure_reason": "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
-    "bytes_received": "%BYTES_RECEIVED%",
-    "bytes_sent": "%BYTES_SENT%",
-    "duration": "%DURATION%",
-    "upstream_service_time": "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%",
-    "x_forwarded_for": "%REQ(X-FORWARDED-FOR)%",
-    "user_agent": "%REQ(USER-AGENT)%",
-    "request_id": "%REQ(X-REQUEST-ID)%",
-    "authority": "%REQ(:AUTHORITY)%",
-    "upstream_host": "%UPSTREAM_HOST%",
-    "upstream_cluster": "%UPSTREAM_CLUSTER_RAW%",
-    "upstream_local_address": "%UPSTREAM_LOCAL_ADDRESS%",
-    "downstream_local_address": "%DOWNSTREAM_LOCAL_ADDRESS%",
-    "downstream_remote_address": "%DOWNSTREAM_REMOTE_ADDRESS%",
-    "requested_server_name": "%REQUESTED_SERVER_NAME%",
-    "route_name": "%ROUTE_NAME%",
-}
-
-
-def access_logs(snapshot: Snapshot) -> list[Any]:
-    """MeshConfig accessLogFile / accessLogEncoding / accessLogFormat, as istiod builds them."""
-    mesh = snapshot.mesh
-    if not mesh.access_log_file:
-        return []
-    from envoy.config.accesslog.v3 import accesslog_pb2
-    from envoy.extensions.access_loggers.file.v3 import file_pb2
-
-    fal = file_pb2.FileAccessLog(path=mesh.access_log_file)
-    if mesh.access_log_encoding == "JSON":
-        if mesh.access_log_format:
-            import json
-
-            fal.log_format.json_format.update(json.loads(mesh.access_log_format))
-        else:
-            fal.log_format.json_format.update(JSON_LOG_FORMAT)
-    else:
-        fmt = mesh.access_log_format or TEXT_LOG_FORMAT
-        if not fmt.endswith("\n"):
-            fmt += "\n"
-        fal.log_format.text_format_source.inline_string = fmt
-    return [accesslog_pb2.AccessLog(name="envoy.access_loggers.file", typed_config=p.pack(fal))]
 
 
 def _http_filters(snapshot: Snapshot, *, dfp: bool) -> list[p.hcm.HttpFilter]:
@@ -102,12 +43,16 @@ def _http_filters(snapshot: Snapshot, *, dfp: bool) -> list[p.hcm.HttpFilter]:
         p.hcm.HttpFilter(name="envoy.filters.http.fault", typed_config=p.pack(p.fault.HTTPFault()))
     )
     filters.append(p.hcm.HttpFilter(name="envoy.filters.http.cors", typed_config=p.pack(p.cors.Cors())))
+    # gRPC message counts for istio_request/response_messages_total, read by the telemetry ALS.
+    filters.append(telemetry.grpc_stats_filter())
     filters.append(p.hcm.HttpFilter(name="envoy.filters.http.router", typed_config=p.pack(p.router.Router())))
     return filters
 
 
 def _hcm(
     snapshot: Snapshot,
+    proxy: Proxy,
+    direction: str,
     stat_prefix: str,
     *,
     rds: str | None = None,
@@ -141,7 +86,10 @@ def _hcm(
         details.dns = True
         details.uri = True
     m.http2_protocol_options.SetInParent()
-    m.access_log.extend(access_logs(snapshot))
+    m.access_log.extend(telemetry.http_access_loggers(snapshot, proxy, direction))  # type: ignore[arg-type]
+    trace = tracing_config(snapshot, proxy)
+    if trace is not None:
+        m.tracing.CopyFrom(trace)
     return m
 
 
@@ -158,16 +106,26 @@ def virtual_outbound_listener(
         traffic_direction=p.base.OUTBOUND,
     )
     chain = lst.filter_chains.add(name=f"{naming.VIRTUAL_OUTBOUND}-http-proxy")
-    hcm = _hcm(snapshot, f"outbound_{proxy.ip}_{port}", rds=naming.HTTP_PROXY_ROUTE, dfp=True, connect=True)
+    hcm = _hcm(
+        snapshot,
+        proxy,
+        "outbound",
+        f"outbound_{proxy.ip}_{port}",
+        rds=naming.HTTP_PROXY_ROUTE,
+        dfp=True,
+        connect=True,
+    )
     chain.filters.append(_filter(HCM_NAME, hcm))
     return lst
 
 
-def _tcp_proxy(cluster: str, stat_prefix: str) -> p.listener_components.Filter:
-    return _filter(
-        "envoy.filters.network.tcp_proxy",
-        p.tcp_proxy.TcpProxy(stat_prefix=stat_prefix, cluster=cluster),
-    )
+def _tcp_proxy(
+    snapshot: Snapshot, proxy: Proxy, direction: str, cluster: str, stat_prefix: str
+) -> p.listener_components.Filter:
+    config = p.tcp_proxy.TcpProxy(stat_prefix=stat_prefix, cluster=cluster)
+    config.access_log.extend(telemetry.tcp_access_loggers(snapshot, proxy, direction))  # type: ignore[arg-type]
+    config.access_log_options.CopyFrom(telemetry.tcp_access_log_options())
+    return _filter("envoy.filters.network.tcp_proxy", config)
 
 
 def _chain(
@@ -205,11 +163,11 @@ def inbound_listener(snapshot: Snapshot, proxy: Proxy, inbound: InboundPort) -> 
     def hcm() -> list[p.listener_components.Filter]:
         # Inbound routes come over RDS (named like the cluster, as istiod names them inline) so that
         # authorization changes reach open connections without replacing the listener.
-        config = _hcm(snapshot, stat, rds=cluster, security_filters=http_security)
+        config = _hcm(snapshot, proxy, "inbound", stat, rds=cluster, security_filters=http_security)
         return [_filter(HCM_NAME, config)]
 
     def tcp() -> list[p.listener_components.Filter]:
-        return [*tcp_security, _tcp_proxy(cluster, cluster)]
+        return [*tcp_security, _tcp_proxy(snapshot, proxy, "inbound", cluster, cluster)]
 
     http, auto = inbound.protocol.is_http, inbound.protocol is Protocol.AUTO
     mtls_http = tls.inbound_tls_context(snapshot, http=True)
@@ -265,7 +223,7 @@ def gateway_hcm_builder(snapshot: Snapshot, proxy: Proxy) -> Any:
     security = authz.inbound_http_filters(snapshot, proxy)
 
     def build(stat_prefix: str, rds: str) -> p.hcm.HttpConnectionManager:
-        m = _hcm(snapshot, stat_prefix, rds=rds, gateway=True, security_filters=security)
+        m = _hcm(snapshot, proxy, "outbound", stat_prefix, rds=rds, gateway=True, security_filters=security)
         if topology is not None:
             if topology.num_trusted_proxies:
                 m.xff_num_trusted_hops = int(topology.num_trusted_proxies)

@@ -1,0 +1,550 @@
+"""`Telemetry`: the control plane's telemetry backend (ALS ingestion, metrics, logs, traces, graph)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from envoy.data.accesslog.v3 import accesslog_pb2 as al
+from envoy.extensions.filters.http.grpc_stats.v3 import config_pb2 as grpc_stats_pb2
+
+from isthmus.model.proxy import InvalidNode, Proxy
+from isthmus.telemetry import accesslog, istio
+from isthmus.telemetry.envoy import DIRECTION_OF_LOG_NAME, GRPC_STATS_FILTER
+from isthmus.telemetry.graph import ServiceGraph
+from isthmus.telemetry.labels import _SPECIAL_CLUSTERS, PeerLabels, peer_labels_inbound, peer_labels_outbound
+from isthmus.telemetry.metrics import IstioCollector, MetricsStore, ProxyStats, render
+from isthmus.telemetry.resolver import PeerResolver, SnapshotResolver, Workload, workload_of_proxy
+from isthmus.telemetry.spans import SpanStore
+
+log = logging.getLogger(__name__)
+
+OUTBOUND = "outbound"
+INBOUND = "inbound"
+
+_HTTP_FINAL = frozenset({al.NotSet, al.DownstreamEnd})
+_TCP_CONNECTED = al.TcpUpstreamConnected
+_TCP_PERIODIC = al.TcpPeriodic
+_CONNECT = 6  # RequestMethod.CONNECT
+_LABEL_CACHE_MAX = 50_000
+_TCP_OPEN_MAX = 100_000
+RETIRE_AFTER_S = 300.0
+
+
+@dataclass
+class ProxyInfo:
+    """A proxy that streamed access logs: its identity, its own side's labels, its recent entries."""
+
+    proxy: Proxy
+    me: Workload
+    streams: int = 0
+    last_seen: float = 0.0
+    entries: int = 0
+    logs: deque[tuple[int, float, bool, bytes]] = field(default_factory=deque)  # (seq, t, http, entry)
+
+
+@dataclass(frozen=True)
+class LogLine:
+    seq: int
+    proxy_id: str
+    instance: str
+    namespace: str
+    time: float
+    text: str
+
+
+def _is_grpc(content_type: str) -> bool:
+    return content_type == "application/grpc" or content_type.startswith(
+        ("application/grpc+", "application/grpc;")
+    )
+
+
+def _peer_san(common: Any) -> tuple[str, str]:
+    if not common.HasField("tls_properties"):
+        return "", ""
+    tls = common.tls_properties
+    return accesslog.uri_san(tls.peer_certificate_properties), accesslog.uri_san(
+        tls.local_certificate_properties
+    )
+
+
+class Telemetry:
+    """The telemetry backend. Create one per control plane; see the package docstring for wiring.
+
+    `snapshot_getter` returns the current `model.Snapshot` (peers are resolved against its registry);
+    tests and tools without a mesh pass `resolver` instead (a callable returning a `PeerResolver`).
+    """
+
+    def __init__(
+        self,
+        snapshot_getter: Callable[[], Any] | None = None,
+        *,
+        resolver: Callable[[], PeerResolver] | None = None,
+        log_entries_per_proxy: int = 1000,
+        max_traces: int = 2000,
+        graph_horizon_s: int = 600,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if snapshot_getter is None and resolver is None:
+            raise ValueError("Telemetry needs a snapshot_getter or a resolver")
+        self._snapshot_getter = snapshot_getter
+        self._resolver_factory = resolver
+        self.clock = clock
+        self.log_entries_per_proxy = log_entries_per_proxy
+        self.metrics = MetricsStore()
+        self.service_graph = ServiceGraph(graph_horizon_s, clock=clock)
+        self.spans = SpanStore(max_traces=max_traces, clock=clock)
+        self.proxies: dict[str, ProxyInfo] = {}
+        self._resolver_key: Any = None
+        self._resolver: PeerResolver | None = None
+        self._labels: dict[tuple, PeerLabels] = {}
+        self._tcp_open: OrderedDict[tuple[str, str], list[int]] = OrderedDict()
+        self._seq = itertools.count(1)
+        self._log_event: asyncio.Event | None = None
+        self._last_housekeeping = 0.0
+        self.lock = self.metrics.lock
+        self.entries_total = 0
+        self.messages_total = 0
+        self.errors_total = 0
+
+    # ------------------------------------------------------------------ resolution
+
+    def snapshot(self) -> Any:
+        return self._snapshot_getter() if self._snapshot_getter is not None else None
+
+    def resolver(self) -> PeerResolver:
+        """The resolver for the current snapshot (built once per snapshot; label cache reset with it)."""
+        if self._resolver_factory is not None:
+            r = self._resolver_factory()
+            if r is not self._resolver:
+                self._resolver, self._labels = r, {}
+            return r
+        snap = self.snapshot()
+        if snap is not self._resolver_key or self._resolver is None:
+            self._resolver_key = snap
+            self._resolver = SnapshotResolver(snap)
+            self._labels = {}
+        return self._resolver
+
+    def register_node(self, node: Any) -> ProxyInfo:
+        """The ProxyInfo of an `envoy.config.core.v3.Node` (raises InvalidNode)."""
+        info = self.proxies.get(node.id)
+        if info is not None and info.proxy.id == node.id:
+            return info
+        proxy = Proxy.from_envoy_node(node)
+        return self.register_proxy(proxy)
+
+    def register_proxy(self, proxy: Proxy) -> ProxyInfo:
+        info = self.proxies.get(proxy.id)
+        if info is None:
+            info = self.proxies[proxy.id] = ProxyInfo(
+                proxy, workload_of_proxy(proxy), logs=deque(maxlen=self.log_entries_per_proxy)
+            )
+        else:
+            info.proxy, info.me = proxy, workload_of_proxy(proxy)
+        info.last_seen = self.clock()
+        return info
+
+    # ------------------------------------------------------------------ ingestion
+
+    def ingest(self, info: ProxyInfo, direction: str, message: Any) -> int:
+        """One StreamAccessLogsMessage from `info`'s proxy; returns the entries taken."""
+        now = self.clock()
+        info.last_seen = now
+        self.messages_total += 1
+        resolver = self.resolver()
+        stats = self.metrics.stats(info.proxy.id)
+        n = 0
+        with self.lock:
+            if message.HasField("http_logs"):
+                for entry in message.http_logs.log_entry:
+                    try:
+                        self._http(info, direction, entry, resolver, stats, now)
+                    except Exception:
+                        self.errors_total += 1
+                        log.exception("telemetry: bad HTTP access-log entry from %s", info.proxy.id)
+                    n += 1
+            if message.HasField("tcp_logs"):
+                for entry in message.tcp_logs.log_entry:
+                    try:
+                        self._tcp(info, direction, entry, resolver, stats, now)
+                    except Exception:
+                        self.errors_total += 1
+                        log.exception("telemetry: bad TCP access-log entry from %s", info.proxy.id)
+                    n += 1
+        self.entries_total += n
+        info.entries += n
+        if n:
+            self._notify_logs()
+        if now - self._last_housekeeping > 30.0:
+            self.housekeeping()
+        return n
+
+    def _peer_labels(
+        self, info: ProxyInfo, direction: str, c: Any, resolver: PeerResolver, authority: str, tags: Any
+    ) -> PeerLabels:
+        cluster = c.upstream_cluster
+        if direction == OUTBOUND:
+            up_ip = c.upstream_remote_address.socket_address.address
+            peer_san = tags.get(accesslog.TAG_UPSTREAM_PEER_SAN, "")
+            local_san = tags.get(accesslog.TAG_UPSTREAM_LOCAL_SAN, "")
+            route = c.route_name
+            gateway = info.proxy.kind == "gateway"
+            needs_host = not gateway and (
+                not cluster.startswith("outbound|")
+                or cluster in _SPECIAL_CLUSTERS
+                or route in ("allow_any", "block_all")
+            )
+            key: tuple = (
+                OUTBOUND,
+                info.proxy.id,
+                cluster,
+                up_ip,
+                peer_san,
+                local_san,
+                route,
+                authority if needs_host else "",
+            )
+            pl = self._labels.get(key)
+            if pl is None:
+                pl = peer_labels_outbound(
+                    resolver,
+                    info.me,
+                    cluster=cluster,
+                    upstream_ip=up_ip,
+                    peer_san=peer_san,
+                    local_san=local_san,
+                    authority=authority,
+                    route_name=route,
+                    host_header_fallback=not gateway,
+                )
+                self._cache(key, pl)
+            return pl
+        down_ip = c.downstream_remote_address.socket_address.address
+        peer_san, local_san = _peer_san(c)
+        port = c.downstream_local_address.socket_address.port_value
+        key = (INBOUND, info.proxy.id, cluster, port, down_ip, peer_san, local_san)
+        pl = self._labels.get(key)
+        if pl is None:
+            pl = peer_labels_inbound(
+                resolver,
+                info.me,
+                info.proxy,
+                cluster=cluster,
+                local_port=port or None,
+                downstream_ip=down_ip,
+                peer_san=peer_san,
+                local_san=local_san,
+            )
+            self._cache(key, pl)
+        return pl
+
+    def _cache(self, key: tuple, pl: PeerLabels) -> None:
+        if len(self._labels) >= _LABEL_CACHE_MAX:
+            self._labels.clear()
+        self._labels[key] = pl
+
+    def _remember(self, info: ProxyInfo, http: bool, entry: Any, now: float) -> None:
+        info.logs.append((next(self._seq), now, http, entry.SerializeToString()))
+
+    def _http(
+        self,
+        info: ProxyInfo,
+        direction: str,
+        entry: Any,
+        resolver: PeerResolver,
+        stats: ProxyStats,
+        now: float,
+    ) -> None:
+        c = entry.common_properties
+        if c.access_log_type not in _HTTP_FINAL:
+            return
+        self._remember(info, True, entry, now)
+        tags = c.custom_tags
+        req = entry.request
+        pl = self._peer_labels(info, direction, c, resolver, req.authority, tags)
+        flags = istio.response_flags(c)
+        code = entry.response.response_code.value
+        if req.request_method == _CONNECT and direction == OUTBOUND:
+            # A CONNECT tunnel is TCP traffic routed as Istio routes TCP: report it as a connection.
+            key = (*pl.values, "tcp", flags, pl.security_policy)
+            t = stats.tcp_series(key)
+            t.opened += 1
+            t.closed += 1
+            t.sent += c.downstream_wire_bytes_sent
+            t.received += c.downstream_wire_bytes_received
+            counted = True
+            self.service_graph.record_tcp(
+                key,
+                counted=counted,
+                opened=1,
+                bytes_=c.downstream_wire_bytes_sent + c.downstream_wire_bytes_received,
+                now=now,
+            )
+            return
+        grpc = _is_grpc(tags.get(accesslog.TAG_CONTENT_TYPE, ""))
+        grpc_status = accesslog.grpc_status(entry) if grpc else ""
+        key = (*pl.values, "grpc" if grpc else "http", str(code), grpc_status, flags, pl.security_policy)
+        s = stats.http_series(key)
+        s.requests += 1
+        duration = accesslog.duration_ms(c)
+        if duration is not None:
+            s.duration.observe(duration)
+        received = c.downstream_wire_bytes_received or (req.request_headers_bytes + req.request_body_bytes)
+        resp = entry.response
+        sent = c.downstream_wire_bytes_sent or (resp.response_headers_bytes + resp.response_body_bytes)
+        s.request_bytes.observe(received)
+        s.response_bytes.observe(sent)
+        if grpc:
+            s.grpc = True
+            fs = c.filter_state_objects
+            if GRPC_STATS_FILTER in fs:
+                obj = grpc_stats_pb2.FilterObject()
+                if fs[GRPC_STATS_FILTER].Unpack(obj):
+                    s.request_messages += obj.request_message_count
+                    s.response_messages += obj.response_message_count
+        counted = pl.values[0] == istio.SOURCE or pl.peer is None or not pl.peer.has_proxy
+        error = code >= 500 or code == 0 or (grpc and grpc_status not in ("", "0"))
+        self.service_graph.record_http(
+            key, counted=counted, duration_ms=duration, error=error, code=str(code), now=now
+        )
+
+    def _tcp(
+        self,
+        info: ProxyInfo,
+        direction: str,
+        entry: Any,
+        resolver: PeerResolver,
+        stats: ProxyStats,
+        now: float,
+    ) -> None:
+        c = entry.common_properties
+        kind = c.access_log_type
+        pl = self._peer_labels(info, direction, c, resolver, "", c.custom_tags)
+        key = (*pl.values, "tcp", istio.response_flags(c), pl.security_policy)
+        t = stats.tcp_series(key)
+        sent, received = entry.connection_properties.sent_bytes, entry.connection_properties.received_bytes
+        conn = (info.proxy.id, c.stream_id)
+        state = self._tcp_open.get(conn) if c.stream_id else None
+        opened = 0
+        if state is None:
+            opened = 1
+            state = [0, 0]
+        t.opened += opened
+        t.sent += max(0, sent - state[0])
+        t.received += max(0, received - state[1])
+        delta = max(0, sent - state[0]) + max(0, received - state[1])
+        if kind in (_TCP_CONNECTED, _TCP_PERIODIC) and c.stream_id:
+            state[0], state[1] = max(sent, state[0]), max(received, state[1])
+            self._tcp_open[conn] = state
+            if len(self._tcp_open) > _TCP_OPEN_MAX:
+                self._tcp_open.popitem(last=False)
+        else:
+            t.closed += 1
+            self._tcp_open.pop(conn, None)
+            self._remember(info, False, entry, now)
+        counted = pl.values[0] == istio.SOURCE or pl.peer is None or not pl.peer.has_proxy
+        self.service_graph.record_tcp(key, counted=counted, opened=opened, bytes_=delta, now=now)
+
+    # ------------------------------------------------------------------ housekeeping
+
+    def housekeeping(self) -> None:
+        """Retire proxies gone for a while (their series fold into the merged totals), prune the graph."""
+        now = self.clock()
+        self._last_housekeeping = now
+        snap = self.snapshot()
+        pods = getattr(getattr(snap, "registry", None), "pods", None)
+        for pid, info in list(self.proxies.items()):
+            if info.streams > 0 or now - info.last_seen < RETIRE_AFTER_S:
+                continue
+            if pods is not None and (info.proxy.namespace, info.proxy.instance) in pods:
+                continue
+            self.metrics.retire(pid)
+            del self.proxies[pid]
+        self.service_graph.prune(now)
+
+    def forget_proxy(self, proxy_id: str) -> None:
+        """The proxy is gone for good (pod deleted): fold its series into the merged totals now."""
+        self.metrics.retire(proxy_id)
+        self.proxies.pop(proxy_id, None)
+
+    # ------------------------------------------------------------------ metrics
+
+    def collector(self) -> IstioCollector:
+        """A prometheus_client collector of the merged istio_* metrics, for the control plane's registry."""
+        return IstioCollector(self.metrics, before=self._maybe_housekeeping)
+
+    def _maybe_housekeeping(self) -> None:
+        if self.clock() - self._last_housekeeping > 30.0:
+            self.housekeeping()
+
+    def metrics_text(self, proxy_id: str | None = None) -> bytes:
+        """Prometheus text of the merged metrics, or of one proxy's (what its own :15090 would show)."""
+        return render(self.metrics, proxy_id)
+
+    def metrics_for_proxy(self, proxy: str) -> str | None:
+        """One proxy's istio_* metrics (by id, instance or ``instance.namespace``); None if unknown."""
+        info = self.find_proxy(proxy)
+        if info is None:
+            return None
+        return render(self.metrics, info.proxy.id).decode()
+
+    def find_proxy(self, name: str) -> ProxyInfo | None:
+        if name in self.proxies:
+            return self.proxies[name]
+        for info in self.proxies.values():
+            p = info.proxy
+            if name in (p.instance, f"{p.instance}.{p.namespace}", f"{p.namespace}/{p.instance}"):
+                return info
+        return None
+
+    # ------------------------------------------------------------------ access logs
+
+    def _notify_logs(self) -> None:
+        ev = self._log_event
+        if ev is not None:
+            self._log_event = None
+            ev.set()
+
+    def _wait_event(self) -> asyncio.Event:
+        if self._log_event is None:
+            self._log_event = asyncio.Event()
+        return self._log_event
+
+    def workload_proxies(
+        self, workload: str, namespace: str = "default", instance: str | None = None
+    ) -> list[ProxyInfo]:
+        out = []
+        for info in self.proxies.values():
+            p = info.proxy
+            if p.namespace != namespace:
+                continue
+            if instance is not None:
+                if p.instance == instance and workload in (p.workload, p.instance, ""):
+                    out.append(info)
+                continue
+            if workload in (p.workload, p.instance, p.id):
+                out.append(info)
+        return out
+
+    def log_format(self) -> tuple[str, str]:
+        """(encoding, format) from MeshConfig accessLogEncoding / accessLogFormat."""
+        snap = self.snapshot()
+        mesh = getattr(snap, "mesh", None)
+        if mesh is None:
+            return "TEXT", ""
+        return (mesh.access_log_encoding or "TEXT").upper(), mesh.access_log_format or ""
+
+    def log_lines(
+        self,
+        proxies: Iterable[ProxyInfo],
+        *,
+        after_seq: int = 0,
+        tail: int | None = None,
+        encoding: str | None = None,
+    ) -> list[LogLine]:
+        """Entries of the given proxies with seq > after_seq, oldest first, rendered as access-log lines."""
+        enc, fmt = self.log_format()
+        if encoding is not None and encoding.upper() != enc:
+            enc, fmt = encoding.upper(), ""
+        picked: list[tuple[int, float, bool, bytes, ProxyInfo]] = []
+        for info in proxies:
+            for seq, t, http, data in list(info.logs):
+                if seq > after_seq:
+                    picked.append((seq, t, http, data, info))
+        picked.sort(key=lambda x: x[0])
+        if tail is not None:
+            picked = picked[-tail:] if tail > 0 else []
+        out = []
+        for seq, t, http, data, info in picked:
+            entry = al.HTTPAccessLogEntry() if http else al.TCPAccessLogEntry()
+            entry.ParseFromString(data)
+            text = accesslog.format_entry(entry, http, enc, fmt)
+            out.append(LogLine(seq, info.proxy.id, info.proxy.instance, info.proxy.namespace, t, text))
+        return out
+
+    async def follow_logs(
+        self,
+        workload: str,
+        namespace: str = "default",
+        *,
+        instance: str | None = None,
+        tail: int | None = 100,
+        encoding: str | None = None,
+        poll_s: float = 1.0,
+    ) -> AsyncIterator[LogLine]:
+        """The last `tail` lines, then new ones as they arrive (forever; cancel to stop). Instances that
+        appear later (a restart, a scale-up) are followed too."""
+        lines = self.log_lines(
+            self.workload_proxies(workload, namespace, instance), tail=tail, encoding=encoding
+        )
+        last = lines[-1].seq if lines else self.current_seq()
+        for line in lines:
+            yield line
+        while True:
+            ev = self._wait_event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ev.wait(), poll_s)
+            lines = self.log_lines(
+                self.workload_proxies(workload, namespace, instance), after_seq=last, encoding=encoding
+            )
+            for line in lines:
+                last = line.seq
+                yield line
+
+    def current_seq(self) -> int:
+        last = 0
+        for info in self.proxies.values():
+            if info.logs:
+                last = max(last, info.logs[-1][0])
+        return last
+
+    # ------------------------------------------------------------------ traces and graph
+
+    def traces(self, service: str | None = None, limit: int = 20, **kw: Any) -> list[dict[str, Any]]:
+        return self.spans.traces(service, limit, **kw)
+
+    def trace(self, trace_id: str) -> list[dict[str, Any]] | None:
+        return self.spans.trace(trace_id)
+
+    def graph(self, window_seconds: float = 60.0) -> dict[str, Any]:
+        return self.service_graph.graph(window_seconds)
+
+    # ------------------------------------------------------------------ integration
+
+    def grpc_handlers(self) -> list[Any]:
+        """Generic gRPC handlers (the Access Log Service) for `grpc.aio.Server.add_generic_rpc_handlers`."""
+        from isthmus.telemetry.als import access_log_handler
+
+        return [access_log_handler(self)]
+
+    def add_routes(self, app: Any) -> None:
+        """Mount /api/logs, /api/traces, /api/graph, /api/v2/* (Zipkin) on an aiohttp app (before start)."""
+        from isthmus.telemetry.api import add_routes
+
+        add_routes(app, self)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "proxies": len(self.proxies),
+            "streams": sum(i.streams for i in self.proxies.values()),
+            "messages": self.messages_total,
+            "entries": self.entries_total,
+            "errors": self.errors_total,
+            "traces": len(self.spans),
+            "spans": self.spans.received,
+        }
+
+
+def direction_of(log_name: str) -> str | None:
+    return DIRECTION_OF_LOG_NAME.get(log_name)
+
+
+__all__ = ["INBOUND", "OUTBOUND", "InvalidNode", "LogLine", "ProxyInfo", "Telemetry", "direction_of"]

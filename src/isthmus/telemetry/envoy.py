@@ -1,0 +1,247 @@
+"""Envoy config for telemetry: the access loggers, the gRPC stats filter, the tracer, bootstrap clusters.
+
+Integration hooks for the generators and the bootstrap (the control plane side is `Telemetry`):
+
+- `http_access_loggers(snapshot, proxy, direction)` -> ``HttpConnectionManager.access_log``: MeshConfig's
+  file access log (if accessLogFile) and the gRPC access logger to the control plane;
+- `tcp_access_loggers(snapshot, proxy, direction)` -> ``TcpProxy.access_log``, with
+  `tcp_access_log_options()` -> ``TcpProxy.access_log_options`` (an entry when the upstream connects
+  and every `TCP_FLUSH_INTERVAL_S` while open, so TCP byte counters move on long connections);
+- `grpc_stats_filter()`: the ``envoy.filters.http.grpc_stats`` HTTP filter (before the router), which
+  counts gRPC messages into filter state for istio_request/response_messages_total, as in Istio;
+- `tracing_config(snapshot, proxy)` -> ``HttpConnectionManager.tracing`` (see `telemetry.tracing`);
+- `static_clusters(xds_address, api_address)` -> bootstrap clusters `envoy_accesslog_service` (gRPC to
+  the control plane's xDS port, its own HTTP/2 connection) and `zipkin` (the built-in span collector on
+  the control plane's HTTP API). The loggers and the tracer name these clusters, so the bootstrap must
+  carry them before LDS sends either (otherwise Envoy rejects the listeners).
+
+`direction` is "outbound" (sidecar outbound listener and gateways: reporter=source) or "inbound"
+(sidecar inbound listeners: reporter=destination); it becomes the gRPC log name.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+from envoy.config.accesslog.v3 import accesslog_pb2
+from envoy.config.core.v3 import config_source_pb2, grpc_service_pb2
+from envoy.extensions.access_loggers.file.v3 import file_pb2
+from envoy.extensions.access_loggers.grpc.v3 import als_pb2
+from envoy.extensions.filters.http.grpc_stats.v3 import config_pb2 as grpc_stats_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+from envoy.type.tracing.v3 import custom_tag_pb2
+from google.protobuf import any_pb2, duration_pb2
+
+from isthmus.telemetry import accesslog
+from isthmus.telemetry.tracing import ZIPKIN_CLUSTER, tracing_config
+
+if TYPE_CHECKING:
+    from isthmus.model.proxy import Proxy
+    from isthmus.model.snapshot import Snapshot
+
+__all__ = [
+    "ALS_CLUSTER",
+    "RUNTIME_FLAGS",
+    "ZIPKIN_CLUSTER",
+    "file_access_logs",
+    "grpc_stats_filter",
+    "http_access_loggers",
+    "static_clusters",
+    "tcp_access_log_options",
+    "tcp_access_loggers",
+    "tracing_config",
+]
+
+Direction = Literal["outbound", "inbound"]
+
+ALS_CLUSTER = "envoy_accesslog_service"  # Istio's bootstrap name for an access-log service cluster
+LOG_NAMES: dict[str, str] = {"outbound": "isthmus.outbound", "inbound": "isthmus.inbound"}
+DIRECTION_OF_LOG_NAME = {v: k for k, v in LOG_NAMES.items()}
+GRPC_STATS_FILTER = "envoy.filters.http.grpc_stats"
+# Batching: Envoy sends a StreamAccessLogsMessage when this many bytes are buffered or every interval.
+# Larger batches cost the control plane less per entry; the interval bounds how stale metrics are.
+BUFFER_SIZE_BYTES = 64 * 1024
+BUFFER_FLUSH_INTERVAL_S = 1.0
+TCP_FLUSH_INTERVAL_S = 5.0
+
+# Bootstrap runtime keys for the Zipkin tracer: Envoy posts spans every 5 spans by default, which costs
+# a POST per few requests under load; batch up to 100 spans (or every flush interval, 1 s here).
+RUNTIME_FLAGS: dict[str, str] = {
+    "tracing.zipkin.min_flush_spans": "100",
+    "tracing.zipkin.flush_interval_ms": "1000",
+}
+
+# What each entry carries beyond Envoy's standard fields. Formatter tags (`value`) cost the most per
+# request, so only the upstream certificate SANs use one (nothing else exposes them); the rest are
+# header tags and logged response headers/trailers.
+_SAN_TAGS = {
+    accesslog.TAG_UPSTREAM_PEER_SAN: "%UPSTREAM_PEER_URI_SAN%",
+    accesslog.TAG_UPSTREAM_LOCAL_SAN: "%UPSTREAM_LOCAL_URI_SAN%",
+}
+_REQUEST_HEADER_TAGS = {accesslog.TAG_CONTENT_TYPE: "content-type"}
+RESPONSE_HEADERS_TO_LOG = ("x-envoy-upstream-service-time", "grpc-status")
+RESPONSE_TRAILERS_TO_LOG = ("grpc-status",)
+
+
+def _pack(message: Any) -> any_pb2.Any:
+    out = any_pb2.Any()
+    out.Pack(message)
+    return out
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    d = duration_pb2.Duration()
+    d.FromNanoseconds(int(seconds * 1e9))
+    return d
+
+
+def common_config(
+    direction: Direction,
+    tags: Mapping[str, str],
+    cluster: str = ALS_CLUSTER,
+    *,
+    grpc_stats: bool = False,
+    header_tags: Mapping[str, str] | None = None,
+) -> als_pb2.CommonGrpcAccessLogConfig:
+    cfg = als_pb2.CommonGrpcAccessLogConfig(
+        log_name=LOG_NAMES[direction],
+        transport_api_version=config_source_pb2.V3,
+        buffer_flush_interval=_duration(BUFFER_FLUSH_INTERVAL_S),
+    )
+    cfg.grpc_service.envoy_grpc.CopyFrom(grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=cluster))
+    cfg.buffer_size_bytes.value = BUFFER_SIZE_BYTES
+    cfg.custom_tags.extend(custom_tag_pb2.CustomTag(tag=k, value=v) for k, v in tags.items())
+    for tag, header in (header_tags or {}).items():
+        cfg.custom_tags.add(tag=tag).request_header.name = header
+    if grpc_stats:
+        cfg.filter_state_objects_to_log.append(GRPC_STATS_FILTER)
+    return cfg
+
+
+def http_grpc_logger(direction: Direction, cluster: str = ALS_CLUSTER) -> accesslog_pb2.AccessLog:
+    cfg = als_pb2.HttpGrpcAccessLogConfig(
+        common_config=common_config(
+            direction, _SAN_TAGS, cluster, grpc_stats=True, header_tags=_REQUEST_HEADER_TAGS
+        ),
+        additional_response_headers_to_log=RESPONSE_HEADERS_TO_LOG,
+        additional_response_trailers_to_log=RESPONSE_TRAILERS_TO_LOG,
+    )
+    return accesslog_pb2.AccessLog(name="envoy.access_loggers.http_grpc", typed_config=_pack(cfg))
+
+
+def tcp_grpc_logger(direction: Direction, cluster: str = ALS_CLUSTER) -> accesslog_pb2.AccessLog:
+    cfg = als_pb2.TcpGrpcAccessLogConfig(common_config=common_config(direction, _SAN_TAGS, cluster))
+    return accesslog_pb2.AccessLog(name="envoy.access_loggers.tcp_grpc", typed_config=_pack(cfg))
+
+
+def file_access_logs(snapshot: Snapshot) -> list[accesslog_pb2.AccessLog]:
+    """MeshConfig accessLogFile / accessLogEncoding / accessLogFormat, as istiod builds them."""
+    mesh = snapshot.mesh
+    if not mesh.access_log_file:
+        return []
+    fal = file_pb2.FileAccessLog(path=mesh.access_log_file)
+    if (mesh.access_log_encoding or "TEXT").upper() == "JSON":
+        fmt = json.loads(mesh.access_log_format) if mesh.access_log_format else accesslog.JSON_LOG_FORMAT
+        fal.log_format.json_format.update(fmt)
+    else:
+        text = mesh.access_log_format or accesslog.TEXT_LOG_FORMAT
+        if not text.endswith("\n"):
+            text += "\n"
+        fal.log_format.text_format_source.inline_string = text
+    return [accesslog_pb2.AccessLog(name="envoy.access_loggers.file", typed_config=_pack(fal))]
+
+
+def http_access_loggers(
+    snapshot: Snapshot,
+    proxy: Proxy,
+    direction: Direction,
+    *,
+    als: bool = True,
+    cluster: str = ALS_CLUSTER,
+) -> list[accesslog_pb2.AccessLog]:
+    """For ``HttpConnectionManager.access_log``: the file log (if configured) and the ALS logger."""
+    out = file_access_logs(snapshot)
+    if als:
+        out.append(http_grpc_logger(direction, cluster))
+    return out
+
+
+def tcp_access_loggers(
+    snapshot: Snapshot,
+    proxy: Proxy,
+    direction: Direction,
+    *,
+    als: bool = True,
+    cluster: str = ALS_CLUSTER,
+) -> list[accesslog_pb2.AccessLog]:
+    """For ``TcpProxy.access_log``: the file log (if configured) and the ALS logger."""
+    out = file_access_logs(snapshot)
+    if als:
+        out.append(tcp_grpc_logger(direction, cluster))
+    return out
+
+
+def tcp_access_log_options() -> tcp_proxy_pb2.TcpProxy.TcpAccessLogOptions:
+    """For ``TcpProxy.access_log_options``: log on upstream connect and periodically (Istio reports TCP
+    metrics while connections are open)."""
+    return tcp_proxy_pb2.TcpProxy.TcpAccessLogOptions(
+        flush_access_log_on_connected=True,
+        access_log_flush_interval=_duration(TCP_FLUSH_INTERVAL_S),
+    )
+
+
+def grpc_stats_filter() -> hcm.HttpFilter:
+    """``envoy.filters.http.grpc_stats`` with filter state: gRPC message counts for the access log."""
+    cfg = grpc_stats_pb2.FilterConfig(emit_filter_state=True)
+    cfg.stats_for_all_methods.value = False
+    return hcm.HttpFilter(name=GRPC_STATS_FILTER, typed_config=_pack(cfg))
+
+
+def _static_cluster(name: str, address: tuple[str, int], *, http2: bool) -> dict[str, Any]:
+    host, port = address
+    cluster: dict[str, Any] = {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "lb_policy": "ROUND_ROBIN",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {
+                            "endpoint": {
+                                "address": {
+                                    "socket_address": {"protocol": "TCP", "address": host, "port_value": port}
+                                }
+                            }
+                        }
+                    ]
+                }
+            ],
+        },
+    }
+    if http2:
+        opts = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+        cluster["typed_extension_protocol_options"] = {
+            opts: {
+                "@type": f"type.googleapis.com/{opts}",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        }
+        cluster["upstream_connection_options"] = {"tcp_keepalive": {"keepalive_time": 300}}
+    return cluster
+
+
+def static_clusters(
+    xds_address: tuple[str, int], api_address: tuple[str, int] | None = None
+) -> list[dict[str, Any]]:
+    """Bootstrap clusters (JSON dicts, for `build_bootstrap(extra_static_clusters=...)`): the gRPC
+    access-log service on the control plane's xDS port, and the built-in Zipkin collector on its API."""
+    out = [_static_cluster(ALS_CLUSTER, xds_address, http2=True)]
+    if api_address is not None:
+        out.append(_static_cluster(ZIPKIN_CLUSTER, api_address, http2=False))
+    return out
