@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from isthmus.api.types import ApiModel, ExtraAllowedModel, Int32, IntOrString
 
@@ -83,7 +83,18 @@ class Secret(ApiModel):
 # Pod / Deployment (lenient: unknown fields allowed)
 
 
-class ContainerPort(ExtraAllowedModel):
+class _KubeModel(ExtraAllowedModel):
+    """A field given as ``null`` is unset, as the Kubernetes API server reads it (``args:`` with no value)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(v is None for v in data.values()):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
+
+
+class ContainerPort(_KubeModel):
     container_port: Int32
     name: str | None = None
     protocol: Literal["TCP", "UDP", "SCTP"] | None = None
@@ -91,8 +102,8 @@ class ContainerPort(ExtraAllowedModel):
     host_ip: str | None = Field(default=None, alias="hostIP")
 
 
-class Container(ExtraAllowedModel):
-    name: str
+class Container(_KubeModel):
+    name: str | None = None  # required by Kubernetes: a validation error, so that analysis still sees the pod
     image: str | None = None
     ports: list[ContainerPort] = Field(default_factory=list)
     command: list[str] = Field(default_factory=list)
@@ -100,7 +111,7 @@ class Container(ExtraAllowedModel):
     env: list[dict[str, Any]] = Field(default_factory=list)
 
 
-class PodSpec(ExtraAllowedModel):
+class PodSpec(_KubeModel):
     containers: list[Container] = Field(default_factory=list)
     init_containers: list[Container] = Field(default_factory=list)
     service_account_name: str | None = None
@@ -119,19 +130,19 @@ class LabelSelector(ApiModel):
     match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list)
 
 
-class PodTemplateMetadata(ExtraAllowedModel):
+class PodTemplateMetadata(_KubeModel):
     name: str | None = None
     namespace: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
-class PodTemplateSpec(ExtraAllowedModel):
+class PodTemplateSpec(_KubeModel):
     metadata: PodTemplateMetadata | None = None
     spec: PodSpec | None = None
 
 
-class DeploymentSpec(ExtraAllowedModel):
+class DeploymentSpec(_KubeModel):
     replicas: Int32 | None = None
     selector: LabelSelector | None = None
     template: PodTemplateSpec | None = None

@@ -143,12 +143,15 @@ def _validate_pod_spec(r: Report, p: str, spec: kube.PodSpec | None) -> None:
             "initContainers" if i < len(spec.init_containers) else "containers",
             i if i < len(spec.init_containers) else i - len(spec.init_containers),
         )
-        err = dns1123_label_error(c.name)
-        if err:
-            r.error(join(cp, "name"), f"Invalid value: {err}")
-        if c.name in names:
-            r.error(join(cp, "name"), f"Duplicate value: {q(c.name)}")
-        names.add(c.name)
+        if c.name is None:
+            r.error(join(cp, "name"), "Required value")
+        else:
+            err = dns1123_label_error(c.name)
+            if err:
+                r.error(join(cp, "name"), f"Invalid value: {err}")
+            if c.name in names:
+                r.error(join(cp, "name"), f"Duplicate value: {q(c.name)}")
+            names.add(c.name)
         for j, port in enumerate(c.ports):
             r.error(join(cp, "ports", j, "containerPort"), _port_range(port.container_port))
             if port.name:
