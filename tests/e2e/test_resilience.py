@@ -378,13 +378,21 @@ def test_default_retry_policy_applies_without_retries(
       - route: [{destination: {host: half-dead.example.com}}]
         retries: {attempts: 0}
     """
-    with applied(mesh, refusing_service_entry):
+    round_robin = """
+    apiVersion: networking.istio.io/v1
+    kind: DestinationRule
+    metadata: {name: half-dead}
+    spec:
+      host: half-dead.example.com
+      trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}
+    """
+    with applied(mesh, refusing_service_entry, round_robin):
         # A refused connection is retried on the other endpoint (previous_hosts predicate).
         default = mesh.load("client", "http://half-dead.example.com/", 40, concurrency=1)
         with applied(mesh, no_retries):
             disabled = mesh.load("client", "http://half-dead.example.com/", 40, concurrency=1)
     assert default.codes == {"200": 40}, default.codes
-    assert disabled.codes.get("503", 0) >= 5 and disabled.codes.get("200", 0) >= 5, disabled.codes
+    assert disabled.codes == {"200": 20, "503": 20}, disabled.codes  # round robin: every other one
     figure(
         "default retry policy, one endpoint refusing connections",
         f"{default.codes} (without retries: {disabled.codes})",
@@ -477,15 +485,17 @@ def test_fault_abort_for_jason_only(resilience_mesh: MeshProcess) -> None:
         route: [{destination: {host: ratings}}]
       - route: [{destination: {host: ratings}}]
     """
-    echo_reset(mesh, "ratings-v1")
     with applied(mesh, ratings_abort):
         jason = echo_body(mesh.curl("client", "http://reviews:9080/", headers=[("end-user", "jason")]))
         other = echo_body(mesh.curl("client", "http://reviews:9080/", headers=[("end-user", "ana")]))
         direct_abort = mesh.curl("client", "http://ratings:9080/", headers=[("end-user", "jason")])
+        # reviews forwards x-request-id: which of the two calls reached ratings?
+        reached = {r["headers"].get("x-request-id") for r in echo_requests(mesh, "ratings-v1")}
     assert jason["calls"][0]["status"] == 500 and jason["calls"][0]["body"] == "fault filter abort"
     assert other["calls"][0]["status"] == 200
     assert direct_abort.status == 500 and direct_abort.text == "fault filter abort"
-    assert echo_count(mesh, "ratings-v1") == 1  # only ana's call reached ratings
+    assert other["headers"]["x-request-id"] in reached
+    assert jason["headers"]["x-request-id"] not in reached
 
 
 def test_fault_percentages_within_a_few_percent(resilience_mesh: MeshProcess) -> None:
@@ -510,9 +520,9 @@ def test_fault_percentages_within_a_few_percent(resilience_mesh: MeshProcess) ->
     # Envoy's timer may fire a few ms early; undelayed requests take a few ms.
     delayed = sum(1 for r in responses if r.latency_ms >= 150)
     assert codes[200] + aborted == n, codes
-    # Binomial: 3 standard deviations are 41 (25%) and 43 (30%) requests out of 1000.
-    assert abs(aborted - 0.25 * n) <= 0.045 * n, aborted
-    assert abs(delayed - 0.30 * n) <= 0.045 * n, delayed
+    # Within 5 percentage points (binomial: 3.6 and 3.5 standard deviations).
+    assert abs(aborted - 0.25 * n) <= 0.05 * n, aborted
+    assert abs(delayed - 0.30 * n) <= 0.05 * n, delayed
     figure(
         "fault abort 25% / delay 30% over 1000 requests",
         f"{aborted} aborted ({aborted / n:.1%}), {delayed} delayed ({delayed / n:.1%})",
@@ -550,10 +560,11 @@ def test_circuit_breaking_overflows_with_uo_and_not_without_limits(resilience_me
       accessLogFile: /dev/stdout
     """
     url = HTTPBIN + "/?delay=50ms"
-    unlimited = mesh.load("client", url, 60, concurrency=6)
+    # The task's fortio run: 3 concurrent connections, 30 requests.
+    unlimited = mesh.load("client", url, 30, concurrency=3)
     with applied(mesh, access_log, CIRCUIT_BREAKER_DR):
         before = cluster_stat(mesh, "client", cluster, "upstream_rq_pending_overflow")
-        limited = mesh.load("client", url, 60, concurrency=6)
+        limited = mesh.load("client", url, 30, concurrency=3)
         overflow = cluster_stat(mesh, "client", cluster, "upstream_rq_pending_overflow") - before
         log_path = mesh.state_dir / "pods" / "default" / "client-0" / "envoy.log"
 
@@ -562,9 +573,9 @@ def test_circuit_breaking_overflows_with_uo_and_not_without_limits(resilience_me
 
         # Envoy flushes access logs every second.
         wait_until(lambda: len(uo_lines()) >= overflow > 0, 5, "the UO entries in the client's access log")
-    assert unlimited.codes == {"200": 60}, unlimited.codes
+    assert unlimited.codes == {"200": 30}, unlimited.codes
     rejected = limited.codes.get("503", 0)
-    assert rejected >= 10 and limited.codes.get("200", 0) >= 2, limited.codes
+    assert rejected >= 5 and limited.codes.get("200", 0) >= 2, limited.codes
     assert overflow == rejected, (overflow, limited.codes)
     overloaded = [r for r in limited.responses if r["status"] == 503]
     assert overloaded and all(r["headers"].get("x-envoy-overloaded") == "true" for r in overloaded)
@@ -573,8 +584,8 @@ def test_circuit_breaking_overflows_with_uo_and_not_without_limits(resilience_me
         for r in overloaded
     ), overloaded[0]
     figure(
-        "circuit breaking maxConnections 1, http1MaxPendingRequests 1, 6 concurrent",
-        f"{limited.codes} ({rejected / 60:.0%} UO, upstream_rq_pending_overflow +{overflow}); "
+        "circuit breaking maxConnections 1, http1MaxPendingRequests 1, 3 concurrent",
+        f"{limited.codes} ({rejected / 30:.0%} UO, upstream_rq_pending_overflow +{overflow}); "
         f"without limits {unlimited.codes}",
     )
 
@@ -621,6 +632,12 @@ def drive(
     raise AssertionError(f"not done after {limit} requests: {Counter(r.status for r in out)}")
 
 
+def about(codes: dict[str, int], n: int, failing: float) -> bool:
+    """Round robin gives each instance its share of `n` (give or take a couple: the starting point of
+    Envoy's round robin is random and moves when the host set changes)."""
+    return sum(codes.values()) == n and abs(codes.get("503", 0) - failing * n) <= 3
+
+
 def tail_ok(n: int) -> Callable[[list[Response]], bool]:
     return lambda rs: len(rs) >= n and all(r.status == 200 for r in rs[-n:])
 
@@ -650,7 +667,7 @@ def test_outlier_detection_ejects_the_failing_instance_and_brings_it_back(
             lambda rs: od_stat(mesh, "od", "ejections_enforced_consecutive_5xx") == 2 and tail_ok(15)(rs),
         )
     # Without outlier detection the failing instance keeps its share (round robin: a third).
-    assert baseline.codes == {"200": 40, "503": 20}, baseline.codes
+    assert about(baseline.codes, 60, 1 / 3), baseline.codes
     # With it: exactly consecutive5xxErrors failures, then only the two healthy instances answer.
     assert first.codes == {"200": 57, "503": 3}, first.codes
     assert healthy.codes == {"200": 60} and set(healthy.instances) == {"od-good-a-0", "od-good-b-0"}
@@ -684,9 +701,9 @@ def test_outlier_detection_honours_max_ejection_percent(resilience_mesh: MeshPro
         full = drive(
             mesh, "http://od2/", lambda rs: od_stat(mesh, "od2", "ejections_active") == 2 and tail_ok(15)(rs)
         )
-    assert default.codes == {"200": 40, "503": 20} and default_active == 0 and default_overflow >= 1
+    assert about(default.codes, 60, 1 / 3) and default_active == 0 and default_overflow >= 1, default.codes
     assert capped_active == 1, capped_active
-    assert capped_tail == {"200": 20, "503": 20}, capped_tail  # the second failing instance stays in
+    assert about(capped_tail, 40, 1 / 2), capped_tail  # the second failing instance stays in
     assert instances_of(full[-15:]) == {"od-good-a-0"}
     figure(
         "maxEjectionPercent",
@@ -705,7 +722,7 @@ def test_outlier_detection_honours_min_health_percent(resilience_mesh: MeshProce
         drive(mesh, "http://od/", lambda rs: od_stat(mesh, "od", "ejections_active") == 1)
         panic = mesh.load("client", "http://od/", 60, concurrency=1)
         panics = cluster_stat(mesh, "client", "outbound|80||od.default.svc.cluster.local", "lb_healthy_panic")
-    assert panic.codes == {"200": 40, "503": 20}, panic.codes
+    assert about(panic.codes, 60, 1 / 3), panic.codes
     assert panics >= 60, panics
     figure("minHealthPercent 70, 1 of 3 ejected", f"{panic.codes} ({panics} panic-mode picks)")
 
@@ -1127,6 +1144,16 @@ def test_rolling_restart_under_load_drops_nothing(resilience_mesh: MeshProcess) 
     before = roll_instances(mesh)
     assert len(before) == 3
     proxy = mesh.proxy_url("client")
+    watched = (
+        "upstream_rq_retry",  # nothing needed the default retry policy
+        "upstream_cx_connect_fail",  # nothing connected to a pod that had stopped listening
+        "upstream_cx_destroy_remote_with_active_rq",  # no request in flight was cut
+        "upstream_cx_destroy_local_with_active_rq",
+        "upstream_rq_rx_reset",
+        "upstream_rq_tx_reset",
+        "upstream_cx_destroy_local",  # the client closing its pooled connections to a removed pod
+    )
+    start = {k: cluster_stat(mesh, "client", ROLL_CLUSTER, k) for k in watched}
     with applied(mesh, drain):
         fast = sync.LoadGenerator("http://roll/", proxy=proxy, concurrency=4, qps=100)
         slow = sync.LoadGenerator("http://roll/slow?delay=300ms", proxy=proxy, concurrency=4)
@@ -1136,6 +1163,7 @@ def test_rolling_restart_under_load_drops_nothing(resilience_mesh: MeshProcess) 
             report, took = restart(mesh, "roll")
             fast.wait_for(fast.completed + 50)
         after = roll_instances(mesh)
+        client = {k: cluster_stat(mesh, "client", ROLL_CLUSTER, k) - v for k, v in start.items()}
     assert fast.result is not None and slow.result is not None
     assert fast.result.all_ok, fast.result.to_dict()
     assert slow.result.all_ok, slow.result.to_dict()
@@ -1150,12 +1178,16 @@ def test_rolling_restart_under_load_drops_nothing(resilience_mesh: MeshProcess) 
     # The instance holding the stream waited for it; the others had nothing left once out of EDS.
     (stream_pod,) = [e for e in report if e["old"] in streamed_by]
     assert stream_pod["drainedMs"] > 500, report
+    # The client's sidecar closed its idle connections to each old pod itself (EDS removal drains the
+    # pools of removed hosts): no resets, no connect failures, no retries.
+    assert client["upstream_cx_destroy_local"] >= 3, client
+    assert all(v == 0 for k, v in client.items() if k != "upstream_cx_destroy_local"), client
     served = Counter(fast.result.instances)
     figure(
         "rolling restart of 3 instances under load",
         f"{took:.1f}s; {fast.result.requests} requests at 100 qps {fast.result.codes}, "
         f"{slow.result.requests} slow requests {slow.result.codes}, p99 {fast.result.latency_ms['p99']:.1f} ms; "
-        f"10s stream {len(lines)}/100 lines uncut; served by {dict(served)}",
+        f"10s stream {len(lines)}/100 lines uncut; served by {dict(served)}; client sidecar: {client}",
     )
     for e in report:
         figure(

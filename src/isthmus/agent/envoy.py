@@ -285,6 +285,16 @@ class EnvoyProcess:
         async with self.admin(timeout=5.0) as admin:
             await admin.drain_listeners(inbound_only=inbound_only, graceful=True)
 
+    async def stop_listening(self, inbound_only: bool = True) -> None:
+        """Stop accepting connections now: ``POST /drain_listeners[?inboundonly]`` (not graceful).
+
+        The listen sockets close (new connections are refused, so a client still holding this endpoint
+        fails over on connect-failure); connections already open stay and finish. Call it after
+        `drain` to both discourage the open connections and refuse new ones.
+        """
+        async with self.admin(timeout=5.0) as admin:
+            await admin.drain_listeners(inbound_only=inbound_only, graceful=False)
+
     async def stop(self, timeout: float = 5.0) -> int | None:
         """SIGTERM, wait up to `timeout`, then SIGKILL. Returns the exit code (None if never started)."""
         proc = self._proc

@@ -30,7 +30,8 @@ $PORT or 8080). Every response is JSON describing the request and this instance.
 
 Query parameters (fortio-style): status=CODE[:PERCENT][,...], delay=DURATION[:PERCENT][,...],
 size=BYTES[:PERCENT], header=NAME:VALUE (repeatable), close=1; /stream?interval=100ms&count=N writes
-N JSON lines. Own endpoints: /.echo/count, /.echo/requests, /.echo/healthz, /.echo/reset.""",
+N JSON lines. Own endpoints: /.echo/count, /.echo/requests, /.echo/healthz, /.echo/reset
+(?fail-first=N[&fail-status=CODE] also re-arms the first-N failures).""",
 )
 @click.option(
     "--port", "-p", type=int, help="HTTP port when $ISTHMUS_PORTS is not set (default $PORT, else 8080)."

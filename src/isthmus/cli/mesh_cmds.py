@@ -209,4 +209,12 @@ def restart_command(workload: str, namespace: str, state_dir: Path | None) -> No
     )
     if code != 200:
         raise click.ClickException(str(data.get("error", data)))
+    for entry in data.get("instances", []):
+        left = entry.get("connectionsLeft")
+        click.echo(
+            f"  {entry['old']} -> {entry['new']}: new instance ready in {entry['startMs']:.0f} ms, "
+            f"old left the endpoints in {entry.get('leftEndpointsMs', 0):.0f} ms, drained in "
+            f"{entry.get('drainedMs', 0):.0f} ms"
+            + (f" ({left} connections cut at terminationDrainDuration)" if left else "")
+        )
     click.echo(f"restarted {data['restarted']}")

@@ -79,7 +79,7 @@ class EchoApp:
     def __init__(self, config: EchoConfig) -> None:
         self.config = config
         self.count = 0
-        self.served = 0  # for --fail-first: never reset
+        self.served = 0  # for --fail-first: only /.echo/reset?fail-first=N resets it
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_MAX)
         self._target_by_app = {b.app: b.target for b in config.http_ports}
         self._identity = {
@@ -239,6 +239,7 @@ class EchoApp:
 
     async def _own(self, scope: Scope, send: Send) -> None:
         what = scope["raw_path"][len(OWN_PREFIX) :]
+        cfg = self.config
         status = 200
         if what == b"count":
             doc: Any = {"count": self.count}
@@ -250,6 +251,20 @@ class EchoApp:
             self.count = 0
             self.recent.clear()
             doc = {"count": 0}
+            query = parse_qs(scope["query_string"].decode("latin-1"))
+            if "fail-first" in query:
+                # Re-arm --fail-first: the next N requests fail (with --fail-status, else 503).
+                try:
+                    first = int(query["fail-first"][0])
+                    code = parse_status_code(query.get("fail-status", [str(cfg.fail_status or 503)])[0])
+                    if first < 0:
+                        raise ValueError(first)
+                except (ValueError, BadParameter) as e:
+                    status, doc = 400, {"error": f"reset: {e}"}
+                else:
+                    self.served = 0
+                    cfg.fail_first, cfg.fail_status = first, code
+                    doc["failFirst"] = first
         else:
             status, doc = 404, {"error": "unknown echo endpoint; known: count, requests, healthz, reset"}
         await self._respond(send, status, _dumps(doc), [], scope["http_version"] == "2")

@@ -301,7 +301,10 @@ class Mesh:
             workdir=self.options.state_dir / "pods" / ns / pod_spec.name,
             port_offset=self.options.effective_port_offset,
             concurrency=self.options.envoy_concurrency,
-            drain_time_s=self.cp.snapshot.mesh.termination_drain_duration_s,
+            # Envoy's --drain-time-s is ProxyConfig drainDuration (45 s), as istio-agent passes it: it
+            # is how long connections on a listener changed by LDS may finish before Envoy closes
+            # them. terminationDrainDuration is the stop-time wait (PodProcess.stop).
+            drain_time_s=self.cp.snapshot.mesh.drain_duration_s,
             security=self.security,
         )
 
@@ -332,20 +335,39 @@ class Mesh:
         while len([p for p in pods if p.spec.spec_hash == spec_hash]) < replicas:
             await self._start_pod(key, cfg, spec_hash)
 
-    async def restart(self, namespace: str, workload: str) -> None:
-        """Rolling restart: each instance is replaced by a new one, which is ready before the old drains."""
+    async def restart(self, namespace: str, workload: str) -> list[dict[str, Any]]:
+        """Rolling restart: each instance is replaced by a new one, which is ready (and in the endpoint
+        set) before the old one leaves it and drains (see PodProcess.stop). One at a time, so the
+        workload never has fewer ready instances than before. Returns what happened to each instance:
+        ``{"old", "new", "startMs", "leftEndpointsMs", "endpointsAcked", "drainedMs", "connectionsLeft",
+        "stoppedMs"}``."""
         key = (namespace, workload)
         cfg = self.store.get(("Workload", namespace, workload))
         if cfg is None or key not in self.pods:
             raise KeyError(f"no workload {namespace}/{workload}")
+        report: list[dict[str, Any]] = []
         async with self._reconcile_lock:
             spec_hash = _workload_spec_hash(cfg)
             drain = self.cp.snapshot.mesh.termination_drain_duration_s
             pods = self.pods[key]
             for old in list(pods):
-                await self._start_pod(key, cfg, spec_hash)
+                started = time.monotonic()
+                new = await self._start_pod(key, cfg, spec_hash)
+                entry: dict[str, Any] = {
+                    "old": old.spec.name,
+                    "new": new.spec.name,
+                    "startMs": round((time.monotonic() - started) * 1000, 1),
+                }
                 pods.remove(old)
                 await self._stop_pod(old, drain)
+                entry.update(old.drain_report or {})
+                report.append(entry)
+                self.on_event(
+                    f"restart {namespace}/{workload}: {old.spec.name} -> {new.spec.name} "
+                    f"(drained in {entry.get('drainedMs', 0):.0f} ms)"
+                )
+        self._write_state()
+        return report
 
     # --- views --------------------------------------------------------------------------------
     def all_pods(self) -> list[PodProcess]:

@@ -213,7 +213,8 @@ def merge_delegate_routes(root: Any, delegate_routes: Sequence[Any]) -> list[Any
             continue
         update: dict[str, Any] = {"match": merged, "name": _join_name(root.name, sub.name)}
         for attr in _INHERITED:
-            if getattr(sub, attr, None) is None:
+            # Unset in the delegate (None, or an empty list for `mirrors`: proto's nil) -> the root's.
+            if getattr(sub, attr, None) in (None, []):
                 update[attr] = getattr(root, attr, None)
         out.append(_copy(sub, **update))
     return out

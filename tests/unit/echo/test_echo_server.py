@@ -174,6 +174,18 @@ def test_fail_first_counts_and_own_endpoints(failing: EchoProcess) -> None:
     assert count.header("x-inst") is None
 
 
+def test_reset_rearms_fail_first(failing: EchoProcess) -> None:
+    assert [sync.request(failing.url(path="/x")).status for _ in range(3)] == [500, 500, 200]
+    # A plain reset clears the counters only; with fail-first=N the next N requests fail again.
+    assert sync.request(failing.url(path="/.echo/reset")).json() == {"count": 0}
+    assert sync.request(failing.url(path="/x")).status == 200
+    reset = sync.request(failing.url(path="/.echo/reset?fail-first=1&fail-status=503"))
+    assert reset.json() == {"count": 0, "failFirst": 1}
+    assert [sync.request(failing.url(path="/x")).status for _ in range(2)] == [503, 200]
+    assert sync.request(failing.url(path="/.echo/count")).json() == {"count": 2}
+    assert sync.request(failing.url(path="/.echo/reset?fail-first=x")).status == 400
+
+
 def test_fail_rate_spares_own_endpoints() -> None:
     with EchoProcess({9080: free_port()}, args=["--fail-status", "503", "--fail-rate", "1"]) as proc:
         assert sync.request(proc.url(path="/")).status == 503
