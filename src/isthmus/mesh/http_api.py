@@ -10,6 +10,7 @@ from aiohttp import web
 from google.protobuf.json_format import MessageToDict
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from isthmus.analyze import analyze_snapshot
 from isthmus.config.ingest import ingest_text
 from isthmus.model import hosts as h
 from isthmus.xds.gen import naming
@@ -31,14 +32,50 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response(_mesh(request).status())
 
 
-def _describe(cfg: Any) -> dict[str, Any]:
+def _reconciled(mesh: Mesh, version: str) -> dict[str, Any]:
+    """Istio's `Reconciled` condition: has every connected proxy ACKed the config holding the change?"""
+    proxies = mesh.cp.xds.status()
+    done = sum(1 for p in proxies if p.config_version is not None and int(p.config_version) >= int(version))
+    ok = done == len(proxies)
+    return {
+        "type": "Reconciled",
+        "status": "True" if ok else "False",
+        "reason": "Programmed" if ok else "Pending",
+        "message": f"{done} of {len(proxies)} proxies have ACKed config version {version}",
+    }
+
+
+def _validation_message(msg: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "type": {"code": msg.code, "name": msg.name},
+        "level": msg.level.upper(),
+        "message": msg.message,
+    }
+    if msg.code.startswith("IST"):
+        out["documentationUrl"] = (
+            f"https://istio.io/latest/docs/reference/config/analysis/{msg.code.lower()}/"
+        )
+    return out
+
+
+def _describe(cfg: Any, analysis: dict[Any, list[Any]], reconciled: dict[str, Any]) -> dict[str, Any]:
     data = cfg.resource.to_dict()
     data.setdefault("metadata", {})
     if cfg.namespace:
         data["metadata"]["namespace"] = cfg.namespace
     data["metadata"]["creationTimestamp"] = cfg.creation_order[0].isoformat()
     data["metadata"]["generation"] = cfg.generation
-    data["status"] = {"source": cfg.source.removeprefix("file:")}
+    status: dict[str, Any] = {
+        "source": cfg.source.removeprefix("file:"),
+        "conditions": [
+            {"type": "Accepted", "status": "True", "reason": "Valid", "observedGeneration": cfg.generation},
+            {**reconciled, "observedGeneration": cfg.generation},
+        ],
+    }
+    messages = analysis.get(cfg.key) or []
+    if messages:
+        status["validationMessages"] = [_validation_message(m) for m in messages]
+    data["status"] = status
     return data
 
 
@@ -62,12 +99,17 @@ async def apply(request: web.Request) -> web.Response:
     wait = float(request.query.get("wait", "0") or 0)
     if wait > 0 and change.upserted:
         synced = await mesh.cp.wait_pushed(snap.version, timeout=wait)
+    # What the analyzers say about the applied resources, so mistakes show at apply time.
+    analysis = analyze_snapshot(snap)
+    findings = [
+        str(m) for r in result.resources for m in analysis.get(r.key, ()) if m.level in ("Error", "Warning")
+    ]
     return web.json_response(
         {
             "version": snap.version,
             "applied": applied,
             "synced": synced,
-            "warnings": [str(w) for w in result.warnings],
+            "warnings": [str(w) for w in result.warnings] + findings,
         }
     )
 
@@ -112,7 +154,14 @@ async def resources(request: web.Request) -> web.Response:
     kind = request.query.get("kind") or None
     namespace = request.query.get("namespace") or None
     name = request.query.get("name") or None
-    out = [_describe(c) for c in mesh.store.list(kind, namespace) if name is None or c.name == name]
+    snapshot = mesh.cp.current()
+    analysis = analyze_snapshot(snapshot)
+    reconciled = _reconciled(mesh, snapshot.version)
+    out = [
+        _describe(c, analysis, reconciled)
+        for c in mesh.store.list(kind, namespace)
+        if name is None or c.name == name
+    ]
     return web.json_response(out)
 
 
@@ -175,8 +224,6 @@ async def config_dump(request: web.Request) -> web.Response:
 
 async def analysis(request: web.Request) -> web.Response:
     """`isthmus analyze` on the running mesh's current snapshot (optionally one kind/namespace/name)."""
-    from isthmus.analyze import analyze_snapshot
-
     snapshot = _mesh(request).cp.current()
     want = [request.query.get(k) or None for k in ("kind", "namespace", "name")]
     out = [

@@ -115,6 +115,25 @@ def _service_export_to(resource: Any) -> frozenset[str]:
     return frozenset(part.strip() for part in raw.split(",") if part.strip())
 
 
+class _InstanceIndex:
+    """Workload instances by namespace and by one label, so selectors do not scan every instance."""
+
+    def __init__(self, instances: Iterable[_WorkloadInstance]) -> None:
+        self.by_namespace: dict[str, list[_WorkloadInstance]] = defaultdict(list)
+        self.by_label: dict[tuple[str, str, str], list[_WorkloadInstance]] = defaultdict(list)
+        for inst in instances:
+            self.by_namespace[inst.namespace].append(inst)
+            for k, v in inst.labels.items():
+                self.by_label[(inst.namespace, k, v)].append(inst)
+
+    def select(self, namespace: str, selector: Mapping[str, str]) -> list[_WorkloadInstance]:
+        if not selector:
+            return list(self.by_namespace.get(namespace, ()))
+        # Start from the rarest label of the selector, then check the others.
+        candidates = min((self.by_label.get((namespace, k, v), []) for k, v in selector.items()), key=len)
+        return [i for i in candidates if labels_match(selector, i.labels)]
+
+
 def _instances(pods: Iterable[Pod], workload_entries: Sequence[Any]) -> list[_WorkloadInstance]:
     out: list[_WorkloadInstance] = []
     for pod in pods:
@@ -276,15 +295,11 @@ def _services_from_service_entry(res: Any) -> list[Service]:
     return out
 
 
-def _service_entry_endpoints(
-    res: Any, svc: Service, instances: Sequence[_WorkloadInstance]
-) -> dict[int, list[Endpoint]]:
+def _service_entry_endpoints(res: Any, svc: Service, instances: _InstanceIndex) -> dict[int, list[Endpoint]]:
     spec = _spec(res)
     out: dict[int, list[Endpoint]] = defaultdict(list)
     if svc.selector is not None:
-        for inst in instances:
-            if inst.namespace != svc.namespace or not labels_match(svc.selector, inst.labels):
-                continue
+        for inst in instances.select(svc.namespace, svc.selector):
             for port in svc.ports:
                 target = inst.named_ports.get(port.name) or port.target_port or port.port
                 out[port.port].append(_endpoint(inst, target))
@@ -334,7 +349,7 @@ def build_registry(resources: Iterable[Any], pods: Iterable[Pod], *, domain: str
     by_kind: dict[str, list[Any]] = defaultdict(list)
     for res in resources:
         by_kind[res.kind].append(res)
-    instances = _instances(pods, by_kind.get("WorkloadEntry", []))
+    instances = _InstanceIndex(_instances(pods, by_kind.get("WorkloadEntry", [])))
 
     reg = Registry()
     reg.pods = {(p.namespace, p.name): p for p in pods}
@@ -357,9 +372,7 @@ def build_registry(resources: Iterable[Any], pods: Iterable[Pod], *, domain: str
             continue
         if svc.selector is None:
             continue
-        for inst in instances:
-            if inst.namespace != svc.namespace or not labels_match(svc.selector, inst.labels):
-                continue
+        for inst in instances.select(svc.namespace, svc.selector):
             for port in svc.ports:
                 target = _kube_target_port(port, inst)
                 if target is None:
