@@ -36,6 +36,8 @@ from google.protobuf import json_format
 
 from isthmus.agent.certs import build_csr
 from isthmus.agent.envoy import EnvoyProcess
+from isthmus.api import loader
+from isthmus.config.store import Store
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import Snapshot
 from isthmus.security.ca import CertificateAuthority, generate_key, key_pem
@@ -79,6 +81,16 @@ SERVER = Proxy(
     labels={"app": "backend", "version": "v2"},
     service_account="backend",
 )
+
+
+FULL_SAMPLING = """
+apiVersion: isthmus.dev/v1alpha1
+kind: MeshConfig
+metadata: {name: mesh}
+spec:
+  defaultConfig:
+    tracing: {sampling: 100}
+"""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -249,7 +261,10 @@ def _envoys(tmp_path: Path, grpc_port: int, api_port: int, app_port: int) -> lis
             "validation_context": {"trusted_ca": {"inline_string": root}},
         }
 
-    snapshot = Snapshot.build(1, [], [])
+    # Istio samples 1% of traces by default; this test checks every request's trace headers.
+    store = Store()
+    store.apply(loader.load_text(FULL_SAMPLING, "mesh.yaml"), "test")
+    snapshot = Snapshot.build(1, store.list(), [])
     server_tls = {
         "@type": DOWNSTREAM_TLS,
         "common_tls_context": certs(ID_SERVER),
