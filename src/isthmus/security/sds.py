@@ -18,6 +18,7 @@ the pod's workdir, added by `isthmus.agent.bootstrap.build_bootstrap(sds_socket=
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -86,7 +87,19 @@ def kubernetes_secret_name(credential_name: str) -> str:
 # -- Envoy config referring to the agent's secrets ----------------------------------------------------
 
 
+@functools.lru_cache(maxsize=16)
+def _sds_config_source(cluster: str) -> config_source_pb2.ConfigSource:
+    return _build_sds_config_source(cluster)
+
+
 def sds_config_source(cluster: str = SDS_CLUSTER) -> config_source_pb2.ConfigSource:
+    """A copy (callers may modify it) of the cached source: thousands of clusters refer to it."""
+    out = config_source_pb2.ConfigSource()
+    out.CopyFrom(_sds_config_source(cluster))
+    return out
+
+
+def _build_sds_config_source(cluster: str = SDS_CLUSTER) -> config_source_pb2.ConfigSource:
     """istiod's SDS ConfigSource: gRPC (not ADS) to the `cluster`, wait for the first answer."""
     return config_source_pb2.ConfigSource(
         api_config_source=config_source_pb2.ApiConfigSource(

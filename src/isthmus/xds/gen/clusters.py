@@ -19,6 +19,7 @@ from isthmus.xds.gen import naming, tls
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen import traffic_policy as tp
 from isthmus.xds.gen.guard import guarded
+from isthmus.xds.gen.scope import scope_key
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,12 @@ class ClusterSpec:
 
 
 def outbound_cluster_specs(snapshot: Snapshot, proxy: Proxy) -> list[ClusterSpec]:
+    return snapshot.memo(
+        ("cluster_specs", scope_key(snapshot, proxy)), lambda: _cluster_specs(snapshot, proxy)
+    )
+
+
+def _cluster_specs(snapshot: Snapshot, proxy: Proxy) -> list[ClusterSpec]:
     scope = snapshot.scope(proxy) if proxy.kind == "sidecar" else None
     if scope is not None:
         entries = [(s.service, s.ports) for s in scope.services]
@@ -86,7 +93,10 @@ def _gateway_services(snapshot: Snapshot, proxy: Proxy) -> list[Service]:
 
 
 def specs_by_name(snapshot: Snapshot, proxy: Proxy) -> dict[str, ClusterSpec]:
-    return {s.name: s for s in outbound_cluster_specs(snapshot, proxy)}
+    return snapshot.memo(
+        ("cluster_specs_by_name", scope_key(snapshot, proxy)),
+        lambda: {s.name: s for s in outbound_cluster_specs(snapshot, proxy)},
+    )
 
 
 def _metadata(c: p.cluster.Cluster, spec: ClusterSpec) -> None:
@@ -102,7 +112,7 @@ def _metadata(c: p.cluster.Cluster, spec: ClusterSpec) -> None:
         istio["subset"] = spec.subset
     if spec.service.mesh_external:
         istio["external"] = True
-    c.metadata.filter_metadata["istio"].CopyFrom(p.struct(istio))
+    p.set_fields(c.metadata.filter_metadata["istio"], istio)
 
 
 def dns_cache_config(dns_refresh_s: float) -> p.dns_cache.DnsCacheConfig:
@@ -232,7 +242,8 @@ def passthrough_cluster(snapshot: Snapshot) -> p.cluster.Cluster:
     return c
 
 
-def build_clusters(snapshot: Snapshot, proxy: Proxy) -> list[p.cluster.Cluster]:
+def build_outbound_clusters(snapshot: Snapshot, proxy: Proxy) -> list[p.cluster.Cluster]:
+    """What proxies of one scope share: outbound clusters and the special ones."""
     out = []
     for spec in outbound_cluster_specs(snapshot, proxy):
         c = guarded(
@@ -242,6 +253,15 @@ def build_clusters(snapshot: Snapshot, proxy: Proxy) -> list[p.cluster.Cluster]:
             out.append(c)
     out.append(blackhole_cluster(snapshot))
     out.append(passthrough_cluster(snapshot))
-    if proxy.kind == "sidecar":
-        out.extend(build_inbound_cluster(snapshot, proxy, ib) for ib in snapshot.inbound_ports(proxy))
     return out
+
+
+def build_inbound_clusters(snapshot: Snapshot, proxy: Proxy) -> list[p.cluster.Cluster]:
+    """This proxy's own: `inbound|port||` to its app."""
+    if proxy.kind != "sidecar":
+        return []
+    return [build_inbound_cluster(snapshot, proxy, ib) for ib in snapshot.inbound_ports(proxy)]
+
+
+def build_clusters(snapshot: Snapshot, proxy: Proxy) -> list[p.cluster.Cluster]:
+    return build_outbound_clusters(snapshot, proxy) + build_inbound_clusters(snapshot, proxy)

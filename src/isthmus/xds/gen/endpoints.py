@@ -56,7 +56,7 @@ def _lb_endpoints(
             if ep.weight:
                 lb.load_balancing_weight.value = ep.weight
             md = {"workload": _workload_metadata(ep)}
-            lb.metadata.filter_metadata["istio"].CopyFrom(p.struct(md))
+            p.set_fields(lb.metadata.filter_metadata["istio"], md)
             if tls.endpoint_mtls_enabled(snapshot, ep):
                 tls.endpoint_metadata(lb)
         group.load_balancing_weight.value = total
@@ -73,9 +73,7 @@ def build_endpoints(
 ) -> list[p.endpoint.ClusterLoadAssignment]:
     from isthmus.xds.gen.clusters import specs_by_name
 
-    specs = snapshot.memo(
-        ("cluster_specs", _scope_key(snapshot, proxy)), lambda: specs_by_name(snapshot, proxy)
-    )
+    specs = specs_by_name(snapshot, proxy)
     out = []
     for name in names:
         spec = specs.get(name)
@@ -85,13 +83,3 @@ def build_endpoints(
             continue
         out.append(load_assignment(snapshot, proxy, spec))
     return out
-
-
-def _scope_key(snapshot: Snapshot, proxy: Proxy) -> tuple:
-    sidecar = snapshot.sidecar_resource(proxy)
-    return (
-        proxy.kind,
-        proxy.namespace,
-        sidecar.key if sidecar is not None else None,
-        tuple(sorted(proxy.labels.items())),
-    )

@@ -10,11 +10,12 @@ from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import Snapshot
 from isthmus.xds.gen import authz, naming
 from isthmus.xds.gen import protos as p
-from isthmus.xds.gen.clusters import build_clusters
+from isthmus.xds.gen.clusters import build_inbound_clusters, build_outbound_clusters, outbound_cluster_specs
 from isthmus.xds.gen.endpoints import build_endpoints
 from isthmus.xds.gen.gateway import https_route_name
 from isthmus.xds.gen.listeners import build_listeners
 from isthmus.xds.gen.routes import gateway_route_config, http_proxy_route_config, inbound_route_config
+from isthmus.xds.gen.scope import scope_key
 
 log = logging.getLogger(__name__)
 
@@ -71,21 +72,49 @@ def _pack_all(messages: Iterable[Any]) -> dict[str, Any]:
 
 
 class MeshGenerator:
-    """Stateless: every call is a pure function of its arguments."""
+    """Pure functions of (snapshot, proxy). What proxies of one scope share is built once per snapshot
+    and scope, and returned as the same packed objects, so the xDS server serializes it once."""
 
     def generate(
         self, snapshot: Snapshot, proxy: Proxy, type_url: str, watched: frozenset[str] | None
     ) -> Mapping[str, Any]:
+        key = scope_key(snapshot, proxy)
         if type_url == naming.CLUSTER_TYPE:
-            return _pack_all(build_clusters(snapshot, proxy))
+            shared = snapshot.memo(("cds", key), lambda: _pack_all(build_outbound_clusters(snapshot, proxy)))
+            own = _pack_all(build_inbound_clusters(snapshot, proxy))
+            return {**shared, **own} if own else shared
         if type_url == naming.LISTENER_TYPE:
             return _pack_all(build_listeners(snapshot, proxy, port_offset(proxy)))
         if type_url == naming.ENDPOINT_TYPE:
-            return _pack_all(build_endpoints(snapshot, proxy, sorted(watched or ())))
+            every = snapshot.memo(("eds", key), lambda: _all_endpoints(snapshot, proxy))
+            names = watched or frozenset()
+            out = {name: every[name] for name in names if name in every}
+            missing = [name for name in names if name not in every]
+            if missing:
+                # Envoy asked for a cluster this scope does not have (yet): answer empty, don't make it wait.
+                out.update(_pack_all(build_endpoints(snapshot, proxy, missing)))
+            return out
         if type_url == naming.EXTENSION_CONFIG_TYPE:
             if naming.JWT_EXTENSION in (watched or ()):
-                return _pack_all([authz.jwt_extension(snapshot, proxy)])
+                return snapshot.memo(("ecds", key), lambda: _pack_all([authz.jwt_extension(snapshot, proxy)]))
             return {}
         if type_url == naming.ROUTE_TYPE:
-            return _pack_all(build_routes(snapshot, proxy, sorted(watched or ())))
+            out = {}
+            for name in sorted(watched or ()):
+                if name.startswith("inbound|"):
+                    # Inbound tables depend on the proxy's own ports.
+                    out.update(_pack_all(build_routes(snapshot, proxy, [name])))
+                else:
+                    out.update(
+                        snapshot.memo(
+                            ("rds", key, name),
+                            lambda name=name: _pack_all(build_routes(snapshot, proxy, [name])),
+                        )
+                    )
+            return out
         return {}
+
+
+def _all_endpoints(snapshot: Snapshot, proxy: Proxy) -> dict[str, Any]:
+    names = [spec.name for spec in outbound_cluster_specs(snapshot, proxy)]
+    return _pack_all(build_endpoints(snapshot, proxy, names))

@@ -109,6 +109,32 @@ def struct(data: dict[str, Any]) -> struct_pb2.Struct:
     return s
 
 
+def set_fields(target: struct_pb2.Struct, data: dict[str, Any]) -> None:
+    """Fill a Struct in place. Much faster than Struct.update, which matters on the hot paths
+    (metadata on every endpoint and cluster): strings, numbers, bools, nested dicts and lists."""
+    for key, value in data.items():
+        _set_value(target.fields[key], value)
+
+
+def _set_value(v: struct_pb2.Value, value: Any) -> None:
+    if isinstance(value, str):
+        v.string_value = value
+    elif isinstance(value, bool):
+        v.bool_value = value
+    elif isinstance(value, int | float):
+        v.number_value = value
+    elif isinstance(value, dict):
+        set_fields(v.struct_value, value)
+    elif isinstance(value, list | tuple):
+        lst = v.list_value
+        for item in value:
+            _set_value(lst.values.add(), item)
+    elif value is None:
+        v.null_value = 0
+    else:
+        raise TypeError(f"cannot put {type(value).__name__} in a Struct")
+
+
 def ads_config_source() -> config_source.ConfigSource:
     return config_source.ConfigSource(
         ads=config_source.AggregatedConfigSource(),

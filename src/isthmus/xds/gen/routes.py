@@ -490,7 +490,7 @@ def route_operation(r: RC.Route, vs_name: str, port: int) -> str:
 
 def _config_metadata(vs: VirtualServiceEntry) -> p.base.Metadata:
     md = p.base.Metadata()
-    md.filter_metadata["istio"].CopyFrom(p.struct({"config": vs.config_path}))
+    md.filter_metadata["istio"].fields["config"].string_value = vs.config_path
     return md
 
 

@@ -95,7 +95,7 @@ def endpoint_mtls_enabled(snapshot: Snapshot, ep: Endpoint) -> bool:
 
 
 def endpoint_metadata(lb_endpoint: Any) -> None:
-    lb_endpoint.metadata.filter_metadata[TRANSPORT_SOCKET_MATCH].CopyFrom(p.struct({"tlsMode": "istio"}))
+    lb_endpoint.metadata.filter_metadata[TRANSPORT_SOCKET_MATCH].fields["tlsMode"].string_value = "istio"
 
 
 # --- clusters -----------------------------------------------------------------------------------
