@@ -22,6 +22,10 @@ COMMANDS = {
     "logs": "isthmus.cli.logs_cmd:logs_command",
     "echo": "isthmus.cli.echo_cmd:echo_command",
     "analyze": "isthmus.cli.analyze_cmd:analyze_command",
+    "describe": "isthmus.cli.describe_cmd:describe_command",
+    "explain": "isthmus.cli.explain_cmd:explain_command",
+    "route": "isthmus.cli.route_cmd:route_group",
+    "x": "isthmus.cli.authz_cmd:x_group",
 }
 
 

@@ -1,0 +1,57 @@
+"""`isthmus x authz check PROXY`: istioctl's command of that name.
+
+Reads the proxy's Envoy config dump (what it enforces now): the RBAC configs riding on its routes
+(`RBACPerRoute` under `envoy.filters.http.rbac.{audit,deny,allow}`) and the network RBAC filters of its
+TCP chains, grouped back into AuthorizationPolicies by their `ns[..]-policy[..]-rule[..]` names.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from isthmus.cli.mesh_cmds import STATE_DIR
+
+
+@click.group("x")
+def x_group() -> None:
+    """Experimental commands (as istioctl's `x`)."""
+
+
+@x_group.group("authz")
+def authz_group() -> None:
+    """Authorization tools."""
+
+
+@authz_group.command("check")
+@click.argument("proxy")
+@click.option("-n", "--namespace", help="Namespace of the proxy.")
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--no-details", is_flag=True, help="Only the table, without each rule's summary.")
+@STATE_DIR
+def authz_check_command(
+    proxy: str, namespace: str | None, output: str, no_details: bool, state_dir: Path | None
+) -> None:
+    """The AuthorizationPolicies in force on PROXY (ACTION, name.namespace, RULES) and what each rule
+    matches, from what its Envoy holds."""
+    from isthmus.debug import authz
+    from isthmus.debug.live import DebugError, Mesh
+
+    mesh = Mesh(state_dir)
+    try:
+        p = mesh.find_proxy(proxy, namespace)
+        config = mesh.held_config(p, health=False)
+    except DebugError as exc:
+        raise click.ClickException(str(exc)) from exc
+    rows = authz.check(config)
+    if output == "json":
+        click.echo(
+            json.dumps(
+                {"proxy": f"{p['instance']}.{p['namespace']}", "policies": [r.to_dict() for r in rows]},
+                indent=2,
+            )
+        )
+        return
+    click.echo(authz.render_table(rows, details=not no_details), nl=False)

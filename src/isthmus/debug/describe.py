@@ -1,0 +1,758 @@
+"""`isthmus describe pod|workload|service`: istioctl's `x describe`, on the control plane's model.
+
+Everything comes from the same snapshot the generators use, so "what applies" here is what is pushed:
+the pod's ports and the Services selecting it; per service its DestinationRule (subsets, and which of
+them this pod is in), the effective traffic policy per port with Istio's defaults spelled out
+(LEAST_REQUEST, unlimited circuit breakers, no outlier detection, auto mTLS), the VirtualServices bound
+to the mesh for its host (rule by rule: matches, ports, destinations, and whether they reach this pod),
+the route defaults (no timeout; Istio's retry policy) and the gateways exposing it; for the pod its
+PeerAuthentication mode per port, AuthorizationPolicies, RequestAuthentications and Sidecar resource.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from isthmus.model import authn
+from isthmus.model import hosts as h
+from isthmus.model.destination_rules import MergedDestinationRule, effective_policy
+from isthmus.model.proxy import Proxy
+from isthmus.model.snapshot import Snapshot
+from isthmus.model.virtual_services import MESH_GATEWAY, VirtualServiceEntry
+from isthmus.registry.build import labels_match
+from isthmus.registry.types import Pod, Protocol, Service, ServicePort
+from isthmus.xds.gen import naming
+
+DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
+MAX_U32 = 4294967295
+
+
+class DescribeError(Exception):
+    pass
+
+
+def _dump(model: Any) -> Any:
+    if model is None:
+        return None
+    return model.model_dump(by_alias=True, exclude_unset=True, mode="json")
+
+
+def _fmt_labels(labels: Mapping[str, str] | None) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted((labels or {}).items()))
+
+
+# --- finding what to describe -------------------------------------------------------------------------
+
+
+def _pods(snapshot: Snapshot) -> list[Pod]:
+    return sorted(snapshot.registry.pods.values(), key=lambda p: (p.namespace, p.name))
+
+
+def find_pods(snapshot: Snapshot, kind: str, name: str, namespace: str | None) -> list[Pod]:
+    pods = [p for p in _pods(snapshot) if namespace is None or p.namespace == namespace]
+    if kind == "pod":
+        if "." in name and namespace is None:
+            inst, _, ns = name.rpartition(".")
+            found = [p for p in pods if p.name == inst and p.namespace == ns]
+            if found:
+                return found
+        found = [p for p in pods if p.name == name]
+        if not found:
+            found = [p for p in pods if p.workload == name][:1]
+    else:
+        found = [p for p in pods if p.workload == name] or [p for p in pods if p.name == name]
+    if not found:
+        where = f" in namespace {namespace}" if namespace else ""
+        raise DescribeError(f"no {kind} {name!r}{where}")
+    if namespace is None:
+        ns = "default" if any(p.namespace == "default" for p in found) else found[0].namespace
+        found = [p for p in found if p.namespace == ns]
+    return found
+
+
+def find_service(snapshot: Snapshot, name: str, namespace: str | None) -> Service:
+    ns = namespace or "default"
+    for svc in snapshot.registry.services:
+        if svc.hostname == name or (svc.name == name and svc.namespace == ns):
+            return svc
+    if namespace is None:
+        for svc in snapshot.registry.services:
+            if svc.name == name:
+                return svc
+    raise DescribeError(f"no service {name!r} in namespace {ns}")
+
+
+def proxy_of(pod: Pod) -> Proxy:
+    kind = "gateway" if pod.gateway else "sidecar"
+    return Proxy(
+        id=Proxy.node_id(kind, pod.ip, pod.name, pod.namespace),
+        kind=kind,
+        ip=pod.ip,
+        namespace=pod.namespace,
+        instance=pod.name,
+        workload=pod.workload,
+        labels=dict(pod.labels),
+        service_account=pod.service_account,
+    )
+
+
+# --- pieces ---------------------------------------------------------------------------------------------
+
+
+def _target_port(sp: ServicePort, pod: Pod | None) -> int | None:
+    if sp.target_port_name is not None:
+        return pod.named_ports.get(sp.target_port_name) if pod is not None else None
+    return sp.target_port or sp.port
+
+
+def _lb_text(lb: Any | None) -> str:
+    if lb is None or (lb.simple is None and lb.consistent_hash is None):
+        return "LEAST_REQUEST (Istio's default)"
+    if lb.consistent_hash is not None:
+        ch = lb.consistent_hash
+        if ch.http_header_name:
+            key = f"header {ch.http_header_name}"
+        elif ch.http_cookie is not None:
+            key = f"cookie {ch.http_cookie.name}"
+        elif ch.use_source_ip:
+            key = "source IP"
+        elif ch.http_query_parameter_name:
+            key = f"query parameter {ch.http_query_parameter_name}"
+        else:
+            key = "?"
+        kind = "maglev" if ch.maglev is not None else "ring hash"
+        return f"consistent hash on {key} ({kind})"
+    return str(lb.simple)
+
+
+def _pool(pool: Any | None, connect_timeout_s: float) -> dict[str, Any]:
+    tcp = pool.tcp if pool is not None else None
+    http = pool.http if pool is not None else None
+
+    def limit(value: Any) -> str:
+        return "unlimited (Istio's default)" if value is None else str(value)
+
+    out = {
+        "maxConnections": limit(tcp.max_connections if tcp else None),
+        "http1MaxPendingRequests": limit(http.http1_max_pending_requests if http else None),
+        "http2MaxRequests": limit(http.http2_max_requests if http else None),
+        "maxRetries": limit(http.max_retries if http else None),
+        "maxRequestsPerConnection": (
+            str(http.max_requests_per_connection)
+            if http and http.max_requests_per_connection
+            else "unlimited"
+        ),
+        "connectTimeout": (
+            tcp.connect_timeout if tcp and tcp.connect_timeout else f"{connect_timeout_s:g}s (mesh)"
+        ),
+    }
+    if http and http.idle_timeout:
+        out["idleTimeout"] = http.idle_timeout
+    return out
+
+
+def _tls_text(snapshot: Snapshot, svc: Service, tls: Any | None) -> str:
+    if tls is not None and tls.mode:
+        extra = f" (sni {tls.sni})" if tls.sni else ""
+        return f"{tls.mode}{extra}"
+    if svc.mesh_external or not snapshot.mesh.enable_auto_mtls:
+        return "plaintext (no DestinationRule TLS)"
+    mode = authn.namespace_mode(
+        snapshot.configs.get("PeerAuthentication", []), svc.namespace, snapshot.mesh.root_namespace
+    )
+    if mode == authn.DISABLE:
+        return "plaintext (auto mTLS off: PeerAuthentication DISABLE)"
+    return "ISTIO_MUTUAL to endpoints with a sidecar (auto mTLS)"
+
+
+def effective_traffic_policy(
+    snapshot: Snapshot, svc: Service, dr: MergedDestinationRule | None, port: int, subset: str | None
+) -> dict[str, Any]:
+    pol = effective_policy(dr, port, subset)
+    od = pol.outlier_detection
+    return {
+        "loadBalancer": _lb_text(pol.load_balancer),
+        "connectionPool": _pool(pol.connection_pool, snapshot.mesh.connect_timeout_s),
+        "outlierDetection": _dump(od) if od is not None else "none (Istio's default)",
+        "tls": _tls_text(snapshot, svc, pol.tls),
+    }
+
+
+def default_retries(snapshot: Snapshot) -> dict[str, Any]:
+    retry = snapshot.mesh.default_http_retry
+    if retry is None:
+        return {"attempts": 2, "retryOn": DEFAULT_RETRY_ON, "source": "Istio's default retry policy"}
+    out = _dump(retry) or {}
+    out["source"] = "MeshConfig defaultHttpRetryPolicy"
+    return out
+
+
+def _retries(snapshot: Snapshot, http: Any) -> dict[str, Any]:
+    if http.retries is None:
+        return default_retries(snapshot)
+    if not http.retries.attempts:
+        return {"attempts": 0, "source": "VirtualService (retries disabled)"}
+    out = _dump(http.retries) or {}
+    out.setdefault("retryOn", DEFAULT_RETRY_ON)
+    out["source"] = "VirtualService"
+    return out
+
+
+def _timeout(http: Any) -> str:
+    if http.timeout is None:
+        return "none (Istio's default: no timeout)"
+    if http.timeout in ("0s", "0"):
+        return "disabled (0s)"
+    return str(http.timeout)
+
+
+def _describe_match(match: Any) -> str:
+    from isthmus.debug.route_test import describe_vs_match
+
+    return describe_vs_match(match)
+
+
+def _applies_to(vs: VirtualServiceEntry, svc: Service) -> bool:
+    return any(
+        host == svc.hostname or (h.is_wildcard(host) and h.subset_of(svc.hostname, host)) for host in vs.hosts
+    )
+
+
+def _http_ports(svc: Service) -> list[int]:
+    return [sp.port for sp in svc.ports if sp.protocol.is_http or sp.protocol is Protocol.AUTO]
+
+
+def _dest_summary(
+    snapshot: Snapshot,
+    dest: Any,
+    weight: int | None,
+    svc: Service,
+    dr: MergedDestinationRule | None,
+    pod: Pod | None,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"host": dest.host}
+    if dest.subset:
+        out["subset"] = dest.subset
+    if dest.port is not None and dest.port.number:
+        out["port"] = int(dest.port.number)
+    if weight is not None:
+        out["weight"] = weight
+    if dest.host == svc.hostname:
+        out["thisService"] = True
+        if dest.subset:
+            sub = dr.subset(dest.subset) if dr is not None else None
+            if sub is None:
+                out["problem"] = f"subset {dest.subset!r} is not defined by a DestinationRule: 503 NC"
+            elif pod is not None:
+                out["reachesThisPod"] = labels_match(sub.labels or {}, pod.labels)
+        elif pod is not None:
+            out["reachesThisPod"] = True
+    return out
+
+
+def virtual_service_summary(
+    snapshot: Snapshot,
+    vs: VirtualServiceEntry,
+    svc: Service,
+    dr: MergedDestinationRule | None,
+    pod: Pod | None,
+) -> dict[str, Any]:
+    ports = _http_ports(svc)
+    rules = []
+    for i, http in enumerate(vs.http):
+        matches = list(http.match or ())
+        rule_ports = sorted({int(m.port) for m in matches if m.port}) or ports
+        rule: dict[str, Any] = {
+            "index": i,
+            "matches": [_describe_match(m) for m in matches] or ["any request"],
+            "ports": [p for p in rule_ports if p in ports] or rule_ports,
+        }
+        if http.name:
+            rule["name"] = http.name
+        if http.redirect is not None:
+            rule["redirect"] = _dump(http.redirect)
+        elif http.direct_response is not None:
+            rule["directResponse"] = _dump(http.direct_response)
+        else:
+            dests = list(http.route or ())
+            rule["destinations"] = [
+                _dest_summary(snapshot, d.destination, d.weight if len(dests) > 1 else None, svc, dr, pod)
+                for d in dests
+                if d.destination is not None
+            ]
+            rule["timeout"] = _timeout(http)
+            rule["retries"] = _retries(snapshot, http)
+        if http.fault is not None:
+            rule["fault"] = _dump(http.fault)
+        if http.mirror is not None or http.mirrors:
+            rule["mirror"] = (
+                _dump(http.mirror) if http.mirror is not None else [_dump(m) for m in http.mirrors]
+            )
+        if http.rewrite is not None:
+            rule["rewrite"] = _dump(http.rewrite)
+        if not matches:
+            rule["catchAll"] = True
+        rules.append(rule)
+    out: dict[str, Any] = {
+        "name": vs.name,
+        "namespace": vs.namespace,
+        "hosts": list(vs.hosts),
+        "gateways": sorted(vs.gateways),
+        "httpRules": rules,
+    }
+    if vs.tcp:
+        out["tcpRules"] = len(vs.tcp)
+    if vs.tls:
+        out["tlsRules"] = len(vs.tls)
+    if vs.http and not any(not (r.match or []) for r in vs.http):
+        out["warning"] = "no catch-all rule: requests matching no rule get 404 NR"
+    if vs.problems:
+        out["problems"] = list(vs.problems)
+    return out
+
+
+def _gateways_exposing(snapshot: Snapshot, svc: Service) -> list[dict[str, Any]]:
+    out = []
+    for vs in snapshot.virtual_services.entries:
+        gws = sorted(g for g in vs.gateways if g != MESH_GATEWAY)
+        if not gws:
+            continue
+        paths = []
+        for http in vs.http:
+            if any(
+                d.destination is not None and d.destination.host == svc.hostname for d in http.route or ()
+            ):
+                paths.extend(_describe_match(m) for m in (http.match or [None]))
+        if not paths:
+            continue
+        for gw_name in gws:
+            gw = snapshot.gateway(gw_name)
+            entry: dict[str, Any] = {
+                "gateway": gw_name,
+                "virtualService": f"{vs.namespace}/{vs.name}",
+                "hosts": list(vs.hosts),
+                "routes": paths,
+            }
+            if gw is None:
+                entry["problem"] = f"Gateway {gw_name} does not exist: the VirtualService is ignored there"
+            else:
+                servers = []
+                for s in gw.spec.servers or ():
+                    servers.append(f"{s.port.protocol} {s.port.number} hosts {','.join(s.hosts or [])}")
+                entry["servers"] = servers
+                addresses = []
+                for pod in _pods(snapshot):
+                    if pod.gateway and labels_match(gw.spec.selector or {}, pod.labels):
+                        proxy = proxy_of(pod)
+                        for srv in snapshot.gateway_servers(proxy):
+                            if srv.gateway.key == gw.key:
+                                addresses.append(
+                                    f"{srv.protocol.value.lower()}://{pod.ip}:{srv.listen_port} ({pod.namespace}/{pod.name})"
+                                )
+                entry["addresses"] = sorted(set(addresses))
+            out.append(entry)
+    return out
+
+
+def service_summary(snapshot: Snapshot, svc: Service, pod: Pod | None) -> dict[str, Any]:
+    """What a caller in the service's namespace gets for this service (and how it reaches `pod`)."""
+    dr = snapshot.destination_rules.lookup(svc.namespace, {}, svc.hostname, svc.namespace)
+    ports = []
+    for sp in svc.ports:
+        entry: dict[str, Any] = {"name": sp.name, "port": sp.port, "protocol": sp.protocol.value}
+        tp = _target_port(sp, pod)
+        if tp is not None:
+            entry["targetPort"] = tp
+        ports.append(entry)
+    out: dict[str, Any] = {
+        "name": svc.name,
+        "namespace": svc.namespace,
+        "hostname": svc.hostname,
+        "source": f"{svc.source.kind} {svc.source.namespace}/{svc.source.name}",
+        "ports": ports,
+    }
+    matching_subsets: list[str] = []
+    if dr is not None:
+        subsets = []
+        for s in dr.subsets:
+            entry = {"name": s.name, "labels": dict(s.labels or {})}
+            if pod is not None:
+                entry["matchesThisPod"] = labels_match(s.labels or {}, pod.labels)
+                if entry["matchesThisPod"]:
+                    matching_subsets.append(s.name)
+            pods = [
+                p.name
+                for p in _pods(snapshot)
+                if p.namespace == svc.namespace
+                and svc.selector is not None
+                and labels_match(svc.selector, p.labels)
+                and labels_match(s.labels or {}, p.labels)
+            ]
+            entry["pods"] = pods
+            if not pods and svc.selector is not None:
+                entry["warning"] = "selects no pod: routes to it get 503 UH"
+            subsets.append(entry)
+        out["destinationRule"] = {
+            "name": dr.configs[0].name,
+            "namespace": dr.namespace,
+            "refs": dr.ref,
+            "host": dr.host,
+            "subsets": subsets,
+        }
+        if pod is not None:
+            out["destinationRule"]["podSubsets"] = matching_subsets
+    else:
+        out["destinationRule"] = None
+    policies = {}
+    for sp in svc.ports:
+        entry = {"default": effective_traffic_policy(snapshot, svc, dr, sp.port, None)}
+        for subset in matching_subsets:
+            pol = effective_traffic_policy(snapshot, svc, dr, sp.port, subset)
+            if pol != entry["default"]:
+                entry[f"subset {subset}"] = pol
+        policies[str(sp.port)] = entry
+    out["trafficPolicy"] = policies
+    vses = [
+        vs
+        for vs in snapshot.virtual_services.for_namespace(svc.namespace, MESH_GATEWAY)
+        if MESH_GATEWAY in vs.gateways and _applies_to(vs, svc)
+    ]
+    out["virtualServices"] = [virtual_service_summary(snapshot, vs, svc, dr, pod) for vs in vses]
+    if not vses:
+        out["defaultRoutes"] = [
+            {
+                "port": port,
+                "cluster": naming.outbound_cluster(port, "", svc.hostname),
+                "timeout": "none (Istio's default: no timeout)",
+                "retries": default_retries(snapshot),
+            }
+            for port in _http_ports(svc)
+        ]
+    out["gateways"] = _gateways_exposing(snapshot, svc)
+    return out
+
+
+def _authz(snapshot: Snapshot, proxy: Proxy) -> list[dict[str, Any]]:
+    from isthmus.xds.gen import authz
+
+    out = []
+    for cfg in authz.policies_for(snapshot, "AuthorizationPolicy", proxy):
+        rules = list(cfg.spec.rules or ())
+        entry: dict[str, Any] = {
+            "name": cfg.name,
+            "namespace": cfg.namespace,
+            "action": cfg.spec.action or "ALLOW",
+            "rules": len(rules),
+            "scope": "mesh (root namespace)"
+            if cfg.namespace == snapshot.mesh.root_namespace
+            else ("workload selector" if authz._selector(cfg) else "namespace"),
+            "policyNames": [
+                f"ns[{cfg.namespace}]-policy[{cfg.name}]-rule[{i}]" for i in range(max(1, len(rules)))
+            ],
+        }
+        if (cfg.metadata.annotations or {}).get(authz.DRY_RUN, "").lower() == "true":
+            entry["dryRun"] = True
+        if not rules and entry["action"] == "ALLOW":
+            entry["note"] = "no rules: allows nothing (denies every request)"
+        out.append(entry)
+    return out
+
+
+def _request_authn(snapshot: Snapshot, proxy: Proxy) -> list[dict[str, Any]]:
+    from isthmus.xds.gen import authz
+
+    out = []
+    for cfg in authz.policies_for(snapshot, "RequestAuthentication", proxy):
+        out.append(
+            {
+                "name": cfg.name,
+                "namespace": cfg.namespace,
+                "issuers": [r.issuer for r in cfg.spec.jwt_rules or ()],
+            }
+        )
+    return out
+
+
+def pod_summary(snapshot: Snapshot, pod: Pod) -> dict[str, Any]:
+    proxy = proxy_of(pod)
+    inbound = {ib.port: ib for ib in snapshot.inbound_ports(proxy)}
+    ports = []
+    for target, app_port in sorted(pod.app_ports.items()):
+        ib = inbound.get(target)
+        ports.append(
+            {
+                "port": target,
+                "appPort": app_port,
+                "protocol": ib.protocol.value if ib is not None else Protocol.AUTO.value,
+                "services": [f"{s.name}:{sp.port}" for s, sp in (ib.services if ib is not None else ())],
+            }
+        )
+    out: dict[str, Any] = {
+        "name": pod.name,
+        "namespace": pod.namespace,
+        "workload": pod.workload,
+        "ip": pod.ip,
+        "labels": dict(pod.labels),
+        "serviceAccount": pod.service_account,
+        "identity": f"spiffe://{snapshot.mesh.trust_domain}/ns/{pod.namespace}/sa/{pod.service_account}",
+        "proxy": "gateway" if pod.gateway else ("sidecar" if pod.sidecar else "none"),
+        "ready": pod.ready,
+        "ports": ports,
+    }
+    if not pod.sidecar and not pod.gateway:
+        out["warning"] = "no sidecar: not in the mesh (plaintext, no policies enforced on its side)"
+    mtls = authn.workload_mtls(
+        snapshot.configs.get("PeerAuthentication", []),
+        pod.namespace,
+        pod.labels,
+        snapshot.mesh.root_namespace,
+    )
+    out["peerAuthentication"] = {
+        "mode": mtls.mode,
+        "ports": {str(p["port"]): mtls.for_port(p["port"]) for p in ports},
+        "policies": [f"{c.namespace}/{c.name}" for c in mtls.policies],
+    }
+    if not mtls.policies:
+        out["peerAuthentication"]["note"] = "no PeerAuthentication applies: PERMISSIVE (Istio's default)"
+    out["authorizationPolicies"] = _authz(snapshot, proxy)
+    out["requestAuthentications"] = _request_authn(snapshot, proxy)
+    sidecar = snapshot.sidecar_resource(proxy)
+    if sidecar is not None:
+        out["sidecar"] = {
+            "name": sidecar.name,
+            "namespace": sidecar.namespace,
+            "egressHosts": [h for eg in sidecar.spec.egress or () for h in eg.hosts or ()],
+        }
+    if proxy.kind == "sidecar":
+        out["outboundTrafficPolicy"] = snapshot.scope(proxy).outbound_policy
+    return out
+
+
+def describe(snapshot: Snapshot, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
+    kind = {"po": "pod", "pods": "pod", "workloads": "workload", "deploy": "workload", "deployment": "workload",
+            "svc": "service", "services": "service"}.get(kind.lower(), kind.lower())  # fmt: skip
+    if kind not in ("pod", "workload", "service"):
+        raise DescribeError(f"cannot describe {kind!r}: use pod, workload or service")
+    if not name:
+        raise DescribeError("a name is required")
+    out: dict[str, Any] = {"kind": kind, "configVersion": snapshot.version}
+    if kind == "service":
+        svc = find_service(snapshot, name, namespace)
+        pods = [
+            p
+            for p in _pods(snapshot)
+            if svc.selector is not None
+            and p.namespace == svc.namespace
+            and labels_match(svc.selector, p.labels)
+        ]
+        out["service"] = service_summary(snapshot, svc, None)
+        dr = snapshot.destination_rules.lookup(svc.namespace, {}, svc.hostname, svc.namespace)
+        out["pods"] = []
+        for p in pods:
+            subsets = [s.name for s in (dr.subsets if dr else ()) if labels_match(s.labels or {}, p.labels)]
+            mtls = authn.workload_mtls(
+                snapshot.configs.get("PeerAuthentication", []),
+                p.namespace,
+                p.labels,
+                snapshot.mesh.root_namespace,
+            )
+            out["pods"].append(
+                {
+                    "name": p.name,
+                    "ip": p.ip,
+                    "labels": dict(p.labels),
+                    "ready": p.ready,
+                    "sidecar": p.sidecar,
+                    "subsets": subsets,
+                    "mtls": mtls.mode,
+                }
+            )
+        return out
+    pods = find_pods(snapshot, kind, name, namespace)
+    first = pods[0]
+    if kind == "workload":
+        out["workload"] = {"name": first.workload or first.name, "namespace": first.namespace,
+                           "instances": [p.name for p in pods]}  # fmt: skip
+    out["pod"] = pod_summary(snapshot, first)
+    out["services"] = [
+        service_summary(snapshot, svc, first) for svc in snapshot.registry.services_selecting(first)
+    ]
+    if not out["services"]:
+        out["warnings"] = ["no Service selects this pod: nothing routes to it by name"]
+    return out
+
+
+# --- text ---------------------------------------------------------------------------------------------
+
+
+def _policy_lines(pol: Mapping[str, Any], indent: str) -> list[str]:
+    cp = pol["connectionPool"]
+    od = pol["outlierDetection"]
+    od_text = od if isinstance(od, str) else ", ".join(f"{k} {v}" for k, v in od.items())
+    return [
+        f"{indent}Load balancer: {pol['loadBalancer']}",
+        f"{indent}Connection pool: maxConnections {cp['maxConnections']}, http1MaxPendingRequests "
+        f"{cp['http1MaxPendingRequests']}, http2MaxRequests {cp['http2MaxRequests']}, maxRetries "
+        f"{cp['maxRetries']}, connectTimeout {cp['connectTimeout']}",
+        f"{indent}Outlier detection: {od_text}",
+        f"{indent}TLS: {pol['tls']}",
+    ]
+
+
+def _retry_text(r: Mapping[str, Any]) -> str:
+    if not r.get("attempts") and r.get("attempts") is not None:
+        return f"none ({r.get('source', '')})"
+    text = f"{r.get('attempts', 2)} attempts on {r.get('retryOn', DEFAULT_RETRY_ON)}"
+    if r.get("perTryTimeout"):
+        text += f", perTryTimeout {r['perTryTimeout']}"
+    return text + f" ({r.get('source', '')})"
+
+
+def _service_lines(s: Mapping[str, Any], pod_name: str | None) -> list[str]:
+    lines = [
+        "--------------------",
+        f"Service: {s['name']}.{s['namespace']} ({s['hostname']}, {s['source']})",
+    ]
+    for p in s["ports"]:
+        target = f" targets pod port {p['targetPort']}" if "targetPort" in p else ""
+        lines.append(f"   Port: {p['name'] or '-'} {p['port']}/{p['protocol']}{target}")
+    dr = s.get("destinationRule")
+    if dr is None:
+        lines.append("DestinationRule: none")
+    else:
+        lines.append(f"DestinationRule: {dr['refs']} for {dr['host']!r}")
+        if pod_name is not None:
+            matching = dr.get("podSubsets") or []
+            lines.append(f"   Matching subsets: {', '.join(matching) if matching else 'none'}")
+            others = [x["name"] for x in dr["subsets"] if x["name"] not in matching]
+            if others:
+                lines.append(f"      (Non-matching subsets {', '.join(others)})")
+        for sub in dr["subsets"]:
+            pods = ", ".join(sub.get("pods", [])) or "no pod"
+            warn = f"  WARNING: {sub['warning']}" if sub.get("warning") else ""
+            lines.append(f"   Subset {sub['name']} ({_fmt_labels(sub['labels'])}): {pods}{warn}")
+    for port, entry in s["trafficPolicy"].items():
+        lines.append(f"Traffic policy, port {port}:")
+        for key, pol in entry.items():
+            lines.append(f"   {key}:")
+            lines.extend(_policy_lines(pol, "      "))
+    for vs in s["virtualServices"]:
+        lines.append(f"VirtualService: {vs['name']}.{vs['namespace']} (hosts {', '.join(vs['hosts'])})")
+        for rule in vs["httpRules"]:
+            name = f" {rule['name']!r}" if rule.get("name") else ""
+            lines.append(
+                f"   http[{rule['index']}]{name} when {' OR '.join(rule['matches'])}; ports {','.join(str(p) for p in rule['ports'])}"
+            )
+            for d in rule.get("destinations", []):
+                bits = [d["host"]]
+                if d.get("subset"):
+                    bits.append(f"subset {d['subset']}")
+                if d.get("port"):
+                    bits.append(f"port {d['port']}")
+                if "weight" in d:
+                    bits.append(f"weight {d['weight']}%")
+                if pod_name is not None and d.get("thisService"):
+                    bits.append("-> this pod" if d.get("reachesThisPod") else "-> not this pod")
+                if d.get("problem"):
+                    bits.append(f"WARNING: {d['problem']}")
+                lines.append(f"      route to {', '.join(bits)}")
+            if "redirect" in rule:
+                lines.append(f"      redirect {rule['redirect']}")
+            if "directResponse" in rule:
+                lines.append(f"      direct response {rule['directResponse']}")
+            if "timeout" in rule:
+                lines.append(f"      timeout: {rule['timeout']}")
+                lines.append(f"      retries: {_retry_text(rule['retries'])}")
+            for key in ("fault", "mirror", "rewrite"):
+                if key in rule:
+                    lines.append(f"      {key}: {rule[key]}")
+        if vs.get("warning"):
+            lines.append(f"   WARNING: {vs['warning']}")
+        for p in vs.get("problems", []):
+            lines.append(f"   WARNING: {p}")
+    for d in s.get("defaultRoutes", []):
+        lines.append(
+            f"Default route, port {d['port']} (no VirtualService): {d['cluster']}; timeout {d['timeout']}; "
+            f"retries {_retry_text(d['retries'])}"
+        )
+    for g in s.get("gateways", []):
+        lines.append(
+            f"Exposed on Gateway {g['gateway']} by VirtualService {g['virtualService']} (hosts {', '.join(g['hosts'])})"
+        )
+        for a in g.get("addresses", []):
+            lines.append(f"   {a}")
+        lines.append(f"   routes: {'; '.join(g['routes'])}")
+        if g.get("problem"):
+            lines.append(f"   WARNING: {g['problem']}")
+    return lines
+
+
+def render_text(data: Mapping[str, Any]) -> str:
+    lines: list[str] = []
+    if data["kind"] == "service":
+        lines.extend(_service_lines(data["service"], None)[1:])
+        lines.append("Pods:")
+        for p in data.get("pods", []):
+            subsets = f" subsets {','.join(p['subsets'])}" if p["subsets"] else ""
+            lines.append(
+                f"   {p['name']} {p['ip']} ({_fmt_labels(p['labels'])}){subsets}, mTLS {p['mtls']}"
+                + ("" if p["sidecar"] else ", no sidecar")
+            )
+        if not data.get("pods"):
+            lines.append("   none")
+        return "\n".join(lines) + "\n"
+    pod = data["pod"]
+    if data.get("workload"):
+        w = data["workload"]
+        lines.append(f"Workload: {w['name']}.{w['namespace']} (instances: {', '.join(w['instances'])})")
+    lines.append(f"Pod: {pod['name']}.{pod['namespace']} ({pod['ip']}, {pod['proxy']})")
+    lines.append(f"   Labels: {_fmt_labels(pod['labels'])}")
+    lines.append(f"   Identity: {pod['identity']}")
+    lines.append(
+        "   Pod Ports: "
+        + ", ".join(f"{p['port']}/{p['protocol']} (app {p['appPort']})" for p in pod["ports"])
+    )
+    if pod.get("warning"):
+        lines.append(f"   WARNING: {pod['warning']}")
+    for s in data.get("services", []):
+        lines.extend(_service_lines(s, pod["name"]))
+    lines.append("--------------------")
+    pa = pod["peerAuthentication"]
+    per_port = ", ".join(f"{p} {m}" for p, m in pa["ports"].items())
+    src = ", ".join(pa["policies"]) or pa.get("note", "")
+    lines.append(f"PeerAuthentication: {pa['mode']} (ports: {per_port}) from {src}")
+    aps = pod.get("authorizationPolicies", [])
+    if aps:
+        lines.append("AuthorizationPolicies:")
+        for ap in aps:
+            extra = " (dry-run)" if ap.get("dryRun") else ""
+            note = f" - {ap['note']}" if ap.get("note") else ""
+            lines.append(
+                f"   {ap['action']:<6} {ap['name']}.{ap['namespace']} ({ap['rules']} rules, {ap['scope']}){extra}{note}"
+            )
+    else:
+        lines.append("AuthorizationPolicies: none (every request allowed)")
+    for ra in pod.get("requestAuthentications", []):
+        lines.append(
+            f"RequestAuthentication: {ra['name']}.{ra['namespace']} issuers {', '.join(ra['issuers'])}"
+        )
+    if pod.get("sidecar"):
+        sc = pod["sidecar"]
+        lines.append(
+            f"Sidecar: {sc['name']}.{sc['namespace']} egress {', '.join(sc['egressHosts']) or '*/*'}"
+        )
+    if pod.get("outboundTrafficPolicy"):
+        lines.append(f"Outbound traffic policy: {pod['outboundTrafficPolicy']}")
+    for w in data.get("warnings", []):
+        lines.append(f"WARNING: {w}")
+    return "\n".join(lines) + "\n"
+
+
+def services_of(snapshot: Snapshot, pods: Sequence[Pod]) -> list[Service]:
+    out: list[Service] = []
+    for pod in pods:
+        for svc in snapshot.registry.services_selecting(pod):
+            if svc not in out:
+                out.append(svc)
+    return out

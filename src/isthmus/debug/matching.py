@@ -1,0 +1,486 @@
+"""Envoy's virtual-host and route selection, in Python, on route configs in Envoy's JSON form.
+
+Follows Envoy's `source/common/router/config_impl.cc` (RouteMatcher::findVirtualHost,
+findWildcardVirtualHost, RouteEntryImplBase::matchRoute and the path matchers),
+`source/common/http/header_utility.cc` (matchHeaders) and `source/common/router/config_utility.cc`
+(QueryParameterMatcher), for everything Isthmus generates:
+
+- virtual hosts: exact domains, then `*suffix` wildcards (longest first, never the whole host), then
+  `prefix*` wildcards (longest first), then `*`; hosts compared lower-cased; the port stays part of the
+  host unless `ignore_port_in_host_matching`;
+- routes in order, first match wins: `prefix` / `path` / `safe_regex` (whole path, RE2) /
+  `path_separated_prefix` on the path without query and fragment, `case_sensitive` (default true),
+  `connect_matcher` (CONNECT requests only, which match nothing else), `headers` (`string_match`,
+  `present_match`, `invert_match`, `treat_missing_header_as_empty`, the legacy `exact_match`/
+  `prefix_match`/`safe_regex_match`/...; several values of a header joined with ","), and
+  `query_parameters` (first value, URL-decoded; `present_match`; no matcher = present).
+
+The request path is normalized as the sidecar's HTTP connection manager does (`normalize_path`: RFC 3986
+dot segments, percent-encoded unreserved characters decoded), and the headers the connection manager
+adds before routing (`x-forwarded-proto`, `x-request-id`) are added when the request has none.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+try:  # RE2, as Envoy's safe_regex (a dependency of isthmus); `re` as a fallback.
+    import re2 as _re
+except ImportError:  # pragma: no cover
+    import re as _re  # type: ignore[no-redef]
+
+
+# --- the request --------------------------------------------------------------------------------
+
+
+@dataclass
+class Request:
+    authority: str
+    path: str = "/"  # as sent: path and query
+    method: str = "GET"
+    scheme: str = "http"
+    headers: list[tuple[str, str]] = field(default_factory=list)  # lower-case names, no pseudo-headers
+
+    @property
+    def is_connect(self) -> bool:
+        return self.method.upper() == "CONNECT"
+
+    def header_values(self, name: str) -> list[str] | None:
+        name = name.lower()
+        if name == ":authority" or name == "host":
+            return [self.authority]
+        if name == ":method":
+            return [self.method]
+        if name == ":path":
+            return [self.path]
+        if name == ":scheme":
+            return [self.scheme]
+        values = [v for k, v in self.headers if k == name]
+        return values or None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "authority": self.authority,
+            "path": self.path,
+            "scheme": self.scheme,
+            "headers": {k: v for k, v in self.headers},
+        }
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def request_from_url(
+    url: str, method: str | None = None, headers: Sequence[tuple[str, str]] = (), *, add_defaults: bool = True
+) -> Request:
+    """The request Envoy sees for `url` sent through an HTTP proxy (absolute form, Host from the URL).
+
+    `tcp://host:port` becomes a CONNECT to host:port. A `Host` header overrides the authority.
+    """
+    if "://" not in url:
+        url = "http://" + url
+    scheme, _, rest = url.partition("://")
+    scheme = scheme.lower()
+    hostport, slash, path = rest.partition("/")
+    path = "/" + path if slash else "/"
+    if "?" in hostport:  # http://host?x=1
+        hostport, _, q = hostport.partition("?")
+        path = "/?" + q
+    if "#" in path:
+        path = path.split("#", 1)[0]
+    authority = hostport
+    if scheme in _DEFAULT_PORTS and authority.endswith(f":{_DEFAULT_PORTS[scheme]}"):
+        # Clients leave the default port out of Host.
+        authority = authority[: -len(f":{_DEFAULT_PORTS[scheme]}")]
+    hdrs: list[tuple[str, str]] = []
+    for k, v in headers:
+        k = k.strip().lower()
+        if k == "host" or k == ":authority":
+            authority = v.strip()
+            continue
+        hdrs.append((k, v))
+    if scheme == "tcp":
+        req = Request(authority=hostport, path="", method="CONNECT", scheme="http", headers=hdrs)
+    else:
+        req = Request(
+            authority=authority, path=path, method=(method or "GET").upper(), scheme=scheme, headers=hdrs
+        )
+    if add_defaults:
+        names = {k for k, _ in req.headers}
+        if "x-forwarded-proto" not in names:
+            req.headers.append(("x-forwarded-proto", req.scheme))
+        if "x-request-id" not in names:
+            req.headers.append(("x-request-id", str(uuid.uuid4())))
+    return req
+
+
+# --- path normalization (HCM normalize_path) ----------------------------------------------------
+
+_UNRESERVED = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def _decode_unreserved(path: str) -> str:
+    out = []
+    i = 0
+    while i < len(path):
+        ch = path[i]
+        if ch == "%" and i + 3 <= len(path):
+            hexpart = path[i + 1 : i + 3]
+            if all(c in "0123456789abcdefABCDEF" for c in hexpart):
+                decoded = chr(int(hexpart, 16))
+                out.append(decoded if decoded in _UNRESERVED else "%" + hexpart.upper())
+                i += 3
+                continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 5.2.4."""
+    inp = path
+    out: list[str] = []
+    while inp:
+        if inp.startswith("../"):
+            inp = inp[3:]
+        elif inp.startswith("./"):
+            inp = inp[2:]
+        elif inp.startswith("/./"):
+            inp = "/" + inp[3:]
+        elif inp == "/.":
+            inp = "/"
+        elif inp.startswith("/../"):
+            inp = "/" + inp[4:]
+            if out:
+                out.pop()
+        elif inp == "/..":
+            inp = "/"
+            if out:
+                out.pop()
+        elif inp in (".", ".."):
+            inp = ""
+        else:
+            start = 1 if inp.startswith("/") else 0
+            nxt = inp.find("/", start)
+            if nxt < 0:
+                out.append(inp)
+                inp = ""
+            else:
+                out.append(inp[:nxt])
+                inp = inp[nxt:]
+    return "".join(out) or "/"
+
+
+def normalize_path(path: str) -> str:
+    """What Envoy's `normalize_path` makes of the path (the query string is left alone)."""
+    p, q, query = path.partition("?")
+    p = p.replace("\\", "/")
+    p = _remove_dot_segments(_decode_unreserved(p))
+    return p + (q + query if q else "")
+
+
+def path_only(path: str) -> str:
+    """The path without query string and fragment: what path matchers see."""
+    for sep in ("?", "#"):
+        path = path.split(sep, 1)[0]
+    return path
+
+
+def query_params(path: str) -> dict[str, list[str]]:
+    _, _, query = path.partition("?")
+    query = query.split("#", 1)[0]
+    out: dict[str, list[str]] = {}
+    for part in query.split("&"):
+        if not part:
+            continue
+        k, eq, v = part.partition("=")
+        out.setdefault(urllib.parse.unquote(k), []).append(urllib.parse.unquote(v) if eq else "")
+    return out
+
+
+# --- string matching ------------------------------------------------------------------------------
+
+
+def _regex_full(pattern: str, value: str, ignore_case: bool = False) -> bool:
+    try:
+        if ignore_case:
+            return _re.fullmatch("(?i)" + pattern, value) is not None
+        return _re.fullmatch(pattern, value) is not None
+    except Exception:  # an invalid regex never matches (Envoy would have refused the config)
+        return False
+
+
+def string_match(m: Mapping[str, Any], value: str) -> bool:
+    """envoy.type.matcher.v3.StringMatcher."""
+    ignore = bool(m.get("ignore_case"))
+    v = value.lower() if ignore else value
+    if "exact" in m:
+        return v == (m["exact"].lower() if ignore else m["exact"])
+    if "prefix" in m:
+        return v.startswith(m["prefix"].lower() if ignore else m["prefix"])
+    if "suffix" in m:
+        return v.endswith(m["suffix"].lower() if ignore else m["suffix"])
+    if "contains" in m:
+        return (m["contains"].lower() if ignore else m["contains"]) in v
+    if "safe_regex" in m:
+        return _regex_full((m["safe_regex"] or {}).get("regex", ""), value)
+    return m == {} or set(m) <= {"ignore_case"}  # an empty matcher matches anything
+
+
+def describe_string_match(m: Mapping[str, Any]) -> str:
+    ic = " (ignore case)" if m.get("ignore_case") else ""
+    for kind in ("exact", "prefix", "suffix", "contains"):
+        if kind in m:
+            return f"{kind} {m[kind]!r}{ic}"
+    if "safe_regex" in m:
+        return f"regex {(m['safe_regex'] or {}).get('regex', '')!r}{ic}"
+    return "any"
+
+
+def header_matches(hm: Mapping[str, Any], request: Request) -> bool:
+    values = request.header_values(hm.get("name", ""))
+    invert = bool(hm.get("invert_match"))
+    present = hm.get("present_match")
+    value_keys = ("string_match", "exact_match", "prefix_match", "suffix_match", "contains_match")
+    has_value_matcher = any(k in hm for k in (*value_keys, "safe_regex_match", "range_match"))
+    if values is None and not hm.get("treat_missing_header_as_empty"):
+        if has_value_matcher:
+            return False  # a value matcher never matches a missing header, inverted or not
+        want_present = True if present is None else bool(present)
+        return want_present if invert else not want_present
+    value = ",".join(values) if values else ""
+    if "string_match" in hm:
+        match = string_match(hm["string_match"], value)
+    elif "exact_match" in hm:
+        match = hm["exact_match"] == "" or value == hm["exact_match"]
+    elif "prefix_match" in hm:
+        match = value.startswith(hm["prefix_match"])
+    elif "suffix_match" in hm:
+        match = value.endswith(hm["suffix_match"])
+    elif "contains_match" in hm:
+        match = hm["contains_match"] in value
+    elif "safe_regex_match" in hm:
+        match = _regex_full((hm["safe_regex_match"] or {}).get("regex", ""), value)
+    elif "range_match" in hm:
+        rng = hm["range_match"]
+        try:
+            n = int(value)
+            match = int(rng.get("start", 0)) <= n < int(rng.get("end", 0))
+        except ValueError:
+            match = False
+    elif present is not None:
+        match = bool(present)
+    else:
+        match = True  # no matcher: "present" in the legacy sense
+    return match != invert
+
+
+def describe_header_matcher(hm: Mapping[str, Any]) -> str:
+    name = hm.get("name", "")
+    neg = "not " if hm.get("invert_match") else ""
+    if "string_match" in hm:
+        return f"header {name} {neg}{describe_string_match(hm['string_match'])}"
+    if hm.get("present_match") is not None:
+        present = bool(hm["present_match"]) != bool(hm.get("invert_match"))
+        return f"header {name} {'present' if present else 'absent'}"
+    for key, label in (
+        ("exact_match", "exact"),
+        ("prefix_match", "prefix"),
+        ("suffix_match", "suffix"),
+        ("contains_match", "contains"),
+    ):
+        if key in hm:
+            return f"header {name} {neg}{label} {hm[key]!r}"
+    if "safe_regex_match" in hm:
+        return f"header {name} {neg}regex {(hm['safe_regex_match'] or {}).get('regex', '')!r}"
+    return f"header {name} present"
+
+
+def query_matches(qm: Mapping[str, Any], params: Mapping[str, list[str]]) -> bool:
+    values = params.get(qm.get("name", ""))
+    if not values:
+        return False
+    if qm.get("present_match"):
+        return True
+    if "string_match" in qm:
+        return string_match(qm["string_match"], values[0])
+    return True
+
+
+def describe_query_matcher(qm: Mapping[str, Any]) -> str:
+    name = qm.get("name", "")
+    if qm.get("present_match") or "string_match" not in qm:
+        return f"query {name} present"
+    return f"query {name} {describe_string_match(qm['string_match'])}"
+
+
+# --- virtual hosts --------------------------------------------------------------------------------
+
+
+def port_start(host: str) -> int:
+    """Envoy's HeaderUtility::getPortStart: index of the ':' before a numeric port, or -1."""
+    i = host.rfind(":")
+    if i < 0:
+        return -1
+    v6_end = host.rfind("]")
+    if v6_end < 0 or v6_end < i:
+        return i
+    return -1
+
+
+@dataclass
+class VirtualHostMatch:
+    vhost: dict[str, Any]
+    domain: str  # the domain entry that matched
+    how: str  # "exact", "suffix wildcard", "prefix wildcard", "default (*)"
+
+
+def select_virtual_host(
+    route_config: Mapping[str, Any], authority: str, *, ignore_port: bool | None = None
+) -> VirtualHostMatch | None:
+    if ignore_port is None:
+        ignore_port = bool(route_config.get("ignore_port_in_host_matching"))
+    exact: dict[str, tuple[dict[str, Any], str]] = {}
+    suffixes: dict[str, tuple[dict[str, Any], str]] = {}
+    prefixes: dict[str, tuple[dict[str, Any], str]] = {}
+    default: tuple[dict[str, Any], str] | None = None
+    for vh in route_config.get("virtual_hosts", []) or []:
+        for domain in vh.get("domains", []) or []:
+            d = domain.lower()
+            if d == "*":
+                if default is None:
+                    default = (vh, domain)
+            elif d.startswith("*"):
+                suffixes.setdefault(d[1:], (vh, domain))
+            elif d.endswith("*"):
+                prefixes.setdefault(d[:-1], (vh, domain))
+            else:
+                exact.setdefault(d, (vh, domain))
+    host = authority
+    if ignore_port:
+        i = port_start(host)
+        if i >= 0:
+            host = host[:i]
+    host = host.lower()
+    if host in exact:
+        vh, d = exact[host]
+        return VirtualHostMatch(vh, d, "exact")
+    for key in sorted(suffixes, key=len, reverse=True):
+        if len(key) >= len(host):
+            continue  # "*.foo.com" never matches ".foo.com"
+        if host.endswith(key):
+            vh, d = suffixes[key]
+            return VirtualHostMatch(vh, d, "suffix wildcard")
+    for key in sorted(prefixes, key=len, reverse=True):
+        if len(key) >= len(host):
+            continue
+        if host.startswith(key):
+            vh, d = prefixes[key]
+            return VirtualHostMatch(vh, d, "prefix wildcard")
+    if default is not None:
+        return VirtualHostMatch(default[0], default[1], "default (*)")
+    return None
+
+
+# --- routes ---------------------------------------------------------------------------------------
+
+
+def _case(m: Mapping[str, Any]) -> bool:
+    cs = m.get("case_sensitive")
+    if isinstance(cs, dict):
+        cs = cs.get("value", True)
+    return True if cs is None else bool(cs)
+
+
+def path_matches(m: Mapping[str, Any], request: Request) -> tuple[bool, str]:
+    """(matches, description of the path condition)."""
+    path = path_only(normalize_path(request.path))
+    cs = _case(m)
+    suffix = "" if cs else " (ignore case)"
+    if "prefix" in m:
+        pre = m["prefix"]
+        ok = path.startswith(pre) if cs else path.lower().startswith(pre.lower())
+        return ok, f"path prefix {pre!r}{suffix}"
+    if "path" in m:
+        want = m["path"]
+        ok = path == want if cs else path.lower() == want.lower()
+        return ok, f"path exact {want!r}{suffix}"
+    if "safe_regex" in m:
+        regex = (m["safe_regex"] or {}).get("regex", "")
+        return _regex_full(regex, path, ignore_case=not cs), f"path regex {regex!r}{suffix}"
+    if "path_separated_prefix" in m:
+        pre = m["path_separated_prefix"]
+        p = path if cs else path.lower()
+        q = pre if cs else pre.lower()
+        ok = p == q or p.startswith(q + "/")
+        return ok, f"path separated prefix {pre!r}{suffix}"
+    if "path_match_policy" in m:
+        return False, "path template (not evaluated)"
+    return True, "any path"
+
+
+def describe_match(m: Mapping[str, Any]) -> str:
+    if "connect_matcher" in m:
+        return "CONNECT"
+    parts = []
+    _, desc = path_matches(m, Request(authority="", path="/"))
+    parts.append(desc)
+    for hm in m.get("headers", []) or []:
+        parts.append(describe_header_matcher(hm))
+    for qm in m.get("query_parameters", []) or []:
+        parts.append(describe_query_matcher(qm))
+    return ", ".join(parts)
+
+
+def route_mismatch(route: Mapping[str, Any], request: Request) -> str | None:
+    """None when the route matches the request, else the first condition that fails."""
+    m = route.get("match") or {}
+    if "connect_matcher" in m:
+        if request.is_connect:
+            return _headers_and_query(m, request)
+        return "matches CONNECT requests only"
+    if request.is_connect:
+        return "a CONNECT request only matches connect routes"
+    ok, desc = path_matches(m, request)
+    if not ok:
+        return f"{desc} does not match {path_only(normalize_path(request.path))!r}"
+    return _headers_and_query(m, request)
+
+
+def _headers_and_query(m: Mapping[str, Any], request: Request) -> str | None:
+    for hm in m.get("headers", []) or []:
+        if not header_matches(hm, request):
+            values = request.header_values(hm.get("name", ""))
+            seen = "missing" if values is None else repr(",".join(values))
+            return f"{describe_header_matcher(hm)} fails (value {seen})"
+    params = query_params(request.path)
+    for qm in m.get("query_parameters", []) or []:
+        if not query_matches(qm, params):
+            got = params.get(qm.get("name", ""))
+            seen = "missing" if not got else repr(got[0])
+            return f"{describe_query_matcher(qm)} fails (value {seen})"
+    if m.get("runtime_fraction"):
+        return None  # runtime fractions are not evaluated: treated as matching
+    return None
+
+
+@dataclass
+class RouteMatch:
+    route: dict[str, Any] | None
+    index: int  # position in the virtual host, -1 when none
+    skipped: list[tuple[int, dict[str, Any], str]]  # routes before it that did not match, with why
+
+
+def select_route(vhost: Mapping[str, Any], request: Request) -> RouteMatch:
+    skipped: list[tuple[int, dict[str, Any], str]] = []
+    for i, route in enumerate(vhost.get("routes", []) or []):
+        why = route_mismatch(route, request)
+        if why is None:
+            return RouteMatch(route=dict(route), index=i, skipped=skipped)
+        skipped.append((i, dict(route), why))
+    return RouteMatch(route=None, index=-1, skipped=skipped)
