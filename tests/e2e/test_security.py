@@ -489,3 +489,52 @@ def test_certificates_rotate_while_connections_stay_open(security_mesh: MeshProc
     assert stream.status == 200 and len(stream.body.splitlines()) == 50, stream
     assert second != first, "the workload certificate did not rotate during 10 s (TTL 8 s)"
     del time
+
+
+def test_custom_policy_asks_the_ext_authz_provider(security_mesh: MeshProcess) -> None:
+    """CUSTOM: only requests the rules match go to the provider (the echo app at /check/...), which
+    decides; its headers reach the upstream on allow and the client on deny."""
+    custom = """
+    apiVersion: security.istio.io/v1
+    kind: AuthorizationPolicy
+    metadata: {name: ext-authz-admin}
+    spec:
+      selector: {matchLabels: {app: server}}
+      action: CUSTOM
+      provider: {name: echo-authz}
+      rules:
+      - to: [{operation: {paths: ["/admin/*"]}}]
+    """
+    with applied(security_mesh, custom):
+        # Not matched by the rules: the provider is not asked, so its header never appears.
+        body = echo_body(security_mesh.curl("sleep", "http://server/public?header=x-authz-user:alice"))
+        assert "x-authz-user" not in body["headers"]
+        # Matched: the provider says 200 and adds x-authz-user, which headersToUpstreamOnAllow lets through.
+        body = echo_body(security_mesh.curl("sleep", "http://server/admin/a?header=x-authz-user:alice"))
+        assert body["headers"]["x-authz-user"] == "alice"
+        assert body["path"].startswith("/admin/a")
+        # The provider says 403: the client gets its status and the header headersToDownstreamOnDeny allows.
+        resp = security_mesh.curl("sleep", "http://server/admin/a?status=403&header=x-authz-reason:no")
+        assert resp.status == 403, resp
+        assert resp.header("x-authz-reason") == "no"
+        # The same rules apply to clients without a sidecar.
+        assert security_mesh.curl_direct("legacy", "http://server/admin/b?status=401").status == 401
+        assert echo_body(security_mesh.curl_direct("legacy", "http://server/b?status=200"))["port"] == 8080
+
+    broken = """
+    apiVersion: security.istio.io/v1
+    kind: AuthorizationPolicy
+    metadata: {name: ext-authz-broken}
+    spec:
+      selector: {matchLabels: {app: server}}
+      action: CUSTOM
+      provider: {name: nowhere}
+      rules: [{}]
+    """
+    # A provider that cannot be used fails closed, as in Istio, and status says why.
+    with applied(security_mesh, broken):
+        resp = security_mesh.curl("sleep", "http://server/")
+        assert resp.status == 403 and "RBAC" in resp.text, resp
+        errors = security_mesh.status()["generationErrors"]
+        assert any("could not find service" in e for e in errors.values()), errors
+    assert echo_body(security_mesh.curl("sleep", "http://server/"))["port"] == 8080

@@ -281,6 +281,34 @@ class ProviderBody(ExtraAllowedModel):
     max_tag_length: UInt32 | None = None
 
 
+class ExtAuthzRequestBody(ApiModel):
+    max_request_bytes: UInt32 | None = None
+    allow_partial_message: bool | None = None
+    pack_as_bytes: bool | None = None
+
+
+class EnvoyExtAuthzGrpcProvider(ApiModel):
+    """Translated to Envoy's ext_authz filters (CUSTOM AuthorizationPolicies): every field is read."""
+
+    service: str | None = None
+    port: UInt32 | None = None
+    timeout: Duration | None = None
+    fail_open: bool | None = None
+    clear_route_cache: bool | None = None
+    status_on_error: str | None = None
+    include_request_body_in_check: ExtAuthzRequestBody | None = None
+
+
+class EnvoyExtAuthzHttpProvider(EnvoyExtAuthzGrpcProvider):
+    path_prefix: str | None = None
+    include_headers_in_check: list[str] = Field(default_factory=list)
+    include_request_headers_in_check: list[str] = Field(default_factory=list)
+    include_additional_headers_in_check: dict[str, str] = Field(default_factory=dict)
+    headers_to_upstream_on_allow: list[str] = Field(default_factory=list)
+    headers_to_downstream_on_deny: list[str] = Field(default_factory=list)
+    headers_to_downstream_on_allow: list[str] = Field(default_factory=list)
+
+
 class EnvoyFileAccessLogFormat(ApiModel):
     __oneofs__ = (("text", "labels"),)
 
@@ -320,8 +348,8 @@ class ExtensionProvider(ApiModel):
     __oneofs__ = (_PROVIDER_KINDS,)
 
     name: str
-    envoy_ext_authz_http: ProviderBody | None = None
-    envoy_ext_authz_grpc: ProviderBody | None = None
+    envoy_ext_authz_http: EnvoyExtAuthzHttpProvider | None = None
+    envoy_ext_authz_grpc: EnvoyExtAuthzGrpcProvider | None = None
     zipkin: ProviderBody | None = None
     lightstep: ProviderBody | None = None
     datadog: ProviderBody | None = None

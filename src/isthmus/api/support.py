@@ -53,7 +53,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "spec.network": MULTI_NETWORK,
     },
     "AuthorizationPolicy": {
-        "spec.provider": "CUSTOM actions (ext_authz providers) are not translated yet",
         "spec.targetRef": "targetRef attaches to Gateway API gateways, which Isthmus does not run",
         "spec.targetRefs": "targetRef attaches to Gateway API gateways, which Isthmus does not run",
     },
@@ -213,14 +212,6 @@ def check_supported(resource: Resource) -> list[ConfigError]:
                                     **ident,
                                 )
                             )
-    if resource.kind == "AuthorizationPolicy" and (data.get("spec") or {}).get("action") == "CUSTOM":
-        errors.append(
-            ConfigError(
-                line=resource.line_of("spec.action"),
-                message="spec.action CUSTOM is not supported yet: ext_authz providers are not translated",
-                **ident,
-            )
-        )
     if resource.kind == "RequestAuthentication":
         for i, rule in enumerate((data.get("spec") or {}).get("jwtRules") or []):
             uri = rule.get("jwksUri") or rule.get("jwks_uri")

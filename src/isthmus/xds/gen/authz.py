@@ -4,8 +4,10 @@ Follows istiod's `pilot/pkg/security/authz/` (builder.go, model/model.go, model/
 policy per rule named `ns[<ns>]-policy[<name>]-rule[<i>]`; `from` entries ORed into principals, `to`
 entries ORed into permissions, fields inside one entry ANDed, values of a field ORed, `not*` fields
 negated, `when` conditions ANDed to every principal (source keys) or permission (the others). Filters:
-jwt_authn, then AUDIT (RBAC action LOG), DENY, ALLOW; no ALLOW policy means no ALLOW filter. On TCP
-chains an HTTP-only field makes an ALLOW rule never match and is dropped from DENY/AUDIT rules.
+jwt_authn, then CUSTOM (an RBAC filter in shadow mode marking the requests its rules match, then
+ext_authz enabled by that mark: builder/extauthz.go), AUDIT (RBAC action LOG), DENY, ALLOW; no ALLOW
+policy means no ALLOW filter. On TCP chains an HTTP-only field makes an ALLOW rule never match and is
+dropped from DENY/AUDIT/CUSTOM rules.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from isthmus.config.store import Config
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import Snapshot
 from isthmus.registry.build import labels_match
-from isthmus.xds.gen import naming
+from isthmus.xds.gen import ext_authz, naming
 from isthmus.xds.gen import protos as p
 
 JWT_FILTER = "envoy.filters.http.jwt_authn"
@@ -363,7 +365,13 @@ def _never() -> rbac_pb2.Policy:
     )
 
 
-_ACTIONS = {"ALLOW": rbac_pb2.RBAC.ALLOW, "DENY": rbac_pb2.RBAC.DENY, "AUDIT": rbac_pb2.RBAC.LOG}
+# CUSTOM rules are built as DENY rules (an HTTP-only field on a TCP chain is dropped, as istiod does).
+_ACTIONS = {
+    "ALLOW": rbac_pb2.RBAC.ALLOW,
+    "DENY": rbac_pb2.RBAC.DENY,
+    "AUDIT": rbac_pb2.RBAC.LOG,
+    "CUSTOM": rbac_pb2.RBAC.DENY,
+}
 
 
 @dataclass
@@ -379,17 +387,18 @@ def build_rbac(policies: Sequence[Config], action: str, *, tcp: bool) -> _Rbac |
     if not chosen:
         return None
     out = _Rbac(rbac_pb2.RBAC(action=_ACTIONS[action]), rbac_pb2.RBAC(action=_ACTIONS[action]), False, False)
+    prefix = f"{ext_authz.MATCH_PREFIX}-" if action == "CUSTOM" else ""
     for cfg in chosen:
         dry_run = (cfg.metadata.annotations or {}).get(DRY_RUN, "").lower() == "true"
         target = out.shadow if dry_run else out.rules
         rules = list(cfg.spec.rules or ())
         if not rules:
-            target.policies[f"ns[{cfg.namespace}]-policy[{cfg.name}]-rule[0]"].CopyFrom(_never())
+            target.policies[f"{prefix}ns[{cfg.namespace}]-policy[{cfg.name}]-rule[0]"].CopyFrom(_never())
         for i, rule in enumerate(rules):
             policy = rule_policy(rule, tcp=tcp, action=action)
             if policy is None:
                 continue
-            target.policies[f"ns[{cfg.namespace}]-policy[{cfg.name}]-rule[{i}]"].CopyFrom(policy)
+            target.policies[f"{prefix}ns[{cfg.namespace}]-policy[{cfg.name}]-rule[{i}]"].CopyFrom(policy)
         if dry_run:
             out.has_shadow = True
         else:
@@ -505,17 +514,88 @@ def _http_rbac(built: _Rbac, shadow_prefix: str) -> http_rbac.RBAC:
     return config
 
 
+# CUSTOM policies: an RBAC filter in shadow mode marks the requests their rules match (rules per route,
+# like the others), then ext_authz asks the provider about those. Present only where CUSTOM policies apply.
+CUSTOM_RBAC_FILTER = "envoy.filters.http.rbac.custom"
+_BAD_CUSTOM = "default-deny-all-due-to-bad-CUSTOM-action"
+
+
+@dataclass(frozen=True)
+class _Custom:
+    policies: list[Config]
+    provider: ext_authz.Provider | None  # None: the provider cannot be used, every request is denied
+
+
+def _custom(snapshot: Snapshot, proxy: Proxy) -> _Custom | None:
+    policies = [c for c in policies_for(snapshot, "AuthorizationPolicy", proxy) if c.spec.action == "CUSTOM"]
+    if not policies:
+        return None
+    names = [c.spec.provider.name if c.spec.provider is not None else "" for c in policies]
+    try:
+        return _Custom(policies, ext_authz.provider_for(snapshot, names))
+    except ext_authz.ProviderError as exc:
+        # istiod denies everything rather than letting requests through unchecked; say so in status.
+        snapshot.generation_errors.setdefault(
+            f"AuthorizationPolicy CUSTOM on {proxy.namespace}/{proxy.workload or proxy.id}",
+            f"failed to process CUSTOM action, every request is denied: {exc}",
+        )
+        return _Custom(policies, None)
+
+
+def _deny_all() -> rbac_pb2.RBAC:
+    deny = rbac_pb2.RBAC(action=rbac_pb2.RBAC.DENY)
+    deny.policies[_BAD_CUSTOM].permissions.add(any=True)
+    deny.policies[_BAD_CUSTOM].principals.add(any=True)
+    return deny
+
+
+def _ext_authz_filters(snapshot: Snapshot, proxy: Proxy) -> list[hcm.HttpFilter]:
+    """Where the mesh defines ext_authz providers (or a CUSTOM policy applies), every HCM carries the
+    CUSTOM RBAC filter and ext_authz, its config over ECDS and inert until a CUSTOM policy applies: so
+    CUSTOM policy changes reach open connections and never replace a listener, like the others."""
+    if not ext_authz.providers_defined(snapshot) and _custom(snapshot, proxy) is None:
+        return []
+    f = hcm.HttpFilter(name=naming.EXT_AUTHZ_EXTENSION)
+    discovery = f.config_discovery
+    discovery.config_source.CopyFrom(p.ads_config_source())
+    discovery.default_config.CopyFrom(p.pack(ext_authz.inert()))
+    discovery.type_urls.append(ext_authz.TYPE_URL)
+    return [hcm.HttpFilter(name=CUSTOM_RBAC_FILTER, typed_config=p.pack(http_rbac.RBAC())), f]
+
+
+def ext_authz_extension(snapshot: Snapshot, proxy: Proxy) -> extension_pb2.TypedExtensionConfig:
+    custom = _custom(snapshot, proxy)
+    config = custom.provider.http if custom is not None and custom.provider is not None else ext_authz.inert()
+    return extension_pb2.TypedExtensionConfig(name=naming.EXT_AUTHZ_EXTENSION, typed_config=p.pack(config))
+
+
 def inbound_http_filters(snapshot: Snapshot, proxy: Proxy) -> list[hcm.HttpFilter]:
-    out: list[hcm.HttpFilter] = [jwt_filter()]
+    out: list[hcm.HttpFilter] = [jwt_filter(), *_ext_authz_filters(snapshot, proxy)]
     for _, name, _ in RBAC_FILTERS:
         out.append(hcm.HttpFilter(name=name, typed_config=p.pack(http_rbac.RBAC())))
     return out
+
+
+def _custom_per_route(snapshot: Snapshot, proxy: Proxy) -> http_rbac.RBAC | None:
+    custom = _custom(snapshot, proxy)
+    if custom is None:
+        return None
+    if custom.provider is None:
+        return http_rbac.RBAC(rules=_deny_all())
+    built = build_rbac(custom.policies, "CUSTOM", tcp=False)
+    # Dry-run CUSTOM policies are not evaluated at all (istiod uses only the enforced rules here).
+    if built is None or not built.has_rules:
+        return None
+    return http_rbac.RBAC(shadow_rules=built.rules, shadow_rules_stat_prefix=ext_authz.STAT_PREFIX)
 
 
 def rbac_per_route(snapshot: Snapshot, proxy: Proxy) -> dict[str, Any]:
     """typed_per_filter_config entries carrying the AuthorizationPolicies in force on this proxy."""
     policies = policies_for(snapshot, "AuthorizationPolicy", proxy)
     out: dict[str, Any] = {}
+    custom = _custom_per_route(snapshot, proxy)
+    if custom is not None:
+        out[CUSTOM_RBAC_FILTER] = p.pack(http_rbac.RBACPerRoute(rbac=custom))
     for action, name, prefix in RBAC_FILTERS:
         built = build_rbac(policies, action, tcp=False)
         if built is not None:
@@ -523,8 +603,31 @@ def rbac_per_route(snapshot: Snapshot, proxy: Proxy) -> dict[str, Any]:
     return out
 
 
+def _custom_network_filters(snapshot: Snapshot, proxy: Proxy) -> list[listener_components_pb2.Filter]:
+    custom = _custom(snapshot, proxy)
+    if custom is None:
+        return []
+    if custom.provider is None:
+        config = network_rbac.RBAC(stat_prefix="tcp.", rules=_deny_all())
+        return [listener_components_pb2.Filter(name=RBAC_NETWORK, typed_config=p.pack(config))]
+    if custom.provider.tcp is None:
+        return []  # an HTTP provider does not apply to TCP traffic (istiod ignores it there)
+    built = build_rbac(custom.policies, "CUSTOM", tcp=True)
+    if built is None or not built.has_rules:
+        return []
+    config = network_rbac.RBAC(
+        stat_prefix="tcp.", shadow_rules=built.rules, shadow_rules_stat_prefix=ext_authz.STAT_PREFIX
+    )
+    return [
+        listener_components_pb2.Filter(name=RBAC_NETWORK, typed_config=p.pack(config)),
+        listener_components_pb2.Filter(
+            name=ext_authz.NETWORK_FILTER, typed_config=p.pack(custom.provider.tcp)
+        ),
+    ]
+
+
 def inbound_network_filters(snapshot: Snapshot, proxy: Proxy) -> list[listener_components_pb2.Filter]:
-    out = []
+    out = _custom_network_filters(snapshot, proxy)
     policies = policies_for(snapshot, "AuthorizationPolicy", proxy)
     for action, _, prefix in RBAC_FILTERS:
         built = build_rbac(policies, action, tcp=True)

@@ -95,9 +95,13 @@ class MeshGenerator:
                 out.update(_pack_all(build_endpoints(snapshot, proxy, missing)))
             return out
         if type_url == naming.EXTENSION_CONFIG_TYPE:
-            if naming.JWT_EXTENSION in (watched or ()):
-                return snapshot.memo(("ecds", key), lambda: _pack_all([authz.jwt_extension(snapshot, proxy)]))
-            return {}
+            ecds = snapshot.memo(
+                ("ecds", key),
+                lambda: _pack_all(
+                    [authz.jwt_extension(snapshot, proxy), authz.ext_authz_extension(snapshot, proxy)]
+                ),
+            )
+            return {name: ecds[name] for name in watched or () if name in ecds}
         if type_url == naming.ROUTE_TYPE:
             out = {}
             for name in sorted(watched or ()):

@@ -21,6 +21,7 @@ EXTENSION_CONFIG_TYPE = TYPE_PREFIX + "envoy.config.core.v3.TypedExtensionConfig
 
 # The ECDS resource holding a proxy's jwt_authn config (RequestAuthentication).
 JWT_EXTENSION = "envoy.filters.http.jwt_authn"  # an ECDS resource is named after its filter
+EXT_AUTHZ_EXTENSION = "envoy.filters.http.ext_authz"
 
 
 def outbound_cluster(port: int, subset: str, host: str) -> str:
