@@ -68,7 +68,7 @@ def status_command(output: str, state_dir: Path | None) -> None:
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
-    for col in ("NAMESPACE", "INSTANCE", "KIND", "ADDRESS", "PORTS", "STATE", "SYNC"):
+    for col in ("NAMESPACE", "INSTANCE", "KIND", "ADDRESS", "PORTS", "STATE", "RESTARTS", "SYNC"):
         table.add_column(col)
     proxies = {p["instance"]: p for p in data["proxies"]}
     for inst in data["instances"]:
@@ -85,6 +85,7 @@ def status_command(output: str, state_dir: Path | None) -> None:
             inst["ip"],
             ports,
             inst.get("state", ""),
+            str(inst.get("restarts", 0)),
             sync,
         )
     Console().print(table)

@@ -93,6 +93,9 @@ class PodProcess:
         self._app_log: Any = None
         # Timings of the last stop() (see stop), for status and tests.
         self.drain_report: dict[str, Any] | None = None
+        # Crash recovery (see recover): how often, and the last exit seen.
+        self.restarts = 0
+        self.last_crash: str | None = None
 
     # --- identity --------------------------------------------------------------------------
     def pod(self, ready: bool) -> Pod:
@@ -262,6 +265,56 @@ class PodProcess:
                         f"{s.namespace}/{s.name}: app did not listen on {host}:{port} within {timeout:.0f}s"
                     )
                 await asyncio.sleep(0.05)
+
+    # --- crash recovery ----------------------------------------------------------------------
+    def crashed(self) -> str | None:
+        """What exited on its own while the pod was Running: "proxy", "app", or None."""
+        if self.state != "Running":
+            return None
+        if self.envoy is not None and not self.envoy.running:
+            return "proxy"
+        if self.app is not None and self.app.returncode is not None:
+            return "app"
+        return None
+
+    def restart_backoff_s(self) -> float:
+        """kubelet's CrashLoopBackOff: 1 s after the first crash, doubling, at most 30 s."""
+        return float(min(30, 2 ** max(0, self.restarts - 1)))
+
+    async def recover(self, timeout: float = 60.0) -> str | None:
+        """Restart what crashed, as kubelet restarts a container. The pod leaves the endpoint set at
+        once (callers get other instances, or 503 UH rather than a connection refused) and returns
+        once its proxy holds its config again and its app listens."""
+        what = self.crashed()
+        if what is None:
+            return None
+        s = self.spec
+        self.restarts += 1
+        self.state = "Restarting"
+        if what == "proxy":
+            assert self.envoy is not None
+            detail = f"proxy exited with code {self.envoy.returncode}\n{self.envoy.log_tail(10)}"
+        else:
+            assert self.app is not None
+            detail = f"app exited with code {self.app.returncode}\n{tail(self.workdir / 'app.log', 10)}"
+        self.last_crash = detail.splitlines()[0]
+        log.warning("pod %s/%s: %s; restart %d", s.namespace, s.name, detail, self.restarts)
+        self.store.upsert_pod(self.pod(ready=False))
+        self.cp.rebuild()
+        await asyncio.sleep(self.restart_backoff_s())
+        if what == "proxy":
+            assert self.envoy is not None
+            await self.envoy.start()
+            await self.envoy.wait_ready(timeout=timeout)
+            await self._wait_config_accepted(timeout)
+        else:
+            if self._app_log is not None:
+                self._app_log.close()
+            await self._start_app(timeout)
+        self.state = "Running"
+        self.store.upsert_pod(self.pod(ready=True))
+        self.cp.rebuild()
+        return what
 
     async def leave_endpoints(self, timeout: float = 5.0) -> bool:
         """Leave the endpoint set and wait (bounded) until every connected proxy has ACKed the EDS

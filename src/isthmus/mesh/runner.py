@@ -137,7 +137,38 @@ class Mesh:
         # Ready means every proxy holds the newest config, endpoints of the last pods included.
         await self.cp.wait_pushed(self.cp.snapshot.version, timeout=10)
         self._write_state()
+        self._spawn(self._supervise())
         self.ready.set()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _supervise(self, interval: float = 0.5) -> None:
+        """Restart crashed proxies and apps (each pod on its own, with backoff), like kubelet."""
+        recovering: set[PodProcess] = set()
+
+        async def recover(pod: PodProcess) -> None:
+            try:
+                what = await pod.recover()
+                if what is not None:
+                    self.on_event(
+                        f"{pod.spec.namespace}/{pod.spec.name}: {what} restarted ({pod.last_crash})"
+                    )
+            except Exception as exc:
+                pod.state = "Failed"
+                self.on_event(f"{pod.spec.namespace}/{pod.spec.name}: restart failed: {exc}")
+            finally:
+                recovering.discard(pod)
+                self._write_state()
+
+        while not self._stopping.is_set():
+            for pod in self.all_pods():
+                if pod not in recovering and pod.crashed() is not None:
+                    recovering.add(pod)
+                    self._spawn(recover(pod))
+            await asyncio.sleep(interval)
 
     def _report_file_errors(self, path: Path, result: Any) -> None:
         self.on_event(

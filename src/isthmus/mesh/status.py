@@ -32,6 +32,8 @@ def build_status(mesh: Mesh) -> dict[str, Any]:
                 "gateway": s.gateway,
                 "ports": ports,
                 "state": pod.state,
+                "restarts": pod.restarts,
+                "lastCrash": pod.last_crash,
             }
         )
         if pod.proxy is None:
