@@ -356,6 +356,9 @@ def test_gateway_https_simple_mutual_and_https_redirect(
     with applied(security_mesh, *docs):
         https = security_mesh.gateway_address(443)
         assert https.endswith(":8443")  # the gateway Service maps 443 to 8443
+        # Envoy ACKs a listener before it is warm (its certificate comes over SDS): wait until it listens.
+        for port in (443, 9443, 9080):
+            t.wait_listening(security_mesh.gateway_address(port))
         status, _, body = t.https_get(https, "secure.example.com", "/hello", pki["ca"])
         assert status == 200 and b'"workload": "server"' in body
         mtls = security_mesh.gateway_address(9443)
@@ -369,6 +372,53 @@ def test_gateway_https_simple_mutual_and_https_redirect(
         redirect = security_mesh.gateway_address(9080)
         resp = sync.request(f"http://{redirect}/x", headers=[("Host", "secure.example.com")])
         assert resp.status == 301 and resp.header("location") == "https://secure.example.com/x"
+
+
+def test_gateway_terminates_tls_for_tcp_routes(security_mesh: MeshProcess, pki: dict) -> None:
+    """protocol TLS + mode SIMPLE: the gateway decrypts and `tcp` routes carry the bytes on (here an
+    HTTP request, which the server's sidecar serves as such); a name outside the server's hosts fails."""
+    import ssl
+
+    from tests.e2e import tlstools as t
+
+    docs = [
+        t.tls_secret("tcp-cert", pki["gateway"], ca=pki["ca"]),
+        """
+        apiVersion: networking.istio.io/v1
+        kind: Gateway
+        metadata: {name: tls-tcp-gw}
+        spec:
+          selector: {istio: ingressgateway}
+          servers:
+          - port: {number: 9444, name: tls-tcp, protocol: TLS}
+            hosts: [secure.example.com]
+            tls: {mode: SIMPLE, credentialName: tcp-cert}
+        """,
+        """
+        apiVersion: networking.istio.io/v1
+        kind: VirtualService
+        metadata: {name: tls-tcp}
+        spec:
+          hosts: [secure.example.com]
+          gateways: [tls-tcp-gw]
+          tcp:
+          - match: [{port: 9444}]
+            route: [{destination: {host: server, port: {number: 80}}}]
+        """,
+    ]
+    with applied(security_mesh, *docs):
+        address = security_mesh.gateway_address(9444)
+        # Envoy ACKs a listener before it is warm (its certificate comes over SDS): wait until it listens.
+        t.wait_listening(address)
+        status, _, body = t.https_get(address, "secure.example.com", "/over-tls", pki["ca"])
+        assert status == 200, body
+        seen = json.loads(body)
+        assert seen["workload"] == "server" and seen["path"] == "/over-tls"
+        # The decrypted bytes went to the server over the mesh's mTLS, as TCP: no gateway HTTP headers.
+        assert "x-envoy-external-address" not in seen["headers"]
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            status, _, _ = t.https_get(address, "other.example.com", "/", pki["ca"])
+            assert status != 200
 
 
 def test_gateway_sni_passthrough_and_tls_origination(security_mesh: MeshProcess, pki: dict) -> None:

@@ -174,13 +174,10 @@ def check_supported(resource: Resource) -> list[ConfigError]:
                 )
     if resource.kind == "Gateway":
         for i, server in enumerate((data.get("spec") or {}).get("servers") or []):
-            proto = str((server.get("port") or {}).get("protocol", "")).upper()
             mode = str((server.get("tls") or {}).get("mode") or "SIMPLE").upper()
             problem = None
             if mode == "AUTO_PASSTHROUGH" and server.get("tls"):
                 problem = "AUTO_PASSTHROUGH (multi-network SNI-DNAT) is not supported yet"
-            elif proto == "TLS" and server.get("tls") and mode != "PASSTHROUGH":
-                problem = "TLS termination on a TCP (protocol TLS) server is not supported yet"
             if problem:
                 path = f"spec.servers[{i}].tls.mode"
                 errors.append(ConfigError(line=resource.line_of(path), message=f"{path}: {problem}", **ident))

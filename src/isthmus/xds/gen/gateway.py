@@ -230,8 +230,18 @@ def gateway_listeners(
                 uses_tls = True
             elif not server.serves_http:
                 chain = tcp_chain(snapshot, proxy, server, network_filters)
-                if chain is not None:
-                    lst.filter_chains.append(chain)
+                if chain is None:
+                    continue
+                if server.terminates_tls:
+                    # A TLS server terminated here: VirtualService `tcp` routes carry the decrypted
+                    # bytes, chosen by SNI among the servers sharing the port (istiod's gateway TCP chains).
+                    chain.name = f"{chain.name}/{server.server.name or server.port}"
+                    chain.filter_chain_match.server_names.extend(_server_names(server))
+                    context = server_tls_context(server)
+                    del context.common_tls_context.alpn_protocols[:]  # no HTTP ALPN for opaque TCP
+                    chain.transport_socket.CopyFrom(tls.transport_socket(context))
+                    uses_tls = True
+                lst.filter_chains.append(chain)
         if not lst.filter_chains:
             continue
         if topology is not None and topology.proxy_protocol is not None:
