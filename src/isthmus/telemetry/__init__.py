@@ -26,7 +26,8 @@ sidecar Envoy, a backend Envoy and the control plane sharing the CPUs; medians o
 
 - sidecar: ~25 µs more Envoy CPU per request (55 -> 80 ms per 1,000 requests); full-speed throughput
   through one sidecar ~10.4k -> ~8.1k req/s (-22%, runs vary a lot on this box); the formatter tags
-  are the dear part, so only the two certificate SANs use one;
+  are the dear part, so only the two certificate SANs use one (measured with those two; a third,
+  ``%UPSTREAM_CLUSTER_RAW%``, was added later for requests answered before a host is picked);
 - control plane: ~2.3% of one core per 1,000 entries/s (~10 µs of Python per entry in-process, the rest
   is gRPC); a request crossing two sidecars is two entries: ~5% of a core per 1,000 mesh req/s;
 - in exchange: metrics, `isthmus logs` and the graph without any Envoy extension, peers resolved from

@@ -57,6 +57,10 @@ JSON_LOG_FORMAT: dict[str, str] = {
 # Custom tags the ALS loggers attach (see telemetry.envoy), read back here and by the aggregator.
 TAG_UPSTREAM_PEER_SAN = "upstream_peer_san"
 TAG_UPSTREAM_LOCAL_SAN = "upstream_local_san"
+# Envoy's gRPC entry names the upstream cluster only when a host was picked (upstreamHost()->cluster());
+# a request answered before that (fault abort FI, no healthy upstream UH, overflow UO...) has the
+# cluster its route chose only in %UPSTREAM_CLUSTER_RAW%, which the file log and istio-proxy's stats use.
+TAG_UPSTREAM_CLUSTER = "upstream_cluster"
 TAG_CONTENT_TYPE = "content_type"
 
 _METHODS = {
@@ -70,6 +74,14 @@ _NUMERIC = frozenset(
 )
 
 _TOKEN = re.compile(r"%([A-Z][A-Z0-9_]*)(?:\(([^)]*)\))?(?::(\d+))?%")
+
+
+def upstream_cluster(common: Any) -> str:
+    """The cluster the request was routed to, as %UPSTREAM_CLUSTER_RAW% prints it ("" when none)."""
+    if common.upstream_cluster:
+        return common.upstream_cluster
+    tag = common.custom_tags.get(TAG_UPSTREAM_CLUSTER, "")
+    return "" if tag == "-" else tag
 
 
 def _addr(a: Any) -> str | None:
@@ -203,7 +215,7 @@ def operator_value(op: str, arg: str | None, entry: Any, http: bool) -> Any:
     if op == "UPSTREAM_HOST" or op == "UPSTREAM_REMOTE_ADDRESS":
         return _addr(c.upstream_remote_address)
     if op == "UPSTREAM_CLUSTER" or op == "UPSTREAM_CLUSTER_RAW":
-        return c.upstream_cluster or None
+        return upstream_cluster(c) or None
     if op == "UPSTREAM_LOCAL_ADDRESS":
         return _addr(c.upstream_local_address)
     if op == "DOWNSTREAM_LOCAL_ADDRESS":

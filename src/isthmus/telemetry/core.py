@@ -190,7 +190,7 @@ class Telemetry:
     def _peer_labels(
         self, info: ProxyInfo, direction: str, c: Any, resolver: PeerResolver, authority: str, tags: Any
     ) -> PeerLabels:
-        cluster = c.upstream_cluster
+        cluster = accesslog.upstream_cluster(c)
         if direction == OUTBOUND:
             up_ip = c.upstream_remote_address.socket_address.address
             peer_san = tags.get(accesslog.TAG_UPSTREAM_PEER_SAN, "")
@@ -227,7 +227,13 @@ class Telemetry:
                 )
                 self._cache(key, pl)
             return pl
-        down_ip = c.downstream_remote_address.socket_address.address
+        # The connection's own peer, not %DOWNSTREAM_REMOTE_ADDRESS%: behind a gateway that one is the
+        # last X-Forwarded-For entry (the external client, or Envoy's host address for a loopback
+        # client), which is no mesh pod.
+        down_ip = (
+            c.downstream_direct_remote_address.socket_address.address
+            or c.downstream_remote_address.socket_address.address
+        )
         peer_san, local_san = _peer_san(c)
         port = c.downstream_local_address.socket_address.port_value
         key = (INBOUND, info.proxy.id, cluster, port, down_ip, peer_san, local_san)

@@ -75,11 +75,13 @@ RUNTIME_FLAGS: dict[str, str] = {
 }
 
 # What each entry carries beyond Envoy's standard fields. Formatter tags (`value`) cost the most per
-# request, so only the upstream certificate SANs use one (nothing else exposes them); the rest are
-# header tags and logged response headers/trailers.
+# request, so only what nothing else exposes uses one: the upstream certificate SANs, and the routed
+# cluster (the entry's own upstream_cluster is empty when no host was picked: FI, UH, UO, ...); the
+# rest are header tags and logged response headers/trailers.
 _SAN_TAGS = {
     accesslog.TAG_UPSTREAM_PEER_SAN: "%UPSTREAM_PEER_URI_SAN%",
     accesslog.TAG_UPSTREAM_LOCAL_SAN: "%UPSTREAM_LOCAL_URI_SAN%",
+    accesslog.TAG_UPSTREAM_CLUSTER: "%UPSTREAM_CLUSTER_RAW%",
 }
 _REQUEST_HEADER_TAGS = {accesslog.TAG_CONTENT_TYPE: "content-type"}
 RESPONSE_HEADERS_TO_LOG = ("x-envoy-upstream-service-time", "grpc-status")
