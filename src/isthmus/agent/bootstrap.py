@@ -87,8 +87,9 @@ STATS_TAGS: list[dict[str, str]] = [
 
 
 def service_cluster(proxy: Proxy) -> str:
-    """Istio's service cluster for a proxy: ``<workload>.<namespace>``."""
-    name = proxy.workload or proxy.labels.get("app") or proxy.instance
+    """Istio's service cluster (tracingServiceName APP_LABEL_AND_NAMESPACE, the default), which tracers
+    report as the service name: ``<app label>.<namespace>``, else the workload's name."""
+    name = proxy.labels.get("app") or proxy.workload or proxy.instance
     return f"{name}.{proxy.namespace}"
 
 

@@ -59,7 +59,7 @@ def test_node_identity_and_metadata() -> None:
     b = build_bootstrap(proxy, xds_address=XDS, concurrency=3, drain_time_s=7.5)
     node = b["node"]
     assert node["id"] == "sidecar~127.1.0.7~reviews-v2-0.default~default.svc.cluster.local"
-    assert node["cluster"] == "reviews-v2.default"
+    assert node["cluster"] == "reviews.default"  # Istio: the app label
     meta = node["metadata"]
     assert meta["NAMESPACE"] == "default" and meta["LABELS"] == {"app": "reviews", "version": "v2"}
     assert meta["SERVICE_ACCOUNT"] == "bookinfo-reviews" and meta["INSTANCE_IPS"] == IP
@@ -86,6 +86,8 @@ def test_node_identity_and_metadata() -> None:
 
 def test_service_cluster_name() -> None:
     assert service_cluster(make_proxy(workload="")) == "reviews.default"
+    assert service_cluster(make_proxy()) == "reviews.default"  # the app label, not the workload reviews-v2
+    assert service_cluster(make_proxy(labels={})) == "reviews-v2.default"
     assert service_cluster(make_proxy(workload="", labels={})) == "reviews-v2-0.default"
     b = build_bootstrap(make_proxy(), xds_address=XDS, cluster_name="istio-ingressgateway.istio-system")
     assert b["node"]["cluster"] == "istio-ingressgateway.istio-system"
