@@ -405,9 +405,11 @@ def service_summary(snapshot: Snapshot, svc: Service, pod: Pod | None) -> dict[s
     else:
         out["destinationRule"] = None
     policies = {}
+    # For a pod, the subsets it is in; for the service alone, every subset (each may override the policy).
+    shown_subsets = matching_subsets if pod is not None else [s.name for s in (dr.subsets if dr else ())]
     for sp in svc.ports:
         entry = {"default": effective_traffic_policy(snapshot, svc, dr, sp.port, None)}
-        for subset in matching_subsets:
+        for subset in shown_subsets:
             pol = effective_traffic_policy(snapshot, svc, dr, sp.port, subset)
             if pol != entry["default"]:
                 entry[f"subset {subset}"] = pol
@@ -566,6 +568,11 @@ def describe(snapshot: Snapshot, kind: str, name: str, namespace: str | None = N
                     "sidecar": p.sidecar,
                     "subsets": subsets,
                     "mtls": mtls.mode,
+                    "peerAuthentications": [f"{c.namespace}/{c.name}" for c in mtls.policies],
+                    "authorizationPolicies": [
+                        {k: a[k] for k in ("name", "namespace", "action", "rules", "dryRun") if k in a}
+                        for a in (_authz(snapshot, proxy_of(p)) if p.sidecar or p.gateway else [])
+                    ],
                 }
             )
         return out
@@ -695,10 +702,22 @@ def render_text(data: Mapping[str, Any]) -> str:
         lines.append("Pods:")
         for p in data.get("pods", []):
             subsets = f" subsets {','.join(p['subsets'])}" if p["subsets"] else ""
+            pas = p.get("peerAuthentications") or []
             lines.append(
                 f"   {p['name']} {p['ip']} ({_fmt_labels(p['labels'])}){subsets}, mTLS {p['mtls']}"
+                + (f" (PeerAuthentication {', '.join(pas)})" if pas else "")
                 + ("" if p["sidecar"] else ", no sidecar")
             )
+            aps = p.get("authorizationPolicies") or []
+            if aps:
+                lines.append(
+                    "      AuthorizationPolicies: "
+                    + ", ".join(
+                        f"{a['action']} {a['name']}.{a['namespace']}"
+                        + (" (dry-run)" if a.get("dryRun") else "")
+                        for a in aps
+                    )
+                )
         if not data.get("pods"):
             lines.append("   none")
         return "\n".join(lines) + "\n"

@@ -190,6 +190,36 @@ def _vs_of(route: Mapping[str, Any]) -> str | None:
     return f"{ref[0]}/{ref[1]}" if ref else None
 
 
+def _vses_of_vhost(config: ProxyConfig | None, table: str | None, vhost: str) -> list[str]:
+    """`ns/name` of the VirtualServices whose rules the virtual host `vhost` of `table` holds."""
+    if config is None or not table or table not in config.routes:
+        return []
+    out: list[str] = []
+    for vh in config.routes[table].get("virtual_hosts", []) or []:
+        if vh.get("name") != vhost:
+            continue
+        for r in vh.get("routes", []) or []:
+            ref = _vs_of(r)
+            if ref and ref not in out:
+                out.append(ref)
+    return out
+
+
+def _route_vs(out: _Out, ev: dict[str, Any] | None, entry: AccessLogEntry) -> None:
+    """The VirtualService whose rule routed the request, when the evaluation found it."""
+    if not ev or not ev.get("route") or not ev.get("virtualService"):
+        return
+    name = entry.get("route_name")
+    if name and ev["route"].get("name") and ev["route"]["name"] != name:
+        return  # the config changed since: the line's route is not the one found now
+    vs = ev["virtualService"]
+    ref = f"{vs['namespace']}/{vs['name']}"
+    dests = ", ".join(d["name"] for d in ev.get("destinations") or []) or "its destination"
+    rule = f" rule http[{vs['ruleIndex']}]" if isinstance(vs.get("ruleIndex"), int) else ""
+    out.fact(f"VirtualService {ref}{rule} routes {entry.get('authority')} to {dests}")
+    out.refs.append(f"VirtualService {ref}")
+
+
 def _short_host(host: str) -> list[str]:
     parts = host.split(".")
     return [host, parts[0]] if len(parts) > 1 else [host]
@@ -246,7 +276,13 @@ class _Out:
             self.facts.append(text)
 
 
-def _nr(out: _Out, entry: AccessLogEntry, ev: dict[str, Any] | None, where: Mapping[str, Any]) -> None:
+def _nr(
+    out: _Out,
+    entry: AccessLogEntry,
+    ev: dict[str, Any] | None,
+    where: Mapping[str, Any],
+    config: ProxyConfig | None,
+) -> None:
     req = f"{entry.get('method')} {entry.get('authority')}{entry.get('path')}"
     if ev is None:
         out.cause = f"no route for {req}: the proxy's route table has no virtual host or route for it"
@@ -261,15 +297,18 @@ def _nr(out: _Out, entry: AccessLogEntry, ev: dict[str, Any] | None, where: Mapp
     vh = ev["virtualHost"]["name"]
     if ev.get("route") is None:
         tried = ev.get("notMatched", [])
+        vses = _vses_of_vhost(config, table, vh)
+        owner = f"VirtualService {', '.join(vses)}" if vses else "the VirtualService"
         out.cause = (
             f"virtual host {vh} has {len(tried)} route(s) and none matches {entry.get('method')} "
-            f"{m.path_only(entry.get('path'))!r}: the VirtualService's rules all have match conditions "
+            f"{m.path_only(entry.get('path'))!r}: the rules of {owner} all have match conditions "
             "and none is a catch-all"
         )
+        out.refs.extend(f"VirtualService {v}" for v in vses)
         for t in tried:
             out.fact(f"route {t['name'] or '(unnamed)'} ({t['match']}): {t['why']}")
         out.fact("(request headers are not in the access log: header matches cannot be checked from it)")
-        out.fixes.append("add a last rule without `match` to the VirtualService, or a match for this request")
+        out.fixes.append(f"add a last rule without `match` to {owner}, or a match for this request")
         return
     out.cause = (
         f"the route table {table} now routes this request (route {ev['route']['name']!r}): the config "
@@ -518,7 +557,8 @@ def _ut(out: _Out, entry: AccessLogEntry, info: dict[str, Any] | None) -> None:
     if info:
         t = (info.get("timeout") or {}).get("value")
         if t:
-            out.fact(f"route {info.get('name')!r} timeout: {t}")
+            label = f"route {info['name']!r}" if info.get("name") else "the route's"
+            out.fact(f"{label} timeout: {t}")
         r = info.get("retries") or {}
         if r.get("perTryTimeout"):
             out.fact(f"per-try timeout: {r['perTryTimeout']} ({r.get('attempts')} retries)")
@@ -539,6 +579,61 @@ def _ut(out: _Out, entry: AccessLogEntry, info: dict[str, Any] | None) -> None:
         out.fact(f"the request was waiting on {entry.get('upstream_host')}")
 
 
+def _urx(out: _Out, entry: AccessLogEntry, info: dict[str, Any] | None) -> None:
+    up = entry.get("upstream_host") or "the upstream"
+    if entry.details == "via_upstream":
+        last = f": {up} answered {entry.code} to the last attempt too, and Envoy passed that answer on"
+    else:
+        last = f" ({entry.details})" if entry.details else ""
+    r = (info or {}).get("retries") or {}
+    tries = f" ({r['attempts']} retries, so {r['attempts'] + 1} attempts)" if r.get("attempts") else ""
+    out.cause = f"every attempt failed and the retries ran out{tries}{last}"
+    if r:
+        text = f"retry policy: {r.get('attempts')} retries on {r.get('retryOn', '')}"
+        if r.get("retriableStatusCodes"):
+            text += f" (status codes {', '.join(str(c) for c in r['retriableStatusCodes'])})"
+        if r.get("perTryTimeout"):
+            text += f", perTryTimeout {r['perTryTimeout']}"
+        out.fact(text)
+    vs = (info or {}).get("vs")
+    if vs:
+        ref = f"{vs['namespace']}/{vs['name']}"
+        out.refs.append(f"VirtualService {ref}")
+        out.fact(f"the retries come from VirtualService {ref}")
+        out.fixes.append(
+            f"fix why {up} fails (see its own log for the same request id); retrying more only helps "
+            f"passing failures (VirtualService {ref} `retries`)"
+        )
+    elif r:
+        out.fact(
+            "no VirtualService sets these retries: Istio's default (or MeshConfig defaultHttpRetryPolicy)"
+        )
+    if entry.get("request_id"):
+        out.fixes.append(f"see every attempt: `isthmus explain --request-id {entry.get('request_id')}`")
+
+
+def _retry_covers(retry: Mapping[str, Any], code: int) -> bool:
+    """Whether an Envoy retry policy (`rt.describe_retry`) retries an answer with status `code`."""
+    if not retry or not retry.get("attempts"):
+        return False
+    on = {t.strip() for t in str(retry.get("retryOn", "")).split(",")}
+    return (
+        ("5xx" in on and code >= 500)
+        or ("gateway-error" in on and code in (502, 503, 504))
+        or ("retriable-4xx" in on and code == 409)
+        or (
+            "retriable-status-codes" in on and code in [int(c) for c in retry.get("retriableStatusCodes", [])]
+        )
+    )
+
+
+def _caller_route(entry: AccessLogEntry, caller: Mapping[str, Any], view: MeshView) -> dict[str, Any] | None:
+    """The caller sidecar's route for the request (its retries and timeout), from its config now."""
+    config = view.held_config(caller)
+    ev = _evaluate(config, {"proxy": caller, "direction": "outbound"}, entry)
+    return ev if ev and ev.get("route") else None
+
+
 def _dc(out: _Out, entry: AccessLogEntry, where: Mapping[str, Any], view: MeshView | None) -> None:
     dur = entry.duration_ms
     took = f" after {dur} ms" if dur is not None else ""
@@ -546,10 +641,30 @@ def _dc(out: _Out, entry: AccessLogEntry, where: Mapping[str, Any], view: MeshVi
         caller_ip = _ip(entry.get("downstream_remote_address"))
         callers = [p for p in (view.proxies() if view else []) if p.get("ip") == caller_ip]
         who = _proxy_name(callers[0]) if callers else caller_ip or "the caller"
-        out.cause = (
-            f"the caller ({who}) closed the connection{took}, before this pod's answer was complete: "
-            "typically the caller's own route timeout (its log shows UT for the same request) or its client gave up"
-        )
+        caller_route = _caller_route(entry, callers[0], view) if callers and view is not None else None
+        retry = (caller_route or {}).get("retries") or {}
+        if entry.code and _retry_covers(retry, entry.code):
+            # The app's answer had started (its status is logged): the caller read the status, decided to
+            # retry, and reset this attempt, as Envoy does with an attempt it retries.
+            out.cause = (
+                f"the caller ({who}) dropped this attempt{took}, after the app had answered {entry.code}: "
+                f"its retry policy ({retry.get('attempts')} retries on {retry.get('retryOn', '')}) retries "
+                f"{entry.code} and abandons the failed attempt (this is one of the request's attempts)"
+            )
+            vs = (caller_route or {}).get("virtualService")
+            if vs:
+                out.refs.append(f"VirtualService {vs['namespace']}/{vs['name']}")
+                out.fact(f"the caller's retries come from VirtualService {vs['namespace']}/{vs['name']}")
+            out.fixes.append(f"fix why the app answers {entry.code}; the retries hide passing failures only")
+        else:
+            out.cause = (
+                f"the caller ({who}) closed the connection{took}, before this pod's answer was complete: "
+                "typically the caller's own route timeout (its log shows UT for the same request) or its "
+                "client gave up"
+            )
+            timeout = ((caller_route or {}).get("timeout") or {}).get("value")
+            if timeout and timeout not in ("0s", "0"):
+                out.fact(f"the caller's route timeout for this request: {timeout}")
         out.fixes.append(
             "look up the same request id in the caller's log: `isthmus explain --request-id "
             + (entry.get("request_id") or "ID")
@@ -600,7 +715,11 @@ def _rbac(
         for r in rules:
             if r.action == "ALLOW" and not r.dry_run:
                 out.fact(f"ALLOW {r.policy_ref} rule[{r.rule_index}]: {r.summary()}")
-        out.refs.extend(f"AuthorizationPolicy {a}" for a in allows)
+        out.refs.extend(
+            f"AuthorizationPolicy {r.parsed[0]}/{r.parsed[1]}"
+            for r in rules
+            if r.action == "ALLOW" and not r.dry_run and r.parsed
+        )
         out.fixes.append(
             "add an ALLOW rule that matches this source and operation (or remove the ALLOW policy)"
         )
@@ -623,14 +742,38 @@ def _rbac(
         )
 
 
-def _via_upstream_error(out: _Out, entry: AccessLogEntry, where: Mapping[str, Any]) -> None:
+def _via_upstream_error(
+    out: _Out, entry: AccessLogEntry, where: Mapping[str, Any], view: MeshView | None = None
+) -> None:
     code = entry.code
     up = entry.get("upstream_host") or "the upstream"
     if code == 403 and where["direction"] in ("outbound", "gateway"):
-        out.cause = (
-            f"{up} answered 403: most likely the destination's sidecar denied it by AuthorizationPolicy "
-            "(its own log line says rbac_access_denied_matched_policy[...]), else the app itself"
+        dest = None
+        if view is not None and entry.get("upstream_host"):
+            ip = _ip(entry.get("upstream_host"))
+            dest = next((p for p in view.proxies() if p.get("ip") == ip), None)
+        dest_config = view.held_config(dest) if view is not None and dest is not None else None
+        rules = (
+            [r for r in authz_mod.collect(dest_config) if not r.dry_run] if dest_config is not None else []
         )
+        if dest is not None and dest_config is not None and not rules:
+            out.cause = (
+                f"{up} ({_proxy_name(dest)}) answered 403, and no AuthorizationPolicy is in force on its "
+                "sidecar: the app itself refused the request"
+            )
+        elif rules:
+            names = sorted({f"{r.action} {r.policy_ref}" for r in rules})
+            out.cause = (
+                f"{up} ({_proxy_name(dest)}) answered 403: most likely its sidecar denied the request by "
+                f"AuthorizationPolicy ({', '.join(names)} in force there; its own log line says "
+                "rbac_access_denied_matched_policy[...]), else the app itself"
+            )
+            out.refs.extend(f"AuthorizationPolicy {r.parsed[0]}/{r.parsed[1]}" for r in rules if r.parsed)
+        else:
+            out.cause = (
+                f"{up} answered 403: most likely the destination's sidecar denied it by AuthorizationPolicy "
+                "(its own log line says rbac_access_denied_matched_policy[...]), else the app itself"
+            )
         out.fixes.append(
             "explain the destination's line: `isthmus explain --request-id "
             + (entry.get("request_id") or "ID")
@@ -695,19 +838,22 @@ def explain_entry(
         _rbac(out, entry, config, proxy)
         kind = "RBAC"
     elif primary == "NR":
-        _nr(out, entry, ev, where)
+        _nr(out, entry, ev, where, config)
         kind = primary
     elif primary == "NC":
         _nc(out, entry, ev, config, view)
         kind = primary
     elif primary == "UH":
         _uh(out, entry, config, view)
+        _route_vs(out, ev, entry)
         kind = primary
     elif primary == "UO":
         _uo(out, entry, config, view, proxy)
+        _route_vs(out, ev, entry)
         kind = primary
     elif primary == "UF":
         _uf(out, entry, config, view)
+        _route_vs(out, ev, entry)
         kind = primary
     elif primary == "UT":
         _ut(out, entry, _route_info(out, entry, ev, config, where))
@@ -719,11 +865,8 @@ def explain_entry(
         _fault(out, entry, _route_info(out, entry, ev, config, where), primary)
         kind = primary
     elif primary == "URX":
-        info = _route_info(out, entry, ev, config, where)
-        out.cause = "every attempt failed and the retries ran out"
-        if info and info.get("retries"):
-            r = info["retries"]
-            out.fact(f"retry policy: {r.get('attempts')} retries on {r.get('retryOn', '')}")
+        _urx(out, entry, _route_info(out, entry, ev, config, where))
+        _cluster_facts(out, config, entry.get("upstream_cluster"))
         kind = primary
     elif primary is not None:
         info = fl.lookup(primary)
@@ -733,7 +876,7 @@ def explain_entry(
         kind = primary
     elif entry.code >= 400 or entry.code == 0:
         if entry.details == "via_upstream":
-            _via_upstream_error(out, entry, where)
+            _via_upstream_error(out, entry, where, view)
         else:
             out.cause = f"status {entry.code} ({entry.details or 'no details'})"
         kind = "UPSTREAM"

@@ -126,6 +126,39 @@ def test_describe_service() -> None:
     assert [p["name"] for p in data["pods"]] == ["echo-v1-0", "echo-v1-1", "echo-v2-0"]
     assert data["pods"][2]["subsets"] == ["v2"]
     assert "Pods:" in render_text(data)
+    # per pod: the PeerAuthentication and AuthorizationPolicies that apply
+    snap, _ = snapshot(DR_SUBSETS, VS, POLICIES)
+    data = describe(snap, "service", "echo")
+    pod = data["pods"][0]
+    assert pod["mtls"] == "STRICT" and pod["peerAuthentications"] == ["default/strict"]
+    assert {(a["action"], a["name"]) for a in pod["authorizationPolicies"]} == {
+        ("ALLOW", "allow-public"),
+        ("DENY", "deny-some"),
+    }
+    text = render_text(data)
+    assert "mTLS STRICT (PeerAuthentication default/strict)" in text
+    assert "AuthorizationPolicies: DENY deny-some.default, ALLOW allow-public.default" in text or (
+        "AuthorizationPolicies: ALLOW allow-public.default, DENY deny-some.default" in text
+    )
+
+
+def test_describe_service_shows_every_subset_policy() -> None:
+    dr = """
+    apiVersion: networking.istio.io/v1
+    kind: DestinationRule
+    metadata: {name: echo, namespace: default}
+    spec:
+      host: echo
+      subsets:
+      - {name: v1, labels: {version: v1}}
+      - {name: v2, labels: {version: v2}, trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}}
+    """
+    snap, _ = snapshot(dr)
+    data = describe(snap, "service", "echo")
+    policy = data["service"]["trafficPolicy"]["80"]
+    assert set(policy) == {"default", "subset v2"}  # v1 inherits the default: not repeated
+    assert policy["subset v2"]["loadBalancer"] == "ROUND_ROBIN"
+    assert "   subset v2:" in render_text(data)
     with pytest.raises(DescribeError):
         describe(snap, "service", "nosuch")
     with pytest.raises(DescribeError):

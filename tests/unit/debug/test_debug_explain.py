@@ -216,6 +216,9 @@ def test_nr_lists_the_routes_tried() -> None:
     assert result["proxy"] == "client-0.default" and result["direction"] == "outbound"
     assert "none is a catch-all" in result["cause"]
     assert any(c.startswith("route a (path prefix '/a')") for c in result["config"])
+    # the VirtualService whose rules the virtual host holds is named
+    assert "VirtualService default/echo" in result["cause"]
+    assert result["resources"] == ["VirtualService default/echo"]
 
 
 def test_nc_names_the_missing_subset_and_the_destination_rule() -> None:
@@ -231,6 +234,8 @@ def test_uh_explains_the_subset_labels_and_the_pods() -> None:
         FakeView(DR_SUBSETS, VS),
     )
     assert "no endpoints at all" in result["cause"] and "version=v3" in result["cause"]
+    # the route that sent it there, and its VirtualService
+    assert {"DestinationRule default/echo", "VirtualService default/echo"} <= set(result["resources"])
     assert any("echo-v1-0" in c for c in result["config"])
     # a rendering without the cluster: the route gives it
     no_cluster = ex(line(503, "UH", "no_healthy_upstream", path="/uh", route="uh"), FakeView(DR_SUBSETS, VS))
@@ -305,7 +310,7 @@ def test_ut_reports_the_route_timeout() -> None:
     )
     result = ex(text, FakeView(DR_SUBSETS, VS))
     assert "501 ms" in result["cause"]
-    assert any("timeout: 0.5" in c for c in result["config"])
+    assert "route 'ut' timeout: 0.500s" in result["config"], result["config"]
     assert "VirtualService default/echo" in result["resources"]
 
 
@@ -365,3 +370,69 @@ def test_rbac_with_the_proxy_policies() -> None:
     result = ex(none, FakeView(ap))
     assert "allow-get.default" in result["cause"]
     assert any("method exact 'GET'" in c for c in result["config"])
+    # resources are named namespace/name, for ALLOW as for DENY policies
+    assert result["resources"] == ["AuthorizationPolicy default/allow-get"]
+    # the caller's line only has the 403: the policies in force on the destination are named
+    caller = line(403, "-", "via_upstream", cluster=f"outbound|80||{ECHO}", upstream=f"{echo.ip}:8080")
+    result = ex(caller, FakeView(ap))
+    assert result["kind"] == "UPSTREAM"
+    assert "(echo-v2-0.default) answered 403: most likely its sidecar denied" in result["cause"]
+    assert "ALLOW allow-get.default, DENY deny-admin.default in force there" in result["cause"]
+    assert result["resources"] == [
+        "AuthorizationPolicy default/allow-get",
+        "AuthorizationPolicy default/deny-admin",
+    ]
+    result = ex(caller, FakeView())
+    assert "no AuthorizationPolicy is in force on its sidecar: the app itself" in result["cause"]
+
+
+RETRIES_VS = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: echo-retries, namespace: default}
+spec:
+  hosts: [echo]
+  http:
+  - route: [{destination: {host: echo}}]
+    retries: {attempts: 2, retryOn: 5xx}
+"""
+
+
+def test_urx_names_the_retry_policy_and_its_virtual_service() -> None:
+    text = line(
+        503, "URX", "via_upstream", cluster=f"outbound|80||{ECHO}", upstream="127.9.0.2:8080", route=""
+    )
+    result = ex(text, FakeView(RETRIES_VS))
+    assert result["kind"] == "URX"
+    assert "retries ran out (2 retries, so 3 attempts)" in result["cause"]
+    assert "127.9.0.2:8080 answered 503 to the last attempt" in result["cause"]
+    assert "retry policy: 2 retries on 5xx" in result["config"]
+    assert "VirtualService default/echo-retries" in result["resources"]
+    # without a VirtualService: Istio's default retries, said so
+    plain = ex(text, FakeView())
+    assert "(2 retries, so 3 attempts)" in plain["cause"] and plain["resources"] == []
+    assert any("Istio's default" in c for c in plain["config"])
+
+
+def test_dc_on_the_inbound_side_of_an_attempt_the_caller_retried() -> None:
+    echo = pod("echo-v1-0")
+    text = line(
+        503,
+        "DC",
+        "downstream_remote_disconnect",
+        cluster="inbound|8080||",
+        dla=f"{echo.ip}:8080",
+        dra=f"{CLIENT}:51000",
+        duration=7,
+    )
+    result = ex(text, FakeView(RETRIES_VS))
+    assert result["kind"] == "DC" and result["direction"] == "inbound"
+    assert (
+        "the caller (client-0.default) dropped this attempt after 7 ms, after the app had answered 503"
+        in (result["cause"])
+    )
+    assert "retries 503" in result["cause"]
+    assert result["resources"] == ["VirtualService default/echo-retries"]
+    # a caller without retries on that status: it hung up (timeout or its client)
+    other = ex(text.replace('" 503 DC', '" 0 DC'), FakeView(RETRIES_VS))
+    assert "closed the connection after 7 ms, before this pod's answer was complete" in other["cause"]
