@@ -19,17 +19,19 @@ from isthmus.debug.flags import parse_policy_name
 from isthmus.debug.matching import describe_header_matcher, describe_string_match
 
 HTTP_FILTERS = {
+    "envoy.filters.http.rbac.custom": "CUSTOM",
     "envoy.filters.http.rbac.audit": "AUDIT",
     "envoy.filters.http.rbac.deny": "DENY",
     "envoy.filters.http.rbac.allow": "ALLOW",
 }
 NETWORK_RBAC = "envoy.filters.network.rbac"
+CUSTOM_PREFIX = "istio-ext-authz-"
 _ACTIONS = {"ALLOW": "ALLOW", "DENY": "DENY", "LOG": "AUDIT", None: "ALLOW", "": "ALLOW"}
 
 
 @dataclass
 class RbacRule:
-    action: str  # ALLOW, DENY, AUDIT
+    action: str  # CUSTOM, ALLOW, DENY, AUDIT
     name: str  # ns[..]-policy[..]-rule[i], or any other RBAC policy name
     policy: dict[str, Any]
     dry_run: bool = False
@@ -72,10 +74,12 @@ def _add(
         return
     action, policies = _rules_of(rbac, default_action)
     for name, policy in policies.items():
-        key = (action, name, dry_run)
+        # CUSTOM rules are shadow rules by design: they mark the requests ext_authz is asked about.
+        custom = name.startswith(CUSTOM_PREFIX)
+        key = ("CUSTOM" if custom else action, name, dry_run and not custom)
         entry = found.get(key)
         if entry is None:
-            entry = found[key] = RbacRule(action=action, name=name, policy=dict(policy), dry_run=dry_run)
+            entry = found[key] = RbacRule(action=key[0], name=name, policy=dict(policy), dry_run=key[2])
         entry.where.add(where)
 
 
@@ -118,7 +122,7 @@ def collect(config: ProxyConfig) -> list[RbacRule]:
                     _add_config(
                         found, hf.get("typed_config") or {}, HTTP_FILTERS.get(name), f"HTTP listener {lname}"
                     )
-    order = {"DENY": 0, "ALLOW": 1, "AUDIT": 2}
+    order = {"CUSTOM": -1, "DENY": 0, "ALLOW": 1, "AUDIT": 2}
     return sorted(
         found.values(), key=lambda r: (order.get(r.action, 3), r.policy_ref, r.rule_index or 0, r.dry_run)
     )

@@ -318,10 +318,13 @@ def rbac_policy(details: str) -> str | None:
 
 
 def parse_policy_name(name: str) -> tuple[str, str, int] | None:
-    """(namespace, policy, rule index) of `ns[<ns>]-policy[<name>]-rule[<i>]`."""
+    """(namespace, policy, rule index) of `ns[<ns>]-policy[<name>]-rule[<i>]` (CUSTOM rules carry an
+    `istio-ext-authz-` prefix)."""
     import re
 
-    m = re.fullmatch(r"ns\[(?P<ns>[^\]]*)\]-policy\[(?P<name>[^\]]*)\]-rule\[(?P<i>\d+)\]", name)
+    m = re.fullmatch(
+        r"(?:istio-ext-authz-)?ns\[(?P<ns>[^\]]*)\]-policy\[(?P<name>[^\]]*)\]-rule\[(?P<i>\d+)\]", name
+    )
     if not m:
         return None
     return m.group("ns"), m.group("name"), int(m.group("i"))

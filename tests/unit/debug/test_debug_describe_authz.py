@@ -194,3 +194,29 @@ def test_authz_check_allow_nothing_and_no_policy() -> None:
     assert rows[0].rules[0].summary() == "matches nothing (a policy without rules)"
     assert authz.check(config_for(snap, "client-0")) == []
     assert "every request is allowed" in authz.render_table([])
+
+
+def test_authz_check_shows_custom_policies_first() -> None:
+    custom = """
+    apiVersion: isthmus.dev/v1alpha1
+    kind: MeshConfig
+    metadata: {name: mesh}
+    spec:
+      extensionProviders:
+      - name: authz
+        envoyExtAuthzHttp: {service: echo.default.svc.cluster.local, port: 80}
+    ---
+    apiVersion: security.istio.io/v1
+    kind: AuthorizationPolicy
+    metadata: {name: ext, namespace: default}
+    spec:
+      selector: {matchLabels: {app: echo}}
+      action: CUSTOM
+      provider: {name: authz}
+      rules: [{to: [{operation: {paths: [/admin*]}}]}]
+    """
+    snap, _ = snapshot(POLICIES, custom)
+    rows = authz.check(config_for(snap, "echo-v2-0"))
+    assert (rows[0].action, rows[0].policy, rows[0].dry_run) == ("CUSTOM", "ext.default", False)
+    assert "path prefix '/admin'" in rows[0].rules[0].summary()
+    assert "CUSTOM   ext.default" in authz.render_table(rows)
