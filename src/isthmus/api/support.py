@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     from isthmus.api.resource import Resource
 
 SECURITY_WORK = "arrives with the security work"
-TCP_TLS_ROUTING = "sidecar TCP/TLS routing needs CONNECT tunnels; not yet translated"
+TCP_TLS_ROUTING = (
+    "sidecar TCP/TLS traffic arrives through CONNECT tunnels named by host, without a destination IP to match"
+)
 UPSTREAM_TLS = "TLS origination from the sidecar arrives with the security work"
 
 # Whole kinds the running mesh refuses.
@@ -186,16 +188,17 @@ def check_supported(resource: Resource) -> list[ConfigError]:
         gateways = spec.get("gateways") or ["mesh"]
         for field in ("tcp", "tls"):
             for i, rule in enumerate(spec.get(field) or []):
-                match_gateways = [g for m in rule.get("match") or [] for g in m.get("gateways") or []]
-                if "mesh" in gateways or "mesh" in match_gateways:
-                    path = f"spec.{field}[{i}]"
-                    errors.append(
-                        ConfigError(
-                            line=resource.line_of(path),
-                            message=f"{path} is not supported yet on sidecars (the mesh gateway): {TCP_TLS_ROUTING}",
-                            **ident,
+                for j, match in enumerate(rule.get("match") or []):
+                    on_mesh = "mesh" in (match.get("gateways") or gateways)
+                    if on_mesh and match.get("destinationSubnets"):
+                        path = f"spec.{field}[{i}].match[{j}].destinationSubnets"
+                        errors.append(
+                            ConfigError(
+                                line=resource.line_of(path),
+                                message=f"{path} is not supported yet on sidecars (the mesh gateway): {TCP_TLS_ROUTING}",
+                                **ident,
+                            )
                         )
-                    )
         for i, route in enumerate(spec.get("http") or []):
             for j, match in enumerate(route.get("match") or []):
                 for field in ("headers", "withoutHeaders"):

@@ -37,12 +37,15 @@ spec:
   http:
   - route: [{destination: {host: a.com}}]
   tcp:
-  - route: [{destination: {host: a.com}}]
+  - match: [{port: 5432}, {destinationSubnets: [10.0.0.0/8]}]
+    route: [{destination: {host: a.com}}]
 """
     (r,) = load_text(text, "vs.yaml")
     (e,) = check_supported(r)
     assert e.line == 9
-    assert e.message.startswith("spec.tcp[0] is not supported yet on sidecars (the mesh gateway)")
+    assert e.message.startswith(
+        "spec.tcp[0].match[1].destinationSubnets is not supported yet on sidecars (the mesh gateway)"
+    )
     gateway_only = text.replace("  hosts: [a.com]\n", "  hosts: [a.com]\n  gateways: [gw]\n")
     (r,) = load_text(gateway_only, "vs.yaml")
     assert check_supported(r) == []

@@ -897,9 +897,70 @@ def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]
             used_domains.update(d.lower() for d in kept)
             if kept:
                 vh = RC.VirtualHost(name=name, domains=kept)
-                vh.routes.append(connect_route(naming.outbound_cluster(sp.port, "", svc.hostname)))
+                vh.routes.append(tunnel_route(ctx, vses, svc, sp.port, sp.protocol))
                 vhosts.append(vh)
     return vhosts
+
+
+# --- TCP and TLS through CONNECT tunnels ---------------------------------------------------------
+
+
+def _l4_applies(match: Any | None, proxy: Proxy, port: int, gateway_names: frozenset[str]) -> bool:
+    if match is None:
+        return True
+    if match.port and int(match.port) != port:
+        return False
+    return source_match(match, proxy, gateway_names)
+
+
+def _sni_covers(match: Any, hostname: str, vs_namespace: str, domain: str) -> bool:
+    """A tunnel's SNI is its CONNECT host: does one of the rule's sniHosts name the service?"""
+    for sni in match.sni_hosts or ():
+        full = sni if "." in sni or h.is_wildcard(sni) else f"{sni}.{vs_namespace}.svc.{domain}"
+        if h.matches(full, hostname):
+            return True
+    return False
+
+
+def _tunnel_to(rule: Any, services: Mapping[str, Service], port: int) -> RC.Route:
+    dests = [d for d in rule.route or () if d.destination is not None]
+    if len(dests) == 1:
+        return connect_route(destination_cluster(dests[0].destination, services, port))
+    r = connect_route("")
+    r.route.ClearField("cluster")
+    for d in dests:
+        if d.weight:
+            r.route.weighted_clusters.clusters.add(
+                name=destination_cluster(d.destination, services, port), weight=p.u32(int(d.weight))
+            )
+    return r
+
+
+def tunnel_route(
+    ctx: RouteContext, vses: Sequence[VirtualServiceEntry], svc: Service, port: int, protocol: Protocol
+) -> RC.Route:
+    """Where a CONNECT tunnel to a TCP/TLS service port goes: the first VirtualService `tls` rule (TLS and
+    HTTPS ports, its sniHosts matched against the tunnel's host), then `tcp` rule, whose L4 match holds
+    for this proxy and port, as istiod picks a sidecar's TCP/TLS route; else the service itself."""
+    domain = ctx.snapshot.mesh.domain_suffix
+    fields = ("tls", "tcp") if protocol in (Protocol.TLS, Protocol.HTTPS) else ("tcp",)
+    covering = [vs for vs in vses if any(h.matches(host, svc.hostname) for host in vs.hosts)]
+    for field_name in fields:
+        for vs in covering:
+            for rule in getattr(vs, field_name):
+                matches = rule.match or [None]
+                if field_name == "tls":
+                    ok = any(
+                        m is not None
+                        and _sni_covers(m, svc.hostname, vs.namespace, domain)
+                        and _l4_applies(m, ctx.proxy, port, ctx.gateway_names)
+                        for m in matches
+                    )
+                else:
+                    ok = any(_l4_applies(m, ctx.proxy, port, ctx.gateway_names) for m in matches)
+                if ok:
+                    return _tunnel_to(rule, ctx.services, port)
+    return connect_route(naming.outbound_cluster(port, "", svc.hostname))
 
 
 def catch_all_vhost(policy: str, egress_cluster: str | None = None) -> RC.VirtualHost:

@@ -1,0 +1,93 @@
+"""VirtualService tcp/tls rules on sidecars: where a CONNECT tunnel to a TCP/TLS service port goes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gen_helpers import route_table, sidecar, snapshot, vhost
+
+TLS_SERVICE = """
+apiVersion: v1
+kind: Service
+metadata: {name: secure, namespace: default}
+spec:
+  selector: {app: secure}
+  ports: [{name: tls, port: 443}, {name: https-alt, port: 8443}]
+"""
+
+
+def connect(snap: Any, host: str, port: int, labels: dict | None = None) -> dict[str, Any]:
+    (route,) = vhost(route_table(snap, sidecar(labels=labels)), f"{host}:{port}")["routes"]
+    assert "connect_matcher" in route["match"]
+    assert route["route"]["upgrade_configs"] == [{"upgrade_type": "CONNECT", "connect_config": {}}]
+    return route["route"]
+
+
+def test_without_rules_the_tunnel_goes_to_the_service() -> None:
+    assert connect(snapshot(), "ratings.other.svc.cluster.local", 5432)["cluster"] == (
+        "outbound|5432||ratings.other.svc.cluster.local"
+    )
+
+
+def test_tcp_rules_first_match_by_port_and_source_labels_with_weights() -> None:
+    vs = """
+    apiVersion: networking.istio.io/v1
+    kind: VirtualService
+    metadata: {name: db, namespace: other}
+    spec:
+      hosts: [ratings]
+      tcp:
+      - match: [{port: 5432, sourceLabels: {version: canary}}]
+        route: [{destination: {host: ratings, subset: canary}}]
+      - match: [{port: 9999}]
+        route: [{destination: {host: ratings, subset: never}}]
+      - route:
+        - {destination: {host: ratings, subset: v1}, weight: 80}
+        - {destination: {host: ratings, subset: v2}, weight: 20}
+    """
+    snap = snapshot(vs)
+    host = "ratings.other.svc.cluster.local"
+    canary = connect(snap, host, 5432, labels={"app": "web", "version": "canary"})
+    assert canary["cluster"] == f"outbound|5432|canary|{host}"
+    split = connect(snap, host, 5432)
+    assert split["weighted_clusters"]["clusters"] == [
+        {"name": f"outbound|5432|v1|{host}", "weight": 80},
+        {"name": f"outbound|5432|v2|{host}", "weight": 20},
+    ]
+
+
+def test_tls_rules_match_the_tunnel_host_as_sni_before_tcp_rules() -> None:
+    vs = """
+    apiVersion: networking.istio.io/v1
+    kind: VirtualService
+    metadata: {name: secure, namespace: default}
+    spec:
+      hosts: [secure, other.example.com]
+      tls:
+      - match: [{sniHosts: [other.example.com]}]
+        route: [{destination: {host: secure, subset: wrong}}]
+      - match: [{sniHosts: [secure], port: 443}]
+        route: [{destination: {host: secure, subset: tls}}]
+      tcp:
+      - route: [{destination: {host: secure, subset: tcp}}]
+    """
+    snap = snapshot(TLS_SERVICE, vs)
+    host = "secure.default.svc.cluster.local"
+    assert connect(snap, host, 443)["cluster"] == f"outbound|443|tls|{host}"
+    # The tls rule is bound to port 443: on 8443 the tcp rule applies.
+    assert connect(snap, host, 8443)["cluster"] == f"outbound|8443|tcp|{host}"
+
+
+def test_rules_bound_to_a_gateway_do_not_apply_to_sidecars() -> None:
+    vs = """
+    apiVersion: networking.istio.io/v1
+    kind: VirtualService
+    metadata: {name: db, namespace: other}
+    spec:
+      hosts: [ratings]
+      gateways: [some-gateway]
+      tcp:
+      - route: [{destination: {host: ratings, subset: v1}}]
+    """
+    route = connect(snapshot(vs), "ratings.other.svc.cluster.local", 5432)
+    assert route["cluster"] == "outbound|5432||ratings.other.svc.cluster.local"
