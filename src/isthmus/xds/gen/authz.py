@@ -91,14 +91,7 @@ def _sm(value: str, prefix: str = "", *, ignore_case: bool = False) -> string_pb
 def _header(name: str, value: str, *, ignore_case: bool = False) -> rc.HeaderMatcher:
     if value == "*":
         return rc.HeaderMatcher(name=name, present_match=True)
-    m = string_pb2.StringMatcher(ignore_case=ignore_case)
-    if value.startswith("*"):
-        m.suffix = value[1:]
-    elif value.endswith("*"):
-        m.prefix = value[:-1]
-    else:
-        m.exact = value
-    return rc.HeaderMatcher(name=name, string_match=m)
+    return rc.HeaderMatcher(name=name, string_match=p.affix_matcher(value, ignore_case=ignore_case))
 
 
 def _cidr(value: str) -> address_pb2.CidrRange:

@@ -152,13 +152,7 @@ def _headers(field: str, values: list[str]) -> string_pb2.ListStringMatcher | No
             raise ProviderError(
                 f'a single wildcard ("*") is not supported, change it to either prefix or suffix match: {field}'
             )
-        m = out.patterns.add(ignore_case=True)
-        if value.startswith("*"):
-            m.suffix = value[1:]
-        elif value.endswith("*"):
-            m.prefix = value[:-1]
-        else:
-            m.exact = value
+        out.patterns.append(p.affix_matcher(value, ignore_case=True))
     return out
 
 

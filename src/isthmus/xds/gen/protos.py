@@ -81,10 +81,14 @@ __all__ = [
 ]
 
 
+_Any = any_pb2.Any
+_TYPE_URL_PREFIX = "type.googleapis.com/"
+
+
 def pack(message: Any) -> any_pb2.Any:
-    out = any_pb2.Any()
-    out.Pack(message)
-    return out
+    """Same bytes as Any.Pack (type.googleapis.com/<full name>, SerializeToString) in one constructor
+    call: tens of thousands of calls per cold generation of a 1,000-service sidecar."""
+    return _Any(type_url=_TYPE_URL_PREFIX + message.DESCRIPTOR.full_name, value=message.SerializeToString())
 
 
 def typed_extension(name: str, message: Any) -> extension.TypedExtensionConfig:
@@ -107,6 +111,18 @@ def struct(data: dict[str, Any]) -> struct_pb2.Struct:
     s = struct_pb2.Struct()
     s.update(data)
     return s
+
+
+def affix_matcher(value: str, *, ignore_case: bool = False) -> string_matcher.StringMatcher:
+    """Istio's `*suffix` / `prefix*` / exact string in Envoy's StringMatcher (a lone `*` is the caller's)."""
+    m = string_matcher.StringMatcher(ignore_case=ignore_case)
+    if value.startswith("*"):
+        m.suffix = value[1:]
+    elif value.endswith("*"):
+        m.prefix = value[:-1]
+    else:
+        m.exact = value
+    return m
 
 
 def set_fields(target: struct_pb2.Struct, data: dict[str, Any]) -> None:
