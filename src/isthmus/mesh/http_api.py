@@ -332,6 +332,9 @@ def make_app(mesh: Mesh) -> web.Application:
     app.router.add_get("/metrics", metrics)
     mesh.cp.telemetry.add_routes(app)
     add_debug_routes(app)
+    from isthmus.ui import add_routes as add_ui_routes
+
+    add_ui_routes(app)
     return app
 
 
