@@ -11,22 +11,9 @@ import click
 
 from isthmus.cli.api_client import call
 from isthmus.cli.mesh_cmds import STATE_DIR
+from isthmus.debug import proxy_config as pc
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-CONFIG_TYPES = {
-    "cluster": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
-    "clusters": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
-    "listener": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
-    "listeners": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
-    "route": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump",
-    "routes": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump",
-    "endpoint": "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump",
-    "endpoints": "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump",
-    "secret": "type.googleapis.com/envoy.admin.v3.SecretsConfigDump",
-    "secrets": "type.googleapis.com/envoy.admin.v3.SecretsConfigDump",
-    "bootstrap": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",
-}
 
 
 def _status(state_dir: Path | None) -> dict[str, Any]:
@@ -37,19 +24,21 @@ def _status(state_dir: Path | None) -> dict[str, Any]:
 
 
 def find_proxy(status: dict[str, Any], name: str, namespace: str | None) -> dict[str, Any]:
-    """A proxy by id, instance, `instance.namespace`, or workload (its first instance)."""
+    """A proxy by id, instance, `instance.namespace`, workload or `workload.namespace` (a workload's
+    first instance). Without a namespace, the `default` namespace wins a tie, as with istioctl."""
+    proxies = sorted(status["proxies"], key=lambda p: (p["namespace"] != "default", p["instance"]))
     if "." in name and namespace is None and not name.count("~"):
         inst, _, ns = name.rpartition(".")
-        candidates = [p for p in status["proxies"] if p["instance"] == inst and p["namespace"] == ns]
-        if candidates:
-            return candidates[0]
-    for p in status["proxies"]:
-        if namespace and p["namespace"] != namespace:
-            continue
+        for key in ("instance", "workload"):
+            candidates = [p for p in proxies if p[key] == inst and p["namespace"] == ns]
+            if candidates:
+                return candidates[0]
+    in_namespace = [p for p in proxies if not namespace or p["namespace"] == namespace]
+    for p in in_namespace:
         if name in (p["id"], p["instance"]):
             return p
-    for p in status["proxies"]:
-        if (not namespace or p["namespace"] == namespace) and p["workload"] == name:
+    for p in in_namespace:
+        if p["workload"] == name:
             return p
     known = ", ".join(sorted(f"{p['instance']}.{p['namespace']}" for p in status["proxies"]))
     raise click.ClickException(f"no proxy {name!r}; known proxies: {known}")
@@ -85,68 +74,94 @@ def proxy_status_command(
 
 
 def _admin_get(url: str) -> Any:
-    with _OPENER.open(url, timeout=10) as resp:
-        return json.loads(resp.read())
+    try:
+        with _OPENER.open(url, timeout=10) as resp:
+            return json.loads(resp.read())
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot read {url}: {exc}") from exc
+
+
+TYPE_CHOICES = sorted({*pc.SECTIONS, *pc.ALIASES, "all"})
 
 
 @click.command("proxy-config")
-@click.argument("config_type", type=click.Choice(sorted({*CONFIG_TYPES, "all"})))
+@click.argument("config_type", metavar="TYPE", type=click.Choice(TYPE_CHOICES))
 @click.argument("proxy")
 @click.option("-n", "--namespace")
-@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
+@click.option("-o", "--output", type=click.Choice(["short", "table", "json", "yaml"]), default="short")
+@click.option("--fqdn", help="cluster: only clusters whose name contains this FQDN.")
+@click.option("--subset", help="cluster: only clusters whose name contains this subset.")
+@click.option("--direction", type=click.Choice(["inbound", "outbound"]), help="cluster: only this direction.")
+@click.option("--port", type=int, help="cluster, listener, endpoint: only this port.")
+@click.option("--address", help="listener, endpoint: only this address.")
+@click.option("--type", "listener_type", help="listener: HTTP, TCP, HTTP+TCP or UNKNOWN.")
+@click.option("--name", help="route: only the route config of this name.")
+@click.option("--cluster", help="endpoint: only endpoints of this cluster.")
+@click.option(
+    "--status", help="endpoint: only endpoints of this EDS health status (HEALTHY, UNHEALTHY, ...)."
+)
+@click.option(
+    "--verbose/--no-verbose",
+    default=True,
+    help="listener, route: one row per filter chain / route (default), or one per listener / route config.",
+)
 @STATE_DIR
 def proxy_config_command(
-    config_type: str, proxy: str, namespace: str | None, output: str, state_dir: Path | None
+    config_type: str,
+    proxy: str,
+    namespace: str | None,
+    output: str,
+    fqdn: str | None,
+    subset: str | None,
+    direction: str | None,
+    port: int | None,
+    address: str | None,
+    listener_type: str | None,
+    name: str | None,
+    cluster: str | None,
+    status: str | None,
+    verbose: bool,
+    state_dir: Path | None,
 ) -> None:
-    """What Envoy actually holds (from its admin config dump)."""
-    status = _status(state_dir)
-    p = find_proxy(status, proxy, namespace)
+    """What Envoy actually holds, as istioctl's `proxy-config` shows it.
+
+    TYPE is cluster, listener, route, endpoint, secret, ecds (filters received over ECDS), bootstrap
+    or all. Tables come from the admin config dump; endpoints from the admin `/clusters`, so their
+    STATUS and OUTLIER CHECK are Envoy's live view. `-o json|yaml` prints the raw Envoy entries the
+    filters select.
+    """
+    filters = pc.Filters(
+        fqdn=fqdn,
+        subset=subset,
+        direction=direction,
+        port=port,
+        address=address,
+        type=listener_type,
+        name=name,
+        cluster=cluster,
+        status=status,
+    )
+    wrong = pc.misapplied_filters(config_type, filters)
+    if wrong:
+        flags = ", ".join("--" + w for w in wrong)
+        raise click.UsageError(f"{flags}: not a filter of proxy-config {config_type}")
+    kind = pc.canonical_type(config_type)
+    status_data = _status(state_dir)
+    p = find_proxy(status_data, proxy, namespace)
     base = f"http://{p['ip']}:{p['adminPort']}"
-    dump = _admin_get(base + "/config_dump?include_eds")
-    configs = dump.get("configs", [])
-    if config_type != "all":
-        wanted = CONFIG_TYPES[config_type]
-        configs = [c for c in configs if c.get("@type") == wanted]
-    if output == "json":
-        click.echo(json.dumps(configs if config_type == "all" else (configs[0] if configs else {}), indent=2))
+    structured = output in ("json", "yaml")
+    # Endpoints come from /clusters (live health), everything else from the config dump.
+    dump: dict[str, Any] = {} if kind == "endpoint" else _admin_get(base + "/config_dump?include_eds")
+    clusters_json: dict[str, Any] | None = None
+    if kind == "endpoint" or (kind == "all" and not structured):
+        clusters_json = _admin_get(base + "/clusters?format=json")
+    if structured:
+        data = pc.selected(kind, dump, clusters_json, filters)
+        click.echo(json.dumps(data, indent=2) if output == "json" else pc.to_yaml(data).rstrip("\n"))
         return
-    for c in configs:
-        _print_table(c)
-
-
-def _print_table(c: dict[str, Any]) -> None:
-    t = c.get("@type", "")
-    if t.endswith("ClustersConfigDump"):
-        click.echo(f"{'NAME':<70} {'TYPE'}")
-        for entry in c.get("static_clusters", []) + c.get("dynamic_active_clusters", []):
-            cl = entry.get("cluster", {})
-            click.echo(
-                f"{cl.get('name', ''):<70} {cl.get('type', cl.get('cluster_type', {}).get('name', ''))}"
-            )
-    elif t.endswith("ListenersConfigDump"):
-        click.echo(f"{'NAME':<30} {'ADDRESS':<25} {'CHAINS'}")
-        for entry in c.get("static_listeners", []) + c.get("dynamic_listeners", []):
-            lst = entry.get("listener") or entry.get("active_state", {}).get("listener", {})
-            sa = lst.get("address", {}).get("socket_address", {})
-            click.echo(
-                f"{lst.get('name', ''):<30} {sa.get('address', '')}:{sa.get('port_value', ''):<10} {len(lst.get('filter_chains', []))}"
-            )
-    elif t.endswith("RoutesConfigDump"):
-        click.echo(f"{'ROUTE CONFIG':<20} {'VIRTUAL HOST':<60} {'ROUTES'}")
-        for entry in c.get("static_route_configs", []) + c.get("dynamic_route_configs", []):
-            rc = entry.get("route_config", {})
-            for vh in rc.get("virtual_hosts", []):
-                click.echo(f"{rc.get('name', ''):<20} {vh.get('name', ''):<60} {len(vh.get('routes', []))}")
-    elif t.endswith("EndpointsConfigDump"):
-        click.echo(f"{'ENDPOINT':<25} {'STATUS':<10} {'CLUSTER'}")
-        for entry in c.get("dynamic_endpoint_configs", []) + c.get("static_endpoint_configs", []):
-            cfg = entry.get("endpoint_config", {})
-            for group in cfg.get("endpoints", []):
-                for lb in group.get("lb_endpoints", []):
-                    sa = lb.get("endpoint", {}).get("address", {}).get("socket_address", {})
-                    click.echo(
-                        f"{sa.get('address', '')}:{sa.get('port_value', ''):<10} {lb.get('health_status', 'HEALTHY'):<10} "
-                        f"{cfg.get('cluster_name', '')}"
-                    )
-    else:
-        click.echo(json.dumps(c, indent=2))
+    if kind == "bootstrap":
+        click.echo(json.dumps(pc.section(dump, "bootstrap") or {}, indent=2))
+        return
+    if kind == "ecds" and pc.section(dump, "ecds") is None:
+        raise click.ClickException("the config dump has no ECDS section (no filter config came over ECDS)")
+    click.echo(pc.summary(kind, dump, clusters_json, filters, verbose=verbose))
