@@ -62,9 +62,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "spec.targetRef": "targetRef attaches to Gateway API gateways, which Isthmus does not run",
         "spec.targetRefs": "targetRef attaches to Gateway API gateways, which Isthmus does not run",
     },
-    "Service": {
-        "spec.publishNotReadyAddresses": "endpoints of pods that are not ready are never published yet",
-    },
     "DestinationRule": {
         "spec.trafficPolicy.tunnel": "tunnels (CONNECT/POST upstream) are not translated yet",
         "spec.subsets[].trafficPolicy.tunnel": "tunnels (CONNECT/POST upstream) are not translated yet",

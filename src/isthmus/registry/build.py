@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from isthmus.registry.types import (
@@ -372,12 +372,17 @@ def build_registry(resources: Iterable[Any], pods: Iterable[Pod], *, domain: str
             continue
         if svc.selector is None:
             continue
+        # Kubernetes publishes every selected pod as ready when the Service asks (StatefulSet peers).
+        publish_all = bool(_spec(res).publish_not_ready_addresses)
         for inst in instances.select(svc.namespace, svc.selector):
             for port in svc.ports:
                 target = _kube_target_port(port, inst)
                 if target is None:
                     continue
-                endpoints[(svc.hostname, svc.namespace, port.port)].append(_endpoint(inst, target))
+                ep = _endpoint(inst, target)
+                if publish_all and not ep.ready:
+                    ep = replace(ep, ready=True)
+                endpoints[(svc.hostname, svc.namespace, port.port)].append(ep)
 
     for res in by_kind.get("ServiceEntry", []):
         for svc in _services_from_service_entry(res):
