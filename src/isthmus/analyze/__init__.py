@@ -9,7 +9,8 @@ Every analyzer reads the same model the control plane builds (``model.snapshot.S
   messages are grouped by resource key ``(kind, namespace, name)`` for status.
 
 Families: ``schema`` (IST0106/0130/0131/0133), ``virtualservices``, ``destinationrules``, ``gateways``,
-``sidecars``, ``services``, ``serviceentries``, ``security``. Codes are listed in ``analyze.messages``.
+``sidecars``, ``services``, ``serviceentries``, ``security``, ``telemetry``. Codes are listed in
+``analyze.messages``.
 """
 
 from __future__ import annotations

@@ -244,6 +244,20 @@ ExternalNameServiceTypeInvalidPortName = _t(
     "Port name for ExternalName service is invalid. Proxy may prevent tcp named ports and unmatched traffic "
     "for ports serving TCP protocol from being forwarded correctly",
 )
+ConflictingTelemetryWorkloadSelectors = _t(
+    "IST0159",
+    "ConflictingTelemetryWorkloadSelectors",
+    "Error",
+    "A Telemetry resource selects the same workloads as another Telemetry resource",
+    "The Telemetries {} in namespace {} select the same workload pod {}, which can lead to undefined behavior.",
+)
+MultipleTelemetriesWithoutWorkloadSelectors = _t(
+    "IST0160",
+    "MultipleTelemetriesWithoutWorkloadSelectors",
+    "Error",
+    "More than one telemetry resource in a namespace has no workload selector",
+    "The Telemetries {} in namespace {} have no workload selector, which can lead to undefined behavior.",
+)
 InvalidGatewayCredential = _t(
     "IST0161",
     "InvalidGatewayCredential",

@@ -46,6 +46,7 @@ def all_analyzers() -> list[Analyzer]:
         serviceentries,
         services,
         sidecars,
+        telemetry,
         virtualservices,
     )
 

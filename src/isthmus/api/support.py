@@ -10,6 +10,7 @@ of that list" (``spec.http[].mirror``); a ``*`` segment means "every value of th
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from isthmus.api.errors import ConfigError
@@ -28,7 +29,6 @@ UPSTREAM_TLS = "TLS origination from the sidecar arrives with the security work"
 UNSUPPORTED_KINDS: dict[str, str] = {
     "EnvoyFilter": "Isthmus generates its own Envoy config and does not apply EnvoyFilter patches",
     "WorkloadGroup": "VM auto-registration is not implemented",
-    "Telemetry": "arrives with the telemetry work",
     "ProxyConfig": "arrives with the agent work",
 }
 
@@ -61,6 +61,20 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
     "RequestAuthentication": {
         "spec.targetRef": "targetRef attaches to Gateway API gateways, which Isthmus does not run",
         "spec.targetRefs": "targetRef attaches to Gateway API gateways, which Isthmus does not run",
+    },
+    "Telemetry": {
+        "spec.targetRef": "targetRef attaches to Gateway API gateways, which Isthmus does not run",
+        "spec.targetRefs": "targetRef attaches to Gateway API gateways, which Isthmus does not run",
+        "spec.metrics[].reportingInterval": (
+            "the control plane computes metrics from access-log batches it receives every second; there is "
+            "no proxy stats flush to tune"
+        ),
+        "spec.metrics[].overrides[].match.customMetric": (
+            "custom metrics need istio-proxy's stats plugin; Isthmus computes only Istio's standard metrics"
+        ),
+        "spec.tracing[].disableContextPropagation": (
+            "Envoy's tracers always propagate the trace context; Isthmus cannot turn that off"
+        ),
     },
     "DestinationRule": {
         "spec.trafficPolicy.tunnel": "tunnels (CONNECT/POST upstream) are not translated yet",
@@ -221,6 +235,8 @@ def check_supported(resource: Resource) -> list[ConfigError]:
                         **ident,
                     )
                 )
+    if resource.kind == "Telemetry":
+        errors.extend(_telemetry_errors(resource, data, ident))
     patterns = UNSUPPORTED.get(resource.kind)
     if not patterns:
         return errors
@@ -232,6 +248,87 @@ def check_supported(resource: Resource) -> list[ConfigError]:
                 )
             )
     return errors
+
+
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def _telemetry_errors(resource: Resource, data: dict[str, Any], ident: dict[str, Any]) -> list[ConfigError]:
+    """Telemetry tagOverrides values Isthmus cannot evaluate, and CEL filters that cannot be valid."""
+    from isthmus.telemetry.policy import parse_tag_value
+
+    errors: list[ConfigError] = []
+    spec = data.get("spec") or {}
+    for i, metrics in enumerate(spec.get("metrics") or []):
+        for j, override in enumerate(metrics.get("overrides") or []):
+            for tag, to in (override.get("tagOverrides") or {}).items():
+                if tag and not _LABEL_NAME.match(tag):
+                    path = f"spec.metrics[{i}].overrides[{j}].tagOverrides.{tag}"
+                    errors.append(
+                        ConfigError(
+                            line=resource.line_of(path),
+                            message=f"{path}: {tag!r} is not a valid Prometheus label name",
+                            **ident,
+                        )
+                    )
+                if (to or {}).get("operation") not in (None, "UPSERT"):
+                    continue
+                value = str((to or {}).get("value") or "")
+                if value and parse_tag_value(value) is None:
+                    path = f"spec.metrics[{i}].overrides[{j}].tagOverrides.{tag}.value"
+                    errors.append(
+                        ConfigError(
+                            line=resource.line_of(path),
+                            message=(
+                                f"{path} {value!r} is not supported yet: the control plane evaluates string "
+                                "literals ('v'), request.headers['name'] and the attributes request.method, "
+                                "request.host, request.path, request.url_path, request.scheme, "
+                                "request.protocol, request.id, request.useragent, response.code, "
+                                "response.grpc_status, source.address, destination.address, upstream.address"
+                            ),
+                            **ident,
+                        )
+                    )
+    for i, logging in enumerate(spec.get("accessLogging") or []):
+        expr = (logging.get("filter") or {}).get("expression") or ""
+        problem = _cel_problem(expr) if expr else None
+        if problem:
+            path = f"spec.accessLogging[{i}].filter.expression"
+            errors.append(
+                ConfigError(line=resource.line_of(path), message=f"{path}: invalid CEL: {problem}", **ident)
+            )
+    return errors
+
+
+def _cel_problem(expr: str) -> str | None:
+    """A cheap syntax check (Envoy rejects the whole listener for an expression it cannot parse): quotes
+    closed, brackets balanced, no dangling operator."""
+    stack: list[str] = []
+    pairs = {")": "(", "]": "[", "}": "{"}
+    quote = ""
+    escaped = False
+    for ch in expr:
+        if quote:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
+                quote = ""
+            continue
+        if ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            stack.append(ch)
+        elif ch in pairs and (not stack or stack.pop() != pairs[ch]):
+            return f"unbalanced {ch!r}"
+    if quote:
+        return f"unterminated string ({quote})"
+    if stack:
+        return f"unclosed {stack[-1]!r}"
+    if expr.strip().endswith(("&&", "||", "==", "!=", ">", "<", "+", "-", "!", ".", "?", ":")):
+        return "incomplete expression"
+    return None
 
 
 def is_supported(resource: Resource) -> bool:

@@ -45,6 +45,16 @@ totals so counters never go back), one proxy's own series with `Telemetry.metric
 traces in a built-in Zipkin v2 collector (`spans`, ``POST /api/v2/spans``); the live service graph
 (`graph`, ``GET /api/graph``).
 
+Telemetry API
+-------------
+``telemetry.istio.io`` Telemetry resources are merged per workload and mode as istiod merges them
+(`policy`): tracing changes the HCMs' tracer (`tracing.configure_hcm`), access logging adds Envoy file
+access logs with CEL filters (`envoy.http_access_loggers`), and metrics overrides (``disabled``,
+``tagOverrides``) are applied here, where the metrics are computed, per reporting proxy and direction
+(`core.Telemetry.metrics_policy`; series whose labels an override changed live in
+`metrics.ProxyStats.extra`). The ALS logger is the metrics pipeline: it is dropped only where Telemetry
+disables every metric and no access log is configured.
+
 Wiring (the lead's files)
 -------------------------
 1. ``xds/server.py``: ``XdsServer(..., extra_handlers=())`` kept in ``self._extra_handlers``, and in

@@ -16,11 +16,11 @@ from envoy.data.accesslog.v3 import accesslog_pb2 as al
 from envoy.extensions.filters.http.grpc_stats.v3 import config_pb2 as grpc_stats_pb2
 
 from isthmus.model.proxy import InvalidNode, Proxy
-from isthmus.telemetry import accesslog, istio
+from isthmus.telemetry import accesslog, istio, policy
 from isthmus.telemetry.envoy import DIRECTION_OF_LOG_NAME, GRPC_STATS_FILTER
 from isthmus.telemetry.graph import ServiceGraph
 from isthmus.telemetry.labels import _SPECIAL_CLUSTERS, PeerLabels, peer_labels_inbound, peer_labels_outbound
-from isthmus.telemetry.metrics import IstioCollector, MetricsStore, ProxyStats, render
+from isthmus.telemetry.metrics import Hist, IstioCollector, MetricsStore, ProxyStats, render
 from isthmus.telemetry.resolver import PeerResolver, SnapshotResolver, Workload, workload_of_proxy
 from isthmus.telemetry.spans import SpanStore
 
@@ -105,6 +105,8 @@ class Telemetry:
         self._resolver_key: Any = None
         self._resolver: PeerResolver | None = None
         self._labels: dict[tuple, PeerLabels] = {}
+        # Telemetry API metrics policy per (proxy id, direction); None: Istio's default metrics.
+        self._policies: dict[tuple[str, str], policy.MetricsPolicy | None] = {}
         self._tcp_open: OrderedDict[tuple[str, str], list[int]] = OrderedDict()
         self._seq = itertools.count(1)
         self._log_event: asyncio.Event | None = None
@@ -131,7 +133,27 @@ class Telemetry:
             self._resolver_key = snap
             self._resolver = SnapshotResolver(snap)
             self._labels = {}
+            self._policies = {}
         return self._resolver
+
+    def metrics_policy(self, info: ProxyInfo, direction: str) -> policy.MetricsPolicy | None:
+        """What Telemetry resources change in the metrics `info`'s proxy reports in `direction` (None: the
+        default metrics). Computed once per snapshot (`resolver()` resets the cache)."""
+        key = (info.proxy.id, direction)
+        try:
+            return self._policies[key]
+        except KeyError:
+            pass
+        mp: policy.MetricsPolicy | None = None
+        snap = self._resolver_key if self._resolver_factory is None else None
+        if snap is not None and hasattr(snap, "configs"):
+            try:
+                found = policy.metrics_policy(snap, info.proxy, policy.mode_of(direction))
+                mp = None if found.is_default else found
+            except Exception:
+                log.exception("telemetry: Telemetry metrics policy for %s", info.proxy.id)
+        self._policies[key] = mp
+        return mp
 
     def register_node(self, node: Any) -> ProxyInfo:
         """The ProxyInfo of an `envoy.config.core.v3.Node` (raises InvalidNode)."""
@@ -278,14 +300,19 @@ class Telemetry:
         pl = self._peer_labels(info, direction, c, resolver, req.authority, tags)
         flags = istio.response_flags(c)
         code = entry.response.response_code.value
+        mp = self.metrics_policy(info, direction)
         if req.request_method == _CONNECT and direction == OUTBOUND:
             # A CONNECT tunnel is TCP traffic routed as Istio routes TCP: report it as a connection.
             key = (*pl.values, "tcp", flags, pl.security_policy)
-            t = stats.tcp_series(key)
-            t.opened += 1
-            t.closed += 1
-            t.sent += c.downstream_wire_bytes_sent
-            t.received += c.downstream_wire_bytes_received
+            sent, received = c.downstream_wire_bytes_sent, c.downstream_wire_bytes_received
+            if mp is None:
+                t = stats.tcp_series(key)
+                t.opened += 1
+                t.closed += 1
+                t.sent += sent
+                t.received += received
+            else:
+                _record_tcp(stats, mp, key, entry, True, 1, 1, sent, received)
             counted = True
             self.service_graph.record_tcp(
                 key,
@@ -298,24 +325,41 @@ class Telemetry:
         grpc = _is_grpc(tags.get(accesslog.TAG_CONTENT_TYPE, ""))
         grpc_status = accesslog.grpc_status(entry) if grpc else ""
         key = (*pl.values, "grpc" if grpc else "http", str(code), grpc_status, flags, pl.security_policy)
-        s = stats.http_series(key)
-        s.requests += 1
         duration = accesslog.duration_ms(c)
-        if duration is not None:
-            s.duration.observe(duration)
         received = c.downstream_wire_bytes_received or (req.request_headers_bytes + req.request_body_bytes)
         resp = entry.response
         sent = c.downstream_wire_bytes_sent or (resp.response_headers_bytes + resp.response_body_bytes)
-        s.request_bytes.observe(received)
-        s.response_bytes.observe(sent)
+        messages = None
         if grpc:
-            s.grpc = True
             fs = c.filter_state_objects
             if GRPC_STATS_FILTER in fs:
                 obj = grpc_stats_pb2.FilterObject()
                 if fs[GRPC_STATS_FILTER].Unpack(obj):
-                    s.request_messages += obj.request_message_count
-                    s.response_messages += obj.response_message_count
+                    messages = (obj.request_message_count, obj.response_message_count)
+        if mp is None:
+            s = stats.http_series(key)
+            s.requests += 1
+            if duration is not None:
+                s.duration.observe(duration)
+            s.request_bytes.observe(received)
+            s.response_bytes.observe(sent)
+            if grpc:
+                s.grpc = True
+                if messages is not None:
+                    s.request_messages += messages[0]
+                    s.response_messages += messages[1]
+        elif mp.enabled:
+            values: list[tuple[str, Any]] = [
+                (istio.REQUESTS_TOTAL, 1),
+                (istio.REQUEST_BYTES, received),
+                (istio.RESPONSE_BYTES, sent),
+            ]
+            if duration is not None:
+                values.append((istio.REQUEST_DURATION, duration))
+            if grpc:
+                m = messages or (0, 0)
+                values += [(istio.REQUEST_MESSAGES, m[0]), (istio.RESPONSE_MESSAGES, m[1])]
+            _record(stats, mp, istio.HTTP_LABELS, key, entry, True, values)
         counted = pl.values[0] == istio.SOURCE or pl.peer is None or not pl.peer.has_proxy
         error = code >= 500 or code == 0 or (grpc and grpc_status not in ("", "0"))
         self.service_graph.record_http(
@@ -335,7 +379,6 @@ class Telemetry:
         kind = c.access_log_type
         pl = self._peer_labels(info, direction, c, resolver, "", c.custom_tags)
         key = (*pl.values, "tcp", istio.response_flags(c), pl.security_policy)
-        t = stats.tcp_series(key)
         sent, received = entry.connection_properties.sent_bytes, entry.connection_properties.received_bytes
         conn = (info.proxy.id, c.stream_id)
         state = self._tcp_open.get(conn) if c.stream_id else None
@@ -343,19 +386,27 @@ class Telemetry:
         if state is None:
             opened = 1
             state = [0, 0]
-        t.opened += opened
-        t.sent += max(0, sent - state[0])
-        t.received += max(0, received - state[1])
-        delta = max(0, sent - state[0]) + max(0, received - state[1])
+        d_sent, d_received = max(0, sent - state[0]), max(0, received - state[1])
+        delta = d_sent + d_received
+        closed = 0
         if kind in (_TCP_CONNECTED, _TCP_PERIODIC) and c.stream_id:
             state[0], state[1] = max(sent, state[0]), max(received, state[1])
             self._tcp_open[conn] = state
             if len(self._tcp_open) > _TCP_OPEN_MAX:
                 self._tcp_open.popitem(last=False)
         else:
-            t.closed += 1
+            closed = 1
             self._tcp_open.pop(conn, None)
             self._remember(info, False, entry, now)
+        mp = self.metrics_policy(info, direction)
+        if mp is None:
+            t = stats.tcp_series(key)
+            t.opened += opened
+            t.closed += closed
+            t.sent += d_sent
+            t.received += d_received
+        else:
+            _record_tcp(stats, mp, key, entry, False, opened, closed, d_sent, d_received)
         counted = pl.values[0] == istio.SOURCE or pl.peer is None or not pl.peer.has_proxy
         self.service_graph.record_tcp(key, counted=counted, opened=opened, bytes_=delta, now=now)
 
@@ -547,6 +598,105 @@ class Telemetry:
             "traces": len(self.spans),
             "spans": self.spans.received,
         }
+
+
+def _tag_value(value: policy.TagValue, entry: Any, http: bool) -> str:
+    """A Telemetry tagOverrides UPSERT value for one access-log entry ("unknown" when not available)."""
+    if value.kind == "literal":
+        return value.arg
+    if value.kind == "header":
+        out = accesslog.operator_value("REQ", value.arg, entry, http) if http else None
+        return str(out) if out is not None else istio.UNKNOWN
+    a = value.arg
+    if a == "request.method":
+        op, arg = "REQ", ":method"
+    elif a == "request.host":
+        op, arg = "REQ", ":authority"
+    elif a in ("request.path", "request.url_path"):
+        op, arg = "REQ", ":path"
+    elif a == "request.scheme":
+        op, arg = "REQ", ":scheme"
+    elif a == "request.id":
+        op, arg = "REQ", "x-request-id"
+    elif a == "request.useragent":
+        op, arg = "REQ", "user-agent"
+    elif a == "request.protocol":
+        op, arg = "PROTOCOL", None
+    elif a == "response.code":
+        op, arg = "RESPONSE_CODE", None
+    elif a == "response.grpc_status":
+        op, arg = "GRPC_STATUS", None
+    elif a == "upstream.address":
+        op, arg = "UPSTREAM_HOST", None
+    elif a == "source.address":
+        op, arg = "DOWNSTREAM_REMOTE_ADDRESS", None
+    elif a == "destination.address":
+        op, arg = "DOWNSTREAM_LOCAL_ADDRESS", None
+    else:
+        return istio.UNKNOWN
+    if op == "REQ" and not http:
+        return istio.UNKNOWN
+    out = accesslog.operator_value(op, arg, entry, http)
+    if out is None:
+        return istio.UNKNOWN
+    text = str(out)
+    if a == "request.url_path":
+        text = text.split("?", 1)[0]
+    return text
+
+
+def _record(
+    stats: ProxyStats,
+    mp: policy.MetricsPolicy,
+    names: tuple[str, ...],
+    key: tuple[str, ...],
+    entry: Any,
+    http: bool,
+    values: list[tuple[str, Any]],
+) -> None:
+    """Record metric values under a Telemetry metrics policy: disabled metrics are skipped, tag overrides
+    remove or upsert labels (the series then has its own label set)."""
+    if not mp.enabled:
+        return
+    base = tuple(zip(names, key, strict=True))
+    for metric, value in values:
+        o = mp.overrides.get(metric)
+        pairs = base
+        if o is not None:
+            if o.disabled:
+                continue
+            if o.tags:
+                labels = dict(base)
+                for tag, tv in o.tags:
+                    if tv is None:
+                        labels.pop(tag, None)
+                    else:
+                        labels[tag] = _tag_value(tv, entry, http)
+                pairs = tuple(labels.items())
+        series = stats.extra_series((metric, pairs))
+        if isinstance(series, Hist):
+            series.observe(value)
+        else:
+            series.value += value
+
+
+def _record_tcp(
+    stats: ProxyStats,
+    mp: policy.MetricsPolicy,
+    key: tuple[str, ...],
+    entry: Any,
+    http: bool,
+    opened: int,
+    closed: int,
+    sent: int,
+    received: int,
+) -> None:
+    values = [(istio.TCP_SENT, sent), (istio.TCP_RECEIVED, received)]
+    if opened:
+        values.append((istio.TCP_OPENED, opened))
+    if closed:
+        values.append((istio.TCP_CLOSED, closed))
+    _record(stats, mp, istio.TCP_LABELS, key, entry, http, values)
 
 
 def direction_of(log_name: str) -> str | None:

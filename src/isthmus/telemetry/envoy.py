@@ -2,14 +2,18 @@
 
 Integration hooks for the generators and the bootstrap (the control plane side is `Telemetry`):
 
-- `http_access_loggers(snapshot, proxy, direction)` -> ``HttpConnectionManager.access_log``: MeshConfig's
-  file access log (if accessLogFile) and the gRPC access logger to the control plane;
+- `http_access_loggers(snapshot, proxy, direction)` -> ``HttpConnectionManager.access_log``: the file
+  access logs (Telemetry ``accessLogging`` providers for this workload and mode, with their CEL filter,
+  see `telemetry.policy`; else MeshConfig's accessLogFile) and the gRPC access logger to the control
+  plane, which is the metrics pipeline: it stays on unless Telemetry disables every metric of that mode
+  and no access log is configured for it either;
 - `tcp_access_loggers(snapshot, proxy, direction)` -> ``TcpProxy.access_log``, with
   `tcp_access_log_options()` -> ``TcpProxy.access_log_options`` (an entry when the upstream connects
   and every `TCP_FLUSH_INTERVAL_S` while open, so TCP byte counters move on long connections);
 - `grpc_stats_filter()`: the ``envoy.filters.http.grpc_stats`` HTTP filter (before the router), which
   counts gRPC messages into filter state for istio_request/response_messages_total, as in Istio;
-- `tracing_config(snapshot, proxy)` -> ``HttpConnectionManager.tracing`` (see `telemetry.tracing`);
+- `tracing_config(snapshot, proxy, direction)` -> ``HttpConnectionManager.tracing`` (see
+  `telemetry.tracing`; `tracing.configure_hcm` also sets the request-id extension Telemetry asks for);
 - `static_clusters(xds_address, api_address)` -> bootstrap clusters `envoy_accesslog_service` (gRPC to
   the control plane's xDS port, its own HTTP/2 connection) and `zipkin` (the built-in span collector on
   the control plane's HTTP API). The loggers and the tracer name these clusters, so the bootstrap must
@@ -28,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.core.v3 import config_source_pb2, grpc_service_pb2
 from envoy.extensions.access_loggers.file.v3 import file_pb2
+from envoy.extensions.access_loggers.filters.cel.v3 import cel_pb2
 from envoy.extensions.access_loggers.grpc.v3 import als_pb2
 from envoy.extensions.filters.http.grpc_stats.v3 import config_pb2 as grpc_stats_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
@@ -35,7 +40,7 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.type.tracing.v3 import custom_tag_pb2
 from google.protobuf import any_pb2, duration_pb2
 
-from isthmus.telemetry import accesslog
+from isthmus.telemetry import accesslog, policy
 from isthmus.telemetry.tracing import ZIPKIN_CLUSTER, tracing_config
 
 if TYPE_CHECKING:
@@ -61,6 +66,7 @@ ALS_CLUSTER = "envoy_accesslog_service"  # Istio's bootstrap name for an access-
 LOG_NAMES: dict[str, str] = {"outbound": "isthmus.outbound", "inbound": "isthmus.inbound"}
 DIRECTION_OF_LOG_NAME = {v: k for k, v in LOG_NAMES.items()}
 GRPC_STATS_FILTER = "envoy.filters.http.grpc_stats"
+CEL_FILTER = "envoy.access_loggers.extension_filters.cel"
 # Batching: Envoy sends a StreamAccessLogsMessage when this many bytes are buffered or every interval.
 # Larger batches cost the control plane less per entry; the interval bounds how stale metrics are.
 BUFFER_SIZE_BYTES = 64 * 1024
@@ -123,11 +129,14 @@ def common_config(
     return cfg
 
 
-def http_grpc_logger(direction: Direction, cluster: str = ALS_CLUSTER) -> accesslog_pb2.AccessLog:
+def http_grpc_logger(
+    direction: Direction, cluster: str = ALS_CLUSTER, request_headers: tuple[str, ...] = ()
+) -> accesslog_pb2.AccessLog:
     cfg = als_pb2.HttpGrpcAccessLogConfig(
         common_config=common_config(
             direction, _SAN_TAGS, cluster, grpc_stats=True, header_tags=_REQUEST_HEADER_TAGS
         ),
+        additional_request_headers_to_log=request_headers,
         additional_response_headers_to_log=RESPONSE_HEADERS_TO_LOG,
         additional_response_trailers_to_log=RESPONSE_TRAILERS_TO_LOG,
     )
@@ -139,12 +148,14 @@ def tcp_grpc_logger(direction: Direction, cluster: str = ALS_CLUSTER) -> accessl
     return accesslog_pb2.AccessLog(name="envoy.access_loggers.tcp_grpc", typed_config=_pack(cfg))
 
 
-def file_access_logs(snapshot: Snapshot) -> list[accesslog_pb2.AccessLog]:
-    """MeshConfig accessLogFile / accessLogEncoding / accessLogFormat, as istiod builds them."""
+def file_access_logs(snapshot: Snapshot, path: str | None = None) -> list[accesslog_pb2.AccessLog]:
+    """MeshConfig accessLogFile / accessLogEncoding / accessLogFormat, as istiod builds them (to `path`
+    instead when given: the built-in ``envoy`` provider)."""
     mesh = snapshot.mesh
-    if not mesh.access_log_file:
+    path = path or mesh.access_log_file
+    if not path:
         return []
-    fal = file_pb2.FileAccessLog(path=mesh.access_log_file)
+    fal = file_pb2.FileAccessLog(path=path)
     if (mesh.access_log_encoding or "TEXT").upper() == "JSON":
         fmt = json.loads(mesh.access_log_format) if mesh.access_log_format else accesslog.JSON_LOG_FORMAT
         fal.log_format.json_format.update(fmt)
@@ -156,6 +167,55 @@ def file_access_logs(snapshot: Snapshot) -> list[accesslog_pb2.AccessLog]:
     return [accesslog_pb2.AccessLog(name="envoy.access_loggers.file", typed_config=_pack(fal))]
 
 
+def cel_filter(expression: str) -> accesslog_pb2.AccessLogFilter:
+    """An access-log filter evaluating a CEL expression (Telemetry ``accessLogging.filter.expression``)."""
+    out = accesslog_pb2.AccessLogFilter()
+    out.extension_filter.name = CEL_FILTER
+    out.extension_filter.typed_config.Pack(cel_pb2.ExpressionFilter(expression=expression))
+    return out
+
+
+def _provider_log(snapshot: Snapshot, provider: policy.Provider) -> accesslog_pb2.AccessLog | None:
+    if provider.builtin:
+        # Istio's `envoy` provider: the proxy's stdout (its envoy.log here), or MeshConfig accessLogFile.
+        logs = file_access_logs(snapshot, snapshot.mesh.access_log_file or policy.STDOUT)
+        return logs[0] if logs else None
+    body = provider.body
+    fal = file_pb2.FileAccessLog(path=getattr(body, "path", None) or policy.STDOUT)
+    fmt = getattr(body, "log_format", None)
+    labels = getattr(fmt, "labels", None) if fmt is not None else None
+    text = getattr(fmt, "text", None) if fmt is not None else None
+    if labels:
+        fal.log_format.json_format.update(dict(labels))
+    else:
+        text = text or accesslog.TEXT_LOG_FORMAT
+        if not text.endswith("\n"):
+            text += "\n"
+        fal.log_format.text_format_source.inline_string = text
+    return accesslog_pb2.AccessLog(name="envoy.access_loggers.file", typed_config=_pack(fal))
+
+
+def _file_logs(snapshot: Snapshot, proxy: Proxy, direction: Direction) -> list[accesslog_pb2.AccessLog]:
+    providers = policy.access_log_providers(snapshot, proxy, policy.mode_of(direction))
+    if providers is None:
+        # No Telemetry access logging: MeshConfig's file log, as istiod does. An empty list is Telemetry
+        # turning access logs off (for this mode), MeshConfig's file log included.
+        return file_access_logs(snapshot)
+    out = []
+    for provider, expression in providers:
+        log = _provider_log(snapshot, provider)
+        if log is None:
+            continue
+        if expression:
+            log.filter.CopyFrom(cel_filter(expression))
+        out.append(log)
+    return out
+
+
+def _metrics(snapshot: Snapshot, proxy: Proxy, direction: Direction) -> policy.MetricsPolicy:
+    return policy.metrics_policy(snapshot, proxy, policy.mode_of(direction))
+
+
 def http_access_loggers(
     snapshot: Snapshot,
     proxy: Proxy,
@@ -164,10 +224,11 @@ def http_access_loggers(
     als: bool = True,
     cluster: str = ALS_CLUSTER,
 ) -> list[accesslog_pb2.AccessLog]:
-    """For ``HttpConnectionManager.access_log``: the file log (if configured) and the ALS logger."""
-    out = file_access_logs(snapshot)
-    if als:
-        out.append(http_grpc_logger(direction, cluster))
+    """For ``HttpConnectionManager.access_log``: the file logs (if configured) and the ALS logger."""
+    out = _file_logs(snapshot, proxy, direction)
+    metrics = _metrics(snapshot, proxy, direction)
+    if als and (metrics.enabled or out):
+        out.append(http_grpc_logger(direction, cluster, metrics.headers()))
     return out
 
 
@@ -179,9 +240,9 @@ def tcp_access_loggers(
     als: bool = True,
     cluster: str = ALS_CLUSTER,
 ) -> list[accesslog_pb2.AccessLog]:
-    """For ``TcpProxy.access_log``: the file log (if configured) and the ALS logger."""
-    out = file_access_logs(snapshot)
-    if als:
+    """For ``TcpProxy.access_log``: the file logs (if configured) and the ALS logger."""
+    out = _file_logs(snapshot, proxy, direction)
+    if als and (_metrics(snapshot, proxy, direction).enabled or out):
         out.append(tcp_grpc_logger(direction, cluster))
     return out
 

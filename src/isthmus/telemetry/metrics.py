@@ -17,6 +17,7 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from isthmus.telemetry import istio
 
@@ -107,14 +108,39 @@ class TcpSeries:
         self.received += other.received
 
 
-class ProxyStats:
-    """The series one proxy reported. Keys are label-value tuples (`istio.HTTP_LABELS` / `TCP_LABELS`)."""
+class Count:
+    __slots__ = ("value",)
 
-    __slots__ = ("http", "tcp")
+    def __init__(self) -> None:
+        self.value = 0
+
+    def add(self, other: Count) -> None:
+        self.value += other.value
+
+
+# Histogram metrics (the others are counters).
+HISTOGRAMS = frozenset({istio.REQUEST_DURATION, istio.REQUEST_BYTES, istio.RESPONSE_BYTES})
+ExtraKey = tuple[str, tuple[tuple[str, str], ...]]  # (istio_* metric name, ((label, value), ...))
+
+
+class ProxyStats:
+    """The series one proxy reported. Keys are label-value tuples (`istio.HTTP_LABELS` / `TCP_LABELS`).
+
+    `extra` holds series whose labels a Telemetry ``tagOverrides`` changed (or a proxy whose Telemetry
+    changes any metric): one metric each, keyed by its name and its own (label, value) pairs."""
+
+    __slots__ = ("extra", "http", "tcp")
 
     def __init__(self) -> None:
         self.http: dict[tuple[str, ...], HttpSeries] = {}
         self.tcp: dict[tuple[str, ...], TcpSeries] = {}
+        self.extra: dict[ExtraKey, Count | Hist] = {}
+
+    def extra_series(self, key: ExtraKey) -> Any:
+        s = self.extra.get(key)
+        if s is None:
+            s = self.extra[key] = Hist() if key[0] in HISTOGRAMS else Count()
+        return s
 
     def http_series(self, key: tuple[str, ...]) -> HttpSeries:
         s = self.http.get(key)
@@ -133,6 +159,8 @@ class ProxyStats:
             other.http_series(key).add(s)
         for key, t in self.tcp.items():
             other.tcp_series(key).add(t)
+        for key, e in self.extra.items():
+            other.extra_series(key).add(e)
 
 
 class MetricsStore:
@@ -213,7 +241,33 @@ def families(stats: ProxyStats) -> list[Metric]:
         received.add_metric(labels, t.received)
         opened.add_metric(labels, t.opened)
         closed.add_metric(labels, t.closed)
-    return [requests, duration, req_bytes, resp_bytes, req_msgs, resp_msgs, sent, received, opened, closed]
+    out = [requests, duration, req_bytes, resp_bytes, req_msgs, resp_msgs, sent, received, opened, closed]
+    if stats.extra:
+        by_name = {
+            istio.REQUESTS_TOTAL: requests,
+            istio.REQUEST_DURATION: duration,
+            istio.REQUEST_BYTES: req_bytes,
+            istio.RESPONSE_BYTES: resp_bytes,
+            istio.REQUEST_MESSAGES: req_msgs,
+            istio.RESPONSE_MESSAGES: resp_msgs,
+            istio.TCP_SENT: sent,
+            istio.TCP_RECEIVED: received,
+            istio.TCP_OPENED: opened,
+            istio.TCP_CLOSED: closed,
+        }
+        for (name, pairs), value in sorted(stats.extra.items(), key=lambda kv: kv[0]):
+            family = by_name.get(name)
+            if family is None:
+                continue
+            labels = dict(pairs)
+            if isinstance(value, Hist):
+                for le, n in value.cumulative():
+                    family.samples.append(Sample(f"{family.name}_bucket", {**labels, "le": le}, n))
+                family.samples.append(Sample(f"{family.name}_count", labels, value.count))
+                family.samples.append(Sample(f"{family.name}_sum", labels, value.sum))
+            else:
+                family.samples.append(Sample(f"{family.name}_total", labels, value.value))
+    return out
 
 
 class IstioCollector(Collector):

@@ -23,6 +23,13 @@ can still be traced on demand with `x-b3-sampled: 1` or `x-client-trace-id`, and
 
 Span tags: Istio's ``istio.canonical_service``, ``istio.canonical_revision``, ``istio.namespace``,
 ``istio.mesh_id`` and ``istio.cluster_id`` literals, plus ``defaultConfig.tracing.customTags``.
+
+Telemetry resources (`telemetry.policy.tracing_spec`) override all of this per workload and per HCM
+direction (``match.mode``: CLIENT is the outbound HCM and gateways, SERVER the inbound HCMs), as istiod's
+``configureTracingFromTelemetry`` does: the provider, ``randomSamplingPercentage`` (else the MeshConfig
+sampling), ``customTags`` (replacing ``defaultConfig.tracing.customTags``), ``enableIstioTags``,
+``disableSpanReporting`` (no tracer on that HCM) and ``useRequestIdForTraceSampling`` (the HCM's UUID
+request-id extension). `configure_hcm(hcm, snapshot, proxy, direction)` sets both on an HCM.
 """
 
 from __future__ import annotations
@@ -33,10 +40,11 @@ from typing import TYPE_CHECKING, Any
 from envoy.config.core.v3 import grpc_service_pb2
 from envoy.config.trace.v3 import http_tracer_pb2, opentelemetry_pb2, zipkin_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
+from envoy.extensions.request_id.uuid.v3 import uuid_pb2
 from envoy.type.tracing.v3 import custom_tag_pb2
 from envoy.type.v3 import percent_pb2
 
-from isthmus.telemetry import istio
+from isthmus.telemetry import istio, policy
 
 if TYPE_CHECKING:
     from isthmus.model.proxy import Proxy
@@ -143,21 +151,35 @@ def _named_provider(snapshot: Snapshot) -> Any:
     return None
 
 
+def _extension_tracer(
+    proxy: Proxy, name: str, kind: str | None, body: Any
+) -> http_tracer_pb2.Tracing.Http | None:
+    service = _split_host(str(getattr(body, "service", None) or ""))
+    port = getattr(body, "port", None)
+    if kind == "zipkin" and service and port:
+        no_128 = bool(_extra(body, "enable_64bit_trace_id", "enable64bitTraceId"))
+        return _zipkin(f"outbound|{port}||{service}", service, trace_id_128=not no_128)
+    if kind == "opentelemetry" and service and port:
+        return _otel(f"outbound|{port}||{service}", service, tracing_service_name(proxy))
+    return None
+
+
 def provider_config(snapshot: Snapshot, proxy: Proxy) -> http_tracer_pb2.Tracing.Http:
     """The tracer (`HttpConnectionManager.Tracing.provider`) for this proxy."""
     provider = _named_provider(snapshot)
     if provider is not None:
-        kind, body = provider.kind, provider.body
-        service = _split_host(str(getattr(body, "service", None) or ""))
-        port = getattr(body, "port", None)
-        if kind == "zipkin" and service and port:
-            no_128 = bool(_extra(body, "enable_64bit_trace_id", "enable64bitTraceId"))
-            return _zipkin(f"outbound|{port}||{service}", service, trace_id_128=not no_128)
-        if kind == "opentelemetry" and service and port:
-            return _otel(f"outbound|{port}||{service}", service, tracing_service_name(proxy))
+        tracer = _extension_tracer(proxy, provider.name, provider.kind, provider.body)
+        if tracer is not None:
+            return tracer
         _warn_once(
-            f"tracing provider {provider.name!r} ({kind}) is not supported; spans go to the built-in collector"
+            f"tracing provider {provider.name!r} ({provider.kind}) is not supported; spans go to the built-in "
+            "collector"
         )
+    return _legacy_tracer(snapshot, proxy)
+
+
+def _legacy_tracer(snapshot: Snapshot, proxy: Proxy) -> http_tracer_pb2.Tracing.Http:
+    """``defaultConfig.tracing.zipkin.address`` when it names a mesh service, else the built-in collector."""
     tracing = _tracing_spec(snapshot)
     zipkin = getattr(tracing, "zipkin", None) if tracing is not None else None
     address = getattr(zipkin, "address", None) if zipkin is not None else None
@@ -177,7 +199,13 @@ def provider_config(snapshot: Snapshot, proxy: Proxy) -> http_tracer_pb2.Tracing
     return _zipkin(ZIPKIN_CLUSTER, BUILTIN_COLLECTOR_HOST)
 
 
-def _custom_tags(snapshot: Snapshot, proxy: Proxy) -> list[custom_tag_pb2.CustomTag]:
+def _custom_tags(
+    snapshot: Snapshot,
+    proxy: Proxy,
+    telemetry_tags: Any = None,
+    *,
+    istio_tags: bool = True,
+) -> list[custom_tag_pb2.CustomTag]:
     tags = {
         "istio.canonical_revision": istio.canonical_revision(proxy.labels),
         "istio.canonical_service": istio.canonical_service(proxy.labels, proxy.workload or proxy.instance),
@@ -188,11 +216,18 @@ def _custom_tags(snapshot: Snapshot, proxy: Proxy) -> list[custom_tag_pb2.Custom
     out = [
         custom_tag_pb2.CustomTag(tag=k, literal=custom_tag_pb2.CustomTag.Literal(value=v))
         for k, v in tags.items()
+        if istio_tags
     ]
-    tracing = _tracing_spec(snapshot)
-    for name, tag in sorted((getattr(tracing, "custom_tags", None) or {}).items()):
+    if telemetry_tags:
+        user = telemetry_tags
+    else:
+        tracing = _tracing_spec(snapshot)
+        user = getattr(tracing, "custom_tags", None) or {}
+    for name, tag in sorted(user.items()):
         ct = custom_tag_pb2.CustomTag(tag=name)
-        if tag.literal is not None:
+        if getattr(tag, "formatter", None) is not None:
+            ct.value = tag.formatter.value or ""
+        elif tag.literal is not None:
             ct.literal.value = tag.literal.value or ""
         elif tag.environment is not None:
             ct.environment.name = tag.environment.name or ""
@@ -206,8 +241,15 @@ def _custom_tags(snapshot: Snapshot, proxy: Proxy) -> list[custom_tag_pb2.Custom
     return out
 
 
-def tracing_config(snapshot: Snapshot, proxy: Proxy) -> hcm.HttpConnectionManager.Tracing | None:
-    """The HCM tracing block for `proxy`, or None when MeshConfig enableTracing is false."""
+def tracing_config(
+    snapshot: Snapshot, proxy: Proxy, direction: str = "outbound"
+) -> hcm.HttpConnectionManager.Tracing | None:
+    """The HCM tracing block for `proxy`'s HCMs of `direction` ("outbound": sidecar outbound and gateways,
+    "inbound"), or None (no tracer): Telemetry disables span reporting or has no usable provider, or,
+    without Telemetry tracing, MeshConfig enableTracing is false."""
+    spec = policy.tracing_spec(snapshot, proxy, policy.mode_of(direction))
+    if spec is not None:
+        return _telemetry_tracing(snapshot, proxy, spec)
     if not tracing_enabled(snapshot):
         return None
     tracing = _tracing_spec(snapshot)
@@ -221,6 +263,49 @@ def tracing_config(snapshot: Snapshot, proxy: Proxy) -> hcm.HttpConnectionManage
     out.max_path_tag_length.value = int(max_len or DEFAULT_MAX_PATH_TAG_LENGTH)
     out.custom_tags.extend(_custom_tags(snapshot, proxy))
     return out
+
+
+def _telemetry_tracing(
+    snapshot: Snapshot, proxy: Proxy, spec: policy.TracingSpec
+) -> hcm.HttpConnectionManager.Tracing | None:
+    if spec.disabled or spec.provider is None:
+        return None
+    if spec.provider is policy.IMPLICIT:
+        tracer = _legacy_tracer(snapshot, proxy)
+    else:
+        found = _extension_tracer(proxy, spec.provider.name, spec.provider.kind, spec.provider.body)
+        if found is None:
+            snapshot.generation_errors.setdefault(
+                f"Telemetry tracing for {proxy.namespace}/{proxy.workload or proxy.instance}",
+                f"tracing provider {spec.provider.name!r} needs service and port; tracing is off",
+            )
+            return None
+        tracer = found
+    sampling = spec.sampling if spec.sampling is not None else sampling_percent(snapshot)
+    out = hcm.HttpConnectionManager.Tracing(
+        client_sampling=percent_pb2.Percent(value=100.0),
+        random_sampling=percent_pb2.Percent(value=sampling),
+        overall_sampling=percent_pb2.Percent(value=100.0),
+        provider=tracer,
+    )
+    tracing = _tracing_spec(snapshot)
+    max_len = getattr(tracing, "max_path_tag_length", None) if tracing is not None else None
+    out.max_path_tag_length.value = int(max_len or DEFAULT_MAX_PATH_TAG_LENGTH)
+    out.custom_tags.extend(_custom_tags(snapshot, proxy, spec.custom_tags, istio_tags=spec.enable_istio_tags))
+    return out
+
+
+def configure_hcm(m: hcm.HttpConnectionManager, snapshot: Snapshot, proxy: Proxy, direction: str) -> None:
+    """Set an HCM's tracer and, under Telemetry tracing, its UUID request-id extension
+    (``useRequestIdForTraceSampling``), as istiod does."""
+    trace = tracing_config(snapshot, proxy, direction)
+    if trace is not None:
+        m.tracing.CopyFrom(trace)
+    spec = policy.tracing_spec(snapshot, proxy, policy.mode_of(direction))
+    if spec is not None and not spec.use_request_id:
+        cfg = uuid_pb2.UuidRequestIdConfig()
+        cfg.use_request_id_for_trace_sampling.value = False
+        m.request_id_extension.typed_config.Pack(cfg)
 
 
 # Headers an app must forward for its spans to join one trace (Istio's FAQ), for tools and docs.

@@ -16,7 +16,7 @@ from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import InboundPort, Snapshot
 from isthmus.registry.types import Protocol
 from isthmus.telemetry import envoy as telemetry
-from isthmus.telemetry.tracing import tracing_config
+from isthmus.telemetry.tracing import configure_hcm as configure_tracing
 from isthmus.xds.gen import authz, gateway, naming, tls
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen.clusters import dns_cache_config
@@ -87,9 +87,7 @@ def _hcm(
         details.uri = True
     m.http2_protocol_options.SetInParent()
     m.access_log.extend(telemetry.http_access_loggers(snapshot, proxy, direction))  # type: ignore[arg-type]
-    trace = tracing_config(snapshot, proxy)
-    if trace is not None:
-        m.tracing.CopyFrom(trace)
+    configure_tracing(m, snapshot, proxy, direction)
     return m
 
 
