@@ -149,9 +149,22 @@ def istio_mutual_common_tls_context(
     """The CommonTlsContext of Istio mTLS: TLS 1.2-1.3, SDS `cert` + `root`, and the peer's SPIFFE ids
     (exact, for clients: the destination's service accounts) or prefixes (for servers:
     ``spiffe://<trust domain>/``) as URI SAN matchers."""
-    default_vc = common_pb2.CertificateValidationContext(
-        match_typed_subject_alt_names=uri_san_matchers(exact=peer_identities, prefix=peer_prefixes)
-    )
+    out = tls_pb2.CommonTlsContext()
+    out.CopyFrom(_common_tls_template(tuple(alpn_protocols), cert, root, cluster))
+    matchers = uri_san_matchers(exact=peer_identities, prefix=peer_prefixes)
+    if matchers:
+        out.combined_validation_context.default_validation_context.match_typed_subject_alt_names.extend(
+            matchers
+        )
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _common_tls_template(
+    alpn_protocols: tuple[str, ...], cert: str, root: str, cluster: str
+) -> tls_pb2.CommonTlsContext:
+    """All of istio_mutual_common_tls_context but the SAN matchers (an empty default validation
+    context). Shared and never modified: callers copy it."""
     return tls_pb2.CommonTlsContext(
         tls_params=common_pb2.TlsParameters(
             tls_minimum_protocol_version=common_pb2.TlsParameters.TLSv1_2,
@@ -159,7 +172,7 @@ def istio_mutual_common_tls_context(
         ),
         tls_certificate_sds_secret_configs=[sds_secret_config(cert, cluster)],
         combined_validation_context=tls_pb2.CommonTlsContext.CombinedCertificateValidationContext(
-            default_validation_context=default_vc,
+            default_validation_context=common_pb2.CertificateValidationContext(),
             validation_context_sds_secret_config=sds_secret_config(root, cluster),
         ),
         alpn_protocols=list(alpn_protocols),
@@ -178,10 +191,61 @@ def istio_mutual_upstream_tls_context(
     ALPN defaults to istiod's ``["istio"]`` for proxies without the metadata-exchange filter (plain
     Envoy has no ``istio-peer-exchange``); add ``"h2"`` for HTTP/2 clusters as istiod does."""
     return tls_pb2.UpstreamTlsContext(
-        common_tls_context=istio_mutual_common_tls_context(
-            peer_identities=peer_identities, alpn_protocols=alpn_protocols, cluster=cluster
+        common_tls_context=_upstream_common_tls_context(
+            tuple(peer_identities), tuple(alpn_protocols), cluster
         ),
         sni=sni,
+    )
+
+
+def istio_mutual_upstream_tls_context_bytes(
+    peer_identities: Sequence[str],
+    *,
+    sni: str = "",
+    alpn_protocols: Sequence[str] = ("istio",),
+    cluster: str = SDS_CLUSTER,
+) -> bytes:
+    """istio_mutual_upstream_tls_context(...).SerializeToString(), assembled from the shared common
+    context's bytes and the SNI (the one per-cluster part): for Any.value on every outbound cluster."""
+    common = _upstream_common_tls_bytes(tuple(peer_identities), tuple(alpn_protocols), cluster)
+    if not sni:
+        return common
+    encoded = sni.encode()
+    return common + _T_SNI + _varint(len(encoded)) + encoded
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+# UpstreamTlsContext: common_tls_context (1) then sni (2), in field-number order as upb writes them.
+_T_COMMON = _varint(
+    tls_pb2.UpstreamTlsContext.DESCRIPTOR.fields_by_name["common_tls_context"].number << 3 | 2
+)
+_T_SNI = _varint(tls_pb2.UpstreamTlsContext.DESCRIPTOR.fields_by_name["sni"].number << 3 | 2)
+
+
+@functools.lru_cache(maxsize=8192)
+def _upstream_common_tls_bytes(
+    peer_identities: tuple[str, ...], alpn_protocols: tuple[str, ...], cluster: str
+) -> bytes:
+    common = _upstream_common_tls_context(peer_identities, alpn_protocols, cluster).SerializeToString()
+    return _T_COMMON + _varint(len(common)) + common
+
+
+@functools.lru_cache(maxsize=8192)
+def _upstream_common_tls_context(
+    peer_identities: tuple[str, ...], alpn_protocols: tuple[str, ...], cluster: str
+) -> tls_pb2.CommonTlsContext:
+    """Shared, never modified (callers copy it): every cluster of a service, in every scope, has the same
+    one; only the SNI differs per cluster."""
+    return istio_mutual_common_tls_context(
+        peer_identities=peer_identities, alpn_protocols=alpn_protocols, cluster=cluster
     )
 
 

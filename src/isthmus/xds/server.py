@@ -128,6 +128,7 @@ class _TypeState:
         "label",
         "last_nack",
         "push_start",
+        "requested",
         "sent",
         "sent_nonce",
         "sent_shared",
@@ -143,7 +144,10 @@ class _TypeState:
         self.short = typeurls.short_name(type_url)
         self.label = typeurls.metric_label(type_url)
         self.wildcard = not names or "*" in names
-        self.watched: frozenset[str] = names - {"*"}
+        self.watched: frozenset[str] = _without_star(names)
+        # The resource names of the last request, as listed and as a set: ACKs repeat them (1,000+ EDS
+        # names per ACK in a large mesh), so an unchanged list is recognized without building a set.
+        self.requested: tuple[list[str], frozenset[str]] | None = None
         # name -> entry digest of what the proxy was sent (ACKed or not). Shared with the cache's
         # ResourceSet for wildcard types (then replaced, never mutated).
         self.sent: dict[str, int] = {}
@@ -186,6 +190,11 @@ class _TypeState:
         if self.sent_nonce is None:
             return NOT_SENT
         return SYNCED if self.acked_nonce == self.sent_nonce else STALE
+
+
+def _without_star(names: frozenset[str]) -> frozenset[str]:
+    """`names` minus the wildcard name; the same object when there is none (no copy on every ACK)."""
+    return names - {"*"} if "*" in names else names
 
 
 class _Connection:
@@ -250,6 +259,9 @@ class XdsServer:
         # Other gRPC services sharing the port (the telemetry access-log service).
         self._extra_handlers = tuple(extra_handlers)
         self._cache = EncodeCache()
+        # ids of named-type ResourceSets already sent whole once since the last rotation (then alive in
+        # the cache, so their ids are not reused): the second proxy sending one caches its body.
+        self._shared_sets: set[int] = set()
         self._encoder = ResponseEncoder(control_plane_id)
         self._debouncer = Debouncer(
             self._dispatch, debounce_after, debounce_max, on_debounced=self._on_debounced
@@ -365,6 +377,7 @@ class XdsServer:
     def _dispatch(self, push: Push) -> None:
         if push.snapshot is not self._pushed:
             self._cache.rotate()
+            self._shared_sets.clear()
         self._pushed = push.snapshot
         req = push.request
         self.metrics.push_triggers.labels("full" if req.full else "eds").inc()
@@ -468,17 +481,24 @@ class XdsServer:
         if not type_url:
             log.debug("request without type_url from %s ignored", conn.id)
             return
-        names = frozenset(req.resource_names)
+        listed = list(req.resource_names)
         nonce = req.response_nonce
         st = conn.types.get(type_url)
+        if st is not None and st.requested is not None and st.requested[0] == listed:
+            names = st.requested[1]
+        else:
+            names = frozenset(listed)
+            if st is not None:
+                st.requested = (listed, names)  # the set shares the list's strings
         if st is None or not nonce:
             # A new subscription (or the client starting over on this type): answer it in full.
             if st is None:
                 st = conn.types[type_url] = _TypeState(type_url, names)
             else:
                 st.wildcard = not names or "*" in names
-                st.watched = names - {"*"}
+                st.watched = _without_star(names)
                 st.reset()
+            st.requested = (listed, names)
             self._notify()
             if conn.snapshot is not None:
                 await self._send_type(conn, st, conn.snapshot, None, frozenset(), None, initial=True)
@@ -499,7 +519,9 @@ class XdsServer:
 
         # Subscription changes, from any request (stale ones included).
         wildcard = "*" in names or (st.wildcard and not names)
-        watched = names - {"*"}
+        watched = _without_star(names)
+        if watched is st.watched and wildcard == st.wildcard:
+            return  # the usual ACK: same names as before
         if wildcard != st.wildcard:
             st.wildcard, st.watched = wildcard, watched
             st.reset()
@@ -681,7 +703,15 @@ class XdsServer:
                 sent[name] = d
             st.combined = combined & _MASK
             count = len(to_send)
-            body = rs.body if count == len(rs.entries) else b"".join(enc.data for _, enc, _ in to_send)
+            if count == len(rs.entries) and id(rs) in self._shared_sets:
+                body = rs.body  # joined once, kept with the set, for every proxy sharing it
+            else:
+                # A set seen by one proxy so far (generators build named-type mappings per proxy):
+                # join it for this response only. Keeping its body would hold a copy of the proxy's
+                # whole EDS/RDS config in the cache per connected proxy.
+                if count == len(rs.entries):
+                    self._shared_sets.add(id(rs))
+                body = b"".join(enc.data for _, enc, _ in to_send)
             changed = frozenset(name for name, _, _ in to_send)
 
         nonce = str(next(self._nonces))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from isthmus.model.destination_rules import EffectivePolicy, MergedDestinationRule, effective_policy
 from isthmus.model.proxy import Proxy
@@ -100,19 +99,21 @@ def specs_by_name(snapshot: Snapshot, proxy: Proxy) -> dict[str, ClusterSpec]:
 
 
 def _metadata(c: p.cluster.Cluster, spec: ClusterSpec) -> None:
-    istio: dict[str, Any] = {
-        "services": [
-            {"host": spec.service.hostname, "name": spec.service.name, "namespace": spec.service.namespace}
-        ],
-        "default_original_port": spec.port.port,
-    }
+    """`istio` filter metadata: services, default_original_port, config, subset, external (as istiod).
+    Filled field by field (no dict -> Struct walk): it is on every cluster."""
+    fields = c.metadata.filter_metadata["istio"].fields
+    svc = spec.service
+    entry = fields["services"].list_value.values.add().struct_value.fields
+    entry["host"].string_value = svc.hostname
+    entry["name"].string_value = svc.name
+    entry["namespace"].string_value = svc.namespace
+    fields["default_original_port"].number_value = spec.port.port
     if spec.dr is not None:
-        istio["config"] = spec.dr.config_path
+        fields["config"].string_value = spec.dr.config_path
     if spec.subset:
-        istio["subset"] = spec.subset
-    if spec.service.mesh_external:
-        istio["external"] = True
-    p.set_fields(c.metadata.filter_metadata["istio"], istio)
+        fields["subset"].string_value = spec.subset
+    if svc.mesh_external:
+        fields["external"].bool_value = True
 
 
 def dns_cache_config(dns_refresh_s: float) -> p.dns_cache.DnsCacheConfig:
@@ -136,10 +137,32 @@ def _dfp_cluster_type(dns_refresh_s: float) -> p.cluster.Cluster.CustomClusterTy
     )
 
 
-def build_outbound_cluster(snapshot: Snapshot, proxy: Proxy, spec: ClusterSpec) -> p.cluster.Cluster:
+def _base_key(proxy: Proxy, spec: ClusterSpec) -> tuple | None:
+    """What the service-independent part of an EDS cluster depends on (None: build it whole).
+
+    The policy blocks are compared by identity: subsets of one DestinationRule share their base's objects,
+    and services without a DestinationRule share the empty policy."""
+    if spec.service.resolution in _NOT_EDS:
+        return None
+    pol = spec.policy
+    return (
+        id(pol.load_balancer),
+        id(pol.connection_pool),
+        id(pol.outlier_detection),
+        id(pol.retry_budget),
+        spec.port.protocol,
+        proxy.kind,
+    )
+
+
+_NOT_EDS = (Resolution.PASSTHROUGH, Resolution.DYNAMIC_DNS, Resolution.DNS, Resolution.DNS_ROUND_ROBIN)
+
+
+def _build_base(snapshot: Snapshot, proxy: Proxy, spec: ClusterSpec) -> p.cluster.Cluster:
+    """Everything of an outbound cluster but its name, EDS service name, metadata and TLS."""
     mesh = snapshot.mesh
     svc = spec.service
-    c = p.cluster.Cluster(name=spec.name, connect_timeout=p.duration(mesh.connect_timeout_s))
+    c = p.cluster.Cluster(connect_timeout=p.duration(mesh.connect_timeout_s))
     opts = p.http_options.HttpProtocolOptions()
     if svc.resolution in (Resolution.PASSTHROUGH, Resolution.DYNAMIC_DNS):
         # Explicit-proxy mode has no original destination: resolve the request's authority instead.
@@ -161,7 +184,6 @@ def build_outbound_cluster(snapshot: Snapshot, proxy: Proxy, spec: ClusterSpec) 
         tp.apply_load_balancer(c, spec.policy.load_balancer)
     else:
         c.type = p.cluster.Cluster.EDS
-        c.eds_cluster_config.service_name = spec.name
         c.eds_cluster_config.eds_config.CopyFrom(p.ads_config_source())
         tp.apply_load_balancer(c, spec.policy.load_balancer)
     c.common_lb_config.SetInParent()
@@ -179,6 +201,26 @@ def build_outbound_cluster(snapshot: Snapshot, proxy: Proxy, spec: ClusterSpec) 
         c.typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].CopyFrom(
             p.pack(opts)
         )
+    return c
+
+
+def build_outbound_cluster(
+    snapshot: Snapshot, proxy: Proxy, spec: ClusterSpec, bases: dict[tuple, p.cluster.Cluster] | None = None
+) -> p.cluster.Cluster:
+    """One outbound cluster. With `bases` (one dict per build of a scope's clusters), EDS clusters of the
+    same policy, protocol and proxy kind copy a prototype instead of building the same sub-messages again."""
+    key = _base_key(proxy, spec) if bases is not None else None
+    if key is None:
+        c = _build_base(snapshot, proxy, spec)
+    else:
+        proto = bases.get(key)
+        if proto is None:
+            proto = bases[key] = _build_base(snapshot, proxy, spec)
+        c = p.cluster.Cluster()
+        c.CopyFrom(proto)
+    c.name = spec.name
+    if c.type == p.cluster.Cluster.EDS and c.HasField("eds_cluster_config"):
+        c.eds_cluster_config.service_name = spec.name
     _metadata(c, spec)
     tls.apply_upstream_tls(snapshot, proxy, c, spec)
     return c
@@ -245,9 +287,12 @@ def passthrough_cluster(snapshot: Snapshot) -> p.cluster.Cluster:
 def build_outbound_clusters(snapshot: Snapshot, proxy: Proxy) -> list[p.cluster.Cluster]:
     """What proxies of one scope share: outbound clusters and the special ones."""
     out = []
+    bases: dict[tuple, p.cluster.Cluster] = {}
     for spec in outbound_cluster_specs(snapshot, proxy):
         c = guarded(
-            snapshot, f"cluster {spec.name}", lambda spec=spec: build_outbound_cluster(snapshot, proxy, spec)
+            snapshot,
+            f"cluster {spec.name}",
+            lambda spec=spec: build_outbound_cluster(snapshot, proxy, spec, bases),
         )
         if c is not None:
             out.append(c)

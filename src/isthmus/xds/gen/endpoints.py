@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from google.protobuf import struct_pb2, wrappers_pb2
+
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import Snapshot
 from isthmus.registry.build import labels_match
@@ -36,36 +38,114 @@ def select_endpoints(snapshot: Snapshot, spec: ClusterSpec) -> list[Endpoint]:
     return out
 
 
-def _lb_endpoints(
-    snapshot: Snapshot, cla: p.endpoint.ClusterLoadAssignment, endpoints: Iterable[Endpoint]
-) -> None:
+# --- wire encoding ---------------------------------------------------------------------------------
+# EDS is the bulk of a large mesh's config (an LbEndpoint per endpoint per cluster, each with Struct
+# metadata maps, which are slow to build through the protobuf API). Each endpoint is encoded once per
+# snapshot as protobuf wire bytes (its metadata once per workload), each ClusterLoadAssignment is
+# assembled from those bytes once per snapshot and parsed for each caller. Field numbers come from the
+# descriptors (protos.field_tag); tests/unit/gen/test_endpoint_encoding.py and bench/gen_check.py check
+# the result against messages built through the protobuf API.
+
+
+_varint = p.varint
+_tag = p.field_tag
+_ld = p.length_delimited
+
+_LbEndpoint = p.endpoint_components.LbEndpoint
+_LocalityLbEndpoints = p.endpoint_components.LocalityLbEndpoints
+_CLA = p.endpoint.ClusterLoadAssignment
+_T_LB_ENDPOINT = _tag(_LbEndpoint, "endpoint")
+_T_LB_METADATA = _tag(_LbEndpoint, "metadata")
+_T_EP_ADDRESS = _tag(p.endpoint_components.Endpoint, "address")
+_T_SOCKET_ADDRESS = _tag(p.address.Address, "socket_address")
+_T_SA_ADDRESS = _tag(p.address.SocketAddress, "address")
+_T_SA_PORT = _varint(p.address.SocketAddress.DESCRIPTOR.fields_by_name["port_value"].number << 3)
+_T_FILTER_METADATA = _tag(p.base.Metadata, "filter_metadata")
+_T_STRUCT_FIELDS = _tag(struct_pb2.Struct, "fields")
+_T_STRING_VALUE = _tag(struct_pb2.Value, "string_value")
+_T_MAP_KEY, _T_MAP_VALUE = b"\x0a", b"\x12"  # map entries: key = 1, value = 2
+_T_GROUP_LB = _tag(_LocalityLbEndpoints, "lb_endpoints")
+_T_GROUP_LOCALITY = _tag(_LocalityLbEndpoints, "locality")
+_T_GROUP_WEIGHT = _tag(_LocalityLbEndpoints, "load_balancing_weight")
+_T_UINT32 = _varint(wrappers_pb2.UInt32Value.DESCRIPTOR.fields_by_name["value"].number << 3)
+_T_CLA_NAME = _tag(_CLA, "cluster_name")
+_T_CLA_ENDPOINTS = _tag(_CLA, "endpoints")
+_HEALTHY = _LbEndpoint(health_status=p.health_check.HEALTHY).SerializeToString()
+_ISTIO_KEY = _ld(_T_MAP_KEY, b"istio")
+_WORKLOAD_KEY = _ld(_T_MAP_KEY, b"workload")
+
+
+def _tls_mode_metadata() -> bytes:
+    lb = _LbEndpoint()
+    tls.endpoint_metadata(lb)
+    return lb.SerializeToString()
+
+
+_TLS_MODE = _tls_mode_metadata()
+
+
+def _metadata_bytes(workload: str, mtls: bool) -> bytes:
+    value = _ld(_T_STRING_VALUE, workload.encode())
+    struct = _ld(_T_STRUCT_FIELDS, _WORKLOAD_KEY + _ld(_T_MAP_VALUE, value))
+    out = _ld(_T_LB_METADATA, _ld(_T_FILTER_METADATA, _ISTIO_KEY + _ld(_T_MAP_VALUE, struct)))
+    if mtls:
+        out += _TLS_MODE  # a second metadata field: parsing merges the filter_metadata maps
+    return out
+
+
+def _lb_endpoint_bytes(snapshot: Snapshot, ep: Endpoint, metadata: dict[tuple[str, bool], bytes]) -> bytes:
+    """The LbEndpoint: address, HEALTHY, weight, `istio.workload` metadata, tlsMode for mTLS endpoints
+    (the metadata, the same for all instances of a workload, from `metadata`)."""
+    addr = ep.address.encode()
+    sock = _T_SA_ADDRESS + _varint(len(addr)) + addr + _T_SA_PORT + _varint(ep.port)
+    out = _ld(_T_LB_ENDPOINT, _ld(_T_EP_ADDRESS, _ld(_T_SOCKET_ADDRESS, sock))) + _HEALTHY
+    if ep.weight:
+        out += _LbEndpoint(load_balancing_weight=p.u32(ep.weight)).SerializeToString()
+    key = (_workload_metadata(ep), tls.endpoint_mtls_enabled(snapshot, ep))
+    md = metadata.get(key)
+    if md is None:
+        md = metadata[key] = _metadata_bytes(*key)
+    return out + md
+
+
+def _lb_endpoints_bytes(snapshot: Snapshot, endpoints: Iterable[Endpoint]) -> bytes:
+    """The `endpoints` of a ClusterLoadAssignment: one LocalityLbEndpoints per locality (sorted), each
+    with its endpoints and the sum of their weights."""
+    # An endpoint's bytes depend on the snapshot and the endpoint only: encoded once per snapshot (a
+    # service's subset clusters, and every scope that sees the service, share them). The registry owns
+    # the endpoints for the snapshot's lifetime, so their ids are stable keys.
+    built: dict[int, bytes] = snapshot.memo(("lb_endpoint_bytes",), dict)
+    metadata: dict[tuple[str, bool], bytes] = snapshot.memo(("lb_endpoint_metadata_bytes",), dict)
     by_locality: dict[str, list[Endpoint]] = {}
     for ep in endpoints:
         by_locality.setdefault(ep.locality, []).append(ep)
+    out = []
     for locality, eps in sorted(by_locality.items()):
-        group = cla.endpoints.add()
-        if locality:
-            group.locality.CopyFrom(_locality(locality))
+        group = [_ld(_T_GROUP_LOCALITY, _locality(locality).SerializeToString())] if locality else []
         total = 0
         for ep in eps:
-            lb = group.lb_endpoints.add()
-            lb.endpoint.address.CopyFrom(p.socket_address(ep.address, ep.port))
-            lb.health_status = p.health_check.HEALTHY
-            weight = ep.weight or 1
-            total += weight
-            if ep.weight:
-                lb.load_balancing_weight.value = ep.weight
-            md = {"workload": _workload_metadata(ep)}
-            p.set_fields(lb.metadata.filter_metadata["istio"], md)
-            if tls.endpoint_mtls_enabled(snapshot, ep):
-                tls.endpoint_metadata(lb)
-        group.load_balancing_weight.value = total
+            lb = built.get(id(ep))
+            if lb is None:
+                lb = built[id(ep)] = _lb_endpoint_bytes(snapshot, ep, metadata)
+            group.append(_ld(_T_GROUP_LB, lb))
+            total += ep.weight or 1
+        group.append(_ld(_T_GROUP_WEIGHT, _T_UINT32 + _varint(total)))
+        out.append(_ld(_T_CLA_ENDPOINTS, b"".join(group)))
+    return b"".join(out)
 
 
 def load_assignment(snapshot: Snapshot, proxy: Proxy, spec: ClusterSpec) -> p.endpoint.ClusterLoadAssignment:
-    cla = p.endpoint.ClusterLoadAssignment(cluster_name=spec.name)
-    _lb_endpoints(snapshot, cla, select_endpoints(snapshot, spec))
-    return cla
+    # The assignment depends on the snapshot, the service, port and subset only: encoded once per snapshot
+    # for every scope that has the cluster (each caller gets its own message).
+    labels = spec.subset_labels
+    key = (spec.name, id(spec.service), spec.port.port, None if labels is None else tuple(labels.items()))
+    encoded: dict[tuple, bytes] = snapshot.memo(("cla_bytes",), dict)
+    raw = encoded.get(key)
+    if raw is None:
+        raw = encoded[key] = _ld(_T_CLA_NAME, spec.name.encode()) + _lb_endpoints_bytes(
+            snapshot, select_endpoints(snapshot, spec)
+        )
+    return _CLA.FromString(raw)
 
 
 def build_endpoints(

@@ -60,6 +60,21 @@ def raw_socket() -> base_pb2.TransportSocket:
     return base_pb2.TransportSocket(name=RAW_SOCKET, typed_config=p.pack(raw_buffer_pb2.RawBuffer()))
 
 
+def _auto_mtls_matches() -> tuple[Any, Any]:
+    """Prototypes of auto mTLS's two transport_socket_matches (copied, never modified): the TLS one
+    without its transport_socket, which differs per cluster, and the plaintext one."""
+    tls_match = p.cluster.Cluster.TransportSocketMatch(name="tlsMode-istio")
+    tls_match.match.fields["tlsMode"].string_value = "istio"
+    plain = p.cluster.Cluster.TransportSocketMatch(
+        name="tlsMode-disabled", match=struct_pb2.Struct(), transport_socket=raw_socket()
+    )
+    return tls_match, plain
+
+
+_TLS_MATCH, _PLAIN_MATCH = _auto_mtls_matches()
+_UPSTREAM_TLS_TYPE_URL = "type.googleapis.com/" + tls_pb2.UpstreamTlsContext.DESCRIPTOR.full_name
+
+
 # --- identities ---------------------------------------------------------------------------------
 
 
@@ -68,7 +83,13 @@ def spiffe(trust_domain: str, namespace: str, service_account: str) -> str:
 
 
 def service_identities(snapshot: Snapshot, svc: Service) -> list[str]:
-    """The SPIFFE ids a client accepts from a service: its endpoints' service accounts (+ SE SANs)."""
+    """The SPIFFE ids a client accepts from a service: its endpoints' service accounts (+ SE SANs).
+    Once per snapshot and service (every cluster of it, in every scope, asks); the snapshot's registry
+    owns the service, so its id is stable for the memo's lifetime."""
+    return snapshot.memo(("service_identities", id(svc)), lambda: _service_identities(snapshot, svc))
+
+
+def _service_identities(snapshot: Snapshot, svc: Service) -> list[str]:
     td = snapshot.mesh.trust_domain
     ids = set(svc.subject_alt_names)
     for port in svc.ports:
@@ -114,8 +135,23 @@ def _istio_mutual(snapshot: Snapshot, spec: ClusterSpec, sni: str, sans: Iterabl
 
 
 def _uses_h2(cluster: Any) -> bool:
-    opts = _http_options(cluster)
-    return opts is not None and opts.explicit_http_config.HasField("http2_protocol_options")
+    any_opts = cluster.typed_extension_protocol_options.get(
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    )
+    if any_opts is None:
+        return False
+    # Clusters of one policy share their options: decode each distinct value once.
+    value = any_opts.value
+    h2 = _H2_BY_OPTIONS.get(value)
+    if h2 is None:
+        opts = p.http_options.HttpProtocolOptions.FromString(value)
+        h2 = _H2_BY_OPTIONS[value] = opts.explicit_http_config.HasField("http2_protocol_options")
+        if len(_H2_BY_OPTIONS) > 4096:
+            _H2_BY_OPTIONS.clear()
+    return h2
+
+
+_H2_BY_OPTIONS: dict[bytes, bool] = {}
 
 
 def _simple_or_mutual(tls: Any, proxy: Proxy, dr_has_selector: bool, h2: bool) -> tls_pb2.UpstreamTlsContext:
@@ -184,15 +220,19 @@ def apply_upstream_tls(snapshot: Snapshot, proxy: Proxy, cluster: Any, spec: Clu
         return
     if not _auto_mtls(snapshot, svc):
         return
-    ctx = _istio_mutual(snapshot, spec, sni_default, service_identities(snapshot, svc), h2)
-    match = struct_pb2.Struct()
-    match.update({"tlsMode": "istio"})
-    cluster.transport_socket_matches.add(
-        name="tlsMode-istio", match=match, transport_socket=transport_socket(ctx)
+    # The same as transport_socket(_istio_mutual(...)), from the service's shared serialized context.
+    ctx = sds.istio_mutual_upstream_tls_context_bytes(
+        service_identities(snapshot, svc),
+        sni=sni_default,
+        alpn_protocols=_client_alpn(spec.port.protocol, h2),
     )
-    cluster.transport_socket_matches.add(
-        name="tlsMode-disabled", match=struct_pb2.Struct(), transport_socket=raw_socket()
-    )
+    matches = cluster.transport_socket_matches
+    matches.append(_TLS_MATCH)
+    sock = matches[-1].transport_socket
+    sock.name = TLS_SOCKET
+    sock.typed_config.type_url = _UPSTREAM_TLS_TYPE_URL
+    sock.typed_config.value = ctx
+    matches.append(_PLAIN_MATCH)
 
 
 def _auto_mtls(snapshot: Snapshot, svc: Service) -> bool:

@@ -13,15 +13,20 @@ from isthmus.model.durations import to_seconds
 from isthmus.registry.types import Protocol, ServicePort
 from isthmus.xds.gen import protos as p
 
+_DEFAULT_THRESHOLDS = p.circuit_breaker.CircuitBreakers.Thresholds(
+    max_connections=p.u32(p.MAX_UINT32),
+    max_pending_requests=p.u32(p.MAX_UINT32),
+    max_requests=p.u32(p.MAX_UINT32),
+    max_retries=p.u32(p.MAX_UINT32),
+    track_remaining=True,
+)
+
 
 def default_thresholds() -> p.circuit_breaker.CircuitBreakers.Thresholds:
-    return p.circuit_breaker.CircuitBreakers.Thresholds(
-        max_connections=p.u32(p.MAX_UINT32),
-        max_pending_requests=p.u32(p.MAX_UINT32),
-        max_requests=p.u32(p.MAX_UINT32),
-        max_retries=p.u32(p.MAX_UINT32),
-        track_remaining=True,
-    )
+    """A fresh copy (callers modify it) of Istio's defaults: MaxUint32 everywhere, track_remaining."""
+    out = p.circuit_breaker.CircuitBreakers.Thresholds()
+    out.CopyFrom(_DEFAULT_THRESHOLDS)
+    return out
 
 
 _SIMPLE_LB = {

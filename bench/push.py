@@ -1,0 +1,570 @@
+"""Push fan-out of the real control plane to many ADS clients (DESIGN §6). Prints a table, writes JSON.
+
+    .venv/bin/python bench/push.py --clients 100 1000 [--services 1000] [--workloads 10]
+
+The control plane is the one `isthmus up` runs (`isthmus.mesh.control_plane.ControlPlane` over a
+`Store`, real MeshGenerator, XdsServer with its default debounce), in this process, loaded with
+bench/generate.py's synthetic mesh (1,000 services x 5 endpoints, 100 VirtualServices, 100
+DestinationRules). The clients run in a child process (`--client-mode`), one gRPC channel each, and
+behave like Envoy: CDS + LDS wildcard, then EDS for the EDS clusters and RDS for the routes they got,
+ACKing every response (responses are not decoded beyond the header unless their content digest is new).
+Clients are sidecars of `--workloads` client workloads (one scope each: app=client-<w> in ns-<w % 10>),
+so the generator builds each scope once per snapshot and the server encodes it once.
+
+For each change the time is from the store write to each client's last ACK of a response carrying the
+new snapshot (clients that got nothing new are not counted): an endpoint change (a pod of svc-1 moves:
+EDS-only push), a VirtualService change (svc-0's weights: full push, RDS changes) and a new service
+(Service + 5 pods: full push, CDS/EDS/RDS change). The control plane's CPU time and bytes sent are
+measured over each push; its RSS before the clients connect and once they are all synced.
+`--envoys K` (default 10) adds K real Envoys started as `isthmus up` starts them (bootstrap, an SDS
+agent with a mesh certificate, telemetry clusters), sidecars of the same workloads: the time until all of
+them ACKed each change is reported too (`envoys s`), and they count as connected proxies.
+
+bench/xds_fanout.py measures the server alone with a stand-in generator (one shared resource set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import grpc
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import base_pb2
+from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf import struct_pb2
+
+from isthmus.xds import typeurls
+
+CDS, EDS, LDS, RDS = typeurls.CLUSTER, typeurls.ENDPOINT, typeurls.LISTENER, typeurls.ROUTE
+SHORT = {CDS: "CDS", EDS: "EDS", LDS: "LDS", RDS: "RDS"}
+ADS_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+
+
+# ------------------------------------------------------------------------------------------ clients
+
+
+def _read_varint(b: bytes, i: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        x = b[i]
+        i += 1
+        n |= (x & 0x7F) << shift
+        if x < 0x80:
+            return n, i
+        shift += 7
+
+
+def response_header(b: bytes) -> tuple[str, str, str]:
+    """version_info (1), type_url (4), nonce (5) of a serialized DiscoveryResponse, skipping the rest."""
+    i, n = 0, len(b)
+    out: dict[int, str] = {}
+    while i < n:
+        key, i = _read_varint(b, i)
+        field, wire = key >> 3, key & 7
+        if wire == 2:
+            ln, i = _read_varint(b, i)
+            if field in (1, 4, 5):
+                out[field] = b[i : i + ln].decode()
+            i += ln
+        elif wire == 0:
+            _, i = _read_varint(b, i)
+        elif wire == 5:
+            i += 4
+        elif wire == 1:
+            i += 8
+        else:
+            raise ValueError(f"wire type {wire}")
+    return out.get(1, ""), out.get(4, ""), out.get(5, "")
+
+
+class Names:
+    """EDS/RDS names to subscribe to, per CDS/LDS content digest (shared by the clients of a scope)."""
+
+    def __init__(self) -> None:
+        self.by_digest: dict[tuple[str, str], list[str]] = {}
+
+    def get(self, type_url: str, version: str, raw: bytes) -> list[str]:
+        key = (type_url, version.partition("-")[2])
+        names = self.by_digest.get(key)
+        if names is None:
+            resp = discovery_pb2.DiscoveryResponse.FromString(raw)
+            if type_url == CDS:
+                names = []
+                for a in resp.resources:
+                    c = cluster_pb2.Cluster.FromString(a.value)
+                    if c.type == cluster_pb2.Cluster.EDS:
+                        names.append(c.name)
+            else:
+                from generate import route_names
+
+                names = sorted(route_names({str(i): a for i, a in enumerate(resp.resources)}))
+            self.by_digest[key] = names
+        return names
+
+
+async def client(port: int, i: int, workload: int, acks: dict, names: Names, ready: list[int]) -> None:
+    ch = grpc.aio.insecure_channel(
+        f"127.0.0.1:{port}",
+        options=[("grpc.max_receive_message_length", 256 << 20), ("grpc.use_local_subchannel_pool", 1)],
+    )
+    call = ch.stream_stream(
+        ADS_METHOD,
+        request_serializer=discovery_pb2.DiscoveryRequest.SerializeToString,
+        response_deserializer=lambda b: b,
+    )()
+    ns = f"ns-{workload % 10}"
+    name = f"client-{workload}-{i}"
+    ip = f"10.250.{i // 250}.{i % 250 + 1}"
+    node = base_pb2.Node(id=f"sidecar~{ip}~{name}.{ns}~{ns}.svc.cluster.local")
+    md = {
+        "NAMESPACE": ns,
+        "NAME": name,
+        "WORKLOAD_NAME": f"client-{workload}",
+        "LABELS": {"app": f"client-{workload}"},
+    }
+    node.metadata.CopyFrom(struct_pb2.Struct())
+    node.metadata.update(md)
+    subscribed: dict[str, list[str]] = {CDS: [], LDS: []}
+    await call.write(discovery_pb2.DiscoveryRequest(node=node, type_url=CDS))
+    await call.write(discovery_pb2.DiscoveryRequest(type_url=LDS))
+    mine = acks.setdefault(i, {})
+    counted = False
+    try:
+        while True:
+            raw = await call.read()
+            if raw is grpc.aio.EOF:
+                return
+            version, type_url, nonce = response_header(raw)
+            follow: tuple[str, list[str]] | None = None
+            if type_url in (CDS, LDS):
+                want = names.get(type_url, version, raw)
+                dep = EDS if type_url == CDS else RDS
+                if subscribed.get(dep) != want:
+                    follow = (dep, want)
+            await call.write(
+                discovery_pb2.DiscoveryRequest(
+                    type_url=type_url,
+                    response_nonce=nonce,
+                    version_info=version,
+                    resource_names=subscribed.get(type_url, []),
+                )
+            )
+            now = time.monotonic()
+            snap = version.partition("-")[0]
+            mine[snap] = max(mine.get(snap, 0.0), now)
+            if follow is not None:
+                subscribed[follow[0]] = follow[1]
+                await call.write(discovery_pb2.DiscoveryRequest(type_url=follow[0], resource_names=follow[1]))
+            if not counted and len(subscribed) == 4:
+                counted = True
+                ready[0] += 1
+    finally:
+        await ch.close()
+
+
+async def client_mode(port: int, n: int, workloads: int) -> None:
+    """Commands on stdin: `acks <snapshot version>` prints {client: last ACK time} for that version."""
+    acks: dict[int, dict[str, float]] = {}
+    names = Names()
+    ready = [0]
+    tasks = [asyncio.create_task(client(port, i, i % workloads, acks, names, ready)) for i in range(n)]
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while True:
+        line = (await reader.readline()).decode().strip()
+        if not line or line == "quit":
+            break
+        cmd, _, arg = line.partition(" ")
+        if cmd == "acks":
+            out = {i: a[arg] for i, a in acks.items() if arg in a}
+            print(json.dumps({"ready": ready[0], "acks": out}), flush=True)
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# ------------------------------------------------------------------------------------ control plane
+
+
+def malloc_trim() -> None:
+    """Give freed heap back to the OS, so RSS shows what is retained rather than past peaks."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def sent_bytes(registry: Any) -> dict[str, float]:
+    out = {}
+    for t in ("cds", "eds", "lds", "rds"):
+        out[t] = registry.get_sample_value("pilot_xds_send_bytes_total", {"type": t}) or 0.0
+    return out
+
+
+class Child:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    async def acks(self, version: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(f"acks {version}\n".encode())
+        await self.proc.stdin.drain()
+        return json.loads(await self.proc.stdout.readline())
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, int(round(q * len(s) + 0.5)) - 1))]
+
+
+async def start_envoys(k: int, port: int, workloads: int, workdir: Path) -> tuple[Any, list[Any]]:
+    """`k` real Envoys as `isthmus up` runs them (bootstrap, SDS agent with a mesh certificate, telemetry
+    clusters), sidecars of the same workloads (scopes) as the simulated clients."""
+    import socket
+
+    from isthmus.agent.bootstrap import build_bootstrap
+    from isthmus.agent.envoy import EnvoyProcess
+    from isthmus.mesh.security import MeshSecurity
+    from isthmus.model.proxy import Proxy
+    from isthmus.telemetry import envoy as telemetry_envoy
+
+    sec = MeshSecurity(workdir / "security", "cluster.local")
+    await sec.start("127.78.0.1")
+    envoys = []
+    for i in range(k):
+        w = i % workloads
+        ns, name, ip = f"ns-{w % 10}", f"envoy-{w}-{i}", f"127.77.0.{i + 1}"
+        proxy = Proxy(
+            id=Proxy.node_id("sidecar", ip, name, ns),
+            kind="sidecar",
+            ip=ip,
+            namespace=ns,
+            instance=name,
+            workload=f"client-{w}",
+            labels={"app": f"client-{w}"},
+        )
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            admin_port = s.getsockname()[1]
+        sds_socket = await sec.start_pod(ns, name, "default", workdir / f"agent-{i}", [])
+        bootstrap = build_bootstrap(
+            proxy,
+            xds_address=("127.0.0.1", port),
+            admin_port=admin_port,
+            health_port=None,
+            prometheus_port=None,
+            sds_socket=sds_socket,
+            extra_static_clusters=telemetry_envoy.static_clusters(("127.0.0.1", port), ("127.0.0.1", 15014)),
+            runtime=telemetry_envoy.RUNTIME_FLAGS,
+        )
+        envoy = EnvoyProcess(proxy, bootstrap, workdir / f"envoy-{i}", concurrency=1)
+        await envoy.start()
+        envoys.append(envoy)
+    return sec, envoys
+
+
+def share_eds_mappings() -> None:
+    """Experiment (--shared-eds): what MeshGenerator's EDS path would cost if it returned the scope's
+    memoized mapping itself when the proxy watches a subset of it (the server filters by watched names),
+    instead of a new dict per proxy, which the server must encode and digest per proxy."""
+    from isthmus.xds.gen import generator as gm
+    from isthmus.xds.gen import naming
+    from isthmus.xds.gen.scope import scope_key
+
+    original = gm.MeshGenerator.generate
+
+    def generate(self: Any, snapshot: Any, proxy: Any, type_url: str, watched: Any) -> Any:
+        if type_url == naming.ENDPOINT_TYPE and watched:
+            key = ("eds", scope_key(snapshot, proxy))
+            every = snapshot.memo(key, lambda: gm._all_endpoints(snapshot, proxy))
+            if watched <= every.keys():
+                return every
+        return original(self, snapshot, proxy, type_url, watched)
+
+    gm.MeshGenerator.generate = generate  # type: ignore[method-assign]
+
+
+async def run(n: int, args: argparse.Namespace) -> dict[str, Any]:
+    import generate as g
+
+    from isthmus.api import loader
+    from isthmus.config.store import Store
+    from isthmus.mesh.control_plane import ControlPlane
+
+    if args.shared_eds:
+        share_eds_mappings()
+    store = Store()
+    store.apply(loader.load_text(g.mesh_yaml(args.services), "bench.yaml"), "bench")
+    for pod in g.mesh_pods(args.services, args.endpoints):
+        store.upsert_pod(pod)
+    cp = ControlPlane(store)
+    port = await cp.start("127.0.0.1", 0)
+    await asyncio.sleep(0.2)
+    import gc
+
+    gc.collect()
+    malloc_trim()
+    rss0, cpu0 = rss_mib(), cpu_s()
+    t0 = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--client-mode", "--port", str(port), "--clients", str(n),
+        "--workloads", str(args.workloads),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    child = Child(proc)
+    import tempfile
+
+    tmpdir = tempfile.TemporaryDirectory(prefix="isthmus-push-")
+    sec, envoys = (
+        await start_envoys(args.envoys, port, args.workloads, Path(tmpdir.name))
+        if args.envoys
+        else (None, [])
+    )
+    envoy_ids = {e.proxy.id for e in envoys}
+    result: dict[str, Any] = {
+        "clients": n,
+        "envoys": len(envoys),
+        "workloads": args.workloads,
+        "shared_eds": args.shared_eds,
+    }
+    try:
+        version = cp.snapshot.version
+        while True:
+            st = await child.acks(version)
+            if st["ready"] >= n and len(cp.xds.status()) >= n + len(envoys):
+                break
+            if time.monotonic() - t0 > args.timeout:
+                raise TimeoutError(
+                    f"only {st['ready']} of {n} clients subscribed, {len(cp.xds.status())} proxies connected"
+                )
+            await asyncio.sleep(0.5)
+        ok = await cp.wait_pushed(version, timeout=args.timeout)
+        sync_s = time.monotonic() - t0
+        print(f"[{n} clients] initial sync {sync_s:.1f}s ok={ok}", file=sys.stderr, flush=True)
+        cpu1 = cpu_s()
+        rss_peak = rss_mib()
+        gc.collect()
+        malloc_trim()
+        rss1 = rss_mib()
+        result["initial"] = {
+            "sync_s": sync_s,
+            "ok": ok,
+            "cpu_s": cpu1 - cpu0,
+            "bytes": sum(sent_bytes(cp.metrics).values()),
+        }
+        result["memory"] = {
+            "rss_base_mib": rss0,
+            "rss_synced_untrimmed_mib": rss_peak,
+            "rss_synced_mib": rss1,
+            "per_proxy_kib": (rss1 - rss0) * 1024 / (n + len(envoys)),
+        }
+        pods = {(p.namespace, p.name): p for p in store.pods()}
+
+        def endpoint_change() -> None:
+            p = pods[("ns-1", "svc-1-0")]
+            store.upsert_pod(dataclasses.replace(p, ip="10.251.0.1"))
+
+        def vs_change() -> None:
+            text = g.mesh_yaml(1, vs=1, dr=0).split("\n---\n")
+            vs = [d for d in text if "kind: VirtualService" in d][0]
+            store.apply(loader.load_text(vs.replace("weight: 90", "weight: 80").replace("weight: 10", "weight: 20"), "vs.yaml"), "bench")  # fmt: skip
+
+        def new_service() -> None:
+            for j in range(5):
+                store.upsert_pod(g.Pod(f"svc-new-{j}", "ns-0", f"10.252.0.{j + 1}", {"app": "svc-new", "version": "v1"}, workload="svc-new-v1", service_account="svc-new"))  # fmt: skip
+            store.apply(loader.load_text("apiVersion: v1\nkind: Service\nmetadata: {name: svc-new, namespace: ns-0}\nspec:\n  selector: {app: svc-new}\n  ports: [{name: http, port: 8080}]", "new.yaml"), "bench")  # fmt: skip
+
+        result["changes"] = {}
+        for label, change in (
+            ("endpoint", endpoint_change),
+            ("virtualservice", vs_change),
+            ("new service", new_service),
+        ):
+            await asyncio.sleep(1.0)
+            gc.collect()
+            before_bytes, before_cpu = sent_bytes(cp.metrics), cpu_s()
+            prof = None
+            if label in args.profile:
+                import cProfile
+
+                prof = cProfile.Profile()
+                prof.enable()
+            t_change = time.monotonic()
+            change()
+            snap = cp.current()
+            version = snap.version
+            envoys_synced: list[float] = []
+            if envoy_ids:
+                waiter = asyncio.create_task(
+                    cp.xds.wait_synced(str(version), envoy_ids, timeout=args.timeout)
+                )
+                waiter.add_done_callback(
+                    lambda _t, out=envoys_synced, t0=t_change: out.append(time.monotonic() - t0)
+                )
+            ok = await cp.wait_pushed(version, timeout=args.timeout)
+            if envoy_ids:
+                await waiter
+            t_synced = time.monotonic() - t_change
+            if prof is not None:
+                prof.disable()
+                import pstats
+
+                path = Path(args.out).with_suffix(f".{n}.{label.replace(' ', '_')}.prof.txt")
+                with open(path, "w") as f:
+                    pstats.Stats(prof, stream=f).sort_stats("tottime").print_stats(40)
+                    pstats.Stats(prof, stream=f).sort_stats("cumulative").print_stats(60)
+            cpu = cpu_s() - before_cpu
+            print(f"[{n} clients] {label}: all synced {t_synced:.2f}s ok={ok}", file=sys.stderr, flush=True)
+            after_bytes = sent_bytes(cp.metrics)
+            st = await child.acks(version)
+            lat = [t - t_change for t in st["acks"].values()]
+            result["changes"][label] = {
+                "snapshot": version,
+                "ok": ok,
+                "clients_updated": len(lat),
+                "p50_s": pct(lat, 0.5),
+                "p90_s": pct(lat, 0.9),
+                "p99_s": pct(lat, 0.99),
+                "max_s": max(lat) if lat else float("nan"),
+                "all_synced_s": t_synced,
+                "envoys_synced_s": envoys_synced[0] if envoys_synced else None,
+                "cp_cpu_s": cpu,
+                "bytes": {k: after_bytes[k] - before_bytes[k] for k in after_bytes},
+            }
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.write(b"quit\n")
+            with_timeout = asyncio.wait_for(proc.wait(), 10)
+            try:
+                await with_timeout
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        for e in envoys:
+            await e.stop()
+        if sec is not None:
+            await sec.stop()
+        tmpdir.cleanup()
+        await cp.stop()
+    return result
+
+
+def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    lines = [
+        f"mesh: {args.services} services x {args.endpoints} endpoints, 100 VS, 100 DR; clients are sidecars of "
+        f"{args.workloads} workloads (scopes), full mesh visibility; plus {args.envoys} real Envoys of the same "
+        "workloads ('envoys s': until all of them ACKed the change)"
+        + ("; EXPERIMENT --shared-eds (generator patched)" if args.shared_eds else ""),
+        "",
+        f"{'clients':>7} {'change':<15} {'updated':>7} {'p50 s':>7} {'p90 s':>7} {'p99 s':>7} {'max s':>7} "
+        f"{'synced s':>8} {'envoys s':>8} {'CP cpu s':>8} {'MB sent':>8}  by type",
+    ]
+    for r in results:
+        ini = r["initial"]
+        lines.append(
+            f"{r['clients']:>7} {'initial sync':<15} {r['clients']:>7} {'':>7} {'':>7} {'':>7} {'':>7} "
+            f"{ini['sync_s']:>8.2f} {'':>8} {ini['cpu_s']:>8.2f} {ini['bytes'] / 1e6:>8.1f}"
+        )
+        for label, c in r["changes"].items():
+            by = " ".join(f"{k.upper()} {v / 1e6:.1f}" for k, v in c["bytes"].items() if v)
+            lines.append(
+                f"{r['clients']:>7} {label:<15} {c['clients_updated']:>7} {c['p50_s']:>7.3f} {c['p90_s']:>7.3f} "
+                f"{c['p99_s']:>7.3f} {c['max_s']:>7.3f} {c['all_synced_s']:>8.3f} "
+                f"{'' if c.get('envoys_synced_s') is None else format(c['envoys_synced_s'], '.3f'):>8} "
+                f"{c['cp_cpu_s']:>8.2f} "
+                f"{sum(c['bytes'].values()) / 1e6:>8.1f}  {by}"
+            )
+        m = r["memory"]
+        lines.append(
+            f"{'':>7} control plane RSS {m['rss_base_mib']:.0f} MiB before clients, {m['rss_synced_mib']:.0f} MiB "
+            f"synced (after malloc_trim; {m['rss_synced_untrimmed_mib']:.0f} MiB before): "
+            f"{m['per_proxy_kib']:.0f} KiB per connected proxy"
+        )
+    if len(results) > 1:
+        a, b = results[0], results[-1]
+        dn = b["clients"] - a["clients"]
+        if dn > 0:
+            marginal = (b["memory"]["rss_synced_mib"] - a["memory"]["rss_synced_mib"]) * 1024 / dn
+            lines.append(
+                f"marginal control-plane memory per proxy ({a['clients']} -> {b['clients']} clients, synced RSS): "
+                f"{marginal:.0f} KiB  (target <= 1024 KiB: {'ok' if marginal <= 1024 else 'MISSED'})"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clients", type=int, nargs="+", default=[100, 1000])
+    ap.add_argument("--services", type=int, default=1000)
+    ap.add_argument("--endpoints", type=int, default=5)
+    ap.add_argument("--workloads", type=int, default=10)
+    ap.add_argument("--envoys", type=int, default=10, help="real Envoys besides the simulated clients")
+    ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "push.json"))
+    ap.add_argument(
+        "--profile",
+        nargs="*",
+        default=[],
+        help="changes to run under cProfile (endpoint, virtualservice, ...)",
+    )
+    ap.add_argument("--shared-eds", action="store_true", help="experiment: see share_eds_mappings")
+    ap.add_argument("--client-mode", action="store_true")
+    ap.add_argument("--port", type=int, default=0)
+    args = ap.parse_args()
+    if args.client_mode:
+        asyncio.run(client_mode(args.port, args.clients[0], args.workloads))
+        return
+    if len(args.clients) == 1:
+        results = [asyncio.run(run(args.clients[0], args))]
+    else:
+        # One process per client count: RSS per proxy must not see the previous run's heap.
+        import subprocess
+        import tempfile
+
+        results = []
+        for n in args.clients:
+            with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
+                cmd = [sys.executable, __file__, "--clients", str(n), "--out", tmp.name]
+                cmd += ["--services", str(args.services), "--endpoints", str(args.endpoints)]
+                cmd += ["--workloads", str(args.workloads), "--timeout", str(args.timeout)]
+                cmd += ["--envoys", str(args.envoys)]
+                cmd += ["--shared-eds"] if args.shared_eds else []
+                cmd += ["--profile", *args.profile] if args.profile else []
+                subprocess.run(cmd, check=True)
+                results += json.loads(Path(tmp.name).read_text())["results"]
+    print()
+    print(table(results, args))
+    out = {"args": vars(args), "results": results, "load1": os.getloadavg()[0], "cpus": os.cpu_count()}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
