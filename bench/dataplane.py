@@ -1,0 +1,973 @@
+"""Data-plane overhead: direct vs one sidecar vs two sidecars with mTLS, generated config vs hand-written.
+
+    .venv/bin/python bench/dataplane.py [--quick] [--rounds N] [--duration S] [--ablation]
+
+Starts a real mesh (`isthmus up`) with an echo workload (Service `echo`, port 8080, sidecar) and a
+client workload (a sidecar only), plus two hand-written reference Envoys (bench/reference/*.yaml: static
+listener/cluster, router filter only, mTLS with certificates from the mesh's own CA). Every Envoy is
+pinned to core 1 (`taskset`), the reference ones with the mesh Envoys' `--concurrency` (1 under
+`isthmus up`); the load generator, the echo app and the control plane are pinned to core 0. Responses
+are 1,024-byte echo bodies (`?size=1024`).
+
+Rows (each one is the path a request takes from the load generator):
+- direct:          load -> echo app (127.0.0.1:<app port>)
+- 1 sidecar:       load -> echo's sidecar inbound listener (plaintext, PERMISSIVE) -> app
+- 2 sidecars:      load -> client sidecar `virtualOutbound` :15001 (Host: echo:8080, as through
+                   HTTP_PROXY) -> mTLS -> echo's sidecar -> app. Generated config, mesh defaults:
+                   gRPC access log to the control plane + Zipkin tracing at 1% sampling.
+- 2 sc, no tracing: the same with MeshConfig `enableTracing: false` (the ALS access log still feeds metrics).
+- 2 sc, no telemetry: also a mesh-wide Telemetry disabling every Istio metric, so the generated config
+                   carries no access logger either: the mesh's routing and security without telemetry.
+- reference:       load -> reference client Envoy -> mTLS -> reference server Envoy -> app.
+
+Figures per row: max requests/s (`wrk -t1 -c4`, closed loop, 4 connections), and p50/p90/p99 latency
+at fixed rates of 500, 1,000 and 1,500 requests/s over 4 connections, from the open-loop generator in
+this file (wrk has no rate limit and wrk2 is not packaged): each connection sends on a fixed schedule;
+a request that could not be sent on time because the previous response had not arrived yet is timed
+from its scheduled time (coordinated-omission correction, as wrk2 does), otherwise from when it was
+written (so the event loop's timer slack is not counted). Also the Envoys' CPU per request at each rate
+(utime+stime of the row's Envoy processes from /proc) and the control plane's (ALS ingestion).
+Rounds interleave the rows, and each figure is the median over rounds. Prints a table and writes
+bench/results/dataplane.json (dataplane-quick.json with --quick).
+
+The machine may be shared: before each figure the bench waits (up to 20 s) for a second in which other
+people's processes use under 0.25 core (all CPU from /proc/stat minus this bench's process tree), and a
+figure taken while they used more is taken again once, keeping the quieter try; the foreign load of
+every figure is printed and stored, so a noisy figure can be told from a real difference.
+
+`--ablation` answers where the generated config's extra cost goes: the two generated sidecars'
+/config_dump is turned into static bootstraps (routes inlined, EDS made STATIC, SDS secrets replaced by
+certificate files from the same CA, ECDS filters by their default config), which are run on two more
+pod addresses, first as they are (to check that the copy costs what the live sidecars cost), then each
+with one item removed from both sidecars (ALS access log, tracing, grpc_stats, jwt_authn + the three
+empty RBAC filters, dynamic_forward_proxy + fault + CORS, XFCC), then with all of them removed, beside
+the live sidecars and the reference: max rps and Envoy CPU per request at 1,000 rps
+(bench/results/dataplane-ablation.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import string
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+LOAD_CPU, ENVOY_CPU = "0", "1"
+RATES = (500, 1000, 1500)
+CONNECTIONS = 4
+BODY_BYTES = 1024
+PATH = f"/?size={BODY_BYTES}"
+HOST = "echo:8080"
+CLK = os.sysconf("SC_CLK_TCK")
+REFERENCE = ROOT / "bench" / "reference"
+NOISY = 0.25  # foreign cores above which a measurement is retried (RETRIES times, the quietest kept)
+RETRIES = 1
+ROWS = ("direct", "1 sidecar", "2 sidecars", "2 sc, no tracing", "2 sc, no telemetry", "reference")
+
+MESH_YAML = """apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: default}
+spec:
+  selector: {app: echo}
+  ports: [{name: http, port: 8080, targetPort: 8080}]
+---
+apiVersion: isthmus.dev/v1alpha1
+kind: Workload
+metadata: {name: echo, namespace: default, labels: {app: echo, version: v1}}
+spec:
+  serviceAccount: echo
+  ports: [8080]
+  command: [isthmus, echo]
+---
+apiVersion: isthmus.dev/v1alpha1
+kind: Workload
+metadata: {name: client, namespace: default, labels: {app: client, version: v1}}
+spec:
+  serviceAccount: client
+  command: [sleep, infinity]
+"""
+MESHCONFIG = """apiVersion: isthmus.dev/v1alpha1
+kind: MeshConfig
+metadata: {name: mesh}
+spec: {enableTracing: %s}
+"""
+# Mesh-wide: no Istio metrics (and no access log), so the proxies carry no access logger at all.
+NO_METRICS = """apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: mesh-default, namespace: istio-system}
+spec:
+  metrics:
+  - overrides:
+    - match: {metric: ALL_METRICS, mode: CLIENT_AND_SERVER}
+      disabled: true
+"""
+
+
+# ---------------------------------------------------------------------------------------------- load
+
+
+async def _connection(
+    host: str, port: int, request: bytes, start: float, period: float, count: int, out: dict[str, list]
+) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    clock = time.perf_counter
+    try:
+        for k in range(count):
+            due = start + k * period
+            now = clock()
+            if now < due:
+                await asyncio.sleep(due - now)
+                sent = clock()  # on time: the timer's lateness is ours, not the server's
+            else:
+                sent = due  # late because the previous response was: count the wait (wrk2's rule)
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
+            body = await reader.readexactly(int(m.group(1))) if m else b""
+            t = clock()
+            out["lat"].append((due, t - sent))
+            out["status"].append(status)
+            out["bytes"].append(len(body))
+    finally:
+        writer.close()
+
+
+async def _paced(host: str, port: int, rate: float, duration: float, warmup: float) -> dict[str, Any]:
+    request = f"GET {PATH} HTTP/1.1\r\nHost: {HOST}\r\nUser-Agent: dataplane-bench\r\n\r\n".encode()
+    period = CONNECTIONS / rate
+    count = int((duration + warmup) * rate / CONNECTIONS)
+    out: dict[str, list] = {"lat": [], "status": [], "bytes": []}
+    start = time.perf_counter() + 0.2
+    await asyncio.gather(
+        *(
+            _connection(host, port, request, start + i * period / CONNECTIONS, period, count, out)
+            for i in range(CONNECTIONS)
+        )
+    )
+    elapsed = time.perf_counter() - start
+    lat = sorted(d for due, d in out["lat"] if due >= start + warmup)
+    ok = sum(1 for s in out["status"] if s == 200)
+
+    def pct(q: float) -> float:
+        return lat[min(len(lat) - 1, int(q * len(lat)))] * 1000
+
+    return {
+        "requests": len(out["status"]),
+        "ok": ok,
+        "achieved_rps": len(out["status"]) / elapsed,
+        "body_bytes": statistics.median(out["bytes"]),
+        "p50_ms": pct(0.50),
+        "p90_ms": pct(0.90),
+        "p99_ms": pct(0.99),
+    }
+
+
+def paced(address: str, rate: float, duration: float, warmup: float) -> dict[str, Any]:
+    """Run the open-loop generator in a child pinned to the load core; its JSON result."""
+    host, port = address.rsplit(":", 1)
+    out = subprocess.run(
+        ["taskset", "-c", LOAD_CPU, sys.executable, __file__, "--loadgen", host, port, str(rate),
+         str(duration), str(warmup)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return json.loads(out)
+
+
+def wrk_max(address: str, duration: float) -> dict[str, Any]:
+    out = subprocess.run(
+        ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{int(duration)}s", "--latency",
+         "-H", f"Host: {HOST}", f"http://{address}{PATH}"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not rps:
+        raise RuntimeError(f"cannot read wrk's output:\n{out}")
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
+    p50_ms = float(p50.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[p50.group(2)] if p50 else None
+    return {"rps": float(rps.group(1)), "non2xx": int(errors.group(1)) if errors else 0, "p50_ms": p50_ms}
+
+
+# ---------------------------------------------------------------------------------------------- processes
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / CLK
+
+
+def busy_seconds() -> float:
+    """CPU time spent by every process on the machine (all cores), from /proc/stat."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, _irq, _softirq, steal = (int(x) for x in fields[:8])
+    # Interrupt time is left out: loopback traffic's softirq work is ours but is not charged to a process.
+    return (user + nice + system + steal) / CLK
+
+
+def own_seconds() -> float:
+    """CPU time of this bench: itself, its live descendants (mesh, Envoys, app) and reaped children."""
+    import resource
+
+    me = os.getpid()
+    total = cpu_seconds([me, *descendants(me)])
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return total + ru.ru_utime + ru.ru_stime
+
+
+class Foreign:
+    """CPU that other people's processes use while we measure (the machine is shared)."""
+
+    def __init__(self) -> None:
+        self.busy, self.own, self.t = busy_seconds(), own_seconds(), time.monotonic()
+
+    def cores(self) -> float:
+        """Cores' worth of foreign CPU since construction (0..2)."""
+        dt = time.monotonic() - self.t
+        return max(0.0, (busy_seconds() - self.busy) - (own_seconds() - self.own)) / dt if dt > 0 else 0.0
+
+
+def wait_quiet(limit: float = 0.25, timeout: float = 20.0) -> float:
+    """Wait (up to `timeout`) for a second in which foreign processes use less than `limit` cores."""
+    deadline = time.monotonic() + timeout
+    while True:
+        f = Foreign()
+        time.sleep(1.0)
+        load = f.cores()
+        if load < limit or time.monotonic() > deadline:
+            return load
+
+
+def pin(pid: int, cpu: str) -> None:
+    subprocess.run(["taskset", "-a", "-cp", cpu, str(pid)], check=True, capture_output=True)
+
+
+def descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [root]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def environ(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+    except OSError:
+        return {}
+    return dict(kv.split("=", 1) for kv in raw.split("\0") if "=" in kv)
+
+
+def free_subnet() -> str:
+    """A 127.N.0.0/16 block with nothing listening in it (other meshes may run on this machine)."""
+    used = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True).stdout
+    taken = {int(m) for m in re.findall(r"\s127\.(\d+)\.\d+\.\d+:", used)}
+    candidates = [n for n in range(150, 250) if n not in taken]
+    return f"127.{random.choice(candidates)}.0.0/16"
+
+
+def free_port(ip: str) -> int:
+    with socket.socket() as s:
+        s.bind((ip, 0))
+        return s.getsockname()[1]
+
+
+def get(url: str, timeout: float = 2.0) -> str:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=timeout) as r:
+        return r.read().decode()
+
+
+def wait_envoy_ready(admin: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"reference Envoy exited: {log.read_text()[-3000:]}")
+        try:
+            if get(f"http://{admin}/ready").strip() == "LIVE":
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"reference Envoy at {admin} not ready")
+
+
+# ---------------------------------------------------------------------------------------------- set-up
+
+
+class Bench:
+    def __init__(self, workdir: Path) -> None:
+        from tests.e2e.harness import MeshProcess
+
+        self.workdir = workdir
+        config = workdir / "config"
+        config.mkdir(parents=True)
+        (config / "mesh.yaml").write_text(MESH_YAML)
+        self.mesh = MeshProcess(config, workdir / "mesh", subnet=free_subnet())
+        self.refs: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> None:
+        from isthmus.agent.envoy import default_envoy_path
+
+        self.mesh.start()
+        status = self.mesh.status()
+        echo = self.mesh.proxy("echo")
+        client = self.mesh.proxy("client")
+        self.app_port = echo["inbound"][0]["appPort"]
+        self.echo_ip, self.client_ip = echo["ip"], client["ip"]
+        tree = descendants(self.mesh.proc.pid)  # type: ignore[union-attr]
+        envoys = {p: c for p in tree if (c := cmdline(p)) and c[0].endswith("envoy")}
+        self.echo_envoy = next(p for p, c in envoys.items() if f"/{echo['instance']}/" in " ".join(c))
+        self.client_envoy = next(p for p, c in envoys.items() if f"/{client['instance']}/" in " ".join(c))
+        self.app = next(
+            p for p in tree if environ(p).get("POD_IP") == self.echo_ip and "echo" in " ".join(cmdline(p))
+        )
+        self.cp = self.mesh.proc.pid  # type: ignore[union-attr]
+        for p in (self.echo_envoy, self.client_envoy):
+            pin(p, ENVOY_CPU)
+        for p in (self.cp, self.app):
+            pin(p, LOAD_CPU)
+        self.config_version = status["configVersion"]
+        args = cmdline(self.client_envoy)
+        # The reference Envoys run with the mesh's own worker count (the runner's choice, not ours).
+        self.concurrency = args[args.index("--concurrency") + 1] if "--concurrency" in args else "2"
+
+        # Reference Envoys: two more pod addresses in the mesh's block, certificates from the mesh CA.
+        net = self.echo_ip.rsplit(".", 2)[0]
+        self.ref_client_ip, self.ref_server_ip = f"{net}.0.250", f"{net}.0.251"
+        certs = self.workdir / "certs"
+        self.issue_certs(certs)
+        values = {
+            "CLIENT_IP": self.ref_client_ip,
+            "CLIENT_PORT": 15001,
+            "CLIENT_ADMIN_PORT": 15000,
+            "SERVER_IP": self.ref_server_ip,
+            "SERVER_PORT": 8080,
+            "SERVER_ADMIN_PORT": 15000,
+            "APP_PORT": self.app_port,
+            "CERTS": str(certs),
+        }
+        envoy = str(default_envoy_path())
+        for name, ip in (("server", self.ref_server_ip), ("client", self.ref_client_ip)):
+            path = self.workdir / f"reference-{name}.yaml"
+            path.write_text(string.Template((REFERENCE / f"{name}.yaml").read_text()).substitute(values))
+            log = self.workdir / f"reference-{name}.log"
+            proc = subprocess.Popen(
+                ["taskset", "-c", ENVOY_CPU, envoy, "-c", str(path), "--disable-hot-restart",
+                 "--concurrency", self.concurrency, "-l", "warning", "--log-path", str(log)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            self.refs.append(proc)
+            wait_envoy_ready(f"{ip}:15000", proc, log)
+
+    def issue_certs(self, out: Path) -> None:
+        from isthmus.agent.certs import new_key_and_csr
+        from isthmus.security.ca import CertificateAuthority
+
+        ca_dir = self.mesh.state_dir / "ca"
+        ca = CertificateAuthority.load(
+            ca_dir / "ca-cert.pem", ca_dir / "ca-key.pem", trust_bundle_file=ca_dir / "root-cert.pem"
+        )
+        out.mkdir()
+        for name, sa in (("client", "client"), ("server", "echo")):
+            identity = f"spiffe://cluster.local/ns/default/sa/{sa}"
+            key, csr = new_key_and_csr(identity)  # ECDSA P-256, as the agent's
+            bundle = ca.sign_csr(csr, identity=identity)
+            (out / f"{name}-key.pem").write_bytes(key)
+            (out / f"{name}-cert-chain.pem").write_bytes(bundle.cert_chain_pem)
+            (out / "root-cert.pem").write_bytes(bundle.root_cert_pem)
+
+    def set_tracing(self, enabled: bool) -> None:
+        self.mesh.apply(MESHCONFIG % ("true" if enabled else "false"), wait=30)
+        self.mesh.wait_settled(30)
+
+    def set_metrics(self, enabled: bool) -> None:
+        if enabled:
+            self.mesh.delete(NO_METRICS, wait=30)
+        else:
+            self.mesh.apply(NO_METRICS, wait=30)
+        self.mesh.wait_settled(30)
+
+    def stop(self) -> None:
+        for proc in self.refs:
+            proc.terminate()
+        for proc in self.refs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.mesh.stop()
+
+    def target(self, row: str) -> tuple[str, list[int], list[int]]:
+        """(address, Envoy pids of the row, other pids whose CPU we report) for `row`."""
+        if row == "direct":
+            return f"127.0.0.1:{self.app_port}", [], []
+        if row == "1 sidecar":
+            return f"{self.echo_ip}:8080", [self.echo_envoy], [self.cp]
+        if row == "reference":
+            return f"{self.ref_client_ip}:15001", [p.pid for p in self.refs], []
+        return f"{self.client_ip}:15001", [self.client_envoy, self.echo_envoy], [self.cp]
+
+    def check(self) -> None:
+        """Every row answers 200 with a 1,024-byte body before anything is measured."""
+        for row in ROWS:
+            if row in ("2 sc, no tracing", "2 sc, no telemetry"):
+                continue
+            address, _, _ = self.target(row)
+            r = paced(address, 50, 0.5, 0.0)
+            if r["ok"] != r["requests"] or r["body_bytes"] != BODY_BYTES:
+                raise RuntimeError(f"{row}: unexpected answers {r}")
+
+
+def measure_row(bench: Bench, row: str, duration: float, warmup: float) -> dict[str, Any]:
+    address, envoys, others = bench.target(row)
+    result: dict[str, Any] = {"address": address}
+    for _attempt in range(RETRIES + 1):
+        wait_quiet()
+        f = Foreign()
+        r = wrk_max(address, duration)
+        r["foreign_cores"] = f.cores()
+        if "max" not in result or r["foreign_cores"] < result["max"]["foreign_cores"]:
+            result["max"] = r
+        if r["foreign_cores"] < NOISY:
+            break
+    for rate in RATES:
+        for attempt in range(RETRIES + 1):
+            wait_quiet()
+            f = Foreign()
+            e0, o0 = cpu_seconds(envoys), cpu_seconds(others)
+            r = paced(address, rate, duration, warmup)
+            e1, o1 = cpu_seconds(envoys), cpu_seconds(others)
+            r["foreign_cores"] = f.cores()
+            r["envoy_cpu_us_per_req"] = (e1 - e0) / r["requests"] * 1e6 if envoys else None
+            r["cp_cpu_us_per_req"] = (o1 - o0) / r["requests"] * 1e6 if others else None
+            r["attempt"] = attempt
+            if str(rate) not in result or r["foreign_cores"] < result[str(rate)]["foreign_cores"]:
+                result[str(rate)] = r
+            if r["foreign_cores"] < NOISY:
+                break
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- ablation
+# `--ablation`: where the generated config's extra cost goes. The two generated sidecars' config (their
+# /config_dump) is turned into static bootstraps, checked to cost what the live sidecars cost, then one
+# item at a time is removed from both.
+
+UNUSED_CLUSTERS = {"agent", "prometheus_stats", "sds-grpc", "xds-grpc"}
+
+
+def _walk(node: Any, fn: Callable[[dict], dict]) -> Any:
+    if isinstance(node, dict):
+        node = fn(node)
+        return {k: _walk(v, fn) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_walk(v, fn) for v in node]
+    return node
+
+
+def _files_for_sds(certs: Path, who: str) -> Callable[[dict], dict]:
+    def fn(d: dict) -> dict:
+        d = dict(d)
+        if "tls_certificate_sds_secret_configs" in d:
+            del d["tls_certificate_sds_secret_configs"]
+            d["tls_certificates"] = [
+                {
+                    "certificate_chain": {"filename": str(certs / f"{who}-cert-chain.pem")},
+                    "private_key": {"filename": str(certs / f"{who}-key.pem")},
+                }
+            ]
+        if "combined_validation_context" in d:
+            cvc = d.pop("combined_validation_context")
+            vc = dict(cvc.get("default_validation_context", {}))
+            vc["trusted_ca"] = {"filename": str(certs / "root-cert.pem")}
+            d["validation_context"] = vc
+        return d
+
+    return fn
+
+
+def static_from_dump(dump: dict, ips: dict[str, str], certs: Path, who: str) -> dict:
+    """A static bootstrap equivalent to what a generated sidecar holds (its /config_dump?include_eds):
+    listeners with their routes inlined, EDS clusters made STATIC with the same endpoints, SDS secrets
+    replaced by the same kind of certificate files, ECDS filters by their default config; xDS, SDS,
+    the agent and Prometheus/health listeners are left out (no per-request role)."""
+    text = json.dumps(dump)
+    for old, new in ips.items():
+        text = re.sub(re.escape(old) + r"(?![0-9])", new, text)
+    dump = json.loads(text)
+    by = {c["@type"].rsplit(".", 1)[1]: c for c in dump["configs"]}
+    boot = copy.deepcopy(by["BootstrapConfigDump"]["bootstrap"])
+    boot.pop("dynamic_resources", None)
+    node = boot["node"]
+    for k in ("extensions", "user_agent_name", "user_agent_build_version"):
+        node.pop(k, None)
+    routes = {
+        r["route_config"]["name"]: r["route_config"]
+        for r in by["RoutesConfigDump"].get("dynamic_route_configs", [])
+    }
+    endpoints = {
+        e["endpoint_config"]["cluster_name"]: e["endpoint_config"]
+        for e in by["EndpointsConfigDump"].get("dynamic_endpoint_configs", [])
+    }
+    clusters = [c for c in boot["static_resources"].get("clusters", []) if c["name"] not in UNUSED_CLUSTERS]
+    for entry in by["ClustersConfigDump"].get("dynamic_active_clusters", []):
+        c = dict(entry["cluster"])
+        c.pop("@type", None)
+        if c.get("type") == "EDS":
+            la = copy.deepcopy(endpoints[c["eds_cluster_config"].get("service_name", c["name"])])
+            la.pop("@type", None)
+            la["cluster_name"] = c["name"]
+            for loc in la.get("endpoints", []):
+                if not loc.get("load_balancing_weight"):
+                    loc.pop("load_balancing_weight", None)
+            c["type"] = "STATIC"
+            c.pop("eds_cluster_config")
+            c["load_assignment"] = la
+        clusters.append(c)
+    listeners = []
+    for entry in by["ListenersConfigDump"].get("dynamic_listeners", []):
+        lst = copy.deepcopy(entry["active_state"]["listener"])
+        lst.pop("@type", None)
+        for chain in lst.get("filter_chains", []):
+            for f in chain.get("filters", []):
+                tc = f.get("typed_config", {})
+                if "rds" in tc:
+                    rc = copy.deepcopy(routes[tc.pop("rds")["route_config_name"]])
+                    rc.pop("@type", None)
+                    tc["route_config"] = rc
+                for i, h in enumerate(tc.get("http_filters", [])):
+                    if "config_discovery" in h:
+                        tc["http_filters"][i] = {
+                            "name": h["name"],
+                            "typed_config": h["config_discovery"]["default_config"],
+                        }
+        listeners.append(lst)
+    boot["static_resources"] = {"listeners": listeners, "clusters": clusters}
+    return _walk(boot, _files_for_sds(certs, who))
+
+
+def _hcms(boot: dict) -> Iterator[dict]:
+    for lst in boot["static_resources"]["listeners"]:
+        for chain in lst.get("filter_chains", []):
+            for f in chain.get("filters", []):
+                if f["name"] == "envoy.filters.network.http_connection_manager":
+                    yield f["typed_config"]
+
+
+def _drop_filters(*prefixes: str) -> Callable[[dict], None]:
+    def fn(boot: dict) -> None:
+        for hcm in _hcms(boot):
+            hcm["http_filters"] = [
+                h for h in hcm["http_filters"] if not any(h["name"].startswith(p) for p in prefixes)
+            ]
+
+    return fn
+
+
+def _drop_keys(*keys: str) -> Callable[[dict], None]:
+    def fn(boot: dict) -> None:
+        for hcm in _hcms(boot):
+            for k in keys:
+                hcm.pop(k, None)
+
+    return fn
+
+
+EXTRA_FILTERS = (
+    "envoy.filters.http.dynamic_forward_proxy",
+    "envoy.filters.http.fault",
+    "envoy.filters.http.cors",
+    "envoy.filters.http.grpc_stats",
+    "envoy.filters.http.jwt_authn",
+    "envoy.filters.http.rbac",
+)
+ABLATIONS = {
+    "generated (static copy)": [],
+    "- ALS access log": [_drop_keys("access_log")],
+    "- tracing": [_drop_keys("tracing")],
+    "- grpc_stats": [_drop_filters("envoy.filters.http.grpc_stats")],
+    "- jwt_authn+3 rbac": [_drop_filters("envoy.filters.http.jwt_authn", "envoy.filters.http.rbac")],
+    "- dfp+fault+cors": [
+        _drop_filters(
+            "envoy.filters.http.dynamic_forward_proxy", "envoy.filters.http.fault", "envoy.filters.http.cors"
+        )
+    ],
+    "- XFCC": [_drop_keys("forward_client_cert_details", "set_current_client_cert_details")],
+    "- all of the above": [
+        _drop_keys("access_log", "tracing", "forward_client_cert_details", "set_current_client_cert_details"),
+        _drop_filters(*EXTRA_FILTERS),
+    ],
+}
+
+
+ABLATION_ROWS = ("2 sidecars", *ABLATIONS, "reference")
+ABLATION_RATE = 1000
+
+
+class Ablation:
+    """The generated sidecars' config as static Envoys on two more pod addresses, one variant at a time."""
+
+    def __init__(self, bench: Bench) -> None:
+        from isthmus.agent.envoy import default_envoy_path
+
+        self.bench = bench
+        self.envoy = str(default_envoy_path())
+        net = bench.echo_ip.rsplit(".", 2)[0]
+        self.client_ip, self.server_ip = f"{net}.0.240", f"{net}.0.241"
+        ips = {bench.client_ip: self.client_ip, bench.echo_ip: self.server_ip}
+        certs = bench.workdir / "certs"
+        self.boots = {
+            who: static_from_dump(
+                json.loads(get(f"http://{ip}:15000/config_dump?include_eds", timeout=10)), ips, certs, who
+            )
+            for who, ip in (("client", bench.client_ip), ("server", bench.echo_ip))
+        }
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, variant: str) -> None:
+        self.stop()
+        for who, ip in (("server", self.server_ip), ("client", self.client_ip)):
+            boot = copy.deepcopy(self.boots[who])
+            for fn in ABLATIONS[variant]:
+                fn(boot)
+            path = self.bench.workdir / f"ablation-{who}.json"
+            path.write_text(json.dumps(boot))
+            log = self.bench.workdir / f"ablation-{who}.log"
+            proc = subprocess.Popen(
+                ["taskset", "-c", ENVOY_CPU, self.envoy, "-c", str(path), "--disable-hot-restart",
+                 "--concurrency", self.bench.concurrency, "-l", "warning", "--log-path", str(log)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            self.procs.append(proc)
+            wait_envoy_ready(f"{ip}:15000", proc, log)
+        r = paced(f"{self.client_ip}:15001", 50, 0.5, 0.0)
+        if r["ok"] != r["requests"] or r["body_bytes"] != BODY_BYTES:
+            raise RuntimeError(f"ablation {variant}: unexpected answers {r}")
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.procs = []
+
+
+def measure_once(address: str, envoys: list[int], rate: float | None, duration: float, warmup: float) -> dict:
+    """One figure (wrk max if `rate` is None, else the paced run), retried while others load the machine."""
+    best: dict[str, Any] | None = None
+    for attempt in range(RETRIES + 1):
+        wait_quiet()
+        f = Foreign()
+        e0 = cpu_seconds(envoys)
+        r = wrk_max(address, duration) if rate is None else paced(address, rate, duration, warmup)
+        r["foreign_cores"] = f.cores()
+        if rate is not None:
+            r["envoy_cpu_us_per_req"] = (cpu_seconds(envoys) - e0) / r["requests"] * 1e6
+        r["attempt"] = attempt
+        if best is None or r["foreign_cores"] < best["foreign_cores"]:
+            best = r
+        if r["foreign_cores"] < NOISY:
+            break
+    assert best is not None
+    return best
+
+
+def run_ablation(bench: Bench, rounds_n: int, duration: float, warmup: float) -> dict[str, Any]:
+    abl = Ablation(bench)
+    rounds: list[dict[str, Any]] = []
+    try:
+        for i in range(rounds_n):
+            rnd: dict[str, Any] = {}
+            order = list(ABLATION_ROWS) if i % 2 == 0 else list(reversed(ABLATION_ROWS))
+            for row in order:
+                if row in ABLATIONS:
+                    abl.start(row)
+                    address, envoys = f"{abl.client_ip}:15001", [p.pid for p in abl.procs]
+                else:
+                    abl.stop()
+                    address, envoys, _ = bench.target(row)
+                rnd[row] = {
+                    "max": measure_once(address, envoys, None, duration, warmup),
+                    str(ABLATION_RATE): measure_once(address, envoys, ABLATION_RATE, duration, warmup),
+                }
+                print(
+                    f"round {i + 1} {row}: max {rnd[row]['max']['rps']:.0f} rps, "
+                    f"{rnd[row][str(ABLATION_RATE)]['envoy_cpu_us_per_req']:.0f} µs/req",
+                    flush=True,
+                )
+            rounds.append(rnd)
+    finally:
+        abl.stop()
+    summary: dict[str, Any] = {}
+    k = str(ABLATION_RATE)
+    for row in ABLATION_ROWS:
+        summary[row] = {
+            "max_rps": median_of(rounds, row, "max", "rps"),
+            "envoy_cpu_us_per_req": median_of(rounds, row, k, "envoy_cpu_us_per_req"),
+            "p50_ms": median_of(rounds, row, k, "p50_ms"),
+            "p90_ms": median_of(rounds, row, k, "p90_ms"),
+            "p99_ms": median_of(rounds, row, k, "p99_ms"),
+            "foreign_cores": median_of(rounds, row, k, "foreign_cores"),
+        }
+    copy_ = summary["generated (static copy)"]
+    ref = summary["reference"]
+    print(f"\nAblation: two sidecars at {ABLATION_RATE} rps and max (wrk -c4); medians of {rounds_n} rounds")
+    print(
+        f"{'row':<24} {'max rps':>8} {'µs/req':>7} {'saved':>6} {'p50':>6} {'p90':>6} {'p99':>6}"
+        f" {'cpu/ref':>8} {'ref/max':>8}"
+    )
+    for row, s in summary.items():
+        saved = copy_["envoy_cpu_us_per_req"] - s["envoy_cpu_us_per_req"]
+        s["saved_us_per_req"] = saved
+        s["cpu_ratio_to_reference"] = s["envoy_cpu_us_per_req"] / ref["envoy_cpu_us_per_req"]
+        s["max_rps_ratio_reference_to_row"] = ref["max_rps"] / s["max_rps"]
+        print(
+            f"{row:<24} {s['max_rps']:>8.0f} {s['envoy_cpu_us_per_req']:>7.0f} {saved:>6.0f} {s['p50_ms']:>6.2f}"
+            f" {s['p90_ms']:>6.2f} {s['p99_ms']:>6.2f} {s['cpu_ratio_to_reference']:>8.3f}"
+            f" {s['max_rps_ratio_reference_to_row']:>8.3f}"
+        )
+    return {"summary": summary, "rounds": rounds}
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def median_of(rounds: list[dict[str, Any]], row: str, *keys: str) -> float | None:
+    values = []
+    for rnd in rounds:
+        v: Any = rnd[row]
+        for k in keys:
+            v = v[k]
+        if v is not None:
+            values.append(v)
+    return statistics.median(values) if values else None
+
+
+def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for row in ROWS:
+        s: dict[str, Any] = {"max_rps": median_of(rounds, row, "max", "rps")}
+        s["foreign_cores@max"] = median_of(rounds, row, "max", "foreign_cores")
+        for rate in RATES:
+            for k in (
+                "p50_ms",
+                "p90_ms",
+                "p99_ms",
+                "envoy_cpu_us_per_req",
+                "cp_cpu_us_per_req",
+                "achieved_rps",
+                "foreign_cores",
+            ):
+                s[f"{k}@{rate}"] = median_of(rounds, row, str(rate), k)
+        out[row] = s
+    return out
+
+
+def fmt(v: float | None, spec: str = ".2f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def print_tables(summary: dict[str, Any]) -> dict[str, Any]:
+    cols = [f"{q}@{r}" for r in RATES for q in ("p50", "p90", "p99")]
+    print("\nLatency (ms) at fixed rates, 4 connections; max rps from wrk -c4 (medians over rounds)")
+    print(f"{'row':<18} {'max rps':>8} " + " ".join(f"{c:>9}" for c in cols))
+    for row, s in summary.items():
+        vals = [s[f"{q}_ms@{r}"] for r in RATES for q in ("p50", "p90", "p99")]
+        print(f"{row:<18} {fmt(s['max_rps'], '.0f'):>8} " + " ".join(f"{fmt(v):>9}" for v in vals))
+
+    print("\nCPU per request (µs): Envoys of the row (core 1) / control plane (ALS, tracing)")
+    print(f"{'row':<18} " + " ".join(f"{'envoy@' + str(r):>11} {'cp@' + str(r):>8}" for r in RATES)
+          + "   other people's load (cores) max," + ",".join(str(r) for r in RATES))  # fmt: skip
+    for row, s in summary.items():
+        print(
+            f"{row:<18} "
+            + " ".join(
+                f"{fmt(s[f'envoy_cpu_us_per_req@{r}'], '.0f'):>11} {fmt(s[f'cp_cpu_us_per_req@{r}'], '.0f'):>8}"
+                for r in RATES
+            )
+            + "   "
+            + ",".join(
+                fmt(s[k], ".2f") for k in ["foreign_cores@max", *(f"foreign_cores@{r}" for r in RATES)]
+            )
+        )
+
+    ratios: dict[str, Any] = {}
+    metrics = ["max_rps"] + [f"{q}_ms@{r}" for r in RATES for q in ("p50", "p90", "p99")]
+    metrics += [f"envoy_cpu_us_per_req@{r}" for r in RATES]
+    for base in ("direct", "reference"):
+        print(f"\nRatios to {base} (max rps: base/row, so >1 means slower; latency and CPU: row/base)")
+        print(
+            f"{'row':<18} "
+            + " ".join(
+                f"{m.split('_')[0] + '@' + m.split('@')[1] if '@' in m else 'max':>9}" for m in metrics
+            )
+        )
+        for row, s in summary.items():
+            if row == base:
+                continue
+            r: dict[str, float | None] = {}
+            for m in metrics:
+                a, b = s[m], summary[base][m]
+                if a is None or b is None or a == 0 or b == 0:
+                    r[m] = None
+                else:
+                    r[m] = b / a if m == "max_rps" else a / b
+            ratios.setdefault(f"to_{base}", {})[row] = r
+            print(f"{row:<18} " + " ".join(f"{fmt(r[m], '.3f'):>9}" for m in metrics))
+    return ratios
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="1 round of 3 s per figure")
+    ap.add_argument("--rounds", type=int, default=None, help="rounds over all rows (default 3; 1 quick)")
+    ap.add_argument("--duration", type=float, default=None, help="seconds per figure (default 8; 3 quick)")
+    ap.add_argument(
+        "--ablation",
+        action="store_true",
+        help="instead of the main table: the generated sidecars' config as static Envoys, minus one item at"
+        " a time (writes dataplane-ablation.json)",
+    )
+    ap.add_argument("--loadgen", nargs=5, metavar=("HOST", "PORT", "RATE", "DURATION", "WARMUP"),
+                    help=argparse.SUPPRESS)  # fmt: skip
+    args = ap.parse_args()
+    # Stop cleanly (mesh and reference Envoys) on SIGTERM, and on SIGINT even when started in background.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if args.loadgen:
+        host, port, rate, duration, warmup = args.loadgen
+        res = asyncio.run(_paced(host, int(port), float(rate), float(duration), float(warmup)))
+        print(json.dumps(res))
+        return
+    if shutil.which("wrk") is None:
+        sys.exit("needs wrk: apt-get install -y wrk")
+    if (os.cpu_count() or 1) < 2:
+        sys.exit("needs two cores (load on core 0, Envoys on core 1)")
+    rounds_n = args.rounds or (1 if args.quick else 3)
+    duration = args.duration or (3.0 if args.quick else 8.0)
+    warmup = 1.0
+    rounds: list[dict[str, Any]] = []
+    concurrency = "?"
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="dataplane-") as tmp:
+        bench = Bench(Path(tmp))
+        try:
+            bench.start()
+            bench.check()
+            print(
+                f"mesh {bench.mesh.subnet}: echo app 127.0.0.1:{bench.app_port}, echo sidecar {bench.echo_ip}, "
+                f"client sidecar {bench.client_ip}; reference {bench.ref_client_ip} -> {bench.ref_server_ip}",
+                flush=True,
+            )
+            concurrency = bench.concurrency
+            if args.ablation:
+                result = run_ablation(bench, rounds_n, duration, warmup)
+                result["meta"] = {
+                    "rounds": rounds_n,
+                    "duration_s": duration,
+                    "rate": ABLATION_RATE,
+                    "envoy_concurrency": concurrency,
+                    "wall_s": time.time() - started,
+                }
+                path = (
+                    ROOT
+                    / "bench"
+                    / "results"
+                    / ("dataplane-ablation-quick.json" if args.quick else "dataplane-ablation.json")
+                )
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(result, indent=2))
+                print(f"\nwrote {path.relative_to(ROOT)}")
+                return
+            for i in range(rounds_n):
+                rnd: dict[str, Any] = {}
+                order = ["direct", "1 sidecar", "2 sidecars", "reference"]
+                if i % 2:
+                    order.reverse()
+                for row in order:
+                    rnd[row] = measure_row(bench, row, duration, warmup)
+                    print(f"round {i + 1} {row}: max {rnd[row]['max']['rps']:.0f} rps", flush=True)
+                bench.set_tracing(False)
+                rnd["2 sc, no tracing"] = measure_row(bench, "2 sc, no tracing", duration, warmup)
+                print(f"round {i + 1} 2 sc, no tracing: max {rnd['2 sc, no tracing']['max']['rps']:.0f} rps")
+                bench.set_metrics(False)
+                row = "2 sc, no telemetry"
+                rnd[row] = measure_row(bench, row, duration, warmup)
+                print(f"round {i + 1} {row}: max {rnd[row]['max']['rps']:.0f} rps", flush=True)
+                bench.set_metrics(True)
+                bench.set_tracing(True)
+                rounds.append(rnd)
+        finally:
+            bench.stop()
+    summary = summarize(rounds)
+    ratios = print_tables(summary)
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / ("dataplane-quick.json" if args.quick else "dataplane.json")
+    meta = {
+        "rounds": rounds_n,
+        "duration_s": duration,
+        "connections": CONNECTIONS,
+        "rates": RATES,
+        "body_bytes": BODY_BYTES,
+        "cpus": {"load, echo app, control plane": LOAD_CPU, "envoys": ENVOY_CPU},
+        "envoy_concurrency": concurrency,
+        "wall_s": time.time() - started,
+    }
+    path.write_text(
+        json.dumps({"meta": meta, "summary": summary, "ratios": ratios, "rounds": rounds}, indent=2)
+    )
+    print(f"\nwrote {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
