@@ -25,6 +25,25 @@ log = logging.getLogger(__name__)
 
 # Kinds that never change generated config (the runner acts on them).
 _NO_PUSH_KINDS = frozenset({"Workload"})
+# Memoized generation that depends on config alone, not on endpoints: a snapshot built for an
+# endpoint-only change takes it over from the one before instead of rebuilding it for every scope.
+# (CDS also holds the service identities clients verify: a change of those is a full push, see below.)
+_CONFIG_ONLY_MEMOS = frozenset({"cluster_specs", "cluster_specs_by_name", "cds", "rds", "ecds"})
+
+
+def service_accounts(snap: Snapshot, hosts: Iterable[str]) -> dict[str, frozenset[tuple[str, str]]]:
+    """(namespace, service account) of the meshed endpoints of each host: what CDS's SANs come from."""
+    out: dict[str, frozenset[tuple[str, str]]] = {}
+    eps = snap.registry._endpoints
+    for host in hosts:
+        out[host] = frozenset(
+            (e.namespace, e.service_account)
+            for (h, _, _), group in eps.items()
+            if h == host
+            for e in group
+            if e.sidecar and e.service_account
+        )
+    return out
 
 
 def changed_endpoint_clusters(old: Snapshot, new: Snapshot) -> frozenset[str]:
@@ -54,6 +73,14 @@ def changed_endpoint_clusters(old: Snapshot, new: Snapshot) -> frozenset[str]:
             for subset in subset_names:
                 names.add(naming.outbound_cluster(port.port, subset, svc.hostname))
     return frozenset(names)
+
+
+def _inherit_config_memos(old: Snapshot, new: Snapshot) -> None:
+    for key, value in old._memo.items():
+        if isinstance(key, tuple) and key and key[0] in _CONFIG_ONLY_MEMOS:
+            new._memo.setdefault(key, value)
+    for what, error in old.generation_errors.items():
+        new.generation_errors.setdefault(what, error)
 
 
 class ControlPlane:
@@ -130,7 +157,15 @@ class ControlPlane:
         if any(c.pods_changed for c in changes):
             clusters = changed_endpoint_clusters(old, new)
             if clusters:
+                hosts = {
+                    naming.parse_outbound_cluster(c)[2] for c in clusters if naming.parse_outbound_cluster(c)
+                }
+                if service_accounts(old, hosts) != service_accounts(new, hosts):
+                    # Clients verify a service's peers against its service accounts (CDS), as istiod does.
+                    return PushRequest(full=True, reason="endpoints with new service accounts")
+                _inherit_config_memos(old, new)
                 return PushRequest(full=False, eds_only_clusters=clusters, reason="endpoints")
+            _inherit_config_memos(old, new)
         return None
 
     # --- lifecycle ----------------------------------------------------------------------------

@@ -88,6 +88,8 @@ class MeshGenerator:
         if type_url == naming.ENDPOINT_TYPE:
             every = snapshot.memo(("eds", key), lambda: _all_endpoints(snapshot, proxy))
             names = watched or frozenset()
+            if every.keys() == names:
+                return every  # the usual case: one mapping per scope, so the server encodes it once
             out = {name: every[name] for name in names if name in every}
             missing = [name for name in names if name not in every]
             if missing:

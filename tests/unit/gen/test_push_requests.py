@@ -1,0 +1,58 @@
+"""What the control plane pushes for endpoint-only changes, and what it reuses from the snapshot before."""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+from gen_helpers import PODS, SERVICES, sidecar
+
+from isthmus.api import loader
+from isthmus.config.store import Store
+from isthmus.mesh.control_plane import ControlPlane
+from isthmus.registry.types import Pod
+from isthmus.xds.gen import naming
+from isthmus.xds.gen.scope import scope_key
+
+
+def plane() -> tuple[ControlPlane, Store, list[Any]]:
+    store = Store()
+    store.apply(loader.load_text(textwrap.dedent(SERVICES), "svc.yaml"), "test")
+    for pod in PODS:
+        store.upsert_pod(pod)
+    cp = ControlPlane(store)
+    pushes: list[Any] = []
+    cp.xds.update = lambda snapshot, request: pushes.append(request)  # type: ignore[method-assign]
+    cp.rebuild()
+    return cp, store, pushes
+
+
+def reviews_pod(name: str, ip: str, service_account: str) -> Pod:
+    return Pod(name, "default", ip, {"app": "reviews", "version": "v1"}, workload="reviews-v1",
+               service_account=service_account, app_ports={9080: 40100})  # fmt: skip
+
+
+def test_new_endpoint_is_an_eds_push_reusing_the_config_only_generation() -> None:
+    cp, store, pushes = plane()
+    proxy = sidecar()
+    cds = cp.generator.generate(cp.snapshot, proxy, naming.CLUSTER_TYPE, None)
+    store.upsert_pod(reviews_pod("reviews-v1-1", "127.7.0.9", "reviews"))
+    request = pushes[-1]
+    assert (
+        not request.full and "outbound|9080||reviews.default.svc.cluster.local" in request.eds_only_clusters
+    )
+    # Same objects: nothing rebuilt for this scope, and the server's encodings still apply.
+    again = cp.generator.generate(cp.snapshot, proxy, naming.CLUSTER_TYPE, None)
+    outbound = [name for name in cds if name.startswith("outbound|")]
+    assert outbound and all(again[name] is cds[name] for name in outbound)
+    key = scope_key(cp.snapshot, proxy)
+    assert ("cds", key) in cp.snapshot._memo and ("eds", key) not in cp.snapshot._memo
+    eds = cp.generator.generate(cp.snapshot, proxy, naming.ENDPOINT_TYPE, frozenset({
+        "outbound|9080||reviews.default.svc.cluster.local"}))  # fmt: skip
+    assert len(eds) == 1
+
+
+def test_endpoint_with_a_new_service_account_is_a_full_push() -> None:
+    cp, store, pushes = plane()
+    store.upsert_pod(reviews_pod("reviews-v1-1", "127.7.0.9", "reviews-canary"))
+    assert pushes[-1].full, pushes[-1]
