@@ -323,7 +323,7 @@ def test_envoy_becomes_live_serves_health_and_prometheus_and_binds_pod_address(t
 
             # Identity reached the control plane, from the pod address (upstream_bind_config).
             assert ads.nodes[0].id == proxy.id
-            assert ads.nodes[0].cluster == "reviews-v2.default"
+            assert ads.nodes[0].cluster == "reviews.default"  # Istio: app label + namespace
             assert ads.peers[0].startswith(f"ipv4:{ip}:"), ads.peers
             assert {t for t, _ in ads.acks} >= {CDS, LDS} and not ads.nacks
 
