@@ -680,30 +680,47 @@ def _build_vs_routes(ctx: RouteContext, vs: VirtualServiceEntry, listen_port: in
     return out
 
 
-def default_route(ctx: RouteContext, svc: Service, port: int) -> RC.Route:
-    ch = hash_for_service(ctx, svc, port)
-    action = RC.RouteAction(cluster=naming.outbound_cluster(port, "", svc.hostname))
+def _default_route_prototype(snapshot: Snapshot) -> RC.Route:
+    """What every default route shares (one per snapshot: copied, then given its cluster)."""
+    action = RC.RouteAction()
     _set_timeout(action, None)
     # BuildDefaultHTTPOutboundRoute converts the mesh default with hashPolicy=false: the previous-hosts
     # predicate stays even when the DestinationRule hashes.
-    retry = convert_retry_policy(ctx.snapshot.mesh.default_http_retry, False)
+    retry = convert_retry_policy(snapshot.mesh.default_http_retry, False)
     if retry is not None:
         action.retry_policy.CopyFrom(retry)
+    return RC.Route(name=naming.DEFAULT_ROUTE, match=RC.RouteMatch(prefix="/"), route=action)
+
+
+def default_route(ctx: RouteContext, svc: Service, port: int) -> RC.Route:
+    ch = hash_for_service(ctx, svc, port)
+    r = RC.Route()
+    r.CopyFrom(ctx.snapshot.memo(("default_route",), lambda: _default_route_prototype(ctx.snapshot)))
+    r.route.cluster = naming.outbound_cluster(port, "", svc.hostname)
     hp = consistent_hash_policy(ch)
     if hp is not None:
-        action.hash_policy.append(hp)
-    r = RC.Route(name=naming.DEFAULT_ROUTE, match=RC.RouteMatch(prefix="/"), route=action)
+        r.route.hash_policy.append(hp)
     r.decorator.operation = f"{svc.hostname}:{port}/*"
     return r
 
 
-def connect_route(cluster: str) -> RC.Route:
-    """HTTP CONNECT to host:port becomes a TCP tunnel to that service port's cluster."""
-    action = RC.RouteAction(cluster=cluster)
+def _connect_route_prototype() -> RC.Route:
+    action = RC.RouteAction()
     action.timeout.CopyFrom(p.duration(0))
     action.upgrade_configs.add(upgrade_type="CONNECT").connect_config.SetInParent()
     r = RC.Route(name="connect", route=action)
     r.match.connect_matcher.SetInParent()
+    return r
+
+
+_CONNECT_ROUTE = _connect_route_prototype()
+
+
+def connect_route(cluster: str) -> RC.Route:
+    """HTTP CONNECT to host:port becomes a TCP tunnel to that service port's cluster."""
+    r = RC.Route()
+    r.CopyFrom(_CONNECT_ROUTE)
+    r.route.cluster = cluster
     return r
 
 
