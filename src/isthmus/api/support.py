@@ -44,7 +44,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
     },
     "Sidecar": {
         "spec.ingress": "Sidecar ingress listeners are not translated yet (inbound ports come from the Workload)",
-        "spec.inboundConnectionPool": "Sidecar inbound connection pools are not translated yet",
         "spec.egress[].bind": "egress listeners bind nothing of their own: the sidecar's outbound port is 15001",
         "spec.egress[].captureMode": "there is no traffic capture: apps use the sidecar as an HTTP proxy",
     },

@@ -227,7 +227,8 @@ def build_outbound_cluster(
 
 
 def build_inbound_cluster(snapshot: Snapshot, proxy: Proxy, inbound: InboundPort) -> p.cluster.Cluster:
-    """`inbound|port||`: to the app on 127.0.0.1, with only the DR's connectionPool (as Istio)."""
+    """`inbound|port||`: to the app on 127.0.0.1, with only a connection pool: the Sidecar's
+    inboundConnectionPool, else the DestinationRule's (as Istio)."""
     name = naming.inbound_cluster(inbound.port)
     c = p.cluster.Cluster(
         name=name,
@@ -240,7 +241,11 @@ def build_inbound_cluster(snapshot: Snapshot, proxy: Proxy, inbound: InboundPort
     )
     c.common_lb_config.SetInParent()
     pool = None
-    if inbound.services:
+    sidecar = snapshot.sidecar_resource(proxy)
+    if sidecar is not None and sidecar.spec.inbound_connection_pool is not None:
+        # The Sidecar's inboundConnectionPool replaces the DestinationRule's for inbound traffic.
+        pool = sidecar.spec.inbound_connection_pool
+    elif inbound.services:
         svc, sp = inbound.services[0]
         dr = snapshot.destination_rules.lookup(proxy.namespace, {}, svc.hostname, svc.namespace)
         pool = effective_policy(dr, sp.port, None).connection_pool
