@@ -152,8 +152,11 @@ class ControlPlane:
         changes = list(changes)
         config_keys = [k for c in changes for k in (*c.upserted, *c.deleted)]
         if any(k[0] not in _NO_PUSH_KINDS for k in config_keys):
-            kinds = sorted({k[0] for k in config_keys})
-            return PushRequest(full=True, reason="config: " + ",".join(kinds))
+            kinds = {k[0] for k in config_keys} - _NO_PUSH_KINDS
+            if kinds == {"VirtualService"} and not any(c.pods_changed for c in changes):
+                new.routes_changed_from = old
+                old.routes_changed_from = None  # one step back only: no chain of old snapshots
+            return PushRequest(full=True, reason="config: " + ",".join(sorted(kinds)))
         if any(c.pods_changed for c in changes):
             clusters = changed_endpoint_clusters(old, new)
             if clusters:

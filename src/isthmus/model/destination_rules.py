@@ -130,6 +130,10 @@ class DestinationRuleIndex:
     # namespace -> merged rules, selector-bearing first, then by creation order.
     by_namespace: dict[str, list[MergedDestinationRule]] = field(default_factory=dict)
     root_namespace: str = "istio-system"
+    # namespace -> (rules by exact host, rules with a wildcard host), each in by_namespace's order.
+    _hosts: dict[str, tuple[dict[str, list[MergedDestinationRule]], list[MergedDestinationRule]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @classmethod
     def build(
@@ -192,12 +196,18 @@ class DestinationRuleIndex:
         hostname: str,
         allow_selector: bool,
     ) -> MergedDestinationRule | None:
-        rules = [
-            r
-            for r in self.by_namespace.get(namespace, ())
-            if is_visible(r.export_to, r.namespace, viewer_ns)
-            and (r.selector is None or (allow_selector and labels_match(r.selector, viewer_labels)))
-        ]
+        def applies(r: MergedDestinationRule) -> bool:
+            return is_visible(r.export_to, r.namespace, viewer_ns) and (
+                r.selector is None or (allow_selector and labels_match(r.selector, viewer_labels))
+            )
+
+        # Istio's MostSpecificHostMatch over the rules that apply: an exact host wins outright, so look
+        # it up directly (thousands of lookups per snapshot), then the longest covering wildcard.
+        exact, wildcards = self._host_index(namespace)
+        for r in exact.get(hostname, ()):
+            if applies(r):
+                return r
+        rules = [r for r in wildcards if applies(r)]
         if not rules:
             return None
         best = h.most_specific_match(hostname, [r.host for r in rules])
@@ -207,6 +217,21 @@ class DestinationRuleIndex:
             if r.host == best:
                 return r
         return None
+
+    def _host_index(
+        self, namespace: str
+    ) -> tuple[dict[str, list[MergedDestinationRule]], list[MergedDestinationRule]]:
+        index = self._hosts.get(namespace)
+        if index is None:
+            exact: dict[str, list[MergedDestinationRule]] = {}
+            wildcards: list[MergedDestinationRule] = []
+            for r in self.by_namespace.get(namespace, ()):
+                if h.is_wildcard(r.host):
+                    wildcards.append(r)
+                else:
+                    exact.setdefault(r.host, []).append(r)
+            index = self._hosts[namespace] = (exact, wildcards)
+        return index
 
     def lookup(
         self, proxy_namespace: str, proxy_labels: Mapping[str, str], hostname: str, service_namespace: str

@@ -42,6 +42,9 @@ class Snapshot:
     _memo: dict[Any, Any] = field(default_factory=dict, repr=False)
     # Resources left out of generated config because building them failed: what -> error.
     generation_errors: dict[str, str] = field(default_factory=dict, repr=False)
+    # The snapshot this one differs from by VirtualServices only (set by the control plane): clusters
+    # and endpoints of a scope that imports the same services can be taken from it.
+    routes_changed_from: Snapshot | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def build(cls, version: str | int, configs: Iterable[Config], pods: Iterable[Pod]) -> Snapshot:

@@ -56,3 +56,36 @@ def test_endpoint_with_a_new_service_account_is_a_full_push() -> None:
     cp, store, pushes = plane()
     store.upsert_pod(reviews_pod("reviews-v1-1", "127.7.0.9", "reviews-canary"))
     assert pushes[-1].full, pushes[-1]
+
+
+def test_virtual_service_change_reuses_clusters_unless_the_scope_imports_change() -> None:
+    cp, store, pushes = plane()
+    proxy = sidecar()
+    cds = cp.generator.generate(cp.snapshot, proxy, naming.CLUSTER_TYPE, None)
+    vs = """
+    apiVersion: networking.istio.io/v1
+    kind: VirtualService
+    metadata: {name: reviews, namespace: default}
+    spec:
+      hosts: [reviews]
+      http: [{route: [{destination: {host: reviews}}], timeout: 3s}]
+    """
+    store.apply(loader.load_text(textwrap.dedent(vs), "vs.yaml"), "test")
+    assert pushes[-1].full
+    again = cp.generator.generate(cp.snapshot, proxy, naming.CLUSTER_TYPE, None)
+    assert all(again[name] is cds[name] for name in cds if name.startswith("outbound|"))
+    # A Sidecar that imports only reviews, plus a VS routing to ratings: the VS imports ratings.
+    scoped = """
+    apiVersion: networking.istio.io/v1
+    kind: Sidecar
+    metadata: {name: default, namespace: default}
+    spec:
+      egress: [{hosts: [./reviews.default.svc.cluster.local]}]
+    """
+    store.apply(loader.load_text(textwrap.dedent(scoped), "sidecar.yaml"), "test")
+    before = cp.generator.generate(cp.snapshot, proxy, naming.CLUSTER_TYPE, None)
+    assert not any("ratings" in name for name in before)
+    to_ratings = vs.replace("host: reviews}", "host: ratings.other.svc.cluster.local}")
+    store.apply(loader.load_text(textwrap.dedent(to_ratings), "vs.yaml"), "test")
+    after = cp.generator.generate(cp.snapshot, proxy, naming.CLUSTER_TYPE, None)
+    assert any("ratings" in name for name in after), sorted(after)

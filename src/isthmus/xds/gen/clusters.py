@@ -18,7 +18,7 @@ from isthmus.xds.gen import naming, tls
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen import traffic_policy as tp
 from isthmus.xds.gen.guard import guarded
-from isthmus.xds.gen.scope import scope_key
+from isthmus.xds.gen.scope import scope_key, shared_memo
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,11 @@ class ClusterSpec:
 
 
 def outbound_cluster_specs(snapshot: Snapshot, proxy: Proxy) -> list[ClusterSpec]:
-    return snapshot.memo(
-        ("cluster_specs", scope_key(snapshot, proxy)), lambda: _cluster_specs(snapshot, proxy)
+    return shared_memo(
+        snapshot,
+        ("cluster_specs", scope_key(snapshot, proxy)),
+        proxy,
+        lambda: _cluster_specs(snapshot, proxy),
     )
 
 

@@ -15,7 +15,7 @@ from isthmus.xds.gen.endpoints import build_endpoints
 from isthmus.xds.gen.gateway import https_route_name
 from isthmus.xds.gen.listeners import build_listeners
 from isthmus.xds.gen.routes import gateway_route_config, http_proxy_route_config, inbound_route_config
-from isthmus.xds.gen.scope import scope_key
+from isthmus.xds.gen.scope import scope_key, shared_memo
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +80,15 @@ class MeshGenerator:
     ) -> Mapping[str, Any]:
         key = scope_key(snapshot, proxy)
         if type_url == naming.CLUSTER_TYPE:
-            shared = snapshot.memo(("cds", key), lambda: _pack_all(build_outbound_clusters(snapshot, proxy)))
+            shared = shared_memo(
+                snapshot, ("cds", key), proxy, lambda: _pack_all(build_outbound_clusters(snapshot, proxy))
+            )
             own = _pack_all(build_inbound_clusters(snapshot, proxy))
             return {**shared, **own} if own else shared
         if type_url == naming.LISTENER_TYPE:
             return _pack_all(build_listeners(snapshot, proxy, port_offset(proxy)))
         if type_url == naming.ENDPOINT_TYPE:
-            every = snapshot.memo(("eds", key), lambda: _all_endpoints(snapshot, proxy))
+            every = shared_memo(snapshot, ("eds", key), proxy, lambda: _all_endpoints(snapshot, proxy))
             names = watched or frozenset()
             if every.keys() == names:
                 return every  # the usual case: one mapping per scope, so the server encodes it once

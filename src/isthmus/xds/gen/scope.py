@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import Snapshot
 
@@ -16,3 +18,28 @@ def scope_key(snapshot: Snapshot, proxy: Proxy) -> tuple:
         sidecar.key if sidecar is not None else None,
         frozenset(proxy.labels.items()),
     )
+
+
+def _imported(snapshot: Snapshot, proxy: Proxy) -> list[tuple[Any, ...]]:
+    return [(s.service, s.ports) for s in snapshot.scope(proxy).services]
+
+
+def shared_memo(snapshot: Snapshot, key: tuple, proxy: Proxy, build: Any) -> Any:
+    """`snapshot.memo(key, build)`, except that after a change of VirtualServices only, clusters and
+    endpoints (which VirtualServices affect only through the services a Sidecar scope imports) are
+    taken from the snapshot before when this proxy's scope imports the same services."""
+
+    def compute() -> Any:
+        before = snapshot.routes_changed_from
+        if (
+            before is not None
+            and key in before._memo
+            and (proxy.kind != "sidecar" or _imported(before, proxy) == _imported(snapshot, proxy))
+        ):
+            for what, error in before.generation_errors.items():
+                if what.startswith("cluster "):  # clusters left out stay left out, and reported
+                    snapshot.generation_errors.setdefault(what, error)
+            return before._memo[key]
+        return build()
+
+    return snapshot.memo(key, compute)
