@@ -135,6 +135,8 @@ class ControlPlane:
         self.snapshot = new
         self._build_time.observe(time.perf_counter() - started)
         request = self._push_request(changes, old, new)
+        # A snapshot reuses from the one before it only: no chain of old snapshots stays alive.
+        old.routes_changed_from = old.endpoints_changed_from = None
         log.info(
             "snapshot %s built in %.1f ms (%s)",
             new.version,
@@ -155,7 +157,6 @@ class ControlPlane:
             kinds = {k[0] for k in config_keys} - _NO_PUSH_KINDS
             if kinds == {"VirtualService"} and not any(c.pods_changed for c in changes):
                 new.routes_changed_from = old
-                old.routes_changed_from = None  # one step back only: no chain of old snapshots
             return PushRequest(full=True, reason="config: " + ",".join(sorted(kinds)))
         if any(c.pods_changed for c in changes):
             clusters = changed_endpoint_clusters(old, new)
@@ -167,6 +168,7 @@ class ControlPlane:
                     # Clients verify a service's peers against its service accounts (CDS), as istiod does.
                     return PushRequest(full=True, reason="endpoints with new service accounts")
                 _inherit_config_memos(old, new)
+                new.endpoints_changed_from = (old, clusters)
                 return PushRequest(full=False, eds_only_clusters=clusters, reason="endpoints")
             _inherit_config_memos(old, new)
         return None

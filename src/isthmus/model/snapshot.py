@@ -45,6 +45,11 @@ class Snapshot:
     # The snapshot this one differs from by VirtualServices only (set by the control plane): clusters
     # and endpoints of a scope that imports the same services can be taken from it.
     routes_changed_from: Snapshot | None = field(default=None, repr=False, compare=False)
+    # The snapshot this one differs from by the endpoints of these clusters only (set by the control
+    # plane): a scope's other endpoint assignments are taken from it.
+    endpoints_changed_from: tuple[Snapshot, frozenset[str]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     @classmethod
     def build(cls, version: str | int, configs: Iterable[Config], pods: Iterable[Pod]) -> Snapshot:

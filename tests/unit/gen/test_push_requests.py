@@ -89,3 +89,18 @@ def test_virtual_service_change_reuses_clusters_unless_the_scope_imports_change(
     store.apply(loader.load_text(textwrap.dedent(to_ratings), "vs.yaml"), "test")
     after = cp.generator.generate(cp.snapshot, proxy, naming.CLUSTER_TYPE, None)
     assert any("ratings" in name for name in after), sorted(after)
+
+
+def test_endpoint_change_rebuilds_only_the_changed_assignments() -> None:
+    cp, store, pushes = plane()
+    proxy = sidecar()
+    names = frozenset(n for n in cp.generator.generate(cp.snapshot, proxy, naming.CLUSTER_TYPE, None)
+                      if n.startswith("outbound|"))  # fmt: skip
+    before = cp.generator.generate(cp.snapshot, proxy, naming.ENDPOINT_TYPE, names)
+    store.upsert_pod(reviews_pod("reviews-v1-1", "127.7.0.9", "reviews"))
+    after = cp.generator.generate(cp.snapshot, proxy, naming.ENDPOINT_TYPE, names)
+    changed = "outbound|9080||reviews.default.svc.cluster.local"
+    assert after[changed] is not before[changed]
+    assert b"127.7.0.9" in after[changed].value and b"127.7.0.9" not in before[changed].value
+    assert all(after[n] is before[n] for n in names if "reviews" not in n)
+    assert cp.snapshot.endpoints_changed_from is not None and before is not after

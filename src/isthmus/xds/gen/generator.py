@@ -88,7 +88,7 @@ class MeshGenerator:
         if type_url == naming.LISTENER_TYPE:
             return _pack_all(build_listeners(snapshot, proxy, port_offset(proxy)))
         if type_url == naming.ENDPOINT_TYPE:
-            every = shared_memo(snapshot, ("eds", key), proxy, lambda: _all_endpoints(snapshot, proxy))
+            every = shared_memo(snapshot, ("eds", key), proxy, lambda: _scope_endpoints(snapshot, proxy, key))
             names = watched or frozenset()
             if every.keys() == names:
                 return every  # the usual case: one mapping per scope, so the server encodes it once
@@ -121,6 +121,17 @@ class MeshGenerator:
                     )
             return out
         return {}
+
+
+def _scope_endpoints(snapshot: Snapshot, proxy: Proxy, key: tuple) -> dict[str, Any]:
+    """Every endpoint assignment of the scope; after an endpoint-only change, only the changed clusters'
+    are rebuilt and the rest are the previous snapshot's (same objects, already encoded)."""
+    prior = snapshot.endpoints_changed_from
+    previous = prior[0]._memo.get(("eds", key)) if prior is not None else None
+    if prior is None or previous is None:
+        return _all_endpoints(snapshot, proxy)
+    changed = [name for name in sorted(prior[1]) if name in previous]
+    return {**previous, **_pack_all(build_endpoints(snapshot, proxy, changed))}
 
 
 def _all_endpoints(snapshot: Snapshot, proxy: Proxy) -> dict[str, Any]:
