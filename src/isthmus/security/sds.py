@@ -28,6 +28,7 @@ from envoy.type.matcher.v3 import string_pb2
 from google.protobuf import duration_pb2, wrappers_pb2
 
 from isthmus.security.identity import DEFAULT_TRUST_DOMAIN, trust_domain_prefix
+from isthmus.xds.gen.protos import field_tag, length_delimited
 
 SECRET_TYPE_URL = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 SDS_CLUSTER = "sds-grpc"  # same value as isthmus.agent.bootstrap.SDS_CLUSTER
@@ -210,24 +211,12 @@ def istio_mutual_upstream_tls_context_bytes(
     common = _upstream_common_tls_bytes(tuple(peer_identities), tuple(alpn_protocols), cluster)
     if not sni:
         return common
-    encoded = sni.encode()
-    return common + _T_SNI + _varint(len(encoded)) + encoded
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+    return common + length_delimited(_T_SNI, sni.encode())
 
 
 # UpstreamTlsContext: common_tls_context (1) then sni (2), in field-number order as upb writes them.
-_T_COMMON = _varint(
-    tls_pb2.UpstreamTlsContext.DESCRIPTOR.fields_by_name["common_tls_context"].number << 3 | 2
-)
-_T_SNI = _varint(tls_pb2.UpstreamTlsContext.DESCRIPTOR.fields_by_name["sni"].number << 3 | 2)
+_T_COMMON = field_tag(tls_pb2.UpstreamTlsContext, "common_tls_context")
+_T_SNI = field_tag(tls_pb2.UpstreamTlsContext, "sni")
 
 
 @functools.lru_cache(maxsize=8192)
@@ -235,7 +224,7 @@ def _upstream_common_tls_bytes(
     peer_identities: tuple[str, ...], alpn_protocols: tuple[str, ...], cluster: str
 ) -> bytes:
     common = _upstream_common_tls_context(peer_identities, alpn_protocols, cluster).SerializeToString()
-    return _T_COMMON + _varint(len(common)) + common
+    return length_delimited(_T_COMMON, common)
 
 
 @functools.lru_cache(maxsize=8192)
