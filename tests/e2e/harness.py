@@ -8,10 +8,13 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -249,3 +252,14 @@ class MeshProcess:
 def echo_body(resp: Response) -> dict[str, Any]:
     assert resp.status == 200, (resp.status, resp.body)
     return json.loads(resp.body)
+
+
+@contextmanager
+def applied(mesh: MeshProcess, *docs: str) -> Iterator[None]:
+    """Apply `docs` (one YAML text) and delete them again when the block ends, whatever happens."""
+    text = "\n---\n".join(textwrap.dedent(d) for d in docs)
+    mesh.apply(text)
+    try:
+        yield
+    finally:
+        mesh.delete(text)

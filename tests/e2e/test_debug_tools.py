@@ -15,11 +15,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,7 +25,7 @@ from click.testing import CliRunner
 
 from isthmus.cli.main import cli
 from isthmus.client import sync
-from tests.e2e.harness import MeshProcess
+from tests.e2e.harness import MeshProcess, applied
 
 pytestmark = pytest.mark.e2e
 
@@ -36,16 +34,6 @@ HTTPBIN_FQDN = "httpbin.default.svc.cluster.local"
 
 
 # --- helpers ----------------------------------------------------------------------------------------
-
-
-@contextmanager
-def applied(mesh: MeshProcess, *docs: str) -> Iterator[None]:
-    text = "\n---\n".join(textwrap.dedent(d) for d in docs)
-    mesh.apply(text)
-    try:
-        yield
-    finally:
-        mesh.delete(text)
 
 
 def run(mesh: MeshProcess, *args: str) -> str:

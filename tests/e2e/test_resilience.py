@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-import textwrap
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -23,7 +21,7 @@ import pytest
 
 from isthmus.client import sync
 from isthmus.client.http import Response
-from tests.e2e.harness import MeshProcess, echo_body
+from tests.e2e.harness import MeshProcess, applied, echo_body
 
 pytestmark = pytest.mark.e2e
 
@@ -43,16 +41,6 @@ spec:
 
 
 # --- helpers ----------------------------------------------------------------------------------------
-
-
-@contextmanager
-def applied(mesh: MeshProcess, *docs: str) -> Iterator[None]:
-    text = "\n---\n".join(textwrap.dedent(d) for d in docs)
-    mesh.apply(text)
-    try:
-        yield
-    finally:
-        mesh.delete(text)
 
 
 def figure(name: str, value: object) -> None:

@@ -10,35 +10,25 @@ import json
 import textwrap
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
 from isthmus.client import sync
-from tests.e2e.harness import MeshProcess, echo_body
+from tests.e2e.harness import MeshProcess, applied, echo_body
+from tests.e2e.routing_cases import (
+    DR_SUBSETS,
+    GW_A_ONE_TO_V2,
+    GW_A_REST_TO_V1,
+    GW_OTHER_NS_TO_V2,
+    VS_FIRST_MATCH_WINS,
+    VS_HEADER_QUERY_METHOD_AUTHORITY_SCHEME,
+    VS_PORT_SOURCE_LABELS_NAMESPACE,
+    VS_URI_MATCHES,
+    VS_WEIGHTED_80_20,
+    VS_WITHOUT_HEADERS_AND_PRESENT,
+)
 
 pytestmark = pytest.mark.e2e
-
-DR_SUBSETS = """
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: echo}
-spec:
-  host: echo
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-"""
-
-
-@contextmanager
-def applied(mesh: MeshProcess, *docs: str) -> Iterator[None]:
-    text = "\n---\n".join(textwrap.dedent(d) for d in docs)
-    try:
-        mesh.apply(text)
-        yield
-    finally:
-        mesh.delete(text)
 
 
 def version_of(
@@ -65,27 +55,7 @@ def test_default_route_reaches_every_instance_of_every_port(routing_mesh: MeshPr
 
 
 def test_uri_exact_prefix_regex_and_ignore_case(routing_mesh: MeshProcess) -> None:
-    vs = """
-    apiVersion: networking.istio.io/v1
-    kind: VirtualService
-    metadata: {name: echo}
-    spec:
-      hosts: [echo]
-      http:
-      - name: exact
-        match: [{uri: {exact: /exact}}]
-        route: [{destination: {host: echo, subset: v2}}]
-      - name: prefix
-        match: [{uri: {prefix: /pre}}]
-        route: [{destination: {host: echo, subset: v2}}]
-      - name: regex
-        match: [{uri: {regex: "/re[0-9]+"}}]
-        route: [{destination: {host: echo, subset: v2}}]
-      - name: nocase
-        match: [{uri: {exact: /case}, ignoreUriCase: true}]
-        route: [{destination: {host: echo, subset: v2}}]
-      - route: [{destination: {host: echo, subset: v1}}]
-    """
+    vs = VS_URI_MATCHES
     with applied(routing_mesh, DR_SUBSETS, vs):
         v = lambda path: version_of(routing_mesh, "http://echo" + path)  # noqa: E731
         assert v("/exact") == "v2"
@@ -101,29 +71,7 @@ def test_uri_exact_prefix_regex_and_ignore_case(routing_mesh: MeshProcess) -> No
 
 
 def test_header_query_method_authority_scheme_matches(routing_mesh: MeshProcess) -> None:
-    vs = """
-    apiVersion: networking.istio.io/v1
-    kind: VirtualService
-    metadata: {name: echo}
-    spec:
-      hosts: [echo]
-      http:
-      - match: [{headers: {x-exact: {exact: "yes"}}}]
-        route: [{destination: {host: echo, subset: v2}}]
-      - match: [{headers: {x-prefix: {prefix: "ab"}}}]
-        route: [{destination: {host: echo, subset: v2}}]
-      - match: [{headers: {x-regex: {regex: "[0-9]{3}"}}}]
-        route: [{destination: {host: echo, subset: v2}}]
-      - match: [{queryParams: {q: {exact: "1"}}}, {queryParams: {p: {prefix: "pre"}}}, {queryParams: {r: {regex: "a+b"}}}]
-        route: [{destination: {host: echo, subset: v2}}]
-      - match: [{method: {exact: POST}}]
-        route: [{destination: {host: echo, subset: v2}}]
-      - match: [{uri: {prefix: /auth}, authority: {prefix: "echo.default"}}]
-        route: [{destination: {host: echo, subset: v2}}]
-      - match: [{uri: {prefix: /scheme}, scheme: {exact: https}}]
-        route: [{destination: {host: echo, subset: v2}}]
-      - route: [{destination: {host: echo, subset: v1}}]
-    """
+    vs = VS_HEADER_QUERY_METHOD_AUTHORITY_SCHEME
     with applied(routing_mesh, DR_SUBSETS, vs):
         v = lambda path="/", **kw: version_of(routing_mesh, "http://echo" + path, **kw)  # noqa: E731
         assert v(headers=[("x-exact", "yes")]) == "v2"
@@ -146,19 +94,7 @@ def test_header_query_method_authority_scheme_matches(routing_mesh: MeshProcess)
 
 
 def test_without_headers_and_present_match(routing_mesh: MeshProcess) -> None:
-    vs = """
-    apiVersion: networking.istio.io/v1
-    kind: VirtualService
-    metadata: {name: echo}
-    spec:
-      hosts: [echo]
-      http:
-      - match: [{withoutHeaders: {x-skip: {exact: "1"}}, uri: {prefix: /without}}]
-        route: [{destination: {host: echo, subset: v2}}]
-      - match: [{headers: {x-present: {}}}]
-        route: [{destination: {host: echo, subset: v2}}]
-      - route: [{destination: {host: echo, subset: v1}}]
-    """
+    vs = VS_WITHOUT_HEADERS_AND_PRESENT
     with applied(routing_mesh, DR_SUBSETS, vs):
         v = lambda path="/", **kw: version_of(routing_mesh, "http://echo" + path, **kw)  # noqa: E731
         assert v("/without") == "v2"  # a missing header counts as not equal
@@ -169,18 +105,7 @@ def test_without_headers_and_present_match(routing_mesh: MeshProcess) -> None:
 
 
 def test_first_match_wins_and_no_route_is_404(routing_mesh: MeshProcess) -> None:
-    vs = """
-    apiVersion: networking.istio.io/v1
-    kind: VirtualService
-    metadata: {name: echo}
-    spec:
-      hosts: [echo]
-      http:
-      - match: [{uri: {prefix: /a}}]
-        route: [{destination: {host: echo, subset: v2}}]
-      - match: [{uri: {prefix: /a/b}}]
-        route: [{destination: {host: echo, subset: v1}}]
-    """
+    vs = VS_FIRST_MATCH_WINS
     with applied(routing_mesh, DR_SUBSETS, vs):
         assert version_of(routing_mesh, "http://echo/a/b") == "v2"
         resp = routing_mesh.curl("client", "http://echo/elsewhere")
@@ -188,21 +113,7 @@ def test_first_match_wins_and_no_route_is_404(routing_mesh: MeshProcess) -> None
 
 
 def test_port_source_labels_and_source_namespace(routing_mesh: MeshProcess) -> None:
-    vs = """
-    apiVersion: networking.istio.io/v1
-    kind: VirtualService
-    metadata: {name: echo}
-    spec:
-      hosts: [echo.default.svc.cluster.local]
-      http:
-      - match: [{port: 9090}]
-        route: [{destination: {host: echo, subset: v2, port: {number: 9090}}}]
-      - match: [{sourceLabels: {version: v2}}]
-        route: [{destination: {host: echo, subset: v2}}]
-      - match: [{sourceNamespace: other}]
-        route: [{destination: {host: echo, subset: v2}}]
-      - route: [{destination: {host: echo, subset: v1}}]
-    """
+    vs = VS_PORT_SOURCE_LABELS_NAMESPACE
     with applied(routing_mesh, DR_SUBSETS, vs):
         assert version_of(routing_mesh, "http://echo:9090/") == "v2"
         assert version_of(routing_mesh, "http://echo/") == "v1"
@@ -211,17 +122,7 @@ def test_port_source_labels_and_source_namespace(routing_mesh: MeshProcess) -> N
 
 
 def test_weighted_split_within_a_few_percent(routing_mesh: MeshProcess) -> None:
-    vs = """
-    apiVersion: networking.istio.io/v1
-    kind: VirtualService
-    metadata: {name: echo}
-    spec:
-      hosts: [echo]
-      http:
-      - route:
-        - {destination: {host: echo, subset: v1}, weight: 80}
-        - {destination: {host: echo, subset: v2}, weight: 20}
-    """
+    vs = VS_WEIGHTED_80_20
     with applied(routing_mesh, DR_SUBSETS, vs):
         counts = versions(routing_mesh, "http://echo/", n=1000, concurrency=8)
         assert abs(counts["v1"] - 800) <= 40, counts
@@ -337,27 +238,8 @@ def test_http2_port_is_proxied_as_h2(routing_mesh: MeshProcess) -> None:
 def test_gateway_routes_by_host_and_binds_by_namespace(routing_mesh: MeshProcess) -> None:
     docs = [
         DR_SUBSETS,
-        """
-        apiVersion: networking.istio.io/v1
-        kind: VirtualService
-        metadata: {name: gw-a}
-        spec:
-          hosts: [a.example.com]
-          gateways: [gw]
-          http:
-          - match: [{uri: {prefix: /one}}]
-            route: [{destination: {host: echo, subset: v2}}]
-        """,
-        """
-        apiVersion: networking.istio.io/v1
-        kind: VirtualService
-        metadata: {name: gw-a2}
-        spec:
-          hosts: [a.example.com]
-          gateways: [gw]
-          http:
-          - route: [{destination: {host: echo, subset: v1}}]
-        """,
+        GW_A_ONE_TO_V2,
+        GW_A_REST_TO_V1,
         """
         apiVersion: networking.istio.io/v1
         kind: VirtualService
@@ -368,16 +250,7 @@ def test_gateway_routes_by_host_and_binds_by_namespace(routing_mesh: MeshProcess
           http:
           - route: [{destination: {host: echo}}]
         """,
-        """
-        apiVersion: networking.istio.io/v1
-        kind: VirtualService
-        metadata: {name: gw-other, namespace: other}
-        spec:
-          hosts: [y.example.org]
-          gateways: [default/gw]
-          http:
-          - route: [{destination: {host: echo.default.svc.cluster.local, subset: v2}}]
-        """,
+        GW_OTHER_NS_TO_V2,
     ]
     with applied(routing_mesh, *docs):
         addr = routing_mesh.gateway_address(80)

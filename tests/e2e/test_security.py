@@ -5,27 +5,15 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
 from isthmus.client import sync
-from tests.e2e.harness import MeshProcess, echo_body
+from tests.e2e.harness import MeshProcess, applied, echo_body
 
 pytestmark = pytest.mark.e2e
 
 TD = "spiffe://cluster.local"
-
-
-@contextmanager
-def applied(mesh: MeshProcess, *docs: str) -> Iterator[None]:
-    text = "\n---\n".join(textwrap.dedent(d) for d in docs)
-    try:
-        mesh.apply(text)
-        yield
-    finally:
-        mesh.delete(text)
 
 
 def peer_of(body: dict) -> str:
