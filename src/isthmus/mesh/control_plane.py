@@ -33,17 +33,14 @@ _CONFIG_ONLY_MEMOS = frozenset({"cluster_specs", "cluster_specs_by_name", "cds",
 
 def service_accounts(snap: Snapshot, hosts: Iterable[str]) -> dict[str, frozenset[tuple[str, str]]]:
     """(namespace, service account) of the meshed endpoints of each host: what CDS's SANs come from."""
-    out: dict[str, frozenset[tuple[str, str]]] = {}
-    eps = snap.registry._endpoints
-    for host in hosts:
-        out[host] = frozenset(
-            (e.namespace, e.service_account)
-            for (h, _, _), group in eps.items()
-            if h == host
-            for e in group
-            if e.sidecar and e.service_account
-        )
-    return out
+    wanted = set(hosts)
+    out: dict[str, set[tuple[str, str]]] = {host: set() for host in wanted}
+    for (host, _, _), group in snap.registry._endpoints.items():
+        if host in wanted:
+            out[host].update(
+                (e.namespace, e.service_account) for e in group if e.sidecar and e.service_account
+            )
+    return {host: frozenset(ids) for host, ids in out.items()}
 
 
 def changed_endpoint_clusters(old: Snapshot, new: Snapshot) -> frozenset[str]:

@@ -36,6 +36,7 @@ from isthmus.model.snapshot import Snapshot
 from isthmus.registry.build import labels_match
 from isthmus.xds.gen import ext_authz, naming
 from isthmus.xds.gen import protos as p
+from isthmus.xds.gen.scope import scope_key
 
 JWT_FILTER = "envoy.filters.http.jwt_authn"
 RBAC_HTTP = "envoy.filters.http.rbac"
@@ -520,6 +521,11 @@ class _Custom:
 
 
 def _custom(snapshot: Snapshot, proxy: Proxy) -> _Custom | None:
+    """Once per scope and snapshot: filters, per-route rules, TCP filters and ECDS all ask."""
+    return snapshot.memo(("custom_authz", scope_key(snapshot, proxy)), lambda: _build_custom(snapshot, proxy))
+
+
+def _build_custom(snapshot: Snapshot, proxy: Proxy) -> _Custom | None:
     policies = [c for c in policies_for(snapshot, "AuthorizationPolicy", proxy) if c.spec.action == "CUSTOM"]
     if not policies:
         return None
@@ -529,7 +535,7 @@ def _custom(snapshot: Snapshot, proxy: Proxy) -> _Custom | None:
     except ext_authz.ProviderError as exc:
         # istiod denies everything rather than letting requests through unchecked; say so in status.
         snapshot.generation_errors.setdefault(
-            f"AuthorizationPolicy CUSTOM on {proxy.namespace}/{proxy.workload or proxy.id}",
+            "AuthorizationPolicy CUSTOM " + ", ".join(f"{c.namespace}/{c.name}" for c in policies),
             f"failed to process CUSTOM action, every request is denied: {exc}",
         )
         return _Custom(policies, None)

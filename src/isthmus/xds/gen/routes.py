@@ -961,7 +961,9 @@ def tunnel_route(
     for this proxy and port, as istiod picks a sidecar's TCP/TLS route; else the service itself."""
     domain = ctx.snapshot.mesh.domain_suffix
     fields = ("tls", "tcp") if protocol in (Protocol.TLS, Protocol.HTTPS) else ("tcp",)
-    covering = [vs for vs in vses if any(h.matches(host, svc.hostname) for host in vs.hosts)]
+    covering = [
+        vs for vs in vses if (vs.tcp or vs.tls) and any(h.matches(host, svc.hostname) for host in vs.hosts)
+    ]
     for field_name in fields:
         for vs in covering:
             for rule in getattr(vs, field_name):

@@ -24,6 +24,14 @@ def _imported(snapshot: Snapshot, proxy: Proxy) -> list[tuple[Any, ...]]:
     return [(s.service, s.ports) for s in snapshot.scope(proxy).services]
 
 
+def _same_imports(before: Snapshot, snapshot: Snapshot, proxy: Proxy) -> bool:
+    """Once per scope and snapshot (clusters, specs and endpoints all ask)."""
+    return snapshot.memo(
+        ("same_imports", scope_key(snapshot, proxy)),
+        lambda: _imported(before, proxy) == _imported(snapshot, proxy),
+    )
+
+
 def shared_memo(snapshot: Snapshot, key: tuple, proxy: Proxy, build: Any) -> Any:
     """`snapshot.memo(key, build)`, except that after a change of VirtualServices only, clusters and
     endpoints (which VirtualServices affect only through the services a Sidecar scope imports) are
@@ -34,7 +42,7 @@ def shared_memo(snapshot: Snapshot, key: tuple, proxy: Proxy, build: Any) -> Any
         if (
             before is not None
             and key in before._memo
-            and (proxy.kind != "sidecar" or _imported(before, proxy) == _imported(snapshot, proxy))
+            and (proxy.kind != "sidecar" or _same_imports(before, snapshot, proxy))
         ):
             for what, error in before.generation_errors.items():
                 if what.startswith("cluster "):  # clusters left out stay left out, and reported
