@@ -84,17 +84,7 @@ def find_service(snapshot: Snapshot, name: str, namespace: str | None) -> Servic
 
 
 def proxy_of(pod: Pod) -> Proxy:
-    kind = "gateway" if pod.gateway else "sidecar"
-    return Proxy(
-        id=Proxy.node_id(kind, pod.ip, pod.name, pod.namespace),
-        kind=kind,
-        ip=pod.ip,
-        namespace=pod.namespace,
-        instance=pod.name,
-        workload=pod.workload,
-        labels=dict(pod.labels),
-        service_account=pod.service_account,
-    )
+    return Proxy.of_pod(pod)
 
 
 # --- pieces ---------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -114,21 +114,8 @@ class PodProcess:
         )
 
     def make_proxy(self) -> Proxy:
-        s = self.spec
-        kind = "gateway" if s.gateway else "sidecar"
-        base = Proxy(
-            id=Proxy.node_id(kind, s.ip, s.name, s.namespace),  # type: ignore[arg-type]
-            kind=kind,  # type: ignore[arg-type]
-            ip=s.ip,
-            namespace=s.namespace,
-            instance=s.name,
-            workload=s.workload,
-            labels=dict(s.labels),
-            service_account=s.service_account,
-        )
-        return replace(
-            base, metadata={"ISTHMUS_PORT_OFFSET": str(self.port_offset)} if self.port_offset else {}
-        )
+        metadata = {"ISTHMUS_PORT_OFFSET": str(self.port_offset)} if self.port_offset else {}
+        return Proxy.of_pod(self.pod(ready=True), metadata)
 
     # --- environment -----------------------------------------------------------------------
     def app_env(self) -> dict[str, str]:

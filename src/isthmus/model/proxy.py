@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from google.protobuf import json_format
+
+if TYPE_CHECKING:
+    from isthmus.registry.types import Pod
 
 ProxyKind = Literal["sidecar", "gateway"]
 
@@ -38,6 +41,22 @@ class Proxy:
     @staticmethod
     def node_id(kind: ProxyKind, ip: str, instance: str, namespace: str) -> str:
         return f"{_NODE_TYPE[kind]}~{ip}~{instance}.{namespace}~{namespace}.svc.cluster.local"
+
+    @classmethod
+    def of_pod(cls, pod: Pod, metadata: Mapping[str, Any] | None = None) -> Proxy:
+        """The proxy of a pod with a sidecar, or of a gateway pod."""
+        kind: ProxyKind = "gateway" if pod.gateway else "sidecar"
+        return cls(
+            id=cls.node_id(kind, pod.ip, pod.name, pod.namespace),
+            kind=kind,
+            ip=pod.ip,
+            namespace=pod.namespace,
+            instance=pod.name,
+            workload=pod.workload,
+            labels=dict(pod.labels),
+            service_account=pod.service_account,
+            metadata=dict(metadata or {}),
+        )
 
     def node_metadata(self) -> dict[str, Any]:
         """Metadata the agent puts in the bootstrap; `from_node` reads it back."""
