@@ -148,9 +148,7 @@ class ProxyConfig:
                         cla = entry.get("endpoint_config") or {}
                         if cla.get("cluster_name"):
                             out.assignments[cla["cluster_name"]] = cla
-        for name, cl in out.clusters.items():
-            if name not in out.assignments and cl.get("load_assignment"):
-                out.assignments[name] = cl["load_assignment"]
+        out._add_inline_assignments()
         return out
 
     @classmethod
@@ -163,10 +161,14 @@ class ProxyConfig:
         for cla in data.get("endpoints", []) or []:
             if cla.get("cluster_name"):
                 out.assignments[cla["cluster_name"]] = cla
-        for name, cl in out.clusters.items():
-            if name not in out.assignments and cl.get("load_assignment"):
-                out.assignments[name] = cl["load_assignment"]
+        out._add_inline_assignments()
         return out
+
+    def _add_inline_assignments(self) -> None:
+        """Clusters that carry their endpoints inline (STATIC, STRICT_DNS) have no EDS assignment."""
+        for name, cl in self.clusters.items():
+            if name not in self.assignments and cl.get("load_assignment"):
+                self.assignments[name] = cl["load_assignment"]
 
     def add_cluster_status(self, clusters_json: Mapping[str, Any]) -> None:
         """Runtime host health from admin `/clusters?format=json` (outlier ejections, EDS health)."""
