@@ -158,7 +158,8 @@ def test_graph_shows_bookinfo_edges_with_live_numbers(page: Any, mesh: MeshProce
         row.wait_for()
         assert float(row.get_attribute("data-rps")) > 0, (src, dst)
         assert int(row.get_attribute("data-requests")) >= 12, (src, dst)
-        assert float(row.get_attribute("data-p50")) >= 0 and row.get_attribute("data-p99") != ""
+        p50, p99 = float(row.get_attribute("data-p50")), float(row.get_attribute("data-p99"))
+        assert 0 < p50 <= p99, (src, dst, p50, p99)
     # Every request through the gateway was answered 200 (productpage() checks it).
     assert float(page.locator(edge_row(GATEWAY, PRODUCTPAGE)).get_attribute("data-error-rate")) == 0
     # Sidecar to sidecar is mutual TLS, and the edge label says so with its lock.
