@@ -33,14 +33,18 @@ _CONFIG_ONLY_MEMOS = frozenset({"cluster_specs", "cluster_specs_by_name", "cds",
 
 def service_accounts(snap: Snapshot, hosts: Iterable[str]) -> dict[str, frozenset[tuple[str, str]]]:
     """(namespace, service account) of the meshed endpoints of each host: what CDS's SANs come from."""
-    wanted = set(hosts)
-    out: dict[str, set[tuple[str, str]]] = {host: set() for host in wanted}
-    for (host, _, _), group in snap.registry._endpoints.items():
-        if host in wanted:
-            out[host].update(
-                (e.namespace, e.service_account) for e in group if e.sidecar and e.service_account
-            )
-    return {host: frozenset(ids) for host, ids in out.items()}
+    registry = snap.registry
+    out: dict[str, frozenset[tuple[str, str]]] = {}
+    for host in set(hosts):
+        ids: set[tuple[str, str]] = set()
+        # Every endpoint key is a port of a service of that host: look those up, not every key.
+        for svc in registry.by_host.get(host, ()):
+            for port in svc.ports:
+                for e in registry._endpoints.get((host, svc.namespace, port.port), ()):
+                    if e.sidecar and e.service_account:
+                        ids.add((e.namespace, e.service_account))
+        out[host] = frozenset(ids)
+    return out
 
 
 def changed_endpoint_clusters(old: Snapshot, new: Snapshot) -> frozenset[str]:
@@ -48,9 +52,12 @@ def changed_endpoint_clusters(old: Snapshot, new: Snapshot) -> frozenset[str]:
     old_eps = old.registry._endpoints
     new_eps = new.registry._endpoints
     hosts: set[str] = set()
-    for key in set(old_eps) | set(new_eps):
-        if old_eps.get(key) != new_eps.get(key):
+    for key, eps in new_eps.items():
+        # A snapshot updated for a pod change shares the unchanged groups: identity settles most.
+        before = old_eps.get(key)
+        if before is not eps and before != eps:
             hosts.add(key[0])
+    hosts.update(key[0] for key in old_eps.keys() - new_eps.keys())
     if not hosts:
         return frozenset()
     subsets: dict[str, set[str]] = {}
@@ -59,9 +66,9 @@ def changed_endpoint_clusters(old: Snapshot, new: Snapshot) -> frozenset[str]:
     from isthmus.model import hosts as h
 
     names: set[str] = set()
-    for svc in [*new.registry.services, *old.registry.services]:
-        if svc.hostname not in hosts:
-            continue
+    for svc in [
+        svc for host in hosts for reg in (new.registry, old.registry) for svc in reg.by_host.get(host, ())
+    ]:
         subset_names = {""}
         for dr_host, names_ in subsets.items():
             if h.subset_of(svc.hostname, dr_host) or dr_host == svc.hostname:
@@ -93,6 +100,8 @@ class ControlPlane:
         self.metrics.register(self.telemetry.collector())
         self._counter = 0
         self.snapshot = Snapshot.build(0, [], [])
+        # The store version the snapshot was built from (None: not from the store yet).
+        self._built_at: int | None = None
         self._pending: list[Change] = []
         self._scheduled = False
         self._built = asyncio.Event()
@@ -128,7 +137,12 @@ class ControlPlane:
         started = time.perf_counter()
         self._counter += 1
         old = self.snapshot
-        new = Snapshot.build(self._counter, self.store.list(), self.store.pods())
+        new = None
+        if self._pods_changed_only(changes):
+            new = Snapshot.build_pods_changed(old, self._counter, self.store.pods())
+        if new is None:
+            new = Snapshot.build(self._counter, self.store.list(), self.store.pods())
+        self._built_at = self.store.version
         self.snapshot = new
         self._build_time.observe(time.perf_counter() - started)
         request = self._push_request(changes, old, new)
@@ -146,6 +160,13 @@ class ControlPlane:
             # Nothing to send, but connecting proxies must see the newest snapshot.
             self.xds.update(new, PushRequest(full=False, eds_only_clusters=frozenset(), reason="no-op"))
         return new
+
+    def _pods_changed_only(self, changes: list[Change]) -> bool:
+        """Whether the store differs from the snapshot's inputs by pods alone: every write since it was
+        built is one of these changes (none missed) and none of them touched config."""
+        if self._built_at is None or any(c.config_changed for c in changes):
+            return False
+        return sorted(c.version for c in changes) == list(range(self._built_at + 1, self.store.version + 1))
 
     def _push_request(self, changes: Iterable[Change], old: Snapshot, new: Snapshot) -> PushRequest | None:
         changes = list(changes)

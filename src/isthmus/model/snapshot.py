@@ -15,10 +15,10 @@ from isthmus.model.destination_rules import DestinationRuleIndex, MergedDestinat
 from isthmus.model.gateways import GatewayServer, gateway_servers
 from isthmus.model.mesh import MeshSettings
 from isthmus.model.proxy import Proxy
-from isthmus.model.sidecar_scope import SidecarScope, build_scope, select_sidecar
+from isthmus.model.sidecar_scope import SidecarScope, build_scope, select_candidate, sidecar_candidates
 from isthmus.model.virtual_services import MESH_GATEWAY, VirtualServiceEntry, VirtualServiceIndex
 from isthmus.model.visibility import is_visible, normalize
-from isthmus.registry.build import Registry, build_registry
+from isthmus.registry.build import Registry, build_registry, update_registry
 from isthmus.registry.types import Pod, Protocol, Service, ServicePort
 
 
@@ -80,6 +80,29 @@ class Snapshot:
             namespaces={c.name: dict(c.metadata.labels or {}) for c in by_kind.get("Namespace", [])},
         )
 
+    @classmethod
+    def build_pods_changed(
+        cls, previous: Snapshot, version: str | int, pods: Iterable[Pod]
+    ) -> Snapshot | None:
+        """`build` of `previous`'s config with these pods, reusing what pods do not feed; None if it can't.
+
+        The config indexes are taken over as they are (they depend on config alone); the registry is
+        updated for the pods that changed. The caller must know that config did not change since
+        `previous` was built; memos are not taken over (the control plane decides which stay valid).
+        """
+        registry = update_registry(previous.registry, pods)
+        if registry is None:
+            return None
+        return cls(
+            version=str(version),
+            mesh=previous.mesh,
+            registry=registry,
+            configs=previous.configs,
+            virtual_services=previous.virtual_services,
+            destination_rules=previous.destination_rules,
+            namespaces=previous.namespaces,
+        )
+
     # --- memo helper -------------------------------------------------------------------------
     def memo(self, key: Any, compute: Any) -> Any:
         try:
@@ -101,11 +124,16 @@ class Snapshot:
         return self.memo(("visible_services", namespace), compute)
 
     def sidecar_resource(self, proxy: Proxy) -> Config | None:
+        """select_sidecar, with the per-namespace part once per snapshot (asked on every generate)."""
         if proxy.kind != "sidecar":
             return None
-        return select_sidecar(
-            self.configs.get("Sidecar", []), proxy.namespace, proxy.labels, self.mesh.root_namespace
+        candidates = self.memo(
+            ("sidecar_candidates", proxy.namespace),
+            lambda: sidecar_candidates(
+                self.configs.get("Sidecar", []), proxy.namespace, self.mesh.root_namespace
+            ),
         )
+        return select_candidate(candidates, proxy.labels)
 
     def scope(self, proxy: Proxy) -> SidecarScope:
         sidecar = self.sidecar_resource(proxy)

@@ -58,6 +58,24 @@ class _WorkloadInstance:
     hostname: bool = False
 
 
+@dataclass(frozen=True)
+class _ConfigFacts:
+    """What endpoints depend on in config besides the services themselves.
+
+    Registries built from the same config share it, so a pod change can recompute the endpoints of the
+    services that select that pod alone (`update_registry`).
+    """
+
+    # Kubernetes Services that publish not-ready addresses as ready.
+    publish_not_ready: frozenset[ServiceRef]
+    # (namespace, name) of WorkloadEntries: their endpoints carry their name as the instance, as pods do.
+    workload_entries: frozenset[tuple[str, str]]
+    # (hostname, namespace) served by more than one service: their endpoints share a key.
+    shared_hosts: frozenset[tuple[str, str]]
+    # namespace -> services with a selector (Kubernetes Services, workloadSelector ServiceEntries).
+    selecting: Mapping[str, tuple[Service, ...]]
+
+
 @dataclass
 class Registry:
     services: list[Service] = field(default_factory=list)
@@ -65,6 +83,8 @@ class Registry:
     # (hostname, namespace, port number) -> endpoints (ready ones and not-ready ones).
     _endpoints: dict[tuple[str, str, int], tuple[Endpoint, ...]] = field(default_factory=dict)
     pods: dict[tuple[str, str], Pod] = field(default_factory=dict)
+    # Set by build_registry; a registry assembled by hand has none and is never updated incrementally.
+    _facts: _ConfigFacts | None = field(default=None, repr=False, compare=False)
 
     def endpoints(self, service: Service, port: int) -> tuple[Endpoint, ...]:
         return self._endpoints.get((service.hostname, service.namespace, port), ())
@@ -80,6 +100,9 @@ class Registry:
 
     def services_selecting(self, pod: Pod) -> list[Service]:
         """Kubernetes services (and workloadSelector ServiceEntries) whose selector picks this pod."""
+        if self._facts is not None:
+            candidates = self._facts.selecting.get(pod.namespace, ())
+            return [svc for svc in candidates if labels_match(svc.selector, pod.labels)]
         out = []
         for svc in self.services:
             if svc.namespace != pod.namespace or svc.selector is None:
@@ -134,24 +157,24 @@ class _InstanceIndex:
         return [i for i in candidates if labels_match(selector, i.labels)]
 
 
+def _pod_instance(pod: Pod) -> _WorkloadInstance:
+    return _WorkloadInstance(
+        address=pod.ip,
+        namespace=pod.namespace,
+        labels=dict(pod.labels),
+        service_account=pod.service_account,
+        workload=pod.workload,
+        instance=pod.name,
+        sidecar=pod.sidecar,
+        ready=pod.ready,
+        named_ports=dict(pod.named_ports),
+        locality=pod.locality,
+        network=pod.network,
+    )
+
+
 def _instances(pods: Iterable[Pod], workload_entries: Sequence[Any]) -> list[_WorkloadInstance]:
-    out: list[_WorkloadInstance] = []
-    for pod in pods:
-        out.append(
-            _WorkloadInstance(
-                address=pod.ip,
-                namespace=pod.namespace,
-                labels=dict(pod.labels),
-                service_account=pod.service_account,
-                workload=pod.workload,
-                instance=pod.name,
-                sidecar=pod.sidecar,
-                ready=pod.ready,
-                named_ports=dict(pod.named_ports),
-                locality=pod.locality,
-                network=pod.network,
-            )
-        )
+    out: list[_WorkloadInstance] = [_pod_instance(pod) for pod in pods]
     for we in workload_entries:
         spec = we.spec
         labels = dict(spec.labels or {})
@@ -210,6 +233,27 @@ def _kube_target_port(port: ServicePort, inst: _WorkloadInstance) -> int | None:
     if port.target_port_name is not None:
         return inst.named_ports.get(port.target_port_name)
     return port.target_port or port.port
+
+
+def _selected_endpoints(
+    svc: Service, inst: _WorkloadInstance, publish_all: bool
+) -> list[tuple[int, Endpoint]]:
+    """(service port, endpoint) of an instance the service's selector picks."""
+    out: list[tuple[int, Endpoint]] = []
+    if svc.is_kubernetes:
+        for port in svc.ports:
+            target = _kube_target_port(port, inst)
+            if target is None:
+                continue
+            ep = _endpoint(inst, target)
+            if publish_all and not ep.ready:
+                ep = replace(ep, ready=True)
+            out.append((port.port, ep))
+    else:
+        for port in svc.ports:
+            target = inst.named_ports.get(port.name) or port.target_port or port.port
+            out.append((port.port, _endpoint(inst, target)))
+    return out
 
 
 def _services_from_kube(res: Any, domain: str) -> Service:
@@ -300,9 +344,8 @@ def _service_entry_endpoints(res: Any, svc: Service, instances: _InstanceIndex) 
     out: dict[int, list[Endpoint]] = defaultdict(list)
     if svc.selector is not None:
         for inst in instances.select(svc.namespace, svc.selector):
-            for port in svc.ports:
-                target = inst.named_ports.get(port.name) or port.target_port or port.port
-                out[port.port].append(_endpoint(inst, target))
+            for port, ep in _selected_endpoints(svc, inst, publish_all=False):
+                out[port].append(ep)
         return out
     if spec.endpoints:
         for we in spec.endpoints:
@@ -354,6 +397,7 @@ def build_registry(resources: Iterable[Any], pods: Iterable[Pod], *, domain: str
     reg = Registry()
     reg.pods = {(p.namespace, p.name): p for p in pods}
     endpoints: dict[tuple[str, str, int], list[Endpoint]] = defaultdict(list)
+    publish_not_ready: set[ServiceRef] = set()
 
     for res in by_kind.get("Service", []):
         svc = _services_from_kube(res, domain)
@@ -374,15 +418,11 @@ def build_registry(resources: Iterable[Any], pods: Iterable[Pod], *, domain: str
             continue
         # Kubernetes publishes every selected pod as ready when the Service asks (StatefulSet peers).
         publish_all = bool(_spec(res).publish_not_ready_addresses)
+        if publish_all:
+            publish_not_ready.add(svc.source)
         for inst in instances.select(svc.namespace, svc.selector):
-            for port in svc.ports:
-                target = _kube_target_port(port, inst)
-                if target is None:
-                    continue
-                ep = _endpoint(inst, target)
-                if publish_all and not ep.ready:
-                    ep = replace(ep, ready=True)
-                endpoints[(svc.hostname, svc.namespace, port.port)].append(ep)
+            for port, ep in _selected_endpoints(svc, inst, publish_all):
+                endpoints[(svc.hostname, svc.namespace, port)].append(ep)
 
     for res in by_kind.get("ServiceEntry", []):
         for svc in _services_from_service_entry(res):
@@ -393,10 +433,98 @@ def build_registry(resources: Iterable[Any], pods: Iterable[Pod], *, domain: str
     reg.services.sort(key=lambda s: (s.creation_order, s.hostname, s.namespace))
     for svc in reg.services:
         reg.by_host.setdefault(svc.hostname, []).append(svc)
-    reg._endpoints = {
-        key: tuple(sorted(eps, key=lambda e: (e.address, e.port))) for key, eps in endpoints.items()
-    }
+    reg._endpoints = {key: tuple(sorted(eps, key=_endpoint_order)) for key, eps in endpoints.items()}
+    selecting: dict[str, list[Service]] = defaultdict(list)
+    host_count: dict[tuple[str, str], int] = defaultdict(int)
+    for svc in reg.services:
+        host_count[(svc.hostname, svc.namespace)] += 1
+        if svc.selector is not None:
+            selecting[svc.namespace].append(svc)
+    reg._facts = _ConfigFacts(
+        publish_not_ready=frozenset(publish_not_ready),
+        workload_entries=frozenset(
+            (we.namespace, we.metadata.name) for we in by_kind.get("WorkloadEntry", [])
+        ),
+        shared_hosts=frozenset(key for key, n in host_count.items() if n > 1),
+        selecting={ns: tuple(svcs) for ns, svcs in selecting.items()},
+    )
     return reg
 
 
-__all__ = ["DOMAIN_SUFFIX", "Protocol", "Registry", "build_registry", "kube_hostname", "labels_match"]
+def _endpoint_order(ep: Endpoint) -> tuple[str, int]:
+    return (ep.address, ep.port)
+
+
+def update_registry(previous: Registry, pods: Iterable[Pod]) -> Registry | None:
+    """The registry of `previous`'s config with these pods, recomputing only what the changed pods feed.
+
+    Services and everything else config-derived are taken over; the endpoints of a service are rebuilt
+    only if its selector picks a changed pod (before or after the change). The result equals
+    `build_registry` of the same inputs; None when that cannot be made sure of cheaply (then build it
+    from scratch): endpoints that two services or a pod and a WorkloadEntry of the same name feed, or two
+    endpoints at one address and port, whose order depends on the order instances were listed in.
+    """
+    facts = previous._facts
+    if facts is None:
+        return None
+    new_pods = {(p.namespace, p.name): p for p in pods}
+    old_pods = previous.pods
+    # The store hands out the pod objects it keeps, so an unchanged pod is the very same object.
+    changed = [key for key, pod in new_pods.items() if old_pods.get(key) is not pod]
+    changed += [key for key in old_pods if key not in new_pods]
+    # Many changes at once (a mesh starting up): one pass over everything is cheaper.
+    if len(changed) > max(16, len(new_pods) // 8):
+        return None
+    changed_names: dict[str, set[str]] = defaultdict(set)
+    added: dict[tuple[str, str, int], list[Endpoint]] = defaultdict(list)
+    affected: set[tuple[str, str, int]] = set()
+    for key in changed:
+        if key in facts.workload_entries:
+            return None
+        namespace, name = key
+        changed_names[namespace].add(name)
+        old, new = old_pods.get(key), new_pods.get(key)
+        inst = _pod_instance(new) if new is not None else None
+        for svc in facts.selecting.get(namespace, ()):
+            selects_new = new is not None and labels_match(svc.selector, new.labels)
+            if not selects_new and not (old is not None and labels_match(svc.selector, old.labels)):
+                continue
+            if (svc.hostname, svc.namespace) in facts.shared_hosts:
+                return None
+            affected.update((svc.hostname, svc.namespace, port.port) for port in svc.ports)
+            if inst is not None and selects_new:
+                publish_all = svc.source in facts.publish_not_ready
+                for port, ep in _selected_endpoints(svc, inst, publish_all):
+                    added[(svc.hostname, svc.namespace, port)].append(ep)
+
+    endpoints = dict(previous._endpoints)
+    for ep_key in affected:
+        gone = changed_names[ep_key[1]]
+        eps = [e for e in endpoints.get(ep_key, ()) if e.instance not in gone]
+        eps.extend(added.get(ep_key, ()))
+        if not eps:
+            endpoints.pop(ep_key, None)
+            continue
+        eps.sort(key=_endpoint_order)
+        for a, b in zip(eps, eps[1:], strict=False):
+            if a.address == b.address and a.port == b.port:
+                return None
+        endpoints[ep_key] = tuple(eps)
+    return Registry(
+        services=previous.services,
+        by_host=previous.by_host,
+        _endpoints=endpoints,
+        pods=new_pods,
+        _facts=facts,
+    )
+
+
+__all__ = [
+    "DOMAIN_SUFFIX",
+    "Protocol",
+    "Registry",
+    "build_registry",
+    "kube_hostname",
+    "labels_match",
+    "update_registry",
+]
