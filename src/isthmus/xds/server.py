@@ -78,6 +78,7 @@ from typing import Any, Protocol
 
 import grpc
 from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf.message import DecodeError
 from prometheus_client import CollectorRegistry
 
 from isthmus.model.proxy import Proxy
@@ -85,6 +86,7 @@ from isthmus.xds import typeurls
 from isthmus.xds.cache import EncodeCache, ResponseEncoder
 from isthmus.xds.metrics import XdsMetrics
 from isthmus.xds.push_queue import Debouncer, Push, PushRequest
+from isthmus.xds.requests import Names, RequestDecoder
 from isthmus.xds.status import NOT_SENT, STALE, SYNCED, ProxyStatus, version_at_least, version_key
 
 __all__ = ["Generator", "ProxyStatus", "PushRequest", "XdsServer"]
@@ -202,6 +204,7 @@ class _Connection:
         "closed",
         "connected_at",
         "context",
+        "decoder",
         "id",
         "inbox",
         "new_eds_clusters",
@@ -220,7 +223,8 @@ class _Connection:
         self.context = context
         self.connected_at = time.time()
         self.types: dict[str, _TypeState] = {}
-        self.inbox: deque[discovery_pb2.DiscoveryRequest] = deque()
+        self.inbox: deque[tuple[discovery_pb2.DiscoveryRequest, Names]] = deque()
+        self.decoder = RequestDecoder()
         self.pending: Push | None = None
         self.wake = asyncio.Event()
         self.closed = False
@@ -262,6 +266,10 @@ class XdsServer:
         # ids of named-type ResourceSets already sent whole once since the last rotation (then alive in
         # the cache, so their ids are not reused): the second proxy sending one caches its body.
         self._shared_sets: set[int] = set()
+        # Whole responses shared by proxies that get the same content at the same version (a scope's
+        # route table, one changed cluster's endpoints): encoded once, written to each with one nonce.
+        # (content ids, version, type) -> (content objects, nonce, bytes); emptied with the cache.
+        self._responses: dict[tuple[tuple[int, ...], str, str], tuple[tuple[Any, ...], str, bytes]] = {}
         self._encoder = ResponseEncoder(control_plane_id)
         self._debouncer = Debouncer(
             self._dispatch, debounce_after, debounce_max, on_debounced=self._on_debounced
@@ -303,7 +311,7 @@ class XdsServer:
             {
                 "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
                     self._stream,
-                    request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+                    request_deserializer=None,  # raw bytes: see `RequestDecoder`
                     response_serializer=None,  # responses are written pre-encoded (bytes)
                 )
             },
@@ -378,6 +386,7 @@ class XdsServer:
         if push.snapshot is not self._pushed:
             self._cache.rotate()
             self._shared_sets.clear()
+            self._responses.clear()
         self._pushed = push.snapshot
         req = push.request
         self.metrics.push_triggers.labels("full" if req.full else "eds").inc()
@@ -396,17 +405,24 @@ class XdsServer:
     # ------------------------------------------------------------------ streams
 
     async def _stream(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
-        first = await context.read()
-        if first is grpc.aio.EOF:
+        data = await context.read()
+        if data is grpc.aio.EOF:
             return
-        if not first.HasField("node") or not first.node.id:
+        decoder = RequestDecoder()
+        try:
+            first = decoder.decode(data)
+        except DecodeError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed DiscoveryRequest: {e}")
+        if not first[0].HasField("node") or not first[0].node.id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first request must carry the node")
         try:
-            proxy = self._proxy_from_node(first.node)
+            proxy = self._proxy_from_node(first[0].node)
         except Exception as e:
-            log.warning("refusing xDS stream from %s (node %r): %s", context.peer(), first.node.id, e)
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid node {first.node.id!r}: {e}")
+            node_id = first[0].node.id
+            log.warning("refusing xDS stream from %s (node %r): %s", context.peer(), node_id, e)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid node {node_id!r}: {e}")
         conn = _Connection(f"{proxy.id}-{next(self._conn_ids)}", proxy, context.peer(), context, self._pushed)
+        conn.decoder = decoder
         self._register(conn)
         reader = asyncio.create_task(self._read_loop(conn), name=f"xds-read-{conn.id}")
         conn.inbox.append(first)
@@ -429,10 +445,10 @@ class XdsServer:
     async def _read_loop(self, conn: _Connection) -> None:
         try:
             while True:
-                req = await conn.context.read()
-                if req is grpc.aio.EOF:
+                data = await conn.context.read()
+                if data is grpc.aio.EOF:
                     break
-                conn.inbox.append(req)
+                conn.inbox.append(conn.decoder.decode(data))
                 conn.wake.set()
         except asyncio.CancelledError:
             raise
@@ -466,7 +482,7 @@ class XdsServer:
         """The connection's task: handles its requests and its pushes, in order; the only writer."""
         while True:
             while conn.inbox:
-                await self._handle_request(conn, conn.inbox.popleft())
+                await self._handle_request(conn, *conn.inbox.popleft())
             if conn.closed:
                 return
             if conn.pending is not None:
@@ -476,20 +492,24 @@ class XdsServer:
             conn.wake.clear()
             await conn.wake.wait()
 
-    async def _handle_request(self, conn: _Connection, req: discovery_pb2.DiscoveryRequest) -> None:
+    async def _handle_request(
+        self, conn: _Connection, req: discovery_pb2.DiscoveryRequest, requested: Names
+    ) -> None:
         type_url = req.type_url
         if not type_url:
             log.debug("request without type_url from %s ignored", conn.id)
             return
-        listed = list(req.resource_names)
+        listed, names = requested
         nonce = req.response_nonce
         st = conn.types.get(type_url)
-        if st is not None and st.requested is not None and st.requested[0] == listed:
-            names = st.requested[1]
-        else:
-            names = frozenset(listed)
-            if st is not None:
-                st.requested = (listed, names)  # the set shares the list's strings
+        if (
+            st is not None
+            and st.requested is not None
+            and (st.requested[0] is listed or st.requested[0] == listed)
+        ):
+            names = st.requested[1]  # the decoder parsed the list anew: keep the set the state holds
+        elif st is not None:
+            st.requested = requested
         if st is None or not nonce:
             # A new subscription (or the client starting over on this type): answer it in full.
             if st is None:
@@ -573,7 +593,7 @@ class XdsServer:
             changed_clusters: frozenset[str] = frozenset()
             for type_url in sorted(conn.types, key=typeurls.push_order_key):
                 while conn.inbox:  # ACKs and subscription changes that arrived meanwhile
-                    await self._handle_request(conn, conn.inbox.popleft())
+                    await self._handle_request(conn, *conn.inbox.popleft())
                 if conn.closed:
                     return
                 st = conn.types[type_url]
@@ -612,7 +632,7 @@ class XdsServer:
         eds = conn.types.get(typeurls.ENDPOINT)
         while not conn.closed:
             while conn.inbox:
-                await self._handle_request(conn, conn.inbox.popleft())
+                await self._handle_request(conn, *conn.inbox.popleft())
             eds = conn.types.get(typeurls.ENDPOINT)
             if eds is not None and (eds.wildcard or names <= eds.watched):
                 return
@@ -682,11 +702,21 @@ class XdsServer:
             else:
                 changed = frozenset()
             body = rs.body
+            owners: tuple[Any, ...] | None = (rs,)
             count = len(rs.entries)
             st.sent, st.sent_shared, st.combined = rs.digests, True, rs.combined
         else:
             assert watched is not None
             sent = st.sent
+            if (
+                not initial
+                and not force
+                and rs.combined == st.combined
+                and len(rs.entries) == len(sent) == len(watched)
+            ):
+                # Every watched name, each with the content last sent (the digests of (name, content)
+                # pairs sum the same; the wildcard types rely on the same sum): nothing to compare.
+                return self._skip(st, version)
             to_send = [
                 (name, enc, d)
                 for name, enc, d in rs.entries
@@ -705,7 +735,12 @@ class XdsServer:
             count = len(to_send)
             if count == len(rs.entries) and id(rs) in self._shared_sets:
                 body = rs.body  # joined once, kept with the set, for every proxy sharing it
+                owners = (rs,)
+            elif count == 1:
+                body = to_send[0][1].data
+                owners = (to_send[0][1],)
             else:
+                owners = None
                 # A set seen by one proxy so far (generators build named-type mappings per proxy):
                 # join it for this response only. Keeping its body would hold a copy of the proxy's
                 # whole EDS/RDS config in the cache per connected proxy.
@@ -714,9 +749,8 @@ class XdsServer:
                 body = b"".join(enc.data for _, enc, _ in to_send)
             changed = frozenset(name for name, _, _ in to_send)
 
-        nonce = str(next(self._nonces))
         response_version = f"{version}-{st.combined:016x}"
-        data = self._encoder.response(body, response_version, type_url, nonce)
+        nonce, data = self._response(st, owners, body, response_version)
         if st.sent_nonce is not None and st.acked_nonce == st.sent_nonce:
             st.floor = st.checked
         st.sent_version, st.sent_nonce, st.checked = response_version, nonce, version
@@ -737,6 +771,35 @@ class XdsServer:
         )
         self._notify()
         return changed
+
+    def _response(
+        self, st: _TypeState, owners: tuple[Any, ...] | None, body: bytes, response_version: str
+    ) -> tuple[str, bytes]:
+        """The response's nonce and bytes. Content that another proxy got at the same version (`owners`:
+        the objects the body is made of) is encoded once and sent with that proxy's nonce: nonces only
+        need to be unique within a stream, where it is used once."""
+        type_url = st.type_url
+        if owners is None:
+            nonce = str(next(self._nonces))
+            return nonce, self._encoder.response(body, response_version, type_url, nonce)
+        key = (tuple(map(id, owners)), response_version, type_url)
+        hit = self._responses.get(key)
+        if (
+            hit is not None
+            and all(a is b for a, b in zip(hit[0], owners, strict=True))
+            and hit[1] != st.sent_nonce
+            and hit[1] != st.acked_nonce
+        ):
+            nonce, data = hit[1], hit[2]
+            if not data:  # second sighting: keep the bytes now that they are shared
+                data = self._encoder.response(body, response_version, type_url, nonce)
+                self._responses[key] = (owners, nonce, data)
+            return nonce, data
+        nonce = str(next(self._nonces))
+        if hit is None:
+            # First sighting: remember the nonce only, so content only one proxy gets costs no memory.
+            self._responses[key] = (owners, nonce, b"")
+        return nonce, self._encoder.response(body, response_version, type_url, nonce)
 
     def _skip(self, st: _TypeState, version: str) -> frozenset[str]:
         st.checked = version

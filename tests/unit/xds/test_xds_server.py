@@ -542,3 +542,61 @@ def test_push_request_merge():
     full = a.merge(PushRequest(True, reason="config"))
     assert full.full and full.eds_only_clusters == frozenset() and full.reason == "ep; config"
     assert full.merge(b).full
+
+
+class SharingGenerator(FakeGenerator):
+    """Returns the snapshot's own mapping when the proxy watches all of it, as MeshGenerator returns a
+    scope's memoized mapping: the same object push after push while it does not change."""
+
+    def generate(self, snapshot, proxy, type_url, watched):
+        data = super().generate(snapshot, proxy, type_url, watched)
+        whole = snapshot.resources.get(type_url, {})
+        return whole if watched is not None and data.keys() == whole.keys() else data
+
+
+@run()
+async def test_proxies_with_the_same_content_get_one_encoded_response():
+    gen = FakeGenerator()
+    async with running_server(gen) as server:
+        server.update(base(1), FULL)
+        async with FakeEnvoy(server.port, node_id(1)) as a, FakeEnvoy(server.port, node_id(2)) as b:
+            await connect_and_sync(a)
+            await connect_and_sync(b)
+            server.update(base(2, RDS={"80": route("80", "v2")}), FULL)
+            ra, rb = await a.recv_ack(), await b.recv_ack()
+            assert ra.type_url == rb.type_url == RDS
+            # one encoding, one nonce: nonces need only be unique within a stream
+            assert ra.SerializeToString() == rb.SerializeToString()
+            nonces = {ra.nonce}
+            # The same content again on one stream (a new subscription) gets a new nonce there.
+            await a.send(RDS, ["80"])
+            again = await a.recv_ack()
+            assert again.version_info == ra.version_info and again.nonce not in nonces
+            assert await server.wait_synced("2", timeout=5)
+
+
+@run()
+async def test_unchanged_shared_mapping_is_skipped_but_subscriptions_and_cluster_changes_still_send():
+    gen = SharingGenerator()
+    async with running_server(gen) as server:
+        eds = {"c1": cla("c1", 8001), "c2": cla("c2", 8002)}
+        server.update(base(1, EDS=eds), FULL)
+        async with FakeEnvoy(server.port) as env:
+            await connect_and_sync(env)
+            lds = {"l1": listener("l1", 15002)}
+            server.update(base(2, EDS=eds, LDS=lds), FULL)
+            assert (await env.recv_ack()).type_url == LDS
+            await env.expect_nothing(0.2)
+            # drop c2, then watch it again: it is sent again although the mapping is the same object
+            await env.send(EDS, ["c1"], nonce=env.last[EDS].nonce, version=env.last[EDS].version_info)
+            await env.expect_nothing(0.2)
+            await env.send(EDS, ["c1", "c2"], nonce=env.last[EDS].nonce, version=env.last[EDS].version_info)
+            resp = await env.recv_ack()
+            assert resp.type_url == EDS and names_of(resp) == ["c2"]
+            # a changed cluster forces its endpoints out, unchanged mapping or not
+            server.update(base(3, EDS=eds, LDS=lds, CDS={"c1": cluster("c1", 5), "c2": cluster("c2")}), FULL)
+            assert (await env.recv_ack()).type_url == CDS
+            resp = await env.recv_ack()
+            assert resp.type_url == EDS and names_of(resp) == ["c1"]
+            await env.expect_nothing(0.2)
+            assert await server.wait_synced("3", timeout=5)
