@@ -236,6 +236,24 @@ class Child:
         return json.loads(await self.proc.stdout.readline())
 
 
+def gc_pause_recorder() -> list[float]:
+    """A list that collects the duration of every cyclic-GC pass from now on (the control plane's share
+    of a push's CPU that is garbage collection, not work)."""
+    import gc
+
+    pauses: list[float] = []
+    started = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses.append(time.perf_counter() - started[0])
+
+    gc.callbacks.append(callback)
+    return pauses
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -330,6 +348,7 @@ async def run(n: int, args: argparse.Namespace) -> dict[str, Any]:
 
     gc.collect()
     malloc_trim()
+    gc_pauses = gc_pause_recorder()
     rss0, cpu0 = rss_mib(), cpu_s()
     t0 = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
@@ -409,6 +428,7 @@ async def run(n: int, args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(1.0)
             gc.collect()
             before_bytes, before_cpu = sent_bytes(cp.metrics), cpu_s()
+            gc_pauses.clear()
             prof = None
             if label in args.profile:
                 import cProfile
@@ -455,6 +475,8 @@ async def run(n: int, args: argparse.Namespace) -> dict[str, Any]:
                 "all_synced_s": t_synced,
                 "envoys_synced_s": envoys_synced[0] if envoys_synced else None,
                 "cp_cpu_s": cpu,
+                "gc_s": sum(gc_pauses),
+                "gc_collections": len(gc_pauses),
                 "bytes": {k: after_bytes[k] - before_bytes[k] for k in after_bytes},
             }
     finally:
@@ -483,13 +505,13 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         + ("; EXPERIMENT --shared-eds (generator patched)" if args.shared_eds else ""),
         "",
         f"{'clients':>7} {'change':<15} {'updated':>7} {'p50 s':>7} {'p90 s':>7} {'p99 s':>7} {'max s':>7} "
-        f"{'synced s':>8} {'envoys s':>8} {'CP cpu s':>8} {'MB sent':>8}  by type",
+        f"{'synced s':>8} {'envoys s':>8} {'CP cpu s':>8} {'gc s':>5} {'MB sent':>8}  by type",
     ]
     for r in results:
         ini = r["initial"]
         lines.append(
             f"{r['clients']:>7} {'initial sync':<15} {r['clients']:>7} {'':>7} {'':>7} {'':>7} {'':>7} "
-            f"{ini['sync_s']:>8.2f} {'':>8} {ini['cpu_s']:>8.2f} {ini['bytes'] / 1e6:>8.1f}"
+            f"{ini['sync_s']:>8.2f} {'':>8} {ini['cpu_s']:>8.2f} {'':>5} {ini['bytes'] / 1e6:>8.1f}"
         )
         for label, c in r["changes"].items():
             by = " ".join(f"{k.upper()} {v / 1e6:.1f}" for k, v in c["bytes"].items() if v)
@@ -497,7 +519,7 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
                 f"{r['clients']:>7} {label:<15} {c['clients_updated']:>7} {c['p50_s']:>7.3f} {c['p90_s']:>7.3f} "
                 f"{c['p99_s']:>7.3f} {c['max_s']:>7.3f} {c['all_synced_s']:>8.3f} "
                 f"{'' if c.get('envoys_synced_s') is None else format(c['envoys_synced_s'], '.3f'):>8} "
-                f"{c['cp_cpu_s']:>8.2f} "
+                f"{c['cp_cpu_s']:>8.2f} {c.get('gc_s', 0.0):>5.2f} "
                 f"{sum(c['bytes'].values()) / 1e6:>8.1f}  {by}"
             )
         m = r["memory"]

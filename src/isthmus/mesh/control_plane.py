@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Histogram
 
 from isthmus.config.store import Change, Store
+from isthmus.mesh import gc_policy
 from isthmus.model.snapshot import Snapshot
 from isthmus.telemetry import Telemetry
 from isthmus.xds.gen import naming
@@ -193,6 +194,7 @@ class ControlPlane:
 
     # --- lifecycle ----------------------------------------------------------------------------
     async def start(self, host: str, port: int) -> int:
+        gc_policy.tune()
         self.rebuild()
         return await self.xds.start(host, port)
 

@@ -104,3 +104,25 @@ def test_endpoint_change_rebuilds_only_the_changed_assignments() -> None:
     assert b"127.7.0.9" in after[changed].value and b"127.7.0.9" not in before[changed].value
     assert all(after[n] is before[n] for n in names if "reviews" not in n)
     assert cp.snapshot.endpoints_changed_from is not None and before is not after
+
+
+def test_a_started_control_plane_tunes_the_garbage_collector() -> None:
+    import asyncio
+    import gc
+
+    from isthmus.mesh import gc_policy
+
+    before = gc.get_threshold()
+    cp = ControlPlane(Store())
+
+    async def start_stop() -> tuple[int, int, int]:
+        await cp.start("127.0.0.1", 0)
+        try:
+            return gc.get_threshold()
+        finally:
+            await cp.stop()
+
+    try:
+        assert asyncio.run(start_stop()) == gc_policy.THRESHOLDS
+    finally:
+        gc.set_threshold(*before)
