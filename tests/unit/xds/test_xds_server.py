@@ -600,3 +600,25 @@ async def test_unchanged_shared_mapping_is_skipped_but_subscriptions_and_cluster
             assert resp.type_url == EDS and names_of(resp) == ["c1"]
             await env.expect_nothing(0.2)
             assert await server.wait_synced("3", timeout=5)
+
+
+@run()
+async def test_a_proxy_that_stops_reading_is_dropped_after_the_send_timeout():
+    from envoy.service.discovery.v3 import ads_pb2_grpc
+
+    gen = FakeGenerator()
+    big = {f"l{i}": listener(f"l{i}", i + 1, f"{i}" * (4 * 1024 * 1024)) for i in range(8)}
+    async with running_server(gen, send_timeout=0.5) as server:
+        server.update(snap(1, CDS={}, LDS=big), FULL)
+        server.flush()
+        # A client that subscribes and then never reads: HTTP/2 flow control stalls the server's write.
+        async with grpc.aio.insecure_channel(
+            f"127.0.0.1:{server.port}", options=[("grpc.max_receive_message_length", 256 << 20)]
+        ) as channel:
+            call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources()
+            first = discovery_pb2.DiscoveryRequest(type_url=LDS)
+            first.node.id = node_id(1)
+            await call.write(first)
+            await wait_for(lambda: metric(server, "pilot_xds_write_timeout_total") == 1, timeout=10)
+            await wait_for(lambda: not server.status(), timeout=5)
+            call.cancel()
