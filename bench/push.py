@@ -154,6 +154,7 @@ async def client(port: int, i: int, workload: int, acks: dict, names: Names, rea
     await call.write(discovery_pb2.DiscoveryRequest(node=node, type_url=CDS).SerializeToString())
     await call.write(names.request(LDS, []))
     mine = acks.setdefault(i, {})
+    last: dict[str, tuple[str, str]] = {}  # type -> (nonce, version) of the last response ACKed
     counted = False
     try:
         while True:
@@ -168,12 +169,15 @@ async def client(port: int, i: int, workload: int, acks: dict, names: Names, rea
                 if subscribed.get(dep) != want:
                     follow = (dep, want)
             await call.write(names.request(type_url, subscribed.get(type_url, []), nonce, version))
+            last[type_url] = (nonce, version)
             now = time.monotonic()
             snap = version.partition("-")[0]
             mine[snap] = max(mine.get(snap, 0.0), now)
             if follow is not None:
                 subscribed[follow[0]] = follow[1]
-                await call.write(names.request(follow[0], follow[1]))
+                # Like Envoy, a changed subscription carries the type's last nonce and version (without a
+                # nonce it is a fresh subscription, which the server answers in full).
+                await call.write(names.request(follow[0], follow[1], *last.get(follow[0], ("", ""))))
             if not counted and len(subscribed) == 4:
                 counted = True
                 ready[0] += 1

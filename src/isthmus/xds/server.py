@@ -616,33 +616,39 @@ class XdsServer:
                 if type_url == typeurls.CLUSTER:
                     changed_clusters = changed
                     if conn.new_eds_clusters and not initial:
-                        await self._await_eds_subscription(conn, conn.new_eds_clusters)
+                        answered = await self._await_eds_subscription(conn, conn.new_eds_clusters)
+                        changed_clusters = changed - answered
         self._notify()  # versions advanced even where nothing was sent
 
     async def _await_eds_subscription(
         self, conn: _Connection, names: frozenset[str], timeout: float = 3.0
-    ) -> None:
+    ) -> frozenset[str]:
         """Make-before-break: new EDS clusters must get their endpoints before routes that use them.
 
         Envoy answers a CDS update by subscribing to the new clusters' endpoints; until they arrive those
         clusters stay warming and a route to them would 503. So LDS/RDS wait (bounded) for that
-        subscription, whose endpoints `_handle_request` sends as soon as it comes in.
+        subscription, whose endpoints `_handle_request` sends as soon as it comes in. Returns the names
+        that subscription added (already answered from the push's snapshot: no need to force them again).
         """
         deadline = time.monotonic() + timeout
         eds = conn.types.get(typeurls.ENDPOINT)
+        before = eds.watched if eds is not None and not eds.wildcard else None
         while not conn.closed:
             while conn.inbox:
                 await self._handle_request(conn, *conn.inbox.popleft())
             eds = conn.types.get(typeurls.ENDPOINT)
             if eds is not None and (eds.wildcard or names <= eds.watched):
-                return
+                if before is None or eds.wildcard:
+                    return frozenset()
+                return names & (eds.watched - before)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 log.debug("%s did not subscribe to %d new clusters' endpoints in time", conn.id, len(names))
-                return
+                return frozenset()
             conn.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(conn.wake.wait(), remaining)
+        return frozenset()
 
     async def _send_type(
         self,

@@ -622,3 +622,23 @@ async def test_a_proxy_that_stops_reading_is_dropped_after_the_send_timeout():
             await wait_for(lambda: metric(server, "pilot_xds_write_timeout_total") == 1, timeout=10)
             await wait_for(lambda: not server.status(), timeout=5)
             call.cancel()
+
+
+@run()
+async def test_a_new_cluster_gets_its_endpoints_once():
+    """The endpoints answered when Envoy subscribes to a new cluster are not forced out again."""
+    gen = FakeGenerator()
+    async with running_server(gen) as server:
+        server.update(base(1), FULL)
+        async with FakeEnvoy(server.port) as env:
+            await connect_and_sync(env)
+            clusters = {"c1": cluster("c1"), "c2": cluster("c2"), "c3": cluster("c3")}
+            endpoints = {"c1": cla("c1", 8001), "c2": cla("c2", 8002), "c3": cla("c3", 8003)}
+            server.update(base(2, CDS=clusters, EDS=endpoints), FULL)
+            cds = await env.recv_ack()
+            assert cds.type_url == CDS and len(cds.resources) == 3
+            await env.subscribe(EDS, ["c1", "c2", "c3"])
+            eds = await env.recv_ack()
+            assert eds.type_url == EDS and names_of(eds) == ["c3"]
+            await env.expect_nothing(0.3)
+            assert await server.wait_synced("2", timeout=5)
