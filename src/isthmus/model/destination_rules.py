@@ -134,6 +134,10 @@ class DestinationRuleIndex:
     _hosts: dict[str, tuple[dict[str, list[MergedDestinationRule]], list[MergedDestinationRule]]] = field(
         default_factory=dict, repr=False, compare=False
     )
+    # Every rule's exact host, and whether any rule has a wildcard host (None: not computed yet). Most
+    # services have no DestinationRule: their lookups (one per scope and service) end here.
+    _exact_hosts: frozenset[str] | None = field(default=None, repr=False, compare=False)
+    _any_wildcard: bool = field(default=False, repr=False, compare=False)
 
     @classmethod
     def build(
@@ -233,9 +237,19 @@ class DestinationRuleIndex:
             index = self._hosts[namespace] = (exact, wildcards)
         return index
 
+    def _may_match(self, hostname: str) -> bool:
+        """False when no rule in any namespace can apply to `hostname` (no exact host, no wildcard)."""
+        if self._exact_hosts is None:
+            rules = self.all()
+            self._any_wildcard = any(h.is_wildcard(r.host) for r in rules)
+            self._exact_hosts = frozenset(r.host for r in rules if not h.is_wildcard(r.host))
+        return self._any_wildcard or hostname in self._exact_hosts
+
     def lookup(
         self, proxy_namespace: str, proxy_labels: Mapping[str, str], hostname: str, service_namespace: str
     ) -> MergedDestinationRule | None:
+        if not self._may_match(hostname):
+            return None
         found = self._best_in(proxy_namespace, proxy_namespace, proxy_labels, hostname, allow_selector=True)
         if found is not None:
             return found

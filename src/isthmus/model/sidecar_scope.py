@@ -65,6 +65,33 @@ def select_sidecar(
     return None
 
 
+def sidecar_candidates(
+    sidecars: Sequence[Config], namespace: str, root_ns: str
+) -> tuple[list[Config], Config | None]:
+    """select_sidecar split for memoizing per namespace: the namespace's selector-bearing Sidecars in
+    the order select_sidecar tries them, and what it returns when none of them selects the workload."""
+    selecting = [
+        c
+        for c in sidecars
+        if c.namespace == namespace
+        and c.spec.workload_selector is not None
+        and c.spec.workload_selector.labels
+    ]
+    # A non-empty selector never matches no labels: with {} select_sidecar gives the fallback.
+    return selecting, select_sidecar(sidecars, namespace, {}, root_ns)
+
+
+def select_candidate(
+    candidates: tuple[list[Config], Config | None], labels: Mapping[str, str]
+) -> Config | None:
+    """select_sidecar from sidecar_candidates' result."""
+    selecting, fallback = candidates
+    for c in selecting:
+        if labels_match(c.spec.workload_selector.labels, labels):
+            return c
+    return fallback
+
+
 def egress_listeners(sidecar: Config | None) -> list[EgressListener]:
     if sidecar is None or not sidecar.spec.egress:
         return [EgressListener(port=None, hosts=(("*", "*"),))]
@@ -79,6 +106,17 @@ def egress_listeners(sidecar: Config | None) -> list[EgressListener]:
         port = eg.port.number if eg.port is not None and eg.port.number else None
         out.append(EgressListener(port=port, hosts=tuple(hosts)))
     return out
+
+
+def _imports_all(listeners: Sequence[EgressListener]) -> bool:
+    """No port-specific listener, and a portless one imports `*/*`."""
+    return all(lst.port is None for lst in listeners) and any(("*", "*") in lst.hosts for lst in listeners)
+
+
+def imports_all_visible(sidecar: Config | None) -> bool:
+    """Whether a scope with this Sidecar (or none) imports every port of every visible service, so
+    that its services depend on the visible services alone (not on VirtualServices)."""
+    return _imports_all(egress_listeners(sidecar))
 
 
 def _imports(listener: EgressListener, namespace: str, hostname: str) -> bool:
@@ -101,8 +139,15 @@ def build_scope(
     locked = {lst.port for lst in listeners if lst.port is not None}
     portless = [lst for lst in listeners if lst.port is None]
 
+    # Every port of every visible service is imported: no need to ask per port (a full push builds
+    # each scope again).
+    import_all = _imports_all(listeners)
     chosen: dict[str, list[ScopedService]] = {}
     for svc in visible_services:
+        if import_all:
+            if svc.ports:
+                chosen.setdefault(svc.hostname, []).append(ScopedService(svc, tuple(svc.ports)))
+            continue
         ports = []
         for port in svc.ports:
             candidates = (
@@ -132,13 +177,17 @@ def build_scope(
 
     scope = SidecarScope(namespace=namespace, sidecar=sidecar, virtual_services=vses)
     for hostname, candidates in chosen.items():
-        best = min(
-            candidates,
-            key=lambda s: (
-                s.service.namespace != namespace,
-                not s.service.is_kubernetes,
-                s.service.creation_order,
-            ),
+        best = (
+            candidates[0]
+            if len(candidates) == 1
+            else min(
+                candidates,
+                key=lambda s: (
+                    s.service.namespace != namespace,
+                    not s.service.is_kubernetes,
+                    s.service.creation_order,
+                ),
+            )
         )
         scope.services.append(best)
         scope.by_host[hostname] = best

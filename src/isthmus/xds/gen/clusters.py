@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from isthmus.model.destination_rules import EffectivePolicy, MergedDestinationRule, effective_policy
 from isthmus.model.proxy import Proxy
@@ -306,6 +307,39 @@ def build_outbound_clusters(snapshot: Snapshot, proxy: Proxy) -> list[p.cluster.
             out.append(c)
     out.append(blackhole_cluster(snapshot))
     out.append(passthrough_cluster(snapshot))
+    return out
+
+
+_MISSING = object()
+
+
+def packed_outbound_clusters(snapshot: Snapshot, proxy: Proxy) -> dict[str, Any]:
+    """build_outbound_clusters, packed by name. A cluster depends on the proxy only through its kind
+    and, through its spec, the DestinationRule that applies to it (the spec's policy follows from the
+    rule, port and subset): each packed cluster is built once per snapshot and shared by every scope
+    that has it, so the server encodes it once. The registry and DR index own the service and rule for
+    the snapshot's lifetime: their ids are stable keys."""
+    shared: dict[tuple, Any] = snapshot.memo(("outbound_cluster_any",), dict)
+    out: dict[str, Any] = {}
+    bases: dict[tuple, p.cluster.Cluster] = {}
+    for spec in outbound_cluster_specs(snapshot, proxy):
+        key = (spec.name, id(spec.service), id(spec.dr), proxy.kind)
+        packed = shared.get(key, _MISSING)
+        if packed is _MISSING:
+            # A cluster that fails to build is left out (its error recorded once for the snapshot).
+            c = guarded(
+                snapshot,
+                f"cluster {spec.name}",
+                lambda spec=spec: build_outbound_cluster(snapshot, proxy, spec, bases),
+            )
+            packed = shared[key] = p.pack(c) if c is not None else None
+        if packed is not None:
+            out[spec.name] = packed
+    for name, build in (
+        (naming.BLACKHOLE_CLUSTER, blackhole_cluster),
+        (naming.PASSTHROUGH_CLUSTER, passthrough_cluster),
+    ):
+        out[name] = snapshot.memo(("special_cluster_any", name), lambda build=build: p.pack(build(snapshot)))
     return out
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from google.protobuf import struct_pb2, wrappers_pb2
+from google.protobuf import any_pb2, struct_pb2, wrappers_pb2
 
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import Snapshot
@@ -42,9 +42,10 @@ def select_endpoints(snapshot: Snapshot, spec: ClusterSpec) -> list[Endpoint]:
 # EDS is the bulk of a large mesh's config (an LbEndpoint per endpoint per cluster, each with Struct
 # metadata maps, which are slow to build through the protobuf API). Each endpoint is encoded once per
 # snapshot as protobuf wire bytes (its metadata once per workload), each ClusterLoadAssignment is
-# assembled from those bytes once per snapshot and parsed for each caller. Field numbers come from the
-# descriptors (protos.field_tag); tests/unit/gen/test_endpoint_encoding.py and bench/gen_check.py check
-# the result against messages built through the protobuf API.
+# assembled from those bytes once per snapshot, in field-number order (the canonical bytes but for map
+# entry order), and packed as is (parsed only for callers that want a message). Field numbers come from
+# the descriptors (protos.field_tag); tests/unit/gen/test_endpoint_encoding.py, test_wire_assembly.py
+# and bench/gen_check.py check the result against messages built through the protobuf API.
 
 
 _varint = p.varint
@@ -75,22 +76,25 @@ _ISTIO_KEY = _ld(_T_MAP_KEY, b"istio")
 _WORKLOAD_KEY = _ld(_T_MAP_KEY, b"workload")
 
 
-def _tls_mode_metadata() -> bytes:
-    lb = _LbEndpoint()
-    tls.endpoint_metadata(lb)
-    return lb.SerializeToString()
+def _tls_mode_entry() -> bytes:
+    """The `envoy.transport_socket_match` entry of Metadata.filter_metadata (one map entry's bytes)."""
+    md = p.base.Metadata()
+    md.filter_metadata[tls.TRANSPORT_SOCKET_MATCH].fields["tlsMode"].string_value = "istio"
+    return md.SerializeToString()
 
 
-_TLS_MODE = _tls_mode_metadata()
+_TLS_MODE_ENTRY = _tls_mode_entry()
 
 
 def _metadata_bytes(workload: str, mtls: bool) -> bytes:
+    """The LbEndpoint's `metadata` field. One Metadata whose filter_metadata map has both entries, so
+    the bytes have the canonical size (upb's own map order is per process: compare decoded)."""
     value = _ld(_T_STRING_VALUE, workload.encode())
     struct = _ld(_T_STRUCT_FIELDS, _WORKLOAD_KEY + _ld(_T_MAP_VALUE, value))
-    out = _ld(_T_LB_METADATA, _ld(_T_FILTER_METADATA, _ISTIO_KEY + _ld(_T_MAP_VALUE, struct)))
+    md = _ld(_T_FILTER_METADATA, _ISTIO_KEY + _ld(_T_MAP_VALUE, struct))
     if mtls:
-        out += _TLS_MODE  # a second metadata field: parsing merges the filter_metadata maps
-    return out
+        md += _TLS_MODE_ENTRY
+    return _ld(_T_LB_METADATA, md)
 
 
 def _lb_endpoint_bytes(snapshot: Snapshot, ep: Endpoint, metadata: dict[tuple[str, bool], bytes]) -> bytes:
@@ -99,13 +103,14 @@ def _lb_endpoint_bytes(snapshot: Snapshot, ep: Endpoint, metadata: dict[tuple[st
     addr = ep.address.encode()
     sock = _T_SA_ADDRESS + _varint(len(addr)) + addr + _T_SA_PORT + _varint(ep.port)
     out = _ld(_T_LB_ENDPOINT, _ld(_T_EP_ADDRESS, _ld(_T_SOCKET_ADDRESS, sock))) + _HEALTHY
-    if ep.weight:
-        out += _LbEndpoint(load_balancing_weight=p.u32(ep.weight)).SerializeToString()
     key = (_workload_metadata(ep), tls.endpoint_mtls_enabled(snapshot, ep))
     md = metadata.get(key)
     if md is None:
         md = metadata[key] = _metadata_bytes(*key)
-    return out + md
+    out += md
+    if ep.weight:  # field 4, after metadata (3): fields in number order, as upb writes them
+        out += _LbEndpoint(load_balancing_weight=p.u32(ep.weight)).SerializeToString()
+    return out
 
 
 def _lb_endpoints_bytes(snapshot: Snapshot, endpoints: Iterable[Endpoint]) -> bytes:
@@ -134,18 +139,44 @@ def _lb_endpoints_bytes(snapshot: Snapshot, endpoints: Iterable[Endpoint]) -> by
     return b"".join(out)
 
 
-def load_assignment(snapshot: Snapshot, proxy: Proxy, spec: ClusterSpec) -> p.endpoint.ClusterLoadAssignment:
-    # The assignment depends on the snapshot, the service, port and subset only: encoded once per snapshot
-    # for every scope that has the cluster (each caller gets its own message).
+_CLA_TYPE_URL = "type.googleapis.com/" + _CLA.DESCRIPTOR.full_name
+
+
+def packed_assignment(snapshot: Snapshot, spec: ClusterSpec) -> Any:
+    """The cluster's assignment as a packed Any, made straight from the wire bytes (no message built,
+    parsed or serialized again). It depends on the snapshot, the service, port and subset only: one
+    object per snapshot for every scope that has the cluster, so the server encodes it once."""
     labels = spec.subset_labels
     key = (spec.name, id(spec.service), spec.port.port, None if labels is None else tuple(labels.items()))
-    encoded: dict[tuple, bytes] = snapshot.memo(("cla_bytes",), dict)
-    raw = encoded.get(key)
-    if raw is None:
-        raw = encoded[key] = _ld(_T_CLA_NAME, spec.name.encode()) + _lb_endpoints_bytes(
+    packed: dict[tuple, Any] = snapshot.memo(("cla_any",), dict)
+    out = packed.get(key)
+    if out is None:
+        raw = _ld(_T_CLA_NAME, spec.name.encode()) + _lb_endpoints_bytes(
             snapshot, select_endpoints(snapshot, spec)
         )
-    return _CLA.FromString(raw)
+        out = packed[key] = any_pb2.Any(type_url=_CLA_TYPE_URL, value=raw)
+    return out
+
+
+def load_assignment(snapshot: Snapshot, proxy: Proxy, spec: ClusterSpec) -> p.endpoint.ClusterLoadAssignment:
+    """The assignment as a message (each caller gets its own)."""
+    return _CLA.FromString(packed_assignment(snapshot, spec).value)
+
+
+def packed_endpoints(snapshot: Snapshot, proxy: Proxy, names: Iterable[str]) -> dict[str, Any]:
+    """build_endpoints, packed: cluster name -> Any (the snapshot's shared objects for known clusters)."""
+    from isthmus.xds.gen.clusters import specs_by_name
+
+    specs = specs_by_name(snapshot, proxy)
+    out: dict[str, Any] = {}
+    for name in names:
+        spec = specs.get(name)
+        if spec is None:
+            # Envoy asked for a cluster we do not know (yet): an empty assignment keeps it from waiting.
+            out[name] = p.pack(p.endpoint.ClusterLoadAssignment(cluster_name=name))
+        else:
+            out[name] = packed_assignment(snapshot, spec)
+    return out
 
 
 def build_endpoints(

@@ -10,11 +10,16 @@ from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import Snapshot
 from isthmus.xds.gen import authz, naming
 from isthmus.xds.gen import protos as p
-from isthmus.xds.gen.clusters import build_inbound_clusters, build_outbound_clusters, outbound_cluster_specs
-from isthmus.xds.gen.endpoints import build_endpoints
+from isthmus.xds.gen.clusters import build_inbound_clusters, outbound_cluster_specs, packed_outbound_clusters
+from isthmus.xds.gen.endpoints import packed_endpoints
 from isthmus.xds.gen.gateway import https_route_name
 from isthmus.xds.gen.listeners import build_listeners
-from isthmus.xds.gen.routes import gateway_route_config, http_proxy_route_config, inbound_route_config
+from isthmus.xds.gen.routes import (
+    gateway_route_config,
+    http_proxy_route_config,
+    http_proxy_route_packed,
+    inbound_route_config,
+)
 from isthmus.xds.gen.scope import scope_key, shared_memo
 
 log = logging.getLogger(__name__)
@@ -81,12 +86,12 @@ class MeshGenerator:
         key = scope_key(snapshot, proxy)
         if type_url == naming.CLUSTER_TYPE:
             shared = shared_memo(
-                snapshot, ("cds", key), proxy, lambda: _pack_all(build_outbound_clusters(snapshot, proxy))
+                snapshot, ("cds", key), proxy, lambda: packed_outbound_clusters(snapshot, proxy)
             )
             own = _pack_all(build_inbound_clusters(snapshot, proxy))
             return {**shared, **own} if own else shared
         if type_url == naming.LISTENER_TYPE:
-            return _pack_all(build_listeners(snapshot, proxy, port_offset(proxy)))
+            return _listeners(snapshot, proxy)
         if type_url == naming.ENDPOINT_TYPE:
             every = shared_memo(snapshot, ("eds", key), proxy, lambda: _scope_endpoints(snapshot, proxy, key))
             names = watched or frozenset()
@@ -96,7 +101,7 @@ class MeshGenerator:
             missing = [name for name in names if name not in every]
             if missing:
                 # Envoy asked for a cluster this scope does not have (yet): answer empty, don't make it wait.
-                out.update(_pack_all(build_endpoints(snapshot, proxy, missing)))
+                out.update(packed_endpoints(snapshot, proxy, missing))
             return out
         if type_url == naming.EXTENSION_CONFIG_TYPE:
             ecds = snapshot.memo(
@@ -109,7 +114,15 @@ class MeshGenerator:
         if type_url == naming.ROUTE_TYPE:
             out = {}
             for name in sorted(watched or ()):
-                if name.startswith("inbound|"):
+                if name == naming.HTTP_PROXY_ROUTE and proxy.kind == "sidecar":
+                    # Assembled packed (from the snapshot's shared virtual host bytes), not re-encoded.
+                    out.update(
+                        snapshot.memo(
+                            ("rds", key, name),
+                            lambda: {naming.HTTP_PROXY_ROUTE: http_proxy_route_packed(snapshot, proxy)},
+                        )
+                    )
+                elif name.startswith("inbound|"):
                     # Inbound tables depend on the proxy's own ports.
                     out.update(_pack_all(build_routes(snapshot, proxy, [name])))
                 else:
@@ -123,6 +136,44 @@ class MeshGenerator:
         return {}
 
 
+def listener_key(proxy: Proxy) -> tuple:
+    """Everything of the proxy its listeners are built from: addresses and stat prefixes (ip), inbound
+    ports (its pod: namespace and instance), PeerAuthentication, authorization and Telemetry policies
+    (namespace, labels), tracing and telemetry names (workload, instance), gateway port offset. Not the
+    rest of its metadata, nor its service account. The ip makes it per proxy."""
+    return (
+        "lds",
+        proxy.kind,
+        proxy.ip,
+        proxy.namespace,
+        proxy.instance,
+        proxy.workload,
+        frozenset(proxy.labels.items()),
+        port_offset(proxy),
+    )
+
+
+def _listeners(snapshot: Snapshot, proxy: Proxy) -> dict[str, Any]:
+    """Once per snapshot and proxy (the same mapping on every full push of the snapshot). A sidecar's
+    listeners do not read VirtualServices: after a change of VirtualServices only, they are the
+    previous snapshot's objects, which the server has already encoded."""
+    key = listener_key(proxy)
+
+    def compute() -> dict[str, Any]:
+        before = snapshot.routes_changed_from
+        if proxy.kind == "sidecar" and before is not None and key in before._memo:
+            # What building them reported stays reported: listeners left out, and problems with the
+            # (unchanged) Telemetry and AuthorizationPolicy configs they apply.
+            prefixes = (f"listener {proxy.ip}_", "Telemetry ", "AuthorizationPolicy ")
+            for what, error in before.generation_errors.items():
+                if what.startswith(prefixes):
+                    snapshot.generation_errors.setdefault(what, error)
+            return before._memo[key]
+        return _pack_all(build_listeners(snapshot, proxy, port_offset(proxy)))
+
+    return snapshot.memo(key, compute)
+
+
 def _scope_endpoints(snapshot: Snapshot, proxy: Proxy, key: tuple) -> dict[str, Any]:
     """Every endpoint assignment of the scope; after an endpoint-only change, only the changed clusters'
     are rebuilt and the rest are the previous snapshot's (same objects, already encoded)."""
@@ -131,9 +182,9 @@ def _scope_endpoints(snapshot: Snapshot, proxy: Proxy, key: tuple) -> dict[str, 
     if prior is None or previous is None:
         return _all_endpoints(snapshot, proxy)
     changed = [name for name in sorted(prior[1]) if name in previous]
-    return {**previous, **_pack_all(build_endpoints(snapshot, proxy, changed))}
+    return {**previous, **packed_endpoints(snapshot, proxy, changed)}
 
 
 def _all_endpoints(snapshot: Snapshot, proxy: Proxy) -> dict[str, Any]:
     names = [spec.name for spec in outbound_cluster_specs(snapshot, proxy)]
-    return _pack_all(build_endpoints(snapshot, proxy, names))
+    return packed_endpoints(snapshot, proxy, names)

@@ -104,15 +104,23 @@ def virtual_outbound_listener(
         traffic_direction=p.base.OUTBOUND,
     )
     chain = lst.filter_chains.add(name=f"{naming.VIRTUAL_OUTBOUND}-http-proxy")
-    hcm = _hcm(
-        snapshot,
-        proxy,
-        "outbound",
-        f"outbound_{proxy.ip}_{port}",
-        rds=naming.HTTP_PROXY_ROUTE,
-        dfp=True,
-        connect=True,
+    # The HCM but its stat prefix (the proxy's ip) is the same for a workload's proxies: built once per
+    # snapshot and workload. Besides the snapshot it reads the proxy's kind, namespace and labels (access
+    # log, metrics and tracing policies, tracing tags) and its workload name (or instance, without one).
+    key = (
+        "outbound_hcm",
+        proxy.kind,
+        proxy.namespace,
+        proxy.workload or proxy.instance,
+        frozenset(proxy.labels.items()),
     )
+    prototype = snapshot.memo(
+        key,
+        lambda: _hcm(snapshot, proxy, "outbound", "", rds=naming.HTTP_PROXY_ROUTE, dfp=True, connect=True),
+    )
+    hcm = p.hcm.HttpConnectionManager()
+    hcm.CopyFrom(prototype)
+    hcm.stat_prefix = f"outbound_{proxy.ip}_{port}"
     chain.filters.append(_filter(HCM_NAME, hcm))
     return lst
 

@@ -197,3 +197,21 @@ def field_tag(message: type, field: str) -> bytes:
 def length_delimited(tag: bytes, payload: bytes) -> bytes:
     n = len(payload)
     return tag + (_SMALL_VARINTS[n] if n < 0x80 else varint(n)) + payload
+
+
+def wire_segments(message: Any, *gaps: int) -> list[bytes]:
+    """The wire bytes of `message`'s set fields cut at the field numbers `gaps` (ascending, all unset in
+    `message`): segment i holds the fields numbered between gaps[i-1] and gaps[i], in number order as
+    upb writes them, so a caller fills a prototype's gaps by putting those fields' bytes in between."""
+    fields = sorted(message.ListFields(), key=lambda f: f[0].number)
+    segments: list[list[bytes]] = [[] for _ in range(len(gaps) + 1)]
+    for fd, _ in fields:
+        if fd.number in gaps:
+            raise ValueError(f"{fd.name} is set in the prototype")
+        one = type(message)()
+        one.CopyFrom(message)
+        for other, _ in fields:
+            if other.number != fd.number:
+                one.ClearField(other.name)
+        segments[sum(1 for g in gaps if g < fd.number)].append(one.SerializeToString())
+    return [b"".join(seg) for seg in segments]

@@ -11,9 +11,12 @@ istiod's `http_proxy` table: every port's virtual hosts merged, non-80 ports wit
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from google.protobuf import any_pb2
 
 from isthmus.model import hosts as h
 from isthmus.model.destination_rules import MergedDestinationRule
@@ -22,7 +25,7 @@ from isthmus.model.gateways import GatewayServer, hosts_for_namespace
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import InboundPort, Snapshot
 from isthmus.model.virtual_services import MESH_GATEWAY, VirtualServiceEntry
-from isthmus.registry.types import Protocol, Resolution, Service
+from isthmus.registry.types import Protocol, Resolution, Service, ServicePort
 from isthmus.xds.gen import authz, naming
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen.guard import guarded
@@ -658,6 +661,42 @@ def build_vs_routes(ctx: RouteContext, vs: VirtualServiceEntry, listen_port: int
     )
 
 
+def _vs_hosts(vs: VirtualServiceEntry) -> tuple[str, ...]:
+    """Every host the VirtualService's HTTP rules send or mirror to."""
+    out: list[str] = []
+    for http in vs.http:
+        for d in http.route or ():
+            if d.destination is not None:
+                out.append(d.destination.host)
+        if http.mirror is not None:
+            out.append(http.mirror.host)
+        for m in http.mirrors or ():
+            if m.destination is not None:
+                out.append(m.destination.host)
+    return tuple(dict.fromkeys(out))
+
+
+def shared_vs_routes(ctx: RouteContext, vs: VirtualServiceEntry, listen_port: int) -> list[RC.Route]:
+    """build_vs_routes, once per snapshot for the sidecar scopes that see the VirtualService alike.
+
+    Besides the VirtualService, port and snapshot, the routes depend on the proxy only through which
+    matches apply to it (source_match) and, per destination host, the DestinationRule it gets (hash
+    policies) and the service the scope has for it (destination_cluster's port). Those make the key;
+    the DR index and registry own the objects, so ids are stable keys for the snapshot's lifetime.
+    The routes are shared: callers copy them (RepeatedCompositeContainer.extend), never modify them."""
+    hosts = ctx.snapshot.memo(("vs_hosts", id(vs)), lambda: _vs_hosts(vs))
+    applies = tuple(
+        source_match(m, ctx.proxy, ctx.gateway_names) for http in vs.http for m in http.match or ()
+    )
+    deps = tuple((id(ctx.destination_rule(host)), id(ctx.services.get(host))) for host in hosts)
+    cache: dict[tuple, list[RC.Route]] = ctx.snapshot.memo(("vs_routes",), dict)
+    key = (id(vs), listen_port, applies, deps)
+    routes = cache.get(key)
+    if routes is None:
+        routes = cache[key] = build_vs_routes(ctx, vs, listen_port)
+    return routes
+
+
 def _build_vs_routes(ctx: RouteContext, vs: VirtualServiceEntry, listen_port: int) -> list[RC.Route]:
     """Istio's BuildHTTPRoutesForVirtualService: rules in order, stop after the first catch-all."""
     out: list[RC.Route] = []
@@ -724,19 +763,104 @@ def connect_route(cluster: str) -> RC.Route:
     return r
 
 
+# --- wire encoding of the default virtual hosts --------------------------------------------------
+# A 1,000-service sidecar table is ~1,000 default virtual hosts (CONNECT + default route each): built
+# through the protobuf API they were most of RDS. They are assembled as wire bytes from prototypes cut
+# around the parts that vary (cluster, hash policy, decorator, domains), once per snapshot for all
+# scopes that share them, in field-number order as upb writes them (bench/gen_check.py compares).
+
+_ld = p.length_delimited
+_T_ROUTE_ACTION = p.field_tag(RC.Route, "route")
+_T_DECORATOR = p.field_tag(RC.Route, "decorator")
+_T_OPERATION = p.field_tag(RC.Decorator, "operation")
+_T_CLUSTER = p.field_tag(RC.RouteAction, "cluster")
+_T_HASH_POLICY = p.field_tag(RC.RouteAction, "hash_policy")
+_T_VH_NAME = p.field_tag(RC.VirtualHost, "name")
+_T_VH_DOMAINS = p.field_tag(RC.VirtualHost, "domains")
+_T_VH_ROUTES = p.field_tag(RC.VirtualHost, "routes")
+_T_RC_NAME = p.field_tag(p.route.RouteConfiguration, "name")
+_T_RC_VHOSTS = p.field_tag(p.route.RouteConfiguration, "virtual_hosts")
+_VH_ATTEMPT_COUNT = RC.VirtualHost(include_request_attempt_count=True).SerializeToString()
+_ROUTE_CONFIG_TYPE_URL = "type.googleapis.com/" + p.route.RouteConfiguration.DESCRIPTOR.full_name
+
+
+def _prototype_segments(proto: RC.Route) -> tuple[list[bytes], list[bytes]]:
+    """A route prototype's wire bytes cut at the route action (2) and decorator (5), and its action's
+    cut at the cluster (1) and hash policies (15)."""
+    route = RC.Route()
+    route.CopyFrom(proto)
+    route.ClearField("route")
+    route.ClearField("decorator")
+    return p.wire_segments(route, 2, 5), p.wire_segments(proto.route, 1, 15)
+
+
+_CONNECT_SEGMENTS = _prototype_segments(_CONNECT_ROUTE)
+
+
+def _route_bytes(
+    segments: tuple[list[bytes], list[bytes]], cluster: str, hash_policy: bytes = b"", operation: str = ""
+) -> bytes:
+    """The prototype's bytes with its cluster, hash policy (field bytes) and decorator operation."""
+    (r0, r1, r2), (_, a1, a2) = segments
+    action = _ld(_T_CLUSTER, cluster.encode()) + a1 + hash_policy + a2
+    decorator = _ld(_T_DECORATOR, _ld(_T_OPERATION, operation.encode())) if operation else b""
+    return r0 + _ld(_T_ROUTE_ACTION, action) + r1 + decorator + r2
+
+
+def _hash_policy_bytes(snapshot: Snapshot, ch: Any | None) -> bytes:
+    """The route action's hash_policy field bytes for a DestinationRule's consistentHash (per snapshot:
+    the DR index owns `ch`, so its id is a stable key)."""
+    if ch is None:
+        return b""
+    cache: dict[int, bytes] = snapshot.memo(("hash_policy_bytes",), dict)
+    out = cache.get(id(ch))
+    if out is None:
+        hp = consistent_hash_policy(ch)
+        out = cache[id(ch)] = _ld(_T_HASH_POLICY, hp.SerializeToString()) if hp is not None else b""
+    return out
+
+
+def _default_vhost_bytes(ctx: RouteContext, d: _DefaultVHost, svc: Service, domains: Sequence[str]) -> bytes:
+    """A service port's default virtual host (CONNECT + default route) as wire bytes."""
+    snapshot = ctx.snapshot
+    segments = snapshot.memo(
+        ("default_route_segments",), lambda: _prototype_segments(_default_route_prototype(snapshot))
+    )
+    ch = hash_for_service(ctx, svc, d.port)
+    return (
+        _ld(_T_VH_NAME, d.name.encode())
+        + b"".join(_ld(_T_VH_DOMAINS, x.encode()) for x in domains)
+        + _ld(_T_VH_ROUTES, _route_bytes(_CONNECT_SEGMENTS, d.cluster))
+        + _ld(
+            _T_VH_ROUTES,
+            _route_bytes(segments, d.cluster, _hash_policy_bytes(snapshot, ch), f"{d.name}/*"),
+        )
+        + _VH_ATTEMPT_COUNT
+    )
+
+
 # --- sidecar virtual hosts ----------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=65536)
+def _k8s_name(hostname: str, domain: str) -> tuple[str, str] | None:
+    """(name, namespace) of a `name.ns.svc.<domain>` host, else None (pure: cached for the process)."""
+    suffix = f".svc.{domain}"
+    if not hostname.endswith(suffix):
+        return None
+    ih = hostname.index(".svc.")
+    ns_dot = hostname.find(".")
+    if ns_dot < 0 or ns_dot + 1 > ih:
+        return None
+    return hostname[:ns_dot], hostname[ns_dot + 1 : ih]
 
 
 def alt_hosts(hostname: str, proxy_namespace: str, domain: str) -> list[str]:
     """Istio's GenerateAltVirtualHosts for Kubernetes-style names relative to the proxy namespace."""
-    suffix = f".svc.{domain}"
-    if not hostname.endswith(suffix):
+    parsed = _k8s_name(hostname, domain)
+    if parsed is None:
         return []
-    ih = hostname.index(".svc.")
-    ns_dot = hostname.find(".")
-    if ns_dot < 0 or ns_dot + 1 > ih:
-        return []
-    name, ns = hostname[:ns_dot], hostname[ns_dot + 1 : ih]
+    name, ns = parsed
     if ns == proxy_namespace:
         return [name, f"{name}.{ns}.svc", f"{name}.{ns}"]
     return [f"{name}.{ns}", f"{name}.{ns}.svc"]
@@ -761,6 +885,49 @@ def service_domains(
     names.extend(alts)
     names.extend(svc.addresses)
     return _with_ports(names, port), _with_ports(alts, port)
+
+
+@dataclass
+class _DefaultVHost:
+    """A service port's virtual host parts, for proxies in (local) or not in the service's namespace
+    (all that its alt hosts depend on): once per snapshot, shared by its scopes."""
+
+    port: int
+    name: str  # vhost name, `hostname:port` (also its `known_fqdn` entry)
+    cluster: str
+    all: list[str]  # service_domains
+    alts: frozenset[str]
+    with_port: list[str]  # those with `:port` (a non-80 port's vhost has only these)
+    lowered: frozenset[str]  # the vhost's domains lower-cased, when distinct (else empty)
+    encoded: dict[int | None, bytes] = field(default_factory=dict)  # all domains kept, by id(hash)
+
+    @property
+    def domains(self) -> list[str]:
+        return self.all if self.port == 80 else self.with_port
+
+
+def _default_vhost(ctx: RouteContext, svc: Service, port: int) -> _DefaultVHost:
+    """The parts of the service port's vhost for this proxy's namespace (memoized per snapshot)."""
+    domain = ctx.snapshot.mesh.domain_suffix
+    parsed = _k8s_name(svc.hostname, domain)
+    local = parsed is not None and parsed[1] == ctx.proxy.namespace
+    cache: dict[tuple, _DefaultVHost] = ctx.snapshot.memo(("default_vhosts",), dict)
+    key = (id(svc), port, local)
+    found = cache.get(key)
+    if found is None:
+        domains, alts = service_domains(svc, port, ctx.proxy.namespace, domain)
+        with_port = [d for d in domains if ":" in d]
+        lowered = [d.lower() for d in (domains if port == 80 else with_port)]
+        found = cache[key] = _DefaultVHost(
+            port=port,
+            name=naming.vhost_name(svc.hostname, port),
+            cluster=naming.outbound_cluster(port, "", svc.hostname),
+            all=domains,
+            alts=frozenset(alts),
+            with_port=with_port,
+            lowered=frozenset(lowered) if len(set(lowered)) == len(lowered) else frozenset(),
+        )
+    return found
 
 
 @dataclass
@@ -818,10 +985,10 @@ def _wildcard_owners(
     return {name: vs for name, (_, vs) in owners.items()}
 
 
-def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]) -> list[RC.VirtualHost]:
-    """Every port's outbound virtual hosts, merged as istiod merges them for the HTTP proxy port."""
-    snapshot, proxy = ctx.snapshot, ctx.proxy
-    domain = snapshot.mesh.domain_suffix
+def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]) -> list[bytes]:
+    """Every port's outbound virtual hosts, merged as istiod merges them for the HTTP proxy port, each
+    as a RouteConfiguration `virtual_hosts` field's bytes (the default ones shared by the snapshot's
+    scopes)."""
     scoped = ctx.services
     owners = _wildcard_owners(vses, scoped)
 
@@ -838,7 +1005,7 @@ def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]
             # Istio's port-80 rule: a VS whose hosts are not services only gets a vhost on port 80.
             by_port[80] = []
         for port, svcs in sorted(by_port.items()):
-            routes = build_vs_routes(ctx, vs, port)
+            routes = shared_vs_routes(ctx, vs, port)
             if not routes:
                 continue
             wrappers.append(
@@ -847,38 +1014,30 @@ def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]
                 )
             )
             claimed.update(s.hostname for s in svcs)
+    # The HTTP ports of services without a VirtualService: default vhosts, after the VirtualServices'.
+    ports_of = ctx.snapshot.memo(("vhost_ports",), dict)
+    defaults: list[tuple[Service, _DefaultVHost]] = []
     for svc in scoped.values():
         if svc.hostname in claimed:
             continue
-        for sp in svc.ports:
-            if sp.protocol.is_http or sp.protocol is Protocol.AUTO:
-                wrappers.append(
-                    _VHostWrapper(
-                        port=sp.port, services=[svc], vs_hosts=[], routes=[default_route(ctx, svc, sp.port)]
-                    )
-                )
+        for port in _vhost_ports(ports_of, svc)[0]:
+            defaults.append((svc, _default_vhost(ctx, svc, port)))
 
     known_fqdn: set[str] = set()
     for w in wrappers:
         for svc in w.services:
             known_fqdn.add(f"{svc.hostname}:{w.port}")
             known_fqdn.add(svc.hostname)
+    for svc, d in defaults:
+        known_fqdn.add(d.name)
+        known_fqdn.add(svc.hostname)
 
     names: set[str] = set()
     used_domains: set[str] = set()
-    vhosts: list[RC.VirtualHost] = []
+    vhosts: list[bytes] = []
 
-    def add_vhost(host: str, w: _VHostWrapper, svc: Service | None) -> None:
-        name = naming.vhost_name(host, w.port)
-        if name in names:
-            return
-        names.add(name)
-        if svc is None:
-            domains, alts = _with_ports([host], w.port), []
-        else:
-            domains, alts = service_domains(svc, w.port, proxy.namespace, domain)
-        if w.port != 80:
-            domains = [d for d in domains if ":" in d]
+    def keep(domains: Iterable[str], alts: frozenset[str] | tuple[()]) -> list[str]:
+        """The domains no earlier vhost has (and alt hosts that are no other service's name)."""
         kept = []
         for d in domains:
             low = d.lower()
@@ -886,13 +1045,26 @@ def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]
                 continue
             used_domains.add(low)
             kept.append(d)
+        return kept
+
+    def add_vhost(host: str, w: _VHostWrapper, svc: Service | None) -> None:
+        name = naming.vhost_name(host, w.port)
+        if name in names:
+            return
+        names.add(name)
+        if svc is None:
+            domains = _with_ports([host], w.port)
+            kept = keep(domains if w.port == 80 else [d for d in domains if ":" in d], ())
+        else:
+            d = _default_vhost(ctx, svc, w.port)
+            kept = keep(d.domains, d.alts)
         if not kept:
             return
         vh = RC.VirtualHost(name=name, domains=kept, include_request_attempt_count=True)
         if svc is not None and len(w.services) == 1:
             vh.routes.append(connect_route(naming.outbound_cluster(w.port, "", svc.hostname)))
         vh.routes.extend(w.routes)
-        vhosts.append(vh)
+        vhosts.append(_ld(_T_RC_VHOSTS, vh.SerializeToString()))
 
     for w in wrappers:
         for host in w.vs_hosts:
@@ -900,23 +1072,56 @@ def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]
         for svc in w.services:
             add_vhost(svc.hostname, w, svc)
 
+    for svc, d in defaults:
+        if d.name in names:
+            continue
+        names.add(d.name)
+        if d.lowered and used_domains.isdisjoint(d.lowered) and d.alts.isdisjoint(known_fqdn):
+            # Nothing to drop (the usual case): every scope of the snapshot gets the same bytes.
+            used_domains.update(d.lowered)
+            ch = hash_for_service(ctx, svc, d.port)
+            hkey = id(ch) if ch is not None else None
+            encoded = d.encoded.get(hkey)
+            if encoded is None:
+                encoded = d.encoded[hkey] = _ld(_T_RC_VHOSTS, _default_vhost_bytes(ctx, d, svc, d.domains))
+            vhosts.append(encoded)
+            continue
+        kept = keep(d.domains, d.alts)
+        if kept:
+            vhosts.append(_ld(_T_RC_VHOSTS, _default_vhost_bytes(ctx, d, svc, kept)))
+
     # CONNECT-only virtual hosts for the TCP ports, so HTTPS_PROXY-style tunnels reach them.
     for svc in scoped.values():
-        for sp in svc.ports:
-            if sp.protocol.is_http or sp.protocol in (Protocol.AUTO, Protocol.UDP):
-                continue
+        for sp in _vhost_ports(ports_of, svc)[1]:
             name = naming.vhost_name(svc.hostname, sp.port)
             if name in names:
                 continue
             names.add(name)
-            domains, _ = service_domains(svc, sp.port, proxy.namespace, domain)
-            kept = [d for d in domains if ":" in d and d.lower() not in used_domains]
+            found = _default_vhost(ctx, svc, sp.port)
+            kept = [d for d in found.with_port if d.lower() not in used_domains]
             used_domains.update(d.lower() for d in kept)
             if kept:
                 vh = RC.VirtualHost(name=name, domains=kept)
                 vh.routes.append(tunnel_route(ctx, vses, svc, sp.port, sp.protocol))
-                vhosts.append(vh)
+                vhosts.append(_ld(_T_RC_VHOSTS, vh.SerializeToString()))
     return vhosts
+
+
+def _vhost_ports(
+    cache: dict[int, tuple[list[int], list[ServicePort]]], svc: Service
+) -> tuple[list[int], list[ServicePort]]:
+    """A service's HTTP (and auto) port numbers, which get virtual hosts, and its TCP/TLS ports, which
+    get CONNECT-only ones (memoized per snapshot in `cache`: every scope asks for every service)."""
+    found = cache.get(id(svc))
+    if found is None:
+        http = [sp.port for sp in svc.ports if sp.protocol.is_http or sp.protocol is Protocol.AUTO]
+        tcp = [
+            sp
+            for sp in svc.ports
+            if not (sp.protocol.is_http or sp.protocol in (Protocol.AUTO, Protocol.UDP))
+        ]
+        found = cache[id(svc)] = (http, tcp)
+    return found
 
 
 # --- TCP and TLS through CONNECT tunnels ---------------------------------------------------------
@@ -1020,15 +1225,31 @@ def scope_services(snapshot: Snapshot, proxy: Proxy) -> dict[str, Service]:
     return {s.hostname: s for s in _gateway_services(snapshot, proxy)}
 
 
-def http_proxy_route_config(snapshot: Snapshot, proxy: Proxy) -> p.route.RouteConfiguration:
+# The fields of the sidecar's table after its virtual hosts (validate_clusters, body size).
+_HTTP_PROXY_TAIL = _route_config("", (), ignore_port=False).SerializeToString()
+
+
+def http_proxy_route_packed(snapshot: Snapshot, proxy: Proxy) -> any_pb2.Any:
+    """The sidecar's `http_proxy` table, packed: assembled from its virtual hosts' bytes (the same
+    bytes as packing _route_config's message: name, virtual hosts, then the other fields)."""
     scope = snapshot.scope(proxy)
     ctx = RouteContext(snapshot, proxy, scope_services(snapshot, proxy))
     vhosts = sidecar_virtual_hosts(ctx, scope.virtual_services)
     egress = None
     if scope.egress_proxy is not None and scope.egress_proxy.host:
         egress = destination_cluster(scope.egress_proxy, ctx.services, 80)
-    vhosts.append(catch_all_vhost(scope.outbound_policy, egress))
-    return _route_config(naming.HTTP_PROXY_ROUTE, vhosts, ignore_port=False)
+    vhosts.append(
+        snapshot.memo(
+            ("catch_all_vhost", scope.outbound_policy, egress),
+            lambda: _ld(_T_RC_VHOSTS, catch_all_vhost(scope.outbound_policy, egress).SerializeToString()),
+        )
+    )
+    value = b"".join([_ld(_T_RC_NAME, naming.HTTP_PROXY_ROUTE.encode()), *vhosts, _HTTP_PROXY_TAIL])
+    return any_pb2.Any(type_url=_ROUTE_CONFIG_TYPE_URL, value=value)
+
+
+def http_proxy_route_config(snapshot: Snapshot, proxy: Proxy) -> p.route.RouteConfiguration:
+    return p.route.RouteConfiguration.FromString(http_proxy_route_packed(snapshot, proxy).value)
 
 
 # --- gateways -----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from isthmus.model.proxy import Proxy
+from isthmus.model.sidecar_scope import imports_all_visible
 from isthmus.model.snapshot import Snapshot
 
 
@@ -26,10 +27,16 @@ def _imported(snapshot: Snapshot, proxy: Proxy) -> list[tuple[Any, ...]]:
 
 def _same_imports(before: Snapshot, snapshot: Snapshot, proxy: Proxy) -> bool:
     """Once per scope and snapshot (clusters, specs and endpoints all ask)."""
-    return snapshot.memo(
-        ("same_imports", scope_key(snapshot, proxy)),
-        lambda: _imported(before, proxy) == _imported(snapshot, proxy),
-    )
+
+    def compute() -> bool:
+        if proxy.kind == "sidecar" and imports_all_visible(snapshot.sidecar_resource(proxy)):
+            # The scope is every visible service (VirtualServices add no implicit imports): no need to
+            # build the scope of the snapshot before (the Sidecars are the same: only VirtualServices
+            # changed).
+            return before.visible_services(proxy.namespace) == snapshot.visible_services(proxy.namespace)
+        return _imported(before, proxy) == _imported(snapshot, proxy)
+
+    return snapshot.memo(("same_imports", scope_key(snapshot, proxy)), compute)
 
 
 def shared_memo(snapshot: Snapshot, key: tuple, proxy: Proxy, build: Any) -> Any:
