@@ -81,9 +81,18 @@ def changed_endpoint_clusters(old: Snapshot, new: Snapshot) -> frozenset[str]:
 
 
 def _inherit_config_memos(old: Snapshot, new: Snapshot) -> None:
+    old_pods, new_pods = old.registry.pods, new.registry.pods
     for key, value in old._memo.items():
-        if isinstance(key, tuple) and key and key[0] in _CONFIG_ONLY_MEMOS:
+        if not isinstance(key, tuple) or not key:
+            continue
+        if key[0] in _CONFIG_ONLY_MEMOS:
             new._memo.setdefault(key, value)
+        elif key[0] == "lds" and key[1] == "sidecar":
+            # A sidecar's listeners read endpoints only through its own pod (inbound ports): they carry
+            # over unless that pod changed. (Key: see generator.listener_key.)
+            pod_key = (key[3], key[4])
+            if old_pods.get(pod_key) is new_pods.get(pod_key):
+                new._memo.setdefault(key, value)
     for what, error in old.generation_errors.items():
         new.generation_errors.setdefault(what, error)
 
@@ -139,8 +148,12 @@ class ControlPlane:
         self._counter += 1
         old = self.snapshot
         new = None
-        if self._pods_changed_only(changes):
-            new = Snapshot.build_pods_changed(old, self._counter, self.store.pods())
+        if self._contiguous(changes):
+            if not any(c.config_changed for c in changes):
+                new = Snapshot.build_pods_changed(old, self._counter, self.store.pods())
+            elif not any(c.pods_changed for c in changes):
+                kinds = frozenset(k[0] for c in changes for k in (*c.upserted, *c.deleted))
+                new = Snapshot.build_configs_changed(old, self._counter, self.store.list(), kinds)
         if new is None:
             new = Snapshot.build(self._counter, self.store.list(), self.store.pods())
         self._built_at = self.store.version
@@ -162,10 +175,10 @@ class ControlPlane:
             self.xds.update(new, PushRequest(full=False, eds_only_clusters=frozenset(), reason="no-op"))
         return new
 
-    def _pods_changed_only(self, changes: list[Change]) -> bool:
-        """Whether the store differs from the snapshot's inputs by pods alone: every write since it was
-        built is one of these changes (none missed) and none of them touched config."""
-        if self._built_at is None or any(c.config_changed for c in changes):
+    def _contiguous(self, changes: list[Change]) -> bool:
+        """Whether the store differs from the snapshot's inputs by these changes alone: every write since
+        it was built is one of them (none missed)."""
+        if self._built_at is None:
             return False
         return sorted(c.version for c in changes) == list(range(self._built_at + 1, self.store.version + 1))
 

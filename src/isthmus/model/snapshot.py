@@ -30,6 +30,10 @@ class InboundPort:
     services: tuple[tuple[Service, ServicePort], ...] = ()
 
 
+# Config kinds the registry or the mesh settings are built from: a change to one needs a full build.
+REGISTRY_KINDS = frozenset({"Service", "ServiceEntry", "WorkloadEntry", "MeshConfig"})
+
+
 @dataclass
 class Snapshot:
     version: str
@@ -78,6 +82,42 @@ class Snapshot:
                 mesh.domain_suffix,
             ),
             namespaces={c.name: dict(c.metadata.labels or {}) for c in by_kind.get("Namespace", [])},
+        )
+
+    @classmethod
+    def build_configs_changed(
+        cls, previous: Snapshot, version: str | int, configs: Iterable[Config], kinds: frozenset[str]
+    ) -> Snapshot | None:
+        """`build` after changes to configs of `kinds` only (pods unchanged), reusing what those kinds do
+        not feed: the registry (a VirtualService edit need not rebuild 1,000 services' endpoints) and the
+        indexes of unchanged kinds. None when a kind feeds the registry or the mesh settings."""
+        if kinds & REGISTRY_KINDS:
+            return None
+        by_kind: dict[str, list[Config]] = {}
+        for cfg in sorted(configs, key=lambda c: c.creation_order):
+            by_kind.setdefault(cfg.kind, []).append(cfg)
+        mesh = previous.mesh
+        return cls(
+            version=str(version),
+            mesh=mesh,
+            registry=previous.registry,
+            configs=by_kind,
+            virtual_services=VirtualServiceIndex.build(
+                by_kind.get("VirtualService", []), mesh.default_virtual_service_export_to, mesh.domain_suffix
+            )
+            if "VirtualService" in kinds
+            else previous.virtual_services,
+            destination_rules=DestinationRuleIndex.build(
+                by_kind.get("DestinationRule", []),
+                mesh.default_destination_rule_export_to,
+                mesh.root_namespace,
+                mesh.domain_suffix,
+            )
+            if "DestinationRule" in kinds
+            else previous.destination_rules,
+            namespaces={c.name: dict(c.metadata.labels or {}) for c in by_kind.get("Namespace", [])}
+            if "Namespace" in kinds
+            else previous.namespaces,
         )
 
     @classmethod

@@ -211,6 +211,9 @@ CHANGES: dict[str, Callable[[Store], None]] = {
     "the proxy's own pod": lambda s: s.upsert_pod(
         dataclasses.replace(pods(s)["web-0"], labels={"app": "web", "version": "v1", "role": "cache"})
     ),
+    "the proxy's own ports": lambda s: s.upsert_pod(
+        dataclasses.replace(pods(s)["web-0"], app_ports={8080: 40005, 9095: 40015})
+    ),
     "other namespace": lambda s: s.remove_pod("other", "ratings-0"),
     "unselected": lambda s: s.upsert_pod(_pod("job-0", "127.7.0.20", {"app": "job"})),
 }
@@ -299,3 +302,88 @@ def test_pods_at_one_address_are_built_from_scratch() -> None:
     updated = update_registry(previous, [moved, *PODS[1:]])
     assert updated is not None
     assert updated._endpoints == build_registry(resources, [moved, *PODS[1:]])._endpoints
+
+
+CONFIG_CHANGES = {
+    "virtual service": """
+    apiVersion: networking.istio.io/v1
+    kind: VirtualService
+    metadata: {name: reviews, namespace: default}
+    spec:
+      hosts: [reviews]
+      http:
+      - route:
+        - {destination: {host: reviews, subset: v1}, weight: 80}
+        - {destination: {host: reviews, subset: v2}, weight: 20}
+    """,
+    "virtual service edited": """
+    apiVersion: networking.istio.io/v1
+    kind: VirtualService
+    metadata: {name: reviews, namespace: default}
+    spec:
+      hosts: [reviews]
+      http:
+      - match: [{headers: {x-canary: {exact: "1"}}}]
+        route: [{destination: {host: reviews, subset: v2}}]
+      - route: [{destination: {host: reviews, subset: v1}}]
+    """,
+    "destination rule": """
+    apiVersion: networking.istio.io/v1
+    kind: DestinationRule
+    metadata: {name: reviews, namespace: default}
+    spec:
+      host: reviews
+      trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user}}}
+      subsets:
+      - {name: v1, labels: {version: v1}}
+      - {name: v2, labels: {version: v2}}
+    """,
+    "authorization policy": """
+    apiVersion: security.istio.io/v1
+    kind: AuthorizationPolicy
+    metadata: {name: web, namespace: default}
+    spec:
+      selector: {matchLabels: {app: web}}
+      rules: [{from: [{source: {principals: [cluster.local/ns/default/sa/reviews]}}]}]
+    """,
+    "sidecar": """
+    apiVersion: networking.istio.io/v1
+    kind: Sidecar
+    metadata: {name: default, namespace: other}
+    spec:
+      egress: [{hosts: [./*, default/reviews.default.svc.cluster.local]}]
+    """,
+    "namespace": """
+    apiVersion: v1
+    kind: Namespace
+    metadata: {name: other, labels: {team: ratings}}
+    """,
+}
+
+
+def test_config_changes_that_do_not_feed_the_registry_keep_it_and_equal_full_builds() -> None:
+    cp, store = plane()
+    registry = cp.snapshot.registry
+    assert_same_as_full_build(cp, store)  # generate on every snapshot, so memos exist to be taken over
+    for name, text in CONFIG_CHANGES.items():
+        store.apply(loader.load_text(textwrap.dedent(text), f"{name}.yaml"), "test")
+        assert cp.snapshot.registry is registry, name
+        assert_same_as_full_build(cp, store)
+    CHANGES["move"](store)  # and a pod change after them
+    assert_same_as_full_build(cp, store)
+
+
+def test_config_changes_that_feed_the_registry_build_it_anew() -> None:
+    cp, store = plane()
+    registry = cp.snapshot.registry
+    svc = """
+    apiVersion: v1
+    kind: Service
+    metadata: {name: details, namespace: default}
+    spec:
+      selector: {app: reviews}
+      ports: [{name: http, port: 9080}]
+    """
+    store.apply(loader.load_text(textwrap.dedent(svc), "svc.yaml"), "test")
+    assert cp.snapshot.registry is not registry
+    assert_same_as_full_build(cp, store)
