@@ -319,27 +319,6 @@ async def start_envoys(k: int, port: int, workloads: int, workdir: Path) -> tupl
     return sec, envoys
 
 
-def share_eds_mappings() -> None:
-    """Experiment (--shared-eds): what MeshGenerator's EDS path would cost if it returned the scope's
-    memoized mapping itself when the proxy watches a subset of it (the server filters by watched names),
-    instead of a new dict per proxy, which the server must encode and digest per proxy."""
-    from isthmus.xds.gen import generator as gm
-    from isthmus.xds.gen import naming
-    from isthmus.xds.gen.scope import scope_key
-
-    original = gm.MeshGenerator.generate
-
-    def generate(self: Any, snapshot: Any, proxy: Any, type_url: str, watched: Any) -> Any:
-        if type_url == naming.ENDPOINT_TYPE and watched:
-            key = ("eds", scope_key(snapshot, proxy))
-            every = snapshot.memo(key, lambda: gm._all_endpoints(snapshot, proxy))
-            if watched <= every.keys():
-                return every
-        return original(self, snapshot, proxy, type_url, watched)
-
-    gm.MeshGenerator.generate = generate  # type: ignore[method-assign]
-
-
 async def run(n: int, args: argparse.Namespace) -> dict[str, Any]:
     import generate as g
 
@@ -347,8 +326,6 @@ async def run(n: int, args: argparse.Namespace) -> dict[str, Any]:
     from isthmus.config.store import Store
     from isthmus.mesh.control_plane import ControlPlane
 
-    if args.shared_eds:
-        share_eds_mappings()
     store = Store()
     store.apply(loader.load_text(g.mesh_yaml(args.services), "bench.yaml"), "bench")
     for pod in g.mesh_pods(args.services, args.endpoints):
@@ -382,7 +359,6 @@ async def run(n: int, args: argparse.Namespace) -> dict[str, Any]:
         "clients": n,
         "envoys": len(envoys),
         "workloads": args.workloads,
-        "shared_eds": args.shared_eds,
     }
     try:
         version = cp.snapshot.version
@@ -513,8 +489,7 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [
         f"mesh: {args.services} services x {args.endpoints} endpoints, 100 VS, 100 DR; clients are sidecars of "
         f"{args.workloads} workloads (scopes), full mesh visibility; plus {args.envoys} real Envoys of the same "
-        "workloads ('envoys s': until all of them ACKed the change)"
-        + ("; EXPERIMENT --shared-eds (generator patched)" if args.shared_eds else ""),
+        "workloads ('envoys s': until all of them ACKed the change)",
         "",
         f"{'clients':>7} {'change':<15} {'updated':>7} {'p50 s':>7} {'p90 s':>7} {'p99 s':>7} {'max s':>7} "
         f"{'synced s':>8} {'envoys s':>8} {'CP cpu s':>8} {'gc s':>5} {'MB sent':>8}  by type",
@@ -567,7 +542,6 @@ def main() -> None:
         default=[],
         help="changes to run under cProfile (endpoint, virtualservice, ...)",
     )
-    ap.add_argument("--shared-eds", action="store_true", help="experiment: see share_eds_mappings")
     ap.add_argument("--client-mode", action="store_true")
     ap.add_argument("--port", type=int, default=0)
     args = ap.parse_args()
@@ -588,7 +562,6 @@ def main() -> None:
                 cmd += ["--services", str(args.services), "--endpoints", str(args.endpoints)]
                 cmd += ["--workloads", str(args.workloads), "--timeout", str(args.timeout)]
                 cmd += ["--envoys", str(args.envoys)]
-                cmd += ["--shared-eds"] if args.shared_eds else []
                 cmd += ["--profile", *args.profile] if args.profile else []
                 subprocess.run(cmd, check=True)
                 results += json.loads(Path(tmp.name).read_text())["results"]
