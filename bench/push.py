@@ -230,6 +230,12 @@ def cpu_s() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+def process_cpu_s(pid: int) -> float:
+    """utime + stime of another process (the simulated clients), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def sent_bytes(registry: Any) -> dict[str, float]:
     out = {}
     for t in ("cds", "eds", "lds", "rds"):
@@ -416,6 +422,7 @@ async def run(n: int, args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(1.0)
             gc.collect()
             before_bytes, before_cpu = sent_bytes(cp.metrics), cpu_s()
+            before_clients = process_cpu_s(proc.pid)
             gc_pauses.clear()
             prof = None
             if label in args.profile:
@@ -448,6 +455,7 @@ async def run(n: int, args: argparse.Namespace) -> dict[str, Any]:
                     pstats.Stats(prof, stream=f).sort_stats("tottime").print_stats(40)
                     pstats.Stats(prof, stream=f).sort_stats("cumulative").print_stats(60)
             cpu = cpu_s() - before_cpu
+            clients_cpu = process_cpu_s(proc.pid) - before_clients
             print(f"[{n} clients] {label}: all synced {t_synced:.2f}s ok={ok}", file=sys.stderr, flush=True)
             after_bytes = sent_bytes(cp.metrics)
             st = await child.acks(version)
@@ -464,6 +472,7 @@ async def run(n: int, args: argparse.Namespace) -> dict[str, Any]:
                 "envoys_synced_s": envoys_synced[0] if envoys_synced else None,
                 "cp_cpu_s": cpu,
                 "gc_s": sum(gc_pauses),
+                "clients_cpu_s": clients_cpu,
                 "gc_collections": len(gc_pauses),
                 "bytes": {k: after_bytes[k] - before_bytes[k] for k in after_bytes},
             }
@@ -492,13 +501,13 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "workloads ('envoys s': until all of them ACKed the change)",
         "",
         f"{'clients':>7} {'change':<15} {'updated':>7} {'p50 s':>7} {'p90 s':>7} {'p99 s':>7} {'max s':>7} "
-        f"{'synced s':>8} {'envoys s':>8} {'CP cpu s':>8} {'gc s':>5} {'MB sent':>8}  by type",
+        f"{'synced s':>8} {'envoys s':>8} {'CP cpu s':>8} {'gc s':>5} {'cl cpu':>6} {'MB sent':>8}  by type",
     ]
     for r in results:
         ini = r["initial"]
         lines.append(
             f"{r['clients']:>7} {'initial sync':<15} {r['clients']:>7} {'':>7} {'':>7} {'':>7} {'':>7} "
-            f"{ini['sync_s']:>8.2f} {'':>8} {ini['cpu_s']:>8.2f} {'':>5} {ini['bytes'] / 1e6:>8.1f}"
+            f"{ini['sync_s']:>8.2f} {'':>8} {ini['cpu_s']:>8.2f} {'':>5} {'':>6} {ini['bytes'] / 1e6:>8.1f}"
         )
         for label, c in r["changes"].items():
             by = " ".join(f"{k.upper()} {v / 1e6:.1f}" for k, v in c["bytes"].items() if v)
@@ -506,7 +515,7 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
                 f"{r['clients']:>7} {label:<15} {c['clients_updated']:>7} {c['p50_s']:>7.3f} {c['p90_s']:>7.3f} "
                 f"{c['p99_s']:>7.3f} {c['max_s']:>7.3f} {c['all_synced_s']:>8.3f} "
                 f"{'' if c.get('envoys_synced_s') is None else format(c['envoys_synced_s'], '.3f'):>8} "
-                f"{c['cp_cpu_s']:>8.2f} {c.get('gc_s', 0.0):>5.2f} "
+                f"{c['cp_cpu_s']:>8.2f} {c.get('gc_s', 0.0):>5.2f} {c.get('clients_cpu_s', 0.0):>6.2f} "
                 f"{sum(c['bytes'].values()) / 1e6:>8.1f}  {by}"
             )
         m = r["memory"]
