@@ -45,6 +45,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import struct_pb2
 
 from isthmus.xds import typeurls
+from isthmus.xds.requests import read_varint
 
 CDS, EDS, LDS, RDS = typeurls.CLUSTER, typeurls.ENDPOINT, typeurls.LISTENER, typeurls.ROUTE
 SHORT = {CDS: "CDS", EDS: "EDS", LDS: "LDS", RDS: "RDS"}
@@ -54,31 +55,20 @@ ADS_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggre
 # ------------------------------------------------------------------------------------------ clients
 
 
-def _read_varint(b: bytes, i: int) -> tuple[int, int]:
-    n = shift = 0
-    while True:
-        x = b[i]
-        i += 1
-        n |= (x & 0x7F) << shift
-        if x < 0x80:
-            return n, i
-        shift += 7
-
-
 def response_header(b: bytes) -> tuple[str, str, str]:
     """version_info (1), type_url (4), nonce (5) of a serialized DiscoveryResponse, skipping the rest."""
     i, n = 0, len(b)
     out: dict[int, str] = {}
     while i < n:
-        key, i = _read_varint(b, i)
+        key, i = read_varint(b, i)
         field, wire = key >> 3, key & 7
         if wire == 2:
-            ln, i = _read_varint(b, i)
+            ln, i = read_varint(b, i)
             if field in (1, 4, 5):
                 out[field] = b[i : i + ln].decode()
             i += ln
         elif wire == 0:
-            _, i = _read_varint(b, i)
+            _, i = read_varint(b, i)
         elif wire == 5:
             i += 4
         elif wire == 1:

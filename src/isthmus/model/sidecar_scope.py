@@ -169,7 +169,7 @@ def build_scope(
     for svc in visible_services:
         by_host_all.setdefault(svc.hostname, []).append(svc)
     for vs in vses:
-        for dest_host in _destination_hosts(vs):
+        for dest_host in vs.destination_hosts():
             if dest_host in chosen:
                 continue
             for svc in by_host_all.get(dest_host, ()):
@@ -196,21 +196,3 @@ def build_scope(
     scope.outbound_policy = (otp.mode if otp is not None and otp.mode else None) or mesh_outbound_policy
     scope.egress_proxy = otp.egress_proxy if otp is not None else None
     return scope
-
-
-def _destination_hosts(vs: VirtualServiceEntry) -> list[str]:
-    out = []
-    for route in vs.http:
-        for d in route.route or ():
-            if d.destination is not None:
-                out.append(d.destination.host)
-        if route.mirror is not None:
-            out.append(route.mirror.host)
-        for m in route.mirrors or ():
-            if m.destination is not None:
-                out.append(m.destination.host)
-    for rule in (*vs.tcp, *vs.tls):
-        for d in rule.route or ():
-            if d.destination is not None:
-                out.append(d.destination.host)
-    return out

@@ -30,6 +30,14 @@ class InboundPort:
     services: tuple[tuple[Service, ServicePort], ...] = ()
 
 
+def _by_kind(configs: Iterable[Config]) -> dict[str, list[Config]]:
+    """Configs by kind, each list in creation order (Istio's precedence among equals)."""
+    by_kind: dict[str, list[Config]] = {}
+    for cfg in sorted(configs, key=lambda c: c.creation_order):
+        by_kind.setdefault(cfg.kind, []).append(cfg)
+    return by_kind
+
+
 # Config kinds the registry or the mesh settings are built from: a change to one needs a full build.
 REGISTRY_KINDS = frozenset({"Service", "ServiceEntry", "WorkloadEntry", "MeshConfig"})
 
@@ -57,9 +65,7 @@ class Snapshot:
 
     @classmethod
     def build(cls, version: str | int, configs: Iterable[Config], pods: Iterable[Pod]) -> Snapshot:
-        by_kind: dict[str, list[Config]] = {}
-        for cfg in sorted(configs, key=lambda c: c.creation_order):
-            by_kind.setdefault(cfg.kind, []).append(cfg)
+        by_kind = _by_kind(configs)
         mesh_cfgs = by_kind.get("MeshConfig", [])
         mesh = MeshSettings.from_spec(mesh_cfgs[0].spec if mesh_cfgs else None)
         registry = build_registry(
@@ -93,9 +99,7 @@ class Snapshot:
         indexes of unchanged kinds. None when a kind feeds the registry or the mesh settings."""
         if kinds & REGISTRY_KINDS:
             return None
-        by_kind: dict[str, list[Config]] = {}
-        for cfg in sorted(configs, key=lambda c: c.creation_order):
-            by_kind.setdefault(cfg.kind, []).append(cfg)
+        by_kind = _by_kind(configs)
         mesh = previous.mesh
         return cls(
             version=str(version),

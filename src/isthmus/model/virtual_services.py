@@ -41,6 +41,29 @@ class VirtualServiceEntry:
     def config_path(self) -> str:
         return f"/apis/networking.istio.io/v1/namespaces/{self.namespace}/virtual-service/{self.name}"
 
+    def http_destination_hosts(self) -> list[str]:
+        """Every host the HTTP rules route or mirror to, in rule order (repeats kept)."""
+        out = []
+        for route in self.http:
+            for d in route.route or ():
+                if d.destination is not None:
+                    out.append(d.destination.host)
+            if route.mirror is not None:
+                out.append(route.mirror.host)
+            for m in route.mirrors or ():
+                if m.destination is not None:
+                    out.append(m.destination.host)
+        return out
+
+    def destination_hosts(self) -> list[str]:
+        """Every host any rule (HTTP, TCP, TLS) sends traffic to."""
+        out = self.http_destination_hosts()
+        for rule in (*self.tcp, *self.tls):
+            for d in rule.route or ():
+                if d.destination is not None:
+                    out.append(d.destination.host)
+        return out
+
 
 def _copy(model: Any, **update: Any) -> Any:
     return model.model_copy(update=update)

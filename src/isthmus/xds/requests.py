@@ -29,7 +29,8 @@ _TAG_NAMES = 0x1A  # 3: resource_names
 MIN_REMEMBERED = 16
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
+def read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """The protobuf varint at `pos`, and the offset after it."""
     value = shift = 0
     while True:
         b = data[pos]
@@ -44,7 +45,7 @@ def _names_start(data: bytes) -> int:
     """Offset just past the leading `version_info` and `node` fields (where the names run starts)."""
     pos, end = 0, len(data)
     while pos < end and data[pos] in (_TAG_VERSION, _TAG_NODE):
-        length, pos = _varint(data, pos + 1)
+        length, pos = read_varint(data, pos + 1)
         pos += length
     return pos
 

@@ -111,33 +111,22 @@ PODS = [
     _pod("legacy-0", "127.7.0.8", {"app": "legacy"}),
 ]  # fmt: skip
 
-WEB = Proxy(
-    id=Proxy.node_id("sidecar", "127.7.0.5", "web-0", "default"),
-    kind="sidecar",
-    ip="127.7.0.5",
-    namespace="default",
-    instance="web-0",
-    workload="web",
-    labels={"app": "web", "version": "v1"},
-)
-REVIEWS = Proxy(
-    id=Proxy.node_id("sidecar", "127.7.0.2", "reviews-v1-0", "default"),
-    kind="sidecar",
-    ip="127.7.0.2",
-    namespace="default",
-    instance="reviews-v1-0",
-    workload="reviews-v1",
-    labels={"app": "reviews", "version": "v1"},
-)
-RATINGS = Proxy(
-    id=Proxy.node_id("sidecar", "127.7.0.6", "ratings-0", "other"),
-    kind="sidecar",
-    ip="127.7.0.6",
-    namespace="other",
-    instance="ratings-0",
-    workload="ratings",
-    labels={"app": "ratings"},
-)
+
+def _sidecar(pod: str, ip: str, workload: str, labels: dict[str, str], namespace: str = "default") -> Proxy:
+    return Proxy(
+        id=Proxy.node_id("sidecar", ip, pod, namespace),
+        kind="sidecar",
+        ip=ip,
+        namespace=namespace,
+        instance=pod,
+        workload=workload,
+        labels=labels,
+    )
+
+
+WEB = _sidecar("web-0", "127.7.0.5", "web", {"app": "web", "version": "v1"})
+REVIEWS = _sidecar("reviews-v1-0", "127.7.0.2", "reviews-v1", {"app": "reviews", "version": "v1"})
+RATINGS = _sidecar("ratings-0", "127.7.0.6", "ratings", {"app": "ratings"}, namespace="other")
 
 
 def plane(config: str = CONFIG) -> tuple[ControlPlane, Store]:

@@ -661,21 +661,6 @@ def build_vs_routes(ctx: RouteContext, vs: VirtualServiceEntry, listen_port: int
     )
 
 
-def _vs_hosts(vs: VirtualServiceEntry) -> tuple[str, ...]:
-    """Every host the VirtualService's HTTP rules send or mirror to."""
-    out: list[str] = []
-    for http in vs.http:
-        for d in http.route or ():
-            if d.destination is not None:
-                out.append(d.destination.host)
-        if http.mirror is not None:
-            out.append(http.mirror.host)
-        for m in http.mirrors or ():
-            if m.destination is not None:
-                out.append(m.destination.host)
-    return tuple(dict.fromkeys(out))
-
-
 def shared_vs_routes(ctx: RouteContext, vs: VirtualServiceEntry, listen_port: int) -> list[RC.Route]:
     """build_vs_routes, once per snapshot for the sidecar scopes that see the VirtualService alike.
 
@@ -684,7 +669,7 @@ def shared_vs_routes(ctx: RouteContext, vs: VirtualServiceEntry, listen_port: in
     policies) and the service the scope has for it (destination_cluster's port). Those make the key;
     the DR index and registry own the objects, so ids are stable keys for the snapshot's lifetime.
     The routes are shared: callers copy them (RepeatedCompositeContainer.extend), never modify them."""
-    hosts = ctx.snapshot.memo(("vs_hosts", id(vs)), lambda: _vs_hosts(vs))
+    hosts = ctx.snapshot.memo(("vs_hosts", id(vs)), lambda: tuple(dict.fromkeys(vs.http_destination_hosts())))
     applies = tuple(
         source_match(m, ctx.proxy, ctx.gateway_names) for http in vs.http for m in http.match or ()
     )
