@@ -344,9 +344,8 @@ def test_gateway_https_simple_mutual_and_https_redirect(
     with applied(security_mesh, *docs):
         https = security_mesh.gateway_address(443)
         assert https.endswith(":8443")  # the gateway Service maps 443 to 8443
-        # Envoy ACKs a listener before it is warm (its certificate comes over SDS): wait until it listens.
-        for port in (443, 9443, 9080):
-            t.wait_listening(security_mesh.gateway_address(port))
+        # No polling: apply --wait returns once the new TLS listeners are warm (their certificates come
+        # over SDS after the ACK), not just ACKed.
         status, _, body = t.https_get(https, "secure.example.com", "/hello", pki["ca"])
         assert status == 200 and b'"workload": "server"' in body
         mtls = security_mesh.gateway_address(9443)
@@ -396,8 +395,7 @@ def test_gateway_terminates_tls_for_tcp_routes(security_mesh: MeshProcess, pki: 
     ]
     with applied(security_mesh, *docs):
         address = security_mesh.gateway_address(9444)
-        # Envoy ACKs a listener before it is warm (its certificate comes over SDS): wait until it listens.
-        t.wait_listening(address)
+        # No polling: apply --wait returns once the listener is warm, not just ACKed.
         status, _, body = t.https_get(address, "secure.example.com", "/over-tls", pki["ca"])
         assert status == 200, body
         seen = json.loads(body)

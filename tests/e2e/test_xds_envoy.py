@@ -11,6 +11,7 @@ import signal
 import socket
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 from google.protobuf import any_pb2
 
+from isthmus.mesh.runner import WARMING_STATS
 from isthmus.model.proxy import Proxy
 from isthmus.xds import typeurls
 from isthmus.xds.server import PushRequest, XdsServer
@@ -336,6 +338,10 @@ async def _scenario(tmp_path: Path) -> None:
         assert st.sync == {"CDS": SYNCED, "EDS": SYNCED, "LDS": SYNCED, "RDS": SYNCED}
         assert st.config_version == "1"
         assert st.types["EDS"]["watched"] == 1 and st.types["RDS"]["watched"] == 2
+        # the gauges `apply --wait` polls (mesh.runner.wait_warm) exist under these names, 0 once serving
+        code, body = await envoy.get("/stats?format=json&filter=" + urllib.parse.quote(WARMING_STATS))
+        warm = {s["name"]: s["value"] for s in json.loads(body)["stats"]}
+        assert warm == {"listener_manager.total_listeners_warming": 0, "cluster_manager.warming_clusters": 0}
         # what Envoy holds is what status says it ACKed
         routes = await envoy.config_dump("dynamic_route_configs")
         assert {r["version_info"] for r in routes} == {st.types["RDS"]["acked_version"]}

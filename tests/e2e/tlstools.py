@@ -9,7 +9,6 @@ import socket
 import ssl
 import struct
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,20 +124,6 @@ def https_get(
         while chunk := tls.recv(65536):
             data += chunk
     return _parse(data)
-
-
-def wait_listening(address: str, timeout: float = 10.0) -> None:
-    """Poll until something accepts TCP connections at `address` (bounded)."""
-    host, _, port = address.rpartition(":")
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection((host, int(port)), timeout=1.0).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def _parse(data: bytes) -> tuple[int, dict, bytes]:

@@ -117,11 +117,12 @@ def _send(state_dir: Path | None, path: str, inputs: list[tuple[str, str]], wait
             click.echo(f"warning: {w}", err=True)
         if wait and data.get("synced") is False:
             click.echo(
-                f"timed out after {wait}s waiting for every proxy to ACK version {data['version']}", err=True
+                f"timed out after {wait}s waiting for every proxy to serve version {data['version']}",
+                err=True,
             )
             failed += 1
         elif wait and data.get("synced"):
-            click.echo(f"config version {data['version']} ACKed by every proxy")
+            click.echo(f"config version {data['version']} ACKed and serving on every proxy")
     return failed
 
 
@@ -135,7 +136,8 @@ def _send(state_dir: Path | None, path: str, inputs: list[tuple[str, str]], wait
     flag_value=30.0,
     default=None,
     type=float,
-    help="Return once every proxy has ACKed the change (optional timeout in seconds, default 30).",
+    help="Return once every proxy has ACKed the change and nothing is left warming (optional timeout in "
+    "seconds, default 30).",
 )
 @STATE_DIR
 def apply_command(files: tuple[str, ...], wait: float | None, state_dir: Path | None) -> None:

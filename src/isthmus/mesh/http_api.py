@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -26,6 +27,14 @@ MESH_KEY: web.AppKey[Mesh] = web.AppKey("mesh")
 
 def _mesh(request: web.Request) -> Mesh:
     return request.app[MESH_KEY]
+
+
+async def _wait_serving(mesh: Mesh, version: str, timeout: float) -> bool:
+    """Every proxy ACKed `version` and has nothing left warming (both within `timeout`)."""
+    deadline = time.monotonic() + timeout
+    if not await mesh.cp.wait_pushed(version, timeout=timeout):
+        return False
+    return await mesh.wait_warm(max(0.0, deadline - time.monotonic()))
 
 
 async def status(request: web.Request) -> web.Response:
@@ -98,7 +107,7 @@ async def apply(request: web.Request) -> web.Response:
     synced = None
     wait = float(request.query.get("wait", "0") or 0)
     if wait > 0 and change.upserted:
-        synced = await mesh.cp.wait_pushed(snap.version, timeout=wait)
+        synced = await _wait_serving(mesh, snap.version, wait)
     # What the analyzers say about the applied resources, so mistakes show at apply time.
     analysis = analyze_snapshot(snap)
     findings = [
@@ -138,7 +147,7 @@ async def delete(request: web.Request) -> web.Response:
     wait = float(request.query.get("wait", "0") or 0)
     synced = None
     if wait > 0 and change.deleted:
-        synced = await mesh.cp.wait_pushed(snap.version, timeout=wait)
+        synced = await _wait_serving(mesh, snap.version, wait)
     return web.json_response(
         {
             "version": snap.version,

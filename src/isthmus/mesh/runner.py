@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 XDS_PORT = 15010
 API_PORT = 15014
 BUILTIN_SOURCE = "builtin"
+# Envoy gauges of config it ACKed but cannot serve yet (listeners waiting for SDS, clusters for EDS).
+WARMING_STATS = r"^(listener_manager\.total_listeners_warming|cluster_manager\.warming_clusters)$"
 
 DEFAULT_GATEWAY_LABELS = {"istio": "ingressgateway", "app": "istio-ingressgateway"}
 DEFAULT_GATEWAY_YAML = """
@@ -400,6 +402,10 @@ class Mesh:
         self._write_state()
         return report
 
+    async def wait_warm(self, timeout: float) -> bool:
+        """Until no running proxy has config warming (see `wait_warm`); True if none has."""
+        return await wait_warm(self.all_pods(), timeout)
+
     # --- views --------------------------------------------------------------------------------
     def all_pods(self) -> list[PodProcess]:
         return [p for pods in self.pods.values() for p in pods]
@@ -429,3 +435,34 @@ async def run_mesh(options: MeshOptions, on_ready: Callable[[Mesh], None] | None
         with contextlib.suppress(Exception):
             await asyncio.shield(mesh.stop())
     return 0
+
+
+async def wait_warm(pods: list[PodProcess], timeout: float, poll: float = 0.02) -> bool:
+    """Until none of these proxies has a listener or cluster still warming (bounded); True if none has.
+
+    Envoy ACKs a listener before it can serve: one whose certificate comes over SDS (a gateway's TLS
+    server) stays warming, not yet bound, until the secret arrives; a new cluster warms until its
+    endpoints do. An ACK is therefore not "serving"; this is (`apply --wait` waits for both)."""
+    deadline = time.monotonic() + timeout
+    pending = [p for p in pods if p.state == "Running" and p.envoy is not None and p.envoy.running]
+    while pending:
+        still = []
+        for pod in pending:
+            assert pod.envoy is not None
+            admin = pod.envoy.admin()
+            try:
+                stats = await admin.stats(filter=WARMING_STATS)
+            except Exception:  # stopped or restarting meanwhile: nothing to wait for there
+                continue
+            finally:
+                await admin.close()
+            if any(stats.values()):
+                still.append(pod)
+        pending = still
+        if not pending:
+            return True
+        if time.monotonic() >= deadline:
+            log.info("still warming after %.1fs: %s", timeout, ", ".join(p.spec.name for p in pending))
+            return False
+        await asyncio.sleep(poll)
+    return True
