@@ -38,6 +38,7 @@ from isthmus.agent.bootstrap import SDS_CLUSTER, build_bootstrap
 from isthmus.agent.certs import build_csr
 from isthmus.agent.envoy import EnvoyProcess
 from isthmus.agent.sds import SdsAgent
+from isthmus.mesh.addresses import free_port, free_ports
 from isthmus.model.proxy import Proxy
 from isthmus.security import sds as sds_config
 from isthmus.security.ca import CertificateAuthority, cert_pem, generate_key, key_pem
@@ -58,12 +59,6 @@ FILE_LOG = "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAcce
 TLS_SOCKET = "envoy.transport_sockets.tls"
 DOWNSTREAM_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
 UPSTREAM_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
-
-
-def free_port(ip: str) -> int:
-    with socket.socket() as s:
-        s.bind((ip, 0))
-        return int(s.getsockname()[1])
 
 
 def _json(message: Any, type_url: str) -> dict[str, Any]:
@@ -229,10 +224,8 @@ class Mesh:
             self.timings[f"agent_{name}_first_cert_s"] = time.perf_counter() - t0
             self.agents[name] = agent
 
-        self.port_a = free_port(A_IP)
-        self.port_b = free_port(B_IP)
-        self.admin_a = free_port(A_IP)
-        self.admin_b = free_port(B_IP)
+        self.port_a, self.admin_a = free_ports(A_IP, 2)
+        self.port_b, self.admin_b = free_ports(B_IP, 2)
         self.cluster_b = f"outbound|{self.port_a}||a.default.svc.cluster.local"
         self.cluster_wrong = f"outbound|{self.port_a}||wrong-san"
 

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sys
 import urllib.error
 import urllib.parse
@@ -27,6 +26,7 @@ from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 from google.protobuf import any_pb2
 
+from isthmus.mesh.addresses import free_ports
 from isthmus.mesh.runner import WARMING_STATS
 from isthmus.model.proxy import Proxy
 from isthmus.xds import typeurls
@@ -43,12 +43,6 @@ FULL = PushRequest(full=True, reason="e2e")
 def envoy_binary() -> str | None:
     local = Path(sys.executable).parent / "envoy"
     return str(local) if local.exists() else shutil.which("envoy")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pack(msg: Any) -> any_pb2.Any:
@@ -317,7 +311,7 @@ def test_envoy_serves_acks_and_survives_a_nack(tmp_path: Path) -> None:
 
 
 async def _scenario(tmp_path: Path) -> None:
-    direct_port, proxy_port = free_port(), free_port()
+    direct_port, proxy_port = free_ports("127.0.0.1", 2)
     direct_url = f"http://127.0.0.1:{direct_port}/"
     proxy_url = f"http://127.0.0.1:{proxy_port}/"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 from collections.abc import Iterator
@@ -53,6 +54,16 @@ def port_free(address: str, port: int) -> bool:
 
 
 def free_port(address: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((address, 0))
-        return int(s.getsockname()[1])
+    return free_ports(address, 1)[0]
+
+
+def free_ports(address: str, n: int) -> list[int]:
+    """`n` distinct free ports on `address`: all are held open until every one is chosen (ports taken
+    one after the other can come back equal, as the kernel hands out a just-closed port again)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(n):
+            s = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            s.bind((address, 0))
+            ports.append(int(s.getsockname()[1]))
+        return ports
