@@ -326,9 +326,10 @@ def test_per_try_timeout_bounds_each_try(resilience_mesh: MeshProcess) -> None:
 @pytest.fixture
 def refusing_service_entry() -> Iterator[str]:
     """A ServiceEntry with two endpoints: a live echo outside the mesh and a port nothing listens on."""
-    from isthmus.echo.testing import EchoProcess, free_port
+    from isthmus.echo.testing import EchoProcess
+    from isthmus.mesh.addresses import free_ports
 
-    live, dead = free_port(), free_port()
+    live, dead = free_ports("127.0.0.1", 2)
     proc = EchoProcess(ports={live: live}, workload="external", instance="external-0")
     proc.start()
     try:

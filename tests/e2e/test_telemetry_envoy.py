@@ -38,6 +38,7 @@ from isthmus.agent.certs import build_csr
 from isthmus.agent.envoy import EnvoyProcess
 from isthmus.api import loader
 from isthmus.config.store import Store
+from isthmus.mesh.addresses import free_ports
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import Snapshot
 from isthmus.security.ca import CertificateAuthority, generate_key, key_pem
@@ -304,6 +305,7 @@ def _envoys(tmp_path: Path, grpc_port: int, api_port: int, app_port: int) -> lis
         "name": "envoy.transport_sockets.tls",
         "typed_config": server_tls,
     }
+    admin_client, admin_server = free_ports("127.0.0.1", 2)  # both admins listen on 127.0.0.1
     return [
         EnvoyProcess(
             CLIENT,
@@ -316,7 +318,7 @@ def _envoys(tmp_path: Path, grpc_port: int, api_port: int, app_port: int) -> lis
                 ],
                 grpc_port,
                 api_port,
-                free_port(),
+                admin_client,
             ),
             tmp_path / "client",
             concurrency=1,
@@ -330,7 +332,7 @@ def _envoys(tmp_path: Path, grpc_port: int, api_port: int, app_port: int) -> lis
                 [static_cluster(f"inbound|{IN_PORT}||", "127.0.0.1", app_port)],
                 grpc_port,
                 api_port,
-                free_port(),
+                admin_server,
             ),
             tmp_path / "server",
             concurrency=1,
