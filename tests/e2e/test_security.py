@@ -574,3 +574,29 @@ def test_custom_policy_asks_the_ext_authz_provider(security_mesh: MeshProcess) -
         errors = security_mesh.status()["generationErrors"]
         assert any("could not find service" in e for e in errors.values()), errors
     assert echo_body(security_mesh.curl("sleep", "http://server/"))["port"] == 8080
+
+
+def test_apply_wait_names_the_proxy_whose_listener_waits_for_a_missing_certificate(
+    security_mesh: MeshProcess,
+) -> None:
+    """Envoy ACKs the listener but keeps it warming until its certificate comes over SDS; with no such
+    Secret that is forever: `--wait` must say so (not report the config as serving)."""
+    text = textwrap.dedent(
+        """
+        apiVersion: networking.istio.io/v1
+        kind: Gateway
+        metadata: {name: no-cert-gw}
+        spec:
+          selector: {istio: ingressgateway}
+          servers:
+          - port: {number: 7443, name: https-nocert, protocol: HTTPS}
+            hosts: [nocert.example.com]
+            tls: {mode: SIMPLE, credentialName: no-such-secret}
+        """
+    )
+    try:
+        out = security_mesh.apply(text, wait=2, expect_ok=False)
+        assert out["code"] == 200 and out["synced"] is False, out
+        assert len(out["warming"]) == 1, out  # the ingress gateway
+    finally:
+        security_mesh.delete(text)

@@ -116,10 +116,19 @@ def _send(state_dir: Path | None, path: str, inputs: list[tuple[str, str]], wait
         for w in data.get("warnings", []):
             click.echo(f"warning: {w}", err=True)
         if wait and data.get("synced") is False:
-            click.echo(
-                f"timed out after {wait}s waiting for every proxy to serve version {data['version']}",
-                err=True,
-            )
+            warming = data.get("warming") or []
+            if warming:
+                click.echo(
+                    f"timed out after {wait}s: version {data['version']} is ACKed, but listeners are still "
+                    f"warming on {', '.join(warming)} (waiting for a TLS certificate: does the Gateway's "
+                    "credentialName name a Secret?)",
+                    err=True,
+                )
+            else:
+                click.echo(
+                    f"timed out after {wait}s waiting for every proxy to ACK version {data['version']}",
+                    err=True,
+                )
             failed += 1
         elif wait and data.get("synced"):
             click.echo(f"config version {data['version']} ACKed and serving on every proxy")
@@ -136,8 +145,8 @@ def _send(state_dir: Path | None, path: str, inputs: list[tuple[str, str]], wait
     flag_value=30.0,
     default=None,
     type=float,
-    help="Return once every proxy has ACKed the change and nothing is left warming (optional timeout in "
-    "seconds, default 30).",
+    help="Return once every proxy has ACKed the change and no listener is left warming (optional timeout "
+    "in seconds, default 30).",
 )
 @STATE_DIR
 def apply_command(files: tuple[str, ...], wait: float | None, state_dir: Path | None) -> None:

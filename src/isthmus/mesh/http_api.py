@@ -29,12 +29,14 @@ def _mesh(request: web.Request) -> Mesh:
     return request.app[MESH_KEY]
 
 
-async def _wait_serving(mesh: Mesh, version: str, timeout: float) -> bool:
-    """Every proxy ACKed `version` and has nothing left warming (both within `timeout`)."""
+async def _wait_serving(mesh: Mesh, version: str, timeout: float) -> tuple[bool, list[str]]:
+    """Whether every proxy ACKed `version` and has no listener left warming, both within `timeout`;
+    and the proxies whose listeners were still warming then."""
     deadline = time.monotonic() + timeout
     if not await mesh.cp.wait_pushed(version, timeout=timeout):
-        return False
-    return await mesh.wait_warm(max(0.0, deadline - time.monotonic()))
+        return False, []
+    warming = await mesh.wait_warm(max(0.0, deadline - time.monotonic()))
+    return not warming, warming
 
 
 async def status(request: web.Request) -> web.Response:
@@ -104,10 +106,10 @@ async def apply(request: web.Request) -> web.Response:
         if r.key in change.upserted:
             verb = "created" if before[r.key] is None else "configured"
         applied.append(f"{r.kind} {r.namespace}/{r.metadata.name} {verb}")
-    synced = None
+    synced, warming = None, []
     wait = float(request.query.get("wait", "0") or 0)
     if wait > 0 and change.upserted:
-        synced = await _wait_serving(mesh, snap.version, wait)
+        synced, warming = await _wait_serving(mesh, snap.version, wait)
     # What the analyzers say about the applied resources, so mistakes show at apply time.
     analysis = analyze_snapshot(snap)
     findings = [
@@ -118,6 +120,7 @@ async def apply(request: web.Request) -> web.Response:
             "version": snap.version,
             "applied": applied,
             "synced": synced,
+            "warming": warming,
             "warnings": [str(w) for w in result.warnings] + findings,
         }
     )
@@ -145,15 +148,16 @@ async def delete(request: web.Request) -> web.Response:
     change = mesh.store.delete(existing)
     snap = mesh.cp.rebuild()
     wait = float(request.query.get("wait", "0") or 0)
-    synced = None
+    synced, warming = None, []
     if wait > 0 and change.deleted:
-        synced = await _wait_serving(mesh, snap.version, wait)
+        synced, warming = await _wait_serving(mesh, snap.version, wait)
     return web.json_response(
         {
             "version": snap.version,
             "deleted": [f"{k[0]} {k[1]}/{k[2]} deleted" for k in existing],
             "notFound": [f"{k[0]} {k[1]}/{k[2]}" for k in keys if k not in existing],
             "synced": synced,
+            "warming": warming,
         }
     )
 

@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 XDS_PORT = 15010
 API_PORT = 15014
 BUILTIN_SOURCE = "builtin"
-# Envoy gauges of config it ACKed but cannot serve yet (listeners waiting for SDS, clusters for EDS).
-WARMING_STATS = r"^(listener_manager\.total_listeners_warming|cluster_manager\.warming_clusters)$"
+# Envoy's gauge of listeners it ACKed but cannot serve yet (waiting for their SDS certificates).
+WARMING_STATS = r"^listener_manager\.total_listeners_warming$"
 
 DEFAULT_GATEWAY_LABELS = {"istio": "ingressgateway", "app": "istio-ingressgateway"}
 DEFAULT_GATEWAY_YAML = """
@@ -402,8 +402,8 @@ class Mesh:
         self._write_state()
         return report
 
-    async def wait_warm(self, timeout: float) -> bool:
-        """Until no running proxy has config warming (see `wait_warm`); True if none has."""
+    async def wait_warm(self, timeout: float) -> list[str]:
+        """Until no running proxy has a listener warming (see `wait_warm`); the ones that still do."""
         return await wait_warm(self.all_pods(), timeout)
 
     # --- views --------------------------------------------------------------------------------
@@ -437,12 +437,15 @@ async def run_mesh(options: MeshOptions, on_ready: Callable[[Mesh], None] | None
     return 0
 
 
-async def wait_warm(pods: list[PodProcess], timeout: float, poll: float = 0.02) -> bool:
-    """Until none of these proxies has a listener or cluster still warming (bounded); True if none has.
+async def wait_warm(pods: list[PodProcess], timeout: float, poll: float = 0.02) -> list[str]:
+    """Until none of these proxies has a listener warming (bounded); returns the proxies (name.namespace)
+    that still have one at the deadline, none if all are warm.
 
     Envoy ACKs a listener before it can serve: one whose certificate comes over SDS (a gateway's TLS
-    server) stays warming, not yet bound, until the secret arrives; a new cluster warms until its
-    endpoints do. An ACK is therefore not "serving"; this is (`apply --wait` waits for both)."""
+    server) stays warming, not yet bound, until the secret arrives, and forever if it never does (a
+    credentialName with no Secret). An ACK is therefore not "serving"; this is. (Clusters are left out:
+    the server sends a new cluster's endpoints before the routes that use it, and a DNS cluster warms
+    until its first resolution, which must not hold an apply for seconds.)"""
     deadline = time.monotonic() + timeout
     pending = [p for p in pods if p.state == "Running" and p.envoy is not None and p.envoy.running]
     while pending:
@@ -460,9 +463,10 @@ async def wait_warm(pods: list[PodProcess], timeout: float, poll: float = 0.02) 
                 still.append(pod)
         pending = still
         if not pending:
-            return True
+            return []
         if time.monotonic() >= deadline:
-            log.info("still warming after %.1fs: %s", timeout, ", ".join(p.spec.name for p in pending))
-            return False
+            names = [f"{p.spec.name}.{p.spec.namespace}" for p in pending]
+            log.info("listeners still warming after %.1fs on %s", timeout, ", ".join(names))
+            return names
         await asyncio.sleep(poll)
-    return True
+    return []

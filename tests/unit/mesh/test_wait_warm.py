@@ -1,5 +1,6 @@
 """`apply --wait` waits for config to be serving, not only ACKed: `wait_warm` polls each running
-proxy's warming gauges until they are all zero (bounded)."""
+proxy's warming-listener gauge until it is zero everywhere (bounded), and names the proxies where it
+is not."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ class FakeEnvoy:
 @dataclass
 class FakeSpec:
     name: str
+    namespace: str = "default"
 
 
 @dataclass
@@ -48,18 +50,15 @@ class FakePod:
         return FakeSpec(self.name)
 
 
-def warming(listeners: int, clusters: int = 0) -> dict[str, int]:
-    return {
-        "listener_manager.total_listeners_warming": listeners,
-        "cluster_manager.warming_clusters": clusters,
-    }
+def warming(listeners: int) -> dict[str, int]:
+    return {"listener_manager.total_listeners_warming": listeners}
 
 
-def test_waits_until_no_listener_or_cluster_is_warming() -> None:
-    gateway = FakeAdmin([warming(1), warming(1), warming(0, 1), warming(0)])
+def test_waits_until_no_listener_is_warming() -> None:
+    gateway = FakeAdmin([warming(2), warming(1), warming(1), warming(0)])
     sidecar = FakeAdmin([warming(0)])
     pods = [FakePod("gw", FakeEnvoy(gateway)), FakePod("app", FakeEnvoy(sidecar))]
-    assert asyncio.run(wait_warm(pods, timeout=5, poll=0.001)) is True  # type: ignore[arg-type]
+    assert asyncio.run(wait_warm(pods, timeout=5, poll=0.001)) == []  # type: ignore[arg-type]
     assert len(gateway.filters) == 4 and len(sidecar.filters) == 1
     assert gateway.filters[0] == WARMING_STATS
 
@@ -72,5 +71,5 @@ def test_gives_up_at_the_timeout_and_skips_stopped_proxies() -> None:
         FakePod("old", FakeEnvoy(stopped, running=False)),
         FakePod("starting", FakeEnvoy(stopped), state="Starting"),
     ]
-    assert asyncio.run(wait_warm(pods, timeout=0.05, poll=0.01)) is False  # type: ignore[arg-type]
+    assert asyncio.run(wait_warm(pods, timeout=0.05, poll=0.01)) == ["gw.default"]  # type: ignore[arg-type]
     assert stopped.filters == []
