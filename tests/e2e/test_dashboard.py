@@ -290,3 +290,28 @@ def test_validation_page_shows_analyzer_message(page: Any, mesh: MeshProcess, tm
         mesh.delete(BROKEN_VS)
     page.wait_for_selector(sel, state="detached")
     page.wait_for_function("document.querySelector('#nav-issues').textContent === ''")
+
+
+def test_clicking_an_edge_selects_the_rows_it_stands_for(page: Any, mesh: MeshProcess) -> None:
+    open_view(page, mesh, "/graph")
+    page.check("#opt-services")  # productpage -> reviews service: the reported edges to every version
+    reviews = "service:reviews.default.svc.cluster.local"
+    label = page.locator(f'#graph-svg g.elabel[data-source="{PRODUCTPAGE}"][data-destination="{reviews}"]')
+    label.wait_for(state="attached")
+    label.click()
+    page.wait_for_selector(f"{edge_row(PRODUCTPAGE, REVIEWS_V2)}.selected")
+    selected = page.locator("#edges tr.edge-row.selected")
+    pairs = {(r.get_attribute("data-source"), r.get_attribute("data-destination")) for r in selected.all()}
+    assert (PRODUCTPAGE, REVIEWS_V2) in pairs and all(
+        s == PRODUCTPAGE and "reviews" in d for s, d in pairs
+    ), pairs
+    edge = page.locator(f'#graph-svg g.edge[data-source="{PRODUCTPAGE}"][data-destination="{reviews}"]')
+    assert "selected" in (edge.get_attribute("class") or "")
+    assert page.locator("#graph-svg g.edge.selected").count() == 1
+    # The selection survives the page's own refresh, and a second click clears it.
+    refreshes = page.evaluate("Number(document.body.dataset.refreshes || 0)")
+    page.wait_for_function(f"Number(document.body.dataset.refreshes || 0) > {refreshes}")
+    assert page.locator(f"{edge_row(PRODUCTPAGE, REVIEWS_V2)}.selected").count() == 1
+    label.click()
+    page.wait_for_function("document.querySelectorAll('#edges tr.edge-row.selected').length === 0")
+    assert page.locator("#graph-svg g.edge.selected").count() == 0

@@ -57,6 +57,11 @@ function mtlsState(e) {
   return "P";
 }
 
+// One reported (workload to workload) edge, as the edges table lists it: what a drawn edge stands for.
+export function reportedKey(source, destination) {
+  return `${encodeURIComponent(source)}>${encodeURIComponent(destination)}`;
+}
+
 // The graph model the page draws: {nodes: Map(id -> node), edges: [edge]}.
 export function buildModel(graph, status, opts) {
   const nodes = new Map();
@@ -72,7 +77,7 @@ export function buildModel(graph, status, opts) {
     if (!a) {
       a = { key, source: src, destination: dst, protocol: e.protocol, requests: 0, rps: 0, errors: 0,
             p50w: 0, p50n: 0, p50: null, p99: null, mtls: new Set(), codes: {}, parts: 0, bytesPerSecond: 0,
-            services: new Set() }; // prettier-ignore
+            services: new Set(), reported: new Set() }; // prettier-ignore
       merged.set(key, a);
     }
     a.parts += 1;
@@ -90,6 +95,7 @@ export function buildModel(graph, status, opts) {
     for (const [c, n] of Object.entries(e.codes || {})) a.codes[c] = (a.codes[c] || 0) + n;
     a.bytesPerSecond += e.bytesPerSecond || 0;
     for (const s of e.services || []) a.services.add(s);
+    a.reported.add(reportedKey(e.source, e.destination)); // the table rows this drawn edge stands for
   };
   for (const e of graph?.edges || []) {
     const dst = nodes.get(e.destination);
@@ -125,6 +131,7 @@ export function buildModel(graph, status, opts) {
       codes: a.codes,
       bytesPerSecond: a.bytesPerSecond,
       services: [...a.services].sort(),
+      reported: [...a.reported].sort(),
     };
   });
   edges.sort((x, y) => (x.source + x.destination < y.source + y.destination ? -1 : 1));
@@ -428,7 +435,7 @@ export function renderSvg(model, lay, opts) {
     const e = l.e;
     const mt = e.mtls === true ? "true" : e.mtls === false ? "false" : e.mtls === "partial" ? "partial" : "unknown";
     const title = `<title>${esc(edgeTitle(e, nodes))}</title>`;
-    const attrs = `data-source="${esc(e.source)}" data-destination="${esc(e.destination)}" data-protocol="${esc(e.protocol)}"`;
+    const attrs = `data-source="${esc(e.source)}" data-destination="${esc(e.destination)}" data-protocol="${esc(e.protocol)}" data-reported="${esc((e.reported || []).join(" "))}"`;
     pathSvg.push(
       `<g class="edge h-${l.h} ${esc(e.protocol)}" ${attrs} data-rps="${e.rps}" data-error-rate="${e.errorRate}" data-p50="${e.p50 ?? ""}" data-p99="${e.p99 ?? ""}" data-mtls="${mt}">${title}${l.path}</g>`,
     );

@@ -1,7 +1,7 @@
 // The graph page: toolbar (window, service nodes, idle workloads, animation), the SVG graph and the
 // table of workload-to-workload edges exactly as /api/graph gives them.
 
-import { buildModel, layout, legend, nodeHref, renderSvg } from "../graph.js";
+import { buildModel, layout, legend, nodeHref, renderSvg, reportedKey } from "../graph.js";
 import { byKey, empty, fmtMs, fmtPct, fmtRps, health, html, lock, setHTML } from "../util.js";
 
 const STORE_KEY = "isthmus.graph.options";
@@ -80,9 +80,30 @@ export function edgeRows(edges, nodesById) {
     )}</tbody></table>`;
 }
 
+function drawnKey(g) {
+  return `${g.dataset.source}\u0000${g.dataset.destination}\u0000${g.dataset.protocol}`;
+}
+
+// Selecting a drawn edge (or its label) marks it and the edges-table rows it stands for; the selection
+// survives refreshes while the edge is still drawn. Returns the selection still in force.
+export function applySelection(el, key, scroll) {
+  const drawn = [...el.querySelectorAll("#graph-svg g.edge, #graph-svg g.elabel")];
+  const hit = key === null ? [] : drawn.filter((g) => drawnKey(g) === key);
+  for (const g of drawn) g.classList.toggle("selected", hit.includes(g));
+  const reported = new Set(hit.flatMap((g) => (g.dataset.reported || "").split(" ").filter(Boolean)));
+  const rows = [...el.querySelectorAll("#edges tr.edge-row")];
+  const chosen = rows.filter((r) => reported.has(reportedKey(r.dataset.source, r.dataset.destination)));
+  for (const r of rows) r.classList.toggle("selected", chosen.includes(r));
+  const note = el.querySelector("#edges-selection");
+  if (note) note.textContent = hit.length ? `${chosen.length} selected (click the edge again to clear)` : "";
+  if (scroll && chosen.length) chosen[0].scrollIntoView({ block: "nearest" });
+  return hit.length ? key : null;
+}
+
 export const graphPage = {
   mount(el, _params, _query, shell) {
     const opts = loadOptions();
+    let selected = null;
     setHTML(
       el,
       html`<div class="toolbar" id="graph-toolbar">
@@ -97,8 +118,13 @@ export const graphPage = {
       </div>
       <div class="graph-wrap" id="graph"></div>
       ${legend()}
-      <div class="panel"><h2 style="margin-top:0">Edges <span class="muted">(workload to workload, as reported)</span></h2><div id="edges"></div></div>`,
+      <div class="panel"><h2 style="margin-top:0">Edges <span class="muted">(workload to workload, as reported)</span> <span class="muted" id="edges-selection"></span></h2><div id="edges"></div></div>`,
     );
+    el.querySelector("#graph").addEventListener("click", (ev) => {
+      const g = ev.target.closest("g.edge, g.elabel");
+      const key = g ? drawnKey(g) : null;
+      selected = applySelection(el, key === selected ? null : key, true);
+    });
     const bind = (id, key, parse) =>
       el.querySelector(id).addEventListener("change", (ev) => {
         opts[key] = parse(ev.target);
@@ -125,6 +151,7 @@ export const graphPage = {
         graphEl.dataset.timestamp = String(graph.timestamp);
         const nodesById = new Map((graph.nodes || []).map((n) => [n.id, n]));
         setHTML(el.querySelector("#edges"), edgeRows(graph.edges || [], nodesById));
+        selected = applySelection(el, selected, false);
         const http = (graph.edges || []).filter((e) => e.protocol !== "tcp");
         const total = http.reduce((s, e) => s + e.rps, 0);
         setHTML(
