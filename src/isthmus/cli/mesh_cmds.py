@@ -115,23 +115,19 @@ def _send(state_dir: Path | None, path: str, inputs: list[tuple[str, str]], wait
             click.echo(f"not found: {nf}", err=True)
         for w in data.get("warnings", []):
             click.echo(f"warning: {w}", err=True)
+        if wait and data.get("warming"):
+            click.echo(
+                f"warning: listeners are still warming on {', '.join(data['warming'])}: they wait for a TLS "
+                "certificate (does the Gateway's credentialName name a Secret?)",
+                err=True,
+            )
         if wait and data.get("synced") is False:
-            warming = data.get("warming") or []
-            if warming:
-                click.echo(
-                    f"timed out after {wait}s: version {data['version']} is ACKed, but listeners are still "
-                    f"warming on {', '.join(warming)} (waiting for a TLS certificate: does the Gateway's "
-                    "credentialName name a Secret?)",
-                    err=True,
-                )
-            else:
-                click.echo(
-                    f"timed out after {wait}s waiting for every proxy to ACK version {data['version']}",
-                    err=True,
-                )
+            click.echo(
+                f"timed out after {wait}s waiting for every proxy to ACK version {data['version']}", err=True
+            )
             failed += 1
         elif wait and data.get("synced"):
-            click.echo(f"config version {data['version']} ACKed and serving on every proxy")
+            click.echo(f"config version {data['version']} ACKed by every proxy")
     return failed
 
 
@@ -145,8 +141,8 @@ def _send(state_dir: Path | None, path: str, inputs: list[tuple[str, str]], wait
     flag_value=30.0,
     default=None,
     type=float,
-    help="Return once every proxy has ACKed the change and no listener is left warming (optional timeout "
-    "in seconds, default 30).",
+    help="Return once every proxy has ACKed the change and its new listeners serve (optional timeout in "
+    "seconds, default 30; a listener still waiting for its certificate after 2 s is reported).",
 )
 @STATE_DIR
 def apply_command(files: tuple[str, ...], wait: float | None, state_dir: Path | None) -> None:

@@ -29,14 +29,18 @@ def _mesh(request: web.Request) -> Mesh:
     return request.app[MESH_KEY]
 
 
+# After the ACKs, how long `--wait` also waits for listeners to leave warming (normally milliseconds: a
+# certificate over SDS); longer means a certificate that is not coming, reported rather than waited for.
+WARM_WAIT_S = 2.0
+
+
 async def _wait_serving(mesh: Mesh, version: str, timeout: float) -> tuple[bool, list[str]]:
-    """Whether every proxy ACKed `version` and has no listener left warming, both within `timeout`;
-    and the proxies whose listeners were still warming then."""
+    """Whether every proxy ACKed `version` within `timeout` (the contract of `--wait`), after which it
+    also waits, briefly, for listeners still warming; returns those proxies that still have one."""
     deadline = time.monotonic() + timeout
     if not await mesh.cp.wait_pushed(version, timeout=timeout):
         return False, []
-    warming = await mesh.wait_warm(max(0.0, deadline - time.monotonic()))
-    return not warming, warming
+    return True, await mesh.wait_warm(max(0.0, min(WARM_WAIT_S, deadline - time.monotonic())))
 
 
 async def status(request: web.Request) -> web.Response:
