@@ -13,7 +13,10 @@ Protocol handling (see Envoy's "xDS REST and gRPC protocol"):
   SDS). Every request replaces the watched set; names newly watched are answered at once, names
   dropped are forgotten (so watching them again sends them again). The first request of a type is
   always answered, with an empty response if there is nothing to send.
-- Nonces are unique per response (a process-wide counter). A request whose `response_nonce` is the last
+- Nonces come from a process-wide counter and are unique within a stream; proxies that get the same
+  content at the same version share one encoded response and its nonce (a push to 1,000 proxies of a
+  scope encodes once). ACKs repeating a long name list are decoded by `requests.RequestDecoder` without
+  parsing the names again. A request whose `response_nonce` is the last
   nonce sent for its type ACKs that response, or NACKs it when `error_detail` is set; a request with an
   older nonce is *stale*: it does not ACK/NACK anything, but its subscription change is still applied
   (the server may have several responses in flight, so it does not drop those).
