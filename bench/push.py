@@ -14,7 +14,9 @@ so the generator builds each scope once per snapshot and the server encodes it o
 For each change the time is from the store write to each client's last ACK of a response carrying the
 new snapshot (clients that got nothing new are not counted): an endpoint change (a pod of svc-1 moves:
 EDS-only push), a VirtualService change (svc-0's weights: full push, RDS changes) and a new service
-(Service + 5 pods: full push, CDS/EDS/RDS change). The control plane's CPU time and bytes sent are
+(Service + 5 pods: full push, CDS/EDS/RDS change). `recv p99` is the same up to when the last response
+arrived at the client, before its ACK (the control plane reads ACKs after it has written an endpoint
+push to every proxy, so a client's ACK can wait in gRPC flow control). The control plane's CPU time and bytes sent are
 measured over each push; its RSS before the clients connect and once they are all synced.
 `--envoys K` (default 10) adds K real Envoys started as `isthmus up` starts them (bootstrap, an SDS
 agent with a mesh certificate, telemetry clusters), sidecars of the same workloads: the time until all of
@@ -151,6 +153,7 @@ async def client(port: int, i: int, workload: int, acks: dict, names: Names, rea
             raw = await call.read()
             if raw is grpc.aio.EOF:
                 return
+            received = time.monotonic()
             version, type_url, nonce = response_header(raw)
             follow: tuple[str, list[str]] | None = None
             if type_url in (CDS, LDS):
@@ -162,7 +165,8 @@ async def client(port: int, i: int, workload: int, acks: dict, names: Names, rea
             last[type_url] = (nonce, version)
             now = time.monotonic()
             snap = version.partition("-")[0]
-            mine[snap] = max(mine.get(snap, 0.0), now)
+            seen = mine.setdefault(snap, [0.0, 0.0])  # when the last response of it arrived / was ACKed
+            seen[0], seen[1] = max(seen[0], received), max(seen[1], now)
             if follow is not None:
                 subscribed[follow[0]] = follow[1]
                 # Like Envoy, a changed subscription carries the type's last nonce and version (without a
@@ -175,12 +179,16 @@ async def client(port: int, i: int, workload: int, acks: dict, names: Names, rea
         await ch.close()
 
 
-async def client_mode(port: int, n: int, workloads: int) -> None:
-    """Commands on stdin: `acks <snapshot version>` prints {client: last ACK time} for that version."""
-    acks: dict[int, dict[str, float]] = {}
+async def client_mode(port: int, n: int, workloads: int, first: int = 0) -> None:
+    """Clients `first` .. `first + n - 1`. Commands on stdin: `acks <snapshot version>` prints
+    {client: last ACK time} for that version."""
+    acks: dict[int, dict[str, list[float]]] = {}
     names = Names()
     ready = [0]
-    tasks = [asyncio.create_task(client(port, i, i % workloads, acks, names, ready)) for i in range(n)]
+    tasks = [
+        asyncio.create_task(client(port, i, i % workloads, acks, names, ready))
+        for i in range(first, first + n)
+    ]
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -190,8 +198,9 @@ async def client_mode(port: int, n: int, workloads: int) -> None:
             break
         cmd, _, arg = line.partition(" ")
         if cmd == "acks":
-            out = {i: a[arg] for i, a in acks.items() if arg in a}
-            print(json.dumps({"ready": ready[0], "acks": out}), flush=True)
+            out = {i: a[arg][1] for i, a in acks.items() if arg in a}
+            recv = {i: a[arg][0] for i, a in acks.items() if arg in a}
+            print(json.dumps({"ready": ready[0], "acks": out, "received": recv}), flush=True)
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -233,15 +242,38 @@ def sent_bytes(registry: Any) -> dict[str, float]:
     return out
 
 
-class Child:
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
+class Children:
+    """The client processes: each runs a share of the clients (one process would need more than the one
+    core it can use to receive 1,000 route tables: the figures would measure it, not the control plane)."""
+
+    def __init__(self, procs: list[asyncio.subprocess.Process]) -> None:
+        self.procs = procs
 
     async def acks(self, version: str) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(f"acks {version}\n".encode())
-        await self.proc.stdin.drain()
-        return json.loads(await self.proc.stdout.readline())
+        out: dict[str, Any] = {"ready": 0, "acks": {}}
+        for proc in self.procs:
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(f"acks {version}\n".encode())
+            await proc.stdin.drain()
+            got = json.loads(await proc.stdout.readline())
+            out["ready"] += got["ready"]
+            out["acks"].update(got["acks"])
+            out.setdefault("received", {}).update(got["received"])
+        return out
+
+    def cpu_s(self) -> float:
+        return sum(process_cpu_s(p.pid) for p in self.procs)
+
+    async def stop(self) -> None:
+        for proc in self.procs:
+            if proc.stdin is not None:
+                proc.stdin.write(b"quit\n")
+        for proc in self.procs:
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
 
 
 def gc_pause_recorder() -> list[float]:
@@ -336,12 +368,15 @@ async def run(n: int, args: argparse.Namespace) -> dict[str, Any]:
     gc_pauses = gc_pause_recorder()
     rss0, cpu0 = rss_mib(), cpu_s()
     t0 = time.monotonic()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--client-mode", "--port", str(port), "--clients", str(n),
-        "--workloads", str(args.workloads),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    child = Child(proc)
+    shares = [n // args.client_procs + (k < n % args.client_procs) for k in range(args.client_procs)]
+    procs = []
+    for k, share in enumerate(shares):
+        procs.append(await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--client-mode", "--port", str(port), "--clients", str(share),
+            "--first", str(sum(shares[:k])), "--workloads", str(args.workloads),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        ))  # fmt: skip
+    child = Children(procs)
     import tempfile
 
     tmpdir = tempfile.TemporaryDirectory(prefix="isthmus-push-")
@@ -412,7 +447,7 @@ async def run(n: int, args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(1.0)
             gc.collect()
             before_bytes, before_cpu = sent_bytes(cp.metrics), cpu_s()
-            before_clients = process_cpu_s(proc.pid)
+            before_clients = child.cpu_s()
             gc_pauses.clear()
             prof = None
             if label in args.profile:
@@ -445,11 +480,12 @@ async def run(n: int, args: argparse.Namespace) -> dict[str, Any]:
                     pstats.Stats(prof, stream=f).sort_stats("tottime").print_stats(40)
                     pstats.Stats(prof, stream=f).sort_stats("cumulative").print_stats(60)
             cpu = cpu_s() - before_cpu
-            clients_cpu = process_cpu_s(proc.pid) - before_clients
+            clients_cpu = child.cpu_s() - before_clients
             print(f"[{n} clients] {label}: all synced {t_synced:.2f}s ok={ok}", file=sys.stderr, flush=True)
             after_bytes = sent_bytes(cp.metrics)
             st = await child.acks(version)
             lat = [t - t_change for t in st["acks"].values()]
+            got = [t - t_change for t in st["received"].values()]
             result["changes"][label] = {
                 "snapshot": version,
                 "ok": ok,
@@ -457,6 +493,7 @@ async def run(n: int, args: argparse.Namespace) -> dict[str, Any]:
                 "p50_s": pct(lat, 0.5),
                 "p90_s": pct(lat, 0.9),
                 "p99_s": pct(lat, 0.99),
+                "received_p99_s": pct(got, 0.99),
                 "max_s": max(lat) if lat else float("nan"),
                 "all_synced_s": t_synced,
                 "envoys_synced_s": envoys_synced[0] if envoys_synced else None,
@@ -467,14 +504,7 @@ async def run(n: int, args: argparse.Namespace) -> dict[str, Any]:
                 "bytes": {k: after_bytes[k] - before_bytes[k] for k in after_bytes},
             }
     finally:
-        if proc.stdin is not None:
-            proc.stdin.write(b"quit\n")
-            with_timeout = asyncio.wait_for(proc.wait(), 10)
-            try:
-                await with_timeout
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await child.stop()
         for e in envoys:
             await e.stop()
         if sec is not None:
@@ -491,19 +521,20 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "workloads ('envoys s': until all of them ACKed the change)",
         "",
         f"{'clients':>7} {'change':<15} {'updated':>7} {'p50 s':>7} {'p90 s':>7} {'p99 s':>7} {'max s':>7} "
-        f"{'synced s':>8} {'envoys s':>8} {'CP cpu s':>8} {'gc s':>5} {'cl cpu':>6} {'MB sent':>8}  by type",
+        f"{'recv p99':>8} {'synced s':>8} {'envoys s':>8} {'CP cpu s':>8} {'gc s':>5} {'cl cpu':>6} {'MB sent':>8}  by type",
     ]
     for r in results:
         ini = r["initial"]
         lines.append(
             f"{r['clients']:>7} {'initial sync':<15} {r['clients']:>7} {'':>7} {'':>7} {'':>7} {'':>7} "
-            f"{ini['sync_s']:>8.2f} {'':>8} {ini['cpu_s']:>8.2f} {'':>5} {'':>6} {ini['bytes'] / 1e6:>8.1f}"
+            f"{'':>8} {ini['sync_s']:>8.2f} {'':>8} {ini['cpu_s']:>8.2f} {'':>5} {'':>6} {ini['bytes'] / 1e6:>8.1f}"
         )
         for label, c in r["changes"].items():
             by = " ".join(f"{k.upper()} {v / 1e6:.1f}" for k, v in c["bytes"].items() if v)
             lines.append(
                 f"{r['clients']:>7} {label:<15} {c['clients_updated']:>7} {c['p50_s']:>7.3f} {c['p90_s']:>7.3f} "
-                f"{c['p99_s']:>7.3f} {c['max_s']:>7.3f} {c['all_synced_s']:>8.3f} "
+                f"{c['p99_s']:>7.3f} {c['max_s']:>7.3f} {c.get('received_p99_s', float('nan')):>8.3f} "
+                f"{c['all_synced_s']:>8.3f} "
                 f"{'' if c.get('envoys_synced_s') is None else format(c['envoys_synced_s'], '.3f'):>8} "
                 f"{c['cp_cpu_s']:>8.2f} {c.get('gc_s', 0.0):>5.2f} {c.get('clients_cpu_s', 0.0):>6.2f} "
                 f"{sum(c['bytes'].values()) / 1e6:>8.1f}  {by}"
@@ -541,11 +572,13 @@ def main() -> None:
         default=[],
         help="changes to run under cProfile (endpoint, virtualservice, ...)",
     )
+    ap.add_argument("--client-procs", type=int, default=1, help="processes the simulated clients run in")
+    ap.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--client-mode", action="store_true")
     ap.add_argument("--port", type=int, default=0)
     args = ap.parse_args()
     if args.client_mode:
-        asyncio.run(client_mode(args.port, args.clients[0], args.workloads))
+        asyncio.run(client_mode(args.port, args.clients[0], args.workloads, args.first))
         return
     if len(args.clients) == 1:
         results = [asyncio.run(run(args.clients[0], args))]
@@ -560,7 +593,7 @@ def main() -> None:
                 cmd = [sys.executable, __file__, "--clients", str(n), "--out", tmp.name]
                 cmd += ["--services", str(args.services), "--endpoints", str(args.endpoints)]
                 cmd += ["--workloads", str(args.workloads), "--timeout", str(args.timeout)]
-                cmd += ["--envoys", str(args.envoys)]
+                cmd += ["--envoys", str(args.envoys), "--client-procs", str(args.client_procs)]
                 cmd += ["--profile", *args.profile] if args.profile else []
                 subprocess.run(cmd, check=True)
                 results += json.loads(Path(tmp.name).read_text())["results"]

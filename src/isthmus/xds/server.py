@@ -98,6 +98,7 @@ log = logging.getLogger(__name__)
 
 ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+READ_HOLD_MAX = 1.0  # seconds an endpoint push may hold back reading ACKs (see XdsServer._gate)
 _MASK = (1 << 64) - 1
 
 
@@ -208,12 +209,14 @@ class _Connection:
         "connected_at",
         "context",
         "decoder",
+        "gated",
         "id",
         "inbox",
         "new_eds_clusters",
         "peer",
         "pending",
         "proxy",
+        "reads",
         "snapshot",
         "types",
         "wake",
@@ -233,6 +236,9 @@ class _Connection:
         self.closed = False
         self.snapshot = snapshot  # the snapshot this connection's config was last built from
         self.new_eds_clusters: frozenset[str] = frozenset()  # set by the last CDS send
+        self.gated = False  # has an endpoint push still to write (counted in XdsServer._gate)
+        self.reads = asyncio.Event()  # cleared while its requests are held back (XdsServer._held)
+        self.reads.set()
 
     def enqueue(self, push: Push) -> None:
         self.pending = push if self.pending is None else self.pending.merge(push)
@@ -289,6 +295,15 @@ class XdsServer:
         self._sem: asyncio.Semaphore | None = None
         self._changed = asyncio.Event()
         self._port: int | None = None
+        # Endpoint pushes write before they read. While connections still have an endpoint-only push to
+        # write (`_gate` counts them), a connection that has written its own does not read its requests
+        # (its ACK waits, buffered in gRPC): reading 1,000 ACKs of ~60 KB each would otherwise come
+        # between the writes, and the last proxy would get its endpoints after all of them. Held
+        # connections (`_held`) read again once the gate is 0, or READ_HOLD_MAX after it closed; a
+        # connection that needs its requests (a full push, waiting for a subscription) is never held.
+        self._gate = 0
+        self._held: set[_Connection] = set()
+        self._hold_timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -402,6 +417,13 @@ class XdsServer:
             len(self._conns),
             push.updates,
         )
+        if not req.full and self._conns:
+            for conn in self._conns.values():
+                if not conn.gated:
+                    conn.gated = True
+                    self._gate += 1
+            if self._hold_timer is None:
+                self._hold_timer = asyncio.get_running_loop().call_later(READ_HOLD_MAX, self._open_gate)
         for conn in self._conns.values():
             conn.enqueue(push)
 
@@ -448,6 +470,8 @@ class XdsServer:
     async def _read_loop(self, conn: _Connection) -> None:
         try:
             while True:
+                if not conn.reads.is_set():
+                    await conn.reads.wait()
                 data = await conn.context.read()
                 if data is grpc.aio.EOF:
                     break
@@ -468,7 +492,37 @@ class XdsServer:
         log.info("proxy %s connected from %s (%s)", conn.proxy.id, conn.peer, conn.id)
         self._notify()
 
+    def _ungate(self, conn: _Connection, hold: bool) -> None:
+        """`conn` has no endpoint push left to write; `hold`: keep its requests until the others have."""
+        if conn.gated:
+            conn.gated = False
+            self._gate -= 1
+            if self._gate > 0 and hold:
+                conn.reads.clear()
+                self._held.add(conn)
+            elif self._gate <= 0:
+                self._open_gate()
+
+    def _release(self, conn: _Connection) -> None:
+        conn.reads.set()
+        self._held.discard(conn)
+
+    def _open_gate(self) -> None:
+        """Everyone reads again (all written, or READ_HOLD_MAX passed: a slow writer holds nobody back)."""
+        for conn in self._held:
+            conn.reads.set()
+        self._held.clear()
+        if self._gate > 0:
+            for conn in self._conns.values():
+                conn.gated = False
+        self._gate = 0
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+
     def _unregister(self, conn: _Connection) -> None:
+        self._ungate(conn, hold=False)
+        self._release(conn)
         conn.closed = True
         if self._conns.pop(conn.id, None) is None:
             return
@@ -490,7 +544,13 @@ class XdsServer:
                 return
             if conn.pending is not None:
                 push, conn.pending = conn.pending, None
+                if push.request.full:
+                    # A full push may wait for requests (Envoy subscribing to new clusters): never hold.
+                    self._ungate(conn, hold=False)
+                    self._release(conn)
                 await self._process_push(conn, push)
+                if conn.pending is None:
+                    self._ungate(conn, hold=True)
                 continue
             conn.wake.clear()
             await conn.wake.wait()

@@ -642,3 +642,104 @@ async def test_a_new_cluster_gets_its_endpoints_once():
             assert eds.type_url == EDS and names_of(eds) == ["c3"]
             await env.expect_nothing(0.3)
             assert await server.wait_synced("2", timeout=5)
+
+
+def test_an_endpoint_push_holds_reads_back_only_until_its_writes_are_done(monkeypatch):
+    """Reads wait while connections still have an endpoint push to write; once all are written the ACKs
+    are read at once (not after READ_HOLD_MAX), and a full push that follows (which may wait for
+    Envoy's subscription to new clusters) is not held back."""
+    from isthmus.xds import server as server_mod
+
+    monkeypatch.setattr(server_mod, "READ_HOLD_MAX", 30.0)  # a gate left closed would show as a timeout
+
+    @run(timeout=20)
+    async def scenario():
+        gen = FakeGenerator()
+        async with running_server(gen) as server:
+            s1 = base(1, EDS={"c1": cla("c1", 1), "c2": cla("c2", 2)})
+            server.update(s1, FULL)
+            envs = [FakeEnvoy(server.port, node_id(i)) for i in range(3)]
+            for env in envs:
+                await env.__aenter__()
+            try:
+                for env in envs:
+                    await connect_and_sync(env)
+                assert await server.wait_synced("1", timeout=5)
+                s2 = base(2, EDS={"c1": cla("c1", 11), "c2": cla("c2", 2)})
+                server.update(s2, PushRequest(full=False, eds_only_clusters=frozenset({"c1"}), reason="ep"))
+                for env in envs:
+                    resp = await env.recv_ack()
+                    assert resp.type_url == EDS and names_of(resp) == ["c1"]
+                assert await server.wait_synced("2", timeout=5)
+                assert server._gate == 0 and not server._held
+                # An endpoint push dispatched, then at once a full push adding a cluster: each connection
+                # gets the two merged (nothing ran in between), gated by the first.
+                server.update(
+                    base(3, EDS={"c1": cla("c1", 12), "c2": cla("c2", 2)}),
+                    PushRequest(full=False, eds_only_clusters=frozenset({"c1"}), reason="ep"),
+                )
+                server.flush()
+                assert server._gate == 3
+                clusters = {"c1": cluster("c1"), "c2": cluster("c2"), "c3": cluster("c3")}
+                eds = {"c1": cla("c1", 12), "c2": cla("c2", 2), "c3": cla("c3", 3)}
+                server.update(base(4, CDS=clusters, EDS=eds), FULL)
+                server.flush()
+                for env in envs:
+                    got: list[str] = []
+                    while True:  # like Envoy: ACK everything; a CDS with a new cluster -> watch it
+                        try:
+                            resp = await env.recv(timeout=0.5)
+                        except TimeoutError:
+                            break
+                        await env.ack(resp)
+                        got += [f"{resp.type_url[-8:]}:{n}" for n in names_of(resp)]
+                        if resp.type_url == CDS:
+                            await env.subscribe(EDS, ["c1", "c2", "c3"])
+                    assert "signment:c3" in got, got  # ClusterLoadAssignment of the new cluster
+                # well within the 3 s a full push waits for Envoy's subscription to new clusters
+                assert await server.wait_synced("4", timeout=2)
+                assert server._gate == 0 and not server._held
+            finally:
+                for env in envs:
+                    await env.close()
+
+    scenario()
+
+
+def test_a_held_connection_reads_again_for_a_full_push(monkeypatch):
+    """A proxy that wrote its endpoint push is held back from reading while another still has one to
+    write; a full push to it must not stay held (it needs the ACKs and subscriptions it sends)."""
+    from isthmus.xds import server as server_mod
+
+    monkeypatch.setattr(server_mod, "READ_HOLD_MAX", 30.0)
+
+    @run(timeout=20)
+    async def scenario():
+        gen = FakeGenerator()
+        async with running_server(gen) as server:
+            server.update(base(1), FULL)
+            async with FakeEnvoy(server.port, node_id("a")) as a, FakeEnvoy(server.port, node_id("b")) as b:
+                await connect_and_sync(a)
+                await connect_and_sync(b)
+                # v2 adds cluster c3: a subscribes to its endpoints, b does not, so b's connection waits
+                # (up to 3 s) for that subscription and cannot write the endpoint push that follows.
+                clusters = {"c1": cluster("c1"), "c2": cluster("c2"), "c3": cluster("c3")}
+                eds = {"c1": cla("c1", 8001), "c2": cla("c2", 8002), "c3": cla("c3", 8003)}
+                server.update(base(2, CDS=clusters, EDS=eds), FULL)
+                server.flush()
+                for env in (a, b):
+                    assert (await env.recv_ack()).type_url == CDS
+                await a.subscribe(EDS, ["c1", "c2", "c3"])
+                assert names_of(await a.recv_ack()) == ["c3"]
+                eds3 = {**eds, "c1": cla("c1", 9001)}
+                server.update(base(3, CDS=clusters, EDS=eds3), PushRequest(False, frozenset({"c1"}), "ep"))
+                server.flush()
+                assert names_of(await a.recv_ack()) == ["c1"]  # a wrote its push; b has not: a is held
+                await wait_for(lambda: len(server._held) == 1)
+                server.update(base(4, CDS=clusters, EDS=eds3, LDS={"l1": listener("l1", 15002)}), FULL)
+                server.flush()
+                assert (await a.recv_ack()).type_url == LDS
+                a_id = status_of(server, node_id("a")).id
+                assert await server.wait_synced("4", {a_id}, timeout=1.5)  # not after b's 3 s wait
+
+    scenario()
