@@ -45,6 +45,12 @@ def base(version: int = 1, **over):
     return snap(version, **parts)
 
 
+def with_c3(c1_port: int = 8001) -> tuple[dict, dict]:
+    """base()'s clusters plus a new one, c3, and the endpoints of all three."""
+    clusters = {"c1": cluster("c1"), "c2": cluster("c2"), "c3": cluster("c3")}
+    return clusters, {"c1": cla("c1", c1_port), "c2": cla("c2", 8002), "c3": cla("c3", 8003)}
+
+
 async def connect_and_sync(env: FakeEnvoy, eds=("c1", "c2"), rds=("80",)) -> None:
     """The usual Envoy start: CDS, then EDS for its clusters, LDS, then RDS; ACK everything."""
     await env.subscribe(CDS)
@@ -632,8 +638,7 @@ async def test_a_new_cluster_gets_its_endpoints_once():
         server.update(base(1), FULL)
         async with FakeEnvoy(server.port) as env:
             await connect_and_sync(env)
-            clusters = {"c1": cluster("c1"), "c2": cluster("c2"), "c3": cluster("c3")}
-            endpoints = {"c1": cla("c1", 8001), "c2": cla("c2", 8002), "c3": cla("c3", 8003)}
+            clusters, endpoints = with_c3()
             server.update(base(2, CDS=clusters, EDS=endpoints), FULL)
             cds = await env.recv_ack()
             assert cds.type_url == CDS and len(cds.resources) == 3
@@ -680,8 +685,7 @@ def test_an_endpoint_push_holds_reads_back_only_until_its_writes_are_done(monkey
                 )
                 server.flush()
                 assert server._gate == 3
-                clusters = {"c1": cluster("c1"), "c2": cluster("c2"), "c3": cluster("c3")}
-                eds = {"c1": cla("c1", 12), "c2": cla("c2", 2), "c3": cla("c3", 3)}
+                clusters, eds = with_c3(c1_port=12)
                 server.update(base(4, CDS=clusters, EDS=eds), FULL)
                 server.flush()
                 for env in envs:
@@ -723,8 +727,7 @@ def test_a_held_connection_reads_again_for_a_full_push(monkeypatch):
                 await connect_and_sync(b)
                 # v2 adds cluster c3: a subscribes to its endpoints, b does not, so b's connection waits
                 # (up to 3 s) for that subscription and cannot write the endpoint push that follows.
-                clusters = {"c1": cluster("c1"), "c2": cluster("c2"), "c3": cluster("c3")}
-                eds = {"c1": cla("c1", 8001), "c2": cla("c2", 8002), "c3": cla("c3", 8003)}
+                clusters, eds = with_c3()
                 server.update(base(2, CDS=clusters, EDS=eds), FULL)
                 server.flush()
                 for env in (a, b):
