@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from isthmus.analyze.messages import Message, MessageType
+from isthmus.analyze.messages import Message, MessageType, go_list, go_q
 from isthmus.config.store import Config
 from isthmus.model import hosts as h
 from isthmus.model.snapshot import Snapshot
@@ -87,6 +87,29 @@ class Context:
                 analyzer=self.analyzer,
             )
         )
+
+    def report_selector_conflicts(
+        self,
+        by_pod: Mapping[tuple[str, str], Sequence[Config]],
+        no_selector: Mapping[str, Sequence[Config]],
+        per_pod: MessageType,
+        per_namespace: MessageType,
+    ) -> None:
+        """Istio's selector-conflict checks of one kind (Sidecar, Telemetry): every resource of a group of
+        two or more selecting the same pod gets `per_pod`; of two or more without a selector in one
+        namespace, `per_namespace`."""
+        for (ns, pod), cfgs in by_pod.items():
+            if len(cfgs) < 2:
+                continue
+            names = go_list(c.name for c in cfgs)
+            for cfg in cfgs:
+                self.report(per_pod, cfg, names, go_q(ns), go_q(pod), field="metadata.name")
+        for ns, cfgs in no_selector.items():
+            if len(cfgs) < 2:
+                continue
+            names = go_list(c.name for c in cfgs)
+            for cfg in cfgs:
+                self.report(per_namespace, cfg, names, go_q(ns), field="metadata.name")
 
     # --- names ---------------------------------------------------------------------------------
     def fqdn(self, host: str, namespace: str) -> str:

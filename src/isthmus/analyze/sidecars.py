@@ -17,7 +17,7 @@ from collections import defaultdict
 
 from isthmus.analyze import messages as m
 from isthmus.analyze.context import Context, selector_string
-from isthmus.analyze.messages import go_list, go_q
+from isthmus.analyze.messages import go_q
 from isthmus.analyze.registry import analyzer
 from isthmus.api.paths import join
 from isthmus.config.store import Config
@@ -74,23 +74,12 @@ def sidecar_selectors(ctx: Context) -> None:
                 field="spec.workloadSelector",
             )
 
-    for (ns, pod), sidecars in pods_to_sidecars.items():
-        if len(sidecars) < 2:
-            continue
-        names = go_list(c.name for c in sidecars)
-        for cfg in sidecars:
-            ctx.report(
-                m.ConflictingSidecarWorkloadSelectors, cfg, names, go_q(ns), go_q(pod), field="metadata.name"
-            )
-
-    for ns, sidecars in no_selector.items():
-        if len(sidecars) < 2:
-            continue
-        names = go_list(c.name for c in sidecars)
-        for cfg in sidecars:
-            ctx.report(
-                m.MultipleSidecarsWithoutWorkloadSelectors, cfg, names, go_q(ns), field="metadata.name"
-            )
+    ctx.report_selector_conflicts(
+        pods_to_sidecars,
+        no_selector,
+        m.ConflictingSidecarWorkloadSelectors,
+        m.MultipleSidecarsWithoutWorkloadSelectors,
+    )
 
 
 @analyzer(

@@ -12,7 +12,7 @@ from collections import defaultdict
 
 from isthmus.analyze import messages as m
 from isthmus.analyze.context import Context, selector_string
-from isthmus.analyze.messages import go_list, go_q
+from isthmus.analyze.messages import go_q
 from isthmus.analyze.registry import analyzer
 from isthmus.api.paths import join
 from isthmus.config.store import Config
@@ -49,25 +49,9 @@ def telemetry_selectors(ctx: Context) -> None:
         for pod in pods:
             pods_to_telemetries[(pod.namespace, pod.name)].append(cfg)
 
-    for (ns, pod), telemetries in pods_to_telemetries.items():
-        if len(telemetries) < 2:
-            continue
-        names = go_list(c.name for c in telemetries)
-        for cfg in telemetries:
-            ctx.report(
-                m.ConflictingTelemetryWorkloadSelectors,
-                cfg,
-                names,
-                go_q(ns),
-                go_q(pod),
-                field="metadata.name",
-            )
-
-    for ns, telemetries in no_selector.items():
-        if len(telemetries) < 2:
-            continue
-        names = go_list(c.name for c in telemetries)
-        for cfg in telemetries:
-            ctx.report(
-                m.MultipleTelemetriesWithoutWorkloadSelectors, cfg, names, go_q(ns), field="metadata.name"
-            )
+    ctx.report_selector_conflicts(
+        pods_to_telemetries,
+        no_selector,
+        m.ConflictingTelemetryWorkloadSelectors,
+        m.MultipleTelemetriesWithoutWorkloadSelectors,
+    )
