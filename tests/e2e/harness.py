@@ -13,10 +13,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from isthmus.client import sync
 from isthmus.client.http import Response
@@ -247,6 +247,21 @@ class MeshProcess:
         return sync.run_load(
             url, proxy=self.proxy_url(workload, namespace), count=count, concurrency=concurrency, **kwargs
         )
+
+
+T = TypeVar("T")
+
+
+def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 15.0) -> T:
+    """Poll `fn` until it returns something truthy (bounded); that value."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 def echo_body(resp: Response) -> dict[str, Any]:

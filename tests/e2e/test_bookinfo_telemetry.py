@@ -21,19 +21,19 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from isthmus.client import sync
+from tests.e2e import harness
 from tests.e2e.harness import _OPENER, MeshProcess
 
 pytestmark = pytest.mark.e2e
@@ -42,8 +42,6 @@ BOOKINFO = Path(__file__).resolve().parents[2] / "examples" / "bookinfo"
 TD = "cluster.local"
 SUFFIX = "default.svc.cluster.local"
 WAIT_S = 20.0  # ALS batches flush every second, Zipkin spans every second: generous bounds
-
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -57,16 +55,8 @@ def bookinfo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshProcess]:
 # --- helpers ------------------------------------------------------------------------------------------
 
 
-def wait_for(what: str, fn: Callable[[], T | None], timeout: float = WAIT_S) -> T:
-    """Poll `fn` until it returns something truthy (bounded)."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+def wait_for(what: str, fn: Callable[[], Any]) -> Any:
+    return harness.wait_for(what, fn, timeout=WAIT_S)
 
 
 def get(mesh: MeshProcess, path: str, **params: Any) -> bytes:

@@ -14,19 +14,17 @@ import json
 import time
 import urllib.error
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.harness import _OPENER, MeshProcess, echo_body
+from tests.e2e.harness import _OPENER, MeshProcess, echo_body, wait_for
 
 pytestmark = pytest.mark.e2e
 
-T = TypeVar("T")
-WAIT_S = 15.0
 
 MESH = """
 apiVersion: v1
@@ -94,17 +92,6 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshProcess]:
     (config / "mesh.yaml").write_text(MESH + "---" + B_TELEMETRY)
     with MeshProcess(config, work) as m:
         yield m
-
-
-def wait_for(what: str, fn: Callable[[], T | None], timeout: float = WAIT_S) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 def get_json(mesh: MeshProcess, path: str) -> Any:
