@@ -5,8 +5,9 @@ scope. A DiscoveryResponse on the wire is just its fields concatenated, in any o
 responses as raw bytes: the `resources` field (number 2) once per resource, then `version_info`,
 `type_url`, `nonce` and `control_plane`. Each Any is serialized once, framed as a `resources` field and
 given a 64-bit content digest; that work is cached by object identity, so a thousand proxies sharing a
-resource cost one serialization. A whole mapping returned by the generator (a wildcard type: CDS, LDS) is
-cached the same way, with its joined body, so a full push to many proxies of one scope joins it once.
+resource cost one serialization. A whole mapping returned by the generator is cached the same way (its
+entries and digests), so a full push to many proxies of one scope digests it once; the server keeps the
+encoded responses themselves, for content that several proxies get.
 
 The cache keeps two generations (current and previous snapshot) and holds strong references to the
 objects it has seen, so an `id()` is never reused while its entry lives. Generators must therefore treat a
@@ -62,10 +63,9 @@ class Encoded:
 
 class ResourceSet:
     """Everything a generator returned for one (proxy, type), encoded: `entries` as (name, resource,
-    entry digest), name -> entry digest, the combined digest (order independent) and, for wildcard types
-    that send it whole, the response body (all `resources` fields joined)."""
+    entry digest), name -> entry digest and the combined digest (order independent)."""
 
-    __slots__ = ("_body", "combined", "digests", "entries", "obj")
+    __slots__ = ("combined", "digests", "entries", "obj")
 
     def __init__(
         self, obj: Any, entries: list[tuple[str, Encoded, int]], digests: dict[str, int], combined: int
@@ -74,13 +74,6 @@ class ResourceSet:
         self.entries = entries
         self.digests = digests
         self.combined = combined
-        self._body: bytes | None = None
-
-    @property
-    def body(self) -> bytes:
-        if self._body is None:
-            self._body = b"".join(e.data for _, e, _ in self.entries)
-        return self._body
 
 
 class EncodeCache:

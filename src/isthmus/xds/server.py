@@ -76,7 +76,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import grpc
@@ -86,7 +86,7 @@ from prometheus_client import CollectorRegistry
 
 from isthmus.model.proxy import Proxy
 from isthmus.xds import typeurls
-from isthmus.xds.cache import EncodeCache, ResponseEncoder
+from isthmus.xds.cache import EncodeCache, Encoded, ResponseEncoder
 from isthmus.xds.metrics import XdsMetrics
 from isthmus.xds.push_queue import Debouncer, Push, PushRequest
 from isthmus.xds.requests import Names, RequestDecoder
@@ -272,9 +272,6 @@ class XdsServer:
         # Other gRPC services sharing the port (the telemetry access-log service).
         self._extra_handlers = tuple(extra_handlers)
         self._cache = EncodeCache()
-        # ids of named-type ResourceSets already sent whole once since the last rotation (then alive in
-        # the cache, so their ids are not reused): the second proxy sending one caches its body.
-        self._shared_sets: set[int] = set()
         # Whole responses shared by proxies that get the same content at the same version (a scope's
         # route table, one changed cluster's endpoints): encoded once, written to each with one nonce.
         # (content ids, version, type) -> (content objects, nonce, bytes); emptied with the cache.
@@ -403,7 +400,6 @@ class XdsServer:
     def _dispatch(self, push: Push) -> None:
         if push.snapshot is not self._pushed:
             self._cache.rotate()
-            self._shared_sets.clear()
             self._responses.clear()
         self._pushed = push.snapshot
         req = push.request
@@ -770,9 +766,7 @@ class XdsServer:
                 )
             else:
                 changed = frozenset()
-            body = rs.body
-            owners: tuple[Any, ...] | None = (rs,)
-            count = len(rs.entries)
+            parts = rs.entries
             st.sent, st.sent_shared, st.combined = rs.digests, True, rs.combined
         else:
             assert watched is not None
@@ -801,25 +795,21 @@ class XdsServer:
                 combined += d - sent.get(name, 0)
                 sent[name] = d
             st.combined = combined & _MASK
-            count = len(to_send)
-            if count == len(rs.entries) and id(rs) in self._shared_sets:
-                body = rs.body  # joined once, kept with the set, for every proxy sharing it
-                owners = (rs,)
-            elif count == 1:
-                body = to_send[0][1].data
-                owners = (to_send[0][1],)
-            else:
-                owners = None
-                # A set seen by one proxy so far (generators build named-type mappings per proxy):
-                # join it for this response only. Keeping its body would hold a copy of the proxy's
-                # whole EDS/RDS config in the cache per connected proxy.
-                if count == len(rs.entries):
-                    self._shared_sets.add(id(rs))
-                body = b"".join(enc.data for _, enc, _ in to_send)
+            parts = to_send
             changed = frozenset(name for name, _, _ in to_send)
 
+        count = len(parts)
+        # What the response is made of, to share it: the few resources themselves (generators build
+        # small named-type mappings per proxy around shared resources), else the whole set.
+        owners: tuple[Any, ...] | None
+        if count <= 8:
+            owners = tuple(enc for _, enc, _ in parts)
+        elif count == len(rs.entries):
+            owners = (rs,)
+        else:
+            owners = None
         response_version = f"{version}-{st.combined:016x}"
-        nonce, data = self._response(st, owners, body, response_version)
+        nonce, data = self._response(st, owners, parts, response_version)
         if st.sent_nonce is not None and st.acked_nonce == st.sent_nonce:
             st.floor = st.checked
         st.sent_version, st.sent_nonce, st.checked = response_version, nonce, version
@@ -843,15 +833,25 @@ class XdsServer:
         return changed
 
     def _response(
-        self, st: _TypeState, owners: tuple[Any, ...] | None, body: bytes, response_version: str
+        self,
+        st: _TypeState,
+        owners: tuple[Any, ...] | None,
+        parts: Sequence[tuple[str, Encoded, int]],
+        response_version: str,
     ) -> tuple[str, bytes]:
         """The response's nonce and bytes. Content that another proxy got at the same version (`owners`:
-        the objects the body is made of) is encoded once and sent with that proxy's nonce: nonces only
-        need to be unique within a stream, where it is used once."""
+        the objects it is made of) is encoded once and sent with that proxy's nonce: nonces only need to
+        be unique within a stream, where it is used once. Only content sent twice is kept (a proxy's
+        own CDS, with its inbound clusters, is ~1.2 MB in a 1,000-service mesh)."""
         type_url = st.type_url
+
+        def encode(nonce: str) -> bytes:
+            body = parts[0][1].data if len(parts) == 1 else b"".join(enc.data for _, enc, _ in parts)
+            return self._encoder.response(body, response_version, type_url, nonce)
+
         if owners is None:
             nonce = str(next(self._nonces))
-            return nonce, self._encoder.response(body, response_version, type_url, nonce)
+            return nonce, encode(nonce)
         key = (tuple(map(id, owners)), response_version, type_url)
         hit = self._responses.get(key)
         if (
@@ -862,14 +862,14 @@ class XdsServer:
         ):
             nonce, data = hit[1], hit[2]
             if not data:  # second sighting: keep the bytes now that they are shared
-                data = self._encoder.response(body, response_version, type_url, nonce)
+                data = encode(nonce)
                 self._responses[key] = (owners, nonce, data)
             return nonce, data
         nonce = str(next(self._nonces))
         if hit is None:
             # First sighting: remember the nonce only, so content only one proxy gets costs no memory.
             self._responses[key] = (owners, nonce, b"")
-        return nonce, self._encoder.response(body, response_version, type_url, nonce)
+        return nonce, encode(nonce)
 
     def _skip(self, st: _TypeState, version: str) -> frozenset[str]:
         st.checked = version

@@ -509,7 +509,7 @@ def test_response_encoding_matches_protobuf():
     cache = EncodeCache()
     res = {"c1": cluster("c1"), "c2": cluster("c2", 3)}
     rs = cache.resource_set(res)
-    data = ResponseEncoder("isthmus").response(rs.body, "5-abc", CDS, "42")
+    data = ResponseEncoder("isthmus").response(b"".join(e.data for _, e, _ in rs.entries), "5-abc", CDS, "42")
     parsed = discovery_pb2.DiscoveryResponse.FromString(data)
     expected = discovery_pb2.DiscoveryResponse(
         version_info="5-abc", type_url=CDS, nonce="42", resources=list(res.values())
@@ -746,3 +746,29 @@ def test_a_held_connection_reads_again_for_a_full_push(monkeypatch):
                 assert await server.wait_synced("4", {a_id}, timeout=1.5)  # not after b's 3 s wait
 
     scenario()
+
+
+class PerProxyGenerator(FakeGenerator):
+    """Every proxy gets its own CDS (as a sidecar with inbound clusters does), the rest shared."""
+
+    def generate(self, snapshot, proxy, type_url, watched):
+        data = super().generate(snapshot, proxy, type_url, watched)
+        if type_url == CDS:
+            return {**{f"c{i}": cluster(f"c{i}", 2) for i in range(20)}, proxy.id: cluster(proxy.id)}
+        return data
+
+
+@run()
+async def test_only_responses_several_proxies_get_are_kept():
+    gen = PerProxyGenerator()
+    async with running_server(gen) as server:
+        server.update(base(1), FULL)
+        async with FakeEnvoy(server.port, node_id(1)) as a, FakeEnvoy(server.port, node_id(2)) as b:
+            for env in (a, b):
+                await env.subscribe(CDS)
+                await env.recv_ack()
+                await env.subscribe(LDS)
+                await env.recv_ack()
+            # each proxy's own CDS: remembered without its bytes; the shared LDS: encoded once, kept
+            kept = sorted((key[2], bool(data)) for key, (_, _, data) in server._responses.items())
+            assert kept == sorted([(CDS, False), (CDS, False), (LDS, True)])
