@@ -222,7 +222,9 @@ class _Connection:
         "wake",
     )
 
-    def __init__(self, cid: str, proxy: Proxy, peer: str, context: Any, snapshot: Any) -> None:
+    def __init__(
+        self, cid: str, proxy: Proxy, peer: str, context: Any, snapshot: Any, decoder: RequestDecoder
+    ) -> None:
         self.id = cid
         self.proxy = proxy
         self.peer = peer
@@ -230,7 +232,7 @@ class _Connection:
         self.connected_at = time.time()
         self.types: dict[str, _TypeState] = {}
         self.inbox: deque[tuple[discovery_pb2.DiscoveryRequest, Names]] = deque()
-        self.decoder = RequestDecoder()
+        self.decoder = decoder  # the one that decoded the stream's first request
         self.pending: Push | None = None
         self.wake = asyncio.Event()
         self.closed = False
@@ -442,8 +444,9 @@ class XdsServer:
             node_id = first[0].node.id
             log.warning("refusing xDS stream from %s (node %r): %s", context.peer(), node_id, e)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid node {node_id!r}: {e}")
-        conn = _Connection(f"{proxy.id}-{next(self._conn_ids)}", proxy, context.peer(), context, self._pushed)
-        conn.decoder = decoder
+        conn = _Connection(
+            f"{proxy.id}-{next(self._conn_ids)}", proxy, context.peer(), context, self._pushed, decoder
+        )
         self._register(conn)
         reader = asyncio.create_task(self._read_loop(conn), name=f"xds-read-{conn.id}")
         conn.inbox.append(first)
