@@ -62,11 +62,6 @@ def go_list(values: Iterable[Any]) -> str:
     return "[" + " ".join(str(v) for v in values) + "]"
 
 
-def go_q_list(values: Iterable[Any]) -> str:
-    """Go's ``%q`` of a slice of strings: ``["a" "b"]``."""
-    return "[" + " ".join(go_q(v) for v in values) + "]"
-
-
 # ==================================================================================================
 # Message types
 

@@ -11,7 +11,7 @@ PeerAuthentication mode per port, AuthorizationPolicies, RequestAuthentications 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from isthmus.model import authn
@@ -756,12 +756,3 @@ def render_text(data: Mapping[str, Any]) -> str:
     for w in data.get("warnings", []):
         lines.append(f"WARNING: {w}")
     return "\n".join(lines) + "\n"
-
-
-def services_of(snapshot: Snapshot, pods: Sequence[Pod]) -> list[Service]:
-    out: list[Service] = []
-    for pod in pods:
-        for svc in snapshot.registry.services_selecting(pod):
-            if svc not in out:
-                out.append(svc)
-    return out

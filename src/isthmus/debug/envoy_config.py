@@ -7,7 +7,7 @@ hold). Everything here reads dicts, so the same evaluation runs on both.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -263,7 +263,3 @@ def typed_per_filter(obj: Mapping[str, Any], name: str) -> dict[str, Any] | None
     if str(value.get("@type", "")).endswith("envoy.config.route.v3.FilterConfig"):
         return value.get("config") or {}
     return value
-
-
-def iter_clusters_with_prefix(clusters: Iterable[str], prefix: str) -> list[str]:
-    return sorted(c for c in clusters if c.startswith(prefix))

@@ -220,11 +220,6 @@ def _route_vs(out: _Out, ev: dict[str, Any] | None, entry: AccessLogEntry) -> No
     out.refs.append(f"VirtualService {ref}")
 
 
-def _short_host(host: str) -> list[str]:
-    parts = host.split(".")
-    return [host, parts[0]] if len(parts) > 1 else [host]
-
-
 def _destination_rules_for(view: MeshView | None, host: str) -> list[dict[str, Any]]:
     """DestinationRules whose host (short names resolved in their namespace) covers `host`."""
     if view is None or not host:

@@ -111,16 +111,6 @@ class Registry:
                 out.append(svc)
         return out
 
-    def endpoint_signature(self, hostname: str, namespace: str) -> tuple:
-        """A hashable summary of a service's endpoints, for change detection."""
-        return tuple(
-            sorted(
-                (port, eps)
-                for (h, ns, port), eps in self._endpoints.items()
-                if h == hostname and ns == namespace
-            )
-        )
-
 
 def _spec(resource: Any) -> Any:
     return resource.spec

@@ -143,10 +143,6 @@ class EncodeCache:
         return entry
 
 
-def combine(digests: Mapping[str, int]) -> int:
-    return sum(digests.values()) & _MASK
-
-
 class ResponseEncoder:
     """Builds the non-resource fields of a DiscoveryResponse (`version_info`, `type_url`, `nonce`,
     `control_plane`) around a body of framed resources."""

@@ -348,7 +348,3 @@ def build_inbound_clusters(snapshot: Snapshot, proxy: Proxy) -> list[p.cluster.C
     if proxy.kind != "sidecar":
         return []
     return [build_inbound_cluster(snapshot, proxy, ib) for ib in snapshot.inbound_ports(proxy)]
-
-
-def build_clusters(snapshot: Snapshot, proxy: Proxy) -> list[p.cluster.Cluster]:
-    return build_outbound_clusters(snapshot, proxy) + build_inbound_clusters(snapshot, proxy)

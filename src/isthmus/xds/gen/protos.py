@@ -39,7 +39,6 @@ from envoy.type.matcher.v3 import regex_pb2 as regex_matcher
 from envoy.type.matcher.v3 import string_pb2 as string_matcher
 from envoy.type.v3 import percent_pb2 as percent
 from google.protobuf import any_pb2, struct_pb2, wrappers_pb2
-from google.protobuf.json_format import ParseDict
 
 from isthmus.model.durations import proto_duration
 
@@ -164,10 +163,6 @@ def getaddrinfo_resolver() -> extension.TypedExtensionConfig:
     return typed_extension(
         "envoy.network.dns_resolver.getaddrinfo", getaddrinfo.GetAddrInfoDnsResolverConfig()
     )
-
-
-def from_dict(message_type: type, data: dict[str, Any]) -> Any:
-    return ParseDict(data, message_type())
 
 
 # --- protobuf wire encoding, for the hottest paths (EDS endpoints, per-cluster TLS contexts) ----------

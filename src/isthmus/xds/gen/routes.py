@@ -25,7 +25,7 @@ from isthmus.model.gateways import GatewayServer, hosts_for_namespace
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import InboundPort, Snapshot
 from isthmus.model.virtual_services import MESH_GATEWAY, VirtualServiceEntry
-from isthmus.registry.types import Protocol, Resolution, Service, ServicePort
+from isthmus.registry.types import Protocol, Service, ServicePort
 from isthmus.xds.gen import authz, naming
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen.guard import guarded
@@ -1334,7 +1334,3 @@ def inbound_route_config(
     rc = p.route.RouteConfiguration(name=cluster, validate_clusters=p.wrappers_pb2.BoolValue(value=False))
     rc.virtual_hosts.append(vh)
     return rc
-
-
-def is_passthrough_service(svc: Service) -> bool:
-    return svc.resolution is Resolution.PASSTHROUGH
