@@ -16,8 +16,10 @@ listeners (reporter=destination); ``match.mode`` CLIENT_AND_SERVER (or no match)
   ``providers``), ``disableSpanReporting``, ``customTags`` (the whole map), ``randomSamplingPercentage``,
   ``useRequestIdForTraceSampling`` and ``enableIstioTags``. Without any Telemetry tracing and without a
   default provider, tracing stays as MeshConfig configures it (`tracing.tracing_config`'s legacy path).
-  Isthmus difference: where istiod would have no provider (and so no tracing), Isthmus uses its implicit
-  one (``defaultConfig.tracing.zipkin`` or the built-in collector) unless ``enableTracing: false``.
+  Isthmus difference: where a Telemetry tracing entry resolves to no provider (istiod then makes no
+  span and only warns in its log), Isthmus uses its implicit one (``defaultConfig.tracing.zipkin`` or the
+  built-in collector) unless ``enableTracing: false``. With no tracing configured at all there is no
+  tracer, as in Istio since 1.22.
 - access logging (`access_log_providers`): providers named by the most specific level that names any
   (else ``defaultProviders.accessLogging``); each entry matching the mode enables its providers (with its
   ``filter.expression``, a CEL expression for Envoy's ``envoy.access_loggers.extension_filters.cel``) or,

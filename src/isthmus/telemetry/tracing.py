@@ -7,9 +7,14 @@ proxy (None: tracing is off). The provider is chosen as Istio does, first match 
    - ``zipkin`` -> Envoy's Zipkin tracer, collector cluster ``outbound|<port>||<service host>``;
    - ``opentelemetry`` -> Envoy's OpenTelemetry tracer over gRPC (OTLP) to ``outbound|<port>||<host>``;
 2. ``defaultConfig.tracing.zipkin.address`` (``host:port`` of a mesh service) -> Zipkin tracer there;
-3. otherwise the collector built into the control plane: the Zipkin tracer posting v2 JSON spans to
-   ``/api/v2/spans`` on the control plane's HTTP API through the static cluster ``zipkin``
-   (`telemetry.envoy.static_clusters`), so traces are visible with no set-up.
+3. ``defaultConfig.tracing`` set without a tracer address (e.g. only ``sampling``) -> the collector built
+   into the control plane: the Zipkin tracer posting v2 JSON spans to ``/api/v2/spans`` on the control
+   plane's HTTP API through the static cluster ``zipkin`` (`telemetry.envoy.static_clusters`), so asking
+   for traces needs no collector of one's own (where Istio would silently have no tracer);
+4. nothing configured -> no tracer, as in Istio since 1.22 (istio/istio#49615 dropped the default Zipkin
+   tracer): the HCM keeps its tracing block (sampling, Istio's tags) without a provider, so Envoy's
+   null tracer runs and no span is made. A tracer costs every request even when it samples 1%
+   (about 10-15 µs of sidecar CPU for the span and the B3 and W3C headers it injects), so it is opt-in.
 
 Headers: the Zipkin tracer extracts and injects B3 (``x-b3-*``) and, with
 ``trace_context_option: USE_B3_WITH_W3C_PROPAGATION``, W3C ``traceparent``/``tracestate`` too; the HCM
@@ -17,9 +22,10 @@ generates ``x-request-id`` (Envoy's default), whose UUID carries the sampling de
 OpenTelemetry tracer propagates W3C headers only (as in Istio).
 
 Sampling: ``defaultConfig.tracing.sampling`` (percent) when set, else Istio's 1%
-(`DEFAULT_SAMPLING_PERCENT`): tracing every request costs the sidecar about 180 µs of CPU. A request
-can still be traced on demand with `x-b3-sampled: 1` or `x-client-trace-id`, and examples/bookinfo sets
-100% for the demo. ``enableTracing: false`` turns tracing off; unset means on (Istio's default mesh config).
+(`DEFAULT_SAMPLING_PERCENT`): tracing every request costs the sidecar about 180 µs of CPU. Where a tracer
+is configured, a request can still be traced on demand with `x-b3-sampled: 1` or `x-client-trace-id`;
+examples/bookinfo sets 100% for the demo. ``enableTracing: false`` removes the tracing block; unset means
+on (Istio's default mesh config).
 
 Span tags: Istio's ``istio.canonical_service``, ``istio.canonical_revision``, ``istio.namespace``,
 ``istio.mesh_id`` and ``istio.cluster_id`` literals, plus ``defaultConfig.tracing.customTags``.
@@ -164,8 +170,8 @@ def _extension_tracer(
     return None
 
 
-def provider_config(snapshot: Snapshot, proxy: Proxy) -> http_tracer_pb2.Tracing.Http:
-    """The tracer (`HttpConnectionManager.Tracing.provider`) for this proxy."""
+def provider_config(snapshot: Snapshot, proxy: Proxy) -> http_tracer_pb2.Tracing.Http | None:
+    """The tracer (`HttpConnectionManager.Tracing.provider`) for this proxy (None: none configured)."""
     provider = _named_provider(snapshot)
     if provider is not None:
         tracer = _extension_tracer(proxy, provider.name, provider.kind, provider.body)
@@ -178,9 +184,12 @@ def provider_config(snapshot: Snapshot, proxy: Proxy) -> http_tracer_pb2.Tracing
     return _legacy_tracer(snapshot, proxy)
 
 
-def _legacy_tracer(snapshot: Snapshot, proxy: Proxy) -> http_tracer_pb2.Tracing.Http:
-    """``defaultConfig.tracing.zipkin.address`` when it names a mesh service, else the built-in collector."""
+def _legacy_tracer(snapshot: Snapshot, proxy: Proxy) -> http_tracer_pb2.Tracing.Http | None:
+    """``defaultConfig.tracing.zipkin.address`` when it names a mesh service, else the built-in collector
+    when ``defaultConfig.tracing`` is set at all; None without it (Istio's default: no tracer)."""
     tracing = _tracing_spec(snapshot)
+    if tracing is None:
+        return None
     zipkin = getattr(tracing, "zipkin", None) if tracing is not None else None
     address = getattr(zipkin, "address", None) if zipkin is not None else None
     if address:
@@ -257,8 +266,10 @@ def tracing_config(
         client_sampling=percent_pb2.Percent(value=100.0),
         random_sampling=percent_pb2.Percent(value=sampling_percent(snapshot)),
         overall_sampling=percent_pb2.Percent(value=100.0),
-        provider=provider_config(snapshot, proxy),
     )
+    tracer = provider_config(snapshot, proxy)
+    if tracer is not None:
+        out.provider.CopyFrom(tracer)
     max_len = getattr(tracing, "max_path_tag_length", None) if tracing is not None else None
     out.max_path_tag_length.value = int(max_len or DEFAULT_MAX_PATH_TAG_LENGTH)
     out.custom_tags.extend(_custom_tags(snapshot, proxy))
@@ -270,8 +281,11 @@ def _telemetry_tracing(
 ) -> hcm.HttpConnectionManager.Tracing | None:
     if spec.disabled or spec.provider is None:
         return None
+    tracer: http_tracer_pb2.Tracing.Http | None
     if spec.provider is policy.IMPLICIT:
-        tracer = _legacy_tracer(snapshot, proxy)
+        # A Telemetry resource asking for tracing without naming a provider: istiod would warn in its log
+        # and make no span; the built-in collector takes them instead.
+        tracer = _legacy_tracer(snapshot, proxy) or _zipkin(ZIPKIN_CLUSTER, BUILTIN_COLLECTOR_HOST)
     else:
         found = _extension_tracer(proxy, spec.provider.name, spec.provider.kind, spec.provider.body)
         if found is None:
@@ -286,8 +300,9 @@ def _telemetry_tracing(
         client_sampling=percent_pb2.Percent(value=100.0),
         random_sampling=percent_pb2.Percent(value=sampling),
         overall_sampling=percent_pb2.Percent(value=100.0),
-        provider=tracer,
     )
+    if tracer is not None:
+        out.provider.CopyFrom(tracer)
     tracing = _tracing_spec(snapshot)
     max_len = getattr(tracing, "max_path_tag_length", None) if tracing is not None else None
     out.max_path_tag_length.value = int(max_len or DEFAULT_MAX_PATH_TAG_LENGTH)

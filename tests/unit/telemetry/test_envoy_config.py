@@ -78,10 +78,19 @@ def test_grpc_stats_filter_emits_filter_state() -> None:
     assert f.name == "envoy.filters.http.grpc_stats" and f.typed_config.Unpack(cfg) and cfg.emit_filter_state
 
 
-def test_default_tracing_goes_to_the_builtin_collector() -> None:
+def test_no_tracer_by_default_as_istio_since_1_22() -> None:
+    # istiod keeps the HCM's tracing block (sampling, Istio's tags) but no provider: no span is made.
     t = tracing.tracing_config(snapshot(), PRODUCTPAGE)
-    assert t is not None
+    assert t is not None and not t.HasField("provider")
     assert t.random_sampling.value == 1.0 and t.client_sampling.value == 100.0  # Istio's default 1%
+    tags = {c.tag: c.literal.value for c in t.custom_tags}
+    assert tags["istio.canonical_service"] == "productpage" and tags["istio.namespace"] == "default"
+
+
+def test_tracing_settings_without_an_address_go_to_the_builtin_collector() -> None:
+    t = tracing.tracing_config(mesh("defaultConfig:\n  tracing: {}"), PRODUCTPAGE)
+    assert t is not None
+    assert t.random_sampling.value == 1.0 and t.client_sampling.value == 100.0
     assert t.provider.name == "envoy.tracers.zipkin"
     z = zipkin_pb2.ZipkinConfig()
     t.provider.typed_config.Unpack(z)
