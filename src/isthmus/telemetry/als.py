@@ -31,7 +31,10 @@ def access_log_handler(telemetry: Telemetry) -> grpc.GenericRpcHandler:
         info = None
         direction = None
         try:
-            async for message in request_iterator:
+            async for raw in request_iterator:
+                # Parsed here rather than by gRPC so the wire bytes stay at hand: `ingest` keeps log
+                # entries as pointers into them instead of serializing each entry again.
+                message = als_pb2.StreamAccessLogsMessage.FromString(raw)
                 if message.HasField("identifier"):
                     ident = message.identifier
                     direction = direction_of(ident.log_name)
@@ -54,7 +57,7 @@ def access_log_handler(telemetry: Telemetry) -> grpc.GenericRpcHandler:
                     await context.abort(
                         grpc.StatusCode.INVALID_ARGUMENT, "the first message must carry the identifier"
                     )
-                telemetry.ingest(info, direction, message)
+                telemetry.ingest(info, direction, message, raw)
         finally:
             if info is not None:
                 info.streams -= 1
@@ -65,7 +68,6 @@ def access_log_handler(telemetry: Telemetry) -> grpc.GenericRpcHandler:
         {
             METHOD: grpc.stream_unary_rpc_method_handler(
                 stream_access_logs,
-                request_deserializer=als_pb2.StreamAccessLogsMessage.FromString,
                 response_serializer=als_pb2.StreamAccessLogsResponse.SerializeToString,
             )
         },

@@ -14,6 +14,7 @@ from typing import Any
 
 from envoy.data.accesslog.v3 import accesslog_pb2 as al
 from envoy.extensions.filters.http.grpc_stats.v3 import config_pb2 as grpc_stats_pb2
+from envoy.service.accesslog.v3 import als_pb2
 
 from isthmus.model.proxy import InvalidNode, Proxy
 from isthmus.telemetry import accesslog, istio, policy
@@ -47,7 +48,8 @@ class ProxyInfo:
     streams: int = 0
     last_seen: float = 0.0
     entries: int = 0
-    logs: deque[tuple[int, float, bool, bytes]] = field(default_factory=deque)  # (seq, t, http, entry)
+    # (seq, t, http, entry): the entry's own bytes, or (its batch's wire bytes, its index in the batch)
+    logs: deque[tuple[int, float, bool, bytes | tuple[bytes, int]]] = field(default_factory=deque)
 
 
 @dataclass(frozen=True)
@@ -176,31 +178,38 @@ class Telemetry:
 
     # ------------------------------------------------------------------ ingestion
 
-    def ingest(self, info: ProxyInfo, direction: str, message: Any) -> int:
-        """One StreamAccessLogsMessage from `info`'s proxy; returns the entries taken."""
+    def ingest(self, info: ProxyInfo, direction: str, message: Any, raw: bytes | None = None) -> int:
+        """One StreamAccessLogsMessage from `info`'s proxy (`raw`: its wire bytes, if at hand); returns the
+        entries taken."""
         now = self.clock()
         info.last_seen = now
         self.messages_total += 1
         resolver = self.resolver()
         stats = self.metrics.stats(info.proxy.id)
         n = 0
+        kept: list[tuple[int, bool, int, Any]] = []  # (seq, http, index in its list, entry)
         with self.lock:
             if message.HasField("http_logs"):
-                for entry in message.http_logs.log_entry:
+                for i, entry in enumerate(message.http_logs.log_entry):
+                    n += 1
+                    if entry.common_properties.access_log_type not in _HTTP_FINAL:
+                        continue
+                    kept.append((next(self._seq), True, i, entry))
                     try:
                         self._http(info, direction, entry, resolver, stats, now)
                     except Exception:
                         self.errors_total += 1
                         log.exception("telemetry: bad HTTP access-log entry from %s", info.proxy.id)
-                    n += 1
             if message.HasField("tcp_logs"):
-                for entry in message.tcp_logs.log_entry:
+                for i, entry in enumerate(message.tcp_logs.log_entry):
+                    n += 1
                     try:
-                        self._tcp(info, direction, entry, resolver, stats, now)
+                        if self._tcp(info, direction, entry, resolver, stats, now):
+                            kept.append((next(self._seq), False, i, entry))
                     except Exception:
                         self.errors_total += 1
                         log.exception("telemetry: bad TCP access-log entry from %s", info.proxy.id)
-                    n += 1
+            self._remember(info, kept, n, raw, now)
         self.entries_total += n
         info.entries += n
         if n:
@@ -279,8 +288,16 @@ class Telemetry:
             self._labels.clear()
         self._labels[key] = pl
 
-    def _remember(self, info: ProxyInfo, http: bool, entry: Any, now: float) -> None:
-        info.logs.append((next(self._seq), now, http, entry.SerializeToString()))
+    def _remember(
+        self, info: ProxyInfo, kept: list[tuple[int, bool, int, Any]], n: int, raw: bytes | None, now: float
+    ) -> None:
+        """Keep the entries `isthmus logs` and explain show. When most of a batch is kept, the entries point
+        into the batch's wire bytes (re-read when rendered) instead of each being serialized again: that
+        copy was a fifth of the per-request ingestion cost. A batch mostly of entries not kept (open TCP
+        connections' periodic reports) is not held for a few entries."""
+        share = raw is not None and 2 * len(kept) >= n
+        for seq, http, i, entry in kept:
+            info.logs.append((seq, now, http, (raw, i) if share else entry.SerializeToString()))
 
     def _http(
         self,
@@ -292,9 +309,6 @@ class Telemetry:
         now: float,
     ) -> None:
         c = entry.common_properties
-        if c.access_log_type not in _HTTP_FINAL:
-            return
-        self._remember(info, True, entry, now)
         tags = c.custom_tags
         req = entry.request
         pl = self._peer_labels(info, direction, c, resolver, req.authority, tags)
@@ -374,7 +388,8 @@ class Telemetry:
         resolver: PeerResolver,
         stats: ProxyStats,
         now: float,
-    ) -> None:
+    ) -> bool:
+        """One TCP entry; True when it ends its connection (the entry `isthmus logs` shows)."""
         c = entry.common_properties
         kind = c.access_log_type
         pl = self._peer_labels(info, direction, c, resolver, "", c.custom_tags)
@@ -397,7 +412,6 @@ class Telemetry:
         else:
             closed = 1
             self._tcp_open.pop(conn, None)
-            self._remember(info, False, entry, now)
         mp = self.metrics_policy(info, direction)
         if mp is None:
             t = stats.tcp_series(key)
@@ -409,6 +423,7 @@ class Telemetry:
             _record_tcp(stats, mp, key, entry, False, opened, closed, d_sent, d_received)
         counted = pl.values[0] == istio.SOURCE or pl.peer is None or not pl.peer.has_proxy
         self.service_graph.record_tcp(key, counted=counted, opened=opened, bytes_=delta, now=now)
+        return bool(closed)
 
     # ------------------------------------------------------------------ housekeeping
 
@@ -511,7 +526,7 @@ class Telemetry:
         enc, fmt = self.log_format()
         if encoding is not None and encoding.upper() != enc:
             enc, fmt = encoding.upper(), ""
-        picked: list[tuple[int, float, bool, bytes, ProxyInfo]] = []
+        picked: list[tuple[int, float, bool, bytes | tuple[bytes, int], ProxyInfo]] = []
         for info in proxies:
             for seq, t, http, data in list(info.logs):
                 if seq > after_seq:
@@ -520,9 +535,17 @@ class Telemetry:
         if tail is not None:
             picked = picked[-tail:] if tail > 0 else []
         out = []
+        batches: dict[int, Any] = {}  # id(wire bytes) -> the batch, parsed once for all its entries
         for seq, t, http, data, info in picked:
-            entry = al.HTTPAccessLogEntry() if http else al.TCPAccessLogEntry()
-            entry.ParseFromString(data)
+            if isinstance(data, tuple):
+                raw, i = data
+                batch = batches.get(id(raw))
+                if batch is None:
+                    batch = batches[id(raw)] = als_pb2.StreamAccessLogsMessage.FromString(raw)
+                entry = (batch.http_logs if http else batch.tcp_logs).log_entry[i]
+            else:
+                entry = al.HTTPAccessLogEntry() if http else al.TCPAccessLogEntry()
+                entry.ParseFromString(data)
             text = accesslog.format_entry(entry, http, enc, fmt)
             out.append(LogLine(seq, info.proxy.id, info.proxy.instance, info.proxy.namespace, t, text))
         return out

@@ -138,3 +138,32 @@ def test_app_logs_from_the_state_dir(tmp_path: Path) -> None:
     assert result.output == "a2\n"
     result = CliRunner().invoke(logs_command, ["nope", "--app", "--state-dir", str(tmp_path)])
     assert result.exit_code == 1 and "no app log" in result.output
+
+
+def test_lines_from_batch_bytes_equal_lines_from_copied_entries() -> None:
+    """Entries of a mostly-kept batch point into its wire bytes; a batch mostly of TCP progress reports
+    copies its few kept entries (so it is not held whole). Both render as if each entry were copied."""
+    from envoy.data.accesslog.v3 import accesslog_pb2 as al
+    from telemetry_helpers import tcp_entry
+
+    snap = snapshot()
+
+    def ingest_both(msg: Any) -> tuple[Any, list[str]]:
+        raw = msg.SerializeToString()
+        shared, copied = Telemetry(lambda: snap), Telemetry(lambda: snap)
+        shared.ingest(shared.register_node(msg.identifier.node), "outbound", msg, raw)
+        copied.ingest(copied.register_node(msg.identifier.node), "outbound", msg)
+        (info,) = shared.proxies.values()
+        lines = [x.text for x in shared.log_lines([info])]
+        assert lines == [x.text for x in copied.log_lines(list(copied.proxies.values()))]
+        return info, lines
+
+    info, lines = ingest_both(
+        message(PRODUCTPAGE, "outbound", [http_entry(path=f"/r/{i}") for i in range(3)])
+    )
+    assert all(isinstance(data, tuple) for *_, data in info.logs)
+    assert len(lines) == 3 and "/r/2" in lines[2]
+
+    progress = [tcp_entry(stream_id=f"p{i}", log_type=al.TcpPeriodic) for i in range(5)]
+    info, lines = ingest_both(message(PRODUCTPAGE, "outbound", tcp=[*progress, tcp_entry(stream_id="c1")]))
+    assert [type(data) for *_, data in info.logs] == [bytes] and len(lines) == 1
