@@ -1,6 +1,7 @@
 """Data-plane overhead: direct vs one sidecar vs two sidecars with mTLS, generated config vs hand-written.
 
     .venv/bin/python bench/dataplane.py [--quick] [--rounds N] [--duration S] [--ablation]
+    .venv/bin/python bench/dataplane.py --rounds 4 --rows "2 sidecars,2 sc, no telemetry"
 
 Starts a real mesh (`isthmus up`) with an echo workload (Service `echo`, port 8080, sidecar) and a
 client workload (a sidecar only), plus two hand-written reference Envoys (bench/reference/*.yaml: static
@@ -30,7 +31,8 @@ from its scheduled time (coordinated-omission correction, as wrk2 does), otherwi
 written (so the event loop's timer slack is not counted). Also the Envoys' CPU per request at each rate
 (utime+stime of the row's Envoy processes from /proc) and the control plane's (ALS ingestion).
 Rounds interleave the rows, and each figure is the median over rounds. Prints a table and writes
-bench/results/dataplane.json (dataplane-quick.json with --quick).
+bench/results/dataplane.json (dataplane-quick.json with --quick; `-rows` appended when `--rows` picks a
+subset, which always includes the reference: more rounds of the rows in question in the same time).
 
 The machine may be shared: before each figure the bench waits (up to 20 s) for a second in which other
 people's processes use under 0.25 core (all CPU from /proc/stat minus this bench's process tree), and a
@@ -794,9 +796,9 @@ def median_of(rounds: list[dict[str, Any]], row: str, *keys: str) -> float | Non
     return statistics.median(values) if values else None
 
 
-def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(rounds: list[dict[str, Any]], rows: tuple[str, ...] = ROWS) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for row in ROWS:
+    for row in rows:
         s: dict[str, Any] = {"max_rps": median_of(rounds, row, "max", "rps")}
         s["foreign_cores@max"] = median_of(rounds, row, "max", "foreign_cores")
         for rate in RATES:
@@ -846,6 +848,8 @@ def print_tables(summary: dict[str, Any]) -> dict[str, Any]:
     metrics = ["max_rps"] + [f"{q}_ms@{r}" for r in RATES for q in ("p50", "p90", "p99")]
     metrics += [f"envoy_cpu_us_per_req@{r}" for r in RATES]
     for base in ("direct", "reference"):
+        if base not in summary:
+            continue
         print(f"\nRatios to {base} (max rps: base/row, so >1 means slower; latency and CPU: row/base)")
         print(
             f"{'row':<18} "
@@ -882,6 +886,12 @@ def main() -> None:
         help="instead of the main table: the generated sidecars' config as static Envoys, minus one item at"
         " a time (writes dataplane-ablation.json)",
     )
+    ap.add_argument(
+        "--rows",
+        default=",".join(ROWS),
+        help="comma-separated rows to measure (default all; 'reference' is always measured), e.g."
+        " '2 sidecars,2 sc, no telemetry' for more rounds of the rows that matter in the same time",
+    )
     ap.add_argument("--loadgen", nargs=5, metavar=("HOST", "PORT", "RATE", "DURATION", "WARMUP"),
                     help=argparse.SUPPRESS)  # fmt: skip
     args = ap.parse_args()
@@ -897,6 +907,11 @@ def main() -> None:
         sys.exit("needs wrk: apt-get install -y wrk")
     if (os.cpu_count() or 1) < 2:
         sys.exit("needs two cores (load on core 0, Envoys on core 1)")
+    wanted = {r.strip() for r in re.split(r",(?! )", args.rows)} | {"reference"}
+    unknown = wanted - set(ROWS)
+    if unknown:
+        sys.exit(f"unknown rows {sorted(unknown)}; rows are {', '.join(ROWS)}")
+    rows = tuple(r for r in ROWS if r in wanted)
     rounds_n = args.rounds or (1 if args.quick else 3)
     duration = args.duration or (3.0 if args.quick else 8.0)
     warmup = 1.0
@@ -935,30 +950,33 @@ def main() -> None:
                 return
             for i in range(rounds_n):
                 rnd: dict[str, Any] = {}
-                order = ["direct", "1 sidecar", "2 sidecars", "reference"]
+                order = [r for r in ("direct", "1 sidecar", "2 sidecars", "reference") if r in rows]
                 if i % 2:
                     order.reverse()
                 for row in order:
                     rnd[row] = measure_row(bench, row, duration, warmup)
                     print(f"round {i + 1} {row}: max {rnd[row]['max']['rps']:.0f} rps", flush=True)
-                bench.set_tracing(True)
-                row = "2 sc, tracing 1%"
-                rnd[row] = measure_row(bench, row, duration, warmup)
-                print(f"round {i + 1} {row}: max {rnd[row]['max']['rps']:.0f} rps", flush=True)
-                bench.set_tracing(False)
-                bench.set_metrics(False)
-                row = "2 sc, no telemetry"
-                rnd[row] = measure_row(bench, row, duration, warmup)
-                print(f"round {i + 1} {row}: max {rnd[row]['max']['rps']:.0f} rps", flush=True)
-                bench.set_metrics(True)
+                if "2 sc, tracing 1%" in rows:
+                    bench.set_tracing(True)
+                    row = "2 sc, tracing 1%"
+                    rnd[row] = measure_row(bench, row, duration, warmup)
+                    print(f"round {i + 1} {row}: max {rnd[row]['max']['rps']:.0f} rps", flush=True)
+                    bench.set_tracing(False)
+                if "2 sc, no telemetry" in rows:
+                    bench.set_metrics(False)
+                    row = "2 sc, no telemetry"
+                    rnd[row] = measure_row(bench, row, duration, warmup)
+                    print(f"round {i + 1} {row}: max {rnd[row]['max']['rps']:.0f} rps", flush=True)
+                    bench.set_metrics(True)
                 rounds.append(rnd)
         finally:
             bench.stop()
-    summary = summarize(rounds)
+    summary = summarize(rounds, rows)
     ratios = print_tables(summary)
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    path = out / ("dataplane-quick.json" if args.quick else "dataplane.json")
+    name = "dataplane-quick" if args.quick else "dataplane"
+    path = out / (f"{name}.json" if rows == ROWS else f"{name}-rows.json")  # a subset keeps the full table
     meta = {
         "rounds": rounds_n,
         "duration_s": duration,
