@@ -24,17 +24,17 @@ log (ALS) entry per request / TCP connection to the control plane (``envoy.acces
 What this costs, and what it buys (measured by ``bench/telemetry.py`` on the 2-CPU dev box, wrk, the
 sidecar Envoy, a backend Envoy and the control plane sharing the CPUs; medians of interleaved runs):
 
-- sidecar: ~25 µs more Envoy CPU per request (55 -> 80 ms per 1,000 requests); full-speed throughput
-  through one sidecar ~10.4k -> ~8.1k req/s (-22%, runs vary a lot on this box); the formatter tags
-  are the dear part, so only the two certificate SANs use one (measured with those two; a third,
-  ``%UPSTREAM_CLUSTER_RAW%``, was added later for requests answered before a host is picked);
-- control plane: ~2.3% of one core per 1,000 entries/s (~10 µs of Python per entry in-process, the rest
-  is gRPC); a request crossing two sidecars is two entries: ~5% of a core per 1,000 mesh req/s;
+- sidecar: ~14 µs more Envoy CPU per request (41 -> 55 ms per 1,000 requests, 2026-12-06); the
+  formatter tags are the dear part, so only what nothing else exposes uses one (the two upstream
+  certificate SANs and ``%UPSTREAM_CLUSTER_RAW%``, for requests answered before a host is picked);
+- control plane: ~2.2% of one core per 1,000 entries/s (8.3-8.8 µs of Python per real entry
+  in-process, replayed from a dataplane run; the rest is gRPC and the event loop); a request crossing
+  two sidecars is two entries: 36-43 µs of control-plane CPU per mesh request;
 - in exchange: metrics, `isthmus logs` and the graph without any Envoy extension, peers resolved from
   the registry, one scrape for the whole mesh.
-- tracing at the default 100% sampling is much dearer: ~180 µs more sidecar CPU per request with the
-  Zipkin tracer (-76% full-speed throughput), +5% of a core per 1,000 spans/s for the built-in
-  collector. Set ``defaultConfig.tracing.sampling`` (Istio's default is 1%) for load tests.
+- tracing is off unless configured (as in Istio since 1.22); a tracer costs every request, sampled or
+  not: at Istio's 1% ~10-15 µs of sidecar CPU (the span and the B3 and W3C headers), at 100% ~180 µs
+  (-76% full-speed throughput) and +5% of a core per 1,000 spans/s for the built-in collector.
 
 Served: the merged istio_* metrics through `Telemetry.collector()` (registered into the control plane's
 CollectorRegistry: one ``/metrics`` scrape covers the mesh; series of proxies that go away fold into

@@ -53,7 +53,7 @@ export const tracesPage = {
             .join("")}`;
         }
         setHTML(el.querySelector("#trace-count"), `${list.length} newest`);
-        setHTML(el.querySelector("#trace-list"), list.length ? traceTable(list) : empty("No traces yet: send some requests through the mesh."));
+        setHTML(el.querySelector("#trace-list"), list.length ? traceTable(list) : empty("No traces yet. Proxies make spans only where tracing is configured (as in Istio): set MeshConfig defaultConfig.tracing (e.g. sampling: 100) to send them here, or name a provider in a Telemetry resource; then send some requests through the mesh."));
       },
     };
   },
