@@ -956,18 +956,17 @@ def main() -> None:
                 for row in order:
                     rnd[row] = measure_row(bench, row, duration, warmup)
                     print(f"round {i + 1} {row}: max {rnd[row]['max']['rps']:.0f} rps", flush=True)
-                if "2 sc, tracing 1%" in rows:
-                    bench.set_tracing(True)
-                    row = "2 sc, tracing 1%"
+                # Rows that change the mesh's config: set it, measure, set it back.
+                for row, setter, value in (
+                    ("2 sc, tracing 1%", bench.set_tracing, True),
+                    ("2 sc, no telemetry", bench.set_metrics, False),
+                ):
+                    if row not in rows:
+                        continue
+                    setter(value)
                     rnd[row] = measure_row(bench, row, duration, warmup)
                     print(f"round {i + 1} {row}: max {rnd[row]['max']['rps']:.0f} rps", flush=True)
-                    bench.set_tracing(False)
-                if "2 sc, no telemetry" in rows:
-                    bench.set_metrics(False)
-                    row = "2 sc, no telemetry"
-                    rnd[row] = measure_row(bench, row, duration, warmup)
-                    print(f"round {i + 1} {row}: max {rnd[row]['max']['rps']:.0f} rps", flush=True)
-                    bench.set_metrics(True)
+                    setter(not value)
                 rounds.append(rnd)
         finally:
             bench.stop()
