@@ -83,11 +83,16 @@ RUNTIME_FLAGS: dict[str, str] = {
 # What each entry carries beyond Envoy's standard fields. Formatter tags (`value`) cost the most per
 # request, so only what nothing else exposes uses one: the upstream certificate SANs, and the routed
 # cluster (the entry's own upstream_cluster is empty when no host was picked: FI, UH, UO, ...); the
-# rest are header tags and logged response headers/trailers.
-_SAN_TAGS = {
-    accesslog.TAG_UPSTREAM_PEER_SAN: "%UPSTREAM_PEER_URI_SAN%",
-    accesslog.TAG_UPSTREAM_LOCAL_SAN: "%UPSTREAM_LOCAL_URI_SAN%",
-    accesslog.TAG_UPSTREAM_CLUSTER: "%UPSTREAM_CLUSTER_RAW%",
+# rest are header tags and logged response headers/trailers. Inbound, the upstream is the local app
+# over plaintext, so its SANs are always empty and those two tags are left out.
+_CLUSTER_TAG = {accesslog.TAG_UPSTREAM_CLUSTER: "%UPSTREAM_CLUSTER_RAW%"}
+_FORMATTER_TAGS: dict[str, dict[str, str]] = {
+    "outbound": {
+        accesslog.TAG_UPSTREAM_PEER_SAN: "%UPSTREAM_PEER_URI_SAN%",
+        accesslog.TAG_UPSTREAM_LOCAL_SAN: "%UPSTREAM_LOCAL_URI_SAN%",
+        **_CLUSTER_TAG,
+    },
+    "inbound": _CLUSTER_TAG,
 }
 _REQUEST_HEADER_TAGS = {accesslog.TAG_CONTENT_TYPE: "content-type"}
 RESPONSE_HEADERS_TO_LOG = ("x-envoy-upstream-service-time", "grpc-status")
@@ -134,7 +139,7 @@ def http_grpc_logger(
 ) -> accesslog_pb2.AccessLog:
     cfg = als_pb2.HttpGrpcAccessLogConfig(
         common_config=common_config(
-            direction, _SAN_TAGS, cluster, grpc_stats=True, header_tags=_REQUEST_HEADER_TAGS
+            direction, _FORMATTER_TAGS[direction], cluster, grpc_stats=True, header_tags=_REQUEST_HEADER_TAGS
         ),
         additional_request_headers_to_log=request_headers,
         additional_response_headers_to_log=RESPONSE_HEADERS_TO_LOG,
@@ -144,7 +149,9 @@ def http_grpc_logger(
 
 
 def tcp_grpc_logger(direction: Direction, cluster: str = ALS_CLUSTER) -> accesslog_pb2.AccessLog:
-    cfg = als_pb2.TcpGrpcAccessLogConfig(common_config=common_config(direction, _SAN_TAGS, cluster))
+    cfg = als_pb2.TcpGrpcAccessLogConfig(
+        common_config=common_config(direction, _FORMATTER_TAGS[direction], cluster)
+    )
     return accesslog_pb2.AccessLog(name="envoy.access_loggers.tcp_grpc", typed_config=_pack(cfg))
 
 

@@ -43,6 +43,10 @@ def test_http_loggers_without_and_with_an_access_log_file() -> None:
     assert list(cfg.additional_response_trailers_to_log) == ["grpc-status"]
 
     file_log, als = tenvoy.http_access_loggers(mesh("accessLogFile: /dev/stdout"), PRODUCTPAGE, "inbound")
+    # Inbound the upstream is the app over plaintext: no SAN formatter tags (always empty), the cluster's.
+    assert als.typed_config.Unpack(cfg)
+    tags = {t.tag: t for t in cfg.common_config.custom_tags}
+    assert set(tags) == {accesslog.TAG_UPSTREAM_CLUSTER, accesslog.TAG_CONTENT_TYPE}
     fal = file_pb2.FileAccessLog()
     assert file_log.typed_config.Unpack(fal)
     assert (
@@ -66,6 +70,9 @@ def test_tcp_logger_and_options() -> None:
     cfg = als_pb2.TcpGrpcAccessLogConfig()
     assert als.name == "envoy.access_loggers.tcp_grpc" and als.typed_config.Unpack(cfg)
     assert cfg.common_config.log_name == "isthmus.inbound"
+    assert [t.tag for t in cfg.common_config.custom_tags] == [accesslog.TAG_UPSTREAM_CLUSTER]
+    (als,) = tenvoy.tcp_access_loggers(snapshot(), PRODUCTPAGE, "outbound")
+    assert als.typed_config.Unpack(cfg) and len(cfg.common_config.custom_tags) == 3
     opts = tenvoy.tcp_access_log_options()
     assert opts.flush_access_log_on_connected and opts.access_log_flush_interval.ToSeconds() == 5
 
