@@ -25,8 +25,9 @@ What this costs, and what it buys (measured by ``bench/telemetry.py`` on the 2-C
 sidecar Envoy, a backend Envoy and the control plane sharing the CPUs; medians of interleaved runs):
 
 - sidecar: ~14 µs more Envoy CPU per request (41 -> 55 ms per 1,000 requests, 2026-12-06); the
-  formatter tags are the dear part, so only what nothing else exposes uses one (the two upstream
-  certificate SANs and ``%UPSTREAM_CLUSTER_RAW%``, for requests answered before a host is picked);
+  formatter tags are the dear part, so only what nothing else exposes uses one (outbound the two
+  upstream certificate SANs, and everywhere ``%UPSTREAM_CLUSTER_RAW%``, for requests answered before a
+  host is picked; inbound the upstream is the app over plaintext, so no SANs);
 - control plane: ~2.2% of one core per 1,000 entries/s (8.3-8.8 µs of Python per real entry
   in-process, replayed from a dataplane run; the rest is gRPC and the event loop); a request crossing
   two sidecars is two entries: 36-43 µs of control-plane CPU per mesh request;
