@@ -101,7 +101,7 @@ class ServiceGraph:
         self.clock = clock
         self._edges: dict[tuple[str, str, str], _Edge] = {}
         self._nodes: dict[str, dict[str, Any]] = {}
-        # The edge of a labels tuple, so a request does not rebuild both nodes' dicts (a third of the
+        # The edge of a labels tuple, so a request does not rebuild both nodes' dicts (a quarter of the
         # control plane's per-request telemetry work); cleared whenever an edge is pruned.
         self._by_labels: dict[tuple[tuple[str, ...], str], _Edge] = {}
 

@@ -112,3 +112,7 @@ def test_prune_forgets_idle_edges() -> None:
     clock.now += 11
     g.prune()
     assert g.graph(10)["nodes"] == [] and not g._edges
+    # The same peers again after the prune: a new edge, counted (not the forgotten one).
+    feed(t, PRODUCTPAGE, "outbound", [http_entry()] * 2)
+    (edge,) = g.graph(10)["edges"]
+    assert edge["requests"] == 2 and len(g._edges) == 1
