@@ -30,12 +30,13 @@ sidecar Envoy, a backend Envoy and the control plane sharing the CPUs; medians o
   host is picked; inbound the upstream is the app over plaintext, so no SANs);
 - control plane: ~2.2% of one core per 1,000 entries/s (8.3-8.8 µs of Python per real entry
   in-process, replayed from a dataplane run; the rest is gRPC and the event loop); a request crossing
-  two sidecars is two entries: 36-43 µs of control-plane CPU per mesh request;
+  two sidecars is two entries: 36-56 µs of control-plane CPU per mesh request;
 - in exchange: metrics, `isthmus logs` and the graph without any Envoy extension, peers resolved from
   the registry, one scrape for the whole mesh.
 - tracing is off unless configured (as in Istio since 1.22); a tracer costs every request, sampled or
-  not: at Istio's 1% ~10-15 µs of sidecar CPU (the span and the B3 and W3C headers), at 100% ~180 µs
-  (-76% full-speed throughput) and +5% of a core per 1,000 spans/s for the built-in collector.
+  not: at Istio's 1% +29-45 µs of Envoy CPU per request over two sidecars (bench/dataplane.py), at
+  100% ~180 µs (-76% full-speed throughput) and +5% of a core per 1,000 spans/s for the built-in
+  collector.
 
 Served: the merged istio_* metrics through `Telemetry.collector()` (registered into the control plane's
 CollectorRegistry: one ``/metrics`` scrape covers the mesh; series of proxies that go away fold into
