@@ -163,7 +163,7 @@ def _pack(message: Any) -> any_pb2.Any:
 
 
 class FakeAds(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
-    """State of the world ADS: answers each type's first request with fixed resources, records ACKs."""
+    """State of the world ADS (the bootstraps here say delta_xds=False): answers each type's first request with fixed resources, records ACKs."""
 
     def __init__(self, resources: dict[str, list[Any]] | None = None) -> None:
         self.resources = resources or {}
@@ -313,7 +313,10 @@ def test_envoy_becomes_live_serves_health_and_prometheus_and_binds_pod_address(t
         ads = FakeAds(pod_resources(ip, upstream))
         xds = await ads.start()
         envoy = EnvoyProcess(
-            proxy, build_bootstrap(proxy, xds_address=xds), tmp_path / "envoy", drain_time_s=2
+            proxy,
+            build_bootstrap(proxy, xds_address=xds, delta_xds=False),
+            tmp_path / "envoy",
+            drain_time_s=2,
         )
         try:
             await envoy.start()
@@ -392,7 +395,10 @@ def test_inbound_drain_closes_connections_then_stops_inbound_listeners_only(tmp_
         xds = await ads.start()
         drain_time = 2
         envoy = EnvoyProcess(
-            proxy, build_bootstrap(proxy, xds_address=xds), tmp_path / "envoy", drain_time_s=drain_time
+            proxy,
+            build_bootstrap(proxy, xds_address=xds, delta_xds=False),
+            tmp_path / "envoy",
+            drain_time_s=drain_time,
         )
         conns: list[http.client.HTTPConnection] = []
         try:
@@ -458,7 +464,10 @@ def test_full_drain_stops_every_dynamic_listener(tmp_path: Path) -> None:
         ads = FakeAds(pod_resources(ip, upstream))
         xds = await ads.start()
         envoy = EnvoyProcess(
-            proxy, build_bootstrap(proxy, xds_address=xds), tmp_path / "envoy", drain_time_s=1
+            proxy,
+            build_bootstrap(proxy, xds_address=xds, delta_xds=False),
+            tmp_path / "envoy",
+            drain_time_s=1,
         )
         try:
             await envoy.start()
@@ -490,7 +499,11 @@ def test_two_envoys_side_by_side(tmp_path: Path) -> None:
             for i in range(2):
                 proxy = make_proxy(free_pod_ip(), f"reviews-v2-{i}")
                 envoys.append(
-                    EnvoyProcess(proxy, build_bootstrap(proxy, xds_address=xds), tmp_path / f"envoy-{i}")
+                    EnvoyProcess(
+                        proxy,
+                        build_bootstrap(proxy, xds_address=xds, delta_xds=False),
+                        tmp_path / f"envoy-{i}",
+                    )
                 )
             await asyncio.gather(*(e.start() for e in envoys))
             await asyncio.gather(*(e.wait_ready(timeout=20) for e in envoys))

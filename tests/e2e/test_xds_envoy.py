@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -118,7 +119,7 @@ class Generator:
         return data if watched is None else {n: a for n, a in data.items() if n in watched}
 
 
-def bootstrap(xds_port: int) -> dict[str, Any]:
+def bootstrap(xds_port: int, delta: bool) -> dict[str, Any]:
     ads = {"ads": {}, "resource_api_version": "V3"}
     return {
         "node": {
@@ -129,7 +130,7 @@ def bootstrap(xds_port: int) -> dict[str, Any]:
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
         "dynamic_resources": {
             "ads_config": {
-                "api_type": "GRPC",
+                "api_type": "DELTA_GRPC" if delta else "GRPC",
                 "transport_api_version": "V3",
                 "grpc_services": [{"envoy_grpc": {"cluster_name": "xds-grpc"}}],
             },
@@ -199,7 +200,8 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
 
 
 class Envoy:
-    def __init__(self, binary: str, workdir: Path, xds_port: int) -> None:
+    def __init__(self, binary: str, workdir: Path, xds_port: int, delta: bool) -> None:
+        self.delta = delta
         self.binary = binary
         self.workdir = workdir
         self.xds_port = xds_port
@@ -208,7 +210,7 @@ class Envoy:
 
     async def start(self) -> None:
         cfg = self.workdir / "bootstrap.json"
-        cfg.write_text(json.dumps(bootstrap(self.xds_port)))
+        cfg.write_text(json.dumps(bootstrap(self.xds_port, self.delta)))
         admin_file = self.workdir / "admin.txt"
         self.log = self.workdir / "envoy.log"
         self.proc = await asyncio.create_subprocess_exec(
@@ -275,13 +277,13 @@ class Envoy:
 
 
 @contextlib.asynccontextmanager
-async def mesh(tmp_path: Path) -> AsyncIterator[tuple[XdsServer, Envoy]]:
+async def mesh(tmp_path: Path, delta: bool) -> AsyncIterator[tuple[XdsServer, Envoy]]:
     binary = envoy_binary()
     if binary is None:
         pytest.skip("no envoy binary")
     server = XdsServer(Generator(), debounce_after=0.01, debounce_max=0.1)
     port = await server.start("127.0.0.1", 0)
-    envoy = Envoy(binary, tmp_path, port)
+    envoy = Envoy(binary, tmp_path, port, delta)
     try:
         await envoy.start()
         yield server, envoy
@@ -306,11 +308,12 @@ def snapshot(version: int, direct_port: int, proxy_port: int, body: str, **over:
     return Snap(str(version), res)
 
 
-def test_envoy_serves_acks_and_survives_a_nack(tmp_path: Path) -> None:
-    asyncio.run(asyncio.wait_for(_scenario(tmp_path), 120))
+@pytest.mark.parametrize("delta", [False, True], ids=["sotw", "delta"])
+def test_envoy_serves_acks_and_survives_a_nack(tmp_path: Path, delta: bool) -> None:
+    asyncio.run(asyncio.wait_for(_scenario(tmp_path, delta), 120))
 
 
-async def _scenario(tmp_path: Path) -> None:
+async def _scenario(tmp_path: Path, delta: bool) -> None:
     direct_port, proxy_port = free_ports("127.0.0.1", 2)
     direct_url = f"http://127.0.0.1:{direct_port}/"
     proxy_url = f"http://127.0.0.1:{proxy_port}/"
@@ -318,7 +321,7 @@ async def _scenario(tmp_path: Path) -> None:
     async def serves(url: str, body: str) -> bool:
         return await asyncio.to_thread(http_get, url) == (200, body)
 
-    async with mesh(tmp_path) as (server, envoy):
+    async with mesh(tmp_path, delta) as (server, envoy):
         # 1. initial config: a listener with a direct response, a listener routing to an EDS cluster
         server.update(snapshot(1, direct_port, proxy_port, "v1"), FULL)
         assert await server.wait_connected(NODE_ID, timeout=20), envoy.log_tail()
@@ -338,7 +341,19 @@ async def _scenario(tmp_path: Path) -> None:
         assert warm == {"listener_manager.total_listeners_warming": 0}
         # what Envoy holds is what status says it ACKed
         routes = await envoy.config_dump("dynamic_route_configs")
-        assert {r["version_info"] for r in routes} == {st.types["RDS"]["acked_version"]}
+        first = {r["route_config"]["name"]: r["version_info"] for r in routes}
+        if delta:
+            # delta: every resource carries its own version, the content digest the server keeps
+            assert all(re.fullmatch("[0-9a-f]{16}", v) for v in first.values()), first
+            assert len(set(first.values())) == 2
+        else:
+            assert set(first.values()) == {st.types["RDS"]["acked_version"]}
+        # both protocols: the cluster and listener dumps carry the response version (delta: the
+        # system_version_info), what `isthmus proxy-config` shows as the proxy's config version
+        _, body = await envoy.get("/config_dump")
+        dumped = {c["@type"].rsplit(".", 1)[-1]: c.get("version_info") for c in json.loads(body)["configs"]}
+        assert dumped["ClustersConfigDump"] == st.types["CDS"]["acked_version"], dumped
+        assert dumped["ListenersConfigDump"] == st.types["LDS"]["acked_version"], dumped
 
         # 2. a route change reaches Envoy
         server.update(snapshot(2, direct_port, proxy_port, "v2"), FULL)
@@ -390,8 +405,11 @@ async def _scenario(tmp_path: Path) -> None:
         # keeps the version it was last sent with
         routes = await envoy.config_dump("dynamic_route_configs")
         versions = {r["route_config"]["name"]: r["version_info"] for r in routes}
-        assert versions["direct"] == st.types["RDS"]["acked_version"]
-        assert versions["proxy"].startswith("1-")
+        if delta:
+            assert versions["direct"] != first["direct"] and versions["proxy"] == first["proxy"]
+        else:
+            assert versions["direct"] == st.types["RDS"]["acked_version"]
+            assert versions["proxy"].startswith("1-")
         hist = server.registry.get_sample_value("pilot_proxy_convergence_time_seconds_count")
         assert hist and hist > 0
 

@@ -203,6 +203,7 @@ def build_bootstrap(
     sds_socket: str | None = None,
     drain_time_s: float = DEFAULT_DRAIN_TIME_S,
     runtime: Mapping[str, Any] | None = None,
+    delta_xds: bool = True,
 ) -> dict[str, Any]:
     """The Envoy v3 bootstrap (JSON-ready dict) for `proxy`.
 
@@ -211,7 +212,9 @@ def build_bootstrap(
     overrides the node's service cluster. `tracing` is put in the bootstrap as given (with the collector
     cluster in `extra_static_clusters`). `sds_socket` adds Istio's ``sds-grpc`` cluster on that unix
     socket. `concurrency` and `drain_time_s` are not bootstrap fields: like istio-agent, they are recorded
-    in the node metadata (``PROXY_CONFIG``), the process flags are set by `EnvoyProcess`.
+    in the node metadata (``PROXY_CONFIG``), the process flags are set by `EnvoyProcess`. `delta_xds`:
+    the ADS stream speaks delta (incremental) xDS, as istio-agent's default ``ISTIO_DELTA_XDS=true``;
+    False for state of the world.
     """
     ip = proxy.ip
     host, port = xds_address
@@ -306,7 +309,7 @@ def build_bootstrap(
             "lds_config": dict(xds_source),
             "cds_config": dict(xds_source),
             "ads_config": {
-                "api_type": "GRPC",
+                "api_type": "DELTA_GRPC" if delta_xds else "GRPC",
                 "set_node_on_first_message_only": True,
                 "transport_api_version": "V3",
                 "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],

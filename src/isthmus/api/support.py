@@ -117,7 +117,7 @@ TRANSLATED_FIELDS: dict[str, dict[str, set[str]]] = {
             "terminationDrainDuration", "drainDuration", "proxyMetadata", "gatewayTopology", "tracing",
         },
         # istio-agent settings the local agent honours.
-        "spec.defaultConfig.proxyMetadata": {"SECRET_TTL", "SECRET_GRACE_PERIOD_RATIO"},
+        "spec.defaultConfig.proxyMetadata": {"SECRET_TTL", "SECRET_GRACE_PERIOD_RATIO", "ISTIO_DELTA_XDS"},
     },
 }  # fmt: skip
 

@@ -197,3 +197,19 @@ class NetworkingWorkloadSelector(ApiModel):
     """istio.networking.v1alpha3.WorkloadSelector (Sidecar, ServiceEntry, EnvoyFilter): ``labels``."""
 
     labels: dict[str, str] = Field(default_factory=dict)
+
+
+_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+
+def parse_env_bool(value: str | None, default: bool) -> bool | None:
+    """An istio-agent boolean environment setting as Go's strconv.ParseBool reads it; `default` when
+    unset, None when set to something that is not a boolean."""
+    if value is None or value == "":
+        return default
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    return None

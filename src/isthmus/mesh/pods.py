@@ -186,6 +186,7 @@ class PodProcess:
                     self.xds_address, (self.xds_address[0], API_PORT)
                 ),
                 runtime=telemetry_envoy.RUNTIME_FLAGS,
+                delta_xds=self.cp.snapshot.mesh.delta_xds,
             )
             self.envoy = EnvoyProcess(
                 self.proxy,

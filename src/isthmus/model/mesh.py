@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from isthmus.api.types import parse_env_bool
 from isthmus.model.durations import to_seconds
 
 
@@ -35,6 +36,8 @@ class MeshSettings:
     tcp_keepalive: Any = None
     gateway_topology: Any = None
     locality_lb_enabled: bool = True
+    # Proxies speak delta (incremental) xDS unless proxyMetadata ISTIO_DELTA_XDS is false (Istio >= 1.22).
+    delta_xds: bool = True
     spec: Any = field(default=None, compare=False)
 
     @classmethod
@@ -80,5 +83,8 @@ class MeshSettings:
             tcp_keepalive=get("tcp_keepalive"),
             gateway_topology=dc("gateway_topology"),
             locality_lb_enabled=(getattr(locality, "enabled", None) is not False) if locality else True,
+            # Not a boolean: the default, as istio-agent does (validation warns).
+            delta_xds=parse_env_bool(dict(dc("proxy_metadata") or {}).get("ISTIO_DELTA_XDS"), True)
+            is not False,
             spec=spec,
         )

@@ -18,7 +18,7 @@ from __future__ import annotations
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf.message import DecodeError
 
-__all__ = ["Names", "RequestDecoder"]
+__all__ = ["DeltaRequestDecoder", "Names", "RequestDecoder"]
 
 Names = tuple[list[str], frozenset[str]]
 
@@ -112,3 +112,47 @@ class RequestDecoder:
             self._runs[type_url] = (run, listed, names)
         else:
             self._runs.pop(type_url, None)
+
+
+class DeltaRequestDecoder:
+    """Decodes one delta (incremental) stream's requests into what the SotW path works with.
+
+    A delta request names only what changed in the subscription (`resource_names_subscribe` /
+    `_unsubscribe`), and an ACK names nothing, so the decoder keeps each type's subscribed set and hands
+    the server a `DiscoveryRequest` (node, type_url, response_nonce, error_detail) with the resulting
+    (names list, names set): the same objects while nothing changes, as `RequestDecoder` does. A type's
+    first request subscribing to nothing, or any request subscribing to ``*``, is a wildcard subscription:
+    the set then holds ``*``. `initial_resource_versions` (what a reconnecting client already holds) are
+    kept for the server to take with `take_initial`.
+    """
+
+    __slots__ = ("_initial", "_subs")
+
+    def __init__(self) -> None:
+        self._subs: dict[str, Names] = {}
+        self._initial: dict[str, dict[str, str]] = {}
+
+    def decode(self, data: bytes) -> tuple[discovery_pb2.DiscoveryRequest, Names]:
+        delta = discovery_pb2.DeltaDiscoveryRequest.FromString(data)
+        req = discovery_pb2.DiscoveryRequest(type_url=delta.type_url, response_nonce=delta.response_nonce)
+        if delta.HasField("node"):
+            req.node.CopyFrom(delta.node)
+        if delta.HasField("error_detail"):
+            req.error_detail.CopyFrom(delta.error_detail)
+        type_url = delta.type_url
+        current = self._subs.get(type_url)
+        subscribe, unsubscribe = delta.resource_names_subscribe, delta.resource_names_unsubscribe
+        if current is None:
+            names = frozenset(subscribe) if subscribe else frozenset(("*",))
+            if delta.initial_resource_versions:
+                self._initial[type_url] = dict(delta.initial_resource_versions)
+        elif subscribe or unsubscribe:
+            names = (current[1] | frozenset(subscribe)) - frozenset(unsubscribe)
+        else:
+            return req, current
+        current = self._subs[type_url] = (sorted(names), names)
+        return req, current
+
+    def take_initial(self, type_url: str) -> dict[str, str]:
+        """The versions the client said it holds for `type_url` on its first request (once)."""
+        return self._initial.pop(type_url, {})

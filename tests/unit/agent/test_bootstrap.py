@@ -103,7 +103,10 @@ def test_admin_on_pod_address() -> None:
 def test_ads_over_static_xds_cluster() -> None:
     b = build_bootstrap(make_proxy(), xds_address=XDS)
     dyn = b["dynamic_resources"]
-    assert dyn["ads_config"]["api_type"] == "GRPC"
+    # Delta xDS by default, as istio-agent since 1.22 (ISTIO_DELTA_XDS); state of the world on request.
+    assert dyn["ads_config"]["api_type"] == "DELTA_GRPC"
+    sotw = build_bootstrap(make_proxy(), xds_address=XDS, delta_xds=False)
+    assert sotw["dynamic_resources"]["ads_config"]["api_type"] == "GRPC"
     assert dyn["ads_config"]["transport_api_version"] == "V3"
     assert dyn["ads_config"]["grpc_services"] == [{"envoy_grpc": {"cluster_name": "xds-grpc"}}]
     for key in ("cds_config", "lds_config"):

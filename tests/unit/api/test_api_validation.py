@@ -1317,6 +1317,31 @@ def test_mesh_config_rules():
     assert r.key == ("MeshConfig", "", "mesh")
 
 
+def test_mesh_config_delta_xds_switch():
+    """proxyMetadata ISTIO_DELTA_XDS picks the proxies' xDS protocol (delta unless false, as Istio >= 1.22);
+    a value that is not a boolean is warned about and leaves the default."""
+    from isthmus.model.mesh import MeshSettings
+
+    w = "isthmus.dev/v1alpha1"
+
+    def settings(meta: str) -> MeshSettings:
+        (r,) = load_text(kind("MeshConfig", f"defaultConfig: {{proxyMetadata: {meta}}}", api=w, name="mesh"))
+        return MeshSettings.from_spec(r.spec)
+
+    assert MeshSettings().delta_xds is True
+    assert settings("{}").delta_xds is True
+    assert settings("{ISTIO_DELTA_XDS: 'false'}").delta_xds is False
+    assert settings("{ISTIO_DELTA_XDS: '0'}").delta_xds is False
+    assert settings("{ISTIO_DELTA_XDS: 'True'}").delta_xds is True
+    assert_issue(
+        kind("MeshConfig", "defaultConfig: {proxyMetadata: {ISTIO_DELTA_XDS: nope}}", api=w, name="mesh"),
+        "spec.defaultConfig.proxyMetadata.ISTIO_DELTA_XDS",
+        "not a boolean",
+        "Warning",
+    )
+    assert settings("{ISTIO_DELTA_XDS: nope}").delta_xds is True
+
+
 def test_regex_checker_rejects_non_re2_constructs():
     for bad in ["(?=a)", "(?<!a)b", r"(a)\1", "a++", "(?>a)"]:
         assert regex_error(bad), bad

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from isthmus.api import mesh as m
 from isthmus.api.networking import OutlierDetection
 from isthmus.api.paths import join
-from isthmus.api.types import parse_duration
+from isthmus.api.types import parse_duration, parse_env_bool
 from isthmus.api.validation import register
 from isthmus.api.validation.common import (
     VALID_ECDH_CURVES,
@@ -212,6 +212,12 @@ def _validate_proxy_config(r: Report, p: str, pc: m.MeshProxyConfig) -> None:
         if tr.sampling is not None and not 0.0 <= tr.sampling <= 100.0:
             r.error(join(tp, "sampling"), "sampling must be in range [0.0, 100.0]")
         validate_client_tls(r, join(tp, "tlsSettings"), "", tr.tls_settings)
+    delta = pc.proxy_metadata.get("ISTIO_DELTA_XDS")
+    if delta is not None and parse_env_bool(delta, True) is None:
+        r.warn(
+            join(p, "proxyMetadata", "ISTIO_DELTA_XDS"),
+            f"{delta!r} is not a boolean; proxies use the default (true, delta xDS)",
+        )
     if "ISTIO_META_DNS_AUTO_ALLOCATE" in pc.proxy_metadata:
         r.warn(
             join(p, "proxyMetadata", "ISTIO_META_DNS_AUTO_ALLOCATE"),
