@@ -115,15 +115,15 @@ class RequestDecoder:
 
 
 class DeltaRequestDecoder:
-    """Decodes one delta (incremental) stream's requests into what the SotW path works with.
+    """Decodes one delta (incremental) stream's requests, keeping each type's subscribed set.
 
     A delta request names only what changed in the subscription (`resource_names_subscribe` /
-    `_unsubscribe`), and an ACK names nothing, so the decoder keeps each type's subscribed set and hands
-    the server a `DiscoveryRequest` (node, type_url, response_nonce, error_detail) with the resulting
-    (names list, names set): the same objects while nothing changes, as `RequestDecoder` does. A type's
-    first request subscribing to nothing, or any request subscribing to ``*``, is a wildcard subscription:
-    the set then holds ``*``. `initial_resource_versions` (what a reconnecting client already holds) are
-    kept for the server to take with `take_initial`.
+    `_unsubscribe`), and an ACK names nothing, so the decoder keeps each type's set and returns it with
+    the request as (names list, names set): the same objects while nothing changes, as `RequestDecoder`
+    does, so the server's per-type state machine sees the watched sets it sees with SotW. A type's first
+    request subscribing to nothing, or any request subscribing to ``*``, is a wildcard subscription: the
+    set then holds ``*``. `initial_resource_versions` (what a reconnecting client already holds) are kept
+    for the server to take with `take_initial`.
     """
 
     __slots__ = ("_initial", "_subs")
@@ -132,20 +132,15 @@ class DeltaRequestDecoder:
         self._subs: dict[str, Names] = {}
         self._initial: dict[str, dict[str, str]] = {}
 
-    def decode(self, data: bytes) -> tuple[discovery_pb2.DiscoveryRequest, Names]:
-        delta = discovery_pb2.DeltaDiscoveryRequest.FromString(data)
-        req = discovery_pb2.DiscoveryRequest(type_url=delta.type_url, response_nonce=delta.response_nonce)
-        if delta.HasField("node"):
-            req.node.CopyFrom(delta.node)
-        if delta.HasField("error_detail"):
-            req.error_detail.CopyFrom(delta.error_detail)
-        type_url = delta.type_url
+    def decode(self, data: bytes) -> tuple[discovery_pb2.DeltaDiscoveryRequest, Names]:
+        req = discovery_pb2.DeltaDiscoveryRequest.FromString(data)
+        type_url = req.type_url
         current = self._subs.get(type_url)
-        subscribe, unsubscribe = delta.resource_names_subscribe, delta.resource_names_unsubscribe
+        subscribe, unsubscribe = req.resource_names_subscribe, req.resource_names_unsubscribe
         if current is None:
             names = frozenset(subscribe) if subscribe else frozenset(("*",))
-            if delta.initial_resource_versions:
-                self._initial[type_url] = dict(delta.initial_resource_versions)
+            if req.initial_resource_versions:
+                self._initial[type_url] = dict(req.initial_resource_versions)
         elif subscribe or unsubscribe:
             names = (current[1] | frozenset(subscribe)) - frozenset(unsubscribe)
         else:

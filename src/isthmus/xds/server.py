@@ -48,7 +48,8 @@ of ~60 KB, and a new service sends one cluster instead of all of them.
 
 Pushes: `update()` may be called from any thread. Updates are debounced (`debounce_after` quiet,
 `debounce_max` at most) and merged (any full -> full; EDS cluster sets united); the push goes to every
-connection, whose own task builds and writes the responses under a semaphore of `push_concurrency`.
+connection, whose own task builds and writes the responses (full pushes under a semaphore of
+`push_concurrency`).
 A full push re-evaluates every subscribed type; an EDS-only push evaluates EDS for the named clusters
 the proxy watches and nothing else. Requests (ACKs, new subscriptions) are served between types.
 
@@ -114,6 +115,8 @@ ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 READ_HOLD_MAX = 1.0  # seconds an endpoint push may hold back reading ACKs (see XdsServer._gate)
 _MASK = (1 << 64) - 1
+_UNBOUNDED = contextlib.nullcontext()
+_Request = discovery_pb2.DiscoveryRequest | discovery_pb2.DeltaDiscoveryRequest
 
 
 class Generator(Protocol):
@@ -188,6 +191,15 @@ class _TypeState:
         self.sent_shared = False
         self.combined = 0
 
+    def unknown(self, names: Iterable[str]) -> None:
+        """Count `names` as held at no known version: the next pass sends them, or names them removed."""
+        if self.sent_shared:
+            self.sent = dict(self.sent)
+            self.sent_shared = False
+        for name in names:
+            self.combined = (self.combined - self.sent.get(name, 0)) & _MASK
+            self.sent[name] = 0
+
     def holds(self, versions: Mapping[str, str]) -> None:
         """A reconnecting delta client's `initial_resource_versions`: what it holds counts as sent (a
         version that is not one of ours matches nothing, so that resource is sent again)."""
@@ -260,7 +272,7 @@ class _Connection:
         self.context = context
         self.connected_at = time.time()
         self.types: dict[str, _TypeState] = {}
-        self.inbox: deque[tuple[discovery_pb2.DiscoveryRequest, Names]] = deque()
+        self.inbox: deque[tuple[_Request, Names]] = deque()
         self.decoder = decoder  # the one that decoded the stream's first request
         self.delta = isinstance(decoder, DeltaRequestDecoder)  # incremental xDS: send only what changed
         self.pending: Push | None = None
@@ -596,9 +608,7 @@ class XdsServer:
             conn.wake.clear()
             await conn.wake.wait()
 
-    async def _handle_request(
-        self, conn: _Connection, req: discovery_pb2.DiscoveryRequest, requested: Names
-    ) -> None:
+    async def _handle_request(self, conn: _Connection, req: _Request, requested: Names) -> None:
         type_url = req.type_url
         if not type_url:
             log.debug("request without type_url from %s ignored", conn.id)
@@ -647,7 +657,10 @@ class XdsServer:
             self._notify()
 
         # Subscription changes, from any request (stale ones included).
-        wildcard = "*" in names or (st.wildcard and not names and not conn.delta)
+        if isinstance(req, discovery_pb2.DeltaDiscoveryRequest):
+            await self._delta_subscription(conn, st, req, names)
+            return
+        wildcard = "*" in names or (st.wildcard and not names)
         watched = _without_star(names)
         if watched is st.watched and wildcard == st.wildcard:
             return  # the usual ACK: same names as before
@@ -665,7 +678,40 @@ class XdsServer:
             if added and conn.snapshot is not None and st.sent_nonce is not None:
                 await self._send_type(conn, st, conn.snapshot, added, frozenset(), None, initial=False)
 
-    def _on_nack(self, conn: _Connection, st: _TypeState, req: discovery_pb2.DiscoveryRequest) -> None:
+    async def _delta_subscription(
+        self,
+        conn: _Connection,
+        st: _TypeState,
+        req: discovery_pb2.DeltaDiscoveryRequest,
+        names: frozenset[str],
+    ) -> None:
+        """Apply a delta request's subscription changes. The protocol asks more than SotW's "send what is
+        newly watched": a name subscribed again is sent again even if held (Envoy re-subscribes a
+        cluster's endpoints when it rebuilds the cluster), a subscribed name that does not exist comes back
+        in `removed_resources`, and under a wildcard every name explicitly (un)subscribed is answered,
+        with its resource or as removed."""
+        subscribe = frozenset(req.resource_names_subscribe) - {"*"}
+        unsubscribe = frozenset(req.resource_names_unsubscribe) - {"*"}
+        wildcard = "*" in names
+        if not subscribe and not unsubscribe and wildcard == st.wildcard:
+            return  # the usual ACK
+        watched = _without_star(names)
+        if st.wildcard and not wildcard:
+            # Leaving the wildcard: the proxy keeps only what it names.
+            st.forget([n for n in st.sent if n not in watched])
+        st.wildcard, st.watched = wildcard, watched
+        self._notify()
+        if conn.snapshot is None or st.sent_nonce is None:
+            return  # nothing answered yet: the first response will carry it all
+        if wildcard:
+            st.unknown(subscribe | unsubscribe)  # answered on this pass: resent, or removed if gone
+            await self._send_type(conn, st, conn.snapshot, None, frozenset(), None, initial=False)
+        else:
+            st.forget(unsubscribe | subscribe)  # subscribed again: sent again
+            if subscribe:
+                await self._send_type(conn, st, conn.snapshot, subscribe, frozenset(), None, initial=False)
+
+    def _on_nack(self, conn: _Connection, st: _TypeState, req: _Request) -> None:
         if st.last_nack is not None and st.last_nack["nonce"] == req.response_nonce:
             return  # the same NACK again
         message = req.error_detail.message
@@ -685,7 +731,7 @@ class XdsServer:
             st.short,
             st.sent_version,
             req.response_nonce,
-            req.version_info or "nothing",
+            getattr(req, "version_info", "") or "nothing",
             message,
         )
         self._notify()
@@ -698,7 +744,10 @@ class XdsServer:
         version = str(push.snapshot.version)
         req = push.request
         assert self._sem is not None
-        async with self._sem:
+        # The semaphore bounds full pushes (each may build and hold a scope's config); an endpoint push
+        # writes a few shared ClusterLoadAssignments, and waiting in line would cost 1,000 proxies a
+        # wake-up each.
+        async with self._sem if req.full else _UNBOUNDED:
             changed_clusters: frozenset[str] = frozenset()
             for type_url in sorted(conn.types, key=typeurls.push_order_key):
                 while conn.inbox:  # ACKs and subscription changes that arrived meanwhile
@@ -845,8 +894,9 @@ class XdsServer:
                 if name in watched and (name in force or sent.get(name) != d)
             ]
             if conn.delta and len(rs.digests) < len(watched):
-                # Watched names the generator no longer has: a delta client is told they are gone.
-                removed = [n for n in watched if n in sent and n not in rs.digests]
+                # Watched names the generator does not have: a delta client is told they are gone (once:
+                # they stay in `sent` at digest 0 until they exist).
+                removed = [n for n in watched if n not in rs.digests and sent.get(n) != 0]
             if not to_send and not removed and not initial:
                 return self._skip(st, version)
             if st.sent_shared:
@@ -857,7 +907,8 @@ class XdsServer:
                 combined += d - sent.get(name, 0)
                 sent[name] = d
             for name in removed:
-                combined -= sent.pop(name)
+                combined -= sent.get(name, 0)
+                sent[name] = 0
             st.combined = combined & _MASK
             parts = to_send
             changed = frozenset(name for name, _, _ in to_send)
