@@ -1,6 +1,6 @@
 """Push fan-out of the real control plane to many ADS clients (DESIGN §6). Prints a table, writes JSON.
 
-    .venv/bin/python bench/push.py --clients 100 1000 [--services 1000] [--workloads 10]
+    .venv/bin/python bench/push.py --clients 100 1000 [--services 1000] [--workloads 10] [--sotw] [--repeat 3]
 
 The control plane is the one `isthmus up` runs (`isthmus.mesh.control_plane.ControlPlane` over a
 `Store`, real MeshGenerator, XdsServer with its default debounce), in this process, loaded with
@@ -10,6 +10,17 @@ behave like Envoy: CDS + LDS wildcard, then EDS for the EDS clusters and RDS for
 ACKing every response (responses are not decoded beyond the header unless their content digest is new).
 Clients are sidecars of `--workloads` client workloads (one scope each: app=client-<w> in ns-<w % 10>),
 so the generator builds each scope once per snapshot and the server encodes it once.
+
+The clients speak delta xDS (`DeltaAggregatedResources`, what `isthmus up`'s Envoys speak), or with
+`--sotw` state-of-the-world xDS (`StreamAggregatedResources`). A delta client subscribes CDS + LDS
+wildcard, then keeps the clusters and listeners it
+holds (applying each response's resources and removed_resources), derives the EDS and RDS names it needs
+from them and, after ACKing the CDS/LDS response (type and nonce only), writes the names to subscribe and
+to unsubscribe as a separate request without a nonce, as Envoy does. A CDS/LDS response is decoded once
+per distinct content (bytes around the nonce). The real Envoys speak the same protocol; the table's
+first line names the protocol, and for delta clients it lists how many responses, resources and removed
+names they received per change. Clients advertise Envoy's HTTP/2 windows (256 MiB), not gRPC's 64 KiB.
+`--repeat K` runs the three changes K times and prints the median p99 of each.
 
 For each change the time is from the store write to each client's last ACK of a response carrying the
 new snapshot (clients that got nothing new are not counted): an endpoint change (a pod of svc-1 moves:
@@ -33,6 +44,7 @@ import dataclasses
 import json
 import os
 import resource
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -52,6 +64,7 @@ from isthmus.xds.requests import read_varint
 CDS, EDS, LDS, RDS = typeurls.CLUSTER, typeurls.ENDPOINT, typeurls.LISTENER, typeurls.ROUTE
 SHORT = {CDS: "CDS", EDS: "EDS", LDS: "LDS", RDS: "RDS"}
 ADS_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+DELTA_ADS_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
 
 
 # ------------------------------------------------------------------------------------------ clients
@@ -120,16 +133,32 @@ class Names:
         return names
 
 
-async def client(port: int, i: int, workload: int, acks: dict, names: Names, ready: list[int]) -> None:
+# Envoy's HTTP/2 defaults for its xDS connection (initial_stream_window_size and
+# initial_connection_window_size, 256 MiB): gRPC's own default (64 KiB, grown by BDP probes) makes a client
+# stall the server with window updates on every 638 KB route table, which Envoy never does.
+ENVOY_WINDOW = 256 << 20
+
+
+def open_stream(port: int, method: str) -> tuple[Any, Any]:
+    """A gRPC channel of its own and the ADS stream `method` on it (requests and responses as bytes)."""
     ch = grpc.aio.insecure_channel(
         f"127.0.0.1:{port}",
-        options=[("grpc.max_receive_message_length", 256 << 20), ("grpc.use_local_subchannel_pool", 1)],
+        options=[
+            ("grpc.max_receive_message_length", 256 << 20),
+            ("grpc.use_local_subchannel_pool", 1),
+            ("grpc.http2.lookahead_bytes", ENVOY_WINDOW),
+        ],
     )
     call = ch.stream_stream(
-        ADS_METHOD,
+        method,
         request_serializer=lambda b: b,  # requests are written as bytes, see `request`
         response_deserializer=lambda b: b,
     )()
+    return ch, call
+
+
+def client_node(i: int, workload: int) -> base_pb2.Node:
+    """Client `i`'s Node: a sidecar of workload `workload` (its scope), with istio-agent's metadata."""
     ns = f"ns-{workload % 10}"
     name = f"client-{workload}-{i}"
     ip = f"10.250.{i // 250}.{i % 250 + 1}"
@@ -142,6 +171,12 @@ async def client(port: int, i: int, workload: int, acks: dict, names: Names, rea
     }
     node.metadata.CopyFrom(struct_pb2.Struct())
     node.metadata.update(md)
+    return node
+
+
+async def client(port: int, i: int, workload: int, acks: dict, names: Names, ready: list[int]) -> None:
+    ch, call = open_stream(port, ADS_METHOD)
+    node = client_node(i, workload)
     subscribed: dict[str, list[str]] = {CDS: [], LDS: []}
     await call.write(discovery_pb2.DiscoveryRequest(node=node, type_url=CDS).SerializeToString())
     await call.write(names.request(LDS, []))
@@ -179,16 +214,185 @@ async def client(port: int, i: int, workload: int, acks: dict, names: Names, rea
         await ch.close()
 
 
-async def client_mode(port: int, n: int, workloads: int, first: int = 0) -> None:
-    """Clients `first` .. `first + n - 1`. Commands on stdin: `acks <snapshot version>` prints
-    {client: last ACK time} for that version."""
+# Delta (incremental) xDS clients (`--delta`). A response carries only what is new or changed for the
+# client (`resources`) and what went away (`removed_resources`), so a client keeps what it holds of the
+# wildcard types, CDS (cluster -> is EDS) and LDS (listener -> route names its HCMs name), and derives
+# its EDS and RDS subscriptions from that: after a CDS or LDS response it ACKs it, then writes the names
+# that became needed (`resource_names_subscribe`) and those no longer needed
+# (`resource_names_unsubscribe`) as a separate request without a nonce, as Envoy does.
+# What a client holds is an immutable `Held` shared by the clients that got the same responses (the
+# clients of a scope), and a response's content is parsed once (`Deltas`): per client a CDS/LDS
+# response costs a header scan, a memcmp and a dict lookup, as in SotW.
+
+
+def delta_header(b: bytes) -> tuple[str, str, str, int, list[str], int, int]:
+    """Of a serialized DeltaDiscoveryResponse: system_version_info (1), type_url (4), nonce (5), the number
+    of resources (2), removed_resources (6), and where the nonce field (tag to end) starts and ends."""
+    i, n = 0, len(b)
+    out: dict[int, str] = {}
+    count, removed, span = 0, [], (0, 0)
+    while i < n:
+        start = i
+        key, i = read_varint(b, i)
+        field, wire = key >> 3, key & 7
+        if wire == 2:
+            ln, i = read_varint(b, i)
+            if field == 2:
+                count += 1
+            elif field in (1, 4, 5):
+                out[field] = b[i : i + ln].decode()
+                if field == 5:
+                    span = (start, i + ln)
+            elif field == 6:
+                removed.append(b[i : i + ln].decode())
+            i += ln
+        elif wire == 0:
+            _, i = read_varint(b, i)
+        elif wire == 5:
+            i += 4
+        elif wire == 1:
+            i += 8
+        else:
+            raise ValueError(f"wire type {wire}")
+    return out.get(1, ""), out.get(4, ""), out.get(5, ""), count, removed, span[0], span[1]
+
+
+class Delta:
+    """A CDS or LDS delta response's content, parsed once: `changed` maps each resource sent to what a
+    client derives from it (CDS: whether the cluster is EDS; LDS: the route names the listener uses),
+    `removed` the names that went away."""
+
+    __slots__ = ("changed", "removed")
+
+    def __init__(self, changed: dict[str, Any], removed: list[str]) -> None:
+        self.changed, self.removed = changed, removed
+
+
+class Deltas:
+    """Parsed CDS/LDS delta responses by content. Clients in the same state get the same bytes except for
+    the nonce, so a response is looked up by (type, system version, length without the nonce) and
+    confirmed by comparing the bytes around the nonce (memcmp, no copy): a hit is exact whatever the
+    server's nonces, and a miss just parses."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[tuple[str, str, int], list[tuple[bytes, bytes, Delta]]] = {}
+        self.empty = {CDS: Held(CDS, {}, frozenset()), LDS: Held(LDS, {}, frozenset())}
+
+    def get(self, type_url: str, version: str, raw: bytes, removed: list[str], start: int, end: int) -> Delta:
+        key = (type_url, version, len(raw) - (end - start))
+        seen = self.by_key.setdefault(key, [])
+        for head, tail, delta in seen:
+            if len(head) == start and raw.startswith(head) and raw.endswith(tail):
+                return delta
+        resp = discovery_pb2.DeltaDiscoveryResponse.FromString(raw)
+        changed: dict[str, Any] = {}
+        if type_url == CDS:
+            for r in resp.resources:
+                c = cluster_pb2.Cluster.FromString(r.resource.value)
+                changed[r.name or c.name] = c.type == cluster_pb2.Cluster.EDS
+        else:
+            from generate import route_names
+
+            for r in resp.resources:
+                changed[r.name] = frozenset(route_names({r.name: r.resource}))
+        delta = Delta(changed, removed)
+        seen.append((raw[:start], raw[end:], delta))
+        return delta
+
+
+class Held:
+    """What a delta client holds of CDS or LDS (`items`, see `Delta.changed`) and the EDS or RDS names that
+    implies (`deps`). Immutable and shared; `apply` is memoized per delta, with the encoded subscription
+    change it implies (None when there is none)."""
+
+    __slots__ = ("type_url", "items", "deps", "next")
+
+    def __init__(self, type_url: str, items: dict[str, Any], deps: frozenset[str]) -> None:
+        self.type_url, self.items, self.deps = type_url, items, deps
+        self.next: dict[int, tuple[Held, Delta, bytes | None]] = {}
+
+    def apply(self, delta: Delta) -> tuple[Held, bytes | None]:
+        hit = self.next.get(id(delta))  # deltas live as long as `Deltas` does: ids are not reused
+        if hit is None or hit[1] is not delta:
+            items = dict(self.items)
+            for name in delta.removed:
+                items.pop(name, None)
+            items.update(delta.changed)
+            if self.type_url == CDS:
+                dep, deps = EDS, frozenset(name for name, eds in items.items() if eds)
+            else:
+                dep, deps = RDS, frozenset().union(*items.values())
+            subscribe, unsubscribe = sorted(deps - self.deps), sorted(self.deps - deps)
+            request = None
+            if subscribe or unsubscribe:
+                request = discovery_pb2.DeltaDiscoveryRequest(
+                    type_url=dep,
+                    resource_names_subscribe=subscribe,
+                    resource_names_unsubscribe=unsubscribe,
+                ).SerializeToString()
+            hit = self.next[id(delta)] = (Held(self.type_url, items, deps), delta, request)
+        return hit[0], hit[2]
+
+
+async def delta_client(
+    port: int, i: int, workload: int, acks: dict, deltas: Deltas, ready: list[int], counts: dict
+) -> None:
+    """One delta ADS client (see above). `counts[snapshot][type]` sums responses, resources and removed
+    names received, to see what the server sends."""
+    ch, call = open_stream(port, DELTA_ADS_METHOD)
+    first = discovery_pb2.DeltaDiscoveryRequest(node=client_node(i, workload), type_url=CDS)
+    await call.write(first.SerializeToString())  # CDS and LDS: wildcard (no names)
+    await call.write(discovery_pb2.DeltaDiscoveryRequest(type_url=LDS).SerializeToString())
+    held = {CDS: deltas.empty[CDS], LDS: deltas.empty[LDS]}
+    got: set[str] = set()
+    mine = acks.setdefault(i, {})
+    try:
+        while True:
+            raw = await call.read()
+            if raw is grpc.aio.EOF:
+                return
+            received = time.monotonic()
+            version, type_url, nonce, n_resources, removed, start, end = delta_header(raw)
+            follow = None
+            if type_url in held:
+                delta = deltas.get(type_url, version, raw, removed, start, end)
+                held[type_url], follow = held[type_url].apply(delta)
+            ack = discovery_pb2.DeltaDiscoveryRequest(type_url=type_url, response_nonce=nonce)
+            await call.write(ack.SerializeToString())
+            now = time.monotonic()
+            snap = version.partition("-")[0]
+            seen = mine.setdefault(snap, [0.0, 0.0])  # when the last response of it arrived / was ACKed
+            seen[0], seen[1] = max(seen[0], received), max(seen[1], now)
+            c = counts.setdefault(snap, {}).setdefault(SHORT.get(type_url, type_url), [0, 0, 0])
+            c[0], c[1], c[2] = c[0] + 1, c[1] + n_resources, c[2] + len(removed)
+            if follow is not None:
+                await call.write(follow)  # ackless subscription change, right after the ACK
+            if len(got) < 2 and type_url in held:
+                got.add(type_url)
+                if len(got) == 2:  # CDS and LDS answered, EDS and RDS subscribed
+                    ready[0] += 1
+    finally:
+        await ch.close()
+
+
+async def client_mode(port: int, n: int, workloads: int, first: int = 0, delta: bool = False) -> None:
+    """Clients `first` .. `first + n - 1`, SotW or `delta`. Commands on stdin: `acks <snapshot version>`
+    prints {client: last ACK time} for that version (and, for delta clients, what they received of it)."""
     acks: dict[int, dict[str, list[float]]] = {}
-    names = Names()
     ready = [0]
-    tasks = [
-        asyncio.create_task(client(port, i, i % workloads, acks, names, ready))
-        for i in range(first, first + n)
-    ]
+    counts: dict[str, dict[str, list[int]]] = {}
+    if delta:
+        deltas = Deltas()
+        tasks = [
+            asyncio.create_task(delta_client(port, i, i % workloads, acks, deltas, ready, counts))
+            for i in range(first, first + n)
+        ]
+    else:
+        names = Names()
+        tasks = [
+            asyncio.create_task(client(port, i, i % workloads, acks, names, ready))
+            for i in range(first, first + n)
+        ]
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -200,7 +404,10 @@ async def client_mode(port: int, n: int, workloads: int, first: int = 0) -> None
         if cmd == "acks":
             out = {i: a[arg][1] for i, a in acks.items() if arg in a}
             recv = {i: a[arg][0] for i, a in acks.items() if arg in a}
-            print(json.dumps({"ready": ready[0], "acks": out, "received": recv}), flush=True)
+            reply: dict[str, Any] = {"ready": ready[0], "acks": out, "received": recv}
+            if delta:
+                reply["counts"] = counts.get(arg, {})
+            print(json.dumps(reply), flush=True)
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -259,6 +466,9 @@ class Children:
             out["ready"] += got["ready"]
             out["acks"].update(got["acks"])
             out.setdefault("received", {}).update(got["received"])
+            for t, c in got.get("counts", {}).items():  # delta clients: [responses, resources, removed]
+                total = out.setdefault("counts", {}).setdefault(t, [0, 0, 0])
+                total[:] = [a + b for a, b in zip(total, c, strict=True)]
         return out
 
     def cpu_s(self) -> float:
@@ -301,9 +511,12 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, int(round(q * len(s) + 0.5)) - 1))]
 
 
-async def start_envoys(k: int, port: int, workloads: int, workdir: Path) -> tuple[Any, list[Any]]:
+async def start_envoys(
+    k: int, port: int, workloads: int, workdir: Path, delta: bool = False
+) -> tuple[Any, list[Any]]:
     """`k` real Envoys as `isthmus up` runs them (bootstrap, SDS agent with a mesh certificate, telemetry
-    clusters), sidecars of the same workloads (scopes) as the simulated clients."""
+    clusters), sidecars of the same workloads (scopes) as the simulated clients, speaking delta xDS if
+    `delta` (and the bootstrap builder can say so)."""
     import socket
 
     from isthmus.agent.bootstrap import build_bootstrap
@@ -340,6 +553,7 @@ async def start_envoys(k: int, port: int, workloads: int, workdir: Path) -> tupl
             sds_socket=sds_socket,
             extra_static_clusters=telemetry_envoy.static_clusters(("127.0.0.1", port), ("127.0.0.1", 15014)),
             runtime=telemetry_envoy.RUNTIME_FLAGS,
+            delta_xds=delta,
         )
         envoy = EnvoyProcess(proxy, bootstrap, workdir / f"envoy-{i}", concurrency=1)
         await envoy.start()
@@ -373,7 +587,7 @@ async def run(n: int, args: argparse.Namespace) -> dict[str, Any]:
     for k, share in enumerate(shares):
         procs.append(await asyncio.create_subprocess_exec(
             sys.executable, __file__, "--client-mode", "--port", str(port), "--clients", str(share),
-            "--first", str(sum(shares[:k])), "--workloads", str(args.workloads),
+            "--first", str(sum(shares[:k])), "--workloads", str(args.workloads), *(["--delta"] if args.delta else ["--sotw"]),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         ))  # fmt: skip
     child = Children(procs)
@@ -381,14 +595,16 @@ async def run(n: int, args: argparse.Namespace) -> dict[str, Any]:
 
     tmpdir = tempfile.TemporaryDirectory(prefix="isthmus-push-")
     sec, envoys = (
-        await start_envoys(args.envoys, port, args.workloads, Path(tmpdir.name))
+        await start_envoys(args.envoys, port, args.workloads, Path(tmpdir.name), args.delta)
         if args.envoys
         else (None, [])
     )
     envoy_ids = {e.proxy.id for e in envoys}
     result: dict[str, Any] = {
         "clients": n,
+        "protocol": "delta" if args.delta else "sotw",
         "envoys": len(envoys),
+        "envoys_protocol": "delta" if args.delta else "sotw",
         "workloads": args.workloads,
     }
     try:
@@ -416,6 +632,8 @@ async def run(n: int, args: argparse.Namespace) -> dict[str, Any]:
             "cpu_s": cpu1 - cpu0,
             "bytes": sum(sent_bytes(cp.metrics).values()),
         }
+        if args.delta:
+            result["initial"]["received_counts"] = (await child.acks(version)).get("counts", {})
         result["memory"] = {
             "rss_base_mib": rss0,
             "rss_synced_untrimmed_mib": rss_peak,
@@ -424,33 +642,40 @@ async def run(n: int, args: argparse.Namespace) -> dict[str, Any]:
         }
         pods = {(p.namespace, p.name): p for p in store.pods()}
 
-        def endpoint_change() -> None:
+        # Each round changes something again: the pod moves to another address, the weights flip back,
+        # another service is added.
+        def endpoint_change(rnd: int) -> None:
             p = pods[("ns-1", "svc-1-0")]
-            store.upsert_pod(dataclasses.replace(p, ip="10.251.0.1"))
+            store.upsert_pod(dataclasses.replace(p, ip=f"10.251.0.{rnd + 1}"))
 
-        def vs_change() -> None:
+        def vs_change(rnd: int) -> None:
             text = g.mesh_yaml(1, vs=1, dr=0).split("\n---\n")
             vs = [d for d in text if "kind: VirtualService" in d][0]
-            store.apply(loader.load_text(vs.replace("weight: 90", "weight: 80").replace("weight: 10", "weight: 20"), "vs.yaml"), "bench")  # fmt: skip
+            if rnd % 2 == 0:
+                vs = vs.replace("weight: 90", "weight: 80").replace("weight: 10", "weight: 20")
+            store.apply(loader.load_text(vs, "vs.yaml"), "bench")
 
-        def new_service() -> None:
+        def new_service(rnd: int) -> None:
+            name = f"svc-new{rnd or ''}"
             for j in range(5):
-                store.upsert_pod(g.Pod(f"svc-new-{j}", "ns-0", f"10.252.0.{j + 1}", {"app": "svc-new", "version": "v1"}, workload="svc-new-v1", service_account="svc-new"))  # fmt: skip
-            store.apply(loader.load_text("apiVersion: v1\nkind: Service\nmetadata: {name: svc-new, namespace: ns-0}\nspec:\n  selector: {app: svc-new}\n  ports: [{name: http, port: 8080}]", "new.yaml"), "bench")  # fmt: skip
+                store.upsert_pod(g.Pod(f"{name}-{j}", "ns-0", f"10.252.{rnd}.{j + 1}", {"app": name, "version": "v1"}, workload=f"{name}-v1", service_account=name))  # fmt: skip
+            store.apply(loader.load_text(f"apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: ns-0}}\nspec:\n  selector: {{app: {name}}}\n  ports: [{{name: http, port: 8080}}]", "new.yaml"), "bench")  # fmt: skip
 
         result["changes"] = {}
-        for label, change in (
-            ("endpoint", endpoint_change),
-            ("virtualservice", vs_change),
-            ("new service", new_service),
-        ):
+        kinds = (("endpoint", endpoint_change), ("virtualservice", vs_change), ("new service", new_service))
+        for rnd, (kind, change_kind) in ((r, k) for r in range(args.repeat) for k in kinds):
+            label = kind if args.repeat == 1 else f"{kind} #{rnd + 1}"
+
+            def change(rnd: int = rnd, change_kind: Any = change_kind) -> None:
+                change_kind(rnd)
+
             await asyncio.sleep(1.0)
             gc.collect()
             before_bytes, before_cpu = sent_bytes(cp.metrics), cpu_s()
             before_clients = child.cpu_s()
             gc_pauses.clear()
             prof = None
-            if label in args.profile:
+            if kind in args.profile and rnd == 0:
                 import cProfile
 
                 prof = cProfile.Profile()
@@ -503,6 +728,8 @@ async def run(n: int, args: argparse.Namespace) -> dict[str, Any]:
                 "gc_collections": len(gc_pauses),
                 "bytes": {k: after_bytes[k] - before_bytes[k] for k in after_bytes},
             }
+            if args.delta:  # over all delta clients: [responses, resources, removed names] by type
+                result["changes"][label]["received_counts"] = st.get("counts", {})
     finally:
         await child.stop()
         for e in envoys:
@@ -515,8 +742,9 @@ async def run(n: int, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    protocol = "delta (incremental) xDS" if args.delta else "state-of-the-world xDS"
     lines = [
-        f"mesh: {args.services} services x {args.endpoints} endpoints, 100 VS, 100 DR; clients are sidecars of "
+        f"protocol: {protocol}; mesh: {args.services} services x {args.endpoints} endpoints, 100 VS, 100 DR; clients are sidecars of "
         f"{args.workloads} workloads (scopes), full mesh visibility; plus {args.envoys} real Envoys of the same "
         "workloads ('envoys s': until all of them ACKed the change)",
         "",
@@ -539,6 +767,24 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
                 f"{c['cp_cpu_s']:>8.2f} {c.get('gc_s', 0.0):>5.2f} {c.get('clients_cpu_s', 0.0):>6.2f} "
                 f"{sum(c['bytes'].values()) / 1e6:>8.1f}  {by}"
             )
+        if any("received_counts" in c for c in [ini, *r["changes"].values()]):
+            lines.append(f"{'':>7} received by the clients (responses/resources/removed names):")
+            for label, c in [("initial sync", ini), *r["changes"].items()]:
+                got = "  ".join(
+                    f"{t} {v[0]}/{v[1]}/{v[2]}" for t, v in sorted(c.get("received_counts", {}).items())
+                )
+                lines.append(f"{'':>7} {label:<15} {got}")
+        if args.repeat > 1:
+            for kind in ("endpoint", "virtualservice", "new service"):
+                p99s = [c["p99_s"] for label, c in r["changes"].items() if label.rsplit(" #", 1)[0] == kind]
+                cpus = [
+                    c["cp_cpu_s"] for label, c in r["changes"].items() if label.rsplit(" #", 1)[0] == kind
+                ]
+                lines.append(
+                    f"{'':>7} {kind:<15} p99 median {statistics.median(p99s):.3f} s "
+                    f"(min {min(p99s):.3f}, max {max(p99s):.3f}), CP cpu median {statistics.median(cpus):.2f} s "
+                    f"over {len(p99s)} rounds"
+                )
         m = r["memory"]
         lines.append(
             f"{'':>7} control plane RSS {m['rss_base_mib']:.0f} MiB before clients, {m['rss_synced_mib']:.0f} MiB "
@@ -565,6 +811,7 @@ def main() -> None:
     ap.add_argument("--workloads", type=int, default=10)
     ap.add_argument("--envoys", type=int, default=10, help="real Envoys besides the simulated clients")
     ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--repeat", type=int, default=1, help="rounds of the three changes (medians printed)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "push.json"))
     ap.add_argument(
         "--profile",
@@ -573,12 +820,19 @@ def main() -> None:
         help="changes to run under cProfile (endpoint, virtualservice, ...)",
     )
     ap.add_argument("--client-procs", type=int, default=1, help="processes the simulated clients run in")
+    ap.add_argument(
+        "--delta",
+        action="store_true",
+        help="clients and real Envoys speak delta xDS (the default, as isthmus up)",
+    )
+    ap.add_argument("--sotw", dest="delta", action="store_false", help="state of the world instead")
+    ap.set_defaults(delta=True)
     ap.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--client-mode", action="store_true")
     ap.add_argument("--port", type=int, default=0)
     args = ap.parse_args()
     if args.client_mode:
-        asyncio.run(client_mode(args.port, args.clients[0], args.workloads, args.first))
+        asyncio.run(client_mode(args.port, args.clients[0], args.workloads, args.first, args.delta))
         return
     if len(args.clients) == 1:
         results = [asyncio.run(run(args.clients[0], args))]
@@ -595,6 +849,8 @@ def main() -> None:
                 cmd += ["--workloads", str(args.workloads), "--timeout", str(args.timeout)]
                 cmd += ["--envoys", str(args.envoys), "--client-procs", str(args.client_procs)]
                 cmd += ["--profile", *args.profile] if args.profile else []
+                cmd += ["--delta"] if args.delta else ["--sotw"]
+                cmd += ["--repeat", str(args.repeat)]
                 subprocess.run(cmd, check=True)
                 results += json.loads(Path(tmp.name).read_text())["results"]
     print()
