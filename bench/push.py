@@ -174,6 +174,16 @@ def client_node(i: int, workload: int) -> base_pb2.Node:
     return node
 
 
+def record_ack(mine: dict[str, list[float]], version: str, received: float) -> str:
+    """Note when a response of `version`'s snapshot arrived and was ACKed, *before* the ACK is written: the
+    write's completion reaches this process later than the ACK reaches the server, so recording after it
+    let the parent's `acks` query (sent once the server has every ACK) miss clients still waiting for it."""
+    snap = version.partition("-")[0]
+    seen = mine.setdefault(snap, [0.0, 0.0])
+    seen[0], seen[1] = max(seen[0], received), max(seen[1], time.monotonic())
+    return snap
+
+
 async def client(port: int, i: int, workload: int, acks: dict, names: Names, ready: list[int]) -> None:
     ch, call = open_stream(port, ADS_METHOD)
     node = client_node(i, workload)
@@ -196,12 +206,9 @@ async def client(port: int, i: int, workload: int, acks: dict, names: Names, rea
                 dep = EDS if type_url == CDS else RDS
                 if subscribed.get(dep) != want:
                     follow = (dep, want)
+            record_ack(mine, version, received)
             await call.write(names.request(type_url, subscribed.get(type_url, []), nonce, version))
             last[type_url] = (nonce, version)
-            now = time.monotonic()
-            snap = version.partition("-")[0]
-            seen = mine.setdefault(snap, [0.0, 0.0])  # when the last response of it arrived / was ACKed
-            seen[0], seen[1] = max(seen[0], received), max(seen[1], now)
             if follow is not None:
                 subscribed[follow[0]] = follow[1]
                 # Like Envoy, a changed subscription carries the type's last nonce and version (without a
@@ -358,13 +365,10 @@ async def delta_client(
                 delta = deltas.get(type_url, version, raw, removed, start, end)
                 held[type_url], follow = held[type_url].apply(delta)
             ack = discovery_pb2.DeltaDiscoveryRequest(type_url=type_url, response_nonce=nonce)
-            await call.write(ack.SerializeToString())
-            now = time.monotonic()
-            snap = version.partition("-")[0]
-            seen = mine.setdefault(snap, [0.0, 0.0])  # when the last response of it arrived / was ACKed
-            seen[0], seen[1] = max(seen[0], received), max(seen[1], now)
+            snap = record_ack(mine, version, received)
             c = counts.setdefault(snap, {}).setdefault(SHORT.get(type_url, type_url), [0, 0, 0])
             c[0], c[1], c[2] = c[0] + 1, c[1] + n_resources, c[2] + len(removed)
+            await call.write(ack.SerializeToString())
             if follow is not None:
                 await call.write(follow)  # ackless subscription change, right after the ACK
             if len(got) < 2 and type_url in held:
