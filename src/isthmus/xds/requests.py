@@ -145,7 +145,8 @@ class DeltaRequestDecoder:
             names = (current[1] | frozenset(subscribe)) - frozenset(unsubscribe)
         else:
             return req, current
-        current = self._subs[type_url] = (sorted(names), names)
+        # The list only serves to recognize an unchanged subscription by identity: no need to sort it.
+        current = self._subs[type_url] = (list(names), names)
         return req, current
 
     def take_initial(self, type_url: str) -> dict[str, str]:

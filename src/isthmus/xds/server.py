@@ -92,7 +92,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import grpc
 from envoy.service.discovery.v3 import discovery_pb2
@@ -101,7 +101,14 @@ from prometheus_client import CollectorRegistry
 
 from isthmus.model.proxy import Proxy
 from isthmus.xds import typeurls
-from isthmus.xds.cache import EncodeCache, Encoded, ResponseEncoder, delta_resource, parse_resource_version
+from isthmus.xds.cache import (
+    EncodeCache,
+    Encoded,
+    ResourceSet,
+    ResponseEncoder,
+    delta_resource,
+    parse_resource_version,
+)
 from isthmus.xds.metrics import XdsMetrics
 from isthmus.xds.push_queue import Debouncer, Push, PushRequest
 from isthmus.xds.requests import DeltaRequestDecoder, Names, RequestDecoder
@@ -136,6 +143,18 @@ def _is_eds_cluster(resource: Any) -> bool:
 
 class _StreamClosed(Exception):
     pass
+
+
+class _Diff(NamedTuple):
+    """A wildcard type's change from `prev` (digests a proxy holds) to `rs`: names whose content changed,
+    the new EDS clusters among them, and for delta the entries to send and the names removed."""
+
+    prev: dict[str, int]
+    rs: ResourceSet
+    changed: frozenset[str]
+    new_eds: frozenset[str]
+    parts: list[tuple[str, Encoded, int]]
+    removed: list[str]
 
 
 class _TypeState:
@@ -319,6 +338,8 @@ class XdsServer:
         # Whole responses shared by proxies that get the same content at the same version (a scope's
         # route table, one changed cluster's endpoints): encoded once, written to each with one nonce.
         # (content ids, version, type) -> (content objects, nonce, bytes); emptied with the cache.
+        # Wildcard diffs shared by the proxies of a scope (see `_wildcard_diff`); emptied with the cache.
+        self._diffs: dict[tuple[int, int, bool], _Diff] = {}
         self._responses: dict[
             tuple[tuple[int, ...], str, str, tuple[Any, ...]], tuple[tuple[Any, ...], str, bytes]
         ] = {}
@@ -450,6 +471,7 @@ class XdsServer:
         if push.snapshot is not self._pushed:
             self._cache.rotate()
             self._responses.clear()
+            self._diffs.clear()
         self._pushed = push.snapshot
         req = push.request
         self.metrics.push_triggers.labels("full" if req.full else "eds").inc()
@@ -858,18 +880,11 @@ class XdsServer:
                 and len(rs.digests) == len(st.sent)
             ):
                 return self._skip(st, version)
-            prev = st.sent
-            if type_url == typeurls.CLUSTER:
-                changed = frozenset(n for n, d in rs.digests.items() if prev.get(n) != d)
-                conn.new_eds_clusters = frozenset(
-                    n for n in changed if n not in prev and _is_eds_cluster(resources.get(n))
-                )
-            else:
-                changed = frozenset()
+            diff = self._wildcard_diff(st, rs, resources, delta=conn.delta)
+            changed, conn.new_eds_clusters = diff.changed, diff.new_eds
             if conn.delta:
                 # Only what the proxy does not hold, and the names it holds that are gone.
-                parts = [e for e in rs.entries if prev.get(e[0]) != e[2]]
-                removed = [n for n in prev if n not in rs.digests]
+                parts, removed = diff.parts, diff.removed
                 if not parts and not removed and not initial:
                     st.sent, st.sent_shared, st.combined = rs.digests, True, rs.combined
                     return self._skip(st, version)
@@ -946,6 +961,33 @@ class XdsServer:
         )
         self._notify()
         return changed
+
+    def _wildcard_diff(
+        self, st: _TypeState, rs: ResourceSet, resources: Mapping[str, Any], *, delta: bool
+    ) -> _Diff:
+        """What changed between what `st` holds and `rs`. Proxies of a scope hold the same (shared)
+        digests and get the same new set, so the comparison of 1,200 clusters is made once per scope,
+        not once per proxy."""
+        prev = st.sent
+        key = (id(prev), id(rs), delta) if st.sent_shared else None
+        if key is not None:
+            hit = self._diffs.get(key)
+            if hit is not None and hit.prev is prev and hit.rs is rs:
+                return hit
+        if st.type_url == typeurls.CLUSTER:
+            changed = frozenset(n for n, d in rs.digests.items() if prev.get(n) != d)
+            new_eds = frozenset(n for n in changed if n not in prev and _is_eds_cluster(resources.get(n)))
+        else:
+            changed = new_eds = frozenset()
+        parts: list[tuple[str, Encoded, int]] = []
+        removed: list[str] = []
+        if delta:
+            parts = [e for e in rs.entries if prev.get(e[0]) != e[2]]
+            removed = [n for n in prev if n not in rs.digests]
+        diff = _Diff(prev, rs, changed, new_eds, parts, removed)
+        if key is not None:
+            self._diffs[key] = diff
+        return diff
 
     def _response(
         self,
