@@ -66,8 +66,11 @@ Generator contract (what `xds.gen` must know):
 - Returned Any messages and mappings are treated as immutable: the server caches their encoding by object
   identity (for two snapshots), so returning the same objects to proxies of one scope makes a push to N
   proxies cost one serialization. Do not mutate them after returning them.
-- Return a ClusterLoadAssignment (possibly with no endpoints) for every requested EDS name, else Envoy
-  waits `initial_fetch_timeout` (15 s) for it; name EDS resources after their cluster (as istiod does).
+- Return a ClusterLoadAssignment (possibly with no endpoints) for every requested EDS name that is one of
+  the proxy's clusters; name EDS resources after their cluster (as istiod does). Leave out names that
+  are no cluster: the server answers those itself, with an empty assignment for SotW (else Envoy waits
+  `initial_fetch_timeout`, 15 s) and in `removed_resources` for delta (as istiod does when a service
+  goes away).
 - To fail one proxy: raise. The server logs it, counts `pilot_total_xds_internal_errors_total{type}`,
   sends nothing of that type to that proxy (it keeps its last good config), and retries that type on
   the next push of any kind. Other proxies and types are unaffected. To drop just one resource, leave it
@@ -95,7 +98,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import grpc
+from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
 from prometheus_client import CollectorRegistry
 
@@ -340,6 +345,7 @@ class XdsServer:
         # (content ids, version, type) -> (content objects, nonce, bytes); emptied with the cache.
         # Wildcard diffs shared by the proxies of a scope (see `_wildcard_diff`); emptied with the cache.
         self._diffs: dict[tuple[int, int, bool], _Diff] = {}
+        self._empty_assignments: dict[str, Any] = {}  # SotW answers for unknown EDS names, by name
         self._responses: dict[
             tuple[tuple[int, ...], str, str, tuple[Any, ...]], tuple[tuple[Any, ...], str, bytes]
         ] = {}
@@ -472,6 +478,8 @@ class XdsServer:
             self._cache.rotate()
             self._responses.clear()
             self._diffs.clear()
+            if len(self._empty_assignments) > 10_000:
+                self._empty_assignments.clear()
         self._pushed = push.snapshot
         req = push.request
         self.metrics.push_triggers.labels("full" if req.full else "eds").inc()
@@ -857,6 +865,8 @@ class XdsServer:
         t0 = time.perf_counter()
         try:
             resources = self._generator.generate(snapshot, conn.proxy, type_url, watched)
+            if type_url == typeurls.ENDPOINT and not conn.delta and watched and len(resources) < len(watched):
+                resources = self._with_empty_assignments(resources, watched)
             rs = self._cache.resource_set(resources)
         except Exception:
             st.dirty = True
@@ -961,6 +971,20 @@ class XdsServer:
         )
         self._notify()
         return changed
+
+    def _with_empty_assignments(
+        self, resources: Mapping[str, Any], watched: frozenset[str]
+    ) -> dict[str, Any]:
+        """SotW EDS: an empty ClusterLoadAssignment for each watched name the generator does not know (a
+        cluster just removed, or never ours), so Envoy does not wait `initial_fetch_timeout` for it."""
+        out = dict(resources)
+        for name in watched - resources.keys():
+            empty = self._empty_assignments.get(name)
+            if empty is None:
+                empty = self._empty_assignments[name] = any_pb2.Any()
+                empty.Pack(endpoint_pb2.ClusterLoadAssignment(cluster_name=name))
+            out[name] = empty
+        return out
 
     def _wildcard_diff(
         self, st: _TypeState, rs: ResourceSet, resources: Mapping[str, Any], *, delta: bool

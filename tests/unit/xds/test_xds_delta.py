@@ -548,3 +548,51 @@ async def test_unsubscribing_a_name_also_covered_by_the_wildcard_answers_it():
             await env.send(CDS, unsubscribe=["c1", "other"])
             resp = await env.recv_ack(CDS)
             assert names(resp) == ["c1"] and list(resp.removed_resources) == ["other"]
+
+
+SERVICE = """
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: default}
+spec:
+  selector: {app: reviews}
+  ports: [{name: http, port: 9080}]
+"""
+
+
+@run()
+async def test_a_deleted_services_endpoints_come_back_removed():
+    """As istiod does (its TestDeltaEDS): once a service is gone, a delta client watching its endpoints
+    gets the name in removed_resources, not an empty assignment; a SotW client gets an empty assignment
+    (it cannot be told otherwise, and must not wait initial_fetch_timeout). Real generator and control
+    plane."""
+    from envoy.config.endpoint.v3.endpoint_pb2 import ClusterLoadAssignment
+
+    from isthmus.api import loader
+    from isthmus.config.store import Store
+    from isthmus.mesh.control_plane import ControlPlane
+    from isthmus.registry.types import Pod
+
+    store = Store()
+    store.apply(loader.load_text(SERVICE, "svc.yaml"), "test")
+    store.upsert_pod(Pod("reviews-0", "default", "127.7.0.2", {"app": "reviews"}, workload="reviews", service_account="reviews", app_ports={9080: 40001}))  # fmt: skip
+    cp = ControlPlane(store)
+    port = await cp.start("127.0.0.1", 0)
+    name = "outbound|9080||reviews.default.svc.cluster.local"
+    try:
+        async with FakeDeltaEnvoy(port, node_id(1)) as delta, FakeEnvoy(port, node_id(2)) as sotw:
+            await delta.send(EDS, subscribe=[name])
+            resp = await delta.recv_ack(EDS)
+            assert names(resp) == [name] and not resp.removed_resources
+            await sotw.subscribe(EDS, [name])
+            assert names_of(await sotw.recv_ack()) == [name]
+
+            store.delete([("Service", "default", "reviews")])
+            resp = await delta.recv_ack(EDS)
+            assert names(resp) == [] and list(resp.removed_resources) == [name]
+            got = await sotw.recv_ack()
+            (la,) = [ClusterLoadAssignment.FromString(a.value) for a in got.resources]
+            assert la.cluster_name == name and not la.endpoints
+            await delta.expect_nothing(0.2)  # told once
+    finally:
+        await cp.stop()

@@ -7,6 +7,7 @@ import threading
 
 import grpc
 import pytest
+from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from xds_fakes import (
     CDS,
@@ -154,7 +155,11 @@ async def test_first_request_of_named_type_always_answered():
         async with FakeEnvoy(server.port) as env:
             await env.subscribe(EDS, ["unknown-cluster"])
             resp = await env.recv()
-            assert resp.type_url == EDS and list(resp.resources) == []
+            # the generator has no such cluster: the server answers an empty assignment (SotW), so
+            # Envoy does not wait initial_fetch_timeout for it
+            assert resp.type_url == EDS and names_of(resp) == ["unknown-cluster"]
+            (la,) = [endpoint_pb2.ClusterLoadAssignment.FromString(a.value) for a in resp.resources]
+            assert not la.endpoints
             await env.ack(resp)
             await wait_for(lambda: status_of(server).types["EDS"]["sync"] == SYNCED)
 
@@ -356,8 +361,9 @@ async def test_watched_names_change_sends_new_names_right_away():
             # watching it again sends it again (the proxy dropped it)
             await env.subscribe(EDS, ["c2", "c1"])
             assert names_of(await env.recv_ack()) == ["c1"]
-            # a name the generator has nothing for: nothing to send
+            # a name the generator has nothing for: an empty assignment (Envoy must not wait for it), once
             await env.subscribe(EDS, ["c1", "c2", "nope"])
+            assert names_of(await env.recv_ack()) == ["nope"]
             await env.expect_nothing(0.2)
             # unsubscribing everything keeps the type current (it asks for nothing)
             await env.subscribe(EDS, [])

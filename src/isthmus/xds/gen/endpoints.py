@@ -164,17 +164,16 @@ def load_assignment(snapshot: Snapshot, proxy: Proxy, spec: ClusterSpec) -> p.en
 
 
 def packed_endpoints(snapshot: Snapshot, proxy: Proxy, names: Iterable[str]) -> dict[str, Any]:
-    """build_endpoints, packed: cluster name -> Any (the snapshot's shared objects for known clusters)."""
+    """build_endpoints, packed: cluster name -> Any (the snapshot's shared objects), for the names that
+    are clusters of the proxy; the others are left out (the xDS server answers them as the protocol
+    wants: an empty assignment for SotW, a removal for delta)."""
     from isthmus.xds.gen.clusters import specs_by_name
 
     specs = specs_by_name(snapshot, proxy)
     out: dict[str, Any] = {}
     for name in names:
         spec = specs.get(name)
-        if spec is None:
-            # Envoy asked for a cluster we do not know (yet): an empty assignment keeps it from waiting.
-            out[name] = p.pack(p.endpoint.ClusterLoadAssignment(cluster_name=name))
-        else:
+        if spec is not None:
             out[name] = packed_assignment(snapshot, spec)
     return out
 

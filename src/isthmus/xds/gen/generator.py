@@ -100,7 +100,8 @@ class MeshGenerator:
             out = {name: every[name] for name in names if name in every}
             missing = [name for name in names if name not in every]
             if missing:
-                # Envoy asked for a cluster this scope does not have (yet): answer empty, don't make it wait.
+                # Not the scope's outbound clusters: the proxy's own, or none (then left out: the server
+                # answers a cluster that does not exist).
                 out.update(packed_endpoints(snapshot, proxy, missing))
             return out
         if type_url == naming.EXTENSION_CONFIG_TYPE:
