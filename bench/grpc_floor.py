@@ -48,6 +48,8 @@ from typing import Any
 
 import grpc
 
+from isthmus.xds.server import grpc_server_options
+
 SERVICE = "isthmus.bench.Floor"
 METHOD = f"/{SERVICE}/Push"
 HELLO = b"hello"
@@ -58,16 +60,7 @@ CASES = {
     "route": ("route table push", 638_000, 100),
 }
 
-SERVER_OPTIONS = [  # the XdsServer's (src/isthmus/xds/server.py)
-    ("grpc.max_send_message_length", 64 << 20),
-    ("grpc.max_receive_message_length", 64 << 20),
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-    ("grpc.http2.max_ping_strikes", 0),
-    ("grpc.so_reuseport", 0),
-]
+SERVER_OPTIONS = grpc_server_options()  # the XdsServer's
 
 CLIENT_OPTIONS = [
     ("grpc.use_local_subchannel_pool", 1),

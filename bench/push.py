@@ -70,17 +70,27 @@ DELTA_ADS_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/Delta
 # ------------------------------------------------------------------------------------------ clients
 
 
-def response_header(b: bytes) -> tuple[str, str, str]:
-    """version_info (1), type_url (4), nonce (5) of a serialized DiscoveryResponse, skipping the rest."""
+def scan_response(b: bytes, removed_field: int = 0) -> tuple[dict[int, str], int, list[str], tuple[int, int]]:
+    """One pass over a serialized (Delta)DiscoveryResponse: its version (1), type_url (4) and nonce (5)
+    strings, the number of resources (2), the strings of `removed_field` (delta: 6, removed_resources),
+    and where the nonce field (tag to end) starts and ends; everything else is skipped."""
     i, n = 0, len(b)
     out: dict[int, str] = {}
+    count, removed, span = 0, [], (0, 0)
     while i < n:
+        start = i
         key, i = read_varint(b, i)
         field, wire = key >> 3, key & 7
         if wire == 2:
             ln, i = read_varint(b, i)
-            if field in (1, 4, 5):
+            if field == 2:
+                count += 1
+            elif field in (1, 4, 5):
                 out[field] = b[i : i + ln].decode()
+                if field == 5:
+                    span = (start, i + ln)
+            elif field == removed_field:
+                removed.append(b[i : i + ln].decode())
             i += ln
         elif wire == 0:
             _, i = read_varint(b, i)
@@ -90,6 +100,12 @@ def response_header(b: bytes) -> tuple[str, str, str]:
             i += 8
         else:
             raise ValueError(f"wire type {wire}")
+    return out, count, removed, span
+
+
+def response_header(b: bytes) -> tuple[str, str, str]:
+    """version_info (1), type_url (4), nonce (5) of a serialized DiscoveryResponse."""
+    out = scan_response(b)[0]
     return out.get(1, ""), out.get(4, ""), out.get(5, "")
 
 
@@ -235,32 +251,7 @@ async def client(port: int, i: int, workload: int, acks: dict, names: Names, rea
 def delta_header(b: bytes) -> tuple[str, str, str, int, list[str], int, int]:
     """Of a serialized DeltaDiscoveryResponse: system_version_info (1), type_url (4), nonce (5), the number
     of resources (2), removed_resources (6), and where the nonce field (tag to end) starts and ends."""
-    i, n = 0, len(b)
-    out: dict[int, str] = {}
-    count, removed, span = 0, [], (0, 0)
-    while i < n:
-        start = i
-        key, i = read_varint(b, i)
-        field, wire = key >> 3, key & 7
-        if wire == 2:
-            ln, i = read_varint(b, i)
-            if field == 2:
-                count += 1
-            elif field in (1, 4, 5):
-                out[field] = b[i : i + ln].decode()
-                if field == 5:
-                    span = (start, i + ln)
-            elif field == 6:
-                removed.append(b[i : i + ln].decode())
-            i += ln
-        elif wire == 0:
-            _, i = read_varint(b, i)
-        elif wire == 5:
-            i += 4
-        elif wire == 1:
-            i += 8
-        else:
-            raise ValueError(f"wire type {wire}")
+    out, count, removed, span = scan_response(b, removed_field=6)
     return out.get(1, ""), out.get(4, ""), out.get(5, ""), count, removed, span[0], span[1]
 
 

@@ -131,6 +131,20 @@ _UNBOUNDED = contextlib.nullcontext()
 _Request = discovery_pb2.DiscoveryRequest | discovery_pb2.DeltaDiscoveryRequest
 
 
+def grpc_server_options(max_message_bytes: int = MAX_MESSAGE_BYTES) -> list[tuple[str, int]]:
+    """The gRPC server's channel options (bench/grpc_floor.py measures the transport with the same)."""
+    return [
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        ("grpc.http2.max_ping_strikes", 0),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
 class Generator(Protocol):
     def generate(
         self, snapshot: Any, proxy: Proxy, type_url: str, watched: frozenset[str] | None
@@ -383,17 +397,7 @@ class XdsServer:
             raise RuntimeError("XdsServer already started")
         self._loop = asyncio.get_running_loop()
         self._sem = asyncio.Semaphore(self._push_concurrency)
-        options = [
-            ("grpc.max_send_message_length", self._max_message_bytes),
-            ("grpc.max_receive_message_length", self._max_message_bytes),
-            ("grpc.keepalive_time_ms", 30_000),
-            ("grpc.keepalive_timeout_ms", 10_000),
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-            ("grpc.http2.max_ping_strikes", 0),
-            ("grpc.so_reuseport", 0),
-        ]
-        server = grpc.aio.server(options=options)
+        server = grpc.aio.server(options=grpc_server_options(self._max_message_bytes))
         handler = grpc.method_handlers_generic_handler(
             ADS_SERVICE,
             {

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import grpc
-from envoy.config.core.v3 import base_pb2
-from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
-from google.protobuf import any_pb2, struct_pb2
+from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf import any_pb2
 from google.rpc import status_pb2
-from xds_fakes import MAX_MSG, names_of, node_id
+from xds_fakes import AdsStream, names_of
 
 DeltaResponse = discovery_pb2.DeltaDiscoveryResponse
 
@@ -26,7 +23,7 @@ def packed_names(resp: DeltaResponse) -> list[str]:
     return names_of(discovery_pb2.DiscoveryResponse(resources=[r.resource for r in resp.resources]))
 
 
-class FakeDeltaEnvoy:
+class FakeDeltaEnvoy(AdsStream):
     """A delta ADS stream driven step by step by the test, keeping a model of what the client holds.
 
     `held[type_url]` maps each resource name the client holds to its version, `contents[type_url]` to
@@ -34,6 +31,8 @@ class FakeDeltaEnvoy:
     undoes its response, an unsubscribe drops the names, `initial_versions` seeds `held` (a reconnect;
     `contents` then has only what this stream received).
     """
+
+    method = "DeltaAggregatedResources"
 
     def __init__(
         self,
@@ -43,55 +42,12 @@ class FakeDeltaEnvoy:
         *,
         with_node: bool = True,
     ) -> None:
-        self.port = port
-        self.node = base_pb2.Node(id=nid or node_id())
-        if metadata:
-            s = struct_pb2.Struct()
-            s.update(dict(metadata))
-            self.node.metadata.CopyFrom(s)
+        super().__init__(port, nid, metadata)
         self.held: dict[str, dict[str, str]] = {}
         self.contents: dict[str, dict[str, any_pb2.Any]] = {}
         self.last: dict[str, DeltaResponse] = {}
         self._undo: dict[str, tuple[str, dict[str, str], dict[str, any_pb2.Any]]] = {}
         self._sent_node = not with_node
-        self._channel: grpc.aio.Channel | None = None
-        self._call: Any = None
-        self._responses: asyncio.Queue[Any] = asyncio.Queue()
-        self._reader: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> FakeDeltaEnvoy:
-        self._channel = grpc.aio.insecure_channel(
-            f"127.0.0.1:{self.port}",
-            options=[("grpc.max_receive_message_length", MAX_MSG), ("grpc.max_send_message_length", MAX_MSG)],
-        )
-        self._call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(self._channel).DeltaAggregatedResources()
-        # One reader task: cancelling a pending read would cancel the whole call.
-        self._reader = asyncio.create_task(self._read_loop())
-        return self
-
-    async def _read_loop(self) -> None:
-        try:
-            while True:
-                resp = await self._call.read()
-                await self._responses.put(resp)
-                if resp is grpc.aio.EOF:
-                    return
-        except Exception as e:
-            await self._responses.put(e)
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            self._reader = None
-        if self._call is not None:
-            self._call.cancel()
-            self._call = None
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = None
 
     async def send(
         self,
@@ -125,10 +81,7 @@ class FakeDeltaEnvoy:
 
     async def recv(self, type_url: str | None = None, timeout: float = 5.0) -> DeltaResponse:
         """The next response (of `type_url`, if given: another type fails the test); updates `held`."""
-        resp = await asyncio.wait_for(self._responses.get(), timeout)
-        if isinstance(resp, Exception):
-            raise resp
-        assert resp is not grpc.aio.EOF, "stream ended"
+        resp = await self._next(timeout)
         if type_url is not None:
             assert resp.type_url == type_url, f"expected {type_url}, got {resp.type_url} {names(resp)}"
         held = self.held.setdefault(resp.type_url, {})
@@ -143,20 +96,8 @@ class FakeDeltaEnvoy:
         self.last[resp.type_url] = resp
         return resp
 
-    async def expect_nothing(self, within: float = 0.3) -> None:
-        """Bounded check that the server sends nothing more for a while."""
-        try:
-            resp = await asyncio.wait_for(self._responses.get(), within)
-        except TimeoutError:
-            return
-        if isinstance(resp, Exception):
-            raise resp
-        if resp is grpc.aio.EOF:
-            raise AssertionError("stream ended")
-        raise AssertionError(
-            f"unexpected response: {resp.type_url} {resp.system_version_info} "
-            f"{names(resp)} removed={sorted(resp.removed_resources)}"
-        )
+    def describe(self, resp: DeltaResponse) -> str:
+        return f"{resp.type_url} {resp.system_version_info} {names(resp)} removed={sorted(resp.removed_resources)}"
 
     async def ack(self, resp: DeltaResponse) -> None:
         await self.send(resp.type_url, nonce=resp.nonce)

@@ -7,7 +7,7 @@ import contextlib
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import grpc
 from envoy.config.cluster.v3 import cluster_pb2
@@ -130,8 +130,11 @@ async def running_server(generator: Any, **kwargs: Any) -> AsyncIterator[XdsServ
         await server.stop(0)
 
 
-class FakeEnvoy:
-    """An ADS stream that behaves like Envoy, driven step by step by the test."""
+class AdsStream:
+    """One ADS stream on its own channel, with one reader task queueing the responses (cancelling a
+    pending read would cancel the whole call). `method` names the stub's stream."""
+
+    method = "StreamAggregatedResources"
 
     def __init__(self, port: int, nid: str | None = None, metadata: Mapping[str, Any] | None = None) -> None:
         self.port = port
@@ -140,22 +143,18 @@ class FakeEnvoy:
             s = struct_pb2.Struct()
             s.update(dict(metadata))
             self.node.metadata.CopyFrom(s)
-        self.last: dict[str, discovery_pb2.DiscoveryResponse] = {}
-        self.accepted: dict[str, str] = {}  # type -> last ACKed version
-        self.names: dict[str, list[str]] = {}
         self._sent_node = False
         self._channel: grpc.aio.Channel | None = None
         self._call: Any = None
         self._responses: asyncio.Queue[Any] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> FakeEnvoy:
+    async def __aenter__(self) -> Self:
         self._channel = grpc.aio.insecure_channel(
             f"127.0.0.1:{self.port}",
             options=[("grpc.max_receive_message_length", MAX_MSG), ("grpc.max_send_message_length", MAX_MSG)],
         )
-        self._call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(self._channel).StreamAggregatedResources()
-        # One reader task: cancelling a pending read would cancel the whole call.
+        self._call = getattr(ads_pb2_grpc.AggregatedDiscoveryServiceStub(self._channel), self.method)()
         self._reader = asyncio.create_task(self._read_loop())
         return self
 
@@ -172,6 +171,24 @@ class FakeEnvoy:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    async def _next(self, timeout: float) -> Any:
+        resp = await asyncio.wait_for(self._responses.get(), timeout)
+        if isinstance(resp, Exception):
+            raise resp
+        assert resp is not grpc.aio.EOF, "stream ended"
+        return resp
+
+    def describe(self, resp: Any) -> str:
+        return f"{resp.type_url} {resp.version_info} {names_of(resp)}"
+
+    async def expect_nothing(self, within: float = 0.3) -> None:
+        """Bounded check that the server sends nothing more for a while."""
+        try:
+            resp = await self._next(within)
+        except TimeoutError:
+            return
+        raise AssertionError(f"unexpected response: {self.describe(resp)}")
+
     async def close(self) -> None:
         if self._reader is not None:
             self._reader.cancel()
@@ -182,6 +199,16 @@ class FakeEnvoy:
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
+
+
+class FakeEnvoy(AdsStream):
+    """An ADS stream that behaves like Envoy, driven step by step by the test."""
+
+    def __init__(self, port: int, nid: str | None = None, metadata: Mapping[str, Any] | None = None) -> None:
+        super().__init__(port, nid, metadata)
+        self.last: dict[str, discovery_pb2.DiscoveryResponse] = {}
+        self.accepted: dict[str, str] = {}  # type -> last ACKed version
+        self.names: dict[str, list[str]] = {}
 
     async def send(
         self,
@@ -216,22 +243,9 @@ class FakeEnvoy:
         )
 
     async def recv(self, timeout: float = 5.0) -> discovery_pb2.DiscoveryResponse:
-        resp = await asyncio.wait_for(self._responses.get(), timeout)
-        if isinstance(resp, Exception):
-            raise resp
-        assert resp is not grpc.aio.EOF, "stream ended"
+        resp = await self._next(timeout)
         self.last[resp.type_url] = resp
         return resp
-
-    async def expect_nothing(self, within: float = 0.3) -> None:
-        """Bounded check that the server sends nothing more for a while."""
-        try:
-            resp = await asyncio.wait_for(self._responses.get(), within)
-        except TimeoutError:
-            return
-        if isinstance(resp, Exception):
-            raise resp
-        raise AssertionError(f"unexpected response: {resp.type_url} {resp.version_info} {names_of(resp)}")
 
     async def ack(self, resp: discovery_pb2.DiscoveryResponse, names: Iterable[str] | None = None) -> None:
         self.accepted[resp.type_url] = resp.version_info
