@@ -356,7 +356,8 @@ class XdsServer:
         self._cache = EncodeCache()
         # Whole responses shared by proxies that get the same content at the same version (a scope's
         # route table, one changed cluster's endpoints): encoded once, written to each with one nonce.
-        # (content ids, version, type) -> (content objects, nonce, bytes); emptied with the cache.
+        # (content ids, version, type, delta shape: names and removals) -> (content objects, nonce, bytes);
+        # emptied with the cache.
         # Wildcard diffs shared by the proxies of a scope (see `_wildcard_diff`); emptied with the cache.
         self._diffs: dict[tuple[int, int, bool], _Diff] = {}
         self._empty_assignments: dict[str, Any] = {}  # SotW answers for unknown EDS names, by name
