@@ -414,3 +414,53 @@ async def _scenario(tmp_path: Path, delta: bool) -> None:
         assert hist and hist > 0
 
     assert os.path.exists(tmp_path / "envoy.log")
+
+
+def test_delta_envoy_reconnecting_to_a_new_control_plane_gets_only_what_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asyncio.run(asyncio.wait_for(_reconnect(tmp_path, monkeypatch), 120))
+
+
+async def _reconnect(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A control plane restart: Envoy reconnects (delta) with the versions it holds, and the new server
+    sends only what differs from them (here one route), while Envoy keeps serving throughout."""
+    from isthmus.xds import server as server_mod
+
+    direct_port, proxy_port = free_ports("127.0.0.1", 2)
+    direct_url = f"http://127.0.0.1:{direct_port}/"
+    proxy_url = f"http://127.0.0.1:{proxy_port}/"
+
+    async def serves(url: str, body: str) -> bool:
+        return await asyncio.to_thread(http_get, url) == (200, body)
+
+    async with mesh(tmp_path, delta=True) as (first, envoy):
+        first.update(snapshot(1, direct_port, proxy_port, "v1"), FULL)
+        assert await first.wait_synced("1", timeout=20), (first.status(), envoy.log_tail())
+        await poll(lambda: serves(direct_url, "v1"), 10, "direct listener serving v1")
+        port = first.port
+        assert port is not None
+        await first.stop(0)
+
+        encoded: list[str] = []  # the resources the new server puts in a delta response
+        original = server_mod.delta_resource
+
+        def recording(name: str, enc: Any, digest: int) -> bytes:
+            encoded.append(name)
+            return original(name, enc, digest)
+
+        monkeypatch.setattr(server_mod, "delta_resource", recording)
+        second = XdsServer(Generator(), debounce_after=0.01, debounce_max=0.1)
+        await second.start("127.0.0.1", port)
+        try:
+            second.update(snapshot(2, direct_port, proxy_port, "v2"), FULL)
+            assert await second.wait_connected(NODE_ID, timeout=30), envoy.log_tail()
+            assert await second.wait_synced("2", timeout=30), (second.status(), envoy.log_tail())
+            await poll(lambda: serves(direct_url, "v2"), 10, "direct listener serving v2")
+            # the unchanged listener, route, cluster and endpoints (to the direct listener) still work
+            assert await serves(proxy_url, "v2")
+            assert encoded == ["direct"], encoded
+            (st,) = second.status()
+            assert st.sync == {"CDS": SYNCED, "EDS": SYNCED, "LDS": SYNCED, "RDS": SYNCED}
+        finally:
+            await second.stop(0)
