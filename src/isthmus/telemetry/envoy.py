@@ -101,7 +101,7 @@ RESPONSE_TRAILERS_TO_LOG = ("grpc-status",)
 
 def _pack(message: Any) -> any_pb2.Any:
     out = any_pb2.Any()
-    out.Pack(message)
+    out.Pack(message, deterministic=True)
     return out
 
 
@@ -178,7 +178,9 @@ def cel_filter(expression: str) -> accesslog_pb2.AccessLogFilter:
     """An access-log filter evaluating a CEL expression (Telemetry ``accessLogging.filter.expression``)."""
     out = accesslog_pb2.AccessLogFilter()
     out.extension_filter.name = CEL_FILTER
-    out.extension_filter.typed_config.Pack(cel_pb2.ExpressionFilter(expression=expression))
+    out.extension_filter.typed_config.Pack(
+        cel_pb2.ExpressionFilter(expression=expression), deterministic=True
+    )
     return out
 
 

@@ -121,7 +121,7 @@ def _zipkin(cluster: str, hostname: str, *, trace_id_128: bool = True) -> http_t
     )
     cfg.shared_span_context.value = False
     out = http_tracer_pb2.Tracing.Http(name="envoy.tracers.zipkin")
-    out.typed_config.Pack(cfg)
+    out.typed_config.Pack(cfg, deterministic=True)
     return out
 
 
@@ -133,7 +133,7 @@ def _otel(cluster: str, authority: str, service_name: str) -> http_tracer_pb2.Tr
         service_name=service_name,
     )
     out = http_tracer_pb2.Tracing.Http(name="envoy.tracers.opentelemetry")
-    out.typed_config.Pack(cfg)
+    out.typed_config.Pack(cfg, deterministic=True)
     return out
 
 
@@ -326,7 +326,7 @@ def configure_hcm(m: hcm.HttpConnectionManager, snapshot: Snapshot, proxy: Proxy
     if spec is not None and not spec.use_request_id:
         cfg = uuid_pb2.UuidRequestIdConfig()
         cfg.use_request_id_for_trace_sampling.value = False
-        m.request_id_extension.typed_config.Pack(cfg)
+        m.request_id_extension.typed_config.Pack(cfg, deterministic=True)
 
 
 # Headers an app must forward for its spans to join one trace (Istio's FAQ), for tools and docs.

@@ -71,7 +71,7 @@ _T_GROUP_WEIGHT = _tag(_LocalityLbEndpoints, "load_balancing_weight")
 _T_UINT32 = _varint(wrappers_pb2.UInt32Value.DESCRIPTOR.fields_by_name["value"].number << 3)
 _T_CLA_NAME = _tag(_CLA, "cluster_name")
 _T_CLA_ENDPOINTS = _tag(_CLA, "endpoints")
-_HEALTHY = _LbEndpoint(health_status=p.health_check.HEALTHY).SerializeToString()
+_HEALTHY = _LbEndpoint(health_status=p.health_check.HEALTHY).SerializeToString(deterministic=True)
 _ISTIO_KEY = _ld(_T_MAP_KEY, b"istio")
 _WORKLOAD_KEY = _ld(_T_MAP_KEY, b"workload")
 
@@ -80,7 +80,7 @@ def _tls_mode_entry() -> bytes:
     """The `envoy.transport_socket_match` entry of Metadata.filter_metadata (one map entry's bytes)."""
     md = p.base.Metadata()
     md.filter_metadata[tls.TRANSPORT_SOCKET_MATCH].fields["tlsMode"].string_value = "istio"
-    return md.SerializeToString()
+    return md.SerializeToString(deterministic=True)
 
 
 _TLS_MODE_ENTRY = _tls_mode_entry()
@@ -109,7 +109,7 @@ def _lb_endpoint_bytes(snapshot: Snapshot, ep: Endpoint, metadata: dict[tuple[st
         md = metadata[key] = _metadata_bytes(*key)
     out += md
     if ep.weight:  # field 4, after metadata (3): fields in number order, as upb writes them
-        out += _LbEndpoint(load_balancing_weight=p.u32(ep.weight)).SerializeToString()
+        out += _LbEndpoint(load_balancing_weight=p.u32(ep.weight)).SerializeToString(deterministic=True)
     return out
 
 
@@ -126,7 +126,11 @@ def _lb_endpoints_bytes(snapshot: Snapshot, endpoints: Iterable[Endpoint]) -> by
         by_locality.setdefault(ep.locality, []).append(ep)
     out = []
     for locality, eps in sorted(by_locality.items()):
-        group = [_ld(_T_GROUP_LOCALITY, _locality(locality).SerializeToString())] if locality else []
+        group = (
+            [_ld(_T_GROUP_LOCALITY, _locality(locality).SerializeToString(deterministic=True))]
+            if locality
+            else []
+        )
         total = 0
         for ep in eps:
             lb = built.get(id(ep))

@@ -765,7 +765,7 @@ _T_VH_DOMAINS = p.field_tag(RC.VirtualHost, "domains")
 _T_VH_ROUTES = p.field_tag(RC.VirtualHost, "routes")
 _T_RC_NAME = p.field_tag(p.route.RouteConfiguration, "name")
 _T_RC_VHOSTS = p.field_tag(p.route.RouteConfiguration, "virtual_hosts")
-_VH_ATTEMPT_COUNT = RC.VirtualHost(include_request_attempt_count=True).SerializeToString()
+_VH_ATTEMPT_COUNT = RC.VirtualHost(include_request_attempt_count=True).SerializeToString(deterministic=True)
 _ROUTE_CONFIG_TYPE_URL = "type.googleapis.com/" + p.route.RouteConfiguration.DESCRIPTOR.full_name
 
 
@@ -801,7 +801,9 @@ def _hash_policy_bytes(snapshot: Snapshot, ch: Any | None) -> bytes:
     out = cache.get(id(ch))
     if out is None:
         hp = consistent_hash_policy(ch)
-        out = cache[id(ch)] = _ld(_T_HASH_POLICY, hp.SerializeToString()) if hp is not None else b""
+        out = cache[id(ch)] = (
+            _ld(_T_HASH_POLICY, hp.SerializeToString(deterministic=True)) if hp is not None else b""
+        )
     return out
 
 
@@ -1049,7 +1051,7 @@ def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]
         if svc is not None and len(w.services) == 1:
             vh.routes.append(connect_route(naming.outbound_cluster(w.port, "", svc.hostname)))
         vh.routes.extend(w.routes)
-        vhosts.append(_ld(_T_RC_VHOSTS, vh.SerializeToString()))
+        vhosts.append(_ld(_T_RC_VHOSTS, vh.SerializeToString(deterministic=True)))
 
     for w in wrappers:
         for host in w.vs_hosts:
@@ -1088,7 +1090,7 @@ def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]
             if kept:
                 vh = RC.VirtualHost(name=name, domains=kept)
                 vh.routes.append(tunnel_route(ctx, vses, svc, sp.port, sp.protocol))
-                vhosts.append(_ld(_T_RC_VHOSTS, vh.SerializeToString()))
+                vhosts.append(_ld(_T_RC_VHOSTS, vh.SerializeToString(deterministic=True)))
     return vhosts
 
 
@@ -1211,7 +1213,7 @@ def scope_services(snapshot: Snapshot, proxy: Proxy) -> dict[str, Service]:
 
 
 # The fields of the sidecar's table after its virtual hosts (validate_clusters, body size).
-_HTTP_PROXY_TAIL = _route_config("", (), ignore_port=False).SerializeToString()
+_HTTP_PROXY_TAIL = _route_config("", (), ignore_port=False).SerializeToString(deterministic=True)
 
 
 def http_proxy_route_packed(snapshot: Snapshot, proxy: Proxy) -> any_pb2.Any:
@@ -1226,7 +1228,10 @@ def http_proxy_route_packed(snapshot: Snapshot, proxy: Proxy) -> any_pb2.Any:
     vhosts.append(
         snapshot.memo(
             ("catch_all_vhost", scope.outbound_policy, egress),
-            lambda: _ld(_T_RC_VHOSTS, catch_all_vhost(scope.outbound_policy, egress).SerializeToString()),
+            lambda: _ld(
+                _T_RC_VHOSTS,
+                catch_all_vhost(scope.outbound_policy, egress).SerializeToString(deterministic=True),
+            ),
         )
     )
     value = b"".join([_ld(_T_RC_NAME, naming.HTTP_PROXY_ROUTE.encode()), *vhosts, _HTTP_PROXY_TAIL])
