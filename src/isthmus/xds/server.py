@@ -1132,6 +1132,7 @@ class XdsServer:
                     connected_at=conn.connected_at,
                     types=types,
                     config_version=self._config_version(conn),
+                    protocol="delta" if conn.delta else "sotw",
                 )
             )
         return out

@@ -45,7 +45,7 @@ class ProxyStatus:
     the proxy asked for; 0 for a wildcard subscription), `wildcard`, `resources` (number the proxy holds
     from us), `sync` and `synced_version` (the snapshot version this type is known current at, ACKed).
     `config_version` is the snapshot version the proxy has ACKed for every subscribed type (None until
-    it has). `connected_at` is a Unix time.
+    it has). `connected_at` is a Unix time. `protocol`: "delta" or "sotw" (the stream's xDS variant).
     """
 
     id: str
@@ -55,6 +55,7 @@ class ProxyStatus:
     connected_at: float
     types: dict[str, dict[str, Any]] = field(default_factory=dict)
     config_version: str | None = None
+    protocol: str = "sotw"
 
     @property
     def sync(self) -> dict[str, str]:
@@ -72,6 +73,7 @@ class ProxyStatus:
             "peer": self.peer,
             "connectedAt": self.connected_at,
             "configVersion": self.config_version,
+            "protocol": self.protocol,
             "sync": self.sync,
             "types": {
                 name: {

@@ -370,6 +370,12 @@ async def test_sotw_and_delta_clients_converge_together():
                 assert delta.contents[LDS] == s2.resources[LDS]
             assert await server.wait_synced("2", timeout=5)
             assert {s.config_version for s in server.status()} == {"2"} and len(server.status()) == 4
+            # status and the API say which protocol each proxy speaks
+            protocols = {st.id: st.to_dict()["protocol"] for st in server.status()}
+            assert protocols == {
+                **{node_id(f"sotw{i}"): "sotw" for i in range(2)},
+                **{node_id(f"delta{i}"): "delta" for i in range(2)},
+            }
             for env in envs:
                 await env.expect_nothing(0.1)
         finally:
