@@ -1208,3 +1208,30 @@ def test_a_stream_longer_than_the_drain_period_is_cut_at_its_end(resilience_mesh
         f"cut after {len(lines)} lines ({stream.seconds:.1f}s): drained {cut['drainedMs']:.0f} ms, "
         f"then the app's own shutdown {cut['stoppedMs']:.0f} ms",
     )
+
+
+def test_istio_delta_xds_false_gives_restarted_proxies_state_of_the_world(
+    resilience_mesh: MeshProcess,
+) -> None:
+    """Proxies speak delta xDS unless MeshConfig proxyMetadata ISTIO_DELTA_XDS is false (istio-agent's
+    switch): the setting applies to proxies started after it, and they route as before."""
+    mesh = resilience_mesh
+    assert mesh.proxy("client")["xdsProtocol"] == "delta"
+    sotw = """
+    apiVersion: isthmus.dev/v1alpha1
+    kind: MeshConfig
+    metadata: {name: mesh}
+    spec:
+      defaultConfig: {proxyMetadata: {ISTIO_DELTA_XDS: "false"}}
+    """
+    try:
+        with applied(mesh, sotw):
+            assert mesh.proxy("client")["xdsProtocol"] == "delta"  # running proxies keep their stream
+            restart(mesh, "client")
+            assert mesh.proxy("client")["xdsProtocol"] == "sotw"
+            assert mesh.wait_settled()["proxies"]
+            result = mesh.load("client", HTTPBIN + "/", 5)
+            assert result.codes == {"200": 5}, result
+    finally:
+        restart(mesh, "client")
+    assert mesh.proxy("client")["xdsProtocol"] == "delta"

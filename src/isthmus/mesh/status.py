@@ -76,6 +76,7 @@ def build_status(mesh: Mesh) -> dict[str, Any]:
                 "listeners": unique,
                 "configVersion": st.config_version if st is not None else None,
                 "sync": st.sync if st is not None else {},
+                "xdsProtocol": st.protocol if st is not None else None,  # delta | sotw
                 "nacks": {t: v["last_nack"] for t, v in st.types.items() if v["last_nack"]}
                 if st is not None
                 else {},
