@@ -623,6 +623,117 @@ def _drop_keys(*keys: str) -> Callable[[dict], None]:
     return fn
 
 
+class FluentdSink:
+    """A TCP sink for Envoy's Fluentd access logger (the "ALS -> fluentd" ablation row): reads and counts
+    what arrives, so the row is known to have logged."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.received = 0
+        import threading
+
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn: socket.socket) -> None:
+        with conn:
+            while chunk := conn.recv(1 << 16):
+                self.received += len(chunk)
+
+
+FLUENTD_SINK: list[FluentdSink] = []  # started by the ablation when its row runs
+
+# What the gRPC access-log entry carries that the telemetry pipeline reads, as Fluentd record fields.
+FLUENTD_RECORD = {
+    "start": "%START_TIME%",
+    "code": "%RESPONSE_CODE%",
+    "flags": "%RESPONSE_FLAGS%",
+    "duration": "%DURATION%",
+    "rx": "%BYTES_RECEIVED%",
+    "tx": "%BYTES_SENT%",
+    "proto": "%PROTOCOL%",
+    "method": "%REQ(:METHOD)%",
+    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    "authority": "%REQ(:AUTHORITY)%",
+    "ua": "%REQ(USER-AGENT)%",
+    "rid": "%REQ(X-REQUEST-ID)%",
+    "ctype": "%REQ(CONTENT-TYPE)%",
+    "grpc": "%RESP(GRPC-STATUS)%",
+    "ust": "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%",
+    "cluster": "%UPSTREAM_CLUSTER_RAW%",
+    "uhost": "%UPSTREAM_HOST%",
+    "remote": "%DOWNSTREAM_REMOTE_ADDRESS%",
+    "local": "%DOWNSTREAM_LOCAL_ADDRESS%",
+    "dsan": "%DOWNSTREAM_PEER_URI_SAN%",
+    "usan": "%UPSTREAM_PEER_URI_SAN%",
+    "ulsan": "%UPSTREAM_LOCAL_URI_SAN%",
+    "route": "%ROUTE_NAME%",
+}
+
+
+def _als_to_fluentd(boot: dict) -> None:
+    """Every gRPC access logger becomes Envoy's Fluentd logger (msgpack over TCP) with the same fields."""
+    if not FLUENTD_SINK:
+        FLUENTD_SINK.append(FluentdSink())
+    port = FLUENTD_SINK[0].port
+    for hcm in _hcms(boot):
+        logs = []
+        for log in hcm.get("access_log", []):
+            if log["name"] != "envoy.access_loggers.http_grpc":
+                logs.append(log)
+                continue
+            logs.append(
+                {
+                    "name": "envoy.access_loggers.fluentd",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.access_loggers.fluentd.v3.FluentdAccessLogConfig",
+                        "cluster": "fluentd_sink",
+                        "tag": "isthmus",
+                        "stat_prefix": "fluentd",
+                        "buffer_flush_interval": "1s",
+                        "buffer_size_bytes": 65536,
+                        "record": FLUENTD_RECORD,
+                    },
+                }
+            )
+        hcm["access_log"] = logs
+    boot["static_resources"]["clusters"].append(
+        {
+            "name": "fluentd_sink",
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "load_assignment": {
+                "cluster_name": "fluentd_sink",
+                "endpoints": [
+                    {
+                        "lb_endpoints": [
+                            {
+                                "endpoint": {
+                                    "address": {
+                                        "socket_address": {"address": "127.0.0.1", "port_value": port}
+                                    }
+                                }
+                            }
+                        ]
+                    }
+                ],
+            },
+        }
+    )
+
+
 EXTRA_FILTERS = (
     "envoy.filters.http.dynamic_forward_proxy",
     "envoy.filters.http.fault",
@@ -634,6 +745,7 @@ EXTRA_FILTERS = (
 ABLATIONS = {
     "generated (static copy)": [],
     "- ALS access log": [_drop_keys("access_log")],
+    "ALS -> fluentd": [_als_to_fluentd],
     "- tracing": [_drop_keys("tracing")],
     "- grpc_stats": [_drop_filters("envoy.filters.http.grpc_stats")],
     "- jwt_authn+3 rbac": [_drop_filters("envoy.filters.http.jwt_authn", "envoy.filters.http.rbac")],
@@ -725,13 +837,15 @@ def measure_once(address: str, envoys: list[int], rate: float | None, duration: 
     return best
 
 
-def run_ablation(bench: Bench, rounds_n: int, duration: float, warmup: float) -> dict[str, Any]:
+def run_ablation(
+    bench: Bench, rounds_n: int, duration: float, warmup: float, rows: tuple[str, ...] = ABLATION_ROWS
+) -> dict[str, Any]:
     abl = Ablation(bench)
     rounds: list[dict[str, Any]] = []
     try:
         for i in range(rounds_n):
             rnd: dict[str, Any] = {}
-            order = list(ABLATION_ROWS) if i % 2 == 0 else list(reversed(ABLATION_ROWS))
+            order = list(rows) if i % 2 == 0 else list(reversed(rows))
             for row in order:
                 if row in ABLATIONS:
                     abl.start(row)
@@ -753,7 +867,7 @@ def run_ablation(bench: Bench, rounds_n: int, duration: float, warmup: float) ->
         abl.stop()
     summary: dict[str, Any] = {}
     k = str(ABLATION_RATE)
-    for row in ABLATION_ROWS:
+    for row in rows:
         summary[row] = {
             "max_rps": median_of(rounds, row, "max", "rps"),
             "envoy_cpu_us_per_req": median_of(rounds, row, k, "envoy_cpu_us_per_req"),
@@ -892,6 +1006,11 @@ def main() -> None:
         help="comma-separated rows to measure (default all; 'reference' is always measured), e.g."
         " '2 sidecars,2 sc, no telemetry' for more rounds of the rows that matter in the same time",
     )
+    ap.add_argument(
+        "--ablation-rows",
+        default=None,
+        help="with --ablation: comma-separated rows (default all; the static copy and 'reference' always)",
+    )
     ap.add_argument("--loadgen", nargs=5, metavar=("HOST", "PORT", "RATE", "DURATION", "WARMUP"),
                     help=argparse.SUPPRESS)  # fmt: skip
     args = ap.parse_args()
@@ -912,6 +1031,11 @@ def main() -> None:
     if unknown:
         sys.exit(f"unknown rows {sorted(unknown)}; rows are {', '.join(ROWS)}")
     rows = tuple(r for r in ROWS if r in wanted)
+    wanted_ablation = {r.strip() for r in re.split(r",(?! )", args.ablation_rows or ",".join(ABLATION_ROWS))}
+    wanted_ablation |= {"generated (static copy)", "reference"}
+    if wanted_ablation - set(ABLATION_ROWS):
+        sys.exit(f"unknown ablation rows {sorted(wanted_ablation - set(ABLATION_ROWS))}")
+    ablation_rows = tuple(r for r in ABLATION_ROWS if r in wanted_ablation)
     rounds_n = args.rounds or (1 if args.quick else 3)
     duration = args.duration or (3.0 if args.quick else 8.0)
     warmup = 1.0
@@ -930,7 +1054,7 @@ def main() -> None:
             )
             concurrency = bench.concurrency
             if args.ablation:
-                result = run_ablation(bench, rounds_n, duration, warmup)
+                result = run_ablation(bench, rounds_n, duration, warmup, ablation_rows)
                 result["meta"] = {
                     "rounds": rounds_n,
                     "duration_s": duration,
