@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
@@ -44,6 +46,18 @@ async def delta_sync(env: FakeDeltaEnvoy, eds=("c1", "c2"), rds=("80",)) -> None
     await env.recv_ack(LDS)
     await env.send(RDS, subscribe=rds)
     await env.recv_ack(RDS)
+
+
+@contextlib.asynccontextmanager
+async def synced_delta(
+    gen: FakeGenerator, first: Any = None, eds: tuple[str, ...] = ("c1", "c2")
+) -> AsyncIterator[tuple[Any, FakeDeltaEnvoy]]:
+    """A server at `first` (default `base(1)`) and a delta client that subscribed to everything and ACKed."""
+    async with running_server(gen) as server:
+        server.update(first if first is not None else base(1), FULL)
+        async with FakeDeltaEnvoy(server.port) as env:
+            await delta_sync(env, eds=eds)
+            yield server, env
 
 
 @run()
@@ -148,86 +162,77 @@ async def test_eds_subscribe_and_unsubscribe_by_name():
 @run()
 async def test_endpoint_only_push_sends_only_the_changed_cla():
     gen = FakeGenerator()
-    async with running_server(gen) as server:
-        server.update(base(1, EDS={"c1": cla("c1", 1), "c2": cla("c2", 2), "c3": cla("c3", 3)}), FULL)
-        async with FakeDeltaEnvoy(server.port) as env:
-            await delta_sync(env, eds=("c1", "c2", "c3"))
-            assert await server.wait_synced("1", timeout=5)
-            gen.calls.clear()
-            # c1 and c3 both differ in the snapshot, but the request names only c1
-            s2 = base(2, EDS={"c1": cla("c1", 11), "c2": cla("c2", 2), "c3": cla("c3", 33)})
-            server.update(s2, PushRequest(full=False, eds_only_clusters=frozenset({"c1"}), reason="ep"))
-            resp = await env.recv_ack(EDS)
-            assert names(resp) == ["c1"] and list(resp.removed_resources) == []
-            assert resp.system_version_info.startswith("2-")
-            assert env.contents[EDS]["c1"] == s2.resources[EDS]["c1"]
-            await env.expect_nothing(0.2)
-            assert {c[2] for c in gen.calls} == {EDS}
-            assert await server.wait_synced("2", timeout=5)
-            assert status_of(server).config_version == "2"
+    async with synced_delta(
+        gen, base(1, EDS={"c1": cla("c1", 1), "c2": cla("c2", 2), "c3": cla("c3", 3)}), eds=("c1", "c2", "c3")
+    ) as (server, env):
+        assert await server.wait_synced("1", timeout=5)
+        gen.calls.clear()
+        # c1 and c3 both differ in the snapshot, but the request names only c1
+        s2 = base(2, EDS={"c1": cla("c1", 11), "c2": cla("c2", 2), "c3": cla("c3", 33)})
+        server.update(s2, PushRequest(full=False, eds_only_clusters=frozenset({"c1"}), reason="ep"))
+        resp = await env.recv_ack(EDS)
+        assert names(resp) == ["c1"] and list(resp.removed_resources) == []
+        assert resp.system_version_info.startswith("2-")
+        assert env.contents[EDS]["c1"] == s2.resources[EDS]["c1"]
+        await env.expect_nothing(0.2)
+        assert {c[2] for c in gen.calls} == {EDS}
+        assert await server.wait_synced("2", timeout=5)
+        assert status_of(server).config_version == "2"
 
 
 @run()
 async def test_push_that_changes_nothing_sends_nothing():
     gen = FakeGenerator()
-    async with running_server(gen) as server:
-        server.update(base(1), FULL)
-        async with FakeDeltaEnvoy(server.port) as env:
-            await delta_sync(env)
-            assert await server.wait_synced("1", timeout=5)
-            # a full push of the same content (new objects)
-            server.update(base(2), FULL)
-            assert await server.wait_synced("2", timeout=5)
-            await env.expect_nothing(0.3)
-            # an endpoint push of an unchanged CLA
-            server.update(base(3), PushRequest(full=False, eds_only_clusters=frozenset({"c1"}), reason="ep"))
-            assert await server.wait_synced("3", timeout=5)
-            await env.expect_nothing(0.3)
-            assert status_of(server).config_version == "3"
+    async with synced_delta(gen) as (server, env):
+        assert await server.wait_synced("1", timeout=5)
+        # a full push of the same content (new objects)
+        server.update(base(2), FULL)
+        assert await server.wait_synced("2", timeout=5)
+        await env.expect_nothing(0.3)
+        # an endpoint push of an unchanged CLA
+        server.update(base(3), PushRequest(full=False, eds_only_clusters=frozenset({"c1"}), reason="ep"))
+        assert await server.wait_synced("3", timeout=5)
+        await env.expect_nothing(0.3)
+        assert status_of(server).config_version == "3"
 
 
 @run()
 async def test_nack_is_recorded_and_the_same_content_not_resent():
     gen = FakeGenerator()
-    async with running_server(gen) as server:
-        server.update(base(1), FULL)
-        async with FakeDeltaEnvoy(server.port) as env:
-            await delta_sync(env)
-            good = dict(env.held[LDS])
-            server.update(base(2, LDS={"l1": listener("l1", 15001, "bad")}), FULL)
-            bad = await env.recv(LDS)
-            assert names(bad) == ["l1"]
-            await env.nack(bad, "listener l1: invalid stat prefix")
-            await wait_for(lambda: status_of(server).types["LDS"]["last_nack"] is not None)
-            st = status_of(server)
-            nack = st.types["LDS"]["last_nack"]
-            assert nack["message"] == "listener l1: invalid stat prefix"
-            assert nack["nonce"] == bad.nonce and nack["version"] == bad.system_version_info
-            assert st.types["LDS"]["sync"] == STALE
-            assert st.config_version == "1"
-            assert metric(server, "pilot_total_xds_rejects_total", type="lds") == 1
-            assert env.held[LDS] == good
-            await env.expect_nothing(0.3)  # no resend loop
+    async with synced_delta(gen) as (server, env):
+        good = dict(env.held[LDS])
+        server.update(base(2, LDS={"l1": listener("l1", 15001, "bad")}), FULL)
+        bad = await env.recv(LDS)
+        assert names(bad) == ["l1"]
+        await env.nack(bad, "listener l1: invalid stat prefix")
+        await wait_for(lambda: status_of(server).types["LDS"]["last_nack"] is not None)
+        st = status_of(server)
+        nack = st.types["LDS"]["last_nack"]
+        assert nack["message"] == "listener l1: invalid stat prefix"
+        assert nack["nonce"] == bad.nonce and nack["version"] == bad.system_version_info
+        assert st.types["LDS"]["sync"] == STALE
+        assert st.config_version == "1"
+        assert metric(server, "pilot_total_xds_rejects_total", type="lds") == 1
+        assert env.held[LDS] == good
+        await env.expect_nothing(0.3)  # no resend loop
 
-            # same bad listener, a changed route: only RDS goes
-            server.update(
-                base(3, LDS={"l1": listener("l1", 15001, "bad")}, RDS={"80": route("80", "v3")}), FULL
-            )
-            rds = await env.recv_ack(RDS)
-            assert names(rds) == ["80"] and rds.system_version_info.startswith("3-")
-            await env.expect_nothing(0.3)
-            assert not await server.wait_synced("3", timeout=0.1)
+        # same bad listener, a changed route: only RDS goes
+        server.update(base(3, LDS={"l1": listener("l1", 15001, "bad")}, RDS={"80": route("80", "v3")}), FULL)
+        rds = await env.recv_ack(RDS)
+        assert names(rds) == ["80"] and rds.system_version_info.startswith("3-")
+        await env.expect_nothing(0.3)
+        assert not await server.wait_synced("3", timeout=0.1)
 
-            # fixed listener: sent, ACKed, SYNCED; the last NACK stays visible
-            fixed_l1 = listener("l1", 15001, "fixed")
-            server.update(base(4, LDS={"l1": fixed_l1}, RDS={"80": route("80", "v3")}), FULL)
-            fixed = await env.recv_ack(LDS)
-            assert names(fixed) == ["l1"] and fixed.system_version_info.startswith("4-")
-            assert env.contents[LDS] == {"l1": fixed_l1}
-            assert await server.wait_synced("4", timeout=5)
-            st = status_of(server)
-            assert st.types["LDS"]["sync"] == SYNCED
-            assert st.types["LDS"]["last_nack"]["nonce"] == bad.nonce
+        # fixed listener: sent, ACKed, SYNCED; the last NACK stays visible
+        fixed_l1 = listener("l1", 15001, "fixed")
+        server.update(base(4, LDS={"l1": fixed_l1}, RDS={"80": route("80", "v3")}), FULL)
+        fixed = await env.recv_ack(LDS)
+        assert names(fixed) == ["l1"] and fixed.system_version_info.startswith("4-")
+        assert env.contents[LDS] == {"l1": fixed_l1}
+        assert await server.wait_synced("4", timeout=5)
+        st = status_of(server)
+        assert st.types["LDS"]["sync"] == SYNCED
+        assert st.types["LDS"]["last_nack"]["nonce"] == bad.nonce
 
 
 @run()
@@ -425,20 +430,17 @@ async def test_new_cluster_endpoints_come_on_subscription_before_listeners():
     """Make-before-break over delta: a CDS push adding a cluster, Envoy subscribes to its endpoints, gets
     just those, and only then the listener change; nothing waits for the 3 s subscription timeout."""
     gen = FakeGenerator()
-    async with running_server(gen) as server:
-        server.update(base(1), FULL)
-        async with FakeDeltaEnvoy(server.port) as env:
-            await delta_sync(env)
-            clusters, endpoints = with_c3()
-            server.update(base(2, CDS=clusters, EDS=endpoints, LDS={"l1": listener("l1", 15002)}), FULL)
-            cds = await env.recv_ack(CDS)
-            assert names(cds) == ["c3"] and list(cds.removed_resources) == []
-            await env.send(EDS, subscribe=["c3"])
-            assert names(await env.recv_ack(EDS)) == ["c3"]
-            assert names(await env.recv_ack(LDS)) == ["l1"]
-            await env.expect_nothing(0.2)
-            assert await server.wait_synced("2", timeout=2)
-            assert env.contents[EDS] == endpoints and env.contents[CDS] == clusters
+    async with synced_delta(gen) as (server, env):
+        clusters, endpoints = with_c3()
+        server.update(base(2, CDS=clusters, EDS=endpoints, LDS={"l1": listener("l1", 15002)}), FULL)
+        cds = await env.recv_ack(CDS)
+        assert names(cds) == ["c3"] and list(cds.removed_resources) == []
+        await env.send(EDS, subscribe=["c3"])
+        assert names(await env.recv_ack(EDS)) == ["c3"]
+        assert names(await env.recv_ack(LDS)) == ["l1"]
+        await env.expect_nothing(0.2)
+        assert await server.wait_synced("2", timeout=2)
+        assert env.contents[EDS] == endpoints and env.contents[CDS] == clusters
 
 
 # Envoy's documented delta protocol beyond the basics ("xDS REST and gRPC protocol", Incremental xDS).
