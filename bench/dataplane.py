@@ -66,6 +66,7 @@ import string
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -633,13 +634,9 @@ class FluentdSink:
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
         self.received = 0
-        import threading
-
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
-        import threading
-
         while True:
             try:
                 conn, _ = self.sock.accept()
