@@ -62,7 +62,8 @@ from isthmus.xds import typeurls
 from isthmus.xds.requests import read_varint
 
 CDS, EDS, LDS, RDS = typeurls.CLUSTER, typeurls.ENDPOINT, typeurls.LISTENER, typeurls.ROUTE
-SHORT = {CDS: "CDS", EDS: "EDS", LDS: "LDS", RDS: "RDS"}
+VHDS = typeurls.VIRTUAL_HOST
+SHORT = {CDS: "CDS", EDS: "EDS", LDS: "LDS", RDS: "RDS", VHDS: "VHDS"}
 ADS_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 DELTA_ADS_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
 
@@ -343,6 +344,7 @@ async def delta_client(
     await call.write(discovery_pb2.DeltaDiscoveryRequest(type_url=LDS).SerializeToString())
     held = {CDS: deltas.empty[CDS], LDS: deltas.empty[LDS]}
     got: set[str] = set()
+    vhds = False
     mine = acks.setdefault(i, {})
     try:
         while True:
@@ -362,6 +364,11 @@ async def delta_client(
             await call.write(ack.SerializeToString())
             if follow is not None:
                 await call.write(follow)  # ackless subscription change, right after the ACK
+            if type_url == RDS and not vhds:
+                # The sidecar table names VHDS for its virtual hosts: Envoy then subscribes to them (a
+                # wildcard VirtualHost subscription, as Envoy's first VHDS request names nothing).
+                vhds = True
+                await call.write(discovery_pb2.DeltaDiscoveryRequest(type_url=VHDS).SerializeToString())
             if len(got) < 2 and type_url in held:
                 got.add(type_url)
                 if len(got) == 2:  # CDS and LDS answered, EDS and RDS subscribed

@@ -71,6 +71,11 @@ def test_proxy_config_tables_on_a_live_sidecar(routing_mesh: MeshProcess) -> Non
         routes = table(pc(mesh, "route", proxy, "--name", "http_proxy"))
         echo = [r for r in routes if r[1:2] == [f"{ECHO}:80"]]
         assert ["http_proxy", f"{ECHO}:80", "echo, echo.default", "/v2*", "echo.default"] in echo
+        # The sidecar (delta xDS) got that table's virtual hosts over VHDS, which Envoy names
+        # `http_proxy/<name>`: the tools show Istio's names.
+        (raw_table,) = json.loads(pc(mesh, "route", proxy, "--name", "http_proxy", "-o", "json"))
+        assert "vhds" in raw_table
+        assert f"{ECHO}:80" in {vh["name"] for vh in raw_table["virtual_hosts"]}
 
         v2 = mesh.proxy("echo-v2")
         endpoints = table(pc(mesh, "endpoint", proxy, "--cluster", f"outbound|80|v2|{ECHO}"))

@@ -17,6 +17,20 @@ HCM_TYPE = (
 HCM_NAME = "envoy.filters.network.http_connection_manager"
 
 
+def with_vhost_names(rc: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A route configuration from a config dump with its virtual hosts named as generated. Envoy names
+    those it got over VHDS by their resource name, `<route config>/<virtual host>` (a delta sidecar's
+    `http_proxy` table): the prefix is taken off, so tools show Istio's names either way."""
+    if "vhds" not in rc:
+        return rc
+    prefix = f"{rc.get('name', '')}/"
+    vhosts = []
+    for vh in rc.get("virtual_hosts") or ():
+        name = str(vh.get("name", ""))
+        vhosts.append({**vh, "name": name.removeprefix(prefix)} if name.startswith(prefix) else vh)
+    return {**rc, "virtual_hosts": vhosts}
+
+
 @dataclass
 class EndpointInfo:
     address: str
@@ -129,7 +143,7 @@ class ProxyConfig:
                 for entry in c.get("dynamic_route_configs", []) or []:
                     rc = entry.get("route_config") or {}
                     if rc.get("name"):
-                        out.routes[rc["name"]] = rc
+                        out.routes[rc["name"]] = with_vhost_names(rc)
                 for entry in c.get("static_route_configs", []) or []:
                     rc = entry.get("route_config") or {}
                     if rc.get("name"):

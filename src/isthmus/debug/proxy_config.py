@@ -27,6 +27,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from isthmus.debug.envoy_config import with_vhost_names
+
 HCM = "envoy.filters.network.http_connection_manager"
 TCP_PROXY = "envoy.filters.network.tcp_proxy"
 BLACKHOLE = "BlackHoleCluster"
@@ -426,7 +428,7 @@ def route_configs(dump: Mapping[str, Any]) -> list[dict[str, Any]]:
     with numeric names (istiod's per-port route configs) sorted by number first."""
     sec = section(dump, "route") or {}
     out = [
-        e["route_config"]
+        dict(with_vhost_names(e["route_config"]))
         for e in [*sec.get("dynamic_route_configs", ()), *sec.get("static_route_configs", ())]
         if e.get("route_config")
     ]

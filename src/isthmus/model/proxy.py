@@ -37,6 +37,9 @@ class Proxy:
     labels: Mapping[str, str] = field(default_factory=dict)
     service_account: str = "default"
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # Set by the xDS server when the proxy's ADS stream is delta (incremental) xDS: only then can its
+    # sidecar table's virtual hosts go over VHDS, which Envoy serves over delta ADS only.
+    delta_xds: bool = False
 
     @staticmethod
     def node_id(kind: ProxyKind, ip: str, instance: str, namespace: str) -> str:

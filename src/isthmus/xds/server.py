@@ -90,6 +90,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import time
@@ -533,6 +534,8 @@ class XdsServer:
             node_id = first[0].node.id
             log.warning("refusing xDS stream from %s (node %r): %s", context.peer(), node_id, e)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid node {node_id!r}: {e}")
+        if isinstance(decoder, DeltaRequestDecoder):
+            proxy = dataclasses.replace(proxy, delta_xds=True)
         conn = _Connection(
             f"{proxy.id}-{next(self._conn_ids)}", proxy, context.peer(), context, self._pushed, decoder
         )

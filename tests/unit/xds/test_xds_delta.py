@@ -604,3 +604,72 @@ async def test_a_deleted_services_endpoints_come_back_removed():
             await delta.expect_nothing(0.2)  # told once
     finally:
         await cp.stop()
+
+
+VIRTUAL_SERVICE = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews}, weight: 90}, {destination: {host: reviews, subset: v2}, weight: 10}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: external, namespace: default}
+spec:
+  hosts: [api.example.com]
+  http:
+  - route: [{destination: {host: reviews}}]
+"""
+
+
+@run()
+async def test_virtual_service_changes_reach_a_delta_sidecar_as_the_virtual_hosts_that_changed():
+    """A delta sidecar's table names VHDS; its virtual hosts come as VirtualHost resources (Envoy's
+    first VHDS request names nothing), and a VirtualService change sends the virtual hosts it changed,
+    added or removed, and nothing of the table itself. A SotW sidecar gets the whole table inline.
+    Real generator and control plane."""
+    from envoy.config.route.v3 import route_components_pb2, route_pb2
+
+    from isthmus.api import loader
+    from isthmus.config.store import Store
+    from isthmus.mesh.control_plane import ControlPlane
+    from isthmus.xds import typeurls
+
+    vhds = typeurls.VIRTUAL_HOST
+    reviews = "http_proxy/reviews.default.svc.cluster.local:9080"
+    external = "http_proxy/api.example.com:80"
+    store = Store()
+    store.apply(loader.load_text(SERVICE, "svc.yaml"), "test")
+    cp = ControlPlane(store)
+    port = await cp.start("127.0.0.1", 0)
+    try:
+        async with FakeDeltaEnvoy(port, node_id(1)) as delta, FakeEnvoy(port, node_id(2)) as sotw:
+            await delta.send(RDS, subscribe=["http_proxy"])
+            (table,) = (await delta.recv_ack(RDS)).resources
+            rc = route_pb2.RouteConfiguration.FromString(table.resource.value)
+            assert rc.HasField("vhds") and not rc.virtual_hosts
+            await delta.send(vhds)
+            got = names(await delta.recv_ack(vhds))
+            assert reviews in got and "http_proxy/allow_any" in got and external not in got
+            await sotw.subscribe(RDS, ["http_proxy"])
+            (inline,) = (await sotw.recv_ack()).resources
+            inline_rc = route_pb2.RouteConfiguration.FromString(inline.value)
+            assert {f"http_proxy/{vh.name}" for vh in inline_rc.virtual_hosts} == set(got)
+
+            store.apply(loader.load_text(VIRTUAL_SERVICE, "vs.yaml"), "test")
+            resp = await delta.recv_ack(vhds)
+            assert names(resp) == sorted([reviews, external]) and not resp.removed_resources
+            vh = route_components_pb2.VirtualHost.FromString(delta.contents[vhds][reviews].value)
+            assert vh.name == reviews and len(vh.routes[-1].route.weighted_clusters.clusters) == 2
+            assert len((await sotw.recv_ack()).resources) == 1  # SotW: the whole table again
+            await delta.expect_nothing(0.3)  # no RDS, no other virtual host
+
+            store.delete([("VirtualService", "default", "external")])
+            resp = await delta.recv_ack(vhds)
+            assert names(resp) == [] and list(resp.removed_resources) == [external]
+            assert set(delta.held[vhds]) == set(got)
+    finally:
+        await cp.stop()

@@ -18,6 +18,8 @@ from isthmus.xds.gen.routes import (
     gateway_route_config,
     http_proxy_route_config,
     http_proxy_route_packed,
+    http_proxy_vhds_route_config,
+    http_proxy_virtual_hosts,
     inbound_route_config,
 )
 from isthmus.xds.gen.scope import scope_key, shared_memo
@@ -115,7 +117,15 @@ class MeshGenerator:
         if type_url == naming.ROUTE_TYPE:
             out = {}
             for name in sorted(watched or ()):
-                if name == naming.HTTP_PROXY_ROUTE and proxy.kind == "sidecar":
+                if name == naming.HTTP_PROXY_ROUTE and proxy.kind == "sidecar" and proxy.delta_xds:
+                    # Its virtual hosts go over VHDS (the VIRTUAL_HOST_TYPE below).
+                    out.update(
+                        snapshot.memo(
+                            ("rds_vhds", name),
+                            lambda name=name: {name: p.pack(http_proxy_vhds_route_config())},
+                        )
+                    )
+                elif name == naming.HTTP_PROXY_ROUTE and proxy.kind == "sidecar":
                     # Assembled packed (from the snapshot's shared virtual host bytes), not re-encoded.
                     out.update(
                         snapshot.memo(
@@ -134,6 +144,14 @@ class MeshGenerator:
                         )
                     )
             return out
+        if type_url == naming.VIRTUAL_HOST_TYPE:
+            # VHDS: Envoy subscribes to virtual hosts as a wildcard and hands each to the route
+            # configuration its name begins with; only a delta sidecar's own table has them here.
+            if proxy.kind != "sidecar" or not proxy.delta_xds:
+                return {}
+            if watched is not None and naming.HTTP_PROXY_ROUTE not in watched:
+                return {}
+            return snapshot.memo(("vhds", key), lambda: http_proxy_virtual_hosts(snapshot, proxy))
         return {}
 
 

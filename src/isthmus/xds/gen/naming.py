@@ -18,6 +18,7 @@ LISTENER_TYPE = TYPE_PREFIX + "envoy.config.listener.v3.Listener"
 ROUTE_TYPE = TYPE_PREFIX + "envoy.config.route.v3.RouteConfiguration"
 SECRET_TYPE = TYPE_PREFIX + "envoy.extensions.transport_sockets.tls.v3.Secret"
 EXTENSION_CONFIG_TYPE = TYPE_PREFIX + "envoy.config.core.v3.TypedExtensionConfig"
+VIRTUAL_HOST_TYPE = TYPE_PREFIX + "envoy.config.route.v3.VirtualHost"
 
 # The ECDS resource holding a proxy's jwt_authn config (RequestAuthentication).
 JWT_EXTENSION = "envoy.filters.http.jwt_authn"  # an ECDS resource is named after its filter
@@ -50,6 +51,12 @@ def listener_name(address: str, port: int) -> str:
 
 def vhost_name(host: str, port: int) -> str:
     return f"{host}:{port}"
+
+
+def vhds_name(route_config: str, vhost: str) -> str:
+    """A virtual host's VHDS resource name (and its name in Envoy): Envoy subscribes to a route
+    configuration's virtual hosts by the namespace `route_config`, the name up to the last "/"."""
+    return f"{route_config}/{vhost}"
 
 
 def gateway_http_route_name(port: int, bind: str | None = None) -> str:

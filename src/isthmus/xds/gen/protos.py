@@ -201,6 +201,26 @@ def length_delimited(tag: bytes, payload: bytes) -> bytes:
     return tag + (_SMALL_VARINTS[n] if n < 0x80 else varint(n)) + payload
 
 
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        b = data[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, pos
+        shift += 7
+
+
+def read_length_delimited(data: bytes, pos: int = 0) -> tuple[int, bytes, int]:
+    """The length-delimited field at `pos` of wire bytes: (field number, payload, position after it)."""
+    key, pos = _read_varint(data, pos)
+    if key & 7 != 2:
+        raise ValueError(f"field {key >> 3} at {pos} is not length-delimited")
+    n, pos = _read_varint(data, pos)
+    return key >> 3, data[pos : pos + n], pos + n
+
+
 def wire_segments(message: Any, *gaps: int) -> list[bytes]:
     """The wire bytes of `message`'s set fields cut at the field numbers `gaps` (ascending, all unset in
     `message`): segment i holds the fields numbered between gaps[i-1] and gaps[i], in number order as

@@ -767,6 +767,7 @@ _T_RC_NAME = p.field_tag(p.route.RouteConfiguration, "name")
 _T_RC_VHOSTS = p.field_tag(p.route.RouteConfiguration, "virtual_hosts")
 _VH_ATTEMPT_COUNT = RC.VirtualHost(include_request_attempt_count=True).SerializeToString(deterministic=True)
 _ROUTE_CONFIG_TYPE_URL = "type.googleapis.com/" + p.route.RouteConfiguration.DESCRIPTOR.full_name
+_VIRTUAL_HOST_TYPE_URL = "type.googleapis.com/" + RC.VirtualHost.DESCRIPTOR.full_name
 
 
 def _prototype_segments(proto: RC.Route) -> tuple[list[bytes], list[bytes]]:
@@ -1216,9 +1217,9 @@ def scope_services(snapshot: Snapshot, proxy: Proxy) -> dict[str, Service]:
 _HTTP_PROXY_TAIL = _route_config("", (), ignore_port=False).SerializeToString(deterministic=True)
 
 
-def http_proxy_route_packed(snapshot: Snapshot, proxy: Proxy) -> any_pb2.Any:
-    """The sidecar's `http_proxy` table, packed: assembled from its virtual hosts' bytes (the same
-    bytes as packing _route_config's message: name, virtual hosts, then the other fields)."""
+def _sidecar_vhost_fields(snapshot: Snapshot, proxy: Proxy) -> list[bytes]:
+    """The sidecar table's virtual hosts, each as a RouteConfiguration `virtual_hosts` field's bytes:
+    the services' and VirtualServices', then the catch-all."""
     scope = snapshot.scope(proxy)
     ctx = RouteContext(snapshot, proxy, scope_services(snapshot, proxy))
     vhosts = sidecar_virtual_hosts(ctx, scope.virtual_services)
@@ -1234,8 +1235,60 @@ def http_proxy_route_packed(snapshot: Snapshot, proxy: Proxy) -> any_pb2.Any:
             ),
         )
     )
+    return vhosts
+
+
+def http_proxy_route_packed(snapshot: Snapshot, proxy: Proxy) -> any_pb2.Any:
+    """The sidecar's `http_proxy` table, packed: assembled from its virtual hosts' bytes (the same
+    bytes as packing _route_config's message: name, virtual hosts, then the other fields)."""
+    vhosts = _sidecar_vhost_fields(snapshot, proxy)
     value = b"".join([_ld(_T_RC_NAME, naming.HTTP_PROXY_ROUTE.encode()), *vhosts, _HTTP_PROXY_TAIL])
     return any_pb2.Any(type_url=_ROUTE_CONFIG_TYPE_URL, value=value)
+
+
+# --- the sidecar table over VHDS ----------------------------------------------------------------
+# With 1,000 services the sidecar table is ~640 KB, and any VirtualService change sends all of it to
+# every proxy. A proxy on delta xDS gets the table without virtual hosts and each virtual host as its
+# own VHDS resource (delta xDS only), so a change sends the virtual hosts that changed. Envoy merges them
+# back into the table: routing, and the config dump's view, are those of the inline table, except that
+# each virtual host is named `http_proxy/<name>` (VHDS keys them by resource name).
+
+
+def http_proxy_vhds_route_config() -> p.route.RouteConfiguration:
+    rc = _route_config(naming.HTTP_PROXY_ROUTE, (), ignore_port=False)
+    rc.vhds.config_source.CopyFrom(p.ads_config_source())
+    return rc
+
+
+def _vhds_resource(vh_field: bytes) -> tuple[str, any_pb2.Any]:
+    """A `virtual_hosts` field's virtual host as a VHDS resource: its name (the first field, as every
+    virtual host here is serialized) becomes `http_proxy/<name>`."""
+    _, vhost, _ = p.read_length_delimited(vh_field)
+    number, name, rest = p.read_length_delimited(vhost)
+    if number != 1:
+        raise ValueError("a virtual host's bytes must begin with its name")
+    full = naming.vhds_name(naming.HTTP_PROXY_ROUTE, name.decode())
+    value = _ld(_T_VH_NAME, full.encode()) + vhost[rest:]
+    return full, any_pb2.Any(type_url=_VIRTUAL_HOST_TYPE_URL, value=value)
+
+
+def http_proxy_virtual_hosts(snapshot: Snapshot, proxy: Proxy) -> dict[str, any_pb2.Any]:
+    """The sidecar table's virtual hosts as VHDS resources, by name. One resource per distinct virtual
+    host content per snapshot, and after a change of VirtualServices only, the previous snapshot's for
+    what did not change: the server then encodes and compares nothing new for them."""
+    cache: dict[bytes, tuple[str, any_pb2.Any]] = snapshot.memo(("vhds_resources",), dict)
+    before = snapshot.routes_changed_from
+    previous = before._memo.get(("vhds_resources",)) if before is not None else None
+    out: dict[str, any_pb2.Any] = {}
+    for vh_field in _sidecar_vhost_fields(snapshot, proxy):
+        hit = cache.get(vh_field)
+        if hit is None:
+            hit = previous.get(vh_field) if previous is not None else None
+            if hit is None:
+                hit = _vhds_resource(vh_field)
+            cache[vh_field] = hit
+        out[hit[0]] = hit[1]
+    return out
 
 
 def http_proxy_route_config(snapshot: Snapshot, proxy: Proxy) -> p.route.RouteConfiguration:
