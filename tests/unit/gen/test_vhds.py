@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from envoy.config.route.v3 import route_components_pb2, route_pb2
-from gen_helpers import sidecar, snapshot
+from gen_helpers import SERVICES, sidecar, snapshot
 
+from isthmus.api import loader
+from isthmus.config.store import Store
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import Snapshot
 from isthmus.xds.gen import naming
@@ -32,6 +35,16 @@ spec:
   http:
   - route: [{destination: {host: web}}]
 """
+
+
+def changed(before: Snapshot, text: str) -> Snapshot:
+    """The snapshot after a change of VirtualServices only, as the control plane builds it."""
+    store = Store()
+    store.apply(loader.load_text(SERVICES + "\n---\n" + text, "test.yaml"), "test")
+    after = Snapshot.build_configs_changed(before, 2, store.list(), frozenset({"VirtualService"}))
+    assert after is not None
+    after.routes_changed_from = before
+    return after
 
 
 def delta(proxy: Proxy) -> Proxy:
@@ -85,8 +98,7 @@ def test_vhds_only_for_delta_sidecars_that_watch_the_table():
 
 def test_a_virtual_service_change_changes_only_its_virtual_hosts_resources():
     before = snapshot(VS)
-    changed = VS.replace("subset: v2", "subset: v3")
-    after = snapshot(changed)
+    after = snapshot(VS.replace("subset: v2", "subset: v3"))
     a = MeshGenerator().generate(before, delta(sidecar()), naming.VIRTUAL_HOST_TYPE, None)
     b = MeshGenerator().generate(after, delta(sidecar()), naming.VIRTUAL_HOST_TYPE, None)
     assert a.keys() == b.keys()
@@ -98,10 +110,76 @@ def test_after_a_virtual_service_only_change_unchanged_virtual_hosts_are_the_sam
     """So the server encodes and compares nothing new for them (the snapshot before is kept for a
     VirtualService-only change)."""
     before = snapshot(VS)
-    after = snapshot(VS.replace("subset: v2", "subset: v3"))
-    after.routes_changed_from = before
+    after = changed(before, VS.replace("subset: v2", "subset: v3"))
     a = MeshGenerator().generate(before, delta(sidecar()), naming.VIRTUAL_HOST_TYPE, None)
     b = MeshGenerator().generate(after, delta(sidecar()), naming.VIRTUAL_HOST_TYPE, None)
     same = sorted(n for n in a if a[n] is b[n])
     assert "http_proxy/reviews.default.svc.cluster.local:9080" not in same
     assert len(same) == len(a) - 1
+
+
+# After a change of VirtualServices only, a scope's default virtual hosts are the snapshot before's when
+# nothing they depend on changed: whatever the change, the table must be the one built from scratch.
+REVIEWS_TO_V3 = VS.replace("subset: v2", "subset: v3")
+REVIEWS_ALSO_RATINGS = VS.replace("hosts: [reviews]", "hosts: [reviews, ratings.other.svc.cluster.local]")
+EXTERNAL_TO_WEB = VS.replace("hosts: [api.example.com]", "hosts: [web.default.svc.cluster.local]")
+EXTERNAL_TAKES_WEBS_DOMAIN = VS.replace("hosts: [api.example.com]", "hosts: [web.default.svc]")
+NO_REVIEWS = VS.split("---")[1]
+WEB_SHORT_NAME = (
+    VS
+    + """---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: short, namespace: other}
+spec:
+  hosts: [web.default]
+  http:
+  - route: [{destination: {host: ratings}}]
+"""
+)
+
+
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [
+        (VS, REVIEWS_TO_V3),
+        (VS, REVIEWS_ALSO_RATINGS),
+        (REVIEWS_ALSO_RATINGS, VS),
+        (VS, EXTERNAL_TO_WEB),
+        (VS, NO_REVIEWS),
+        (NO_REVIEWS, VS),
+        (VS, WEB_SHORT_NAME),
+        (WEB_SHORT_NAME, REVIEWS_TO_V3),
+        (VS, EXTERNAL_TAKES_WEBS_DOMAIN),
+        (EXTERNAL_TAKES_WEBS_DOMAIN, VS),
+    ],
+    ids=[
+        "routes",
+        "host-added",
+        "host-removed",
+        "host-moved",
+        "vs-removed",
+        "vs-added",
+        "alias",
+        "alias-gone",
+        "domain-taken",
+        "domain-freed",
+    ],
+)
+@pytest.mark.parametrize(
+    "proxy", [sidecar(), sidecar("ratings-v1-0", "other", {"app": "ratings"}, "127.7.0.4")]
+)
+def test_tables_after_a_virtual_service_only_change_are_those_built_from_scratch(first, then, proxy):
+    before = snapshot(first)
+    table(before, proxy)
+    assert table(changed(before, then), proxy) == table(snapshot(then), proxy)
+
+
+def test_default_virtual_hosts_are_reused_when_only_routes_changed():
+    before = snapshot(VS)
+    a = table(before, sidecar())
+    after = changed(before, REVIEWS_TO_V3)
+    b = table(after, sidecar())
+    (key,) = [k for k in after._memo if k[0] == "vhost_defaults"]
+    assert after._memo[key] is before._memo[key]
+    assert [vh.name for vh in a.virtual_hosts] == [vh.name for vh in b.virtual_hosts]

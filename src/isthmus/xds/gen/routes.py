@@ -29,6 +29,7 @@ from isthmus.registry.types import Protocol, Service, ServicePort
 from isthmus.xds.gen import authz, naming
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen.guard import guarded
+from isthmus.xds.gen.scope import same_imports, scope_key
 
 RC = p.route_components
 MAX_DIRECT_RESPONSE_BODY = 1024 * 1024
@@ -918,6 +919,21 @@ def _default_vhost(ctx: RouteContext, svc: Service, port: int) -> _DefaultVHost:
     return found
 
 
+@dataclass(frozen=True)
+class _DefaultsRecord:
+    """A scope's default vhosts (`fields`) and what they were built against, for reuse after a change
+    of VirtualServices only: the services that have one (`claimed`), the default vhosts' fqdns, and
+    what the VirtualServices' vhosts took before them (`taken`: fqdns, names, lower-cased domains); and
+    the names and domains taken once they are added."""
+
+    claimed: frozenset[str]
+    defaults_fqdn: frozenset[str]
+    taken: tuple[frozenset[str], frozenset[str], frozenset[str]]
+    fields: tuple[bytes, ...]
+    names: frozenset[str]
+    used_domains: frozenset[str]
+
+
 @dataclass
 class _VHostWrapper:
     port: int
@@ -1003,22 +1019,37 @@ def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]
             )
             claimed.update(s.hostname for s in svcs)
     # The HTTP ports of services without a VirtualService: default vhosts, after the VirtualServices'.
+    # After a change of VirtualServices only, they are the snapshot before's when what they depend on
+    # beyond the (unchanged) services and DestinationRules is the same: the services that have a
+    # VirtualService, and what the VirtualServices' vhosts took (names, domains, fqdns). With 1,000
+    # services that is most of a scope's table, built again for each of the scopes a change reaches.
     ports_of = ctx.snapshot.memo(("vhost_ports",), dict)
-    defaults: list[tuple[Service, _DefaultVHost]] = []
-    for svc in scoped.values():
-        if svc.hostname in claimed:
-            continue
-        for port in _vhost_ports(ports_of, svc)[0]:
-            defaults.append((svc, _default_vhost(ctx, svc, port)))
+    record_key = ("vhost_defaults", scope_key(ctx.snapshot, ctx.proxy))
+    before = ctx.snapshot.routes_changed_from
+    prior: _DefaultsRecord | None = before._memo.get(record_key) if before is not None else None
+    if prior is not None and (prior.claimed != claimed or not same_imports(before, ctx.snapshot, ctx.proxy)):
+        prior = None
 
-    known_fqdn: set[str] = set()
+    def default_vhosts() -> list[tuple[Service, _DefaultVHost]]:
+        return [
+            (svc, _default_vhost(ctx, svc, port))
+            for svc in scoped.values()
+            if svc.hostname not in claimed
+            for port in _vhost_ports(ports_of, svc)[0]
+        ]
+
+    defaults = default_vhosts() if prior is None else None
+    wrapper_fqdn: set[str] = set()
     for w in wrappers:
         for svc in w.services:
-            known_fqdn.add(f"{svc.hostname}:{w.port}")
-            known_fqdn.add(svc.hostname)
-    for svc, d in defaults:
-        known_fqdn.add(d.name)
-        known_fqdn.add(svc.hostname)
+            wrapper_fqdn.add(f"{svc.hostname}:{w.port}")
+            wrapper_fqdn.add(svc.hostname)
+    if defaults is None:
+        assert prior is not None
+        defaults_fqdn = prior.defaults_fqdn
+    else:
+        defaults_fqdn = frozenset(x for svc, d in defaults for x in (d.name, svc.hostname))
+    known_fqdn = wrapper_fqdn | defaults_fqdn
 
     names: set[str] = set()
     used_domains: set[str] = set()
@@ -1060,23 +1091,41 @@ def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]
         for svc in w.services:
             add_vhost(svc.hostname, w, svc)
 
-    for svc, d in defaults:
-        if d.name in names:
-            continue
-        names.add(d.name)
-        if d.lowered and used_domains.isdisjoint(d.lowered) and d.alts.isdisjoint(known_fqdn):
-            # Nothing to drop (the usual case): every scope of the snapshot gets the same bytes.
-            used_domains.update(d.lowered)
-            ch = hash_for_service(ctx, svc, d.port)
-            hkey = id(ch) if ch is not None else None
-            encoded = d.encoded.get(hkey)
-            if encoded is None:
-                encoded = d.encoded[hkey] = _ld(_T_RC_VHOSTS, _default_vhost_bytes(ctx, d, svc, d.domains))
-            vhosts.append(encoded)
-            continue
-        kept = keep(d.domains, d.alts)
-        if kept:
-            vhosts.append(_ld(_T_RC_VHOSTS, _default_vhost_bytes(ctx, d, svc, kept)))
+    taken = (frozenset(wrapper_fqdn), frozenset(names), frozenset(used_domains))
+    if prior is not None and prior.taken == taken:
+        vhosts.extend(prior.fields)
+        names, used_domains = set(prior.names), set(prior.used_domains)
+        record = prior
+    else:
+        start = len(vhosts)
+        for svc, d in defaults if defaults is not None else default_vhosts():
+            if d.name in names:
+                continue
+            names.add(d.name)
+            if d.lowered and used_domains.isdisjoint(d.lowered) and d.alts.isdisjoint(known_fqdn):
+                # Nothing to drop (the usual case): every scope of the snapshot gets the same bytes.
+                used_domains.update(d.lowered)
+                ch = hash_for_service(ctx, svc, d.port)
+                hkey = id(ch) if ch is not None else None
+                encoded = d.encoded.get(hkey)
+                if encoded is None:
+                    encoded = d.encoded[hkey] = _ld(
+                        _T_RC_VHOSTS, _default_vhost_bytes(ctx, d, svc, d.domains)
+                    )
+                vhosts.append(encoded)
+                continue
+            kept = keep(d.domains, d.alts)
+            if kept:
+                vhosts.append(_ld(_T_RC_VHOSTS, _default_vhost_bytes(ctx, d, svc, kept)))
+        record = _DefaultsRecord(
+            claimed=frozenset(claimed),
+            defaults_fqdn=defaults_fqdn,
+            taken=taken,
+            fields=tuple(vhosts[start:]),
+            names=frozenset(names),
+            used_domains=frozenset(used_domains),
+        )
+    ctx.snapshot.memo(record_key, lambda: record)
 
     # CONNECT-only virtual hosts for the TCP ports, so HTTPS_PROXY-style tunnels reach them.
     for svc in scoped.values():

@@ -25,8 +25,9 @@ def _imported(snapshot: Snapshot, proxy: Proxy) -> list[tuple[Any, ...]]:
     return [(s.service, s.ports) for s in snapshot.scope(proxy).services]
 
 
-def _same_imports(before: Snapshot, snapshot: Snapshot, proxy: Proxy) -> bool:
-    """Once per scope and snapshot (clusters, specs and endpoints all ask)."""
+def same_imports(before: Snapshot, snapshot: Snapshot, proxy: Proxy) -> bool:
+    """Whether the proxy's scope imports the same services in both snapshots (once per scope and
+    snapshot: clusters, specs, endpoints and route tables all ask)."""
 
     def compute() -> bool:
         if proxy.kind == "sidecar" and imports_all_visible(snapshot.sidecar_resource(proxy)):
@@ -49,7 +50,7 @@ def shared_memo(snapshot: Snapshot, key: tuple, proxy: Proxy, build: Any) -> Any
         if (
             before is not None
             and key in before._memo
-            and (proxy.kind != "sidecar" or _same_imports(before, snapshot, proxy))
+            and (proxy.kind != "sidecar" or same_imports(before, snapshot, proxy))
         ):
             for what, error in before.generation_errors.items():
                 if what.startswith("cluster "):  # clusters left out stay left out, and reported
