@@ -29,7 +29,21 @@ _NO_PUSH_KINDS = frozenset({"Workload"})
 # Memoized generation that depends on config alone, not on endpoints: a snapshot built for an
 # endpoint-only change takes it over from the one before instead of rebuilding it for every scope.
 # (CDS also holds the service identities clients verify: a change of those is a full push, see below.)
-_CONFIG_ONLY_MEMOS = frozenset({"cluster_specs", "cluster_specs_by_name", "cds", "rds", "ecds"})
+# The sidecar tables' parts (VHDS resources, default vhosts) carry over too, so that a VirtualService
+# change after endpoint changes still finds what the last route generation built.
+_CONFIG_ONLY_MEMOS = frozenset(
+    {
+        "cluster_specs",
+        "cluster_specs_by_name",
+        "cds",
+        "rds",
+        "rds_vhds",
+        "vhds",
+        "vhds_resources",
+        "vhost_defaults",
+        "ecds",
+    }
+)
 
 
 def service_accounts(snap: Snapshot, hosts: Iterable[str]) -> dict[str, frozenset[tuple[str, str]]]:

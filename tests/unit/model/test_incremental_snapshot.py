@@ -148,6 +148,9 @@ def generated(snap: Snapshot, generator: MeshGenerator, proxy: Proxy) -> dict[st
     out[naming.ENDPOINT_TYPE] = dict(generator.generate(snap, proxy, naming.ENDPOINT_TYPE, eds))
     routes = {naming.HTTP_PROXY_ROUTE} | {naming.inbound_cluster(ib.port) for ib in snap.inbound_ports(proxy)}
     out[naming.ROUTE_TYPE] = dict(generator.generate(snap, proxy, naming.ROUTE_TYPE, frozenset(routes)))
+    # A delta proxy's sidecar table over VHDS (its virtual hosts are memoized per scope and snapshot).
+    delta = dataclasses.replace(proxy, delta_xds=True)
+    out[naming.VIRTUAL_HOST_TYPE] = dict(generator.generate(snap, delta, naming.VIRTUAL_HOST_TYPE, None))
     return out
 
 
@@ -376,3 +379,22 @@ def test_config_changes_that_feed_the_registry_build_it_anew() -> None:
     store.apply(loader.load_text(textwrap.dedent(svc), "svc.yaml"), "test")
     assert cp.snapshot.registry is not registry
     assert_same_as_full_build(cp, store)
+
+
+def test_a_virtual_service_change_after_pod_changes_reuses_the_default_virtual_hosts() -> None:
+    """The tables' default virtual hosts carry over endpoint-only snapshots, so a VirtualService change
+    after pod changes (the usual order in a live mesh) still builds only what it changed."""
+    cp, store = plane()
+    store.apply(loader.load_text(textwrap.dedent(CONFIG_CHANGES["virtual service"]), "vs.yaml"), "test")
+    assert_same_as_full_build(cp, store)
+    records = {k: v for k, v in cp.snapshot._memo.items() if k[0] == "vhost_defaults"}
+    assert records
+    CHANGES["move"](store)
+    CHANGES["add"](store)
+    assert cp.snapshot.endpoints_changed_from is not None
+    edited = CONFIG_CHANGES["virtual service edited"]
+    store.apply(loader.load_text(textwrap.dedent(edited), "vs.yaml"), "test")
+    assert cp.snapshot.routes_changed_from is not None
+    assert_same_as_full_build(cp, store)
+    reused = [k for k, v in records.items() if cp.snapshot._memo.get(k) is v]
+    assert reused, "no scope's default virtual hosts were taken over"
