@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,16 @@ def find_proxy(status: dict[str, Any], name: str, namespace: str | None) -> dict
     raise click.ClickException(f"no proxy {name!r}; known proxies: {known}")
 
 
+def route_sync(sync: Mapping[str, str]) -> str:
+    """The RDS column: a delta sidecar's table comes as RDS plus its virtual hosts over VHDS, so it is
+    only as synced as the less synced of the two (STALE, then NOT SENT, then SYNCED)."""
+    states = [sync.get("RDS", "NOT SENT")] + ([sync["VHDS"]] if "VHDS" in sync else [])
+    for state in ("STALE", "NOT SENT"):
+        if state in states:
+            return state
+    return states[0]
+
+
 @click.command("proxy-status")
 @click.argument("proxy", required=False)
 @click.option("-n", "--namespace")
@@ -66,7 +77,7 @@ def proxy_status_command(
         sync = p.get("sync", {})
         click.echo(
             f"{p['instance'] + '.' + p['namespace']:<40} {sync.get('CDS', 'NOT SENT'):<10} {sync.get('LDS', 'NOT SENT'):<10} "
-            f"{sync.get('EDS', 'NOT SENT'):<10} {sync.get('RDS', 'NOT SENT'):<10} {str(p.get('configVersion')):<10} "
+            f"{sync.get('EDS', 'NOT SENT'):<10} {route_sync(sync):<10} {str(p.get('configVersion')):<10} "
             f"{status['configVersion']}"
         )
         for t, nack in (p.get("nacks") or {}).items():
