@@ -446,7 +446,7 @@ def process_cpu_s(pid: int) -> float:
 
 def sent_bytes(registry: Any) -> dict[str, float]:
     out = {}
-    for t in ("cds", "eds", "lds", "rds"):
+    for t in ("cds", "eds", "lds", "rds", "vhds"):
         out[t] = registry.get_sample_value("pilot_xds_send_bytes_total", {"type": t}) or 0.0
     return out
 
