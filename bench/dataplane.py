@@ -731,6 +731,24 @@ def _als_to_fluentd(boot: dict) -> None:
     )
 
 
+def _als_bare(boot: dict) -> None:
+    """The gRPC access loggers keep only what Envoy always logs: no custom tags (formatters, request
+    headers), additional headers or trailers, or filter state."""
+    for hcm in _hcms(boot):
+        for log in hcm.get("access_log", []):
+            if log["name"] != "envoy.access_loggers.http_grpc":
+                continue
+            cfg = log["typed_config"]
+            for k in (
+                "additional_request_headers_to_log",
+                "additional_response_headers_to_log",
+                "additional_response_trailers_to_log",
+            ):
+                cfg.pop(k, None)
+            for k in ("custom_tags", "filter_state_objects_to_log"):
+                cfg["common_config"].pop(k, None)
+
+
 EXTRA_FILTERS = (
     "envoy.filters.http.dynamic_forward_proxy",
     "envoy.filters.http.fault",
@@ -743,6 +761,7 @@ ABLATIONS = {
     "generated (static copy)": [],
     "- ALS access log": [_drop_keys("access_log")],
     "ALS -> fluentd": [_als_to_fluentd],
+    "ALS, Envoy's fields only": [_als_bare],
     "- tracing": [_drop_keys("tracing")],
     "- grpc_stats": [_drop_filters("envoy.filters.http.grpc_stats")],
     "- jwt_authn+3 rbac": [_drop_filters("envoy.filters.http.jwt_authn", "envoy.filters.http.rbac")],

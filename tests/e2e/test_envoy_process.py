@@ -328,7 +328,9 @@ def test_envoy_becomes_live_serves_health_and_prometheus_and_binds_pod_address(t
             assert ads.nodes[0].id == proxy.id
             assert ads.nodes[0].cluster == "reviews.default"  # Istio: app label + namespace
             assert ads.peers[0].startswith(f"ipv4:{ip}:"), ads.peers
-            assert {t for t, _ in ads.acks} >= {CDS, LDS} and not ads.nacks
+            # LIVE means the listeners are in place; their ACK may still be on its way.
+            await poll("the CDS and LDS ACKs", lambda: {t for t, _ in ads.acks} >= {CDS, LDS}, timeout=5)
+            assert not ads.nacks
 
             # Health listener: /healthz/ready -> admin /ready; Prometheus listener: admin /stats/prometheus.
             status, _, body, conn = await asyncio.to_thread(http_get, ip, 15021, "/healthz/ready")
