@@ -585,6 +585,7 @@ def static_from_dump(dump: dict, ips: dict[str, str], certs: Path, who: str) -> 
                 if "rds" in tc:
                     rc = copy.deepcopy(routes[tc.pop("rds")["route_config_name"]])
                     rc.pop("@type", None)
+                    rc.pop("vhds", None)  # the dump holds the virtual hosts VHDS brought, merged
                     tc["route_config"] = rc
                 for i, h in enumerate(tc.get("http_filters", [])):
                     if "config_discovery" in h:
