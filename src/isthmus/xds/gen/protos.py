@@ -41,6 +41,7 @@ from envoy.type.v3 import percent_pb2 as percent
 from google.protobuf import any_pb2, struct_pb2, wrappers_pb2
 
 from isthmus.model.durations import proto_duration
+from isthmus.xds.requests import read_varint
 
 MAX_UINT32 = 4294967295
 
@@ -201,23 +202,12 @@ def length_delimited(tag: bytes, payload: bytes) -> bytes:
     return tag + (_SMALL_VARINTS[n] if n < 0x80 else varint(n)) + payload
 
 
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        b = data[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if b < 0x80:
-            return value, pos
-        shift += 7
-
-
 def read_length_delimited(data: bytes, pos: int = 0) -> tuple[int, bytes, int]:
     """The length-delimited field at `pos` of wire bytes: (field number, payload, position after it)."""
-    key, pos = _read_varint(data, pos)
+    key, pos = read_varint(data, pos)
     if key & 7 != 2:
         raise ValueError(f"field {key >> 3} at {pos} is not length-delimited")
-    n, pos = _read_varint(data, pos)
+    n, pos = read_varint(data, pos)
     return key >> 3, data[pos : pos + n], pos + n
 
 
