@@ -22,7 +22,7 @@ import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
-from envoy.config.route.v3 import route_pb2
+from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 from google.protobuf import any_pb2
@@ -189,9 +189,10 @@ async def poll(cond: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout
         await asyncio.sleep(0.05)
 
 
-def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
+def http_get(url: str, timeout: float = 2.0, host: str | None = None) -> tuple[int, str]:
+    req = urllib.request.Request(url, headers={"Host": host} if host else {})
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
@@ -462,5 +463,96 @@ async def _reconnect(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             assert encoded == ["direct"], encoded
             (st,) = second.status()
             assert st.sync == {"CDS": SYNCED, "EDS": SYNCED, "LDS": SYNCED, "RDS": SYNCED}
+        finally:
+            await second.stop(0)
+
+
+VHDS = typeurls.VIRTUAL_HOST
+
+
+def vhds_table(name: str) -> any_pb2.Any:
+    """A route configuration whose virtual hosts come over VHDS (as a delta sidecar's `http_proxy`)."""
+    rc = route_pb2.RouteConfiguration(name=name)
+    rc.vhds.config_source.ads.SetInParent()
+    rc.vhds.config_source.resource_api_version = 2  # V3
+    return pack(rc)
+
+
+def vhost(table: str, host: str, body: str) -> any_pb2.Any:
+    vh = route_components_pb2.VirtualHost(name=f"{table}/{host}", domains=[host])
+    r = vh.routes.add()
+    r.match.prefix = "/"
+    r.direct_response.status = 200
+    r.direct_response.body.inline_string = body
+    return pack(vh)
+
+
+def vhds_snapshot(version: int, port: int, bodies: Mapping[str, str]) -> Snap:
+    return Snap(
+        str(version),
+        {
+            LDS: {"web": http_listener("web", port, "web")},
+            RDS: {"web": vhds_table("web")},
+            VHDS: {f"web/{host}": vhost("web", host, body) for host, body in bodies.items()},
+        },
+    )
+
+
+def test_delta_envoy_routes_through_vhds_and_takes_changes_and_removals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asyncio.run(asyncio.wait_for(_vhds(tmp_path, monkeypatch), 120))
+
+
+async def _vhds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the control plane relies on for the sidecar table: Envoy subscribes to VHDS (a wildcard),
+    merges the virtual hosts into the table, applies changed and removed ones; and after a control-plane
+    restart it holds them: only a changed one is sent again."""
+    from isthmus.xds import server as server_mod
+
+    (port,) = free_ports("127.0.0.1", 1)
+    url = f"http://127.0.0.1:{port}/"
+
+    async def serves(host: str, expected: tuple[int, str]) -> bool:
+        got = await asyncio.to_thread(http_get, url, 2.0, host)
+        return got == expected
+
+    async with mesh(tmp_path, delta=True) as (first, envoy):
+        first.update(vhds_snapshot(1, port, {"a": "a1", "b": "b1"}), FULL)
+        assert await first.wait_synced("1", timeout=20), (first.status(), envoy.log_tail())
+        await poll(lambda: serves("a", (200, "a1")), 10, "host a served")
+        assert await serves("b", (200, "b1"))
+        assert await serves("c", (404, ""))
+
+        first.update(vhds_snapshot(2, port, {"a": "a2", "c": "c1"}), FULL)
+        assert await first.wait_synced("2", timeout=20), (first.status(), envoy.log_tail())
+        await poll(lambda: serves("a", (200, "a2")), 10, "host a changed")
+        assert await serves("c", (200, "c1"))
+        assert await serves("b", (404, ""))  # removed_resources took it out of the table
+        (st,) = first.status()
+        assert st.sync["VHDS"] == SYNCED and st.types["VHDS"]["last_nack"] is None
+
+        port_xds = first.port
+        assert port_xds is not None
+        await first.stop(0)
+        encoded: list[str] = []
+        original = server_mod.delta_resource
+
+        def recording(name: str, enc: Any, digest: int) -> bytes:
+            encoded.append(name)
+            return original(name, enc, digest)
+
+        monkeypatch.setattr(server_mod, "delta_resource", recording)
+        second = XdsServer(Generator(), debounce_after=0.01, debounce_max=0.1)
+        await second.start("127.0.0.1", port_xds)
+        try:
+            second.update(vhds_snapshot(3, port, {"a": "a3", "c": "c1"}), FULL)
+            assert await second.wait_connected(NODE_ID, timeout=30), envoy.log_tail()
+            assert await second.wait_synced("3", timeout=30), (second.status(), envoy.log_tail())
+            await poll(lambda: serves("a", (200, "a3")), 10, "host a changed after the restart")
+            assert await serves("c", (200, "c1"))
+            # Envoy reported the virtual hosts it holds (initial_resource_versions of its wildcard
+            # VHDS subscription): only the changed one is sent again, nothing of LDS or RDS.
+            assert encoded == ["web/a"], encoded
         finally:
             await second.stop(0)
