@@ -293,6 +293,33 @@ async def mesh(tmp_path: Path, delta: bool) -> AsyncIterator[tuple[XdsServer, En
         await server.stop(0)
 
 
+@contextlib.asynccontextmanager
+async def restarted(
+    first: XdsServer, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[XdsServer, list[str]]]:
+    """A control-plane restart: `first` stops and a new server takes its port; yields it and the names of
+    the resources it puts in delta responses, in order."""
+    from isthmus.xds import server as server_mod
+
+    port = first.port
+    assert port is not None
+    await first.stop(0)
+    encoded: list[str] = []
+    original = server_mod.delta_resource
+
+    def recording(name: str, enc: Any, digest: int) -> bytes:
+        encoded.append(name)
+        return original(name, enc, digest)
+
+    monkeypatch.setattr(server_mod, "delta_resource", recording)
+    second = XdsServer(Generator(), debounce_after=0.01, debounce_max=0.1)
+    await second.start("127.0.0.1", port)
+    try:
+        yield second, encoded
+    finally:
+        await second.stop(0)
+
+
 def snapshot(version: int, direct_port: int, proxy_port: int, body: str, **over: Any) -> Snap:
     res = {
         CDS: {"backend": eds_cluster("backend", over.get("connect_timeout_ms", 1000))},
@@ -426,8 +453,6 @@ def test_delta_envoy_reconnecting_to_a_new_control_plane_gets_only_what_changed(
 async def _reconnect(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A control plane restart: Envoy reconnects (delta) with the versions it holds, and the new server
     sends only what differs from them (here one route), while Envoy keeps serving throughout."""
-    from isthmus.xds import server as server_mod
-
     direct_port, proxy_port = free_ports("127.0.0.1", 2)
     direct_url = f"http://127.0.0.1:{direct_port}/"
     proxy_url = f"http://127.0.0.1:{proxy_port}/"
@@ -439,21 +464,7 @@ async def _reconnect(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         first.update(snapshot(1, direct_port, proxy_port, "v1"), FULL)
         assert await first.wait_synced("1", timeout=20), (first.status(), envoy.log_tail())
         await poll(lambda: serves(direct_url, "v1"), 10, "direct listener serving v1")
-        port = first.port
-        assert port is not None
-        await first.stop(0)
-
-        encoded: list[str] = []  # the resources the new server puts in a delta response
-        original = server_mod.delta_resource
-
-        def recording(name: str, enc: Any, digest: int) -> bytes:
-            encoded.append(name)
-            return original(name, enc, digest)
-
-        monkeypatch.setattr(server_mod, "delta_resource", recording)
-        second = XdsServer(Generator(), debounce_after=0.01, debounce_max=0.1)
-        await second.start("127.0.0.1", port)
-        try:
+        async with restarted(first, monkeypatch) as (second, encoded):
             second.update(snapshot(2, direct_port, proxy_port, "v2"), FULL)
             assert await second.wait_connected(NODE_ID, timeout=30), envoy.log_tail()
             assert await second.wait_synced("2", timeout=30), (second.status(), envoy.log_tail())
@@ -463,8 +474,6 @@ async def _reconnect(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             assert encoded == ["direct"], encoded
             (st,) = second.status()
             assert st.sync == {"CDS": SYNCED, "EDS": SYNCED, "LDS": SYNCED, "RDS": SYNCED}
-        finally:
-            await second.stop(0)
 
 
 VHDS = typeurls.VIRTUAL_HOST
@@ -508,8 +517,6 @@ async def _vhds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """What the control plane relies on for the sidecar table: Envoy subscribes to VHDS (a wildcard),
     merges the virtual hosts into the table, applies changed and removed ones; and after a control-plane
     restart it holds them: only a changed one is sent again."""
-    from isthmus.xds import server as server_mod
-
     (port,) = free_ports("127.0.0.1", 1)
     url = f"http://127.0.0.1:{port}/"
 
@@ -532,20 +539,7 @@ async def _vhds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         (st,) = first.status()
         assert st.sync["VHDS"] == SYNCED and st.types["VHDS"]["last_nack"] is None
 
-        port_xds = first.port
-        assert port_xds is not None
-        await first.stop(0)
-        encoded: list[str] = []
-        original = server_mod.delta_resource
-
-        def recording(name: str, enc: Any, digest: int) -> bytes:
-            encoded.append(name)
-            return original(name, enc, digest)
-
-        monkeypatch.setattr(server_mod, "delta_resource", recording)
-        second = XdsServer(Generator(), debounce_after=0.01, debounce_max=0.1)
-        await second.start("127.0.0.1", port_xds)
-        try:
+        async with restarted(first, monkeypatch) as (second, encoded):
             second.update(vhds_snapshot(3, port, {"a": "a3", "c": "c1"}), FULL)
             assert await second.wait_connected(NODE_ID, timeout=30), envoy.log_tail()
             assert await second.wait_synced("3", timeout=30), (second.status(), envoy.log_tail())
@@ -554,5 +548,3 @@ async def _vhds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             # Envoy reported the virtual hosts it holds (initial_resource_versions of its wildcard
             # VHDS subscription): only the changed one is sent again, nothing of LDS or RDS.
             assert encoded == ["web/a"], encoded
-        finally:
-            await second.stop(0)
