@@ -15,10 +15,12 @@ shape, or whose names turn out not to be one contiguous run, is simply parsed in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf.message import DecodeError
 
-__all__ = ["DeltaRequestDecoder", "Names", "RequestDecoder"]
+__all__ = ["DeltaRequestDecoder", "Names", "RequestDecoder", "SubscriptionSets"]
 
 Names = tuple[list[str], frozenset[str]]
 
@@ -126,11 +128,12 @@ class DeltaRequestDecoder:
     for the server to take with `take_initial`.
     """
 
-    __slots__ = ("_initial", "_subs")
+    __slots__ = ("_initial", "_sets", "_subs")
 
-    def __init__(self) -> None:
+    def __init__(self, sets: SubscriptionSets | None = None) -> None:
         self._subs: dict[str, Names] = {}
         self._initial: dict[str, dict[str, str]] = {}
+        self._sets = sets if sets is not None else SubscriptionSets()
 
     def decode(self, data: bytes) -> tuple[discovery_pb2.DeltaDiscoveryRequest, Names]:
         req = discovery_pb2.DeltaDiscoveryRequest.FromString(data)
@@ -138,17 +141,48 @@ class DeltaRequestDecoder:
         current = self._subs.get(type_url)
         subscribe, unsubscribe = req.resource_names_subscribe, req.resource_names_unsubscribe
         if current is None:
-            names = frozenset(subscribe) if subscribe else frozenset(("*",))
             if req.initial_resource_versions:
                 self._initial[type_url] = dict(req.initial_resource_versions)
-        elif subscribe or unsubscribe:
-            names = (current[1] | frozenset(subscribe)) - frozenset(unsubscribe)
-        else:
+        elif not subscribe and not unsubscribe:
             return req, current
-        # The list only serves to recognize an unchanged subscription by identity: no need to sort it.
-        current = self._subs[type_url] = (list(names), names)
+        current = self._subs[type_url] = self._sets.apply(current, subscribe, unsubscribe)
         return req, current
 
     def take_initial(self, type_url: str) -> dict[str, str]:
         """The versions the client said it holds for `type_url` on its first request (once)."""
         return self._initial.pop(type_url, {})
+
+
+class SubscriptionSets:
+    """The subscribed-name sets of a server's delta streams, shared. The proxies of a scope make the same
+    subscription changes (1,200 EDS names, then one more cluster, ...), so each resulting set is built
+    once and shared: a 1,200-name set and its list are about 40 KB per proxy otherwise, and equal sets
+    then compare by identity. Keyed by the set before (by identity) and the change; bounded, since a
+    set only needs to be found while the proxies of its scope make the same change."""
+
+    __slots__ = ("_after", "_limit")
+
+    def __init__(self, limit: int = 256) -> None:
+        self._after: dict[
+            tuple[int, tuple[str, ...], tuple[str, ...]], tuple[frozenset[str] | None, Names]
+        ] = {}
+        self._limit = limit
+
+    def apply(self, current: Names | None, subscribe: Sequence[str], unsubscribe: Sequence[str]) -> Names:
+        """The (list, set) after `subscribe`/`unsubscribe` from `current` (None: the type's first request,
+        which is a wildcard if it names nothing)."""
+        before = current[1] if current is not None else None
+        key = (id(before), tuple(subscribe), tuple(unsubscribe))
+        hit = self._after.get(key)
+        if hit is not None and hit[0] is before:
+            return hit[1]
+        if before is None:
+            names = frozenset(subscribe) if subscribe else frozenset(("*",))
+        else:
+            names = (before | frozenset(subscribe)) - frozenset(unsubscribe)
+        # The list only serves to recognize an unchanged subscription by identity: no need to sort it.
+        out = (list(names), names)
+        if len(self._after) >= self._limit:
+            self._after.clear()
+        self._after[key] = (before, out)
+        return out

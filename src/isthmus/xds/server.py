@@ -117,7 +117,7 @@ from isthmus.xds.cache import (
 )
 from isthmus.xds.metrics import XdsMetrics
 from isthmus.xds.push_queue import Debouncer, Push, PushRequest
-from isthmus.xds.requests import DeltaRequestDecoder, Names, RequestDecoder
+from isthmus.xds.requests import DeltaRequestDecoder, Names, RequestDecoder, SubscriptionSets
 from isthmus.xds.status import NOT_SENT, STALE, SYNCED, ProxyStatus, version_at_least, version_key
 
 __all__ = ["Generator", "ProxyStatus", "PushRequest", "XdsServer"]
@@ -362,6 +362,7 @@ class XdsServer:
         # Wildcard diffs shared by the proxies of a scope (see `_wildcard_diff`); emptied with the cache.
         self._diffs: dict[tuple[int, int, bool], _Diff] = {}
         self._empty_assignments: dict[str, Any] = {}  # SotW answers for unknown EDS names, by name
+        self._subscription_sets = SubscriptionSets()  # delta streams' subscribed sets, shared
         self._responses: dict[
             tuple[tuple[int, ...], str, str, tuple[Any, ...]], tuple[tuple[Any, ...], str, bytes]
         ] = {}
@@ -514,7 +515,7 @@ class XdsServer:
         await self._run_stream(context, RequestDecoder())
 
     async def _delta_stream(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
-        await self._run_stream(context, DeltaRequestDecoder())
+        await self._run_stream(context, DeltaRequestDecoder(self._subscription_sets))
 
     async def _run_stream(
         self, context: grpc.aio.ServicerContext, decoder: RequestDecoder | DeltaRequestDecoder

@@ -3,10 +3,12 @@ request decodes to exactly what the protobuf parser gives."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from envoy.service.discovery.v3 import discovery_pb2
 
 from isthmus.xds import typeurls
-from isthmus.xds.requests import RequestDecoder
+from isthmus.xds.requests import DeltaRequestDecoder, RequestDecoder, SubscriptionSets
 
 EDS = typeurls.ENDPOINT
 NAMES = [f"outbound|8080||svc-{i}.ns-{i % 10}.svc.cluster.local" for i in range(1200)]
@@ -72,3 +74,46 @@ def test_short_lists_and_the_node_field() -> None:
     req.node.id = "sidecar~127.0.0.2~x.ns~ns.svc.cluster.local"
     first = _decode(d, req)
     assert _decode(d, _request(NAMES, nonce="1", version="2"))[1] is first[1]
+
+
+def _delta(type_url: str, subscribe: Sequence[str] = (), unsubscribe: Sequence[str] = ()) -> bytes:
+    return discovery_pb2.DeltaDiscoveryRequest(
+        type_url=type_url, resource_names_subscribe=subscribe, resource_names_unsubscribe=unsubscribe
+    ).SerializeToString()
+
+
+def test_delta_streams_making_the_same_subscription_changes_share_the_sets() -> None:
+    eds = typeurls.ENDPOINT
+    shared = SubscriptionSets()
+    a, b, alone = DeltaRequestDecoder(shared), DeltaRequestDecoder(shared), DeltaRequestDecoder()
+    first = [f"c{i}" for i in range(1200)]
+    steps = [
+        _delta(eds, first),
+        _delta(eds, ["new"]),
+        _delta(eds, [], ["c7"]),
+        _delta(typeurls.CLUSTER),  # a wildcard subscription
+    ]
+    for data in steps:
+        (_, got_a), (_, got_b), (_, got_alone) = a.decode(data), b.decode(data), alone.decode(data)
+        assert got_a is got_b  # built once, shared
+        assert got_a[1] == got_alone[1] and got_a[1] is not got_alone[1]
+        assert sorted(got_a[0]) == sorted(got_a[1])
+    assert a.decode(_delta(eds))[1][1] == {*first, "new"} - {"c7"}  # an ACK: the set held
+    assert a.decode(_delta(typeurls.CLUSTER))[1][1] == {"*"}
+    # Another change from the same set is another set; the shared one is not touched.
+    held = b.decode(_delta(eds))[1]
+    other = a.decode(_delta(eds, ["other"]))[1]
+    assert other[1] == held[1] | {"other"} and b.decode(_delta(eds))[1] is held
+
+
+def test_subscription_sets_stay_right_when_the_bound_clears_them() -> None:
+    shared = SubscriptionSets(limit=2)
+    decoders = [DeltaRequestDecoder(shared) for _ in range(3)]
+    for i, d in enumerate(decoders):
+        d.decode(_delta(typeurls.ENDPOINT, [f"x{i}"]))
+        d.decode(_delta(typeurls.ENDPOINT, ["y"]))
+    assert [d.decode(_delta(typeurls.ENDPOINT))[1][1] for d in decoders] == [
+        {"x0", "y"},
+        {"x1", "y"},
+        {"x2", "y"},
+    ]
