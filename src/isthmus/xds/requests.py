@@ -63,11 +63,12 @@ def _varint_len(n: int) -> int:
 class RequestDecoder:
     """Decodes one stream's requests; `decode` returns the request and its (names list, names set)."""
 
-    __slots__ = ("_runs",)
+    __slots__ = ("_runs", "_sets")
 
-    def __init__(self) -> None:
+    def __init__(self, sets: SubscriptionSets | None = None) -> None:
         # type_url -> (wire bytes of the names run, the list, the set)
         self._runs: dict[str, tuple[bytes, list[str], frozenset[str]]] = {}
+        self._sets = sets if sets is not None else SubscriptionSets()
 
     def decode(self, data: bytes) -> tuple[discovery_pb2.DiscoveryRequest, Names]:
         try:
@@ -86,14 +87,17 @@ class RequestDecoder:
         listed = list(req.resource_names)
         names = frozenset(listed)
         if len(listed) >= MIN_REMEMBERED:
-            self._remember(data, start, req.type_url, listed, names)
+            remembered = self._remember(data, start, req.type_url, listed, names)
+            if remembered is not None:
+                return req, (remembered[1], remembered[2])
         else:
             self._runs.pop(req.type_url, None)
         return req, (listed, names)
 
     def _remember(
         self, data: bytes, start: int, type_url: str, listed: list[str], names: frozenset[str]
-    ) -> None:
+    ) -> tuple[bytes, list[str], frozenset[str]] | None:
+        """Remember a contiguous run, as the streams share it (`SubscriptionSets.same_run`)."""
         size = 0
         for name in listed:
             n = len(name.encode())
@@ -110,10 +114,11 @@ class RequestDecoder:
             )
         except DecodeError:  # the slice cut a field: the names were spread over the message
             contiguous = False
-        if contiguous:
-            self._runs[type_url] = (run, listed, names)
-        else:
+        if not contiguous:
             self._runs.pop(type_url, None)
+            return None
+        remembered = self._runs[type_url] = self._sets.same_run(run, listed, names)
+        return remembered
 
 
 class DeltaRequestDecoder:
@@ -154,19 +159,32 @@ class DeltaRequestDecoder:
 
 
 class SubscriptionSets:
-    """The subscribed-name sets of a server's delta streams, shared. The proxies of a scope make the same
-    subscription changes (1,200 EDS names, then one more cluster, ...), so each resulting set is built
-    once and shared: a 1,200-name set and its list are about 40 KB per proxy otherwise, and equal sets
-    then compare by identity. Keyed by the set before (by identity) and the change; bounded, since a
-    set only needs to be found while the proxies of its scope make the same change."""
+    """The subscribed-name lists and sets of a server's streams, shared. The proxies of a scope subscribe
+    to the same names (1,200 EDS names, then one more cluster, ...), so each list and set is kept once:
+    with the strings protobuf made for it, a 1,200-name subscription is about 150 KB per proxy
+    otherwise, and equal sets then compare by identity. Delta: keyed by the set before (by identity) and
+    the change (`apply`); SotW: by the wire bytes of the names (`same_run`). Bounded, since an entry only
+    needs to be found while the proxies of its scope make the same change."""
 
-    __slots__ = ("_after", "_limit")
+    __slots__ = ("_after", "_limit", "_runs")
 
     def __init__(self, limit: int = 256) -> None:
         self._after: dict[
             tuple[int, tuple[str, ...], tuple[str, ...]], tuple[frozenset[str] | None, Names]
         ] = {}
+        self._runs: dict[bytes, tuple[bytes, list[str], frozenset[str]]] = {}
         self._limit = limit
+
+    def same_run(
+        self, run: bytes, listed: list[str], names: frozenset[str]
+    ) -> tuple[bytes, list[str], frozenset[str]]:
+        """A SotW request's names run with its list and set: another stream's, if it sent the same bytes."""
+        hit = self._runs.get(run)
+        if hit is None:
+            if len(self._runs) >= self._limit:
+                self._runs.clear()
+            hit = self._runs[run] = (run, listed, names)
+        return hit
 
     def apply(self, current: Names | None, subscribe: Sequence[str], unsubscribe: Sequence[str]) -> Names:
         """The (list, set) after `subscribe`/`unsubscribe` from `current` (None: the type's first request,

@@ -362,7 +362,7 @@ class XdsServer:
         # Wildcard diffs shared by the proxies of a scope (see `_wildcard_diff`); emptied with the cache.
         self._diffs: dict[tuple[int, int, bool], _Diff] = {}
         self._empty_assignments: dict[str, Any] = {}  # SotW answers for unknown EDS names, by name
-        self._subscription_sets = SubscriptionSets()  # delta streams' subscribed sets, shared
+        self._subscription_sets = SubscriptionSets()  # streams' subscribed names, shared
         self._responses: dict[
             tuple[tuple[int, ...], str, str, tuple[Any, ...]], tuple[tuple[Any, ...], str, bytes]
         ] = {}
@@ -512,7 +512,7 @@ class XdsServer:
     # ------------------------------------------------------------------ streams
 
     async def _stream(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
-        await self._run_stream(context, RequestDecoder())
+        await self._run_stream(context, RequestDecoder(self._subscription_sets))
 
     async def _delta_stream(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
         await self._run_stream(context, DeltaRequestDecoder(self._subscription_sets))

@@ -76,6 +76,18 @@ def test_short_lists_and_the_node_field() -> None:
     assert _decode(d, _request(NAMES, nonce="1", version="2"))[1] is first[1]
 
 
+def test_sotw_streams_sending_the_same_names_share_the_list_and_set() -> None:
+    shared = SubscriptionSets()
+    a, b, alone = RequestDecoder(shared), RequestDecoder(shared), RequestDecoder()
+    first_a, first_b, first_alone = (_decode(d, _request(NAMES)) for d in (a, b, alone))
+    assert first_a[0] is first_b[0] and first_a[1] is first_b[1]
+    assert first_alone[1] is not first_a[1]
+    # Each stream still recognizes its ACKs by their bytes, and a changed list is its own again.
+    assert _decode(b, _request(NAMES, nonce="1"))[1] is first_a[1]
+    changed = _decode(a, _request([*NAMES, "new"], nonce="2"))
+    assert changed[1] == {*NAMES, "new"} and _decode(b, _request(NAMES, nonce="3"))[1] is first_a[1]
+
+
 def _delta(type_url: str, subscribe: Sequence[str] = (), unsubscribe: Sequence[str] = ()) -> bytes:
     return discovery_pb2.DeltaDiscoveryRequest(
         type_url=type_url, resource_names_subscribe=subscribe, resource_names_unsubscribe=unsubscribe
