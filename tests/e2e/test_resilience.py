@@ -1235,3 +1235,44 @@ def test_istio_delta_xds_false_gives_restarted_proxies_state_of_the_world(
     finally:
         restart(mesh, "client")
     assert mesh.proxy("client")["xdsProtocol"] == "delta"
+
+
+def _sidecar_table(mesh: MeshProcess, workload: str) -> dict[str, Any]:
+    """The `http_proxy` route configuration the workload's Envoy holds (its admin config dump)."""
+    p = mesh.proxy(workload)
+    resp = sync.request(
+        f"http://{p['ip']}:{p['adminPort']}/config_dump?resource=dynamic_route_configs", timeout=5
+    )
+    tables = [c["route_config"] for c in json.loads(resp.body)["configs"]]
+    (table,) = [t for t in tables if t["name"] == "http_proxy"]
+    return table
+
+
+def test_isthmus_vhds_false_keeps_restarted_sidecars_tables_inline(resilience_mesh: MeshProcess) -> None:
+    """A delta sidecar's table comes with its virtual hosts over VHDS (Envoy names them
+    `http_proxy/<host:port>`); MeshConfig proxyMetadata ISTHMUS_VHDS: "false" gives proxies started after
+    it the table inline, virtual hosts named as istiod names them, and they route as before."""
+    mesh = resilience_mesh
+    table = _sidecar_table(mesh, "client")
+    assert "vhds" in table and all(vh["name"].startswith("http_proxy/") for vh in table["virtual_hosts"])
+    inline = """
+    apiVersion: isthmus.dev/v1alpha1
+    kind: MeshConfig
+    metadata: {name: mesh}
+    spec:
+      defaultConfig: {proxyMetadata: {ISTHMUS_VHDS: "false"}}
+    """
+    try:
+        with applied(mesh, inline):
+            restart(mesh, "client")
+            assert mesh.proxy("client")["xdsProtocol"] == "delta"
+            assert mesh.wait_settled()["proxies"]
+            table = _sidecar_table(mesh, "client")
+            assert "vhds" not in table
+            names = {vh["name"] for vh in table["virtual_hosts"]}
+            assert "allow_any" in names and not any(n.startswith("http_proxy/") for n in names)
+            result = mesh.load("client", HTTPBIN + "/", 5)
+            assert result.codes == {"200": 5}, result
+    finally:
+        restart(mesh, "client")
+    assert "vhds" in _sidecar_table(mesh, "client")

@@ -26,6 +26,7 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from isthmus.model.mesh import VHDS_KEY
 from isthmus.model.proxy import Proxy
 
 XDS_CLUSTER = "xds-grpc"
@@ -204,6 +205,7 @@ def build_bootstrap(
     drain_time_s: float = DEFAULT_DRAIN_TIME_S,
     runtime: Mapping[str, Any] | None = None,
     delta_xds: bool = True,
+    vhds: bool = True,
 ) -> dict[str, Any]:
     """The Envoy v3 bootstrap (JSON-ready dict) for `proxy`.
 
@@ -214,7 +216,8 @@ def build_bootstrap(
     socket. `concurrency` and `drain_time_s` are not bootstrap fields: like istio-agent, they are recorded
     in the node metadata (``PROXY_CONFIG``), the process flags are set by `EnvoyProcess`. `delta_xds`:
     the ADS stream speaks delta (incremental) xDS, as istio-agent's default ``ISTIO_DELTA_XDS=true``;
-    False for state of the world.
+    False for state of the world. `vhds` False puts ``ISTHMUS_VHDS: "false"`` in the node metadata: the
+    control plane then sends the sidecar table inline instead of its virtual hosts over VHDS.
     """
     ip = proxy.ip
     host, port = xds_address
@@ -232,6 +235,8 @@ def build_bootstrap(
     if health_port is not None:
         proxy_config["statusPort"] = health_port
     metadata["PROXY_CONFIG"] = proxy_config
+    if not vhds:
+        metadata[VHDS_KEY] = "false"
 
     admin_address = _socket_address(ip, admin_port)
     clusters: list[dict[str, Any]] = []

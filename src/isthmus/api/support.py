@@ -117,7 +117,12 @@ TRANSLATED_FIELDS: dict[str, dict[str, set[str]]] = {
             "terminationDrainDuration", "drainDuration", "proxyMetadata", "gatewayTopology", "tracing",
         },
         # istio-agent settings the local agent honours.
-        "spec.defaultConfig.proxyMetadata": {"SECRET_TTL", "SECRET_GRACE_PERIOD_RATIO", "ISTIO_DELTA_XDS"},
+        "spec.defaultConfig.proxyMetadata": {
+            "SECRET_TTL",
+            "SECRET_GRACE_PERIOD_RATIO",
+            "ISTIO_DELTA_XDS",
+            "ISTHMUS_VHDS",
+        },
     },
 }  # fmt: skip
 

@@ -187,6 +187,7 @@ class PodProcess:
                 ),
                 runtime=telemetry_envoy.RUNTIME_FLAGS,
                 delta_xds=self.cp.snapshot.mesh.delta_xds,
+                vhds=self.cp.snapshot.mesh.vhds,
             )
             self.envoy = EnvoyProcess(
                 self.proxy,

@@ -8,6 +8,10 @@ from typing import Any
 from isthmus.api.types import parse_env_bool
 from isthmus.model.durations import to_seconds
 
+# proxyMetadata (and node metadata) key: "false" keeps a delta sidecar's http_proxy table inline, its
+# virtual hosts named as istiod names them in Envoy's own config dump, instead of over VHDS.
+VHDS_KEY = "ISTHMUS_VHDS"
+
 
 @dataclass(frozen=True)
 class MeshSettings:
@@ -38,6 +42,8 @@ class MeshSettings:
     locality_lb_enabled: bool = True
     # Proxies speak delta (incremental) xDS unless proxyMetadata ISTIO_DELTA_XDS is false (Istio >= 1.22).
     delta_xds: bool = True
+    # A delta sidecar's http_proxy virtual hosts come over VHDS unless proxyMetadata ISTHMUS_VHDS is false.
+    vhds: bool = True
     spec: Any = field(default=None, compare=False)
 
     @classmethod
@@ -86,5 +92,6 @@ class MeshSettings:
             # Not a boolean: the default, as istio-agent does (validation warns).
             delta_xds=parse_env_bool(dict(dc("proxy_metadata") or {}).get("ISTIO_DELTA_XDS"), True)
             is not False,
+            vhds=parse_env_bool(dict(dc("proxy_metadata") or {}).get(VHDS_KEY), True) is not False,
             spec=spec,
         )

@@ -107,6 +107,10 @@ def test_ads_over_static_xds_cluster() -> None:
     assert dyn["ads_config"]["api_type"] == "DELTA_GRPC"
     sotw = build_bootstrap(make_proxy(), xds_address=XDS, delta_xds=False)
     assert sotw["dynamic_resources"]["ads_config"]["api_type"] == "GRPC"
+    # The sidecar table over VHDS unless the node says otherwise (MeshConfig ISTHMUS_VHDS: "false").
+    assert "ISTHMUS_VHDS" not in b["node"]["metadata"]
+    inline = build_bootstrap(make_proxy(), xds_address=XDS, vhds=False)
+    assert inline["node"]["metadata"]["ISTHMUS_VHDS"] == "false"
     assert dyn["ads_config"]["transport_api_version"] == "V3"
     assert dyn["ads_config"]["grpc_services"] == [{"envoy_grpc": {"cluster_name": "xds-grpc"}}]
     for key in ("cds_config", "lds_config"):

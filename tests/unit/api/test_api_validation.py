@@ -1342,6 +1342,29 @@ def test_mesh_config_delta_xds_switch():
     assert settings("{ISTIO_DELTA_XDS: nope}").delta_xds is True
 
 
+def test_mesh_config_vhds_switch():
+    """proxyMetadata ISTHMUS_VHDS: "false" keeps delta sidecars' tables inline (default: VHDS); a value
+    that is not a boolean is warned about and leaves the default."""
+    from isthmus.model.mesh import MeshSettings
+
+    w = "isthmus.dev/v1alpha1"
+
+    def settings(meta: str) -> MeshSettings:
+        (r,) = load_text(kind("MeshConfig", f"defaultConfig: {{proxyMetadata: {meta}}}", api=w, name="mesh"))
+        return MeshSettings.from_spec(r.spec)
+
+    assert MeshSettings().vhds is True and settings("{}").vhds is True
+    assert settings("{ISTHMUS_VHDS: 'false'}").vhds is False
+    assert settings("{ISTHMUS_VHDS: 'true'}").vhds is True
+    assert_issue(
+        kind("MeshConfig", "defaultConfig: {proxyMetadata: {ISTHMUS_VHDS: maybe}}", api=w, name="mesh"),
+        "spec.defaultConfig.proxyMetadata.ISTHMUS_VHDS",
+        "not a boolean",
+        "Warning",
+    )
+    assert settings("{ISTHMUS_VHDS: maybe}").vhds is True
+
+
 def test_regex_checker_rejects_non_re2_constructs():
     for bad in ["(?=a)", "(?<!a)b", r"(a)\1", "a++", "(?>a)"]:
         assert regex_error(bad), bad

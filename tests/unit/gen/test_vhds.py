@@ -94,6 +94,10 @@ def test_vhds_only_for_delta_sidecars_that_watch_the_table():
     assert vhds(snap, gateway) == {}
     assert vhds(snap, delta(sidecar()), frozenset({"other"})) == {}
     assert vhds(snap, delta(sidecar()), frozenset({naming.HTTP_PROXY_ROUTE}))
+    # Node metadata ISTHMUS_VHDS: "false" (MeshConfig proxyMetadata, set when its Envoy starts): inline.
+    opted_out = dataclasses.replace(delta(sidecar()), metadata={"ISTHMUS_VHDS": "false"})
+    assert vhds(snap, opted_out) == {}
+    assert table(snap, opted_out) == table(snap, sidecar())
 
 
 def test_a_virtual_service_change_changes_only_its_virtual_hosts_resources():

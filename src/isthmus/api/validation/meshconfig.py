@@ -212,12 +212,16 @@ def _validate_proxy_config(r: Report, p: str, pc: m.MeshProxyConfig) -> None:
         if tr.sampling is not None and not 0.0 <= tr.sampling <= 100.0:
             r.error(join(tp, "sampling"), "sampling must be in range [0.0, 100.0]")
         validate_client_tls(r, join(tp, "tlsSettings"), "", tr.tls_settings)
-    delta = pc.proxy_metadata.get("ISTIO_DELTA_XDS")
-    if delta is not None and parse_env_bool(delta, True) is None:
-        r.warn(
-            join(p, "proxyMetadata", "ISTIO_DELTA_XDS"),
-            f"{delta!r} is not a boolean; proxies use the default (true, delta xDS)",
-        )
+    for key, default in (
+        ("ISTIO_DELTA_XDS", "true, delta xDS"),
+        ("ISTHMUS_VHDS", "true, a delta sidecar's virtual hosts over VHDS"),
+    ):
+        value = pc.proxy_metadata.get(key)
+        if value is not None and parse_env_bool(value, True) is None:
+            r.warn(
+                join(p, "proxyMetadata", key),
+                f"{value!r} is not a boolean; proxies use the default ({default})",
+            )
     if "ISTIO_META_DNS_AUTO_ALLOCATE" in pc.proxy_metadata:
         r.warn(
             join(p, "proxyMetadata", "ISTIO_META_DNS_AUTO_ALLOCATE"),

@@ -6,6 +6,8 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from isthmus.api.types import parse_env_bool
+from isthmus.model.mesh import VHDS_KEY
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import Snapshot
 from isthmus.xds.gen import authz, naming
@@ -117,7 +119,7 @@ class MeshGenerator:
         if type_url == naming.ROUTE_TYPE:
             out = {}
             for name in sorted(watched or ()):
-                if name == naming.HTTP_PROXY_ROUTE and proxy.kind == "sidecar" and proxy.delta_xds:
+                if name == naming.HTTP_PROXY_ROUTE and serves_vhds(proxy):
                     # Its virtual hosts go over VHDS (the VIRTUAL_HOST_TYPE below).
                     out.update(
                         snapshot.memo(
@@ -147,12 +149,21 @@ class MeshGenerator:
         if type_url == naming.VIRTUAL_HOST_TYPE:
             # VHDS: Envoy subscribes to virtual hosts as a wildcard and hands each to the route
             # configuration its name begins with; only a delta sidecar's own table has them here.
-            if proxy.kind != "sidecar" or not proxy.delta_xds:
+            if not serves_vhds(proxy):
                 return {}
             if watched is not None and naming.HTTP_PROXY_ROUTE not in watched:
                 return {}
             return snapshot.memo(("vhds", key), lambda: http_proxy_virtual_hosts(snapshot, proxy))
         return {}
+
+
+def serves_vhds(proxy: Proxy) -> bool:
+    """A sidecar on delta xDS gets its `http_proxy` table's virtual hosts over VHDS (Envoy serves VHDS
+    over delta ADS only), unless its node metadata says ``ISTHMUS_VHDS: "false"``: set when its Envoy
+    starts, so a proxy never switches (Envoy keeps VHDS virtual hosts when a table drops its source)."""
+    if proxy.kind != "sidecar" or not proxy.delta_xds:
+        return False
+    return parse_env_bool(proxy.metadata.get(VHDS_KEY), True) is not False
 
 
 def listener_key(proxy: Proxy) -> tuple:
