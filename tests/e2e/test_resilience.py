@@ -1210,6 +1210,16 @@ def test_a_stream_longer_than_the_drain_period_is_cut_at_its_end(resilience_mesh
     )
 
 
+def mesh_config_with_proxy_metadata(key: str, value: str) -> str:
+    return f"""
+    apiVersion: isthmus.dev/v1alpha1
+    kind: MeshConfig
+    metadata: {{name: mesh}}
+    spec:
+      defaultConfig: {{proxyMetadata: {{{key}: "{value}"}}}}
+    """
+
+
 def test_istio_delta_xds_false_gives_restarted_proxies_state_of_the_world(
     resilience_mesh: MeshProcess,
 ) -> None:
@@ -1217,13 +1227,7 @@ def test_istio_delta_xds_false_gives_restarted_proxies_state_of_the_world(
     switch): the setting applies to proxies started after it, and they route as before."""
     mesh = resilience_mesh
     assert mesh.proxy("client")["xdsProtocol"] == "delta"
-    sotw = """
-    apiVersion: isthmus.dev/v1alpha1
-    kind: MeshConfig
-    metadata: {name: mesh}
-    spec:
-      defaultConfig: {proxyMetadata: {ISTIO_DELTA_XDS: "false"}}
-    """
+    sotw = mesh_config_with_proxy_metadata("ISTIO_DELTA_XDS", "false")
     try:
         with applied(mesh, sotw):
             assert mesh.proxy("client")["xdsProtocol"] == "delta"  # running proxies keep their stream
@@ -1255,13 +1259,7 @@ def test_isthmus_vhds_false_keeps_restarted_sidecars_tables_inline(resilience_me
     mesh = resilience_mesh
     table = _sidecar_table(mesh, "client")
     assert "vhds" in table and all(vh["name"].startswith("http_proxy/") for vh in table["virtual_hosts"])
-    inline = """
-    apiVersion: isthmus.dev/v1alpha1
-    kind: MeshConfig
-    metadata: {name: mesh}
-    spec:
-      defaultConfig: {proxyMetadata: {ISTHMUS_VHDS: "false"}}
-    """
+    inline = mesh_config_with_proxy_metadata("ISTHMUS_VHDS", "false")
     try:
         with applied(mesh, inline):
             restart(mesh, "client")

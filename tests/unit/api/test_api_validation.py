@@ -12,6 +12,7 @@ from isthmus.api.errors import ConfigErrors
 from isthmus.api.loader import load_text, load_text_report
 from isthmus.api.validation import validate
 from isthmus.api.validation.common import regex_error
+from isthmus.model.mesh import MeshSettings
 
 DATA = Path(__file__).parent / "data"
 
@@ -1317,24 +1318,28 @@ def test_mesh_config_rules():
     assert r.key == ("MeshConfig", "", "mesh")
 
 
+def _mesh_with_proxy_metadata(meta: str) -> str:
+    return kind(
+        "MeshConfig", f"defaultConfig: {{proxyMetadata: {meta}}}", api="isthmus.dev/v1alpha1", name="mesh"
+    )
+
+
+def settings(meta: str) -> MeshSettings:
+    """The MeshSettings of a MeshConfig with this proxyMetadata (YAML flow mapping)."""
+    (r,) = load_text(_mesh_with_proxy_metadata(meta))
+    return MeshSettings.from_spec(r.spec)
+
+
 def test_mesh_config_delta_xds_switch():
     """proxyMetadata ISTIO_DELTA_XDS picks the proxies' xDS protocol (delta unless false, as Istio >= 1.22);
     a value that is not a boolean is warned about and leaves the default."""
-    from isthmus.model.mesh import MeshSettings
-
-    w = "isthmus.dev/v1alpha1"
-
-    def settings(meta: str) -> MeshSettings:
-        (r,) = load_text(kind("MeshConfig", f"defaultConfig: {{proxyMetadata: {meta}}}", api=w, name="mesh"))
-        return MeshSettings.from_spec(r.spec)
-
     assert MeshSettings().delta_xds is True
     assert settings("{}").delta_xds is True
     assert settings("{ISTIO_DELTA_XDS: 'false'}").delta_xds is False
     assert settings("{ISTIO_DELTA_XDS: '0'}").delta_xds is False
     assert settings("{ISTIO_DELTA_XDS: 'True'}").delta_xds is True
     assert_issue(
-        kind("MeshConfig", "defaultConfig: {proxyMetadata: {ISTIO_DELTA_XDS: nope}}", api=w, name="mesh"),
+        _mesh_with_proxy_metadata("{ISTIO_DELTA_XDS: nope}"),
         "spec.defaultConfig.proxyMetadata.ISTIO_DELTA_XDS",
         "not a boolean",
         "Warning",
@@ -1345,19 +1350,11 @@ def test_mesh_config_delta_xds_switch():
 def test_mesh_config_vhds_switch():
     """proxyMetadata ISTHMUS_VHDS: "false" keeps delta sidecars' tables inline (default: VHDS); a value
     that is not a boolean is warned about and leaves the default."""
-    from isthmus.model.mesh import MeshSettings
-
-    w = "isthmus.dev/v1alpha1"
-
-    def settings(meta: str) -> MeshSettings:
-        (r,) = load_text(kind("MeshConfig", f"defaultConfig: {{proxyMetadata: {meta}}}", api=w, name="mesh"))
-        return MeshSettings.from_spec(r.spec)
-
     assert MeshSettings().vhds is True and settings("{}").vhds is True
     assert settings("{ISTHMUS_VHDS: 'false'}").vhds is False
     assert settings("{ISTHMUS_VHDS: 'true'}").vhds is True
     assert_issue(
-        kind("MeshConfig", "defaultConfig: {proxyMetadata: {ISTHMUS_VHDS: maybe}}", api=w, name="mesh"),
+        _mesh_with_proxy_metadata("{ISTHMUS_VHDS: maybe}"),
         "spec.defaultConfig.proxyMetadata.ISTHMUS_VHDS",
         "not a boolean",
         "Warning",
