@@ -37,7 +37,6 @@ _CONFIG_ONLY_MEMOS = frozenset(
         "cluster_specs_by_name",
         "cds",
         "rds",
-        "rds_vhds",
         "vhds",
         "vhds_resources",
         "vhost_defaults",

@@ -20,7 +20,7 @@ from isthmus.xds.gen.routes import (
     gateway_route_config,
     http_proxy_route_config,
     http_proxy_route_packed,
-    http_proxy_vhds_route_config,
+    http_proxy_vhds_route_packed,
     http_proxy_virtual_hosts,
     inbound_route_config,
 )
@@ -121,12 +121,7 @@ class MeshGenerator:
             for name in sorted(watched or ()):
                 if name == naming.HTTP_PROXY_ROUTE and serves_vhds(proxy):
                     # Its virtual hosts go over VHDS (the VIRTUAL_HOST_TYPE below).
-                    out.update(
-                        snapshot.memo(
-                            ("rds_vhds", name),
-                            lambda name=name: {name: p.pack(http_proxy_vhds_route_config())},
-                        )
-                    )
+                    out[name] = http_proxy_vhds_route_packed()
                 elif name == naming.HTTP_PROXY_ROUTE and proxy.kind == "sidecar":
                     # Assembled packed (from the snapshot's shared virtual host bytes), not re-encoded.
                     out.update(

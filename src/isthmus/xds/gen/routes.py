@@ -1303,10 +1303,13 @@ def http_proxy_route_packed(snapshot: Snapshot, proxy: Proxy) -> any_pb2.Any:
 # each virtual host is named `http_proxy/<name>` (VHDS keys them by resource name).
 
 
-def http_proxy_vhds_route_config() -> p.route.RouteConfiguration:
+@functools.cache
+def http_proxy_vhds_route_packed() -> any_pb2.Any:
+    """The table without virtual hosts, naming VHDS (ADS) for them: the same for every proxy and
+    snapshot, so one object for the process (the server encodes it once). Must not be mutated."""
     rc = _route_config(naming.HTTP_PROXY_ROUTE, (), ignore_port=False)
     rc.vhds.config_source.CopyFrom(p.ads_config_source())
-    return rc
+    return p.pack(rc)
 
 
 def _vhds_resource(vh_field: bytes) -> tuple[str, any_pb2.Any]:
