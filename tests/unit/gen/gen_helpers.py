@@ -46,11 +46,16 @@ PODS = [
 ]  # fmt: skip
 
 
-def snapshot(*docs: str, pods: list[Pod] | None = None, services: bool = True) -> Snapshot:
+def configs(*docs: str, services: bool = True) -> list[Any]:
+    """The store's configs for these YAML documents (after SERVICES unless `services` is False)."""
     text = "\n---\n".join(textwrap.dedent(d) for d in ((SERVICES,) if services else ()) + docs)
     store = Store()
     store.apply(loader.load_text(text, "test.yaml"), "test")
-    return Snapshot.build(1, store.list(), PODS if pods is None else pods)
+    return store.list()
+
+
+def snapshot(*docs: str, pods: list[Pod] | None = None, services: bool = True) -> Snapshot:
+    return Snapshot.build(1, configs(*docs, services=services), PODS if pods is None else pods)
 
 
 def sidecar(

@@ -7,10 +7,8 @@ import dataclasses
 
 import pytest
 from envoy.config.route.v3 import route_components_pb2, route_pb2
-from gen_helpers import SERVICES, sidecar, snapshot
+from gen_helpers import configs, sidecar, snapshot
 
-from isthmus.api import loader
-from isthmus.config.store import Store
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import Snapshot
 from isthmus.xds.gen import naming
@@ -39,9 +37,7 @@ spec:
 
 def changed(before: Snapshot, text: str) -> Snapshot:
     """The snapshot after a change of VirtualServices only, as the control plane builds it."""
-    store = Store()
-    store.apply(loader.load_text(SERVICES + "\n---\n" + text, "test.yaml"), "test")
-    after = Snapshot.build_configs_changed(before, 2, store.list(), frozenset({"VirtualService"}))
+    after = Snapshot.build_configs_changed(before, 2, configs(text), frozenset({"VirtualService"}))
     assert after is not None
     after.routes_changed_from = before
     return after
