@@ -23,10 +23,11 @@ from isthmus.echo.testing import EchoProcess, free_port
     [
         (
             "http://reviews:9080/a/../b//c?x=%2F#f",
-            Target("http", "reviews", 9080, "reviews:9080", "/a/../b//c?x=%2F#f"),
+            Target("http", "reviews", 9080, "reviews:9080", "/a/../b//c?x=%2F"),
         ),
         ("http://reviews", Target("http", "reviews", 80, "reviews", "/")),
         ("http://reviews?x=1", Target("http", "reviews", 80, "reviews", "/?x=1")),
+        ("http://reviews#top", Target("http", "reviews", 80, "reviews", "/")),
         (
             "reviews.default.svc.cluster.local:9080/p",
             Target(
@@ -98,10 +99,12 @@ def test_path_headers_and_body_are_sent_as_given(echo: EchoProcess) -> None:
 
 
 def test_host_override_and_fragment(echo: EchoProcess) -> None:
-    doc = sync.request(echo.url(path="/p#frag"), headers={"Host": "reviews.default.svc.cluster.local"}).json()
+    doc = sync.request(
+        echo.url(path="/p?q=1#frag"), headers={"Host": "reviews.default.svc.cluster.local"}
+    ).json()
     assert doc["host"] == "reviews.default.svc.cluster.local"
     assert doc["headers"]["host"] == "reviews.default.svc.cluster.local"
-    assert doc["path"] == "/p#frag"
+    assert doc["path"] == "/p?q=1"  # the fragment stays with the client
     ua = sync.request(echo.url(), headers={"user-agent": "mine", "accept": "text/plain"}).json()["headers"]
     assert (ua["user-agent"], ua["accept"]) == ("mine", "text/plain")
 
