@@ -6,12 +6,15 @@ from __future__ import annotations
 import http
 import ipaddress
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
 
 from isthmus.api.paths import join
-from isthmus.api.types import is_duration, parse_duration
+from isthmus.api.types import is_duration
 
 
 def q(s: str) -> str:
@@ -309,15 +312,37 @@ def validate_protocol(name: str | None) -> str | None:
 # Durations and percentages
 
 
+_NANOS_PER_UNIT = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,
+    "μs": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+
+
+def duration_nanos(value: str) -> int:
+    """A duration string in whole nanoseconds (a ``google.protobuf.Duration`` has nanosecond resolution;
+    ``parse_duration``'s timedelta keeps only microseconds, which would hide "2.000000001s")."""
+    sign = -1 if value.startswith("-") else 1
+    total = sum(
+        (Fraction(num) * _NANOS_PER_UNIT[unit] for num, unit in _DURATION_PART.findall(value)), Fraction(0)
+    )
+    return sign * int(total)  # protobuf truncates digits past the nanosecond
+
+
 def validate_duration(value: str | None) -> str | None:
     """Istio's ``ValidateDuration``: at least 1ms, whole milliseconds."""
     if value is None or not is_duration(value):
         return None  # syntax is checked by the schema
-    td = parse_duration(value)
-    micros = round(td.total_seconds() * 1_000_000)
-    if micros < 1000:
+    nanos = duration_nanos(value)
+    if nanos < 1_000_000:
         return "duration must be greater than 1ms"
-    if micros % 1000 != 0:
+    if nanos % 1_000_000 != 0:
         return "only durations to ms precision are supported"
     return None
 
@@ -333,8 +358,32 @@ def validate_percentage(value: float | None) -> str | None:
     if value is None:
         return None
     if value < 0.0 or value > 100.0 or (0.0 < value < 0.0001):
-        return f"percentage {value} is neither 0.0, nor in range [0.0001, 100.0]"
+        return f"percentage {go_float(value)} is neither 0.0, nor in range [0.0001, 100.0]"
     return None
+
+
+def go_float(value: float) -> str:
+    """A float64 as Go's ``%v`` prints it (``strconv.FormatFloat(v, 'g', -1, 64)``): the shortest
+    round-tripping digits, in exponent form when the exponent is < -4 or >= 6 ("101", "0.001", "1e-05",
+    "1e+06"), unlike Python's ``str`` ("101.0", "1e-05", "1000000.0")."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    sign = "-" if math.copysign(1.0, value) < 0 else ""
+    if value == 0:
+        return sign + "0"
+    # Python's repr is also the shortest representation that round-trips.
+    _, digit_tuple, exponent = Decimal(repr(abs(value))).normalize().as_tuple()
+    digits = "".join(map(str, digit_tuple))
+    point = len(digits) - 1 + int(exponent)  # decimal exponent of the first digit
+    if point < -4 or point >= 6:
+        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{sign}{mantissa}e{'-' if point < 0 else '+'}{abs(point):02d}"
+    if point < 0:
+        return f"{sign}0.{'0' * (-point - 1)}{digits}"
+    whole, frac = digits[: point + 1].ljust(point + 1, "0"), digits[point + 1 :]
+    return f"{sign}{whole}{'.' + frac if frac else ''}"
 
 
 # ==================================================================================================

@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING
 
 from isthmus.api import networking as n
 from isthmus.api.paths import join
+from isthmus.api.types import is_duration
 from isthmus.api.validation import register
 from isthmus.api.validation.common import (
     GRPC_STATUS,
     Report,
+    duration_nanos,
     host_matches,
     host_subset_of,
     is_authority_header,
@@ -336,13 +338,12 @@ def _validate_cors(r: Report, p: str, cors: n.CorsPolicy | None) -> None:
         r.error(join(p, "exposeHeaders", i), validate_cors_header_name(name))
     if cors.max_age is not None:
         mp = join(p, "maxAge")
-        err = validate_duration(cors.max_age)
-        r.error(mp, err)
-        if err is None:
-            from isthmus.api.types import parse_duration
-
-            if parse_duration(cors.max_age).microseconds:
-                r.error(mp, "max_age duration is accurate only to seconds precision")
+        r.error(mp, validate_duration(cors.max_age))
+        # Istio checks `MaxAge.Nanos > 0` independently of ValidateDuration, so both errors can appear
+        # (a negative duration has negative nanos, hence the sign test).
+        nanos = duration_nanos(cors.max_age) if is_duration(cors.max_age) else 0
+        if nanos > 0 and nanos % 1_000_000_000 > 0:
+            r.error(mp, "max_age duration is accurate only to seconds precision")
 
 
 def _validate_fault(r: Report, p: str, fault: n.HTTPFaultInjection | None) -> None:
@@ -442,12 +443,15 @@ def _validate_redirect(r: Report, p: str, redirect: n.HTTPRedirect | None) -> No
     ):
         r.error(p, "redirect must specify URI, authority, scheme, or port")
         return
+    # Istio's validateHTTPRedirect returns its first error only, so later checks are skipped.
     if redirect.redirect_code and not 300 <= redirect.redirect_code <= 399:
         r.error(
             join(p, "redirectCode"), f"{redirect.redirect_code} is not a valid redirect code, must be 3xx"
         )
+        return
     if redirect.scheme and redirect.scheme not in ("http", "https"):
         r.error(join(p, "scheme"), 'invalid redirect scheme, must be "http" or "https"')
+        return
     if redirect.port:
         r.error(join(p, "port"), validate_port(redirect.port))
 
