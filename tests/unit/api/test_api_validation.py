@@ -479,9 +479,9 @@ DR_CASES = [
         "only one of MinimumRingSize or Maglev/Ringhash",
     ),
     (
-        "host: r\ntrafficPolicy: {loadBalancer: {warmup: {duration: 10s, aggression: 0.5}}}",
+        "host: r\ntrafficPolicy: {loadBalancer: {warmup: {duration: 10s, aggression: 0}}}",
         "spec.trafficPolicy.loadBalancer.warmup.aggression",
-        "greater than or equal to 1",
+        "aggression should be greater than 0",
     ),
     (
         "host: r\ntrafficPolicy: {loadBalancer: {localityLbSetting: {distribute: [{from: 'a/*', to: {'a/*': 50}}]}}}",
@@ -745,7 +745,7 @@ SE_CASES = [
     (
         "hosts: ['*.a.com']\nresolution: DNS\nports: [{number: 80, name: http, protocol: HTTP}]",
         "spec.hosts[0]",
-        "hosts must be FQDN if no endpoints are provided for resolution mode DNS",
+        "hosts must be FQDN or contain only prefix wildcards if no endpoints are provided for resolution mode DNS",
     ),
     (
         "hosts: [a.com]\naddresses: [10.0.0.0/8]\nresolution: DNS\nports: [{number: 80, name: http, protocol: HTTP}]",

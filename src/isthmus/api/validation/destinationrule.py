@@ -79,10 +79,9 @@ def validate_traffic_policy(r: Report, p: str, namespace: str, tp: n.TrafficPoli
     validate_client_tls(r, join(p, "tls"), namespace, tp.tls)
     for i, pl in enumerate(tp.port_level_settings):
         pp = join(p, "portLevelSettings", i)
+        # Istio only requires the selector to be present; the number itself is not range-checked here.
         if pl.port is None:
             r.error(pp, "portTrafficPolicy must have valid port")
-        else:
-            r.error(join(pp, "port", "number"), validate_port(pl.port.number or 0))
         if (
             pl.outlier_detection is None
             and pl.connection_pool is None
@@ -178,7 +177,9 @@ def validate_connection_pool(r: Report, p: str, cp: n.ConnectionPoolSettings | N
         if h.http2_keep_alive is not None:
             for f in ("interval", "timeout"):
                 v = getattr(h.http2_keep_alive, f)
-                if v is not None:
+                if v is None:
+                    r.error(join(hp, "http2KeepAlive", f), f"http2 keepalive {f} is required")
+                else:
                     r.error(join(hp, "http2KeepAlive", f), validate_duration(v))
     t = cp.tcp
     if t is not None:
@@ -219,6 +220,15 @@ def validate_load_balancer(
         cp = join(p, "consistentHash")
         if ch.http_cookie is not None and not ch.http_cookie.name:
             r.error(join(cp, "httpCookie", "name"), "name required for HttpCookie")
+        if ch.http_cookie is not None:
+            seen: set[str] = set()
+            for i, attr in enumerate(ch.http_cookie.attributes):
+                ap = join(cp, "httpCookie", "attributes", i, "name")
+                if not attr.name:
+                    r.error(ap, "cookie attribute name cannot be empty")
+                elif attr.name in seen:
+                    r.error(ap, f"duplicate cookie attribute name: {attr.name}")
+                seen.add(attr.name)
         if ch.http_cookie is not None and ch.http_cookie.ttl is not None:
             ttl = parse_duration(ch.http_cookie.ttl)
             if ttl.total_seconds() < 0:
@@ -239,7 +249,10 @@ def validate_load_balancer(
                 r.error(mp, "tableSize must be less than 5000011 for maglev")
             if not _is_prime(size):
                 r.error(mp, "tableSize must be a prime number for maglev")
+    if lb.locality_lb_setting is not None and lb.zone_aware_lb_setting is not None:
+        r.error(p, "only one of localityLbSetting and zoneAwareLbSetting can be set")
     validate_locality_lb_setting(r, join(p, "localityLbSetting"), lb.locality_lb_setting, outlier)
+    validate_zone_aware_lb_setting(r, join(p, "zoneAwareLbSetting"), lb.zone_aware_lb_setting, outlier)
     if lb.warmup_duration_secs is not None:
         r.error(join(p, "warmupDurationSecs"), validate_duration(lb.warmup_duration_secs))
         r.warn(
@@ -250,13 +263,11 @@ def validate_load_balancer(
     if warm is not None:
         wp = join(p, "warmup")
         r.error(join(wp, "duration"), validate_duration(warm.duration))
-        if warm.minimum_percent is not None and not 0 <= warm.minimum_percent <= 100:
+        if warm.minimum_percent is not None and warm.minimum_percent > 100:
             r.error(join(wp, "minimumPercent"), "minimumPercent value should be less than or equal to 100")
-        if warm.aggression is not None and warm.aggression < 1:
-            r.error(join(wp, "aggression"), "aggression should be greater than or equal to 1")
-    za = lb.zone_aware_lb_setting
-    if za is not None and lb.locality_lb_setting is not None:
-        r.warn(join(p, "zoneAwareLbSetting"), "zoneAwareLbSetting takes precedence over localityLbSetting")
+        # Istio relaxed this from ">= 1" to "> 0" (Envoy's slow-start aggression only has to be positive).
+        if warm.aggression is not None and warm.aggression <= 0:
+            r.error(join(wp, "aggression"), "aggression should be greater than 0")
 
 
 def validate_locality_lb_setting(
@@ -293,7 +304,35 @@ def validate_locality_lb_setting(
     r.error(join(p, "distribute"), _validate_localities(src))
     if (lb.failover or lb.failover_priority) and outlier is None:
         r.warn(p, "outlier detection policy must be provided for failover")
-    for i, f in enumerate(lb.failover):
+    _validate_failover(r, p, lb.failover)
+
+
+def validate_zone_aware_lb_setting(
+    r: Report, p: str, za: n.ZoneAwareLoadBalancerSetting | None, outlier: n.OutlierDetection | None
+) -> None:
+    """``agent.ValidateZoneAwareLbSetting``: Envoy balances zones itself, so failover is region-only and
+    failoverPriority may not name the zone or subzone topology labels."""
+    if za is None:
+        return
+    for i, label in enumerate(za.failover_priority):
+        if label in TOPOLOGY_LABELS[1:]:
+            r.error(
+                join(p, "failoverPriority", i),
+                f"zoneAwareLbSetting handles zone-level routing, topology label '{label}' is not allowed in "
+                "'failover_priority'",
+            )
+        elif za.failover and label == TOPOLOGY_LABELS[0]:
+            r.error(
+                join(p, "failoverPriority", i),
+                f"can not simultaneously set 'failover' and topology label '{label}' in 'failover_priority'",
+            )
+    if (za.failover or za.failover_priority) and outlier is None:
+        r.warn(p, "outlier detection policy must be provided for failover")
+    _validate_failover(r, p, za.failover)
+
+
+def _validate_failover(r: Report, p: str, failover: list[n.LocalityFailover]) -> None:
+    for i, f in enumerate(failover):
         fp = join(p, "failover", i)
         frm, to = f.from_ or "", f.to or ""
         if frm == to:

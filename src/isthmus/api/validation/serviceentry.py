@@ -32,8 +32,26 @@ if TYPE_CHECKING:
     from isthmus.api.resource import Resource
 
 UNIX_PREFIX = "unix://"
-# Annotation that opts a ServiceEntry out of (or into) address auto-allocation.
-AUTO_ALLOCATE_ANNOTATION = "networking.istio.io/enable-autoallocate-ip"
+# Label that opts a ServiceEntry out of address auto-allocation ("false", any case).
+AUTO_ALLOCATE_LABEL = "networking.istio.io/enable-autoallocate-ip"
+USE_WAYPOINT_LABEL = "istio.io/use-waypoint"
+# Protocols the dynamic forward proxy cluster serves (DYNAMIC_DNS resolution).
+DYNAMIC_DNS_PROTOCOLS = frozenset({"HTTP", "TLS", "GRPC", "HTTP2"})
+
+
+def _auto_allocates(res: Resource, se: n.ServiceEntry) -> bool:
+    """``serviceentry.ShouldV2AutoAllocateIPFromConfig`` with PILOT_ENABLE_IP_AUTOALLOCATE on (its default):
+    NONE resolution cannot honour an assigned IP, and user addresses or the opt-out label disable it."""
+    if (se.resolution or "NONE") == "NONE":
+        return False
+    if res.labels.get(AUTO_ALLOCATE_LABEL, "").lower() == "false":
+        return False
+    return not se.addresses
+
+
+def _uses_waypoint(res: Resource) -> bool:
+    value = res.labels.get(USE_WAYPOINT_LABEL, "")
+    return value != "" and value.lower() != "none"
 
 
 def validate_workload_entry(
@@ -94,23 +112,25 @@ def validate_service_entry(res: Resource, r: Report) -> None:
 
     if not se.hosts:
         r.error("spec.hosts", "service entry must have at least one host")
+    resolution = se.resolution or "NONE"
     for i, h in enumerate(se.hosts):
         hp = f"spec.hosts[{i}]"
         if h == "*":
             r.error(hp, f"invalid host {h}")
         else:
             r.error(hp, validate_wildcard_domain(h))
-            r.warn(hp, validate_partial_wildcard(h))
+            # DYNAMIC_DNS matches hosts by suffix itself, so partial wildcards are fine there.
+            if resolution != "DYNAMIC_DNS":
+                r.warn(hp, validate_partial_wildcard(h))
 
     cidr = False
     for i, addr in enumerate(se.addresses):
         cidr = cidr or "/" in addr
         r.error(f"spec.addresses[{i}]", validate_ip_subnet(addr))
-    resolution = se.resolution or "NONE"
     if cidr and resolution not in ("NONE", "STATIC"):
         r.error("spec.addresses", "CIDR addresses are allowed only for NONE/STATIC resolution types")
 
-    auto_alloc = res.annotations.get(AUTO_ALLOCATE_ANNOTATION, "true").lower() != "false"
+    auto_alloc = _auto_allocates(res, se)
     names: set[str] = set()
     numbers: set[int] = set()
     for i, port in enumerate(se.ports):
@@ -143,11 +163,14 @@ def validate_service_entry(res: Resource, r: Report) -> None:
     elif resolution in ("DNS", "DNS_ROUND_ROBIN"):
         if not se.endpoints:
             for i, h in enumerate(se.hosts):
-                if validate_fqdn(h):
+                err = validate_fqdn(h)
+                if err:
                     r.error(
                         f"spec.hosts[{i}]",
-                        f"hosts must be FQDN if no endpoints are provided for resolution mode {resolution}",
+                        "hosts must be FQDN or contain only prefix wildcards if no endpoints are provided for "
+                        f"resolution mode {resolution}, {err}",
                     )
+                    break  # Istio reports the first offending host only
         if resolution == "DNS_ROUND_ROBIN" and len(se.endpoints) > 1:
             r.error("spec.endpoints", f"there must only be 0 or 1 endpoint for resolution mode {resolution}")
         for i, ep in enumerate(se.endpoints):
@@ -174,11 +197,38 @@ def validate_service_entry(res: Resource, r: Report) -> None:
                     )
                     break
     elif resolution == "DYNAMIC_DNS":
-        if se.endpoints:
-            r.error("spec.endpoints", "no endpoints should be provided for resolution type DYNAMIC_DNS")
+        if not se.hosts:
+            r.error(
+                "spec.hosts", f"at least one wildcard host must be provided for resolution type {resolution}"
+            )
         for i, h in enumerate(se.hosts):
-            if not h.startswith("*."):
-                r.warn(f"spec.hosts[{i}]", "DYNAMIC_DNS resolution is intended for wildcard hosts")
+            if not h.startswith("*"):
+                r.error(f"spec.hosts[{i}]", f"host must be wildcarded for resolution mode {resolution}")
+        # The two messages below keep Istio's missing spaces ("generatedfrom", "hostsfield") verbatim.
+        if se.addresses:
+            r.error(
+                "spec.addresses",
+                f"addresses cannot be set for resolution type {resolution}. HTTP route domains will only be "
+                "generatedfrom the hosts field values",
+            )
+        if se.endpoints:
+            r.error(
+                "spec.endpoints",
+                f"endpoints cannot be set for resolution type {resolution}. Destination IP address determined "
+                "from hostsfield values",
+            )
+        for i, port in enumerate(se.ports):
+            if parse_protocol(port.protocol) not in DYNAMIC_DNS_PROTOCOLS:
+                r.error(
+                    f"spec.ports[{i}].protocol",
+                    f"only HTTP, TLS, GRPC, and HTTP2 protocols are supported for resolution type {resolution}",
+                )
+        location = se.location or "MESH_EXTERNAL"
+        if location == "MESH_INTERNAL" and _uses_waypoint(res):
+            r.error(
+                "spec.location",
+                f"location MESH_INTERNAL with resolution type {resolution} is not supported when using waypoints",
+            )
 
     # Several hosts and plain TCP cannot be told apart, unless the hosts are ignored (NONE).
     if resolution != "NONE" and len(se.hosts) > 1:

@@ -199,7 +199,8 @@ def validate_sidecar(res: Resource, r: Report) -> None:
         for j, host in enumerate(eg.hosts):
             hp = join(p, "hosts", j)
             ns, sep, svc = host.partition("/")
-            if sep:
+            # Exclusions ("~ns/*", "~/host") remove hosts from the import set, so they never duplicate one.
+            if sep and not ns.startswith("~"):
                 if ns == ".":
                     ns = res.namespace
                 seen = by_ns.setdefault(ns, set())
@@ -209,7 +210,11 @@ def validate_sidecar(res: Resource, r: Report) -> None:
                 elif seen:
                     r.warn(hp, f"duplicated egress host: {host}")
                 seen.add(svc)
-            r.errors(hp, validate_namespace_slash_wildcard_hostname(host, False))
+            if sep and ns.startswith("~") and ns != "~":
+                # "~ns/host" excludes host of namespace ns: the rest must be a valid import.
+                r.errors(hp, validate_namespace_slash_wildcard_hostname(host[1:], False))
+            else:
+                r.errors(hp, validate_namespace_slash_wildcard_hostname(host, False))
         if "*" in by_ns.get("*", set()) and len(by_ns) != 1:
             r.warn(join(p, "hosts"), "`*/*` host select all resources, no other hosts can be added")
 
