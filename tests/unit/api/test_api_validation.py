@@ -977,7 +977,7 @@ AP_CASES = [
     (
         "rules: [{from: [{source: {serviceAccounts: ['a/b/c']}}]}]",
         "spec.rules[0].from[0].source.serviceAccounts[0]",
-        "must be of the form",
+        "expected format 'serviceAccount' or 'namespace/serviceAccount'",
     ),
     (
         "rules: [{to: [{operation: {ports: ['http']}}]}]",
@@ -992,7 +992,7 @@ AP_CASES = [
     (
         "rules: [{to: [{operation: {paths: ['/{*}/foo/{bar}']}}]}]",
         "spec.rules[0].to[0].operation.paths[0]",
-        "invalid or unsupported path template",
+        "beyond a supported path template",
     ),
     (
         "rules: [{when: [{key: 'request.headers[x]'}]}]",

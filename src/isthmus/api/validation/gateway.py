@@ -25,19 +25,24 @@ if TYPE_CHECKING:
     from isthmus.api.resource import Resource
 
 UNIX_PREFIX = "unix://"
+# Istio marks the Gateways it generates from Gateway API Gateways with this annotation; their servers may
+# use "~/host" (no routes attached), which a hand-written Gateway may not.
+GATEWAY_SEMANTICS_ANNOTATION = "internal.istio.io/gateway-semantics"
 
 
 @register("Gateway")
 def validate_gateway(res: Resource, r: Report) -> None:
     gw: n.Gateway = res.spec  # type: ignore[assignment]
-    if not is_dns1123_label(res.name):
+    gateway_semantics = res.annotations.get(GATEWAY_SEMANTICS_ANNOTATION) == "gateway"
+    # generated Gateways keep their Gateway API name, which may hold dots
+    if not is_dns1123_label(res.name) and not gateway_semantics:
         r.error("metadata.name", f"invalid gateway name: {q(res.name)}")
     if not gw.servers:
         r.error("spec.servers", "gateway must have at least one server")
     port_names: set[str] = set()
     for i, server in enumerate(gw.servers):
         p = f"spec.servers[{i}]"
-        _validate_server(r, p, server)
+        _validate_server(r, p, server, gateway_semantics)
         if server.port.name in port_names:
             r.error(
                 join(p, "port", "name"),
@@ -49,10 +54,13 @@ def validate_gateway(res: Resource, r: Report) -> None:
             r.warn(join(p, "tls", "httpsRedirect"), "tls.httpsRedirect should only be used with http servers")
 
 
-def _validate_server(r: Report, p: str, server: n.Server) -> None:
+def _validate_server(r: Report, p: str, server: n.Server, gateway_semantics: bool = False) -> None:
     if not server.hosts:
         r.error(join(p, "hosts"), "server config must contain at least one host")
     for i, host in enumerate(server.hosts):
+        if gateway_semantics and host.startswith("~/"):
+            # "~" is allowed as the namespace; the hostname part is checked as for any namespace
+            host = "*/" + host[2:]
         r.errors(join(p, "hosts", i), validate_namespace_slash_wildcard_hostname(host, True))
     port_ok = _validate_server_port(r, join(p, "port"), server.port, server.bind)
     bind = server.bind or ""

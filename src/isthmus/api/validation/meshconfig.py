@@ -156,6 +156,20 @@ def validate_mesh_config(res: Resource, r: Report) -> None:
 
 
 def _validate_proxy_config(r: Report, p: str, pc: m.MeshProxyConfig) -> None:
+    # Istio validates the proxy config merged over its defaults, so a field left out is fine but one set
+    # explicitly to "" replaces the default and is rejected.
+    for attr, alias, message in (
+        ("config_path", "configPath", "config path must be set"),
+        ("binary_path", "binaryPath", "binary path must be set"),
+        ("service_cluster", "serviceCluster", "service cluster must be specified"),
+        (
+            "discovery_address",
+            "discoveryAddress",
+            "discovery address must be set to the proxy discovery service",
+        ),
+    ):
+        if getattr(pc, attr) == "":
+            r.error(join(p, alias), message)
     if pc.drain_duration is not None:
         err = validate_duration(pc.drain_duration)
         if err:
@@ -166,7 +180,7 @@ def _validate_proxy_config(r: Report, p: str, pc: m.MeshProxyConfig) -> None:
         r.error(join(p, "terminationDrainDuration"), validate_duration(pc.termination_drain_duration))
     if pc.parent_shutdown_duration is not None:
         r.warn(join(p, "parentShutdownDuration"), "parentShutdownDuration is deprecated and has no effect")
-    if pc.discovery_address:
+    if pc.discovery_address:  # "" is reported above
         err = validate_proxy_address(pc.discovery_address)
         if err:
             r.error(join(p, "discoveryAddress"), f"invalid discovery address: {err}")
@@ -176,6 +190,22 @@ def _validate_proxy_config(r: Report, p: str, pc: m.MeshProxyConfig) -> None:
             r.error(
                 join(p, "statsdUdpAddress"), f'invalid statsd udp address "{pc.statsd_udp_address}": {err}'
             )
+    if pc.envoy_metrics_service_address:
+        err = validate_proxy_address(pc.envoy_metrics_service_address)
+        if err:
+            r.error(
+                join(p, "envoyMetricsServiceAddress"),
+                f'invalid envoy metrics service address "{pc.envoy_metrics_service_address}": {err}',
+            )
+    for attr, alias, what in (
+        ("envoy_metrics_service", "envoyMetricsService", "envoy metrics service"),
+        ("envoy_access_log_service", "envoyAccessLogService", "envoy access log service"),
+    ):
+        service = getattr(pc, attr)
+        if service is not None and service.address:
+            err = validate_proxy_address(service.address)
+            if err:
+                r.error(join(p, alias, "address"), f'invalid {what} address "{service.address}": {err}')
     if pc.proxy_admin_port is not None:
         err = validate_port(pc.proxy_admin_port)
         if err:
@@ -198,13 +228,21 @@ def _validate_proxy_config(r: Report, p: str, pc: m.MeshProxyConfig) -> None:
             err = validate_proxy_address(tr.zipkin.address.replace("$(HOST_IP)", "127.0.0.1", 1))
             if err:
                 r.error(join(tp, "zipkin", "address"), f"invalid zipkin config: {err}")
-        if tr.datadog is not None and tr.datadog.address:
-            err = validate_proxy_address(tr.datadog.address.replace("$(HOST_IP)", "127.0.0.1", 1))
+        if tr.datadog is not None:
+            # Istio checks a datadog tracer's address even when it is unset: the agent needs one
+            err = validate_proxy_address((tr.datadog.address or "").replace("$(HOST_IP)", "127.0.0.1", 1))
             if err:
                 r.error(join(tp, "datadog", "address"), f"invalid datadog config: {err}")
         if tr.lightstep is not None:
             if not tr.lightstep.address:
                 r.error(join(tp, "lightstep", "address"), "invalid lightstep config: address is required")
+            else:
+                err = validate_proxy_address(tr.lightstep.address)
+                if err:
+                    r.error(
+                        join(tp, "lightstep", "address"),
+                        f"invalid lightstep config: invalid lightstep address: {err}",
+                    )
             if not tr.lightstep.access_token:
                 r.error(
                     join(tp, "lightstep", "accessToken"), "invalid lightstep config: access token is required"

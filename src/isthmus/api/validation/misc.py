@@ -173,7 +173,49 @@ def validate_telemetry(res: Resource, r: Report) -> None:
             if tag.environment is not None and not tag.environment.name:
                 r.error(cp, "environment tag name may not be empty")
     for i, al in enumerate(tel.access_logging):
+        if al.filter is not None and al.filter.expression:
+            err = cel_syntax_error(al.filter.expression)
+            if err:
+                r.error(join(f"spec.accessLogging[{i}]", "filter", "expression"), f"invalid filter: {err}")
         _providers(r, join(f"spec.accessLogging[{i}]", "providers"), al.providers)
+
+
+_CEL_TOKEN = re.compile(
+    r"""\s*(?:(?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(?P<num>\d+(?:\.\d+)?[uU]?)"""
+    r"""|(?P<ident>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>&&|\|\||==|!=|<=|>=|[-+*/%<>!?:.,\[\](){}]))"""
+)
+_CEL_BINARY = frozenset(
+    {"&&", "||", "==", "!=", "<=", ">=", "<", ">", "+", "*", "/", "%", "?", ":", ".", ","}
+)
+
+
+def cel_syntax_error(expr: str) -> str | None:
+    """A syntax check of an access log filter (Istio parses it with the CEL parser). Not a full CEL parser:
+    it catches unknown characters, unbalanced brackets and misplaced operators, which is what a typo gives."""
+    pos, prev, stack = 0, None, []
+    pairs = {")": "(", "]": "[", "}": "{"}
+    while pos < len(expr):
+        if expr[pos:].strip() == "":
+            break
+        m = _CEL_TOKEN.match(expr, pos)
+        if m is None or m.end() == pos:
+            return f"Syntax error: token recognition error at: {expr[pos:].strip()[:1]!r}"
+        tok = m.group(m.lastgroup or "")
+        kind = m.lastgroup
+        if kind == "op" and tok in "([{":
+            stack.append(tok)
+        elif kind == "op" and tok in ")]}":
+            if not stack or stack.pop() != pairs[tok]:
+                return f"Syntax error: mismatched input {tok!r}"
+        elif kind == "op" and tok in _CEL_BINARY and (prev is None or prev in _CEL_BINARY or prev in "([{"):
+            return f"Syntax error: mismatched input {tok!r}"
+        prev = tok if kind == "op" else kind
+        pos = m.end()
+    if stack:
+        return "Syntax error: missing closing bracket"
+    if prev in _CEL_BINARY or prev in ("!", "-"):
+        return "Syntax error: expression ends with an operator"
+    return None
 
 
 def _providers(r: Report, p: str, providers: list[t.ProviderRef]) -> None:

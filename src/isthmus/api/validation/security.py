@@ -37,7 +37,6 @@ _ALLOWED_TARGET_REFS_STR = "[core/v1/Service networking.istio.io/v1/ServiceEntry
 
 # Condition keys that only make sense for HTTP traffic (on TCP, an ALLOW rule using them never matches).
 HTTP_ONLY_CONDITION_PREFIXES = ("request.headers", "request.auth.")
-_UNSUPPORTED_PATH_TEMPLATE = re.compile(r"\/{\w+\=\*[*]?\}|{\w*\}|\/\*[*]?|\*[*]?\/")
 
 
 def validate_selector(r: Report, p: str, selector: WorkloadSelector | None) -> None:
@@ -154,23 +153,78 @@ def _check_wildcards(r: Report, p: str, values: list[str], *, spiffe: bool = Fal
             )
 
 
-def _check_service_accounts(r: Report, p: str, name: str, values: list[str]) -> None:
+def check_service_accounts(key: str, values: list[str]) -> tuple[int | None, str] | None:
+    """``security.CheckServiceAccount``: ``name`` or ``namespace/name``, at most 16 of them. Returns the first
+    problem, with the index of the offending value (None when the list as a whole is at fault)."""
+    if len(values) > 16:
+        # Istio's arbitrary limit, to bound the configuration size
+        return None, "may not have more than 16 values"
+    form = "expected format 'serviceAccount' or 'namespace/serviceAccount'"
     for i, v in enumerate(values):
         if v == "":
-            r.error(join(p, i), f"empty value not allowed, found in {name}")
-        elif "*" in v:
-            r.error(join(p, i), f"wildcard is not allowed in {name}, found {q(v)}")
-        elif v.count("/") > 1 or v.startswith("/") or v.endswith("/"):
-            r.error(
-                join(p, i),
-                f"service account {q(v)} in {name} must be of the form <namespace>/<name> or <name>",
-            )
+            return i, f"empty value not allowed, found in {key}"
+        if "*" in v:
+            return i, f"wildcard not allowed, found in {key}"
+        if v.count("/") not in (0, 1):
+            return i, f"{form}, found {q(v)} in {key}"
+        if len(v) > 320:
+            return i, f"value cannot exceed 320 characters, found {q(v)} in {key}"
+        ns, sep, sa = v.partition("/")
+        if sep and not ns:
+            return i, f"{form}, found empty namespace {q(v)} in {key}"
+        if sep and not sa:
+            return i, f"{form}, found empty serviceAccount {q(v)} in {key}"
+    return None
 
 
-def _check_path_template(r: Report, p: str, name: str, paths: list[str]) -> None:
+def _report_service_accounts(r: Report, p: str, key: str, values: list[str]) -> None:
+    found = check_service_accounts(key, values)
+    if found is not None:
+        index, message = found
+        r.error(p if index is None else join(p, index), message)
+
+
+MATCH_ONE_TEMPLATE = "{*}"
+MATCH_ANY_TEMPLATE = "{**}"
+# RFC 3986 pchar: what Envoy's URI template matcher accepts as a literal path segment
+_VALID_LITERAL = re.compile(r"^[a-zA-Z0-9\-._~%!$&'()+,;:@=]+$")
+
+
+def check_valid_path_template(key: str, paths: list[str]) -> tuple[int, str] | None:
+    """``security.CheckValidPathTemplate``: ``{*}`` / ``{**}`` are whole segments, ``{**}`` comes last, and the
+    other segments of a templated path are plain literals. Returns the first problem and its index."""
     for i, path in enumerate(paths):
-        if ("{*}" in path or "{**}" in path) and _UNSUPPORTED_PATH_TEMPLATE.search(path):
-            r.error(join(p, i), f"invalid or unsupported path template, found in {name}")
+        templated = MATCH_ONE_TEMPLATE in path or MATCH_ANY_TEMPLATE in path
+        found_any = False
+        path = path.strip("/")
+        for glob in path.split("/"):
+            if glob == MATCH_ONE_TEMPLATE and not found_any:
+                continue
+            if glob == MATCH_ANY_TEMPLATE and not found_any:
+                found_any = True
+                continue
+            if glob in (MATCH_ONE_TEMPLATE, MATCH_ANY_TEMPLATE):
+                return (
+                    i,
+                    f"invalid or unsupported path {path}, found in {key}. {{**}} is not the last operator",
+                )
+            if "{" in glob or "}" in glob:
+                return i, (
+                    f"invalid or unsupported path {path}, found in {key}. "
+                    "Contains '{' or '}' beyond a supported path template"
+                )
+            if templated and not _VALID_LITERAL.match(glob):
+                return i, (
+                    f"invalid or unsupported path {path}, found in {key}. "
+                    f"Contains segment {glob} with invalid string literal"
+                )
+    return None
+
+
+def _report_path_template(r: Report, p: str, key: str, paths: list[str]) -> None:
+    found = check_valid_path_template(key, paths)
+    if found is not None:
+        r.error(join(p, found[0]), found[1])
 
 
 def _validate_map_key(key: str) -> str | None:
@@ -190,10 +244,12 @@ def validate_attribute(key: str, values: list[str]) -> str | None:
     if key in ("source.ip", "remote.ip", "destination.ip"):
         errs = validate_ips(values)
         return errs[0][1] if errs else None
+    if key == "source.serviceAccount":
+        found = check_service_accounts(key, values)
+        return found[1] if found else None
     if key in (
         "source.namespace",
         "source.principal",
-        "source.serviceAccount",
         "source.trustDomain",
         "request.auth.principal",
         "request.auth.audiences",
@@ -273,6 +329,8 @@ def validate_authorization_policy(res: Resource, r: Report) -> None:
                     ("not_namespaces", "From.NotNamespaces"),
                     ("service_accounts", "From.ServiceAccounts"),
                     ("not_service_accounts", "From.NotServiceAccounts"),
+                    ("trust_domains", "From.TrustDomains"),
+                    ("not_trust_domains", "From.NotTrustDomains"),
                     ("principals", "From.Principals"),
                     ("not_principals", "From.NotPrincipals"),
                     ("request_principals", "From.RequestPrincipals"),
@@ -287,6 +345,7 @@ def validate_authorization_policy(res: Resource, r: Report) -> None:
                 if cond.key in (
                     "source.namespace",
                     "source.serviceAccount",
+                    "source.trustDomain",
                     "source.principal",
                 ) or cond.key.startswith("request.auth."):
                     r.error(
@@ -335,8 +394,8 @@ def validate_authorization_policy(res: Resource, r: Report) -> None:
                         getattr(src, attr),
                         spiffe=attr.endswith("principals"),
                     )
-            _check_service_accounts(r, join(sp, "serviceAccounts"), "ServiceAccounts", src.service_accounts)
-            _check_service_accounts(
+            _report_service_accounts(r, join(sp, "serviceAccounts"), "ServiceAccounts", src.service_accounts)
+            _report_service_accounts(
                 r, join(sp, "notServiceAccounts"), "NotServiceAccounts", src.not_service_accounts
             )
             if any(
@@ -374,8 +433,8 @@ def validate_authorization_policy(res: Resource, r: Report) -> None:
                 _check_empty(r, join(opp, _alias(s.Operation, attr)), label, getattr(op, attr))
                 if attr not in ("ports", "not_ports"):
                     _check_wildcards(r, join(opp, _alias(s.Operation, attr)), getattr(op, attr))
-            _check_path_template(r, join(opp, "paths"), "Paths", op.paths)
-            _check_path_template(r, join(opp, "notPaths"), "NotPaths", op.not_paths)
+            _report_path_template(r, join(opp, "paths"), "Paths", op.paths)
+            _report_path_template(r, join(opp, "notPaths"), "NotPaths", op.not_paths)
             if op.is_set("ports") or op.is_set("not_ports"):
                 tcp_in_to = True
         for j, cond in enumerate(rule.when):
@@ -389,9 +448,8 @@ def validate_authorization_policy(res: Resource, r: Report) -> None:
             err = validate_attribute(cond.key, cond.values)
             if err:
                 r.error(join(cp, "values"), f"invalid `value` for `key` {cond.key}: {err}")
-            err = (
-                validate_attribute(cond.key, cond.not_values) if cond.not_values or not cond.values else None
-            )
+            # Istio checks notValues even when only values are set, so an unknown key is reported twice
+            err = validate_attribute(cond.key, cond.not_values)
             if err:
                 r.error(join(cp, "notValues"), f"invalid `notValue` for `key` {cond.key}: {err}")
         if (
@@ -410,6 +468,42 @@ def is_http_only_condition(key: str) -> bool:
 
 # ==================================================================================================
 # RequestAuthentication
+
+
+# JWK members that only a private key has (RFC 7518 section 6): RSA "d", "p", "q", "dp", "dq", "qi"; EC and
+# OKP "d". Symmetric "oct" keys ("k") are left alone: HS256 verification needs them.
+_PRIVATE_JWK_MEMBERS = ("d", "p", "q", "dp", "dq", "qi")
+
+
+def _jwks_private_keys(jwks: str) -> list[str]:
+    """The kid (or index) of each key of a JWKS that carries private key members."""
+    try:
+        data = json.loads(jwks)
+    except ValueError:
+        return []
+    keys = data.get("keys") if isinstance(data, dict) and isinstance(data.get("keys"), list) else [data]
+    out: list[str] = []
+    for i, key in enumerate(keys):
+        if isinstance(key, dict) and any(m in key for m in _PRIVATE_JWK_MEMBERS):
+            out.append(str(key.get("kid", i)))
+    return out
+
+
+def _jwks_uri_error(uri: str) -> str | None:
+    """``security.ParseJwksURI``, in Go's ``url.Parse`` wording."""
+    u = urlparse(uri)
+    # file:// is an Isthmus extension: a local JWKS file the control plane reads and inlines.
+    if u.scheme not in ("http", "https", "file"):
+        return f"URI scheme {q(u.scheme)} is not supported"
+    host = u.netloc.rpartition("@")[2]
+    if host.startswith("["):
+        port = host.partition("]")[2]
+    else:
+        _, colon, rest = host.rpartition(":")
+        port = colon + rest if colon else ""
+    if port and not port[1:].isdigit():
+        return f"parse {q(uri)}: invalid port {q(port)} after host"
+    return None
 
 
 def _jwks_error(jwks: str) -> str | None:
@@ -435,17 +529,18 @@ def validate_request_authentication(res: Resource, r: Report) -> None:
         if not rule.issuer and not rule.jwks_uri:
             r.error(p, "issuer or jwksUri must be non-empty string")
         if rule.jwks_uri:
-            u = urlparse(rule.jwks_uri)
-            # file:// is an Isthmus extension: a local JWKS file the control plane reads and inlines.
-            if u.scheme not in ("http", "https", "file"):
-                r.error(join(p, "jwksUri"), f"URI scheme {q(u.scheme)} is not supported")
-            else:
-                try:
-                    _ = u.port
-                except ValueError as e:
-                    r.error(join(p, "jwksUri"), str(e))
+            r.error(join(p, "jwksUri"), _jwks_uri_error(rule.jwks_uri))
         if rule.jwks:
-            r.error(join(p, "jwks"), _jwks_error(rule.jwks))
+            err = _jwks_error(rule.jwks)
+            r.error(join(p, "jwks"), err)
+            private = _jwks_private_keys(rule.jwks) if err is None else []
+            if private:
+                # accepted (Istio only warns), but the proxies never need the private half of a key
+                r.warn(
+                    join(p, "jwks"),
+                    f"jwks holds private key material (key {', '.join(private)}); only public keys are needed "
+                    "to verify tokens",
+                )
         for j, h in enumerate(rule.from_headers):
             if not h.name:
                 r.error(join(p, "fromHeaders", j, "name"), "location header name must be non-empty string")
