@@ -84,8 +84,6 @@ AuthorizationAction = Literal["ALLOW", "DENY", "AUDIT", "CUSTOM"]
 
 
 class AuthorizationPolicy(ApiModel):
-    __oneofs__ = (("selector", "target_ref", "target_refs"),)
-
     selector: WorkloadSelector | None = None
     target_ref: PolicyTargetReference | None = None
     target_refs: list[PolicyTargetReference] | None = None
@@ -125,8 +123,6 @@ class JWTRule(ApiModel):
 
 
 class RequestAuthentication(ApiModel):
-    __oneofs__ = (("selector", "target_ref", "target_refs"),)
-
     selector: WorkloadSelector | None = None
     target_ref: PolicyTargetReference | None = None
     target_refs: list[PolicyTargetReference] | None = None

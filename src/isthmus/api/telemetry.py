@@ -109,8 +109,6 @@ class AccessLogging(ApiModel):
 
 
 class Telemetry(ApiModel):
-    __oneofs__ = (("selector", "target_ref", "target_refs"),)
-
     selector: WorkloadSelector | None = None
     target_ref: PolicyTargetReference | None = None
     target_refs: list[PolicyTargetReference] | None = None

@@ -1053,7 +1053,7 @@ def test_authorization_policy_warnings_and_oneof():
             api=SEC,
         ),
         "spec",
-        "only one of selector, targetRef, targetRefs may be set",
+        "only one of targetRefs or workloadSelector can be set",
     )
     assert_issue(
         kind(

@@ -259,9 +259,7 @@ AUTHZ_CASES: list[Case] = [
         "target-ref-and-selector-cannot-both-be-set",
         ap(f"action: DENY\ntargetRef: {GW_REF}\nselector: {{matchLabels: {{app: httpbin}}}}\n{TEMP_RULES}"),
         False,
-        # Istio: "only one of targetRefs or workloadSelector can be set"; the schema's one-of check words it
-        # "only one of selector, targetRef, targetRefs may be set"
-        "only one of",
+        "only one of targetRefs or workloadSelector can be set",
         False,
     ),
     (
@@ -270,9 +268,7 @@ AUTHZ_CASES: list[Case] = [
             f"action: DENY\ntargetRefs: [{GW_REF}]\nselector: {{matchLabels: {{app: httpbin}}}}\n{TEMP_RULES}"
         ),
         False,
-        # Istio: "only one of targetRefs or workloadSelector can be set"; the schema's one-of check words it
-        # "only one of selector, targetRef, targetRefs may be set"
-        "only one of",
+        "only one of targetRefs or workloadSelector can be set",
         False,
     ),
     ("from-empty", ap("rules: [{from: []}]"), False, "`from` must not be empty", False),
@@ -692,9 +688,7 @@ REQUEST_AUTHN_CASES: list[Case] = [
         "targetRef and selector cannot both be set",
         ra(f"targetRef: {GW_REF}\n{GOOD_RULE}\nselector: {{matchLabels: {{app: httpbin}}}}", name="foo"),
         False,
-        # Istio: "only one of targetRefs or workloadSelector can be set"; the schema's one-of check words it
-        # "only one of selector, targetRef, targetRefs may be set"
-        "only one of",
+        "only one of targetRefs or workloadSelector can be set",
         False,
     ),
     (

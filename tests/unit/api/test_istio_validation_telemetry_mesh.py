@@ -193,8 +193,7 @@ TELEMETRY_CASES: list[Case] = [
             "selector: {matchLabels: {app: httpbin}}"
         ),
         False,
-        # Istio: "only one of targetRefs or workloadSelector can be set"
-        "only one of",
+        "only one of targetRefs or workloadSelector can be set",
         False,
     ),
 ]

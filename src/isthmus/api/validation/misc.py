@@ -16,7 +16,7 @@ from isthmus.api.validation.common import (
     validate_port,
     validate_selector_labels,
 )
-from isthmus.api.validation.security import validate_selector, validate_target_ref
+from isthmus.api.validation.security import validate_policy_targeting, validate_selector, validate_target_ref
 
 if TYPE_CHECKING:
     from isthmus.api.resource import Resource
@@ -129,10 +129,7 @@ def validate_proxy_config(res: Resource, r: Report) -> None:
 @register("Telemetry")
 def validate_telemetry(res: Resource, r: Report) -> None:
     tel: t.Telemetry = res.spec  # type: ignore[assignment]
-    validate_selector(r, "spec.selector", tel.selector)
-    validate_target_ref(r, "spec.targetRef", tel.target_ref)
-    for i, ref in enumerate(tel.target_refs or []):
-        validate_target_ref(r, f"spec.targetRefs[{i}]", ref)
+    validate_policy_targeting(r, tel)
 
     for i, m in enumerate(tel.metrics):
         mp = f"spec.metrics[{i}]"

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from isthmus.api import security as s
+from isthmus.api import telemetry as t
 from isthmus.api.paths import join
 from isthmus.api.types import PolicyTargetReference, WorkloadSelector
 from isthmus.api.validation import register
@@ -59,7 +60,13 @@ def validate_target_ref(r: Report, p: str, ref: PolicyTargetReference | None) ->
         r.error(p, f"targetRef must be to one of {_ALLOWED_TARGET_REFS_STR} but was {group}/{ref.kind}")
 
 
-def _validate_policy_targeting(r: Report, spec: s.AuthorizationPolicy | s.RequestAuthentication) -> None:
+def validate_policy_targeting(
+    r: Report, spec: s.AuthorizationPolicy | s.RequestAuthentication | t.Telemetry
+) -> None:
+    """Selector and target references, and Istio's ``validateOneOfSelectorType``: they are plain fields
+    (not a proto oneof), so setting two of them is an admission error with Istio's wording."""
+    if sum((spec.selector is not None, spec.target_ref is not None, bool(spec.target_refs))) > 1:
+        r.error("spec", "only one of targetRefs or workloadSelector can be set")
     validate_selector(r, "spec.selector", spec.selector)
     validate_target_ref(r, "spec.targetRef", spec.target_ref)
     for i, ref in enumerate(spec.target_refs or []):
@@ -306,7 +313,7 @@ def _alias(model: type, attr: str) -> str:
 @register("AuthorizationPolicy")
 def validate_authorization_policy(res: Resource, r: Report) -> None:
     ap: s.AuthorizationPolicy = res.spec  # type: ignore[assignment]
-    _validate_policy_targeting(r, ap)
+    validate_policy_targeting(r, ap)
     _root_selector_warning(r, res, ap.selector, "AuthorizationPolicy")
     action = ap.action or "ALLOW"
 
@@ -519,7 +526,7 @@ def _jwks_error(jwks: str) -> str | None:
 @register("RequestAuthentication")
 def validate_request_authentication(res: Resource, r: Report) -> None:
     ra: s.RequestAuthentication = res.spec  # type: ignore[assignment]
-    _validate_policy_targeting(r, ra)
+    validate_policy_targeting(r, ra)
     _root_selector_warning(r, res, ra.selector, "RequestAuthentication")
     for i, rule in enumerate(ra.jwt_rules):
         p = f"spec.jwtRules[{i}]"
