@@ -2,7 +2,9 @@
 WorkloadEntry, WorkloadGroup, EnvoyFilter (v1alpha3) and ProxyConfig (v1beta1).
 
 Field lists follow istio.io/api v1.31 (the CRD schemas). Attribute names are the snake_case of Istio's
-field names; the camelCase name is the alias. Unset optional fields are None.
+field names; the camelCase name is the alias. Unset optional fields are None. TrafficPolicy and
+PortTrafficPolicy also carry ``admissionControl`` (AdmissionControlPolicy, SuccessRate, SuccessCriteria as
+in the newer destination_rule.proto).
 """
 
 from __future__ import annotations
@@ -399,12 +401,49 @@ class RetryBudget(ApiModel):
     budget_interval: Duration | None = None
 
 
+class StatusRange(ApiModel):
+    """SuccessCriteria.HttpCriteria.StatusRange: the half-open range ``[start, end)``."""
+
+    start: UInt32 | None = None
+    end: UInt32 | None = None
+
+
+class HttpCriteria(ApiModel):
+    status_ranges: list[StatusRange] = Field(default_factory=list)
+
+
+class GrpcCriteria(ApiModel):
+    status_codes: list[str] = Field(default_factory=list)
+
+
+class SuccessCriteria(ApiModel):
+    http: HttpCriteria | None = None
+    grpc: GrpcCriteria | None = None
+
+
+class SuccessRate(ApiModel):
+    sampling_window: Duration | None = None
+    threshold: float | None = None
+    aggression: float | None = None
+    minimum_attempt_rate: UInt32 | None = None
+    maximum_rejection_percent: float | None = None
+    success_criteria: SuccessCriteria | None = None
+
+
+class AdmissionControlPolicy(ApiModel):
+    """TrafficPolicy.admissionControl (and PortTrafficPolicy.admissionControl): oneof strategy, whose only
+    member is ``successRate``."""
+
+    success_rate: SuccessRate | None = None
+
+
 class PortTrafficPolicy(ApiModel):
     port: PortSelector | None = None
     load_balancer: LoadBalancerSettings | None = None
     connection_pool: ConnectionPoolSettings | None = None
     outlier_detection: OutlierDetection | None = None
     tls: ClientTLSSettings | None = None
+    admission_control: AdmissionControlPolicy | None = None
 
 
 class TrafficPolicy(ApiModel):
@@ -416,6 +455,7 @@ class TrafficPolicy(ApiModel):
     tunnel: TunnelSettings | None = None
     proxy_protocol: ProxyProtocol | None = None
     retry_budget: RetryBudget | None = None
+    admission_control: AdmissionControlPolicy | None = None
 
 
 class Subset(ApiModel):

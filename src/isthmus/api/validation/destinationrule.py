@@ -11,8 +11,11 @@ from isthmus.api.paths import join
 from isthmus.api.types import parse_duration
 from isthmus.api.validation import register
 from isthmus.api.validation.common import (
+    GRPC_STATUS,
     Report,
+    duration_nanos,
     is_ip,
+    q,
     validate_duration,
     validate_export_to,
     validate_fqdn,
@@ -67,6 +70,7 @@ def validate_traffic_policy(r: Report, p: str, namespace: str, tp: n.TrafficPoli
         and tp.tunnel is None
         and tp.proxy_protocol is None
         and tp.retry_budget is None
+        and tp.admission_control is None
     ):
         r.error(p, "traffic policy must have at least one field")
         return
@@ -87,6 +91,7 @@ def validate_traffic_policy(r: Report, p: str, namespace: str, tp: n.TrafficPoli
             and pl.connection_pool is None
             and pl.load_balancer is None
             and pl.tls is None
+            and pl.admission_control is None
         ):
             r.error(pp, "port traffic policy must have at least one field")
             continue
@@ -94,8 +99,62 @@ def validate_traffic_policy(r: Report, p: str, namespace: str, tp: n.TrafficPoli
         validate_connection_pool(r, join(pp, "connectionPool"), pl.connection_pool)
         validate_load_balancer(r, join(pp, "loadBalancer"), pl.load_balancer, pl.outlier_detection)
         validate_client_tls(r, join(pp, "tls"), namespace, pl.tls)
+        validate_admission_control(r, join(pp, "admissionControl"), pl.admission_control)
     _validate_tunnel(r, join(p, "tunnel"), tp.tunnel)
     _validate_retry_budget(r, join(p, "retryBudget"), tp.retry_budget)
+    validate_admission_control(r, join(p, "admissionControl"), tp.admission_control)
+
+
+def validate_admission_control(r: Report, p: str, ac: n.AdmissionControlPolicy | None) -> None:
+    """TrafficPolicy.admissionControl. The verdicts follow Istio's TestValidateTrafficPolicy admissionControl
+    cases and the constraints destination_rule.proto documents (percentages in [0, 100], aggression >= 1,
+    status ranges half-open within [100, 600], canonical gRPC status names, non-empty criteria lists)."""
+    if ac is None:
+        return
+    sr = ac.success_rate
+    if sr is None:
+        r.error(p, "admission control policy must set successRate")
+        return
+    sp = join(p, "successRate")
+    if sr.sampling_window is not None and duration_nanos(sr.sampling_window) < 0:
+        r.error(join(sp, "samplingWindow"), f"sampling window {sr.sampling_window} must not be negative")
+    if sr.threshold is not None and not 0.0 <= sr.threshold <= 100.0:
+        r.error(join(sp, "threshold"), f"success rate threshold {sr.threshold:g} is not in range 0..100")
+    if sr.aggression is not None and sr.aggression < 1.0:
+        r.error(join(sp, "aggression"), f"aggression {sr.aggression:g} must be greater than or equal to 1")
+    if sr.maximum_rejection_percent is not None and not 0.0 <= sr.maximum_rejection_percent <= 100.0:
+        r.error(
+            join(sp, "maximumRejectionPercent"),
+            f"maximum rejection percent {sr.maximum_rejection_percent:g} is not in range 0..100",
+        )
+    sc = sr.success_criteria
+    if sc is None:
+        return
+    cp = join(sp, "successCriteria")
+    if sc.http is not None:
+        hp = join(cp, "http")
+        if not sc.http.status_ranges:
+            r.error(join(hp, "statusRanges"), "http success criteria must have at least one status range")
+        for i, rng in enumerate(sc.http.status_ranges):
+            rp = join(hp, "statusRanges", i)
+            start, end = rng.start or 0, rng.end or 0
+            for name, v in (("start", start), ("end", end)):
+                if not 100 <= v <= 600:
+                    r.error(join(rp, name), f"status range {name} {v} is not in range 100..600")
+            if end <= start:
+                r.error(rp, f"status range [{start}, {end}) is empty: end must be greater than start")
+    if sc.grpc is not None:
+        gp = join(cp, "grpc")
+        if not sc.grpc.status_codes:
+            r.error(join(gp, "statusCodes"), "grpc success criteria must have at least one status code")
+        for i, code in enumerate(sc.grpc.status_codes):
+            if code not in GRPC_STATUS:
+                r.error(
+                    join(gp, "statusCodes", i),
+                    f"gRPC status {q(code)} is not supported. See "
+                    "https://github.com/grpc/grpc/blob/master/doc/statuscodes.md for a list of supported codes, "
+                    "for example 'NOT_FOUND'",
+                )
 
 
 def _validate_tunnel(r: Report, p: str, tunnel: n.TunnelSettings | None) -> None:
