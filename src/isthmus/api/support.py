@@ -35,6 +35,16 @@ UNSUPPORTED_KINDS: dict[str, str] = {
 LOCALITY = "locality-aware load balancing needs pod localities, which local pods do not have yet"
 MULTI_NETWORK = "multi-network meshes (network gateways) are not implemented"
 ISTIO_IGNORES = "Istio itself does not translate it; remove it to say what you mean"
+ADMISSION_CONTROL = (
+    "Envoy's admission_control filter (success-rate load shedding) is not generated yet; remove it, or use "
+    "outlierDetection and connectionPool limits"
+)
+TRAFFIC_POLICIES = (
+    "spec.trafficPolicy",
+    "spec.trafficPolicy.portLevelSettings[]",
+    "spec.subsets[].trafficPolicy",
+    "spec.subsets[].trafficPolicy.portLevelSettings[]",
+)
 
 # Fields of supported kinds the running mesh refuses: kind -> {field pattern: reason}.
 UNSUPPORTED: dict[str, dict[str, str]] = {
@@ -82,23 +92,14 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "spec.subsets[].trafficPolicy.proxyProtocol": "upstream PROXY protocol is not translated yet",
         **{
             f"{prefix}.loadBalancer.{field}": LOCALITY
-            for prefix in (
-                "spec.trafficPolicy",
-                "spec.trafficPolicy.portLevelSettings[]",
-                "spec.subsets[].trafficPolicy",
-                "spec.subsets[].trafficPolicy.portLevelSettings[]",
-            )
+            for prefix in TRAFFIC_POLICIES
             for field in ("localityLbSetting", "zoneAwareLbSetting")
         },
         **{
             f"{prefix}.outlierDetection.consecutiveErrors": "deprecated and ignored by Istio; use consecutive5xxErrors"
-            for prefix in (
-                "spec.trafficPolicy",
-                "spec.trafficPolicy.portLevelSettings[]",
-                "spec.subsets[].trafficPolicy",
-                "spec.subsets[].trafficPolicy.portLevelSettings[]",
-            )
+            for prefix in TRAFFIC_POLICIES
         },
+        **{f"{prefix}.admissionControl": ADMISSION_CONTROL for prefix in TRAFFIC_POLICIES},
     },
 }
 
@@ -293,46 +294,7 @@ def _telemetry_errors(resource: Resource, data: dict[str, Any], ident: dict[str,
                             **ident,
                         )
                     )
-    for i, logging in enumerate(spec.get("accessLogging") or []):
-        expr = (logging.get("filter") or {}).get("expression") or ""
-        problem = _cel_problem(expr) if expr else None
-        if problem:
-            path = f"spec.accessLogging[{i}].filter.expression"
-            errors.append(
-                ConfigError(line=resource.line_of(path), message=f"{path}: invalid CEL: {problem}", **ident)
-            )
     return errors
-
-
-def _cel_problem(expr: str) -> str | None:
-    """A cheap syntax check (Envoy rejects the whole listener for an expression it cannot parse): quotes
-    closed, brackets balanced, no dangling operator."""
-    stack: list[str] = []
-    pairs = {")": "(", "]": "[", "}": "{"}
-    quote = ""
-    escaped = False
-    for ch in expr:
-        if quote:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == quote:
-                quote = ""
-            continue
-        if ch in "'\"":
-            quote = ch
-        elif ch in "([{":
-            stack.append(ch)
-        elif ch in pairs and (not stack or stack.pop() != pairs[ch]):
-            return f"unbalanced {ch!r}"
-    if quote:
-        return f"unterminated string ({quote})"
-    if stack:
-        return f"unclosed {stack[-1]!r}"
-    if expr.strip().endswith(("&&", "||", "==", "!=", ">", "<", "+", "-", "!", ".", "?", ":")):
-        return "incomplete expression"
-    return None
 
 
 def is_supported(resource: Resource) -> bool:
