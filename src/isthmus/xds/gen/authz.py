@@ -83,6 +83,9 @@ def _sm(value: str, prefix: str = "", *, ignore_case: bool = False) -> string_pb
     if value == "*":
         return string_pb2.StringMatcher(safe_regex={"regex": ".+"}, ignore_case=False)
     if value.startswith("*"):
+        if prefix:
+            # A StringMatcher has no prefix-and-suffix form; istiod keeps both in a regex, unescaped.
+            return string_pb2.StringMatcher(safe_regex={"regex": prefix + ".*" + value[1:]})
         return string_pb2.StringMatcher(suffix=value[1:], ignore_case=ignore_case)
     if value.endswith("*"):
         return string_pb2.StringMatcher(prefix=prefix + value[:-1], ignore_case=ignore_case)
@@ -102,21 +105,67 @@ def _cidr(value: str) -> address_pb2.CidrRange:
     return address_pb2.CidrRange(address_prefix=str(net.network_address), prefix_len=p.u32(net.prefixlen))
 
 
-def _jwt_metadata(
-    path: Sequence[str], value: str, *, list_match: bool = False
+def _metadata(
+    filter_name: str, path: Sequence[str], value: value_pb2.ValueMatcher
 ) -> metadata_pb2.MetadataMatcher:
-    m = metadata_pb2.MetadataMatcher(filter=JWT_FILTER)
-    for seg in ("payload", *path):
+    m = metadata_pb2.MetadataMatcher(filter=filter_name)
+    for seg in path:
         m.path.add(key=seg)
-    if value == "*":
-        vm = value_pb2.ValueMatcher(present_match=True)
-    else:
-        vm = value_pb2.ValueMatcher(string_match=_sm(value))
-    if list_match:
-        m.value.list_match.one_of.CopyFrom(vm)
-    else:
-        m.value.CopyFrom(vm)
+    m.value.CopyFrom(value)
     return m
+
+
+def _or_values(matchers: list[value_pb2.ValueMatcher]) -> value_pb2.ValueMatcher:
+    """istiod's matcher.OrMatcher: one value matcher for all the values of a field."""
+    if len(matchers) == 1:
+        return matchers[0]
+    return value_pb2.ValueMatcher(or_match=value_pb2.OrMatcher(value_matchers=matchers))
+
+
+def _jwt_string(claim: str, m: string_pb2.StringMatcher) -> rbac_pb2.Principal:
+    """istiod's MetadataStringMatcherForJWTClaim: one string claim of the verified JWT payload."""
+    return rbac_pb2.Principal(
+        metadata=_metadata(JWT_FILTER, ("payload", claim), value_pb2.ValueMatcher(string_match=m))
+    )
+
+
+def _jwt_claims(path: Sequence[str], values: Sequence[str]) -> rbac_pb2.Principal:
+    """istiod's MetadataListValueMatcherForJWTClaims: a claim may be a list (any element matches one
+    of the values) or a plain string (it matches one of the values); `aud` is either, per RFC 7519."""
+    one_of = _or_values([value_pb2.ValueMatcher(string_match=_sm(v)) for v in values])
+    listed = value_pb2.ValueMatcher(list_match=value_pb2.ListMatcher(one_of=one_of))
+    either = value_pb2.ValueMatcher(or_match=value_pb2.OrMatcher(value_matchers=[listed, one_of]))
+    return rbac_pb2.Principal(metadata=_metadata(JWT_FILTER, ("payload", *path), either))
+
+
+_ANY_STRING = string_pb2.StringMatcher(safe_regex={"regex": ".+"})
+
+
+def _request_principal(value: str) -> rbac_pb2.Principal:
+    """`iss/sub` as the AND of the JWT's `iss` and `sub` claims, split at the last `/` (the issuer is
+    often a URL), with istiod's wildcard rules (generator.go requestPrincipalGenerator)."""
+    iss, sep, sub = value.rpartition("/")
+    if not sep:
+        iss, sub = value, ""
+    if value == "*":
+        m_iss, m_sub = _ANY_STRING, _ANY_STRING
+    elif value.startswith("*"):
+        if sep:
+            m_iss = _ANY_STRING if iss == "*" else string_pb2.StringMatcher(suffix=iss[1:])
+            m_sub = string_pb2.StringMatcher(exact=sub)
+        else:
+            m_iss, m_sub = _ANY_STRING, string_pb2.StringMatcher(suffix=value[1:])
+    elif value.endswith("*"):
+        if sep:
+            m_iss = string_pb2.StringMatcher(exact=iss)
+            m_sub = _ANY_STRING if sub == "*" else string_pb2.StringMatcher(prefix=sub[:-1])
+        else:
+            m_iss, m_sub = string_pb2.StringMatcher(prefix=value[:-1]), _ANY_STRING
+    else:
+        m_iss, m_sub = string_pb2.StringMatcher(exact=iss), string_pb2.StringMatcher(exact=sub)
+    return rbac_pb2.Principal(
+        and_ids=rbac_pb2.Principal.Set(ids=[_jwt_string("iss", m_iss), _jwt_string("sub", m_sub)])
+    )
 
 
 def _claim_path(key: str) -> list[str]:
@@ -167,28 +216,31 @@ def _principal_for(key: str, value: str, tcp: bool) -> rbac_pb2.Principal:
     if tcp:
         raise NotForTcp(key)
     if key in ("requestPrincipals", "request.auth.principal"):
-        if value == "*":
-            return rbac_pb2.Principal(metadata=_jwt_metadata(["iss"], "*"))
-        iss, _, sub = value.rpartition("/")
-        if not iss:
-            return rbac_pb2.Principal(metadata=_jwt_metadata(["iss"], value))
-        return rbac_pb2.Principal(
-            and_ids=rbac_pb2.Principal.Set(
-                ids=[
-                    rbac_pb2.Principal(metadata=_jwt_metadata(["iss"], iss)),
-                    rbac_pb2.Principal(metadata=_jwt_metadata(["sub"], sub)),
-                ]
-            )
-        )
-    if key == "request.auth.audiences":
-        return rbac_pb2.Principal(metadata=_jwt_metadata(["aud"], value, list_match=True))
-    if key == "request.auth.presenter":
-        return rbac_pb2.Principal(metadata=_jwt_metadata(["azp"], value, list_match=True))
-    if key.startswith("request.auth.claims"):
-        return rbac_pb2.Principal(metadata=_jwt_metadata(_claim_path(key), value, list_match=True))
+        return _request_principal(value)
     if key.startswith("request.headers[") and key.endswith("]"):
         return rbac_pb2.Principal(header=_header(key[len("request.headers[") : -1], value))
     raise ValueError(f"unknown source key {key}")
+
+
+def _jwt_claim_path(key: str) -> list[str] | None:
+    """The payload path a JWT claim key matches, or None for other keys."""
+    if key == "request.auth.audiences":
+        return ["aud"]
+    if key == "request.auth.presenter":
+        return ["azp"]
+    if key.startswith("request.auth.claims"):
+        return _claim_path(key)
+    return None
+
+
+def _principal_values(key: str, values: Sequence[str], tcp: bool) -> rbac_pb2.Principal:
+    """Every value of one source field or `when` key, ORed."""
+    path = _jwt_claim_path(key)
+    if path is None:
+        return _or_ids([_principal_for(key, v, tcp) for v in values])
+    if tcp:
+        raise NotForTcp(key)
+    return _jwt_claims(path, values)
 
 
 def _uri_template(value: str) -> rbac_pb2.Permission:
@@ -209,12 +261,6 @@ def _permission_for(key: str, value: str, tcp: bool) -> rbac_pb2.Permission:
         return rbac_pb2.Permission(destination_ip=_cidr(value))
     if key == "connection.sni":
         return rbac_pb2.Permission(requested_server_name=_sm(value))
-    if key.startswith("experimental.envoy.filters."):
-        filt, _, rest = key[len("experimental.") :].partition("[")
-        md = metadata_pb2.MetadataMatcher(filter=filt)
-        md.path.add(key=rest.rstrip("]"))
-        md.value.string_match.CopyFrom(_sm(value))
-        return rbac_pb2.Permission(metadata=md)
     if tcp:
         raise NotForTcp(key)
     if key == "hosts":
@@ -228,6 +274,24 @@ def _permission_for(key: str, value: str, tcp: bool) -> rbac_pb2.Permission:
     raise ValueError(f"unknown operation key {key}")
 
 
+def _filter_metadata_value(value: str) -> value_pb2.ValueMatcher:
+    """`[v]` matches a list holding v; any other value the string itself."""
+    if value.startswith("[") and value.endswith("]"):
+        one = value_pb2.ValueMatcher(string_match=_sm(value[1:-1]))
+        return value_pb2.ValueMatcher(list_match=value_pb2.ListMatcher(one_of=one))
+    return value_pb2.ValueMatcher(string_match=_sm(value))
+
+
+def _permission_values(key: str, values: Sequence[str], tcp: bool) -> rbac_pb2.Permission:
+    """Every value of one operation field or `when` key, ORed."""
+    if key.startswith("experimental.envoy.filters."):
+        # `experimental.envoy.filters.a.b[c]`: key c of filter a.b's dynamic metadata.
+        filt, _, rest = key[len("experimental.") :].partition("[")
+        value = _or_values([_filter_metadata_value(v) for v in values])
+        return rbac_pb2.Permission(metadata=_metadata(filt, (rest.rstrip("]"),), value))
+    return _or_rules([_permission_for(key, v, tcp) for v in values])
+
+
 @dataclass
 class _Field:
     key: str
@@ -235,7 +299,96 @@ class _Field:
     negate: bool
 
 
-def _source_fields(source: Any) -> list[_Field]:
+def _td_match(a: str, b: str) -> bool:
+    """trustdomain.stringMatch for one pair: either side may be the `*`/prefix/suffix pattern."""
+
+    def one_way(value: str, pattern: str) -> bool:
+        return (
+            pattern == "*"
+            or (pattern.endswith("*") and value.startswith(pattern[:-1]))
+            or (pattern.startswith("*") and value.endswith(pattern[1:]))
+        )
+
+    return a == b or one_way(a, b) or one_way(b, a)
+
+
+@dataclass(frozen=True)
+class TrustDomains:
+    """istiod's trustdomain.Bundle: the mesh's trust domain, then its aliases (MeshConfig
+    trustDomainAliases), all treated as the same mesh in source principals."""
+
+    domains: tuple[str, ...] = ("cluster.local",)
+
+    @classmethod
+    def of(cls, snapshot: Snapshot) -> TrustDomains:
+        mesh = snapshot.mesh
+        return cls((mesh.trust_domain, *mesh.trust_domain_aliases))
+
+    def principals(self, values: Sequence[str]) -> list[str]:
+        """ReplaceTrustDomainAliases: `td/ns/x/sa/y` naming the local trust domain, an alias or
+        `cluster.local` (which always means the local one) is expanded to every domain of the bundle."""
+        out: list[str] = []
+        for principal in values:
+            parts = principal.split("/")
+            td = parts[0]
+            # Not a `<td>/ns/<ns>/sa/<sa>` identity, a `*` trust domain, or a foreign trust domain: as is.
+            if (
+                len(parts) != 5
+                or td == "*"
+                or not (td == "cluster.local" or any(_td_match(td, d) for d in self.domains))
+            ):
+                out.append(principal)
+                continue
+            expanded: list[str] = []
+            for domain in self.domains:
+                # A `*-td` pattern that already covers this domain stays as written.
+                covers = td.startswith("*") and domain.endswith(td[1:])
+                new = principal if covers else "/".join([domain, *parts[1:]])
+                if new not in expanded:
+                    expanded.append(new)
+            out.extend(expanded)
+        return out
+
+    def trust_domains(self, values: Sequence[str]) -> list[str]:
+        """ExpandTrustDomainAliases: a trust domain of the bundle stands for all of them."""
+        out: list[str] = []
+        for v in values:
+            for td in self.domains if v in self.domains else (v,):
+                if td not in out:
+                    out.append(td)
+        return out
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """What source values are read against: the policy's namespace and the mesh's trust domains."""
+
+    namespace: str
+    trust: TrustDomains
+
+    def values(self, key: str, values: Sequence[str]) -> list[str]:
+        if key in ("principals", "source.principal"):
+            return self.trust.principals(values)
+        if key in ("trustDomains", "source.trustDomain"):
+            return self.trust.trust_domains(values)
+        if key in ("serviceAccounts", "source.serviceAccount"):
+            # A bare service account is one of the policy's namespace (serviceAccountRegex).
+            return [v if "/" in v else f"{self.namespace}/{v}" for v in values]
+        return list(values)
+
+
+def _fields(
+    key: str, values: Sequence[str] | None, not_values: Sequence[str] | None, scope: _Scope
+) -> list[_Field]:
+    out = []
+    if values:
+        out.append(_Field(key, scope.values(key, values), False))
+    if not_values:
+        out.append(_Field(key, scope.values(key, not_values), True))
+    return out
+
+
+def _source_fields(source: Any, scope: _Scope) -> list[_Field]:
     pairs = [
         ("principals", "principals", "not_principals"),
         ("requestPrincipals", "request_principals", "not_request_principals"),
@@ -247,14 +400,11 @@ def _source_fields(source: Any) -> list[_Field]:
     ]
     out = []
     for key, pos, neg in pairs:
-        if getattr(source, pos, None):
-            out.append(_Field(key, list(getattr(source, pos)), False))
-        if getattr(source, neg, None):
-            out.append(_Field(key, list(getattr(source, neg)), True))
+        out += _fields(key, getattr(source, pos, None), getattr(source, neg, None), scope)
     return out
 
 
-def _operation_fields(op: Any) -> list[_Field]:
+def _operation_fields(op: Any, scope: _Scope) -> list[_Field]:
     out = []
     for key, pos, neg in (
         ("hosts", "hosts", "not_hosts"),
@@ -262,29 +412,22 @@ def _operation_fields(op: Any) -> list[_Field]:
         ("methods", "methods", "not_methods"),
         ("paths", "paths", "not_paths"),
     ):
-        if getattr(op, pos, None):
-            out.append(_Field(key, list(getattr(op, pos)), False))
-        if getattr(op, neg, None):
-            out.append(_Field(key, list(getattr(op, neg)), True))
+        out += _fields(key, getattr(op, pos, None), getattr(op, neg, None), scope)
     return out
 
 
-def _condition_fields(when: Sequence[Any]) -> tuple[list[_Field], list[_Field]]:
+def _condition_fields(when: Sequence[Any], scope: _Scope) -> tuple[list[_Field], list[_Field]]:
     principals: list[_Field] = []
     permissions: list[_Field] = []
     for cond in when:
         target = principals if cond.key.startswith(_PRINCIPAL_KEYS) else permissions
-        if cond.values:
-            target.append(_Field(cond.key, list(cond.values), False))
-        if cond.not_values:
-            target.append(_Field(cond.key, list(cond.not_values), True))
+        target += _fields(cond.key, cond.values, cond.not_values, scope)
     return principals, permissions
 
 
 def _build(
     fields: list[_Field],
-    one: Callable[[str, str, bool], Any],
-    or_: Callable[[list[Any]], Any],
+    values_of: Callable[[str, Sequence[str], bool], Any],
     and_: Callable[[list[Any]], Any],
     neg: Callable[[Any], Any],
     any_: Callable[[], Any],
@@ -294,7 +437,7 @@ def _build(
     parts = []
     for f in fields:
         try:
-            m = or_([one(f.key, v, tcp) for v in f.values])
+            m = values_of(f.key, f.values, tcp)
         except NotForTcp:
             if drop_http:
                 continue
@@ -308,8 +451,7 @@ def _build(
 def _principal(fields: list[_Field], tcp: bool, drop_http: bool) -> rbac_pb2.Principal:
     return _build(
         fields,
-        _principal_for,
-        _or_ids,
+        _principal_values,
         lambda ids: rbac_pb2.Principal(and_ids=rbac_pb2.Principal.Set(ids=ids)),
         lambda m: rbac_pb2.Principal(not_id=m),
         lambda: rbac_pb2.Principal(any=True),
@@ -321,8 +463,7 @@ def _principal(fields: list[_Field], tcp: bool, drop_http: bool) -> rbac_pb2.Pri
 def _permission(fields: list[_Field], tcp: bool, drop_http: bool) -> rbac_pb2.Permission:
     return _build(
         fields,
-        _permission_for,
-        _or_rules,
+        _permission_values,
         lambda rules: rbac_pb2.Permission(and_rules=rbac_pb2.Permission.Set(rules=rules)),
         lambda m: rbac_pb2.Permission(not_rule=m),
         lambda: rbac_pb2.Permission(any=True),
@@ -331,19 +472,25 @@ def _permission(fields: list[_Field], tcp: bool, drop_http: bool) -> rbac_pb2.Pe
     )
 
 
-def rule_policy(rule: Any, *, tcp: bool, action: str) -> rbac_pb2.Policy | None:
-    """One rule as an RBAC policy; None if it can never match (an ALLOW rule with HTTP fields on TCP)."""
+def rule_policy(
+    rule: Any, *, tcp: bool, action: str, namespace: str, trust: TrustDomains
+) -> rbac_pb2.Policy | None:
+    """One rule of a policy in `namespace` as an RBAC policy; None if it can never match (an ALLOW
+    rule with HTTP fields on TCP)."""
     drop_http = action != "ALLOW"
-    cond_principals, cond_permissions = _condition_fields(rule.when or ())
+    scope = _Scope(namespace, trust)
+    cond_principals, cond_permissions = _condition_fields(rule.when or (), scope)
     try:
         froms = [f.source for f in rule.from_ or () if f.source is not None] or [None]
         principals = [
-            _principal((_source_fields(s) if s is not None else []) + cond_principals, tcp, drop_http)
+            _principal((_source_fields(s, scope) if s is not None else []) + cond_principals, tcp, drop_http)
             for s in froms
         ]
         tos = [t.operation for t in rule.to or () if t.operation is not None] or [None]
         permissions = [
-            _permission((_operation_fields(o) if o is not None else []) + cond_permissions, tcp, drop_http)
+            _permission(
+                (_operation_fields(o, scope) if o is not None else []) + cond_permissions, tcp, drop_http
+            )
             for o in tos
         ]
     except NotForTcp:
@@ -376,20 +523,24 @@ class _Rbac:
     has_shadow: bool
 
 
-def build_rbac(policies: Sequence[Config], action: str, *, tcp: bool) -> _Rbac | None:
+# strconv.ParseBool's true spellings: istiod reads the dry-run annotation with it.
+_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+
+
+def build_rbac(policies: Sequence[Config], action: str, *, tcp: bool, trust: TrustDomains) -> _Rbac | None:
     chosen = [c for c in policies if (c.spec.action or "ALLOW") == action]
     if not chosen:
         return None
     out = _Rbac(rbac_pb2.RBAC(action=_ACTIONS[action]), rbac_pb2.RBAC(action=_ACTIONS[action]), False, False)
     prefix = f"{ext_authz.MATCH_PREFIX}-" if action == "CUSTOM" else ""
     for cfg in chosen:
-        dry_run = (cfg.metadata.annotations or {}).get(DRY_RUN, "").lower() == "true"
+        dry_run = (cfg.metadata.annotations or {}).get(DRY_RUN, "") in _TRUE
         target = out.shadow if dry_run else out.rules
         rules = list(cfg.spec.rules or ())
         if not rules:
             target.policies[f"{prefix}ns[{cfg.namespace}]-policy[{cfg.name}]-rule[0]"].CopyFrom(_never())
         for i, rule in enumerate(rules):
-            policy = rule_policy(rule, tcp=tcp, action=action)
+            policy = rule_policy(rule, tcp=tcp, action=action, namespace=cfg.namespace, trust=trust)
             if policy is None:
                 continue
             target.policies[f"{prefix}ns[{cfg.namespace}]-policy[{cfg.name}]-rule[{i}]"].CopyFrom(policy)
@@ -581,7 +732,7 @@ def _custom_per_route(snapshot: Snapshot, proxy: Proxy) -> http_rbac.RBAC | None
         return None
     if custom.provider is None:
         return http_rbac.RBAC(rules=_deny_all())
-    built = build_rbac(custom.policies, "CUSTOM", tcp=False)
+    built = build_rbac(custom.policies, "CUSTOM", tcp=False, trust=TrustDomains.of(snapshot))
     # Dry-run CUSTOM policies are not evaluated at all (istiod uses only the enforced rules here).
     if built is None or not built.has_rules:
         return None
@@ -591,12 +742,13 @@ def _custom_per_route(snapshot: Snapshot, proxy: Proxy) -> http_rbac.RBAC | None
 def rbac_per_route(snapshot: Snapshot, proxy: Proxy) -> dict[str, Any]:
     """typed_per_filter_config entries carrying the AuthorizationPolicies in force on this proxy."""
     policies = policies_for(snapshot, "AuthorizationPolicy", proxy)
+    trust = TrustDomains.of(snapshot)
     out: dict[str, Any] = {}
     custom = _custom_per_route(snapshot, proxy)
     if custom is not None:
         out[CUSTOM_RBAC_FILTER] = p.pack(http_rbac.RBACPerRoute(rbac=custom))
     for action, name, prefix in RBAC_FILTERS:
-        built = build_rbac(policies, action, tcp=False)
+        built = build_rbac(policies, action, tcp=False, trust=trust)
         if built is not None:
             out[name] = p.pack(http_rbac.RBACPerRoute(rbac=_http_rbac(built, prefix)))
     return out
@@ -611,7 +763,7 @@ def _custom_network_filters(snapshot: Snapshot, proxy: Proxy) -> list[listener_c
         return [listener_components_pb2.Filter(name=RBAC_NETWORK, typed_config=p.pack(config))]
     if custom.provider.tcp is None:
         return []  # an HTTP provider does not apply to TCP traffic (istiod ignores it there)
-    built = build_rbac(custom.policies, "CUSTOM", tcp=True)
+    built = build_rbac(custom.policies, "CUSTOM", tcp=True, trust=TrustDomains.of(snapshot))
     if built is None or not built.has_rules:
         return []
     config = network_rbac.RBAC(
@@ -628,8 +780,9 @@ def _custom_network_filters(snapshot: Snapshot, proxy: Proxy) -> list[listener_c
 def inbound_network_filters(snapshot: Snapshot, proxy: Proxy) -> list[listener_components_pb2.Filter]:
     out = _custom_network_filters(snapshot, proxy)
     policies = policies_for(snapshot, "AuthorizationPolicy", proxy)
+    trust = TrustDomains.of(snapshot)
     for action, _, prefix in RBAC_FILTERS:
-        built = build_rbac(policies, action, tcp=True)
+        built = build_rbac(policies, action, tcp=True, trust=trust)
         if built is None:
             continue
         config = network_rbac.RBAC(stat_prefix="tcp.")
