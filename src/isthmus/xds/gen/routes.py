@@ -66,6 +66,8 @@ class RouteContext:
     # Services the proxy can route to, by hostname (its sidecar scope; all visible for gateways).
     services: Mapping[str, Service]
     gateway_names: frozenset[str] = frozenset({MESH_GATEWAY})
+    # The gateway server has `tls` (istiod's RouteOptions.IsTLS): redirects default to https then.
+    tls: bool = False
     _dr_cache: dict[str, MergedDestinationRule | None] = field(default_factory=dict)
 
     def destination_rule(self, hostname: str) -> MergedDestinationRule | None:
@@ -466,13 +468,12 @@ def hash_for_destination(ctx: RouteContext, dest: Any) -> Any | None:
 
 
 def hash_for_service(ctx: RouteContext, svc: Service, port: int) -> Any | None:
+    """Istio's hashForService: the port's setting when it has a consistentHash, else the top level's."""
     dr = ctx.destination_rule(svc.hostname)
     if dr is None or dr.traffic_policy is None:
         return None
-    for pls in dr.traffic_policy.port_level_settings or ():
-        if pls.port is not None and pls.port.number == port:
-            return _lb_hash(pls)
-    return _lb_hash(dr.traffic_policy)
+    top = dr.traffic_policy
+    return _port_level_hash(port, top) or _lb_hash(top)
 
 
 def route_operation(r: RC.Route, vs_name: str, port: int) -> str:
@@ -577,7 +578,7 @@ def _apply_destination(
     out.route.CopyFrom(action)
 
 
-def _apply_redirect(out: RC.Route, redirect: Any, listen_port: int) -> bool:
+def _apply_redirect(out: RC.Route, redirect: Any, listen_port: int, tls: bool) -> bool:
     code = int(redirect.redirect_code or 0)
     if code not in _REDIRECT_CODES:
         return False
@@ -596,8 +597,8 @@ def _apply_redirect(out: RC.Route, redirect: Any, listen_port: int) -> bool:
             action.port_redirect = listen_port
         elif redirect.port is not None:
             action.port_redirect = int(redirect.port)
-        # No explicit :80 for http or :443 for https (sidecars and plain-HTTP gateway servers: not TLS).
-        scheme = redirect.scheme or "http"
+        # No explicit :80 for http or :443 for https.
+        scheme = redirect.scheme or ("https" if tls else "http")
         if (action.port_redirect, scheme) in ((80, "http"), (443, "https")):
             action.port_redirect = 0
     out.redirect.CopyFrom(action)
@@ -636,7 +637,7 @@ def translate_route(
     out.response_headers_to_add.extend(ops.response_add)
     out.response_headers_to_remove.extend(ops.response_remove)
     if http.redirect is not None:
-        if not _apply_redirect(out, http.redirect, listen_port):
+        if not _apply_redirect(out, http.redirect, listen_port, ctx.tls):
             return None
     elif http.direct_response is not None:
         _apply_direct_response(out, http.direct_response)
@@ -1370,7 +1371,9 @@ def gateway_route_config(
     port = servers[0].port
     for server in servers:
         gw_name = server.gateway_name
-        ctx = RouteContext(snapshot, proxy, services, gateway_names=frozenset({gw_name}))
+        ctx = RouteContext(
+            snapshot, proxy, services, gateway_names=frozenset({gw_name}), tls=server.server.tls is not None
+        )
         for vs in snapshot.virtual_services_for_gateway(proxy.namespace, gw_name):
             hosts = _intersect(hosts_for_namespace(server.hosts, vs.namespace), vs.hosts)
             if not hosts:
