@@ -201,19 +201,28 @@ def _principal_name(sm: Mapping[str, Any]) -> str:
     return "source.principal " + describe_string_match(sm)
 
 
+def _value_condition(value: Mapping[str, Any]) -> str:
+    """A metadata value matcher in words. A JWT claim matcher is "a list holding one of the values, or
+    one of the values" (claims may be either): both halves read the same, so it is said once."""
+    if value.get("present_match"):
+        return "present"
+    if "string_match" in value:
+        return describe_string_match(value["string_match"])
+    if "list_match" in value:
+        return _value_condition((value["list_match"] or {}).get("one_of") or {})
+    if "or_match" in value:
+        conds = list(
+            dict.fromkeys(_value_condition(v) for v in (value["or_match"] or {}).get("value_matchers", []))
+        )
+        return conds[0] if len(conds) == 1 else "(" + " or ".join(conds) + ")"
+    return str(value)
+
+
 def _metadata(md: Mapping[str, Any]) -> str:
     path = [seg.get("key", "") for seg in md.get("path", []) or []]
     if path and path[0] == "payload":
         path = path[1:]
-    value = md.get("value") or {}
-    if "list_match" in value:
-        value = (value["list_match"] or {}).get("one_of") or {}
-    if value.get("present_match"):
-        cond = "present"
-    elif "string_match" in value:
-        cond = describe_string_match(value["string_match"])
-    else:
-        cond = str(value)
+    cond = _value_condition(md.get("value") or {})
     key = {"iss": "request.auth.principal (issuer)", "sub": "request.auth.principal (subject)",
            "aud": "request.auth.audiences", "azp": "request.auth.presenter"}.get(
         ".".join(path), f"request.auth.claims[{']['.join(path)}]"

@@ -220,3 +220,25 @@ def test_authz_check_shows_custom_policies_first() -> None:
     assert (rows[0].action, rows[0].policy, rows[0].dry_run) == ("CUSTOM", "ext.default", False)
     assert "path prefix '/admin'" in rows[0].rules[0].summary()
     assert "CUSTOM   ext.default" in authz.render_table(rows)
+
+
+def test_authz_check_words_jwt_claim_conditions() -> None:
+    # A claim may be a list or a plain string, so the generated matcher says "a list holding one of the
+    # values, or one of the values": the summary says it once.
+    policy = """
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: groups, namespace: default}
+spec:
+  selector: {matchLabels: {app: echo}}
+  rules:
+  - when:
+    - {key: "request.auth.claims[groups]", values: [dev, "ops*"]}
+    - {key: request.auth.audiences, values: [web]}
+"""
+    snap, _ = snapshot(policy)
+    (row,) = authz.check(config_for(snap, "echo-v2-0"))
+    summary = row.rules[0].summary()
+    assert "request.auth.claims[groups] (exact 'dev' or prefix 'ops')" in summary
+    assert "request.auth.audiences exact 'web'" in summary
+    assert "{" not in summary  # no matcher printed raw
