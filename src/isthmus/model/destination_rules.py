@@ -7,7 +7,8 @@
   (duplicate names dropped), the top-level trafficPolicy of the oldest rule that has one
   (`pilot/pkg/model/destination_rule.go`).
 - Policy layering per cluster: DR top level < DR portLevelSettings (replace) < subset < subset portLevel
-  (`pilot/pkg/networking/util/util.go` MergeSubsetTrafficPolicy).
+  (`pilot/pkg/networking/util/util.go` MergeSubsetTrafficPolicy, `pilot/pkg/model/destination_rule.go`
+  MergeTrafficPolicy: a subset's tunnel, proxyProtocol and retryBudget override when set).
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def effective_policy(
         tls=sp.tls if (sp.tls is not None or has_port_level) else base.tls,
         tunnel=sp.tunnel if sp.tunnel is not None else base.tunnel,
         proxy_protocol=sp.proxy_protocol if sp.proxy_protocol is not None else base.proxy_protocol,
-        retry_budget=base.retry_budget,
+        retry_budget=sp.retry_budget if sp.retry_budget is not None else base.retry_budget,
     )
 
 

@@ -107,10 +107,7 @@ def _metadata(c: p.cluster.Cluster, spec: ClusterSpec) -> None:
     Filled field by field (no dict -> Struct walk): it is on every cluster."""
     fields = c.metadata.filter_metadata["istio"].fields
     svc = spec.service
-    entry = fields["services"].list_value.values.add().struct_value.fields
-    entry["host"].string_value = svc.hostname
-    entry["name"].string_value = svc.name
-    entry["namespace"].string_value = svc.namespace
+    _add_service(fields["services"].list_value.values, svc)
     fields["default_original_port"].number_value = spec.port.port
     if spec.dr is not None:
         fields["config"].string_value = spec.dr.config_path
@@ -210,12 +207,16 @@ def _build_base(snapshot: Snapshot, proxy: Proxy, spec: ClusterSpec) -> p.cluste
 
 def build_outbound_cluster(
     snapshot: Snapshot, proxy: Proxy, spec: ClusterSpec, bases: dict[tuple, p.cluster.Cluster] | None = None
-) -> p.cluster.Cluster:
-    """One outbound cluster. With `bases` (one dict per build of a scope's clusters), EDS clusters of the
-    same policy, protocol and proxy kind copy a prototype instead of building the same sub-messages again."""
+) -> p.cluster.Cluster | None:
+    """One outbound cluster (None: not built). With `bases` (one dict per build of a scope's clusters), EDS
+    clusters of the same policy, protocol and proxy kind copy a prototype instead of building the same
+    sub-messages again."""
     key = _base_key(proxy, spec) if bases is not None else None
     if key is None:
         c = _build_base(snapshot, proxy, spec)
+        if c.HasField("load_assignment") and not c.load_assignment.endpoints:
+            # istiod's buildCluster: a DNS cluster without endpoints (a subset no host matches) is not built.
+            return None
     else:
         proto = bases.get(key)
         if proto is None:
@@ -245,26 +246,61 @@ def build_inbound_cluster(snapshot: Snapshot, proxy: Proxy, inbound: InboundPort
     )
     c.common_lb_config.SetInParent()
     pool = None
-    sidecar = snapshot.sidecar_resource(proxy)
-    if sidecar is not None and sidecar.spec.inbound_connection_pool is not None:
-        # The Sidecar's inboundConnectionPool replaces the DestinationRule's for inbound traffic.
-        pool = sidecar.spec.inbound_connection_pool
-    elif inbound.services:
+    if inbound.services:
         svc, sp = inbound.services[0]
+        _inbound_metadata(c, inbound)
         dr = snapshot.destination_rules.lookup(proxy.namespace, {}, svc.hostname, svc.namespace)
-        pool = effective_policy(dr, sp.port, None).connection_pool
+        if dr is not None and dr.traffic_policy is not None:
+            pool = effective_policy(dr, sp.port, None).connection_pool
+            c.metadata.filter_metadata["istio"].fields["config"].string_value = dr.config_path
+    sidecar_pool = _sidecar_inbound_pool(snapshot, proxy, inbound.port)
+    if sidecar_pool is not None:
+        # The Sidecar's pool replaces the DestinationRule's for inbound traffic (it resolves the ambiguity
+        # of several services on one port).
+        pool = sidecar_pool
     opts = p.http_options.HttpProtocolOptions()
     tp.apply_connection_pool(c, opts, pool, snapshot.mesh.tcp_keepalive)
     if inbound.protocol.is_http2:
         opts.explicit_http_config.http2_protocol_options.SetInParent()
     elif inbound.protocol is Protocol.AUTO:
-        opts.use_downstream_protocol_config.SetInParent()
+        tp.use_downstream_protocol(opts)
     else:
         opts.explicit_http_config.http_protocol_options.SetInParent()
     c.typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].CopyFrom(
         p.pack(opts)
     )
     return c
+
+
+def _sidecar_inbound_pool(snapshot: Snapshot, proxy: Proxy, port: int) -> Any | None:
+    """istiod's InboundConnectionPoolForPort: the ingress listener's pool for that port, else the Sidecar's
+    inboundConnectionPool."""
+    sidecar = snapshot.sidecar_resource(proxy)
+    if sidecar is None:
+        return None
+    for ingress in sidecar.spec.ingress or ():
+        if ingress.port is not None and ingress.port.number == port and ingress.connection_pool is not None:
+            return ingress.connection_pool
+    return sidecar.spec.inbound_connection_pool
+
+
+def _inbound_metadata(c: p.cluster.Cluster, inbound: InboundPort) -> None:
+    """istiod's addTelemetryMetadata for inbound clusters: each service on the port, once per host."""
+    services = c.metadata.filter_metadata["istio"].fields["services"].list_value.values
+    seen: set[str] = set()
+    for svc, _ in inbound.services:
+        if svc.hostname in seen:
+            continue
+        seen.add(svc.hostname)
+        _add_service(services, svc)
+
+
+def _add_service(values: Any, svc: Service) -> None:
+    """One entry of the `services` list istiod's telemetry metadata carries (buildServiceMetadata)."""
+    entry = values.add().struct_value.fields
+    entry["host"].string_value = svc.hostname
+    entry["name"].string_value = svc.name
+    entry["namespace"].string_value = svc.namespace
 
 
 def blackhole_cluster(snapshot: Snapshot) -> p.cluster.Cluster:
@@ -284,7 +320,7 @@ def passthrough_cluster(snapshot: Snapshot) -> p.cluster.Cluster:
     )
     c.cluster_type.CopyFrom(_dfp_cluster_type(snapshot.mesh.dns_refresh_rate_s))
     opts = p.http_options.HttpProtocolOptions()
-    opts.use_downstream_protocol_config.SetInParent()
+    tp.use_downstream_protocol(opts)
     opts.common_http_protocol_options.idle_timeout.CopyFrom(p.duration(300))
     c.typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].CopyFrom(
         p.pack(opts)

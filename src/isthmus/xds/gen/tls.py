@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 TLS_SOCKET = "envoy.transport_sockets.tls"
 RAW_SOCKET = "envoy.transport_sockets.raw_buffer"
 TRANSPORT_SOCKET_MATCH = "envoy.transport_socket_match"
+CONFIGMAP_PREFIX = "configmap://"
 
 ALPN_HTTP11 = "istio-http/1.1"
 ALPN_H2 = "istio-h2"
@@ -154,8 +155,11 @@ def _uses_h2(cluster: Any) -> bool:
 _H2_BY_OPTIONS: dict[bytes, bool] = {}
 
 
-def _simple_or_mutual(tls: Any, proxy: Proxy, dr_has_selector: bool, h2: bool) -> tls_pb2.UpstreamTlsContext:
-    """DestinationRule SIMPLE / MUTUAL (TLS origination), istiod's constructUpstreamTLS."""
+def _simple_or_mutual(
+    tls: Any, proxy: Proxy, dr_has_selector: bool, h2: bool, default_sans: Iterable[str]
+) -> tls_pb2.UpstreamTlsContext:
+    """DestinationRule SIMPLE / MUTUAL (TLS origination), istiod's constructUpstreamTLS. `default_sans` are
+    checked when the rule names none (a ServiceEntry's subjectAltNames and workload identities)."""
     ctx = tls_pb2.UpstreamTlsContext()
     common = ctx.common_tls_context
     common.tls_params.tls_minimum_protocol_version = common_pb2.TlsParameters.TLSv1_2
@@ -174,7 +178,7 @@ def _simple_or_mutual(tls: Any, proxy: Proxy, dr_has_selector: bool, h2: bool) -
     if not tls.insecure_skip_verify:
         vc = common.combined_validation_context
         vc.default_validation_context.SetInParent()
-        for san in tls.subject_alt_names or ():
+        for san in tls.subject_alt_names or default_sans:
             vc.default_validation_context.match_subject_alt_names.append(string_pb2.StringMatcher(exact=san))
         if tls.ca_crl:
             vc.default_validation_context.crl.filename = tls.ca_crl
@@ -209,9 +213,19 @@ def apply_upstream_tls(snapshot: Snapshot, proxy: Proxy, cluster: Any, spec: Clu
             )
             return
         dr_selector = spec.dr is not None and spec.dr.selector is not None
-        ctx = _simple_or_mutual(tls, proxy, dr_selector, h2)
-        opts = _http_options(cluster)
-        if not tls.sni and opts is not None:
+        if _privileged_credential(tls.credential_name) and proxy.kind == "sidecar" and not dr_selector:
+            # istiod keeps Secrets from every sidecar a selector-less rule reaches: no TLS at all.
+            return
+        # istiod's constructUpstreamTLS: a ServiceEntry's (External registry) identities when the rule has none.
+        default_sans = () if svc.is_kubernetes else service_identities(snapshot, svc)
+        ctx = _simple_or_mutual(tls, proxy, dr_selector, h2, default_sans)
+        if not tls.sni:
+            # setAutoSniAndAutoSanValidation, decided on the rule's own SANs; the options are made for a
+            # TCP cluster too (HTTP/1.1, as istiod's clusterWrapper.build).
+            opts = _http_options(cluster)
+            if opts is None:
+                opts = p.http_options.HttpProtocolOptions()
+                opts.explicit_http_config.http_protocol_options.SetInParent()
             opts.upstream_http_protocol_options.auto_sni = True
             if not tls.subject_alt_names and not tls.insecure_skip_verify:
                 opts.upstream_http_protocol_options.auto_san_validation = True
@@ -233,6 +247,11 @@ def apply_upstream_tls(snapshot: Snapshot, proxy: Proxy, cluster: Any, spec: Clu
     sock.typed_config.type_url = _UPSTREAM_TLS_TYPE_URL
     sock.typed_config.value = ctx
     matches.append(_PLAIN_MATCH)
+
+
+def _privileged_credential(name: str | None) -> bool:
+    """A credentialName naming a Secret (a ConfigMap of CA certificates is readable by anyone)."""
+    return bool(name) and not name.startswith(CONFIGMAP_PREFIX)
 
 
 def _auto_mtls(snapshot: Snapshot, svc: Service) -> bool:

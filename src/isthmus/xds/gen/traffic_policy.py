@@ -62,38 +62,33 @@ def apply_load_balancer(c: p.cluster.Cluster, lb: Any | None) -> None:
         # There is no original destination for an explicit-proxy request; pick as DNS round robin would.
         c.lb_policy = p.cluster.Cluster.RANDOM
     warmup = lb.warmup
-    window = None
-    aggression = 1.0
-    min_percent = 10.0
+    if c.lb_policy not in (p.cluster.Cluster.ROUND_ROBIN, p.cluster.Cluster.LEAST_REQUEST):
+        return
+    slow = (
+        c.round_robin_lb_config if c.lb_policy == p.cluster.Cluster.ROUND_ROBIN else c.least_request_lb_config
+    ).slow_start_config
     if warmup is not None:
-        window = to_seconds(warmup.duration)
-        if warmup.aggression is not None:
-            aggression = float(warmup.aggression)
-        if warmup.minimum_percent is not None:
-            min_percent = float(warmup.minimum_percent)
-    elif lb.warmup_duration_secs is not None:
-        window = to_seconds(lb.warmup_duration_secs)
-    if window is not None and c.lb_policy in (p.cluster.Cluster.ROUND_ROBIN, p.cluster.Cluster.LEAST_REQUEST):
-        target = (
-            c.round_robin_lb_config
-            if c.lb_policy == p.cluster.Cluster.ROUND_ROBIN
-            else c.least_request_lb_config
+        # istiod's setWarmup: Envoy's defaults made explicit, the runtime key fixed (not exposed).
+        slow.slow_start_window.CopyFrom(p.duration(to_seconds(warmup.duration)))
+        slow.aggression.default_value = float(warmup.aggression) if warmup.aggression is not None else 1.0
+        slow.aggression.runtime_key = "("
+        slow.min_weight_percent.value = (
+            float(warmup.minimum_percent) if warmup.minimum_percent is not None else 10.0
         )
-        target.slow_start_config.slow_start_window.CopyFrom(p.duration(window))
-        target.slow_start_config.aggression.default_value = aggression
-        target.slow_start_config.aggression.runtime_key = "("
-        target.slow_start_config.min_weight_percent.value = min_percent
+    elif lb.warmup_duration_secs is not None:
+        # The deprecated field: istiod's setSlowStartConfig sets the window alone.
+        slow.slow_start_window.CopyFrom(p.duration(to_seconds(lb.warmup_duration_secs)))
 
 
 def apply_retry_budget(threshold: Any, budget: Any | None) -> None:
-    """Istio's applyRetryBudget: percent 20 and min concurrency 3 unless set."""
+    """Istio's applyRetryBudget: min concurrency 3 unless set; an unset percent is written as istiod writes
+    it, Percent 0.2 (its comment says 20%, the value Envoy reads is 0.2%). Envoy's RetryBudget has no
+    interval field, so budgetInterval has nothing to become (istiod ignores it too)."""
     if budget is None:
         return
     rb = threshold.retry_budget
-    rb.budget_percent.value = float(budget.percent) if budget.percent is not None else 20.0
+    rb.budget_percent.value = float(budget.percent) if budget.percent is not None else 0.2
     rb.min_retry_concurrency.value = int(budget.min_retry_concurrency) if budget.min_retry_concurrency else 3
-    if budget.budget_interval is not None:
-        rb.budget_interval.CopyFrom(p.duration(to_seconds(budget.budget_interval)))
 
 
 def apply_connection_pool(
@@ -105,9 +100,9 @@ def apply_connection_pool(
 ) -> None:
     threshold = default_thresholds()
     apply_retry_budget(threshold, retry_budget)
+    tcp = settings.tcp if settings is not None else None
     if settings is not None:
         http = settings.http
-        tcp = settings.tcp
         idle = None
         if http is not None:
             if http.http2_max_requests:
@@ -133,28 +128,26 @@ def apply_connection_pool(
                 )
             if idle is None and tcp.idle_timeout is not None:
                 idle = to_seconds(tcp.idle_timeout)
-            apply_tcp_keepalive(c, tcp.tcp_keepalive or mesh_tcp_keepalive)
-        elif mesh_tcp_keepalive is not None:
-            apply_tcp_keepalive(c, mesh_tcp_keepalive)
         if idle is not None:
             opts.common_http_protocol_options.idle_timeout.CopyFrom(p.duration(idle))
-    elif mesh_tcp_keepalive is not None:
-        apply_tcp_keepalive(c, mesh_tcp_keepalive)
+    # istiod's applyTCPKeepalive: the mesh's keepalive, then each attribute the DestinationRule sets.
+    apply_tcp_keepalive(c, mesh_tcp_keepalive)
+    apply_tcp_keepalive(c, tcp.tcp_keepalive if tcp is not None else None)
     c.circuit_breakers.thresholds.append(threshold)
 
 
 def apply_tcp_keepalive(c: p.cluster.Cluster, ka: Any | None) -> None:
+    """istiod's setKeepAliveSettings: an empty keepalive turns SO_KEEPALIVE on with the OS's values."""
     if ka is None:
         return
     out = c.upstream_connection_options.tcp_keepalive
+    out.SetInParent()
     if ka.probes:
         out.keepalive_probes.value = int(ka.probes)
     if ka.time is not None:
         out.keepalive_time.value = int(to_seconds(ka.time))
     if ka.interval is not None:
         out.keepalive_interval.value = int(to_seconds(ka.interval))
-    if not (ka.probes or ka.time is not None or ka.interval is not None):
-        c.upstream_connection_options.tcp_keepalive.SetInParent()
 
 
 def apply_outlier_detection(
@@ -206,14 +199,9 @@ def set_protocol(
 ) -> None:
     http = policy.connection_pool.http if policy.connection_pool is not None else None
     if http is not None and http.use_client_protocol:
-        opts.use_downstream_protocol_config.SetInParent()
+        use_downstream_protocol(opts)
         return
-    h2 = port.protocol.is_http2
-    if not h2 and port.protocol.is_http:
-        upgrade = (http.h2_upgrade_policy if http is not None else None) or "DEFAULT"
-        if upgrade == "DEFAULT":
-            upgrade = mesh_h2_upgrade
-        h2 = upgrade == "UPGRADE"
+    h2 = port.protocol.is_http2 or _h2_upgrade(port, http, mesh_h2_upgrade)
     if h2:
         opts.explicit_http_config.http2_protocol_options.SetInParent()
         keepalive = http.http2_keep_alive if http is not None else None
@@ -229,6 +217,21 @@ def set_protocol(
             )
         return
     if port.protocol is Protocol.AUTO and sidecar:
-        opts.use_downstream_protocol_config.SetInParent()
+        use_downstream_protocol(opts)
         return
     opts.explicit_http_config.http_protocol_options.SetInParent()
+
+
+def _h2_upgrade(port: ServicePort, http: Any | None, mesh_h2_upgrade: str) -> bool:
+    """istiod's shouldH2Upgrade: the DestinationRule's policy decides, even on a sniffed port (the user says
+    it is HTTP); the mesh's only upgrades ports declared HTTP."""
+    override = (http.h2_upgrade_policy if http is not None else None) or "DEFAULT"
+    if override != "DEFAULT":
+        return override == "UPGRADE"
+    return port.protocol.is_http and mesh_h2_upgrade == "UPGRADE"
+
+
+def use_downstream_protocol(opts: p.http_options.HttpProtocolOptions) -> None:
+    """istiod's setUseDownstreamProtocol: HTTP/1.1 and HTTP/2 options both given (defaults)."""
+    opts.use_downstream_protocol_config.http_protocol_options.SetInParent()
+    opts.use_downstream_protocol_config.http2_protocol_options.SetInParent()
