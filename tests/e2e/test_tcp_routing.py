@@ -41,6 +41,18 @@ spec:
   - {name: v1, labels: {version: v1}}
   - {name: v2, labels: {version: v2}}
 ---
+apiVersion: v1
+kind: Service
+metadata: {name: legacy-db}
+spec:
+  selector: {app: legacy-db}
+  ports: [{name: tcp-db, port: 5432}]
+---
+apiVersion: isthmus.dev/v1alpha1
+kind: Workload
+metadata: {name: legacy-db, labels: {app: legacy-db, version: legacy}}
+spec: {ports: [5432], sidecar: false, command: [isthmus, echo, --tcp, "5432"]}
+---
 apiVersion: isthmus.dev/v1alpha1
 kind: Workload
 metadata: {name: client, labels: {app: client, version: v1}}
@@ -100,3 +112,40 @@ def test_tcp_rules_route_by_source_labels_and_weights(tcp_mesh: MeshProcess) -> 
     finally:
         tcp_mesh.delete(vs)
     assert set(versions(tcp_mesh, "client", 40)) == {"v1", "v2"}
+
+
+def test_destination_rule_proxy_protocol_sends_the_client_address_first(tcp_mesh: MeshProcess) -> None:
+    """trafficPolicy.proxyProtocol, for a server outside the mesh that reads PROXY headers (as Istio
+    means it: an in-mesh server's sidecar would take the header for its first bytes): the client sidecar
+    opens each upstream connection with a PROXY v1 header naming the downstream connection, so the TCP
+    echo answers that header as the connection's first line."""
+    sidecar_ip = tcp_mesh.proxy("client")["ip"]
+    rule = textwrap.dedent(
+        """
+        apiVersion: networking.istio.io/v1
+        kind: DestinationRule
+        metadata: {name: legacy-db}
+        spec:
+          host: legacy-db
+          trafficPolicy: {proxyProtocol: {version: V1}}
+        """
+    )
+
+    def first_line() -> str:
+        resp = sync.request("tcp://legacy-db:5432", proxy=tcp_mesh.proxy_url("client"), body="ping")
+        assert resp.status == 200, resp
+        version, _, line = resp.text.strip().partition(" ")
+        assert version == "legacy"
+        return line
+
+    assert first_line() == "ping"
+    tcp_mesh.apply(rule)
+    try:
+        words = first_line().split()
+        # PROXY TCP4 <source> <destination> <source port> <destination port>: the destination is where
+        # the connection reached the client's sidecar (its outbound port on its pod address).
+        assert words[:2] == ["PROXY", "TCP4"] and len(words) == 6, words
+        assert (words[3], words[5]) == (sidecar_ip, "15001"), words
+    finally:
+        tcp_mesh.delete(rule)
+    assert first_line() == "ping"

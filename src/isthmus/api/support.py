@@ -88,8 +88,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
     "DestinationRule": {
         "spec.trafficPolicy.tunnel": "tunnels (CONNECT/POST upstream) are not translated yet",
         "spec.subsets[].trafficPolicy.tunnel": "tunnels (CONNECT/POST upstream) are not translated yet",
-        "spec.trafficPolicy.proxyProtocol": "upstream PROXY protocol is not translated yet",
-        "spec.subsets[].trafficPolicy.proxyProtocol": "upstream PROXY protocol is not translated yet",
         **{
             f"{prefix}.loadBalancer.{field}": LOCALITY
             for prefix in TRAFFIC_POLICIES

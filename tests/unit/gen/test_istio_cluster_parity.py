@@ -1075,3 +1075,58 @@ def test_destination_rule_workload_selector() -> None:
     assert lb_policy(clusters(snap, sidecar())[f"outbound|9080||{REVIEWS}"]) == "RANDOM"
     other = sidecar("reviews-v1-0", "default", {"app": "reviews", "version": "v1"}, "127.7.0.2")
     assert lb_policy(clusters(snap, other)[f"outbound|9080||{REVIEWS}"]) == "ROUND_ROBIN"
+
+
+# --- upstream PROXY protocol: TestApplyUpstreamProxyProtocol (cluster_builder_test.go) ---------------
+
+PROXY_PROTOCOL_TYPE = (
+    "type.googleapis.com/envoy.extensions.transport_sockets.proxy_protocol.v3.ProxyProtocolUpstreamTransport"
+)
+
+
+def proxy_protocol_layers(sock: dict) -> tuple[str, str, str]:
+    """(wrapper name, PROXY version, the wrapped socket's name)."""
+    cfg = sock["typed_config"]
+    assert cfg["@type"] == PROXY_PROTOCOL_TYPE
+    return sock["name"], cfg["config"].get("version", "V1"), cfg["transport_socket"]["name"]
+
+
+@pytest.mark.parametrize("version", ["V1", "V2"])
+def test_upstream_proxy_protocol_wraps_each_auto_mtls_match(version: str) -> None:
+    c = outbound(dr({"trafficPolicy": {"proxyProtocol": {"version": version}}}))
+    # Auto mTLS: the PROXY header goes first on both kinds of upstream connection, under the TLS.
+    assert "transport_socket" not in c
+    layers = [proxy_protocol_layers(m["transport_socket"]) for m in c["transport_socket_matches"]]
+    wrapper = "envoy.transport_sockets.upstream_proxy_protocol"
+    assert layers == [
+        (wrapper, version, "envoy.transport_sockets.tls"),
+        (wrapper, version, "envoy.transport_sockets.raw_buffer"),
+    ]
+
+
+def test_upstream_proxy_protocol_wraps_dr_tls_and_plaintext() -> None:
+    simple = outbound(dr({"trafficPolicy": {"proxyProtocol": {}, "tls": {"mode": "SIMPLE"}}}))
+    assert proxy_protocol_layers(simple["transport_socket"])[1:] == ("V1", "envoy.transport_sockets.tls")
+    assert "transport_socket_matches" not in simple
+    plain = outbound(dr({"trafficPolicy": {"proxyProtocol": {"version": "V2"}, "tls": {"mode": "DISABLE"}}}))
+    assert proxy_protocol_layers(plain["transport_socket"])[1:] == (
+        "V2",
+        "envoy.transport_sockets.raw_buffer",
+    )
+    # A subset's own proxyProtocol overrides the rule's (MergeTrafficPolicy); without one, none is added.
+    subsets = dr(
+        {
+            "trafficPolicy": {"tls": {"mode": "DISABLE"}},
+            "subsets": [
+                {
+                    "name": "v1",
+                    "labels": {"version": "v1"},
+                    "trafficPolicy": {"proxyProtocol": {"version": "V2"}},
+                },
+                {"name": "v2", "labels": {"version": "v2"}},
+            ],
+        }
+    )
+    assert proxy_protocol_layers(outbound(subsets, subset="v1")["transport_socket"])[1] == "V2"
+    assert "transport_socket" not in outbound(subsets, subset="v2")
+    assert "transport_socket" not in outbound(subsets)

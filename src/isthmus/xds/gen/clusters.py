@@ -228,6 +228,7 @@ def build_outbound_cluster(
         c.eds_cluster_config.service_name = spec.name
     _metadata(c, spec)
     tls.apply_upstream_tls(snapshot, proxy, c, spec)
+    tls.apply_upstream_proxy_protocol(c, spec.policy.proxy_protocol)
     return c
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from envoy.config.core.v3 import base_pb2
+from envoy.config.core.v3 import base_pb2, proxy_protocol_pb2
+from envoy.extensions.transport_sockets.proxy_protocol.v3 import upstream_proxy_protocol_pb2
 from envoy.extensions.transport_sockets.raw_buffer.v3 import raw_buffer_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 TLS_SOCKET = "envoy.transport_sockets.tls"
 RAW_SOCKET = "envoy.transport_sockets.raw_buffer"
 TRANSPORT_SOCKET_MATCH = "envoy.transport_socket_match"
+PROXY_PROTOCOL_SOCKET = "envoy.transport_sockets.upstream_proxy_protocol"
 CONFIGMAP_PREFIX = "configmap://"
 
 ALPN_HTTP11 = "istio-http/1.1"
@@ -247,6 +249,30 @@ def apply_upstream_tls(snapshot: Snapshot, proxy: Proxy, cluster: Any, spec: Clu
     sock.typed_config.type_url = _UPSTREAM_TLS_TYPE_URL
     sock.typed_config.value = ctx
     matches.append(_PLAIN_MATCH)
+
+
+def apply_upstream_proxy_protocol(cluster: Any, proxy_protocol: Any | None) -> None:
+    """istiod's applyUpstreamProxyProtocol (DestinationRule trafficPolicy.proxyProtocol): the PROXY header
+    goes first on every upstream connection, before any TLS, so whatever transport socket the cluster
+    has (plaintext, TLS, or each auto-mTLS match) is wrapped in the PROXY protocol one."""
+    if proxy_protocol is None:
+        return
+    config = proxy_protocol_pb2.ProxyProtocolConfig(
+        version=proxy_protocol_pb2.ProxyProtocolConfig.V2
+        if proxy_protocol.version == "V2"
+        else proxy_protocol_pb2.ProxyProtocolConfig.V1
+    )
+
+    def wrapped(inner: base_pb2.TransportSocket) -> base_pb2.TransportSocket:
+        transport = upstream_proxy_protocol_pb2.ProxyProtocolUpstreamTransport(config=config)
+        transport.transport_socket.CopyFrom(inner)
+        return base_pb2.TransportSocket(name=PROXY_PROTOCOL_SOCKET, typed_config=p.pack(transport))
+
+    if cluster.HasField("transport_socket") or not cluster.transport_socket_matches:
+        inner = cluster.transport_socket if cluster.HasField("transport_socket") else raw_socket()
+        cluster.transport_socket.CopyFrom(wrapped(inner))
+    for match in cluster.transport_socket_matches:
+        match.transport_socket.CopyFrom(wrapped(match.transport_socket))
 
 
 def _privileged_credential(name: str | None) -> bool:
