@@ -190,6 +190,7 @@ class Snapshot:
                 self.visible_services(proxy.namespace),
                 self.virtual_services.for_namespace(proxy.namespace, MESH_GATEWAY),
                 self.mesh.outbound_policy,
+                self.mesh.default_service_export_to,
             ),
         )
 

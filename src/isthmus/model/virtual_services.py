@@ -17,6 +17,16 @@ from isthmus.model.visibility import is_visible, normalize
 MESH_GATEWAY = "mesh"
 
 
+def creation_key(creation_order: tuple, name: str, namespace: str) -> tuple:
+    """istiod's sortConfigByCreationTime / SortServicesByCreationTime: oldest first, and for equal
+    creation times (one apply, or Kubernetes' one-second timestamps) the name, then the namespace."""
+    return (creation_order[:1], name, namespace)
+
+
+def config_creation_key(cfg: Config) -> tuple:
+    return creation_key(cfg.creation_order, cfg.name, cfg.namespace)
+
+
 @dataclass(frozen=True)
 class VirtualServiceEntry:
     config: Config
@@ -311,7 +321,7 @@ class VirtualServiceIndex:
                     problems=tuple(problems),
                 )
             )
-        index.entries.sort(key=lambda e: e.config.creation_order)
+        index.entries.sort(key=lambda e: config_creation_key(e.config))
         return index
 
     def for_namespace(self, namespace: str, gateway: str) -> list[VirtualServiceEntry]:
