@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from isthmus.config.store import Config
+from isthmus.model.virtual_services import config_creation_key
 from isthmus.registry.build import labels_match
 
 STRICT = "STRICT"
@@ -44,7 +45,7 @@ class MtlsPolicy:
 
 
 def _oldest(configs: Sequence[Config]) -> Config | None:
-    return min(configs, key=lambda c: c.creation_order) if configs else None
+    return min(configs, key=config_creation_key) if configs else None
 
 
 def namespace_mode(policies: Sequence[Config], namespace: str, root_namespace: str) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 
 from isthmus.config.store import Config
 from isthmus.model import hosts as h
+from isthmus.model.virtual_services import config_creation_key
 from isthmus.model.visibility import is_visible, normalize
 from isthmus.registry.build import labels_match
 
@@ -146,7 +147,7 @@ class DestinationRuleIndex:
     ) -> DestinationRuleIndex:
         grouped: dict[tuple, list[Config]] = defaultdict(list)
         order: list[tuple] = []
-        for cfg in sorted(configs, key=lambda c: c.creation_order):
+        for cfg in sorted(configs, key=config_creation_key):
             spec = cfg.spec
             selector = None
             if spec.workload_selector is not None:
@@ -190,7 +191,7 @@ class DestinationRuleIndex:
                 )
             )
         for rules in index.by_namespace.values():
-            rules.sort(key=lambda r: (r.selector is None, r.configs[0].creation_order))
+            rules.sort(key=lambda r: (r.selector is None, config_creation_key(r.configs[0])))
         return index
 
     def _best_in(

@@ -1130,3 +1130,13 @@ def test_upstream_proxy_protocol_wraps_dr_tls_and_plaintext() -> None:
     assert proxy_protocol_layers(outbound(subsets, subset="v1")["transport_socket"])[1] == "V2"
     assert "transport_socket" not in outbound(subsets, subset="v2")
     assert "transport_socket" not in outbound(subsets)
+
+
+def test_rules_created_together_merge_in_name_order() -> None:
+    # sortConfigByCreationTime: equal creation times (one apply, here one file) are ordered by name,
+    # so the top-level policy is a-rule's although b-rule comes first in the file.
+    lb = outbound(
+        dr({"trafficPolicy": {"loadBalancer": {"simple": "ROUND_ROBIN"}}}, name="b-rule"),
+        dr({"trafficPolicy": {"loadBalancer": {"simple": "RANDOM"}}}, name="a-rule"),
+    )
+    assert lb_policy(lb) == "RANDOM"
