@@ -1402,3 +1402,17 @@ def test_authorization_policy_wildcard_placement_warnings():
     fields = [m.field for m in messages(text)]
     assert "spec.rules[0].to[0].operation.paths[1]" not in fields
     assert "spec.rules[0].to[0].operation.paths[2]" not in fields
+
+
+@pytest.mark.parametrize(
+    "field", ["defaultServiceExportTo", "defaultVirtualServiceExportTo", "defaultDestinationRuleExportTo"]
+)
+def test_mesh_default_export_to_accepts_dot(field: str) -> None:
+    # `.` in MeshConfig's defaults means each resource's own namespace (Istio accepts it there).
+    def mesh(values: str) -> str:
+        return kind("MeshConfig", f"{field}: {values}", api="isthmus.dev/v1alpha1", name="mesh")
+
+    assert messages(mesh("['.']")) == []
+    assert messages(mesh("['*']")) == []
+    assert_issue(mesh("['.', '.']"), f"spec.{field}[1]", "duplicate entries in exportTo for entry .")
+    assert_issue(mesh("['a_b']"), f"spec.{field}[0]", "only .,*, or a valid DNS 1123 label")

@@ -588,17 +588,23 @@ def validate_header_value(value: str) -> str | None:
 def validate_export_to(
     r: Report,
     path: str,
-    namespace: str,
+    namespace: str | None,
     export_to: list[str],
     *,
     service_entry: bool = False,
     dr_selector: bool = False,
 ) -> None:
+    """`namespace` None: MeshConfig's defaults, where `.` stands for each resource's own namespace."""
     if not export_to:
         return
     seen: set[str] = set()
     for i, e in enumerate(export_to):
         p = join(path, i)
+        if e == "." and namespace is None:
+            if e in seen:
+                r.error(p, f"duplicate entries in exportTo for entry {e}")
+            seen.add(e)
+            continue
         key = namespace if e == "." else e
         if key in seen:
             if key != e:

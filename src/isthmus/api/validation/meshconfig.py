@@ -150,7 +150,7 @@ def validate_mesh_config(res: Resource, r: Report) -> None:
         ("defaultVirtualServiceExportTo", mc.default_virtual_service_export_to),
         ("defaultDestinationRuleExportTo", mc.default_destination_rule_export_to),
     ):
-        validate_export_to(r, f"spec.{field}", "", value, service_entry=field == "defaultServiceExportTo")
+        validate_export_to(r, f"spec.{field}", None, value, service_entry=field == "defaultServiceExportTo")
 
     _validate_extension_providers(r, mc)
 
