@@ -282,6 +282,83 @@ def test_jwt_protected_path(security_mesh: MeshProcess, tmp_path) -> None:
         )
 
 
+def test_gateway_routes_on_jwt_claims(security_mesh: MeshProcess, tmp_path) -> None:
+    """istio.io/latest/docs/tasks/security/authentication/jwt-route: the ingress gateway verifies the
+    token (RequestAuthentication), then routes on its claims (`@request.auth.claims.*` matches)."""
+    import time
+
+    from tests.e2e.test_route_test import header_args, route_test
+
+    key, jwks = _jwt_keys()
+    jwks_file = tmp_path / "jwks.json"
+    jwks_file.write_text(jwks)
+    docs = f"""
+    apiVersion: security.istio.io/v1
+    kind: RequestAuthentication
+    metadata: {{name: gw-jwt, namespace: istio-system}}
+    spec:
+      selector: {{matchLabels: {{istio: ingressgateway}}}}
+      jwtRules:
+      - issuer: testing@secure.istio.io
+        jwksUri: file://{jwks_file}
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: {{name: claims-fallback}}
+    spec:
+      selector: {{app: sleep}}
+      ports: [{{name: http, port: 80, targetPort: 8080}}]
+    ---
+    apiVersion: networking.istio.io/v1
+    kind: VirtualService
+    metadata: {{name: claims}}
+    spec:
+      hosts: [claims.example.com]
+      gateways: [gw]
+      http:
+      - match:
+        - headers: {{'@request.auth.claims.group': {{exact: dev}}}}
+          withoutHeaders: {{'@request.auth.claims[account][state]': {{exact: suspended}}}}
+        route: [{{destination: {{host: server, port: {{number: 80}}}}}}]
+      - route: [{{destination: {{host: claims-fallback}}}}]
+    """
+    now = int(time.time())
+
+    def token(**claims: object) -> str:
+        return _sign(key, {"iss": "testing@secure.istio.io", "sub": "alice", "exp": now + 600, **claims})
+
+    dev = token(group="dev")
+    with applied(security_mesh, docs):
+        address = security_mesh.gateway_address(80)
+
+        def served_by(tok: str | None) -> int | str:
+            headers = [("Host", "claims.example.com")]
+            if tok:
+                headers.append(("authorization", f"Bearer {tok}"))
+            resp = sync.request(f"http://{address}/", headers=headers)
+            return echo_body(resp)["workload"] if resp.status == 200 else resp.status
+
+        assert served_by(dev) == "server"
+        assert served_by(token(group=["qa", "dev"])) == "server"  # a list claim: one element matches
+        assert served_by(token(group="dev", account={"state": "active"})) == "server"
+        assert served_by(token(group="dev", account={"state": "suspended"})) == "sleep"  # withoutHeaders
+        assert served_by(token(group="qa")) == "sleep"
+        assert served_by(None) == "sleep"  # no token: no claims, not a rejection
+        assert served_by(dev[:-4] + ("AAAA" if not dev.endswith("AAAA") else "BBBB")) == 401
+        # `route test` reads the claims from the bearer token and agrees with the gateway.
+        for tok, service in ((dev, "server"), (token(group="qa"), "claims-fallback")):
+            pred = route_test(
+                security_mesh,
+                "http://claims.example.com/",
+                *header_args([("authorization", f"Bearer {tok}")]),
+                frm="istio-ingressgateway",
+                ns="istio-system",
+            )
+            assert [d["name"] for d in pred["destinations"]] == [
+                f"outbound|80||{service}.default.svc.cluster.local"
+            ]
+
+
 # --- gateways: TLS and client IPs -------------------------------------------------------------
 
 

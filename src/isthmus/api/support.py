@@ -19,7 +19,6 @@ from isthmus.api.paths import join
 if TYPE_CHECKING:
     from isthmus.api.resource import Resource
 
-SECURITY_WORK = "arrives with the security work"
 TCP_TLS_ROUTING = (
     "sidecar TCP/TLS traffic arrives through CONNECT tunnels named by host, without a destination IP to match"
 )
@@ -213,19 +212,6 @@ def check_supported(resource: Resource) -> list[ConfigError]:
                                 **ident,
                             )
                         )
-        for i, route in enumerate(spec.get("http") or []):
-            for j, match in enumerate(route.get("match") or []):
-                for field in ("headers", "withoutHeaders"):
-                    for key in match.get(field) or {}:
-                        if key.startswith("@request.auth.claims"):
-                            path = f"spec.http[{i}].match[{j}].{field}"
-                            errors.append(
-                                ConfigError(
-                                    line=resource.line_of(path),
-                                    message=f"{path}: JWT claim routing ({key}) is not supported yet: {SECURITY_WORK}",
-                                    **ident,
-                                )
-                            )
     if resource.kind == "RequestAuthentication":
         for i, rule in enumerate((data.get("spec") or {}).get("jwtRules") or []):
             uri = rule.get("jwksUri") or rule.get("jwks_uri")

@@ -13,7 +13,11 @@ findWildcardVirtualHost, RouteEntryImplBase::matchRoute and the path matchers),
   `connect_matcher` (CONNECT requests only, which match nothing else), `headers` (`string_match`,
   `present_match`, `invert_match`, `treat_missing_header_as_empty`, the legacy `exact_match`/
   `prefix_match`/`safe_regex_match`/...; several values of a header joined with ","), and
-  `query_parameters` (first value, URL-decoded; `present_match`; no matcher = present).
+  `query_parameters` (first value, URL-decoded; `present_match`; no matcher = present), and
+  `dynamic_metadata` (`source/common/common/matchers.cc` MetadataMatcher/ValueMatcher) on the metadata
+  the filters before the router left: the JWT claims of VirtualService `@request.auth.claims` routes
+  are read from the request's bearer token, as a gateway's jwt_authn stores them once it verified the
+  token (offline the signature is not checked: a token the gateway rejects gets a 401, not a route).
 
 The request path is normalized as the sidecar's HTTP connection manager does (`normalize_path`: RFC 3986
 dot segments, percent-encoded unreserved characters decoded), and the headers the connection manager
@@ -22,6 +26,9 @@ adds before routing (`x-forwarded-proto`, `x-request-id`) are added when the req
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import urllib.parse
 import uuid
 from collections.abc import Mapping, Sequence
@@ -35,6 +42,10 @@ except ImportError:  # pragma: no cover
 
 
 # --- the request --------------------------------------------------------------------------------
+
+JWT_FILTER = "envoy.filters.http.jwt_authn"
+JWT_PAYLOAD = "payload"
+SPACE_DELIMITED_CLAIMS = ("permission", "scope")
 
 
 @dataclass
@@ -62,14 +73,46 @@ class Request:
         values = [v for k, v in self.headers if k == name]
         return values or None
 
+    def jwt_payload(self) -> dict[str, Any] | None:
+        """The claims of the `Authorization: Bearer` token (unverified), None without a readable one."""
+        for value in self.header_values("authorization") or ():
+            scheme, _, token = value.strip().partition(" ")
+            if scheme.lower() != "bearer":
+                continue
+            parts = token.strip().split(".")
+            if len(parts) != 3:
+                return None
+            try:
+                raw = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+                payload = json.loads(raw)
+            except (binascii.Error, ValueError):
+                return None
+            if not isinstance(payload, dict):
+                return None
+            # jwt_authn's normalize_payload_in_metadata: istiod always lists these space-delimited claims.
+            for claim in SPACE_DELIMITED_CLAIMS:
+                if isinstance(payload.get(claim), str):
+                    payload[claim] = payload[claim].split()
+            return payload
+        return None
+
+    def dynamic_metadata(self) -> dict[str, Any]:
+        """What a gateway's filters leave for the router: jwt_authn's verified payload, if any."""
+        payload = self.jwt_payload()
+        return {} if payload is None else {JWT_FILTER: {JWT_PAYLOAD: payload}}
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "method": self.method,
             "authority": self.authority,
             "path": self.path,
             "scheme": self.scheme,
             "headers": {k: v for k, v in self.headers},
         }
+        payload = self.jwt_payload()
+        if payload is not None:
+            out["jwtClaims"] = payload
+        return out
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -319,6 +362,88 @@ def describe_query_matcher(qm: Mapping[str, Any]) -> str:
     return f"query {name} {describe_string_match(qm['string_match'])}"
 
 
+_MISSING = object()  # a metadata path that leads nowhere (Envoy: a Value with no kind set)
+
+
+def _metadata_value(metadata: Mapping[str, Any], mm: Mapping[str, Any]) -> Any:
+    value: Any = metadata.get(mm.get("filter", ""), _MISSING)
+    for seg in mm.get("path", []) or []:
+        if not isinstance(value, dict) or seg.get("key") not in value:
+            return _MISSING
+        value = value[seg["key"]]
+    return value
+
+
+def value_matches(vm: Mapping[str, Any], value: Any) -> bool:
+    """envoy.type.matcher.v3.ValueMatcher on a JSON value (`_MISSING` when there is none)."""
+    if "or_match" in vm:
+        return any(value_matches(x, value) for x in (vm["or_match"] or {}).get("value_matchers", []) or [])
+    if "list_match" in vm:
+        one_of = (vm["list_match"] or {}).get("one_of") or {}
+        return isinstance(value, list) and any(value_matches(one_of, x) for x in value)
+    if "present_match" in vm:
+        return bool(vm["present_match"]) and value is not _MISSING
+    if "null_match" in vm:
+        return value is None
+    if "string_match" in vm:
+        return isinstance(value, str) and string_match(vm["string_match"] or {}, value)
+    if "bool_match" in vm:
+        return isinstance(value, bool) and value == bool(vm["bool_match"])
+    if "double_match" in vm:
+        dm = vm["double_match"] or {}
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if "exact" in dm:
+            return float(value) == float(dm["exact"])
+        rng = dm.get("range") or {}
+        return float(rng.get("start", 0)) <= float(value) < float(rng.get("end", 0))
+    return False
+
+
+def metadata_matches(mm: Mapping[str, Any], metadata: Mapping[str, Any]) -> bool:
+    """envoy.type.matcher.v3.MetadataMatcher: the value at filter/path matches, XOR `invert`."""
+    return value_matches(mm.get("value") or {}, _metadata_value(metadata, mm)) != bool(mm.get("invert"))
+
+
+def _claim_value_matcher(vm: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The value part of istiod's "a list with one element that matches, or a value that matches"."""
+    ors = (vm.get("or_match") or {}).get("value_matchers") or []
+    if len(ors) == 2 and (ors[0].get("list_match") or {}).get("one_of") == ors[1]:
+        return ors[1]
+    return vm
+
+
+def _describe_value(vm: Mapping[str, Any]) -> str:
+    if "string_match" in vm:
+        return describe_string_match(vm["string_match"] or {})
+    if vm.get("present_match"):
+        return "present"
+    return json.dumps(vm, separators=(",", ":"))
+
+
+def describe_metadata_matcher(mm: Mapping[str, Any]) -> str:
+    path = [seg.get("key", "") for seg in mm.get("path", []) or []]
+    value = mm.get("value") or {}
+    if mm.get("filter") == JWT_FILTER and path[:1] == [JWT_PAYLOAD] and len(path) > 1:
+        what = f"JWT claim {'.'.join(path[1:])}"
+        value = _claim_value_matcher(value)
+    else:
+        what = f"metadata {mm.get('filter', '')}/{'/'.join(path)}"
+    desc = _describe_value(value)
+    if mm.get("invert"):
+        return f"{what} absent" if desc == "present" else f"{what} not {desc}"
+    return f"{what} {desc}"
+
+
+def _describe_metadata_value(mm: Mapping[str, Any], metadata: Mapping[str, Any]) -> str:
+    value = _metadata_value(metadata, mm)
+    if value is not _MISSING:
+        return json.dumps(value)
+    if mm.get("filter") == JWT_FILTER and JWT_FILTER not in metadata:
+        return "missing: no JWT payload (no bearer token, or none that jwt_authn runs before routing on)"
+    return "missing"
+
+
 # --- virtual hosts --------------------------------------------------------------------------------
 
 
@@ -434,25 +559,34 @@ def describe_match(m: Mapping[str, Any]) -> str:
         parts.append(describe_header_matcher(hm))
     for qm in m.get("query_parameters", []) or []:
         parts.append(describe_query_matcher(qm))
+    for mm in m.get("dynamic_metadata", []) or []:
+        parts.append(describe_metadata_matcher(mm))
     return ", ".join(parts)
 
 
-def route_mismatch(route: Mapping[str, Any], request: Request) -> str | None:
-    """None when the route matches the request, else the first condition that fails."""
+def route_mismatch(
+    route: Mapping[str, Any], request: Request, metadata: Mapping[str, Any] | None = None
+) -> str | None:
+    """None when the route matches the request, else the first condition that fails.
+
+    `metadata`: the dynamic metadata routing sees (default: what a gateway's jwt_authn would set).
+    """
     m = route.get("match") or {}
     if "connect_matcher" in m:
         if request.is_connect:
-            return _headers_and_query(m, request)
+            return _headers_and_query(m, request, metadata)
         return "matches CONNECT requests only"
     if request.is_connect:
         return "a CONNECT request only matches connect routes"
     ok, desc = path_matches(m, request)
     if not ok:
         return f"{desc} does not match {path_only(normalize_path(request.path))!r}"
-    return _headers_and_query(m, request)
+    return _headers_and_query(m, request, metadata)
 
 
-def _headers_and_query(m: Mapping[str, Any], request: Request) -> str | None:
+def _headers_and_query(
+    m: Mapping[str, Any], request: Request, metadata: Mapping[str, Any] | None
+) -> str | None:
     for hm in m.get("headers", []) or []:
         if not header_matches(hm, request):
             values = request.header_values(hm.get("name", ""))
@@ -464,6 +598,14 @@ def _headers_and_query(m: Mapping[str, Any], request: Request) -> str | None:
             got = params.get(qm.get("name", ""))
             seen = "missing" if not got else repr(got[0])
             return f"{describe_query_matcher(qm)} fails (value {seen})"
+    if m.get("dynamic_metadata"):
+        if metadata is None:
+            metadata = request.dynamic_metadata()
+        for mm in m["dynamic_metadata"]:
+            if not metadata_matches(mm, metadata):
+                return (
+                    f"{describe_metadata_matcher(mm)} fails (value {_describe_metadata_value(mm, metadata)})"
+                )
     if m.get("runtime_fraction"):
         return None  # runtime fractions are not evaluated: treated as matching
     return None
@@ -476,10 +618,14 @@ class RouteMatch:
     skipped: list[tuple[int, dict[str, Any], str]]  # routes before it that did not match, with why
 
 
-def select_route(vhost: Mapping[str, Any], request: Request) -> RouteMatch:
+def select_route(
+    vhost: Mapping[str, Any], request: Request, metadata: Mapping[str, Any] | None = None
+) -> RouteMatch:
     skipped: list[tuple[int, dict[str, Any], str]] = []
+    if metadata is None:
+        metadata = request.dynamic_metadata()
     for i, route in enumerate(vhost.get("routes", []) or []):
-        why = route_mismatch(route, request)
+        why = route_mismatch(route, request, metadata)
         if why is None:
             return RouteMatch(route=dict(route), index=i, skipped=skipped)
         skipped.append((i, dict(route), why))

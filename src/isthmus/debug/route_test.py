@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from isthmus.api.validation.common import routing_claim
 from isthmus.debug import matching as m
 from isthmus.debug.envoy_config import ProxyConfig, http_route_names, listener_port, typed_per_filter
 
@@ -171,10 +172,15 @@ def describe_vs_match(match: Any) -> str:
 
     if match.uri is not None:
         parts.append(f"uri {sm(match.uri)}" + (" (ignore case)" if match.ignore_uri_case else ""))
+
+    def header(k: str) -> str:
+        claim = routing_claim(k)
+        return f"header {k}" if claim is None else f"JWT claim {'.'.join(claim)}"
+
     for k, v in (match.headers or {}).items():
-        parts.append(f"header {k} {sm(v) if v is not None else 'present'}")
+        parts.append(f"{header(k)} {sm(v) if v is not None else 'present'}")
     for k, v in (match.without_headers or {}).items():
-        parts.append(f"without header {k} {sm(v) if v is not None else 'present'}")
+        parts.append(f"without {header(k)} {sm(v) if v is not None else 'present'}")
     for k, v in (match.query_params or {}).items():
         parts.append(f"query {k} {sm(v) if v is not None else 'present'}")
     for attr in ("method", "authority", "scheme"):
@@ -470,7 +476,10 @@ def evaluate(
         return result
     vh = vhm.vhost
     result["virtualHost"] = {"name": vh.get("name", ""), "domain": vhm.domain, "match": vhm.how}
-    rm = m.select_route(vh, request)
+    # A sidecar's outbound listener has no jwt_authn (istiod puts it on inbound and gateway listeners
+    # only), so its `@request.auth.claims` routes never see a claim; a gateway's do.
+    metadata = {} if ctx.proxy and ctx.proxy.get("kind") == "sidecar" else None
+    rm = m.select_route(vh, request, metadata)
     result["notMatched"] = [
         {"index": i, "name": r.get("name", ""), "match": m.describe_match(r.get("match") or {}), "why": why}
         for i, r, why in rm.skipped

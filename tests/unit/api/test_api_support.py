@@ -129,3 +129,22 @@ spec:
     assert "admission_control filter" in ADMISSION_CONTROL
     # Valid for Istio: analyze (which does not apply these refusals) accepts it.
     assert not [m for m in load_text_report(text, "dr.yaml").messages if m.level == "Error"]
+
+
+def test_jwt_claim_routing_is_supported_on_gateways():
+    # Once refused as "not supported yet"; now translated to jwt_authn metadata matches as istiod does.
+    text = """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: v}
+spec:
+  hosts: [a.com]
+  gateways: [gw]
+  http:
+  - match:
+    - headers: {'@request.auth.claims.group': {exact: dev}}
+    - withoutHeaders: {'@request.auth.claims[team][name]': {prefix: x}}
+    route: [{destination: {host: a.com}}]
+"""
+    (r,) = load_text(text, "vs.yaml")
+    assert check_supported(r) == []

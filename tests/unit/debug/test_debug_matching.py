@@ -159,3 +159,42 @@ def test_request_from_url() -> None:
     assert m.request_from_url("http://echo:9090").authority == "echo:9090"
     t = m.request_from_url("tcp://db:5432")
     assert t.is_connect and t.authority == "db:5432"
+
+
+def _claim(path: list[str], value: dict, invert: bool = False) -> dict:
+    return {
+        "filter": "envoy.filters.http.jwt_authn",
+        "path": [{"key": "payload"}] + [{"key": k} for k in path],
+        "value": {"or_match": {"value_matchers": [{"list_match": {"one_of": value}}, value]}},
+        "invert": invert,
+    }
+
+
+def test_jwt_claim_metadata_matchers() -> None:
+    md = {"envoy.filters.http.jwt_authn": {"payload": {"group": "dev", "team": {"ids": ["a", "b"]}, "n": 3}}}
+    exact_dev = _claim(["group"], {"string_match": {"exact": "dev"}})
+    assert m.metadata_matches(exact_dev, md)
+    assert not m.metadata_matches(exact_dev, {})
+    assert m.metadata_matches({**exact_dev, "invert": True}, {})  # withoutHeaders: no token at all
+    nested = _claim(["team", "ids"], {"string_match": {"prefix": "b"}})
+    assert m.metadata_matches(nested, md)
+    assert not m.metadata_matches(_claim(["n"], {"string_match": {"exact": "3"}}), md)  # a number
+    present = _claim(["team"], {"present_match": True}, invert=True)
+    assert not m.metadata_matches(present, md)
+    assert m.describe_metadata_matcher(present) == "JWT claim team absent"
+    assert m.describe_metadata_matcher(nested) == "JWT claim team.ids prefix 'b'"
+    assert m.describe_match({"prefix": "/", "dynamic_metadata": [exact_dev]}) == (
+        "path prefix '/', JWT claim group exact 'dev'"
+    )
+
+
+def test_request_jwt_payload_is_read_unverified() -> None:
+    import base64
+    import json
+
+    body = base64.urlsafe_b64encode(json.dumps({"sub": "x", "scope": "a b"}).encode()).decode().rstrip("=")
+    req = m.request_from_url("http://a/", headers=[("Authorization", f"Bearer e30.{body}.sig")])
+    assert req.jwt_payload() == {"sub": "x", "scope": ["a", "b"]}  # space-delimited, as jwt_authn
+    assert m.request_from_url("http://a/", headers=[("Authorization", "Basic abc")]).jwt_payload() is None
+    assert m.request_from_url("http://a/", headers=[("Authorization", "Bearer a.!!.c")]).jwt_payload() is None
+    assert m.request_from_url("http://a/").dynamic_metadata() == {}

@@ -291,3 +291,52 @@ def test_missing_route_table_is_an_error() -> None:
     snap, _ = snapshot()
     with pytest.raises(rt.RouteTestError):
         rt.evaluate(config_for(snap), "http.80", request_from_url("http://echo/"))
+
+
+def _bearer(claims: dict) -> tuple[str, str]:
+    import base64
+    import json
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+    token = f"{b64(b'{}')}.{b64(json.dumps(claims).encode())}.sig"
+    return ("Authorization", f"Bearer {token}")
+
+
+def test_gateway_jwt_claim_routes_read_the_bearer_token() -> None:
+    vs = """
+    apiVersion: networking.istio.io/v1
+    kind: VirtualService
+    metadata: {name: gw-claims, namespace: default}
+    spec:
+      hosts: [a.example.com]
+      gateways: [gw]
+      http:
+      - name: dev
+        match: [{headers: {'@request.auth.claims.group': {exact: dev}}}]
+        route: [{destination: {host: echo, subset: v2}}]
+      - name: rest
+        route: [{destination: {host: echo, subset: v1}}]
+    """
+    snap, store = snapshot(DR_SUBSETS, vs)
+    config = config_for(snap, "istio-ingressgateway-0", "istio-system")
+    ctx = context(store, "istio-ingressgateway-0", "istio-system")
+
+    def go(*headers: tuple[str, str]) -> dict:
+        req = request_from_url("http://a.example.com:8080/", None, list(headers))
+        return rt.evaluate(config, "http.8080", req, ctx)
+
+    dev = go(_bearer({"group": "dev"}))
+    assert clusters(dev) == [f"outbound|80|v2|{ECHO}"]
+    assert dev["route"]["match"] == "path prefix '/', JWT claim group exact 'dev'"
+    assert dev["virtualService"]["ruleIndex"] == 0
+    assert dev["request"]["jwtClaims"] == {"group": "dev"}
+    # A list claim matches when one element does.
+    assert clusters(go(_bearer({"group": ["qa", "dev"]}))) == [f"outbound|80|v2|{ECHO}"]
+    for other in (go(_bearer({"group": "qa"})), go(), go(("Authorization", "Bearer not-a-jwt"))):
+        assert clusters(other) == [f"outbound|80|v1|{ECHO}"]
+    (skipped,) = go()["notMatched"]
+    assert skipped["why"].startswith("JWT claim group exact 'dev' fails (value missing: no JWT payload")
+    assert 'value "qa"' in go(_bearer({"group": "qa"}))["notMatched"][0]["why"]
+    assert "JWT claim group" in rt.render_text(dev)

@@ -5,8 +5,8 @@ TestSortVHostRoutes, TestInboundHTTPRoute), route_internal_test.go (TestIsCatchA
 TestTranslateCORSPolicy*, TestMirrorPercent*, TestSourceMatchHTTP, TestTranslateFault) and
 route/retry/retry_test.go (TestRetry). Istio's cases use `*.example.org` on 8080/8484; here the
 destination is `reviews` (one HTTP port, 9080) unless the case needs more. Cases Istio builds from
-internal annotations (ingress/gateway route semantics, %PREFIX()%), JWT-claim routing (rejected as not
-supported yet) and HTTP/3 alt-svc are not expressible in Isthmus and are left out.
+internal annotations (ingress/gateway route semantics, %PREFIX()%) and HTTP/3 alt-svc are not
+expressible in Isthmus and are left out; JWT-claim routing has its own file, test_jwt_claim_routing.py.
 """
 
 from __future__ import annotations

@@ -447,13 +447,30 @@ _HEADER_NAME_RE = re.compile(rf"^[{_TCHARS}]+$")
 _STRICT_HEADER_NAME_RE = re.compile(r"^[-A-Za-z0-9]+$")
 _HEADER_VALUE_RE = re.compile("^[^\x00-\x08\x0a-\x1f\x7f]*$")
 PSEUDO_HEADERS = frozenset({":method", ":scheme", ":authority", ":path", ":status"})
-_CLAIM_DOT_RE = re.compile(r"^@request\.auth\.claims\.([^.\[\]]+(\.[^.\[\]]+)*)$")
-_CLAIM_BRACKET_RE = re.compile(r"^@request\.auth\.claims(\[[^\[\]]+\])+$")
+JWT_CLAIM_HEADER = "@request.auth.claims"
+
+
+def routing_claim(name: str) -> list[str] | None:
+    """The JWT claim path a VirtualService header key routes on, or None for an ordinary header.
+
+    istio's `pkg/jwt/routing.go` ToRoutingClaim, quirks included (users' keys must mean what they mean
+    to istiod): the prefix is compared case-insensitively; `@request.auth.claims.a.b` splits the rest
+    at every `.`, `@request.auth.claims[a][b]` at every `][` (so `[a] [b]` is the single claim
+    `a] [b`); `.` wins when both appear; a bare prefix, `.` alone or `[]` is no claim at all.
+    """
+    if not name.lower().startswith(JWT_CLAIM_HEADER):
+        return None
+    rest = name[len(JWT_CLAIM_HEADER) :]
+    if rest.startswith(".") and len(rest) > 1:
+        return rest[1:].split(".")
+    if rest.startswith("[") and rest.endswith("]") and len(rest) > 2:
+        return rest[1:-1].split("][")
+    return None
 
 
 def is_jwt_claim_route(name: str) -> bool:
     """``@request.auth.claims.X[.Y]`` or ``@request.auth.claims[X][Y]`` (routing on JWT claims)."""
-    return bool(_CLAIM_DOT_RE.match(name) or _CLAIM_BRACKET_RE.match(name))
+    return routing_claim(name) is not None
 
 
 def validate_header_name_or_jwt_claim(name: str) -> str | None:

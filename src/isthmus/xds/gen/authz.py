@@ -39,6 +39,9 @@ from isthmus.xds.gen import protos as p
 from isthmus.xds.gen.scope import scope_key
 
 JWT_FILTER = "envoy.filters.http.jwt_authn"
+# Where jwt_authn puts the verified payload in the filter's dynamic metadata (istiod's
+# filters.EnvoyJwtFilterPayload): RBAC and route matches on claims read it there.
+JWT_PAYLOAD = "payload"
 RBAC_HTTP = "envoy.filters.http.rbac"
 RBAC_NETWORK = "envoy.filters.network.rbac"
 DRY_RUN = "istio.io/dry-run"
@@ -125,17 +128,23 @@ def _or_values(matchers: list[value_pb2.ValueMatcher]) -> value_pb2.ValueMatcher
 def _jwt_string(claim: str, m: string_pb2.StringMatcher) -> rbac_pb2.Principal:
     """istiod's MetadataStringMatcherForJWTClaim: one string claim of the verified JWT payload."""
     return rbac_pb2.Principal(
-        metadata=_metadata(JWT_FILTER, ("payload", claim), value_pb2.ValueMatcher(string_match=m))
+        metadata=_metadata(JWT_FILTER, (JWT_PAYLOAD, claim), value_pb2.ValueMatcher(string_match=m))
     )
 
 
+def jwt_claim_matcher(path: Sequence[str], value: value_pb2.ValueMatcher) -> metadata_pb2.MetadataMatcher:
+    """istiod's MetadataListValueMatcherForJWTClaims (matcher.MetadataListValueMatcher with extended
+    JWT): the claim at `path` in the verified payload jwt_authn stores under `payload`, which may be a
+    list (any element matches `value`) or a plain value (it matches `value`); `aud` is either, per RFC
+    7519. Shared by AuthorizationPolicy claims and VirtualService `@request.auth.claims` routes."""
+    listed = value_pb2.ValueMatcher(list_match=value_pb2.ListMatcher(one_of=value))
+    either = value_pb2.ValueMatcher(or_match=value_pb2.OrMatcher(value_matchers=[listed, value]))
+    return _metadata(JWT_FILTER, (JWT_PAYLOAD, *path), either)
+
+
 def _jwt_claims(path: Sequence[str], values: Sequence[str]) -> rbac_pb2.Principal:
-    """istiod's MetadataListValueMatcherForJWTClaims: a claim may be a list (any element matches one
-    of the values) or a plain string (it matches one of the values); `aud` is either, per RFC 7519."""
     one_of = _or_values([value_pb2.ValueMatcher(string_match=_sm(v)) for v in values])
-    listed = value_pb2.ValueMatcher(list_match=value_pb2.ListMatcher(one_of=one_of))
-    either = value_pb2.ValueMatcher(or_match=value_pb2.OrMatcher(value_matchers=[listed, one_of]))
-    return rbac_pb2.Principal(metadata=_metadata(JWT_FILTER, ("payload", *path), either))
+    return rbac_pb2.Principal(metadata=jwt_claim_matcher(path, one_of))
 
 
 _ANY_STRING = string_pb2.StringMatcher(safe_regex={"regex": ".+"})
@@ -592,11 +601,15 @@ def jwt_config(snapshot: Snapshot, proxy: Proxy) -> jwt.JwtAuthentication:
             prov.forward_payload_header = rule.output_payload_to_header
         for c in rule.output_claim_to_headers or ():
             prov.claim_to_headers.add(header_name=c.header, claim_name=c.claim)
-        prov.payload_in_metadata = "payload"
+        prov.payload_in_metadata = JWT_PAYLOAD
         prov.normalize_payload_in_metadata.space_delimited_claims.extend(
             sorted({*(rule.space_delimited_claims or ()), "scope", "permission"})
         )
-        if proxy.kind == "gateway":
+        # istiod's authn Builder.BuildHTTP: JwtFilter(clearRouteCache = proxy.Type != SidecarProxy).
+        # A gateway routes after jwt_authn on the same connection manager, so the route picked before
+        # the token was verified must be dropped for `@request.auth.claims` matches to see the claims;
+        # a sidecar's inbound routes never match on claims, and its outbound side has no jwt_authn.
+        if proxy.kind != "sidecar":
             prov.clear_route_cache = True
     # istiod's requirement: each provider optional (a missing token passes, a bad one fails).
     req = jwt.JwtRequirement()

@@ -16,8 +16,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from envoy.type.matcher.v3.metadata_pb2 import MetadataMatcher
+from envoy.type.matcher.v3.value_pb2 import ValueMatcher
 from google.protobuf import any_pb2
 
+from isthmus.api.validation.common import routing_claim
 from isthmus.model import hosts as h
 from isthmus.model.destination_rules import MergedDestinationRule
 from isthmus.model.durations import to_seconds
@@ -119,20 +122,49 @@ def _query_matcher(name: str, m: Any) -> RC.QueryParameterMatcher:
     return out
 
 
+def _claim_matcher(name: str, m: Any) -> MetadataMatcher | None:
+    """istiod's translateMetadataMatch: a `@request.auth.claims...` key matches the JWT claim that
+    gateway's jwt_authn verified (a string claim, or a list of which one element matches); None for
+    an ordinary header.
+
+    Where istiod passes a present-style match (`{}` or regex `*`, which validation lets through in
+    withoutHeaders) on as a StringMatcher Envoy rejects (no pattern, or the RE2 `*`) and so NACKs the
+    whole route table, we match "the claim is present", the meaning `*` has for headers.
+    """
+    path = routing_claim(name)
+    if path is None:
+        return None
+    sm = None if _is_catch_all_match(m) else _string_matcher(m)
+    if sm is None:
+        return authz.jwt_claim_matcher(path, ValueMatcher(present_match=True))
+    return authz.jwt_claim_matcher(path, ValueMatcher(string_match=sm))
+
+
 def translate_route_match(match: Any | None) -> RC.RouteMatch:
     out = RC.RouteMatch(prefix="/")
     if match is None:
         return out
     headers: list[RC.HeaderMatcher] = []
+    claims: list[tuple[str, MetadataMatcher]] = []
     for name, sm in (match.headers or {}).items():
-        headers.append(_header_matcher(name, sm))
+        if (cm := _claim_matcher(name, sm)) is not None:
+            claims.append((name, cm))
+        else:
+            headers.append(_header_matcher(name, sm))
     for name, sm in (match.without_headers or {}).items():
+        if (cm := _claim_matcher(name, sm)) is not None:
+            cm.invert = True  # no such claim, or a token without it, or no token at all
+            claims.append((name, cm))
+            continue
         hm = _header_matcher(name, sm)
         hm.invert_match = True
         if not hm.present_match:
             hm.treat_missing_header_as_empty = True
         headers.append(hm)
     headers.sort(key=lambda x: x.name)
+    # istiod appends these in Go map order; sorted by key, the bytes stay the same from push to push.
+    for _, cm in sorted(claims, key=lambda c: c[0]):
+        out.dynamic_metadata.append(cm)
     uri = match.uri
     if uri is not None:
         if uri.exact is not None:
