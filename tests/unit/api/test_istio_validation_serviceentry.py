@@ -12,8 +12,7 @@ import textwrap
 from typing import NamedTuple
 
 import pytest
-
-from isthmus.api.loader import load_text_report
+from istio_verdicts import assert_verdict
 
 
 class Case(NamedTuple):
@@ -33,17 +32,7 @@ def resource(kind: str, case: Case) -> str:
 
 
 def check(case: Case, text: str) -> None:
-    msgs = load_text_report(text, "t.yaml").messages
-    errors = [m for m in msgs if m.level == "Error"]
-    warnings = [m for m in msgs if m.level == "Warning"]
-    shown = "\n".join(f"{m.level} {m.field}: {m.message}" for m in msgs)
-    assert (not errors) == case.valid, f"{case.name}: want valid={case.valid}, got:\n{shown}"
-    if case.fragment is not None:
-        assert any(case.fragment in m.message for m in errors), (
-            f"{case.name}: no error with {case.fragment!r}:\n{shown}"
-        )
-    if case.warn is not None:
-        assert bool(warnings) == case.warn, f"{case.name}: want warning={case.warn}, got:\n{shown}"
+    assert_verdict(case.name, text, case.valid, case.fragment, case.warn)
 
 
 HTTP12 = "ports: [{number: 80, protocol: http, name: http-valid1}, {number: 8080, protocol: http, name: http-valid2}]"

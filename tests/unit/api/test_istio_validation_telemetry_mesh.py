@@ -19,8 +19,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
-from isthmus.api.loader import load_text_report
+from istio_verdicts import assert_verdict
 
 Case = tuple[str, str, bool, str | None, str | bool | None]
 
@@ -73,22 +72,7 @@ def default_config(**override: str) -> str:
 
 def check(case: Case) -> None:
     name, text, valid, fragment, warning = case
-    msgs = load_text_report(text, "t.yaml").messages
-    errors = [m for m in msgs if m.level == "Error"]
-    warnings = [m for m in msgs if m.level == "Warning"]
-    shown = "\n".join(f"{m.level} {m.field}: {m.message}" for m in msgs) or "(none)"
-    assert (not errors) == valid, f"{name}: want valid={valid}; got:\n{shown}"
-    if fragment:
-        # Fields the schema rejects are reported at the field's path, as the API server does.
-        assert any(fragment in m.message or fragment in (m.field or "") for m in errors), (
-            f"{name}: no error with {fragment!r}; got:\n{shown}"
-        )
-    if warning is False:
-        assert not warnings, f"{name}: want no warning; got:\n{shown}"
-    elif warning is True:
-        assert warnings, f"{name}: want a warning; got:\n{shown}"
-    elif isinstance(warning, str):
-        assert any(warning in m.message for m in warnings), f"{name}: no warning {warning!r}; got:\n{shown}"
+    assert_verdict(name, text, valid, fragment, warning, fragment_in_path=True)
 
 
 ENV_TAG = "tracing: [{customTags: {clusterID: {environment: {name: FOO}}}}]"
