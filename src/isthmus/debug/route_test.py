@@ -391,7 +391,7 @@ def describe_cluster(config: ProxyConfig, name: str) -> dict[str, Any]:
     for tsm in cl.get("transport_socket_matches", []) or []:
         if (tsm.get("match") or {}).get("tlsMode") == "istio":
             tls = "ISTIO_MUTUAL to endpoints with a sidecar (auto mTLS)"
-    ts = cl.get("transport_socket")
+    ts, proxy_protocol = _unwrap_proxy_protocol(cl.get("transport_socket"))
     if ts and "tls" in str(ts.get("name", "")):
         tc = (ts.get("typed_config") or {}).get("common_tls_context") or {}
         tls = (
@@ -403,9 +403,24 @@ def describe_cluster(config: ProxyConfig, name: str) -> dict[str, Any]:
         if sni:
             tls += f" (sni {sni})"
     out["tls"] = tls or "plaintext"
+    matches = cl.get("transport_socket_matches") or []
+    proxy_protocol = proxy_protocol or next(
+        (v for v in (_unwrap_proxy_protocol(m.get("transport_socket"))[1] for m in matches) if v), None
+    )
+    if proxy_protocol:
+        out["proxyProtocol"] = proxy_protocol
     if ctype == "envoy.clusters.dynamic_forward_proxy":
         out["dynamicForwardProxy"] = True
     return out
+
+
+def _unwrap_proxy_protocol(ts: Mapping[str, Any] | None) -> tuple[Mapping[str, Any] | None, str | None]:
+    """DestinationRule proxyProtocol wraps the cluster's transport socket: (the wrapped socket, the
+    PROXY protocol version), or (the socket, None) when it is not wrapped."""
+    if not ts or ts.get("name") != "envoy.transport_sockets.upstream_proxy_protocol":
+        return ts, None
+    cfg = ts.get("typed_config") or {}
+    return cfg.get("transport_socket"), (cfg.get("config") or {}).get("version", "V1")
 
 
 def _endpoint_summary(config: ProxyConfig, cluster: str, instances: Mapping[str, str]) -> dict[str, Any]:
@@ -851,6 +866,8 @@ def render_text(result: Mapping[str, Any], *, verbose: bool = False) -> str:
                 bits.append(f"DestinationRule {d['destinationRule']}")
             bits.append(f"lb {d.get('loadBalancer')}")
             bits.append(f"tls {d.get('tls')}")
+            if d.get("proxyProtocol"):
+                bits.append(f"PROXY protocol {d['proxyProtocol']} first")
             lines.append(f"{'':<18}{'; '.join(bits)}")
             cb = d.get("circuitBreakers") or {}
             cb_text = ", ".join(f"{k} {'unlimited' if v >= MAX_U32 else v}" for k, v in cb.items())

@@ -221,6 +221,29 @@ def test_hash_policy_from_the_destination_rule() -> None:
     assert result["destinations"][0]["loadBalancer"] == "RING_HASH"
 
 
+@pytest.mark.parametrize(
+    ("tls", "expected"),
+    [
+        ("", "ISTIO_MUTUAL to endpoints with a sidecar (auto mTLS)"),
+        ("tls: {mode: SIMPLE}", "SIMPLE"),
+        ("tls: {mode: DISABLE}", "plaintext"),
+    ],
+)
+def test_upstream_proxy_protocol_is_shown_with_the_tls_it_wraps(tls: str, expected: str) -> None:
+    dr = f"""
+    apiVersion: networking.istio.io/v1
+    kind: DestinationRule
+    metadata: {{name: echo, namespace: default}}
+    spec:
+      host: echo
+      trafficPolicy: {{proxyProtocol: {{version: V2}}, {tls}}}
+    """
+    result = run(dr.replace(", }", "}"))
+    (dest,) = result["destinations"]
+    assert (dest["tls"], dest["proxyProtocol"]) == (expected, "V2")
+    assert f"tls {expected}; PROXY protocol V2 first" in rt.render_text(result)
+
+
 def test_unknown_host_passes_through_and_registry_only_blocks() -> None:
     result = run(url="http://nosuch.example.org/")
     assert clusters(result) == ["PassthroughCluster"]
