@@ -166,6 +166,8 @@ def effective_traffic_policy(
         "connectionPool": _pool(pol.connection_pool, snapshot.mesh.connect_timeout_s),
         "outlierDetection": _dump(od) if od is not None else "none (Istio's default)",
         "tls": _tls_text(snapshot, svc, pol.tls),
+        # DestinationRule proxyProtocol: a PROXY header opens every upstream connection, under the TLS.
+        "proxyProtocol": (pol.proxy_protocol.version or "V1") if pol.proxy_protocol is not None else "none",
     }
 
 
@@ -594,6 +596,11 @@ def _policy_lines(pol: Mapping[str, Any], indent: str) -> list[str]:
         f"{cp['maxRetries']}, connectTimeout {cp['connectTimeout']}",
         f"{indent}Outlier detection: {od_text}",
         f"{indent}TLS: {pol['tls']}",
+        *(
+            [f"{indent}PROXY protocol: {pol['proxyProtocol']} header first"]
+            if pol["proxyProtocol"] != "none"
+            else []
+        ),
     ]
 
 

@@ -151,14 +151,17 @@ def test_describe_service_shows_every_subset_policy() -> None:
       host: echo
       subsets:
       - {name: v1, labels: {version: v1}}
-      - {name: v2, labels: {version: v2}, trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}}
+      - {name: v2, labels: {version: v2}, trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}, proxyProtocol: {}}}
     """
     snap, _ = snapshot(dr)
     data = describe(snap, "service", "echo")
     policy = data["service"]["trafficPolicy"]["80"]
     assert set(policy) == {"default", "subset v2"}  # v1 inherits the default: not repeated
     assert policy["subset v2"]["loadBalancer"] == "ROUND_ROBIN"
-    assert "   subset v2:" in render_text(data)
+    assert (policy["default"]["proxyProtocol"], policy["subset v2"]["proxyProtocol"]) == ("none", "V1")
+    text = render_text(data)
+    assert "   subset v2:" in text
+    assert text.count("PROXY protocol: V1 header first") == 2  # subset v2 of both ports
     with pytest.raises(DescribeError):
         describe(snap, "service", "nosuch")
     with pytest.raises(DescribeError):
