@@ -190,12 +190,18 @@ def _provider_log(snapshot: Snapshot, provider: policy.Provider) -> accesslog_pb
         logs = file_access_logs(snapshot, snapshot.mesh.access_log_file or policy.STDOUT)
         return logs[0] if logs else None
     body = provider.body
-    fal = file_pb2.FileAccessLog(path=getattr(body, "path", None) or policy.STDOUT)
+    path = getattr(body, "path", None) or policy.STDOUT
     fmt = getattr(body, "log_format", None)
+    if fmt is None and provider.name == policy.BUILTIN_LOG_PROVIDER:
+        # istiod's telemetryAccessLog: a provider named `envoy` without a format takes MeshConfig's
+        # accessLogEncoding / accessLogFormat.
+        return file_access_logs(snapshot, path)[0]
+    fal = file_pb2.FileAccessLog(path=path)
     labels = getattr(fmt, "labels", None) if fmt is not None else None
     text = getattr(fmt, "text", None) if fmt is not None else None
-    if labels:
-        fal.log_format.json_format.update(dict(labels))
+    if labels is not None:
+        # istiod's buildFileAccessJSONLogFormat: empty labels mean Istio's default JSON format.
+        fal.log_format.json_format.update(dict(labels) or accesslog.JSON_LOG_FORMAT)
     else:
         text = text or accesslog.TEXT_LOG_FORMAT
         if not text.endswith("\n"):

@@ -3,10 +3,11 @@ merges them (``pilot/pkg/model/telemetry.go``), per workload mode.
 
 Scope and precedence (`applicable`): the oldest selector-less Telemetry of the root namespace (MeshConfig
 ``rootNamespace``) applies mesh-wide, then the oldest selector-less one of the proxy's namespace, then
-the oldest one of that namespace whose ``selector.matchLabels`` all hold on the proxy; later levels
-override earlier ones as below. Resources are taken oldest first (creation timestamp, then the order the
-store saw them); two selector-less Telemetries in a namespace, or two selecting one workload, are
-ambiguous: the oldest is used and ``isthmus analyze`` reports IST0160 / IST0159.
+every one of that namespace whose ``selector.matchLabels`` all hold on the proxy, oldest first (istiod's
+``applicableTelemetries`` appends each match, so a newer one overrides an older one where they overlap);
+later entries override earlier ones as below. Resources are taken oldest first (creation timestamp, then
+the order the store saw them); two selector-less Telemetries in a namespace (only the oldest is used),
+or two selecting one workload, are ambiguous and ``isthmus analyze`` reports IST0160 / IST0159.
 
 Modes: CLIENT is the sidecar's outbound HCM and gateways (reporter=source), SERVER the sidecar's inbound
 listeners (reporter=destination); ``match.mode`` CLIENT_AND_SERVER (or no match) is both.
@@ -20,15 +21,17 @@ listeners (reporter=destination); ``match.mode`` CLIENT_AND_SERVER (or no match)
   span and only warns in its log), Isthmus uses its implicit one (``defaultConfig.tracing.zipkin`` or the
   built-in collector) unless ``enableTracing: false``. With no tracing configured at all there is no
   tracer, as in Istio since 1.22.
-- access logging (`access_log_providers`): providers named by the most specific level that names any
-  (else ``defaultProviders.accessLogging``); each entry matching the mode enables its providers (with its
-  ``filter.expression``, a CEL expression for Envoy's ``envoy.access_loggers.extension_filters.cel``) or,
-  with ``disabled: true``, removes them. None (no Telemetry logging and no default provider) means
-  MeshConfig ``accessLogFile``; an empty list (every provider disabled, or none for this mode) means no
-  file access log at all, as istiod's "non-nil but empty: explicitly disabled".
+- access logging (`access_log_providers`, istiod's ``mergeLogs``): providers named, for this mode, by the
+  most specific level that names any (else ``defaultProviders.accessLogging``); each entry matching the
+  mode enables its providers (an entry without providers: its parent's) or, with ``disabled: true``,
+  disables them. A provider's ``filter.expression`` (a CEL expression for Envoy's
+  ``envoy.access_loggers.extension_filters.cel``) is the one of the last entry of this mode that names it.
+  None means MeshConfig ``accessLogFile``: no Telemetry logging and no default provider, or (as istiod's
+  ``len(cfgs) == 0`` fallback) no access-log provider enabled nor disabled for this mode; an empty list
+  (providers disabled) means no file access log at all, MeshConfig's included.
 - metrics (`metrics_policy`): providers as for logging (default ``prometheus``); overrides are a deep merge
-  per metric and mode (``disabled``, ``tagOverrides`` by tag name); ``ALL_METRICS`` + ``disabled: true``
-  drops every metric for that mode. Applied by the control plane where it computes the metrics
+  per metric and mode (``disabled``, ``tagOverrides`` by tag name); ``disabled: true`` with ``ALL_METRICS`` or
+  no metric drops every metric for that mode, until a later override for that mode re-enables them. Applied by the control plane where it computes the metrics
   (`core.Telemetry`).
 
 Providers (`find_provider`): MeshConfig ``extensionProviders`` (names compared case-insensitively), then
@@ -142,11 +145,11 @@ class Applicable:
 
     root: Config | None = None
     namespace: Config | None = None
-    workload: Config | None = None
+    workloads: tuple[Config, ...] = ()  # every selector match, oldest first
 
     @property
     def configs(self) -> tuple[Config, ...]:
-        return tuple(c for c in (self.root, self.namespace, self.workload) if c is not None)
+        return tuple(c for c in (self.root, self.namespace) if c is not None) + self.workloads
 
     def tracing(self) -> list[Any]:
         return [t for c in self.configs for t in c.spec.tracing]
@@ -178,13 +181,15 @@ def applicable(snapshot: Snapshot, namespace: str, labels: Mapping[str, str]) ->
         root_ns = snapshot.mesh.root_namespace
         root = _namespace_wide(configs, root_ns)
         ns = _namespace_wide(configs, namespace) if namespace != root_ns else None
-        workload = None
-        for c in configs:
-            sel = _selector(c)
-            if c.namespace == namespace and sel and all(labels.get(k) == v for k, v in sel.items()):
-                workload = c
-                break
-        return Applicable(root, ns, workload)
+        # No `break`: istiod (since targetRef support) applies every matching workload Telemetry in order.
+        workloads = tuple(
+            c
+            for c in configs
+            if c.namespace == namespace
+            and (sel := _selector(c))
+            and all(labels.get(k) == v for k, v in sel.items())
+        )
+        return Applicable(root, ns, workloads)
 
     return snapshot.memo(("telemetry", namespace, frozenset(labels.items())), compute)
 
@@ -272,6 +277,46 @@ def _tracing_provider(snapshot: Snapshot, proxy: Proxy, name: str) -> Provider |
 # --- access logging ------------------------------------------------------------------------------------
 
 
+# The kinds istiod makes an access log of (`telemetryAccessLog`): only these count for the fallback.
+_ACCESS_LOG_KINDS = frozenset({"envoy_file_access_log", "envoy_http_als", "envoy_tcp_als", "envoy_otel_als"})
+
+
+@dataclass(frozen=True)
+class _LogSpec:
+    disabled: bool = False
+    expression: str | None = None
+
+
+def _merge_logs(levels: list[list[Any]], defaults: list[str], mode: Mode) -> dict[str, _LogSpec]:
+    """istiod's ``mergeLogs``: provider name -> enabled (with its filter) or disabled, for `mode`."""
+    if not levels:
+        return {n: _LogSpec() for n in defaults}
+    in_scope = set(defaults)
+    filters: dict[str, str | None] = {}
+    for entries in levels:
+        names: set[str] = set()
+        for e in entries:
+            if mode not in _modes(e.match):
+                continue
+            for n in _names(e.providers):
+                names.add(n)
+                filters[n] = (e.filter.expression if e.filter is not None else None) or None
+        if names:
+            in_scope = names
+    out: dict[str, _LogSpec] = {}
+    parent = list(defaults)
+    for entries in levels:
+        for e in entries:
+            names = _names(e.providers) or parent
+            parent = names
+            if mode not in _modes(e.match):
+                continue
+            for n in names:
+                if n in in_scope:
+                    out[n] = _LogSpec(True) if e.disabled else _LogSpec(False, filters.get(n))
+    return out
+
+
 def access_log_providers(
     snapshot: Snapshot, proxy: Proxy, mode: Mode
 ) -> list[tuple[Provider, str | None]] | None:
@@ -280,35 +325,15 @@ def access_log_providers(
     defaults = _default_providers(snapshot, "access_logging")
     if not levels and not defaults:
         return None
-    chosen: dict[str, str | None] = {}
-    if not levels:
-        chosen = dict.fromkeys(defaults)
-    else:
-        in_scope = list(defaults)
-        for entries in levels:
-            names = {n for e in entries for n in _names(e.providers)}
-            if names:
-                in_scope = sorted(names)
-        parent = list(defaults)
-        for entries in levels:
-            for e in entries:
-                names = _names(e.providers) or parent
-                parent = names
-                if mode not in _modes(e.match):
-                    continue
-                for n in names:
-                    if n not in in_scope:
-                        continue
-                    if e.disabled:
-                        chosen.pop(n, None)
-                    else:
-                        expr = e.filter.expression if e.filter is not None else None
-                        chosen[n] = expr or None
+    configured = False  # istiod's cfgs non-empty: some access-log provider is enabled or disabled
     out = []
-    for name in sorted(chosen):
+    for name, spec in sorted(_merge_logs(levels, defaults, mode).items()):
         p = find_provider(snapshot, name)
         if p is None:
             _report(snapshot, proxy, "accessLogging", f"access log provider {name!r} is not defined")
+            continue
+        configured = configured or p.kind in _ACCESS_LOG_KINDS
+        if spec.disabled:
             continue
         if p.kind not in LOGGING_KINDS:
             _report(
@@ -319,8 +344,8 @@ def access_log_providers(
                 "and the built-in envoy provider); it is left out",
             )
             continue
-        out.append((p, chosen[name]))
-    return out
+        out.append((p, spec.expression))
+    return out if configured else None
 
 
 # --- metrics ----------------------------------------------------------------------------------------------
@@ -447,7 +472,8 @@ def _metrics_policy(snapshot: Snapshot, proxy: Proxy, app: Applicable, mode: Mod
             metric = getattr(match, "metric", None) if match is not None else None
             if mode not in _modes(match):
                 continue
-            if metric == ALL_METRICS and o.disabled:
+            # istiod's isAllMetrics: ALL_METRICS or no metric at all.
+            if metric in (None, ALL_METRICS) and o.disabled:
                 all_disabled = True
                 continue
             all_disabled = False

@@ -22,7 +22,8 @@ Headers: the Zipkin tracer extracts and injects B3 (``x-b3-*``) and, with
 generates ``x-request-id`` (Envoy's default), whose UUID carries the sampling decision across hops. The
 OpenTelemetry tracer propagates W3C headers only (as in Istio).
 
-Sampling: ``defaultConfig.tracing.sampling`` (percent) when set, else Istio's 1%
+Sampling: ``defaultConfig.tracing.sampling`` (percent) when set and not 0 (istiod's
+``proxyConfigSamplingValue`` reads 0 as unset), else Istio's 1%
 (`DEFAULT_SAMPLING_PERCENT`): tracing every request costs the sidecar about 180 µs of CPU. Where a tracer
 is configured, a request can still be traced on demand with `x-b3-sampled: 1` or `x-client-trace-id`;
 examples/bookinfo sets 100% for the demo. ``enableTracing: false`` removes the tracing block; unset means
@@ -87,9 +88,10 @@ def tracing_enabled(snapshot: Snapshot) -> bool:
 
 
 def sampling_percent(snapshot: Snapshot) -> float:
+    """istiod's proxyConfigSamplingValue: 0 is proto3's unset, so it means the default 1% too."""
     tracing = _tracing_spec(snapshot)
     value = getattr(tracing, "sampling", None) if tracing is not None else None
-    if value is None:
+    if not value:
         return DEFAULT_SAMPLING_PERCENT
     return max(0.0, min(100.0, float(value)))
 

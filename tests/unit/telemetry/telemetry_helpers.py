@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from envoy.data.accesslog.v3 import accesslog_pb2 as al
+from envoy.extensions.access_loggers.file.v3 import file_pb2
+from envoy.extensions.access_loggers.filters.cel.v3 import cel_pb2
 from envoy.extensions.filters.http.grpc_stats.v3 import config_pb2 as grpc_stats_pb2
 from envoy.service.accesslog.v3 import als_pb2
 
@@ -295,3 +297,40 @@ def message(
 
 
 GRPC_TAGS = {accesslog.TAG_CONTENT_TYPE: "application/grpc"}
+
+
+def tel(name: str, namespace: str, spec: str, ts: str | None = None) -> str:
+    """A Telemetry resource (YAML) with `spec` (YAML lines), optionally with a creation timestamp."""
+    meta = f"name: {name}, namespace: {namespace}"
+    if ts:
+        meta += f", creationTimestamp: '{ts}'"
+    body = "\n".join("  " + line for line in spec.strip().splitlines())
+    return f"apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {{{meta}}}\nspec:\n{body}\n"
+
+
+def mesh(spec: str) -> str:
+    """The MeshConfig resource (YAML) with `spec` (YAML lines)."""
+    body = "\n".join("  " + line for line in spec.strip().splitlines())
+    return f"apiVersion: isthmus.dev/v1alpha1\nkind: MeshConfig\nmetadata: {{name: mesh}}\nspec:\n{body}\n"
+
+
+def snap(*docs: str) -> Snapshot:
+    """The test mesh plus these YAML documents."""
+    return snapshot("---\n".join(docs))
+
+
+def file_logs(logs: Any) -> list[tuple[file_pb2.FileAccessLog, str | None]]:
+    """The file access loggers among Envoy `AccessLog`s, each with its CEL filter expression (or None)."""
+    out = []
+    for log in logs:
+        if log.name == "envoy.access_loggers.file":
+            fal = file_pb2.FileAccessLog()
+            log.typed_config.Unpack(fal)
+            expr = None
+            if log.HasField("filter"):
+                cel = cel_pb2.ExpressionFilter()
+                assert log.filter.extension_filter.name == "envoy.access_loggers.extension_filters.cel"
+                log.filter.extension_filter.typed_config.Unpack(cel)
+                expr = cel.expression
+            out.append((fal, expr))
+    return out

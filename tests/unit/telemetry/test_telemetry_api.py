@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import pytest
 from envoy.config.trace.v3 import zipkin_pb2
-from envoy.extensions.access_loggers.file.v3 import file_pb2
-from envoy.extensions.access_loggers.filters.cel.v3 import cel_pb2
 from envoy.extensions.access_loggers.grpc.v3 import als_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
 from envoy.extensions.request_id.uuid.v3 import uuid_pb2
@@ -16,10 +14,13 @@ from telemetry_helpers import (
     PRODUCTPAGE_IP,
     REVIEWS,
     REVIEWS_IP,
+    file_logs,
     http_entry,
+    mesh,
     message,
-    snapshot,
+    snap,
     tcp_entry,
+    tel,
 )
 
 from isthmus.analyze import analyze
@@ -28,24 +29,6 @@ from isthmus.api.support import check_supported
 from isthmus.model.proxy import Proxy
 from isthmus.telemetry import Telemetry, accesslog, istio, policy, tracing
 from isthmus.telemetry import envoy as tenvoy
-
-
-def tel(name: str, namespace: str, spec: str, ts: str | None = None) -> str:
-    meta = f"name: {name}, namespace: {namespace}"
-    if ts:
-        meta += f", creationTimestamp: '{ts}'"
-    body = "\n".join("  " + line for line in spec.strip().splitlines())
-    return f"apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {{{meta}}}\nspec:\n{body}\n"
-
-
-def mesh(spec: str) -> str:
-    body = "\n".join("  " + line for line in spec.strip().splitlines())
-    return f"apiVersion: isthmus.dev/v1alpha1\nkind: MeshConfig\nmetadata: {{name: mesh}}\nspec:\n{body}\n"
-
-
-def snap(*docs: str):
-    return snapshot("---\n".join(docs))
-
 
 # --- scope ----------------------------------------------------------------------------------------------
 
@@ -167,22 +150,6 @@ def test_request_id_sampling_and_istio_tags() -> None:
 # --- access logging -----------------------------------------------------------------------------------------
 
 
-def _file_logs(logs):
-    out = []
-    for log in logs:
-        if log.name == "envoy.access_loggers.file":
-            fal = file_pb2.FileAccessLog()
-            log.typed_config.Unpack(fal)
-            expr = None
-            if log.HasField("filter"):
-                cel = cel_pb2.ExpressionFilter()
-                assert log.filter.extension_filter.name == "envoy.access_loggers.extension_filters.cel"
-                log.filter.extension_filter.typed_config.Unpack(cel)
-                expr = cel.expression
-            out.append((fal, expr))
-    return out
-
-
 def test_envoy_provider_with_cel_filter_per_namespace() -> None:
     s = snap(
         tel(
@@ -191,17 +158,17 @@ def test_envoy_provider_with_cel_filter_per_namespace() -> None:
             "accessLogging: [{providers: [{name: envoy}], filter: {expression: 'response.code >= 500'}}]",
         )
     )
-    ((fal, expr),) = _file_logs(tenvoy.http_access_loggers(s, PRODUCTPAGE, "inbound"))
+    ((fal, expr),) = file_logs(tenvoy.http_access_loggers(s, PRODUCTPAGE, "inbound"))
     assert fal.path == "/dev/stdout" and expr == "response.code >= 500"
     assert fal.log_format.text_format_source.inline_string == accesslog.TEXT_LOG_FORMAT
-    assert _file_logs(tenvoy.tcp_access_loggers(s, PRODUCTPAGE, "outbound"))[0][1] == "response.code >= 500"
+    assert file_logs(tenvoy.tcp_access_loggers(s, PRODUCTPAGE, "outbound"))[0][1] == "response.code >= 500"
     # The ALS logger (the metrics pipeline) stays.
     assert tenvoy.http_access_loggers(s, PRODUCTPAGE, "inbound")[-1].name == "envoy.access_loggers.http_grpc"
     # Other namespaces: no file log.
     gw_logs = tenvoy.http_access_loggers(
         s, Proxy("g", "gateway", "1.2.3.4", "istio-system", "gw"), "outbound"
     )
-    assert _file_logs(gw_logs) == []
+    assert file_logs(gw_logs) == []
 
 
 def test_workload_disables_and_mode_limits_and_file_provider() -> None:
@@ -219,14 +186,16 @@ extensionProviders:
         tel("rv", "default", "selector: {matchLabels: {app: reviews}}\naccessLogging: [{disabled: true}]"),
     )
     # productpage SERVER: the namespace's provider replaced the mesh's.
-    ((fal, _),) = _file_logs(tenvoy.http_access_loggers(s, PRODUCTPAGE, "inbound"))
+    ((fal, _),) = file_logs(tenvoy.http_access_loggers(s, PRODUCTPAGE, "inbound"))
     assert fal.path == "/tmp/json.log" and dict(fal.log_format.json_format) == {"code": "%RESPONSE_CODE%"}
-    # productpage CLIENT: no provider left for that mode -> no file log (MeshConfig's included).
-    assert _file_logs(tenvoy.http_access_loggers(s, PRODUCTPAGE, "outbound")) == []
+    # productpage CLIENT: the namespace names no provider for that mode, so the mesh's envoy provider
+    # stays in scope (istiod's mergeLogs picks providers per mode).
+    ((fal, _),) = file_logs(tenvoy.http_access_loggers(s, PRODUCTPAGE, "outbound"))
+    assert fal.path == "/tmp/mesh.log"
     # reviews: its Telemetry disables logging; without any Telemetry logging, accessLogFile applies.
     assert policy.access_log_providers(s, REVIEWS, "SERVER") == []
-    assert _file_logs(tenvoy.http_access_loggers(s, REVIEWS, "inbound")) == []
-    ((fal, _),) = _file_logs(
+    assert file_logs(tenvoy.http_access_loggers(s, REVIEWS, "inbound")) == []
+    ((fal, _),) = file_logs(
         tenvoy.http_access_loggers(snap(mesh("accessLogFile: /tmp/mesh.log")), REVIEWS, "inbound")
     )
     assert fal.path == "/tmp/mesh.log"
@@ -235,14 +204,14 @@ extensionProviders:
         mesh("accessLogFile: /tmp/mesh.log"),
         tel("mesh", "istio-system", "accessLogging: [{providers: [{name: envoy}]}]"),
     )
-    ((fal, _),) = _file_logs(tenvoy.http_access_loggers(s3, REVIEWS, "inbound"))
+    ((fal, _),) = file_logs(tenvoy.http_access_loggers(s3, REVIEWS, "inbound"))
     assert fal.path == "/tmp/mesh.log"
     s2 = snap(
         tel("mesh", "istio-system", "accessLogging: [{providers: [{name: envoy}]}]"),
         tel("rv", "default", "selector: {matchLabels: {app: reviews}}\naccessLogging: [{disabled: true}]"),
     )
-    assert _file_logs(tenvoy.http_access_loggers(s2, REVIEWS, "inbound")) == []
-    assert len(_file_logs(tenvoy.http_access_loggers(s2, PRODUCTPAGE, "inbound"))) == 1
+    assert file_logs(tenvoy.http_access_loggers(s2, REVIEWS, "inbound")) == []
+    assert len(file_logs(tenvoy.http_access_loggers(s2, PRODUCTPAGE, "inbound"))) == 1
 
 
 # --- metrics ---------------------------------------------------------------------------------------------------
