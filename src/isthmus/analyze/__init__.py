@@ -8,7 +8,7 @@ Every analyzer reads the same model the control plane builds (``model.snapshot.S
 - ``analyze_snapshot(snapshot)``: in the running mesh, on the snapshot the control plane just built;
   messages are grouped by resource key ``(kind, namespace, name)`` for status.
 
-Families: ``schema`` (IST0106/0130/0131/0133), ``virtualservices``, ``destinationrules``, ``gateways``,
+Families: ``schema`` (IST0106/0130/0131/0133), ``deprecation``, ``virtualservices``, ``destinationrules``, ``gateways``,
 ``sidecars``, ``services``, ``serviceentries``, ``security``, ``telemetry``. Codes are listed in
 ``analyze.messages``.
 """

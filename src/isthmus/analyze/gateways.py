@@ -9,6 +9,9 @@
   ``cert``/``key``, PEM that parses, not expired).
 - ``gateway.ConflictingGatewayAnalyzer``: IST0145 for servers of different Gateways on the same workload
   (selectors that are equal, nested, or select a common pod), the same port and overlapping hosts.
+- ``gateway.CertificateAnalyzer``: IST0138 when a Gateway shares a server certificate (same
+  ``credentialName``, or same ``serverCertificate`` and ``privateKey`` files) with another Gateway whose
+  selector contains its own: clients reusing an HTTP/2 connection for the other host get 404s.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 from isthmus.analyze import messages as m
 from isthmus.analyze.context import Context, selector_string, selects
 from isthmus.analyze.destinationrules import credential_secret_name
-from isthmus.analyze.messages import go_q
+from isthmus.analyze.messages import go_list, go_q
 from isthmus.analyze.registry import analyzer
 from isthmus.api.paths import join
 from isthmus.config.store import Config
@@ -231,3 +234,46 @@ def conflicting_gateways(ctx: Context) -> None:
                     ",".join(server.hosts or ()),
                     field=f"spec.servers[{i}]",
                 )
+
+
+def _same_certificate(a: Any, b: Any) -> bool:
+    """istioctl's ``haveSameCertificate``: equal credential names, or (neither has one) equal certificate
+    and key files."""
+    if a.credential_name and b.credential_name:
+        return a.credential_name == b.credential_name
+    if a.credential_name or b.credential_name:
+        return False
+    return bool(
+        a.server_certificate
+        and a.server_certificate == b.server_certificate
+        and a.private_key
+        and a.private_key == b.private_key
+    )
+
+
+@analyzer(
+    "gateway.CertificateAnalyzer",
+    "Checks a gateway certificate",
+    ("IST0138",),
+)
+def duplicate_certificates(ctx: Context) -> None:
+    # istioctl compares across namespaces unless PILOT_SCOPE_GATEWAY_TO_NAMESPACE is set, which Isthmus
+    # does not have.
+    gws = ctx.configs("Gateway")
+    for cfg in gws:
+        selector = dict(cfg.spec.selector or {})
+        for other in gws:
+            # Only gateways whose selector contains this one's (every gateway when this one has none).
+            if other is cfg or not selects(selector, dict(other.spec.selector or {})):
+                continue
+            for server in cfg.spec.servers or ():
+                for other_server in other.spec.servers or ():
+                    if server.tls is None or other_server.tls is None:
+                        continue
+                    if _same_certificate(server.tls, other_server.tls):
+                        ctx.report(
+                            m.GatewayDuplicateCertificate,
+                            cfg,
+                            go_list([f"{cfg.namespace}/{cfg.name}", f"{other.namespace}/{other.name}"]),
+                            field="metadata.name",
+                        )

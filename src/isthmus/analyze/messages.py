@@ -96,6 +96,13 @@ InternalError = _t(
     "There was an internal error in the toolchain. This is almost always a bug in the implementation.",
     "Internal error: {}",
 )
+Deprecated = _t(
+    "IST0002",
+    "Deprecated",
+    "Warning",
+    "A feature that the configuration is depending on is now deprecated.",
+    "Deprecated: {}",
+)
 ReferencedResourceNotFound = _t(
     "IST0101",
     "ReferencedResourceNotFound",
@@ -223,12 +230,42 @@ DeploymentConflictingPorts = _t(
     "Two services selecting the same workload with the same targetPort MUST refer to the same port.",
     "This deployment {} is associated with multiple services {} using targetPort {} but different ports: {}.",
 )
+GatewayDuplicateCertificate = _t(
+    "IST0138",
+    "GatewayDuplicateCertificate",
+    "Warning",
+    "Duplicate certificate in multiple gateways may cause 404s if clients re-use HTTP2 connections.",
+    "Duplicate certificate in multiple gateways {} may cause 404s if clients re-use HTTP2 connections.",
+)
+IngressRouteRulesNotAffected = _t(
+    "IST0140",
+    "IngressRouteRulesNotAffected",
+    "Warning",
+    "Route rules have no effect on ingress gateway requests",
+    "Subset in virtual service {} has no effect on ingress gateway {} requests",
+)
+InvalidApplicationUID = _t(
+    "IST0144",
+    "InvalidApplicationUID",
+    "Warning",
+    "Application pods should not run as user ID (UID) 1337",
+    "User ID (UID) 1337 is reserved for the sidecar proxy.",
+)
 ConflictingGateways = _t(
     "IST0145",
     "ConflictingGateways",
     "Error",
     "Gateway should not have the same selector, port and matched hosts of server",
     "Conflict with gateways {} (workload selector {}, port {}, hosts {}).",
+)
+JwtClaimBasedRoutingWithoutRequestAuthN = _t(
+    "IST0149",
+    "JwtClaimBasedRoutingWithoutRequestAuthN",
+    "Error",
+    "Virtual service using JWT claim based routing without request authentication.",
+    "The virtual service uses the JWT claim based routing (key: {}) but found no request authentication for "
+    "the gateway ({}) pod ({}). The request authentication must first be applied for the gateway pods to "
+    "validate the JWT token and make the claims available for routing.",
 )
 ExternalNameServiceTypeInvalidPortName = _t(
     "IST0150",
@@ -238,6 +275,13 @@ ExternalNameServiceTypeInvalidPortName = _t(
     "forwarded correctly for ExternalName services.",
     "Port name for ExternalName service is invalid. Proxy may prevent tcp named ports and unmatched traffic "
     "for ports serving TCP protocol from being forwarded correctly",
+)
+InvalidTelemetryProvider = _t(
+    "IST0157",
+    "InvalidTelemetryProvider",
+    "Warning",
+    "The Telemetry with empty providers will be ignored",
+    "The Telemetry {} in namespace {} with empty providers will be ignored.",
 )
 ConflictingTelemetryWorkloadSelectors = _t(
     "IST0159",
@@ -269,6 +313,13 @@ GatewayPortNotDefinedOnService = _t(
     "The gateway is listening on a target port (port {}) that is not defined in the Service associated with "
     "its workload instances (Pod selector {}). If you need to access the gateway port through the gateway "
     "Service, it will not be available.",
+)
+ReferencedInternalGateway = _t(
+    "IST0165",
+    "ReferencedInternalGateway",
+    "Warning",
+    "VirtualServices should not reference internal Gateways.",
+    "Gateway reference in VirtualService {} is to an implementation-generated internal Gateway: {}.",
 )
 IneffectivePolicy = _t(
     "IST0167",

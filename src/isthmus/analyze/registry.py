@@ -40,6 +40,7 @@ def analyzer(name: str, description: str, codes: tuple[str, ...]) -> Callable[[A
 def all_analyzers() -> list[Analyzer]:
     """Every analyzer, importing the families on first use."""
     from isthmus.analyze import (  # noqa: F401  (registration side effects)
+        deprecation,
         destinationrules,
         gateways,
         security,

@@ -7,6 +7,10 @@ istioctl's:
 - ``deployment.MultiServiceAnalyzer`` (``analyzers/deployment``): for a workload in the mesh (a
   Deployment, or an Isthmus Workload), IST0116 when Services selecting it use one port with different
   protocols, IST0137 when they map one targetPort from different ports.
+- ``applicationUID.Analyzer`` (``analyzers/deployment``): IST0144 for a Pod or Deployment (not the
+  control plane's) whose pod or app container ``securityContext.runAsUser`` is 1337. Isthmus starts no
+  containers, but these are Kubernetes manifests: there, traffic of UID 1337 bypasses the sidecar's
+  capture, so such an app would talk past its proxy.
 """
 
 from __future__ import annotations
@@ -130,3 +134,44 @@ def multi_service(ctx: Context) -> None:
                     go_list(ports),
                     field="metadata.name",
                 )
+
+
+# The UID Istio's sidecar runs as; iptables capture exempts its traffic.
+PROXY_UID = 1337
+# Containers that run as the proxy UID on purpose (istio ``util.IstioProxyName`` / ``util.IstioOperator``).
+_PROXY_CONTAINERS = frozenset({"istio-proxy", "istio-operator"})
+
+
+def _run_as_user(model: Any) -> Any:
+    """``securityContext.runAsUser`` of a pod spec or container (kept as an extra field by the API model)."""
+    context = (model.model_extra or {}).get("securityContext") or {}
+    return context.get("runAsUser") if isinstance(context, dict) else None
+
+
+@analyzer(
+    "applicationUID.Analyzer",
+    "Checks invalid application UID",
+    ("IST0144",),
+)
+def application_uid(ctx: Context) -> None:
+    for kind in ("Pod", "Deployment"):
+        for cfg in ctx.configs(kind):
+            if _is_control_plane(cfg):
+                continue
+            if kind == "Pod":
+                spec, path = cfg.spec, "spec"
+            else:
+                template = cfg.spec.template
+                spec, path = (template.spec if template is not None else None), "spec.template.spec"
+            if spec is None:
+                continue
+            # istioctl reports once for the pod and once per offending container.
+            if _run_as_user(spec) == PROXY_UID:
+                ctx.report(m.InvalidApplicationUID, cfg, field=f"{path}.securityContext.runAsUser")
+            for i, container in enumerate(spec.containers):
+                if container.name not in _PROXY_CONTAINERS and _run_as_user(container) == PROXY_UID:
+                    ctx.report(
+                        m.InvalidApplicationUID,
+                        cfg,
+                        field=f"{path}.containers[{i}].securityContext.runAsUser",
+                    )

@@ -14,15 +14,21 @@ Adaptations of Istio's input (each noted in the YAML file):
   port names keep giving the Istio protocol the analyzers compare;
 - ``gateway-secrets-validation.yaml``: the expired certificate is regenerated (same validity window);
 - mesh config files are Isthmus ``MeshConfig`` resources; the ``*_beta`` files are the v1 files with
-  ``networking.istio.io/v1beta1``.
+  ``networking.istio.io/v1beta1``;
+- ``virtualservice_route_rule_no_effects_ingress.yaml``: the Service port ``protocol: HTTP`` reads ``TCP``;
+- ``telemetry-selector.yaml``: the Telemetries' ``egress`` field (a Sidecar field, unknown to Telemetry, so
+  the resource would be rejected) is dropped;
+- ``gateway-duplicate-certificate.yaml`` is generated to the same content as Istio's.
 
 Cases not ported (no counterpart in Isthmus, or kinds it does not read): annotations (misannotated,
-alpha, deprecated/alpha annotations), deprecation, external control plane, sidecar injection and
-proxy image checks, webhooks, EnvoyFilter patches, Telemetry (IST0157-0160), Kubernetes Gateway API,
-multicluster, pod/deployment UID 1337, ``image: auto``, JWT claim routing (IST0149), internal gateway
-references (IST0165), duplicate gateway certificates (IST0138), IngressRouteRulesNotAffected (IST0140),
-the condition analyzer, and ``DestinationRuleSubsetsWithTopologyLabels`` (it needs Node objects, which
-Isthmus does not model: pods have no node topology labels).
+alpha, deprecated/alpha annotations: Istio's annotation registry), external control plane and webhooks
+(webhook configurations), sidecar injection, proxy image and ``image: auto`` checks (no injector),
+EnvoyFilter patches (Isthmus refuses EnvoyFilter), Kubernetes Gateway API (``IneffectiveSelector``, CRD
+versions), multicluster / MeshNetworks, the condition analyzer (resource status), the blocked-CIDRs
+check (istiod's Deployment env), DestinationRule workload selectors on waypoint services (no waypoints),
+the removed ``virtualservice.RegexAnalyzer`` (IST0122: invalid regexes are schema errors, IST0106, as in
+current Istio), and ``DestinationRuleSubsetsWithTopologyLabels`` (it needs Node objects, which Isthmus
+does not model: pods have no node topology labels).
 
 Deviations (``isthmus`` in a case says what Isthmus reports instead, and why):
 - ``gatewayCustomIngressGatewayBadPort``: Service port 8003 -> targetPort 80, Gateway server port 80.
@@ -73,6 +79,13 @@ DR_PODS = {"destinationrule.SubsetSelectPodAnalyzer"}
 SCHEMA = {"schema.ValidationAnalyzer"}
 SE_ADDR = {"serviceentry.Analyzer"}
 SE_PROTO = {"serviceentry.ConflictingServiceEntryProtocolAnalyzer"}
+DEPRECATION = {"deprecation.DeprecationAnalyzer"}
+GW_CERT = {"gateway.CertificateAnalyzer"}
+VS_JWT = {"virtualservice.JWTClaimRouteAnalyzer"}
+APP_UID = {"applicationUID.Analyzer"}
+TELEMETRY_PROVIDER = {"telemetry.ProviderAnalyzer"}
+TELEMETRY_SELECTOR = {"telemetry.SelectorAnalyzer"}
+TELEMETRY_LIGHTSTEP = {"telemetry.LightstepAnalyzer"}
 
 CASES = [
     Case(
@@ -448,6 +461,98 @@ CASES = [
         ["serviceentry-conflicting-protocol.yaml"],
         SE_PROTO,
         [("IST0177", "ServiceEntry default/se-https"), ("IST0177", "ServiceEntry default/se-http")],
+    ),
+    Case(
+        "deprecation",
+        ["deprecation.yaml"],
+        DEPRECATION,
+        [("IST0002", "VirtualService foo/productpage"), ("IST0002", "Sidecar default/no-selector")],
+    ),
+    Case(
+        "certificate duplication in Gateway",
+        ["gateway-duplicate-certificate.yaml"],
+        GW_CERT,
+        [
+            ("IST0138", "Gateway istio-system/gateway-01-test-01"),
+            ("IST0138", "Gateway istio-system/gateway-02-test-01"),
+            ("IST0138", "Gateway istio-system/gateway-01-test-02"),
+            ("IST0138", "Gateway default/gateway-01-test-03"),
+        ],
+    ),
+    Case(
+        "virtualServiceJWTClaimRoute",
+        ["virtualservice_jwtclaimroute.yaml"],
+        VS_JWT,
+        [("IST0149", "VirtualService foo")],
+    ),
+    Case(
+        "virtualServiceInternalGatewayRef",
+        ["virtualservice_internal_gateway_ref.yaml"],
+        VS_GW,
+        [("IST0165", "VirtualService httpbin")],
+    ),
+    Case(
+        "Route Rule no effect on Ingress",
+        ["virtualservice_route_rule_no_effects_ingress.yaml"],
+        VS_HOSTS,
+        [("IST0140", "VirtualService default/testing-service-01-test-01")],
+    ),
+    Case(
+        "Application Pod SecurityContext with UID 1337",
+        ["pod-sec-uid.yaml"],
+        APP_UID,
+        [("IST0144", "Pod pod-sec-uid")],
+    ),
+    Case(
+        "Application Container SecurityContext with UID 1337",
+        ["pod-con-sec-uid.yaml"],
+        APP_UID,
+        [("IST0144", "Pod con-sec-uid")],
+    ),
+    Case(
+        "Deployment Pod SecurityContext with UID 1337",
+        ["deployment-pod-sec-uid.yaml"],
+        APP_UID,
+        [("IST0144", "Deployment deploy-pod-sec-uid")],
+    ),
+    Case(
+        "Deployment Container SecurityContext with UID 1337",
+        ["deployment-con-sec-uid.yaml"],
+        APP_UID,
+        [("IST0144", "Deployment deploy-con-sec-uid")],
+    ),
+    Case(
+        "Analyze invalid telemetry",
+        ["telemetry-invalid-provider.yaml"],
+        TELEMETRY_PROVIDER,
+        [("IST0157", "Telemetry istio-system/mesh-default")],
+    ),
+    Case("Analyze disabled telemetry", ["telemetry-disable-provider.yaml"], TELEMETRY_PROVIDER, []),
+    Case(
+        "telemetrySelector",
+        ["telemetry-selector.yaml"],
+        TELEMETRY_SELECTOR,
+        [
+            ("IST0101", "Telemetry default/maps-to-nonexistent"),
+            ("IST0101", "Telemetry other/maps-to-different-ns"),
+            ("IST0159", "Telemetry default/dupe-1"),
+            ("IST0159", "Telemetry default/dupe-2"),
+            ("IST0159", "Telemetry default/overlap-1"),
+            ("IST0159", "Telemetry default/overlap-2"),
+        ],
+    ),
+    Case(
+        "telemetryDefaultSelector",
+        ["telemetry-default-selector.yaml"],
+        TELEMETRY_SELECTOR,
+        [("IST0160", "Telemetry ns2/has-conflict-2"), ("IST0160", "Telemetry ns2/has-conflict-1")],
+        codes={"IST0160"},
+    ),
+    Case(
+        "Telemetry Lightstep",
+        ["telemetry-lightstep.yaml", "telemetry-lightstep-meshconfig.yaml"],
+        TELEMETRY_LIGHTSTEP,
+        [("IST0002", "Telemetry istio-system/mesh-default")],
     ),
     Case(
         "DestinationRuleWithFakeHost",
