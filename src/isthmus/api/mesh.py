@@ -314,6 +314,7 @@ class EnvoyFileAccessLogFormat(ApiModel):
 
     text: str | None = None
     labels: Struct | None = None
+    omit_empty_values: bool | None = None
 
 
 class EnvoyFileAccessLogProvider(ApiModel):

@@ -207,6 +207,8 @@ def _provider_log(snapshot: Snapshot, provider: policy.Provider) -> accesslog_pb
         if not text.endswith("\n"):
             text += "\n"
         fal.log_format.text_format_source.inline_string = text
+    # istiod's telemetryAccessLog: fields whose value is empty are left out (JSON) or empty (text).
+    fal.log_format.omit_empty_values = bool(getattr(fmt, "omit_empty_values", None))
     return accesslog_pb2.AccessLog(name="envoy.access_loggers.file", typed_config=_pack(fal))
 
 

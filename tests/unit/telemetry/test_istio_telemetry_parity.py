@@ -347,6 +347,25 @@ def test_file_provider_envoy_config(provider: str, mesh_extra: str, want_path: s
     assert (fal.path, _format(fal), expr) == (want_path, want_format, None)
 
 
+@pytest.mark.parametrize(
+    ("log_format", "omit"),
+    [
+        pytest.param("{labels: {}, omitEmptyValues: true}", True, id="enable-omit-empty-values"),
+        pytest.param(f"{{text: '{CUSTOM_TEXT}', omitEmptyValues: true}}", True, id="text-omit-empty-values"),
+        pytest.param("{labels: {}}", False, id="default-keeps-empty-values"),
+    ],
+)
+def test_file_provider_omit_empty_values(log_format: str, omit: bool) -> None:
+    s = snap(
+        mesh(
+            f"extensionProviders: [{{name: my-file, envoyFileAccessLog: {{path: /dev/stdout, logFormat: {log_format}}}}}]"
+        ),
+        tel("t", ROOT, "accessLogging: [{providers: [{name: my-file}]}]"),
+    )
+    ((fal, _),) = file_logs(tenvoy.http_access_loggers(s, REVIEWS, "outbound"))
+    assert fal.log_format.omit_empty_values is omit
+
+
 CUSTOM_JSON = {"code": "%RESPONSE_CODE%", "path": "%REQ(:PATH)%"}
 
 
