@@ -52,6 +52,11 @@ class GatewayServer:
             return True
         return self.protocol is Protocol.HTTPS and self.terminates_tls
 
+    @property
+    def is_tls_server(self) -> bool:
+        """istiod's IsTLSServer: a non-HTTP server with TLS settings (terminated or passthrough)."""
+        return self.server.tls is not None and not self.protocol.is_http
+
 
 def normalize_server_host(host: str, gateway_ns: str) -> str:
     if "/" not in host:
@@ -65,7 +70,8 @@ def normalize_server_host(host: str, gateway_ns: str) -> str:
 def gateway_servers(
     gateways: Sequence[Config], proxy_labels: Mapping[str, str], selecting_services: Sequence[Service]
 ) -> list[GatewayServer]:
-    """Every server of every Gateway whose selector matches the proxy, oldest Gateway first."""
+    """The servers of the Gateways whose selector matches the proxy, oldest Gateway first, that survive
+    merging (`merge_servers`)."""
     out = []
     for gw in gateways:
         selector = gw.spec.selector or {}
@@ -92,6 +98,61 @@ def gateway_servers(
                     bind=server.bind or None,
                 )
             )
+    return merge_servers(out)
+
+
+def _can_merge(new: Protocol, current: Protocol) -> bool:
+    """istiod's canMergeProtocols: only HTTP servers join a port first taken by an HTTP server."""
+    return (new.is_http or new is current) and current.is_http
+
+
+def _https_route(s: GatewayServer) -> tuple[int, str, str, str] | None:
+    """What names a terminated HTTPS server's RDS (`https.<port>.<portName>.<gw>.<ns>[.<bind>]`)."""
+    if s.serves_http and not s.protocol.is_http:
+        return (s.port, s.port_name, s.gateway_name, s.bind or "")
+    return None
+
+
+def merge_servers(servers: Sequence[GatewayServer]) -> list[GatewayServer]:
+    """istiod's mergeGateways: drop the servers Envoy could not tell apart on their listen port.
+
+    In order: a TLS server whose host another TLS server on the same port and bind already has; a
+    server on a port first taken by a plain-text server with the same bind, unless both are HTTP; a
+    terminated HTTPS server repeating an RDS name; a second plain-text server on a port first taken
+    by a TLS server with the same bind (istiod records the TLS server's bind only from the second
+    server on, so the first plain-text one is still accepted: kept as istiod has it).
+    """
+    out = []
+    first_plaintext: dict[int, GatewayServer] = {}
+    seen_ports: set[int] = set()
+    tls_hosts: dict[int, dict[str, str]] = {}  # port -> host -> bind
+    tls_binds: dict[int, set[str]] = {}
+    https_routes: set[tuple[int, str, str, str]] = set()
+    for s in servers:
+        port, bind = s.listen_port, s.bind or ""
+        if s.server.tls is not None:
+            known = tls_hosts.setdefault(port, {})
+            if any(known.get(host) == bind for host in s.hosts):
+                continue
+            known.update(dict.fromkeys(s.hosts, bind))
+        if port not in seen_ports:
+            seen_ports.add(port)
+            if not s.is_tls_server:
+                first_plaintext[port] = s
+        elif (current := first_plaintext.get(port)) is not None:
+            if (current.bind or "") == bind and not _can_merge(s.protocol, current.protocol):
+                continue
+        else:
+            if _https_route(s) in https_routes:
+                continue
+            binds = tls_binds.setdefault(port, set())
+            new_bind = bind not in binds
+            binds.add(bind)
+            if s.server.tls is None and not new_bind:
+                continue
+        if (route := _https_route(s)) is not None:
+            https_routes.add(route)
+        out.append(s)
     return out
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from envoy.extensions.filters.listener.proxy_protocol.v3 import proxy_protocol_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 
+from isthmus.api.validation.common import is_valid_cipher_suite
 from isthmus.model import hosts as h
 from isthmus.model.gateways import GatewayServer, hosts_for_namespace
 from isthmus.model.proxy import Proxy
@@ -40,16 +41,36 @@ def _server_names(server: GatewayServer) -> list[str]:
     return [] if "*" in names else names
 
 
+# istiod's util.ALPNHttp, and ALPNDownstreamWithMxc for a TLS (not HTTPS) server terminating ISTIO_MUTUAL.
+HTTP_ALPNS = ("h2", "http/1.1")
+TCP_ISTIO_MUTUAL_ALPNS = ("istio-peer-exchange", *HTTP_ALPNS)
+
+
+def _cipher_suites(names: Sequence[str]) -> list[str]:
+    """istiod's filteredGatewayCipherSuites: unknown suites would make Envoy NACK, repeats are dropped."""
+    return list(dict.fromkeys(c for c in names if is_valid_cipher_suite(c)))
+
+
 def server_tls_context(server: GatewayServer) -> tls_pb2.DownstreamTlsContext:
     """istiod's BuildListenerTLSContext for SIMPLE / MUTUAL / OPTIONAL_MUTUAL / ISTIO_MUTUAL servers."""
     t = server.server.tls
     mode = t.mode or "SIMPLE"
     ctx = tls_pb2.DownstreamTlsContext()
+    # Both ISTIO_MUTUAL and MUTUAL reject a client without a certificate; the rest ask for none.
+    ctx.require_client_certificate.value = mode in ("MUTUAL", "ISTIO_MUTUAL")
     common = ctx.common_tls_context
-    common.alpn_protocols.extend(["h2", "http/1.1"])
+    alpns = TCP_ISTIO_MUTUAL_ALPNS if mode == "ISTIO_MUTUAL" and not server.serves_http else HTTP_ALPNS
     if mode == "ISTIO_MUTUAL":
-        ctx.CopyFrom(sds.istio_mutual_downstream_tls_context())
+        # ApplyToCommonTLSContext: the workload certificate, any client chained to the mesh root, and only
+        # the server's own subjectAltNames (no trust-domain check, as istiod).
+        common.CopyFrom(sds.istio_mutual_common_tls_context(alpn_protocols=alpns))
+        default = common.combined_validation_context.default_validation_context
+        for san in t.subject_alt_names or ():
+            default.match_subject_alt_names.add(exact=san)
+        if t.ca_crl:
+            default.crl.filename = t.ca_crl
         return ctx
+    common.alpn_protocols.extend(alpns)
     credentials = [n for n in (t.credential_name, *(t.credential_names or ())) if n]
     if credentials:
         for name in credentials:
@@ -66,7 +87,6 @@ def server_tls_context(server: GatewayServer) -> tls_pb2.DownstreamTlsContext:
             sds.sds_secret_config(sds.file_cert_name(t.server_certificate, t.private_key))
         )
     if mode in ("MUTUAL", "OPTIONAL_MUTUAL"):
-        ctx.require_client_certificate.value = mode == "MUTUAL"
         vc = common.combined_validation_context
         vc.default_validation_context.SetInParent()
         if t.ca_cert_credential_name:
@@ -86,14 +106,18 @@ def server_tls_context(server: GatewayServer) -> tls_pb2.DownstreamTlsContext:
             vc.default_validation_context.trust_chain_verification = (
                 common_pb2.CertificateValidationContext.ACCEPT_UNTRUSTED
             )
-    params = common.tls_params
-    params.tls_minimum_protocol_version = (
-        tls.tls_version(t.min_protocol_version) or common_pb2.TlsParameters.TLSv1_2
-    )
-    params.tls_maximum_protocol_version = (
-        tls.tls_version(t.max_protocol_version) or common_pb2.TlsParameters.TLSv1_3
-    )
-    params.cipher_suites.extend(t.cipher_suites or ())
+    elif credentials and t.subject_alt_names:
+        # ApplyCredentialSDSToServerCommonTLSContext: SIMPLE keeps a static SAN check of the client.
+        for san in t.subject_alt_names:
+            common.validation_context.match_subject_alt_names.add(exact=san)
+    # Only what the server sets (istiod's applyServerTLSSettings); Envoy's downstream defaults
+    # (TLS 1.2 to 1.3, its cipher list) stand for the rest.
+    if t.min_protocol_version and t.min_protocol_version != "TLS_AUTO":
+        common.tls_params.tls_minimum_protocol_version = tls.tls_version(t.min_protocol_version)
+    if t.max_protocol_version and t.max_protocol_version != "TLS_AUTO":
+        common.tls_params.tls_maximum_protocol_version = tls.tls_version(t.max_protocol_version)
+    if ciphers := _cipher_suites(t.cipher_suites or ()):
+        common.tls_params.cipher_suites.extend(ciphers)
     return ctx
 
 
@@ -126,33 +150,36 @@ def _gateway_match(match: Any, gw_name: str, port: int) -> bool:
     return not match.gateways or gw_name in match.gateways
 
 
+def _binds_to_server(vs: Any, server: GatewayServer) -> bool:
+    """istiod's pickMatchingGatewayHosts: a host of the VirtualService overlaps a server host it may use."""
+    allowed = hosts_for_namespace(server.hosts, vs.namespace)
+    return any(h.matches(gw_host, vs_host) for gw_host in allowed for vs_host in vs.hosts)
+
+
 def passthrough_chains(
     snapshot: Snapshot, proxy: Proxy, server: GatewayServer, network_filters: list[Any]
 ) -> list[Any]:
-    """VirtualService `tls` routes bound to the server: SNI -> tcp_proxy (istiod's gateway TLS routes)."""
+    """VirtualService `tls` routes bound to the server: SNI -> tcp_proxy (istiod's
+    buildGatewayNetworkFiltersFromTLSRoutes). The match's sniHosts are the chain's server names as
+    written; a match repeating an SNI host already taken on this server is skipped, as Envoy would
+    reject two chains with the same match."""
     services = scope_services(snapshot, proxy)
     chains = []
-    seen: set[tuple[str, ...]] = set()
+    seen: set[str] = set()
     for vs in snapshot.virtual_services_for_gateway(proxy.namespace, server.gateway_name):
-        allowed = hosts_for_namespace(server.hosts, vs.namespace)
+        if not _binds_to_server(vs, server):
+            continue
         for rule in vs.tls:
             for match in rule.match or ():
                 if not _gateway_match(match, server.gateway_name, server.port):
                     continue
-                snis = []
-                for sni in match.sni_hosts or ():
-                    for host in allowed:
-                        if h.subset_of(sni, host):
-                            snis.append(sni)
-                        elif h.subset_of(host, sni):
-                            snis.append(host)
-                key = tuple(sorted(set(snis)))
-                if not key or key in seen:
-                    continue  # duplicate SNI across VSes: the first wins
-                seen.add(key)
+                snis = list(match.sni_hosts or ())
+                if any(sni in seen for sni in snis):
+                    continue
+                seen.update(snis)
                 chain = p.listener_components.FilterChain(name=f"{vs.namespace}/{vs.name}")
-                if "*" not in key:
-                    chain.filter_chain_match.server_names.extend(key)
+                if "*" not in snis:
+                    chain.filter_chain_match.server_names.extend(snis)
                 chain.filters.extend(network_filters)
                 chain.filters.append(
                     _tcp_filter(
@@ -169,9 +196,11 @@ def passthrough_chains(
 def tcp_chain(
     snapshot: Snapshot, proxy: Proxy, server: GatewayServer, network_filters: list[Any]
 ) -> Any | None:
+    """The first VirtualService `tcp` route bound to the server (istiod's
+    buildGatewayNetworkFiltersFromTCPRoutes)."""
     services = scope_services(snapshot, proxy)
     for vs in snapshot.virtual_services_for_gateway(proxy.namespace, server.gateway_name):
-        if not hosts_for_namespace(server.hosts, vs.namespace):
+        if not _binds_to_server(vs, server):
             continue
         for rule in vs.tcp:
             matches = rule.match or [None]
@@ -189,6 +218,22 @@ def tcp_chain(
                 )
                 return chain
     return None
+
+
+def _drop_repeated_matches(lst: p.listener.Listener) -> None:
+    """Keep the first of the filter chains that match the same connections: Envoy rejects a listener
+    that repeats a match, e.g. a passthrough SNI both a specific and a `*` server route (istiod's
+    TestGatewayFilterChainSNIOverlap)."""
+    seen: set[bytes] = set()
+    kept = []
+    for chain in lst.filter_chains:
+        key = chain.filter_chain_match.SerializeToString(deterministic=True)
+        if key not in seen:
+            seen.add(key)
+            kept.append(chain)
+    if len(kept) != len(lst.filter_chains):
+        del lst.filter_chains[:]
+        lst.filter_chains.extend(kept)
 
 
 def gateway_listeners(
@@ -237,11 +282,10 @@ def gateway_listeners(
                     # bytes, chosen by SNI among the servers sharing the port (istiod's gateway TCP chains).
                     chain.name = f"{chain.name}/{server.server.name or server.port}"
                     chain.filter_chain_match.server_names.extend(_server_names(server))
-                    context = server_tls_context(server)
-                    del context.common_tls_context.alpn_protocols[:]  # no HTTP ALPN for opaque TCP
-                    chain.transport_socket.CopyFrom(tls.transport_socket(context))
+                    chain.transport_socket.CopyFrom(tls.transport_socket(server_tls_context(server)))
                     uses_tls = True
                 lst.filter_chains.append(chain)
+        _drop_repeated_matches(lst)
         if not lst.filter_chains:
             continue
         if topology is not None and topology.proxy_protocol is not None:

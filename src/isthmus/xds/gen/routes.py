@@ -1393,6 +1393,22 @@ def _intersect(server_hosts: Sequence[str], vs_hosts: Sequence[str]) -> list[str
     return out
 
 
+def _gateway_vhost(
+    vhost_by_host: dict[str, RC.VirtualHost], order: list[str], host: str, port: int
+) -> RC.VirtualHost:
+    """The virtual host of `host` on a gateway route table, created on first use. Host names are
+    compared and written lowercase (DNS names are case-insensitive; Envoy rejects two virtual hosts
+    whose domains differ only by case), as istiod does."""
+    host = host.lower()
+    vh = vhost_by_host.get(host)
+    if vh is None:
+        vh = RC.VirtualHost(name=naming.vhost_name(host, port), domains=[host])
+        vh.include_request_attempt_count = True
+        vhost_by_host[host] = vh
+        order.append(host)
+    return vh
+
+
 def gateway_route_config(
     snapshot: Snapshot, proxy: Proxy, route_name: str, servers: Sequence[GatewayServer]
 ) -> p.route.RouteConfiguration:
@@ -1415,25 +1431,16 @@ def gateway_route_config(
                 routes_cache[key] = build_vs_routes(ctx, vs, server.port)
             routes = routes_cache[key]
             for host in hosts:
-                vh = vhost_by_host.get(host)
-                if vh is None:
-                    vh = RC.VirtualHost(name=naming.vhost_name(host, server.port), domains=[host])
-                    vh.include_request_attempt_count = True
-                    vhost_by_host[host] = vh
-                    order.append(host)
+                vh = _gateway_vhost(vhost_by_host, order, host, server.port)
                 vh.routes.extend(routes)
                 if server.https_redirect:
                     vh.require_tls = RC.VirtualHost.ALL
         if server.https_redirect:
+            # Every host of a redirecting server answers with a redirect to https, whether or not a
+            # VirtualService (of this server or another one on the port) gave it routes.
             for entry in server.hosts:
-                host = entry.partition("/")[2]
-                if host not in vhost_by_host:
-                    vhost_by_host[host] = RC.VirtualHost(
-                        name=naming.vhost_name(host, server.port),
-                        domains=[host],
-                        require_tls=RC.VirtualHost.ALL,
-                    )
-                    order.append(host)
+                vh = _gateway_vhost(vhost_by_host, order, entry.partition("/")[2], server.port)
+                vh.require_tls = RC.VirtualHost.ALL
     if not vhost_by_host:
         vhosts = [RC.VirtualHost(name=naming.vhost_name("blackhole", port), domains=["*"])]
     else:
