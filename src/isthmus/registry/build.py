@@ -7,6 +7,7 @@ WorkloadEntries of its namespace.
 
 from __future__ import annotations
 
+import ipaddress
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -26,6 +27,10 @@ from isthmus.registry.types import (
 
 DOMAIN_SUFFIX = "cluster.local"
 EXPORT_TO_ANNOTATION = "networking.istio.io/exportTo"
+TLS_MODE_LABEL = "security.istio.io/tlsMode"
+LOCALITY_LABEL = "istio-locality"
+UNIX_ADDRESS_PREFIX = "unix://"
+_DNS_RESOLUTIONS = (Resolution.DNS, Resolution.DNS_ROUND_ROBIN)
 
 
 def kube_hostname(name: str, namespace: str, domain: str = DOMAIN_SUFFIX) -> str:
@@ -37,6 +42,12 @@ def labels_match(selector: Mapping[str, str] | None, labels: Mapping[str, str]) 
     if not selector:
         return True
     return all(labels.get(k) == v for k, v in selector.items())
+
+
+def _service_selects(selector: Mapping[str, str] | None, labels: Mapping[str, str]) -> bool:
+    """A service's selector picks its endpoints; an empty one picks none (istiod's FilterSelectsNonEmpty,
+    and Kubernetes makes no endpoints for a Service without a selector)."""
+    return bool(selector) and labels_match(selector, labels)
 
 
 @dataclass(frozen=True)
@@ -102,12 +113,12 @@ class Registry:
         """Kubernetes services (and workloadSelector ServiceEntries) whose selector picks this pod."""
         if self._facts is not None:
             candidates = self._facts.selecting.get(pod.namespace, ())
-            return [svc for svc in candidates if labels_match(svc.selector, pod.labels)]
+            return [svc for svc in candidates if _service_selects(svc.selector, pod.labels)]
         out = []
         for svc in self.services:
             if svc.namespace != pod.namespace or svc.selector is None:
                 continue
-            if labels_match(svc.selector, pod.labels):
+            if _service_selects(svc.selector, pod.labels):
                 out.append(svc)
         return out
 
@@ -141,7 +152,7 @@ class _InstanceIndex:
 
     def select(self, namespace: str, selector: Mapping[str, str]) -> list[_WorkloadInstance]:
         if not selector:
-            return list(self.by_namespace.get(namespace, ()))
+            return []
         # Start from the rarest label of the selector, then check the others.
         candidates = min((self.by_label.get((namespace, k, v), []) for k, v in selector.items()), key=len)
         return [i for i in candidates if labels_match(selector, i.labels)]
@@ -163,37 +174,45 @@ def _pod_instance(pod: Pod) -> _WorkloadInstance:
     )
 
 
+def _workload_entry_instance(
+    spec: Any, namespace: str, labels: Mapping[str, str], workload: str, instance: str
+) -> _WorkloadInstance:
+    """A WorkloadEntry (a resource, or a ServiceEntry's inline endpoint), as istiod's
+    convertWorkloadEntryToWorkloadInstance reads it."""
+    address = spec.address or ""
+    # Istio's getTLSModeFromWorkloadEntry: the tlsMode label if present, else a proxy when it has an identity.
+    sidecar = labels[TLS_MODE_LABEL] == "istio" if TLS_MODE_LABEL in labels else bool(spec.service_account)
+    # The locality label (dots for slashes, as a label value cannot hold a slash) when the field is unset.
+    locality = spec.locality or labels.get(LOCALITY_LABEL, "").replace(".", "/")
+    return _WorkloadInstance(
+        address=address,
+        namespace=namespace,
+        labels=labels,
+        service_account=spec.service_account,
+        workload=workload,
+        instance=instance,
+        sidecar=sidecar,
+        ready=True,
+        named_ports={k: int(v) for k, v in (spec.ports or {}).items()},
+        weight=spec.weight,
+        locality=locality,
+        network=spec.network or "",
+        # A host name or a unix socket: only DNS ServiceEntries can use such an endpoint.
+        hostname=not _is_ip(address),
+    )
+
+
 def _instances(pods: Iterable[Pod], workload_entries: Sequence[Any]) -> list[_WorkloadInstance]:
     out: list[_WorkloadInstance] = [_pod_instance(pod) for pod in pods]
     for we in workload_entries:
-        spec = we.spec
-        labels = dict(spec.labels or {})
-        address = spec.address or ""
-        tls_mode = labels.get("security.istio.io/tlsMode")
-        out.append(
-            _WorkloadInstance(
-                address=address,
-                namespace=we.namespace,
-                labels=labels,
-                service_account=spec.service_account,
-                workload=we.metadata.name,
-                instance=we.metadata.name,
-                # A WorkloadEntry with a service account is a VM with a proxy (Istio's getTLSMode...).
-                sidecar=(tls_mode == "istio") if tls_mode else bool(spec.service_account),
-                ready=True,
-                named_ports={k: int(v) for k, v in (spec.ports or {}).items()},
-                weight=spec.weight,
-                locality=spec.locality or "",
-                network=spec.network or "",
-                hostname=not _is_ip(address),
-            )
-        )
+        # metadata.labels merge over spec.labels (Istio's ConvertWorkloadEntry: the metadata wins).
+        labels = {**(we.spec.labels or {}), **(we.metadata.labels or {})}
+        name = we.metadata.name
+        out.append(_workload_entry_instance(we.spec, we.namespace, labels, name, name))
     return out
 
 
 def _is_ip(address: str) -> bool:
-    import ipaddress
-
     try:
         ipaddress.ip_address(address)
     except ValueError:
@@ -230,6 +249,10 @@ def _selected_endpoints(
 ) -> list[tuple[int, Endpoint]]:
     """(service port, endpoint) of an instance the service's selector picks."""
     out: list[tuple[int, Endpoint]] = []
+    if inst.hostname and svc.resolution not in _DNS_RESOLUTIONS:
+        # istiod's DNSServiceEntryOnly: a WorkloadEntry at a host name (or unix socket) has no IP for a
+        # Kubernetes Service or a STATIC ServiceEntry to balance over.
+        return out
     if svc.is_kubernetes:
         for port in svc.ports:
             target = _kube_target_port(port, inst)
@@ -261,7 +284,7 @@ def _services_from_kube(res: Any, domain: str) -> Service:
             ServicePort(
                 name=p.name or "",
                 port=int(p.port),
-                protocol=protocol_from_kube_port(p.name, p.app_protocol, p.protocol),
+                protocol=protocol_from_kube_port(p.name, p.app_protocol, p.protocol, int(p.port)),
                 target_port=target_num,
                 target_port_name=target_name,
             )
@@ -275,9 +298,12 @@ def _services_from_kube(res: Any, domain: str) -> Service:
         ports=tuple(ports),
         source=ServiceRef("Service", res.namespace, res.metadata.name),
         resolution=Resolution.DNS if external_name else Resolution.CLIENT_SIDE_LB,
+        # istiod's ConvertService: an ExternalName service is outside the mesh (no auto mTLS to it).
+        mesh_external=external_name is not None,
         export_to=_service_export_to(res),
         labels=dict(res.metadata.labels or {}),
-        selector=dict(spec.selector) if spec.selector is not None and not external_name else None,
+        # A Service without a selector has its endpoints managed by someone else: none from pods.
+        selector=dict(spec.selector) if spec.selector and not external_name else None,
         external_name=external_name,
         creation_order=_creation_order(res),
     )
@@ -291,6 +317,24 @@ _SE_RESOLUTION = {
     "DNS_ROUND_ROBIN": Resolution.DNS_ROUND_ROBIN,
     "DYNAMIC_DNS": Resolution.DYNAMIC_DNS,
 }
+
+
+def _service_entry_addresses(addresses: Iterable[str]) -> tuple[str, ...]:
+    """IPs and CIDRs as istiod's convertServices keeps them: a single-address CIDR (/32, /128) is that
+    IP; anything else (not an address) is dropped."""
+    out = []
+    for address in addresses:
+        try:
+            net = ipaddress.ip_network(address, strict=False)
+        except ValueError:
+            continue
+        if "/" not in address:
+            out.append(address)
+        elif net.num_addresses == 1:
+            out.append(str(net.network_address))
+        else:
+            out.append(address)
+    return tuple(out)
 
 
 def _services_from_service_entry(res: Any) -> list[Service]:
@@ -319,7 +363,7 @@ def _services_from_service_entry(res: Any) -> list[Service]:
                 resolution=_SE_RESOLUTION.get(spec.resolution, Resolution.PASSTHROUGH),
                 mesh_external=(spec.location or "MESH_EXTERNAL") == "MESH_EXTERNAL",
                 export_to=frozenset(spec.export_to or []),
-                addresses=tuple(spec.addresses or ()),
+                addresses=_service_entry_addresses(spec.addresses or ()),
                 labels=dict(res.metadata.labels or {}),
                 selector=selector,
                 subject_alt_names=tuple(spec.subject_alt_names or ()),
@@ -339,23 +383,11 @@ def _service_entry_endpoints(res: Any, svc: Service, instances: _InstanceIndex) 
         return out
     if spec.endpoints:
         for we in spec.endpoints:
-            address = we.address or ""
-            inst = _WorkloadInstance(
-                address=address,
-                namespace=svc.namespace,
-                labels=dict(we.labels or {}),
-                service_account=we.service_account,
-                workload=res.metadata.name,
-                instance=address,
-                sidecar=bool(we.service_account)
-                or (we.labels or {}).get("security.istio.io/tlsMode") == "istio",
-                ready=True,
-                named_ports={k: int(v) for k, v in (we.ports or {}).items()},
-                weight=we.weight,
-                locality=we.locality or "",
-                network=we.network or "",
-                hostname=not _is_ip(address) and not address.startswith("unix://"),
+            inst = _workload_entry_instance(
+                we, svc.namespace, dict(we.labels or {}), res.metadata.name, we.address or ""
             )
+            # Inline endpoints are the service's own: a host name resolves by DNS, a unix socket does not.
+            inst = replace(inst, hostname=inst.hostname and not inst.address.startswith(UNIX_ADDRESS_PREFIX))
             for port in svc.ports:
                 target = inst.named_ports.get(port.name) or port.target_port or port.port
                 out[port.port].append(_endpoint(inst, target))
@@ -397,7 +429,9 @@ def build_registry(resources: Iterable[Any], pods: Iterable[Pod], *, domain: str
                 endpoints[(svc.hostname, svc.namespace, port.port)].append(
                     Endpoint(
                         address=svc.external_name,
-                        port=port.target_port or port.port,
+                        # The service port: DNS gives the client the other name, not another port
+                        # (istiod's ExternalNameEndpoints ignores targetPort).
+                        port=port.port,
                         namespace=svc.namespace,
                         workload=svc.name,
                         hostname=True,
@@ -476,8 +510,8 @@ def update_registry(previous: Registry, pods: Iterable[Pod]) -> Registry | None:
         old, new = old_pods.get(key), new_pods.get(key)
         inst = _pod_instance(new) if new is not None else None
         for svc in facts.selecting.get(namespace, ()):
-            selects_new = new is not None and labels_match(svc.selector, new.labels)
-            if not selects_new and not (old is not None and labels_match(svc.selector, old.labels)):
+            selects_new = new is not None and _service_selects(svc.selector, new.labels)
+            if not selects_new and not (old is not None and _service_selects(svc.selector, old.labels)):
                 continue
             if (svc.hostname, svc.namespace) in facts.shared_hosts:
                 return None

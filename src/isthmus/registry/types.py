@@ -30,7 +30,8 @@ class Protocol(StrEnum):
 
     @property
     def is_http2(self) -> bool:
-        return self in (Protocol.HTTP2, Protocol.GRPC)
+        """HTTP/2 on the wire, as Istio's IsHTTP2 (gRPC-Web included: its upstream speaks HTTP/2)."""
+        return self in (Protocol.HTTP2, Protocol.GRPC, Protocol.GRPC_WEB)
 
     @property
     def is_tcp(self) -> bool:
@@ -64,13 +65,16 @@ _PROTOCOL_BY_NAME = {
     "hbone": Protocol.HBONE,
 }
 
-# appProtocol values Istio maps besides its own names (`pkg/config/kube/conversion.go`).
-_APP_PROTOCOL_ALIASES = {
+# Kubernetes' standard appProtocol values, matched exactly as written (`pkg/config/kube/conversion.go`).
+_KUBE_APP_PROTOCOLS = {
     "kubernetes.io/h2c": Protocol.HTTP2,
     "kubernetes.io/ws": Protocol.HTTP,
     "kubernetes.io/wss": Protocol.HTTPS,
-    "h2c": Protocol.HTTP2,
 }
+
+# Server-first protocols' ports (SMTP, DNS, MySQL, MongoDB): sniffing would stall them, so an unnamed
+# port there is TCP (`pkg/config/kube/conversion.go` wellKnownPorts).
+_WELL_KNOWN_TCP_PORTS = frozenset({25, 53, 3306, 27017})
 
 
 def parse_protocol(name: str | None) -> Protocol:
@@ -81,29 +85,25 @@ def parse_protocol(name: str | None) -> Protocol:
 
 
 def protocol_from_kube_port(
-    name: str | None, app_protocol: str | None, kube_protocol: str | None
+    name: str | None, app_protocol: str | None, kube_protocol: str | None, port: int | None = None
 ) -> Protocol:
-    """Istio's rule: UDP stays UDP; appProtocol wins; else the port name prefix `<proto>[-suffix]`."""
+    """Istio's ConvertProtocol: UDP stays UDP; a set appProtocol is read instead of the port name (which
+    is then ignored, even if appProtocol names nothing Istio knows); the name gives `<proto>[-suffix]`."""
     if (kube_protocol or "TCP").upper() == "UDP":
         return Protocol.UDP
-    if app_protocol:
-        alias = _APP_PROTOCOL_ALIASES.get(app_protocol.lower())
-        if alias is not None:
-            return alias
-        proto = parse_protocol(app_protocol)
-        if proto is not Protocol.AUTO:
-            return proto
-    if name:
-        lowered = name.lower()
-        if lowered in _PROTOCOL_BY_NAME:
-            return _PROTOCOL_BY_NAME[lowered]
-        prefix = lowered.split("-", 1)[0]
-        # grpc-web is the one registered name containing a dash.
-        if lowered.startswith("grpc-web"):
-            return Protocol.GRPC_WEB
-        if "-" in lowered and prefix in _PROTOCOL_BY_NAME:
-            return _PROTOCOL_BY_NAME[prefix]
-    return Protocol.AUTO
+    if app_protocol is not None:
+        standard = _KUBE_APP_PROTOCOLS.get(app_protocol)
+        if standard is not None:
+            return standard
+        name = app_protocol
+    name = name or ""
+    # grpc-web is the one protocol name containing a dash: checked before cutting at the first dash.
+    if name[: len("grpc-web")].lower() == "grpc-web":
+        return Protocol.GRPC_WEB
+    proto = parse_protocol(name.split("-", 1)[0])
+    if proto is Protocol.AUTO and port in _WELL_KNOWN_TCP_PORTS:
+        return Protocol.TCP
+    return proto
 
 
 class Resolution(StrEnum):
