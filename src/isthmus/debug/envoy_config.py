@@ -82,6 +82,20 @@ class EndpointInfo:
         return out
 
 
+def address_of(addr: Mapping[str, Any]) -> tuple[str, int]:
+    """An Envoy Address as (address, port): ip and port, `unix://path` for a pipe (a unix-socket
+    endpoint), `envoy://listener/id` for an internal address."""
+    if "socket_address" in addr:
+        sa = addr["socket_address"] or {}
+        return str(sa.get("address", "")), int(sa.get("port_value", 0) or 0)
+    if "pipe" in addr:
+        return "unix://" + str((addr["pipe"] or {}).get("path", "")), 0
+    if "envoy_internal_address" in addr:
+        internal = addr["envoy_internal_address"] or {}
+        return f"envoy://{internal.get('server_listener_name', '')}/{internal.get('endpoint_id', '')}", 0
+    return "unknown", 0
+
+
 def _endpoints_of_assignment(cla: Mapping[str, Any]) -> list[EndpointInfo]:
     out = []
     for group in cla.get("endpoints", []) or []:
@@ -90,15 +104,15 @@ def _endpoints_of_assignment(cla: Mapping[str, Any]) -> list[EndpointInfo]:
             x for x in (loc.get("region", ""), loc.get("zone", ""), loc.get("sub_zone", "")) if x
         )
         for lb in group.get("lb_endpoints", []) or []:
-            sa = ((lb.get("endpoint") or {}).get("address") or {}).get("socket_address") or {}
+            address, port = address_of((lb.get("endpoint") or {}).get("address") or {})
             md = (lb.get("metadata") or {}).get("filter_metadata") or {}
             weight = lb.get("load_balancing_weight", 1)
             if isinstance(weight, dict):  # a wrapper written out as {"value": n}
                 weight = weight.get("value", 1)
             out.append(
                 EndpointInfo(
-                    address=str(sa.get("address", "")),
-                    port=int(sa.get("port_value", 0) or 0),
+                    address=address,
+                    port=port,
                     health_status=str(lb.get("health_status", "HEALTHY") or "HEALTHY"),
                     weight=int(weight or 1),
                     workload=str((md.get("istio") or {}).get("workload", "")),
@@ -189,8 +203,8 @@ class ProxyConfig:
         for cs in clusters_json.get("cluster_statuses", []) or []:
             hosts: dict[str, list[str]] = {}
             for hs in cs.get("host_statuses", []) or []:
-                sa = (hs.get("address") or {}).get("socket_address") or {}
-                key = f"{sa.get('address', '')}:{sa.get('port_value', 0)}"
+                address, port = address_of(hs.get("address") or {})
+                key = f"{address}:{port}"
                 flags = []
                 for flag, value in (hs.get("health_status") or {}).items():
                     if flag == "eds_health_status":

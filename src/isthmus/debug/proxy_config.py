@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from isthmus.debug.envoy_config import with_vhost_names
+from isthmus.debug.envoy_config import address_of, with_vhost_names
 
 HCM = "envoy.filters.network.http_connection_manager"
 TCP_PROXY = "envoy.filters.network.tcp_proxy"
@@ -537,16 +537,7 @@ class HostRow:
 
 
 def _host_address(host: Mapping[str, Any]) -> tuple[str, int]:
-    addr = host.get("address") or {}
-    if "socket_address" in addr:
-        sa = addr["socket_address"]
-        return str(sa.get("address", "")), int(sa.get("port_value", 0))
-    if "pipe" in addr:
-        return "unix://" + str(addr["pipe"].get("path", "")), 0
-    if "envoy_internal_address" in addr:
-        internal = addr["envoy_internal_address"]
-        return f"envoy://{internal.get('server_listener_name', '')}/{internal.get('endpoint_id', '')}", 0
-    return "unknown", 0
+    return address_of(host.get("address") or {})
 
 
 def _host_row(cluster: str, host: Mapping[str, Any]) -> HostRow:

@@ -456,3 +456,13 @@ def test_find_proxy_by_instance_workload_and_namespace() -> None:
     assert found("sidecar~x~client-0.other") == "client-0.other"
     with pytest.raises(click.ClickException, match="no proxy"):
         found("nope")
+
+
+def test_endpoint_addresses_of_every_kind_are_read() -> None:
+    from isthmus.debug.envoy_config import address_of
+
+    assert address_of({"socket_address": {"address": "10.0.0.1", "port_value": 8080}}) == ("10.0.0.1", 8080)
+    assert address_of({"pipe": {"path": "/var/run/app.sock"}}) == ("unix:///var/run/app.sock", 0)
+    internal = {"envoy_internal_address": {"server_listener_name": "l", "endpoint_id": "e"}}
+    assert address_of(internal) == ("envoy://l/e", 0)
+    assert address_of({}) == ("unknown", 0)

@@ -30,7 +30,10 @@ def _reference(snap, name: str, eps: list[Endpoint]) -> p.endpoint.ClusterLoadAs
         total = 0
         for ep in group_eps:
             lb = group.lb_endpoints.add()
-            lb.endpoint.address.CopyFrom(p.socket_address(ep.address, ep.port))
+            if ep.address.startswith("unix://"):
+                lb.endpoint.address.pipe.path = ep.address.removeprefix("unix://")
+            else:
+                lb.endpoint.address.CopyFrom(p.socket_address(ep.address, ep.port))
             lb.health_status = p.health_check.HEALTHY
             total += ep.weight or 1
             if ep.weight:
@@ -58,6 +61,7 @@ def test_wire_encoded_assignment_equals_the_api_built_one() -> None:
         Endpoint("10.0.0.5", 80, "default", {}, workload="d", sidecar=True, locality="us-east/1a/r1", weight=300),
         Endpoint("host.example", 443, "default", {}, workload="", locality="eu", hostname=True),
         Endpoint("10.0.0.7", 80, "default", {"app": "é"}, workload="ünïcode", locality="us-east/1a/r1"),
+        Endpoint("unix:///var/run/app.sock", 0, "default", {}, workload="uds"),  # a pipe, as istiod's BuildAddress
     ]  # fmt: skip
     for subset in (eps, eps[:1], eps[3:], []):
         name = "outbound|8080||a.default.svc.cluster.local"

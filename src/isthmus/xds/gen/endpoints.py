@@ -61,6 +61,9 @@ _T_EP_ADDRESS = _tag(p.endpoint_components.Endpoint, "address")
 _T_SOCKET_ADDRESS = _tag(p.address.Address, "socket_address")
 _T_SA_ADDRESS = _tag(p.address.SocketAddress, "address")
 _T_SA_PORT = _varint(p.address.SocketAddress.DESCRIPTOR.fields_by_name["port_value"].number << 3)
+_T_PIPE = _tag(p.address.Address, "pipe")
+_T_PIPE_PATH = _tag(p.address.Pipe, "path")
+UNIX_PREFIX = "unix://"
 _T_FILTER_METADATA = _tag(p.base.Metadata, "filter_metadata")
 _T_STRUCT_FIELDS = _tag(struct_pb2.Struct, "fields")
 _T_STRING_VALUE = _tag(struct_pb2.Value, "string_value")
@@ -97,12 +100,19 @@ def _metadata_bytes(workload: str, mtls: bool) -> bytes:
     return _ld(_T_LB_METADATA, md)
 
 
+def _address_bytes(ep: Endpoint) -> bytes:
+    """The endpoint's Address: a unix socket (`unix:///path`, a ServiceEntry or WorkloadEntry address)
+    as a pipe, as istiod's BuildAddress does; otherwise ip:port."""
+    if ep.address.startswith(UNIX_PREFIX):
+        return _ld(_T_PIPE, _ld(_T_PIPE_PATH, ep.address[len(UNIX_PREFIX) :].encode()))
+    addr = ep.address.encode()
+    return _ld(_T_SOCKET_ADDRESS, _T_SA_ADDRESS + _varint(len(addr)) + addr + _T_SA_PORT + _varint(ep.port))
+
+
 def _lb_endpoint_bytes(snapshot: Snapshot, ep: Endpoint, metadata: dict[tuple[str, bool], bytes]) -> bytes:
     """The LbEndpoint: address, HEALTHY, weight, `istio.workload` metadata, tlsMode for mTLS endpoints
     (the metadata, the same for all instances of a workload, from `metadata`)."""
-    addr = ep.address.encode()
-    sock = _T_SA_ADDRESS + _varint(len(addr)) + addr + _T_SA_PORT + _varint(ep.port)
-    out = _ld(_T_LB_ENDPOINT, _ld(_T_EP_ADDRESS, _ld(_T_SOCKET_ADDRESS, sock))) + _HEALTHY
+    out = _ld(_T_LB_ENDPOINT, _ld(_T_EP_ADDRESS, _address_bytes(ep))) + _HEALTHY
     key = (_workload_metadata(ep), tls.endpoint_mtls_enabled(snapshot, ep))
     md = metadata.get(key)
     if md is None:
