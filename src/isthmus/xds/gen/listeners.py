@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from envoy.extensions.filters.http.grpc_web.v3 import grpc_web_pb2
+
 from isthmus.model import authn
+from isthmus.model.durations import parse_seconds
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import InboundPort, Snapshot
 from isthmus.registry.types import Protocol
@@ -24,9 +27,56 @@ from isthmus.xds.gen.guard import guarded
 
 OUTBOUND_PORT = 15001
 HCM_NAME = "envoy.filters.network.http_connection_manager"
+TLS_INSPECTOR = "envoy.filters.listener.tls_inspector"
+HTTP_INSPECTOR = "envoy.filters.listener.http_inspector"
+# istiod's EnvoyServerName: the `server` header of responses leaving a sidecar's inbound HCM.
+INBOUND_SERVER_NAME = "istio-envoy"
+# Plaintext ALPNs the HTTP inspector sets (istiod's plaintextHTTPALPNs, HTTP/1.0 off as by default).
+PLAINTEXT_HTTP_ALPNS = ("http/1.1", "h2c")
+
+_HCM = p.hcm.HttpConnectionManager
+# MeshConfig pathNormalization → (normalize_path, merge_slashes, path_with_escaped_slashes_action), as
+# istiod's buildHTTPConnectionManager; unset is DEFAULT (= BASE).
+_PATH_NORMALIZATION = {
+    "NONE": (False, False, _HCM.KEEP_UNCHANGED),
+    "BASE": (True, False, _HCM.KEEP_UNCHANGED),
+    "DEFAULT": (True, False, _HCM.KEEP_UNCHANGED),
+    "MERGE_SLASHES": (True, True, _HCM.KEEP_UNCHANGED),
+    "DECODE_AND_MERGE_SLASHES": (True, True, _HCM.UNESCAPE_AND_FORWARD),
+}
 
 
-def _http_filters(snapshot: Snapshot, *, dfp: bool) -> list[p.hcm.HttpFilter]:
+def _default_config(snapshot: Snapshot) -> Any | None:
+    """MeshConfig defaultConfig: the ProxyConfig every proxy runs with (no per-workload ProxyConfig here)."""
+    spec = snapshot.mesh.spec
+    return getattr(spec, "default_config", None) if spec is not None else None
+
+
+def _proxy_headers(snapshot: Snapshot) -> Any | None:
+    dc = _default_config(snapshot)
+    return dc.proxy_headers if dc is not None else None
+
+
+def _disabled(setting: dict[str, Any] | None) -> bool:
+    return bool(setting and setting.get("disabled"))
+
+
+def _idle_timeout_s(snapshot: Snapshot) -> float | None:
+    """Node metadata IDLE_TIMEOUT (proxyMetadata ISTIO_META_IDLE_TIMEOUT): the HCM and tcp_proxy idle
+    timeout istiod sets; an unparsable value is ignored, as istiod's parseDuration does."""
+    dc = _default_config(snapshot)
+    value = dict(dc.proxy_metadata or {}).get("ISTIO_META_IDLE_TIMEOUT") if dc is not None else None
+    if not value:
+        return None
+    try:
+        return parse_seconds(value)
+    except ValueError:
+        return None
+
+
+def _http_filters(
+    snapshot: Snapshot, *, dfp: bool, grpc_web: bool = False, suppress_envoy_headers: bool = False
+) -> list[p.hcm.HttpFilter]:
     filters = []
     if dfp:
         filters.append(
@@ -39,13 +89,20 @@ def _http_filters(snapshot: Snapshot, *, dfp: bool) -> list[p.hcm.HttpFilter]:
                 ),
             )
         )
+    # istiod's order (buildHTTPConnectionManager): [grpc_web on GRPC-Web ports], grpc_stats, fault, cors,
+    # router; fault and cors are there for per-route config.
+    if grpc_web:
+        filters.append(
+            p.hcm.HttpFilter(name="envoy.filters.http.grpc_web", typed_config=p.pack(grpc_web_pb2.GrpcWeb()))
+        )
+    # gRPC message counts for istio_request/response_messages_total, read by the telemetry ALS.
+    filters.append(telemetry.grpc_stats_filter())
     filters.append(
         p.hcm.HttpFilter(name="envoy.filters.http.fault", typed_config=p.pack(p.fault.HTTPFault()))
     )
     filters.append(p.hcm.HttpFilter(name="envoy.filters.http.cors", typed_config=p.pack(p.cors.Cors())))
-    # gRPC message counts for istio_request/response_messages_total, read by the telemetry ALS.
-    filters.append(telemetry.grpc_stats_filter())
-    filters.append(p.hcm.HttpFilter(name="envoy.filters.http.router", typed_config=p.pack(p.router.Router())))
+    router = p.router.Router(suppress_envoy_headers=suppress_envoy_headers)
+    filters.append(p.hcm.HttpFilter(name="envoy.filters.http.router", typed_config=p.pack(router)))
     return filters
 
 
@@ -61,34 +118,78 @@ def _hcm(
     dfp: bool = False,
     connect: bool = False,
     security_filters: Sequence[p.hcm.HttpFilter] = (),
+    port_protocol: Protocol | None = None,
 ) -> p.hcm.HttpConnectionManager:
-    m = p.hcm.HttpConnectionManager(stat_prefix=stat_prefix, codec_type=p.hcm.HttpConnectionManager.AUTO)
+    """istiod's buildHTTPConnectionManager. `port_protocol` is the inbound port's protocol (None for the
+    outbound HTTP proxy and gateways, which carry HTTP/2 options whatever the port)."""
+    m = _HCM(stat_prefix=stat_prefix, codec_type=_HCM.AUTO)
     if rds is not None:
         m.rds.route_config_name = rds
         m.rds.config_source.CopyFrom(p.ads_config_source())
     else:
         m.route_config.CopyFrom(route_config)
+    headers = None if gateway else _proxy_headers(snapshot)
     m.http_filters.extend(security_filters)
-    m.http_filters.extend(_http_filters(snapshot, dfp=dfp))
+    m.http_filters.extend(
+        _http_filters(
+            snapshot,
+            dfp=dfp,
+            grpc_web=port_protocol is Protocol.GRPC_WEB,
+            suppress_envoy_headers=headers is not None and _disabled(headers.envoy_debug_headers),
+        )
+    )
     m.stream_idle_timeout.CopyFrom(p.duration(0))
-    m.normalize_path.value = True
-    m.path_with_escaped_slashes_action = p.hcm.HttpConnectionManager.KEEP_UNCHANGED
+    idle = _idle_timeout_s(snapshot)
+    if idle is not None:
+        m.common_http_protocol_options.idle_timeout.CopyFrom(p.duration(idle))
+    spec = snapshot.mesh.spec
+    normalization = getattr(getattr(spec, "path_normalization", None), "normalization", None)
+    normalize, merge, escaped = _PATH_NORMALIZATION[normalization or "DEFAULT"]
+    m.normalize_path.value = normalize
+    m.merge_slashes = merge
+    m.path_with_escaped_slashes_action = escaped
     m.use_remote_address.value = gateway
     m.upgrade_configs.add(upgrade_type="websocket")
     if connect:
         m.upgrade_configs.add(upgrade_type="CONNECT")
     if gateway:
-        m.forward_client_cert_details = p.hcm.HttpConnectionManager.SANITIZE_SET
+        m.forward_client_cert_details = _HCM.SANITIZE_SET
     else:
-        m.forward_client_cert_details = p.hcm.HttpConnectionManager.APPEND_FORWARD
-        details = m.set_current_client_cert_details
-        details.subject.value = True
-        details.dns = True
-        details.uri = True
-    m.http2_protocol_options.SetInParent()
+        _sidecar_proxy_headers(m, headers, inbound=direction == "inbound")
+    # istiod sets HTTP/2 options on inbound HCMs of HTTP/2 ports only (HTTP2, GRPC, GRPC-Web).
+    if port_protocol is None or port_protocol.is_http2:
+        m.http2_protocol_options.SetInParent()
+    # istiod's ENABLE_100_CONTINUE_HEADERS (default true): `Expect: 100-continue` reaches the app.
+    m.proxy_100_continue = True
     m.access_log.extend(telemetry.http_access_loggers(snapshot, proxy, direction))  # type: ignore[arg-type]
     configure_tracing(m, snapshot, proxy, direction)
     return m
+
+
+def _sidecar_proxy_headers(m: p.hcm.HttpConnectionManager, headers: Any | None, *, inbound: bool) -> None:
+    """ProxyConfig proxyHeaders on a sidecar HCM, with istiod's defaults (GetProxyHeadersFromProxyConfig,
+    buildSidecarInboundHTTPOpts): XFCC APPEND_FORWARD with the peer's subject, URI and DNS SANs, and
+    `server: istio-envoy` on inbound (outbound keeps Envoy's own name)."""
+    xfcc = headers.forwarded_client_cert if headers is not None else None
+    m.forward_client_cert_details = _HCM.ForwardClientCertDetails.Value(
+        xfcc if xfcc and xfcc != "UNDEFINED" else "APPEND_FORWARD"
+    )
+    cert = headers.set_current_client_cert_details if headers is not None else None
+    details = m.set_current_client_cert_details
+    # subject/uri/dns default on, cert/chain off.
+    details.subject.value = cert is None or cert.subject is not False
+    details.uri = cert is None or cert.uri is not False
+    details.dns = cert is None or cert.dns is not False
+    details.cert = cert is not None and bool(cert.cert)
+    details.chain = cert is not None and bool(cert.chain)
+    server = headers.server if headers is not None else None
+    name = (server or {}).get("value")
+    if _disabled(server):
+        m.server_header_transformation = _HCM.PASS_THROUGH
+    elif name or inbound:
+        m.server_name = name or INBOUND_SERVER_NAME
+    if headers is not None and _disabled(headers.request_id):
+        m.generate_request_id.value = False
 
 
 def _filter(name: str, config: Any) -> p.listener_components.Filter:
@@ -129,6 +230,9 @@ def _tcp_proxy(
     snapshot: Snapshot, proxy: Proxy, direction: str, cluster: str, stat_prefix: str
 ) -> p.listener_components.Filter:
     config = p.tcp_proxy.TcpProxy(stat_prefix=stat_prefix, cluster=cluster)
+    idle = _idle_timeout_s(snapshot)
+    if idle is not None:
+        config.idle_timeout.CopyFrom(p.duration(idle))
     config.access_log.extend(telemetry.tcp_access_loggers(snapshot, proxy, direction))  # type: ignore[arg-type]
     config.access_log_options.CopyFrom(telemetry.tcp_access_log_options())
     return _filter("envoy.filters.network.tcp_proxy", config)
@@ -160,6 +264,7 @@ def inbound_listener(snapshot: Snapshot, proxy: Proxy, inbound: InboundPort) -> 
         traffic_direction=p.base.INBOUND,
     )
     cluster = naming.inbound_cluster(inbound.port)
+    # Every chain of the port has the same name, as istiod's (inboundChainConfig.Name); Envoy allows it.
     name = naming.listener_name("0.0.0.0", inbound.port)
     stat = f"inbound_0.0.0.0_{inbound.port}"
     mode = tls.inbound_mode(snapshot, proxy, inbound.port)
@@ -169,7 +274,15 @@ def inbound_listener(snapshot: Snapshot, proxy: Proxy, inbound: InboundPort) -> 
     def hcm() -> list[p.listener_components.Filter]:
         # Inbound routes come over RDS (named like the cluster, as istiod names them inline) so that
         # authorization changes reach open connections without replacing the listener.
-        config = _hcm(snapshot, proxy, "inbound", stat, rds=cluster, security_filters=http_security)
+        config = _hcm(
+            snapshot,
+            proxy,
+            "inbound",
+            stat,
+            rds=cluster,
+            security_filters=http_security,
+            port_protocol=inbound.protocol,
+        )
         return [_filter(HCM_NAME, config)]
 
     def tcp() -> list[p.listener_components.Filter]:
@@ -183,45 +296,46 @@ def inbound_listener(snapshot: Snapshot, proxy: Proxy, inbound: InboundPort) -> 
             _chain(lst, name, hcm(), transport="tls", tls_context=mtls_http)
         elif auto:
             _chain(lst, name, hcm(), transport="tls", alpns=tls.MESH_HTTP_ALPNS, tls_context=mtls_http)
-            _chain(lst, name + "-tcp", tcp(), transport="tls", tls_context=mtls_tcp)
+            _chain(lst, name, tcp(), transport="tls", tls_context=mtls_tcp)
         else:
             _chain(lst, name, tcp(), transport="tls", tls_context=mtls_tcp)
     elif mode == authn.PERMISSIVE:
         if http:
             _chain(lst, name, hcm(), transport="tls", alpns=tls.MESH_ALPNS, tls_context=mtls_http)
-            _chain(lst, name + "-plaintext", hcm(), transport="raw_buffer")
+            _chain(lst, name, hcm(), transport="raw_buffer")
         elif auto:
             _chain(lst, name, hcm(), transport="tls", alpns=tls.MESH_HTTP_ALPNS, tls_context=mtls_http)
-            _chain(lst, name + "-tcp", tcp(), transport="tls", alpns=tls.MESH_TCP_ALPNS, tls_context=mtls_tcp)
-            _chain(lst, name + "-plaintext", hcm(), transport="raw_buffer", alpns=("http/1.1", "h2c"))
-            _chain(lst, name + "-plaintext-tcp", tcp(), transport="raw_buffer")
-            _chain(lst, name + "-app-tls", tcp(), transport="tls")
+            _chain(lst, name, tcp(), transport="tls", alpns=tls.MESH_TCP_ALPNS, tls_context=mtls_tcp)
+            _chain(lst, name, hcm(), transport="raw_buffer", alpns=PLAINTEXT_HTTP_ALPNS)
+            _chain(lst, name, tcp(), transport="raw_buffer")
+            _chain(lst, name, tcp(), transport="tls")
         else:
             _chain(lst, name, tcp(), transport="tls", alpns=tls.MESH_ALPNS, tls_context=mtls_tcp)
-            _chain(lst, name + "-app-tls", tcp(), transport="tls")
-            _chain(lst, name + "-plaintext", tcp(), transport="raw_buffer")
+            _chain(lst, name, tcp(), transport="tls")
+            _chain(lst, name, tcp(), transport="raw_buffer")
     else:
         if http:
             _chain(lst, name, hcm(), transport="raw_buffer")
         elif auto:
-            _chain(lst, name, hcm(), transport="raw_buffer", alpns=("http/1.1", "h2c"))
-            _chain(lst, name + "-tcp", tcp(), transport="raw_buffer")
+            _chain(lst, name, hcm(), transport="raw_buffer", alpns=PLAINTEXT_HTTP_ALPNS)
+            _chain(lst, name, tcp(), transport="raw_buffer")
         else:
             _chain(lst, name, tcp(), transport="raw_buffer")
-    if mode != authn.DISABLE:
-        lst.listener_filters.add(
-            name="envoy.filters.listener.tls_inspector", typed_config=p.pack(p.tls_inspector.TlsInspector())
-        )
-    if auto:
-        # Istio's protocol sniffing: the HTTP inspector tells HTTP from opaque TCP.
-        lst.listener_filters.add(
-            name="envoy.filters.listener.http_inspector",
-            typed_config=p.pack(p.http_inspector.HttpInspector()),
-        )
-    if lst.listener_filters:
-        lst.listener_filters_timeout.CopyFrom(p.duration(snapshot.mesh.protocol_detection_timeout_s))
-        lst.continue_on_listener_filters_timeout = True
+    _add_listener_filters(lst)
+    lst.listener_filters_timeout.CopyFrom(p.duration(snapshot.mesh.protocol_detection_timeout_s))
+    lst.continue_on_listener_filters_timeout = True
     return lst
+
+
+def _add_listener_filters(lst: p.listener.Listener) -> None:
+    """istiod's populateListenerFilters: the inspectors the chains' matches need. The TLS inspector when a
+    chain matches `tls`; the HTTP inspector (after it, so it skips TLS) when one matches a plaintext HTTP
+    ALPN, i.e. protocol sniffing on a port that takes plaintext (not on a STRICT one)."""
+    matches = [c.filter_chain_match for c in lst.filter_chains]
+    if any(m.transport_protocol == "tls" for m in matches):
+        lst.listener_filters.add(name=TLS_INSPECTOR, typed_config=p.pack(p.tls_inspector.TlsInspector()))
+    if any(alpn in PLAINTEXT_HTTP_ALPNS for m in matches for alpn in m.application_protocols):
+        lst.listener_filters.add(name=HTTP_INSPECTOR, typed_config=p.pack(p.http_inspector.HttpInspector()))
 
 
 def gateway_hcm_builder(snapshot: Snapshot, proxy: Proxy) -> Any:

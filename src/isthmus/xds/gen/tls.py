@@ -308,10 +308,38 @@ def _store_http_options(cluster: Any, opts: Any) -> None:
 # --- inbound ------------------------------------------------------------------------------------
 
 
+# istiod's SupportedCiphers (`pilot/pkg/security/authn/utils/utils.go`): what mesh mTLS servers accept
+# unless MeshConfig meshMTLS.cipherSuites names others.
+INBOUND_CIPHER_SUITES = (
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "AES256-GCM-SHA384",
+    "AES128-GCM-SHA256",
+)
+
+
 def inbound_tls_context(snapshot: Snapshot, http: bool) -> tls_pb2.DownstreamTlsContext:
-    domains = (snapshot.mesh.trust_domain, *snapshot.mesh.trust_domain_aliases)
+    """istiod's BuildInboundTLS: a client certificate from the trust domain or an alias (deduplicated,
+    TrustDomainsForValidation), TLS 1.2 (1.3 with meshMTLS.minProtocolVersion TLSV1_3) to 1.3, and the mesh's
+    ciphers. Once per snapshot: every inbound chain shares it (read-only)."""
+    return snapshot.memo(("inbound_tls_context", http), lambda: _inbound_tls_context(snapshot, http))
+
+
+def _inbound_tls_context(snapshot: Snapshot, http: bool) -> tls_pb2.DownstreamTlsContext:
+    mesh = snapshot.mesh
+    domains = tuple(dict.fromkeys((mesh.trust_domain, *mesh.trust_domain_aliases)))
     alpn = ("h2", "http/1.1") if http else ("istio-peer-exchange", "h2", "http/1.1")
-    return sds.istio_mutual_downstream_tls_context(trust_domains=domains, alpn_protocols=alpn)
+    ctx = sds.istio_mutual_downstream_tls_context(trust_domains=domains, alpn_protocols=alpn)
+    settings = getattr(mesh.spec, "mesh_mtls", None) if mesh.spec is not None else None
+    params = ctx.common_tls_context.tls_params
+    if settings is not None and settings.min_protocol_version == "TLSV1_3":
+        params.tls_minimum_protocol_version = common_pb2.TlsParameters.TLSv1_3
+    params.cipher_suites.extend(
+        (settings.cipher_suites if settings is not None else None) or INBOUND_CIPHER_SUITES
+    )
+    return ctx
 
 
 def inbound_mode(snapshot: Snapshot, proxy: Proxy, port: int) -> str:
