@@ -109,10 +109,17 @@ TRANSLATED_FIELDS: dict[str, dict[str, set[str]]] = {
             "accessLogEncoding", "defaultConfig", "outboundTrafficPolicy", "defaultServiceExportTo",
             "defaultVirtualServiceExportTo", "defaultDestinationRuleExportTo", "rootNamespace", "dnsRefreshRate",
             "h2UpgradePolicy", "defaultHttpRetryPolicy", "trustDomain", "enableTracing", "extensionProviders",
-            "defaultProviders",
+            "defaultProviders", "pathNormalization", "meshMTLS",
         },
+        # Inbound mTLS (istiod's BuildInboundTLS); ecdhCurves is refused by validation.
+        "spec.meshMTLS": {"minProtocolVersion", "cipherSuites"},
         "spec.defaultConfig": {
             "terminationDrainDuration", "drainDuration", "proxyMetadata", "gatewayTopology", "tracing",
+            "proxyHeaders",
+        },
+        # Sidecar connection managers (istiod's GetProxyHeadersFromProxyConfig).
+        "spec.defaultConfig.proxyHeaders": {
+            "server", "forwardedClientCert", "setCurrentClientCertDetails", "requestId", "envoyDebugHeaders",
         },
         # istio-agent settings the local agent honours.
         "spec.defaultConfig.proxyMetadata": {
@@ -120,6 +127,7 @@ TRANSLATED_FIELDS: dict[str, dict[str, set[str]]] = {
             "SECRET_GRACE_PERIOD_RATIO",
             "ISTIO_DELTA_XDS",
             "ISTHMUS_VHDS",
+            "ISTIO_META_IDLE_TIMEOUT",
         },
     },
 }  # fmt: skip

@@ -148,3 +148,29 @@ spec:
 """
     (r,) = load_text(text, "vs.yaml")
     assert check_supported(r) == []
+
+
+def test_mesh_config_inbound_settings_are_translated_field_by_field():
+    # What the sidecar connection managers and inbound mTLS honour is accepted; a sibling field they do
+    # not (yet) translate is refused by name, never silently dropped.
+    mesh = """
+apiVersion: isthmus.dev/v1alpha1
+kind: MeshConfig
+metadata: {name: mesh}
+spec:
+  pathNormalization: {normalization: MERGE_SLASHES}
+  meshMTLS: {minProtocolVersion: TLSV1_3}
+  defaultConfig:
+    proxyMetadata: {ISTIO_META_IDLE_TIMEOUT: 30s}
+    proxyHeaders:
+      server: {disabled: true}
+      requestId: {disabled: true}
+      forwardedClientCert: SANITIZE
+      %s
+"""
+    (ok,) = load_text(mesh % "", "mesh.yaml")
+    assert check_supported(ok) == []
+    (bad,) = load_text(mesh % "preserveHttp1HeaderCase: true", "mesh.yaml")
+    assert [e.message for e in check_supported(bad)] == [
+        "spec.defaultConfig.proxyHeaders.preserveHttp1HeaderCase is not supported yet"
+    ]
