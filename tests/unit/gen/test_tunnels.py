@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from gen_helpers import route_table, sidecar, snapshot, vhost
@@ -91,3 +92,49 @@ def test_rules_bound_to_a_gateway_do_not_apply_to_sidecars() -> None:
     """
     route = connect(snapshot(vs), "ratings.other.svc.cluster.local", 5432)
     assert route["cluster"] == "outbound|5432||ratings.other.svc.cluster.local"
+
+
+def test_source_ip_hash_applies_to_single_destination_tunnels() -> None:
+    # istiod's maybeSetHashPolicy for TCP: only useSourceIp, from the subset's load balancer if it sets
+    # one, else the rule's; a weighted split has no hash policy.
+    dr = """
+    apiVersion: networking.istio.io/v1
+    kind: DestinationRule
+    metadata: {name: ratings, namespace: other}
+    spec:
+      host: ratings
+      trafficPolicy: {loadBalancer: {consistentHash: {useSourceIp: true}}}
+      subsets:
+      - {name: v1, labels: {version: v1}}
+      - {name: rr, labels: {version: v2}, trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}}
+    """
+    host = "ratings.other.svc.cluster.local"
+    source_ip = [{"connection_properties": {"source_ip": True}}]
+    assert connect(snapshot(dr), host, 5432)["hash_policy"] == source_ip
+    assert "hash_policy" not in connect(snapshot(), host, 5432)
+
+    def to_subset(subset: str) -> dict[str, Any]:
+        vs = f"""
+        apiVersion: networking.istio.io/v1
+        kind: VirtualService
+        metadata: {{name: db, namespace: other}}
+        spec:
+          hosts: [ratings]
+          tcp: [{{route: [{{destination: {{host: ratings, subset: {subset}}}}}]}}]
+        """
+        return connect(snapshot(dr, vs), host, 5432)
+
+    assert to_subset("v1")["hash_policy"] == source_ip  # inherits the rule's
+    assert "hash_policy" not in to_subset("rr")  # its own load balancer has no hash
+
+
+def test_passthrough_never_reaches_a_sidecars_own_proxy_ports() -> None:
+    # Every sidecar's outbound port listens on its pod address: a request or tunnel passed through to
+    # `<pod>:15001` would loop through that proxy forever (Istio's trafficLoopCases), so it is blackholed.
+    table = route_table(snapshot(), sidecar())
+    (allow_any,) = [v for v in table["virtual_hosts"] if v["domains"] == ["*"]]
+    blocked = [r for r in allow_any["routes"] if r["route"].get("cluster") == "BlackHoleCluster"]
+    assert [r["name"] for r in blocked] == ["block_proxy_ports", "connect-block_proxy_ports"]
+    regex = blocked[0]["match"]["headers"][0]["string_match"]["safe_regex"]["regex"]
+    assert all(re.fullmatch(regex, f"127.1.0.7:{port}") for port in (15000, 15001, 15006))
+    assert not re.fullmatch(regex, "127.1.0.7:8080") and not re.fullmatch(regex, "example.com:150010")

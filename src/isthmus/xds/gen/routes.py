@@ -1214,16 +1214,45 @@ def _sni_covers(match: Any, hostname: str, vs_namespace: str, domain: str) -> bo
     return False
 
 
-def _tunnel_to(rule: Any, services: Mapping[str, Service], port: int) -> RC.Route:
+def _tcp_hash_policy(ctx: RouteContext, host: str, subset: str | None) -> RC.RouteAction.HashPolicy | None:
+    """istiod's maybeSetHashPolicy for a TCP proxy with one destination: only `useSourceIp` applies to
+    TCP, from the subset's consistentHash when the subset sets a load balancer, else the top level's."""
+    dr = ctx.destination_rule(host)
+    if dr is None:
+        return None
+    top = _lb_hash(dr.traffic_policy)
+    use_source_ip = bool(top is not None and top.use_source_ip)
+    if subset:
+        sub = dr.subset(subset)
+        lb = getattr(sub.traffic_policy, "load_balancer", None) if sub is not None else None
+        if lb is not None:
+            use_source_ip = bool(lb.consistent_hash is not None and lb.consistent_hash.use_source_ip)
+    if not use_source_ip:
+        return None
+    return RC.RouteAction.HashPolicy(
+        connection_properties=RC.RouteAction.HashPolicy.ConnectionProperties(source_ip=True)
+    )
+
+
+def _single_tunnel(ctx: RouteContext, cluster: str, host: str, subset: str | None) -> RC.Route:
+    r = connect_route(cluster)
+    hp = _tcp_hash_policy(ctx, host, subset)
+    if hp is not None:
+        r.route.hash_policy.append(hp)
+    return r
+
+
+def _tunnel_to(ctx: RouteContext, rule: Any, port: int) -> RC.Route:
     dests = [d for d in rule.route or () if d.destination is not None]
     if len(dests) == 1:
-        return connect_route(destination_cluster(dests[0].destination, services, port))
+        dest = dests[0].destination
+        return _single_tunnel(ctx, destination_cluster(dest, ctx.services, port), dest.host, dest.subset)
     r = connect_route("")
     r.route.ClearField("cluster")
     for d in dests:
         if d.weight:
             r.route.weighted_clusters.clusters.add(
-                name=destination_cluster(d.destination, services, port), weight=p.u32(int(d.weight))
+                name=destination_cluster(d.destination, ctx.services, port), weight=p.u32(int(d.weight))
             )
     return r
 
@@ -1253,8 +1282,36 @@ def tunnel_route(
                 else:
                     ok = any(_l4_applies(m, ctx.proxy, port, ctx.gateway_names) for m in matches)
                 if ok:
-                    return _tunnel_to(rule, ctx.services, port)
-    return connect_route(naming.outbound_cluster(port, "", svc.hostname))
+                    return _tunnel_to(ctx, rule, port)
+    return _single_tunnel(ctx, naming.outbound_cluster(port, "", svc.hostname), svc.hostname, None)
+
+
+# A sidecar's own ports (admin, outbound, inbound capture), which passthrough must never reach: in Istio
+# they are not reachable as destinations (admin binds localhost; iptables keep the proxy from
+# re-capturing its own traffic). Here every sidecar's outbound port listens on its pod address, so a
+# passed-through request to `<pod>:15001` would enter that sidecar's explicit proxy and be passed through
+# to itself again, forever (Istio's trafficLoopCases). Such requests and tunnels go to the BlackHoleCluster.
+PROXY_PORTS = (15000, 15001, 15006)
+
+
+def _proxy_port_routes() -> list[RC.Route]:
+    ports = "|".join(str(port) for port in PROXY_PORTS)
+    authority = RC.HeaderMatcher(name=":authority")
+    authority.string_match.safe_regex.regex = rf".*:({ports})"
+    routes = []
+    for name, connect in (("block_proxy_ports", False), ("connect-block_proxy_ports", True)):
+        r = RC.Route(name=name)
+        if connect:
+            r.match.connect_matcher.SetInParent()
+        else:
+            r.match.prefix = "/"
+        r.match.headers.append(authority)
+        r.route.cluster = naming.BLACKHOLE_CLUSTER
+        routes.append(r)
+    return routes
+
+
+_PROXY_PORT_ROUTES = _proxy_port_routes()
 
 
 def catch_all_vhost(policy: str, egress_cluster: str | None = None) -> RC.VirtualHost:
@@ -1269,6 +1326,7 @@ def catch_all_vhost(policy: str, egress_cluster: str | None = None) -> RC.Virtua
         return vh
     cluster = egress_cluster or naming.PASSTHROUGH_CLUSTER
     vh = RC.VirtualHost(name=naming.ALLOW_ANY_VHOST, domains=["*"])
+    vh.routes.extend(_PROXY_PORT_ROUTES)
     vh.routes.append(connect_route(cluster))
     r = vh.routes.add(name=naming.ALLOW_ANY_VHOST)
     r.match.prefix = "/"
