@@ -186,6 +186,11 @@ def _http_listener(
     }
 
 
+def _locality(locality: str) -> dict[str, str]:
+    region, zone, sub_zone = (locality.split("/") + ["", ""])[:3]
+    return {k: v for k, v in (("region", region), ("zone", zone), ("sub_zone", sub_zone)) if v}
+
+
 def _format_seconds(seconds: float) -> str:
     return f"{seconds:g}s"
 
@@ -279,6 +284,9 @@ def build_bootstrap(
             "id": proxy.id,
             "cluster": cluster_name or service_cluster(proxy),
             "metadata": metadata,
+            # As istio-agent's bootstrap: Envoy reports it in its node, and the control plane falls back
+            # on it when the proxy's labels give no locality.
+            **({"locality": _locality(proxy.locality)} if proxy.locality else {}),
         },
         "layered_runtime": {
             "layers": [

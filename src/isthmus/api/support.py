@@ -31,7 +31,10 @@ UNSUPPORTED_KINDS: dict[str, str] = {
     "ProxyConfig": "arrives with the agent work",
 }
 
-LOCALITY = "locality-aware load balancing needs pod localities, which local pods do not have yet"
+ZONE_AWARE = (
+    "zone-aware load balancing needs Envoy's local_cluster (istiod's proxy self-discovery), which Isthmus does "
+    "not generate; use localityLbSetting (failover with outlierDetection, or distribute)"
+)
 MULTI_NETWORK = "multi-network meshes (network gateways) are not implemented"
 ISTIO_IGNORES = "Istio itself does not translate it; remove it to say what you mean"
 ADMISSION_CONTROL = (
@@ -87,11 +90,7 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
     "DestinationRule": {
         "spec.trafficPolicy.tunnel": "tunnels (CONNECT/POST upstream) are not translated yet",
         "spec.subsets[].trafficPolicy.tunnel": "tunnels (CONNECT/POST upstream) are not translated yet",
-        **{
-            f"{prefix}.loadBalancer.{field}": LOCALITY
-            for prefix in TRAFFIC_POLICIES
-            for field in ("localityLbSetting", "zoneAwareLbSetting")
-        },
+        **{f"{prefix}.loadBalancer.zoneAwareLbSetting": ZONE_AWARE for prefix in TRAFFIC_POLICIES},
         **{
             f"{prefix}.outlierDetection.consecutiveErrors": "deprecated and ignored by Istio; use consecutive5xxErrors"
             for prefix in TRAFFIC_POLICIES
@@ -109,7 +108,7 @@ TRANSLATED_FIELDS: dict[str, dict[str, set[str]]] = {
             "accessLogEncoding", "defaultConfig", "outboundTrafficPolicy", "defaultServiceExportTo",
             "defaultVirtualServiceExportTo", "defaultDestinationRuleExportTo", "rootNamespace", "dnsRefreshRate",
             "h2UpgradePolicy", "defaultHttpRetryPolicy", "trustDomain", "enableTracing", "extensionProviders",
-            "defaultProviders", "pathNormalization", "meshMTLS",
+            "defaultProviders", "pathNormalization", "meshMTLS", "localityLbSetting",
         },
         # Inbound mTLS (istiod's BuildInboundTLS); ecdhCurves is refused by validation.
         "spec.meshMTLS": {"minProtocolVersion", "cipherSuites"},

@@ -5,12 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from isthmus.api.networking import LocalityLoadBalancerSetting
 from isthmus.api.types import parse_env_bool
 from isthmus.model.durations import to_seconds
 
 # proxyMetadata (and node metadata) key: "false" keeps a delta sidecar's http_proxy table inline, its
 # virtual hosts named as istiod names them in Envoy's own config dump, instead of over VHDS.
 VHDS_KEY = "ISTHMUS_VHDS"
+
+# Istio's DefaultMeshConfig: locality load balancing on (it acts only with outlier detection or distribute).
+_DEFAULT_LOCALITY_LB = LocalityLoadBalancerSetting(enabled=True)
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,9 @@ class MeshSettings:
     tracing_sampling: float = 1.0
     tcp_keepalive: Any = None
     gateway_topology: Any = None
-    locality_lb_enabled: bool = True
+    # MeshConfig.localityLbSetting, Istio's default `{enabled: true}` when unset (DestinationRules' own
+    # setting wins over it: xds.gen.locality.effective_setting).
+    locality_lb_setting: Any = field(default_factory=lambda: _DEFAULT_LOCALITY_LB)
     # Proxies speak delta (incremental) xDS unless proxyMetadata ISTIO_DELTA_XDS is false (Istio >= 1.22).
     delta_xds: bool = True
     # A delta sidecar's http_proxy virtual hosts come over VHDS unless proxyMetadata ISTHMUS_VHDS is false.
@@ -88,7 +94,7 @@ class MeshSettings:
             tracing_sampling=float(sampling) if sampling is not None else 1.0,
             tcp_keepalive=get("tcp_keepalive"),
             gateway_topology=dc("gateway_topology"),
-            locality_lb_enabled=(getattr(locality, "enabled", None) is not False) if locality else True,
+            locality_lb_setting=locality if locality is not None else _DEFAULT_LOCALITY_LB,
             # Not a boolean: the default, as istio-agent does (validation warns).
             delta_xds=parse_env_bool(dict(dc("proxy_metadata") or {}).get("ISTIO_DELTA_XDS"), True)
             is not False,

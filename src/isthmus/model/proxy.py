@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from google.protobuf import json_format
 
+from isthmus.registry.build import locality_from_labels
+
 if TYPE_CHECKING:
     from isthmus.registry.types import Pod
 
@@ -37,6 +39,8 @@ class Proxy:
     labels: Mapping[str, str] = field(default_factory=dict)
     service_account: str = "default"
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # `region/zone/subzone` (empty: unknown): what locality load balancing ranks endpoints against.
+    locality: str = ""
     # Set by the xDS server when the proxy's ADS stream is delta (incremental) xDS: only then can its
     # sidecar table's virtual hosts go over VHDS, which Envoy serves over delta ADS only.
     delta_xds: bool = False
@@ -59,6 +63,7 @@ class Proxy:
             labels=dict(pod.labels),
             service_account=pod.service_account,
             metadata=dict(metadata or {}),
+            locality=pod.locality or locality_from_labels(pod.labels),
         )
 
     def node_metadata(self) -> dict[str, Any]:
@@ -78,7 +83,9 @@ class Proxy:
         return meta
 
     @classmethod
-    def from_node(cls, node_id: str, metadata: Mapping[str, Any]) -> Proxy:
+    def from_node(cls, node_id: str, metadata: Mapping[str, Any], locality: str = "") -> Proxy:
+        """`locality`: the node's own (`region/zone/subzone`), used when its labels give none (istiod's
+        setTopologyLabels: the registry's locality, from the labels, before the one the proxy sends)."""
         parts = node_id.split("~")
         if len(parts) != 4 or parts[0] not in _KIND_OF_NODE_TYPE:
             raise InvalidNode(f"node id {node_id!r} is not <sidecar|router>~<ip>~<pod>.<ns>~<domain>")
@@ -87,7 +94,7 @@ class Proxy:
         namespace = str(metadata.get("NAMESPACE") or ns_from_id)
         if not instance or not namespace:
             raise InvalidNode(f"node id {node_id!r} has no pod name or namespace")
-        labels = metadata.get("LABELS") or {}
+        labels = {str(k): str(v) for k, v in dict(metadata.get("LABELS") or {}).items()}
         return cls(
             id=node_id,
             kind=_KIND_OF_NODE_TYPE[node_type],  # type: ignore[arg-type]
@@ -95,13 +102,15 @@ class Proxy:
             namespace=namespace,
             instance=str(metadata.get("NAME") or instance),
             workload=str(metadata.get("WORKLOAD_NAME") or ""),
-            labels={str(k): str(v) for k, v in dict(labels).items()},
+            labels=labels,
             service_account=str(metadata.get("SERVICE_ACCOUNT") or "default"),
             metadata=dict(metadata),
+            locality=locality_from_labels(labels) or locality,
         )
 
     @classmethod
     def from_envoy_node(cls, node: Any) -> Proxy:
         """From an `envoy.config.core.v3.Node` message."""
         metadata = json_format.MessageToDict(node.metadata) if node.HasField("metadata") else {}
-        return cls.from_node(node.id, metadata)
+        loc = node.locality
+        return cls.from_node(node.id, metadata, "/".join((loc.region, loc.zone, loc.sub_zone)).rstrip("/"))

@@ -29,12 +29,31 @@ DOMAIN_SUFFIX = "cluster.local"
 EXPORT_TO_ANNOTATION = "networking.istio.io/exportTo"
 TLS_MODE_LABEL = "security.istio.io/tlsMode"
 LOCALITY_LABEL = "istio-locality"
+# Where Kubernetes puts a node's topology (istiod's getPodLocality reads them from the pod's node, the
+# GA labels first, then the deprecated beta ones). A local pod has no node: its own labels stand for it.
+REGION_LABELS = ("topology.kubernetes.io/region", "failure-domain.beta.kubernetes.io/region")
+ZONE_LABELS = ("topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/zone")
+SUBZONE_LABEL = "topology.istio.io/subzone"
 UNIX_ADDRESS_PREFIX = "unix://"
 _DNS_RESOLUTIONS = (Resolution.DNS, Resolution.DNS_ROUND_ROBIN)
 
 
 def kube_hostname(name: str, namespace: str, domain: str = DOMAIN_SUFFIX) -> str:
     return f"{name}.{namespace}.svc.{domain}"
+
+
+def locality_from_labels(labels: Mapping[str, str]) -> str:
+    """A pod's locality (`region/zone/subzone`), as istiod's getPodLocality gives it: the `istio-locality`
+    label (dots for slashes, as a label value cannot hold a slash) wins; else the topology labels
+    (`topology.kubernetes.io/region`, `topology.kubernetes.io/zone`, `topology.istio.io/subzone`), which
+    Kubernetes puts on the node. Empty parts at the end are left out ("us-east/zone1", not istiod's
+    "us-east/zone1/"), so a label and a WorkloadEntry `locality` naming the same place are one locality."""
+    label = labels.get(LOCALITY_LABEL)
+    if label:
+        return label.replace(".", "/")
+    region = next((labels[k] for k in REGION_LABELS if labels.get(k)), "")
+    zone = next((labels[k] for k in ZONE_LABELS if labels.get(k)), "")
+    return "/".join((region, zone, labels.get(SUBZONE_LABEL, ""))).rstrip("/")
 
 
 def labels_match(selector: Mapping[str, str] | None, labels: Mapping[str, str]) -> bool:
@@ -169,7 +188,7 @@ def _pod_instance(pod: Pod) -> _WorkloadInstance:
         sidecar=pod.sidecar,
         ready=pod.ready,
         named_ports=dict(pod.named_ports),
-        locality=pod.locality,
+        locality=pod.locality or locality_from_labels(pod.labels),
         network=pod.network,
     )
 

@@ -61,7 +61,7 @@ spec:
   trafficPolicy:
     portLevelSettings:
     - port: {number: 80}
-      loadBalancer: {localityLbSetting: {enabled: true}}
+      loadBalancer: {zoneAwareLbSetting: {enabled: true}}
     - port: {number: 81}
       loadBalancer: {simple: RANDOM}
   subsets:
@@ -74,9 +74,50 @@ spec:
     errs = check_supported(r)
     assert sorted(e.message.split(" is not")[0] for e in errs) == [
         "spec.subsets[0].trafficPolicy.outlierDetection.consecutiveErrors",
-        "spec.trafficPolicy.portLevelSettings[0].loadBalancer.localityLbSetting",
+        "spec.trafficPolicy.portLevelSettings[0].loadBalancer.zoneAwareLbSetting",
     ]
     assert {e.line for e in errs} == {9, 15}
+
+
+def test_locality_load_balancing_is_accepted_and_zone_aware_is_refused_with_the_reason():
+    dr = """\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: d}
+spec:
+  host: d
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 1}
+    loadBalancer:
+      localityLbSetting: {failover: [{from: us-east, to: us-west}]}
+    portLevelSettings:
+    - port: {number: 80}
+      loadBalancer: {localityLbSetting: {distribute: [{from: "us-east/*", to: {"us-east/*": 80, "us-west/*": 20}}]}}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy:
+      loadBalancer: {localityLbSetting: {enabled: false}}
+"""
+    (r,) = load_text(dr, "dr.yaml")
+    assert check_supported(r) == []
+    (zone_aware,) = load_text(
+        dr.replace("localityLbSetting: {enabled: false}", "zoneAwareLbSetting: {enabled: true}"), "dr.yaml"
+    )
+    (e,) = check_supported(zone_aware)
+    assert e.message.startswith(
+        "spec.subsets[0].trafficPolicy.loadBalancer.zoneAwareLbSetting is not supported"
+    )
+    assert "local_cluster" in e.message
+    mesh = """\
+apiVersion: isthmus.dev/v1alpha1
+kind: MeshConfig
+metadata: {name: mesh}
+spec:
+  localityLbSetting: {enabled: true, failoverPriority: [topology.kubernetes.io/region]}
+"""
+    (m,) = load_text(mesh, "mesh.yaml")
+    assert check_supported(m) == []
 
 
 def test_supported_resources_have_no_errors_and_map_wildcards():

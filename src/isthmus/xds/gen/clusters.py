@@ -15,9 +15,10 @@ from isthmus.model.destination_rules import EffectivePolicy, MergedDestinationRu
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import InboundPort, Snapshot
 from isthmus.registry.types import Protocol, Resolution, Service, ServicePort
-from isthmus.xds.gen import naming, tls
+from isthmus.xds.gen import locality, naming, tls
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen import traffic_policy as tp
+from isthmus.xds.gen.endpoints import INLINE_ASSIGNMENT, load_assignment, packed_assignment
 from isthmus.xds.gen.guard import guarded
 from isthmus.xds.gen.scope import scope_key, shared_memo
 
@@ -156,7 +157,7 @@ def _base_key(proxy: Proxy, spec: ClusterSpec) -> tuple | None:
     )
 
 
-_NOT_EDS = (Resolution.PASSTHROUGH, Resolution.DYNAMIC_DNS, Resolution.DNS, Resolution.DNS_ROUND_ROBIN)
+_NOT_EDS = (Resolution.PASSTHROUGH, Resolution.DYNAMIC_DNS, *INLINE_ASSIGNMENT)
 
 
 def _build_base(snapshot: Snapshot, proxy: Proxy, spec: ClusterSpec) -> p.cluster.Cluster:
@@ -179,8 +180,6 @@ def _build_base(snapshot: Snapshot, proxy: Proxy, spec: ClusterSpec) -> p.cluste
         c.dns_refresh_rate.CopyFrom(p.duration(mesh.dns_refresh_rate_s))
         c.dns_lookup_family = p.cluster.Cluster.V4_ONLY
         c.typed_dns_resolver_config.CopyFrom(p.getaddrinfo_resolver())
-        from isthmus.xds.gen.endpoints import load_assignment
-
         c.load_assignment.CopyFrom(load_assignment(snapshot, proxy, spec))
         tp.apply_load_balancer(c, spec.policy.load_balancer)
     else:
@@ -188,6 +187,8 @@ def _build_base(snapshot: Snapshot, proxy: Proxy, spec: ClusterSpec) -> p.cluste
         c.eds_cluster_config.eds_config.CopyFrom(p.ads_config_source())
         tp.apply_load_balancer(c, spec.policy.load_balancer)
     c.common_lb_config.SetInParent()
+    if locality.weighted_lb_config(mesh.locality_lb_setting, spec.policy):
+        c.common_lb_config.locality_weighted_lb_config.SetInParent()
     tp.apply_connection_pool(
         c, opts, spec.policy.connection_pool, mesh.tcp_keepalive, spec.policy.retry_budget
     )
@@ -361,6 +362,10 @@ def packed_outbound_clusters(snapshot: Snapshot, proxy: Proxy) -> dict[str, Any]
     bases: dict[tuple, p.cluster.Cluster] = {}
     for spec in outbound_cluster_specs(snapshot, proxy):
         key = (spec.name, id(spec.service), id(spec.dr), proxy.kind)
+        if spec.service.resolution in INLINE_ASSIGNMENT:
+            # Its inline assignment follows the proxy's locality when locality load balancing applies:
+            # the (shared, per snapshot) assignment object tells the variants apart.
+            key += (id(packed_assignment(snapshot, proxy, spec)),)
         packed = shared.get(key, _MISSING)
         if packed is _MISSING:
             # A cluster that fails to build is left out (its error recorded once for the snapshot).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf import any_pb2, struct_pb2, wrappers_pb2
@@ -10,17 +10,18 @@ from google.protobuf import any_pb2, struct_pb2, wrappers_pb2
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import Snapshot
 from isthmus.registry.build import labels_match
-from isthmus.registry.types import Endpoint
+from isthmus.registry.types import Endpoint, Resolution
+from isthmus.xds.gen import locality, tls
 from isthmus.xds.gen import protos as p
-from isthmus.xds.gen import tls
+from isthmus.xds.gen.locality import Group
 
 if TYPE_CHECKING:
     from isthmus.xds.gen.clusters import ClusterSpec
 
 
-def _locality(locality: str) -> p.base.Locality:
-    parts = (locality.split("/") + ["", "", ""])[:3]
-    return p.base.Locality(region=parts[0], zone=parts[1], sub_zone=parts[2])
+def _locality(name: str) -> p.base.Locality:
+    region, zone, sub_zone = locality.split(name)
+    return p.base.Locality(region=region, zone=zone, sub_zone=sub_zone)
 
 
 def _workload_metadata(ep: Endpoint) -> str:
@@ -71,6 +72,7 @@ _T_MAP_KEY, _T_MAP_VALUE = b"\x0a", b"\x12"  # map entries: key = 1, value = 2
 _T_GROUP_LB = _tag(_LocalityLbEndpoints, "lb_endpoints")
 _T_GROUP_LOCALITY = _tag(_LocalityLbEndpoints, "locality")
 _T_GROUP_WEIGHT = _tag(_LocalityLbEndpoints, "load_balancing_weight")
+_T_GROUP_PRIORITY = _varint(_LocalityLbEndpoints.DESCRIPTOR.fields_by_name["priority"].number << 3)
 _T_UINT32 = _varint(wrappers_pb2.UInt32Value.DESCRIPTOR.fields_by_name["value"].number << 3)
 _T_CLA_NAME = _tag(_CLA, "cluster_name")
 _T_CLA_ENDPOINTS = _tag(_CLA, "endpoints")
@@ -123,58 +125,94 @@ def _lb_endpoint_bytes(snapshot: Snapshot, ep: Endpoint, metadata: dict[tuple[st
     return out
 
 
-def _lb_endpoints_bytes(snapshot: Snapshot, endpoints: Iterable[Endpoint]) -> bytes:
-    """The `endpoints` of a ClusterLoadAssignment: one LocalityLbEndpoints per locality (sorted), each
-    with its endpoints and the sum of their weights."""
-    # An endpoint's bytes depend on the snapshot and the endpoint only: encoded once per snapshot (a
-    # service's subset clusters, and every scope that sees the service, share them). The registry owns
-    # the endpoints for the snapshot's lifetime, so their ids are stable keys.
-    built: dict[int, bytes] = snapshot.memo(("lb_endpoint_bytes",), dict)
-    metadata: dict[tuple[str, bool], bytes] = snapshot.memo(("lb_endpoint_metadata_bytes",), dict)
+_new_tuple = tuple.__new__
+
+
+def _groups(endpoints: Iterable[Endpoint]) -> list[Group]:
+    """One group per locality (sorted by locality)."""
     by_locality: dict[str, list[Endpoint]] = {}
     for ep in endpoints:
         by_locality.setdefault(ep.locality, []).append(ep)
+    # Made as tuples, not through Group's generated __new__ (twice the cost): every assignment's
+    # grouping goes through here.
+    return [_new_tuple(Group, (where, eps, None, 0, False)) for where, eps in sorted(by_locality.items())]
+
+
+def _groups_bytes(snapshot: Snapshot, groups: Iterable[Group]) -> bytes:
+    """The `endpoints` of a ClusterLoadAssignment: a LocalityLbEndpoints per group (locality, endpoints,
+    weight, priority)."""
+    # An endpoint's bytes depend on the snapshot and the endpoint only: encoded once per snapshot (a
+    # service's subset clusters, every scope that sees the service, and every locality variant share
+    # them). The registry owns the endpoints for the snapshot's lifetime, so their ids are stable keys.
+    built: dict[int, bytes] = snapshot.memo(("lb_endpoint_bytes",), dict)
+    metadata: dict[tuple[str, bool], bytes] = snapshot.memo(("lb_endpoint_metadata_bytes",), dict)
     out = []
-    for locality, eps in sorted(by_locality.items()):
+    for where, eps, weight, priority, drained in groups:
         group = (
-            [_ld(_T_GROUP_LOCALITY, _locality(locality).SerializeToString(deterministic=True))]
-            if locality
-            else []
+            [_ld(_T_GROUP_LOCALITY, _locality(where).SerializeToString(deterministic=True))] if where else []
         )
         total = 0
-        for ep in eps:
-            lb = built.get(id(ep))
-            if lb is None:
-                lb = built[id(ep)] = _lb_endpoint_bytes(snapshot, ep, metadata)
-            group.append(_ld(_T_GROUP_LB, lb))
-            total += ep.weight or 1
-        group.append(_ld(_T_GROUP_WEIGHT, _T_UINT32 + _varint(total)))
+        if not drained:
+            for ep in eps:
+                lb = built.get(id(ep))
+                if lb is None:
+                    lb = built[id(ep)] = _lb_endpoint_bytes(snapshot, ep, metadata)
+                group.append(_ld(_T_GROUP_LB, lb))
+                total += ep.weight or 1
+        group.append(_ld(_T_GROUP_WEIGHT, _T_UINT32 + _varint(total if weight is None else weight)))
+        if priority:  # field 5, after the weight (3); 0 is proto3's default, left out
+            group.append(_T_GROUP_PRIORITY + _varint(priority))
         out.append(_ld(_T_CLA_ENDPOINTS, b"".join(group)))
     return b"".join(out)
+
+
+def _lb_endpoints_bytes(snapshot: Snapshot, endpoints: Iterable[Endpoint]) -> bytes:
+    """The `endpoints` of a ClusterLoadAssignment without locality load balancing."""
+    return _groups_bytes(snapshot, _groups(endpoints))
 
 
 _CLA_TYPE_URL = "type.googleapis.com/" + _CLA.DESCRIPTOR.full_name
 
 
-def packed_assignment(snapshot: Snapshot, spec: ClusterSpec) -> Any:
+# Clusters that carry their assignment inline (STRICT_DNS, LOGICAL_DNS: clusters.py). istiod applies no
+# failoverPriority there (its ApplyLocalityLoadBalancer gets no endpoint labels for them).
+INLINE_ASSIGNMENT = (Resolution.DNS, Resolution.DNS_ROUND_ROBIN)
+
+
+def packed_assignment(snapshot: Snapshot, proxy: Proxy, spec: ClusterSpec) -> Any:
     """The cluster's assignment as a packed Any, made straight from the wire bytes (no message built,
-    parsed or serialized again). It depends on the snapshot, the service, port and subset only: one
-    object per snapshot for every scope that has the cluster, so the server encodes it once."""
+    parsed or serialized again). Without locality load balancing (see `locality.locality_lb`) it depends
+    on the snapshot, the service, port and subset only: one object per snapshot for every scope that has
+    the cluster, so the server encodes it once. With it, priorities and weights follow the proxy's
+    locality (and labels): one object per distinct result, and the shared one when nothing changes."""
     labels = spec.subset_labels
     key = (spec.name, id(spec.service), spec.port.port, None if labels is None else tuple(labels.items()))
     packed: dict[tuple, Any] = snapshot.memo(("cla_any",), dict)
+    lb = locality.locality_lb(snapshot.mesh.locality_lb_setting, spec.policy)
+    groups: Sequence[Group] | None = None
+    if lb is not None:
+        cached: dict[tuple, Sequence[Group]] = snapshot.memo(("cla_groups",), dict)
+        groups = cached.get(key)
+        if groups is None:
+            groups = cached[key] = _groups(select_endpoints(snapshot, spec))
+        applied = locality.apply(groups, proxy, lb, labels=spec.service.resolution not in INLINE_ASSIGNMENT)
+        variant = None if applied is groups else locality.variant(groups, applied)
+        if variant is not None:
+            key, groups = (*key, variant), applied
     out = packed.get(key)
     if out is None:
-        raw = _ld(_T_CLA_NAME, spec.name.encode()) + _lb_endpoints_bytes(
-            snapshot, select_endpoints(snapshot, spec)
+        if groups is None:
+            groups = _groups(select_endpoints(snapshot, spec))
+        out = packed[key] = any_pb2.Any(
+            type_url=_CLA_TYPE_URL,
+            value=_ld(_T_CLA_NAME, spec.name.encode()) + _groups_bytes(snapshot, groups),
         )
-        out = packed[key] = any_pb2.Any(type_url=_CLA_TYPE_URL, value=raw)
     return out
 
 
 def load_assignment(snapshot: Snapshot, proxy: Proxy, spec: ClusterSpec) -> p.endpoint.ClusterLoadAssignment:
     """The assignment as a message (each caller gets its own)."""
-    return _CLA.FromString(packed_assignment(snapshot, spec).value)
+    return _CLA.FromString(packed_assignment(snapshot, proxy, spec).value)
 
 
 def packed_endpoints(snapshot: Snapshot, proxy: Proxy, names: Iterable[str]) -> dict[str, Any]:
@@ -188,7 +226,7 @@ def packed_endpoints(snapshot: Snapshot, proxy: Proxy, names: Iterable[str]) -> 
     for name in names:
         spec = specs.get(name)
         if spec is not None:
-            out[name] = packed_assignment(snapshot, spec)
+            out[name] = packed_assignment(snapshot, proxy, spec)
     return out
 
 

@@ -11,13 +11,16 @@ from isthmus.model.snapshot import Snapshot
 
 def scope_key(snapshot: Snapshot, proxy: Proxy) -> tuple:
     """Proxies with equal keys get identical shared config: kind, namespace, the Sidecar resource that
-    applies, and labels (they decide sourceLabels matches, workload-selected DRs and policies)."""
+    applies, labels (they decide sourceLabels matches, workload-selected DRs and policies), and locality
+    (locality load balancing ranks endpoints against it, in EDS and DNS clusters' inline assignments).
+    A locality from the labels splits nothing more; proxies without one share as before."""
     sidecar = snapshot.sidecar_resource(proxy)
     return (
         proxy.kind,
         proxy.namespace,
         sidecar.key if sidecar is not None else None,
         frozenset(proxy.labels.items()),
+        proxy.locality,
     )
 
 
