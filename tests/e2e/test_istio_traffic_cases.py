@@ -544,12 +544,6 @@ def test_overlapping_services(mesh: MeshProcess) -> None:
     assert curl(mesh, "http://b-alt-3:12345/").status != 200  # gone with its Service
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ExternalName Services naming a mesh service: Envoy is given the mesh name to resolve by DNS, "
-    "which it cannot (mesh names resolve through the registry); Istio treats them as aliases of the "
-    "target service (registry/build.py)",
-)
 def test_external_name_service_to_a_mesh_service(mesh: MeshProcess) -> None:
     """externalNameCases 'without port' / 'with port': an ExternalName Service naming b reaches b
     over the mesh (mTLS)."""

@@ -167,6 +167,14 @@ class Snapshot:
 
         return self.memo(("visible_services", namespace), compute)
 
+    def routable_services(self, namespace: str) -> list[Service]:
+        """The visible services that have config of their own: not ExternalName aliases, which are more
+        names of the service they name (`Service.aliases`)."""
+        return self.memo(
+            ("routable_services", namespace),
+            lambda: [s for s in self.visible_services(namespace) if s.alias_of is None],
+        )
+
     def sidecar_resource(self, proxy: Proxy) -> Config | None:
         """select_sidecar, with the per-namespace part once per snapshot (asked on every generate)."""
         if proxy.kind != "sidecar":
@@ -187,7 +195,7 @@ class Snapshot:
             lambda: build_scope(
                 proxy.namespace,
                 sidecar,
-                self.visible_services(proxy.namespace),
+                self.routable_services(proxy.namespace),
                 self.virtual_services.for_namespace(proxy.namespace, MESH_GATEWAY),
                 self.mesh.outbound_policy,
                 self.mesh.default_service_export_to,

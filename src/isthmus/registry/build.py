@@ -473,6 +473,7 @@ def build_registry(resources: Iterable[Any], pods: Iterable[Pod], *, domain: str
             for port, eps in _service_entry_endpoints(res, svc, instances).items():
                 endpoints[(svc.hostname, svc.namespace, port)].extend(eps)
 
+    reg.services = _resolve_aliases(reg.services, endpoints)
     reg.services.sort(key=lambda s: (s.creation_order, s.hostname, s.namespace))
     for svc in reg.services:
         reg.by_host.setdefault(svc.hostname, []).append(svc)
@@ -492,6 +493,32 @@ def build_registry(resources: Iterable[Any], pods: Iterable[Pod], *, domain: str
         selecting={ns: tuple(svcs) for ns, svcs in selecting.items()},
     )
     return reg
+
+
+def _resolve_aliases(
+    services: list[Service], endpoints: dict[tuple[str, str, int], list[Endpoint]]
+) -> list[Service]:
+    """Istio's ExternalName alias (1.21+, ENABLE_EXTERNAL_NAME_ALIAS): an ExternalName Service that names
+    a service of the registry is only another name for it. It gets no cluster or endpoints of its own
+    (its ports do not matter), and the service it names answers to its hostname too. One naming a host
+    the registry does not know stays a DNS service of its own: the name is resolved outside the mesh."""
+    concrete = {s.hostname: s for s in services if s.external_name is None}
+    aliases: dict[str, list[str]] = defaultdict(list)
+    out: list[Service] = []
+    for svc in services:
+        target = (svc.external_name or "").rstrip(".").lower()
+        if svc.external_name is not None and target in concrete and target != svc.hostname:
+            aliases[target].append(svc.hostname)
+            for port in svc.ports:
+                endpoints.pop((svc.hostname, svc.namespace, port.port), None)
+            svc = replace(svc, alias_of=target)
+        out.append(svc)
+    return [
+        replace(s, aliases=tuple(sorted(aliases[s.hostname])))
+        if s.external_name is None and s.hostname in aliases
+        else s
+        for s in out
+    ]
 
 
 def _endpoint_order(ep: Endpoint) -> tuple[str, int]:

@@ -150,6 +150,11 @@ class Service:
     selector: Mapping[str, str] | None = None
     # Kubernetes ExternalName: the concrete host traffic goes to.
     external_name: str | None = None
+    # Istio's ExternalName alias (since 1.21): an ExternalName Service naming a service of the registry
+    # has no config of its own (`alias_of` is that service's hostname); the service it names matches its
+    # hostnames too (`aliases`), wherever Host: <service> is matched.
+    alias_of: str | None = None
+    aliases: tuple[str, ...] = ()
     subject_alt_names: tuple[str, ...] = ()
     creation_order: tuple = ()
 

@@ -11,7 +11,9 @@ Where Isthmus departs by design the test says so and checks the documented behav
 - a headless Service (clusterIP: None) keeps EDS over its pods, as istiod with
   PILOT_ENABLE_EDS_FOR_HEADLESS_SERVICES: explicit-proxy sidecars have no original destination to pass
   through to (DESIGN.md §3);
-- an ExternalName Service is a STRICT_DNS service of its own (istiod before its `Alias` resolution);
+- an ExternalName Service naming a service of the registry is an alias of it (Istio 1.21+); one naming a
+  host the registry does not know is a STRICT_DNS service of its own (resolved outside the mesh, where
+  Kubernetes DNS would send it);
 - a ServiceEntry with several addresses is one service per host holding every address, where istiod makes
   one per host and address (same listeners and routes, one object).
 """
@@ -330,6 +332,59 @@ def test_istio_external_name_cluster() -> None:
     assert lb["endpoint"]["address"]["socket_address"] == {"address": "example.org", "port_value": 80}
     assert c["metadata"]["filter_metadata"]["istio"]["external"] is True
     assert "transport_socket_matches" not in c
+
+
+ALIASES = (
+    kube_service("b", "[{name: http, port: 80, targetPort: 8080}]", extra="selector: {app: b}")
+    + "---"
+    + kube_service("b-ext", "[]", extra="type: ExternalName\n      externalName: b.default.svc.cluster.local")
+    + "---"
+    + kube_service(
+        "b-ext-port",
+        "[{name: tcp, port: 9999}]",
+        extra="type: ExternalName\n      externalName: b.default.svc.cluster.local.",
+    )
+)
+B_HOST, ALIAS_HOST = "b.default.svc.cluster.local", "b-ext.default.svc.cluster.local"
+
+
+def test_external_name_naming_a_mesh_service_is_an_alias() -> None:
+    """Istio 1.21 (ExternalName alias): no cluster or endpoints of its own, its ports ignored; the named
+    service's virtual host answers to the alias's names as well, and a VirtualService destination or
+    DestinationRule naming the alias means the named service."""
+    reg = registry(ALIASES)
+    b = only_service(reg, B_HOST)
+    assert b.aliases == ("b-ext-port.default.svc.cluster.local", ALIAS_HOST)  # sorted
+    assert only_service(reg, ALIAS_HOST).alias_of == B_HOST
+    assert endpoints(reg, ALIAS_HOST) == [] and endpoints(reg, "b-ext-port.default.svc.cluster.local") == []
+    vs = """
+    apiVersion: networking.istio.io/v1
+    kind: VirtualService
+    metadata: {name: via-alias, namespace: default}
+    spec:
+      hosts: [other.example.com]
+      http: [{route: [{destination: {host: b-ext.default.svc.cluster.local, subset: v1}}]}]
+    """
+    dr = """
+    apiVersion: networking.istio.io/v1
+    kind: DestinationRule
+    metadata: {name: b, namespace: default}
+    spec: {host: b, subsets: [{name: v1, labels: {version: v1}}]}
+    """
+    snap = snapshot(ALIASES, vs, dr, services=False)
+    names = set(clusters(snap, sidecar()))
+    assert f"outbound|80||{B_HOST}" in names and f"outbound|80|v1|{B_HOST}" in names
+    assert not any("b-ext" in n for n in names)
+    table = route_table(snap, sidecar())
+    domains = vhost(table, f"{B_HOST}:80")["domains"]
+    assert {ALIAS_HOST, "b-ext", "b-ext:80", "b-ext-port", "b-ext-port.default"} <= set(domains)
+    (route,) = vhost(table, "other.example.com:80")["routes"]
+    assert route["route"]["cluster"] == f"outbound|80|v1|{B_HOST}"
+
+
+def test_external_name_naming_an_unknown_host_keeps_its_dns_cluster() -> None:
+    reg = registry(kube_service("ext", extra="type: ExternalName\n      externalName: example.org"))
+    assert only_service(reg, "ext.default.svc.cluster.local").alias_of is None
 
 
 def test_istio_service_without_selector_has_no_endpoints() -> None:

@@ -88,7 +88,7 @@ def _cluster_specs(snapshot: Snapshot, proxy: Proxy) -> list[ClusterSpec]:
 def _gateway_services(snapshot: Snapshot, proxy: Proxy) -> list[Service]:
     """Gateways see every service visible to their namespace, one per hostname."""
     chosen: dict[str, Service] = {}
-    for svc in snapshot.visible_services(proxy.namespace):
+    for svc in snapshot.routable_services(proxy.namespace):
         cur = chosen.get(svc.hostname)
         key = (svc.namespace != proxy.namespace, not svc.is_kubernetes, svc.creation_order)
         if cur is None or key < (cur.namespace != proxy.namespace, not cur.is_kubernetes, cur.creation_order):

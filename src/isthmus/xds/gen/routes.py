@@ -77,8 +77,10 @@ class RouteContext:
         if hostname not in self._dr_cache:
             svc = self.services.get(hostname)
             ns = svc.namespace if svc is not None else self.proxy.namespace
+            # For an ExternalName alias, the rules of the service it names (Istio 1.21: DestinationRules
+            # no longer apply to the alias's own hostname).
             self._dr_cache[hostname] = self.snapshot.destination_rules.lookup(
-                self.proxy.namespace, self.proxy.labels, hostname, ns
+                self.proxy.namespace, self.proxy.labels, svc.hostname if svc is not None else hostname, ns
             )
         return self._dr_cache[hostname]
 
@@ -420,7 +422,9 @@ def destination_cluster(dest: Any, services: Mapping[str, Service], listen_port:
         port = int(dest.port.number)
     elif svc is not None and len(svc.ports) == 1:
         port = svc.ports[0].port
-    return naming.outbound_cluster(port, dest.subset or "", dest.host)
+    # An ExternalName alias's hostname maps to the service it names: its cluster.
+    host = svc.hostname if svc is not None else dest.host
+    return naming.outbound_cluster(port, dest.subset or "", host)
 
 
 def _mirror_fraction(route: Any) -> p.percent.FractionalPercent | None:
@@ -906,6 +910,11 @@ def service_domains(
     alts = alt_hosts(svc.hostname, proxy_namespace, domain)
     names.extend(alts)
     names.extend(svc.addresses)
+    # Istio 1.21's ExternalName aliases: wherever Host: <service> matches, Host: <alias> matches too.
+    for alias in svc.aliases:
+        alias_alts = alt_hosts(alias, proxy_namespace, domain)
+        names.extend((alias, alias + ".", *alias_alts))
+        alts = [*alts, *alias_alts]
     return _with_ports(names, port), _with_ports(alts, port)
 
 
@@ -1346,11 +1355,20 @@ def _route_config(
 
 
 def scope_services(snapshot: Snapshot, proxy: Proxy) -> dict[str, Service]:
+    """The services the proxy routes to by hostname, and their ExternalName aliases' hostnames mapping
+    to them: a VirtualService destination naming an alias goes to the service it names (istiod's
+    GetDestinationCluster with ExternalName aliases)."""
     if proxy.kind == "sidecar":
-        return {s.hostname: s.service for s in snapshot.scope(proxy).services}
-    from isthmus.xds.gen.clusters import _gateway_services
+        services = [s.service for s in snapshot.scope(proxy).services]
+    else:
+        from isthmus.xds.gen.clusters import _gateway_services
 
-    return {s.hostname: s for s in _gateway_services(snapshot, proxy)}
+        services = _gateway_services(snapshot, proxy)
+    out = {s.hostname: s for s in services}
+    for svc in services:
+        for alias in svc.aliases:
+            out.setdefault(alias, svc)
+    return out
 
 
 # The fields of the sidecar's table after its virtual hosts (validate_clusters, body size).
