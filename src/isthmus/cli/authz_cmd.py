@@ -29,13 +29,17 @@ def authz_group() -> None:
 @click.argument("proxy")
 @click.option("-n", "--namespace", help="Namespace of the proxy.")
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@click.option("--no-details", is_flag=True, help="Only the table, without each rule's summary.")
+@click.option(
+    "--details/--no-details",
+    default=False,
+    help="After istioctl's table, each rule in words and where it is enforced.",
+)
 @STATE_DIR
 def authz_check_command(
-    proxy: str, namespace: str | None, output: str, no_details: bool, state_dir: Path | None
+    proxy: str, namespace: str | None, output: str, details: bool, state_dir: Path | None
 ) -> None:
-    """The AuthorizationPolicies in force on PROXY (ACTION, name.namespace, RULES) and what each rule
-    matches, from what its Envoy holds."""
+    """The AuthorizationPolicies in force on PROXY as istioctl prints them (ACTION, name.namespace,
+    RULES), from what its Envoy holds; --details says what each rule matches."""
     from isthmus.debug import authz
     from isthmus.debug.live import DebugError, Mesh
 
@@ -54,4 +58,4 @@ def authz_check_command(
             )
         )
         return
-    click.echo(authz.render_table(rows, details=not no_details), nl=False)
+    click.echo(authz.render_table(rows, details=details), nl=False)

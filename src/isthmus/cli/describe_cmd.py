@@ -23,9 +23,14 @@ KINDS = ["pod", "po", "workload", "deploy", "deployment", "service", "svc"]
 @click.argument("name")
 @click.option("-n", "--namespace", help="Namespace (default: default, or wherever the name is unique).")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "--details",
+    is_flag=True,
+    help="After istioctl's output, the Isthmus view: effective defaults and every rule.",
+)
 @STATE_DIR
 def describe_command(
-    kind: str, name: str, namespace: str | None, output: str, state_dir: Path | None
+    kind: str, name: str, namespace: str | None, output: str, details: bool, state_dir: Path | None
 ) -> None:
     """What applies to a pod, workload or service: VirtualServices, DestinationRules and subsets,
     traffic policy and route defaults, PeerAuthentication, AuthorizationPolicies, gateways."""
@@ -39,4 +44,4 @@ def describe_command(
     if output == "json":
         click.echo(json.dumps(data, indent=2))
     else:
-        click.echo(render_text(data), nl=False)
+        click.echo(render_text(data, details=details), nl=False)

@@ -26,6 +26,11 @@ HTTP_FILTERS = {
 }
 NETWORK_RBAC = "envoy.filters.network.rbac"
 CUSTOM_PREFIX = "istio-ext-authz-"
+# istioctl's name for an RBAC config whose enforced rules hold no policy (an ALLOW matching nothing, e.g.
+# an ALLOW policy whose only rules are HTTP-only, on a TCP chain): listener.go's anonymousName.
+ANONYMOUS = "_anonymous_match_nothing_"
+# The ACTION column shows the RBAC action, as istioctl prints it: AUDIT policies are RBAC LOG.
+_TABLE_ACTIONS = {"AUDIT": "LOG"}
 _ACTIONS = {"ALLOW": "ALLOW", "DENY": "DENY", "LOG": "AUDIT", None: "ALLOW", "": "ALLOW"}
 
 
@@ -39,7 +44,9 @@ class RbacRule:
 
     @property
     def parsed(self) -> tuple[str, str, int] | None:
-        return parse_policy_name(self.name)
+        # istioctl's extractName wants every part non-empty (`ns\[(.+)\]-policy\[(.+)\]-rule\[(.+)\]`).
+        p = parse_policy_name(self.name)
+        return p if p is not None and p[0] and p[1] else None
 
     @property
     def policy_ref(self) -> str:
@@ -48,6 +55,8 @@ class RbacRule:
 
     @property
     def rule_index(self) -> int | None:
+        if self.name == ANONYMOUS:
+            return 0
         p = self.parsed
         return p[2] if p else None
 
@@ -70,9 +79,11 @@ def _add(
     where: str,
     dry_run: bool,
 ) -> None:
-    if not rbac:
+    if rbac is None:  # an empty `rules` ({}) is an ALLOW that matches nothing, not an absent config
         return
     action, policies = _rules_of(rbac, default_action)
+    if not policies and not dry_run:
+        policies = {ANONYMOUS: {}}
     for name, policy in policies.items():
         # CUSTOM rules are shadow rules by design: they mark the requests ext_authz is asked about.
         custom = name.startswith(CUSTOM_PREFIX)
@@ -300,6 +311,8 @@ def summarize_permission(p: Mapping[str, Any]) -> str:
 
 
 def summarize_policy(policy: Mapping[str, Any]) -> str:
+    if not policy:
+        return "matches nothing (no RBAC policy: every rule was HTTP-only on a TCP chain)"
     principals = [summarize_principal(x) for x in policy.get("principals", []) or []]
     permissions = [summarize_permission(x) for x in policy.get("permissions", []) or []]
     if "nothing" in principals and "nothing" in permissions and len(principals) == len(permissions) == 1:
@@ -312,15 +325,16 @@ def summarize_policy(policy: Mapping[str, Any]) -> str:
 # --- text ---------------------------------------------------------------------------------------------
 
 
-def render_table(rows: Sequence[PolicyRow], *, details: bool = True) -> str:
-    if not rows:
-        return "No AuthorizationPolicy applies to this proxy: every request is allowed.\n"
-    width = max(len("AuthorizationPolicy"), *(len(r.policy) for r in rows)) + 2
-    lines = [f"{'ACTION':<8} {'AuthorizationPolicy':<{width}} RULES"]
-    for r in rows:
-        action = r.action + (" (dry-run)" if r.dry_run else "")
-        lines.append(f"{action:<8} {r.policy:<{width}} {len(r.rules)}")
-    if details:
+def render_table(rows: Sequence[PolicyRow], *, details: bool = False) -> str:
+    """istioctl's table (tabwriter, padding 3): ACTION, name.namespace, RULES; only the header when no
+    policy applies. `details` adds each rule in words and where it is enforced."""
+    actions = [_TABLE_ACTIONS.get(r.action, r.action) + (" (dry-run)" if r.dry_run else "") for r in rows]
+    width0 = max([len("ACTION"), *(len(a) for a in actions)]) + 3
+    width1 = max([len("AuthorizationPolicy"), *(len(r.policy) for r in rows)]) + 3
+    lines = [f"{'ACTION':<{width0}}{'AuthorizationPolicy':<{width1}}RULES"]
+    for action, r in zip(actions, rows, strict=True):
+        lines.append(f"{action:<{width0}}{r.policy:<{width1}}{len(r.rules)}")
+    if details and rows:
         lines.append("")
         for r in rows:
             for rule in r.rules:

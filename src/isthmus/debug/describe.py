@@ -541,6 +541,7 @@ def describe(snapshot: Snapshot, kind: str, name: str, namespace: str | None = N
             and labels_match(svc.selector, p.labels)
         ]
         out["service"] = service_summary(snapshot, svc, None)
+        out["istioctl"] = istioctl_service_lines(snapshot, svc, pods)
         dr = snapshot.destination_rules.lookup(svc.namespace, {}, svc.hostname, svc.namespace)
         out["pods"] = []
         for p in pods:
@@ -574,12 +575,420 @@ def describe(snapshot: Snapshot, kind: str, name: str, namespace: str | None = N
         out["workload"] = {"name": first.workload or first.name, "namespace": first.namespace,
                            "instances": [p.name for p in pods]}  # fmt: skip
     out["pod"] = pod_summary(snapshot, first)
+    out["istioctl"] = istioctl_pod_lines(snapshot, first, namespace or "default")
     out["services"] = [
         service_summary(snapshot, svc, first) for svc in snapshot.registry.services_selecting(first)
     ]
     if not out["services"]:
         out["warnings"] = ["no Service selects this pod: nothing routes to it by name"]
     return out
+
+
+# --- istioctl's view ------------------------------------------------------------------------------------
+# The lines `istioctl x describe` prints (istioctl/pkg/describe/describe.go), worded and indented as it
+# does, computed on the model instead of a config dump. The text output leads with them; the Isthmus
+# details (effective defaults, every rule) follow only with --details.
+
+_LEVEL1, _LEVEL2 = "   ", "      "
+_REQUIREMENTS_URL = "https://istio.io/latest/docs/ops/deployment/requirements/"
+_SEPARATOR = "--------------------"
+
+
+def _kname(name: str, namespace: str, current: str) -> str:
+    """istioctl's kname: the bare name in the namespace being described, else name.namespace."""
+    return name if namespace == current else f"{name}.{namespace}"
+
+
+def _container(pod: Pod) -> str:
+    return pod.labels.get("app") or pod.workload or pod.name
+
+
+def _port_protocol(sp: ServicePort) -> str:
+    # findProtocolForPort: an unnamed port is sniffed ("auto-detect"); a named one says what it declares.
+    return "auto-detect" if not sp.name else sp.protocol.value
+
+
+def _extend_fqdn(host: str, suffix: str) -> str:
+    return host if host.startswith("*") or host.endswith("." + suffix) else f"{host}.{suffix}"
+
+
+def _render_string_match(sm: Any) -> str:
+    if sm is None:
+        return ""
+    if sm.exact is not None:
+        return str(sm.exact)
+    if sm.prefix is not None:
+        return f"{sm.prefix}*"
+    return f'regex:"{sm.regex}"'
+
+
+def _render_match(m: Any) -> str:
+    out = "Match: "
+    if m.uri is not None:
+        out += _render_string_match(m.uri)
+        if m.ignore_uri_case:
+            out += " uncased"
+    if m.headers:
+        conds = [f"{k}={_render_string_match(v)}" for k, v in sorted(m.headers.items())]
+        out += " when headers are " + "; ".join(conds)
+    return out.strip()
+
+
+def _render_matches(matches: Any) -> str:
+    return ", ".join(_render_match(m) for m in matches) if matches else "everything"
+
+
+def _http_route_facts(
+    vs: VirtualServiceEntry,
+    route: Any,
+    svc: Service,
+    matching: list[str],
+    nonmatching: list[str],
+    dr: MergedDestinationRule | None,
+) -> tuple[bool, list[str]]:
+    """istioctl's httpRouteMatchSvc: whether the rule reaches the pods' subsets, and what it says."""
+    suffix = svc.hostname.split(".", 2)[2]
+    facts: list[str] = []
+    mismatch: list[str] = []
+    match = False
+    for rd in route.route or ():
+        dest = rd.destination
+        if dest is None:
+            continue
+        weight = rd.weight or 0
+        if _extend_fqdn(h.resolve_short_name(dest.host, vs.namespace), suffix) == svc.hostname:
+            if dest.subset:
+                if dest.subset in nonmatching:
+                    mismatch.append(
+                        f"Route to non-matching subset {dest.subset} for ({_render_matches(route.match)})"
+                    )
+                    continue
+                if dest.subset not in matching:
+                    if dr is None:
+                        mismatch.append(
+                            f"Warning: Route to subset {dest.subset} but NO DESTINATION RULE defining subsets!"
+                        )
+                    else:
+                        mismatch.append(
+                            f"Warning: Route to UNKNOWN subset {dest.subset}; check DestinationRule "
+                            f"{_kname(dr.configs[0].name, dr.namespace, svc.namespace)}"
+                        )
+                    continue
+            match = True
+            if weight > 0:
+                fact = f'Route to host "{dest.host}"'
+                if dest.subset:
+                    fact += f' subset "{dest.subset}"'
+                facts.append(f"{fact} with weight {weight}%")
+        elif not dest.subset:
+            facts.append(f'Route to host "{dest.host}" with weight {weight}%')
+        else:
+            facts.append(f"Route to {dest.host} with invalid config")
+    if match:
+        req = [f"Fault injection {_dump(route.fault)}"] if route.fault is not None else []
+        req.extend(_render_match(m) for m in route.match or ())
+        if req:
+            facts.append(", ".join(req))
+    elif mismatch:
+        facts.extend(mismatch)
+    return match, facts
+
+
+def _tcp_route_facts(vs: VirtualServiceEntry, route: Any, svc: Service) -> tuple[bool, list[str]]:
+    suffix = svc.hostname.split(".", 2)[2]
+    match = any(
+        rd.destination is not None
+        and _extend_fqdn(h.resolve_short_name(rd.destination.host, vs.namespace), suffix) == svc.hostname
+        for rd in route.route or ()
+    )
+    return match, ([str(_dump(m)) for m in route.match or ()] if match else [])
+
+
+def _istioctl_vs_lines(
+    indent: str,
+    vs: VirtualServiceEntry,
+    svc: Service,
+    matching: list[str],
+    nonmatching: list[str],
+    dr: MergedDestinationRule | None,
+) -> list[str]:
+    """istioctl's printVirtualService."""
+    lines = [f"{indent}VirtualService: {_kname(vs.name, vs.namespace, svc.namespace)}"]
+    l1, l2 = indent + _LEVEL1, indent + _LEVEL2
+    # istioctl reads the VirtualService as written (hosts unresolved), not the merged entry.
+    spec = vs.config.spec
+    http, tcp = list(spec.http or ()), list(spec.tcp or ())
+    matches = facts = 0
+    mismatch: list[str] = []
+    results = [_http_route_facts(vs, r, svc, matching, nonmatching, dr) for r in http]
+    results += [_tcp_route_facts(vs, r, svc) for r in tcp]
+    for ok, new in results:
+        if ok:
+            matches += 1
+            lines.extend(l1 + f for f in new)
+            facts += len(new)
+        else:
+            mismatch.extend(new)
+    if matches == 0:
+        if http:
+            lines.append(f"{l1}WARNING: No destinations match pod subsets (checked {len(http)} HTTP routes)")
+        if tcp:
+            lines.append(f"{l1}WARNING: No destinations match pod subsets (checked {len(tcp)} TCP routes)")
+        lines.extend(l2 + m for m in mismatch)
+        return lines
+    possible = len(http) + len(spec.tls or ()) + len(tcp)
+    if matches < possible:
+        lines.append(f"{l1}{possible - matches} additional destination(s) that will not reach this pod")
+        if facts == 0:
+            lines.extend(l2 + m for m in mismatch)
+        return lines
+    if facts == 0:
+        if http:
+            lines.append(f"{l1}{len(http)} HTTP route(s)")
+        if tcp:
+            lines.append(f"{l1}{len(tcp)} TCP route(s)")
+    return lines
+
+
+def _short_policies(lb: Any, pool: Any, od: Any) -> str | None:
+    extra = [n for n, v in (("load balancer", lb), ("connection pool", pool), ("outlier detection", od)) if v]
+    return f"Policies: {'/'.join(extra)}" if extra else None
+
+
+def _istioctl_dr_lines(
+    indent: str, dr: MergedDestinationRule, svc: Service, matching: list[str], nonmatching: list[str]
+) -> list[str]:
+    """istioctl's printDestinationRule (it names the first DestinationRule merged for the host)."""
+    cfg = dr.configs[0]
+    l1, l2 = indent + _LEVEL1, indent + _LEVEL2
+    lines = [
+        f'{indent}DestinationRule: {_kname(cfg.name, cfg.namespace, svc.namespace)} for "{cfg.spec.host}"'
+    ]
+    if matching or nonmatching:
+        if not matching:
+            lines.append(
+                f"{l1}WARNING POD DOES NOT MATCH ANY SUBSETS.  (Non matching subsets {','.join(nonmatching)})"
+            )
+        lines.append(f"{l1}Matching subsets: {','.join(matching)}")
+        if nonmatching:
+            lines.append(f"{l2}(Non-matching subsets {','.join(nonmatching)})")
+    tp = cfg.spec.traffic_policy
+    if tp is None:
+        lines.append(f"{l1}No Traffic Policy")
+        return lines
+    if tp.tls is not None:
+        lines.append(f"{l1}Traffic Policy TLS Mode: {tp.tls.mode or 'DISABLE'}")
+    short = _short_policies(tp.load_balancer, tp.connection_pool, tp.outlier_detection)
+    if short:
+        lines.append(l1 + short)
+    if tp.port_level_settings:
+        lines.append(f"{l1}Port Level Settings:")
+        for ps in tp.port_level_settings:
+            lines.append(f"    {ps.port.number if ps.port is not None else 0}:")
+            if ps.tls is not None:
+                lines.append(f"{l2}TLS Mode: {ps.tls.mode or 'DISABLE'}")
+            short = _short_policies(ps.load_balancer, ps.connection_pool, ps.outlier_detection)
+            if short:
+                lines.append(l2 + short)
+    return lines
+
+
+def _subset_split(dr: MergedDestinationRule | None, pods: list[Pod]) -> tuple[list[str], list[str]]:
+    """istioctl's getDestRuleSubsets: subsets matching any of the pods, and the others."""
+    matching: list[str] = []
+    nonmatching: list[str] = []
+    for s in dr.subsets if dr is not None else ():
+        target = matching if any(labels_match(s.labels or {}, p.labels) for p in pods) else nonmatching
+        target.append(s.name)
+    return matching, nonmatching
+
+
+def _mesh_vs(snapshot: Snapshot, svc: Service) -> VirtualServiceEntry | None:
+    return next(
+        (
+            vs
+            for vs in snapshot.virtual_services.for_namespace(svc.namespace, MESH_GATEWAY)
+            if MESH_GATEWAY in vs.gateways and _applies_to(vs, svc)
+        ),
+        None,
+    )
+
+
+def _istioctl_services(snapshot: Snapshot, pod: Pod, services: list[Service], pods: list[Pod]) -> list[str]:
+    """istioctl's describePodServices."""
+    lines: list[str] = []
+    proxy = proxy_of(pod)
+    rbac = [n for a in _authz(snapshot, proxy) if a["action"] != "CUSTOM" for n in a["policyNames"]]
+    for row, svc in enumerate(services):
+        if row:
+            lines.append(_SEPARATOR)
+        lines.append(f"Service: {_kname(svc.name, svc.namespace, pod.namespace)}")
+        for sp in svc.ports:
+            tp = _target_port(sp, pod)
+            if tp is None:
+                lines.append(f"   no matching port {sp.target_port_name!r} in pod {pod.name}")
+            else:
+                lines.append(f"   Port: {sp.name} {sp.port}/{_port_protocol(sp)} targets pod port {tp}")
+        dr = snapshot.destination_rules.lookup(pod.namespace, pod.labels, svc.hostname, svc.namespace)
+        matching, nonmatching = _subset_split(dr, pods)
+        vs = _mesh_vs(snapshot, svc)
+        multi = len(svc.ports) > 1
+        indent = _LEVEL1 if multi else ""
+        for sp in svc.ports:
+            if multi:
+                lines.append(f"{sp.port}:")
+            if dr is not None:
+                lines.extend(_istioctl_dr_lines(indent, dr, svc, matching, nonmatching))
+            # istioctl finds the VirtualService on the HTTP route of the port: TCP ports have none.
+            if vs is not None and (sp.protocol.is_http or sp.protocol is Protocol.AUTO):
+                lines.extend(_istioctl_vs_lines(indent, vs, svc, matching, nonmatching, dr))
+            if rbac and sp.protocol.is_http:
+                lines.append((f"{sp.port} " if multi else "") + f"RBAC policies: {', '.join(sorted(rbac))}")
+    return lines
+
+
+def _istioctl_peer_authn(snapshot: Snapshot, pod: Pod) -> list[str]:
+    """istioctl's describePeerAuthentication."""
+    mtls = authn.workload_mtls(
+        snapshot.configs.get("PeerAuthentication", []),
+        pod.namespace,
+        pod.labels,
+        snapshot.mesh.root_namespace,
+    )
+    lines = ["Effective PeerAuthentication:", f"   Workload mTLS mode: {mtls.mode}"]
+    if mtls.ports:
+        lines.append("   Port Level mTLS mode:")
+        lines.extend(f"      {port}: {mode}" for port, mode in sorted(mtls.ports.items()))
+    if mtls.policies:
+        lines.append("Applied PeerAuthentication:")
+        lines.append("   " + ", ".join(f"{c.name}.{c.namespace}" for c in mtls.policies))
+    return lines
+
+
+def _istioctl_ingress(snapshot: Snapshot, services: list[Service], pods: list[Pod]) -> list[str]:
+    """istioctl's printIngressInfo: each ingress gateway (pods labelled istio=ingressgateway) exposing
+    the services through a gateway-bound VirtualService."""
+    gw_pods = [p for p in _pods(snapshot) if p.labels.get("istio") == "ingressgateway" and p.ready]
+    if not gw_pods:
+        return ["Skipping Gateway information (no ingress gateway pods)"]
+    ingresses = []
+    for s in snapshot.registry.services:
+        selected = [
+            p
+            for p in gw_pods
+            if p.namespace == s.namespace and s.selector and labels_match(s.selector, p.labels)
+        ]
+        if selected:
+            ingresses.append((s, selected))
+    lines: list[str] = []
+    if not ingresses:
+        lines.append("Skipping Gateway information (no ingress gateway service)")
+    seen: set[str] = set()
+    for svc in services:
+        dr = snapshot.destination_rules.lookup(svc.namespace, {}, svc.hostname, svc.namespace)
+        matching, nonmatching = _subset_split(dr, pods)
+        for vs in snapshot.virtual_services.entries:
+            routes_here = any(
+                d.destination is not None
+                and _extend_fqdn(
+                    h.resolve_short_name(d.destination.host, vs.namespace), svc.hostname.split(".", 2)[2]
+                )
+                == svc.hostname
+                for r in vs.http
+                for d in r.route or ()
+            )
+            if not routes_here:
+                continue
+            for gw_name in sorted(g for g in vs.gateways if g != MESH_GATEWAY):
+                if gw_name in seen:
+                    continue
+                gw = snapshot.gateway(gw_name)
+                if gw is None:
+                    ns, _, name = gw_name.partition("/")
+                    lines.append(
+                        f"WARNING: Proxy is stale; it references to non-existent gateway {ns}/{name}"
+                    )
+                    continue
+                seen.add(gw_name)
+                selector = gw.spec.selector or {}
+                chosen = [(s, ps) for s, ps in ingresses if any(labels_match(selector, p.labels) for p in ps)]
+                if not chosen:
+                    continue
+                lines.append(_SEPARATOR)
+                for s, ps in sorted(chosen, key=lambda x: x[1][0].ip):
+                    for sp in s.ports:
+                        if sp.name not in ("http", "http2"):
+                            continue
+                        suffix = "" if sp.port == 80 else f":{sp.port}"
+                        lines.append(f"Exposed on Ingress Gateway http://{ps[0].ip}{suffix}")
+                lines.extend(_istioctl_vs_lines("", vs, svc, matching, nonmatching, dr))
+    return lines
+
+
+def istioctl_pod_lines(snapshot: Snapshot, pod: Pod, current_ns: str) -> list[str]:
+    """`istioctl x describe pod`: printPod, the Services, PeerAuthentication, ingress gateways."""
+    name = _kname(pod.name, pod.namespace, current_ns)
+    meshed = pod.sidecar or pod.gateway
+    lines = [f"Pod: {name}", f"   Pod Revision: {'default' if meshed else ''}"]
+    ports = [f"{port} ({_container(pod)})" for port in sorted(pod.app_ports)]
+    lines.append(f"   Pod Ports: {', '.join(ports)}" if ports else "   Pod does not expose ports")
+    if not pod.ready:
+        lines.append(f"WARNING: Pod {name} Container {_container(pod)} NOT READY")
+    if not meshed:
+        lines.append(f"WARNING: {name} is not part of mesh; no Istio sidecar")
+        return lines
+    if not any(k in pod.labels for k in ("service.istio.io/canonical-name", "app.kubernetes.io/name", "app")):
+        lines.append(
+            f"Suggestion: add required service name label for Istio telemetry. See {_REQUIREMENTS_URL}."
+        )
+    if not any(
+        k in pod.labels
+        for k in ("service.istio.io/canonical-revision", "app.kubernetes.io/version", "version")
+    ):
+        lines.append(
+            f"Suggestion: add required service revision label for Istio telemetry. See {_REQUIREMENTS_URL}."
+        )
+    services = list(snapshot.registry.services_selecting(pod))
+    if not services:
+        lines.append(
+            f"Warning: No Kubernetes Services select pod {name} "
+            "(see https://istio.io/docs/setup/kubernetes/additional-setup/requirements/ )"
+        )
+    lines.append(_SEPARATOR)
+    lines.extend(_istioctl_services(snapshot, pod, services, [pod]))
+    lines.append(_SEPARATOR)
+    lines.extend(_istioctl_peer_authn(snapshot, pod))
+    lines.extend(_istioctl_ingress(snapshot, services, [pod]))
+    return lines
+
+
+def istioctl_service_lines(snapshot: Snapshot, svc: Service, selected: list[Pod]) -> list[str]:
+    """`istioctl x describe service`: described through its first ready pod with a sidecar."""
+    name = _kname(svc.name, svc.namespace, svc.namespace)
+    lines: list[str] = []
+    pods = []
+    for p in selected:
+        if not (p.sidecar or p.gateway):
+            lines.append(
+                f'Pod {_kname(p.name, p.namespace, svc.namespace)}: no container "istio-proxy" in pod'
+            )
+        elif not p.ready:
+            lines.append(
+                f"WARNING: Pod {_kname(p.name, p.namespace, svc.namespace)} Container istio-proxy NOT READY"
+            )
+        else:
+            pods.append(p)
+    if not pods:
+        if not selected:
+            return [*lines, f'Service "{name}" has no pods.']
+        return [
+            *lines,
+            f'Service "{name}" has no Istio pods.  ({len(selected)} pods in service).',
+            "Use `istioctl kube-inject` or redeploy with Istio automatic sidecar injection.",
+        ]
+    lines.extend(_istioctl_services(snapshot, pods[0], [svc], pods))
+    lines.extend(_istioctl_ingress(snapshot, [svc], pods))
+    return lines
 
 
 # --- text ---------------------------------------------------------------------------------------------
@@ -692,7 +1101,17 @@ def _service_lines(s: Mapping[str, Any], pod_name: str | None) -> list[str]:
     return lines
 
 
-def render_text(data: Mapping[str, Any]) -> str:
+def render_text(data: Mapping[str, Any], *, details: bool = False) -> str:
+    """istioctl's output; with `details`, followed by the Isthmus view (every effective default and rule)."""
+    lines = list(data.get("istioctl", []))
+    if details or not lines:
+        if lines:
+            lines += ["", "==================== Isthmus details ===================="]
+        lines.append(_details_text(data).rstrip("\n"))
+    return "\n".join(lines) + "\n"
+
+
+def _details_text(data: Mapping[str, Any]) -> str:
     lines: list[str] = []
     if data["kind"] == "service":
         lines.extend(_service_lines(data["service"], None)[1:])
