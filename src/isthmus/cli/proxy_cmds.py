@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from isthmus import __version__
 from isthmus.cli.api_client import call
 from isthmus.cli.mesh_cmds import STATE_DIR
 from isthmus.debug import proxy_config as pc
@@ -55,6 +56,41 @@ def route_sync(sync: Mapping[str, str]) -> str:
     return states[0]
 
 
+# istiod's cluster ID when it runs in a single Kubernetes cluster: Isthmus runs one mesh, one "cluster".
+DEFAULT_CLUSTER_ID = "Kubernetes"
+# The xDS types of istioctl's proxy-status columns, in its order.
+STATUS_TYPES = ("CDS", "LDS", "EDS", "RDS", "ECDS")
+# istioctl's word for a type the proxy does not watch (istiod reports it with status UNKNOWN).
+IGNORED = "IGNORED"
+
+
+def type_sync(sync: Mapping[str, str], xds_type: str) -> str:
+    """One sync column: SYNCED / STALE / NOT SENT for a type the proxy subscribed to, IGNORED for one
+    it did not (as istioctl shows ECDS for a proxy without filters over ECDS)."""
+    if xds_type == "RDS" and ("RDS" in sync or "VHDS" in sync):
+        return route_sync(sync)
+    return sync.get(xds_type, IGNORED)
+
+
+def status_table(status: Mapping[str, Any], proxies: list[Mapping[str, Any]]) -> pc.Table:
+    """istioctl's proxy-status table (istioctl/pkg/writer/pilot/status.go): NAME is the proxy ID
+    `pod.namespace`, rows sorted by it; ISTIOD names the control plane the proxy is connected to (its
+    xDS address) and VERSION the version of the control plane software that configured it."""
+    istiod = str((status.get("controlPlane") or {}).get("xds", ""))
+    rows = [
+        [
+            f"{p['instance']}.{p['namespace']}",
+            DEFAULT_CLUSTER_ID,
+            *(type_sync(p.get("sync") or {}, t) for t in STATUS_TYPES),
+            istiod,
+            __version__,
+        ]
+        for p in proxies
+    ]
+    rows.sort(key=lambda r: r[0])
+    return pc.Table(["NAME", "CLUSTER", *STATUS_TYPES, "ISTIOD", "VERSION"], rows)
+
+
 @click.command("proxy-status")
 @click.argument("proxy", required=False)
 @click.option("-n", "--namespace")
@@ -63,7 +99,8 @@ def route_sync(sync: Mapping[str, str]) -> str:
 def proxy_status_command(
     proxy: str | None, namespace: str | None, output: str, state_dir: Path | None
 ) -> None:
-    """Sync state of every proxy: SYNCED (ACKed the latest), STALE (sent, not ACKed), NOT SENT."""
+    """Sync state of every proxy: SYNCED (ACKed the latest), STALE (sent, not ACKed), NOT SENT,
+    IGNORED (a type the proxy does not subscribe to)."""
     status = _status(state_dir)
     proxies = status["proxies"]
     if proxy:
@@ -71,17 +108,10 @@ def proxy_status_command(
     if output == "json":
         click.echo(json.dumps(proxies, indent=2))
         return
-    header = f"{'NAME':<40} {'CDS':<10} {'LDS':<10} {'EDS':<10} {'RDS':<10} {'VERSION':<10} {'ISTHMUS'}"
-    click.echo(header)
+    click.echo(status_table(status, proxies).render())
     for p in proxies:
-        sync = p.get("sync", {})
-        click.echo(
-            f"{p['instance'] + '.' + p['namespace']:<40} {sync.get('CDS', 'NOT SENT'):<10} {sync.get('LDS', 'NOT SENT'):<10} "
-            f"{sync.get('EDS', 'NOT SENT'):<10} {route_sync(sync):<10} {str(p.get('configVersion')):<10} "
-            f"{status['configVersion']}"
-        )
         for t, nack in (p.get("nacks") or {}).items():
-            click.echo(f"  {t} NACK: {nack.get('message')}", err=True)
+            click.echo(f"{p['instance']}.{p['namespace']} {t} NACK: {nack.get('message')}", err=True)
 
 
 def _admin_get(url: str) -> Any:
@@ -99,7 +129,12 @@ TYPE_CHOICES = sorted({*pc.SECTIONS, *pc.ALIASES, "all"})
 @click.argument("config_type", metavar="TYPE", type=click.Choice(TYPE_CHOICES))
 @click.argument("proxy")
 @click.option("-n", "--namespace")
-@click.option("-o", "--output", type=click.Choice(["short", "table", "json", "yaml"]), default="short")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["short", "table", "json", "yaml"]),
+    help="short (default; json for bootstrap, as istioctl), json or yaml.",
+)
 @click.option("--fqdn", help="cluster: only clusters whose name contains this FQDN.")
 @click.option("--subset", help="cluster: only clusters whose name contains this subset.")
 @click.option("--direction", type=click.Choice(["inbound", "outbound"]), help="cluster: only this direction.")
@@ -121,7 +156,7 @@ def proxy_config_command(
     config_type: str,
     proxy: str,
     namespace: str | None,
-    output: str,
+    output: str | None,
     fqdn: str | None,
     subset: str | None,
     direction: str | None,
@@ -157,12 +192,16 @@ def proxy_config_command(
         flags = ", ".join("--" + w for w in wrong)
         raise click.UsageError(f"{flags}: not a filter of proxy-config {config_type}")
     kind = pc.canonical_type(config_type)
+    # istioctl's bootstrap prints the JSON unless asked for the short version summary.
+    output = output or ("json" if kind == "bootstrap" else "short")
     status_data = _status(state_dir)
     p = find_proxy(status_data, proxy, namespace)
     base = f"http://{p['ip']}:{p['adminPort']}"
     structured = output in ("json", "yaml")
-    # Endpoints come from /clusters (live health), everything else from the config dump.
-    dump: dict[str, Any] = {} if kind == "endpoint" else _admin_get(base + "/config_dump?include_eds")
+    # Endpoints come from /clusters (live health), everything else from the config dump; `all -o json`
+    # prints the dump as istioctl fetches it for that, without EDS.
+    dump_path = "/config_dump" if kind == "all" and structured else "/config_dump?include_eds"
+    dump: dict[str, Any] = {} if kind == "endpoint" else _admin_get(base + dump_path)
     clusters_json: dict[str, Any] | None = None
     if kind == "endpoint" or (kind == "all" and not structured):
         clusters_json = _admin_get(base + "/clusters?format=json")
@@ -171,7 +210,7 @@ def proxy_config_command(
         click.echo(json.dumps(data, indent=2) if output == "json" else pc.to_yaml(data).rstrip("\n"))
         return
     if kind == "bootstrap":
-        click.echo(json.dumps(pc.section(dump, "bootstrap") or {}, indent=2))
+        click.echo(pc.version_summary(dump))
         return
     if kind == "ecds" and pc.section(dump, "ecds") is None:
         raise click.ClickException("the config dump has no ECDS section (no filter config came over ECDS)")

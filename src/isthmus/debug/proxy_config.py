@@ -90,7 +90,8 @@ APPLICABLE = {
     "secret": set(),
     "ecds": set(),
     "bootstrap": set(),
-    "all": {"fqdn", "port", "subset", "direction", "address", "type", "name", "cluster", "status"},
+    # istioctl's `all` has no --cluster / --status; its --port and --address also filter endpoints.
+    "all": {"fqdn", "port", "subset", "direction", "address", "type", "name"},
 }
 
 
@@ -111,8 +112,10 @@ class Table:
 
     def render(self) -> str:
         """Like Go's tabwriter as istioctl sets it up: every column but the last padded to its widest
-        cell plus `padding` spaces."""
-        lines = [self.headers, *self.rows]
+        cell plus `padding` spaces. Without headers (a label/value list), only the rows."""
+        lines = [self.headers, *self.rows] if self.headers else list(self.rows)
+        if not lines:
+            return ""
         n = max(len(r) for r in lines)
         widths = [max((len(r[i]) for r in lines if i < len(r)), default=0) for i in range(n)]
         out = []
@@ -290,7 +293,9 @@ def listener_type(lst: Mapping[str, Any]) -> str:
 
 
 def listener_matches(lst: Mapping[str, Any], f: Filters) -> bool:
-    if f.address and listener_address(lst).lower() != f.address.lower():
+    """istioctl's ListenerFilter.Verify: the address may be the listener's or one of its additional
+    addresses (case-insensitive); port and type compare exactly."""
+    if f.address and f.address.lower() not in (a.lower() for a in listener_addresses(lst)):
         return False
     if f.port and listener_port(lst) != f.port:
         return False
@@ -649,17 +654,23 @@ def _secret_item(entry: Mapping[str, Any], state: str, now: dt.datetime) -> Secr
     item.serial_number = format(cert.serial_number, "x")
     item.not_after = _rfc3339(not_after)
     item.not_before = _rfc3339(not_before)
-    item.valid = not_before <= now <= not_after
+    # Strictly inside the validity period, as Go's After/Before compare.
+    item.valid = not_before < now < not_after
     return item
 
 
+def _active_state(entry: Mapping[str, Any]) -> str:
+    # An SDS resource Envoy asked for and never got shows version "uninitialized" (istioctl's sds util).
+    return "UNINITIALIZED" if entry.get("version_info") == "uninitialized" else "ACTIVE"
+
+
 def secrets(dump: Mapping[str, Any], now: dt.datetime | None = None) -> list[SecretItem]:
-    """Warming secrets, then active ones, with their certificate's type, serial and validity."""
+    """Warming secrets, then active ones, with their certificate's type, serial and validity. Static
+    secrets are left out, as istioctl's GetEnvoySecrets does (only SDS-delivered ones are listed)."""
     now = now or dt.datetime.now(dt.UTC)
     sec = section(dump, "secret") or {}
     items = [_secret_item(e, "WARMING", now) for e in sec.get("dynamic_warming_secrets", ())]
-    items += [_secret_item(e, "ACTIVE", now) for e in sec.get("dynamic_active_secrets", ())]
-    items += [_secret_item(e, "STATIC", now) for e in sec.get("static_secrets", ())]
+    items += [_secret_item(e, _active_state(e), now) for e in sec.get("dynamic_active_secrets", ())]
     return items
 
 
@@ -694,6 +705,31 @@ def ecds_table(items: Iterable[Mapping[str, Any]]) -> Table:
         ["ECDS NAME", "TYPE"],
         [[str(c.get("name", "")), _typed_config_type(c).removeprefix(TYPE_URL_PREFIX)] for c in items],
     )
+
+
+def _istio_version_info(dump: Mapping[str, Any]) -> tuple[str, str]:
+    """(ISTIO_VERSION, the sha of ISTIO_PROXY_SHA after its `name:` prefix) from the bootstrap node."""
+    node = ((section(dump, "bootstrap") or {}).get("bootstrap") or {}).get("node") or {}
+    md = node.get("metadata") or {}
+    sha = str(md.get("ISTIO_PROXY_SHA", ""))
+    parts = sha.split(":")
+    return str(md.get("ISTIO_VERSION", "")), parts[1] if len(parts) > 1 else sha
+
+
+def version_summary(dump: Mapping[str, Any]) -> str:
+    """istioctl's PrintBootstrapSummary (`proxy-config bootstrap -o short`, the head of `all`): the
+    Istio, Istio proxy and Envoy versions the bootstrap names, each line only when known."""
+    istio, proxy_sha = _istio_version_info(dump)
+    rows = [
+        [label, value]
+        for label, value in (
+            ("Istio Version:", istio),
+            ("Istio Proxy Version:", proxy_sha),
+            ("Envoy Version:", envoy_version(dump)),
+        )
+        if value
+    ]
+    return Table([], rows, padding=1).render() if rows else ""
 
 
 def envoy_version(dump: Mapping[str, Any]) -> str:
@@ -742,9 +778,9 @@ def summary(
         return ecds_table(ecds_configs(dump)).render()
     if t == "all":
         parts = []
-        version = envoy_version(dump)
+        version = version_summary(dump)
         if version:
-            parts.append(f"Envoy Version: {version}")
+            parts.append(version)
         for sub in ("cluster", "listener", "route", "secret", "endpoint"):
             parts.append(summary(sub, dump, clusters_json, _only(sub, f), verbose=verbose, now=now))
         if ecds_configs(dump):
