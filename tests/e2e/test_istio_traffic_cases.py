@@ -13,9 +13,12 @@ capture), the test keeps the part of the case that still means something and say
 
 from __future__ import annotations
 
+import http.server
 import json
 import socket
+import socketserver
 import textwrap
+import threading
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -780,3 +783,47 @@ def test_gateway_trusts_the_configured_number_of_proxies_in_xff(mesh: MeshProces
     assert len(hops) == 4 and hops[1] == "72.9.5.6", hops
     # Without it (the default, 0), the peer itself is the client.
     assert untrusted.get("x-envoy-external-address") != "72.9.5.6", untrusted
+
+
+# --- unix-socket endpoints ------------------------------------------------------------------------
+
+
+def test_service_entry_endpoint_on_a_unix_socket(mesh: MeshProcess, tmp_path) -> None:
+    """A STATIC ServiceEntry endpoint `unix:///path` (istiod's BuildAddress: an Envoy pipe address):
+    the sidecar reaches an HTTP server listening on that socket."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"from the unix socket"
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def address_string(self) -> str:
+            return "unix"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    path = tmp_path / "app.sock"
+    server = socketserver.UnixStreamServer(str(path), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    entry = f"""
+    apiVersion: networking.istio.io/v1
+    kind: ServiceEntry
+    metadata: {{name: uds}}
+    spec:
+      hosts: [uds.local]
+      ports: [{{number: 80, name: http, protocol: HTTP}}]
+      resolution: STATIC
+      location: MESH_EXTERNAL
+      endpoints: [{{address: "unix://{path}"}}]
+    """
+    try:
+        with applied(mesh, entry):
+            resp = curl(mesh, "http://uds.local/")
+            assert (resp.status, resp.text) == (200, "from the unix socket"), resp.to_dict()
+    finally:
+        server.shutdown()
+        server.server_close()
