@@ -108,8 +108,12 @@ TRANSLATED_FIELDS: dict[str, dict[str, set[str]]] = {
             "accessLogEncoding", "defaultConfig", "outboundTrafficPolicy", "defaultServiceExportTo",
             "defaultVirtualServiceExportTo", "defaultDestinationRuleExportTo", "rootNamespace", "dnsRefreshRate",
             "h2UpgradePolicy", "defaultHttpRetryPolicy", "trustDomain", "enableTracing", "extensionProviders",
-            "defaultProviders", "pathNormalization", "meshMTLS", "localityLbSetting",
+            "defaultProviders", "pathNormalization", "meshMTLS", "localityLbSetting", "enableAutoMtls",
+            "trustDomainAliases", "tlsDefaults",
         },
+        # Gateway TLS servers and DestinationRule TLS origination (istiod's applyDownstreamTLSDefaults,
+        # applyTLSDefaults).
+        "spec.tlsDefaults": {"ecdhCurves", "cipherSuites", "minProtocolVersion"},
         # Inbound mTLS (istiod's BuildInboundTLS); ecdhCurves is refused by validation.
         "spec.meshMTLS": {"minProtocolVersion", "cipherSuites"},
         "spec.defaultConfig": {

@@ -43,6 +43,9 @@ class MeshSettings:
     tracing_sampling: float = 1.0
     tcp_keepalive: Any = None
     gateway_topology: Any = None
+    # MeshConfig.tlsDefaults (TLSConfig): gateway TLS servers' and DestinationRule TLS origination's
+    # defaults (istiod's applyDownstreamTLSDefaults / applyTLSDefaults).
+    tls_defaults: Any = None
     # MeshConfig.localityLbSetting, Istio's default `{enabled: true}` when unset (DestinationRules' own
     # setting wins over it: xds.gen.locality.effective_setting).
     locality_lb_setting: Any = field(default_factory=lambda: _DEFAULT_LOCALITY_LB)
@@ -94,6 +97,7 @@ class MeshSettings:
             tracing_sampling=float(sampling) if sampling is not None else 1.0,
             tcp_keepalive=get("tcp_keepalive"),
             gateway_topology=dc("gateway_topology"),
+            tls_defaults=get("tls_defaults"),
             locality_lb_setting=locality if locality is not None else _DEFAULT_LOCALITY_LB,
             # Not a boolean: the default, as istio-agent does (validation warns).
             delta_xds=parse_env_bool(dict(dc("proxy_metadata") or {}).get("ISTIO_DELTA_XDS"), True)

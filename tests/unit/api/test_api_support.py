@@ -201,6 +201,9 @@ metadata: {name: mesh}
 spec:
   pathNormalization: {normalization: MERGE_SLASHES}
   meshMTLS: {minProtocolVersion: TLSV1_3}
+  tlsDefaults: {ecdhCurves: [P-256], cipherSuites: [ECDHE-ECDSA-AES256-GCM-SHA384], minProtocolVersion: TLSV1_2}
+  enableAutoMtls: false
+  trustDomainAliases: [old.example.com]
   defaultConfig:
     proxyMetadata: {ISTIO_META_IDLE_TIMEOUT: 30s}
     proxyHeaders:

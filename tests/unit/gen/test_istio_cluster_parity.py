@@ -1140,3 +1140,14 @@ def test_rules_created_together_merge_in_name_order() -> None:
         dr({"trafficPolicy": {"loadBalancer": {"simple": "RANDOM"}}}, name="a-rule"),
     )
     assert lb_policy(lb) == "RANDOM"
+
+
+def test_mesh_tls_defaults_apply_to_tls_origination() -> None:
+    # applyTLSDefaults: MeshConfig tlsDefaults' curves and ciphers on SIMPLE/MUTUAL upstream contexts;
+    # not on ISTIO_MUTUAL.
+    defaults = mesh(tlsDefaults={"ecdhCurves": ["P-256"], "cipherSuites": ["ECDHE-ECDSA-AES256-GCM-SHA384"]})
+    simple = tls_context(outbound(defaults, dr({"trafficPolicy": {"tls": {"mode": "SIMPLE"}}})))
+    params = simple["common_tls_context"]["tls_params"]
+    assert (params["ecdh_curves"], params["cipher_suites"]) == (["P-256"], ["ECDHE-ECDSA-AES256-GCM-SHA384"])
+    istio = tls_context(outbound(defaults, dr({"trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}})))
+    assert "ecdh_curves" not in istio["common_tls_context"].get("tls_params", {})

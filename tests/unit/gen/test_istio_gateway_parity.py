@@ -1100,3 +1100,49 @@ def test_https_servers_on_one_port_need_distinct_route_names() -> None:
     ]
     snap = snapshot(*docs, pods=[*PODS, GW_POD])
     assert [s.gateway.name for s in snap.gateway_servers(gateway_proxy())] == ["a", "b"]
+
+
+MESH_TLS_DEFAULTS = """
+apiVersion: isthmus.dev/v1alpha1
+kind: MeshConfig
+metadata: {name: mesh}
+spec:
+  tlsDefaults: {ecdhCurves: [P-256], cipherSuites: [ECDHE-ECDSA-AES256-GCM-SHA384], minProtocolVersion: TLSV1_3}
+"""
+
+
+@pytest.mark.parametrize(
+    ("server_tls", "params"),
+    [
+        # applyDownstreamTLSDefaults: MeshConfig tlsDefaults for SIMPLE/MUTUAL servers...
+        (
+            "",
+            {
+                "ecdh_curves": ["P-256"],
+                "cipher_suites": ["ECDHE-ECDSA-AES256-GCM-SHA384"],
+                "tls_minimum_protocol_version": "TLSv1_3",
+            },
+        ),
+        # ...then applyServerTLSSettings: what the server sets wins.
+        (
+            ", cipherSuites: [ECDHE-ECDSA-AES128-SHA], minProtocolVersion: TLSV1_2",
+            {
+                "ecdh_curves": ["P-256"],
+                "cipher_suites": ["ECDHE-ECDSA-AES128-SHA"],
+                "tls_minimum_protocol_version": "TLSv1_2",
+            },
+        ),
+    ],
+)
+def test_mesh_tls_defaults_apply_to_simple_servers(server_tls: str, params: dict[str, Any]) -> None:
+    gw = gateway(
+        "gw",
+        "istio-system",
+        f"""
+        - port: {{number: 443, name: https, protocol: HTTPS}}
+          hosts: [httpbin.example.com]
+          tls: {{mode: SIMPLE, credentialName: cert{server_tls}}}
+        """,
+    )
+    (chain,) = listeners(gw, MESH_TLS_DEFAULTS)["0.0.0.0_443"]["filter_chains"]
+    assert tls_context(chain)["common_tls_context"]["tls_params"] == params

@@ -51,8 +51,11 @@ def _cipher_suites(names: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(c for c in names if is_valid_cipher_suite(c)))
 
 
-def server_tls_context(server: GatewayServer) -> tls_pb2.DownstreamTlsContext:
-    """istiod's BuildListenerTLSContext for SIMPLE / MUTUAL / OPTIONAL_MUTUAL / ISTIO_MUTUAL servers."""
+def server_tls_context(
+    server: GatewayServer, tls_defaults: Any | None = None
+) -> tls_pb2.DownstreamTlsContext:
+    """istiod's BuildListenerTLSContext for SIMPLE / MUTUAL / OPTIONAL_MUTUAL / ISTIO_MUTUAL servers;
+    `tls_defaults` is MeshConfig `tlsDefaults`, which the server's own settings override."""
     t = server.server.tls
     mode = t.mode or "SIMPLE"
     ctx = tls_pb2.DownstreamTlsContext()
@@ -110,13 +113,21 @@ def server_tls_context(server: GatewayServer) -> tls_pb2.DownstreamTlsContext:
         # ApplyCredentialSDSToServerCommonTLSContext: SIMPLE keeps a static SAN check of the client.
         for san in t.subject_alt_names:
             common.validation_context.match_subject_alt_names.add(exact=san)
-    # Only what the server sets (istiod's applyServerTLSSettings); Envoy's downstream defaults
-    # (TLS 1.2 to 1.3, its cipher list) stand for the rest.
+    # istiod's applyDownstreamTLSDefaults (MeshConfig tlsDefaults), then applyServerTLSSettings: only what
+    # they set; Envoy's downstream defaults (TLS 1.2 to 1.3, its cipher list) stand for the rest.
+    if tls_defaults is not None:
+        common.tls_params.ecdh_curves.extend(tls_defaults.ecdh_curves or ())
+        common.tls_params.cipher_suites.extend(tls_defaults.cipher_suites or ())
+        if tls_defaults.min_protocol_version and tls_defaults.min_protocol_version != "TLS_AUTO":
+            common.tls_params.tls_minimum_protocol_version = tls.tls_version(
+                tls_defaults.min_protocol_version
+            )
     if t.min_protocol_version and t.min_protocol_version != "TLS_AUTO":
         common.tls_params.tls_minimum_protocol_version = tls.tls_version(t.min_protocol_version)
     if t.max_protocol_version and t.max_protocol_version != "TLS_AUTO":
         common.tls_params.tls_maximum_protocol_version = tls.tls_version(t.max_protocol_version)
     if ciphers := _cipher_suites(t.cipher_suites or ()):
+        del common.tls_params.cipher_suites[:]
         common.tls_params.cipher_suites.extend(ciphers)
     return ctx
 
@@ -268,7 +279,9 @@ def gateway_listeners(
                 chain.filters.append(
                     filter_for(HCM_NAME, hcm_for(server.server.name or stat, https_route_name(server)))
                 )
-                chain.transport_socket.CopyFrom(tls.transport_socket(server_tls_context(server)))
+                chain.transport_socket.CopyFrom(
+                    tls.transport_socket(server_tls_context(server, snapshot.mesh.tls_defaults))
+                )
                 uses_tls = True
             elif server.tls_mode in ("PASSTHROUGH", "AUTO_PASSTHROUGH"):
                 lst.filter_chains.extend(passthrough_chains(snapshot, proxy, server, network_filters))
@@ -282,7 +295,9 @@ def gateway_listeners(
                     # bytes, chosen by SNI among the servers sharing the port (istiod's gateway TCP chains).
                     chain.name = f"{chain.name}/{server.server.name or server.port}"
                     chain.filter_chain_match.server_names.extend(_server_names(server))
-                    chain.transport_socket.CopyFrom(tls.transport_socket(server_tls_context(server)))
+                    chain.transport_socket.CopyFrom(
+                        tls.transport_socket(server_tls_context(server, snapshot.mesh.tls_defaults))
+                    )
                     uses_tls = True
                 lst.filter_chains.append(chain)
         _drop_repeated_matches(lst)

@@ -221,6 +221,13 @@ def apply_upstream_tls(snapshot: Snapshot, proxy: Proxy, cluster: Any, spec: Clu
         # istiod's constructUpstreamTLS: a ServiceEntry's (External registry) identities when the rule has none.
         default_sans = () if svc.is_kubernetes else service_identities(snapshot, svc)
         ctx = _simple_or_mutual(tls, proxy, dr_selector, h2, default_sans)
+        # istiod's applyTLSDefaults: MeshConfig tlsDefaults' curves and ciphers for TLS origination.
+        defaults = snapshot.mesh.tls_defaults
+        if defaults is not None:
+            if defaults.ecdh_curves:
+                ctx.common_tls_context.tls_params.ecdh_curves[:] = defaults.ecdh_curves
+            if defaults.cipher_suites:
+                ctx.common_tls_context.tls_params.cipher_suites[:] = defaults.cipher_suites
         if not tls.sni:
             # setAutoSniAndAutoSanValidation, decided on the rule's own SANs; the options are made for a
             # TCP cluster too (HTTP/1.1, as istiod's clusterWrapper.build).
