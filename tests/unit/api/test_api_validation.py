@@ -1362,6 +1362,17 @@ def test_mesh_config_vhds_switch():
     assert settings("{ISTHMUS_VHDS: maybe}").vhds is True
 
 
+def test_mesh_config_idle_timeout_that_is_no_duration_is_warned_about():
+    # Ignored, as istiod ignores it (the proxies keep the default), but not silently.
+    assert_issue(
+        _mesh_with_proxy_metadata("{ISTIO_META_IDLE_TIMEOUT: soon}"),
+        "spec.defaultConfig.proxyMetadata.ISTIO_META_IDLE_TIMEOUT",
+        "is not a duration",
+        "Warning",
+    )
+    assert messages(_mesh_with_proxy_metadata("{ISTIO_META_IDLE_TIMEOUT: 30s}")) == []
+
+
 def test_regex_checker_rejects_non_re2_constructs():
     for bad in ["(?=a)", "(?<!a)b", r"(a)\1", "a++", "(?>a)"]:
         assert regex_error(bad), bad

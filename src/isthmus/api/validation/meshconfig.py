@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from isthmus.api import mesh as m
 from isthmus.api.networking import OutlierDetection
 from isthmus.api.paths import join
-from isthmus.api.types import parse_duration, parse_env_bool
+from isthmus.api.types import is_duration, parse_duration, parse_env_bool
 from isthmus.api.validation import register
 from isthmus.api.validation.common import (
     VALID_ECDH_CURVES,
@@ -260,6 +260,13 @@ def _validate_proxy_config(r: Report, p: str, pc: m.MeshProxyConfig) -> None:
                 join(p, "proxyMetadata", key),
                 f"{value!r} is not a boolean; proxies use the default ({default})",
             )
+    idle = pc.proxy_metadata.get("ISTIO_META_IDLE_TIMEOUT")
+    if idle and not is_duration(idle):
+        # istiod ignores it then (parseDuration), and so do the generators: say so instead of nothing.
+        r.warn(
+            join(p, "proxyMetadata", "ISTIO_META_IDLE_TIMEOUT"),
+            f"{idle!r} is not a duration (e.g. 30s); proxies keep the default idle timeout",
+        )
     if "ISTIO_META_DNS_AUTO_ALLOCATE" in pc.proxy_metadata:
         r.warn(
             join(p, "proxyMetadata", "ISTIO_META_DNS_AUTO_ALLOCATE"),
