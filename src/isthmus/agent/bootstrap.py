@@ -28,6 +28,7 @@ from typing import Any
 
 from isthmus.model.mesh import VHDS_KEY
 from isthmus.model.proxy import Proxy
+from isthmus.registry.types import split_locality
 
 XDS_CLUSTER = "xds-grpc"
 SDS_CLUSTER = "sds-grpc"
@@ -187,7 +188,7 @@ def _http_listener(
 
 
 def _locality(locality: str) -> dict[str, str]:
-    region, zone, sub_zone = (locality.split("/") + ["", ""])[:3]
+    region, zone, sub_zone = split_locality(locality)
     return {k: v for k, v in (("region", region), ("zone", zone), ("sub_zone", sub_zone)) if v}
 
 

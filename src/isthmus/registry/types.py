@@ -199,6 +199,12 @@ class Pod:
     network: str = ""
 
 
+def split_locality(locality: str) -> tuple[str, str, str]:
+    """`region/zone/subzone` into its parts (istio's SplitLocalityLabel); missing ones are empty."""
+    parts = locality.split("/")
+    return parts[0], parts[1] if len(parts) > 1 else "", parts[2] if len(parts) > 2 else ""
+
+
 @dataclass(frozen=True)
 class Endpoint:
     address: str

@@ -10,7 +10,7 @@ from google.protobuf import any_pb2, struct_pb2, wrappers_pb2
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import Snapshot
 from isthmus.registry.build import labels_match
-from isthmus.registry.types import Endpoint, Resolution
+from isthmus.registry.types import Endpoint, Resolution, split_locality
 from isthmus.xds.gen import locality, tls
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen.locality import Group
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 def _locality(name: str) -> p.base.Locality:
-    region, zone, sub_zone = locality.split(name)
+    region, zone, sub_zone = split_locality(name)
     return p.base.Locality(region=region, zone=zone, sub_zone=sub_zone)
 
 

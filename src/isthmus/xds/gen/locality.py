@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from isthmus.model.proxy import Proxy
 from isthmus.registry.build import REGION_LABELS, SUBZONE_LABEL, ZONE_LABELS
-from isthmus.registry.types import Endpoint
+from isthmus.registry.types import Endpoint, split_locality
 
 NETWORK_LABEL = "topology.istio.io/network"
 CLUSTER_LABEL = "topology.istio.io/cluster"
@@ -93,15 +93,9 @@ def weighted_lb_config(mesh_setting: Any, policy: Any) -> bool:
     return bool(setting.distribute) or (failover and bool(setting.failover or setting.failover_priority))
 
 
-def split(locality: str) -> tuple[str, str, str]:
-    """`region/zone/subzone` into its parts (istio's SplitLocalityLabel); missing ones are empty."""
-    parts = locality.split("/")
-    return parts[0], parts[1] if len(parts) > 1 else "", parts[2] if len(parts) > 2 else ""
-
-
 def locality_match(locality: tuple[str, str, str], rule: str) -> bool:
     """istio's LocalityMatch: `rule` (`region[/zone[/subzone]]`, `*` for any) covers the locality."""
-    region, zone, subzone = split(rule)
+    region, zone, subzone = split_locality(rule)
     return (
         (region == "*" or locality[0] == region)
         and (zone in ("*", "") or locality[1] == zone)
@@ -122,7 +116,7 @@ def topology_labels(labels: Mapping[str, str], locality: str, network: str) -> d
     """istio's AugmentLabels: the labels with the topology ones its locality, network and cluster give
     (failoverPriority compares proxy and endpoint labels, these included)."""
     out = dict(labels)
-    region, zone, subzone = split(locality)
+    region, zone, subzone = split_locality(locality)
     for key, value in (
         (REGION_LABELS[0], region),
         (ZONE_LABELS[0], zone),
@@ -141,11 +135,11 @@ def apply(groups: Sequence[Group], proxy: Proxy, lb: LocalityLb, *, labels: bool
     (STRICT_DNS: it gets no endpoint labels there)."""
     setting = lb.setting
     if setting.distribute:
-        return _apply_weights(groups, split(proxy.locality), setting.distribute)
+        return _apply_weights(groups, split_locality(proxy.locality), setting.distribute)
     if not setting.failover_priority:
         if len(groups) < 2:
             return groups  # one locality is priority 0 whatever it is (priorities are made contiguous)
-        return _apply_locality_failover(groups, split(proxy.locality), setting.failover)
+        return _apply_locality_failover(groups, split_locality(proxy.locality), setting.failover)
     out: Sequence[Group] = groups
     if labels and out:
         network = str(proxy.metadata.get("NETWORK") or "")
@@ -153,7 +147,7 @@ def apply(groups: Sequence[Group], proxy: Proxy, lb: LocalityLb, *, labels: bool
         out = _apply_failover_priorities(out, proxy_labels, setting.failover_priority)
     # An explicit failover applies on top of failoverPriority; the default one does not.
     if setting.failover:
-        out = _apply_locality_failover(out, split(proxy.locality), setting.failover)
+        out = _apply_locality_failover(out, split_locality(proxy.locality), setting.failover)
     return out
 
 
@@ -171,7 +165,7 @@ def _apply_weights(
             covered = {
                 i: group_weight(groups[i])
                 for i in sorted(unmatched)
-                if locality_match(split(groups[i].locality), dest)
+                if locality_match(split_locality(groups[i].locality), dest)
             }
             unmatched -= covered.keys()
             total = sum(covered.values())
@@ -194,11 +188,11 @@ def _apply_locality_failover(
     (times 5), then made contiguous from 0."""
     raw = []
     for g in groups:
-        priority = lb_priority(proxy, split(g.locality))
+        priority = lb_priority(proxy, split_locality(g.locality))
         if priority == 3:
             for rule in failover:
                 if rule.from_ == proxy[0]:
-                    if not g.locality or split(g.locality)[0] != rule.to:
+                    if not g.locality or split_locality(g.locality)[0] != rule.to:
                         priority = 4
                     break
         raw.append(g.priority * 5 + priority)
