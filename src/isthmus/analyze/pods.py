@@ -16,36 +16,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from isthmus.analyze.context import INJECT_ANNOTATION, PodInfo, selects
+from isthmus.mesh.default_gateway import BUILTIN_ORIGIN, DEFAULT_GATEWAY_LABELS, DEFAULT_GATEWAY_YAML
 from isthmus.registry.types import Pod
-
-# Kept equal to ``isthmus.mesh.runner.DEFAULT_GATEWAY_YAML`` (a unit test checks it); importing the runner
-# here would pull the whole data plane into ``isthmus analyze``.
-DEFAULT_GATEWAY_LABELS = {"istio": "ingressgateway", "app": "istio-ingressgateway"}
-DEFAULT_GATEWAY_YAML = """
-apiVersion: isthmus.dev/v1alpha1
-kind: Workload
-metadata:
-  name: istio-ingressgateway
-  namespace: istio-system
-  labels: {istio: ingressgateway, app: istio-ingressgateway}
-spec:
-  serviceAccount: istio-ingressgateway-service-account
-  gateway: true
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: istio-ingressgateway
-  namespace: istio-system
-  labels: {istio: ingressgateway, app: istio-ingressgateway}
-spec:
-  selector: {istio: ingressgateway}
-  ports:
-  - {name: status-port, port: 15021, targetPort: 15021}
-  - {name: http2, port: 80, targetPort: 8080}
-  - {name: https, port: 443, targetPort: 8443}
-"""
-BUILTIN_ORIGIN = "<builtin ingress gateway>"
 
 # Replicas beyond this many add nothing to the analysis but time.
 MAX_REPLICAS = 256

@@ -20,6 +20,7 @@ from isthmus.config.directory import DirectorySource
 from isthmus.config.store import Config, Store
 from isthmus.mesh.addresses import AddressPool, free_port
 from isthmus.mesh.control_plane import ControlPlane
+from isthmus.mesh.default_gateway import BUILTIN_ORIGIN, DEFAULT_GATEWAY_LABELS, DEFAULT_GATEWAY_YAML
 from isthmus.mesh.pods import ADMIN_PORT, OUTBOUND_PORT, PodProcess, PodSpec
 from isthmus.mesh.security import MeshSecurity
 from isthmus.mesh.state import claim_state_dir, clear_state, write_state
@@ -32,32 +33,6 @@ API_PORT = 15014
 BUILTIN_SOURCE = "builtin"
 # Envoy's gauge of listeners it ACKed but cannot serve yet (waiting for their SDS certificates).
 WARMING_STATS = r"^listener_manager\.total_listeners_warming$"
-
-DEFAULT_GATEWAY_LABELS = {"istio": "ingressgateway", "app": "istio-ingressgateway"}
-DEFAULT_GATEWAY_YAML = """
-apiVersion: isthmus.dev/v1alpha1
-kind: Workload
-metadata:
-  name: istio-ingressgateway
-  namespace: istio-system
-  labels: {istio: ingressgateway, app: istio-ingressgateway}
-spec:
-  serviceAccount: istio-ingressgateway-service-account
-  gateway: true
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: istio-ingressgateway
-  namespace: istio-system
-  labels: {istio: ingressgateway, app: istio-ingressgateway}
-spec:
-  selector: {istio: ingressgateway}
-  ports:
-  - {name: status-port, port: 15021, targetPort: 15021}
-  - {name: http2, port: 80, targetPort: 8080}
-  - {name: https, port: 443, targetPort: 8443}
-"""
 
 
 @dataclass
@@ -248,7 +223,7 @@ class Mesh:
             if not user_provides:
                 existing = self.store.list(namespace="istio-system")
                 if not any(c.source == BUILTIN_SOURCE for c in existing):
-                    resources = loader.load_text(DEFAULT_GATEWAY_YAML, "<builtin ingress gateway>")
+                    resources = loader.load_text(DEFAULT_GATEWAY_YAML, BUILTIN_ORIGIN)
                     # Do not override a user's own Service of that name.
                     resources = [r for r in resources if self.store.get(r.key) is None]
                     self.store.apply(resources, BUILTIN_SOURCE)

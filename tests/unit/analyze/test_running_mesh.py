@@ -74,9 +74,3 @@ def test_http_api_analysis() -> None:
             assert one["messages"] == []
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
-
-
-def test_default_gateway_matches_the_runner() -> None:
-    from isthmus.mesh import runner
-
-    assert DEFAULT_GATEWAY_YAML == runner.DEFAULT_GATEWAY_YAML
