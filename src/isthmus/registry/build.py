@@ -320,12 +320,24 @@ def _services_from_kube(res: Any, domain: str) -> Service:
         # istiod's ConvertService: an ExternalName service is outside the mesh (no auto mTLS to it).
         mesh_external=external_name is not None,
         export_to=_service_export_to(res),
+        addresses=_cluster_ips(spec),
+        headless=spec.headless,
         labels=dict(res.metadata.labels or {}),
         # A Service without a selector has its endpoints managed by someone else: none from pods.
         selector=dict(spec.selector) if spec.selector and not external_name else None,
         external_name=external_name,
         creation_order=_creation_order(res),
     )
+
+
+def _cluster_ips(spec: Any) -> tuple[str, ...]:
+    """istiod's ConvertService: the clusterIP, or all clusterIPs when there are several (dual stack);
+    none for a headless service or one without a clusterIP."""
+    if spec.cluster_ip in (None, "", "None"):
+        return ()
+    if len(spec.cluster_ips) > 1:
+        return tuple(spec.cluster_ips)
+    return (spec.cluster_ip,)
 
 
 _SE_RESOLUTION = {

@@ -145,7 +145,11 @@ class Service:
     resolution: Resolution = Resolution.CLIENT_SIDE_LB
     mesh_external: bool = False
     export_to: frozenset[str] = frozenset()  # empty: mesh default
+    # ServiceEntry addresses, a Kubernetes Service's clusterIP(s): Host: <address> reaches the service.
     addresses: tuple[str, ...] = ()
+    # A Kubernetes Service with `clusterIP: None`: istiod's Passthrough resolution, which here keeps EDS
+    # (explicit proxies have no original destination) but still gives `*.<host>` domains.
+    headless: bool = False
     labels: Mapping[str, str] = field(default_factory=dict)
     selector: Mapping[str, str] | None = None
     # Kubernetes ExternalName: the concrete host traffic goes to.

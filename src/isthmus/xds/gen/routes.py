@@ -882,7 +882,8 @@ def _k8s_name(hostname: str, domain: str) -> tuple[str, str] | None:
 
 
 def alt_hosts(hostname: str, proxy_namespace: str, domain: str) -> list[str]:
-    """Istio's GenerateAltVirtualHosts for Kubernetes-style names relative to the proxy namespace."""
+    """Istio's GenerateAltVirtualHosts for Kubernetes-style names relative to the proxy namespace
+    (without the absolute form, see `_expanded_names`)."""
     parsed = _k8s_name(hostname, domain)
     if parsed is None:
         return []
@@ -892,30 +893,61 @@ def alt_hosts(hostname: str, proxy_namespace: str, domain: str) -> list[str]:
     return [f"{name}.{ns}", f"{name}.{ns}.svc"]
 
 
+def _bracketed(host: str) -> str:
+    """util.IPv6Compliant: an IPv6 address (any name with a colon) in brackets."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _host_port(host: str, port: int) -> str:
+    """util.DomainName (Go's net.JoinHostPort): `host:port`, IPv6 in brackets."""
+    return f"{_bracketed(host)}:{port}"
+
+
 def _with_ports(names: Iterable[str], port: int) -> list[str]:
+    """appendDomainPort for each name: the name, then `name:port`."""
     out = []
     for n in names:
-        out.append(n)
-        out.append(f"{n}:{port}")
+        out.append(_bracketed(n))
+        out.append(_host_port(n, port))
     return out
+
+
+def _expanded_names(hostname: str, port: int, proxy_namespace: str, domain: str) -> list[str]:
+    """GenerateAltVirtualHosts with a port: the absolute FQDN (`name.`, PILOT_ENABLE_ABSOLUTE_FQDN_VHOST_DOMAIN,
+    on by default; not for an IP, though istiod adds its `ip.:port` all the same), then the Kubernetes
+    short forms, each with and without `:port`."""
+    out = [] if h.is_ip(hostname) else [hostname + "."]
+    out.append(_host_port(hostname + ".", port))
+    out.extend(_with_ports(alt_hosts(hostname, proxy_namespace, domain), port))
+    return out
+
+
+def _proxy_addresses(svc: Service) -> tuple[str, ...]:
+    """GetAllAddressesForProxy for an IPv4-only proxy (every pod here has a loopback IPv4 address): the
+    service's IPv4 addresses and CIDRs, else its default (first) address."""
+    ipv4 = tuple(a for a in svc.addresses if ":" not in a)
+    return ipv4 or svc.addresses[:1]
 
 
 def service_domains(
     svc: Service, port: int, proxy_namespace: str, domain: str
 ) -> tuple[list[str], list[str]]:
-    """(domains, expanded alt hosts) of a service's vhost, with and without `:port`."""
-    names = [svc.hostname]
-    if svc.is_kubernetes and not h.is_wildcard(svc.hostname):
-        names.append(svc.hostname + ".")
-    alts = alt_hosts(svc.hostname, proxy_namespace, domain)
-    names.extend(alts)
-    names.extend(svc.addresses)
-    # Istio 1.21's ExternalName aliases: wherever Host: <service> matches, Host: <alias> matches too.
-    for alias in svc.aliases:
-        alias_alts = alt_hosts(alias, proxy_namespace, domain)
-        names.extend((alias, alias + ".", *alias_alts))
-        alts = [*alts, *alias_alts]
-    return _with_ports(names, port), _with_ports(alts, port)
+    """istiod's generateVirtualHostDomains on the HTTP proxy port (listener port 0, so every name also
+    with `:port`): (domains, expanded alt hosts). For the hostname and each ExternalName alias (Istio
+    1.21: wherever Host: <service> matches, Host: <alias> matches too) the name and its expansions;
+    a headless Kubernetes service then adds a `*.` copy of each (Host: <pod>.<service> reaches it);
+    last the service's addresses."""
+    domains: list[str] = []
+    alts: list[str] = []
+    for name in (svc.hostname, *svc.aliases):
+        expanded = _expanded_names(name, port, proxy_namespace, domain)
+        domains.extend(_with_ports((name,), port))
+        domains.extend(expanded)
+        alts.extend(expanded)
+    if svc.headless and svc.is_kubernetes:
+        domains.extend(["*." + d for d in domains])
+    domains.extend(_with_ports(_proxy_addresses(svc), port))
+    return domains, alts
 
 
 @dataclass
@@ -937,13 +969,19 @@ class _DefaultVHost:
         return self.all if self.port == 80 else self.with_port
 
 
+def _is_local(hostname: str, proxy_namespace: str, domain: str) -> bool:
+    parsed = _k8s_name(hostname, domain)
+    return parsed is not None and parsed[1] == proxy_namespace
+
+
 def _default_vhost(ctx: RouteContext, svc: Service, port: int) -> _DefaultVHost:
     """The parts of the service port's vhost for this proxy's namespace (memoized per snapshot)."""
     domain = ctx.snapshot.mesh.domain_suffix
-    parsed = _k8s_name(svc.hostname, domain)
-    local = parsed is not None and parsed[1] == ctx.proxy.namespace
     cache: dict[tuple, _DefaultVHost] = ctx.snapshot.memo(("default_vhosts",), dict)
-    key = (id(svc), port, local)
+    key = (id(svc), port, _is_local(svc.hostname, ctx.proxy.namespace, domain))
+    if svc.aliases:
+        # An alias's short forms depend on its own namespace.
+        key += tuple(_is_local(a, ctx.proxy.namespace, domain) for a in svc.aliases)
     found = cache.get(key)
     if found is None:
         domains, alts = service_domains(svc, port, ctx.proxy.namespace, domain)
@@ -972,6 +1010,7 @@ class _DefaultsRecord:
     defaults_fqdn: frozenset[str]
     taken: tuple[frozenset[str], frozenset[str], frozenset[str]]
     fields: tuple[bytes, ...]
+    field_names: tuple[str, ...]  # the vhost name of each of `fields`
     names: frozenset[str]
     used_domains: frozenset[str]
 
@@ -1054,11 +1093,9 @@ def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]
             routes = shared_vs_routes(ctx, vs, port)
             if not routes:
                 continue
-            wrappers.append(
-                _VHostWrapper(
-                    port=port, services=svcs, vs_hosts=plain if port == 80 else [], routes=routes, vs=vs
-                )
-            )
+            # Its hosts that are not services get a vhost on every port of its services, as istiod's
+            # BuildSidecarVirtualHostWrapper gives each port's wrapper all of them (`host:port` only, off 80).
+            wrappers.append(_VHostWrapper(port=port, services=svcs, vs_hosts=plain, routes=routes, vs=vs))
             claimed.update(s.hostname for s in svcs)
     # The HTTP ports of services without a VirtualService: default vhosts, after the VirtualServices'.
     # After a change of VirtualServices only, they are the snapshot before's when what they depend on
@@ -1096,6 +1133,7 @@ def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]
     names: set[str] = set()
     used_domains: set[str] = set()
     vhosts: list[bytes] = []
+    order: list[str] = []  # each of `vhosts`' name
 
     def keep(domains: Iterable[str], alts: frozenset[str] | tuple[()]) -> list[str]:
         """The domains no earlier vhost has (and alt hosts that are no other service's name)."""
@@ -1126,6 +1164,7 @@ def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]
             vh.routes.append(connect_route(naming.outbound_cluster(w.port, "", svc.hostname)))
         vh.routes.extend(w.routes)
         vhosts.append(_ld(_T_RC_VHOSTS, vh.SerializeToString(deterministic=True)))
+        order.append(name)
 
     for w in wrappers:
         for host in w.vs_hosts:
@@ -1136,6 +1175,7 @@ def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]
     taken = (frozenset(wrapper_fqdn), frozenset(names), frozenset(used_domains))
     if prior is not None and prior.taken == taken:
         vhosts.extend(prior.fields)
+        order.extend(prior.field_names)
         names, used_domains = set(prior.names), set(prior.used_domains)
         record = prior
     else:
@@ -1155,15 +1195,18 @@ def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]
                         _T_RC_VHOSTS, _default_vhost_bytes(ctx, d, svc, d.domains)
                     )
                 vhosts.append(encoded)
+                order.append(d.name)
                 continue
             kept = keep(d.domains, d.alts)
             if kept:
                 vhosts.append(_ld(_T_RC_VHOSTS, _default_vhost_bytes(ctx, d, svc, kept)))
+                order.append(d.name)
         record = _DefaultsRecord(
             claimed=frozenset(claimed),
             defaults_fqdn=defaults_fqdn,
             taken=taken,
             fields=tuple(vhosts[start:]),
+            field_names=tuple(order[start:]),
             names=frozenset(names),
             used_domains=frozenset(used_domains),
         )
@@ -1183,7 +1226,10 @@ def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]
                 vh = RC.VirtualHost(name=name, domains=kept)
                 vh.routes.append(tunnel_route(ctx, vses, svc, sp.port, sp.protocol))
                 vhosts.append(_ld(_T_RC_VHOSTS, vh.SerializeToString(deterministic=True)))
-    return vhosts
+                order.append(name)
+    # util.SortVirtualHosts: by name (the catch-all, added after, stays last). Which vhost keeps a
+    # duplicated domain was settled above, in istiod's build order.
+    return [field for _, field in sorted(zip(order, vhosts, strict=True), key=lambda pair: pair[0])]
 
 
 def _vhost_ports(
