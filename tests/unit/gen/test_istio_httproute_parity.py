@@ -605,3 +605,14 @@ def test_sidecar_routes_import_only_an_unknown_service_route() -> None:
         "outbound|80||example.com",
     )
     assert reach(table, K)[1] == PASS  # not imported
+
+
+def test_vhost_names_bracket_ipv6_hosts() -> None:
+    """Virtual host names are istiod's util.DomainName(host, port) (net.JoinHostPort): an IPv6 host is
+    bracketed, as its domains are."""
+    assert naming.vhost_name("2406:3003:2064:35b8:864:a648:4b96:e37d", 8123) == (
+        "[2406:3003:2064:35b8:864:a648:4b96:e37d]:8123"
+    )
+    assert naming.vhost_name("[2001:2::1]", 80) == "[2001:2::1]:80"
+    assert naming.vhost_name("1.2.3.4", 80) == "1.2.3.4:80"
+    assert naming.vhost_name("echo.default.svc.cluster.local", 80) == "echo.default.svc.cluster.local:80"

@@ -50,7 +50,8 @@ def listener_name(address: str, port: int) -> str:
 
 
 def vhost_name(host: str, port: int) -> str:
-    return f"{host}:{port}"
+    """istiod's util.DomainName (Go's net.JoinHostPort): an IPv6 host in brackets."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
 def vhds_name(route_config: str, vhost: str) -> str:
