@@ -20,7 +20,13 @@ from isthmus.model.proxy import InvalidNode, Proxy
 from isthmus.telemetry import accesslog, istio, policy
 from isthmus.telemetry.envoy import DIRECTION_OF_LOG_NAME, GRPC_STATS_FILTER
 from isthmus.telemetry.graph import ServiceGraph
-from isthmus.telemetry.labels import _SPECIAL_CLUSTERS, PeerLabels, peer_labels_inbound, peer_labels_outbound
+from isthmus.telemetry.labels import (
+    _SPECIAL_CLUSTERS,
+    BLOCK_ALL_ROUTES,
+    PeerLabels,
+    peer_labels_inbound,
+    peer_labels_outbound,
+)
 from isthmus.telemetry.metrics import Hist, IstioCollector, MetricsStore, ProxyStats, render
 from isthmus.telemetry.resolver import PeerResolver, SnapshotResolver, Workload, workload_of_proxy
 from isthmus.telemetry.spans import SpanStore
@@ -219,8 +225,16 @@ class Telemetry:
         return n
 
     def _peer_labels(
-        self, info: ProxyInfo, direction: str, c: Any, resolver: PeerResolver, authority: str, tags: Any
+        self,
+        info: ProxyInfo,
+        direction: str,
+        c: Any,
+        resolver: PeerResolver,
+        authority: str,
+        tags: Any,
+        tcp: bool = False,
     ) -> PeerLabels:
+        """`tcp`: a TCP connection or CONNECT tunnel (no Host header; metadata exchange needs mTLS)."""
         cluster = accesslog.upstream_cluster(c)
         if direction == OUTBOUND:
             up_ip = c.upstream_remote_address.socket_address.address
@@ -231,7 +245,8 @@ class Telemetry:
             needs_host = not gateway and (
                 not cluster.startswith("outbound|")
                 or cluster in _SPECIAL_CLUSTERS
-                or route in ("allow_any", "block_all")
+                or route == "allow_any"
+                or route in BLOCK_ALL_ROUTES
             )
             key: tuple = (
                 OUTBOUND,
@@ -242,6 +257,7 @@ class Telemetry:
                 local_san,
                 route,
                 authority if needs_host else "",
+                tcp,
             )
             pl = self._labels.get(key)
             if pl is None:
@@ -255,6 +271,7 @@ class Telemetry:
                     authority=authority,
                     route_name=route,
                     host_header_fallback=not gateway,
+                    tcp=tcp,
                 )
                 self._cache(key, pl)
             return pl
@@ -267,7 +284,7 @@ class Telemetry:
         )
         peer_san, local_san = _peer_san(c)
         port = c.downstream_local_address.socket_address.port_value
-        key = (INBOUND, info.proxy.id, cluster, port, down_ip, peer_san, local_san)
+        key = (INBOUND, info.proxy.id, cluster, port, down_ip, peer_san, local_san, tcp)
         pl = self._labels.get(key)
         if pl is None:
             pl = peer_labels_inbound(
@@ -279,6 +296,7 @@ class Telemetry:
                 downstream_ip=down_ip,
                 peer_san=peer_san,
                 local_san=local_san,
+                tcp=tcp,
             )
             self._cache(key, pl)
         return pl
@@ -311,12 +329,14 @@ class Telemetry:
         c = entry.common_properties
         tags = c.custom_tags
         req = entry.request
-        pl = self._peer_labels(info, direction, c, resolver, req.authority, tags)
         flags = istio.response_flags(c)
         code = entry.response.response_code.value
         mp = self.metrics_policy(info, direction)
         if req.request_method == _CONNECT and direction == OUTBOUND:
-            # A CONNECT tunnel is TCP traffic routed as Istio routes TCP: report it as a connection.
+            # A CONNECT tunnel is TCP traffic routed as Istio routes TCP: report it as a connection, whose
+            # labels know no Host header (a TCP passthrough's destination_service is "unknown").
+            pl = self._peer_labels(info, direction, c, resolver, "", tags, tcp=True)
+            flags = _tunnel_flags(flags, c.route_name)
             key = (*pl.values, "tcp", flags, pl.security_policy)
             sent, received = c.downstream_wire_bytes_sent, c.downstream_wire_bytes_received
             if mp is None:
@@ -329,13 +349,14 @@ class Telemetry:
                 _record_tcp(stats, mp, key, entry, True, 1, 1, sent, received)
             counted = True
             self.service_graph.record_tcp(
-                key,
+                _graph_key(pl, key),
                 counted=counted,
                 opened=1,
                 bytes_=c.downstream_wire_bytes_sent + c.downstream_wire_bytes_received,
                 now=now,
             )
             return
+        pl = self._peer_labels(info, direction, c, resolver, req.authority, tags)
         grpc = _is_grpc(tags.get(accesslog.TAG_CONTENT_TYPE, ""))
         grpc_status = accesslog.grpc_status(entry) if grpc else ""
         key = (*pl.values, "grpc" if grpc else "http", str(code), grpc_status, flags, pl.security_policy)
@@ -377,7 +398,12 @@ class Telemetry:
         counted = pl.values[0] == istio.SOURCE or pl.peer is None or not pl.peer.has_proxy
         error = code >= 500 or code == 0 or (grpc and grpc_status not in ("", "0"))
         self.service_graph.record_http(
-            key, counted=counted, duration_ms=duration, error=error, code=str(code), now=now
+            key if pl.graph_values is None else _graph_key(pl, key),
+            counted=counted,
+            duration_ms=duration,
+            error=error,
+            code=str(code),
+            now=now,
         )
 
     def _tcp(
@@ -392,7 +418,13 @@ class Telemetry:
         """One TCP entry; True when it ends its connection (the entry `isthmus logs` shows)."""
         c = entry.common_properties
         kind = c.access_log_type
-        pl = self._peer_labels(info, direction, c, resolver, "", c.custom_tags)
+        if direction == INBOUND and kind in (_TCP_CONNECTED, _TCP_PERIODIC) and not _peer_san(c)[0]:
+            # istio-proxy reports a server connection once metadata exchange read its peer, else only when
+            # it closes. Envoy also logs "upstream connected" before the downstream TLS handshake is
+            # done (no peer certificate yet): that report would carry a plaintext peer. The closing
+            # entry carries the totals.
+            return False
+        pl = self._peer_labels(info, direction, c, resolver, "", c.custom_tags, tcp=True)
         key = (*pl.values, "tcp", istio.response_flags(c), pl.security_policy)
         sent, received = entry.connection_properties.sent_bytes, entry.connection_properties.received_bytes
         conn = (info.proxy.id, c.stream_id)
@@ -422,7 +454,13 @@ class Telemetry:
         else:
             _record_tcp(stats, mp, key, entry, False, opened, closed, d_sent, d_received)
         counted = pl.values[0] == istio.SOURCE or pl.peer is None or not pl.peer.has_proxy
-        self.service_graph.record_tcp(key, counted=counted, opened=opened, bytes_=delta, now=now)
+        self.service_graph.record_tcp(
+            key if pl.graph_values is None else _graph_key(pl, key),
+            counted=counted,
+            opened=opened,
+            bytes_=delta,
+            now=now,
+        )
         return bool(closed)
 
     # ------------------------------------------------------------------ housekeeping
@@ -621,6 +659,28 @@ class Telemetry:
             "traces": len(self.spans),
             "spans": self.spans.received,
         }
+
+
+_TUNNEL_TEARDOWN = frozenset({"DC", "DR"})
+
+
+def _tunnel_flags(flags: str, route: str) -> str:
+    """A CONNECT tunnel's flags as a TCP connection's: the client closing its tunnel is how every tunnel
+    ends (Envoy flags the stream DC/DR), while tcp_proxy flags no normal close; a tunnel refused by
+    REGISTRY_ONLY is Istio's tcp_proxy to the endpoint-less BlackHoleCluster, flagged UH."""
+    if route == "connect-block_all":
+        return "UH"
+    if flags == "-":
+        return flags
+    return ",".join(f for f in flags.split(",") if f not in _TUNNEL_TEARDOWN) or "-"
+
+
+def _graph_key(pl: PeerLabels, key: tuple[str, ...]) -> tuple[str, ...]:
+    """The service graph's key: the metric key, with the peer the registry knows where istio-proxy knew
+    none (a client without a sidecar, a passthrough destination)."""
+    if pl.graph_values is None:
+        return key
+    return (*pl.graph_values, *key[len(pl.graph_values) :])
 
 
 def _tag_value(value: policy.TagValue, entry: Any, http: bool) -> str:

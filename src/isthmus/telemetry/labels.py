@@ -14,6 +14,16 @@ follow istio-proxy's `populatePeerInfo`:
   connection_security_policy is mutual_tls when both peer and local certificates carry a SAN, else none.
   The Host header is not used (istio-proxy's inbound `disable_host_header_fallback`).
 - unknown peers give "unknown" everywhere, except canonical revisions, which default to "latest".
+
+What istio-proxy can know of its peer depends on how it learns it, and the labels follow that:
+- a peer with a sidecar tells its metadata by metadata exchange: HTTP headers (any transport), or for TCP
+  the `istio-peer-exchange` ALPN, which only mTLS carries;
+- failing that, a client proxy falls back to the upstream endpoint's `istio.workload` metadata, which
+  istiod puts only on EDS endpoints of the registry and which holds the workload name, namespace,
+  canonical service/revision and cluster, not app and version (so those are "unknown"); passthrough
+  (ORIGINAL_DST) endpoints carry none;
+- a server sidecar has no fallback: a client without a sidecar (or plaintext TCP) is "unknown".
+The service graph still places such peers (`PeerLabels.graph_values`): it is ours, not Istio's.
 """
 
 from __future__ import annotations
@@ -34,12 +44,19 @@ _SPECIAL_CLUSTERS = frozenset(
     }
 )
 
+# REGISTRY_ONLY's catch-all routes: istiod's `block_all`, and the CONNECT one that stands for Istio's TCP
+# route to the BlackHoleCluster.
+BLOCK_ALL_ROUTES = frozenset({"block_all", "connect-block_all"})
+
 
 @dataclass(frozen=True, slots=True)
 class PeerLabels:
     values: tuple[str, ...]  # PEER_LABELS order
     peer: Workload | None  # the other side, if known
     mtls: bool | None  # connection_security_policy: True/False (destination), None (source: unknown)
+    # The values with the peer as the registry knows it, when istio-proxy could not know as much (None
+    # when they equal `values`): the service graph names the workload where the metrics say "unknown".
+    graph_values: tuple[str, ...] | None = None
 
     @property
     def security_policy(self) -> str:
@@ -62,41 +79,45 @@ def _inbound_port(cluster: str) -> int | None:
     return None
 
 
-def peer_labels_outbound(
-    resolver: PeerResolver,
+def _endpoint_metadata(peer: Workload) -> Workload:
+    """What the `istio.workload` endpoint metadata tells of `peer` (istio-proxy's convertEndpointMetadata):
+    no app and no version labels."""
+    return Workload(
+        name=peer.name,
+        namespace=peer.namespace,
+        labels={
+            "service.istio.io/canonical-name": peer.canonical_service,
+            "service.istio.io/canonical-revision": peer.canonical_revision,
+        },
+        service_account=peer.service_account,
+        has_proxy=peer.has_proxy,
+        instance=peer.instance,
+        cluster=peer.cluster,
+    )
+
+
+def _upstream_peer(peer: Workload | None, *, eds: bool, tcp: bool, peer_san: str) -> Workload | None:
+    """The destination istio-proxy knows: by metadata exchange (a sidecar; over TCP only through mTLS),
+    else by the endpoint metadata of an EDS cluster, else nothing."""
+    if peer is None:
+        return None
+    if peer.has_proxy and (not tcp or peer_san):
+        return peer
+    return _endpoint_metadata(peer) if eds else None
+
+
+def _outbound_values(
     me: Workload,
-    *,
-    cluster: str,
-    upstream_ip: str,
+    peer: Workload | None,
     peer_san: str,
     local_san: str,
-    authority: str,
-    route_name: str,
-    host_header_fallback: bool = True,
-) -> PeerLabels:
-    """Labels reported by a client proxy (sidecar outbound or gateway): reporter=source."""
-    peer = resolver.workload_by_ip(upstream_ip) if upstream_ip else None
-    service_host = authority if host_header_fallback else ""
-    service_name = service_host
-    if route_name == "block_all":
-        service_name = "BlackHoleCluster"
-    elif route_name == "allow_any":
-        service_name = "PassthroughCluster"
-    elif cluster in _SPECIAL_CLUSTERS:
-        service_name = cluster
-    elif cluster:
-        parsed = _parse_outbound(cluster)
-        if parsed is not None:
-            host = parsed[2]
-            info = resolver.service_by_host(host)
-            if info is not None:
-                service_host, service_name = info.host, info.name
-            else:
-                service_host, service_name = host, host.split(".", 1)[0]
+    service_host: str,
+    service_name: str,
+) -> tuple[str, ...]:
     peer_ns = (istio.namespace_of_principal(peer_san) if peer_san else None) or (
         peer.namespace if peer is not None else ""
     )
-    values = (
+    return (
         istio.SOURCE,
         me.name or U,
         me.canonical_service,
@@ -118,35 +139,58 @@ def peer_labels_outbound(
         peer_ns or U,
         (peer.cluster or U) if peer is not None else U,
     )
-    return PeerLabels(values, peer, None)
 
 
-def peer_labels_inbound(
+def peer_labels_outbound(
     resolver: PeerResolver,
     me: Workload,
-    proxy: object,
     *,
     cluster: str,
-    local_port: int | None,
-    downstream_ip: str,
+    upstream_ip: str,
     peer_san: str,
     local_san: str,
+    authority: str,
+    route_name: str,
+    host_header_fallback: bool = True,
+    tcp: bool = False,
 ) -> PeerLabels:
-    """Labels reported by a server sidecar (inbound): reporter=destination."""
-    peer = resolver.workload_by_ip(downstream_ip) if downstream_ip else None
-    port = _inbound_port(cluster) if cluster else None
-    if port is None:
-        port = local_port
-    info = resolver.inbound_service(proxy, port) if port is not None else None  # type: ignore[arg-type]
-    if info is not None:
-        service_host, service_name = info.host, info.name
-    else:
-        # No service metadata and no Host header fallback: istio-proxy uses the canonical name.
-        service_host = service_name = me.canonical_service
+    """Labels reported by a client proxy (sidecar outbound or gateway): reporter=source. `tcp`: a TCP
+    connection (or a CONNECT tunnel, which Istio would see as one)."""
+    resolved = resolver.workload_by_ip(upstream_ip) if upstream_ip else None
+    service_host = authority if host_header_fallback else ""
+    service_name = service_host
+    eds = False
+    if route_name in BLOCK_ALL_ROUTES:
+        service_name = "BlackHoleCluster"
+    elif route_name == "allow_any":
+        service_name = "PassthroughCluster"
+    elif cluster in _SPECIAL_CLUSTERS:
+        service_name = cluster
+    elif cluster:
+        parsed = _parse_outbound(cluster)
+        if parsed is not None:
+            eds = True
+            host = parsed[2]
+            info = resolver.service_by_host(host)
+            if info is not None:
+                service_host, service_name = info.host, info.name
+            else:
+                service_host, service_name = host, host.split(".", 1)[0]
+    peer = _upstream_peer(resolved, eds=eds, tcp=tcp, peer_san=peer_san)
+    values = _outbound_values(me, peer, peer_san, local_san, service_host, service_name)
+    graph = None
+    if peer is not resolved:
+        graph = _outbound_values(me, resolved, peer_san, local_san, service_host, service_name)
+    return PeerLabels(values, resolved, None, graph)
+
+
+def _inbound_values(
+    me: Workload, peer: Workload | None, peer_san: str, local_san: str, service_host: str, service_name: str
+) -> tuple[str, ...]:
     peer_ns = (istio.namespace_of_principal(peer_san) if peer_san else None) or (
         peer.namespace if peer is not None else ""
     )
-    values = (
+    return (
         istio.DESTINATION,
         (peer.name or U) if peer is not None else U,
         peer.canonical_service if peer is not None else U,
@@ -168,4 +212,37 @@ def peer_labels_inbound(
         me.namespace or U,
         me.cluster or U,
     )
-    return PeerLabels(values, peer, bool(peer_san) and bool(local_san))
+
+
+def peer_labels_inbound(
+    resolver: PeerResolver,
+    me: Workload,
+    proxy: object,
+    *,
+    cluster: str,
+    local_port: int | None,
+    downstream_ip: str,
+    peer_san: str,
+    local_san: str,
+    tcp: bool = False,
+) -> PeerLabels:
+    """Labels reported by a server sidecar (inbound): reporter=destination."""
+    resolved = resolver.workload_by_ip(downstream_ip) if downstream_ip else None
+    port = _inbound_port(cluster) if cluster else None
+    if port is None:
+        port = local_port
+    info = resolver.inbound_service(proxy, port) if port is not None else None  # type: ignore[arg-type]
+    if info is not None:
+        service_host, service_name = info.host, info.name
+    else:
+        # No service metadata and no Host header fallback: istio-proxy uses the canonical name.
+        service_host = service_name = me.canonical_service
+    # Only metadata exchange tells a server who its client is: the client needs a sidecar, and over TCP
+    # the exchange rides on mTLS.
+    known = resolved is not None and resolved.has_proxy and (not tcp or bool(peer_san))
+    peer = resolved if known else None
+    values = _inbound_values(me, peer, peer_san, local_san, service_host, service_name)
+    graph = None
+    if resolved is not None and not known:
+        graph = _inbound_values(me, resolved, peer_san, local_san, service_host, service_name)
+    return PeerLabels(values, resolved, bool(peer_san) and bool(local_san), graph)

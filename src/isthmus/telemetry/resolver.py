@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from isthmus.telemetry import istio
 
@@ -112,6 +112,22 @@ class StaticResolver:
         return self._inbound.get((proxy.id, port)) or self._inbound.get((proxy.instance, port))
 
 
+def _endpoint_workload(svc: Any, ep: Any) -> Workload:
+    """A registry endpoint that is no pod. A ServiceEntry's inline endpoint (its instance is its address)
+    is no workload: istiod converts it with an empty config key, so its `istio.workload` metadata names
+    no workload, namespace or canonical service, only the cluster."""
+    if not svc.is_kubernetes and ep.instance == ep.address:
+        return Workload(name="", namespace="", has_proxy=ep.sidecar, instance=ep.instance)
+    return Workload(
+        name=ep.workload or ep.instance or ep.address,
+        namespace=ep.namespace,
+        labels=dict(ep.labels),
+        service_account=ep.service_account,
+        has_proxy=ep.sidecar,
+        instance=ep.instance,
+    )
+
+
 class SnapshotResolver:
     """A `PeerResolver` over one snapshot; indexes are built once (the snapshot never changes)."""
 
@@ -127,14 +143,7 @@ class SnapshotResolver:
                 for ep in reg.endpoints(svc, port.port):
                     if ep.hostname or not ep.address or ep.address in by_ip:
                         continue
-                    by_ip[ep.address] = Workload(
-                        name=ep.workload or ep.instance or ep.address,
-                        namespace=ep.namespace,
-                        labels=dict(ep.labels),
-                        service_account=ep.service_account,
-                        has_proxy=ep.sidecar,
-                        instance=ep.instance,
-                    )
+                    by_ip[ep.address] = _endpoint_workload(svc, ep)
         for pod in reg.pods.values():
             by_ip[pod.ip] = Workload(
                 name=pod.workload or pod.labels.get("app") or pod.name,
