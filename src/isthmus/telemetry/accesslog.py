@@ -167,7 +167,8 @@ def grpc_status(entry: Any) -> str:
     code = resp.response_code.value
     if not code:
         return ""
-    return str(_HTTP_TO_GRPC.get(code, 0 if code == 200 else 2))
+    # A 200 without grpc-status maps to UNKNOWN too: the gRPC server never said OK.
+    return str(_HTTP_TO_GRPC.get(code, 2))
 
 
 def _headers(getter: Any, entry: Any, arg: str) -> str | None:

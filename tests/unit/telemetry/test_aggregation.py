@@ -251,13 +251,14 @@ def test_grpc_status_falls_back_like_envoy() -> None:
             http_entry(
                 tags=GRPC_TAGS, code=503, flags={"no_healthy_upstream": True}
             ),  # no grpc-status: mapped
+            # 200 without grpc-status: Envoy's httpToGrpcStatus(200) is UNKNOWN.
             http_entry(tags={accesslog.TAG_CONTENT_TYPE: "application/grpc+proto"}, code=200),
         ],
     )
     statuses = sorted(
         dict(zip(istio.HTTP_LABELS, k, strict=True))["grpc_response_status"] for k in http_series(t)
     )
-    assert statuses == ["0", "14", "5"]
+    assert statuses == ["14", "2", "5"]
 
 
 def test_plain_http_has_no_grpc_status_even_when_envoy_maps_one() -> None:
