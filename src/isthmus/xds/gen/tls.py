@@ -197,9 +197,13 @@ def _simple_or_mutual(
 
 
 def apply_upstream_tls(snapshot: Snapshot, proxy: Proxy, cluster: Any, spec: ClusterSpec) -> None:
-    """istiod's buildUpstreamTLSSettings: the DR's tls if set, else auto mTLS for in-mesh services."""
+    """istiod's buildUpstreamTLSSettings: the DR's tls if set, else auto mTLS for in-mesh services.
+
+    A passthrough (resolution NONE) service's cluster is istiod's ORIGINAL_DST one, which takes the
+    DR's tls as any cluster does (TestPassThroughFilterChain forces mTLS that way); here it is the
+    dynamic forward proxy cluster standing for it, which carries the same transport socket."""
     svc = spec.service
-    if svc.resolution in (Resolution.PASSTHROUGH, Resolution.DYNAMIC_DNS):
+    if svc.resolution is Resolution.DYNAMIC_DNS:
         return
     sni_default = naming.outbound_sni(spec.port.port, spec.subset, svc.hostname)
     h2 = _uses_h2(cluster)
@@ -249,6 +253,9 @@ def apply_upstream_tls(snapshot: Snapshot, proxy: Proxy, cluster: Any, spec: Clu
         sni=sni_default,
         alpn_protocols=_client_alpn(spec.port.protocol, h2),
     )
+    if svc.resolution is Resolution.PASSTHROUGH or _passthrough_lb(spec):
+        _apply_passthrough_auto_mtls(snapshot, cluster, spec, ctx)
+        return
     matches = cluster.transport_socket_matches
     matches.append(_TLS_MATCH)
     sock = matches[-1].transport_socket
@@ -280,6 +287,25 @@ def apply_upstream_proxy_protocol(cluster: Any, proxy_protocol: Any | None) -> N
         cluster.transport_socket.CopyFrom(wrapped(inner))
     for match in cluster.transport_socket_matches:
         match.transport_socket.CopyFrom(wrapped(match.transport_socket))
+
+
+def _passthrough_lb(spec: ClusterSpec) -> bool:
+    lb = spec.policy.load_balancer
+    return lb is not None and lb.simple == "PASSTHROUGH"
+
+
+def _apply_passthrough_auto_mtls(snapshot: Snapshot, cluster: Any, spec: ClusterSpec, ctx: bytes) -> None:
+    """Auto mTLS for a passthrough service or under a DestinationRule `loadBalancer: PASSTHROUGH`
+    (istiod's BestEffortInferServiceMTLSMode + applyUpstreamTLSSettings): the cluster is ORIGINAL_DST, which
+    has no per-endpoint transport socket matches, so mTLS is all or nothing: on when every endpoint of
+    the port has a sidecar, plaintext for all when any lacks one (or there is none)."""
+    endpoints = snapshot.registry.endpoints(spec.service, spec.port.port)
+    if not endpoints or not all(ep.sidecar for ep in endpoints):
+        return
+    sock = cluster.transport_socket
+    sock.name = TLS_SOCKET
+    sock.typed_config.type_url = _UPSTREAM_TLS_TYPE_URL
+    sock.typed_config.value = ctx
 
 
 def _privileged_credential(name: str | None) -> bool:
