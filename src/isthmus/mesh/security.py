@@ -110,8 +110,10 @@ class MeshSecurity:
                     ident.agent.add_root(name, data.get("ca.crt") or data["cacert"])
                     wanted.add(name)
                     continue
-                if "tls.crt" in data and "tls.key" in data:
-                    ident.agent.add_secret(name, data["tls.crt"], data["tls.key"])
+                # A TLS Secret's tls.crt/tls.key, or a generic one's cert/key (Istio reads both).
+                cert, key = data.get("tls.crt") or data.get("cert"), data.get("tls.key") or data.get("key")
+                if cert and key:
+                    ident.agent.add_secret(name, cert, key)
                     wanted.add(name)
                 ca = data.get("ca.crt")
                 if ca:

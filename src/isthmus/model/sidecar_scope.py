@@ -295,6 +295,8 @@ def build_scope(
     scope.services = sorted(chosen.values(), key=lambda s: (s.hostname, s.service.namespace))
     scope.by_host = {s.hostname: s for s in scope.services}
     otp = sidecar.spec.outbound_traffic_policy if sidecar is not None else None
-    scope.outbound_policy = (otp.mode if otp is not None and otp.mode else None) or mesh_outbound_policy
+    # istiod takes a Sidecar's outboundTrafficPolicy whole once it is set: a mode left out is the enum's
+    # zero value, REGISTRY_ONLY, not the mesh's mode (ConvertToSidecarScope).
+    scope.outbound_policy = (otp.mode or "REGISTRY_ONLY") if otp is not None else mesh_outbound_policy
     scope.egress_proxy = otp.egress_proxy if otp is not None else None
     return scope

@@ -1370,8 +1370,12 @@ _PROXY_PORT_ROUTES = _proxy_port_routes()
 
 
 def catch_all_vhost(policy: str, egress_cluster: str | None = None) -> RC.VirtualHost:
+    """istiod's BuildCatchAllVirtualHost: REGISTRY_ONLY answers 502 itself (`block_all`); ALLOW_ANY sends
+    to the PassthroughCluster, or to the Sidecar's egressProxy, with no timeout (`allow_any`). Both count
+    attempts (`x-envoy-attempt-count`) as every sidecar outbound virtual host does. CONNECT tunnels are
+    refused or passed through the same way, and passthrough never reaches a sidecar's own ports."""
     if policy == "REGISTRY_ONLY":
-        vh = RC.VirtualHost(name=naming.BLOCK_ALL_VHOST, domains=["*"])
+        vh = RC.VirtualHost(name=naming.BLOCK_ALL_VHOST, domains=["*"], include_request_attempt_count=True)
         r = vh.routes.add(name=naming.BLOCK_ALL_VHOST)
         r.match.prefix = "/"
         r.direct_response.status = 502
@@ -1380,13 +1384,14 @@ def catch_all_vhost(policy: str, egress_cluster: str | None = None) -> RC.Virtua
         c.direct_response.status = 502
         return vh
     cluster = egress_cluster or naming.PASSTHROUGH_CLUSTER
-    vh = RC.VirtualHost(name=naming.ALLOW_ANY_VHOST, domains=["*"])
+    vh = RC.VirtualHost(name=naming.ALLOW_ANY_VHOST, domains=["*"], include_request_attempt_count=True)
     vh.routes.extend(_PROXY_PORT_ROUTES)
     vh.routes.append(connect_route(cluster))
     r = vh.routes.add(name=naming.ALLOW_ANY_VHOST)
     r.match.prefix = "/"
     r.route.cluster = cluster
     r.route.timeout.CopyFrom(p.duration(0))
+    r.route.max_grpc_timeout.CopyFrom(p.duration(0))
     return vh
 
 
