@@ -898,17 +898,12 @@ def _bracketed(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-def _host_port(host: str, port: int) -> str:
-    """util.DomainName (Go's net.JoinHostPort): `host:port`, IPv6 in brackets."""
-    return f"{_bracketed(host)}:{port}"
-
-
 def _with_ports(names: Iterable[str], port: int) -> list[str]:
     """appendDomainPort for each name: the name, then `name:port`."""
     out = []
     for n in names:
         out.append(_bracketed(n))
-        out.append(_host_port(n, port))
+        out.append(naming.vhost_name(n, port))
     return out
 
 
@@ -917,7 +912,7 @@ def _expanded_names(hostname: str, port: int, proxy_namespace: str, domain: str)
     on by default; not for an IP, though istiod adds its `ip.:port` all the same), then the Kubernetes
     short forms, each with and without `:port`."""
     out = [] if h.is_ip(hostname) else [hostname + "."]
-    out.append(_host_port(hostname + ".", port))
+    out.append(naming.vhost_name(hostname + ".", port))
     out.extend(_with_ports(alt_hosts(hostname, proxy_namespace, domain), port))
     return out
 
