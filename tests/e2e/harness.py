@@ -42,6 +42,14 @@ class MeshProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.api = ""
 
+    @classmethod
+    def from_yaml(cls, workdir: Path, yaml: str) -> MeshProcess:
+        """A mesh whose whole config is one YAML text (written to `workdir/config/mesh.yaml`)."""
+        config = workdir / "config"
+        config.mkdir()
+        (config / "mesh.yaml").write_text(yaml)
+        return cls(config, workdir)
+
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self, timeout: float = 120.0) -> MeshProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)

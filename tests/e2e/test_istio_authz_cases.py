@@ -129,10 +129,7 @@ spec:
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshProcess]:
-    work = tmp_path_factory.mktemp("istio-authz")
-    (work / "config").mkdir()
-    (work / "config" / "mesh.yaml").write_text(MESH)
-    with MeshProcess(work / "config", work) as m:
+    with MeshProcess.from_yaml(tmp_path_factory.mktemp("istio-authz"), MESH) as m:
         yield m
 
 

@@ -312,10 +312,7 @@ def _read_head(sock: socket.socket) -> bytes:
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshProcess]:
-    work = tmp_path_factory.mktemp("istio-egress")
-    (work / "config").mkdir()
-    (work / "config" / "mesh.yaml").write_text(MESH)
-    with MeshProcess(work / "config", work) as m:
+    with MeshProcess.from_yaml(tmp_path_factory.mktemp("istio-egress"), MESH) as m:
         yield m
 
 

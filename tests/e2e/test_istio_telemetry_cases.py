@@ -114,11 +114,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshProcess]:
-    work = tmp_path_factory.mktemp("istio-telemetry")
-    config = work / "config"
-    config.mkdir()
-    (config / "mesh.yaml").write_text(MESH)
-    with MeshProcess(config, work) as m:
+    with MeshProcess.from_yaml(tmp_path_factory.mktemp("istio-telemetry"), MESH) as m:
         yield m
 
 

@@ -91,10 +91,7 @@ B_VERSIONS = {"v1", "v2", "v3"}
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshProcess]:
-    work = tmp_path_factory.mktemp("istio-traffic")
-    (work / "config").mkdir()
-    (work / "config" / "mesh.yaml").write_text(MESH)
-    with MeshProcess(work / "config", work) as m:
+    with MeshProcess.from_yaml(tmp_path_factory.mktemp("istio-traffic"), MESH) as m:
         yield m
 
 

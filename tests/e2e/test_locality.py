@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -79,11 +78,7 @@ OUTLIER = {
 
 @pytest.fixture(scope="module")
 def geo_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshProcess]:
-    work = tmp_path_factory.mktemp("locality")
-    config = work / "config"
-    config.mkdir()
-    (config / "mesh.yaml").write_text(MESH)
-    with MeshProcess(Path(config), work) as mesh:
+    with MeshProcess.from_yaml(tmp_path_factory.mktemp("locality"), MESH) as mesh:
         yield mesh
 
 

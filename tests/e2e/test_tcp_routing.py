@@ -67,10 +67,7 @@ spec: {ports: [8080], command: [isthmus, echo]}
 
 @pytest.fixture(scope="module")
 def tcp_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshProcess]:
-    work = tmp_path_factory.mktemp("tcp")
-    (work / "config").mkdir()
-    (work / "config" / "mesh.yaml").write_text(MESH)
-    with MeshProcess(work / "config", work) as mesh:
+    with MeshProcess.from_yaml(tmp_path_factory.mktemp("tcp"), MESH) as mesh:
         yield mesh
 
 

@@ -86,11 +86,7 @@ B_METRICS = """
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshProcess]:
-    work = tmp_path_factory.mktemp("telemetry-api")
-    config = work / "config"
-    config.mkdir()
-    (config / "mesh.yaml").write_text(MESH + "---" + B_TELEMETRY)
-    with MeshProcess(config, work) as m:
+    with MeshProcess.from_yaml(tmp_path_factory.mktemp("telemetry-api"), MESH + "---" + B_TELEMETRY) as m:
         yield m
 
 
