@@ -7,8 +7,9 @@ shifting, plain header add/set, rewrite of authority, direct responses, mirrors,
 `ns/host` gateway binding, header/query/source-IP consistent hashing, ...) are not repeated here.
 
 Where Isthmus cannot follow Istio by design (explicit-proxy sidecars: the Host header, not the
-connection's original destination, says where a request goes; no headless services; no DNS
-capture), the test keeps the part of the case that still means something and says so.
+connection's original destination, says where a request goes; no DNS capture), the test keeps the
+part of the case that still means something and says so. Headless services' per-pod names are in
+test_headless_pods.py.
 """
 
 from __future__ import annotations
@@ -413,9 +414,9 @@ def test_host_header_forms(mesh: MeshProcess) -> None:
     mesh (mTLS: the backend sees the client certificate in x-forwarded-client-cert); the pod address
     with its target port is passed through (plaintext), as Istio does for the IP case.
 
-    Not ported: 'some-instances.<name>' forms (headless services) and '<name>:12345', which Istio still
-    sends to the service the connection was opened to; an explicit proxy routes by the Host header, so
-    those name no service here."""
+    Not ported here: 'some-instances.<name>' forms (headless services: test_headless_pods.py) and
+    '<name>:12345', which Istio still sends to the service the connection was opened to; an explicit
+    proxy routes by the Host header, so that names no service here."""
     forms = [
         FQDN,
         f"{FQDN}:80",

@@ -17,7 +17,7 @@ from isthmus.config.store import Change, Store
 from isthmus.mesh import gc_policy
 from isthmus.model.snapshot import Snapshot
 from isthmus.telemetry import Telemetry
-from isthmus.xds.gen import naming
+from isthmus.xds.gen import headless, naming
 from isthmus.xds.gen.generator import MeshGenerator
 from isthmus.xds.push_queue import PushRequest
 from isthmus.xds.server import XdsServer
@@ -212,6 +212,9 @@ class ControlPlane:
                 if service_accounts(old, hosts) != service_accounts(new, hosts):
                     # Clients verify a service's peers against its service accounts (CDS), as istiod does.
                     return PushRequest(full=True, reason="endpoints with new service accounts")
+                if headless.pods_of(old.registry, hosts) != headless.pods_of(new.registry, hosts):
+                    # Each pod of a headless service has routes of its own (RDS).
+                    return PushRequest(full=True, reason="pods of a headless service")
                 _inherit_config_memos(old, new)
                 new.endpoints_changed_from = (old, clusters)
                 return PushRequest(full=False, eds_only_clusters=clusters, reason="endpoints")

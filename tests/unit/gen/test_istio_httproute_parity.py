@@ -87,24 +87,16 @@ def vhosts(table: dict[str, Any]) -> dict[str, list[str]]:
     return {vh["name"]: vh["domains"] for vh in table["virtual_hosts"]}
 
 
-def first_cluster(vh: dict[str, Any]) -> str:
-    """The cluster of the vhost's first route for plain requests (not its CONNECT route)."""
-    for r in vh["routes"]:
-        if "connect_matcher" in r.get("match", {}):
-            continue
-        if "direct_response" in r:
-            return f"direct_response:{r['direct_response']['status']}"
-        if r.get("match", {}).get("headers"):
-            continue
-        return r["route"]["cluster"]
-    raise AssertionError(f"no plain route in {vh['name']}")
-
-
 def reach(table: dict[str, Any], authority: str) -> tuple[str, str]:
-    """(vhost name, cluster) an explicit-proxy request with this Host header reaches."""
+    """(vhost name, cluster) an explicit-proxy GET / with this Host header reaches (`route test`'s
+    matching: a headless service's vhost starts with routes for its pods' names)."""
     found = matching.select_virtual_host(table, authority)
     assert found is not None, authority
-    return found.vhost["name"], first_cluster(found.vhost)
+    route = matching.select_route(found.vhost, matching.request_from_url(f"http://{authority}/")).route
+    assert route is not None, authority
+    if "direct_response" in route:
+        return found.vhost["name"], f"direct_response:{route['direct_response']['status']}"
+    return found.vhost["name"], route["route"]["cluster"]
 
 
 def svc(hostname: str, kind: str = "ServiceEntry", **kw: Any) -> Service:
@@ -399,12 +391,12 @@ def test_http_proxy_sidecar_with_non_matching_virtual_service() -> None:
     # util.SortVirtualHosts: by name, then the catch-all.
     names = [vh["name"] for vh in table["virtual_hosts"]]
     assert names[:-1] == sorted(names[:-1]) and names[-1] == "block_all"
-    # Headless: a pod's own name (<pod>.<service>) reaches the service's vhost.
-    assert reach(table, "web-0.test-headless:8888") == (
-        f"{HEADLESS_HOST}:8888",
-        f"outbound|8888||{HEADLESS_HOST}",
-    )
-    assert reach(table, f"web-0.{BOOKINFO}:70")[1] == f"outbound|70||{BOOKINFO}"
+    # Headless: a pod's own name (<pod>.<service>) reaches the service's vhost; the service has no pod
+    # of that name, so it answers 503 there (where Istio's DNS lookup fails; tests/unit/gen and
+    # tests/e2e test_headless_pods.py route to pods that exist).
+    assert reach(table, "web-0.test-headless:8888") == (f"{HEADLESS_HOST}:8888", "direct_response:503")
+    assert reach(table, f"web-0.{BOOKINFO}:70") == (f"{BOOKINFO}:70", "direct_response:503")
+    assert reach(table, f"{BOOKINFO}:70")[1] == f"outbound|70||{BOOKINFO}"
     assert reach(table, "test-private.com")[1] == "outbound|80||test-private.com"
     assert reach(table, "test-private.com:70")[1] == "outbound|70||test-private.com"
     assert reach(table, "9.9.9.9:70")[1] == "outbound|70||test-private.com"
@@ -468,13 +460,15 @@ def test_outbound_route_config_virtual_services(
 
 def test_outbound_route_config_headless_with_virtual_service() -> None:
     """ "no sidecar config with virtual services - import headless service from other namespaces:
-    8888": the headless service's vhost keeps its `*.` domains and takes the VS's routes."""
+    8888": the headless service's vhost keeps its `*.` domains and takes the VS's routes (a pod the
+    service does not have is answered 503 in that vhost, see test_headless_pods.py)."""
     vs4 = vs("acme-v4", f"[{HEADLESS_HOST}, example.com]", "test.org", "not-default")
     table = table_for(*OUTBOUND_SERVICES, vs4, ns="not-default")
     got = vhosts(table)
     assert got["example.com:8888"] == ["example.com:8888"]
     assert f"*.{HEADLESS_HOST}:8888" in got[f"{HEADLESS_HOST}:8888"]
-    assert reach(table, f"pod-1.{HEADLESS_HOST}:8888")[1] == "outbound|8888||test.org"
+    assert reach(table, f"{HEADLESS_HOST}:8888")[1] == "outbound|8888||test.org"
+    assert reach(table, f"pod-1.{HEADLESS_HOST}:8888") == (f"{HEADLESS_HOST}:8888", "direct_response:503")
 
 
 def test_select_virtual_service() -> None:

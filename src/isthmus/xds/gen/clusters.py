@@ -15,7 +15,7 @@ from isthmus.model.destination_rules import EffectivePolicy, MergedDestinationRu
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import InboundPort, Snapshot
 from isthmus.registry.types import Protocol, Resolution, Service, ServicePort
-from isthmus.xds.gen import locality, naming, tls
+from isthmus.xds.gen import headless, locality, naming, tls
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen import traffic_policy as tp
 from isthmus.xds.gen.endpoints import INLINE_ASSIGNMENT, load_assignment, packed_assignment
@@ -227,6 +227,8 @@ def build_outbound_cluster(
     c.name = spec.name
     if c.type == p.cluster.Cluster.EDS and c.HasField("eds_cluster_config"):
         c.eds_cluster_config.service_name = spec.name
+    if c.type == p.cluster.Cluster.EDS and headless.pins_pods(spec.service):
+        headless.apply_subset_lb(c)
     _metadata(c, spec)
     tls.apply_upstream_tls(snapshot, proxy, c, spec)
     tls.apply_upstream_proxy_protocol(c, spec.policy.proxy_protocol)

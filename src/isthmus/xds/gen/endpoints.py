@@ -11,7 +11,7 @@ from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import Snapshot
 from isthmus.registry.build import labels_match
 from isthmus.registry.types import Endpoint, Resolution, split_locality
-from isthmus.xds.gen import locality, tls
+from isthmus.xds.gen import headless, locality, tls
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen.locality import Group
 
@@ -91,14 +91,23 @@ def _tls_mode_entry() -> bytes:
 _TLS_MODE_ENTRY = _tls_mode_entry()
 
 
-def _metadata_bytes(workload: str, mtls: bool) -> bytes:
-    """The LbEndpoint's `metadata` field. One Metadata whose filter_metadata map has both entries, so
+def _pod_entry(pod: str) -> bytes:
+    """The `envoy.lb` entry naming the endpoint's pod, for a headless service's subsets (`headless`)."""
+    md = p.base.Metadata()
+    md.filter_metadata[headless.LB_NAMESPACE].fields[headless.POD_KEY].string_value = pod
+    return md.SerializeToString(deterministic=True)
+
+
+def _metadata_bytes(workload: str, mtls: bool, pod: str = "") -> bytes:
+    """The LbEndpoint's `metadata` field. One Metadata whose filter_metadata map has every entry, so
     the bytes have the canonical size (upb's own map order is per process: compare decoded)."""
     value = _ld(_T_STRING_VALUE, workload.encode())
     struct = _ld(_T_STRUCT_FIELDS, _WORKLOAD_KEY + _ld(_T_MAP_VALUE, value))
     md = _ld(_T_FILTER_METADATA, _ISTIO_KEY + _ld(_T_MAP_VALUE, struct))
     if mtls:
         md += _TLS_MODE_ENTRY
+    if pod:
+        md += _pod_entry(pod)
     return _ld(_T_LB_METADATA, md)
 
 
@@ -111,11 +120,14 @@ def _address_bytes(ep: Endpoint) -> bytes:
     return _ld(_T_SOCKET_ADDRESS, _T_SA_ADDRESS + _varint(len(addr)) + addr + _T_SA_PORT + _varint(ep.port))
 
 
-def _lb_endpoint_bytes(snapshot: Snapshot, ep: Endpoint, metadata: dict[tuple[str, bool], bytes]) -> bytes:
-    """The LbEndpoint: address, HEALTHY, weight, `istio.workload` metadata, tlsMode for mTLS endpoints
-    (the metadata, the same for all instances of a workload, from `metadata`)."""
+def _lb_endpoint_bytes(
+    snapshot: Snapshot, ep: Endpoint, metadata: dict[tuple[str, bool, str], bytes], pods: bool
+) -> bytes:
+    """The LbEndpoint: address, HEALTHY, weight, `istio.workload` metadata, tlsMode for mTLS endpoints,
+    the pod's name with `pods` (the metadata, the same for all instances of a workload but for the pod,
+    from `metadata`)."""
     out = _ld(_T_LB_ENDPOINT, _ld(_T_EP_ADDRESS, _address_bytes(ep))) + _HEALTHY
-    key = (_workload_metadata(ep), tls.endpoint_mtls_enabled(snapshot, ep))
+    key = (_workload_metadata(ep), tls.endpoint_mtls_enabled(snapshot, ep), ep.instance if pods else "")
     md = metadata.get(key)
     if md is None:
         md = metadata[key] = _metadata_bytes(*key)
@@ -138,14 +150,14 @@ def _groups(endpoints: Iterable[Endpoint]) -> list[Group]:
     return [_new_tuple(Group, (where, eps, None, 0, False)) for where, eps in sorted(by_locality.items())]
 
 
-def _groups_bytes(snapshot: Snapshot, groups: Iterable[Group]) -> bytes:
+def _groups_bytes(snapshot: Snapshot, groups: Iterable[Group], pods: bool = False) -> bytes:
     """The `endpoints` of a ClusterLoadAssignment: a LocalityLbEndpoints per group (locality, endpoints,
-    weight, priority)."""
+    weight, priority); with `pods`, each endpoint names its pod (a headless service)."""
     # An endpoint's bytes depend on the snapshot and the endpoint only: encoded once per snapshot (a
     # service's subset clusters, every scope that sees the service, and every locality variant share
     # them). The registry owns the endpoints for the snapshot's lifetime, so their ids are stable keys.
-    built: dict[int, bytes] = snapshot.memo(("lb_endpoint_bytes",), dict)
-    metadata: dict[tuple[str, bool], bytes] = snapshot.memo(("lb_endpoint_metadata_bytes",), dict)
+    built: dict[int, bytes] = snapshot.memo(("lb_endpoint_bytes", pods), dict)
+    metadata: dict[tuple[str, bool, str], bytes] = snapshot.memo(("lb_endpoint_metadata_bytes",), dict)
     out = []
     for where, eps, weight, priority, drained in groups:
         group = (
@@ -156,7 +168,7 @@ def _groups_bytes(snapshot: Snapshot, groups: Iterable[Group]) -> bytes:
             for ep in eps:
                 lb = built.get(id(ep))
                 if lb is None:
-                    lb = built[id(ep)] = _lb_endpoint_bytes(snapshot, ep, metadata)
+                    lb = built[id(ep)] = _lb_endpoint_bytes(snapshot, ep, metadata, pods)
                 group.append(_ld(_T_GROUP_LB, lb))
                 total += ep.weight or 1
         group.append(_ld(_T_GROUP_WEIGHT, _T_UINT32 + _varint(total if weight is None else weight)))
@@ -205,7 +217,8 @@ def packed_assignment(snapshot: Snapshot, proxy: Proxy, spec: ClusterSpec) -> An
             groups = _groups(select_endpoints(snapshot, spec))
         out = packed[key] = any_pb2.Any(
             type_url=_CLA_TYPE_URL,
-            value=_ld(_T_CLA_NAME, spec.name.encode()) + _groups_bytes(snapshot, groups),
+            value=_ld(_T_CLA_NAME, spec.name.encode())
+            + _groups_bytes(snapshot, groups, headless.pins_pods(spec.service)),
         )
     return out
 

@@ -29,7 +29,7 @@ from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import InboundPort, Snapshot
 from isthmus.model.virtual_services import MESH_GATEWAY, VirtualServiceEntry
 from isthmus.registry.types import Protocol, Service, ServicePort
-from isthmus.xds.gen import authz, naming
+from isthmus.xds.gen import authz, headless, naming
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen.guard import guarded
 from isthmus.xds.gen.scope import same_imports, scope_key
@@ -853,7 +853,7 @@ def _default_vhost_bytes(ctx: RouteContext, d: _DefaultVHost, svc: Service, doma
         ("default_route_segments",), lambda: _prototype_segments(_default_route_prototype(snapshot))
     )
     ch = hash_for_service(ctx, svc, d.port)
-    return (
+    out = (
         _ld(_T_VH_NAME, d.name.encode())
         + b"".join(_ld(_T_VH_DOMAINS, x.encode()) for x in domains)
         + _ld(_T_VH_ROUTES, _route_bytes(_CONNECT_SEGMENTS, d.cluster))
@@ -863,6 +863,18 @@ def _default_vhost_bytes(ctx: RouteContext, d: _DefaultVHost, svc: Service, doma
         )
         + _VH_ATTEMPT_COUNT
     )
+    if headless.pins_pods(svc):
+        vh = RC.VirtualHost.FromString(out)
+        _pin_pods(ctx, vh, svc, d.port)
+        out = vh.SerializeToString(deterministic=True)
+    return out
+
+
+def _pin_pods(ctx: RouteContext, vh: RC.VirtualHost, svc: Service, port: int) -> None:
+    """A headless service's vhost: its routes for each of its pods first (see `headless`)."""
+    routes = headless.pinned_routes(ctx.snapshot, svc, port, list(vh.domains), list(vh.routes))
+    del vh.routes[:]
+    vh.routes.extend(routes)
 
 
 # --- sidecar virtual hosts ----------------------------------------------------------------------
@@ -1158,6 +1170,8 @@ def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]
         if svc is not None and len(w.services) == 1:
             vh.routes.append(connect_route(naming.outbound_cluster(w.port, "", svc.hostname)))
         vh.routes.extend(w.routes)
+        if svc is not None and headless.pins_pods(svc):
+            _pin_pods(ctx, vh, svc, w.port)
         vhosts.append(_ld(_T_RC_VHOSTS, vh.SerializeToString(deterministic=True)))
         order.append(name)
 
@@ -1220,6 +1234,8 @@ def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]
             if kept:
                 vh = RC.VirtualHost(name=name, domains=kept)
                 vh.routes.append(tunnel_route(ctx, vses, svc, sp.port, sp.protocol))
+                if headless.pins_pods(svc):
+                    _pin_pods(ctx, vh, svc, sp.port)
                 vhosts.append(_ld(_T_RC_VHOSTS, vh.SerializeToString(deterministic=True)))
                 order.append(name)
     # util.SortVirtualHosts: by name (the catch-all, added after, stays last). Which vhost keeps a
