@@ -25,12 +25,11 @@ Where Isthmus departs by design, the test keeps the meaningful part:
   expectation predates Istio's endpoint-level PeerAuthentication check, which reversed it) are left.
 - TestPassThroughFilterChain reaches ports no Service declares through Istio's fake.destination
   ServiceEntry (`resolution: NONE`, the pod's address as `addresses`) and its ISTIO_MUTUAL
-  DestinationRule; the client asks its sidecar for the pod address. Its HTTP ports are declared HTTP
-  there (Istio: TCP, intercepted transparently) since an explicit proxy carries HTTP on HTTP ports and
-  TCP in CONNECT tunnels. Its TCP ports are reached through a second entry, `resolution: STATIC` with
-  the pod as endpoint: a CONNECT tunnel over the dynamic forward proxy cluster that stands for a
-  `resolution: NONE` entry fails Envoy's SAN check once it carries mTLS (Envoy validates the
-  tunnel's host there). The HTTPS ports (8084, 8089: the echo app's own TLS) are left.
+  DestinationRule; the client asks its sidecar for the pod address, as plain HTTP on the HTTP ports
+  and as a CONNECT tunnel on the TCP ones, both over the dynamic forward proxy cluster that stands
+  for istiod's ORIGINAL_DST one. Its HTTP ports are declared HTTP there (Istio: TCP, intercepted
+  transparently) since an explicit proxy carries HTTP on HTTP ports and TCP in CONNECT tunnels. The
+  HTTPS ports (8084, 8089: the echo app's own TLS) are left.
 """
 
 from __future__ import annotations
@@ -60,7 +59,6 @@ ALL_PORTS = (HTTP, HTTP2, GRPC, TCP)
 A, B, NAKED, MIGRATION = "a", "b", "naked", "multiversion"
 # Ports of `a` that no Service declares (TestPassThroughFilterChain): HTTP 8085/8086, TCP 8087/8088.
 PT_HTTP, PT_TCP = (8085, 8086), (8087, 8088)
-FAKE_TCP = "fake-tcp.destination"
 
 _PORTS = "\n".join(
     f"  - {{name: {PORT_NAME[p]}, port: {SERVICE_PORT[p]}, targetPort: {p}}}" for p in ALL_PORTS
@@ -518,26 +516,22 @@ def test_migration(
 
 
 def _fake_destination(mesh: MeshProcess) -> list[str]:
-    """The test's mTLS workaround: a ServiceEntry for a's pod address on its undeclared ports and a
-    DestinationRule forcing ISTIO_MUTUAL to it. The TCP ports are also reached by a second entry with
-    the pod as a STATIC endpoint (see test_pass_through_filter_chain)."""
+    """The test's mTLS workaround: a passthrough ServiceEntry for a's pod address on its undeclared
+    ports and a DestinationRule forcing ISTIO_MUTUAL to it."""
     ip = mesh.instance(A, NS)["ip"]
     ports = ", ".join(
         f"{{number: {p}, name: {'http' if p in PT_HTTP else 'tcp'}-{p}, protocol: {'HTTP' if p in PT_HTTP else 'TCP'}}}"
         for p in (*PT_HTTP, *PT_TCP)
     )
-    tcp_ports = ", ".join(f"{{number: {p}, name: tcp-{p}, protocol: TCP}}" for p in PT_TCP)
-    out = []
-    for host, resolution in (("fake.destination", "NONE"), (FAKE_TCP, "STATIC")):
-        se = f"hosts: [{host}]\nlocation: MESH_INTERNAL\nresolution: {resolution}\n"
-        if resolution == "NONE":
-            se += f"addresses: [{ip}]\nports: [{ports}]\n"
-        else:
-            se += f"endpoints: [{{address: {ip}}}]\nports: [{tcp_ports}]\n"
-        dr = f'host: "{host}"\ntrafficPolicy: {{tls: {{mode: ISTIO_MUTUAL}}}}'
-        out.append(doc("ServiceEntry", host.replace(".", "-"), NS, se, "networking.istio.io/v1beta1"))
-        out.append(doc("DestinationRule", host.replace(".", "-"), NS, dr, "networking.istio.io/v1alpha3"))
-    return out
+    se = (
+        "hosts: [fake.destination]\nlocation: MESH_INTERNAL\nresolution: NONE\n"
+        f"addresses: [{ip}]\nports: [{ports}]\n"
+    )
+    dr = 'host: "fake.destination"\ntrafficPolicy: {tls: {mode: ISTIO_MUTUAL}}'
+    return [
+        doc("ServiceEntry", "fake-destination", NS, se, "networking.istio.io/v1beta1"),
+        doc("DestinationRule", "fake-destination", NS, dr, "networking.istio.io/v1alpha3"),
+    ]
 
 
 def _pa(mode: str, port_mode: str | None = None) -> str:
@@ -604,10 +598,9 @@ def test_pass_through_filter_chain(mesh: MeshProcess, case: str) -> None:
     ip = mesh.instance(A, NS)["ip"]
     expected: dict[Call, Want] = {}
     for port, (plain_ok, mtls_ok) in table_.items():
-        # The naked client dials the pod address straight; b asks its sidecar for it, where the address
-        # is fake.destination's (HTTP ports), or for fake-tcp.destination (TCP ports).
+        # The naked client dials the pod address straight; b asks its sidecar for it (plain HTTP, or a
+        # CONNECT tunnel on TCP ports), where the address is fake.destination's.
         expected[Call(NAKED, ip, port, service_port=port)] = Want(plain_ok)
-        to = FAKE_TCP if port in PT_TCP else ip
-        expected[Call(B, to, port, service_port=port)] = Want(mtls_ok, mtls=mtls_ok)
+        expected[Call(B, ip, port, service_port=port)] = Want(mtls_ok, mtls=mtls_ok)
     with applied(mesh, *_fake_destination(mesh), *configs):
         check(mesh, expected)

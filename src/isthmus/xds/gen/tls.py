@@ -212,7 +212,13 @@ def apply_upstream_tls(snapshot: Snapshot, proxy: Proxy, cluster: Any, spec: Clu
 
     A passthrough (resolution NONE) service's cluster is istiod's ORIGINAL_DST one, which takes the
     DR's tls as any cluster does (TestPassThroughFilterChain forces mTLS that way); here it is the
-    dynamic forward proxy cluster standing for it, which carries the same transport socket."""
+    dynamic forward proxy cluster standing for it, which carries the same transport socket, with the
+    same SNI and SAN checks for CONNECT tunnels as for HTTP (_keep_dfp_tls_checks)."""
+    _apply_upstream_tls(snapshot, proxy, cluster, spec)
+    _keep_dfp_tls_checks(cluster)
+
+
+def _apply_upstream_tls(snapshot: Snapshot, proxy: Proxy, cluster: Any, spec: ClusterSpec) -> None:
     svc = spec.service
     if svc.resolution is Resolution.DYNAMIC_DNS:
         return
@@ -317,6 +323,32 @@ def _apply_passthrough_auto_mtls(snapshot: Snapshot, cluster: Any, spec: Cluster
     sock.name = TLS_SOCKET
     sock.typed_config.type_url = _UPSTREAM_TLS_TYPE_URL
     sock.typed_config.value = ctx
+
+
+DFP_CLUSTER_TYPE = "envoy.clusters.dynamic_forward_proxy"
+
+
+def _keep_dfp_tls_checks(cluster: Any) -> None:
+    """Keep a dynamic forward proxy cluster's TLS checks those of its UpstreamTlsContext.
+
+    Envoy's DFP cluster factory turns the cluster-level `upstream_http_protocol_options` auto_sni and
+    auto_san_validation on when the cluster has no such options of its own (ClusterFactory::
+    createClusterWithConfig), which is the case of a TCP port's cluster: no HttpProtocolOptions. The
+    router then takes the SNI and the one SAN it checks from the request's authority; for a CONNECT
+    tunnel that is the tunnel's `host:port`, so the SAN list (the pod address) replaces the context's
+    SPIFFE identities and mTLS to a sidecar fails (`ssl.fail_verify_san`), while HTTP ports, whose
+    clusters carry HttpProtocolOptions, keep the context's checks. Explicit HTTP/1.1 options (as istiod's
+    clusterWrapper.build gives a TCP cluster) keep those defaults off: tunnels then carry the SNI and
+    the verified identity istiod sets, as HTTP does. Options already there (a DR's auto SNI) are kept."""
+    if cluster.cluster_type.name != DFP_CLUSTER_TYPE:
+        return
+    if not cluster.HasField("transport_socket") and not cluster.transport_socket_matches:
+        return  # plaintext: the filter state's SNI and SANs have nothing to act on
+    if _http_options(cluster) is not None:
+        return
+    opts = p.http_options.HttpProtocolOptions()
+    opts.explicit_http_config.http_protocol_options.SetInParent()
+    _store_http_options(cluster, opts)
 
 
 def _privileged_credential(name: str | None) -> bool:
