@@ -130,7 +130,8 @@ def dns_cache_config(dns_refresh_s: float) -> p.dns_cache.DnsCacheConfig:
 def _dfp_cluster_type(dns_refresh_s: float) -> p.cluster.Cluster.CustomClusterType:
     return p.cluster.Cluster.CustomClusterType(
         name="envoy.clusters.dynamic_forward_proxy",
-        # No forced auto SNI/SAN: TLS is the app's own in a tunnel, or the DestinationRule's (tls.py).
+        # Envoy forces auto SNI/SAN on a cluster without HTTP protocol options; tls.py gives TLS ones
+        # explicit options so the DestinationRule's (or auto mTLS) SNI and SANs hold.
         typed_config=p.pack(
             p.dfp_cluster.ClusterConfig(
                 dns_cache_config=dns_cache_config(dns_refresh_s), allow_insecure_cluster_options=True
