@@ -128,7 +128,8 @@ def _hcm(
         m.rds.config_source.CopyFrom(p.ads_config_source())
     else:
         m.route_config.CopyFrom(route_config)
-    headers = None if gateway else _proxy_headers(snapshot)
+    # Every listener class honours proxyHeaders (istiod's GetProxyHeaders), gateways included but for XFCC.
+    headers = _proxy_headers(snapshot)
     m.http_filters.extend(security_filters)
     m.http_filters.extend(
         _http_filters(
@@ -153,9 +154,12 @@ def _hcm(
     if connect:
         m.upgrade_configs.add(upgrade_type="CONNECT")
     if gateway:
-        m.forward_client_cert_details = _HCM.SANITIZE_SET
-    else:
-        _sidecar_proxy_headers(m, headers, inbound=direction == "inbound")
+        _gateway_client_cert(m)
+    elif direction == "inbound":
+        _sidecar_inbound_client_cert(m, headers)
+    # Outbound leaves XFCC at Envoy's default (SANITIZE), as istiod's outbound and HTTP proxy listeners.
+    sidecar_outbound = direction == "outbound" and not gateway
+    _server_and_request_id(m, headers, default_server_name="" if sidecar_outbound else INBOUND_SERVER_NAME)
     # istiod sets HTTP/2 options on inbound HCMs of HTTP/2 ports only (HTTP2, GRPC, GRPC-Web).
     if port_protocol is None or port_protocol.is_http2:
         m.http2_protocol_options.SetInParent()
@@ -166,10 +170,21 @@ def _hcm(
     return m
 
 
-def _sidecar_proxy_headers(m: p.hcm.HttpConnectionManager, headers: Any | None, *, inbound: bool) -> None:
-    """ProxyConfig proxyHeaders on a sidecar HCM, with istiod's defaults (GetProxyHeadersFromProxyConfig,
-    buildSidecarInboundHTTPOpts): XFCC APPEND_FORWARD with the peer's subject, URI and DNS SANs, and
-    `server: istio-envoy` on inbound (outbound keeps Envoy's own name)."""
+def _gateway_client_cert(m: p.hcm.HttpConnectionManager) -> None:
+    """istiod's buildGatewayConnectionManager: gateways ignore proxyHeaders' XFCC settings (gatewayTopology
+    overrides the mode, in gateway_hcm_builder); SANITIZE_SET with the client's subject, certificate, URI
+    and DNS SANs, which only a mutual-TLS client presents."""
+    m.forward_client_cert_details = _HCM.SANITIZE_SET
+    details = m.set_current_client_cert_details
+    details.subject.value = True
+    details.cert = True
+    details.uri = True
+    details.dns = True
+
+
+def _sidecar_inbound_client_cert(m: p.hcm.HttpConnectionManager, headers: Any | None) -> None:
+    """proxyHeaders forwardedClientCert / setCurrentClientCertDetails on a sidecar's inbound HCM
+    (buildSidecarInboundHTTPOpts): APPEND_FORWARD with the peer's subject, URI and DNS SANs by default."""
     xfcc = headers.forwarded_client_cert if headers is not None else None
     m.forward_client_cert_details = _HCM.ForwardClientCertDetails.Value(
         xfcc if xfcc and xfcc != "UNDEFINED" else "APPEND_FORWARD"
@@ -182,12 +197,21 @@ def _sidecar_proxy_headers(m: p.hcm.HttpConnectionManager, headers: Any | None, 
     details.dns = cert is None or cert.dns is not False
     details.cert = cert is not None and bool(cert.cert)
     details.chain = cert is not None and bool(cert.chain)
+
+
+def _server_and_request_id(
+    m: p.hcm.HttpConnectionManager, headers: Any | None, *, default_server_name: str
+) -> None:
+    """proxyHeaders server and requestId (GetProxyHeadersFromProxyConfig). The `server` header is
+    `istio-envoy` on inbound and gateway HCMs; outbound keeps Envoy's own name (an istiod quirk kept for
+    compatibility). Disabling it passes the upstream's `server` through instead of overwriting it."""
     server = headers.server if headers is not None else None
-    name = (server or {}).get("value")
     if _disabled(server):
         m.server_header_transformation = _HCM.PASS_THROUGH
-    elif name or inbound:
-        m.server_name = name or INBOUND_SERVER_NAME
+    else:
+        name = (server or {}).get("value") or default_server_name
+        if name:
+            m.server_name = name
     if headers is not None and _disabled(headers.request_id):
         m.generate_request_id.value = False
 
@@ -347,7 +371,8 @@ def gateway_hcm_builder(snapshot: Snapshot, proxy: Proxy) -> Any:
         if topology is not None:
             if topology.num_trusted_proxies:
                 m.xff_num_trusted_hops = int(topology.num_trusted_proxies)
-            if topology.forward_client_cert_details:
+            # UNDEFINED (MeshConfig's zero value, which Envoy's enum lacks) keeps SANITIZE_SET, as istiod.
+            if topology.forward_client_cert_details not in (None, "UNDEFINED"):
                 m.forward_client_cert_details = p.hcm.HttpConnectionManager.ForwardClientCertDetails.Value(
                     topology.forward_client_cert_details
                 )
