@@ -104,6 +104,9 @@ class _ConfigFacts:
     shared_hosts: frozenset[tuple[str, str]]
     # namespace -> services with a selector (Kubernetes Services, workloadSelector ServiceEntries).
     selecting: Mapping[str, tuple[Service, ...]]
+    # Endpoint keys that DNS ServiceEntries naming a mesh host were resolved through: a pod change
+    # feeding one of them rebuilds the registry (the ServiceEntry's endpoints follow the named service's).
+    name_targets: frozenset[tuple[str, str, int]] = frozenset()
 
 
 @dataclass
@@ -486,6 +489,7 @@ def build_registry(resources: Iterable[Any], pods: Iterable[Pod], *, domain: str
                 endpoints[(svc.hostname, svc.namespace, port)].extend(eps)
 
     reg.services = _resolve_aliases(reg.services, endpoints)
+    reg.services, name_targets = _resolve_mesh_names(reg.services, endpoints)
     reg.services.sort(key=lambda s: (s.creation_order, s.hostname, s.namespace))
     for svc in reg.services:
         reg.by_host.setdefault(svc.hostname, []).append(svc)
@@ -503,6 +507,7 @@ def build_registry(resources: Iterable[Any], pods: Iterable[Pod], *, domain: str
         ),
         shared_hosts=frozenset(key for key, n in host_count.items() if n > 1),
         selecting={ns: tuple(svcs) for ns, svcs in selecting.items()},
+        name_targets=name_targets,
     )
     return reg
 
@@ -531,6 +536,141 @@ def _resolve_aliases(
         else s
         for s in out
     ]
+
+
+# A ServiceEntry without endpoints of its own (NONE, DYNAMIC_DNS) stands for whatever DNS says: a name of
+# one is not the registry's to resolve.
+_UNRESOLVABLE = (Resolution.PASSTHROUGH, Resolution.DYNAMIC_DNS)
+EndpointKey = tuple[str, str, int]
+
+
+class _MeshNames:
+    """Resolves host names through the registry, as cluster DNS and kube-proxy would for a Service: a name
+    of the registry at port P stands for the endpoints its service has for service port P (the pods at
+    the port's targetPort). DESIGN §3: mesh names resolve through the registry, with no DNS server.
+
+    A name of several services prefers the Kubernetes Service (cluster DNS knows only those), then the
+    oldest. The service an endpoint belongs to never resolves its own name (a DNS ServiceEntry without
+    endpoints has its host as endpoint). An ExternalName Service is a CNAME: an alias resolves as the
+    service it names, another one to its external name (left to DNS). Endpoints that are names
+    themselves (a DNS ServiceEntry's) resolve in turn, each (name, port) once.
+    """
+
+    def __init__(self, services: Sequence[Service], endpoints: Mapping[EndpointKey, list[Endpoint]]) -> None:
+        self.endpoints = endpoints
+        self.by_name: dict[str, list[Service]] = defaultdict(list)
+        for svc in services:
+            if not svc.is_wildcard and svc.resolution not in _UNRESOLVABLE:
+                self.by_name[svc.hostname.lower()].append(svc)
+        for candidates in self.by_name.values():
+            candidates.sort(key=lambda s: (not s.is_kubernetes, s.creation_order, s.namespace))
+        # Every endpoint key a resolution read: what the resolved endpoints depend on.
+        self.read: set[EndpointKey] = set()
+
+    def _target(self, name: str, port: int, owner: Service) -> Service | None:
+        """The service `name` stands for at `port` (the first that has the port), aliases followed."""
+        found = None
+        for svc in self.by_name.get(name, ()):
+            if svc.alias_of is not None:
+                svc = next((s for s in self.by_name.get(svc.alias_of, ()) if s.alias_of is None), svc)
+            if svc is owner:
+                continue
+            if found is None or (found.port(port) is None and svc.port(port) is not None):
+                found = svc
+        return found
+
+    def resolve(
+        self, ep: Endpoint, owner: Service, seen: frozenset[tuple[str, int]] = frozenset()
+    ) -> list[Endpoint] | None:
+        """The endpoints `ep`'s name stands for at its port; None when the registry does not know the
+        name (DNS resolves it); empty when the named service has no such port or no endpoint there."""
+        name = ep.address.rstrip(".").lower()
+        if (name, ep.port) in seen:
+            return None
+        target = self._target(name, ep.port, owner)
+        if target is None:
+            return None
+        if target.external_name is not None and target.alias_of is None:
+            # A CNAME to a name outside the registry: DNS resolves that one, at the port asked for.
+            return [replace(ep, address=target.external_name.rstrip("."))]
+        if target.port(ep.port) is None:
+            return []  # cluster DNS answers, but nothing listens on that port
+        key = (target.hostname, target.namespace, ep.port)
+        self.read.add(key)
+        out: list[Endpoint] = []
+        for t in self.endpoints.get(key, ()):
+            further = self.resolve(t, target, seen | {(name, ep.port)}) if t.hostname else None
+            out.extend([t] if further is None else further)
+        return out
+
+
+def _through(template: Endpoint, target: Endpoint) -> Endpoint:
+    """A ServiceEntry endpoint resolved to one endpoint of the service its name stands for: the address,
+    port and readiness are the target's; everything istiod reads from the ServiceEntry endpoint (labels
+    for subsets, tlsMode and identity for auto mTLS, workload, weight, locality, network) stays its own,
+    as the DNS cluster's endpoint in istiod is the ServiceEntry's, whatever the name resolves to."""
+    return replace(
+        template, address=target.address, port=target.port, ready=target.ready, hostname=target.hostname
+    )
+
+
+def _resolve_mesh_names(
+    services: list[Service], endpoints: dict[EndpointKey, list[Endpoint]]
+) -> tuple[list[Service], frozenset[EndpointKey]]:
+    """DNS ServiceEntries whose endpoints name services of the registry get those services' endpoints.
+
+    When every name resolves through the registry, the ServiceEntry's resolution becomes CLIENT_SIDE_LB:
+    its endpoints are the registry's, and an EDS cluster is updated with them when pods change (a DNS
+    cluster's inline assignment is part of CDS, which endpoint-only pushes do not resend). When some names
+    are left to DNS, a DNS_ROUND_ROBIN entry is left as it is (Envoy's LOGICAL_DNS takes one endpoint) and
+    a DNS one keeps its STRICT_DNS cluster with the resolved addresses among the names. Returns the
+    services and the endpoint keys the resolved endpoints were read from."""
+    dns_entries = [
+        s for s in services if s.source.kind == "ServiceEntry" and s.resolution in _DNS_RESOLUTIONS
+    ]
+    if not any(
+        ep.hostname
+        for s in dns_entries
+        for p in s.ports
+        for ep in endpoints.get((s.hostname, s.namespace, p.port), ())
+    ):
+        return services, frozenset()
+    names = _MeshNames(services, endpoints)
+    # Written after every entry is resolved: resolutions read the endpoints as configured.
+    updates: dict[EndpointKey, list[Endpoint]] = {}
+    replaced: dict[int, Service] = {}
+    for svc in dns_entries:
+        resolved, left_to_dns = _resolve_entry(names, svc, endpoints)
+        if resolved is None or (left_to_dns and svc.resolution is Resolution.DNS_ROUND_ROBIN):
+            continue
+        updates.update(resolved)
+        if not left_to_dns:
+            replaced[id(svc)] = replace(svc, resolution=Resolution.CLIENT_SIDE_LB, resolved_by_registry=True)
+    endpoints.update(updates)
+    return [replaced.get(id(s), s) for s in services], frozenset(names.read)
+
+
+def _resolve_entry(
+    names: _MeshNames, svc: Service, endpoints: Mapping[EndpointKey, list[Endpoint]]
+) -> tuple[dict[EndpointKey, list[Endpoint]] | None, bool]:
+    """One DNS ServiceEntry's endpoints by key with registry names resolved (None: no name was the
+    registry's), and whether some name is left to DNS."""
+    out: dict[EndpointKey, list[Endpoint]] = {}
+    any_resolved = left_to_dns = False
+    for port in svc.ports:
+        key = (svc.hostname, svc.namespace, port.port)
+        eps: list[Endpoint] = []
+        for ep in endpoints.get(key, ()):
+            targets = names.resolve(ep, svc) if ep.hostname else None
+            if targets is None:
+                eps.append(ep)
+                left_to_dns = left_to_dns or ep.hostname
+                continue
+            any_resolved = True
+            eps.extend(_through(ep, t) for t in targets)
+            left_to_dns = left_to_dns or any(t.hostname for t in targets)
+        out[key] = eps
+    return (out if any_resolved else None), left_to_dns
 
 
 def _endpoint_order(ep: Endpoint) -> tuple[str, int]:
@@ -573,7 +713,11 @@ def update_registry(previous: Registry, pods: Iterable[Pod]) -> Registry | None:
                 continue
             if (svc.hostname, svc.namespace) in facts.shared_hosts:
                 return None
-            affected.update((svc.hostname, svc.namespace, port.port) for port in svc.ports)
+            keys = [(svc.hostname, svc.namespace, port.port) for port in svc.ports]
+            if facts.name_targets and not facts.name_targets.isdisjoint(keys):
+                # A DNS ServiceEntry resolves its name through these endpoints: rebuild (rare).
+                return None
+            affected.update(keys)
             if inst is not None and selects_new:
                 publish_all = svc.source in facts.publish_not_ready
                 for port, ep in _selected_endpoints(svc, inst, publish_all):

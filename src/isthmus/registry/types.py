@@ -161,6 +161,11 @@ class Service:
     aliases: tuple[str, ...] = ()
     subject_alt_names: tuple[str, ...] = ()
     creation_order: tuple = ()
+    # A DNS / DNS_ROUND_ROBIN ServiceEntry whose endpoint names (or host) all name services of the
+    # registry: mesh names resolve through the registry (DESIGN §3), to the endpoints of the service
+    # they name, so `resolution` is CLIENT_SIDE_LB (an EDS cluster that pod changes update as any
+    # other) and this flag records that the ServiceEntry declared DNS.
+    resolved_by_registry: bool = False
 
     def port(self, number: int) -> ServicePort | None:
         for p in self.ports:
