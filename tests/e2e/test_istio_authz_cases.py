@@ -29,7 +29,6 @@ and `ignorePathCase` (path-case-insensitive.yaml.tmpl; not a field of Istio's re
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import textwrap
 from collections.abc import Iterable, Iterator
@@ -41,6 +40,7 @@ import pytest
 from isthmus.client import http
 from isthmus.client.http import Response
 from tests.e2e.harness import MeshProcess, applied
+from tests.e2e.jwt_tokens import istio_tokens
 
 pytestmark = pytest.mark.e2e
 
@@ -538,49 +538,10 @@ def test_ingress_gateway_hosts_paths_and_remote_ips(mesh: MeshProcess) -> None:
 # --- JWT ----------------------------------------------------------------------------------------------
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 @pytest.fixture(scope="module")
 def jwt_tokens() -> dict[str, str]:
     """Tokens with the claims of Istio's tests/common/jwt tokens, and the JWKS that verifies them."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import padding, rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    nums = key.public_key().public_numbers()
-    jwk = {
-        "kty": "RSA",
-        "kid": "istio-test",
-        "alg": "RS256",
-        "n": _b64(nums.n.to_bytes((nums.n.bit_length() + 7) // 8, "big")),
-        "e": _b64(nums.e.to_bytes(3, "big")),
-    }
-
-    def sign(claims: dict[str, Any]) -> str:
-        header = _b64(json.dumps({"alg": "RS256", "typ": "JWT", "kid": "istio-test"}).encode())
-        payload = _b64(json.dumps({"exp": 4715782722, "iat": 1562182722, **claims}).encode())
-        signature = key.sign(f"{header}.{payload}".encode(), padding.PKCS1v15(), hashes.SHA256())
-        return f"{header}.{payload}.{_b64(signature)}"
-
-    one = {"iss": "test-issuer-1@istio.io", "sub": "sub-1"}
-    two = {"iss": "test-issuer-2@istio.io", "sub": "sub-2"}
-    nested_values = {"key1": ["valueA", "valueB"]}
-    return {
-        "jwks": json.dumps({"keys": [jwk]}),
-        "TokenIssuer1": sign({**one, "groups": ["group-1"]}),
-        "TokenIssuer2": sign({**two, "groups": ["group-2"]}),
-        "TokenIssuer2WithSpaceDelimitedScope": sign({**two, "permission": "read write"}),
-        "TokenIssuer1WithNestedClaims1": sign(
-            {**one, "nested": {**nested_values, "nested-2": nested_values}}
-        ),
-        "TokenIssuer1WithNestedClaims2": sign(
-            {**one, "nested": {"key2": "valueC", "nested-2": {"key2": "valueC"}}}
-        ),
-        "TokenIssuer1WithAud": sign({**one, "aud": "foo"}),
-        "TokenIssuer1WithAzp": sign({**one, "azp": "bar"}),
-    }
+    return istio_tokens()
 
 
 def test_jwt(mesh: MeshProcess, jwt_tokens: dict[str, str]) -> None:

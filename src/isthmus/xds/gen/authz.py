@@ -12,8 +12,8 @@ dropped from DENY/AUDIT/CUSTOM rules.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -563,7 +563,20 @@ def build_rbac(policies: Sequence[Config], action: str, *, tcp: bool, trust: Tru
 # --- RequestAuthentication ----------------------------------------------------------------------
 
 
-def _jwks(rule: Any) -> str | None:
+def fake_jwks(jwks_uri: str) -> str:
+    """istiod's CreateFakeJwks: a key set no token verifies against, so a provider whose keys cannot be
+    had rejects every token (401) while requests without one still pass. Its modulus is the URI's text
+    (so each URI gets its own key), zero-padded to 2048 bits and ended by a 0x01 byte: upstream Envoy
+    refuses an even or short RSA modulus (a NACK of the whole jwt_authn config), which the text alone
+    often is."""
+    text = ("Error-IstiodFailedToFetchJwksUri-" + jwks_uri).encode()
+    n = base64.urlsafe_b64encode(text.ljust(255, b"\0") + b"\x01").rstrip(b"=").decode()
+    return '{"keys":[ {"e":"AQAB","kid":"abc","kty":"RSA","n":"' + n + '"}]}'
+
+
+def _jwks(rule: Any) -> str:
+    """istiod's BuildLocalJwks: the inline `jwks`, else the key set at `jwksUri` (here only `file://`,
+    read by the control plane), else the fake key set."""
     if rule.jwks:
         return str(rule.jwks)
     uri = rule.jwks_uri or ""
@@ -571,8 +584,8 @@ def _jwks(rule: Any) -> str | None:
         try:
             return Path(uri[len("file://") :]).read_text()
         except OSError:
-            return None
-    return None
+            pass
+    return fake_jwks(uri)
 
 
 def jwt_config(snapshot: Snapshot, proxy: Proxy) -> jwt.JwtAuthentication:
@@ -589,9 +602,7 @@ def jwt_config(snapshot: Snapshot, proxy: Proxy) -> jwt.JwtAuthentication:
         prov = config.providers[name]
         prov.issuer = rule.issuer or ""
         prov.audiences.extend(rule.audiences or ())
-        keys = _jwks(rule)
-        # An unusable key set rejects every token rather than accepting them (istiod inlines a fake one).
-        prov.local_jwks.inline_string = keys if keys is not None else json.dumps({"keys": []})
+        prov.local_jwks.inline_string = _jwks(rule)
         for h in rule.from_headers or ():
             prov.from_headers.add(name=h.name, value_prefix=h.prefix or "")
         prov.from_params.extend(rule.from_params or ())
@@ -611,24 +622,31 @@ def jwt_config(snapshot: Snapshot, proxy: Proxy) -> jwt.JwtAuthentication:
         # a sidecar's inbound routes never match on claims, and its outbound side has no jwt_authn.
         if proxy.kind != "sidecar":
             prov.clear_route_cache = True
-    # istiod's requirement: each provider optional (a missing token passes, a bad one fails).
+    if names:
+        rule = config.rules.add()
+        rule.match.prefix = "/"
+        rule.requires.CopyFrom(_requirement(names))
+    return config
+
+
+def _requirement(names: Sequence[str]) -> jwt.JwtRequirement:
+    """istiod's convertToEnvoyJwtConfig: one provider is `any{provider, allow_missing}` (a missing token
+    passes, an invalid one fails); several are `any{P1, P2, ..., all{any{P1, allow_missing}, ...}}`: the
+    inner AND makes every token present valid, the leading providers let one token pass when providers
+    share a location (the AND alone would fail it on the other issuers' providers)."""
     req = jwt.JwtRequirement()
     if len(names) == 1:
         req.requires_any.requirements.add(provider_name=names[0])
         req.requires_any.requirements.add(allow_missing={})
-    else:
-        all_optional = req.requires_any.requirements.add().requires_all
-        for name in names:
-            optional = all_optional.requirements.add().requires_any
-            optional.requirements.add(provider_name=name)
-            optional.requirements.add(allow_missing={})
-        for name in names:
-            req.requires_any.requirements.add(provider_name=name)
-    if names:
-        rule = config.rules.add()
-        rule.match.prefix = "/"
-        rule.requires.CopyFrom(req)
-    return config
+        return req
+    for name in names:
+        req.requires_any.requirements.add(provider_name=name)
+    all_optional = req.requires_any.requirements.add().requires_all
+    for name in names:
+        optional = all_optional.requirements.add().requires_any
+        optional.requirements.add(provider_name=name)
+        optional.requirements.add(allow_missing={})
+    return req
 
 
 def jwt_extension(snapshot: Snapshot, proxy: Proxy) -> extension_pb2.TypedExtensionConfig:
