@@ -100,14 +100,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
 }
 
 
-# Why an allow-listed parent's field is refused, where a reason helps more than "not supported yet".
-UNTRANSLATED_REASONS: dict[str, str] = {
-    "spec.defaultConfig.proxyHeaders.attemptCount": (
-        "x-envoy-attempt-count comes from the virtual hosts' include_request_attempt_count, which the route "
-        "generator always sets; turning it off is not translated yet"
-    ),
-}
-
 # Kinds whose spec is checked against an allow-list instead: (kind, parent path) -> fields acted on.
 TRANSLATED_FIELDS: dict[str, dict[str, set[str]]] = {
     "MeshConfig": {
@@ -133,7 +125,7 @@ TRANSLATED_FIELDS: dict[str, dict[str, set[str]]] = {
         # istio.metadata_exchange filter), so IN_MESH, "never send them out of the mesh", always holds.
         "spec.defaultConfig.proxyHeaders": {
             "server", "forwardedClientCert", "setCurrentClientCertDetails", "requestId", "envoyDebugHeaders",
-            "metadataExchangeHeaders",
+            "metadataExchangeHeaders", "attemptCount",
         },
         # istio-agent settings the local agent honours.
         "spec.defaultConfig.proxyMetadata": {
@@ -206,9 +198,9 @@ def check_supported(resource: Resource) -> list[ConfigError]:
         for key, value in node.items():
             if key not in allowed and value not in (None, [], {}, ""):
                 path = f"{parent}.{key}"
-                reason = UNTRANSLATED_REASONS.get(path)
-                message = f"{path} is not supported yet" + (f": {reason}" if reason else "")
-                errors.append(ConfigError(line=resource.line_of(path), message=message, **ident))
+                errors.append(
+                    ConfigError(line=resource.line_of(path), message=f"{path} is not supported yet", **ident)
+                )
     if resource.kind == "Gateway":
         for i, server in enumerate((data.get("spec") or {}).get("servers") or []):
             mode = str((server.get("tls") or {}).get("mode") or "SIMPLE").upper()

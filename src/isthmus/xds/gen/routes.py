@@ -804,6 +804,18 @@ _T_VH_ROUTES = p.field_tag(RC.VirtualHost, "routes")
 _T_RC_NAME = p.field_tag(p.route.RouteConfiguration, "name")
 _T_RC_VHOSTS = p.field_tag(p.route.RouteConfiguration, "virtual_hosts")
 _VH_ATTEMPT_COUNT = RC.VirtualHost(include_request_attempt_count=True).SerializeToString(deterministic=True)
+
+
+def counts_attempts(snapshot: Snapshot) -> bool:
+    """ProxyConfig proxyHeaders.attemptCount (istiod's GetProxyHeadersFromProxyConfig): every virtual host
+    of sidecars and gateways sends x-envoy-attempt-count upstream unless it is disabled."""
+    spec = snapshot.mesh.spec
+    dc = getattr(spec, "default_config", None) if spec is not None else None
+    headers = getattr(dc, "proxy_headers", None) if dc is not None else None
+    setting = getattr(headers, "attempt_count", None) if headers is not None else None
+    return not (setting and setting.get("disabled"))
+
+
 _ROUTE_CONFIG_TYPE_URL = "type.googleapis.com/" + p.route.RouteConfiguration.DESCRIPTOR.full_name
 _VIRTUAL_HOST_TYPE_URL = "type.googleapis.com/" + RC.VirtualHost.DESCRIPTOR.full_name
 
@@ -861,7 +873,7 @@ def _default_vhost_bytes(ctx: RouteContext, d: _DefaultVHost, svc: Service, doma
             _T_VH_ROUTES,
             _route_bytes(segments, d.cluster, _hash_policy_bytes(snapshot, ch), f"{d.name}/*"),
         )
-        + _VH_ATTEMPT_COUNT
+        + (_VH_ATTEMPT_COUNT if counts_attempts(snapshot) else b"")
     )
     if headless.pins_pods(svc):
         vh = RC.VirtualHost.FromString(out)
@@ -1166,7 +1178,9 @@ def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]
             kept = keep(d.domains, d.alts)
         if not kept:
             return
-        vh = RC.VirtualHost(name=name, domains=kept, include_request_attempt_count=True)
+        vh = RC.VirtualHost(
+            name=name, domains=kept, include_request_attempt_count=counts_attempts(ctx.snapshot)
+        )
         if svc is not None and len(w.services) == 1:
             vh.routes.append(connect_route(naming.outbound_cluster(w.port, "", svc.hostname)))
         vh.routes.extend(w.routes)
@@ -1380,13 +1394,18 @@ def _proxy_port_routes() -> list[RC.Route]:
 _PROXY_PORT_ROUTES = _proxy_port_routes()
 
 
-def catch_all_vhost(policy: str, egress_cluster: str | None = None) -> RC.VirtualHost:
+def catch_all_vhost(
+    policy: str, egress_cluster: str | None = None, attempt_count: bool = True
+) -> RC.VirtualHost:
     """istiod's BuildCatchAllVirtualHost: REGISTRY_ONLY answers 502 itself (`block_all`); ALLOW_ANY sends
     to the PassthroughCluster, or to the Sidecar's egressProxy, with no timeout (`allow_any`). Both count
-    attempts (`x-envoy-attempt-count`) as every sidecar outbound virtual host does. CONNECT tunnels are
+    attempts (`x-envoy-attempt-count`) as every sidecar outbound virtual host does (`attempt_count`: unless
+    proxyHeaders turn it off). CONNECT tunnels are
     refused or passed through the same way, and passthrough never reaches a sidecar's own ports."""
     if policy == "REGISTRY_ONLY":
-        vh = RC.VirtualHost(name=naming.BLOCK_ALL_VHOST, domains=["*"], include_request_attempt_count=True)
+        vh = RC.VirtualHost(
+            name=naming.BLOCK_ALL_VHOST, domains=["*"], include_request_attempt_count=attempt_count
+        )
         r = vh.routes.add(name=naming.BLOCK_ALL_VHOST)
         r.match.prefix = "/"
         r.direct_response.status = 502
@@ -1395,7 +1414,9 @@ def catch_all_vhost(policy: str, egress_cluster: str | None = None) -> RC.Virtua
         c.direct_response.status = 502
         return vh
     cluster = egress_cluster or naming.PASSTHROUGH_CLUSTER
-    vh = RC.VirtualHost(name=naming.ALLOW_ANY_VHOST, domains=["*"], include_request_attempt_count=True)
+    vh = RC.VirtualHost(
+        name=naming.ALLOW_ANY_VHOST, domains=["*"], include_request_attempt_count=attempt_count
+    )
     vh.routes.extend(_PROXY_PORT_ROUTES)
     vh.routes.append(connect_route(cluster))
     r = vh.routes.add(name=naming.ALLOW_ANY_VHOST)
@@ -1451,7 +1472,9 @@ def _sidecar_vhost_fields(snapshot: Snapshot, proxy: Proxy) -> list[bytes]:
             ("catch_all_vhost", scope.outbound_policy, egress),
             lambda: _ld(
                 _T_RC_VHOSTS,
-                catch_all_vhost(scope.outbound_policy, egress).SerializeToString(deterministic=True),
+                catch_all_vhost(scope.outbound_policy, egress, counts_attempts(snapshot)).SerializeToString(
+                    deterministic=True
+                ),
             ),
         )
     )
@@ -1532,7 +1555,7 @@ def _intersect(server_hosts: Sequence[str], vs_hosts: Sequence[str]) -> list[str
 
 
 def _gateway_vhost(
-    vhost_by_host: dict[str, RC.VirtualHost], order: list[str], host: str, port: int
+    vhost_by_host: dict[str, RC.VirtualHost], order: list[str], host: str, port: int, attempt_count: bool
 ) -> RC.VirtualHost:
     """The virtual host of `host` on a gateway route table, created on first use. Host names are
     compared and written lowercase (DNS names are case-insensitive; Envoy rejects two virtual hosts
@@ -1541,7 +1564,7 @@ def _gateway_vhost(
     vh = vhost_by_host.get(host)
     if vh is None:
         vh = RC.VirtualHost(name=naming.vhost_name(host, port), domains=[host])
-        vh.include_request_attempt_count = True
+        vh.include_request_attempt_count = attempt_count
         vhost_by_host[host] = vh
         order.append(host)
     return vh
@@ -1555,6 +1578,7 @@ def gateway_route_config(
     order: list[str] = []
     routes_cache: dict[tuple[str, str], list[RC.Route]] = {}
     port = servers[0].port
+    attempts = counts_attempts(snapshot)
     for server in servers:
         gw_name = server.gateway_name
         ctx = RouteContext(
@@ -1569,7 +1593,7 @@ def gateway_route_config(
                 routes_cache[key] = build_vs_routes(ctx, vs, server.port)
             routes = routes_cache[key]
             for host in hosts:
-                vh = _gateway_vhost(vhost_by_host, order, host, server.port)
+                vh = _gateway_vhost(vhost_by_host, order, host, server.port, attempts)
                 vh.routes.extend(routes)
                 if server.https_redirect:
                     vh.require_tls = RC.VirtualHost.ALL
@@ -1577,7 +1601,7 @@ def gateway_route_config(
             # Every host of a redirecting server answers with a redirect to https, whether or not a
             # VirtualService (of this server or another one on the port) gave it routes.
             for entry in server.hosts:
-                vh = _gateway_vhost(vhost_by_host, order, entry.partition("/")[2], server.port)
+                vh = _gateway_vhost(vhost_by_host, order, entry.partition("/")[2], server.port, attempts)
                 vh.require_tls = RC.VirtualHost.ALL
     if not vhost_by_host:
         vhosts = [RC.VirtualHost(name=naming.vhost_name("blackhole", port), domains=["*"])]
