@@ -7,7 +7,7 @@ proxy (None: tracing is off). The provider is chosen as Istio does, first match 
    - ``zipkin`` -> Envoy's Zipkin tracer, collector cluster ``outbound|<port>||<service host>``;
    - ``opentelemetry`` -> Envoy's OpenTelemetry tracer over gRPC (OTLP) to ``outbound|<port>||<host>``;
 2. ``defaultConfig.tracing.zipkin.address`` (``host:port`` of a mesh service) -> Zipkin tracer there;
-3. ``defaultConfig.tracing`` set without a tracer address (e.g. only ``sampling``) -> the collector built
+3. ``defaultConfig.tracing`` set, not empty, without a tracer address (e.g. only ``sampling``) -> the collector built
    into the control plane: the Zipkin tracer posting v2 JSON spans to ``/api/v2/spans`` on the control
    plane's HTTP API through the static cluster ``zipkin`` (`telemetry.envoy.static_clusters`), so asking
    for traces needs no collector of one's own (where Istio would silently have no tracer);
@@ -76,9 +76,12 @@ def _warn_once(msg: str) -> None:
 
 
 def _tracing_spec(snapshot: Snapshot) -> Any:
+    """``defaultConfig.tracing``; None when unset or empty: Istio's `tracing: {}` (headers_test.go's
+    proxy config) is a tracing block without a tracer, so it asks for nothing."""
     spec = snapshot.mesh.spec
     dc = getattr(spec, "default_config", None) if spec is not None else None
-    return getattr(dc, "tracing", None) if dc is not None else None
+    tracing = getattr(dc, "tracing", None) if dc is not None else None
+    return tracing if tracing is not None and tracing.model_fields_set else None
 
 
 def tracing_enabled(snapshot: Snapshot) -> bool:

@@ -94,8 +94,14 @@ def test_no_tracer_by_default_as_istio_since_1_22() -> None:
     assert tags["istio.canonical_service"] == "productpage" and tags["istio.namespace"] == "default"
 
 
-def test_tracing_settings_without_an_address_go_to_the_builtin_collector() -> None:
+def test_an_empty_tracing_block_asks_for_no_tracer() -> None:
+    """Istio's `tracing: {}` (headers_test.go's proxy config, expecting no trace headers): no tracer."""
     t = tracing.tracing_config(mesh("defaultConfig:\n  tracing: {}"), PRODUCTPAGE)
+    assert t is not None and not t.HasField("provider")
+
+
+def test_tracing_settings_without_an_address_go_to_the_builtin_collector() -> None:
+    t = tracing.tracing_config(mesh("defaultConfig:\n  tracing: {maxPathTagLength: 256}"), PRODUCTPAGE)
     assert t is not None
     assert t.random_sampling.value == 1.0 and t.client_sampling.value == 100.0
     assert t.provider.name == "envoy.tracers.zipkin"
