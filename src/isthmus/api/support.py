@@ -88,8 +88,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         ),
     },
     "DestinationRule": {
-        "spec.trafficPolicy.tunnel": "tunnels (CONNECT/POST upstream) are not translated yet",
-        "spec.subsets[].trafficPolicy.tunnel": "tunnels (CONNECT/POST upstream) are not translated yet",
         **{f"{prefix}.loadBalancer.zoneAwareLbSetting": ZONE_AWARE for prefix in TRAFFIC_POLICIES},
         **{
             f"{prefix}.outlierDetection.consecutiveErrors": "deprecated and ignored by Istio; use consecutive5xxErrors"
@@ -226,6 +224,8 @@ def check_supported(resource: Resource) -> list[ConfigError]:
                                 **ident,
                             )
                         )
+    if resource.kind == "DestinationRule":
+        errors.extend(_post_tunnel_errors(resource, data, ident))
     if resource.kind == "RequestAuthentication":
         for i, rule in enumerate((data.get("spec") or {}).get("jwtRules") or []):
             uri = rule.get("jwksUri") or rule.get("jwks_uri")
@@ -250,6 +250,31 @@ def check_supported(resource: Resource) -> list[ConfigError]:
                     line=resource.line_of(path), message=f"{path} is not supported yet: {why}", **ident
                 )
             )
+    return errors
+
+
+# Sidecar TCP arrives as a CONNECT the HCM handles: a route can forward that CONNECT to the forward proxy
+# (xds/gen/routes.py forward_connect) but cannot turn it into a POST. istiod's use_post lives on
+# tcp_proxy's tunneling_config, which would need an Envoy internal listener per tunnel here.
+POST_TUNNEL = (
+    "tunnel protocol POST is not supported yet: sidecar TCP arrives as an HTTP CONNECT, which Isthmus forwards "
+    "to the forward proxy as a CONNECT naming targetHost:targetPort; use protocol CONNECT (the default)"
+)
+
+
+def _post_tunnel_errors(resource: Resource, data: dict[str, Any], ident: dict[str, Any]) -> list[ConfigError]:
+    spec = data.get("spec") or {}
+    policies = [("spec.trafficPolicy", spec.get("trafficPolicy"))]
+    policies += [
+        (f"spec.subsets[{i}].trafficPolicy", sub.get("trafficPolicy"))
+        for i, sub in enumerate(spec.get("subsets") or [])
+    ]
+    errors = []
+    for base, policy in policies:
+        tunnel = (policy or {}).get("tunnel") or {}
+        if tunnel.get("protocol") == "POST":
+            path = f"{base}.tunnel.protocol"
+            errors.append(ConfigError(line=resource.line_of(path), message=f"{path}: {POST_TUNNEL}", **ident))
     return errors
 
 

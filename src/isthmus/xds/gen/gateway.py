@@ -24,7 +24,13 @@ from isthmus.security import sds
 from isthmus.telemetry import envoy as telemetry
 from isthmus.xds.gen import authz, naming, tls
 from isthmus.xds.gen import protos as p
-from isthmus.xds.gen.routes import destination_cluster, scope_services
+from isthmus.xds.gen.routes import (
+    RouteContext,
+    destination_cluster,
+    scope_services,
+    tunnel_authority,
+    tunnel_settings,
+)
 
 # Filled in by listeners.py (avoids an import cycle): the HCM builder and filter wrapper.
 HCM_NAME = "envoy.filters.network.http_connection_manager"
@@ -133,7 +139,11 @@ def server_tls_context(
 
 
 def _tcp_filter(
-    snapshot: Snapshot, proxy: Proxy, clusters: Sequence[tuple[str, int]], stat_prefix: str
+    snapshot: Snapshot,
+    proxy: Proxy,
+    clusters: Sequence[tuple[str, int]],
+    stat_prefix: str,
+    tunnel: Any | None = None,
 ) -> Any:
     config = p.tcp_proxy.TcpProxy(stat_prefix=stat_prefix)
     config.access_log.extend(telemetry.tcp_access_loggers(snapshot, proxy, "outbound"))
@@ -143,7 +153,22 @@ def _tcp_filter(
     else:
         for name, weight in clusters:
             config.weighted_clusters.clusters.add(name=name, weight=weight)
+    if tunnel is not None:
+        # istiod's tunnelingconfig.Apply: the connection travels in a CONNECT (or POST) to the cluster.
+        config.tunneling_config.hostname = tunnel_authority(tunnel)
+        config.tunneling_config.use_post = tunnel.protocol == "POST"
     return p.listener_components.Filter(name="envoy.filters.network.tcp_proxy", typed_config=p.pack(config))
+
+
+def _route_tunnel(snapshot: Snapshot, proxy: Proxy, rule: Any, services: Any) -> Any | None:
+    """A DestinationRule tunnel for the rule's destinations (buildOutboundNetworkFilters): a single
+    destination's, its subset's own; several destinations', the first one's top-level setting only."""
+    dests = [d for d in rule.route or () if d.destination is not None]
+    if not dests:
+        return None
+    ctx = RouteContext(snapshot, proxy, services)
+    first = dests[0].destination
+    return tunnel_settings(ctx.destination_rule(first.host), first.subset if len(dests) == 1 else None)
 
 
 def _route_clusters(rule: Any, services: Any, port: int) -> list[tuple[str, int]]:
@@ -198,6 +223,7 @@ def passthrough_chains(
                         proxy,
                         _route_clusters(rule, services, server.port),
                         f"{vs.name}.{vs.namespace}",
+                        _route_tunnel(snapshot, proxy, rule, services),
                     )
                 )
                 chains.append(chain)
@@ -225,6 +251,7 @@ def tcp_chain(
                         proxy,
                         clusters,
                         clusters[0][0] if len(clusters) == 1 else f"{vs.name}.{vs.namespace}",
+                        _route_tunnel(snapshot, proxy, rule, services),
                     )
                 )
                 return chain

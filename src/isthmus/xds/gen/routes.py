@@ -786,6 +786,55 @@ def connect_route(cluster: str) -> RC.Route:
     return r
 
 
+# --- DestinationRule tunnel (TrafficPolicy.TunnelSettings) ----------------------------------------
+# istiod gives the tcp_proxy of a TCP destination whose DestinationRule has `tunnel` a `tunneling_config`
+# {hostname: targetHost:targetPort, use_post: protocol == POST} (tunnelingconfig.Apply): the connection
+# reaches the rule's host (a forward proxy) inside an HTTP CONNECT naming the target. Here TCP already
+# arrives as a CONNECT that the sidecar's HCM terminates; for such a destination the route forwards the
+# CONNECT instead (upgrade CONNECT without connect_config) with its authority rewritten to the target, so
+# the forward proxy receives `CONNECT targetHost:targetPort` over the cluster's protocol (HTTP/2 for
+# http2/grpc ports, else HTTP/1.1), as tcp_proxy's tunneling_config would send it. POST tunnels have no
+# route equivalent (a route cannot change the method) and are refused at apply (api/support.py).
+
+
+def tunnel_settings(dr: MergedDestinationRule | None, subset: str | None) -> Any | None:
+    """istiod's tunnelingconfig.Apply: with a subset, that subset's own tunnel only (the top level's is not
+    inherited, and an unknown subset has none); without one, the top level's."""
+    if dr is None:
+        return None
+    if subset:
+        sub = dr.subset(subset)
+        policy = sub.traffic_policy if sub is not None else None
+    else:
+        policy = dr.traffic_policy
+    return getattr(policy, "tunnel", None) if policy is not None else None
+
+
+def tunnel_authority(tunnel: Any) -> str:
+    """net.JoinHostPort(targetHost, targetPort): an IPv6 target is bracketed."""
+    host = tunnel.target_host
+    return f"[{host}]:{tunnel.target_port}" if ":" in host else f"{host}:{tunnel.target_port}"
+
+
+def forward_connect(r: RC.Route, tunnel: Any | None) -> RC.Route:
+    """Make a CONNECT route forward the CONNECT to its cluster, naming the tunnel's target, instead of
+    terminating it (no-op without a tunnel)."""
+    if tunnel is not None:
+        for uc in r.route.upgrade_configs:
+            if uc.upgrade_type == "CONNECT":
+                uc.ClearField("connect_config")
+        r.route.host_rewrite_literal = tunnel_authority(tunnel)
+    return r
+
+
+def _auto_port_tunnel(ctx: RouteContext, svc: Service, port: int) -> Any | None:
+    """The tunnel for CONNECTs to a service port of sniffed protocol: istiod's auto ports keep a TCP
+    chain (with the tunnel) beside the HTTP one. HTTP ports get none: istiod tunnels TCP listeners only."""
+    if not any(sp.port == port and sp.protocol is Protocol.AUTO for sp in svc.ports):
+        return None
+    return tunnel_settings(ctx.destination_rule(svc.hostname), None)
+
+
 # --- wire encoding of the default virtual hosts --------------------------------------------------
 # A 1,000-service sidecar table is ~1,000 default virtual hosts (CONNECT + default route each): built
 # through the protobuf API they were most of RDS. They are assembled as wire bytes from prototypes cut
@@ -865,10 +914,16 @@ def _default_vhost_bytes(ctx: RouteContext, d: _DefaultVHost, svc: Service, doma
         ("default_route_segments",), lambda: _prototype_segments(_default_route_prototype(snapshot))
     )
     ch = hash_for_service(ctx, svc, d.port)
+    tunnel = _auto_port_tunnel(ctx, svc, d.port)
+    connect = (
+        _route_bytes(_CONNECT_SEGMENTS, d.cluster)
+        if tunnel is None
+        else forward_connect(connect_route(d.cluster), tunnel).SerializeToString(deterministic=True)
+    )
     out = (
         _ld(_T_VH_NAME, d.name.encode())
         + b"".join(_ld(_T_VH_DOMAINS, x.encode()) for x in domains)
-        + _ld(_T_VH_ROUTES, _route_bytes(_CONNECT_SEGMENTS, d.cluster))
+        + _ld(_T_VH_ROUTES, connect)
         + _ld(
             _T_VH_ROUTES,
             _route_bytes(segments, d.cluster, _hash_policy_bytes(snapshot, ch), f"{d.name}/*"),
@@ -981,7 +1036,8 @@ class _DefaultVHost:
     alts: frozenset[str]
     with_port: list[str]  # those with `:port` (a non-80 port's vhost has only these)
     lowered: frozenset[str]  # the vhost's domains lower-cased, when distinct (else empty)
-    encoded: dict[int | None, bytes] = field(default_factory=dict)  # all domains kept, by id(hash)
+    # All domains kept, by (id(hash), id(tunnel)).
+    encoded: dict[tuple[int | None, int | None], bytes] = field(default_factory=dict)
 
     @property
     def domains(self) -> list[str]:
@@ -1182,7 +1238,8 @@ def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]
             name=name, domains=kept, include_request_attempt_count=counts_attempts(ctx.snapshot)
         )
         if svc is not None and len(w.services) == 1:
-            vh.routes.append(connect_route(naming.outbound_cluster(w.port, "", svc.hostname)))
+            connect = connect_route(naming.outbound_cluster(w.port, "", svc.hostname))
+            vh.routes.append(forward_connect(connect, _auto_port_tunnel(ctx, svc, w.port)))
         vh.routes.extend(w.routes)
         if svc is not None and headless.pins_pods(svc):
             _pin_pods(ctx, vh, svc, w.port)
@@ -1211,7 +1268,9 @@ def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]
                 # Nothing to drop (the usual case): every scope of the snapshot gets the same bytes.
                 used_domains.update(d.lowered)
                 ch = hash_for_service(ctx, svc, d.port)
-                hkey = id(ch) if ch is not None else None
+                # The bytes depend on the rule's hash and (auto ports) tunnel, both per-scope lookups.
+                tunnel = _auto_port_tunnel(ctx, svc, d.port)
+                hkey = (id(ch) if ch is not None else None, id(tunnel) if tunnel is not None else None)
                 encoded = d.encoded.get(hkey)
                 if encoded is None:
                     encoded = d.encoded[hkey] = _ld(
@@ -1319,7 +1378,7 @@ def _single_tunnel(ctx: RouteContext, cluster: str, host: str, subset: str | Non
     hp = _tcp_hash_policy(ctx, host, subset)
     if hp is not None:
         r.route.hash_policy.append(hp)
-    return r
+    return forward_connect(r, tunnel_settings(ctx.destination_rule(host), subset))
 
 
 def _tunnel_to(ctx: RouteContext, rule: Any, port: int) -> RC.Route:
@@ -1334,7 +1393,10 @@ def _tunnel_to(ctx: RouteContext, rule: Any, port: int) -> RC.Route:
             r.route.weighted_clusters.clusters.add(
                 name=destination_cluster(d.destination, ctx.services, port), weight=p.u32(int(d.weight))
             )
-    return r
+    # buildOutboundNetworkFiltersWithWeightedClusters: the first destination's rule, top level only (a
+    # subset's tunnel cannot follow one of several clusters).
+    dr = ctx.destination_rule(dests[0].destination.host) if dests else None
+    return forward_connect(r, tunnel_settings(dr, None))
 
 
 def tunnel_route(
