@@ -154,9 +154,21 @@ class PrivateKeyProvider(ApiModel):
     qat: Qat | None = None
 
 
-class ProxyHeaders(ExtraAllowedModel):
-    """forwardedClientCert, requestId, server, attemptCount, envoyDebugHeaders, metadataExchangeHeaders,
-    setCurrentClientCertDetails, preserveHttp1HeaderCase, xForwardedHost, xForwardedPort, ..."""
+class XForwardedHost(ApiModel):
+    """ProxyHeaders.XForwardedHost: off unless enabled (istiod's GetProxyHeadersFromProxyConfig)."""
+
+    enabled: bool | None = None
+
+
+class XForwardedPort(ApiModel):
+    """ProxyHeaders.XForwardedPort: off unless enabled."""
+
+    enabled: bool | None = None
+
+
+class ProxyHeaders(ApiModel):
+    """istio.mesh.v1alpha1.ProxyConfig.ProxyHeaders, every field of the proto: unknown fields are rejected
+    (a typo must not pass as a setting that is silently ignored)."""
 
     forwarded_client_cert: ForwardClientCertDetails | None = None
     request_id: Struct | None = None
@@ -166,6 +178,8 @@ class ProxyHeaders(ExtraAllowedModel):
     metadata_exchange_headers: Struct | None = None
     set_current_client_cert_details: XfccDetails | None = None
     preserve_http1_header_case: bool | None = None
+    x_forwarded_host: XForwardedHost | None = None
+    x_forwarded_port: XForwardedPort | None = None
 
 
 class MeshProxyConfig(ApiModel):

@@ -121,9 +121,12 @@ TRANSLATED_FIELDS: dict[str, dict[str, set[str]]] = {
         # Sidecar and gateway connection managers (istiod's GetProxyHeadersFromProxyConfig).
         # metadataExchangeHeaders: Isthmus never adds x-envoy-peer-metadata(-id) (plain Envoy has no
         # istio.metadata_exchange filter), so IN_MESH, "never send them out of the mesh", always holds.
+        # preserveHttp1HeaderCase: HCMs and HTTP/1 upstream clusters; xForwardedPort: HCMs; xForwardedHost:
+        # the sidecar's ALLOW_ANY passthrough route (istiod's buildCatchAllVirtualHost).
         "spec.defaultConfig.proxyHeaders": {
             "server", "forwardedClientCert", "setCurrentClientCertDetails", "requestId", "envoyDebugHeaders",
-            "metadataExchangeHeaders", "attemptCount",
+            "metadataExchangeHeaders", "attemptCount", "preserveHttp1HeaderCase", "xForwardedHost",
+            "xForwardedPort",
         },
         # istio-agent settings the local agent honours.
         "spec.defaultConfig.proxyMetadata": {

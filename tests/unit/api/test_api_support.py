@@ -210,11 +210,14 @@ spec:
       server: {disabled: true}
       requestId: {disabled: true}
       forwardedClientCert: SANITIZE
-      %s
+      preserveHttp1HeaderCase: true
+      xForwardedHost: {enabled: true}
+      xForwardedPort: {enabled: true}
+    %s
 """
     (ok,) = load_text(mesh % "", "mesh.yaml")
     assert check_supported(ok) == []
-    (bad,) = load_text(mesh % "preserveHttp1HeaderCase: true", "mesh.yaml")
+    (bad,) = load_text(mesh % "concurrency: 2", "mesh.yaml")
     assert [e.message for e in check_supported(bad)] == [
-        "spec.defaultConfig.proxyHeaders.preserveHttp1HeaderCase is not supported yet"
+        "spec.defaultConfig.concurrency is not supported yet"
     ]

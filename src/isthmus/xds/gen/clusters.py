@@ -15,7 +15,7 @@ from isthmus.model.destination_rules import EffectivePolicy, MergedDestinationRu
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import InboundPort, Snapshot
 from isthmus.registry.types import Protocol, Resolution, Service, ServicePort
-from isthmus.xds.gen import headless, locality, naming, tls
+from isthmus.xds.gen import headless, locality, naming, proxy_headers, tls
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen import traffic_policy as tp
 from isthmus.xds.gen.endpoints import INLINE_ASSIGNMENT, load_assignment, packed_assignment
@@ -196,6 +196,10 @@ def _build_base(snapshot: Snapshot, proxy: Proxy, spec: ClusterSpec) -> p.cluste
     tp.apply_outlier_detection(c, opts, spec.policy.outlier_detection)
     if spec.port.protocol.is_http or spec.port.protocol is Protocol.AUTO:
         tp.set_protocol(opts, spec.port, spec.policy, proxy.kind == "sidecar", mesh.h2_upgrade_policy)
+        http = spec.policy.connection_pool.http if spec.policy.connection_pool is not None else None
+        ucp = http is not None and bool(http.use_client_protocol)
+        if proxy_headers.upstream_preserves_case(snapshot, True, ucp):
+            proxy_headers.preserve_upstream_header_case(opts)
         c.typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].CopyFrom(
             p.pack(opts)
         )
@@ -271,10 +275,22 @@ def build_inbound_cluster(snapshot: Snapshot, proxy: Proxy, inbound: InboundPort
         tp.use_downstream_protocol(opts)
     else:
         opts.explicit_http_config.http_protocol_options.SetInParent()
+    if _inbound_preserves_case(snapshot, inbound.protocol, pool):
+        proxy_headers.preserve_upstream_header_case(opts)
     c.typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].CopyFrom(
         p.pack(opts)
     )
     return c
+
+
+def _inbound_preserves_case(snapshot: Snapshot, protocol: Protocol, pool: Any | None) -> bool:
+    """proxyHeaders preserveHttp1HeaderCase on `inbound|port||` (istiod's buildInboundCluster goes through
+    setUpstreamProtocol too): HTTP/1 and sniffed ports. On a sniffed port a pool's useClientProtocol makes
+    applyConnectionPool's setUseDownstreamProtocol replace the HTTP/1 options with empty ones."""
+    http1 = protocol is Protocol.AUTO or (protocol.is_http and not protocol.is_http2)
+    http = pool.http if pool is not None else None
+    ucp = protocol is Protocol.AUTO and http is not None and bool(http.use_client_protocol)
+    return proxy_headers.upstream_preserves_case(snapshot, http1, ucp)
 
 
 def _sidecar_inbound_pool(snapshot: Snapshot, proxy: Proxy, port: int) -> Any | None:

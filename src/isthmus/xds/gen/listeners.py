@@ -20,7 +20,7 @@ from isthmus.model.snapshot import InboundPort, Snapshot
 from isthmus.registry.types import Protocol
 from isthmus.telemetry import envoy as telemetry
 from isthmus.telemetry.tracing import configure_hcm as configure_tracing
-from isthmus.xds.gen import authz, gateway, naming, tls
+from isthmus.xds.gen import authz, gateway, naming, proxy_headers, tls
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen.clusters import dns_cache_config
 from isthmus.xds.gen.guard import guarded
@@ -160,6 +160,7 @@ def _hcm(
     # Outbound leaves XFCC at Envoy's default (SANITIZE), as istiod's outbound and HTTP proxy listeners.
     sidecar_outbound = direction == "outbound" and not gateway
     _server_and_request_id(m, headers, default_server_name="" if sidecar_outbound else INBOUND_SERVER_NAME)
+    _forwarded_port_and_header_case(m, snapshot)
     # istiod sets HTTP/2 options on inbound HCMs of HTTP/2 ports only (HTTP2, GRPC, GRPC-Web).
     if port_protocol is None or port_protocol.is_http2:
         m.http2_protocol_options.SetInParent()
@@ -214,6 +215,14 @@ def _server_and_request_id(
             m.server_name = name
     if headers is not None and _disabled(headers.request_id):
         m.generate_request_id.value = False
+
+
+def _forwarded_port_and_header_case(m: p.hcm.HttpConnectionManager, snapshot: Snapshot) -> None:
+    """proxyHeaders xForwardedPort and preserveHttp1HeaderCase, on every HCM (istiod's
+    buildHTTPConnectionManager; the formatter replaces the whole HTTP/1 options, as there)."""
+    m.append_x_forwarded_port = proxy_headers.appends_x_forwarded_port(snapshot)
+    if proxy_headers.preserves_header_case(snapshot):
+        m.http_protocol_options.CopyFrom(proxy_headers.PRESERVE_CASE_HTTP1)
 
 
 def _filter(name: str, config: Any) -> p.listener_components.Filter:

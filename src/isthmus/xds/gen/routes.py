@@ -29,7 +29,7 @@ from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import InboundPort, Snapshot
 from isthmus.model.virtual_services import MESH_GATEWAY, VirtualServiceEntry
 from isthmus.registry.types import Protocol, Service, ServicePort
-from isthmus.xds.gen import authz, headless, naming
+from isthmus.xds.gen import authz, headless, naming, proxy_headers
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen.guard import guarded
 from isthmus.xds.gen.scope import same_imports, scope_key
@@ -1457,13 +1457,15 @@ _PROXY_PORT_ROUTES = _proxy_port_routes()
 
 
 def catch_all_vhost(
-    policy: str, egress_cluster: str | None = None, attempt_count: bool = True
+    policy: str, egress_cluster: str | None = None, attempt_count: bool = True, x_forwarded_host: bool = False
 ) -> RC.VirtualHost:
     """istiod's BuildCatchAllVirtualHost: REGISTRY_ONLY answers 502 itself (`block_all`); ALLOW_ANY sends
     to the PassthroughCluster, or to the Sidecar's egressProxy, with no timeout (`allow_any`). Both count
     attempts (`x-envoy-attempt-count`) as every sidecar outbound virtual host does (`attempt_count`: unless
     proxyHeaders turn it off). CONNECT tunnels are
-    refused or passed through the same way, and passthrough never reaches a sidecar's own ports."""
+    refused or passed through the same way, and passthrough never reaches a sidecar's own ports.
+    `x_forwarded_host` (proxyHeaders xForwardedHost) sets append_x_forwarded_host on the passthrough route,
+    the one route istiod sets it on."""
     if policy == "REGISTRY_ONLY":
         vh = RC.VirtualHost(
             name=naming.BLOCK_ALL_VHOST, domains=["*"], include_request_attempt_count=attempt_count
@@ -1486,6 +1488,7 @@ def catch_all_vhost(
     r.route.cluster = cluster
     r.route.timeout.CopyFrom(p.duration(0))
     r.route.max_grpc_timeout.CopyFrom(p.duration(0))
+    r.route.append_x_forwarded_host = x_forwarded_host
     return vh
 
 
@@ -1529,14 +1532,15 @@ def _sidecar_vhost_fields(snapshot: Snapshot, proxy: Proxy) -> list[bytes]:
     egress = None
     if scope.egress_proxy is not None and scope.egress_proxy.host:
         egress = destination_cluster(scope.egress_proxy, ctx.services, 80)
+    xfh = proxy_headers.appends_x_forwarded_host(snapshot)
     vhosts.append(
         snapshot.memo(
             ("catch_all_vhost", scope.outbound_policy, egress),
             lambda: _ld(
                 _T_RC_VHOSTS,
-                catch_all_vhost(scope.outbound_policy, egress, counts_attempts(snapshot)).SerializeToString(
-                    deterministic=True
-                ),
+                catch_all_vhost(
+                    scope.outbound_policy, egress, counts_attempts(snapshot), xfh
+                ).SerializeToString(deterministic=True),
             ),
         )
     )
