@@ -55,7 +55,10 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "spec.http[].fault.abort.http2Error": ISTIO_IGNORES,
     },
     "Sidecar": {
-        "spec.ingress": "Sidecar ingress listeners are not translated yet (inbound ports come from the Workload)",
+        "spec.ingress[].bind": (
+            "a sidecar listens on its own pod address (<podIP>:<port>); other loopback addresses belong to "
+            "other pods"
+        ),
         "spec.egress[].bind": "egress listeners bind nothing of their own: the sidecar's outbound port is 15001",
         "spec.egress[].captureMode": "there is no traffic capture: apps use the sidecar as an HTTP proxy",
     },
@@ -211,6 +214,14 @@ def check_supported(resource: Resource) -> list[ConfigError]:
             if problem:
                 path = f"spec.servers[{i}].tls.mode"
                 errors.append(ConfigError(line=resource.line_of(path), message=f"{path}: {problem}", **ident))
+    if resource.kind == "Sidecar":
+        # captureMode NONE (and DEFAULT: an Isthmus sidecar's own mode) is what every inbound port gets: a
+        # listener bound to <podIP>:<port>. IPTABLES asks for interception, which does not exist here.
+        for i, ingress in enumerate((data.get("spec") or {}).get("ingress") or []):
+            if ingress.get("captureMode") == "IPTABLES":
+                path = f"spec.ingress[{i}].captureMode"
+                message = f"{path}: IPTABLES is not supported: there is no traffic capture, the sidecar binds the port"
+                errors.append(ConfigError(line=resource.line_of(path), message=message, **ident))
     if resource.kind == "VirtualService":
         spec = data.get("spec") or {}
         gateways = spec.get("gateways") or ["mesh"]

@@ -19,15 +19,82 @@ from isthmus.model.sidecar_scope import SidecarScope, build_scope, select_candid
 from isthmus.model.virtual_services import MESH_GATEWAY, VirtualServiceEntry, VirtualServiceIndex
 from isthmus.model.visibility import is_visible, normalize
 from isthmus.registry.build import Registry, build_registry, update_registry
-from isthmus.registry.types import Pod, Protocol, Service, ServicePort
+from isthmus.registry.types import Pod, Protocol, Service, ServicePort, parse_protocol
 
 
 @dataclass(frozen=True)
 class InboundPort:
     port: int  # the target port the sidecar listens on, on the pod address
-    protocol: Protocol
-    app_port: int  # where the app listens, on 127.0.0.1
+    protocol: Protocol  # for a Sidecar ingress port with `tls`, the protocol after TLS termination
+    app_port: int  # where the app listens, on 127.0.0.1 (0 when `app_address` is a unix socket)
     services: tuple[tuple[Service, ServicePort], ...] = ()
+    # Where the inbound cluster sends traffic: 127.0.0.1 (the app's private port), or `unix:///path`.
+    app_address: str = "127.0.0.1"
+    # Set for a port built from a Sidecar's `ingress` listener (istiod's sidecar inboundChainConfig).
+    sidecar: Config | None = None
+    tls: Any | None = None  # that listener's ServerTLSSettings
+
+    @property
+    def sidecar_host(self) -> str | None:
+        """istiod's synthetic telemetry hostname for a Sidecar ingress chain: `<sidecar name>.<namespace>`."""
+        return f"{self.sidecar.name}.{self.sidecar.namespace}" if self.sidecar is not None else None
+
+
+UNIX_PREFIX = "unix://"
+# Ports an Isthmus sidecar already binds on its pod address (admin, outbound, health, Prometheus): a
+# Sidecar ingress port on one of them is skipped, as istiod's CanBindToPort skips ports of static
+# listeners (conflictWithReservedListener).
+RESERVED_SIDECAR_PORTS = {15000: "admin", 15001: "outbound", 15021: "health", 15090: "Prometheus"}
+
+
+def _services_on_port(
+    pod: Pod, services: Iterable[Service], target: int
+) -> tuple[tuple[Service, ServicePort], ...]:
+    """The (service, port) pairs that send to this target port of the pod (named target ports resolved)."""
+    matched: list[tuple[Service, ServicePort]] = []
+    for svc in services:
+        for sp in svc.ports:
+            resolved = (
+                sp.target_port if sp.target_port_name is None else pod.named_ports.get(sp.target_port_name)
+            )
+            if resolved == target:
+                matched.append((svc, sp))
+    return tuple(matched)
+
+
+def _after_tls_termination(protocol: Protocol) -> Protocol:
+    """istiod's Instance.AfterTLSTermination: what a port carries once the sidecar terminated its TLS."""
+    return {Protocol.HTTPS: Protocol.HTTP, Protocol.TLS: Protocol.TCP}.get(protocol, protocol)
+
+
+def _ingress_endpoint(ingress: Any, pod: Pod) -> tuple[str, int]:
+    """Where a Sidecar ingress listener forwards: (address, app port). istiod's
+    buildInboundClustersFromSidecar sends `127.0.0.1:P`/`[::1]:P` to localhost and `0.0.0.0:P`/`[::]:P`
+    to the pod IP, port P; without a defaultEndpoint, to the original destination (the same port). An
+    Isthmus app listens on 127.0.0.1 only, on the private port ISTHMUS_PORTS gives for each of its
+    Workload's ports: every form names the app's port P as the pod sees it, so all map to 127.0.0.1 and
+    ISTHMUS_PORTS[P]. Raises ValueError when P is not a Workload port (the app has nothing there)."""
+    endpoint = ingress.default_endpoint or ""
+    if endpoint.startswith(UNIX_PREFIX):
+        return endpoint, 0
+    target = int(endpoint.rpartition(":")[2]) if endpoint else int(ingress.port.number)
+    app_port = pod.app_ports.get(target)
+    if app_port is None and endpoint and target in pod.app_ports.values():
+        # The app's actual private port, named literally: the app does listen there, on 127.0.0.1.
+        app_port = target
+    if app_port is None:
+        declared = ", ".join(str(p) for p in sorted(pod.app_ports)) or "none"
+        what = (
+            f"defaultEndpoint {endpoint}"
+            if endpoint
+            else f"port {target} (no defaultEndpoint: the same port)"
+        )
+        raise ValueError(
+            f"{what}: {target} is not a port of Workload {pod.namespace}/{pod.workload or pod.name} "
+            f"(spec.ports: {declared}), so its app has no private port there; add {target} to the "
+            "Workload's ports or point defaultEndpoint at one of them"
+        )
+    return "127.0.0.1", app_port
 
 
 def _by_kind(configs: Iterable[Config]) -> dict[str, list[Config]]:
@@ -222,24 +289,62 @@ class Snapshot:
         pod = self.pod(proxy)
         if pod is None:
             return []
+        sidecar = self.sidecar_resource(proxy)
+        if sidecar is not None and sidecar.spec.ingress:
+            # istiod's buildInboundChainConfigs: a Sidecar with ingress listeners replaces the service
+            # ports (PILOT_ALLOW_SIDECAR_SERVICE_INBOUND_LISTENER_MERGE off, its default).
+            return self.memo(
+                ("ingress_ports", proxy.ip, pod.namespace, pod.name, sidecar.key),
+                lambda: self._ingress_ports(proxy, pod, sidecar),
+            )
         services = self.registry.services_selecting(pod)
         out = []
         for target, app_port in sorted(pod.app_ports.items()):
-            matched: list[tuple[Service, ServicePort]] = []
-            for svc in services:
-                for sp in svc.ports:
-                    resolved = (
-                        sp.target_port
-                        if sp.target_port_name is None
-                        else pod.named_ports.get(sp.target_port_name)
-                    )
-                    if resolved == target:
-                        matched.append((svc, sp))
+            matched = _services_on_port(pod, services, target)
             protocol = matched[0][1].protocol if matched else Protocol.AUTO
-            out.append(
-                InboundPort(port=target, protocol=protocol, app_port=app_port, services=tuple(matched))
-            )
+            out.append(InboundPort(port=target, protocol=protocol, app_port=app_port, services=matched))
         return out
+
+    def _ingress_ports(self, proxy: Proxy, pod: Pod, sidecar: Config) -> list[InboundPort]:
+        """One inbound port per Sidecar ingress listener, sorted by port (istiod's stable chain order).
+        A listener that cannot be served is left out and reported, as generators report failures."""
+        services = self.registry.services_selecting(pod)
+        by_port: dict[int, InboundPort] = {}
+        for i, ingress in enumerate(sidecar.spec.ingress):
+            number = int(ingress.port.number)
+            where = f"Sidecar {sidecar.namespace}/{sidecar.name} spec.ingress[{i}]"
+            if number in by_port:
+                continue  # validation refuses duplicates; istiod keeps the first (reportInboundConflict)
+            if number in RESERVED_SIDECAR_PORTS:
+                self._ingress_error(
+                    proxy,
+                    number,
+                    f"{where}: port {number} is the sidecar's {RESERVED_SIDECAR_PORTS[number]} port",
+                )
+                continue
+            try:
+                address, app_port = _ingress_endpoint(ingress, pod)
+            except ValueError as exc:
+                self._ingress_error(proxy, number, f"{where}: {exc}")
+                continue
+            protocol = parse_protocol(ingress.port.protocol)
+            if ingress.tls is not None:
+                protocol = _after_tls_termination(protocol)
+            by_port[number] = InboundPort(
+                port=number,
+                protocol=protocol,
+                app_port=app_port,
+                services=_services_on_port(pod, services, number),
+                app_address=address,
+                sidecar=sidecar,
+                tls=ingress.tls,
+            )
+        return [by_port[n] for n in sorted(by_port)]
+
+    def _ingress_error(self, proxy: Proxy, port: int, message: str) -> None:
+        # Named like the listener generators would report it, so it stays reported across
+        # VirtualService-only snapshots (generator._listeners carries `listener <ip>_` errors over).
+        self.generation_errors.setdefault(f"listener {proxy.ip}_{port}", message)
 
     def gateway_servers(self, proxy: Proxy) -> list[GatewayServer]:
         pod = self.pod(proxy)

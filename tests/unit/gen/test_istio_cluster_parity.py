@@ -318,21 +318,6 @@ def web_sidecar(spec: dict) -> str:
             OVERRIDE_POOL,
             id="sidecar per-port rules with destination rule default",
         ),
-        pytest.param(
-            BASIC_POOL,
-            {
-                "ingress": [
-                    {
-                        "port": {"number": 9999, "protocol": "HTTP", "name": "http"},
-                        "defaultEndpoint": "127.0.0.1:40005",
-                        "connectionPool": OVERRIDE_POOL,
-                    }
-                ]
-            },
-            BASIC_POOL,
-            BASIC_POOL,
-            id="sidecar per-port rules for another port",
-        ),
     ],
 )
 def test_connection_pool_settings(
@@ -342,6 +327,21 @@ def test_connection_pool_settings(
     cs = clusters(snapshot(*docs), sidecar())
     assert_pool(cs[f"outbound|80||{WEB}"], want_outbound)
     assert_pool(cs["inbound|8080||"], want_inbound)
+
+
+def test_sidecar_ingress_on_another_port_replaces_the_service_port() -> None:
+    """A Sidecar whose ingress lists only port 9999: istiod's buildInboundClustersFromSidecar builds the
+    inbound clusters from the ingress listeners alone, so `inbound|9999||` carries the ingress pool and
+    the service port's `inbound|8080||` is gone (the outbound side keeps the DestinationRule's)."""
+    ingress = {
+        "port": {"number": 9999, "protocol": "HTTP", "name": "http"},
+        "defaultEndpoint": "127.0.0.1:8080",
+    }
+    docs = [wildcard_dr(BASIC_POOL), web_sidecar({"ingress": [ingress | {"connectionPool": OVERRIDE_POOL}]})]
+    cs = clusters(snapshot(*docs), sidecar())
+    assert_pool(cs[f"outbound|80||{WEB}"], BASIC_POOL)
+    assert_pool(cs["inbound|9999||"], OVERRIDE_POOL)
+    assert "inbound|8080||" not in cs
 
 
 @pytest.mark.parametrize(("port", "expected"), [(80, 100), (8080, 1000)])

@@ -250,11 +250,11 @@ def build_inbound_cluster(snapshot: Snapshot, proxy: Proxy, inbound: InboundPort
         connect_timeout=p.duration(snapshot.mesh.connect_timeout_s),
     )
     c.load_assignment.cluster_name = name
-    c.load_assignment.endpoints.add().lb_endpoints.add().endpoint.address.CopyFrom(
-        p.socket_address("127.0.0.1", inbound.app_port)
-    )
+    c.load_assignment.endpoints.add().lb_endpoints.add().endpoint.address.CopyFrom(_inbound_address(inbound))
     c.common_lb_config.SetInParent()
     pool = None
+    if not inbound.services and inbound.sidecar is not None:
+        _sidecar_ingress_metadata(c, inbound)
     if inbound.services:
         svc, sp = inbound.services[0]
         _inbound_metadata(c, inbound)
@@ -293,6 +293,13 @@ def _inbound_preserves_case(snapshot: Snapshot, protocol: Protocol, pool: Any | 
     return proxy_headers.upstream_preserves_case(snapshot, http1, ucp)
 
 
+def _inbound_address(inbound: InboundPort) -> Any:
+    """The app: 127.0.0.1 on its private port, or a Sidecar ingress defaultEndpoint's unix socket."""
+    if inbound.app_address.startswith("unix://"):
+        return p.address.Address(pipe=p.address.Pipe(path=inbound.app_address[len("unix://") :]))
+    return p.socket_address(inbound.app_address, inbound.app_port)
+
+
 def _sidecar_inbound_pool(snapshot: Snapshot, proxy: Proxy, port: int) -> Any | None:
     """istiod's InboundConnectionPoolForPort: the ingress listener's pool for that port, else the Sidecar's
     inboundConnectionPool."""
@@ -314,6 +321,15 @@ def _inbound_metadata(c: p.cluster.Cluster, inbound: InboundPort) -> None:
             continue
         seen.add(svc.hostname)
         _add_service(services, svc)
+
+
+def _sidecar_ingress_metadata(c: p.cluster.Cluster, inbound: InboundPort) -> None:
+    """istiod's findOrCreateService: a Sidecar ingress port that no service targets is described by a
+    synthetic service named after the Sidecar (`<name>.<namespace>`)."""
+    entry = c.metadata.filter_metadata["istio"].fields["services"].list_value.values.add().struct_value.fields
+    entry["host"].string_value = inbound.sidecar_host or ""
+    entry["name"].string_value = inbound.sidecar.name if inbound.sidecar is not None else ""
+    entry["namespace"].string_value = inbound.sidecar.namespace if inbound.sidecar is not None else ""
 
 
 def _add_service(values: Any, svc: Service) -> None:

@@ -9,6 +9,7 @@ listener naming `<ip>_<port>`), and forwards to the app on 127.0.0.1.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
 from envoy.extensions.filters.http.grpc_web.v3 import grpc_web_pb2
@@ -324,7 +325,12 @@ def inbound_listener(snapshot: Snapshot, proxy: Proxy, inbound: InboundPort) -> 
     http, auto = inbound.protocol.is_http, inbound.protocol is Protocol.AUTO
     mtls_http = tls.inbound_tls_context(snapshot, http=True)
     mtls_tcp = tls.inbound_tls_context(snapshot, http=False)
-    if mode == authn.STRICT:
+    if inbound.tls is not None and mode == authn.DISABLE:
+        # A Sidecar ingress port with its own TLS (istiod with ENABLE_TLS_ON_SIDECAR_INGRESS, as its tests
+        # run): only where mesh mTLS is off; one TLS chain terminating with the given certificates.
+        context = _sidecar_ingress_tls_context(snapshot, inbound)
+        _chain(lst, name, hcm() if http else tcp(), transport="tls", tls_context=context)
+    elif mode == authn.STRICT:
         if http:
             _chain(lst, name, hcm(), transport="tls", tls_context=mtls_http)
         elif auto:
@@ -354,10 +360,26 @@ def inbound_listener(snapshot: Snapshot, proxy: Proxy, inbound: InboundPort) -> 
             _chain(lst, name, tcp(), transport="raw_buffer")
         else:
             _chain(lst, name, tcp(), transport="raw_buffer")
+    if inbound.sidecar is not None:
+        _sidecar_chain_metadata(lst, inbound.sidecar)
     _add_listener_filters(lst)
     lst.listener_filters_timeout.CopyFrom(p.duration(snapshot.mesh.protocol_detection_timeout_s))
     lst.continue_on_listener_filters_timeout = True
     return lst
+
+
+def _sidecar_ingress_tls_context(snapshot: Snapshot, inbound: InboundPort) -> Any:
+    """istiod's BuildListenerTLSContext for a Sidecar ingress `tls` (the gateway server function, with
+    MeshConfig tlsDefaults and the cipher filter): file certificates over SDS (`file-cert:`/`file-root:`)."""
+    server = SimpleNamespace(server=SimpleNamespace(tls=inbound.tls), serves_http=inbound.protocol.is_http)
+    return gateway.server_tls_context(server, snapshot.mesh.tls_defaults)  # type: ignore[arg-type]
+
+
+def _sidecar_chain_metadata(lst: p.listener.Listener, sidecar: Any) -> None:
+    """istiod's BuildConfigInfoMetadata on the chains a Sidecar ingress listener made."""
+    path = f"/apis/networking.istio.io/v1/namespaces/{sidecar.namespace}/sidecar/{sidecar.name}"
+    for chain in lst.filter_chains:
+        chain.metadata.filter_metadata["istio"].fields["config"].string_value = path
 
 
 def _add_listener_filters(lst: p.listener.Listener) -> None:

@@ -1703,7 +1703,10 @@ def inbound_route_config(
     if not inbound.protocol.is_http2 or inbound.protocol is Protocol.HTTP2:
         action.retry_policy.CopyFrom(RC.RetryPolicy(num_retries=p.u32(2), retry_on="reset-before-request"))
     r = RC.Route(name=naming.DEFAULT_ROUTE, match=RC.RouteMatch(prefix="/"), route=action)
-    if inbound.services:
+    if inbound.sidecar_host is not None:
+        # A Sidecar ingress chain's telemetry host (istiod's TraceOperation on its inboundChainConfig).
+        r.decorator.operation = f"{inbound.sidecar_host}:{inbound.port}/*"
+    elif inbound.services:
         svc, sp = inbound.services[0]
         r.decorator.operation = f"{svc.hostname}:{sp.port}/*"
     else:
