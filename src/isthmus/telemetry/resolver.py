@@ -181,10 +181,20 @@ class SnapshotResolver:
             pass
         info = None
         for inbound in self.snapshot.inbound_ports(proxy):
-            if inbound.port == port and inbound.services:
+            if inbound.port != port:
+                continue
+            if inbound.services:
                 svc = inbound.services[0][0]
                 name = svc.name if svc.is_kubernetes else svc.hostname
                 info = ServiceInfo(host=svc.hostname, name=name, namespace=svc.namespace)
-                break
+            elif inbound.sidecar is not None:
+                # A Sidecar ingress port no service targets: istiod's findOrCreateService names it after
+                # the Sidecar (`<name>.<namespace>`), and istio-proxy reports that service.
+                info = ServiceInfo(
+                    host=f"{inbound.sidecar.name}.{inbound.sidecar.namespace}",
+                    name=inbound.sidecar.name,
+                    namespace=inbound.sidecar.namespace,
+                )
+            break
         self._inbound[key] = info
         return info

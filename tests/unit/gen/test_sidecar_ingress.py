@@ -408,6 +408,14 @@ def test_cluster_telemetry_metadata() -> None:
     assert services == [{"host": "sidecar.default", "name": "sidecar", "namespace": "default"}]
     ports = {ib.port: ib for ib in snap(*docs).inbound_ports(proxy())}
     assert [s.name for s, _ in ports[9080].services] == ["foo"] and not ports[7070].services
+    # The metrics' destination_service on those ports is the same service (istio-proxy reads it there).
+    from isthmus.telemetry.resolver import ServiceInfo, SnapshotResolver
+
+    resolver = SnapshotResolver(snap(*docs))
+    assert resolver.inbound_service(proxy(), 7070) == ServiceInfo("sidecar.default", "sidecar", "default")
+    assert resolver.inbound_service(proxy(), 9080) == ServiceInfo(
+        "foo.default.svc.cluster.local", "foo", "default"
+    )
 
 
 def test_auto_protocol_port_uses_downstream_protocol() -> None:
