@@ -29,6 +29,11 @@ Isthmus' own checks (mistakes istioctl does not catch) use the ``ISM`` range:
     never applies.
 ``ISM0006`` ResourceNotAnalyzed (Info)
     A document of a kind Isthmus does not model (ConfigMap, Node, ...) was skipped.
+``ISM0007`` SidecarIngressNotServed (Warning)
+    A Sidecar ingress listener that a pod it applies to cannot serve: its defaultEndpoint (or, without
+    one, its own port) is not a port of the pod's Workload, so the app has no private port there, or the
+    port is one of the sidecar's own (15000, 15001, 15021, 15090). The running mesh leaves the listener
+    out for that pod.
 """
 
 from __future__ import annotations
@@ -392,6 +397,13 @@ RouteToUndefinedServicePort = _t(
     "RouteToUndefinedServicePort",
     "Warning",
     "A route sends traffic to, or matches, a port the service does not define.",
+    "{}",
+)
+SidecarIngressNotServed = _t(
+    "ISM0007",
+    "SidecarIngressNotServed",
+    "Warning",
+    "A Sidecar ingress listener cannot be served by a pod it applies to.",
     "{}",
 )
 ResourceNotAnalyzed = _t(

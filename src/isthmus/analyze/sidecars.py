@@ -6,6 +6,9 @@ istioctl's (``pkg/config/analysis/analyzers/sidecar``), which is one ``sidecar.S
 - IST0111 when several Sidecars of a namespace have no selector (the oldest is used);
 - IST0167 for a Sidecar in an ambient namespace, or whose selected pods all run in ambient mode.
 
+Isthmus' own ``sidecar.IngressEndpointAnalyzer``: ISM0007 for an ingress listener a selected pod cannot
+serve (its defaultEndpoint is no port of the pod's Workload, or its port is one of the sidecar's own).
+
 Isthmus' own ``sidecar.EgressHostAnalyzer``: IST0101 for an egress ``ns/host`` that names no service that
 namespace exports to the Sidecar's namespace (the listener then imports nothing), and for an
 ``outboundTrafficPolicy.egressProxy`` host that does not exist.
@@ -14,6 +17,7 @@ namespace exports to the Sidecar's namespace (the listener then imports nothing)
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 from isthmus.analyze import messages as m
 from isthmus.analyze.context import Context, selector_string
@@ -22,6 +26,9 @@ from isthmus.analyze.registry import analyzer
 from isthmus.api.paths import join
 from isthmus.config.store import Config
 from isthmus.model import hosts as h
+from isthmus.model.proxy import Proxy
+from isthmus.model.snapshot import RESERVED_SIDECAR_PORTS, ingress_endpoint
+from isthmus.registry.types import Pod
 
 
 def _selector(cfg: Config) -> dict[str, str]:
@@ -120,3 +127,48 @@ def egress_hosts(ctx: Context) -> None:
                 go_q(proxy.host),
                 field="spec.outboundTrafficPolicy.egressProxy.host",
             )
+
+
+@analyzer(
+    "sidecar.IngressEndpointAnalyzer",
+    "Checks that every pod a Sidecar with ingress listeners applies to can serve them",
+    ("ISM0007",),
+)
+def ingress_endpoints(ctx: Context) -> None:
+    """The check the running mesh makes per proxy (Snapshot._ingress_ports), ahead of time: one message
+    per listener and problem, whichever pods share it."""
+    if not any(cfg.spec.ingress for cfg in ctx.configs("Sidecar")):
+        return
+    seen: set[tuple[tuple[str, str, str], int, str]] = set()
+    for pod in ctx.pods:
+        if not pod.sidecar or pod.gateway:
+            continue
+        proxy = Proxy(
+            id=Proxy.node_id("sidecar", pod.ip, pod.name, pod.namespace), kind="sidecar", ip=pod.ip,
+            namespace=pod.namespace, instance=pod.name, workload=pod.workload, labels=dict(pod.labels),
+        )  # fmt: skip
+        cfg = ctx.snapshot.sidecar_resource(proxy)
+        if cfg is None or not cfg.spec.ingress:
+            continue
+        for i, ingress in enumerate(cfg.spec.ingress):
+            problem = _ingress_problem(ingress, pod)
+            if problem is None or (cfg.key, i, problem) in seen:
+                continue
+            seen.add((cfg.key, i, problem))
+            field = (
+                f"spec.ingress[{i}].defaultEndpoint"
+                if ingress.default_endpoint
+                else f"spec.ingress[{i}].port"
+            )
+            ctx.report(m.SidecarIngressNotServed, cfg, f"spec.ingress[{i}]: {problem}", field=field)
+
+
+def _ingress_problem(ingress: Any, pod: Pod) -> str | None:
+    number = int(ingress.port.number)
+    if number in RESERVED_SIDECAR_PORTS:
+        return f"port {number} is the sidecar's {RESERVED_SIDECAR_PORTS[number]} port"
+    try:
+        ingress_endpoint(ingress, pod)
+    except ValueError as exc:
+        return str(exc)
+    return None

@@ -67,7 +67,7 @@ def _after_tls_termination(protocol: Protocol) -> Protocol:
     return {Protocol.HTTPS: Protocol.HTTP, Protocol.TLS: Protocol.TCP}.get(protocol, protocol)
 
 
-def _ingress_endpoint(ingress: Any, pod: Pod) -> tuple[str, int]:
+def ingress_endpoint(ingress: Any, pod: Pod) -> tuple[str, int]:
     """Where a Sidecar ingress listener forwards: (address, app port). istiod's
     buildInboundClustersFromSidecar sends `127.0.0.1:P`/`[::1]:P` to localhost and `0.0.0.0:P`/`[::]:P`
     to the pod IP, port P; without a defaultEndpoint, to the original destination (the same port). An
@@ -323,7 +323,7 @@ class Snapshot:
                 )
                 continue
             try:
-                address, app_port = _ingress_endpoint(ingress, pod)
+                address, app_port = ingress_endpoint(ingress, pod)
             except ValueError as exc:
                 self._ingress_error(proxy, number, f"{where}: {exc}")
                 continue

@@ -1058,3 +1058,31 @@ def test_ist0140_ingress_route_rules_not_affected(analyze_yaml):
         "default/reviews-from-ingress requests"
     ]
     assert not codes(analyze_yaml(INGRESS_NO_SUBSET % ", subset: v1"), "IST0140")
+
+
+def test_ism0007_sidecar_ingress_not_served(analyze_yaml):
+    """A Sidecar ingress listener whose defaultEndpoint names no port of the selected Workload (the app
+    has no private port there), or whose port is the sidecar's own: the running mesh leaves it out."""
+    sidecar = """
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: reviews}
+spec:
+  workloadSelector: {labels: {app: reviews}}
+  ingress:
+  - port: {number: 7070, protocol: HTTP, name: http}
+    defaultEndpoint: 127.0.0.1:%s
+"""
+    found = codes(analyze_yaml(sidecar % "9999"), "ISM0007")
+    assert {m.resource for m in found} == {"Sidecar default/reviews"}
+    # One per Workload the Sidecar selects (reviews-v1, -v2, -v3), not one per pod.
+    assert sorted(m.message.split("Workload ")[1].split(" ")[0] for m in found) == [
+        "default/reviews-v1", "default/reviews-v2", "default/reviews-v3"]  # fmt: skip
+    assert all(
+        m.message.startswith("spec.ingress[0]: defaultEndpoint 127.0.0.1:9999: 9999 is not") for m in found
+    )
+    assert not codes(analyze_yaml(sidecar % "9080"), "ISM0007")
+    reserved = sidecar.replace("number: 7070", "number: 15001") % "9080"
+    assert [m.message for m in codes(analyze_yaml(reserved), "ISM0007")] == [
+        "spec.ingress[0]: port 15001 is the sidecar's outbound port"
+    ]
