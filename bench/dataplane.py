@@ -113,7 +113,7 @@ spec:
 MESHCONFIG = """apiVersion: isthmus.dev/v1alpha1
 kind: MeshConfig
 metadata: {name: mesh}
-spec: {defaultConfig: {tracing: {}}}
+spec: {defaultConfig: {tracing: {sampling: 1}}}
 """
 # Mesh-wide: no Istio metrics (and no access log), so the proxies carry no access logger at all.
 NO_METRICS = """apiVersion: telemetry.istio.io/v1
