@@ -17,7 +17,7 @@ Rows (each one is the path a request takes from the load generator):
                    HTTP_PROXY) -> mTLS -> echo's sidecar -> app. Generated config, mesh defaults:
                    gRPC access log to the control plane feeding Istio's metrics; no tracer (Istio's
                    default since 1.22).
-- 2 sc, tracing 1%: the same with MeshConfig `defaultConfig.tracing: {}`: the Zipkin tracer to the
+- 2 sc, tracing 1%: the same with MeshConfig `defaultConfig.tracing: {sampling: 1}`: the Zipkin tracer to the
                    built-in collector at Istio's 1% sampling (what the default was before).
 - 2 sc, no telemetry: also a mesh-wide Telemetry disabling every Istio metric, so the generated config
                    carries no access logger either: the mesh's routing and security without telemetry.
