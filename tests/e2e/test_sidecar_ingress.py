@@ -123,9 +123,15 @@ def test_ingress_port_reaches_the_app_over_mtls(mesh: MeshProcess) -> None:
 
 
 def test_ingress_replaces_the_workload_port(mesh: MeshProcess) -> None:
-    """The Workload's 8080 is no inbound port any more: nothing listens on <podIP>:8080."""
+    """The Workload's 8080 is no inbound port any more: nothing listens on <podIP>:8080, and `isthmus
+    status` shows the ingress ports as the sidecar's inbound ports and listeners."""
     with pytest.raises(OSError), socket.create_connection((app_ip(mesh), 8080), timeout=3):
         pass
+    proxy = mesh.proxy("app")
+    app_port = proxy["inbound"][0]["appPort"]
+    assert proxy["inbound"] == [{"port": 7070, "appPort": app_port}, {"port": 8443, "appPort": app_port}]
+    assert [lst["port"] for lst in proxy["listeners"]] == [7070, 8443]
+    assert mesh.instance("app")["ports"] == [{"port": 8080, "appPort": app_port}]
 
 
 def test_strict_and_authorization_apply_on_ingress_ports(mesh: MeshProcess) -> None:

@@ -51,8 +51,14 @@ def build_status(mesh: Mesh) -> dict[str, Any]:
             ]
             inbound: list[dict[str, Any]] = []
         else:
-            listeners = [{"port": t, "address": f"{s.ip}:{t}"} for t in sorted(s.app_ports)]
-            inbound = ports
+            # What the sidecar serves: the Workload's ports, or a Sidecar's ingress listeners instead (the
+            # declared ports while the snapshot does not know the pod yet).
+            served = snapshot.inbound_ports(proxy)
+            if served:
+                inbound = [{"port": ib.port, "appPort": ib.app_port} for ib in served]
+            else:
+                inbound = ports
+            listeners = [{"port": ib["port"], "address": f"{s.ip}:{ib['port']}"} for ib in inbound]
         seen: set[tuple[int, str]] = set()
         unique = []
         for lst in listeners:
