@@ -710,8 +710,11 @@ def _route_action(
     hp = describe_hash_policy(action.get("hash_policy"))
     if hp:
         result["hashPolicy"] = hp
-    if any(u.get("upgrade_type") == "CONNECT" for u in action.get("upgrade_configs", []) or []):
-        result["tunnel"] = True
+    connect = [u for u in action.get("upgrade_configs", []) or [] if u.get("upgrade_type") == "CONNECT"]
+    if connect:
+        # With connect_config the sidecar ends the CONNECT and carries the bytes; without it, the
+        # CONNECT itself goes on to the cluster (a DestinationRule tunnel through a forward proxy).
+        result["tunnel"] = True if "connect_config" in connect[0] else "forwarded"
     result["expected"] = _expected(destinations, fault, vh)
 
 
@@ -928,7 +931,10 @@ def render_text(result: Mapping[str, Any], *, verbose: bool = False) -> str:
         row("Rewrite", ", ".join(f"{k} {v}" for k, v in rw.items()) or "none")
         hp = result.get("hashPolicy") or []
         row("Hash policy", ", ".join(hp) or "none")
-        if result.get("tunnel"):
+        if result.get("tunnel") == "forwarded":
+            target = (result.get("rewrite") or {}).get("authority", "")
+            row("Tunnel", f"CONNECT forwarded to the cluster (a forward proxy), naming {target}")
+        elif result.get("tunnel"):
             row("Tunnel", "CONNECT: a TCP tunnel to the cluster")
     if result.get("authorization"):
         row("Authorization", result["authorization"])

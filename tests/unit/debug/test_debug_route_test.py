@@ -363,3 +363,34 @@ def test_gateway_jwt_claim_routes_read_the_bearer_token() -> None:
     assert skipped["why"].startswith("JWT claim group exact 'dev' fails (value missing: no JWT payload")
     assert 'value "qa"' in go(_bearer({"group": "qa"}))["notMatched"][0]["why"]
     assert "JWT claim group" in rt.render_text(dev)
+
+
+def test_destination_rule_tunnel_is_shown_as_a_forwarded_connect() -> None:
+    """A CONNECT to a TCP port whose DestinationRule has `tunnel`: the sidecar does not end it but forwards
+    it to the rule's host (a forward proxy) naming the target; without the rule it ends the CONNECT."""
+    se = """
+    apiVersion: networking.istio.io/v1
+    kind: ServiceEntry
+    metadata: {name: proxy, namespace: default}
+    spec:
+      hosts: [proxy.example.com]
+      location: MESH_EXTERNAL
+      resolution: DNS
+      ports: [{name: tcp, number: 3128, protocol: TCP}]
+    """
+    dr = """
+    apiVersion: networking.istio.io/v1
+    kind: DestinationRule
+    metadata: {name: proxy, namespace: default}
+    spec:
+      host: proxy.example.com
+      trafficPolicy: {tunnel: {targetHost: db.example.com, targetPort: 5432}}
+    """
+    plain = run(se, url="tcp://proxy.example.com:3128")
+    assert plain["tunnel"] is True and "CONNECT: a TCP tunnel to the cluster" in rt.render_text(plain)
+    result = run(se, dr, url="tcp://proxy.example.com:3128")
+    assert clusters(result) == ["outbound|3128||proxy.example.com"]
+    assert result["tunnel"] == "forwarded" and result["rewrite"] == {"authority": "db.example.com:5432"}
+    assert "CONNECT forwarded to the cluster (a forward proxy), naming db.example.com:5432" in rt.render_text(
+        result
+    )
