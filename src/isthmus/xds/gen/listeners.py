@@ -53,11 +53,6 @@ def _default_config(snapshot: Snapshot) -> Any | None:
     return getattr(spec, "default_config", None) if spec is not None else None
 
 
-def _proxy_headers(snapshot: Snapshot) -> Any | None:
-    dc = _default_config(snapshot)
-    return dc.proxy_headers if dc is not None else None
-
-
 def _disabled(setting: dict[str, Any] | None) -> bool:
     return bool(setting and setting.get("disabled"))
 
@@ -130,7 +125,7 @@ def _hcm(
     else:
         m.route_config.CopyFrom(route_config)
     # Every listener class honours proxyHeaders (istiod's GetProxyHeaders), gateways included but for XFCC.
-    headers = _proxy_headers(snapshot)
+    headers = proxy_headers.proxy_headers(snapshot)
     m.http_filters.extend(security_filters)
     m.http_filters.extend(
         _http_filters(

@@ -1,5 +1,5 @@
 """ProxyConfig proxyHeaders fields read by more than one generator (istiod's GetProxyHeadersFromProxyConfig
-and the places that consume it): HTTP/1 header case, X-Forwarded-Port and X-Forwarded-Host.
+and the places that consume it): attempt counts, HTTP/1 header case, X-Forwarded-Port and X-Forwarded-Host.
 
 Isthmus has no per-workload ProxyConfig, so MeshConfig's defaultConfig is every proxy's ProxyConfig.
 
@@ -35,6 +35,14 @@ def proxy_headers(snapshot: Snapshot) -> Any | None:
     spec = snapshot.mesh.spec
     dc = getattr(spec, "default_config", None) if spec is not None else None
     return getattr(dc, "proxy_headers", None) if dc is not None else None
+
+
+def counts_attempts(snapshot: Snapshot) -> bool:
+    """attemptCount: every virtual host of sidecars and gateways sends x-envoy-attempt-count upstream
+    unless it is disabled."""
+    headers = proxy_headers(snapshot)
+    setting = headers.attempt_count if headers is not None else None
+    return not (setting and setting.get("disabled"))
 
 
 def preserves_header_case(snapshot: Snapshot) -> bool:

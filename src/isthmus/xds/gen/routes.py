@@ -855,16 +855,6 @@ _T_RC_VHOSTS = p.field_tag(p.route.RouteConfiguration, "virtual_hosts")
 _VH_ATTEMPT_COUNT = RC.VirtualHost(include_request_attempt_count=True).SerializeToString(deterministic=True)
 
 
-def counts_attempts(snapshot: Snapshot) -> bool:
-    """ProxyConfig proxyHeaders.attemptCount (istiod's GetProxyHeadersFromProxyConfig): every virtual host
-    of sidecars and gateways sends x-envoy-attempt-count upstream unless it is disabled."""
-    spec = snapshot.mesh.spec
-    dc = getattr(spec, "default_config", None) if spec is not None else None
-    headers = getattr(dc, "proxy_headers", None) if dc is not None else None
-    setting = getattr(headers, "attempt_count", None) if headers is not None else None
-    return not (setting and setting.get("disabled"))
-
-
 _ROUTE_CONFIG_TYPE_URL = "type.googleapis.com/" + p.route.RouteConfiguration.DESCRIPTOR.full_name
 _VIRTUAL_HOST_TYPE_URL = "type.googleapis.com/" + RC.VirtualHost.DESCRIPTOR.full_name
 
@@ -928,7 +918,7 @@ def _default_vhost_bytes(ctx: RouteContext, d: _DefaultVHost, svc: Service, doma
             _T_VH_ROUTES,
             _route_bytes(segments, d.cluster, _hash_policy_bytes(snapshot, ch), f"{d.name}/*"),
         )
-        + (_VH_ATTEMPT_COUNT if counts_attempts(snapshot) else b"")
+        + (_VH_ATTEMPT_COUNT if proxy_headers.counts_attempts(snapshot) else b"")
     )
     if headless.pins_pods(svc):
         vh = RC.VirtualHost.FromString(out)
@@ -1235,7 +1225,7 @@ def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]
         if not kept:
             return
         vh = RC.VirtualHost(
-            name=name, domains=kept, include_request_attempt_count=counts_attempts(ctx.snapshot)
+            name=name, domains=kept, include_request_attempt_count=proxy_headers.counts_attempts(ctx.snapshot)
         )
         if svc is not None and len(w.services) == 1:
             connect = connect_route(naming.outbound_cluster(w.port, "", svc.hostname))
@@ -1539,7 +1529,7 @@ def _sidecar_vhost_fields(snapshot: Snapshot, proxy: Proxy) -> list[bytes]:
             lambda: _ld(
                 _T_RC_VHOSTS,
                 catch_all_vhost(
-                    scope.outbound_policy, egress, counts_attempts(snapshot), xfh
+                    scope.outbound_policy, egress, proxy_headers.counts_attempts(snapshot), xfh
                 ).SerializeToString(deterministic=True),
             ),
         )
@@ -1644,7 +1634,7 @@ def gateway_route_config(
     order: list[str] = []
     routes_cache: dict[tuple[str, str], list[RC.Route]] = {}
     port = servers[0].port
-    attempts = counts_attempts(snapshot)
+    attempts = proxy_headers.counts_attempts(snapshot)
     for server in servers:
         gw_name = server.gateway_name
         ctx = RouteContext(
