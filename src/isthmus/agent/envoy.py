@@ -189,8 +189,12 @@ class EnvoyProcess:
             str(self.log_path),
             "-l",
             self.log_level,
-            "--concurrency",
-            str(self.concurrency),
+        ]
+        # ProxyConfig concurrency 0 means Envoy's own default (one worker per hardware thread): istio-agent
+        # then passes no --concurrency at all (pkg/envoy/proxy.go), and neither does this.
+        if self.concurrency > 0:
+            args += ["--concurrency", str(self.concurrency)]
+        args += [
             "--drain-time-s",
             str(drain),
             "--drain-strategy",

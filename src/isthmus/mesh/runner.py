@@ -24,6 +24,8 @@ from isthmus.mesh.default_gateway import BUILTIN_ORIGIN, DEFAULT_GATEWAY_LABELS,
 from isthmus.mesh.pods import ADMIN_PORT, OUTBOUND_PORT, PodProcess, PodSpec
 from isthmus.mesh.security import MeshSecurity
 from isthmus.mesh.state import claim_state_dir, clear_state, write_state
+from isthmus.model.mesh import MeshSettings
+from isthmus.model.proxy_config import EffectiveProxyConfig, effective_proxy_config
 from isthmus.registry.build import labels_match
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,8 @@ class Mesh:
         self.on_event: Callable[[str], None] = lambda msg: log.info("%s", msg)
         self._tasks: set[asyncio.Task] = set()
         self.security: MeshSecurity | None = None
+        # (pod name, fingerprint) already reported as running an older ProxyConfig: one line per change.
+        self._stale_reported: set[tuple[str, str]] = set()
 
     # --- addresses ---------------------------------------------------------------------------
     @property
@@ -201,10 +205,49 @@ class Mesh:
         kinds = {k[0] for k in (*change.upserted, *change.deleted)}
         if "Secret" in kinds and self.security is not None:
             self.security.sync_secrets(self.store.list("Secret"))
+        if kinds & {"ProxyConfig", "MeshConfig"}:
+            self._report_stale_proxy_configs()
         if kinds & {"Workload", "Gateway", "Service"} and not self._stopping.is_set():
             task = asyncio.get_running_loop().create_task(self.reconcile())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    # --- ProxyConfig ----------------------------------------------------------------------------
+    def effective_proxy_config(self, namespace: str, labels: dict[str, str]) -> EffectiveProxyConfig:
+        """What a pod of `namespace` with `labels` would start with now (from the store, not the last
+        snapshot, so a reconcile right after a change already sees it)."""
+        meshes = self.store.list("MeshConfig")
+        spec = meshes[0].spec if meshes else None
+        return effective_proxy_config(
+            self.store.list("ProxyConfig"),
+            default_config=getattr(spec, "default_config", None),
+            root_namespace=MeshSettings.from_spec(spec).root_namespace,
+            namespace=namespace,
+            labels=labels,
+        )
+
+    def proxy_config_outdated(self, pod: PodProcess) -> bool:
+        """Istio applies ProxyConfig at pod start: a running pod keeps the one it started with."""
+        if pod.spec.proxy_kind is None:
+            return False
+        now = self.effective_proxy_config(pod.spec.namespace, pod.spec.labels)
+        return now.fingerprint() != pod.spec.proxy_config.fingerprint()
+
+    def _report_stale_proxy_configs(self) -> None:
+        """One event per pod and change: the new ProxyConfig waits for a restart, as in Istio."""
+        for pod in self.all_pods():
+            if not self.proxy_config_outdated(pod):
+                continue
+            s = pod.spec
+            now = self.effective_proxy_config(s.namespace, s.labels)
+            key = (f"{s.namespace}/{s.name}", now.fingerprint())
+            if key in self._stale_reported:
+                continue
+            self._stale_reported.add(key)
+            self.on_event(
+                f"{s.namespace}/{s.name} runs with an older ProxyConfig ({_pc_text(s.proxy_config)}; now "
+                f"{_pc_text(now)}): it applies when the pod restarts (isthmus restart {s.workload} -n {s.namespace})"
+            )
 
     def _ensure_default_gateway(self) -> None:
         gateways = self.store.list("Gateway")
@@ -287,12 +330,15 @@ class Mesh:
         gateway = bool(spec.gateway)
         sidecar = bool(spec.sidecar if spec.sidecar is not None else True) and not gateway
         app_ports = {int(p): (free_port("127.0.0.1") if sidecar else int(p)) for p in spec.ports or ()}
+        labels = dict(cfg.metadata.labels or {})
+        # Fixed at pod start, as Istio's injector fixes it in the pod spec (see PodSpec.proxy_config).
+        proxy_config = self.effective_proxy_config(ns, labels)
         pod_spec = PodSpec(
             workload=name,
             namespace=ns,
             name=f"{name}-{index}",
             ip=ip,
-            labels=dict(cfg.metadata.labels or {}),
+            labels=labels,
             service_account=spec.service_account or "default",
             sidecar=sidecar,
             gateway=gateway,
@@ -300,6 +346,7 @@ class Mesh:
             env={k: str(v) for k, v in (spec.env or {}).items()},
             app_ports=app_ports,
             spec_hash=spec_hash,
+            proxy_config=proxy_config,
         )
         return PodProcess(
             pod_spec,
@@ -308,7 +355,11 @@ class Mesh:
             xds_address=self.xds_address,
             workdir=self.options.state_dir / "pods" / ns / pod_spec.name,
             port_offset=self.options.effective_port_offset,
-            concurrency=self.options.envoy_concurrency,
+            # ProxyConfig concurrency (0: Envoy's default, one worker per core); unset everywhere: the
+            # runner's --envoy-concurrency, which stands in for the injector's CPU-based default.
+            concurrency=self.options.envoy_concurrency
+            if proxy_config.concurrency is None
+            else proxy_config.concurrency,
             # Envoy's --drain-time-s is ProxyConfig drainDuration (45 s), as istio-agent passes it: it
             # is how long connections on a listener changed by LDS may finish before Envoy closes
             # them. terminationDrainDuration is the stop-time wait (PodProcess.stop).
@@ -397,6 +448,11 @@ class Mesh:
     @staticmethod
     def outbound_port() -> int:
         return OUTBOUND_PORT
+
+
+def _pc_text(pc: EffectiveProxyConfig) -> str:
+    concurrency = "default" if pc.concurrency is None else str(pc.concurrency)
+    return f"concurrency {concurrency}, environment {sorted(pc.environment) or 'none'}"
 
 
 async def run_mesh(options: MeshOptions, on_ready: Callable[[Mesh], None] | None = None) -> int:

@@ -87,6 +87,13 @@ def build_status(mesh: Mesh) -> dict[str, Any]:
                 if st is not None
                 else {},
                 "state": pod.state,
+                # What the proxy started with; outdated: a ProxyConfig/MeshConfig change since then that
+                # only a restart applies (Istio applies ProxyConfig at pod start).
+                "proxyConfig": {
+                    **s.proxy_config.summary(),
+                    "concurrency": pod.concurrency,
+                    "outdated": mesh.proxy_config_outdated(pod),
+                },
             }
         )
     errors = {

@@ -81,3 +81,8 @@ def test_tail(tmp_path: Path) -> None:
     assert tail(f) == ""
     f.write_text("".join(f"line {i}\n" for i in range(100)))
     assert tail(f, 3) == "line 97\nline 98\nline 99"
+
+
+def test_concurrency_zero_leaves_envoys_default(tmp_path: Path) -> None:
+    """ProxyConfig concurrency 0: istio-agent passes no --concurrency, so Envoy uses every hardware thread."""
+    assert "--concurrency" not in make_envoy(tmp_path, concurrency=0).args()

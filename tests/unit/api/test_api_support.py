@@ -217,7 +217,8 @@ spec:
 """
     (ok,) = load_text(mesh % "", "mesh.yaml")
     assert check_supported(ok) == []
-    (bad,) = load_text(mesh % "concurrency: 2", "mesh.yaml")
+    # concurrency is translated now (Envoy's --concurrency, model.proxy_config); statNameLength is not.
+    (bad,) = load_text(mesh % "statNameLength: 100", "mesh.yaml")
     assert [e.message for e in check_supported(bad)] == [
-        "spec.defaultConfig.concurrency is not supported yet"
+        "spec.defaultConfig.statNameLength is not supported yet"
     ]

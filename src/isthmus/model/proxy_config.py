@@ -1,0 +1,154 @@
+"""The effective ProxyConfig of a pod: istiod's ``EffectiveProxyConfig`` (pilot/pkg/model/proxy_config.go).
+
+Precedence, lowest first: MeshConfig ``defaultConfig`` < the root namespace's ProxyConfig without selector
+< the pod namespace's ProxyConfig without selector < the first ProxyConfig of the pod's namespace whose
+selector matches its labels. Within a namespace the oldest resource wins (istiod sorts by creation time
+and takes the first match; the store lists oldest first). A ProxyConfig with ``selector: {}`` (no
+matchLabels) is neither namespace-wide (istiod checks ``selector == nil``) nor a workload one (it needs
+labels), so it applies to nothing, as in istiod; validation warns about it.
+
+Only ``concurrency`` and ``environmentVariables`` (MeshConfig ``proxyMetadata``) take part: they are all
+a ProxyConfig resource carries (istiod's toMeshConfigProxyConfig). Maps merge key by key, the higher
+layer winning a key (proto.Merge); ``concurrency`` set to 0 still overrides (istiod's special case).
+
+Istio applies the result when a pod is injected and started, so a pod keeps what it started with until
+it restarts (`isthmus restart WORKLOAD`); the runner reports pods whose config is older.
+
+What the local agent does with the environment (as istio-agent does in the istio-proxy container):
+every variable is set in the Envoy process's environment; ``ISTIO_META_<KEY>`` also becomes node metadata
+``<KEY>`` (a string) and ``ISTIO_METAJSON_<KEY>`` node metadata ``<KEY>`` (parsed JSON), istio-agent's
+getNodeMetaData.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+META_PREFIX = "ISTIO_META_"
+METAJSON_PREFIX = "ISTIO_METAJSON_"
+
+
+@dataclass(frozen=True)
+class ProxyConfigLayer:
+    """What one source contributes (istiod's meshconfig.ProxyConfig restricted to the merged fields)."""
+
+    concurrency: int | None = None
+    proxy_metadata: Mapping[str, str] = field(default_factory=dict)
+    source: str = ""  # "namespace/name" of the ProxyConfig, "" for the mesh default
+
+
+@dataclass(frozen=True)
+class EffectiveProxyConfig:
+    """The merged result for one pod. `concurrency` None: set nowhere (the runner's default applies)."""
+
+    concurrency: int | None = None
+    environment: Mapping[str, str] = field(default_factory=dict)
+    # The ProxyConfig resources that took part, lowest precedence first ("namespace/name").
+    sources: tuple[str, ...] = ()
+
+    def node_metadata(self) -> dict[str, Any]:
+        """istio-agent's getNodeMetaData: ISTIO_META_* as strings, ISTIO_METAJSON_* parsed (an unparsable
+        value is refused by validation, so it is skipped here only defensively)."""
+        meta: dict[str, Any] = {}
+        for key, value in sorted(self.environment.items()):
+            if key.startswith(METAJSON_PREFIX):
+                try:
+                    meta[key.removeprefix(METAJSON_PREFIX)] = json.loads(value)
+                except ValueError:
+                    continue
+            elif key.startswith(META_PREFIX):
+                meta[key.removeprefix(META_PREFIX)] = value
+        return meta
+
+    def fingerprint(self) -> str:
+        """Stable text to compare what a pod started with against what it would get now."""
+        return json.dumps(
+            {"concurrency": self.concurrency, "environment": dict(self.environment)}, sort_keys=True
+        )
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "concurrency": self.concurrency,
+            "environment": dict(sorted(self.environment.items())),
+            "sources": list(self.sources),
+        }
+
+
+def merge_with_precedence(*layers: ProxyConfigLayer | None) -> ProxyConfigLayer:
+    """istiod's mergeWithPrecedence: earlier layers win; maps merge per key; concurrency 0 counts as set."""
+    concurrency: int | None = None
+    metadata: dict[str, str] = {}
+    sources: list[str] = []
+    for layer in reversed(layers):
+        if layer is None:
+            continue
+        metadata.update(layer.proxy_metadata)
+        if layer.concurrency is not None:
+            concurrency = layer.concurrency
+        if layer.source:
+            sources.append(layer.source)
+    return ProxyConfigLayer(concurrency, metadata, ",".join(sources))
+
+
+def layer_of_resource(cfg: Any) -> ProxyConfigLayer:
+    """istiod's toMeshConfigProxyConfig for a stored ProxyConfig (a store Config or a Resource)."""
+    spec = cfg.spec
+    return ProxyConfigLayer(
+        concurrency=spec.concurrency,
+        proxy_metadata=dict(spec.environment_variables or {}),
+        source=f"{cfg.namespace}/{cfg.name}",
+    )
+
+
+def layer_of_mesh_default(default_config: Any | None) -> ProxyConfigLayer | None:
+    """MeshConfig defaultConfig (a MeshProxyConfig model), or None when the mesh sets none."""
+    if default_config is None:
+        return None
+    return ProxyConfigLayer(
+        concurrency=default_config.concurrency, proxy_metadata=dict(default_config.proxy_metadata or {})
+    )
+
+
+def _namespace_layer(configs: list[Any], namespace: str) -> ProxyConfigLayer | None:
+    """istiod's mergedNamespaceConfig: the oldest ProxyConfig of the namespace without a selector."""
+    for cfg in configs:
+        if cfg.namespace == namespace and cfg.spec.selector is None:
+            return layer_of_resource(cfg)
+    return None
+
+
+def _workload_layer(configs: list[Any], namespace: str, labels: Mapping[str, str]) -> ProxyConfigLayer | None:
+    """istiod's mergedWorkloadConfig: the oldest ProxyConfig of the namespace whose matchLabels are a
+    subset of the pod's labels."""
+    for cfg in configs:
+        selector = cfg.spec.selector
+        match = dict(selector.match_labels or {}) if selector is not None else {}
+        if cfg.namespace != namespace or not match:
+            continue
+        if all(labels.get(k) == v for k, v in match.items()):
+            return layer_of_resource(cfg)
+    return None
+
+
+def effective_proxy_config(
+    proxy_configs: Iterable[Any],
+    *,
+    default_config: Any | None,
+    root_namespace: str,
+    namespace: str,
+    labels: Mapping[str, str],
+) -> EffectiveProxyConfig:
+    """The ProxyConfig a pod of `namespace` with `labels` starts with. `proxy_configs`: stored
+    ProxyConfig resources, oldest first (Store.list order)."""
+    configs = list(proxy_configs)
+    merged = merge_with_precedence(layer_of_mesh_default(default_config))
+    if root_namespace:
+        merged = merge_with_precedence(_namespace_layer(configs, root_namespace), merged)
+    if namespace != root_namespace:
+        merged = merge_with_precedence(_namespace_layer(configs, namespace), merged)
+    merged = merge_with_precedence(_workload_layer(configs, namespace, labels), merged)
+    sources = tuple(s for s in merged.source.split(",") if s)
+    return EffectiveProxyConfig(merged.concurrency, dict(merged.proxy_metadata), sources)
