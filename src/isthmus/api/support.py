@@ -106,6 +106,14 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
 }
 
 
+# istiod layers a pod's `proxy.istio.io/config` annotation over the ProxyConfig resources
+# (EffectiveProxyConfig); Isthmus takes the resources only.
+PROXY_CONFIG_ANNOTATION = "proxy.istio.io/config"
+PROXY_CONFIG_ANNOTATION_REASON = (
+    "a Workload's proxy config comes from ProxyConfig resources (networking.istio.io/v1beta1) and MeshConfig "
+    "defaultConfig; write a ProxyConfig whose selector matches the Workload's labels instead"
+)
+
 # Kinds whose spec is checked against an allow-list instead: (kind, parent path) -> fields acted on.
 TRANSLATED_FIELDS: dict[str, dict[str, set[str]]] = {
     "MeshConfig": {
@@ -198,6 +206,16 @@ def check_supported(resource: Resource) -> list[ConfigError]:
         ]
     data = resource.to_dict()
     errors: list[ConfigError] = []
+    annotations = (data.get("metadata") or {}).get("annotations") or {}
+    if resource.kind == "Workload" and PROXY_CONFIG_ANNOTATION in annotations:
+        path = f"metadata.annotations.{PROXY_CONFIG_ANNOTATION}"
+        errors.append(
+            ConfigError(
+                line=resource.line_of(path),
+                message=f"{path} is not supported yet: {PROXY_CONFIG_ANNOTATION_REASON}",
+                **ident,
+            )
+        )
     for parent, allowed in TRANSLATED_FIELDS.get(resource.kind, {}).items():
         node: Any = data
         for seg in parent.split("."):

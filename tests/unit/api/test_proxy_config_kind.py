@@ -89,3 +89,23 @@ def test_mesh_default_concurrency_is_applied() -> None:
         "mesh.yaml",
     )
     assert check_supported(r) == []
+
+
+def test_the_proxy_config_annotation_on_a_workload_is_refused_with_the_way_to_say_it() -> None:
+    from isthmus.api.loader import load_text
+    from isthmus.api.support import check_supported
+
+    (wl,) = load_text(
+        """
+apiVersion: isthmus.dev/v1alpha1
+kind: Workload
+metadata:
+  name: a
+  annotations: {proxy.istio.io/config: "concurrency: 2"}
+spec: {ports: [8080], command: [isthmus, echo]}
+""",
+        "wl.yaml",
+    )
+    (err,) = check_supported(wl)
+    assert "metadata.annotations.proxy.istio.io/config is not supported yet: " in str(err)
+    assert "write a ProxyConfig whose selector matches" in str(err) and str(err).startswith("wl.yaml:")
