@@ -15,7 +15,8 @@ istio-agent's secret path, in process (``security/pkg/nodeagent/sds``, ``.../cac
    from disk on first request and re-read when the files change (polled); names handed over by the
    runner (`add_secret`/`add_root`, e.g. a Gateway's ``kubernetes://<credentialName>``) are served as
    given. A requested name that does not exist (yet) gets no answer, so Envoy keeps waiting for it
-   (``initial_fetch_timeout: 0s``), and receives it as soon as it exists;
+   (``initial_fetch_timeout: 0s``; 15 s for ``kubernetes://`` credentials, after which the listener
+   serves without it, as with istiod), and receives it as soon as it exists;
 4. it rotates the certificate once `rotation_ratio` of its lifetime has passed (Istio: half way, with a
    1 % jitter), with a new key, and pushes the new ``default`` secret on the open streams: Envoy uses it
    for new TLS handshakes while established connections carry on undisturbed. A failed renewal is
@@ -159,13 +160,12 @@ def _tls_certificate_secret(name: str, chain: bytes, key: bytes) -> secret_pb2.S
     )
 
 
-def _root_secret(name: str, pem: bytes) -> secret_pb2.Secret:
-    return secret_pb2.Secret(
-        name=name,
-        validation_context=common_pb2.CertificateValidationContext(
-            trusted_ca=base_pb2.DataSource(inline_bytes=pem)
-        ),
-    )
+def _root_secret(name: str, pem: bytes, crl: bytes | None = None) -> secret_pb2.Secret:
+    """istiod's toEnvoyCaSecret: the trust anchors, and the Secret's CRL when it has one."""
+    context = common_pb2.CertificateValidationContext(trusted_ca=base_pb2.DataSource(inline_bytes=pem))
+    if crl:
+        context.crl.inline_bytes = crl
+    return secret_pb2.Secret(name=name, validation_context=context)
 
 
 def _check_cert_and_key(chain: bytes, key: bytes, what: str) -> None:
@@ -431,11 +431,12 @@ class SdsAgent:
         _check_cert_and_key(chain_b, key_b, f"secret {name!r}")
         self._put(name, _tls_certificate_secret(name, chain_b, key_b), "provided")
 
-    def add_root(self, name: str, pem: bytes | str) -> None:
-        """Serve trust anchors under `name` (e.g. ``kubernetes://<credentialName>-cacert``)."""
+    def add_root(self, name: str, pem: bytes | str, crl: bytes | str | None = None) -> None:
+        """Serve trust anchors (and a CRL) under `name` (e.g. ``kubernetes://<credentialName>-cacert``)."""
         pem_b = pem.encode() if isinstance(pem, str) else pem
+        crl_b = crl.encode() if isinstance(crl, str) else crl
         _check_roots(pem_b, f"secret {name!r}")
-        self._put(name, _root_secret(name, pem_b), "provided")
+        self._put(name, _root_secret(name, pem_b, crl_b), "provided")
 
     def remove_secret(self, name: str) -> bool:
         """Stop serving `name` (Envoy keeps what it has). Workload secrets cannot be removed."""

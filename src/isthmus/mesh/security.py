@@ -2,8 +2,9 @@
 
 Each proxy's agent generates its key locally and gets its certificate through the same authenticated
 CSR service a remote agent would use (a per-pod token the runner mints, bound to the pod's namespace and
-service account). Kubernetes `kubernetes.io/tls` Secrets of the pod's namespace are served to its Envoy
-as `kubernetes://<name>` (and `<name>-cacert`), for Gateway and DestinationRule `credentialName`.
+service account). Kubernetes Secrets of the pod's namespace (generic cert/key/cacert/crl or TLS
+tls.crt/tls.key/ca.crt/ca.crl keys) are served to its Envoy as `kubernetes://<name>` (and
+`<name>-cacert`), for Gateway and DestinationRule `credentialName`.
 """
 
 from __future__ import annotations
@@ -98,32 +99,58 @@ class MeshSecurity:
             self._sync_secrets(ident, secrets)
 
     def _sync_secrets(self, ident: PodIdentity, secrets: list[Any]) -> None:
+        """istiod's credentials controller for one pod: every Secret of its namespace with a certificate
+        is served as ``kubernetes://<name>``, and the CA of ``<name>`` as ``kubernetes://<name>-cacert``:
+        from a Secret named ``<name>-cacert`` when one exists (even one without a CA: then none is
+        served, as GetCaCert does not fall back), else from ``<name>`` itself."""
+        by_name = {cfg.name: cfg.spec.decoded() for cfg in secrets if cfg.namespace == ident.namespace}
         wanted: set[str] = set()
-        for cfg in secrets:
-            if cfg.namespace != ident.namespace:
-                continue
-            data = cfg.spec.decoded()
-            name = kubernetes_secret_name(cfg.name)
-            try:
-                if cfg.name.endswith(CACERT_SUFFIX) and ("ca.crt" in data or "cacert" in data):
-                    # A separate `<credential>-cacert` Secret holds the CA of a MUTUAL credential.
-                    ident.agent.add_root(name, data.get("ca.crt") or data["cacert"])
-                    wanted.add(name)
-                    continue
-                # A TLS Secret's tls.crt/tls.key, or a generic one's cert/key (Istio reads both).
-                cert, key = data.get("tls.crt") or data.get("cert"), data.get("tls.key") or data.get("key")
-                if cert and key:
-                    ident.agent.add_secret(name, cert, key)
-                    wanted.add(name)
-                ca = data.get("ca.crt")
-                if ca:
-                    ident.agent.add_root(name + CACERT_SUFFIX, ca)
-                    wanted.add(name + CACERT_SUFFIX)
-                elif "cacert" in data:
-                    ident.agent.add_root(name + CACERT_SUFFIX, data["cacert"])
-                    wanted.add(name + CACERT_SUFFIX)
-            except Exception as exc:
-                log.warning("secret %s/%s not served: %s", cfg.namespace, cfg.name, exc)
+        # A `kubernetes://<x>-cacert` request is always a CA one (istiod's isCAOnlySecret), so a Secret
+        # named `<x>-cacert` only ever serves the CA of `<x>`.
+        bases = {n.removesuffix(CACERT_SUFFIX) for n in by_name} - {""}
+        for base in bases:
+            sds_name = kubernetes_secret_name(base)
+            cert_info = extract_cert_info(by_name.get(base, {}))
+            if cert_info is not None:
+                self._serve(ident, wanted, sds_name, ident.agent.add_secret, *cert_info)
+            root = extract_root(by_name.get(base + CACERT_SUFFIX, by_name.get(base, {})))
+            if root is not None:
+                root_name = sds_name + CACERT_SUFFIX
+                self._serve(ident, wanted, root_name, ident.agent.add_root, *root)
         for stale in ident.secrets - wanted:
             ident.agent.remove_secret(stale)
         ident.secrets = wanted
+
+    @staticmethod
+    def _serve(ident: PodIdentity, wanted: set[str], name: str, add: Any, *args: Any) -> None:
+        """Hand one secret to the agent; an unreadable one (bad PEM, key not matching) is not served,
+        like istiod skipping an invalid certificate: Envoy's filter chain then fails its handshakes."""
+        try:
+            add(name, *args)
+        except Exception as exc:
+            log.warning("secret %s/%s not served: %s", ident.namespace, name, exc)
+            return
+        wanted.add(name)
+
+
+def _value(data: dict[str, bytes], key: str) -> bytes | None:
+    return data.get(key) or None  # Kubernetes keeps empty keys; istiod's hasValue ignores them
+
+
+def extract_cert_info(data: dict[str, bytes]) -> tuple[bytes, bytes] | None:
+    """istiod's ExtractCertInfo: a generic Secret's cert/key first, then a TLS Secret's tls.crt/tls.key."""
+    for cert_key, key_key in (("cert", "key"), ("tls.crt", "tls.key")):
+        cert, key = _value(data, cert_key), _value(data, key_key)
+        if cert and key:
+            return cert, key
+    return None
+
+
+def extract_root(data: dict[str, bytes]) -> tuple[bytes, bytes | None] | None:
+    """istiod's ExtractRoot: a generic Secret's cacert (+ crl) first, then a TLS Secret's ca.crt
+    (+ ca.crl)."""
+    for ca_key, crl_key in (("cacert", "crl"), ("ca.crt", "ca.crl")):
+        ca = _value(data, ca_key)
+        if ca:
+            return ca, _value(data, crl_key)
+    return None

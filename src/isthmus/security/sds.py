@@ -118,7 +118,23 @@ def _build_sds_config_source(cluster: str = SDS_CLUSTER) -> config_source_pb2.Co
     )
 
 
+@functools.lru_cache(maxsize=16)
+def _credential_sds_config_source(cluster: str) -> config_source_pb2.ConfigSource:
+    """istiod's SDSAdsConfig for `credentialName` secrets: no `initial_fetch_timeout` (Envoy's 15 s
+    default), since the Secret may not exist: a missing one must not block the whole listener (every
+    other host on the port) or cluster forever; its own filter chain just fails its handshakes."""
+    out = _build_sds_config_source(cluster)
+    out.ClearField("initial_fetch_timeout")
+    return out
+
+
 def sds_secret_config(name: str, cluster: str = SDS_CLUSTER) -> secret_pb2.SdsSecretConfig:
+    """The workload's and file secrets wait for their first answer; `kubernetes://` credentials do not
+    (istiod's ConstructSdsSecretConfig vs ConstructSdsSecretConfigForCredential)."""
+    if name.startswith(KUBERNETES_PREFIX):
+        source = config_source_pb2.ConfigSource()
+        source.CopyFrom(_credential_sds_config_source(cluster))
+        return secret_pb2.SdsSecretConfig(name=name, sds_config=source)
     return secret_pb2.SdsSecretConfig(name=name, sds_config=sds_config_source(cluster))
 
 

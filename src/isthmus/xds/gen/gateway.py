@@ -80,13 +80,12 @@ def server_tls_context(
             default.crl.filename = t.ca_crl
         return ctx
     common.alpn_protocols.extend(alpns)
-    credentials = [n for n in (t.credential_name, *(t.credential_names or ())) if n]
+    credentials = _credentials(t)
     if credentials:
-        for name in credentials:
-            common.tls_certificate_sds_secret_configs.append(
-                sds.sds_secret_config(sds.kubernetes_secret_name(name))
-            )
-    elif t.tls_certificates:
+        _apply_credential_sds(common, t, mode, credentials)
+        _apply_tls_params(common, t, tls_defaults)
+        return ctx
+    if t.tls_certificates:
         for cert in t.tls_certificates:
             common.tls_certificate_sds_secret_configs.append(
                 sds.sds_secret_config(sds.file_cert_name(cert.server_certificate, cert.private_key))
@@ -98,12 +97,7 @@ def server_tls_context(
     if mode in ("MUTUAL", "OPTIONAL_MUTUAL"):
         vc = common.combined_validation_context
         vc.default_validation_context.SetInParent()
-        if t.ca_cert_credential_name:
-            root = sds.kubernetes_secret_name(t.ca_cert_credential_name)
-        elif credentials:
-            root = sds.kubernetes_secret_name(credentials[0]) + sds.CACERT_SUFFIX
-        else:
-            root = sds.file_root_name(t.ca_certificates) if t.ca_certificates else sds.FILE_ROOT_SYSTEM
+        root = sds.file_root_name(t.ca_certificates) if t.ca_certificates else sds.FILE_ROOT_SYSTEM
         vc.validation_context_sds_secret_config.CopyFrom(sds.sds_secret_config(root))
         for san in t.subject_alt_names or ():
             vc.default_validation_context.match_subject_alt_names.add(exact=san)
@@ -115,10 +109,45 @@ def server_tls_context(
             vc.default_validation_context.trust_chain_verification = (
                 common_pb2.CertificateValidationContext.ACCEPT_UNTRUSTED
             )
-    elif credentials and t.subject_alt_names:
-        # ApplyCredentialSDSToServerCommonTLSContext: SIMPLE keeps a static SAN check of the client.
+    _apply_tls_params(common, t, tls_defaults)
+    return ctx
+
+
+def _credentials(t: Any) -> list[str]:
+    """`credentialNames` (an RSA and an ECDSA certificate) win over `credentialName`, as in istiod."""
+    names = [n for n in t.credential_names or () if n]
+    return names or ([t.credential_name] if t.credential_name else [])
+
+
+def _apply_credential_sds(common: Any, t: Any, mode: str, credentials: list[str]) -> None:
+    """istiod's ApplyCredentialSDSToServerCommonTLSContext: the certificates come from the Secrets; for
+    MUTUAL / OPTIONAL_MUTUAL the client CA (and CRL) from `<first credential>-cacert` (the Secret of that
+    name, else the credential's own CA keys), checked against the server's SANs, SPKIs and hashes. The
+    file-based `caCrl`/`caCertificates` settings do not apply here."""
+    for name in credentials:
+        common.tls_certificate_sds_secret_configs.append(
+            sds.sds_secret_config(sds.kubernetes_secret_name(name))
+        )
+    if mode in ("MUTUAL", "OPTIONAL_MUTUAL"):
+        vc = common.combined_validation_context
+        default = vc.default_validation_context
+        default.SetInParent()
+        for san in t.subject_alt_names or ():
+            default.match_subject_alt_names.add(exact=san)
+        default.verify_certificate_spki.extend(t.verify_certificate_spki or ())
+        default.verify_certificate_hash.extend(t.verify_certificate_hash or ())
+        if t.ca_cert_credential_name:
+            root = sds.kubernetes_secret_name(t.ca_cert_credential_name)
+        else:
+            root = sds.kubernetes_secret_name(credentials[0]) + sds.CACERT_SUFFIX
+        vc.validation_context_sds_secret_config.CopyFrom(sds.sds_secret_config(root))
+    elif t.subject_alt_names:
+        # SIMPLE keeps a static SAN check of the client (which Envoy applies only if one presents).
         for san in t.subject_alt_names:
             common.validation_context.match_subject_alt_names.add(exact=san)
+
+
+def _apply_tls_params(common: Any, t: Any, tls_defaults: Any | None) -> None:
     # istiod's applyDownstreamTLSDefaults (MeshConfig tlsDefaults), then applyServerTLSSettings: only what
     # they set; Envoy's downstream defaults (TLS 1.2 to 1.3, its cipher list) stand for the rest.
     if tls_defaults is not None:
@@ -135,7 +164,6 @@ def server_tls_context(
     if ciphers := _cipher_suites(t.cipher_suites or ()):
         del common.tls_params.cipher_suites[:]
         common.tls_params.cipher_suites.extend(ciphers)
-    return ctx
 
 
 def _tcp_filter(
