@@ -657,7 +657,9 @@ def test_apply_wait_names_the_proxy_whose_listener_waits_for_a_missing_certifica
     security_mesh: MeshProcess,
 ) -> None:
     """Envoy ACKs the listener but keeps it warming until its certificate comes over SDS; with no such
-    Secret that is forever: `--wait` returns once ACKed (its contract) and names the warming proxy."""
+    Secret that lasts Envoy's initial fetch timeout (15 s, which istiod leaves for credentials), after
+    which only that host fails its handshakes: `--wait` returns once ACKed (its contract) and names the
+    warming proxy."""
     text = textwrap.dedent(
         """
         apiVersion: networking.istio.io/v1

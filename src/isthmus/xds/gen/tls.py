@@ -157,16 +157,6 @@ def _uses_h2(cluster: Any) -> bool:
 _H2_BY_OPTIONS: dict[bytes, bool] = {}
 
 
-def _credential_sds(name: str) -> Any:
-    """istiod's ConstructSdsSecretConfigForCredential: a credentialName may name a Secret that does not
-    exist, so Envoy's default initial_fetch_timeout (15 s) is kept rather than 0s. The cluster then
-    comes up without it and fails its handshakes (503) instead of warming for ever behind the previous
-    version of the cluster."""
-    cfg = sds.sds_secret_config(name)
-    cfg.sds_config.ClearField("initial_fetch_timeout")
-    return cfg
-
-
 def _simple_or_mutual(
     tls: Any, proxy: Proxy, dr_has_selector: bool, h2: bool, default_sans: Iterable[str]
 ) -> tls_pb2.UpstreamTlsContext:
@@ -181,7 +171,7 @@ def _simple_or_mutual(
     if tls.mode == "MUTUAL":
         if credential:
             common.tls_certificate_sds_secret_configs.append(
-                _credential_sds(sds.kubernetes_secret_name(credential))
+                sds.sds_secret_config(sds.kubernetes_secret_name(credential))
             )
         elif tls.client_certificate and tls.private_key:
             common.tls_certificate_sds_secret_configs.append(
@@ -198,8 +188,7 @@ def _simple_or_mutual(
             root = sds.kubernetes_secret_name(credential) + sds.CACERT_SUFFIX
         else:
             root = sds.file_root_name(tls.ca_certificates) if tls.ca_certificates else sds.FILE_ROOT_SYSTEM
-        sds_root = _credential_sds(root) if credential else sds.sds_secret_config(root)
-        vc.validation_context_sds_secret_config.CopyFrom(sds_root)
+        vc.validation_context_sds_secret_config.CopyFrom(sds.sds_secret_config(root))
     if h2:
         common.alpn_protocols.append("h2")
     if tls.sni:
