@@ -18,7 +18,9 @@ proxy (None: tracing is off). The provider is chosen as Istio does, first match 
    bench/dataplane.py), so it is opt-in.
 
 Headers: the Zipkin tracer extracts and injects B3 (``x-b3-*``) and, with
-``trace_context_option: USE_B3_WITH_W3C_PROPAGATION``, W3C ``traceparent``/``tracestate`` too; the HCM
+``trace_context_option: USE_B3_WITH_W3C_PROPAGATION``, W3C ``traceparent``/``tracestate`` too (the
+built-in collector always; a ``zipkin`` extension provider only when its ``traceContextOption`` says so,
+else B3 only, as istiod's convertTraceContextOption); the HCM
 generates ``x-request-id`` (Envoy's default), whose UUID carries the sampling decision across hops. The
 OpenTelemetry tracer propagates W3C headers only (as in Istio).
 
@@ -30,14 +32,19 @@ examples/bookinfo sets 100% for the demo. ``enableTracing: false`` removes the t
 on (Istio's default mesh config).
 
 Span tags: Istio's ``istio.canonical_service``, ``istio.canonical_revision``, ``istio.namespace``,
-``istio.mesh_id`` and ``istio.cluster_id`` literals, plus ``defaultConfig.tracing.customTags``.
+``istio.mesh_id`` and ``istio.cluster_id`` literals and the four ``istio.authorization.dry_run.*`` RBAC
+shadow-result tags (unless ``enableIstioTags: false``), plus ``defaultConfig.tracing.customTags``, all
+sorted by name (istiod's configureCustomTags). ``max_path_tag_length`` is set only when configured
+(Envoy's default is 256).
 
 Telemetry resources (`telemetry.policy.tracing_spec`) override all of this per workload and per HCM
 direction (``match.mode``: CLIENT is the outbound HCM and gateways, SERVER the inbound HCMs), as istiod's
 ``configureTracingFromTelemetry`` does: the provider, ``randomSamplingPercentage`` (else the MeshConfig
 sampling), ``customTags`` (replacing ``defaultConfig.tracing.customTags``), ``enableIstioTags``,
 ``disableSpanReporting`` (no tracer on that HCM) and ``useRequestIdForTraceSampling`` (the HCM's UUID
-request-id extension). `configure_hcm(hcm, snapshot, proxy, direction)` sets both on an HCM.
+request-id extension); with a named provider, its ``maxTagLength`` and, on gateways,
+``spawn_upstream_span`` (istiod's SpawnUpstreamSpanForGateway: a gateway's server span and the client
+span of its upstream call are two spans). `configure_hcm(hcm, snapshot, proxy, direction)` sets both on an HCM.
 """
 
 from __future__ import annotations
@@ -91,12 +98,15 @@ def tracing_enabled(snapshot: Snapshot) -> bool:
 
 
 def sampling_percent(snapshot: Snapshot) -> float:
-    """istiod's proxyConfigSamplingValue: 0 is proto3's unset, so it means the default 1% too."""
+    """istiod's proxyConfigSamplingValue: 0 is proto3's unset, so it means the default 1% too, and a
+    value over 100 is not clamped but reset to 1% (istiod's rule, so a typo like 1000 samples little)."""
     tracing = _tracing_spec(snapshot)
     value = getattr(tracing, "sampling", None) if tracing is not None else None
     if not value:
         return DEFAULT_SAMPLING_PERCENT
-    return max(0.0, min(100.0, float(value)))
+    if value > 100.0:
+        return DEFAULT_SAMPLING_PERCENT
+    return max(0.0, float(value))
 
 
 def _split_host(service: str) -> str:
@@ -115,14 +125,28 @@ def _extra(body: Any, *names: str) -> Any:
     return None
 
 
-def _zipkin(cluster: str, hostname: str, *, trace_id_128: bool = True) -> http_tracer_pb2.Tracing.Http:
+_B3_ONLY = zipkin_pb2.ZipkinConfig.USE_B3
+_B3_AND_W3C = zipkin_pb2.ZipkinConfig.USE_B3_WITH_W3C_PROPAGATION
+
+
+def _zipkin(
+    cluster: str,
+    hostname: str,
+    *,
+    trace_id_128: bool = True,
+    path: str = ZIPKIN_PATH,
+    context: int = _B3_AND_W3C,
+) -> http_tracer_pb2.Tracing.Http:
+    """Envoy's Zipkin tracer with istiod's zipkinConfig fields (v2 JSON, 128-bit ids, no shared span
+    context). `context`: istiod's default is B3 only (USE_B3) unless the provider asks for W3C too; the
+    built-in collector keeps both so W3C-only apps join its traces."""
     cfg = zipkin_pb2.ZipkinConfig(
         collector_cluster=cluster,
-        collector_endpoint=ZIPKIN_PATH,
+        collector_endpoint=path or ZIPKIN_PATH,
         collector_endpoint_version=zipkin_pb2.ZipkinConfig.HTTP_JSON,
         trace_id_128bit=trace_id_128,
         collector_hostname=hostname,
-        trace_context_option=zipkin_pb2.ZipkinConfig.USE_B3_WITH_W3C_PROPAGATION,
+        trace_context_option=context,  # type: ignore[arg-type]
     )
     cfg.shared_span_context.value = False
     out = http_tracer_pb2.Tracing.Http(name="envoy.tracers.zipkin")
@@ -170,7 +194,15 @@ def _extension_tracer(
     port = getattr(body, "port", None)
     if kind == "zipkin" and service and port:
         no_128 = bool(_extra(body, "enable_64bit_trace_id", "enable64bitTraceId"))
-        return _zipkin(f"outbound|{port}||{service}", service, trace_id_128=not no_128)
+        option = str(_extra(body, "trace_context_option", "traceContextOption") or "")
+        return _zipkin(
+            f"outbound|{port}||{service}",
+            service,
+            trace_id_128=not no_128,
+            path=str(_extra(body, "path") or ZIPKIN_PATH),
+            # istiod's convertTraceContextOption: anything but USE_B3_WITH_W3C_PROPAGATION is B3 only.
+            context=_B3_AND_W3C if option == "USE_B3_WITH_W3C_PROPAGATION" else _B3_ONLY,
+        )
     if kind == "opentelemetry" and service and port:
         return _otel(f"outbound|{port}||{service}", service, tracing_service_name(proxy))
     return None
@@ -214,13 +246,29 @@ def _legacy_tracer(snapshot: Snapshot, proxy: Proxy) -> http_tracer_pb2.Tracing.
     return _zipkin(ZIPKIN_CLUSTER, BUILTIN_COLLECTOR_HOST)
 
 
-def _custom_tags(
-    snapshot: Snapshot,
-    proxy: Proxy,
-    telemetry_tags: Any = None,
-    *,
-    istio_tags: bool = True,
-) -> list[custom_tag_pb2.CustomTag]:
+# istiod's optionalPolicyTags: the RBAC filter's shadow (dry-run) results, read from its dynamic
+# metadata; with no default value a tag stays off the span unless a dry-run policy ran.
+_DRY_RUN_TAGS = (
+    ("istio.authorization.dry_run.allow_policy.name", "istio_dry_run_allow_shadow_effective_policy_id"),
+    ("istio.authorization.dry_run.allow_policy.result", "istio_dry_run_allow_shadow_engine_result"),
+    ("istio.authorization.dry_run.deny_policy.name", "istio_dry_run_deny_shadow_effective_policy_id"),
+    ("istio.authorization.dry_run.deny_policy.result", "istio_dry_run_deny_shadow_engine_result"),
+)
+
+
+def _dry_run_tags() -> list[custom_tag_pb2.CustomTag]:
+    out = []
+    for tag, key in _DRY_RUN_TAGS:
+        ct = custom_tag_pb2.CustomTag(tag=tag)
+        ct.metadata.kind.request.SetInParent()
+        ct.metadata.metadata_key.key = "envoy.filters.http.rbac"
+        ct.metadata.metadata_key.path.add(key=key)
+        out.append(ct)
+    return out
+
+
+def _istio_tags(snapshot: Snapshot, proxy: Proxy) -> list[custom_tag_pb2.CustomTag]:
+    """istiod's buildServiceTags plus optionalPolicyTags."""
     tags = {
         "istio.canonical_revision": istio.canonical_revision(proxy.labels),
         "istio.canonical_service": istio.canonical_service(proxy.labels, proxy.workload or proxy.instance),
@@ -228,31 +276,48 @@ def _custom_tags(
         "istio.mesh_id": snapshot.mesh.trust_domain,
         "istio.namespace": proxy.namespace,
     }
-    out = [
+    literal = [
         custom_tag_pb2.CustomTag(tag=k, literal=custom_tag_pb2.CustomTag.Literal(value=v))
         for k, v in tags.items()
-        if istio_tags
     ]
-    if telemetry_tags:
-        user = telemetry_tags
+    return literal + _dry_run_tags()
+
+
+def _user_tag(name: str, tag: Any) -> custom_tag_pb2.CustomTag | None:
+    ct = custom_tag_pb2.CustomTag(tag=name)
+    if getattr(tag, "formatter", None) is not None:
+        ct.value = tag.formatter.value or ""
+    elif tag.literal is not None:
+        ct.literal.value = tag.literal.value or ""
+    elif tag.environment is not None:
+        ct.environment.name = tag.environment.name or ""
+        ct.environment.default_value = tag.environment.default_value or ""
+    elif tag.header is not None:
+        ct.request_header.name = tag.header.name or ""
+        ct.request_header.default_value = tag.header.default_value or ""
     else:
-        tracing = _tracing_spec(snapshot)
-        user = getattr(tracing, "custom_tags", None) or {}
-    for name, tag in sorted(user.items()):
-        ct = custom_tag_pb2.CustomTag(tag=name)
-        if getattr(tag, "formatter", None) is not None:
-            ct.value = tag.formatter.value or ""
-        elif tag.literal is not None:
-            ct.literal.value = tag.literal.value or ""
-        elif tag.environment is not None:
-            ct.environment.name = tag.environment.name or ""
-            ct.environment.default_value = tag.environment.default_value or ""
-        elif tag.header is not None:
-            ct.request_header.name = tag.header.name or ""
-            ct.request_header.default_value = tag.header.default_value or ""
-        else:
-            continue
-        out.append(ct)
+        return None
+    return ct
+
+
+def _custom_tags(
+    snapshot: Snapshot,
+    proxy: Proxy,
+    telemetry_tags: Any = None,
+    *,
+    istio_tags: bool | None = None,
+) -> list[custom_tag_pb2.CustomTag]:
+    """istiod's configureCustomTags: Istio's tags (unless disabled: by Telemetry ``enableIstioTags``, else
+    by ``defaultConfig.tracing.enableIstioTags``), then Telemetry ``customTags`` or, when it has none,
+    ``defaultConfig.tracing.customTags``; all sorted by tag name as istiod sorts them."""
+    tracing = _tracing_spec(snapshot)
+    if istio_tags is None:
+        legacy = getattr(tracing, "enable_istio_tags", None) if tracing is not None else None
+        istio_tags = legacy is not False
+    out = _istio_tags(snapshot, proxy) if istio_tags else []
+    user = telemetry_tags or (getattr(tracing, "custom_tags", None) if tracing is not None else None) or {}
+    out.extend(ct for name, tag in user.items() if (ct := _user_tag(name, tag)) is not None)
+    out.sort(key=lambda ct: ct.tag)
     return out
 
 
@@ -282,6 +347,8 @@ def _telemetry_tracing(
 ) -> hcm.HttpConnectionManager.Tracing | None:
     if spec.disabled or spec.provider is None:
         return None
+    max_tag_length = None
+    spawn_upstream = False
     if spec.provider is policy.IMPLICIT:
         # A Telemetry resource asking for tracing without naming a provider: istiod would warn in its log
         # and make no span; the built-in collector takes them instead.
@@ -295,9 +362,17 @@ def _telemetry_tracing(
             )
             return None
         tracer = found
+        # istiod's configureFromProviderConfig: the provider's maxTagLength wins over ProxyConfig's, and a
+        # gateway (Router) spawns an upstream span (SpawnUpstreamSpanForGateway, on since 1.28, always
+        # since 1.31), so its server span and the client span of its upstream call are two spans.
+        max_tag_length = getattr(spec.provider.body, "max_tag_length", None) or None
+        spawn_upstream = proxy.kind == "gateway"
     sampling = spec.sampling if spec.sampling is not None else sampling_percent(snapshot)
     tags = _custom_tags(snapshot, proxy, spec.custom_tags, istio_tags=spec.enable_istio_tags)
-    return _block(snapshot, tracer, sampling, tags)
+    out = _block(snapshot, tracer, sampling, tags, max_tag_length)
+    if spawn_upstream:
+        out.spawn_upstream_span.value = True
+    return out
 
 
 def _block(
@@ -305,8 +380,11 @@ def _block(
     tracer: http_tracer_pb2.Tracing.Http | None,
     sampling: float,
     tags: list[custom_tag_pb2.CustomTag],
+    max_tag_length: int | None = None,
 ) -> hcm.HttpConnectionManager.Tracing:
-    """The HCM tracing block; without `tracer` it has no provider (Envoy's null tracer), as istiod's."""
+    """The HCM tracing block; without `tracer` it has no provider (Envoy's null tracer), as istiod's.
+    ``max_path_tag_length``: the provider's, else ``defaultConfig.tracing.maxPathTagLength``, else unset
+    as istiod leaves it (Envoy's default is 256, `DEFAULT_MAX_PATH_TAG_LENGTH`)."""
     out = hcm.HttpConnectionManager.Tracing(
         client_sampling=percent_pb2.Percent(value=100.0),
         random_sampling=percent_pb2.Percent(value=sampling),
@@ -315,8 +393,11 @@ def _block(
     if tracer is not None:
         out.provider.CopyFrom(tracer)
     tracing = _tracing_spec(snapshot)
-    max_len = getattr(tracing, "max_path_tag_length", None) if tracing is not None else None
-    out.max_path_tag_length.value = int(max_len or DEFAULT_MAX_PATH_TAG_LENGTH)
+    max_len = max_tag_length or (
+        getattr(tracing, "max_path_tag_length", None) if tracing is not None else None
+    )
+    if max_len:
+        out.max_path_tag_length.value = int(max_len)
     out.custom_tags.extend(tags)
     return out
 

@@ -223,3 +223,13 @@ def test_static_clusters_fit_the_bootstrap() -> None:
     boot = build_bootstrap(PRODUCTPAGE, xds_address=("127.1.0.1", 15010), extra_static_clusters=clusters)
     names = [c["name"] for c in boot["static_resources"]["clusters"]]
     assert tenvoy.ALS_CLUSTER in names and tracing.ZIPKIN_CLUSTER in names
+
+
+def test_enable_istio_tags_false_in_mesh_config_drops_istios_tags() -> None:
+    on = tracing.tracing_config(mesh("defaultConfig:\n  tracing: {sampling: 1}"), PRODUCTPAGE)
+    off = tracing.tracing_config(
+        mesh("defaultConfig:\n  tracing: {sampling: 1, enableIstioTags: false}"), PRODUCTPAGE
+    )
+    assert on is not None and off is not None
+    assert any(c.tag.startswith("istio.") for c in on.custom_tags)
+    assert not any(c.tag.startswith("istio.") for c in off.custom_tags)
