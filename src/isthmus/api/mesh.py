@@ -328,12 +328,13 @@ class EnvoyFileAccessLogFormat(ApiModel):
 
     text: str | None = None
     labels: Struct | None = None
-    omit_empty_values: bool | None = None
 
 
 class EnvoyFileAccessLogProvider(ApiModel):
     path: str | None = None
     log_format: EnvoyFileAccessLogFormat | None = None
+    # On the provider, not its logFormat (istiod reads prov.EnvoyFileAccessLog.OmitEmptyValues).
+    omit_empty_values: bool | None = None
 
 
 class PrometheusMetricsProvider(ExtraAllowedModel):

@@ -186,15 +186,17 @@ def cel_filter(expression: str) -> accesslog_pb2.AccessLogFilter:
 
 def _provider_log(snapshot: Snapshot, provider: policy.Provider) -> accesslog_pb2.AccessLog | None:
     if provider.builtin:
-        # Istio's `envoy` provider: the proxy's stdout (its envoy.log here), or MeshConfig accessLogFile.
-        logs = file_access_logs(snapshot, snapshot.mesh.access_log_file or policy.STDOUT)
-        return logs[0] if logs else None
+        # Istio's default mesh config defines `envoy` as envoyFileAccessLog{path: /dev/stdout}: it takes
+        # MeshConfig's accessLogEncoding / accessLogFormat but never its accessLogFile, which is only the
+        # fallback when no Telemetry logs (the proxy's stdout is its envoy.log here).
+        return file_access_logs(snapshot, policy.STDOUT)[0]
     body = provider.body
     path = getattr(body, "path", None) or policy.STDOUT
     fmt = getattr(body, "log_format", None)
-    if fmt is None and provider.name == policy.BUILTIN_LOG_PROVIDER:
-        # istiod's telemetryAccessLog: a provider named `envoy` without a format takes MeshConfig's
-        # accessLogEncoding / accessLogFormat.
+    omit = bool(getattr(body, "omit_empty_values", None))
+    if fmt is None and not omit and provider.name == policy.BUILTIN_LOG_PROVIDER:
+        # istiod's telemetryAccessLog: a provider named `envoy` without a format (nor omitEmptyValues)
+        # takes MeshConfig's accessLogEncoding / accessLogFormat.
         return file_access_logs(snapshot, path)[0]
     fal = file_pb2.FileAccessLog(path=path)
     labels = getattr(fmt, "labels", None) if fmt is not None else None
@@ -208,7 +210,7 @@ def _provider_log(snapshot: Snapshot, provider: policy.Provider) -> accesslog_pb
             text += "\n"
         fal.log_format.text_format_source.inline_string = text
     # istiod's telemetryAccessLog: fields whose value is empty are left out (JSON) or empty (text).
-    fal.log_format.omit_empty_values = bool(getattr(fmt, "omit_empty_values", None))
+    fal.log_format.omit_empty_values = omit
     return accesslog_pb2.AccessLog(name="envoy.access_loggers.file", typed_config=_pack(fal))
 
 

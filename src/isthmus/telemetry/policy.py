@@ -36,10 +36,10 @@ listeners (reporter=destination); ``match.mode`` CLIENT_AND_SERVER (or no match)
 
 Providers (`find_provider`): MeshConfig ``extensionProviders`` (names compared case-insensitively), then
 Istio's built-ins ``prometheus`` and ``envoy`` (the file access log to the proxy's stdout, which is its
-envoy.log here, or to MeshConfig ``accessLogFile`` when set). Isthmus implements zipkin and opentelemetry
-tracers, envoyFileAccessLog loggers and the prometheus metrics; a Telemetry naming any other kind (or a
-provider no one defines) is reported in the snapshot's generation errors (status ``generationErrors``)
-and that provider is left out.
+envoy.log here, in MeshConfig's accessLogEncoding/accessLogFormat; as in Istio, never to
+``accessLogFile``). Isthmus implements zipkin and opentelemetry tracers, envoyFileAccessLog loggers and
+the prometheus metrics; a Telemetry naming any other kind (or a provider no one defines) is reported in
+the snapshot's generation errors (status ``generationErrors``) and that provider is left out.
 
 Everything here is a pure function of (snapshot, proxy labels and namespace), memoized in the snapshot.
 """

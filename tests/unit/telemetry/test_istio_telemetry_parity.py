@@ -348,22 +348,41 @@ def test_file_provider_envoy_config(provider: str, mesh_extra: str, want_path: s
 
 
 @pytest.mark.parametrize(
-    ("log_format", "omit"),
+    ("provider", "omit"),
     [
-        pytest.param("{labels: {}, omitEmptyValues: true}", True, id="enable-omit-empty-values"),
-        pytest.param(f"{{text: '{CUSTOM_TEXT}', omitEmptyValues: true}}", True, id="text-omit-empty-values"),
-        pytest.param("{labels: {}}", False, id="default-keeps-empty-values"),
+        pytest.param("logFormat: {labels: {}}, omitEmptyValues: true", True, id="enable-omit-empty-values"),
+        pytest.param(
+            f"logFormat: {{text: '{CUSTOM_TEXT}'}}, omitEmptyValues: true", True, id="text-omit-empty-values"
+        ),
+        pytest.param("logFormat: {labels: {}}", False, id="default-keeps-empty-values"),
     ],
 )
-def test_file_provider_omit_empty_values(log_format: str, omit: bool) -> None:
+def test_file_provider_omit_empty_values(provider: str, omit: bool) -> None:
+    """omitEmptyValues sits on the envoyFileAccessLog provider (istiod reads
+    prov.EnvoyFileAccessLog.OmitEmptyValues)."""
     s = snap(
         mesh(
-            f"extensionProviders: [{{name: my-file, envoyFileAccessLog: {{path: /dev/stdout, logFormat: {log_format}}}}}]"
+            f"extensionProviders: [{{name: my-file, envoyFileAccessLog: {{path: /dev/stdout, {provider}}}}}]"
         ),
         tel("t", ROOT, "accessLogging: [{providers: [{name: my-file}]}]"),
     )
     ((fal, _),) = file_logs(tenvoy.http_access_loggers(s, REVIEWS, "outbound"))
     assert fal.log_format.omit_empty_values is omit
+
+
+def test_builtin_envoy_provider_with_omit_empty_values_keeps_its_own_format() -> None:
+    """istiod's telemetryAccessLog: the `envoy` provider falls back to MeshConfig's format only when it sets
+    neither logFormat nor omitEmptyValues; with omitEmptyValues alone it is Istio's default text format."""
+    s = snap(
+        mesh(
+            "accessLogEncoding: JSON\n"
+            "extensionProviders: [{name: envoy, envoyFileAccessLog: {path: /dev/stdout, omitEmptyValues: true}}]"
+        ),
+        tel("t", ROOT, "accessLogging: [{providers: [{name: envoy}]}]"),
+    )
+    ((fal, _),) = file_logs(tenvoy.http_access_loggers(s, REVIEWS, "outbound"))
+    assert fal.log_format.omit_empty_values is True
+    assert fal.log_format.text_format_source.inline_string.startswith("[%START_TIME%]")
 
 
 CUSTOM_JSON = {"code": "%RESPONSE_CODE%", "path": "%REQ(:PATH)%"}

@@ -191,7 +191,7 @@ extensionProviders:
     # productpage CLIENT: the namespace names no provider for that mode, so the mesh's envoy provider
     # stays in scope (istiod's mergeLogs picks providers per mode).
     ((fal, _),) = file_logs(tenvoy.http_access_loggers(s, PRODUCTPAGE, "outbound"))
-    assert fal.path == "/tmp/mesh.log"
+    assert fal.path == "/dev/stdout"  # the envoy provider's own path, not accessLogFile
     # reviews: its Telemetry disables logging; without any Telemetry logging, accessLogFile applies.
     assert policy.access_log_providers(s, REVIEWS, "SERVER") == []
     assert file_logs(tenvoy.http_access_loggers(s, REVIEWS, "inbound")) == []
@@ -199,13 +199,14 @@ extensionProviders:
         tenvoy.http_access_loggers(snap(mesh("accessLogFile: /tmp/mesh.log")), REVIEWS, "inbound")
     )
     assert fal.path == "/tmp/mesh.log"
-    # The built-in envoy provider writes to accessLogFile when it is set, else to the proxy's stdout.
+    # The built-in envoy provider (Istio's default mesh config: path /dev/stdout) writes to the proxy's
+    # stdout even when accessLogFile is set: that is only the no-Telemetry fallback.
     s3 = snap(
         mesh("accessLogFile: /tmp/mesh.log"),
         tel("mesh", "istio-system", "accessLogging: [{providers: [{name: envoy}]}]"),
     )
     ((fal, _),) = file_logs(tenvoy.http_access_loggers(s3, REVIEWS, "inbound"))
-    assert fal.path == "/tmp/mesh.log"
+    assert fal.path == "/dev/stdout"
     s2 = snap(
         tel("mesh", "istio-system", "accessLogging: [{providers: [{name: envoy}]}]"),
         tel("rv", "default", "selector: {matchLabels: {app: reviews}}\naccessLogging: [{disabled: true}]"),
