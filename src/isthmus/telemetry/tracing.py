@@ -52,13 +52,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from envoy.config.core.v3 import grpc_service_pb2
+from envoy.config.core.v3 import base_pb2, grpc_service_pb2, http_service_pb2, http_uri_pb2
 from envoy.config.trace.v3 import http_tracer_pb2, opentelemetry_pb2, zipkin_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
 from envoy.extensions.request_id.uuid.v3 import uuid_pb2
 from envoy.type.tracing.v3 import custom_tag_pb2
 from envoy.type.v3 import percent_pb2
 
+from isthmus.model.durations import to_seconds
 from isthmus.telemetry import istio, policy
 
 if TYPE_CHECKING:
@@ -154,6 +155,33 @@ def _zipkin(
     return out
 
 
+def _zipkin_service(tracer: http_tracer_pb2.Tracing.Http, timeout_s: float | None, headers: Any) -> None:
+    """A zipkin provider's `timeout` and `headers` (istiod's zipkinConfig for Istio 1.29+ proxies): the
+    collector is then an HttpService (the legacy collector fields cannot carry them), 5 s unless set;
+    a header's `envName` is Envoy's %ENVIRONMENT(...)% of the proxy, as istiod's buildHTTPHeaders."""
+    cfg = zipkin_pb2.ZipkinConfig()
+    tracer.typed_config.Unpack(cfg)
+    service = http_service_pb2.HttpService(
+        http_uri=http_uri_pb2.HttpUri(
+            uri=f"http://{cfg.collector_hostname}{cfg.collector_endpoint}", cluster=cfg.collector_cluster
+        )
+    )
+    service.http_uri.timeout.FromNanoseconds(int((timeout_s if timeout_s is not None else 5.0) * 1e9))
+    for h in headers or ():
+        name = h.get("name") if isinstance(h, dict) else getattr(h, "name", None)
+        value = h.get("value") if isinstance(h, dict) else getattr(h, "value", None)
+        env = (h.get("envName") or h.get("env_name")) if isinstance(h, dict) else getattr(h, "env_name", None)
+        if not name:
+            continue
+        service.request_headers_to_add.add(
+            header=base_pb2.HeaderValue(key=name, value=f"%ENVIRONMENT({env})%" if env else str(value or ""))
+        )
+    for f in ("collector_cluster", "collector_endpoint", "collector_hostname"):
+        cfg.ClearField(f)
+    cfg.collector_service.CopyFrom(service)
+    tracer.typed_config.Pack(cfg, deterministic=True)
+
+
 def _otel(cluster: str, authority: str, service_name: str) -> http_tracer_pb2.Tracing.Http:
     cfg = opentelemetry_pb2.OpenTelemetryConfig(
         grpc_service=grpc_service_pb2.GrpcService(
@@ -195,7 +223,7 @@ def _extension_tracer(
     if kind == "zipkin" and service and port:
         no_128 = bool(_extra(body, "enable_64bit_trace_id", "enable64bitTraceId"))
         option = str(_extra(body, "trace_context_option", "traceContextOption") or "")
-        return _zipkin(
+        tracer = _zipkin(
             f"outbound|{port}||{service}",
             service,
             trace_id_128=not no_128,
@@ -203,6 +231,11 @@ def _extension_tracer(
             # istiod's convertTraceContextOption: anything but USE_B3_WITH_W3C_PROPAGATION is B3 only.
             context=_B3_AND_W3C if option == "USE_B3_WITH_W3C_PROPAGATION" else _B3_ONLY,
         )
+        timeout = getattr(body, "timeout", None)
+        headers = _extra(body, "headers")
+        if timeout is not None or headers:
+            _zipkin_service(tracer, to_seconds(timeout) if timeout is not None else None, headers)
+        return tracer
     if kind == "opentelemetry" and service and port:
         return _otel(f"outbound|{port}||{service}", service, tracing_service_name(proxy))
     return None

@@ -233,3 +233,45 @@ def test_enable_istio_tags_false_in_mesh_config_drops_istios_tags() -> None:
     assert on is not None and off is not None
     assert any(c.tag.startswith("istio.") for c in on.custom_tags)
     assert not any(c.tag.startswith("istio.") for c in off.custom_tags)
+
+
+def test_zipkin_provider_timeout_and_headers_use_an_http_service() -> None:
+    """istiod's zipkinConfig (Istio 1.29+ proxies): a provider's timeout and headers need the collector as
+    an HttpService; envName headers are the proxy's environment (%ENVIRONMENT()%)."""
+    spec = (
+        "extensionProviders:\n"
+        "- name: zk\n"
+        "  zipkin:\n"
+        "    service: zipkin.istio-system.svc.cluster.local\n"
+        "    port: 9411\n"
+        "    timeout: 2s\n"
+        "    headers: [{name: x-token, value: abc}, {name: x-env, envName: ZK_TOKEN}]\n"
+        "defaultProviders: {tracing: [zk]}\n"
+    )
+    t = tracing.tracing_config(mesh(spec), PRODUCTPAGE)
+    assert t is not None
+    z = zipkin_pb2.ZipkinConfig()
+    t.provider.typed_config.Unpack(z)
+    svc = z.collector_service
+    assert not z.collector_cluster and not z.collector_endpoint
+    assert svc.http_uri.cluster == "outbound|9411||zipkin.istio-system.svc.cluster.local"
+    assert svc.http_uri.uri == "http://zipkin.istio-system.svc.cluster.local/api/v2/spans"
+    assert svc.http_uri.timeout.ToMilliseconds() == 2000
+    assert [(h.header.key, h.header.value) for h in svc.request_headers_to_add] == [
+        ("x-token", "abc"),
+        ("x-env", "%ENVIRONMENT(ZK_TOKEN)%"),
+    ]
+    # Without timeout and headers: the collector fields, as before.
+    plain = tracing.tracing_config(
+        mesh(
+            spec.replace("    timeout: 2s\n", "").replace(
+                "    headers: [{name: x-token, value: abc}, {name: x-env, envName: ZK_TOKEN}]\n", ""
+            )
+        ),
+        PRODUCTPAGE,
+    )
+    assert plain is not None
+    plain.provider.typed_config.Unpack(z := zipkin_pb2.ZipkinConfig())
+    assert z.collector_cluster == "outbound|9411||zipkin.istio-system.svc.cluster.local" and not z.HasField(
+        "collector_service"
+    )
