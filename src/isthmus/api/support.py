@@ -114,6 +114,48 @@ PROXY_CONFIG_ANNOTATION_REASON = (
     "defaultConfig; write a ProxyConfig whose selector matches the Workload's labels instead"
 )
 
+# The fields of tracing extension providers the tracers are built from (telemetry/tracing.py); the rest
+# of Istio's provider fields are refused by name rather than dropped.
+TRACER_PROVIDER_FIELDS = {
+    "zipkin": {
+        "service",
+        "port",
+        "maxTagLength",
+        "enable64bitTraceId",
+        "path",
+        "traceContextOption",
+        "timeout",
+        "headers",
+    },
+    "opentelemetry": {"service", "port", "maxTagLength"},
+}
+TRACER_PROVIDER_REASON = {
+    "opentelemetry": "Isthmus's OpenTelemetry tracer exports spans over gRPC with the default sampler only",
+}
+
+
+def _tracer_provider_errors(
+    resource: Resource, data: dict[str, Any], ident: dict[str, Any]
+) -> list[ConfigError]:
+    errors = []
+    for i, prov in enumerate((data.get("spec") or {}).get("extensionProviders") or []):
+        for kind, allowed in TRACER_PROVIDER_FIELDS.items():
+            body = prov.get(kind)
+            if not isinstance(body, dict):
+                continue
+            for key, value in body.items():
+                if key in allowed or value in (None, [], {}, ""):
+                    continue
+                path = f"spec.extensionProviders[{i}].{kind}.{key}"
+                reason = TRACER_PROVIDER_REASON.get(kind, "not translated")
+                errors.append(
+                    ConfigError(
+                        line=resource.line_of(path), message=f"{path} is not supported yet: {reason}", **ident
+                    )
+                )
+    return errors
+
+
 # Kinds whose spec is checked against an allow-list instead: (kind, parent path) -> fields acted on.
 TRANSLATED_FIELDS: dict[str, dict[str, set[str]]] = {
     "MeshConfig": {
@@ -228,6 +270,8 @@ def check_supported(resource: Resource) -> list[ConfigError]:
                 errors.append(
                     ConfigError(line=resource.line_of(path), message=f"{path} is not supported yet", **ident)
                 )
+    if resource.kind == "MeshConfig":
+        errors.extend(_tracer_provider_errors(resource, data, ident))
     if resource.kind == "Gateway":
         for i, server in enumerate((data.get("spec") or {}).get("servers") or []):
             mode = str((server.get("tls") or {}).get("mode") or "SIMPLE").upper()

@@ -222,3 +222,24 @@ spec:
     assert [e.message for e in check_supported(bad)] == [
         "spec.defaultConfig.statNameLength is not supported yet"
     ]
+
+
+def test_tracing_provider_fields_that_are_not_translated_are_refused_by_name() -> None:
+    (mesh,) = load_text(
+        """
+apiVersion: isthmus.dev/v1alpha1
+kind: MeshConfig
+metadata: {name: mesh}
+spec:
+  extensionProviders:
+  - name: otel
+    opentelemetry: {service: otel.ns.svc.cluster.local, port: 4317, http: {path: /v1/traces}}
+  - name: zk
+    zipkin: {service: zk.ns.svc.cluster.local, port: 9411, timeout: 2s, path: /spans, headers: [{name: a, value: b}]}
+""",
+        "mesh.yaml",
+    )
+    assert [e.message for e in check_supported(mesh)] == [
+        "spec.extensionProviders[0].opentelemetry.http is not supported yet: Isthmus's OpenTelemetry tracer "
+        "exports spans over gRPC with the default sampler only"
+    ]
