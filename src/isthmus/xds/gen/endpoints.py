@@ -9,7 +9,7 @@ from google.protobuf import any_pb2, struct_pb2, wrappers_pb2
 
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import Snapshot
-from isthmus.registry.build import labels_match
+from isthmus.registry.build import UNIX_ADDRESS_PREFIX, labels_match
 from isthmus.registry.types import Endpoint, Resolution, split_locality
 from isthmus.xds.gen import headless, locality, tls
 from isthmus.xds.gen import protos as p
@@ -64,7 +64,6 @@ _T_SA_ADDRESS = _tag(p.address.SocketAddress, "address")
 _T_SA_PORT = _varint(p.address.SocketAddress.DESCRIPTOR.fields_by_name["port_value"].number << 3)
 _T_PIPE = _tag(p.address.Address, "pipe")
 _T_PIPE_PATH = _tag(p.address.Pipe, "path")
-UNIX_PREFIX = "unix://"
 _T_FILTER_METADATA = _tag(p.base.Metadata, "filter_metadata")
 _T_STRUCT_FIELDS = _tag(struct_pb2.Struct, "fields")
 _T_STRING_VALUE = _tag(struct_pb2.Value, "string_value")
@@ -114,8 +113,8 @@ def _metadata_bytes(workload: str, mtls: bool, pod: str = "") -> bytes:
 def _address_bytes(ep: Endpoint) -> bytes:
     """The endpoint's Address: a unix socket (`unix:///path`, a ServiceEntry or WorkloadEntry address)
     as a pipe, as istiod's BuildAddress does; otherwise ip:port."""
-    if ep.address.startswith(UNIX_PREFIX):
-        return _ld(_T_PIPE, _ld(_T_PIPE_PATH, ep.address[len(UNIX_PREFIX) :].encode()))
+    if ep.address.startswith(UNIX_ADDRESS_PREFIX):
+        return _ld(_T_PIPE, _ld(_T_PIPE_PATH, ep.address[len(UNIX_ADDRESS_PREFIX) :].encode()))
     addr = ep.address.encode()
     return _ld(_T_SOCKET_ADDRESS, _T_SA_ADDRESS + _varint(len(addr)) + addr + _T_SA_PORT + _varint(ep.port))
 
