@@ -27,7 +27,7 @@ from isthmus.api.paths import join
 from isthmus.config.store import Config
 from isthmus.model import hosts as h
 from isthmus.model.proxy import Proxy
-from isthmus.model.snapshot import RESERVED_SIDECAR_PORTS, ingress_endpoint
+from isthmus.model.snapshot import ingress_endpoint
 from isthmus.registry.types import Pod
 
 
@@ -164,9 +164,6 @@ def ingress_endpoints(ctx: Context) -> None:
 
 
 def _ingress_problem(ingress: Any, pod: Pod) -> str | None:
-    number = int(ingress.port.number)
-    if number in RESERVED_SIDECAR_PORTS:
-        return f"port {number} is the sidecar's {RESERVED_SIDECAR_PORTS[number]} port"
     try:
         ingress_endpoint(ingress, pod)
     except ValueError as exc:

@@ -27,6 +27,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from isthmus.registry.build import labels_match
+
 META_PREFIX = "ISTIO_META_"
 METAJSON_PREFIX = "ISTIO_METAJSON_"
 
@@ -128,7 +130,7 @@ def _workload_layer(configs: list[Any], namespace: str, labels: Mapping[str, str
         match = dict(selector.match_labels or {}) if selector is not None else {}
         if cfg.namespace != namespace or not match:
             continue
-        if all(labels.get(k) == v for k, v in match.items()):
+        if labels_match(match, labels):
             return layer_of_resource(cfg)
     return None
 

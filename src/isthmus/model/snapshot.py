@@ -18,7 +18,7 @@ from isthmus.model.proxy import Proxy
 from isthmus.model.sidecar_scope import SidecarScope, build_scope, select_candidate, sidecar_candidates
 from isthmus.model.virtual_services import MESH_GATEWAY, VirtualServiceEntry, VirtualServiceIndex
 from isthmus.model.visibility import is_visible, normalize
-from isthmus.registry.build import Registry, build_registry, update_registry
+from isthmus.registry.build import UNIX_ADDRESS_PREFIX, Registry, build_registry, update_registry
 from isthmus.registry.types import Pod, Protocol, Service, ServicePort, parse_protocol
 
 
@@ -40,7 +40,6 @@ class InboundPort:
         return f"{self.sidecar.name}.{self.sidecar.namespace}" if self.sidecar is not None else None
 
 
-UNIX_PREFIX = "unix://"
 # Ports an Isthmus sidecar already binds on its pod address (admin, outbound, health, Prometheus): a
 # Sidecar ingress port on one of them is skipped, as istiod's CanBindToPort skips ports of static
 # listeners (conflictWithReservedListener).
@@ -73,11 +72,15 @@ def ingress_endpoint(ingress: Any, pod: Pod) -> tuple[str, int]:
     to the pod IP, port P; without a defaultEndpoint, to the original destination (the same port). An
     Isthmus app listens on 127.0.0.1 only, on the private port ISTHMUS_PORTS gives for each of its
     Workload's ports: every form names the app's port P as the pod sees it, so all map to 127.0.0.1 and
-    ISTHMUS_PORTS[P]. Raises ValueError when P is not a Workload port (the app has nothing there)."""
+    ISTHMUS_PORTS[P]. Raises ValueError when the listener cannot be served: its port is one of the
+    sidecar's own, or P is not a Workload port (the app has nothing there)."""
+    number = int(ingress.port.number)
+    if number in RESERVED_SIDECAR_PORTS:
+        raise ValueError(f"port {number} is the sidecar's {RESERVED_SIDECAR_PORTS[number]} port")
     endpoint = ingress.default_endpoint or ""
-    if endpoint.startswith(UNIX_PREFIX):
+    if endpoint.startswith(UNIX_ADDRESS_PREFIX):
         return endpoint, 0
-    target = int(endpoint.rpartition(":")[2]) if endpoint else int(ingress.port.number)
+    target = int(endpoint.rpartition(":")[2]) if endpoint else number
     app_port = pod.app_ports.get(target)
     if app_port is None and endpoint and target in pod.app_ports.values():
         # The app's actual private port, named literally: the app does listen there, on 127.0.0.1.
@@ -315,13 +318,6 @@ class Snapshot:
             where = f"Sidecar {sidecar.namespace}/{sidecar.name} spec.ingress[{i}]"
             if number in by_port:
                 continue  # validation refuses duplicates; istiod keeps the first (reportInboundConflict)
-            if number in RESERVED_SIDECAR_PORTS:
-                self._ingress_error(
-                    proxy,
-                    number,
-                    f"{where}: port {number} is the sidecar's {RESERVED_SIDECAR_PORTS[number]} port",
-                )
-                continue
             try:
                 address, app_port = ingress_endpoint(ingress, pod)
             except ValueError as exc:
