@@ -341,6 +341,62 @@ class PrometheusMetricsProvider(ExtraAllowedModel):
     pass
 
 
+class EnvoyHttpGrpcV3LogProvider(ApiModel):
+    """``envoyHttpAls``: every field of Istio's proto, all translated (`telemetry.envoy`), so unknown
+    fields are refused rather than silently dropped."""
+
+    service: str | None = None
+    port: UInt32 | None = None
+    log_name: str | None = None
+    filter_state_objects_to_log: list[str] = Field(default_factory=list)
+    additional_request_headers_to_log: list[str] = Field(default_factory=list)
+    additional_response_headers_to_log: list[str] = Field(default_factory=list)
+    additional_response_trailers_to_log: list[str] = Field(default_factory=list)
+
+
+class EnvoyTcpGrpcV3LogProvider(ApiModel):
+    """``envoyTcpAls``: every field of Istio's proto."""
+
+    service: str | None = None
+    port: UInt32 | None = None
+    log_name: str | None = None
+    filter_state_objects_to_log: list[str] = Field(default_factory=list)
+
+
+class EnvoyOpenTelemetryLogFormat(ApiModel):
+    """Unlike the file provider's, not a oneof: ``text`` is the OTel body, ``labels`` its attributes."""
+
+    text: str | None = None
+    labels: Struct | None = None
+
+
+class EnvoyOpenTelemetryLogProvider(ApiModel):
+    """``envoyOtelAls``: every field of Istio's proto."""
+
+    service: str | None = None
+    port: UInt32 | None = None
+    log_name: str | None = None
+    log_format: EnvoyOpenTelemetryLogFormat | None = None
+
+
+class DatadogTracingProvider(ApiModel):
+    """``datadog``: every field of Istio's proto, all translated (`telemetry.tracing`: Envoy's Datadog
+    tracer), so an unknown field is refused rather than silently dropped."""
+
+    service: str | None = None
+    port: UInt32 | None = None
+    max_tag_length: UInt32 | None = None
+
+
+class SkyWalkingTracingProvider(ApiModel):
+    """``skywalking``: every field of Istio's proto, all translated (`telemetry.tracing`: Envoy's SkyWalking
+    tracer; ``accessToken`` becomes its ``client_config.backend_token``, which istiod leaves out)."""
+
+    service: str | None = None
+    port: UInt32 | None = None
+    access_token: str | None = None
+
+
 _PROVIDER_KINDS = (
     "envoy_ext_authz_http",
     "envoy_ext_authz_grpc",
@@ -368,16 +424,16 @@ class ExtensionProvider(ApiModel):
     envoy_ext_authz_grpc: EnvoyExtAuthzGrpcProvider | None = None
     zipkin: ProviderBody | None = None
     lightstep: ProviderBody | None = None
-    datadog: ProviderBody | None = None
+    datadog: DatadogTracingProvider | None = None
     stackdriver: ProviderBody | None = None
     opencensus: ProviderBody | None = None
-    skywalking: ProviderBody | None = None
+    skywalking: SkyWalkingTracingProvider | None = None
     opentelemetry: ProviderBody | None = None
     prometheus: PrometheusMetricsProvider | None = None
     envoy_file_access_log: EnvoyFileAccessLogProvider | None = None
-    envoy_http_als: ProviderBody | None = None
-    envoy_tcp_als: ProviderBody | None = None
-    envoy_otel_als: ProviderBody | None = None
+    envoy_http_als: EnvoyHttpGrpcV3LogProvider | None = None
+    envoy_tcp_als: EnvoyTcpGrpcV3LogProvider | None = None
+    envoy_otel_als: EnvoyOpenTelemetryLogProvider | None = None
     sds: ProviderBody | None = None
 
     @property

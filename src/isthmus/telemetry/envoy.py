@@ -2,12 +2,20 @@
 
 Integration hooks for the generators and the bootstrap (the control plane side is `Telemetry`):
 
-- `http_access_loggers(snapshot, proxy, direction)` -> ``HttpConnectionManager.access_log``: the file
-  access logs (Telemetry ``accessLogging`` providers for this workload and mode, with their CEL filter,
-  see `telemetry.policy`; else MeshConfig's accessLogFile) and the gRPC access logger to the control
+- `http_access_loggers(snapshot, proxy, direction)` -> ``HttpConnectionManager.access_log``: the
+  Telemetry ``accessLogging`` providers for this workload and mode, each with its CEL filter (see
+  `telemetry.policy`; else MeshConfig's accessLogFile), and the gRPC access logger to the control
   plane, which is the metrics pipeline: it stays on unless Telemetry disables every metric of that mode
-  and no access log is configured for it either;
-- `tcp_access_loggers(snapshot, proxy, direction)` -> ``TcpProxy.access_log``, with
+  and no access log is configured for it either. The providers, as istiod's telemetry_logging.go builds
+  them: envoyFileAccessLog -> ``envoy.access_loggers.file``; envoyHttpAls -> ``http_grpc`` (log name
+  ``http_envoy_accesslog``), envoyTcpAls -> a tcp_grpc logger named ``envoy.tcp_grpc_access_log``
+  (``tcp_envoy_accesslog``), envoyOtelAls -> ``open_telemetry`` (``otel_envoy_accesslog``, body = the
+  text format, attributes = the labels, Envoy's built-in resource labels off), each
+  streaming to ``outbound|<port>||<host>`` of the provider's service with the host as gRPC authority
+  (istiod's LookupCluster, `xds.gen.ext_authz.lookup_cluster`; a service not in the registry drops that
+  logger and is reported in the generation errors). As in istiod, every provider goes on HCMs and TCP
+  proxies alike (an HTTP ALS on a TCP proxy logs entries without request data);
+- `tcp_access_loggers(snapshot, proxy, direction)` -> ``TcpProxy.access_log`` (the same providers), with
   `tcp_access_log_options()` -> ``TcpProxy.access_log_options`` (an entry when the upstream connects
   and every `TCP_FLUSH_INTERVAL_S` while open, so TCP byte counters move on long connections);
 - `grpc_stats_filter()`: the ``envoy.filters.http.grpc_stats`` HTTP filter (before the router), which
@@ -26,7 +34,8 @@ Integration hooks for the generators and the bootstrap (the control plane side i
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from envoy.config.accesslog.v3 import accesslog_pb2
@@ -34,14 +43,18 @@ from envoy.config.core.v3 import config_source_pb2, grpc_service_pb2
 from envoy.extensions.access_loggers.file.v3 import file_pb2
 from envoy.extensions.access_loggers.filters.cel.v3 import cel_pb2
 from envoy.extensions.access_loggers.grpc.v3 import als_pb2
+from envoy.extensions.access_loggers.open_telemetry.v3 import logs_service_pb2 as otel_pb2
 from envoy.extensions.filters.http.grpc_stats.v3 import config_pb2 as grpc_stats_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+from envoy.extensions.formatter.req_without_query.v3 import req_without_query_pb2
 from envoy.type.tracing.v3 import custom_tag_pb2
 from google.protobuf import any_pb2, duration_pb2
 
 from isthmus.telemetry import accesslog, policy
 from isthmus.telemetry.tracing import ZIPKIN_CLUSTER, tracing_config
+from isthmus.xds.gen.clusters import specs_by_name
+from isthmus.xds.gen.ext_authz import ProviderError, lookup_cluster
 
 if TYPE_CHECKING:
     from isthmus.model.proxy import Proxy
@@ -184,7 +197,109 @@ def cel_filter(expression: str) -> accesslog_pb2.AccessLogFilter:
     return out
 
 
-def _provider_log(snapshot: Snapshot, provider: policy.Provider) -> accesslog_pb2.AccessLog | None:
+# --- Telemetry gRPC log providers (envoyHttpAls, envoyTcpAls, envoyOtelAls) ------------------------------
+# As istiod's telemetry_logging.go builds them: default log names, default filter state, the service's
+# outbound cluster with the service host as the gRPC authority, Envoy's default batching.
+
+HTTP_GRPC_LOGGER = "envoy.access_loggers.http_grpc"
+TCP_GRPC_PROVIDER_LOGGER = "envoy.tcp_grpc_access_log"  # istiod's TCPEnvoyALSName
+OTEL_LOGGER = "envoy.access_loggers.open_telemetry"
+HTTP_ALS_LOG_NAME = "http_envoy_accesslog"
+TCP_ALS_LOG_NAME = "tcp_envoy_accesslog"
+OTEL_ALS_LOG_NAME = "otel_envoy_accesslog"
+# istiod's envoyStateToLog (the peer metadata istio-proxy's metadata exchange puts in filter state; plain
+# Envoy has none, so the entries simply lack them) and envoyWasmStateToLog for the OTel logger.
+PEER_FILTER_STATE = ("upstream_peer", "downstream_peer")
+OTEL_FILTER_STATE = (
+    *PEER_FILTER_STATE,
+    "wasm.upstream_peer",
+    "wasm.upstream_peer_id",
+    "wasm.downstream_peer",
+    "wasm.downstream_peer_id",
+)
+REQ_WITHOUT_QUERY = "%REQ_WITHOUT_QUERY"
+REQ_WITHOUT_QUERY_FORMATTER = "envoy.formatter.req_without_query"
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where a provider's logs go: the service host (gRPC authority) and its outbound cluster."""
+
+    hostname: str
+    cluster: str
+
+
+def _provider_common(
+    log_name: str, target: _Target, filter_state: Sequence[str]
+) -> als_pb2.CommonGrpcAccessLogConfig:
+    cfg = als_pb2.CommonGrpcAccessLogConfig(
+        log_name=log_name,
+        transport_api_version=config_source_pb2.V3,
+        filter_state_objects_to_log=filter_state,
+    )
+    cfg.grpc_service.envoy_grpc.CopyFrom(
+        grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=target.cluster, authority=target.hostname)
+    )
+    return cfg
+
+
+def _http_als(body: Any, target: _Target) -> accesslog_pb2.AccessLog:
+    """istiod's httpGrpcAccessLogFromTelemetry."""
+    cfg = als_pb2.HttpGrpcAccessLogConfig(
+        common_config=_provider_common(
+            body.log_name or HTTP_ALS_LOG_NAME, target, body.filter_state_objects_to_log or PEER_FILTER_STATE
+        ),
+        additional_request_headers_to_log=body.additional_request_headers_to_log,
+        additional_response_headers_to_log=body.additional_response_headers_to_log,
+        additional_response_trailers_to_log=body.additional_response_trailers_to_log,
+    )
+    return accesslog_pb2.AccessLog(name=HTTP_GRPC_LOGGER, typed_config=_pack(cfg))
+
+
+def _tcp_als(body: Any, target: _Target) -> accesslog_pb2.AccessLog:
+    """istiod's tcpGrpcAccessLogFromTelemetry."""
+    cfg = als_pb2.TcpGrpcAccessLogConfig(
+        common_config=_provider_common(
+            body.log_name or TCP_ALS_LOG_NAME, target, body.filter_state_objects_to_log or PEER_FILTER_STATE
+        )
+    )
+    return accesslog_pb2.AccessLog(name=TCP_GRPC_PROVIDER_LOGGER, typed_config=_pack(cfg))
+
+
+def _otel_als(body: Any, target: _Target) -> accesslog_pb2.AccessLog:
+    """istiod's openTelemetryLog / buildOpenTelemetryAccessLogConfig: the text format is the log body
+    (Istio's text format when unset, taken as given: no newline added), the labels its attributes."""
+    fmt = body.log_format
+    text = (fmt.text if fmt is not None else None) or accesslog.TEXT_LOG_FORMAT
+    labels = dict(fmt.labels or {}) if fmt is not None else {}
+    cfg = otel_pb2.OpenTelemetryAccessLogConfig(
+        common_config=_provider_common(body.log_name or OTEL_ALS_LOG_NAME, target, OTEL_FILTER_STATE),
+        disable_builtin_labels=True,
+    )
+    cfg.body.string_value = text
+    for key in sorted(labels):
+        cfg.attributes.values.add(key=key).value.string_value = _attribute_value(labels[key])
+    if any(REQ_WITHOUT_QUERY in v for v in (text, *map(_attribute_value, labels.values()))):
+        cfg.formatters.add(name=REQ_WITHOUT_QUERY_FORMATTER).typed_config.Pack(
+            req_without_query_pb2.ReqWithoutQuery(), deterministic=True
+        )
+    return accesslog_pb2.AccessLog(name=OTEL_LOGGER, typed_config=_pack(cfg))
+
+
+def _attribute_value(value: Any) -> str:
+    """istiod's ConvertStructToAttributeKeyValues reads each label as a string: any other JSON value
+    becomes empty (MeshConfig validation warns about those)."""
+    return value if isinstance(value, str) else ""
+
+
+_ALS_BUILDERS: dict[str, Callable[[Any, _Target], accesslog_pb2.AccessLog]] = {
+    "envoy_http_als": _http_als,
+    "envoy_tcp_als": _tcp_als,
+    "envoy_otel_als": _otel_als,
+}
+
+
+def _file_provider_log(snapshot: Snapshot, provider: policy.Provider) -> accesslog_pb2.AccessLog:
     if provider.builtin:
         # Istio's default mesh config defines `envoy` as envoyFileAccessLog{path: /dev/stdout}: it takes
         # MeshConfig's accessLogEncoding / accessLogFormat but never its accessLogFile, which is only the
@@ -214,7 +329,54 @@ def _provider_log(snapshot: Snapshot, provider: policy.Provider) -> accesslog_pb
     return accesslog_pb2.AccessLog(name="envoy.access_loggers.file", typed_config=_pack(fal))
 
 
-def _file_logs(snapshot: Snapshot, proxy: Proxy, direction: Direction) -> list[accesslog_pb2.AccessLog]:
+def _provider_log(
+    snapshot: Snapshot, proxy: Proxy, provider: policy.Provider
+) -> accesslog_pb2.AccessLog | None:
+    """The Envoy access logger of one Telemetry provider (None: left out, and reported)."""
+    if provider.kind == "envoy_file_access_log":
+        return _file_provider_log(snapshot, provider)
+    target = _als_target(snapshot, proxy, provider)
+    if target is None:
+        return None
+    return _ALS_BUILDERS[provider.kind](provider.body, target)
+
+
+def _als_target(snapshot: Snapshot, proxy: Proxy, provider: policy.Provider) -> _Target | None:
+    """istiod's LookupCluster for a gRPC log provider: ``outbound|<port>||<host>`` of the service it
+    names. istiod drops the logger when the service is not found (and only logs it); Isthmus also reports
+    it in the snapshot's generation errors."""
+    body = provider.body
+    try:
+        hostname, cluster = lookup_cluster(snapshot, body.service, int(body.port or 0))
+    except ProviderError as exc:
+        policy.report(
+            snapshot,
+            proxy,
+            "accessLogging",
+            f"access log provider {provider.name!r} ({provider.kind}): {exc}; it is left out",
+        )
+        return None
+    _check_in_cds(snapshot, proxy, provider, cluster)
+    return _Target(hostname, cluster)
+
+
+def _check_in_cds(snapshot: Snapshot, proxy: Proxy, provider: policy.Provider, cluster: str) -> None:
+    """Envoy takes a gRPC logger whose cluster it lacks (its gRPC client skips the cluster check) but
+    drops every entry, as an Istio proxy does: report it so the silence has a reason."""
+    if cluster not in specs_by_name(snapshot, proxy):
+        policy.report(
+            snapshot,
+            proxy,
+            "accessLogging",
+            f"access log provider {provider.name!r} ({provider.kind}): cluster {cluster} is not in this "
+            "proxy's config (the service has no such port, or a Sidecar's egress hosts leave it out), so "
+            "Envoy drops its logs",
+        )
+
+
+def _provider_logs(snapshot: Snapshot, proxy: Proxy, direction: Direction) -> list[accesslog_pb2.AccessLog]:
+    """Telemetry's access-log providers (istiod puts every one on HCMs and TCP proxies alike), else
+    MeshConfig's accessLogFile."""
     providers = policy.access_log_providers(snapshot, proxy, policy.mode_of(direction))
     if providers is None:
         # No Telemetry access logging: MeshConfig's file log, as istiod does. An empty list is Telemetry
@@ -222,7 +384,7 @@ def _file_logs(snapshot: Snapshot, proxy: Proxy, direction: Direction) -> list[a
         return file_access_logs(snapshot)
     out = []
     for provider, expression in providers:
-        log = _provider_log(snapshot, provider)
+        log = _provider_log(snapshot, proxy, provider)
         if log is None:
             continue
         if expression:
@@ -244,7 +406,7 @@ def http_access_loggers(
     cluster: str = ALS_CLUSTER,
 ) -> list[accesslog_pb2.AccessLog]:
     """For ``HttpConnectionManager.access_log``: the file logs (if configured) and the ALS logger."""
-    out = _file_logs(snapshot, proxy, direction)
+    out = _provider_logs(snapshot, proxy, direction)
     metrics = _metrics(snapshot, proxy, direction)
     if als and (metrics.enabled or out):
         out.append(http_grpc_logger(direction, cluster, metrics.headers()))
@@ -260,7 +422,7 @@ def tcp_access_loggers(
     cluster: str = ALS_CLUSTER,
 ) -> list[accesslog_pb2.AccessLog]:
     """For ``TcpProxy.access_log``: the file logs (if configured) and the ALS logger."""
-    out = _file_logs(snapshot, proxy, direction)
+    out = _provider_logs(snapshot, proxy, direction)
     if als and (_metrics(snapshot, proxy, direction).enabled or out):
         out.append(tcp_grpc_logger(direction, cluster))
     return out

@@ -37,9 +37,13 @@ listeners (reporter=destination); ``match.mode`` CLIENT_AND_SERVER (or no match)
 Providers (`find_provider`): MeshConfig ``extensionProviders`` (names compared case-insensitively), then
 Istio's built-ins ``prometheus`` and ``envoy`` (the file access log to the proxy's stdout, which is its
 envoy.log here, in MeshConfig's accessLogEncoding/accessLogFormat; as in Istio, never to
-``accessLogFile``). Isthmus implements zipkin and opentelemetry tracers, envoyFileAccessLog loggers and
-the prometheus metrics; a Telemetry naming any other kind (or a provider no one defines) is reported in
-the snapshot's generation errors (status ``generationErrors``) and that provider is left out.
+``accessLogFile``). Isthmus implements zipkin and opentelemetry tracers, the prometheus metrics and the
+access loggers envoyFileAccessLog, envoyHttpAls (Envoy's http_grpc), envoyTcpAls (tcp_grpc) and
+envoyOtelAls (open_telemetry): the gRPC ones stream to the provider's service through its
+``outbound|<port>||<host>`` cluster and, as in istiod, every access-log provider goes on HTTP connection
+managers and TCP proxies alike (`telemetry.envoy`). A Telemetry naming any other kind (or a
+provider no one defines, or a gRPC log provider whose service is not in the registry) is reported in the
+snapshot's generation errors (status ``generationErrors``) and that provider is left out.
 
 Everything here is a pure function of (snapshot, proxy labels and namespace), memoized in the snapshot.
 """
@@ -76,7 +80,9 @@ BUILTIN_METRICS_PROVIDER = "prometheus"
 BUILTIN_LOG_PROVIDER = "envoy"
 STDOUT = "/dev/stdout"
 TRACING_KINDS = frozenset({"zipkin", "opentelemetry"})
-LOGGING_KINDS = frozenset({"envoy_file_access_log"})
+# The kinds istiod makes an access log of (`telemetryAccessLog`); only these count for the accessLogFile
+# fallback. The gRPC ones stream to the service they name (`telemetry.envoy`).
+LOGGING_KINDS = frozenset({"envoy_file_access_log", "envoy_http_als", "envoy_tcp_als", "envoy_otel_als"})
 METRICS_KINDS = frozenset({"prometheus"})
 
 
@@ -198,7 +204,7 @@ def applicable_to(snapshot: Snapshot, proxy: Proxy) -> Applicable:
     return applicable(snapshot, proxy.namespace, proxy.labels)
 
 
-def _report(snapshot: Snapshot, proxy: Proxy, what: str, message: str) -> None:
+def report(snapshot: Snapshot, proxy: Proxy, what: str, message: str) -> None:
     """Keep a problem in the snapshot's generation errors (shown in status), once per workload."""
     key = f"Telemetry {what} for {proxy.namespace}/{proxy.workload or proxy.instance}"
     errors = snapshot.generation_errors
@@ -260,10 +266,10 @@ def tracing_spec(snapshot: Snapshot, proxy: Proxy, mode: Mode) -> TracingSpec | 
 def _tracing_provider(snapshot: Snapshot, proxy: Proxy, name: str) -> Provider | None:
     p = find_provider(snapshot, name)
     if p is None:
-        _report(snapshot, proxy, "tracing", f"tracing provider {name!r} is not defined in extensionProviders")
+        report(snapshot, proxy, "tracing", f"tracing provider {name!r} is not defined in extensionProviders")
         return None
     if p.kind not in TRACING_KINDS:
-        _report(
+        report(
             snapshot,
             proxy,
             "tracing",
@@ -275,10 +281,6 @@ def _tracing_provider(snapshot: Snapshot, proxy: Proxy, name: str) -> Provider |
 
 
 # --- access logging ------------------------------------------------------------------------------------
-
-
-# The kinds istiod makes an access log of (`telemetryAccessLog`): only these count for the fallback.
-_ACCESS_LOG_KINDS = frozenset({"envoy_file_access_log", "envoy_http_als", "envoy_tcp_als", "envoy_otel_als"})
 
 
 @dataclass(frozen=True)
@@ -330,18 +332,19 @@ def access_log_providers(
     for name, spec in sorted(_merge_logs(levels, defaults, mode).items()):
         p = find_provider(snapshot, name)
         if p is None:
-            _report(snapshot, proxy, "accessLogging", f"access log provider {name!r} is not defined")
+            report(snapshot, proxy, "accessLogging", f"access log provider {name!r} is not defined")
             continue
-        configured = configured or p.kind in _ACCESS_LOG_KINDS
+        configured = configured or p.kind in LOGGING_KINDS
         if spec.disabled:
             continue
         if p.kind not in LOGGING_KINDS:
-            _report(
+            report(
                 snapshot,
                 proxy,
                 "accessLogging",
-                f"access log provider {name!r} ({p.kind}) is not supported (Isthmus has envoyFileAccessLog "
-                "and the built-in envoy provider); it is left out",
+                f"access log provider {name!r} ({p.kind}) is not supported (istiod makes no access log of "
+                "it; the access log kinds are envoyFileAccessLog, envoyHttpAls, envoyTcpAls and envoyOtelAls); "
+                "it is left out",
             )
             continue
         out.append((p, spec.expression))
@@ -443,9 +446,9 @@ def _metrics_policy(snapshot: Snapshot, proxy: Proxy, app: Applicable, mode: Mod
     for name in in_scope:
         p = find_provider(snapshot, name)
         if p is None:
-            _report(snapshot, proxy, "metrics", f"metrics provider {name!r} is not defined")
+            report(snapshot, proxy, "metrics", f"metrics provider {name!r} is not defined")
         elif p.kind not in METRICS_KINDS:
-            _report(
+            report(
                 snapshot,
                 proxy,
                 "metrics",
@@ -515,5 +518,6 @@ __all__ = [
     "metrics_policy",
     "mode_of",
     "parse_tag_value",
+    "report",
     "tracing_spec",
 ]

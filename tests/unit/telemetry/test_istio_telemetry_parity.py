@@ -433,9 +433,10 @@ def test_meshconfig_access_log_format(mesh_extra: str, want_format) -> None:
         assert (fal.path, _format(fal)) == ("/dev/stdout", want_format)
 
 
-def test_unsupported_access_log_providers_are_reported_and_count_as_configured() -> None:
-    # grpc-http / otel providers: istiod builds an ALS / OTel logger; Isthmus reports them and leaves them
-    # out, but (as in istiod) they are a Telemetry config, so MeshConfig's accessLogFile is not used.
+def test_grpc_log_providers_without_a_service_are_reported_and_count_as_configured() -> None:
+    # grpc-http / otel providers whose service is not in the registry: istiod's LookupCluster fails, it
+    # logs the error and leaves the logger out, but they are a Telemetry config all the same, so
+    # MeshConfig's accessLogFile is not used (test_als_providers.py covers the loggers themselves).
     s = snap(
         mesh(
             "accessLogFile: /tmp/mesh.log\nextensionProviders:\n"
@@ -444,11 +445,16 @@ def test_unsupported_access_log_providers_are_reported_and_count_as_configured()
         ),
         tel("t", ROOT, "accessLogging: [{providers: [{name: grpc-http-als}, {name: otel}]}]"),
     )
-    assert policy.access_log_providers(s, REVIEWS, "CLIENT") == []
-    assert file_logs(tenvoy.http_access_loggers(s, REVIEWS, "outbound")) == []
+    assert [p.name for p, _ in policy.access_log_providers(s, REVIEWS, "CLIENT") or []] == [
+        "grpc-http-als",
+        "otel",
+    ]
+    logs = tenvoy.http_access_loggers(s, REVIEWS, "outbound")
+    assert file_logs(logs) == []
+    assert [log.name for log in logs] == ["envoy.access_loggers.http_grpc"]  # Isthmus's own metrics ALS
     errors = " | ".join(s.generation_errors.values())
-    assert "'grpc-http-als' (envoy_http_als) is not supported" in errors
-    assert "'otel' (envoy_otel_als) is not supported" in errors
+    assert "could not find service grpc-als.foo.svc.cluster.local" in errors
+    assert "could not find service otel.foo.svc.cluster.local" in errors
 
 
 # --- scope (applicableTelemetries, Test_appendApplicableTelemetries) --------------------------------------

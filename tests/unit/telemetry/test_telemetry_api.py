@@ -454,8 +454,10 @@ accessLogging: [{providers: [{name: als}, {name: nosuch}]}]
         ),
     )
     assert not policy.metrics_policy(s, PRODUCTPAGE, "SERVER").enabled
-    assert policy.access_log_providers(s, PRODUCTPAGE, "SERVER") == []
+    # envoyHttpAls is supported; its service `x` is not in the registry, so the logger is left out.
+    assert [p.name for p, _ in policy.access_log_providers(s, PRODUCTPAGE, "SERVER") or []] == ["als"]
+    tenvoy.http_access_loggers(s, PRODUCTPAGE, "inbound")
     errors = " | ".join(s.generation_errors.values())
     assert "'sd' (stackdriver) is not supported" in errors
-    assert "'als' (envoy_http_als) is not supported" in errors
+    assert "'als' (envoy_http_als): could not find service x in Istio service registry" in errors
     assert "'nosuch' is not defined" in errors

@@ -17,6 +17,8 @@ from isthmus.api.validation.common import (
     validate_duration,
     validate_export_to,
     validate_fqdn,
+    validate_ip_address,
+    validate_namespace_slash_wildcard_hostname,
     validate_port,
     validate_wildcard_domain,
 )
@@ -304,6 +306,35 @@ _NEEDS_SERVICE = (
 )
 
 
+# Access-log providers that stream over gRPC (envoyHttpAls, envoyTcpAls, envoyOtelAls).
+_GRPC_LOG_KINDS = ("envoy_http_als", "envoy_tcp_als", "envoy_otel_als")
+
+
+def _validate_grpc_log_provider(r: Report, p: str, body: object) -> None:
+    """istiod's ValidateExtensionProviderEnvoy{HTTP,TCP,Otel}Als: `service` is ``<hostname>`` (an FQDN or
+    an IP) or ``<namespace>/<hostname>``. An OTel label that is not a string reaches the collector as an
+    empty attribute (istiod reads each label as a string), which is surely not what was meant."""
+    service = getattr(body, "service", None)
+    if service:
+        r.warn(join(p, "service"), _service_error(service))
+    fmt = getattr(body, "log_format", None)
+    for key, value in sorted((getattr(fmt, "labels", None) or {}).items()):
+        if not isinstance(value, str):
+            r.warn(
+                join(p, "logFormat", "labels", key),
+                f"label {key} is not a string: it is sent as an empty attribute",
+            )
+
+
+def _service_error(service: str) -> str | None:
+    if "/" not in service:
+        if validate_fqdn(service) is None or is_ip(service):
+            return None
+        return f"invalid service fmt {service}: {validate_ip_address(service)}"
+    errors = validate_namespace_slash_wildcard_hostname(service, False)
+    return "; ".join(errors) if errors else None
+
+
 def _validate_extension_providers(r: Report, mc: m.MeshConfig) -> None:
     """Istio only logs these (an unused bad provider is harmless), so they are warnings here."""
     names: set[str] = set()
@@ -319,15 +350,19 @@ def _validate_extension_providers(r: Report, mc: m.MeshConfig) -> None:
             r.warn(p, "extension provider has no provider type set")
             continue
         body = prov.body
+        # The path names the field as written (envoyHttpAls), not its Python name.
+        bp = join(p, m.ExtensionProvider.model_fields[kind].alias or kind)
         if kind in _NEEDS_SERVICE:
             if not getattr(body, "service", None):
-                r.warn(join(p, kind), "service must not be empty")
+                r.warn(bp, "service must not be empty")
             port = getattr(body, "port", None)
             if port is None or validate_port(port):
-                r.warn(join(p, kind, "port"), f"port number {port or 0} must be in the range 1..65535")
+                r.warn(join(bp, "port"), f"port number {port or 0} must be in the range 1..65535")
             timeout = getattr(body, "timeout", None)
             if timeout is not None:
-                r.warn(join(p, kind, "timeout"), validate_duration(timeout))
+                r.warn(join(bp, "timeout"), validate_duration(timeout))
+        if kind in _GRPC_LOG_KINDS:
+            _validate_grpc_log_provider(r, bp, body)
     dp = mc.default_providers
     if dp is not None:
         for field, values in (
