@@ -750,6 +750,41 @@ def _als_bare(boot: dict) -> None:
                 cfg["common_config"].pop(k, None)
 
 
+STATS_MODULE_SOURCE = ROOT / "bench" / "statsmod" / "isthmus_stats.c"
+STATS_MODULE_NAME = "isthmus_stats"  # Envoy loads lib<name>.so from ENVOY_DYNAMIC_MODULES_SEARCH_PATH
+
+
+def build_stats_module(out_dir: Path) -> Path:
+    """Compile the "ALS -> C module" row's access logger (needs a C compiler; the row is skipped without)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lib = out_dir / f"lib{STATS_MODULE_NAME}.so"
+    subprocess.run(
+        ["cc", "-O2", "-fPIC", "-shared", "-Wall", "-o", str(lib), str(STATS_MODULE_SOURCE)],
+        check=True,
+    )
+    return lib
+
+
+def _als_to_module(boot: dict) -> None:
+    """Every gRPC access logger becomes the C module's access logger (bench/statsmod): the metrics are
+    kept in the proxy, as istio-proxy's stats filter keeps them, instead of an entry per request."""
+    for hcm in _hcms(boot):
+        hcm["access_log"] = [
+            log
+            if log["name"] != "envoy.access_loggers.http_grpc"
+            else {
+                "name": "envoy.access_loggers.dynamic_modules",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.dynamic_modules.v3"
+                    ".DynamicModuleAccessLog",
+                    "dynamic_module_config": {"name": STATS_MODULE_NAME},
+                    "logger_name": "istio_metrics",
+                },
+            }
+            for log in hcm.get("access_log", [])
+        ]
+
+
 EXTRA_FILTERS = (
     "envoy.filters.http.dynamic_forward_proxy",
     "envoy.filters.http.fault",
@@ -763,6 +798,7 @@ ABLATIONS = {
     "- ALS access log": [_drop_keys("access_log")],
     "ALS -> fluentd": [_als_to_fluentd],
     "ALS, Envoy's fields only": [_als_bare],
+    "ALS -> C module": [_als_to_module],
     "- tracing": [_drop_keys("tracing")],
     "- grpc_stats": [_drop_filters("envoy.filters.http.grpc_stats")],
     "- jwt_authn+3 rbac": [_drop_filters("envoy.filters.http.jwt_authn", "envoy.filters.http.rbac")],
@@ -786,7 +822,7 @@ ABLATION_RATE = 1000
 class Ablation:
     """The generated sidecars' config as static Envoys on two more pod addresses, one variant at a time."""
 
-    def __init__(self, bench: Bench) -> None:
+    def __init__(self, bench: Bench, rows: tuple[str, ...] = ()) -> None:
         from isthmus.agent.envoy import default_envoy_path
 
         self.bench = bench
@@ -802,6 +838,10 @@ class Ablation:
             for who, ip in (("client", bench.client_ip), ("server", bench.echo_ip))
         }
         self.procs: list[subprocess.Popen[bytes]] = []
+        modules = bench.workdir / "modules"
+        self.env = {**os.environ, "ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(modules)}
+        if "ALS -> C module" in rows:
+            build_stats_module(modules)
 
     def start(self, variant: str) -> None:
         self.stop()
@@ -815,7 +855,7 @@ class Ablation:
             proc = subprocess.Popen(
                 ["taskset", "-c", ENVOY_CPU, self.envoy, "-c", str(path), "--disable-hot-restart",
                  "--concurrency", self.bench.concurrency, "-l", "warning", "--log-path", str(log)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=self.env,
             )  # fmt: skip
             self.procs.append(proc)
             wait_envoy_ready(f"{ip}:15000", proc, log)
@@ -857,7 +897,7 @@ def measure_once(address: str, envoys: list[int], rate: float | None, duration: 
 def run_ablation(
     bench: Bench, rounds_n: int, duration: float, warmup: float, rows: tuple[str, ...] = ABLATION_ROWS
 ) -> dict[str, Any]:
-    abl = Ablation(bench)
+    abl = Ablation(bench, rows)
     rounds: list[dict[str, Any]] = []
     try:
         for i in range(rounds_n):
@@ -1079,12 +1119,10 @@ def main() -> None:
                     "envoy_concurrency": concurrency,
                     "wall_s": time.time() - started,
                 }
-                path = (
-                    ROOT
-                    / "bench"
-                    / "results"
-                    / ("dataplane-ablation-quick.json" if args.quick else "dataplane-ablation.json")
-                )
+                name = "dataplane-ablation-quick" if args.quick else "dataplane-ablation"
+                if ablation_rows != ABLATION_ROWS:
+                    name += "-rows"  # a subset keeps the full table
+                path = ROOT / "bench" / "results" / f"{name}.json"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(result, indent=2))
                 print(f"\nwrote {path.relative_to(ROOT)}")
