@@ -309,8 +309,12 @@ def free_subnet() -> str:
     """A 127.N.0.0/16 block with nothing listening in it (other meshes may run on this machine)."""
     used = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True).stdout
     taken = {int(m) for m in re.findall(r"\s127\.(\d+)\.\d+\.\d+:", used)}
+    from tests.e2e.harness import lease_subnet
+
     candidates = [n for n in range(150, 250) if n not in taken]
-    return f"127.{random.choice(candidates)}.0.0/16"
+    random.shuffle(candidates)
+    n = next(n for n in candidates if lease_subnet(n))  # not one a test run holds but has not bound yet
+    return f"127.{n}.0.0/16"
 
 
 def free_port(ip: str) -> int:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import urllib.error
@@ -16,20 +18,40 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from isthmus.client import sync
 from isthmus.client.http import Response
 from isthmus.client.load import LoadResult
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-# Each mesh of a test run gets its own /16; the pid spreads concurrent runs apart.
+# Each mesh of a test run gets its own /16; the pid spreads concurrent runs apart, and a lease (an flock
+# on a per-subnet file) keeps two processes (test runs, benches) from ever sharing one: two meshes on
+# the same addresses would answer each other's requests.
 _SUBNETS = itertools.count(10 + (os.getpid() % 20) * 10)
+_LEASE_DIR = Path(tempfile.gettempdir()) / "isthmus-e2e-subnets"
+_LEASES: list[IO[str]] = []  # held for the life of the process; the OS releases them when it exits
+
+
+def lease_subnet(n: int) -> bool:
+    """Take 127.n.0.0/16 for this process, unless another process holds it."""
+    _LEASE_DIR.mkdir(exist_ok=True)
+    f = (_LEASE_DIR / f"{n}.lock").open("w")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        return False
+    _LEASES.append(f)
+    return True
 
 
 def next_subnet() -> str:
-    n = next(_SUBNETS) % 240 + 10
-    return f"127.{n}.0.0/16"
+    for _ in range(240):
+        n = next(_SUBNETS) % 240 + 10
+        if lease_subnet(n):
+            return f"127.{n}.0.0/16"
+    raise RuntimeError(f"every test subnet is leased by another process (see {_LEASE_DIR})")
 
 
 class MeshProcess:
