@@ -28,9 +28,9 @@ Departures by design: Istio's suites deploy a Zipkin server; here MeshConfig
 (read back through ``/api/traces/{id}``), where Istio since 1.22 would have no tracer at all. The
 extension-provider cases use a real Zipkin-compatible collector run by this test (a ServiceEntry points
 the mesh at it), as Istio's use a Zipkin deployment. The Istio namespace is ``echo-<random>``; here the
-apps live in ``default``. Cases left out: OpenCensus, Stackdriver, Datadog, SkyWalking and OTel samplers
-(no such tracers in Isthmus), multi-cluster subtests, and the Zipkin ``timeout``/``headers`` HttpService
-of Istio 1.29+ proxies (Isthmus configures the legacy collector fields). After a config change, as Istio's tests retry
+apps live in ``default``. Cases left out: OpenCensus, Stackdriver and OTel samplers (no such tracers in
+Envoy 1.40 or Isthmus) and multi-cluster subtests; Datadog and SkyWalking are in test_tracing_providers.py,
+the Zipkin ``timeout``/``headers`` HttpService in the unit tests. After a config change, as Istio's tests retry
 traffic, requests are repeated until they run on the new config: a pooled sidecar-to-sidecar connection
 keeps its listener's old HCM until Envoy drains it.
 """

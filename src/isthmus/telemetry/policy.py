@@ -37,9 +37,9 @@ listeners (reporter=destination); ``match.mode`` CLIENT_AND_SERVER (or no match)
 Providers (`find_provider`): MeshConfig ``extensionProviders`` (names compared case-insensitively), then
 Istio's built-ins ``prometheus`` and ``envoy`` (the file access log to the proxy's stdout, which is its
 envoy.log here, in MeshConfig's accessLogEncoding/accessLogFormat; as in Istio, never to
-``accessLogFile``). Isthmus implements zipkin and opentelemetry tracers, the prometheus metrics and the
-access loggers envoyFileAccessLog, envoyHttpAls (Envoy's http_grpc), envoyTcpAls (tcp_grpc) and
-envoyOtelAls (open_telemetry): the gRPC ones stream to the provider's service through its
+``accessLogFile``). Isthmus implements zipkin, opentelemetry, datadog and skywalking tracers, the
+prometheus metrics and the access loggers envoyFileAccessLog, envoyHttpAls (Envoy's http_grpc), envoyTcpAls
+(tcp_grpc) and envoyOtelAls (open_telemetry): the gRPC ones stream to the provider's service through its
 ``outbound|<port>||<host>`` cluster and, as in istiod, every access-log provider goes on HTTP connection
 managers and TCP proxies alike (`telemetry.envoy`). A Telemetry naming any other kind (or a
 provider no one defines, or a gRPC log provider whose service is not in the registry) is reported in the
@@ -79,7 +79,7 @@ METRIC_NAMES: dict[str, str] = {
 BUILTIN_METRICS_PROVIDER = "prometheus"
 BUILTIN_LOG_PROVIDER = "envoy"
 STDOUT = "/dev/stdout"
-TRACING_KINDS = frozenset({"zipkin", "opentelemetry"})
+TRACING_KINDS = frozenset({"zipkin", "opentelemetry", "datadog", "skywalking"})
 # The kinds istiod makes an access log of (`telemetryAccessLog`); only these count for the accessLogFile
 # fallback. The gRPC ones stream to the service they name (`telemetry.envoy`).
 LOGGING_KINDS = frozenset({"envoy_file_access_log", "envoy_http_als", "envoy_tcp_als", "envoy_otel_als"})
@@ -273,8 +273,8 @@ def _tracing_provider(snapshot: Snapshot, proxy: Proxy, name: str) -> Provider |
             snapshot,
             proxy,
             "tracing",
-            f"tracing provider {name!r} ({p.kind}) is not supported (Isthmus has zipkin and opentelemetry "
-            "tracers); tracing is off",
+            f"tracing provider {name!r} ({p.kind}) is not supported (Isthmus has zipkin, opentelemetry, "
+            "datadog and skywalking tracers); tracing is off",
         )
         return None
     return p

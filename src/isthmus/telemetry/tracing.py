@@ -6,6 +6,14 @@ proxy (None: tracing is off). The provider is chosen as Istio does, first match 
 1. MeshConfig ``defaultProviders.tracing`` naming an ``extensionProviders`` entry:
    - ``zipkin`` -> Envoy's Zipkin tracer, collector cluster ``outbound|<port>||<service host>``;
    - ``opentelemetry`` -> Envoy's OpenTelemetry tracer over gRPC (OTLP) to ``outbound|<port>||<host>``;
+   - ``datadog`` -> Envoy's Datadog tracer posting to the agent at ``outbound|<port>||<host>`` (istiod's
+     datadogConfig: the host is the HTTP authority, the span service name the proxy's service cluster);
+   - ``skywalking`` -> Envoy's SkyWalking tracer streaming over gRPC to ``outbound|<port>||<host>`` (istiod's
+     skywalkingConfig, the host as authority; ``accessToken`` is sent as the backend token, which istiod
+     leaves out). Both name a mesh Service or ServiceEntry as istiod's LookupCluster resolves it
+     (`xds.gen.ext_authz.lookup_cluster`): a service not in the registry, or a port this proxy has no
+     cluster for (Envoy would reject the whole listener), turns tracing off and is reported in the
+     generation errors. The control plane's built-in collector plays no part: spans go to the provider;
 2. ``defaultConfig.tracing.zipkin.address`` (``host:port`` of a mesh service) -> Zipkin tracer there;
 3. ``defaultConfig.tracing`` set, not empty, without a tracer address (e.g. only ``sampling``) -> the collector built
    into the control plane: the Zipkin tracer posting v2 JSON spans to ``/api/v2/spans`` on the control
@@ -42,25 +50,37 @@ direction (``match.mode``: CLIENT is the outbound HCM and gateways, SERVER the i
 ``configureTracingFromTelemetry`` does: the provider, ``randomSamplingPercentage`` (else the MeshConfig
 sampling), ``customTags`` (replacing ``defaultConfig.tracing.customTags``), ``enableIstioTags``,
 ``disableSpanReporting`` (no tracer on that HCM) and ``useRequestIdForTraceSampling`` (the HCM's UUID
-request-id extension); with a named provider, its ``maxTagLength`` and, on gateways,
+request-id extension); with a named provider, its ``maxTagLength`` (skywalking has none) and, on gateways,
 ``spawn_upstream_span`` (istiod's SpawnUpstreamSpanForGateway: a gateway's server span and the client
-span of its upstream call are two spans). `configure_hcm(hcm, snapshot, proxy, direction)` sets both on an HCM.
+span of its upstream call are two spans); a skywalking provider spawns upstream spans on every proxy, as
+istiod sets it (Envoy's SkyWalking tracer needs them for a correct topology).
+`configure_hcm(hcm, snapshot, proxy, direction)` sets both on an HCM.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from envoy.config.core.v3 import base_pb2, grpc_service_pb2, http_service_pb2, http_uri_pb2
-from envoy.config.trace.v3 import http_tracer_pb2, opentelemetry_pb2, zipkin_pb2
+from envoy.config.trace.v3 import (
+    datadog_pb2,
+    http_tracer_pb2,
+    opentelemetry_pb2,
+    skywalking_pb2,
+    zipkin_pb2,
+)
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
 from envoy.extensions.request_id.uuid.v3 import uuid_pb2
 from envoy.type.tracing.v3 import custom_tag_pb2
 from envoy.type.v3 import percent_pb2
+from google.protobuf.message import Message
 
 from isthmus.model.durations import to_seconds
 from isthmus.telemetry import istio, policy
+from isthmus.xds.gen.clusters import specs_by_name
+from isthmus.xds.gen.ext_authz import ProviderError, lookup_cluster
 
 if TYPE_CHECKING:
     from isthmus.model.proxy import Proxy
@@ -150,9 +170,21 @@ def _zipkin(
         trace_context_option=context,  # type: ignore[arg-type]
     )
     cfg.shared_span_context.value = False
-    out = http_tracer_pb2.Tracing.Http(name="envoy.tracers.zipkin")
+    return _http_tracer("envoy.tracers.zipkin", cfg)
+
+
+def _http_tracer(name: str, cfg: Message) -> http_tracer_pb2.Tracing.Http:
+    out = http_tracer_pb2.Tracing.Http(name=name)
     out.typed_config.Pack(cfg, deterministic=True)
     return out
+
+
+def _envoy_grpc(cluster: str, authority: str) -> grpc_service_pb2.GrpcService:
+    """A gRPC collector as istiod points tracers at one: Envoy's own gRPC client on the provider's
+    outbound cluster, the service host as the :authority."""
+    return grpc_service_pb2.GrpcService(
+        envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=cluster, authority=authority)
+    )
 
 
 def _zipkin_service(tracer: http_tracer_pb2.Tracing.Http, timeout_s: float | None, headers: Any) -> None:
@@ -184,14 +216,37 @@ def _zipkin_service(tracer: http_tracer_pb2.Tracing.Http, timeout_s: float | Non
 
 def _otel(cluster: str, authority: str, service_name: str) -> http_tracer_pb2.Tracing.Http:
     cfg = opentelemetry_pb2.OpenTelemetryConfig(
-        grpc_service=grpc_service_pb2.GrpcService(
-            envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=cluster, authority=authority)
-        ),
-        service_name=service_name,
+        grpc_service=_envoy_grpc(cluster, authority), service_name=service_name
     )
-    out = http_tracer_pb2.Tracing.Http(name="envoy.tracers.opentelemetry")
-    out.typed_config.Pack(cfg, deterministic=True)
-    return out
+    return _http_tracer("envoy.tracers.opentelemetry", cfg)
+
+
+def _datadog(proxy: Proxy, body: Any, hostname: str, cluster: str) -> http_tracer_pb2.Tracing.Http:
+    """istiod's datadogConfig: the agent's cluster, its host as the HTTP authority and, as for
+    OpenTelemetry, the proxy's service cluster as the span service name."""
+    cfg = datadog_pb2.DatadogConfig(
+        collector_cluster=cluster, collector_hostname=hostname, service_name=tracing_service_name(proxy)
+    )
+    return _http_tracer("envoy.tracers.datadog", cfg)
+
+
+def _skywalking(proxy: Proxy, body: Any, hostname: str, cluster: str) -> http_tracer_pb2.Tracing.Http:
+    """istiod's skywalkingConfig: only the gRPC collector, so Envoy names the service after the node's
+    cluster (the bootstrap's ``<app>.<namespace>``) and the instance after the node id. istiod drops the
+    provider's ``accessToken``; here it is the tracer's backend token (the OAP's authentication), since
+    dropping a credential the user gave would leave the OAP refusing every segment without a word."""
+    cfg = skywalking_pb2.SkyWalkingConfig(grpc_service=_envoy_grpc(cluster, hostname))
+    if body.access_token:
+        cfg.client_config.backend_token = body.access_token
+    return _http_tracer("envoy.tracers.skywalking", cfg)
+
+
+# Tracers whose collector istiod finds with LookupCluster and this proxy must have a cluster for, each
+# built from (proxy, provider body, service host, cluster); not every one needs every argument.
+_COLLECTOR_TRACERS: dict[str, Callable[[Proxy, Any, str, str], http_tracer_pb2.Tracing.Http]] = {
+    "datadog": _datadog,
+    "skywalking": _skywalking,
+}
 
 
 def tracing_service_name(proxy: Proxy) -> str:
@@ -215,9 +270,27 @@ def _named_provider(snapshot: Snapshot) -> Any:
     return None
 
 
+def _collector(snapshot: Snapshot, proxy: Proxy, body: Any) -> tuple[str, str]:
+    """istiod's LookupCluster for a tracer's collector: (service host, ``outbound|<port>||<host>``).
+    Beyond istiod, the cluster must be in this proxy's CDS: Envoy rejects a Datadog tracer (and with it
+    the listener) whose cluster it lacks, and a gRPC tracer without one drops every span."""
+    port = int(body.port or 0)
+    hostname, cluster = lookup_cluster(snapshot, body.service, port)
+    if cluster not in specs_by_name(snapshot, proxy):
+        raise ProviderError(
+            f"cluster {cluster} is not in this proxy's config (the service has no port {port}, or a "
+            "Sidecar's egress hosts leave it out)"
+        )
+    return hostname, cluster
+
+
 def _extension_tracer(
-    proxy: Proxy, name: str, kind: str | None, body: Any
-) -> http_tracer_pb2.Tracing.Http | None:
+    snapshot: Snapshot, proxy: Proxy, kind: str | None, body: Any
+) -> http_tracer_pb2.Tracing.Http:
+    """The tracer of an extension provider; ProviderError says why there is none."""
+    build = _COLLECTOR_TRACERS.get(kind or "")
+    if build is not None:
+        return build(proxy, body, *_collector(snapshot, proxy, body))
     service = _split_host(str(getattr(body, "service", None) or ""))
     port = getattr(body, "port", None)
     if kind == "zipkin" and service and port:
@@ -238,20 +311,20 @@ def _extension_tracer(
         return tracer
     if kind == "opentelemetry" and service and port:
         return _otel(f"outbound|{port}||{service}", service, tracing_service_name(proxy))
-    return None
+    raise ProviderError("needs service and port")
 
 
 def provider_config(snapshot: Snapshot, proxy: Proxy) -> http_tracer_pb2.Tracing.Http | None:
     """The tracer (`HttpConnectionManager.Tracing.provider`) for this proxy (None: none configured)."""
     provider = _named_provider(snapshot)
     if provider is not None:
-        tracer = _extension_tracer(proxy, provider.name, provider.kind, provider.body)
-        if tracer is not None:
-            return tracer
-        _warn_once(
-            f"tracing provider {provider.name!r} ({provider.kind}) is not supported; spans go to the built-in "
-            "collector"
-        )
+        try:
+            return _extension_tracer(snapshot, proxy, provider.kind, provider.body)
+        except ProviderError as exc:
+            _warn_once(
+                f"tracing provider {provider.name!r} ({provider.kind}): {exc}; spans go to the built-in "
+                "collector"
+            )
     return _legacy_tracer(snapshot, proxy)
 
 
@@ -387,19 +460,23 @@ def _telemetry_tracing(
         # and make no span; the built-in collector takes them instead.
         tracer = _legacy_tracer(snapshot, proxy) or _zipkin(ZIPKIN_CLUSTER, BUILTIN_COLLECTOR_HOST)
     else:
-        found = _extension_tracer(proxy, spec.provider.name, spec.provider.kind, spec.provider.body)
-        if found is None:
-            snapshot.generation_errors.setdefault(
-                f"Telemetry tracing for {proxy.namespace}/{proxy.workload or proxy.instance}",
-                f"tracing provider {spec.provider.name!r} needs service and port; tracing is off",
+        try:
+            tracer = _extension_tracer(snapshot, proxy, spec.provider.kind, spec.provider.body)
+        except ProviderError as exc:
+            # istiod only logs it (configureFromProviderConfig's error) and leaves the HCM without tracing.
+            policy.report(
+                snapshot,
+                proxy,
+                "tracing",
+                f"tracing provider {spec.provider.name!r} ({spec.provider.kind}): {exc}; tracing is off",
             )
             return None
-        tracer = found
         # istiod's configureFromProviderConfig: the provider's maxTagLength wins over ProxyConfig's, and a
         # gateway (Router) spawns an upstream span (SpawnUpstreamSpanForGateway, on since 1.28, always
-        # since 1.31), so its server span and the client span of its upstream call are two spans.
+        # since 1.31), so its server span and the client span of its upstream call are two spans; a
+        # SkyWalking tracer spawns them on every proxy (its topology needs the client span).
         max_tag_length = getattr(spec.provider.body, "max_tag_length", None) or None
-        spawn_upstream = proxy.kind == "gateway"
+        spawn_upstream = proxy.kind == "gateway" or spec.provider.kind == "skywalking"
     sampling = spec.sampling if spec.sampling is not None else sampling_percent(snapshot)
     tags = _custom_tags(snapshot, proxy, spec.custom_tags, istio_tags=spec.enable_istio_tags)
     out = _block(snapshot, tracer, sampling, tags, max_tag_length)

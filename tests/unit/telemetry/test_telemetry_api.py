@@ -73,8 +73,8 @@ ZIPKIN_MESH = mesh(
 extensionProviders:
 - name: zk
   zipkin: {service: zipkin.istio-system.svc.cluster.local, port: 9411}
-- name: dd
-  datadog: {service: dd.istio-system.svc.cluster.local, port: 8126}
+- name: ls
+  lightstep: {service: ls.istio-system.svc.cluster.local, port: 8080, accessToken: t}
 """
 )
 
@@ -131,10 +131,11 @@ def test_implicit_builtin_collector_and_sampling_zero() -> None:
 
 
 def test_unsupported_tracing_provider_is_reported_not_ignored() -> None:
-    s = snap(ZIPKIN_MESH, tel("t", "default", "tracing: [{providers: [{name: dd}]}]"))
+    # Lightstep (deprecated in Istio, no tracer in Envoy 1.40); datadog once stood here, now translated.
+    s = snap(ZIPKIN_MESH, tel("t", "default", "tracing: [{providers: [{name: ls}]}]"))
     assert tracing.tracing_config(s, PRODUCTPAGE, "outbound") is None
     (msg,) = [v for k, v in s.generation_errors.items() if k.startswith("Telemetry tracing")]
-    assert "'dd' (datadog) is not supported" in msg
+    assert "'ls' (lightstep) is not supported" in msg
 
 
 def test_request_id_sampling_and_istio_tags() -> None:
