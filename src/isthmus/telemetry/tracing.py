@@ -130,11 +130,6 @@ def sampling_percent(snapshot: Snapshot) -> float:
     return max(0.0, float(value))
 
 
-def _split_host(service: str) -> str:
-    """An extension provider's `service`: ``host`` or ``namespace/host``."""
-    return service.split("/", 1)[1] if "/" in service else service
-
-
 def _extra(body: Any, *names: str) -> Any:
     for n in names:
         v = getattr(body, n, None)
@@ -241,14 +236,6 @@ def _skywalking(proxy: Proxy, body: Any, hostname: str, cluster: str) -> http_tr
     return _http_tracer("envoy.tracers.skywalking", cfg)
 
 
-# Tracers whose collector istiod finds with LookupCluster and this proxy must have a cluster for, each
-# built from (proxy, provider body, service host, cluster); not every one needs every argument.
-_COLLECTOR_TRACERS: dict[str, Callable[[Proxy, Any, str, str], http_tracer_pb2.Tracing.Http]] = {
-    "datadog": _datadog,
-    "skywalking": _skywalking,
-}
-
-
 def tracing_service_name(proxy: Proxy) -> str:
     """Istio's default APP_LABEL_AND_NAMESPACE: ``<app or canonical name>.<namespace>``."""
     name = proxy.labels.get("app") or istio.canonical_service(proxy.labels, proxy.workload or proxy.instance)
@@ -289,29 +276,44 @@ def _extension_tracer(
 ) -> http_tracer_pb2.Tracing.Http:
     """The tracer of an extension provider; ProviderError says why there is none."""
     build = _COLLECTOR_TRACERS.get(kind or "")
-    if build is not None:
-        return build(proxy, body, *_collector(snapshot, proxy, body))
-    service = _split_host(str(getattr(body, "service", None) or ""))
-    port = getattr(body, "port", None)
-    if kind == "zipkin" and service and port:
-        no_128 = bool(_extra(body, "enable_64bit_trace_id", "enable64bitTraceId"))
-        option = str(_extra(body, "trace_context_option", "traceContextOption") or "")
-        tracer = _zipkin(
-            f"outbound|{port}||{service}",
-            service,
-            trace_id_128=not no_128,
-            path=str(_extra(body, "path") or ZIPKIN_PATH),
-            # istiod's convertTraceContextOption: anything but USE_B3_WITH_W3C_PROPAGATION is B3 only.
-            context=_B3_AND_W3C if option == "USE_B3_WITH_W3C_PROPAGATION" else _B3_ONLY,
-        )
-        timeout = getattr(body, "timeout", None)
-        headers = _extra(body, "headers")
-        if timeout is not None or headers:
-            _zipkin_service(tracer, to_seconds(timeout) if timeout is not None else None, headers)
-        return tracer
-    if kind == "opentelemetry" and service and port:
-        return _otel(f"outbound|{port}||{service}", service, tracing_service_name(proxy))
-    raise ProviderError("needs service and port")
+    if build is None:
+        raise ProviderError(f"{kind} is not a tracer")
+    return build(proxy, body, *_collector(snapshot, proxy, body))
+
+
+def _zipkin_provider(proxy: Proxy, body: Any, service: str, cluster: str) -> http_tracer_pb2.Tracing.Http:
+    """istiod's zipkinConfig: 128-bit ids unless enable64bitTraceId, the provider's path, its
+    traceContextOption, and its timeout / headers (an HttpService collector)."""
+    no_128 = bool(_extra(body, "enable_64bit_trace_id", "enable64bitTraceId"))
+    option = str(_extra(body, "trace_context_option", "traceContextOption") or "")
+    tracer = _zipkin(
+        cluster,
+        service,
+        trace_id_128=not no_128,
+        path=str(_extra(body, "path") or ZIPKIN_PATH),
+        # istiod's convertTraceContextOption: anything but USE_B3_WITH_W3C_PROPAGATION is B3 only.
+        context=_B3_AND_W3C if option == "USE_B3_WITH_W3C_PROPAGATION" else _B3_ONLY,
+    )
+    timeout = getattr(body, "timeout", None)
+    headers = _extra(body, "headers")
+    if timeout is not None or headers:
+        _zipkin_service(tracer, to_seconds(timeout) if timeout is not None else None, headers)
+    return tracer
+
+
+def _otel_provider(proxy: Proxy, body: Any, service: str, cluster: str) -> http_tracer_pb2.Tracing.Http:
+    return _otel(cluster, service, tracing_service_name(proxy))
+
+
+# Every extension-provider tracer, built from (proxy, provider body, service host, its cluster): istiod
+# finds the collector with LookupCluster and this proxy must have a cluster for it. Not every builder
+# needs every argument.
+_COLLECTOR_TRACERS: dict[str, Callable[[Proxy, Any, str, str], http_tracer_pb2.Tracing.Http]] = {
+    "zipkin": _zipkin_provider,
+    "opentelemetry": _otel_provider,
+    "datadog": _datadog,
+    "skywalking": _skywalking,
+}
 
 
 def provider_config(snapshot: Snapshot, proxy: Proxy) -> http_tracer_pb2.Tracing.Http | None:

@@ -59,6 +59,7 @@ GATEWAY = Proxy(
     service_account="istio-ingressgateway-service-account",
 )
 
+# The tracing collectors are Services: istiod finds a tracer's collector in the registry (LookupCluster).
 MESH_YAML = """
 apiVersion: v1
 kind: Service
@@ -82,6 +83,24 @@ spec:
   location: MESH_EXTERNAL
   resolution: DNS
   ports: [{number: 80, name: http, protocol: HTTP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: zipkin, namespace: istio-system}
+spec:
+  ports: [{name: http-query, port: 9411}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: zipkin2, namespace: istio-system}
+spec:
+  ports: [{name: http-query, port: 9411}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: otel-collector, namespace: istio-system}
+spec:
+  ports: [{name: grpc-otlp, port: 4317}]
 ---
 apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
