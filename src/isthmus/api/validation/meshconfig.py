@@ -311,12 +311,8 @@ _GRPC_LOG_KINDS = ("envoy_http_als", "envoy_tcp_als", "envoy_otel_als")
 
 
 def _validate_grpc_log_provider(r: Report, p: str, body: object) -> None:
-    """istiod's ValidateExtensionProviderEnvoy{HTTP,TCP,Otel}Als: `service` is ``<hostname>`` (an FQDN or
-    an IP) or ``<namespace>/<hostname>``. An OTel label that is not a string reaches the collector as an
-    empty attribute (istiod reads each label as a string), which is surely not what was meant."""
-    service = getattr(body, "service", None)
-    if service:
-        r.warn(join(p, "service"), _service_error(service))
+    """An OTel label that is not a string reaches the collector as an empty attribute (istiod reads each
+    label as a string), which is surely not what was meant."""
     fmt = getattr(body, "log_format", None)
     for key, value in sorted((getattr(fmt, "labels", None) or {}).items()):
         if not isinstance(value, str):
@@ -327,6 +323,8 @@ def _validate_grpc_log_provider(r: Report, p: str, body: object) -> None:
 
 
 def _service_error(service: str) -> str | None:
+    """istiod's validateExtensionProviderService (every provider with a service): ``<hostname>`` (an FQDN
+    or an IP) or ``<namespace>/<hostname>``."""
     if "/" not in service:
         if validate_fqdn(service) is None or is_ip(service):
             return None
@@ -353,8 +351,11 @@ def _validate_extension_providers(r: Report, mc: m.MeshConfig) -> None:
         # The path names the field as written (envoyHttpAls), not its Python name.
         bp = join(p, m.ExtensionProvider.model_fields[kind].alias or kind)
         if kind in _NEEDS_SERVICE:
-            if not getattr(body, "service", None):
+            service = getattr(body, "service", None)
+            if not service:
                 r.warn(bp, "service must not be empty")
+            else:
+                r.warn(join(bp, "service"), _service_error(service))
             port = getattr(body, "port", None)
             if port is None or validate_port(port):
                 r.warn(join(bp, "port"), f"port number {port or 0} must be in the range 1..65535")
@@ -363,6 +364,8 @@ def _validate_extension_providers(r: Report, mc: m.MeshConfig) -> None:
                 r.warn(join(bp, "timeout"), validate_duration(timeout))
         if kind in _GRPC_LOG_KINDS:
             _validate_grpc_log_provider(r, bp, body)
+        if kind == "lightstep" and not (body.model_extra or {}).get("accessToken"):
+            r.warn(join(bp, "accessToken"), "access token is required")
     dp = mc.default_providers
     if dp is not None:
         for field, values in (
