@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -292,6 +293,23 @@ def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 15.0) -> T:
             return last
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def tcp_versions(
+    mesh: MeshProcess, authority: str, n: int, client: str = "client", namespace: str = "default"
+) -> Counter[str]:
+    """The versions of the TCP echo servers (`isthmus echo --tcp`) answering n CONNECT tunnels to
+    `authority` through the client's sidecar: each echoes its line as '<version> <line>'."""
+    out: Counter[str] = Counter()
+    for i in range(n):
+        resp = sync.request(
+            f"tcp://{authority}", proxy=mesh.proxy_url(client, namespace), body=f"ping {i}", timeout=10
+        )
+        assert resp.status == 200, (resp.status, resp.text)
+        version, _, line = resp.text.strip().partition(" ")
+        assert line == f"ping {i}"
+        out[version] += 1
+    return out
 
 
 def echo_body(resp: Response) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from isthmus.client import sync
-from tests.e2e.harness import MeshProcess
+from tests.e2e.harness import MeshProcess, tcp_versions
 
 pytestmark = pytest.mark.e2e
 
@@ -73,14 +73,7 @@ def tcp_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshProcess]:
 
 def versions(mesh: MeshProcess, client: str, n: int) -> Counter[str]:
     """Each connection through the client's sidecar gets one line back: '<version> <line>'."""
-    out: Counter[str] = Counter()
-    for i in range(n):
-        resp = sync.request("tcp://db:5432", proxy=mesh.proxy_url(client), body=f"ping {i}")
-        assert resp.status == 200, resp
-        version, _, line = resp.text.strip().partition(" ")
-        assert line == f"ping {i}"
-        out[version] += 1
-    return out
+    return tcp_versions(mesh, "db:5432", n, client)
 
 
 def test_tcp_rules_route_by_source_labels_and_weights(tcp_mesh: MeshProcess) -> None:

@@ -6,6 +6,10 @@ The cases port istiod's TestBuildOutboundNetworkFiltersTunnelingConfig
 tunnel-proxy.com:3128 (HTTP), the TCP traffic for example.com routed to tunnel-proxy.com. Istio's
 `tunneling_config{hostname, use_post}` is, here, the CONNECT route's `host_rewrite_literal` with the
 CONNECT forwarded (no `connect_config`); POST is refused at apply (api/support.py).
+
+Istio's test calls buildOutboundNetworkFilters directly with example.com:443 declared TLS. Through a
+listener, `tcp` rules only apply on ports that are not TLS (buildSidecarOutboundTCPFilterChainOpts returns
+nothing for TLS/HTTPS ports), so example.com:443 is declared TCP here for the `tcp` rules to apply.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ spec:
   hosts: [example.com]
   location: MESH_EXTERNAL
   resolution: DNS
-  ports: [{name: tls, number: 443, protocol: TLS}]
+  ports: [{name: tcp, number: 443, protocol: TCP}]
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry

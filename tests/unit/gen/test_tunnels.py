@@ -57,7 +57,7 @@ def test_tcp_rules_first_match_by_port_and_source_labels_with_weights() -> None:
     ]
 
 
-def test_tls_rules_match_the_tunnel_host_as_sni_before_tcp_rules() -> None:
+def test_tls_ports_take_tls_rules_matching_the_tunnel_host_as_sni_never_tcp_rules() -> None:
     vs = """
     apiVersion: networking.istio.io/v1
     kind: VirtualService
@@ -75,8 +75,9 @@ def test_tls_rules_match_the_tunnel_host_as_sni_before_tcp_rules() -> None:
     snap = snapshot(TLS_SERVICE, vs)
     host = "secure.default.svc.cluster.local"
     assert connect(snap, host, 443)["cluster"] == f"outbound|443|tls|{host}"
-    # The tls rule is bound to port 443: on 8443 the tcp rule applies.
-    assert connect(snap, host, 8443)["cluster"] == f"outbound|8443|tcp|{host}"
+    # The tls rule is bound to port 443. 8443 is an HTTPS port, whose listener istiod builds from `tls`
+    # rules only (buildSidecarOutboundTCPFilterChainOpts skips TLS ports): the service itself.
+    assert connect(snap, host, 8443)["cluster"] == f"outbound|8443||{host}"
 
 
 def test_rules_bound_to_a_gateway_do_not_apply_to_sidecars() -> None:
@@ -96,7 +97,7 @@ def test_rules_bound_to_a_gateway_do_not_apply_to_sidecars() -> None:
 
 def test_source_ip_hash_applies_to_single_destination_tunnels() -> None:
     # istiod's maybeSetHashPolicy for TCP: only useSourceIp, from the subset's load balancer if it sets
-    # one, else the rule's; a weighted split has no hash policy.
+    # one, else the rule's (a weighted split: the first destination's top level, see test_istio_tcp_parity).
     dr = """
     apiVersion: networking.istio.io/v1
     kind: DestinationRule

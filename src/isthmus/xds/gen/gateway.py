@@ -26,10 +26,11 @@ from isthmus.xds.gen import authz, naming, tls
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen.routes import (
     RouteContext,
+    TcpProxyPolicy,
     destination_cluster,
     scope_services,
+    tcp_proxy_policy,
     tunnel_authority,
-    tunnel_settings,
 )
 
 # Filled in by listeners.py (avoids an import cycle): the HCM builder and filter wrapper.
@@ -171,7 +172,7 @@ def _tcp_filter(
     proxy: Proxy,
     clusters: Sequence[tuple[str, int]],
     stat_prefix: str,
-    tunnel: Any | None = None,
+    policy: TcpProxyPolicy | None = None,
 ) -> Any:
     config = p.tcp_proxy.TcpProxy(stat_prefix=stat_prefix)
     config.access_log.extend(telemetry.tcp_access_loggers(snapshot, proxy, "outbound"))
@@ -181,22 +182,30 @@ def _tcp_filter(
     else:
         for name, weight in clusters:
             config.weighted_clusters.clusters.add(name=name, weight=weight)
+    tunnel = policy.tunnel if policy is not None else None
     if tunnel is not None:
         # istiod's tunnelingconfig.Apply: the connection travels in a CONNECT (or POST) to the cluster.
         config.tunneling_config.hostname = tunnel_authority(tunnel)
         config.tunneling_config.use_post = tunnel.protocol == "POST"
+    if policy is not None:
+        if policy.source_ip_hash:
+            config.hash_policy.add().source_ip.SetInParent()
+        if policy.idle_timeout_s is not None:
+            config.idle_timeout.CopyFrom(p.duration(policy.idle_timeout_s))
+        if policy.max_connection_duration_s is not None:
+            config.max_downstream_connection_duration.CopyFrom(p.duration(policy.max_connection_duration_s))
     return p.listener_components.Filter(name="envoy.filters.network.tcp_proxy", typed_config=p.pack(config))
 
 
-def _route_tunnel(snapshot: Snapshot, proxy: Proxy, rule: Any, services: Any) -> Any | None:
-    """A DestinationRule tunnel for the rule's destinations (buildOutboundNetworkFilters): a single
-    destination's, its subset's own; several destinations', the first one's top-level setting only."""
+def _route_policy(snapshot: Snapshot, proxy: Proxy, rule: Any, services: Any) -> TcpProxyPolicy | None:
+    """The DestinationRule settings of the rule's tcp_proxy (buildOutboundNetworkFilters): the first
+    destination's rule; a single destination's subset, several destinations' top level only."""
     dests = [d for d in rule.route or () if d.destination is not None]
     if not dests:
         return None
     ctx = RouteContext(snapshot, proxy, services)
     first = dests[0].destination
-    return tunnel_settings(ctx.destination_rule(first.host), first.subset if len(dests) == 1 else None)
+    return tcp_proxy_policy(ctx, first.host, first.subset if len(dests) == 1 else None)
 
 
 def _route_clusters(rule: Any, services: Any, port: int) -> list[tuple[str, int]]:
@@ -206,6 +215,14 @@ def _route_clusters(rule: Any, services: Any, port: int) -> list[tuple[str, int]
     return [
         (destination_cluster(d.destination, services, port), int(d.weight or 0)) for d in dests if d.weight
     ]
+
+
+def _rule_tcp_filter(snapshot: Snapshot, proxy: Proxy, vs: Any, rule: Any, services: Any, port: int) -> Any:
+    """The tcp_proxy of a `tls` or `tcp` rule (buildOutboundNetworkFilters): stat prefix the cluster's
+    name for a single destination, `<vs name>.<vs namespace>` for a weighted split."""
+    clusters = _route_clusters(rule, services, port)
+    stat_prefix = clusters[0][0] if len(clusters) == 1 else f"{vs.name}.{vs.namespace}"
+    return _tcp_filter(snapshot, proxy, clusters, stat_prefix, _route_policy(snapshot, proxy, rule, services))
 
 
 def _gateway_match(match: Any, gw_name: str, port: int) -> bool:
@@ -245,15 +262,7 @@ def passthrough_chains(
                 if "*" not in snis:
                     chain.filter_chain_match.server_names.extend(snis)
                 chain.filters.extend(network_filters)
-                chain.filters.append(
-                    _tcp_filter(
-                        snapshot,
-                        proxy,
-                        _route_clusters(rule, services, server.port),
-                        f"{vs.name}.{vs.namespace}",
-                        _route_tunnel(snapshot, proxy, rule, services),
-                    )
-                )
+                chain.filters.append(_rule_tcp_filter(snapshot, proxy, vs, rule, services, server.port))
                 chains.append(chain)
     return chains
 
@@ -272,16 +281,7 @@ def tcp_chain(
             if any(m is None or _gateway_match(m, server.gateway_name, server.port) for m in matches):
                 chain = p.listener_components.FilterChain(name=f"{vs.namespace}/{vs.name}")
                 chain.filters.extend(network_filters)
-                clusters = _route_clusters(rule, services, server.port)
-                chain.filters.append(
-                    _tcp_filter(
-                        snapshot,
-                        proxy,
-                        clusters,
-                        clusters[0][0] if len(clusters) == 1 else f"{vs.name}.{vs.namespace}",
-                        _route_tunnel(snapshot, proxy, rule, services),
-                    )
-                )
+                chain.filters.append(_rule_tcp_filter(snapshot, proxy, vs, rule, services, server.port))
                 return chain
     return None
 

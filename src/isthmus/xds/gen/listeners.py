@@ -15,7 +15,6 @@ from typing import Any
 from envoy.extensions.filters.http.grpc_web.v3 import grpc_web_pb2
 
 from isthmus.model import authn
-from isthmus.model.durations import parse_seconds
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import InboundPort, Snapshot
 from isthmus.registry.types import Protocol
@@ -47,27 +46,8 @@ _PATH_NORMALIZATION = {
 }
 
 
-def _default_config(snapshot: Snapshot) -> Any | None:
-    """MeshConfig defaultConfig: the ProxyConfig every proxy runs with (no per-workload ProxyConfig here)."""
-    spec = snapshot.mesh.spec
-    return getattr(spec, "default_config", None) if spec is not None else None
-
-
 def _disabled(setting: dict[str, Any] | None) -> bool:
     return bool(setting and setting.get("disabled"))
-
-
-def _idle_timeout_s(snapshot: Snapshot) -> float | None:
-    """Node metadata IDLE_TIMEOUT (proxyMetadata ISTIO_META_IDLE_TIMEOUT): the HCM and tcp_proxy idle
-    timeout istiod sets; an unparsable value is ignored, as istiod's parseDuration does."""
-    dc = _default_config(snapshot)
-    value = dict(dc.proxy_metadata or {}).get("ISTIO_META_IDLE_TIMEOUT") if dc is not None else None
-    if not value:
-        return None
-    try:
-        return parse_seconds(value)
-    except ValueError:
-        return None
 
 
 def _http_filters(
@@ -136,7 +116,7 @@ def _hcm(
         )
     )
     m.stream_idle_timeout.CopyFrom(p.duration(0))
-    idle = _idle_timeout_s(snapshot)
+    idle = proxy_headers.node_idle_timeout_s(snapshot)
     if idle is not None:
         m.common_http_protocol_options.idle_timeout.CopyFrom(p.duration(idle))
     spec = snapshot.mesh.spec
@@ -259,7 +239,7 @@ def _tcp_proxy(
     snapshot: Snapshot, proxy: Proxy, direction: str, cluster: str, stat_prefix: str
 ) -> p.listener_components.Filter:
     config = p.tcp_proxy.TcpProxy(stat_prefix=stat_prefix, cluster=cluster)
-    idle = _idle_timeout_s(snapshot)
+    idle = proxy_headers.node_idle_timeout_s(snapshot)
     if idle is not None:
         config.idle_timeout.CopyFrom(p.duration(idle))
     config.access_log.extend(telemetry.tcp_access_loggers(snapshot, proxy, direction))  # type: ignore[arg-type]

@@ -11,6 +11,9 @@ Isthmus has no per-workload ProxyConfig, so MeshConfig's defaultConfig is every 
 - xForwardedPort: every HCM's `append_x_forwarded_port`.
 - xForwardedHost: `append_x_forwarded_host` on the sidecar's ALLOW_ANY passthrough route only
   (buildCatchAllVirtualHost); Envoy appends the header when a host rewrite changes the authority.
+
+Also proxyMetadata ISTIO_META_IDLE_TIMEOUT (node metadata IDLE_TIMEOUT), read by the HCMs, the inbound
+tcp_proxy and the sidecar's CONNECT tunnels.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 
 from envoy.extensions.http.header_formatters.preserve_case.v3 import preserve_case_pb2
 
+from isthmus.model.durations import parse_seconds
 from isthmus.model.snapshot import Snapshot
 from isthmus.xds.gen import protos as p
 
@@ -30,11 +34,29 @@ PRESERVE_CASE_HTTP1 = p.protocol.Http1ProtocolOptions(
 )
 
 
+def _default_config(snapshot: Snapshot) -> Any | None:
+    """MeshConfig defaultConfig: the ProxyConfig every proxy runs with (no per-workload ProxyConfig here)."""
+    spec = snapshot.mesh.spec
+    return getattr(spec, "default_config", None) if spec is not None else None
+
+
 def proxy_headers(snapshot: Snapshot) -> Any | None:
     """MeshConfig defaultConfig.proxyHeaders (None when unset)."""
-    spec = snapshot.mesh.spec
-    dc = getattr(spec, "default_config", None) if spec is not None else None
+    dc = _default_config(snapshot)
     return getattr(dc, "proxy_headers", None) if dc is not None else None
+
+
+def node_idle_timeout_s(snapshot: Snapshot) -> float | None:
+    """Node metadata IDLE_TIMEOUT (proxyMetadata ISTIO_META_IDLE_TIMEOUT): the HCM and tcp_proxy idle
+    timeout istiod sets; an unparsable value is ignored, as istiod's parseDuration does."""
+    dc = _default_config(snapshot)
+    value = dict(dc.proxy_metadata or {}).get("ISTIO_META_IDLE_TIMEOUT") if dc is not None else None
+    if not value:
+        return None
+    try:
+        return parse_seconds(value)
+    except ValueError:
+        return None
 
 
 def counts_attempts(snapshot: Snapshot) -> bool:

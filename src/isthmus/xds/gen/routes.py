@@ -1324,58 +1324,140 @@ def _vhost_ports(
 
 
 # --- TCP and TLS through CONNECT tunnels ---------------------------------------------------------
+# istiod gives a sidecar's TCP service port filter chains from the VirtualServices' `tcp` rules
+# (buildSidecarOutboundTCPFilterChainOpts) and a TLS/HTTPS port chains from their `tls` rules
+# (buildSidecarOutboundTLSFilterChainOpts), never both. Here the port's CONNECT route makes that choice
+# statically: the tunnel's host (the service) stands for both the destination and the SNI.
+
+# Envoy's tcp_proxy idle timeout when istiod sets none (TcpProxy.idle_timeout's default).
+TCP_PROXY_DEFAULT_IDLE_TIMEOUT_S = 3600.0
 
 
 def _l4_applies(match: Any | None, proxy: Proxy, port: int, gateway_names: frozenset[str]) -> bool:
+    """istiod's matchTCP / matchTLS: every static predicate holds (gateways, source labels, port, source
+    namespace; unlike HTTP's sourceMatch, match-level gateways do not stand in for the others)."""
     if match is None:
         return True
+    if match.gateways and not any(g in gateway_names for g in match.gateways):
+        return False
+    if any(proxy.labels.get(k) != v for k, v in (match.source_labels or {}).items()):
+        return False
     if match.port and int(match.port) != port:
         return False
-    return source_match(match, proxy, gateway_names)
+    return not match.source_namespace or match.source_namespace == proxy.namespace
 
 
-def _sni_covers(match: Any, hostname: str, vs_namespace: str, domain: str) -> bool:
-    """A tunnel's SNI is its CONNECT host: does one of the rule's sniHosts name the service?"""
+def _sni_rank(match: Any, hostname: str, vs_namespace: str, domain: str) -> tuple[int, int] | None:
+    """How closely the match's sniHosts name the tunnel's host (its SNI), ranked as Envoy ranks
+    server_names: an exact name before any wildcard, a longer wildcard before a shorter; None if none does."""
+    best: tuple[int, int] | None = None
     for sni in match.sni_hosts or ():
         full = sni if "." in sni or h.is_wildcard(sni) else f"{sni}.{vs_namespace}.svc.{domain}"
         if h.matches(full, hostname):
-            return True
-    return False
+            rank = (0 if h.is_wildcard(full) else 1, len(full))
+            best = rank if best is None or rank > best else best
+    return best
 
 
-def _tcp_hash_policy(ctx: RouteContext, host: str, subset: str | None) -> RC.RouteAction.HashPolicy | None:
-    """istiod's maybeSetHashPolicy for a TCP proxy with one destination: only `useSourceIp` applies to
-    TCP, from the subset's consistentHash when the subset sets a load balancer, else the top level's."""
+def _tls_rule(
+    ctx: RouteContext, covering: Sequence[VirtualServiceEntry], svc: Service, port: int
+) -> tuple[bool, Any | None]:
+    """(whether some `tls` match holds statically, the rule whose filter chain Envoy would pick for the
+    service's SNI). istiod makes one chain per distinct (sniHosts, destinationSubnets), the first match
+    keeping it; Envoy picks among them by SNI specificity, not order. A match with destinationSubnets
+    never takes a tunnel, which has no destination IP (such matches are refused on the mesh gateway)."""
+    domain = ctx.snapshot.mesh.domain_suffix
+    seen: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
+    applies = False
+    best: Any | None = None
+    best_rank: tuple[int, int] | None = None
+    for vs in covering:
+        for rule in vs.tls:
+            for m in rule.match or ():
+                if not _l4_applies(m, ctx.proxy, port, ctx.gateway_names):
+                    continue
+                key = (tuple(m.sni_hosts or ()), tuple(m.destination_subnets or ()))
+                if key in seen:
+                    continue
+                seen.add(key)
+                applies = True
+                rank = None if m.destination_subnets else _sni_rank(m, svc.hostname, vs.namespace, domain)
+                if rank is not None and (best_rank is None or rank > best_rank):
+                    best, best_rank = rule, rank
+    return applies, best
+
+
+def _tcp_rule(ctx: RouteContext, covering: Sequence[VirtualServiceEntry], port: int) -> Any | None:
+    """istiod's TcpLoop: the first `tcp` rule without matches, or with a match that holds statically and
+    names no destinationSubnets, ends the search and takes the connection."""
+    for vs in covering:
+        for rule in vs.tcp:
+            matches = rule.match or [None]
+            if any(
+                _l4_applies(m, ctx.proxy, port, ctx.gateway_names) and not (m and m.destination_subnets)
+                for m in matches
+            ):
+                return rule
+    return None
+
+
+@dataclass(frozen=True)
+class TcpProxyPolicy:
+    """What istiod's buildOutboundNetworkFiltersWith{Single,Weighted}Destination take from the first
+    destination's DestinationRule for a tcp_proxy: the source-IP hash (maybeSetHashPolicy), the top level's
+    connectionPool.tcp idleTimeout (else node metadata IDLE_TIMEOUT; None leaves tcp_proxy's default) and
+    maxConnectionDuration, and the tunnel (tunnelingconfig.Apply)."""
+
+    source_ip_hash: bool
+    idle_timeout_s: float | None
+    max_connection_duration_s: float | None
+    tunnel: Any | None
+
+
+def tcp_proxy_policy(ctx: RouteContext, host: str, subset: str | None) -> TcpProxyPolicy:
+    """`subset` is the single destination's (a weighted split passes none: the top level applies)."""
     dr = ctx.destination_rule(host)
-    if dr is None:
-        return None
-    top = _lb_hash(dr.traffic_policy)
-    use_source_ip = bool(top is not None and top.use_source_ip)
-    if subset:
+    top = dr.traffic_policy if dr is not None else None
+    # maybeSetHashPolicy: only useSourceIp applies to TCP, from the subset's consistentHash when the subset
+    # sets a load balancer, else the top level's.
+    top_hash = _lb_hash(top)
+    source_ip = bool(top_hash is not None and top_hash.use_source_ip)
+    if dr is not None and subset:
         sub = dr.subset(subset)
         lb = getattr(sub.traffic_policy, "load_balancer", None) if sub is not None else None
         if lb is not None:
-            use_source_ip = bool(lb.consistent_hash is not None and lb.consistent_hash.use_source_ip)
-    if not use_source_ip:
-        return None
-    return RC.RouteAction.HashPolicy(
-        connection_properties=RC.RouteAction.HashPolicy.ConnectionProperties(source_ip=True)
+            source_ip = bool(lb.consistent_hash is not None and lb.consistent_hash.use_source_ip)
+    pool = getattr(top, "connection_pool", None) if top is not None else None
+    tcp = pool.tcp if pool is not None else None
+    idle = to_seconds(tcp.idle_timeout) if tcp is not None and tcp.idle_timeout is not None else None
+    max_duration = tcp.max_connection_duration if tcp is not None else None
+    return TcpProxyPolicy(
+        source_ip_hash=source_ip,
+        idle_timeout_s=idle if idle is not None else proxy_headers.node_idle_timeout_s(ctx.snapshot),
+        max_connection_duration_s=to_seconds(max_duration) if max_duration is not None else None,
+        tunnel=tunnel_settings(dr, subset),
     )
 
 
-def _single_tunnel(ctx: RouteContext, cluster: str, host: str, subset: str | None) -> RC.Route:
-    r = connect_route(cluster)
-    hp = _tcp_hash_policy(ctx, host, subset)
-    if hp is not None:
-        r.route.hash_policy.append(hp)
-    return forward_connect(r, tunnel_settings(ctx.destination_rule(host), subset))
+def _tcp_proxy_settings(ctx: RouteContext, r: RC.Route, host: str, subset: str | None) -> RC.Route:
+    """The tcp_proxy's settings (`tcp_proxy_policy`) carried by a CONNECT route: the idle timeout and the
+    longest connection life become the stream's (with tcp_proxy's default hour when istiod sets none)."""
+    policy = tcp_proxy_policy(ctx, host, subset)
+    if policy.source_ip_hash:
+        r.route.hash_policy.add().connection_properties.source_ip = True
+    idle = policy.idle_timeout_s
+    r.route.idle_timeout.CopyFrom(p.duration(TCP_PROXY_DEFAULT_IDLE_TIMEOUT_S if idle is None else idle))
+    if policy.max_connection_duration_s is not None:
+        r.route.max_stream_duration.max_stream_duration.CopyFrom(p.duration(policy.max_connection_duration_s))
+    return forward_connect(r, policy.tunnel)
 
 
 def _tunnel_to(ctx: RouteContext, rule: Any, port: int) -> RC.Route:
     dests = [d for d in rule.route or () if d.destination is not None]
     if len(dests) == 1:
         dest = dests[0].destination
-        return _single_tunnel(ctx, destination_cluster(dest, ctx.services, port), dest.host, dest.subset)
+        r = connect_route(destination_cluster(dest, ctx.services, port))
+        return _tcp_proxy_settings(ctx, r, dest.host, dest.subset)
     r = connect_route("")
     r.route.ClearField("cluster")
     for d in dests:
@@ -1384,38 +1466,39 @@ def _tunnel_to(ctx: RouteContext, rule: Any, port: int) -> RC.Route:
                 name=destination_cluster(d.destination, ctx.services, port), weight=p.u32(int(d.weight))
             )
     # buildOutboundNetworkFiltersWithWeightedClusters: the first destination's rule, top level only (a
-    # subset's tunnel cannot follow one of several clusters).
-    dr = ctx.destination_rule(dests[0].destination.host) if dests else None
-    return forward_connect(r, tunnel_settings(dr, None))
+    # subset's tunnel or hash cannot follow one of several clusters).
+    return _tcp_proxy_settings(ctx, r, dests[0].destination.host, None) if dests else r
+
+
+def _blocked_connect_route() -> RC.Route:
+    """A CONNECT refused with 502, as REGISTRY_ONLY's block_all refuses one."""
+    r = RC.Route(name="connect-" + naming.BLOCK_ALL_VHOST)
+    r.match.connect_matcher.SetInParent()
+    r.direct_response.status = 502
+    return r
 
 
 def tunnel_route(
     ctx: RouteContext, vses: Sequence[VirtualServiceEntry], svc: Service, port: int, protocol: Protocol
 ) -> RC.Route:
-    """Where a CONNECT tunnel to a TCP/TLS service port goes: the first VirtualService `tls` rule (TLS and
-    HTTPS ports, its sniHosts matched against the tunnel's host), then `tcp` rule, whose L4 match holds
-    for this proxy and port, as istiod picks a sidecar's TCP/TLS route; else the service itself."""
-    domain = ctx.snapshot.mesh.domain_suffix
-    fields = ("tls", "tcp") if protocol in (Protocol.TLS, Protocol.HTTPS) else ("tcp",)
+    """Where a CONNECT tunnel to a TCP/TLS service port goes, as istiod picks a sidecar's filter chain:
+    on TLS and HTTPS ports the `tls` rule whose sniHosts best name the service, on other ports the first
+    applicable `tcp` rule; else the service itself. When `tls` matches apply but none names the service,
+    the connection falls to the listener's PassthroughFilterChain: REGISTRY_ONLY refuses it, ALLOW_ANY
+    sends it on to the address the app dialled, the service's (its own cluster, here)."""
     covering = [
         vs for vs in vses if (vs.tcp or vs.tls) and any(h.matches(host, svc.hostname) for host in vs.hosts)
     ]
-    for field_name in fields:
-        for vs in covering:
-            for rule in getattr(vs, field_name):
-                matches = rule.match or [None]
-                if field_name == "tls":
-                    ok = any(
-                        m is not None
-                        and _sni_covers(m, svc.hostname, vs.namespace, domain)
-                        and _l4_applies(m, ctx.proxy, port, ctx.gateway_names)
-                        for m in matches
-                    )
-                else:
-                    ok = any(_l4_applies(m, ctx.proxy, port, ctx.gateway_names) for m in matches)
-                if ok:
-                    return _tunnel_to(ctx, rule, port)
-    return _single_tunnel(ctx, naming.outbound_cluster(port, "", svc.hostname), svc.hostname, None)
+    if protocol in (Protocol.TLS, Protocol.HTTPS):
+        applies, rule = _tls_rule(ctx, covering, svc, port)
+        if rule is None and applies and ctx.snapshot.scope(ctx.proxy).outbound_policy == "REGISTRY_ONLY":
+            return _blocked_connect_route()
+    else:
+        rule = _tcp_rule(ctx, covering, port)
+    if rule is not None:
+        return _tunnel_to(ctx, rule, port)
+    r = connect_route(naming.outbound_cluster(port, "", svc.hostname))
+    return _tcp_proxy_settings(ctx, r, svc.hostname, None)
 
 
 # A sidecar's own ports (admin, outbound, inbound capture), which passthrough must never reach: in Istio
@@ -1463,9 +1546,7 @@ def catch_all_vhost(
         r = vh.routes.add(name=naming.BLOCK_ALL_VHOST)
         r.match.prefix = "/"
         r.direct_response.status = 502
-        c = vh.routes.add(name="connect-" + naming.BLOCK_ALL_VHOST)
-        c.match.connect_matcher.SetInParent()
-        c.direct_response.status = 502
+        vh.routes.append(_blocked_connect_route())
         return vh
     cluster = egress_cluster or naming.PASSTHROUGH_CLUSTER
     vh = RC.VirtualHost(
