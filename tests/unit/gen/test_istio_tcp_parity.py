@@ -562,3 +562,22 @@ def test_external_name_alias_tcp() -> None:
     assert cluster(tunnel(EXTERNAL_NAME, alias_vs, authority="concrete.default.svc.cluster.local:82")) == (
         "outbound|82||concrete.default.svc.cluster.local"
     )
+
+
+# --- ports of sniffed protocol -------------------------------------------------------------------
+# istiod keeps a TCP filter chain beside the HTTP one on a port whose protocol it sniffs, and that
+# chain's tcp_proxy takes the DestinationRule's settings as a TCP port's does; an HTTP port has no
+# tcp_proxy, so its CONNECT route gets none of them.
+
+AUTO = service_entry("auto", "auto.example.com", "[{name: foo, number: 7070}]")
+HTTP = service_entry("web", "web.example.com", "[{name: http, number: 7070, protocol: HTTP}]")
+
+
+def test_sniffed_port_tunnels_take_the_tcp_proxy_settings() -> None:
+    pool = "  trafficPolicy: {connectionPool: {tcp: {idleTimeout: 1m, maxConnectionDuration: 90s}}}"
+    route = tunnel(AUTO, dr("auto.example.com", pool), authority="auto.example.com:7070")
+    assert route["route"]["idle_timeout"] == "60s"
+    assert route["route"]["max_stream_duration"] == {"max_stream_duration": "90s"}
+    assert tunnel(AUTO, authority="auto.example.com:7070")["route"]["idle_timeout"] == DEFAULT_IDLE
+    assert tunnel(AUTO, idle_meta("30s"), authority="auto.example.com:7070")["route"]["idle_timeout"] == "30s"
+    assert "idle_timeout" not in tunnel(HTTP, authority="web.example.com:7070")["route"]

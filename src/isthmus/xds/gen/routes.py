@@ -827,12 +827,18 @@ def forward_connect(r: RC.Route, tunnel: Any | None) -> RC.Route:
     return r
 
 
-def _auto_port_tunnel(ctx: RouteContext, svc: Service, port: int) -> Any | None:
-    """The tunnel for CONNECTs to a service port of sniffed protocol: istiod's auto ports keep a TCP
-    chain (with the tunnel) beside the HTTP one. HTTP ports get none: istiod tunnels TCP listeners only."""
-    if not any(sp.port == port and sp.protocol is Protocol.AUTO for sp in svc.ports):
+def _is_auto_port(svc: Service, port: int) -> bool:
+    return any(sp.port == port and sp.protocol is Protocol.AUTO for sp in svc.ports)
+
+
+def _auto_port_connect(ctx: RouteContext, svc: Service, port: int, cluster: str) -> RC.Route | None:
+    """The CONNECT route of a service port of sniffed protocol (None for other ports): istiod's auto ports
+    keep a TCP chain beside the HTTP one, whose tcp_proxy takes the DestinationRule's tunnel, idle timeout,
+    longest connection and source-IP hash (`tcp_proxy_policy`). HTTP ports get none of it: istiod builds
+    tcp_proxies for TCP chains only."""
+    if not _is_auto_port(svc, port):
         return None
-    return tunnel_settings(ctx.destination_rule(svc.hostname), None)
+    return _tcp_proxy_settings(ctx, connect_route(cluster), svc.hostname, None)
 
 
 # --- wire encoding of the default virtual hosts --------------------------------------------------
@@ -904,11 +910,11 @@ def _default_vhost_bytes(ctx: RouteContext, d: _DefaultVHost, svc: Service, doma
         ("default_route_segments",), lambda: _prototype_segments(_default_route_prototype(snapshot))
     )
     ch = hash_for_service(ctx, svc, d.port)
-    tunnel = _auto_port_tunnel(ctx, svc, d.port)
+    auto = _auto_port_connect(ctx, svc, d.port, d.cluster)
     connect = (
         _route_bytes(_CONNECT_SEGMENTS, d.cluster)
-        if tunnel is None
-        else forward_connect(connect_route(d.cluster), tunnel).SerializeToString(deterministic=True)
+        if auto is None
+        else auto.SerializeToString(deterministic=True)
     )
     out = (
         _ld(_T_VH_NAME, d.name.encode())
@@ -1026,7 +1032,7 @@ class _DefaultVHost:
     alts: frozenset[str]
     with_port: list[str]  # those with `:port` (a non-80 port's vhost has only these)
     lowered: frozenset[str]  # the vhost's domains lower-cased, when distinct (else empty)
-    # All domains kept, by (id(hash), id(tunnel)).
+    # All domains kept, by (id(hash), id(an auto port's DestinationRule)).
     encoded: dict[tuple[int | None, int | None], bytes] = field(default_factory=dict)
 
     @property
@@ -1228,8 +1234,8 @@ def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]
             name=name, domains=kept, include_request_attempt_count=proxy_headers.counts_attempts(ctx.snapshot)
         )
         if svc is not None and len(w.services) == 1:
-            connect = connect_route(naming.outbound_cluster(w.port, "", svc.hostname))
-            vh.routes.append(forward_connect(connect, _auto_port_tunnel(ctx, svc, w.port)))
+            cluster = naming.outbound_cluster(w.port, "", svc.hostname)
+            vh.routes.append(_auto_port_connect(ctx, svc, w.port, cluster) or connect_route(cluster))
         vh.routes.extend(w.routes)
         if svc is not None and headless.pins_pods(svc):
             _pin_pods(ctx, vh, svc, w.port)
@@ -1258,9 +1264,10 @@ def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]
                 # Nothing to drop (the usual case): every scope of the snapshot gets the same bytes.
                 used_domains.update(d.lowered)
                 ch = hash_for_service(ctx, svc, d.port)
-                # The bytes depend on the rule's hash and (auto ports) tunnel, both per-scope lookups.
-                tunnel = _auto_port_tunnel(ctx, svc, d.port)
-                hkey = (id(ch) if ch is not None else None, id(tunnel) if tunnel is not None else None)
+                # The bytes depend on the rule's hash and (auto ports) the DestinationRule's tcp_proxy
+                # settings, both per-scope lookups.
+                dr = ctx.destination_rule(svc.hostname) if _is_auto_port(svc, d.port) else None
+                hkey = (id(ch) if ch is not None else None, id(dr) if dr is not None else None)
                 encoded = d.encoded.get(hkey)
                 if encoded is None:
                     encoded = d.encoded[hkey] = _ld(
