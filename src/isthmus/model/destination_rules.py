@@ -1,11 +1,13 @@
 """DestinationRule lookup, merging and policy layering as istiod does them.
 
-- Lookup for (proxy, host): proxy namespace, then the service's namespace, then the root namespace; in each,
-  the most specific host wins; workloadSelector DRs (proxy namespace only) before selector-less ones
-  (`pilot/pkg/model/push_context.go` destinationRule, `sidecar.go` DestinationRule).
-- Several DRs for one host in one namespace with equal exportTo and selector merge: subsets concatenated
-  (duplicate names dropped), the top-level trafficPolicy of the oldest rule that has one
-  (`pilot/pkg/model/destination_rule.go`).
+- Lookup for (proxy, host) (`pilot/pkg/model/push_context.go` destinationRule, `sidecar.go` DestinationRule):
+  the rules of the proxy's namespace (for a root-namespace proxy, only the root's private ones), else those
+  the service's namespace exports to the proxy's, else those the root namespace exports to it. In each,
+  the most specific host wins, and the first namespace with a rule for that host decides: its first
+  workloadSelector rule matching the proxy (proxy namespace only), else its selector-less rule.
+- Rules for one host in one namespace merge (`pilot/pkg/model/destination_rule.go` mergeDestinationRule,
+  enhanced merge on): subsets concatenated (duplicate names dropped), the top-level trafficPolicy of the
+  first rule that has one; rules of other exportTo or other selectors stay apart (see `_merge`).
 - Policy layering per cluster: DR top level < DR portLevelSettings (replace) < subset < subset portLevel
   (`pilot/pkg/networking/util/util.go` MergeSubsetTrafficPolicy, `pilot/pkg/model/destination_rule.go`
   MergeTrafficPolicy: a subset's tunnel, proxyProtocol and retryBudget override when set).
@@ -21,7 +23,7 @@ from typing import Any
 from isthmus.config.store import Config
 from isthmus.model import hosts as h
 from isthmus.model.virtual_services import config_creation_key
-from isthmus.model.visibility import is_visible, normalize
+from isthmus.model.visibility import PRIVATE, PUBLIC
 from isthmus.registry.build import labels_match
 
 
@@ -128,14 +130,136 @@ def effective_policy(
 
 
 @dataclass
+class _Rule:
+    """One consolidated rule while the index is built (istiod's ConsolidatedDestRule)."""
+
+    host: str
+    namespace: str
+    configs: list[Config]
+    traffic_policy: Any | None
+    subsets: list[Any]
+    export_to: frozenset[str]
+    selector: dict[str, str] | None
+
+    @classmethod
+    def of(cls, cfg: Config, host: str, export_to: frozenset[str], selector: dict[str, str] | None) -> _Rule:
+        spec = cfg.spec
+        return cls(
+            host, cfg.namespace, [cfg], spec.traffic_policy, list(spec.subsets or ()), export_to, selector
+        )
+
+    def absorb(self, cfg: Config) -> None:
+        """Subsets of new names are appended; the top-level policy is taken only when this rule has none."""
+        names = {s.name for s in self.subsets}
+        self.subsets.extend(s for s in cfg.spec.subsets or () if s.name not in names)
+        if self.traffic_policy is None:
+            self.traffic_policy = cfg.spec.traffic_policy
+        self.configs.append(cfg)
+
+    def freeze(self) -> MergedDestinationRule:
+        return MergedDestinationRule(
+            host=self.host,
+            namespace=self.namespace,
+            configs=tuple(self.configs),
+            traffic_policy=self.traffic_policy,
+            subsets=tuple(self.subsets),
+            export_to=self.export_to,
+            selector=self.selector,
+        )
+
+
+def _merge(
+    rules: dict[str, list[_Rule]], cfg: Config, host: str, export_to: frozenset[str], selector: Any
+) -> None:
+    """istiod's mergeDestinationRule (ENABLE_ENHANCED_DESTINATIONRULE_MERGE on, its default).
+
+    The incoming rule is folded into each rule already kept for the host whose exportTo equals its own or
+    is a subset of it, unless both have workload selectors that differ. Whether it is also kept on its own
+    is decided, as in istiod, by the last kept rule examined: not when that one has the same selector (or
+    both have none). So a selector-less rule listing `.` feeds its subsets into the workload-specific
+    rules of its namespace (sorted before it) and stays a rule of its own."""
+    kept = rules.get(host)
+    if not kept:
+        rules[host] = [_Rule.of(cfg, host, export_to, selector)]
+        return
+    append = True
+    for m in kept:
+        both_without = selector is None and m.selector is None
+        both_with = selector is not None and m.selector is not None
+        same_selector = (selector or {}) == (m.selector or {})
+        if export_to == m.export_to:
+            append = not (both_without or (both_with and same_selector))
+        elif m.export_to and export_to >= m.export_to:
+            append = True
+        else:
+            append = True
+            continue
+        if both_with and not same_selector:
+            append = True
+            continue
+        if both_without or (both_with and same_selector):
+            append = False
+        m.absorb(cfg)
+    if append:
+        kept.append(_Rule.of(cfg, host, export_to, selector))
+
+
+@dataclass
+class _Bucket:
+    """The rules of one index (istiod's consolidatedDestRules), by exact and by wildcard host."""
+
+    exact: dict[str, list[MergedDestinationRule]] = field(default_factory=dict)
+    wildcards: dict[str, list[MergedDestinationRule]] = field(default_factory=dict)
+
+    @classmethod
+    def freeze(cls, rules: dict[str, list[_Rule]]) -> _Bucket:
+        bucket = cls()
+        for host, kept in rules.items():
+            target = bucket.wildcards if h.is_wildcard(host) else bucket.exact
+            target[host] = [r.freeze() for r in kept]
+        return bucket
+
+    def match(self, hostname: str) -> list[MergedDestinationRule]:
+        """MostSpecificHostMatch: the rules of the exact host, else of the longest covering wildcard."""
+        found = self.exact.get(hostname)
+        if found:
+            return found
+        best = h.most_specific_match(hostname, self.wildcards) if self.wildcards else None
+        return self.wildcards[best] if best is not None else []
+
+    def all(self) -> list[MergedDestinationRule]:
+        return [r for group in (self.exact, self.wildcards) for rules in group.values() for r in rules]
+
+
+def _select(
+    rules: list[MergedDestinationRule], proxy_namespace: str, proxy_labels: Mapping[str, str]
+) -> MergedDestinationRule | None:
+    """SidecarScope.DestinationRule: the first rule of the proxy's namespace whose selector matches it,
+    else the last selector-less one. No fallback to other namespaces: the host already matched here."""
+    catch_all = None
+    for r in rules:
+        if r.selector is None:
+            catch_all = r
+        elif r.namespace == proxy_namespace and labels_match(r.selector, proxy_labels):
+            return r
+    return catch_all
+
+
+def _exported_to(rule: MergedDestinationRule, namespace: str) -> bool:
+    # getExportedDestinationRuleFromNamespace: `.` does not count here (a root-namespace proxy looking at
+    # root rules exported to `.` and others does not see them, as in istiod).
+    return not rule.export_to or PUBLIC in rule.export_to or namespace in rule.export_to
+
+
+@dataclass
 class DestinationRuleIndex:
-    # namespace -> merged rules, selector-bearing first, then by creation order.
-    by_namespace: dict[str, list[MergedDestinationRule]] = field(default_factory=dict)
+    """istiod's destinationRuleIndex: per namespace, the rules its own proxies see (namespaceLocal) and the
+    rules it exports to others (exportedByNamespace); plus the root namespace's private rules."""
+
+    namespace_local: dict[str, _Bucket] = field(default_factory=dict)
+    exported: dict[str, _Bucket] = field(default_factory=dict)
+    root_local: _Bucket = field(default_factory=_Bucket)
     root_namespace: str = "istio-system"
-    # namespace -> (rules by exact host, rules with a wildcard host), each in by_namespace's order.
-    _hosts: dict[str, tuple[dict[str, list[MergedDestinationRule]], list[MergedDestinationRule]]] = field(
-        default_factory=dict, repr=False, compare=False
-    )
     # Every rule's exact host, and whether any rule has a wildcard host (None: not computed yet). Most
     # services have no DestinationRule: their lookups (one per scope and service) end here.
     _exact_hosts: frozenset[str] | None = field(default=None, repr=False, compare=False)
@@ -145,99 +269,35 @@ class DestinationRuleIndex:
     def build(
         cls, configs: Iterable[Config], default_export_to: frozenset[str], root_namespace: str, domain: str
     ) -> DestinationRuleIndex:
-        grouped: dict[tuple, list[Config]] = defaultdict(list)
-        order: list[tuple] = []
-        for cfg in sorted(configs, key=config_creation_key):
-            spec = cfg.spec
+        local: dict[str, dict[str, list[_Rule]]] = defaultdict(dict)
+        exported: dict[str, dict[str, list[_Rule]]] = defaultdict(dict)
+        root_local: dict[str, list[_Rule]] = {}
+        # sortConfigBySelectorAndCreationTime: workload-specific rules first, then the oldest.
+        ordered = sorted(configs, key=lambda c: (c.spec.workload_selector is None, config_creation_key(c)))
+        for cfg in ordered:
+            spec, ns = cfg.spec, cfg.namespace
+            host = h.resolve_short_name(spec.host, ns, domain)
             selector = None
             if spec.workload_selector is not None:
                 selector = dict(spec.workload_selector.match_labels or {})
-            host = h.resolve_short_name(spec.host, cfg.namespace, domain)
-            # A workloadSelector DR is only ever seen from its own namespace (exportTo forced to ".").
-            export_to = (
-                frozenset({"."}) if selector is not None else normalize(spec.export_to, default_export_to)
+            # A workloadSelector rule is only ever seen from its own namespace; otherwise exportTo as
+            # written (empty when unset: the mesh default decides below).
+            export_to = frozenset({PRIVATE}) if selector is not None else frozenset(spec.export_to or ())
+            if not export_to or export_to & {PUBLIC, PRIVATE, ns}:
+                _merge(local[ns], cfg, host, export_to, selector)
+            private_only = (not export_to and PRIVATE in default_export_to) or (
+                len(export_to) == 1 and bool(export_to & {PRIVATE, ns})
             )
-            key = (
-                cfg.namespace,
-                host,
-                export_to,
-                tuple(sorted(selector.items())) if selector is not None else None,
-            )
-            if key not in grouped:
-                order.append(key)
-            grouped[key].append(cfg)
-        index = cls(root_namespace=root_namespace)
-        for key in order:
-            ns, host, export_to, sel = key
-            cfgs = grouped[key]
-            subsets: list[Any] = []
-            seen: set[str] = set()
-            for c in cfgs:
-                for s in c.spec.subsets or ():
-                    if s.name in seen:
-                        continue
-                    seen.add(s.name)
-                    subsets.append(s)
-            policy = next((c.spec.traffic_policy for c in cfgs if c.spec.traffic_policy is not None), None)
-            index.by_namespace.setdefault(ns, []).append(
-                MergedDestinationRule(
-                    host=host,
-                    namespace=ns,
-                    configs=tuple(cfgs),
-                    traffic_policy=policy,
-                    subsets=tuple(subsets),
-                    export_to=export_to,
-                    selector=dict(sel) if sel is not None else None,
-                )
-            )
-        for rules in index.by_namespace.values():
-            rules.sort(key=lambda r: (r.selector is None, config_creation_key(r.configs[0])))
-        return index
-
-    def _best_in(
-        self,
-        namespace: str,
-        viewer_ns: str,
-        viewer_labels: Mapping[str, str],
-        hostname: str,
-        allow_selector: bool,
-    ) -> MergedDestinationRule | None:
-        def applies(r: MergedDestinationRule) -> bool:
-            return is_visible(r.export_to, r.namespace, viewer_ns) and (
-                r.selector is None or (allow_selector and labels_match(r.selector, viewer_labels))
-            )
-
-        # Istio's MostSpecificHostMatch over the rules that apply: an exact host wins outright, so look
-        # it up directly (thousands of lookups per snapshot), then the longest covering wildcard.
-        exact, wildcards = self._host_index(namespace)
-        for r in exact.get(hostname, ()):
-            if applies(r):
-                return r
-        rules = [r for r in wildcards if applies(r)]
-        if not rules:
-            return None
-        best = h.most_specific_match(hostname, [r.host for r in rules])
-        if best is None:
-            return None
-        for r in rules:
-            if r.host == best:
-                return r
-        return None
-
-    def _host_index(
-        self, namespace: str
-    ) -> tuple[dict[str, list[MergedDestinationRule]], list[MergedDestinationRule]]:
-        index = self._hosts.get(namespace)
-        if index is None:
-            exact: dict[str, list[MergedDestinationRule]] = {}
-            wildcards: list[MergedDestinationRule] = []
-            for r in self.by_namespace.get(namespace, ()):
-                if h.is_wildcard(r.host):
-                    wildcards.append(r)
-                else:
-                    exact.setdefault(r.host, []).append(r)
-            index = self._hosts[namespace] = (exact, wildcards)
-        return index
+            if not private_only:
+                _merge(exported[ns], cfg, host, export_to, selector)
+            elif ns == root_namespace:
+                _merge(root_local, cfg, host, export_to, selector)
+        return cls(
+            namespace_local={ns: _Bucket.freeze(rules) for ns, rules in local.items()},
+            exported={ns: _Bucket.freeze(rules) for ns, rules in exported.items()},
+            root_local=_Bucket.freeze(root_local),
+            root_namespace=root_namespace,
+        )
 
     def _may_match(self, hostname: str) -> bool:
         """False when no rule in any namespace can apply to `hostname` (no exact host, no wildcard)."""
@@ -250,22 +310,29 @@ class DestinationRuleIndex:
     def lookup(
         self, proxy_namespace: str, proxy_labels: Mapping[str, str], hostname: str, service_namespace: str
     ) -> MergedDestinationRule | None:
+        """push_context.go destinationRule + SidecarScope.DestinationRule. The first namespace with a rule
+        for the host decides, even when none of its rules applies to this proxy's labels."""
         if not self._may_match(hostname):
             return None
-        found = self._best_in(proxy_namespace, proxy_namespace, proxy_labels, hostname, allow_selector=True)
-        if found is not None:
-            return found
-        if service_namespace != proxy_namespace:
-            found = self._best_in(
-                service_namespace, proxy_namespace, proxy_labels, hostname, allow_selector=False
+        # 1. The proxy's namespace. A root-namespace proxy (a gateway in istio-system) looks only at the
+        # root's private rules here, so the service's own namespace wins over mesh-wide root rules.
+        if proxy_namespace != self.root_namespace:
+            bucket = self.namespace_local.get(proxy_namespace)
+            rules = bucket.match(hostname) if bucket is not None else []
+        else:
+            rules = self.root_local.match(hostname)
+        if rules:
+            return _select(rules, proxy_namespace, proxy_labels)
+        # 2. Rules the service's namespace, then the root namespace, export to the proxy's namespace.
+        for ns in (service_namespace, self.root_namespace):
+            bucket = self.exported.get(ns)
+            visible = (
+                [r for r in bucket.match(hostname) if _exported_to(r, proxy_namespace)] if bucket else []
             )
-            if found is not None:
-                return found
-        if self.root_namespace not in (proxy_namespace, service_namespace):
-            return self._best_in(
-                self.root_namespace, proxy_namespace, proxy_labels, hostname, allow_selector=False
-            )
+            if visible:
+                return _select(visible, proxy_namespace, proxy_labels)
         return None
 
     def all(self) -> list[MergedDestinationRule]:
-        return [r for rules in self.by_namespace.values() for r in rules]
+        buckets = [*self.namespace_local.values(), *self.exported.values(), self.root_local]
+        return [r for b in buckets for r in b.all()]
