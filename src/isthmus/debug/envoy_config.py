@@ -7,7 +7,7 @@ hold). Everything here reads dicts, so the same evaluation runs on both.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -236,6 +236,22 @@ def hcm_of_chain(chain: Mapping[str, Any]) -> dict[str, Any] | None:
     for f in chain.get("filters", []) or []:
         if f.get("name") == HCM_NAME or (f.get("typed_config") or {}).get("@type") == HCM_TYPE:
             return f.get("typed_config") or {}
+    return None
+
+
+def hcm_serving(listeners: Sequence[Mapping[str, Any]], route_config_name: str) -> dict[str, Any] | None:
+    """The first HTTP connection manager whose route config (RDS or inline) is `route_config_name`."""
+    for listener in listeners:
+        chains = [*(listener.get("filter_chains") or []), listener.get("default_filter_chain") or {}]
+        for chain in chains:
+            hcm = hcm_of_chain(chain)
+            if hcm is None:
+                continue
+            name = (hcm.get("rds") or {}).get("route_config_name") or (hcm.get("route_config") or {}).get(
+                "name"
+            )
+            if name == route_config_name:
+                return hcm
     return None
 
 

@@ -19,9 +19,11 @@ findWildcardVirtualHost, RouteEntryImplBase::matchRoute and the path matchers),
   are read from the request's bearer token, as a gateway's jwt_authn stores them once it verified the
   token (offline the signature is not checked: a token the gateway rejects gets a 401, not a route).
 
-The request path is normalized as the sidecar's HTTP connection manager does (`normalize_path`: RFC 3986
-dot segments, percent-encoded unreserved characters decoded), and the headers the connection manager
-adds before routing (`x-forwarded-proto`, `x-request-id`) are added when the request has none.
+The request path is normalized as the HTTP connection manager that serves the route config does
+(MeshConfig `pathNormalization`: `path_with_escaped_slashes_action`, `normalize_path` — RFC 3986 dot
+segments, backslashes, percent-encoded unreserved characters decoded — and `merge_slashes`; istiod's
+default when the HCM is not known), and the headers the connection manager adds before routing
+(`x-forwarded-proto`, `x-request-id`) are added when the request has none.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import urllib.parse
 import uuid
 from collections.abc import Mapping, Sequence
@@ -48,6 +51,31 @@ JWT_PAYLOAD = "payload"
 SPACE_DELIMITED_CLAIMS = ("permission", "scope")
 
 
+@dataclass(frozen=True)
+class PathNormalization:
+    """An HCM's path settings (what MeshConfig `pathNormalization` sets); the default is istiod's
+    DEFAULT mode: normalize_path only."""
+
+    normalize: bool = True
+    merge_slashes: bool = False
+    unescape_slashes: bool = False  # path_with_escaped_slashes_action UNESCAPE_AND_FORWARD
+
+    @classmethod
+    def of_hcm(cls, hcm: Mapping[str, Any]) -> PathNormalization:
+        """From an HCM in Envoy's JSON form (a config dump or a generated listener)."""
+        normalize = hcm.get("normalize_path")
+        if isinstance(normalize, dict):  # a BoolValue as some dumps spell it
+            normalize = normalize.get("value")
+        return cls(
+            normalize=bool(normalize),  # unset: Envoy's own default, off
+            merge_slashes=bool(hcm.get("merge_slashes")),
+            unescape_slashes=hcm.get("path_with_escaped_slashes_action") == "UNESCAPE_AND_FORWARD",
+        )
+
+
+DEFAULT_NORMALIZATION = PathNormalization()
+
+
 @dataclass
 class Request:
     authority: str
@@ -55,6 +83,12 @@ class Request:
     method: str = "GET"
     scheme: str = "http"
     headers: list[tuple[str, str]] = field(default_factory=list)  # lower-case names, no pseudo-headers
+    path_normalization: PathNormalization = DEFAULT_NORMALIZATION
+
+    @property
+    def normalized_path(self) -> str:
+        """The `:path` routes and filters see once the connection manager has normalized it."""
+        return normalize_path(self.path, self.path_normalization)
 
     @property
     def is_connect(self) -> bool:
@@ -67,7 +101,7 @@ class Request:
         if name == ":method":
             return [self.method]
         if name == ":path":
-            return [self.path]
+            return [self.normalized_path]
         if name == ":scheme":
             return [self.scheme]
         values = [v for k, v in self.headers if k == name]
@@ -176,7 +210,8 @@ def _decode_unreserved(path: str) -> str:
             hexpart = path[i + 1 : i + 3]
             if all(c in "0123456789abcdefABCDEF" for c in hexpart):
                 decoded = chr(int(hexpart, 16))
-                out.append(decoded if decoded in _UNRESERVED else "%" + hexpart.upper())
+                # Any other escape is kept as sent, its hex digits' case included.
+                out.append(decoded if decoded in _UNRESERVED else "%" + hexpart)
                 i += 3
                 continue
         out.append(ch)
@@ -184,9 +219,14 @@ def _decode_unreserved(path: str) -> str:
     return "".join(out)
 
 
+# Envoy's own rules, not user regexes: the standard library's `re` (RE2 has no lookahead).
+_DOT_PARAMS = re.compile(r"(^|/)(\.\.?);[^/]*(?=/|$)")
+
+
 def _remove_dot_segments(path: str) -> str:
-    """RFC 3986 5.2.4."""
-    inp = path
+    """RFC 3986 5.2.4; a `.` or `..` segment with path parameters (`..;x`) counts as a dot segment, as
+    in Envoy's normalize_path since its path-parameter fix."""
+    inp = _DOT_PARAMS.sub(r"\1\2", path)
     out: list[str] = []
     while inp:
         if inp.startswith("../"):
@@ -219,11 +259,21 @@ def _remove_dot_segments(path: str) -> str:
     return "".join(out) or "/"
 
 
-def normalize_path(path: str) -> str:
-    """What Envoy's `normalize_path` makes of the path (the query string is left alone)."""
+_ESCAPED_SLASH = re.compile(r"%(2[fF]|5[cC])")
+_SLASHES = re.compile(r"/{2,}")
+
+
+def normalize_path(path: str, how: PathNormalization = DEFAULT_NORMALIZATION) -> str:
+    """What the connection manager makes of the path (the query string is left alone), in Envoy's order
+    (ConnectionManagerUtility::maybeNormalizePath): escaped slashes, then normalize_path, then
+    merge_slashes."""
     p, q, query = path.partition("?")
-    p = p.replace("\\", "/")
-    p = _remove_dot_segments(_decode_unreserved(p))
+    if how.unescape_slashes:
+        p = _ESCAPED_SLASH.sub(lambda e: "/" if e.group(1).lower() == "2f" else "\\", p)
+    if how.normalize:
+        p = _remove_dot_segments(_decode_unreserved(p.replace("\\", "/")))
+    if how.merge_slashes:
+        p = _SLASHES.sub("/", p)
     return p + (q + query if q else "")
 
 
@@ -524,7 +574,7 @@ def _case(m: Mapping[str, Any]) -> bool:
 
 def path_matches(m: Mapping[str, Any], request: Request) -> tuple[bool, str]:
     """(matches, description of the path condition)."""
-    path = path_only(normalize_path(request.path))
+    path = path_only(request.normalized_path)
     cs = _case(m)
     suffix = "" if cs else " (ignore case)"
     if "prefix" in m:
@@ -580,7 +630,7 @@ def route_mismatch(
         return "a CONNECT request only matches connect routes"
     ok, desc = path_matches(m, request)
     if not ok:
-        return f"{desc} does not match {path_only(normalize_path(request.path))!r}"
+        return f"{desc} does not match {path_only(request.normalized_path)!r}"
     return _headers_and_query(m, request, metadata)
 
 

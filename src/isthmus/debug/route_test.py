@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from isthmus.api.validation.common import routing_claim
 from isthmus.debug import matching as m
-from isthmus.debug.envoy_config import ProxyConfig, http_route_names, listener_port, typed_per_filter
+from isthmus.debug.envoy_config import (
+    ProxyConfig,
+    hcm_serving,
+    http_route_names,
+    listener_port,
+    typed_per_filter,
+)
 
 DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
 ENVOY_DEFAULT_TIMEOUT = "15s"
@@ -272,7 +278,7 @@ def describe_hash_policy(policies: Sequence[Mapping[str, Any]] | None) -> list[s
 
 
 def _rewritten_path(route: Mapping[str, Any], action: Mapping[str, Any], request: m.Request) -> str | None:
-    path = m.normalize_path(request.path)
+    path = request.normalized_path
     only, q, query = path.partition("?")
     match = route.get("match") or {}
     if "prefix_rewrite" in action:
@@ -311,7 +317,7 @@ def describe_redirect(
         port = str(redirect["port_redirect"])
     elif redirect.get("scheme_redirect") or redirect.get("https_redirect"):
         port = ""
-    path = m.normalize_path(request.path)
+    path = request.normalized_path
     only, q, query = path.partition("?")
     if redirect.get("path_redirect"):
         only = redirect["path_redirect"]
@@ -459,6 +465,11 @@ def evaluate(
 ) -> dict[str, Any]:
     """Where `request` goes on the proxy's route config `route_config_name` (see module doc)."""
     ctx = ctx or Context()
+    # Routes see the path as the HCM that serves this route config normalized it (MeshConfig
+    # pathNormalization); without that HCM at hand, istiod's default.
+    hcm = hcm_serving(config.listeners, route_config_name)
+    if hcm is not None:
+        request = replace(request, path_normalization=m.PathNormalization.of_hcm(hcm))
     rc = config.routes.get(route_config_name)
     if rc is None:
         raise RouteTestError(
@@ -518,7 +529,7 @@ def evaluate(
             "details": "route_not_found",
             "reason": (
                 f"virtual host {vh.get('name', '')} has {len(catch_all)} route(s) and none matches "
-                f"{request.method} {m.path_only(m.normalize_path(request.path))!r}"
+                f"{request.method} {m.path_only(request.normalized_path)!r}"
             ),
         }
         return result

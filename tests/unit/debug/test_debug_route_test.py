@@ -394,3 +394,30 @@ def test_destination_rule_tunnel_is_shown_as_a_forwarded_connect() -> None:
     assert "CONNECT forwarded to the cluster (a forward proxy), naming db.example.com:5432" in rt.render_text(
         result
     )
+
+
+@pytest.mark.parametrize(
+    ("normalization", "path", "rule"),
+    [
+        (None, "/x/../exact", 0),  # istiod's DEFAULT: normalize_path
+        ("NONE", "/x/../exact", 5),  # the path reaches the routes as sent
+        ("BASE", "//exact", 5),
+        ("MERGE_SLASHES", "//exact", 0),
+        ("MERGE_SLASHES", "/x%2f..%2fexact", 5),
+        ("DECODE_AND_MERGE_SLASHES", "/x%2f..%2fexact", 0),
+    ],
+)
+def test_path_normalized_as_the_serving_hcm_does(normalization: str | None, path: str, rule: int) -> None:
+    """MeshConfig pathNormalization: routes match the path the proxy's HCM made of it."""
+    mesh = (
+        ""
+        if normalization is None
+        else f"""
+    apiVersion: isthmus.dev/v1alpha1
+    kind: MeshConfig
+    metadata: {{name: mesh}}
+    spec: {{pathNormalization: {{normalization: {normalization}}}}}
+    """
+    )
+    result = run(DR_SUBSETS, VS_MATCHES, *([mesh] if mesh else []), url=f"http://echo{path}")
+    assert result["virtualService"]["ruleIndex"] == rule
