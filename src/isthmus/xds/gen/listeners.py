@@ -50,6 +50,19 @@ def _disabled(setting: dict[str, Any] | None) -> bool:
     return bool(setting and setting.get("disabled"))
 
 
+def _has_auto_ports(snapshot: Snapshot) -> bool:
+    """Whether any service has a port of sniffed protocol (once per snapshot)."""
+    return snapshot.memo(
+        ("has_auto_ports",),
+        lambda: any(
+            sp.protocol is Protocol.AUTO
+            for services in snapshot.registry.by_host.values()
+            for svc in services
+            for sp in svc.ports
+        ),
+    )
+
+
 def _http_filters(
     snapshot: Snapshot, *, dfp: bool, grpc_web: bool = False, suppress_envoy_headers: bool = False
 ) -> list[p.hcm.HttpFilter]:
@@ -77,6 +90,10 @@ def _http_filters(
         p.hcm.HttpFilter(name="envoy.filters.http.fault", typed_config=p.pack(p.fault.HTTPFault()))
     )
     filters.append(p.hcm.HttpFilter(name="envoy.filters.http.cors", typed_config=p.pack(p.cors.Cors())))
+    if dfp and _has_auto_ports(snapshot):
+        # The outbound HTTP proxy: CONNECT routes of auto ports set their tunnels' ALPN through it. Only
+        # where a service has such a port: the filter runs on every request.
+        filters.append(tls.tcp_tunnel_alpn_filter())
     router = p.router.Router(suppress_envoy_headers=suppress_envoy_headers)
     filters.append(p.hcm.HttpFilter(name="envoy.filters.http.router", typed_config=p.pack(router)))
     return filters

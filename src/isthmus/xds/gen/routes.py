@@ -22,14 +22,14 @@ from google.protobuf import any_pb2
 
 from isthmus.api.validation.common import routing_claim
 from isthmus.model import hosts as h
-from isthmus.model.destination_rules import MergedDestinationRule
+from isthmus.model.destination_rules import MergedDestinationRule, effective_policy
 from isthmus.model.durations import to_seconds
 from isthmus.model.gateways import GatewayServer, hosts_for_namespace
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import InboundPort, Snapshot
 from isthmus.model.virtual_services import MESH_GATEWAY, VirtualServiceEntry
 from isthmus.registry.types import Protocol, Service, ServicePort
-from isthmus.xds.gen import authz, headless, naming, proxy_headers
+from isthmus.xds.gen import authz, headless, naming, proxy_headers, tls
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen.guard import guarded
 from isthmus.xds.gen.scope import same_imports, scope_key
@@ -838,7 +838,14 @@ def _auto_port_connect(ctx: RouteContext, svc: Service, port: int, cluster: str)
     tcp_proxies for TCP chains only."""
     if not _is_auto_port(svc, port):
         return None
-    return _tcp_proxy_settings(ctx, connect_route(cluster), svc.hostname, None)
+    r = _tcp_proxy_settings(ctx, connect_route(cluster), svc.hostname, None)
+    terminated = any(uc.HasField("connect_config") for uc in r.route.upgrade_configs)
+    policy = effective_policy(ctx.destination_rule(svc.hostname), port, None)
+    # A terminated tunnel carries TCP, which its mesh mTLS must say (see tls.TCP_TUNNEL_ALPN_FILTER); a
+    # forwarded CONNECT (DestinationRule tunnel) is HTTP to the forward proxy.
+    if terminated and tls.tunnel_takes_mesh_alpn(policy.tls):
+        tls.enable_tcp_tunnel_alpn(r)
+    return r
 
 
 # --- wire encoding of the default virtual hosts --------------------------------------------------

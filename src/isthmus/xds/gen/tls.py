@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from envoy.config.core.v3 import base_pb2, proxy_protocol_pb2
+from envoy.config.core.v3 import base_pb2, proxy_protocol_pb2, substitution_format_string_pb2
+from envoy.extensions.filters.common.set_filter_state.v3 import value_pb2 as filter_state_value_pb2
+from envoy.extensions.filters.http.set_filter_state.v3 import set_filter_state_pb2
 from envoy.extensions.transport_sockets.proxy_protocol.v3 import upstream_proxy_protocol_pb2
 from envoy.extensions.transport_sockets.raw_buffer.v3 import raw_buffer_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
@@ -41,6 +43,51 @@ ALPN_TCP = "istio"
 MESH_HTTP_ALPNS = ("istio-http/1.0", "istio-http/1.1", "istio-h2")
 MESH_TCP_ALPNS = ("istio", "istio-peer-exchange")
 MESH_ALPNS = (*MESH_TCP_ALPNS, *MESH_HTTP_ALPNS)
+
+# --- TCP tunnels to ports of sniffed protocol -------------------------------------------------------
+# istiod's clusters offer the TCP ALPN (`istio`) and its istio.alpn HTTP filter overrides it per request
+# with `istio-http/1.1` / `istio-h2`, so a server sidecar takes HTTP to its HTTP chain and raw TCP to its
+# TCP chain, even on one auto-detected port. Without istio.alpn, the cluster of an auto port offers the
+# HTTP ALPN (the port's HTTP traffic must land on the HCM chain), so a CONNECT tunnel riding that cluster
+# would reach the server's HTTP chain too, and its bytes would be parsed as HTTP (400). The outbound HTTP
+# proxy therefore carries a set_filter_state filter that sets Envoy's well-known
+# `envoy.network.application_protocols` (the upstream ALPN override the router applies to the stream's
+# upstream connection) from the route's metadata: the CONNECT routes of auto ports carry `istio` there,
+# other routes nothing, and an empty value sets nothing. (Envoy refuses to enable a disabled filter from a
+# route without a per-route config, which set_filter_state has none of, hence metadata.)
+TCP_TUNNEL_ALPN_FILTER = "isthmus.tcp_tunnel_alpn"
+_APPLICATION_PROTOCOLS_KEY = "envoy.network.application_protocols"
+_ROUTE_METADATA = ("isthmus", "tunnel_alpn")
+
+
+def tcp_tunnel_alpn_filter() -> p.hcm.HttpFilter:
+    """The outbound HTTP proxy's filter overriding a tunnel's upstream ALPN with its route's choice."""
+    namespace, key = _ROUTE_METADATA
+    value = filter_state_value_pb2.FilterStateValue(
+        object_key=_APPLICATION_PROTOCOLS_KEY,
+        format_string=substitution_format_string_pb2.SubstitutionFormatString(
+            text_format_source=base_pb2.DataSource(inline_string=f"%METADATA(ROUTE:{namespace}:{key})%"),
+            omit_empty_values=True,
+        ),
+        skip_if_empty=True,
+    )
+    config = set_filter_state_pb2.Config(on_request_headers=[value])
+    return p.hcm.HttpFilter(name=TCP_TUNNEL_ALPN_FILTER, typed_config=p.pack(config))
+
+
+def enable_tcp_tunnel_alpn(route: Any) -> None:
+    """Make a CONNECT route's tunnel offer the TCP ALPN (see tcp_tunnel_alpn_filter)."""
+    namespace, key = _ROUTE_METADATA
+    route.metadata.filter_metadata[namespace].fields[key].string_value = ALPN_TCP
+
+
+def tunnel_takes_mesh_alpn(tls_settings: Any | None) -> bool:
+    """Whether a tunnel's upstream TLS is the mesh's (auto mTLS or ISTIO_MUTUAL), whose ALPN marks TCP vs
+    HTTP for the server sidecar; a DestinationRule's own TLS (SIMPLE, MUTUAL) keeps its ALPN, as istiod
+    marks such clusters `alpn_override: false` for istio.alpn."""
+    mode = getattr(tls_settings, "mode", None) if tls_settings is not None else None
+    return mode in (None, "ISTIO_MUTUAL")
+
 
 _TLS_VERSIONS = {
     "TLS_AUTO": common_pb2.TlsParameters.TLS_AUTO,
