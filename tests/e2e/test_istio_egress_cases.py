@@ -31,10 +31,8 @@ import json
 import socket
 import ssl
 import textwrap
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -205,108 +203,6 @@ def egress_gateway_route(destination_ip: str) -> str:
 # --- servers outside the mesh ------------------------------------------------------------------------
 
 
-class TlsServer:
-    """An HTTPS server outside the mesh on `address:port`. It answers JSON with the SNI, ALPN and client
-    certificate subject it saw; a plaintext request gets Go's `400 Bad Request` (what Istio's echo
-    answers when no TLS is originated). `connections` counts accepted TCP connections."""
-
-    def __init__(
-        self,
-        address: str,
-        port: int,
-        cert: t.Pem,
-        workdir: Path,
-        *,
-        client_ca: t.Pem | None = None,
-        alpn: tuple[str, ...] = ("http/1.1",),
-    ) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "server.crt").write_bytes(cert.cert)
-        (workdir / "server.key").write_bytes(cert.key)
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(workdir / "server.crt", workdir / "server.key")
-        self.ctx.set_alpn_protocols(list(alpn))
-        if client_ca is not None:
-            # Istio's mTLS echo port: a client certificate from this CA is required.
-            self.ctx.load_verify_locations(cadata=client_ca.cert.decode())
-            self.ctx.verify_mode = ssl.CERT_REQUIRED
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((address, port))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    def __enter__(self) -> TlsServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.sock.close()
-        self._thread.join(5)
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn: socket.socket) -> None:
-        conn.settimeout(10)
-        try:
-            first = conn.recv(1, socket.MSG_PEEK)
-            if first and first != b"\x16":
-                _read_head(conn)
-                conn.sendall(
-                    b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
-                )
-                conn.close()
-                return
-            sni: list[str | None] = [None]
-            self.ctx.sni_callback = lambda _s, name, _c: sni.__setitem__(0, name)  # type: ignore[assignment]
-            with self.ctx.wrap_socket(conn, server_side=True) as tls:
-                alpn = tls.selected_alpn_protocol()
-                if alpn == "h2":
-                    return  # the client only checks what was negotiated end to end
-                head = _read_head(tls)
-                peer = tls.getpeercert() or {}
-                subject = ",".join(f"{k}={v}" for rdn in peer.get("subject", ()) for k, v in rdn)
-                lines = head.decode("latin-1").split("\r\n")
-                headers = {
-                    k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)
-                }
-                body = json.dumps(
-                    {
-                        "sni": sni[0],
-                        "alpn": alpn,
-                        "clientCertSubject": subject.replace("commonName", "CN"),
-                        "host": headers.get("host"),
-                        "headers": headers,
-                    }
-                ).encode()
-                tls.sendall(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
-                    + f"Content-Length: {len(body)}\r\n\r\n".encode()
-                    + body
-                )
-        except (OSError, ssl.SSLError):
-            pass
-
-
-def _read_head(sock: socket.socket) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
 # --- fixtures and helpers ----------------------------------------------------------------------------
 
 
@@ -338,13 +234,13 @@ def destination_ip(mesh: MeshProcess) -> str:
 @pytest.fixture(scope="module")
 def https_servers(
     mesh: MeshProcess, pki: dict[str, t.Pem], destination_ip: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[int, TlsServer]]:
+) -> Iterator[dict[int, t.TlsServer]]:
     """The destination's HTTPS ports: 8443 ("https") and 9443 ("https-conflict"), h2 and http/1.1."""
     work = tmp_path_factory.mktemp("dest-tls")
     alpn = ("h2", "http/1.1")
     with (
-        TlsServer(destination_ip, 8443, pki["server"], work / "a", alpn=alpn) as a,
-        TlsServer(destination_ip, 9443, pki["server"], work / "b", alpn=alpn) as b,
+        t.TlsServer(destination_ip, 8443, pki["server"], work / "a", alpn=alpn) as a,
+        t.TlsServer(destination_ip, 9443, pki["server"], work / "b", alpn=alpn) as b,
     ):
         yield {8443: a, 9443: b}
 
@@ -371,7 +267,7 @@ def tunnel_tls(
     p = mesh.proxy("client", namespace="app")
     with socket.create_connection((p["ip"], p["outboundPort"]), timeout=10) as raw:
         raw.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
-        head = _read_head(raw)
+        head = t.read_head(raw)
         status = int(head.split(b" ", 2)[1]) if head else 0
         if status != 200:
             return status, None, None
@@ -412,7 +308,7 @@ def assert_refused(resp: Response) -> None:
 
 
 def test_allow_any_passes_unknown_traffic_through(
-    mesh: MeshProcess, destination_ip: str, https_servers: dict[int, TlsServer], pki: dict[str, t.Pem]
+    mesh: MeshProcess, destination_ip: str, https_servers: dict[int, t.TlsServer], pki: dict[str, t.Pem]
 ) -> None:
     """TestOutboundTrafficPolicy_AllowAny 'HTTP Traffic', 'HTTP H2 Traffic' (the protocol is kept end to
     end), 'HTTPS Traffic', 'HTTPS Traffic Conflict', 'HTTPS H2 Traffic' (+ Conflict: h2 negotiated with
@@ -445,7 +341,7 @@ def test_allow_any_passes_unknown_traffic_through(
 
 
 def test_registry_only_blocks_unknown_traffic(
-    mesh: MeshProcess, destination_ip: str, https_servers: dict[int, TlsServer], pki: dict[str, t.Pem]
+    mesh: MeshProcess, destination_ip: str, https_servers: dict[int, t.TlsServer], pki: dict[str, t.Pem]
 ) -> None:
     """TestOutboundTrafficPolicy_RegistryOnly 'HTTP Traffic' (502, from the sidecar itself), 'HTTPS
     Traffic', 'HTTPS Traffic Conflict', 'TCP', 'TCP Conflict' (no connection: the tunnel is refused and
@@ -679,11 +575,11 @@ def credentials(pki: dict[str, t.Pem]) -> list[str]:
 @pytest.fixture(scope="module")
 def tls_origination(
     mesh: MeshProcess, pki: dict[str, t.Pem], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, TlsServer]]:
+) -> Iterator[dict[str, t.TlsServer]]:
     work = tmp_path_factory.mktemp("external-tls")
     with (
-        TlsServer("127.0.0.1", 0, pki["server"], work / "tls") as simple,
-        TlsServer("127.0.0.1", 0, pki["server"], work / "mtls", client_ca=pki["ca"]) as mutual,
+        t.TlsServer("127.0.0.1", 0, pki["server"], work / "tls") as simple,
+        t.TlsServer("127.0.0.1", 0, pki["server"], work / "mtls", client_ca=pki["ca"]) as mutual,
         applied(mesh, tls_gateway(simple.port, mutual.port), *credentials(pki)),
     ):
         yield {"simple": simple, "mutual": mutual}
@@ -714,7 +610,11 @@ def originate(mesh: MeshProcess, mode: str, credential: str | None, port: int, s
     ],
 )
 def test_simple_tls_origination_at_the_egress_gateway(
-    mesh: MeshProcess, tls_origination: dict[str, TlsServer], credential: str, status: int, via_gateway: bool
+    mesh: MeshProcess,
+    tls_origination: dict[str, t.TlsServer],
+    credential: str,
+    status: int,
+    via_gateway: bool,
 ) -> None:
     """TestSimpleTlsOrigination 'simple', 'fake root': the gateway originates TLS with the CA of
     `<credentialName>-cacert`; a CA that cannot verify the server gives 503."""
@@ -735,7 +635,7 @@ def test_simple_tls_origination_at_the_egress_gateway(
     ],
 )
 def test_mutual_tls_origination_at_the_egress_gateway(
-    mesh: MeshProcess, tls_origination: dict[str, TlsServer], credential: str, status: int
+    mesh: MeshProcess, tls_origination: dict[str, t.TlsServer], credential: str, status: int
 ) -> None:
     """TestMutualTlsOrigination 'generic', 'non-generic', 'invalid client cert': the gateway presents the
     credential's certificate, from a generic (cert/key/cacert) or a kubernetes.io/tls Secret (the
@@ -750,14 +650,16 @@ def test_mutual_tls_origination_at_the_egress_gateway(
 
 
 def test_no_tls_origination_reaches_the_https_server_in_plaintext(
-    mesh: MeshProcess, tls_origination: dict[str, TlsServer]
+    mesh: MeshProcess, tls_origination: dict[str, t.TlsServer]
 ) -> None:
     """filebasedtlsorigination 'No TLS origination from egress gateway to https endpoint': with mode
     DISABLE the gateway sends plaintext to the HTTPS port and the server answers 400."""
     assert originate(mesh, "DISABLE", None, 443, 400).status == 400
 
 
-def test_missing_credentials_fail_with_503(mesh: MeshProcess, tls_origination: dict[str, TlsServer]) -> None:
+def test_missing_credentials_fail_with_503(
+    mesh: MeshProcess, tls_origination: dict[str, t.TlsServer]
+) -> None:
     """TestSimpleTlsOrigination 'missing secret', TestMutualTlsOrigination 'missing' and 'no client
     certs' (a credential with only a CA): 503. As istiod does for credentialName, Envoy gives up waiting
     for the secret after its initial fetch timeout (15 s) rather than keep the cluster warming for ever

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import re
 import socket
 import ssl
 import struct
@@ -224,3 +225,152 @@ class TlsBackend:
                 )
         except (OSError, ssl.SSLError):
             pass
+
+
+class TlsServer:
+    """A TLS server outside the mesh on `address:port`, as Istio's echo serves a TLS port.
+
+    HTTP/1.1 requests (and h2, when that is the ALPN negotiated) get JSON with the SNI, ALPN, client
+    certificate subject, host and headers it saw; anything else is a TCP echo, answering each line with
+    `tls <line>`. A plaintext request gets Go's `400 Bad Request` (what Istio's echo answers when no TLS
+    is originated). `connections` counts accepted TCP connections."""
+
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        cert: Pem,
+        workdir: Path,
+        *,
+        client_ca: Pem | None = None,
+        alpn: tuple[str, ...] = ("http/1.1",),
+    ) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "server.crt").write_bytes(cert.cert)
+        (workdir / "server.key").write_bytes(cert.key)
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(workdir / "server.crt", workdir / "server.key")
+        self.ctx.set_alpn_protocols(list(alpn))
+        if client_ca is not None:
+            # Istio's mTLS echo port: a client certificate from this CA is required.
+            self.ctx.load_verify_locations(cadata=client_ca.cert.decode())
+            self.ctx.verify_mode = ssl.CERT_REQUIRED
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((address, port))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> TlsServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+        self._thread.join(5)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        conn.settimeout(10)
+        try:
+            first = conn.recv(1, socket.MSG_PEEK)
+            if first and first != b"\x16":
+                read_head(conn)
+                conn.sendall(
+                    b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
+                )
+                conn.close()
+                return
+            sni: list[str | None] = [None]
+            self.ctx.sni_callback = lambda _s, name, _c: sni.__setitem__(0, name)  # type: ignore[assignment]
+            with self.ctx.wrap_socket(conn, server_side=True) as tls:
+                alpn = tls.selected_alpn_protocol()
+                peer = tls.getpeercert() or {}
+                subject = ",".join(f"{k}={v}" for rdn in peer.get("subject", ()) for k, v in rdn)
+                seen = {"sni": sni[0], "alpn": alpn, "clientCertSubject": subject.replace("commonName", "CN")}
+                if alpn == "h2":
+                    _answer_h2(tls, seen)
+                    return
+                head = read_head(tls, first_line_only=True)
+                if not _HTTP_REQUEST_LINE.match(head.split(b"\n")[0].rstrip(b"\r").decode("latin-1")):
+                    _echo_lines(tls, head)
+                    return
+                while b"\r\n\r\n" not in head and (chunk := tls.recv(4096)):
+                    head += chunk
+                lines = head.decode("latin-1").split("\r\n")
+                headers = {
+                    k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)
+                }
+                body = json.dumps({**seen, "host": headers.get("host"), "headers": headers}).encode()
+                tls.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                    + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+        except (OSError, ssl.SSLError):
+            pass
+
+
+_HTTP_REQUEST_LINE = re.compile(r"^[A-Z]+ \S+ HTTP/1\.[01]$")
+
+
+def read_head(sock: socket.socket, *, first_line_only: bool = False) -> bytes:
+    """What a peer sent up to the end of an HTTP head (or until it stops sending); with
+    `first_line_only`, up to the end of its first line."""
+    data = b""
+    end = b"\n" if first_line_only else b"\r\n\r\n"
+    while end not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _echo_lines(tls: ssl.SSLSocket, first: bytes) -> None:
+    """A TCP echo over TLS: `tls <line>` for every line, starting with those already read."""
+    buffered = first
+    while True:
+        while b"\n" in buffered:
+            line, _, buffered = buffered.partition(b"\n")
+            tls.sendall(b"tls " + line.rstrip(b"\r") + b"\n")
+        chunk = tls.recv(4096)
+        if not chunk:
+            return
+        buffered += chunk
+
+
+def _answer_h2(tls: ssl.SSLSocket, seen: dict[str, object]) -> None:
+    """Answer every h2 request on the connection with the JSON of what the server saw."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    conn.initiate_connection()
+    tls.sendall(conn.data_to_send())
+    while data := tls.recv(65536):
+        for ev in conn.receive_data(data):
+            if isinstance(ev, h2.events.RequestReceived):
+                headers = {k.decode(): v.decode() for k, v in ev.headers}
+                body = json.dumps({**seen, "host": headers.get(":authority"), "headers": headers}).encode()
+                conn.send_headers(
+                    ev.stream_id,
+                    [
+                        (":status", "200"),
+                        ("content-type", "application/json"),
+                        ("content-length", str(len(body))),
+                    ],
+                )
+                conn.send_data(ev.stream_id, body, end_stream=True)
+        tls.sendall(conn.data_to_send())
