@@ -78,9 +78,15 @@ def parse_file_secret(name: str) -> FileSecret | None:
     return None
 
 
+# credentialName types istiod keeps as written (credentials.ToResourceName); any other name is a Secret's.
+CONFIGMAP_PREFIX = "configmap://"
+_TYPED_CREDENTIAL_PREFIXES = (KUBERNETES_PREFIX, CONFIGMAP_PREFIX, "kubernetes-gateway://")
+
+
 def kubernetes_secret_name(credential_name: str) -> str:
-    """The SDS name of a Gateway ``credentialName`` (``kubernetes://<name>`` unless already prefixed)."""
-    if credential_name.startswith(KUBERNETES_PREFIX):
+    """The SDS name of a ``credentialName``: ``kubernetes://<name>`` unless it names its type already
+    (``configmap://ns/name`` stays a ConfigMap's, as istiod's ToResourceName)."""
+    if credential_name.startswith(_TYPED_CREDENTIAL_PREFIXES):
         return credential_name
     return f"{KUBERNETES_PREFIX}{credential_name}"
 
@@ -129,9 +135,9 @@ def _credential_sds_config_source(cluster: str) -> config_source_pb2.ConfigSourc
 
 
 def sds_secret_config(name: str, cluster: str = SDS_CLUSTER) -> secret_pb2.SdsSecretConfig:
-    """The workload's and file secrets wait for their first answer; `kubernetes://` credentials do not
-    (istiod's ConstructSdsSecretConfig vs ConstructSdsSecretConfigForCredential)."""
-    if name.startswith(KUBERNETES_PREFIX):
+    """The workload's and file secrets wait for their first answer; credentials (`kubernetes://`,
+    `configmap://`) do not (istiod's ConstructSdsSecretConfig vs ConstructSdsSecretConfigForCredential)."""
+    if name.startswith(_TYPED_CREDENTIAL_PREFIXES):
         source = config_source_pb2.ConfigSource()
         source.CopyFrom(_credential_sds_config_source(cluster))
         return secret_pb2.SdsSecretConfig(name=name, sds_config=source)

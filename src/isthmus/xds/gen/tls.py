@@ -35,7 +35,6 @@ TLS_SOCKET = "envoy.transport_sockets.tls"
 RAW_SOCKET = "envoy.transport_sockets.raw_buffer"
 TRANSPORT_SOCKET_MATCH = "envoy.transport_socket_match"
 PROXY_PROTOCOL_SOCKET = "envoy.transport_sockets.upstream_proxy_protocol"
-CONFIGMAP_PREFIX = "configmap://"
 
 ALPN_HTTP11 = "istio-http/1.1"
 ALPN_H2 = "istio-h2"
@@ -85,8 +84,9 @@ def tunnel_takes_mesh_alpn(tls_settings: Any | None) -> bool:
     """Whether a tunnel's upstream TLS is the mesh's (auto mTLS or ISTIO_MUTUAL), whose ALPN marks TCP vs
     HTTP for the server sidecar; a DestinationRule's own TLS (SIMPLE, MUTUAL) keeps its ALPN, as istiod
     marks such clusters `alpn_override: false` for istio.alpn."""
-    mode = getattr(tls_settings, "mode", None) if tls_settings is not None else None
-    return mode in (None, "ISTIO_MUTUAL")
+    if tls_settings is None:
+        return True
+    return tls_settings.mode == "ISTIO_MUTUAL"
 
 
 _TLS_VERSIONS = {
@@ -204,17 +204,15 @@ def _uses_h2(cluster: Any) -> bool:
 _H2_BY_OPTIONS: dict[bytes, bool] = {}
 
 
-def _simple_or_mutual(
-    tls: Any, proxy: Proxy, dr_has_selector: bool, h2: bool, default_sans: Iterable[str]
-) -> tls_pb2.UpstreamTlsContext:
+def _simple_or_mutual(tls: Any, h2: bool, default_sans: Iterable[str]) -> tls_pb2.UpstreamTlsContext:
     """DestinationRule SIMPLE / MUTUAL (TLS origination), istiod's constructUpstreamTLS. `default_sans` are
-    checked when the rule names none (a ServiceEntry's subjectAltNames and workload identities)."""
+    checked when the rule names none (a ServiceEntry's subjectAltNames). The caller has already dropped
+    the TLS of a Secret credential a sidecar may not have (_privileged_credential)."""
     ctx = tls_pb2.UpstreamTlsContext()
     common = ctx.common_tls_context
     common.tls_params.tls_minimum_protocol_version = common_pb2.TlsParameters.TLSv1_2
     common.tls_params.tls_maximum_protocol_version = common_pb2.TlsParameters.TLSv1_3
-    # On sidecars a credentialName only counts when the DR selects workloads (istiod's rule).
-    credential = tls.credential_name if (proxy.kind == "gateway" or dr_has_selector) else None
+    credential = tls.credential_name
     if tls.mode == "MUTUAL":
         if credential:
             common.tls_certificate_sds_secret_configs.append(
@@ -224,7 +222,12 @@ def _simple_or_mutual(
             common.tls_certificate_sds_secret_configs.append(
                 sds.sds_secret_config(sds.file_cert_name(tls.client_certificate, tls.private_key))
             )
-    if not tls.insecure_skip_verify:
+    if tls.insecure_skip_verify:
+        # istiod: a credential's context then has no validation at all (ApplyCustomSDSToClientCommonTLSContext
+        # returns early), a file one an empty validation_context; both verify nothing.
+        if not credential:
+            common.validation_context.SetInParent()
+    else:
         vc = common.combined_validation_context
         vc.default_validation_context.SetInParent()
         for san in tls.subject_alt_names or default_sans:
@@ -261,8 +264,10 @@ def _apply_upstream_tls(snapshot: Snapshot, proxy: Proxy, cluster: Any, spec: Cl
     sni_default = naming.outbound_sni(spec.port.port, spec.subset, svc.hostname)
     h2 = _uses_h2(cluster)
     tls = spec.policy.tls
-    if tls is not None and tls.mode:
-        mode = tls.mode
+    if tls is not None:
+        # A tls block without a mode is DISABLE, the enum's zero value (istiod's buildUpstreamTLSSettings
+        # takes any non-nil settings as the user's): plaintext, not auto mTLS.
+        mode = tls.mode or "DISABLE"
         if mode == "DISABLE":
             return
         if mode == "ISTIO_MUTUAL":
@@ -277,7 +282,7 @@ def _apply_upstream_tls(snapshot: Snapshot, proxy: Proxy, cluster: Any, spec: Cl
             return
         # istiod's constructUpstreamTLS: a ServiceEntry's (External registry) identities when the rule has none.
         default_sans = () if svc.is_kubernetes else service_identities(snapshot, svc)
-        ctx = _simple_or_mutual(tls, proxy, dr_selector, h2, default_sans)
+        ctx = _simple_or_mutual(tls, h2, default_sans)
         # istiod's applyTLSDefaults: MeshConfig tlsDefaults' curves and ciphers for TLS origination.
         defaults = snapshot.mesh.tls_defaults
         if defaults is not None:
@@ -389,7 +394,7 @@ def _keep_dfp_tls_checks(cluster: Any) -> None:
 
 def _privileged_credential(name: str | None) -> bool:
     """A credentialName naming a Secret (a ConfigMap of CA certificates is readable by anyone)."""
-    return bool(name) and not name.startswith(CONFIGMAP_PREFIX)
+    return bool(name) and not name.startswith(sds.CONFIGMAP_PREFIX)
 
 
 def _auto_mtls(snapshot: Snapshot, svc: Service) -> bool:
