@@ -504,10 +504,11 @@ def test_services_sharing_a_port_each_keep_their_own_route(older: str, newer: st
 
 def test_outbound_port_has_no_listener_filters() -> None:
     """TestOutboundTlsTrafficWithoutTimeout checks the per-port listeners' inspector timeouts; the
-    explicit proxy's one outbound listener parses CONNECT and HTTP itself, with no inspectors to wait for."""
+    explicit proxy's one outbound listener parses CONNECT and HTTP itself, with no inspectors to wait for:
+    buildListenerFromEntry then sets no timeout at all (0s)."""
     snap = snapshot(SECURE, pods=[], services=False)
     lst = generate(snap, sidecar(), naming.LISTENER_TYPE)[naming.VIRTUAL_OUTBOUND]
-    assert "listener_filters" not in lst and "listener_filters_timeout" not in lst
+    assert "listener_filters" not in lst and lst["listener_filters_timeout"] == "0s"
 
 
 # --- TestPassthroughTraffic / TestExternalNameServices (sidecar_simulation_test.go) -----------------

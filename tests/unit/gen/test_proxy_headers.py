@@ -114,6 +114,14 @@ def http1(c: dict[str, Any]) -> dict[str, Any] | None:
     return opts.get("use_downstream_protocol_config", {}).get("http_protocol_options")
 
 
+# Without the formatter only the explicit HTTP proxy has HTTP/1 options (buildHTTPProxy's absolute URLs).
+HTTP_PROXY_ONLY = {f"{naming.VIRTUAL_OUTBOUND}#0": {"allow_absolute_url": True}}
+
+
+def http1_options(found: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {name: m["http_protocol_options"] for name, m in found.items() if "http_protocol_options" in m}
+
+
 # --- GetProxyHeadersFromProxyConfig and the API ---------------------------------------------------
 
 
@@ -203,7 +211,7 @@ def test_preserve_case_replaces_every_hcm_http1_options() -> None:
     assert len(found) >= 4
     for name, m in found.items():
         assert m["http_protocol_options"] == PRESERVE_CASE, name
-    assert all("http_protocol_options" not in m for m in hcms().values())
+    assert http1_options(hcms()) == HTTP_PROXY_ONLY
 
 
 # --- preserveHttp1HeaderCase: clusters -------------------------------------------------------------
@@ -272,4 +280,4 @@ def test_preserve_case_on_inbound_clusters() -> None:
 def test_preserve_case_is_off_when_false() -> None:
     off = mesh({"preserveHttp1HeaderCase": False})
     assert "header_key_format" not in json.dumps(clusters(snap(off), sidecar()))
-    assert all("http_protocol_options" not in m for m in hcms(off).values())
+    assert http1_options(hcms(off)) == HTTP_PROXY_ONLY

@@ -35,6 +35,10 @@ from isthmus.xds.gen.routes import (
 
 # Filled in by listeners.py (avoids an import cycle): the HCM builder and filter wrapper.
 HCM_NAME = "envoy.filters.network.http_connection_manager"
+# istiod's defaultGatewayTransportSocketConnectTimeout: the handshake bound of every chain of a gateway
+# listener (buildGatewayListener) and of the sidecar's outbound ones (buildListenerFromEntry), against
+# slow-handshake memory exhaustion.
+TRANSPORT_SOCKET_CONNECT_TIMEOUT_S = 15
 
 
 def https_route_name(server: GatewayServer) -> str:
@@ -358,6 +362,8 @@ def gateway_listeners(
         _drop_repeated_matches(lst)
         if not lst.filter_chains:
             continue
+        for chain in lst.filter_chains:
+            chain.transport_socket_connect_timeout.CopyFrom(p.duration(TRANSPORT_SOCKET_CONNECT_TIMEOUT_S))
         if topology is not None and topology.proxy_protocol is not None:
             # Istio's gatewayTopology.proxyProtocol; connections without a PROXY header are accepted too
             # (their true peer address is used), so local clients still reach the gateway directly.

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from envoy.extensions.filters.http.grpc_web.v3 import grpc_web_pb2
+from envoy.extensions.request_id.uuid.v3 import uuid_pb2
 
 from isthmus.model import authn
 from isthmus.model.proxy import Proxy
@@ -33,6 +34,9 @@ HTTP_INSPECTOR = "envoy.filters.listener.http_inspector"
 INBOUND_SERVER_NAME = "istio-envoy"
 # Plaintext ALPNs the HTTP inspector sets (istiod's plaintextHTTPALPNs, HTTP/1.0 off as by default).
 PLAINTEXT_HTTP_ALPNS = ("http/1.1", "h2c")
+# istiod's UUIDRequestIDExtension, on every HCM it builds (BuildUUIDRequestIDExtension without a tracing
+# context); Telemetry tracing's useRequestIdForTraceSampling replaces it (telemetry.tracing).
+_UUID_REQUEST_ID = p.pack(uuid_pb2.UuidRequestIdConfig(use_request_id_for_trace_sampling={"value": True}))
 
 _HCM = p.hcm.HttpConnectionManager
 # MeshConfig pathNormalization → (normalize_path, merge_slashes, path_with_escaped_slashes_action), as
@@ -114,7 +118,7 @@ def _hcm(
     port_protocol: Protocol | None = None,
 ) -> p.hcm.HttpConnectionManager:
     """istiod's buildHTTPConnectionManager. `port_protocol` is the inbound port's protocol (None for the
-    outbound HTTP proxy and gateways, which carry HTTP/2 options whatever the port)."""
+    outbound HTTP proxy and gateways). `dfp` marks the sidecar's explicit HTTP proxy (buildHTTPProxy)."""
     m = _HCM(stat_prefix=stat_prefix, codec_type=_HCM.AUTO)
     if rds is not None:
         m.rds.route_config_name = rds
@@ -153,13 +157,16 @@ def _hcm(
     # Outbound leaves XFCC at Envoy's default (SANITIZE), as istiod's outbound and HTTP proxy listeners.
     sidecar_outbound = direction == "outbound" and not gateway
     _server_and_request_id(m, headers, default_server_name="" if sidecar_outbound else INBOUND_SERVER_NAME)
+    _http1_options(m, snapshot, proxy, http_proxy=dfp)
     _forwarded_port_and_header_case(m, snapshot)
-    # istiod sets HTTP/2 options on inbound HCMs of HTTP/2 ports only (HTTP2, GRPC, GRPC-Web).
-    if port_protocol is None or port_protocol.is_http2:
+    # istiod sets HTTP/2 options on inbound HCMs of HTTP/2 ports only (HTTP2, GRPC, GRPC-Web): neither
+    # buildHTTPProxy nor buildGatewayConnectionManager sets them (Envoy's defaults are the same anyway).
+    if port_protocol is not None and port_protocol.is_http2:
         m.http2_protocol_options.SetInParent()
     # istiod's ENABLE_100_CONTINUE_HEADERS (default true): `Expect: 100-continue` reaches the app.
     m.proxy_100_continue = True
     m.access_log.extend(telemetry.http_access_loggers(snapshot, proxy, direction))  # type: ignore[arg-type]
+    m.request_id_extension.typed_config.CopyFrom(_UUID_REQUEST_ID)
     configure_tracing(m, snapshot, proxy, direction)
     return m
 
@@ -210,6 +217,18 @@ def _server_and_request_id(
         m.generate_request_id.value = False
 
 
+def _http1_options(
+    m: p.hcm.HttpConnectionManager, snapshot: Snapshot, proxy: Proxy, *, http_proxy: bool
+) -> None:
+    """The HCM's HTTP/1 options (before proxyHeaders' header case, which replaces them): the explicit HTTP
+    proxy allows absolute URLs (buildHTTPProxy: what HTTP_PROXY clients send), and every listener class
+    accepts HTTP/1.0 when node metadata HTTP10 is "1" (enableHTTP10)."""
+    if http_proxy:
+        m.http_protocol_options.allow_absolute_url.value = True
+    if proxy_headers.accepts_http_10(snapshot, proxy):
+        m.http_protocol_options.accept_http_10 = True
+
+
 def _forwarded_port_and_header_case(m: p.hcm.HttpConnectionManager, snapshot: Snapshot) -> None:
     """proxyHeaders xForwardedPort and preserveHttp1HeaderCase, on every HCM (istiod's
     buildHTTPConnectionManager; the formatter replaces the whole HTTP/1 options, as there)."""
@@ -225,21 +244,28 @@ def _filter(name: str, config: Any) -> p.listener_components.Filter:
 def virtual_outbound_listener(
     snapshot: Snapshot, proxy: Proxy, port: int = OUTBOUND_PORT
 ) -> p.listener.Listener:
+    # buildListenerFromEntry: no HTTP inspector, so no listener filter timeout; every chain bounds its
+    # transport socket's handshake (TestListenerTransportSocketConnectTimeoutForSidecar).
     lst = p.listener.Listener(
         name=naming.VIRTUAL_OUTBOUND,
         address=p.socket_address(proxy.ip, port),
         traffic_direction=p.base.OUTBOUND,
+        listener_filters_timeout=p.duration(0),
+        continue_on_listener_filters_timeout=True,
     )
     chain = lst.filter_chains.add(name=f"{naming.VIRTUAL_OUTBOUND}-http-proxy")
+    chain.transport_socket_connect_timeout.CopyFrom(p.duration(gateway.TRANSPORT_SOCKET_CONNECT_TIMEOUT_S))
     # The HCM but its stat prefix (the proxy's ip) is the same for a workload's proxies: built once per
     # snapshot and workload. Besides the snapshot it reads the proxy's kind, namespace and labels (access
-    # log, metrics and tracing policies, tracing tags) and its workload name (or instance, without one).
+    # log, metrics and tracing policies, tracing tags), its workload name (or instance, without one) and
+    # its node metadata HTTP10.
     key = (
         "outbound_hcm",
         proxy.kind,
         proxy.namespace,
         proxy.workload or proxy.instance,
         frozenset(proxy.labels.items()),
+        proxy.metadata.get("HTTP10"),
     )
     prototype = snapshot.memo(
         key,

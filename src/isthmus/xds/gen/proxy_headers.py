@@ -13,7 +13,8 @@ Isthmus has no per-workload ProxyConfig, so MeshConfig's defaultConfig is every 
   (buildCatchAllVirtualHost); Envoy appends the header when a host rewrite changes the authority.
 
 Also proxyMetadata ISTIO_META_IDLE_TIMEOUT (node metadata IDLE_TIMEOUT), read by the HCMs, the inbound
-tcp_proxy and the sidecar's CONNECT tunnels.
+tcp_proxy and the sidecar's CONNECT tunnels, and ISTIO_META_HTTP10 (node metadata HTTP10), which makes
+every HCM accept HTTP/1.0.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from envoy.extensions.http.header_formatters.preserve_case.v3 import preserve_case_pb2
 
 from isthmus.model.durations import parse_seconds
+from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import Snapshot
 from isthmus.xds.gen import protos as p
 
@@ -46,17 +48,32 @@ def proxy_headers(snapshot: Snapshot) -> Any | None:
     return getattr(dc, "proxy_headers", None) if dc is not None else None
 
 
+def _default_metadata(snapshot: Snapshot, key: str) -> str | None:
+    """Node metadata `key` as defaultConfig.proxyMetadata ISTIO_META_<key> sets it for every proxy."""
+    dc = _default_config(snapshot)
+    return dict(dc.proxy_metadata or {}).get(f"ISTIO_META_{key}") if dc is not None else None
+
+
 def node_idle_timeout_s(snapshot: Snapshot) -> float | None:
     """Node metadata IDLE_TIMEOUT (proxyMetadata ISTIO_META_IDLE_TIMEOUT): the HCM and tcp_proxy idle
     timeout istiod sets; an unparsable value is ignored, as istiod's parseDuration does."""
-    dc = _default_config(snapshot)
-    value = dict(dc.proxy_metadata or {}).get("ISTIO_META_IDLE_TIMEOUT") if dc is not None else None
+    value = _default_metadata(snapshot, "IDLE_TIMEOUT")
     if not value:
         return None
     try:
         return parse_seconds(value)
     except ValueError:
         return None
+
+
+def accepts_http_10(snapshot: Snapshot, proxy: Proxy) -> bool:
+    """Node metadata HTTP10 = "1" (proxyMetadata ISTIO_META_HTTP10): istiod's enableHTTP10, which sets
+    `accept_http_10` on every HCM of the proxy. The node's own metadata wins (a ProxyConfig resource may
+    set it per workload); a proxy that sent none falls back to MeshConfig defaultConfig."""
+    value = proxy.metadata.get("HTTP10")
+    if value is None:
+        value = _default_metadata(snapshot, "HTTP10")
+    return value == "1"
 
 
 def counts_attempts(snapshot: Snapshot) -> bool:
