@@ -58,6 +58,10 @@ def _services_on_port(
             )
             if resolved == target:
                 matched.append((svc, sp))
+    # istiod's Proxy.SetServiceTargets order: oldest first, then by hostname for services created at
+    # the same time (one apply here, the same second in Kubernetes), not by apply order. The first
+    # decides the port's protocol; all are the inbound cluster's telemetry services, in this order.
+    matched.sort(key=lambda m: (m[0].creation_order[:1], m[0].hostname))
     return tuple(matched)
 
 
