@@ -1152,7 +1152,11 @@ def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]
     """Every port's outbound virtual hosts, merged as istiod merges them for the HTTP proxy port, each
     as a RouteConfiguration `virtual_hosts` field's bytes (the default ones shared by the snapshot's
     scopes)."""
-    scoped = ctx.services
+    # VirtualService hosts select services by the services' own hostnames only (istiod's servicesByName):
+    # an ExternalName alias's hostname in `hosts` is an opaque name with a vhost of its own, so its rules
+    # apply to Host: <alias fqdn> alone, not to the service it names nor to the alias's short names
+    # (TestExternalNameServices). Destinations naming an alias still resolve through `ctx.services`.
+    scoped = {name: svc for name, svc in ctx.services.items() if svc.hostname == name}
     owners = _wildcard_owners(vses, scoped)
 
     wrappers: list[_VHostWrapper] = []
