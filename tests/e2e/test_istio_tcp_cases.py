@@ -162,3 +162,42 @@ def test_destination_rule_tcp_idle_timeout_closes_idle_tunnels(mesh: MeshProcess
         assert life is not None and 0.5 <= life <= 8.0, life
     finally:
         mesh.apply(db_rule())
+
+
+def test_sniffed_port_takes_weighted_tcp_rules(mesh: MeshProcess) -> None:
+    """A port of sniffed protocol (no protocol in its name) keeps a TCP chain in istiod, built from the
+    `tcp` rules as a TCP port's: a CONNECT to it follows the rule's weights (here all to v2, 0 to v1), over
+    mesh mTLS to the auto port's own cluster (whose tunnel offers the TCP ALPN)."""
+    sniffed = """
+    apiVersion: v1
+    kind: Service
+    metadata: {name: sniffed}
+    spec:
+      selector: {app: db}
+      ports: [{name: sniffed, port: 5432}]
+    ---
+    apiVersion: networking.istio.io/v1
+    kind: DestinationRule
+    metadata: {name: sniffed}
+    spec:
+      host: sniffed
+      subsets:
+      - {name: v1, labels: {version: v1}}
+      - {name: v2, labels: {version: v2}}
+    """
+    vs = """
+    ---
+    apiVersion: networking.istio.io/v1
+    kind: VirtualService
+    metadata: {name: sniffed}
+    spec:
+      hosts: [sniffed]
+      tcp:
+      - route:
+        - {destination: {host: sniffed, subset: v1}, weight: 0}
+        - {destination: {host: sniffed, subset: v2}, weight: 100}
+    """
+    with applied(mesh, sniffed):
+        assert set(tcp_versions(mesh, "sniffed:5432", 20)) == {"v1", "v2"}
+    with applied(mesh, sniffed + vs):
+        assert tcp_versions(mesh, "sniffed:5432", 10) == Counter({"v2": 10})

@@ -28,12 +28,13 @@ import json
 from typing import Any
 
 import pytest
-from gen_helpers import generate, route_table, sidecar, snapshot
+from gen_helpers import configs, generate, route_table, sidecar, snapshot
 from test_istio_gateway_parity import GW_POD, gateway, gateway_proxy, virtual_service
 
 from isthmus.api import loader
 from isthmus.api.support import check_supported
 from isthmus.debug import matching
+from isthmus.model.snapshot import Snapshot
 from isthmus.xds.gen import naming
 
 DEFAULT_IDLE = "3600s"  # Envoy's tcp_proxy idle_timeout when none is set
@@ -582,3 +583,84 @@ def test_sniffed_port_tunnels_take_the_tcp_proxy_settings() -> None:
     assert tunnel(AUTO, authority="auto.example.com:7070")["route"]["idle_timeout"] == DEFAULT_IDLE
     assert tunnel(AUTO, idle_meta("30s"), authority="auto.example.com:7070")["route"]["idle_timeout"] == "30s"
     assert "idle_timeout" not in tunnel(HTTP, authority="web.example.com:7070")["route"]
+
+
+# istiod's auto port keeps a TCP chain beside its HTTP one, built from the `tcp` rules for that host and
+# port (buildSidecarOutboundTCPFilterChainOpts / TcpLoop), as a TCP port's is: a CONNECT to an auto port
+# takes the applicable `tcp` rule too, with the tunnel ALPN of mesh mTLS where its destinations use it.
+
+AUTO_V2 = service_entry("auto-v2", "auto-v2.example.com", "[{name: foo, number: 7070}]")
+AUTO_TCP = vs(
+    "auto",
+    "[auto.example.com]",
+    """  tcp:
+  - match: [{sourceLabels: {version: canary}}]
+    route: [{destination: {host: auto.example.com, subset: canary}}]
+  - route:
+    - {destination: {host: auto.example.com, subset: v1}, weight: 70}
+    - {destination: {host: auto-v2.example.com}, weight: 30}""",
+)
+
+
+def tunnel_alpn(route: dict[str, Any]) -> str | None:
+    return route.get("metadata", {}).get("filter_metadata", {}).get("isthmus", {}).get("tunnel_alpn")
+
+
+def test_sniffed_port_tunnels_take_tcp_rules() -> None:
+    route = tunnel(AUTO, AUTO_V2, AUTO_TCP, authority="auto.example.com:7070")
+    assert cluster(route) == "outbound|7070|v1|auto.example.com=70,outbound|7070||auto-v2.example.com=30"
+    assert tunnel_alpn(route) == "istio"
+    canary = tunnel(AUTO, AUTO_V2, AUTO_TCP, authority="auto.example.com:7070", labels={"version": "canary"})
+    assert cluster(canary) == "outbound|7070|canary|auto.example.com"
+    assert tunnel_alpn(canary) == "istio"
+    # The HTTP side keeps the default route: `tcp` rules say nothing of HTTP.
+    table = route_table(snapshot(AUTO, AUTO_V2, AUTO_TCP, pods=[], services=False), sidecar())
+    found = matching.select_virtual_host(table, "auto.example.com:7070")
+    assert found is not None
+    http = matching.select_route(found.vhost, matching.request_from_url("http://auto.example.com:7070/"))
+    assert http.route is not None and http.route["route"]["cluster"] == "outbound|7070||auto.example.com"
+
+
+def test_sniffed_port_tunnels_take_tcp_rules_beside_http_rules() -> None:
+    """A VirtualService with `http` rules too covers the host's vhost; its CONNECT takes the `tcp` rule."""
+    both = vs(
+        "auto",
+        "[auto.example.com]",
+        """  http: [{route: [{destination: {host: auto.example.com, subset: http}}]}]
+  tcp: [{route: [{destination: {host: auto-v2.example.com}}]}]""",
+    )
+    assert cluster(tunnel(AUTO, AUTO_V2, both, authority="auto.example.com:7070")) == (
+        "outbound|7070||auto-v2.example.com"
+    )
+
+
+def test_sniffed_port_tcp_rule_to_own_tls_keeps_its_alpn() -> None:
+    rule = vs("auto", "[auto.example.com]", "  tcp: [{route: [{destination: {host: auto-v2.example.com}}]}]")
+    simple = dr("auto-v2.example.com", "  trafficPolicy: {tls: {mode: SIMPLE}}")
+    route = tunnel(AUTO, AUTO_V2, rule, simple, authority="auto.example.com:7070")
+    assert cluster(route) == "outbound|7070||auto-v2.example.com"
+    assert tunnel_alpn(route) is None
+
+
+AUTO_TCP_V2 = vs(
+    "auto", "[auto.example.com]", "  tcp: [{route: [{destination: {host: auto-v2.example.com}}]}]"
+)
+
+
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [("", AUTO_TCP), (AUTO_TCP, ""), (AUTO_TCP, AUTO_TCP.replace("70", "50")), (AUTO_TCP, AUTO_TCP_V2)],
+    ids=["added", "removed", "weights", "replaced"],
+)
+def test_sniffed_port_tcp_rules_after_a_virtual_service_only_change(first: str, then: str) -> None:
+    """The default vhosts a scope reuses after a change of VirtualServices only (sidecar_virtual_hosts'
+    record) must not keep the CONNECT of a `tcp` rule that changed."""
+    base = (AUTO, AUTO_V2)
+    before = snapshot(*base, *([first] if first else []), pods=[], services=False)
+    route_table(before, sidecar())
+    docs = configs(*base, *([then] if then else []), services=False)
+    after = Snapshot.build_configs_changed(before, 2, docs, frozenset({"VirtualService"}))
+    assert after is not None
+    after.routes_changed_from = before
+    fresh = snapshot(*base, *([then] if then else []), pods=[], services=False)
+    assert route_table(after, sidecar()) == route_table(fresh, sidecar())

@@ -416,6 +416,12 @@ def destination_cluster(dest: Any, services: Mapping[str, Service], listen_port:
     """Istio's GetDestinationCluster: explicit port, else the service's only port, else the listener port."""
     if not dest.host:
         return "UnknownService"
+    host, port = destination_host_port(dest, services, listen_port)
+    return naming.outbound_cluster(port, dest.subset or "", host)
+
+
+def destination_host_port(dest: Any, services: Mapping[str, Service], listen_port: int) -> tuple[str, int]:
+    """The (hostname, port) of destination_cluster's cluster."""
     svc = services.get(dest.host)
     port = listen_port
     if dest.port is not None and dest.port.number:
@@ -423,8 +429,7 @@ def destination_cluster(dest: Any, services: Mapping[str, Service], listen_port:
     elif svc is not None and len(svc.ports) == 1:
         port = svc.ports[0].port
     # An ExternalName alias's hostname maps to the service it names: its cluster.
-    host = svc.hostname if svc is not None else dest.host
-    return naming.outbound_cluster(port, dest.subset or "", host)
+    return (svc.hostname if svc is not None else dest.host), port
 
 
 def _mirror_fraction(route: Any) -> p.percent.FractionalPercent | None:
@@ -827,23 +832,65 @@ def forward_connect(r: RC.Route, tunnel: Any | None) -> RC.Route:
     return r
 
 
-def _is_auto_port(svc: Service, port: int) -> bool:
+def is_auto_port(svc: Service, port: int) -> bool:
     return any(sp.port == port and sp.protocol is Protocol.AUTO for sp in svc.ports)
 
 
-def _auto_port_connect(ctx: RouteContext, svc: Service, port: int, cluster: str) -> RC.Route | None:
+def _auto_port_tcp_rules(
+    ctx: RouteContext, vses: Sequence[VirtualServiceEntry], services: Iterable[Service]
+) -> dict[tuple[str, int], Any]:
+    """The `tcp` rule that takes a CONNECT to each auto port of `services`, by (hostname, port), where
+    one applies: istiod builds an auto port's TCP chain from the `tcp` rules as a TCP port's (TcpLoop).
+    Empty at once when no VirtualService has `tcp` rules (the usual case: this runs per sidecar table)."""
+    tcp_vses = [vs for vs in vses if vs.tcp]
+    out: dict[tuple[str, int], Any] = {}
+    if not tcp_vses:
+        return out
+    for svc in services:
+        auto = [sp.port for sp in svc.ports if sp.protocol is Protocol.AUTO]
+        if not auto:
+            continue
+        covering = [vs for vs in tcp_vses if any(h.matches(host, svc.hostname) for host in vs.hosts)]
+        if not covering:
+            continue
+        for port in auto:
+            rule = _tcp_rule(ctx, covering, port)
+            if rule is not None:
+                out[(svc.hostname, port)] = rule
+    return out
+
+
+def _auto_port_connect(
+    ctx: RouteContext, svc: Service, port: int, cluster: str, rule: Any | None = None
+) -> RC.Route | None:
     """The CONNECT route of a service port of sniffed protocol (None for other ports): istiod's auto ports
-    keep a TCP chain beside the HTTP one, whose tcp_proxy takes the DestinationRule's tunnel, idle timeout,
-    longest connection and source-IP hash (`tcp_proxy_policy`). HTTP ports get none of it: istiod builds
-    tcp_proxies for TCP chains only."""
-    if not _is_auto_port(svc, port):
+    keep a TCP chain beside the HTTP one, built from the applicable `tcp` rule (`rule`, from
+    _auto_port_tcp_rules) else to the service itself, whose tcp_proxy takes the DestinationRule's tunnel,
+    idle timeout, longest connection and source-IP hash (`tcp_proxy_policy`). HTTP ports get none of it:
+    istiod builds tcp_proxies for TCP chains only."""
+    if not is_auto_port(svc, port):
         return None
-    r = _tcp_proxy_settings(ctx, connect_route(cluster), svc.hostname, None)
+    if rule is not None:
+        r = _tunnel_to(ctx, rule, port)
+        # The clusters _tunnel_to sends to: the one destination, or the weighted ones of several.
+        dests = [d for d in rule.route or () if d.destination is not None]
+        targets = [
+            (destination_host_port(d.destination, ctx.services, port), d.destination.subset)
+            for d in dests
+            if len(dests) == 1 or d.weight
+        ]
+    else:
+        r = _tcp_proxy_settings(ctx, connect_route(cluster), svc.hostname, None)
+        targets = [((svc.hostname, port), None)]
     terminated = any(uc.HasField("connect_config") for uc in r.route.upgrade_configs)
-    policy = effective_policy(ctx.destination_rule(svc.hostname), port, None)
     # A terminated tunnel carries TCP, which its mesh mTLS must say (see tls.TCP_TUNNEL_ALPN_FILTER); a
-    # forwarded CONNECT (DestinationRule tunnel) is HTTP to the forward proxy.
-    if terminated and tls.tunnel_takes_mesh_alpn(policy.tls):
+    # forwarded CONNECT (DestinationRule tunnel) is HTTP to the forward proxy. The ALPN is the route's, not
+    # each weighted cluster's: it is set when any destination is under mesh mTLS, whose server sidecar
+    # would otherwise take the bytes for HTTP, as a TLS server of one's own rarely needs its ALPN.
+    if terminated and any(
+        tls.tunnel_takes_mesh_alpn(effective_policy(ctx.destination_rule(host), dport, subset).tls)
+        for (host, dport), subset in targets
+    ):
         tls.enable_tcp_tunnel_alpn(r)
     return r
 
@@ -910,14 +957,17 @@ def _hash_policy_bytes(snapshot: Snapshot, ch: Any | None) -> bytes:
     return out
 
 
-def _default_vhost_bytes(ctx: RouteContext, d: _DefaultVHost, svc: Service, domains: Sequence[str]) -> bytes:
-    """A service port's default virtual host (CONNECT + default route) as wire bytes."""
+def _default_vhost_bytes(
+    ctx: RouteContext, d: _DefaultVHost, svc: Service, domains: Sequence[str], tcp_rule: Any | None = None
+) -> bytes:
+    """A service port's default virtual host (CONNECT + default route) as wire bytes; `tcp_rule` is the
+    `tcp` rule an auto port's CONNECT takes (see _auto_port_connect)."""
     snapshot = ctx.snapshot
     segments = snapshot.memo(
         ("default_route_segments",), lambda: _prototype_segments(_default_route_prototype(snapshot))
     )
     ch = hash_for_service(ctx, svc, d.port)
-    auto = _auto_port_connect(ctx, svc, d.port, d.cluster)
+    auto = _auto_port_connect(ctx, svc, d.port, d.cluster, tcp_rule)
     connect = (
         _route_bytes(_CONNECT_SEGMENTS, d.cluster)
         if auto is None
@@ -1091,6 +1141,9 @@ class _DefaultsRecord:
     field_names: tuple[str, ...]  # the vhost name of each of `fields`
     names: frozenset[str]
     used_domains: frozenset[str]
+    # Whether an auto port's CONNECT in `fields` took a `tcp` rule: then they depend on VirtualServices
+    # beyond `claimed`, and a later snapshot builds its own.
+    tcp_routed: bool = False
 
 
 @dataclass
@@ -1185,10 +1238,19 @@ def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]
     # VirtualService, and what the VirtualServices' vhosts took (names, domains, fqdns). With 1,000
     # services that is most of a scope's table, built again for each of the scopes a change reaches.
     ports_of = ctx.snapshot.memo(("vhost_ports",), dict)
+    # The `tcp` rules that auto ports' CONNECTs take; the default vhosts' among them depend on the
+    # VirtualServices (and on the proxy's labels, which scope_key holds), so they are never reused.
+    auto_rules = _auto_port_tcp_rules(ctx, vses, scoped.values())
+    tcp_routed = any(host not in claimed for host, _ in auto_rules)
     record_key = ("vhost_defaults", scope_key(ctx.snapshot, ctx.proxy))
     before = ctx.snapshot.routes_changed_from
     prior: _DefaultsRecord | None = before._memo.get(record_key) if before is not None else None
-    if prior is not None and (prior.claimed != claimed or not same_imports(before, ctx.snapshot, ctx.proxy)):
+    if prior is not None and (
+        prior.claimed != claimed
+        or prior.tcp_routed
+        or tcp_routed
+        or not same_imports(before, ctx.snapshot, ctx.proxy)
+    ):
         prior = None
 
     def default_vhosts() -> list[tuple[Service, _DefaultVHost]]:
@@ -1246,7 +1308,8 @@ def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]
         )
         if svc is not None and len(w.services) == 1:
             cluster = naming.outbound_cluster(w.port, "", svc.hostname)
-            vh.routes.append(_auto_port_connect(ctx, svc, w.port, cluster) or connect_route(cluster))
+            rule = auto_rules.get((svc.hostname, w.port))
+            vh.routes.append(_auto_port_connect(ctx, svc, w.port, cluster, rule) or connect_route(cluster))
         vh.routes.extend(w.routes)
         if svc is not None and headless.pins_pods(svc):
             _pin_pods(ctx, vh, svc, w.port)
@@ -1271,13 +1334,19 @@ def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]
             if d.name in names:
                 continue
             names.add(d.name)
-            if d.lowered and used_domains.isdisjoint(d.lowered) and d.alts.isdisjoint(known_fqdn):
+            rule = auto_rules.get((svc.hostname, d.port)) if auto_rules else None
+            if (
+                rule is None
+                and d.lowered
+                and used_domains.isdisjoint(d.lowered)
+                and d.alts.isdisjoint(known_fqdn)
+            ):
                 # Nothing to drop (the usual case): every scope of the snapshot gets the same bytes.
                 used_domains.update(d.lowered)
                 ch = hash_for_service(ctx, svc, d.port)
                 # The bytes depend on the rule's hash and (auto ports) the DestinationRule's tcp_proxy
                 # settings, both per-scope lookups.
-                dr = ctx.destination_rule(svc.hostname) if _is_auto_port(svc, d.port) else None
+                dr = ctx.destination_rule(svc.hostname) if is_auto_port(svc, d.port) else None
                 hkey = (id(ch) if ch is not None else None, id(dr) if dr is not None else None)
                 encoded = d.encoded.get(hkey)
                 if encoded is None:
@@ -1287,9 +1356,11 @@ def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]
                 vhosts.append(encoded)
                 order.append(d.name)
                 continue
+            # Built for this scope alone: with domains dropped, or a `tcp` rule, whose routes depend on
+            # per-scope lookups (destination services and rules, the proxy's labels).
             kept = keep(d.domains, d.alts)
             if kept:
-                vhosts.append(_ld(_T_RC_VHOSTS, _default_vhost_bytes(ctx, d, svc, kept)))
+                vhosts.append(_ld(_T_RC_VHOSTS, _default_vhost_bytes(ctx, d, svc, kept, rule)))
                 order.append(d.name)
         record = _DefaultsRecord(
             claimed=frozenset(claimed),
@@ -1299,6 +1370,7 @@ def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]
             field_names=tuple(order[start:]),
             names=frozenset(names),
             used_domains=frozenset(used_domains),
+            tcp_routed=tcp_routed,
         )
     ctx.snapshot.memo(record_key, lambda: record)
 
