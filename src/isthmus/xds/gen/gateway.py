@@ -17,6 +17,7 @@ from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 
 from isthmus.api.validation.common import is_valid_cipher_suite
 from isthmus.model import hosts as h
+from isthmus.model.destination_rules import effective_policy
 from isthmus.model.gateways import GatewayServer, hosts_for_namespace
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import Snapshot
@@ -28,6 +29,8 @@ from isthmus.xds.gen.routes import (
     RouteContext,
     TcpProxyPolicy,
     destination_cluster,
+    destination_host_port,
+    is_auto_port,
     scope_services,
     tcp_proxy_policy,
     tunnel_authority,
@@ -221,12 +224,43 @@ def _route_clusters(rule: Any, services: Any, port: int) -> list[tuple[str, int]
     ]
 
 
-def _rule_tcp_filter(snapshot: Snapshot, proxy: Proxy, vs: Any, rule: Any, services: Any, port: int) -> Any:
+def _needs_tcp_alpn(snapshot: Snapshot, proxy: Proxy, rule: Any, services: Any, port: int) -> bool:
+    """Whether the rule's tcp_proxy must override its upstream ALPN with the mesh's TCP one (see
+    tls.TCP_PROXY_ALPN_FILTER): some destination is a service port of sniffed protocol under mesh mTLS,
+    whose cluster offers the HTTP ALPN. The override is per connection, not per cluster, so a split with
+    a destination of the DestinationRule's own TLS (SIMPLE, MUTUAL: its ALPN is the application's) keeps
+    the clusters' ALPNs; for other destinations `istio` is what their clusters offer anyway, or unused."""
+    ctx = RouteContext(snapshot, proxy, services)
+    needed = False
+    for d in rule.route or ():
+        dest = d.destination
+        svc = services.get(dest.host) if dest is not None and dest.host else None
+        if svc is None:
+            continue
+        _, dest_port = destination_host_port(dest, services, port)
+        policy = effective_policy(ctx.destination_rule(dest.host), dest_port, dest.subset or None)
+        mode = policy.tls.mode if policy.tls is not None else None
+        if mode in ("SIMPLE", "MUTUAL"):
+            return False
+        needed = needed or (is_auto_port(svc, dest_port) and tls.tunnel_takes_mesh_alpn(policy.tls))
+    return needed
+
+
+def _rule_tcp_filters(
+    snapshot: Snapshot, proxy: Proxy, vs: Any, rule: Any, services: Any, port: int
+) -> list[Any]:
     """The tcp_proxy of a `tls` or `tcp` rule (buildOutboundNetworkFilters): stat prefix the cluster's
-    name for a single destination, `<vs name>.<vs namespace>` for a weighted split."""
+    name for a single destination, `<vs name>.<vs namespace>` for a weighted split; preceded by the ALPN
+    override when it goes to an auto port over mesh mTLS (not through a DestinationRule tunnel, whose
+    CONNECT is HTTP to the forward proxy)."""
     clusters = _route_clusters(rule, services, port)
     stat_prefix = clusters[0][0] if len(clusters) == 1 else f"{vs.name}.{vs.namespace}"
-    return _tcp_filter(snapshot, proxy, clusters, stat_prefix, _route_policy(snapshot, proxy, rule, services))
+    policy = _route_policy(snapshot, proxy, rule, services)
+    filters = [_tcp_filter(snapshot, proxy, clusters, stat_prefix, policy)]
+    tunneled = policy is not None and policy.tunnel is not None
+    if not tunneled and _needs_tcp_alpn(snapshot, proxy, rule, services, port):
+        filters.insert(0, tls.tcp_proxy_alpn_filter())
+    return filters
 
 
 def _gateway_match(match: Any, gw_name: str, port: int) -> bool:
@@ -266,7 +300,7 @@ def passthrough_chains(
                 if "*" not in snis:
                     chain.filter_chain_match.server_names.extend(snis)
                 chain.filters.extend(network_filters)
-                chain.filters.append(_rule_tcp_filter(snapshot, proxy, vs, rule, services, server.port))
+                chain.filters.extend(_rule_tcp_filters(snapshot, proxy, vs, rule, services, server.port))
                 chains.append(chain)
     return chains
 
@@ -285,7 +319,7 @@ def tcp_chain(
             if any(m is None or _gateway_match(m, server.gateway_name, server.port) for m in matches):
                 chain = p.listener_components.FilterChain(name=f"{vs.namespace}/{vs.name}")
                 chain.filters.extend(network_filters)
-                chain.filters.append(_rule_tcp_filter(snapshot, proxy, vs, rule, services, server.port))
+                chain.filters.extend(_rule_tcp_filters(snapshot, proxy, vs, rule, services, server.port))
                 return chain
     return None
 

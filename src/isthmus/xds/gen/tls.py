@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Any
 from envoy.config.core.v3 import base_pb2, proxy_protocol_pb2, substitution_format_string_pb2
 from envoy.extensions.filters.common.set_filter_state.v3 import value_pb2 as filter_state_value_pb2
 from envoy.extensions.filters.http.set_filter_state.v3 import set_filter_state_pb2
+from envoy.extensions.filters.network.set_filter_state.v3 import (
+    set_filter_state_pb2 as network_set_filter_state_pb2,
+)
 from envoy.extensions.transport_sockets.proxy_protocol.v3 import upstream_proxy_protocol_pb2
 from envoy.extensions.transport_sockets.raw_buffer.v3 import raw_buffer_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
@@ -87,6 +90,25 @@ def tunnel_takes_mesh_alpn(tls_settings: Any | None) -> bool:
     if tls_settings is None:
         return True
     return tls_settings.mode == "ISTIO_MUTUAL"
+
+
+# A gateway's tcp_proxy (VirtualService `tcp` and `tls` routes) to an auto port has the same problem with
+# no HTTP stream to hang the choice on: a network set_filter_state filter before the tcp_proxy sets the
+# override for every connection of the chain, and tcp_proxy applies the downstream connection's
+# `envoy.network.application_protocols` to its upstream connection's transport socket.
+TCP_PROXY_ALPN_FILTER = "isthmus.tcp_proxy_alpn"
+
+
+def tcp_proxy_alpn_filter() -> p.listener_components.Filter:
+    """The network filter making a gateway tcp_proxy's mesh mTLS offer the TCP ALPN (`istio`)."""
+    value = filter_state_value_pb2.FilterStateValue(
+        object_key=_APPLICATION_PROTOCOLS_KEY,
+        format_string=substitution_format_string_pb2.SubstitutionFormatString(
+            text_format_source=base_pb2.DataSource(inline_string=ALPN_TCP)
+        ),
+    )
+    config = network_set_filter_state_pb2.Config(on_new_connection=[value])
+    return p.listener_components.Filter(name=TCP_PROXY_ALPN_FILTER, typed_config=p.pack(config))
 
 
 _TLS_VERSIONS = {
