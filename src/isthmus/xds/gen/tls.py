@@ -62,17 +62,21 @@ _APPLICATION_PROTOCOLS_KEY = "envoy.network.application_protocols"
 _ROUTE_METADATA = ("isthmus", "tunnel_alpn")
 
 
+def _alpn_override(text: str, *, skip_if_empty: bool = False) -> filter_state_value_pb2.FilterStateValue:
+    """The upstream ALPN override (`envoy.network.application_protocols`) set to `text`, a format string."""
+    return filter_state_value_pb2.FilterStateValue(
+        object_key=_APPLICATION_PROTOCOLS_KEY,
+        format_string=substitution_format_string_pb2.SubstitutionFormatString(
+            text_format_source=base_pb2.DataSource(inline_string=text), omit_empty_values=skip_if_empty
+        ),
+        skip_if_empty=skip_if_empty,
+    )
+
+
 def tcp_tunnel_alpn_filter() -> p.hcm.HttpFilter:
     """The outbound HTTP proxy's filter overriding a tunnel's upstream ALPN with its route's choice."""
     namespace, key = _ROUTE_METADATA
-    value = filter_state_value_pb2.FilterStateValue(
-        object_key=_APPLICATION_PROTOCOLS_KEY,
-        format_string=substitution_format_string_pb2.SubstitutionFormatString(
-            text_format_source=base_pb2.DataSource(inline_string=f"%METADATA(ROUTE:{namespace}:{key})%"),
-            omit_empty_values=True,
-        ),
-        skip_if_empty=True,
-    )
+    value = _alpn_override(f"%METADATA(ROUTE:{namespace}:{key})%", skip_if_empty=True)
     config = set_filter_state_pb2.Config(on_request_headers=[value])
     return p.hcm.HttpFilter(name=TCP_TUNNEL_ALPN_FILTER, typed_config=p.pack(config))
 
@@ -101,13 +105,7 @@ TCP_PROXY_ALPN_FILTER = "isthmus.tcp_proxy_alpn"
 
 def tcp_proxy_alpn_filter() -> p.listener_components.Filter:
     """The network filter making a gateway tcp_proxy's mesh mTLS offer the TCP ALPN (`istio`)."""
-    value = filter_state_value_pb2.FilterStateValue(
-        object_key=_APPLICATION_PROTOCOLS_KEY,
-        format_string=substitution_format_string_pb2.SubstitutionFormatString(
-            text_format_source=base_pb2.DataSource(inline_string=ALPN_TCP)
-        ),
-    )
-    config = network_set_filter_state_pb2.Config(on_new_connection=[value])
+    config = network_set_filter_state_pb2.Config(on_new_connection=[_alpn_override(ALPN_TCP)])
     return p.listener_components.Filter(name=TCP_PROXY_ALPN_FILTER, typed_config=p.pack(config))
 
 
