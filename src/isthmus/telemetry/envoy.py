@@ -53,7 +53,7 @@ from google.protobuf import any_pb2, duration_pb2
 
 from isthmus.telemetry import accesslog, policy
 from isthmus.telemetry.tracing import ZIPKIN_CLUSTER, tracing_config
-from isthmus.xds.gen.clusters import specs_by_name
+from isthmus.xds.gen.clusters import missing_cluster
 from isthmus.xds.gen.ext_authz import ProviderError, lookup_cluster
 
 if TYPE_CHECKING:
@@ -363,14 +363,13 @@ def _als_target(snapshot: Snapshot, proxy: Proxy, provider: policy.Provider) -> 
 def _check_in_cds(snapshot: Snapshot, proxy: Proxy, provider: policy.Provider, cluster: str) -> None:
     """Envoy takes a gRPC logger whose cluster it lacks (its gRPC client skips the cluster check) but
     drops every entry, as an Istio proxy does: report it so the silence has a reason."""
-    if cluster not in specs_by_name(snapshot, proxy):
+    reason = missing_cluster(snapshot, proxy, cluster)
+    if reason is not None:
         policy.report(
             snapshot,
             proxy,
             "accessLogging",
-            f"access log provider {provider.name!r} ({provider.kind}): cluster {cluster} is not in this "
-            "proxy's config (the service has no such port, or a Sidecar's egress hosts leave it out), so "
-            "Envoy drops its logs",
+            f"access log provider {provider.name!r} ({provider.kind}): {reason}, so Envoy drops its logs",
         )
 
 

@@ -79,7 +79,7 @@ from google.protobuf.message import Message
 
 from isthmus.model.durations import to_seconds
 from isthmus.telemetry import istio, policy
-from isthmus.xds.gen.clusters import specs_by_name
+from isthmus.xds.gen.clusters import missing_cluster
 from isthmus.xds.gen.ext_authz import ProviderError, lookup_cluster
 
 if TYPE_CHECKING:
@@ -261,13 +261,10 @@ def _collector(snapshot: Snapshot, proxy: Proxy, body: Any) -> tuple[str, str]:
     """istiod's LookupCluster for a tracer's collector: (service host, ``outbound|<port>||<host>``).
     Beyond istiod, the cluster must be in this proxy's CDS: Envoy rejects a Datadog tracer (and with it
     the listener) whose cluster it lacks, and a gRPC tracer without one drops every span."""
-    port = int(body.port or 0)
-    hostname, cluster = lookup_cluster(snapshot, body.service, port)
-    if cluster not in specs_by_name(snapshot, proxy):
-        raise ProviderError(
-            f"cluster {cluster} is not in this proxy's config (the service has no port {port}, or a "
-            "Sidecar's egress hosts leave it out)"
-        )
+    hostname, cluster = lookup_cluster(snapshot, body.service, int(body.port or 0))
+    reason = missing_cluster(snapshot, proxy, cluster)
+    if reason is not None:
+        raise ProviderError(reason)
     return hostname, cluster
 
 

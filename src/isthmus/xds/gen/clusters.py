@@ -104,6 +104,16 @@ def specs_by_name(snapshot: Snapshot, proxy: Proxy) -> dict[str, ClusterSpec]:
     )
 
 
+def missing_cluster(snapshot: Snapshot, proxy: Proxy, cluster: str) -> str | None:
+    """Why an extension provider's `cluster` is not in this proxy's CDS (None when it is)."""
+    if cluster in specs_by_name(snapshot, proxy):
+        return None
+    return (
+        f"cluster {cluster} is not in this proxy's config (the service has no such port, or a Sidecar's "
+        "egress hosts leave it out)"
+    )
+
+
 def _metadata(c: p.cluster.Cluster, spec: ClusterSpec) -> None:
     """`istio` filter metadata: services, default_original_port, config, subset, external (as istiod).
     Filled field by field (no dict -> Struct walk): it is on every cluster."""
