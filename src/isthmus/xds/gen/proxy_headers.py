@@ -56,8 +56,14 @@ def _default_metadata(snapshot: Snapshot, key: str) -> str | None:
 
 def node_idle_timeout_s(snapshot: Snapshot) -> float | None:
     """Node metadata IDLE_TIMEOUT (proxyMetadata ISTIO_META_IDLE_TIMEOUT): the HCM and tcp_proxy idle
-    timeout istiod sets; an unparsable value is ignored, as istiod's parseDuration does."""
-    value = _default_metadata(snapshot, "IDLE_TIMEOUT")
+    timeout istiod sets; an unparsable value is ignored, as istiod's parseDuration does. Read once per
+    snapshot: every CONNECT route of a TCP or auto port asks."""
+    return snapshot.memo(
+        ("node_idle_timeout_s",), lambda: _parse_idle(_default_metadata(snapshot, "IDLE_TIMEOUT"))
+    )
+
+
+def _parse_idle(value: str | None) -> float | None:
     if not value:
         return None
     try:
