@@ -164,7 +164,12 @@ def grpc_status(entry: Any) -> str:
     value = resp.response_trailers.get("grpc-status") or resp.response_headers.get("grpc-status")
     if value:
         return value
-    code = resp.response_code.value
+    return grpc_status_of_code(resp.response_code.value)
+
+
+def grpc_status_of_code(code: int) -> str:
+    """The gRPC status Envoy reports for a gRPC response without grpc-status: its HTTP status mapped ("" when
+    there was no response)."""
     if not code:
         return ""
     # A 200 without grpc-status maps to UNKNOWN too: the gRPC server never said OK.

@@ -25,11 +25,12 @@ METHOD = "StreamAccessLogs"
 
 
 def access_log_handler(telemetry: Telemetry) -> grpc.GenericRpcHandler:
-    from isthmus.telemetry.core import direction_of
+    from isthmus.telemetry.core import direction_of, feeds_metrics
 
     async def stream_access_logs(request_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
         info = None
         direction = None
+        metrics = True
         try:
             async for raw in request_iterator:
                 # Parsed here rather than by gRPC so the wire bytes stay at hand: `ingest` keeps log
@@ -38,6 +39,7 @@ def access_log_handler(telemetry: Telemetry) -> grpc.GenericRpcHandler:
                 if message.HasField("identifier"):
                     ident = message.identifier
                     direction = direction_of(ident.log_name)
+                    metrics = feeds_metrics(ident.log_name)
                     if direction is None:
                         await context.abort(
                             grpc.StatusCode.INVALID_ARGUMENT, f"unknown log name {ident.log_name!r}"
@@ -57,7 +59,7 @@ def access_log_handler(telemetry: Telemetry) -> grpc.GenericRpcHandler:
                     await context.abort(
                         grpc.StatusCode.INVALID_ARGUMENT, "the first message must carry the identifier"
                     )
-                telemetry.ingest(info, direction, message, raw)
+                telemetry.ingest(info, direction, message, raw, metrics=metrics)
         finally:
             if info is not None:
                 info.streams -= 1

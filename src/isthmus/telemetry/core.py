@@ -18,8 +18,8 @@ from envoy.service.accesslog.v3 import als_pb2
 
 from isthmus.model.proxy import InvalidNode, Proxy
 from isthmus.telemetry import accesslog, istio, policy
-from isthmus.telemetry.envoy import DIRECTION_OF_LOG_NAME, GRPC_STATS_FILTER
-from isthmus.telemetry.graph import ServiceGraph
+from isthmus.telemetry.envoy import DIRECTION_OF_LOG_NAME, DIRECTION_OF_LOG_ONLY_NAME, GRPC_STATS_FILTER
+from isthmus.telemetry.graph import ServiceGraph, samples_of_buckets
 from isthmus.telemetry.labels import (
     _SPECIAL_CLUSTERS,
     BLOCK_ALL_ROUTES,
@@ -29,6 +29,7 @@ from isthmus.telemetry.labels import (
 )
 from isthmus.telemetry.metrics import Hist, IstioCollector, MetricsStore, ProxyStats, render
 from isthmus.telemetry.resolver import PeerResolver, SnapshotResolver, Workload, workload_of_proxy
+from isthmus.telemetry.series import SeriesDeltas
 from isthmus.telemetry.spans import SpanStore
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,10 @@ class Telemetry:
         max_traces: int = 2000,
         graph_horizon_s: int = 600,
         clock: Callable[[], float] = time.time,
+        proxy_lookup: Callable[[str], Proxy | None] | None = None,
     ) -> None:
+        """`proxy_lookup`: the connected proxy of a node id (the xDS server's), for the in-proxy metrics
+        module's reports, which name their proxy by node id only."""
         if snapshot_getter is None and resolver is None:
             raise ValueError("Telemetry needs a snapshot_getter or a resolver")
         self._snapshot_getter = snapshot_getter
@@ -123,6 +127,12 @@ class Telemetry:
         self.entries_total = 0
         self.messages_total = 0
         self.errors_total = 0
+        self.proxy_lookup = proxy_lookup
+        self._series = SeriesDeltas()
+        self._receiver: asyncio.DatagramTransport | None = None
+        self.reports_total = 0
+        self.reports_unknown_proxy = 0
+        self.series_dropped: dict[str, int] = {}  # proxy id -> series its module's table had no room for
 
     # ------------------------------------------------------------------ resolution
 
@@ -184,9 +194,12 @@ class Telemetry:
 
     # ------------------------------------------------------------------ ingestion
 
-    def ingest(self, info: ProxyInfo, direction: str, message: Any, raw: bytes | None = None) -> int:
+    def ingest(
+        self, info: ProxyInfo, direction: str, message: Any, raw: bytes | None = None, *, metrics: bool = True
+    ) -> int:
         """One StreamAccessLogsMessage from `info`'s proxy (`raw`: its wire bytes, if at hand); returns the
-        entries taken."""
+        entries taken. `metrics` False: the entries are only kept for `isthmus logs` and explain (the
+        proxy's metrics come from its in-proxy module)."""
         now = self.clock()
         info.last_seen = now
         self.messages_total += 1
@@ -201,6 +214,8 @@ class Telemetry:
                     if entry.common_properties.access_log_type not in _HTTP_FINAL:
                         continue
                     kept.append((next(self._seq), True, i, entry))
+                    if not metrics:
+                        continue
                     try:
                         self._http(info, direction, entry, resolver, stats, now)
                     except Exception:
@@ -209,6 +224,10 @@ class Telemetry:
             if message.HasField("tcp_logs"):
                 for i, entry in enumerate(message.tcp_logs.log_entry):
                     n += 1
+                    if not metrics:
+                        if entry.common_properties.access_log_type not in (_TCP_CONNECTED, _TCP_PERIODIC):
+                            kept.append((next(self._seq), False, i, entry))
+                        continue
                     try:
                         if self._tcp(info, direction, entry, resolver, stats, now):
                             kept.append((next(self._seq), False, i, entry))
@@ -234,47 +253,20 @@ class Telemetry:
         tags: Any,
         tcp: bool = False,
     ) -> PeerLabels:
-        """`tcp`: a TCP connection or CONNECT tunnel (no Host header; metadata exchange needs mTLS)."""
-        cluster = accesslog.upstream_cluster(c)
+        """An entry's peer labels. `tcp`: a TCP connection or CONNECT tunnel (no Host header; metadata
+        exchange needs mTLS)."""
         if direction == OUTBOUND:
-            up_ip = c.upstream_remote_address.socket_address.address
-            peer_san = tags.get(accesslog.TAG_UPSTREAM_PEER_SAN, "")
-            local_san = tags.get(accesslog.TAG_UPSTREAM_LOCAL_SAN, "")
-            route = c.route_name
-            gateway = info.proxy.kind == "gateway"
-            needs_host = not gateway and (
-                not cluster.startswith("outbound|")
-                or cluster in _SPECIAL_CLUSTERS
-                or route == "allow_any"
-                or route in BLOCK_ALL_ROUTES
+            return self._outbound_labels(
+                info,
+                resolver,
+                cluster=accesslog.upstream_cluster(c),
+                upstream_ip=c.upstream_remote_address.socket_address.address,
+                peer_san=tags.get(accesslog.TAG_UPSTREAM_PEER_SAN, ""),
+                local_san=tags.get(accesslog.TAG_UPSTREAM_LOCAL_SAN, ""),
+                route=c.route_name,
+                authority=authority,
+                tcp=tcp,
             )
-            key: tuple = (
-                OUTBOUND,
-                info.proxy.id,
-                cluster,
-                up_ip,
-                peer_san,
-                local_san,
-                route,
-                authority if needs_host else "",
-                tcp,
-            )
-            pl = self._labels.get(key)
-            if pl is None:
-                pl = peer_labels_outbound(
-                    resolver,
-                    info.me,
-                    cluster=cluster,
-                    upstream_ip=up_ip,
-                    peer_san=peer_san,
-                    local_san=local_san,
-                    authority=authority,
-                    route_name=route,
-                    host_header_fallback=not gateway,
-                    tcp=tcp,
-                )
-                self._cache(key, pl)
-            return pl
         # The connection's own peer, not %DOWNSTREAM_REMOTE_ADDRESS%: behind a gateway that one is the
         # last X-Forwarded-For entry (the external client, or Envoy's host address for a loopback
         # client), which is no mesh pod.
@@ -283,8 +275,80 @@ class Telemetry:
             or c.downstream_remote_address.socket_address.address
         )
         peer_san, local_san = _peer_san(c)
-        port = c.downstream_local_address.socket_address.port_value
-        key = (INBOUND, info.proxy.id, cluster, port, down_ip, peer_san, local_san, tcp)
+        return self._inbound_labels(
+            info,
+            resolver,
+            cluster=accesslog.upstream_cluster(c),
+            local_port=c.downstream_local_address.socket_address.port_value or None,
+            downstream_ip=down_ip,
+            peer_san=peer_san,
+            local_san=local_san,
+            tcp=tcp,
+        )
+
+    def _outbound_labels(
+        self,
+        info: ProxyInfo,
+        resolver: PeerResolver,
+        *,
+        cluster: str,
+        upstream_ip: str,
+        peer_san: str,
+        local_san: str,
+        route: str,
+        authority: str,
+        tcp: bool,
+    ) -> PeerLabels:
+        """Labels of a request or connection a proxy reports as its source (cached per snapshot)."""
+        gateway = info.proxy.kind == "gateway"
+        needs_host = not gateway and (
+            not cluster.startswith("outbound|")
+            or cluster in _SPECIAL_CLUSTERS
+            or route == "allow_any"
+            or route in BLOCK_ALL_ROUTES
+        )
+        key: tuple = (
+            OUTBOUND,
+            info.proxy.id,
+            cluster,
+            upstream_ip,
+            peer_san,
+            local_san,
+            route,
+            authority if needs_host else "",
+            tcp,
+        )
+        pl = self._labels.get(key)
+        if pl is None:
+            pl = peer_labels_outbound(
+                resolver,
+                info.me,
+                cluster=cluster,
+                upstream_ip=upstream_ip,
+                peer_san=peer_san,
+                local_san=local_san,
+                authority=authority,
+                route_name=route,
+                host_header_fallback=not gateway,
+                tcp=tcp,
+            )
+            self._cache(key, pl)
+        return pl
+
+    def _inbound_labels(
+        self,
+        info: ProxyInfo,
+        resolver: PeerResolver,
+        *,
+        cluster: str,
+        local_port: int | None,
+        downstream_ip: str,
+        peer_san: str,
+        local_san: str,
+        tcp: bool,
+    ) -> PeerLabels:
+        """Labels of a request or connection a sidecar reports as its destination (cached per snapshot)."""
+        key = (INBOUND, info.proxy.id, cluster, local_port or 0, downstream_ip, peer_san, local_san, tcp)
         pl = self._labels.get(key)
         if pl is None:
             pl = peer_labels_inbound(
@@ -292,8 +356,8 @@ class Telemetry:
                 info.me,
                 info.proxy,
                 cluster=cluster,
-                local_port=port or None,
-                downstream_ip=down_ip,
+                local_port=local_port,
+                downstream_ip=downstream_ip,
                 peer_san=peer_san,
                 local_san=local_san,
                 tcp=tcp,
@@ -463,6 +527,138 @@ class Telemetry:
         )
         return bool(closed)
 
+    # ------------------------------------------------------------------ in-proxy metrics module
+
+    def ingest_report(self, report: Any) -> int:
+        """One datagram of the in-proxy metrics module (`statsmodule.Report`): the growth of each series
+        since its last report becomes Istio's metrics and the graph, as entries do. Returns the series
+        that grew. A report from a proxy not connected (yet) is skipped: its totals come again."""
+        info = self.proxies.get(report.node_id)
+        if info is None:
+            proxy = self.proxy_lookup(report.node_id) if self.proxy_lookup is not None else None
+            if proxy is None:
+                self.reports_unknown_proxy += 1
+                return 0
+            info = self.register_proxy(proxy)
+        now = self.clock()
+        info.last_seen = now
+        self.reports_total += 1
+        if report.dropped:
+            self.series_dropped[info.proxy.id] = report.dropped
+        resolver = self.resolver()
+        stats = self.metrics.stats(info.proxy.id)
+        grown = self._series.deltas(info.proxy.id, report.instance, (*report.http, *report.tcp))
+        with self.lock:
+            for d in grown:
+                try:
+                    if hasattr(d, "requests"):
+                        self._http_series(info, d, resolver, stats, now)
+                    else:
+                        self._tcp_series(info, d, resolver, stats, now)
+                except Exception:
+                    self.errors_total += 1
+                    log.exception("telemetry: bad series from %s's metrics module", info.proxy.id)
+        if now - self._last_housekeeping > 30.0:
+            self.housekeeping()
+        return len(grown)
+
+    def _series_labels(self, info: ProxyInfo, d: Any, resolver: PeerResolver, tcp: bool) -> PeerLabels:
+        if d.direction == OUTBOUND:
+            return self._outbound_labels(
+                info,
+                resolver,
+                cluster=d.cluster,
+                upstream_ip=d.upstream_ip,
+                peer_san=d.upstream_peer_san,
+                local_san=d.upstream_local_san,
+                route=d.route,
+                authority="" if tcp else d.authority,
+                tcp=tcp,
+            )
+        return self._inbound_labels(
+            info,
+            resolver,
+            cluster=d.cluster,
+            local_port=d.local_port,
+            downstream_ip=d.downstream_ip,
+            peer_san=d.downstream_peer_san,
+            local_san=d.downstream_local_san,
+            tcp=tcp,
+        )
+
+    def _http_series(
+        self, info: ProxyInfo, d: Any, resolver: PeerResolver, stats: ProxyStats, now: float
+    ) -> None:
+        """The growth of one HTTP series: `d.requests` requests with the same labels."""
+        if self.metrics_policy(info, d.direction) is not None:
+            # Telemetry changed this proxy's metrics after its config was sent: the gRPC access log,
+            # which the new config carries, takes over (overrides need per-request attributes).
+            return
+        flags = istio.sorted_flags(d.flags)
+        if d.connect and d.direction == OUTBOUND:
+            pl = self._series_labels(info, d, resolver, tcp=True)
+            key = (*pl.values, "tcp", _tunnel_flags(flags, d.route), pl.security_policy)
+            t = stats.tcp_series(key)
+            t.opened += d.requests
+            t.closed += d.requests
+            t.sent += d.wire_sent
+            t.received += d.wire_received
+            self.service_graph.record_tcp(
+                _graph_key(pl, key),
+                counted=True,
+                opened=d.requests,
+                bytes_=d.wire_sent + d.wire_received,
+                now=now,
+            )
+            return
+        pl = self._series_labels(info, d, resolver, tcp=False)
+        grpc_status = (d.grpc_status or accesslog.grpc_status_of_code(d.code)) if d.grpc else ""
+        code = str(d.code)
+        key = (*pl.values, "grpc" if d.grpc else "http", code, grpc_status, flags, pl.security_policy)
+        s = stats.http_series(key)
+        s.requests += d.requests
+        s.duration.add_counts(d.duration, d.duration_sum)
+        s.request_bytes.add_counts(d.request_bytes, d.request_bytes_sum)
+        s.response_bytes.add_counts(d.response_bytes, d.response_bytes_sum)
+        if d.grpc:
+            s.grpc = True
+            s.request_messages += d.request_messages
+            s.response_messages += d.response_messages
+        counted = pl.values[0] == istio.SOURCE or pl.peer is None or not pl.peer.has_proxy
+        error = d.code >= 500 or d.code == 0 or (d.grpc and grpc_status not in ("", "0"))
+        self.service_graph.record_http(
+            key if pl.graph_values is None else _graph_key(pl, key),
+            counted=counted,
+            duration_ms=None,
+            durations=samples_of_buckets(d.duration),
+            requests=d.requests,
+            error=error,
+            code=code,
+            now=now,
+        )
+
+    def _tcp_series(
+        self, info: ProxyInfo, d: Any, resolver: PeerResolver, stats: ProxyStats, now: float
+    ) -> None:
+        """The growth of one TCP series: connections opened and closed, bytes moved."""
+        if self.metrics_policy(info, d.direction) is not None:
+            return
+        pl = self._series_labels(info, d, resolver, tcp=True)
+        key = (*pl.values, "tcp", istio.sorted_flags(d.flags), pl.security_policy)
+        t = stats.tcp_series(key)
+        t.opened += d.opened
+        t.closed += d.closed
+        t.sent += d.sent
+        t.received += d.received
+        counted = pl.values[0] == istio.SOURCE or pl.peer is None or not pl.peer.has_proxy
+        self.service_graph.record_tcp(
+            key if pl.graph_values is None else _graph_key(pl, key),
+            counted=counted,
+            opened=d.opened,
+            bytes_=d.sent + d.received,
+            now=now,
+        )
+
     # ------------------------------------------------------------------ housekeeping
 
     def housekeeping(self) -> None:
@@ -478,12 +674,14 @@ class Telemetry:
                 continue
             self.metrics.retire(pid)
             del self.proxies[pid]
+            self._series.forget(pid)
         self.service_graph.prune(now)
 
     def forget_proxy(self, proxy_id: str) -> None:
         """The proxy is gone for good (pod deleted): fold its series into the merged totals now."""
         self.metrics.retire(proxy_id)
         self.proxies.pop(proxy_id, None)
+        self._series.forget(proxy_id)
 
     # ------------------------------------------------------------------ metrics
 
@@ -643,6 +841,18 @@ class Telemetry:
 
         return [access_log_handler(self)]
 
+    async def start_receiver(self, host: str, port: int) -> int:
+        """Take the in-proxy metrics modules' reports on UDP host:port; returns the port bound."""
+        from isthmus.telemetry.receiver import start_receiver
+
+        self._receiver = await start_receiver(self, host, port)
+        return self._receiver.get_extra_info("sockname")[1]
+
+    def stop_receiver(self) -> None:
+        if self._receiver is not None:
+            self._receiver.close()
+            self._receiver = None
+
     def add_routes(self, app: Any) -> None:
         """Mount /api/logs, /api/traces, /api/graph, /api/v2/* (Zipkin) on an aiohttp app (before start)."""
         from isthmus.telemetry.api import add_routes
@@ -658,6 +868,9 @@ class Telemetry:
             "errors": self.errors_total,
             "traces": len(self.spans),
             "spans": self.spans.received,
+            "moduleReports": self.reports_total,
+            "moduleReportsUnknownProxy": self.reports_unknown_proxy,
+            "moduleSeriesDropped": dict(self.series_dropped),
         }
 
 
@@ -783,7 +996,21 @@ def _record_tcp(
 
 
 def direction_of(log_name: str) -> str | None:
-    return DIRECTION_OF_LOG_NAME.get(log_name)
+    return DIRECTION_OF_LOG_NAME.get(log_name) or DIRECTION_OF_LOG_ONLY_NAME.get(log_name)
 
 
-__all__ = ["INBOUND", "OUTBOUND", "InvalidNode", "LogLine", "ProxyInfo", "Telemetry", "direction_of"]
+def feeds_metrics(log_name: str) -> bool:
+    """Whether a log stream's entries are its proxy's metrics (not when its module keeps them)."""
+    return log_name in DIRECTION_OF_LOG_NAME
+
+
+__all__ = [
+    "INBOUND",
+    "OUTBOUND",
+    "InvalidNode",
+    "LogLine",
+    "ProxyInfo",
+    "Telemetry",
+    "direction_of",
+    "feeds_metrics",
+]

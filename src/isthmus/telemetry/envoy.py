@@ -51,7 +51,7 @@ from envoy.extensions.formatter.req_without_query.v3 import req_without_query_pb
 from envoy.type.tracing.v3 import custom_tag_pb2
 from google.protobuf import any_pb2, duration_pb2
 
-from isthmus.telemetry import accesslog, policy
+from isthmus.telemetry import accesslog, policy, statsmodule
 from isthmus.telemetry.tracing import ZIPKIN_CLUSTER, tracing_config
 from isthmus.xds.gen.clusters import missing_cluster
 from isthmus.xds.gen.ext_authz import ProviderError, lookup_cluster
@@ -78,6 +78,18 @@ Direction = Literal["outbound", "inbound"]
 ALS_CLUSTER = "envoy_accesslog_service"  # Istio's bootstrap name for an access-log service cluster
 LOG_NAMES: dict[str, str] = {"outbound": "isthmus.outbound", "inbound": "isthmus.inbound"}
 DIRECTION_OF_LOG_NAME = {v: k for k, v in LOG_NAMES.items()}
+# Where the in-proxy metrics module keeps the metrics, the gRPC logger only sends failed requests and
+# connections (for `isthmus logs` and explain), under these names: their entries are not counted again.
+LOG_ONLY_NAMES: dict[str, str] = {"outbound": "isthmus.outbound.failed", "inbound": "isthmus.inbound.failed"}
+DIRECTION_OF_LOG_ONLY_NAME = {v: k for k, v in LOG_ONLY_NAMES.items()}
+FAILED_STATUS_RUNTIME_KEY = "isthmus.access_log.failed_min_status"
+# UDP port, on the control plane's address, where in-proxy metrics modules report (see `statsmodule`).
+STATS_PORT = 15014
+# Node metadata the agent sets when its Envoy has the in-proxy metrics module: "IP:PORT" to report to.
+STATS_COLLECTOR_KEY = "ISTHMUS_STATS_COLLECTOR"
+# The agent setting (ProxyConfig environmentVariables / MeshConfig defaultConfig.proxyMetadata) that asks
+# for the in-proxy metrics module.
+PROXY_METRICS_KEY = "ISTHMUS_PROXY_METRICS"
 GRPC_STATS_FILTER = "envoy.filters.http.grpc_stats"
 CEL_FILTER = "envoy.access_loggers.extension_filters.cel"
 # Batching: Envoy sends a StreamAccessLogsMessage when this many bytes are buffered or every interval.
@@ -131,9 +143,10 @@ def common_config(
     *,
     grpc_stats: bool = False,
     header_tags: Mapping[str, str] | None = None,
+    log_name: str | None = None,
 ) -> als_pb2.CommonGrpcAccessLogConfig:
     cfg = als_pb2.CommonGrpcAccessLogConfig(
-        log_name=LOG_NAMES[direction],
+        log_name=log_name or LOG_NAMES[direction],
         transport_api_version=config_source_pb2.V3,
         buffer_flush_interval=_duration(BUFFER_FLUSH_INTERVAL_S),
     )
@@ -148,11 +161,22 @@ def common_config(
 
 
 def http_grpc_logger(
-    direction: Direction, cluster: str = ALS_CLUSTER, request_headers: tuple[str, ...] = ()
+    direction: Direction,
+    cluster: str = ALS_CLUSTER,
+    request_headers: tuple[str, ...] = (),
+    *,
+    failed_only: bool = False,
 ) -> accesslog_pb2.AccessLog:
+    """The gRPC logger to the control plane; `failed_only`: under the log name of entries that are only
+    logs (where the in-proxy module keeps the metrics; the caller sets the filter)."""
     cfg = als_pb2.HttpGrpcAccessLogConfig(
         common_config=common_config(
-            direction, _FORMATTER_TAGS[direction], cluster, grpc_stats=True, header_tags=_REQUEST_HEADER_TAGS
+            direction,
+            _FORMATTER_TAGS[direction],
+            cluster,
+            grpc_stats=True,
+            header_tags=_REQUEST_HEADER_TAGS,
+            log_name=LOG_ONLY_NAMES[direction] if failed_only else None,
         ),
         additional_request_headers_to_log=request_headers,
         additional_response_headers_to_log=RESPONSE_HEADERS_TO_LOG,
@@ -161,11 +185,67 @@ def http_grpc_logger(
     return accesslog_pb2.AccessLog(name="envoy.access_loggers.http_grpc", typed_config=_pack(cfg))
 
 
-def tcp_grpc_logger(direction: Direction, cluster: str = ALS_CLUSTER) -> accesslog_pb2.AccessLog:
+def tcp_grpc_logger(
+    direction: Direction, cluster: str = ALS_CLUSTER, *, failed_only: bool = False
+) -> accesslog_pb2.AccessLog:
     cfg = als_pb2.TcpGrpcAccessLogConfig(
-        common_config=common_config(direction, _FORMATTER_TAGS[direction], cluster)
+        common_config=common_config(
+            direction,
+            _FORMATTER_TAGS[direction],
+            cluster,
+            log_name=LOG_ONLY_NAMES[direction] if failed_only else None,
+        )
     )
-    return accesslog_pb2.AccessLog(name="envoy.access_loggers.tcp_grpc", typed_config=_pack(cfg))
+    log = accesslog_pb2.AccessLog(name="envoy.access_loggers.tcp_grpc", typed_config=_pack(cfg))
+    if failed_only:
+        log.filter.CopyFrom(_failed_filter(http=False))
+    return log
+
+
+# gRPC requests as the telemetry tells them (`core._is_grpc`): application/grpc, +proto, ;params; not
+# grpc-web.
+GRPC_CONTENT_TYPE_RE = r"application/grpc([+;].*)?"
+
+
+def _grpc_filter(*, invert: bool) -> accesslog_pb2.AccessLogFilter:
+    out = accesslog_pb2.AccessLogFilter()
+    m = out.header_filter.header
+    m.name = "content-type"
+    m.string_match.safe_regex.regex = GRPC_CONTENT_TYPE_RE
+    m.invert_match = invert
+    m.treat_missing_header_as_empty = True
+    return out
+
+
+def _failed_filter(*, http: bool) -> accesslog_pb2.AccessLogFilter:
+    """A request answered >= 400 or with a response flag (any flag: an empty flag list), gRPC ones left
+    out (they have their own logger); a connection with a response flag."""
+    flagged = accesslog_pb2.AccessLogFilter(response_flag_filter=accesslog_pb2.ResponseFlagFilter())
+    if not http:
+        return flagged
+    status = accesslog_pb2.AccessLogFilter()
+    cmp = status.status_code_filter.comparison
+    cmp.op = accesslog_pb2.ComparisonFilter.GE
+    cmp.value.default_value = 400
+    cmp.value.runtime_key = FAILED_STATUS_RUNTIME_KEY
+    failed = accesslog_pb2.AccessLogFilter()
+    failed.or_filter.filters.extend((status, flagged))
+    out = accesslog_pb2.AccessLogFilter()
+    out.and_filter.filters.extend((_grpc_filter(invert=True), failed))
+    return out
+
+
+def stats_collector(proxy: Proxy) -> tuple[str, int] | None:
+    """Where the proxy's in-proxy metrics module reports (node metadata from its agent); None when its
+    Envoy runs without the module."""
+    value = proxy.metadata.get(STATS_COLLECTOR_KEY)
+    if not isinstance(value, str) or ":" not in value:
+        return None
+    host, _, port = value.rpartition(":")
+    try:
+        return host.strip("[]"), int(port)
+    except ValueError:
+        return None
 
 
 def file_access_logs(snapshot: Snapshot, path: str | None = None) -> list[accesslog_pb2.AccessLog]:
@@ -404,10 +484,24 @@ def http_access_loggers(
     als: bool = True,
     cluster: str = ALS_CLUSTER,
 ) -> list[accesslog_pb2.AccessLog]:
-    """For ``HttpConnectionManager.access_log``: the file logs (if configured) and the ALS logger."""
+    """For ``HttpConnectionManager.access_log``: the file logs (if configured) and the metrics pipeline:
+    the in-proxy module (where the proxy has it and Telemetry keeps Istio's default metrics) with a gRPC
+    logger of failed requests, else the gRPC logger of every request."""
     out = _provider_logs(snapshot, proxy, direction)
     metrics = _metrics(snapshot, proxy, direction)
-    if als and (metrics.enabled or out):
+    if not als:
+        return out
+    collector = stats_collector(proxy) if metrics.is_default else None
+    if collector is not None:
+        # The module skips gRPC requests: their message counts are in the grpc_stats filter state, which
+        # its ABI cannot read, so their entries keep feeding the metrics.
+        out.append(statsmodule.access_logger(collector, proxy.id, direction, skip_grpc=True))
+        grpc = http_grpc_logger(direction, cluster)
+        grpc.filter.CopyFrom(_grpc_filter(invert=False))
+        failed = http_grpc_logger(direction, cluster, failed_only=True)
+        failed.filter.CopyFrom(_failed_filter(http=True))
+        out += (grpc, failed)
+    elif metrics.enabled or out:
         out.append(http_grpc_logger(direction, cluster, metrics.headers()))
     return out
 
@@ -420,9 +514,17 @@ def tcp_access_loggers(
     als: bool = True,
     cluster: str = ALS_CLUSTER,
 ) -> list[accesslog_pb2.AccessLog]:
-    """For ``TcpProxy.access_log``: the file logs (if configured) and the ALS logger."""
+    """For ``TcpProxy.access_log``: the file logs (if configured) and the metrics pipeline, as
+    `http_access_loggers`."""
     out = _provider_logs(snapshot, proxy, direction)
-    if als and (_metrics(snapshot, proxy, direction).enabled or out):
+    if not als:
+        return out
+    metrics = _metrics(snapshot, proxy, direction)
+    collector = stats_collector(proxy) if metrics.is_default else None
+    if collector is not None:
+        out.append(statsmodule.access_logger(collector, proxy.id, direction))
+        out.append(tcp_grpc_logger(direction, cluster, failed_only=True))
+    elif metrics.enabled or out:
         out.append(tcp_grpc_logger(direction, cluster))
     return out
 

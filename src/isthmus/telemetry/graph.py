@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,23 @@ from isthmus.telemetry import istio
 
 I = istio.IDX  # noqa: E741
 MAX_SAMPLES_PER_SLOT = 512
+
+
+def samples_of_buckets(counts: Sequence[int]) -> list[float]:
+    """Durations standing for bucketed ones (the in-proxy module's histograms): each bucket's upper bound
+    (the last finite one for +Inf), as many times as it counted; scaled down to the samples a slot keeps,
+    each bucket keeping its share. The graph's percentiles are then bucket bounds, as Prometheus'
+    histogram_quantile gives bucket-grained figures."""
+    total = sum(counts)
+    scale = min(1.0, MAX_SAMPLES_PER_SLOT / total) if total else 1.0
+    out: list[float] = []
+    bounds = istio.BUCKETS
+    for i, n in enumerate(counts):
+        if n > 0:
+            out.extend([float(bounds[min(i, len(bounds) - 1)])] * max(1, round(n * scale)))
+    return out
+
+
 _EDGE_CACHE_MAX = 50_000
 
 
@@ -137,8 +154,11 @@ class ServiceGraph:
         error: bool,
         code: str,
         now: float | None = None,
+        requests: int = 1,
+        durations: Sequence[float] = (),
     ) -> None:
-        """One request. `labels` are HTTP_LABELS values; `counted` says whether this report counts the
+        """One request (or `requests` alike, with `durations` instead of `duration_ms`: the in-proxy
+        module's series). `labels` are HTTP_LABELS values; `counted` says whether this report counts the
         request (see the module doc); destination reports always feed the mTLS figures."""
         dest = labels[0] == istio.DESTINATION
         if not counted and not dest:
@@ -147,17 +167,20 @@ class ServiceGraph:
         edge = self._edge(labels, labels[I["request_protocol"]])
         slot = edge.slot(second, self.horizon)
         if dest:
-            slot.dest_reported += 1
+            slot.dest_reported += requests
             if labels[I["connection_security_policy"]] == istio.MUTUAL_TLS:
-                slot.mtls += 1
+                slot.mtls += requests
         if not counted:
             return
-        slot.requests += 1
+        slot.requests += requests
         if error:
-            slot.errors += 1
-        slot.codes[code] = slot.codes.get(code, 0) + 1
+            slot.errors += requests
+        slot.codes[code] = slot.codes.get(code, 0) + requests
         if duration_ms is not None and len(slot.durations) < MAX_SAMPLES_PER_SLOT:
             slot.durations.append(duration_ms)
+        room = MAX_SAMPLES_PER_SLOT - len(slot.durations)
+        if durations and room > 0:
+            slot.durations.extend(durations[:room])
 
     def record_tcp(
         self,

@@ -180,3 +180,15 @@ def response_flags(common: object) -> str:
         return "-"
     flags = sorted(f.number for f, v in fields if v)
     return ",".join(RESPONSE_FLAG_SHORT.get(n, "?") for n in flags) or "-"
+
+
+_FLAG_ORDER: dict[str, int] = {short: number for number, short in RESPONSE_FLAG_SHORT.items()}
+
+
+def sorted_flags(flags: str) -> str:
+    """Short response flags as `response_flags` prints an entry's: in the access-log proto's field order
+    (Envoy's in-proxy order can differ), "-" when none."""
+    names = [f for f in flags.split(",") if f and f != "-"]
+    if not names:
+        return "-"
+    return ",".join(sorted(names, key=lambda f: _FLAG_ORDER.get(f, len(_FLAG_ORDER) + 1)))

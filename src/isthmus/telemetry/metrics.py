@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -34,6 +34,13 @@ class Hist:
     def observe(self, value: float) -> None:
         self.counts[bisect_left(istio.BUCKETS, value)] += 1
         self.sum += value
+
+    def add_counts(self, counts: Sequence[int], total: float) -> None:
+        """Observations already bucketed over the same bounds (per bucket, the last one +Inf)."""
+        c = self.counts
+        for i, n in enumerate(counts):
+            c[i] += n
+        self.sum += total
 
     def add(self, other: Hist) -> None:
         c = self.counts

@@ -1,0 +1,106 @@
+"""Deltas of the in-proxy metrics module's cumulative series (`statsmodule`).
+
+The module sends every series with its totals since the Envoy process loaded it, once a second, over
+UDP. A lost datagram costs nothing (the next one carries the same totals and more) and a late one is
+recognised by totals that went down, and skipped. Each (proxy, module instance) keeps the last totals
+seen per series; what the control plane records is the difference. A new instance (Envoy restarted)
+starts from zero, so everything it counted is recorded once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+__all__ = ["SeriesDeltas"]
+
+_MAX_INSTANCES_PER_PROXY = 4  # an Envoy restart leaves its old instance behind; keep a few
+
+
+def _values(series: Any) -> tuple[Any, ...]:
+    return tuple(getattr(series, name) for name in _value_fields(type(series)))
+
+
+# The fields of each series type that hold totals (the rest is its key), as `statsmodule` parses them.
+_VALUE_FIELDS: dict[str, tuple[str, ...]] = {
+    "HttpSeries": (
+        "requests",
+        "duration",
+        "duration_sum",
+        "request_bytes",
+        "request_bytes_sum",
+        "response_bytes",
+        "response_bytes_sum",
+        "wire_sent",
+        "wire_received",
+        "request_messages",
+        "response_messages",
+    ),
+    "TcpSeries": ("opened", "closed", "sent", "received"),
+}
+
+
+def _value_fields(cls: type) -> tuple[str, ...]:
+    return _VALUE_FIELDS[cls.__name__]
+
+
+def _minus(new: Any, old: Any) -> Any | None:
+    """`new` - `old` field by field (histograms bucket by bucket); None when nothing grew, or when some
+    total went down (an older datagram arriving after a newer one)."""
+    changed = False
+    diff: dict[str, Any] = {}
+    for name in _value_fields(type(new)):
+        a, b = getattr(new, name), getattr(old, name)
+        if isinstance(a, tuple):
+            d = tuple(x - y for x, y in zip(a, b, strict=True))
+            if any(x < 0 for x in d):
+                return None
+            changed = changed or any(d)
+        else:
+            d = a - b
+            if d < 0:
+                return None
+            changed = changed or d != 0
+        diff[name] = d
+    return replace(new, **diff) if changed else None
+
+
+class SeriesDeltas:
+    """Last totals per (proxy id, module instance, series key)."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, dict[str, dict[tuple, Any]]] = {}
+
+    def deltas(self, proxy_id: str, instance: str, series: Iterator[Any] | tuple[Any, ...]) -> list[Any]:
+        """The growth of each series since the totals last seen from this instance (the whole totals for
+        a series seen the first time)."""
+        instances = self._last.setdefault(proxy_id, {})
+        last = instances.get(instance)
+        if last is None:
+            if len(instances) >= _MAX_INSTANCES_PER_PROXY:
+                instances.pop(next(iter(instances)))
+            last = instances[instance] = {}
+        out = []
+        for s in series:
+            key = (type(s).__name__, s.key())
+            before = last.get(key)
+            if before is None:
+                if any(v for v in _values(s)):
+                    out.append(s)
+                last[key] = s
+                continue
+            if any(a < b for a, b in zip(_scalars(s), _scalars(before), strict=True)):
+                continue  # older than what was recorded
+            d = _minus(s, before)
+            last[key] = s
+            if d is not None:
+                out.append(d)
+        return out
+
+    def forget(self, proxy_id: str) -> None:
+        self._last.pop(proxy_id, None)
+
+
+def _scalars(series: Any) -> tuple[int, ...]:
+    return tuple(v for v in _values(series) if not isinstance(v, tuple))
