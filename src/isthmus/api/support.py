@@ -193,6 +193,8 @@ TRANSLATED_FIELDS: dict[str, dict[str, set[str]]] = {
             "ISTIO_DELTA_XDS",
             "ISTHMUS_VHDS",
             "ISTIO_META_IDLE_TIMEOUT",
+            # In-proxy metrics (telemetry.statsmodule); also per workload (ProxyConfig).
+            "ISTHMUS_PROXY_METRICS",
         },
     },
 }  # fmt: skip
@@ -323,6 +325,7 @@ def check_supported(resource: Resource) -> list[ConfigError]:
         errors.extend(_telemetry_errors(resource, data, ident))
     if resource.kind == "ProxyConfig":
         errors.extend(_proxy_config_env_errors(resource, data, ident))
+    errors.extend(_bool_setting_errors(resource, data, ident))
     patterns = UNSUPPORTED.get(resource.kind)
     if not patterns:
         return errors
@@ -376,7 +379,7 @@ MESH_WIDE_ENV = {
 RESERVED_NODE_METADATA = frozenset(
     {
         "NAMESPACE", "NAME", "WORKLOAD_NAME", "LABELS", "SERVICE_ACCOUNT", "INSTANCE_IPS", "ISTHMUS_PROXY_KIND",
-        "ISTHMUS_PORT_OFFSET", "PROXY_CONFIG",
+        "ISTHMUS_PORT_OFFSET", "PROXY_CONFIG", "ISTHMUS_STATS_COLLECTOR",
     }
 )  # fmt: skip
 
@@ -405,6 +408,35 @@ def _proxy_config_env_errors(
                     problem = "ISTIO_METAJSON_ values must be JSON (they become structured node metadata)"
         if problem:
             message = f"{path} is not supported: {problem}"
+            errors.append(ConfigError(line=resource.line_of(path), message=message, **ident))
+    return errors
+
+
+# Agent settings that are booleans, as istio-agent reads its own (Go's strconv.ParseBool).
+BOOL_SETTINGS = ("ISTHMUS_PROXY_METRICS",)
+_SETTINGS_FIELD = {
+    "MeshConfig": "spec.defaultConfig.proxyMetadata",
+    "ProxyConfig": "spec.environmentVariables",
+}
+
+
+def _bool_setting_errors(
+    resource: Resource, data: dict[str, Any], ident: dict[str, Any]
+) -> list[ConfigError]:
+    from isthmus.api.types import parse_env_bool
+
+    field = _SETTINGS_FIELD.get(resource.kind)
+    if field is None:
+        return []
+    settings: Any = data
+    for seg in field.split("."):
+        settings = settings.get(seg) if isinstance(settings, dict) else None
+    errors = []
+    for key in BOOL_SETTINGS:
+        value = settings.get(key) if isinstance(settings, dict) else None
+        if value is not None and parse_env_bool(str(value), False) is None:
+            path = f"{field}.{key}"
+            message = f"{path}: {value!r} is not a boolean (true, false, 1, 0, ...)"
             errors.append(ConfigError(line=resource.line_of(path), message=message, **ident))
     return errors
 

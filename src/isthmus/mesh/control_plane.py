@@ -116,7 +116,7 @@ class ControlPlane:
         self.metrics = metrics or CollectorRegistry()
         self.generator = MeshGenerator()
         # Istio's metrics, access logs and traces, fed by every proxy's access-log stream.
-        self.telemetry = Telemetry(lambda: self.snapshot)
+        self.telemetry = Telemetry(lambda: self.snapshot, proxy_lookup=lambda pid: self.xds.proxy(pid))
         self.xds = XdsServer(
             self.generator, registry=self.metrics, extra_handlers=self.telemetry.grpc_handlers()
         )
@@ -222,12 +222,17 @@ class ControlPlane:
         return None
 
     # --- lifecycle ----------------------------------------------------------------------------
-    async def start(self, host: str, port: int) -> int:
+    async def start(self, host: str, port: int, *, stats_port: int | None = None) -> int:
+        """Serve xDS on host:port; with `stats_port`, also the in-proxy metrics modules' reports (UDP)."""
         gc_policy.tune()
         self.rebuild()
-        return await self.xds.start(host, port)
+        bound = await self.xds.start(host, port)
+        if stats_port is not None:
+            await self.telemetry.start_receiver(host, stats_port)
+        return bound
 
     async def stop(self) -> None:
+        self.telemetry.stop_receiver()
         await self.xds.stop(grace=1.0)
 
     async def wait_pushed(

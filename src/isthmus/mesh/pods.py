@@ -22,11 +22,13 @@ from typing import Any
 
 from isthmus.agent.bootstrap import build_bootstrap
 from isthmus.agent.envoy import EnvoyProcess, pdeathsig_launch, tail
+from isthmus.api.types import parse_env_bool
 from isthmus.config.store import Store
 from isthmus.model.proxy import Proxy
 from isthmus.model.proxy_config import EffectiveProxyConfig
 from isthmus.registry.types import Pod
 from isthmus.telemetry import envoy as telemetry_envoy
+from isthmus.telemetry import statsmodule
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,12 @@ class PodError(RuntimeError):
     pass
 
 
+def _module_cache_dir() -> Path:
+    """Where compiled Envoy modules are kept (per source hash): shared by every mesh of the user."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "isthmus" / "modules"
+
+
 class PodProcess:
     def __init__(
         self,
@@ -97,6 +105,10 @@ class PodProcess:
         self._app_log: Any = None
         # Timings of the last stop() (see stop), for status and tests.
         self.drain_report: dict[str, Any] | None = None
+        # The in-proxy metrics module's directory (ENVOY_DYNAMIC_MODULES_SEARCH_PATH) when this pod's
+        # Envoy loads it, or why it does not although ISTHMUS_PROXY_METRICS asks for it.
+        self.stats_module_dir: Path | None = None
+        self.stats_module_error: str | None = None
         # Crash recovery (see recover): how often, and the last exit seen.
         self.restarts = 0
         self.last_crash: str | None = None
@@ -122,15 +134,41 @@ class PodProcess:
         metadata: dict[str, Any] = self.spec.proxy_config.node_metadata()
         if self.port_offset:
             metadata["ISTHMUS_PORT_OFFSET"] = str(self.port_offset)
+        if self.stats_module_dir is not None:
+            metadata[telemetry_envoy.STATS_COLLECTOR_KEY] = (
+                f"{self.xds_address[0]}:{telemetry_envoy.STATS_PORT}"
+            )
         return Proxy.of_pod(self.pod(ready=True), metadata)
 
     def proxy_env(self) -> dict[str, str] | None:
         """The Envoy process's environment: the runner's, plus the ProxyConfig environmentVariables (the
-        istio-proxy container's env in Istio). None (inherit) when there are none."""
+        istio-proxy container's env in Istio), plus where the in-proxy metrics module is. None (inherit)
+        when there are none."""
         extra = dict(self.spec.proxy_config.environment)
+        if self.stats_module_dir is not None:
+            extra["ENVOY_DYNAMIC_MODULES_SEARCH_PATH"] = str(self.stats_module_dir)
         if not extra:
             return None
         return {**os.environ, **extra}
+
+    async def _prepare_stats_module(self) -> None:
+        """ProxyConfig / proxyMetadata ISTHMUS_PROXY_METRICS=true: Envoy keeps Istio's metrics itself (the
+        in-proxy module, built once per source) instead of sending an entry per request. Without a C
+        compiler, or with a bad value, the gRPC access log keeps them, and the reason is logged and shown
+        in the pod's status."""
+        self.stats_module_dir = self.stats_module_error = None
+        value = self.spec.proxy_config.environment.get(telemetry_envoy.PROXY_METRICS_KEY)
+        wanted = parse_env_bool(value, False)
+        where = f"{self.spec.namespace}/{self.spec.name}"
+        if wanted is None:
+            self.stats_module_error = f"{telemetry_envoy.PROXY_METRICS_KEY}={value!r} is not a boolean"
+        elif wanted:
+            try:
+                self.stats_module_dir = await asyncio.to_thread(statsmodule.build, _module_cache_dir())
+            except statsmodule.ModuleUnavailable as exc:
+                self.stats_module_error = f"the in-proxy metrics module is unavailable: {exc}"
+        if self.stats_module_error is not None:
+            log.warning("%s: %s; the gRPC access log keeps the metrics", where, self.stats_module_error)
 
     # --- environment -----------------------------------------------------------------------
     def app_env(self) -> dict[str, str]:
@@ -177,6 +215,7 @@ class PodProcess:
         # request it receives), and the EDS-only pushes that follow never resend CDS.
         self.cp.xds.flush()
         if self.spec.proxy_kind is not None:
+            await self._prepare_stats_module()
             self.proxy = self.make_proxy()
             sds_socket = None
             if self.security is not None:

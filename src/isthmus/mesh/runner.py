@@ -27,6 +27,7 @@ from isthmus.mesh.state import claim_state_dir, clear_state, write_state
 from isthmus.model.mesh import MeshSettings
 from isthmus.model.proxy_config import EffectiveProxyConfig, effective_proxy_config
 from isthmus.registry.build import labels_match
+from isthmus.telemetry import envoy as telemetry_envoy
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ class Mesh:
         for path, result in self.directory.load_all():
             if not result.ok:
                 self._report_file_errors(path, result)
-        await self.cp.start(self.cp_ip, XDS_PORT)
+        await self.cp.start(self.cp_ip, XDS_PORT, stats_port=telemetry_envoy.STATS_PORT)
         mesh = self.cp.snapshot.mesh
         proxy_metadata = {}
         dc = getattr(mesh.spec, "default_config", None) if mesh.spec is not None else None

@@ -87,6 +87,13 @@ def build_status(mesh: Mesh) -> dict[str, Any]:
                 if st is not None
                 else {},
                 "state": pod.state,
+                # Where the proxy's Istio metrics are computed: "proxy" (the in-proxy module) or
+                # "access-log" (an entry per request to the control plane), and why not in the proxy
+                # when ISTHMUS_PROXY_METRICS asked for it.
+                "metrics": {
+                    "pipeline": "proxy" if pod.stats_module_dir is not None else "access-log",
+                    "error": pod.stats_module_error,
+                },
                 # What the proxy started with; outdated: a ProxyConfig/MeshConfig change since then that
                 # only a restart applies (Istio applies ProxyConfig at pod start).
                 "proxyConfig": {

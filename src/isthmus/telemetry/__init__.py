@@ -38,6 +38,24 @@ sidecar Envoy, a backend Envoy and the control plane sharing the CPUs; medians o
   100% ~180 µs (-76% full-speed throughput) and +5% of a core per 1,000 spans/s for the built-in
   collector.
 
+In-proxy metrics (proxyMetadata / ProxyConfig ``ISTHMUS_PROXY_METRICS=true``)
+------------------------------------------------------------------------------
+The per-request entry is what makes the data plane dearer than a plain Envoy: Envoy builds it (~30 µs
+over two sidecars) and the control plane ingests it. Opted in, the agent builds `statsmodule`'s C access
+logger (``statsmod/isthmus_stats.c``; cached per source hash) and starts Envoy with it as a dynamic
+module; the node metadata ``ISTHMUS_STATS_COLLECTOR`` tells the generators, which then give every HCM and
+tcp_proxy the module's logger instead of the gRPC one (`envoy.http_access_loggers`). The module adds each
+request to a series keyed by the same raw fields the control plane reads from an entry (code, flags,
+routed cluster, route, peer addresses and URI SANs, and ``:authority`` only where labels need it) and sends
+the series' totals over UDP once a second (`receiver`, ``STATS_PORT`` on the control plane's address).
+The control plane records the growth of each series (`series.SeriesDeltas`) through the same label code
+as entries (`Telemetry.ingest_report`), so the metrics are the same; the graph's latencies become bucket
+bounds. A gRPC logger stays, filtered to failed requests (status >= 400 or a flag) and not counted, for
+`isthmus logs` and explain. gRPC requests skip the module and keep their entries (a second gRPC logger,
+filtered on the content-type): their message counts live in the grpc_stats filter state, which Envoy
+1.40's module ABI cannot read. Telemetry metric overrides need per-request attributes: a proxy under one
+keeps the gRPC access log for everything.
+
 Served: the merged istio_* metrics through `Telemetry.collector()` (registered into the control plane's
 CollectorRegistry: one ``/metrics`` scrape covers the mesh; series of proxies that go away fold into
 totals so counters never go back), one proxy's own series with `Telemetry.metrics_for_proxy(id)` /

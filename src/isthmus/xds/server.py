@@ -392,6 +392,11 @@ class XdsServer:
         self._held: set[_Connection] = set()
         self._hold_timer: asyncio.TimerHandle | None = None
 
+    def proxy(self, proxy_id: str) -> Proxy | None:
+        """The connected proxy of that node id (its newest stream), if any."""
+        streams = self._by_proxy.get(proxy_id)
+        return streams[-1].proxy if streams else None
+
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self, host: str, port: int, credentials: grpc.ServerCredentials | None = None) -> int:

@@ -10,6 +10,7 @@ from isthmus.api.types import parse_env_bool
 from isthmus.model.mesh import VHDS_KEY
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import Snapshot
+from isthmus.telemetry.envoy import STATS_COLLECTOR_KEY
 from isthmus.xds.gen import authz, naming
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen.clusters import build_inbound_clusters, outbound_cluster_specs, packed_outbound_clusters
@@ -175,6 +176,7 @@ def listener_key(proxy: Proxy) -> tuple:
         proxy.workload,
         frozenset(proxy.labels.items()),
         port_offset(proxy),
+        proxy.metadata.get(STATS_COLLECTOR_KEY),
     )
 
 

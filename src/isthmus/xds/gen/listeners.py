@@ -258,7 +258,8 @@ def virtual_outbound_listener(
     # The HCM but its stat prefix (the proxy's ip) is the same for a workload's proxies: built once per
     # snapshot and workload. Besides the snapshot it reads the proxy's kind, namespace and labels (access
     # log, metrics and tracing policies, tracing tags), its workload name (or instance, without one) and
-    # its node metadata HTTP10.
+    # its node metadata HTTP10; with the in-proxy metrics module, its node id (the module's reports
+    # name it).
     key = (
         "outbound_hcm",
         proxy.kind,
@@ -266,6 +267,7 @@ def virtual_outbound_listener(
         proxy.workload or proxy.instance,
         frozenset(proxy.labels.items()),
         proxy.metadata.get("HTTP10"),
+        telemetry.stats_collector(proxy) and proxy.id,
     )
     prototype = snapshot.memo(
         key,

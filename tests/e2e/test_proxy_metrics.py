@@ -1,0 +1,229 @@
+"""In-proxy metrics (proxyMetadata ISTHMUS_PROXY_METRICS=true): Envoy keeps Istio's metrics in the
+dynamic-module access logger and reports series once a second, instead of a gRPC access-log entry per
+request. The metrics must be those the gRPC access log gives: `legacy` runs without the module (a
+ProxyConfig turns it off) and sends the same requests, and its series must carry the same labels but its
+own source. Only failed requests reach `isthmus logs` from module proxies.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from isthmus.client import sync
+from tests.e2e.harness import _OPENER, MeshProcess, wait_for
+
+pytestmark = pytest.mark.e2e
+
+MESH = """
+apiVersion: isthmus.dev/v1alpha1
+kind: MeshConfig
+metadata: {name: mesh}
+spec:
+  defaultConfig: {proxyMetadata: {ISTHMUS_PROXY_METRICS: "true"}}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: ProxyConfig
+metadata: {name: legacy, namespace: default}
+spec:
+  selector: {matchLabels: {app: legacy}}
+  environmentVariables: {ISTHMUS_PROXY_METRICS: "false"}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: b}
+spec:
+  selector: {app: b}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec:
+  selector: {app: db}
+  ports: [{name: tcp, port: 5432, targetPort: 5432}]
+---
+apiVersion: isthmus.dev/v1alpha1
+kind: Workload
+metadata: {name: a, labels: {app: a, version: v1}}
+spec: {ports: [8080], command: [isthmus, echo]}
+---
+apiVersion: isthmus.dev/v1alpha1
+kind: Workload
+metadata: {name: legacy, labels: {app: legacy, version: v1}}
+spec: {ports: [8080], command: [isthmus, echo]}
+---
+apiVersion: isthmus.dev/v1alpha1
+kind: Workload
+metadata: {name: b, labels: {app: b, version: v1}}
+spec: {ports: [8080], command: [isthmus, echo]}
+---
+apiVersion: isthmus.dev/v1alpha1
+kind: Workload
+metadata: {name: db, labels: {app: db, version: v1}}
+spec: {ports: [5432], command: [isthmus, echo, --tcp, "5432"]}
+"""
+
+WAIT_S = 20.0
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshProcess]:
+    with MeshProcess.from_yaml(tmp_path_factory.mktemp("proxy-metrics"), MESH) as m:
+        yield m
+
+
+def get(mesh: MeshProcess, path: str, **params: Any) -> bytes:
+    url = mesh.api + path + ("?" + urllib.parse.urlencode(params) if params else "")
+    with _OPENER.open(url, timeout=10) as resp:
+        return resp.read()
+
+
+Labels = frozenset[tuple[str, str]]
+
+
+def samples(mesh: MeshProcess, name: str) -> dict[Labels, float]:
+    out = {}
+    for family in text_string_to_metric_families(get(mesh, "/metrics").decode()):
+        for s in family.samples:
+            if s.name == name:
+                out[frozenset(s.labels.items())] = s.value
+    return out
+
+
+def matching(found: dict[Labels, float], **labels: str) -> dict[Labels, float]:
+    want = set(labels.items())
+    return {k: v for k, v in found.items() if want <= k}
+
+
+def send(mesh: MeshProcess, client: str, ok: int, failed: int, tag: str) -> None:
+    for i in range(ok):
+        assert mesh.curl(client, f"http://b/{tag}-ok-{i}").status == 200
+    for i in range(failed):
+        assert mesh.curl(client, f"http://b/{tag}-fail-{i}?status=503").status == 503
+
+
+def counts(mesh: MeshProcess, client: str) -> dict[tuple[str, str], float]:
+    out: dict[tuple[str, str], float] = {}
+    for labels, v in matching(samples(mesh, "istio_requests_total"), source_workload=client).items():
+        d = dict(labels)
+        if d["destination_workload"] == "b":
+            key = (d["reporter"], d["response_code"])
+            out[key] = out.get(key, 0) + v
+    return out
+
+
+def listeners(mesh: MeshProcess, workload: str) -> str:
+    p = mesh.proxy(workload)
+    url = f"http://{p['ip']}:{p['adminPort']}/config_dump?resource=dynamic_listeners"
+    return sync.request(url).body.decode()
+
+
+def without_source(labels: Labels) -> dict[str, str]:
+    return {k: v for k, v in labels if not k.startswith("source_")}
+
+
+def test_module_proxies_carry_the_module_logger(mesh: MeshProcess) -> None:
+    dump = listeners(mesh, "a")
+    assert "envoy.access_loggers.dynamic_modules" in dump
+    assert "isthmus.outbound.failed" in dump
+    legacy = listeners(mesh, "legacy")
+    assert "envoy.access_loggers.dynamic_modules" not in legacy
+    assert "isthmus.outbound" in legacy
+
+
+def test_request_counts_and_labels_match_the_access_log_pipeline(mesh: MeshProcess) -> None:
+    send(mesh, "a", ok=12, failed=3, tag="mod")
+    send(mesh, "legacy", ok=12, failed=3, tag="als")
+    want = {
+        ("source", "200"): 12,
+        ("source", "503"): 3,
+        ("destination", "200"): 12,
+        ("destination", "503"): 3,
+    }
+    wait_for("a's counts", lambda: counts(mesh, "a") == want, timeout=WAIT_S)
+    wait_for("legacy's counts", lambda: counts(mesh, "legacy") == want, timeout=WAIT_S)
+    found = samples(mesh, "istio_requests_total")
+    mod = sorted(map(sorted, (without_source(k).items() for k in matching(found, source_workload="a"))))
+    als = sorted(map(sorted, (without_source(k).items() for k in matching(found, source_workload="legacy"))))
+    assert mod == als
+    mtls = matching(found, source_workload="a", reporter="destination")
+    assert {dict(k)["connection_security_policy"] for k in mtls} == {"mutual_tls"}
+    assert {dict(k)["source_principal"] for k in mtls} == {"spiffe://cluster.local/ns/default/sa/default"}
+    for client in ("a", "legacy"):
+        h = matching(samples(mesh, "istio_request_duration_milliseconds_count"), source_workload=client)
+        assert sum(h.values()) == 30, (client, h)
+        sizes = matching(
+            samples(mesh, "istio_response_bytes_sum"), source_workload=client, response_code="200"
+        )
+        assert all(v > 12 * 100 for v in sizes.values()), sizes
+
+
+def test_only_failed_requests_reach_the_logs(mesh: MeshProcess) -> None:
+    send(mesh, "a", ok=2, failed=1, tag="logs")
+
+    def lines() -> list[str] | None:
+        text = get(mesh, "/api/logs", workload="a", tail=1000).decode()
+        found = [line for line in text.splitlines() if "/logs-" in line]
+        return found or None
+
+    found = wait_for("a's failed request in the logs", lines, timeout=WAIT_S)
+    assert all("/logs-fail-0" in line and " 503 " in line for line in found), found
+
+
+def test_tcp_connections(mesh: MeshProcess) -> None:
+    for i in range(2):
+        resp = sync.request("tcp://db:5432", proxy=mesh.proxy_url("a"), body=f"ping {i}", timeout=10)
+        assert resp.status == 200 and f"ping {i}" in resp.body.decode(), resp
+
+    def tcp(reporter: str) -> tuple[float, float] | None:
+        opened = matching(
+            samples(mesh, "istio_tcp_connections_opened_total"), source_workload="a", reporter=reporter
+        )
+        closed = matching(
+            samples(mesh, "istio_tcp_connections_closed_total"), source_workload="a", reporter=reporter
+        )
+        got = (sum(opened.values()), sum(closed.values()))
+        return got if got == (2, 2) else None
+
+    wait_for("client-side TCP connections", lambda: tcp("source"), timeout=WAIT_S)
+    wait_for("server-side TCP connections", lambda: tcp("destination"), timeout=WAIT_S)
+    sent = matching(samples(mesh, "istio_tcp_sent_bytes_total"), source_workload="a", reporter="destination")
+    assert sum(sent.values()) > 0, sent
+
+
+def test_grpc_requests_are_counted_once_from_their_entries(mesh: MeshProcess) -> None:
+    """The module leaves gRPC requests to the gRPC access log (their message counts): each is counted
+    once per reporter, as gRPC."""
+    for _ in range(3):
+        resp = mesh.curl(
+            "a",
+            "http://b/pkg.Svc/Call",
+            method="POST",
+            body=b"",
+            headers=[("content-type", "application/grpc")],
+        )
+        assert resp.status == 200, resp
+
+    def grpc_counts() -> dict[str, float] | None:
+        found = matching(
+            samples(mesh, "istio_requests_total"),
+            source_workload="a",
+            destination_workload="b",
+            request_protocol="grpc",
+        )
+        out: dict[str, float] = {}
+        for labels, v in found.items():
+            out[dict(labels)["reporter"]] = out.get(dict(labels)["reporter"], 0) + v
+        return out if out == {"source": 3, "destination": 3} else None
+
+    wait_for("gRPC requests from both reporters", grpc_counts, timeout=WAIT_S)
