@@ -17,6 +17,10 @@ Rows (each one is the path a request takes from the load generator):
                    HTTP_PROXY) -> mTLS -> echo's sidecar -> app. Generated config, mesh defaults:
                    gRPC access log to the control plane feeding Istio's metrics; no tracer (Istio's
                    default since 1.22).
+- 2 sc, metrics in proxy: the same path between a second client and echo pair whose proxies run with
+                   ProxyConfig ISTHMUS_PROXY_METRICS=true: Envoy keeps Istio's metrics in the in-proxy
+                   module (telemetry.statsmodule) and reports them once a second; the gRPC access log
+                   only carries failed requests (Host: echo-pm:8080, its own echo app on core 0).
 - 2 sc, tracing 1%: the same with MeshConfig `defaultConfig.tracing: {sampling: 1}`: the Zipkin tracer to the
                    built-in collector at Istio's 1% sampling (what the default was before).
 - 2 sc, no telemetry: also a mesh-wide Telemetry disabling every Istio metric, so the generated config
@@ -86,7 +90,16 @@ CLK = os.sysconf("SC_CLK_TCK")
 REFERENCE = ROOT / "bench" / "reference"
 NOISY = 0.25  # foreign cores above which a measurement is retried (RETRIES times, the quietest kept)
 RETRIES = 1
-ROWS = ("direct", "1 sidecar", "2 sidecars", "2 sc, tracing 1%", "2 sc, no telemetry", "reference")
+ROWS = (
+    "direct",
+    "1 sidecar",
+    "2 sidecars",
+    "2 sc, metrics in proxy",
+    "2 sc, tracing 1%",
+    "2 sc, no telemetry",
+    "reference",
+)
+HOST_PM = "echo-pm:8080"  # the "metrics in proxy" row's service
 
 MESH_YAML = """apiVersion: v1
 kind: Service
@@ -106,6 +119,36 @@ spec:
 apiVersion: isthmus.dev/v1alpha1
 kind: Workload
 metadata: {name: client, namespace: default, labels: {app: client, version: v1}}
+spec:
+  serviceAccount: client
+  command: [sleep, infinity]
+---
+# The same pair again, with the in-proxy metrics module instead of the gRPC access log.
+apiVersion: networking.istio.io/v1beta1
+kind: ProxyConfig
+metadata: {name: metrics-in-proxy, namespace: default}
+spec:
+  selector: {matchLabels: {metrics: in-proxy}}
+  environmentVariables: {ISTHMUS_PROXY_METRICS: "true"}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo-pm, namespace: default}
+spec:
+  selector: {app: echo-pm}
+  ports: [{name: http, port: 8080, targetPort: 8080}]
+---
+apiVersion: isthmus.dev/v1alpha1
+kind: Workload
+metadata: {name: echo-pm, namespace: default, labels: {app: echo-pm, version: v1, metrics: in-proxy}}
+spec:
+  serviceAccount: echo
+  ports: [8080]
+  command: [isthmus, echo]
+---
+apiVersion: isthmus.dev/v1alpha1
+kind: Workload
+metadata: {name: client-pm, namespace: default, labels: {app: client-pm, version: v1, metrics: in-proxy}}
 spec:
   serviceAccount: client
   command: [sleep, infinity]
@@ -158,8 +201,10 @@ async def _connection(
         writer.close()
 
 
-async def _paced(host: str, port: int, rate: float, duration: float, warmup: float) -> dict[str, Any]:
-    request = f"GET {PATH} HTTP/1.1\r\nHost: {HOST}\r\nUser-Agent: dataplane-bench\r\n\r\n".encode()
+async def _paced(
+    host: str, port: int, rate: float, duration: float, warmup: float, authority: str = HOST
+) -> dict[str, Any]:
+    request = f"GET {PATH} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: dataplane-bench\r\n\r\n".encode()
     period = CONNECTIONS / rate
     count = int((duration + warmup) * rate / CONNECTIONS)
     out: dict[str, list] = {"lat": [], "status": [], "bytes": []}
@@ -188,21 +233,21 @@ async def _paced(host: str, port: int, rate: float, duration: float, warmup: flo
     }
 
 
-def paced(address: str, rate: float, duration: float, warmup: float) -> dict[str, Any]:
+def paced(address: str, rate: float, duration: float, warmup: float, authority: str = HOST) -> dict[str, Any]:
     """Run the open-loop generator in a child pinned to the load core; its JSON result."""
     host, port = address.rsplit(":", 1)
     out = subprocess.run(
         ["taskset", "-c", LOAD_CPU, sys.executable, __file__, "--loadgen", host, port, str(rate),
-         str(duration), str(warmup)],
+         str(duration), str(warmup), authority],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     return json.loads(out)
 
 
-def wrk_max(address: str, duration: float) -> dict[str, Any]:
+def wrk_max(address: str, duration: float, authority: str = HOST) -> dict[str, Any]:
     out = subprocess.run(
         ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{int(duration)}s", "--latency",
-         "-H", f"Host: {HOST}", f"http://{address}{PATH}"],
+         "-H", f"Host: {authority}", f"http://{address}{PATH}"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -368,15 +413,26 @@ class Bench:
         self.echo_ip, self.client_ip = echo["ip"], client["ip"]
         tree = descendants(self.mesh.proc.pid)  # type: ignore[union-attr]
         envoys = {p: c for p in tree if (c := cmdline(p)) and c[0].endswith("envoy")}
-        self.echo_envoy = next(p for p, c in envoys.items() if f"/{echo['instance']}/" in " ".join(c))
-        self.client_envoy = next(p for p, c in envoys.items() if f"/{client['instance']}/" in " ".join(c))
-        self.app = next(
-            p for p in tree if environ(p).get("POD_IP") == self.echo_ip and "echo" in " ".join(cmdline(p))
-        )
+        echo_pm, client_pm = self.mesh.proxy("echo-pm"), self.mesh.proxy("client-pm")
+        self.echo_pm_ip, self.client_pm_ip = echo_pm["ip"], client_pm["ip"]
+
+        def envoy_of(proxy: dict[str, Any]) -> int:
+            return next(p for p, c in envoys.items() if f"/{proxy['instance']}/" in " ".join(c))
+
+        def app_of(ip: str) -> int:
+            return next(p for p in tree if environ(p).get("POD_IP") == ip and "echo" in " ".join(cmdline(p)))
+
+        self.echo_envoy, self.client_envoy = envoy_of(echo), envoy_of(client)
+        self.echo_pm_envoy, self.client_pm_envoy = envoy_of(echo_pm), envoy_of(client_pm)
+        self.app, self.app_pm = app_of(self.echo_ip), app_of(self.echo_pm_ip)
+        for name, pm in (("echo-pm", echo_pm), ("client-pm", client_pm)):
+            pipeline = next((x.get("metrics", {}) for x in status["proxies"] if x["id"] == pm["id"]), {})
+            if pipeline.get("pipeline") != "proxy":
+                raise RuntimeError(f"{name} runs without the in-proxy metrics module: {pipeline}")
         self.cp = self.mesh.proc.pid  # type: ignore[union-attr]
-        for p in (self.echo_envoy, self.client_envoy):
+        for p in (self.echo_envoy, self.client_envoy, self.echo_pm_envoy, self.client_pm_envoy):
             pin(p, ENVOY_CPU)
-        for p in (self.cp, self.app):
+        for p in (self.cp, self.app, self.app_pm):
             pin(p, LOAD_CPU)
         self.config_version = status["configVersion"]
         args = cmdline(self.client_envoy)
@@ -454,6 +510,8 @@ class Bench:
 
     def target(self, row: str) -> tuple[str, list[int], list[int]]:
         """(address, Envoy pids of the row, other pids whose CPU we report) for `row`."""
+        if row == "2 sc, metrics in proxy":
+            return f"{self.client_pm_ip}:15001", [self.client_pm_envoy, self.echo_pm_envoy], [self.cp]
         if row == "direct":
             return f"127.0.0.1:{self.app_port}", [], []
         if row == "1 sidecar":
@@ -468,18 +526,23 @@ class Bench:
             if row in ("2 sc, tracing 1%", "2 sc, no telemetry"):
                 continue
             address, _, _ = self.target(row)
-            r = paced(address, 50, 0.5, 0.0)
+            r = paced(address, 50, 0.5, 0.0, authority(row))
             if r["ok"] != r["requests"] or r["body_bytes"] != BODY_BYTES:
                 raise RuntimeError(f"{row}: unexpected answers {r}")
 
 
+def authority(row: str) -> str:
+    return HOST_PM if row == "2 sc, metrics in proxy" else HOST
+
+
 def measure_row(bench: Bench, row: str, duration: float, warmup: float) -> dict[str, Any]:
     address, envoys, others = bench.target(row)
+    host = authority(row)
     result: dict[str, Any] = {"address": address}
     for _attempt in range(RETRIES + 1):
         wait_quiet()
         f = Foreign()
-        r = wrk_max(address, duration)
+        r = wrk_max(address, duration, host)
         r["foreign_cores"] = f.cores()
         if "max" not in result or r["foreign_cores"] < result["max"]["foreign_cores"]:
             result["max"] = r
@@ -490,7 +553,7 @@ def measure_row(bench: Bench, row: str, duration: float, warmup: float) -> dict[
             wait_quiet()
             f = Foreign()
             e0, o0 = cpu_seconds(envoys), cpu_seconds(others)
-            r = paced(address, rate, duration, warmup)
+            r = paced(address, rate, duration, warmup, host)
             e1, o1 = cpu_seconds(envoys), cpu_seconds(others)
             r["foreign_cores"] = f.cores()
             r["envoy_cpu_us_per_req"] = (e1 - e0) / r["requests"] * 1e6 if envoys else None
@@ -1072,15 +1135,15 @@ def main() -> None:
         default=None,
         help="with --ablation: comma-separated rows (default all; the static copy and 'reference' always)",
     )
-    ap.add_argument("--loadgen", nargs=5, metavar=("HOST", "PORT", "RATE", "DURATION", "WARMUP"),
+    ap.add_argument("--loadgen", nargs=6, metavar=("HOST", "PORT", "RATE", "DURATION", "WARMUP", "AUTHORITY"),
                     help=argparse.SUPPRESS)  # fmt: skip
     args = ap.parse_args()
     # Stop cleanly (mesh and reference Envoys) on SIGTERM, and on SIGINT even when started in background.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.loadgen:
-        host, port, rate, duration, warmup = args.loadgen
-        res = asyncio.run(_paced(host, int(port), float(rate), float(duration), float(warmup)))
+        host, port, rate, duration, warmup, authority = args.loadgen
+        res = asyncio.run(_paced(host, int(port), float(rate), float(duration), float(warmup), authority))
         print(json.dumps(res))
         return
     if shutil.which("wrk") is None:
@@ -1133,7 +1196,11 @@ def main() -> None:
                 return
             for i in range(rounds_n):
                 rnd: dict[str, Any] = {}
-                order = [r for r in ("direct", "1 sidecar", "2 sidecars", "reference") if r in rows]
+                order = [
+                    r
+                    for r in ("direct", "1 sidecar", "2 sidecars", "2 sc, metrics in proxy", "reference")
+                    if r in rows
+                ]
                 if i % 2:
                     order.reverse()
                 for row in order:
