@@ -132,6 +132,7 @@ class Telemetry:
         self._receiver: asyncio.DatagramTransport | None = None
         self.reports_total = 0
         self.reports_unknown_proxy = 0
+        self.reports_refused = 0  # sent from another address than their proxy's
         self.series_dropped: dict[str, int] = {}  # proxy id -> series its module's table had no room for
 
     # ------------------------------------------------------------------ resolution
@@ -529,10 +530,12 @@ class Telemetry:
 
     # ------------------------------------------------------------------ in-proxy metrics module
 
-    def ingest_report(self, report: Any) -> int:
+    def ingest_report(self, report: Any, source_ip: str | None = None) -> int:
         """One datagram of the in-proxy metrics module (`statsmodule.Report`): the growth of each series
         since its last report becomes Istio's metrics and the graph, as entries do. Returns the series
-        that grew. A report from a proxy not connected (yet) is skipped: its totals come again."""
+        that grew. A report from a proxy not connected (yet) is skipped: its totals come again. With
+        `source_ip` (the datagram's), a report whose proxy has another address is refused: the module
+        sends from its proxy's address, so that one is forged."""
         info = self.proxies.get(report.node_id)
         if info is None:
             proxy = self.proxy_lookup(report.node_id) if self.proxy_lookup is not None else None
@@ -540,6 +543,9 @@ class Telemetry:
                 self.reports_unknown_proxy += 1
                 return 0
             info = self.register_proxy(proxy)
+        if source_ip is not None and info.proxy.ip and source_ip != info.proxy.ip:
+            self.reports_refused += 1
+            return 0
         now = self.clock()
         info.last_seen = now
         self.reports_total += 1
@@ -870,6 +876,7 @@ class Telemetry:
             "spans": self.spans.received,
             "moduleReports": self.reports_total,
             "moduleReportsUnknownProxy": self.reports_unknown_proxy,
+            "moduleReportsRefused": self.reports_refused,
             "moduleSeriesDropped": dict(self.series_dropped),
         }
 

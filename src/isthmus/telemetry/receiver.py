@@ -36,7 +36,7 @@ class _SeriesProtocol(asyncio.DatagramProtocol):
                 log.warning("telemetry: unreadable metrics report from %s:%s: %s", addr[0], addr[1], exc)
             return
         try:
-            t.ingest_report(report)
+            t.ingest_report(report, source_ip=addr[0])
         except Exception:
             t.errors_total += 1
             log.exception("telemetry: metrics report from %s", report.node_id)

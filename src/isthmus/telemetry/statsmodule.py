@@ -28,6 +28,7 @@ is cumulative since the module instance (``instance``, random per Envoy process)
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import shutil
 import subprocess
@@ -97,8 +98,11 @@ def build(cache_dir: Path) -> Path:
     lib = out_dir / f"lib{MODULE_NAME}.so"
     if lib.is_file():
         return out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".lib{MODULE_NAME}.", suffix=".so.tmp", dir=out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".lib{MODULE_NAME}.", suffix=".so.tmp", dir=out_dir)
+    except OSError as e:
+        raise ModuleUnavailable(f"cannot write the module under {cache_dir}: {e}") from e
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -177,10 +181,16 @@ DynamicModuleAccessLog = _access_log_class()
 
 
 def logger_config(
-    collector: tuple[str, int], node_id: str, direction: str, *, skip_grpc: bool = False
+    collector: tuple[str, int],
+    node_id: str,
+    direction: str,
+    *,
+    skip_grpc: bool = False,
+    source: str | None = None,
 ) -> str:
     """The module's config string (Envoy passes a StringValue's text to the module as is). `skip_grpc`:
-    gRPC requests are not counted (the gRPC access log keeps them, message counts included)."""
+    gRPC requests are not counted (the gRPC access log keeps them, message counts included); `source`:
+    the IP the reports are sent from (the proxy's own, which the control plane checks)."""
     host, port = collector
     if direction not in ("outbound", "inbound"):
         raise ValueError(f"direction must be outbound or inbound, not {direction!r}")
@@ -190,18 +200,26 @@ def logger_config(
         raise ValueError(f"bad collector port {port!r}")
     address = f"[{host}]" if ":" in host else host
     out = f"collector={address}:{int(port)} node={node_id} direction={direction}"
+    if source:
+        ipaddress.ip_address(source)  # ValueError when not an IP
+        out += f" source={source}"
     return out + " grpc=skip" if skip_grpc else out
 
 
 def access_logger(
-    collector: tuple[str, int], node_id: str, direction: str, *, skip_grpc: bool = False
+    collector: tuple[str, int],
+    node_id: str,
+    direction: str,
+    *,
+    skip_grpc: bool = False,
+    source: str | None = None,
 ) -> accesslog_pb2.AccessLog:
     """An ``AccessLog`` that loads the module's ``istio_metrics`` logger (deterministic bytes)."""
     config = DynamicModuleAccessLog(
         dynamic_module_config=dynamic_modules_pb2.DynamicModuleConfig(name=MODULE_NAME),
         logger_name=LOGGER_NAME,
     )
-    text = logger_config(collector, node_id, direction, skip_grpc=skip_grpc)
+    text = logger_config(collector, node_id, direction, skip_grpc=skip_grpc, source=source)
     config.logger_config.Pack(wrappers_pb2.StringValue(value=text))
     log = accesslog_pb2.AccessLog(name=ACCESS_LOGGER_NAME)
     log.typed_config.type_url = ACCESS_LOG_TYPE_URL

@@ -4,17 +4,15 @@ metadata ISTHMUS_STATS_COLLECTOR) and Telemetry keeps Istio's default metrics, e
 from __future__ import annotations
 
 import dataclasses
-import re
 
-import pytest
 from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.extensions.access_loggers.grpc.v3 import als_pb2
 from google.protobuf import wrappers_pb2
 from telemetry_helpers import PRODUCTPAGE, snap, snapshot, tel
 
 from isthmus.model.proxy import Proxy
-from isthmus.telemetry import core, statsmodule
 from isthmus.telemetry import envoy as tenvoy
+from isthmus.telemetry import statsmodule
 
 MODULE_PROXY = dataclasses.replace(
     PRODUCTPAGE, metadata={**PRODUCTPAGE.metadata, tenvoy.STATS_COLLECTOR_KEY: "127.1.0.1:15014"}
@@ -45,7 +43,7 @@ def test_with_the_module_the_access_log_service_gets_grpc_and_failed_requests_on
     assert module.typed_config.type_url.endswith("DynamicModuleAccessLog")
     assert (
         _module_config(module)
-        == f"collector=127.1.0.1:15014 node={MODULE_PROXY.id} direction=inbound grpc=skip"
+        == f"collector=127.1.0.1:15014 node={MODULE_PROXY.id} direction=inbound source={MODULE_PROXY.ip} grpc=skip"
     )
     # gRPC requests keep feeding the metrics through their entries (message counts).
     cfg = als_pb2.HttpGrpcAccessLogConfig()
@@ -56,7 +54,7 @@ def test_with_the_module_the_access_log_service_gets_grpc_and_failed_requests_on
     # Failed requests (not gRPC: those are logged above) are only logs.
     assert als.typed_config.Unpack(cfg)
     assert cfg.common_config.log_name == "isthmus.inbound.failed"
-    not_grpc, failed = als.filter.and_filter.filters
+    failed, not_grpc = als.filter.and_filter.filters
     assert not_grpc.header_filter.header.invert_match
     assert not_grpc.header_filter.header.treat_missing_header_as_empty
     status, flagged = failed.or_filter.filters
@@ -65,27 +63,14 @@ def test_with_the_module_the_access_log_service_gets_grpc_and_failed_requests_on
     assert flagged.HasField("response_flag_filter") and not flagged.response_flag_filter.flags
 
 
-@pytest.mark.parametrize(
-    ("content_type", "grpc"),
-    [
-        ("application/grpc", True),
-        ("application/grpc+proto", True),
-        ("application/grpc;charset=utf-8", True),
-        ("application/grpc-web", False),
-        ("application/json", False),
-        ("", False),
-    ],
-)
-def test_the_grpc_filter_agrees_with_the_telemetry(content_type: str, grpc: bool) -> None:
-    assert bool(re.fullmatch(tenvoy.GRPC_CONTENT_TYPE_RE, content_type)) is grpc
-    assert core._is_grpc(content_type) is grpc
-
-    module, als = tenvoy.tcp_access_loggers(snapshot(), MODULE_PROXY, "outbound")
-    assert _module_config(module).endswith("direction=outbound")
-    tcp = als_pb2.TcpGrpcAccessLogConfig()
-    assert als.typed_config.Unpack(tcp)
-    assert tcp.common_config.log_name == "isthmus.outbound.failed"
-    assert als.filter.HasField("response_flag_filter")
+def test_the_grpc_logger_takes_what_the_module_skips() -> None:
+    """The module skips application/grpc* (grpc=skip); the gRPC logger's filter is the same prefix, and
+    the failed-requests logger leaves those out, so every request is counted and logged once."""
+    _module, grpc, failed = tenvoy.http_access_loggers(snapshot(), MODULE_PROXY, "outbound")
+    header = grpc.filter.header_filter.header
+    assert header.string_match.prefix == "application/grpc" and not header.invert_match
+    _failed, not_grpc = failed.filter.and_filter.filters
+    assert not_grpc.header_filter.header.string_match.prefix == "application/grpc"
 
 
 def test_telemetry_overrides_keep_the_access_log_pipeline() -> None:

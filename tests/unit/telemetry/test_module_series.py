@@ -315,3 +315,13 @@ def test_failed_only_logs_do_not_count() -> None:
     t.ingest(t.register_node(msg.identifier.node), "outbound", msg, metrics=False)
     assert b"istio_requests_total{" not in t.metrics_text()
     assert len(t.log_lines(t.proxies.values())) == 1
+
+
+def test_reports_from_another_address_than_their_proxys_are_refused() -> None:
+    """The module sends from its proxy's address: a report naming a proxy from elsewhere is forged."""
+    t = telemetry()
+    s = series_of("outbound", [http_entry()])
+    assert t.ingest_report(report(PRODUCTPAGE, s), source_ip="127.9.9.9") == 0
+    assert t.reports_refused == 1
+    assert b"istio_requests_total{" not in t.metrics_text()
+    assert t.ingest_report(report(PRODUCTPAGE, s), source_ip=PRODUCTPAGE_IP) == 1

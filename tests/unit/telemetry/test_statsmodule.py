@@ -369,6 +369,22 @@ def test_access_logger_ipv6_and_validation() -> None:
         access_logger(("127.0.0.1", 1), "a b", "outbound")
     with pytest.raises(ValueError, match="port"):
         access_logger(("127.0.0.1", 0), "n", "outbound")
+    with pytest.raises(ValueError):
+        access_logger(("127.0.0.1", 1), "n", "outbound", source="pod-a")
+
+
+def test_logger_config_options() -> None:
+    text = statsmodule.logger_config(("127.1.0.1", 15014), "n", "inbound", skip_grpc=True, source="127.1.0.5")
+    assert text == "collector=127.1.0.1:15014 node=n direction=inbound source=127.1.0.5 grpc=skip"
+
+
+def test_build_into_an_unwritable_cache(tmp_path: Path) -> None:
+    if shutil.which("cc") is None:
+        pytest.skip("no C compiler")
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache directory should be")
+    with pytest.raises(statsmodule.ModuleUnavailable, match="cannot write the module"):
+        statsmodule.build(blocker)
 
 
 def test_build_without_compiler(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -722,9 +738,18 @@ def test_module_leaves_grpc_requests_to_the_access_log_when_asked(stubbed: Stubb
     for content_type in ("application/grpc", "application/grpc+proto", "application/grpc-web", "text/plain"):
         stubbed.reset(content_type=content_type)
         stubbed.log(logger)
-    series = _http(stubbed.finish()).values()
-    assert sorted(s.requests for s in series) == [2]  # grpc-web and text/plain, one series: both "http"
-    assert not any(s.grpc for s in series)
+    series = list(_http(stubbed.finish()).values())
+    assert [(s.requests, s.grpc) for s in series] == [(1, False)]  # text/plain only
+
+
+def test_module_sends_from_its_source_address(stubbed: StubbedModule) -> None:
+    host, port = stubbed.sock.getsockname()
+    logger = stubbed.config(f"collector={host}:{port} node=node-1 direction=outbound source=127.0.0.1")
+    stubbed.log(logger)
+    stubbed.destroy()
+    stubbed.sock.settimeout(2.0)
+    _data, (sender, _port) = stubbed.sock.recvfrom(65536)
+    assert sender == "127.0.0.1"
 
 
 def test_module_rejects_bad_configs(stubbed: StubbedModule) -> None:
@@ -737,6 +762,7 @@ def test_module_rejects_bad_configs(stubbed: StubbedModule) -> None:
         "collector=127.0.0.1:9 node=n direction=outbound extra=1",
         "collector=127.0.0.1:70000 node=n direction=outbound",
         "collector=127.0.0.1:9 node=n direction=outbound grpc=maybe",
+        "collector=127.0.0.1:9 node=n direction=outbound source=nowhere",
     ):
         assert stubbed.config(text) is None, text
     assert stubbed.config("collector=[::1]:9 node=n direction=inbound") is not None

@@ -5,7 +5,10 @@
  * ENVOY_DYNAMIC_MODULES_SEARCH_PATH. The logger config (a google.protobuf.StringValue, which Envoy
  * passes to the module as the raw string, without the wrapper) is:
  *
- *     collector=IP:PORT node=NODE_ID direction=outbound|inbound
+ *     collector=IP:PORT node=NODE_ID direction=outbound|inbound [source=IP] [grpc=skip|count]
+ *
+ * `source`: the address reports are sent from (the pod's, so the control plane can tell forged ones);
+ * `grpc=skip`: gRPC requests are left to the gRPC access log.
  *
  * Per request (HTTP) or per TCP access-log entry the module reads what it needs through the ABI's
  * getters, builds the series key in a stack buffer, hashes it and adds to a process-wide table
@@ -199,8 +202,8 @@ typedef struct {
 
 typedef struct {
   int direction;  /* 0 outbound, 1 inbound */
-  bool skip_grpc; /* `grpc=skip`: gRPC requests are left to the gRPC access log (their message counts
-                     are in filter state, which this ABI cannot read) */
+  bool skip_grpc; /* `grpc=skip`: application/grpc* requests are left to the gRPC access log (their
+                     message counts are in filter state, which this ABI cannot read) */
 } config_t;
 
 /* The in-module configs are these constants (the collector and node are process-wide), so a logger
@@ -217,6 +220,10 @@ static char g_instance[17];
 static char g_node[512];
 static struct sockaddr_storage g_collector;
 static socklen_t g_collector_len;
+/* `source=IP`: the address reports are sent from (the pod's), so the control plane can tell a proxy's
+ * reports from forged ones by their source; 0 length: the kernel's choice. */
+static struct sockaddr_storage g_source;
+static socklen_t g_source_len;
 static int g_refs;
 static bool g_thread_running, g_stop;
 static pthread_t g_thread;
@@ -447,10 +454,12 @@ static void log_http(void* ctx, const config_t* cfg) {
   size_t total = 0;
 
   bool ok = CB(get_header_value)(ctx, HDR_REQUEST, (ebuf_t){"content-type", 12}, &b, 0, &total);
+  /* skip_grpc leaves every application/grpc* request (gRPC-Web too) to the gRPC access log, whose
+   * filter is that prefix: each request is counted once. */
+  if (cfg->skip_grpc && ok && b.ptr != NULL && buf_prefix(b, "application/grpc")) return;
   bool grpc = ok && b.ptr != NULL &&
               (buf_eq(b, "application/grpc") || buf_prefix(b, "application/grpc+") ||
                buf_prefix(b, "application/grpc;"));
-  if (grpc && cfg->skip_grpc) return;
 
   key_cstr(&k, "H");
   key_cstr(&k, cfg->direction ? "inbound" : "outbound");
@@ -684,6 +693,8 @@ static size_t header(char* buf, size_t cap, const char* node, uint64_t seq, uint
 
 static int g_sock = -1;
 static int g_sock_family = -1;
+static struct sockaddr_storage g_sock_source; /* what g_sock is bound to */
+static socklen_t g_sock_source_len;
 
 static void flush_once(void) {
   /* 1. Copy under the lock. */
@@ -704,6 +715,8 @@ static void flush_once(void) {
   memcpy(node, g_node, sizeof(node));
   struct sockaddr_storage addr = g_collector;
   socklen_t addr_len = g_collector_len;
+  struct sockaddr_storage source = g_source;
+  socklen_t source_len = g_source_len;
   uint64_t seq = ++g_seq;
   pthread_mutex_unlock(&g_mu);
 
@@ -738,10 +751,17 @@ static void flush_once(void) {
 
   /* 3. Send (non-blocking; errors counted). */
   if (addr_len > 0) {
-    if (g_sock < 0 || g_sock_family != addr.ss_family) {
+    if (g_sock < 0 || g_sock_family != addr.ss_family || g_sock_source_len != source_len ||
+        memcmp(&g_sock_source, &source, source_len) != 0) {
       if (g_sock >= 0) close(g_sock);
       g_sock = socket(addr.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      if (g_sock >= 0 && source_len > 0 &&
+          (source.ss_family != addr.ss_family || bind(g_sock, (struct sockaddr*)&source, source_len) != 0)) {
+        close(g_sock); /* a report from another address would be refused: send none, count errors */
+        g_sock = -1;
+      }
       g_sock_family = g_sock >= 0 ? addr.ss_family : -1;
+      g_sock_source = source, g_sock_source_len = source_len;
     }
     char* dgram = malloc(MAX_DATAGRAM + 1024);
     uint64_t send_errors = 0;
@@ -829,6 +849,8 @@ static void random_instance(void) {
   snprintf(g_instance, sizeof(g_instance), "%016llx", (unsigned long long)v);
 }
 
+static bool parse_ip(const char* host, uint16_t port, struct sockaddr_storage* out, socklen_t* out_len);
+
 static bool parse_collector(const char* s, size_t n, struct sockaddr_storage* out, socklen_t* out_len) {
   char host[128];
   const char* colon = NULL;
@@ -859,6 +881,11 @@ static bool parse_collector(const char* s, size_t n, struct sockaddr_storage* ou
     port = port * 10 + (unsigned long)(c - '0');
   }
   if (port == 0 || port > 65535) return false;
+  return parse_ip(host, (uint16_t)port, out, out_len);
+}
+
+/* `host` (NUL-terminated, IPv4 or IPv6 text) and `port` as a socket address. */
+static bool parse_ip(const char* host, uint16_t port, struct sockaddr_storage* out, socklen_t* out_len) {
   memset(out, 0, sizeof(*out));
   struct sockaddr_in* v4 = (struct sockaddr_in*)out;
   struct sockaddr_in6* v6 = (struct sockaddr_in6*)out;
@@ -896,8 +923,8 @@ const void* envoy_dynamic_module_on_access_logger_config_new(void* config_envoy,
   (void)config_envoy, (void)name;
   int direction = -1;
   bool skip_grpc = false;
-  struct sockaddr_storage addr;
-  socklen_t addr_len = 0;
+  struct sockaddr_storage addr, source;
+  socklen_t addr_len = 0, source_len = 0;
   const char* node = NULL;
   size_t node_len = 0;
   const char* p = config.ptr ? config.ptr : "";
@@ -921,6 +948,12 @@ const void* envoy_dynamic_module_on_access_logger_config_new(void* config_envoy,
       if (vlen == 8 && memcmp(val, "outbound", 8) == 0) direction = 0;
       else if (vlen == 7 && memcmp(val, "inbound", 7) == 0) direction = 1;
       else return NULL;
+    } else if (klen == 6 && memcmp(tok, "source", 6) == 0) {
+      char ip[64];
+      if (vlen == 0 || vlen >= sizeof(ip)) return NULL;
+      memcpy(ip, val, vlen);
+      ip[vlen] = '\0';
+      if (!parse_ip(ip, 0, &source, &source_len)) return NULL;
     } else if (klen == 4 && memcmp(tok, "grpc", 4) == 0) {
       if (vlen == 4 && memcmp(val, "skip", 4) == 0) skip_grpc = true;
       else if (vlen == 5 && memcmp(val, "count", 5) == 0) skip_grpc = false;
@@ -950,6 +983,8 @@ const void* envoy_dynamic_module_on_access_logger_config_new(void* config_envoy,
   }
   memcpy(&g_collector, &addr, sizeof(addr));
   g_collector_len = addr_len;
+  if (source_len > 0) memcpy(&g_source, &source, sizeof(source));
+  g_source_len = source_len;
   size_t nl = node_len;
   for (size_t i = 0; i < nl; i++) g_node[i] = (node[i] == SEP || node[i] == '\n') ? '?' : node[i];
   g_node[nl] = '\0';
