@@ -7,6 +7,9 @@ own source. Only failed requests reach `isthmus logs` from module proxies.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
@@ -178,6 +181,15 @@ def test_only_failed_requests_reach_the_logs(mesh: MeshProcess) -> None:
 
     found = wait_for("a's failed request in the logs", lines, timeout=WAIT_S)
     assert all("/logs-fail-0" in line and " 503 " in line for line in found), found
+    # `isthmus logs` says why the successful requests are missing.
+    cmd = [sys.executable, "-m", "isthmus.cli.main", "logs", "a", "--state-dir", str(mesh.state_dir)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "/logs-fail-0" in done.stdout and "/logs-ok-" not in done.stdout
+    assert "keep their metrics in the proxy" in done.stderr
+    cmd[cmd.index("a")] = "legacy"
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and "keep their metrics" not in done.stderr, done.stderr
 
 
 def test_tcp_connections(mesh: MeshProcess) -> None:
@@ -227,3 +239,37 @@ def test_grpc_requests_are_counted_once_from_their_entries(mesh: MeshProcess) ->
         return out if out == {"source": 3, "destination": 3} else None
 
     wait_for("gRPC requests from both reporters", grpc_counts, timeout=WAIT_S)
+
+
+def test_grpc_web_requests_are_counted_once_as_http(mesh: MeshProcess) -> None:
+    """gRPC-Web takes the gRPC logger too (the module skips every application/grpc* request) and is
+    counted as HTTP, once per reporter."""
+
+    def http_ok() -> dict[str, float]:
+        out: dict[str, float] = {}
+        for labels, v in matching(
+            samples(mesh, "istio_requests_total"),
+            source_workload="a",
+            destination_workload="b",
+            request_protocol="http",
+            response_code="200",
+        ).items():
+            out[dict(labels)["reporter"]] = out.get(dict(labels)["reporter"], 0) + v
+        return out
+
+    before = wait_for(
+        "a settled count", lambda: (c := http_ok()) and c.get("source") == c.get("destination") and c
+    )
+    for _ in range(2):
+        resp = mesh.curl(
+            "a",
+            "http://b/web",
+            method="POST",
+            body=b"",
+            headers=[("content-type", "application/grpc-web+proto")],
+        )
+        assert resp.status == 200, resp
+    want = {r: before[r] + 2 for r in ("source", "destination")}
+    wait_for("the gRPC-Web requests", lambda: http_ok() == want, timeout=WAIT_S)
+    time.sleep(2.5)  # two more report intervals: a second count would have arrived by now
+    assert http_ok() == want

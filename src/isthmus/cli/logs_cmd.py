@@ -7,7 +7,8 @@ accessLogEncoding / accessLogFormat; TEXT by default), whether or not accessLogF
 instead (``<state-dir>/pods/<ns>/<instance>/app.log``), like ``kubectl logs POD``.
 
 WORKLOAD is a workload name (every instance, merged in time order), an instance name, or
-``WORKLOAD/INSTANCE``.
+``WORKLOAD/INSTANCE``. Proxies that keep their metrics themselves (ISTHMUS_PROXY_METRICS) only send the
+entries of failed and gRPC requests; a note on stderr says so.
 """
 
 from __future__ import annotations
@@ -78,6 +79,26 @@ def _stream_access_logs(
         raise click.ClickException(_error_of(e)) from e
     except (urllib.error.URLError, OSError) as e:
         raise click.ClickException(f"cannot reach the mesh at {url}: {getattr(e, 'reason', e)}") from e
+
+
+def _in_proxy_metrics(state_dir: Path | None, workload: str, namespace: str) -> list[str]:
+    """Instances of the workload whose proxies keep their metrics themselves (ISTHMUS_PROXY_METRICS):
+    their access log only carries failed and gRPC requests."""
+    name, instance = _split(workload)
+    try:
+        code, data = call(state_dir, "GET", "/api/status")
+    except click.ClickException:
+        return []
+    if code != 200:
+        return []
+    return [
+        p["instance"]
+        for p in data.get("proxies", [])
+        if p.get("namespace") == namespace
+        and name in (p.get("workload"), p.get("instance"))
+        and instance in (None, p.get("instance"))
+        and (p.get("metrics") or {}).get("pipeline") == "proxy"
+    ]
 
 
 def _instances(state_dir: Path | None, workload: str, namespace: str) -> list[str]:
@@ -184,6 +205,13 @@ def logs_command(
         if app:
             _app_logs(state_dir, workload, namespace, follow=follow, tail=tail, prefix=prefix)
         else:
+            quiet = _in_proxy_metrics(state_dir, workload, namespace)
+            if quiet:
+                click.echo(
+                    f"note: {', '.join(quiet)} keep their metrics in the proxy (ISTHMUS_PROXY_METRICS): "
+                    "only failed requests (status >= 400 or a response flag) and gRPC requests are logged",
+                    err=True,
+                )
             _stream_access_logs(
                 state_dir, workload, namespace, follow=follow, tail=tail, output=output, prefix=prefix
             )
