@@ -817,39 +817,30 @@ def _als_bare(boot: dict) -> None:
                 cfg["common_config"].pop(k, None)
 
 
-STATS_MODULE_SOURCE = ROOT / "bench" / "statsmod" / "isthmus_stats.c"
-STATS_MODULE_NAME = "isthmus_stats"  # Envoy loads lib<name>.so from ENVOY_DYNAMIC_MODULES_SEARCH_PATH
-
-
-def build_stats_module(out_dir: Path) -> Path:
-    """Compile the "ALS -> C module" row's access logger (needs a C compiler; the row is skipped without)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    lib = out_dir / f"lib{STATS_MODULE_NAME}.so"
-    subprocess.run(
-        ["cc", "-O2", "-fPIC", "-shared", "-Wall", "-o", str(lib), str(STATS_MODULE_SOURCE)],
-        check=True,
-    )
-    return lib
+# Where the ablation's module logger reports: a loopback port nobody listens on (the static copies are
+# not the mesh's proxies, so their series must not reach its control plane).
+ABLATION_COLLECTOR = ("127.0.0.1", 9)
 
 
 def _als_to_module(boot: dict) -> None:
-    """Every gRPC access logger becomes the C module's access logger (bench/statsmod): the metrics are
-    kept in the proxy, as istio-proxy's stats filter keeps them, instead of an entry per request."""
+    """Every gRPC access logger becomes the in-proxy metrics module's logger (telemetry.statsmodule, as
+    ISTHMUS_PROXY_METRICS generates it minus the loggers of gRPC and failed requests, which this load
+    never makes): the metrics are kept in the proxy, as istio-proxy's stats filter keeps them, instead of
+    an entry per request."""
+    from google.protobuf import json_format
+
+    from isthmus.telemetry import statsmodule
+
     for hcm in _hcms(boot):
-        hcm["access_log"] = [
-            log
-            if log["name"] != "envoy.access_loggers.http_grpc"
-            else {
-                "name": "envoy.access_loggers.dynamic_modules",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.dynamic_modules.v3"
-                    ".DynamicModuleAccessLog",
-                    "dynamic_module_config": {"name": STATS_MODULE_NAME},
-                    "logger_name": "istio_metrics",
-                },
-            }
-            for log in hcm.get("access_log", [])
-        ]
+        logs = []
+        for log in hcm.get("access_log", []):
+            if log["name"] == "envoy.access_loggers.http_grpc":
+                name = log["typed_config"]["common_config"]["log_name"]
+                direction = "inbound" if name.startswith("isthmus.inbound") else "outbound"
+                module = statsmodule.access_logger(ABLATION_COLLECTOR, "ablation", direction, skip_grpc=True)
+                log = json_format.MessageToDict(module, preserving_proto_field_name=True)
+            logs.append(log)
+        hcm["access_log"] = logs
 
 
 EXTRA_FILTERS = (
@@ -905,10 +896,12 @@ class Ablation:
             for who, ip in (("client", bench.client_ip), ("server", bench.echo_ip))
         }
         self.procs: list[subprocess.Popen[bytes]] = []
-        modules = bench.workdir / "modules"
-        self.env = {**os.environ, "ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(modules)}
+        self.env = dict(os.environ)
         if "ALS -> C module" in rows:
-            build_stats_module(modules)
+            from isthmus.telemetry import statsmodule
+
+            modules = statsmodule.build(bench.workdir / "modules")
+            self.env["ENVOY_DYNAMIC_MODULES_SEARCH_PATH"] = str(modules)
 
     def start(self, variant: str) -> None:
         self.stop()
