@@ -595,11 +595,11 @@ class Telemetry:
     def _http_series(
         self, info: ProxyInfo, d: Any, resolver: PeerResolver, stats: ProxyStats, now: float
     ) -> None:
-        """The growth of one HTTP series: `d.requests` requests with the same labels."""
-        if self.metrics_policy(info, d.direction) is not None:
-            # Telemetry changed this proxy's metrics after its config was sent: the gRPC access log,
-            # which the new config carries, takes over (overrides need per-request attributes).
-            return
+        """The growth of one HTTP series: `d.requests` requests with the same labels. Recorded with Istio's
+        labels even when a Telemetry override now applies to the proxy: the module only runs under
+        Istio's default metrics, so these requests came over connections still on the listener config
+        from before the override (which reaches new connections, through the gRPC access log), as
+        istio-proxy's stats filter keeps its old config on draining connections."""
         flags = istio.sorted_flags(d.flags)
         if d.connect and d.direction == OUTBOUND:
             pl = self._series_labels(info, d, resolver, tcp=True)
@@ -646,9 +646,8 @@ class Telemetry:
     def _tcp_series(
         self, info: ProxyInfo, d: Any, resolver: PeerResolver, stats: ProxyStats, now: float
     ) -> None:
-        """The growth of one TCP series: connections opened and closed, bytes moved."""
-        if self.metrics_policy(info, d.direction) is not None:
-            return
+        """The growth of one TCP series: connections opened and closed, bytes moved (recorded as
+        `_http_series` records its requests)."""
         pl = self._series_labels(info, d, resolver, tcp=True)
         key = (*pl.values, "tcp", istio.sorted_flags(d.flags), pl.security_policy)
         t = stats.tcp_series(key)

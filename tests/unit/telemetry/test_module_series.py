@@ -19,8 +19,10 @@ from telemetry_helpers import (
     REVIEWS_PRINCIPAL,
     http_entry,
     message,
+    snap,
     static_resolver,
     tcp_entry,
+    tel,
 )
 
 from isthmus.model.proxy import Proxy
@@ -325,3 +327,27 @@ def test_reports_from_another_address_than_their_proxys_are_refused() -> None:
     assert t.reports_refused == 1
     assert b"istio_requests_total{" not in t.metrics_text()
     assert t.ingest_report(report(PRODUCTPAGE, s), source_ip=PRODUCTPAGE_IP) == 1
+
+
+def test_series_of_connections_from_before_an_override_keep_istios_labels() -> None:
+    """A Telemetry override moves a proxy to the gRPC access log, but connections opened before keep
+    the listener config with the module until they close: their requests still count, with Istio's
+    labels, as istio-proxy's old stats config counts them."""
+    s = snap(
+        tel(
+            "tags",
+            "default",
+            """
+selector: {matchLabels: {app: productpage}}
+metrics:
+- providers: [{name: prometheus}]
+  overrides:
+  - match: {metric: REQUEST_COUNT}
+    tagOverrides: {custom: {value: "'x'"}}
+""",
+        )
+    )
+    t = Telemetry(lambda: s, clock=lambda: NOW, proxy_lookup={PRODUCTPAGE.id: PRODUCTPAGE}.get)
+    assert t.ingest_report(report(PRODUCTPAGE, series_of("outbound", [http_entry()]))) == 1
+    text = t.metrics_text().decode()
+    assert "istio_requests_total{" in text and "custom=" not in text
