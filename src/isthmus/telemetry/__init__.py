@@ -54,7 +54,11 @@ bounds. A gRPC logger stays, filtered to failed requests (status >= 400 or a fla
 `isthmus logs` and explain. gRPC requests skip the module and keep their entries (a second gRPC logger,
 filtered on the content-type): their message counts live in the grpc_stats filter state, which Envoy
 1.40's module ABI cannot read. Telemetry metric overrides need per-request attributes: a proxy under one
-keeps the gRPC access log for everything.
+gets the gRPC access log for everything, which reaches new connections; connections opened before keep
+their listener config, module included, until they close, and their requests count with Istio's labels
+(as istio-proxy's stats filter keeps its old config on draining connections). The UDP reports are not
+authenticated: the module sends from its proxy's address and the control plane refuses a report from
+any other.
 
 Served: the merged istio_* metrics through `Telemetry.collector()` (registered into the control plane's
 CollectorRegistry: one ``/metrics`` scrape covers the mesh; series of proxies that go away fold into
