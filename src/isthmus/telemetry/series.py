@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
+from isthmus.telemetry import statsmodule
+
 __all__ = ["SeriesDeltas"]
 
 _MAX_INSTANCES_PER_PROXY = 4  # an Envoy restart leaves its old instance behind; keep a few
@@ -22,27 +24,9 @@ def _values(series: Any) -> tuple[Any, ...]:
     return tuple(getattr(series, name) for name in _value_fields(type(series)))
 
 
-# The fields of each series type that hold totals (the rest is its key), as `statsmodule` parses them.
-_VALUE_FIELDS: dict[str, tuple[str, ...]] = {
-    "HttpSeries": (
-        "requests",
-        "duration",
-        "duration_sum",
-        "request_bytes",
-        "request_bytes_sum",
-        "response_bytes",
-        "response_bytes_sum",
-        "wire_sent",
-        "wire_received",
-        "request_messages",
-        "response_messages",
-    ),
-    "TcpSeries": ("opened", "closed", "sent", "received"),
-}
-
-
 def _value_fields(cls: type) -> tuple[str, ...]:
-    return _VALUE_FIELDS[cls.__name__]
+    """The fields of a series type that hold totals (the rest is its key)."""
+    return statsmodule.HTTP_VALUE_FIELDS if cls is statsmodule.HttpSeries else statsmodule.TCP_VALUE_FIELDS
 
 
 def _minus(new: Any, old: Any) -> Any | None:

@@ -33,7 +33,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from envoy.config.accesslog.v3 import accesslog_pb2
@@ -261,24 +261,8 @@ class HttpSeries:
     response_messages: int
 
     def key(self) -> tuple:
-        return (
-            self.direction,
-            self.code,
-            self.flags,
-            self.cluster,
-            self.route,
-            self.upstream_ip,
-            self.downstream_ip,
-            self.local_port,
-            self.upstream_peer_san,
-            self.upstream_local_san,
-            self.downstream_peer_san,
-            self.downstream_local_san,
-            self.authority,
-            self.connect,
-            self.grpc,
-            self.grpc_status,
-        )
+        """The key fields (direction .. grpc_status), which name the series."""
+        return tuple(getattr(self, name) for name in HTTP_KEY_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,19 +284,19 @@ class TcpSeries:
     received: int
 
     def key(self) -> tuple:
-        return (
-            self.direction,
-            self.flags,
-            self.cluster,
-            self.route,
-            self.upstream_ip,
-            self.downstream_ip,
-            self.local_port,
-            self.upstream_peer_san,
-            self.upstream_local_san,
-            self.downstream_peer_san,
-            self.downstream_local_san,
-        )
+        """The key fields (direction .. downstream_local_san), which name the series."""
+        return tuple(getattr(self, name) for name in TCP_KEY_FIELDS)
+
+
+def _split_fields(cls: type, first_value: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    names = tuple(f.name for f in fields(cls))
+    i = names.index(first_value)
+    return names[:i], names[i:]
+
+
+# The fields that name a series, and those that hold its totals (what the control plane diffs).
+HTTP_KEY_FIELDS, HTTP_VALUE_FIELDS = _split_fields(HttpSeries, "requests")
+TCP_KEY_FIELDS, TCP_VALUE_FIELDS = _split_fields(TcpSeries, "opened")
 
 
 @dataclass(frozen=True, slots=True)
