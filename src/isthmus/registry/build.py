@@ -253,7 +253,7 @@ def _endpoint(inst: _WorkloadInstance, port: int) -> Endpoint:
         instance=inst.instance,
         sidecar=inst.sidecar,
         ready=inst.ready,
-        weight=inst.weight,
+        weight=inst.weight or 1,  # unset (or 0) is 1, as istiod's GetLoadBalancingWeight
         locality=inst.locality,
         network=inst.network,
         hostname=inst.hostname,

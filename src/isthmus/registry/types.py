@@ -225,7 +225,9 @@ class Endpoint:
     instance: str = ""
     sidecar: bool = False  # carries an Istio sidecar: tlsMode istio
     ready: bool = True
-    weight: int | None = None
+    # The endpoint's load-balancing weight, 1 when unset: istiod's IstioEndpoint.GetLoadBalancingWeight
+    # normalizes 0 to 1 and its EDS writes the weight on every LbEndpoint (TestEdsWeightedServiceEntry).
+    weight: int | None = 1
     locality: str = ""
     network: str = ""
     # True for DNS-resolved addresses (hostnames); the cluster is STRICT_DNS then.

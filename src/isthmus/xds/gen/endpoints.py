@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf import any_pb2, struct_pb2, wrappers_pb2
@@ -24,11 +24,26 @@ def _locality(name: str) -> p.base.Locality:
     return p.base.Locality(region=region, zone=zone, sub_zone=sub_zone)
 
 
+# kubelabels.CanonicalService's label lookups, first present wins.
+_CANONICAL_NAME_LABELS = ("service.istio.io/canonical-name", "app.kubernetes.io/name", "app")
+_CANONICAL_REVISION_LABELS = ("service.istio.io/canonical-revision", "app.kubernetes.io/version", "version")
+
+
+def _first_label(labels: Mapping[str, str], keys: Sequence[str]) -> str | None:
+    return next((labels[k] for k in keys if k in labels), None)
+
+
 def _workload_metadata(ep: Endpoint) -> str:
-    """Istio's `istio.workload` endpoint metadata: name;namespace;app;version;cluster."""
-    app = ep.labels.get("app", ep.labels.get("app.kubernetes.io/name", ""))
-    version = ep.labels.get("version", ep.labels.get("app.kubernetes.io/version", ""))
-    return f"{ep.workload};{ep.namespace};{app};{version};Kubernetes"
+    """Istio's `istio.workload` endpoint metadata: workload;namespace;canonical name;revision;cluster.
+
+    As AppendLbEndpointMetadata writes it: the canonical service is kubelabels.CanonicalService's
+    (canonical-name, then app.kubernetes.io/name, then app, else the workload name; the revision from
+    canonical-revision, app.kubernetes.io/version, version, else "latest", which is left out)."""
+    name = _first_label(ep.labels, _CANONICAL_NAME_LABELS)
+    revision = _first_label(ep.labels, _CANONICAL_REVISION_LABELS)
+    if revision == "latest":
+        revision = ""  # "don't bother sending the default value in config"
+    return f"{ep.workload};{ep.namespace};{ep.workload if name is None else name};{revision or ''};Kubernetes"
 
 
 def select_endpoints(snapshot: Snapshot, spec: ClusterSpec) -> list[Endpoint]:
@@ -238,8 +253,27 @@ def packed_endpoints(snapshot: Snapshot, proxy: Proxy, names: Iterable[str]) -> 
     for name in names:
         spec = specs.get(name)
         if spec is not None:
-            out[name] = packed_assignment(snapshot, proxy, spec)
+            out[name] = _eds_assignment(snapshot, proxy, spec)
     return out
+
+
+def _empty_assignment(snapshot: Snapshot, name: str) -> Any:
+    """istiod's buildEmptyClusterLoadAssignment, packed (one object per snapshot and name)."""
+    empty: dict[str, Any] = snapshot.memo(("cla_empty_any",), dict)
+    out = empty.get(name)
+    if out is None:
+        out = empty[name] = any_pb2.Any(type_url=_CLA_TYPE_URL, value=_ld(_T_CLA_NAME, name.encode()))
+    return out
+
+
+def _eds_assignment(snapshot: Snapshot, proxy: Proxy, spec: ClusterSpec) -> Any:
+    """What EDS sends for the cluster. A DNS cluster carries its endpoints inline (CDS): asked over EDS
+    (an EDS cluster whose service turned DNS, before the new cluster replaces it), istiod's findShards
+    skips it and the answer is empty, never host names an EDS cluster cannot take
+    (TestEDSServiceResolutionUpdate)."""
+    if spec.service.resolution in INLINE_ASSIGNMENT:
+        return _empty_assignment(snapshot, spec.name)
+    return packed_assignment(snapshot, proxy, spec)
 
 
 def build_endpoints(
@@ -255,5 +289,5 @@ def build_endpoints(
             # Envoy asked for a cluster we do not know (yet): an empty assignment keeps it from waiting.
             out.append(p.endpoint.ClusterLoadAssignment(cluster_name=name))
             continue
-        out.append(load_assignment(snapshot, proxy, spec))
+        out.append(_CLA.FromString(_eds_assignment(snapshot, proxy, spec).value))
     return out
