@@ -20,7 +20,7 @@ from envoy.type.matcher.v3.metadata_pb2 import MetadataMatcher
 from envoy.type.matcher.v3.value_pb2 import ValueMatcher
 from google.protobuf import any_pb2
 
-from isthmus.api.validation.common import routing_claim
+from isthmus.api.validation.common import is_http_status_text, routing_claim
 from isthmus.model import hosts as h
 from isthmus.model.destination_rules import MergedDestinationRule, effective_policy
 from isthmus.model.durations import to_seconds
@@ -38,12 +38,6 @@ RC = p.route_components
 MAX_DIRECT_RESPONSE_BODY = 1024 * 1024
 
 DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
-
-# Go's http.StatusText knows these; Istio treats a retryOn integer as a status code only then.
-_KNOWN_STATUS = {
-    *range(100, 104), *range(200, 209), 226, *range(300, 309), *range(400, 419), 421, 422, 423, 424, 425,
-    426, 428, 429, 431, 451, *range(500, 509), 510, 511,
-}  # fmt: skip
 
 GRPC_CODES = {
     "OK": 0, "CANCELLED": 1, "UNKNOWN": 2, "INVALID_ARGUMENT": 3, "DEADLINE_EXCEEDED": 4, "NOT_FOUND": 5,
@@ -270,15 +264,27 @@ def translate_headers(headers: Any | None) -> HeaderOps:
     return ops
 
 
+def _go_atoi(part: str) -> int | None:
+    """Go's strconv.Atoi: an optional sign and ASCII digits only (Python's int() also takes spaces,
+    underscores and non-ASCII digits, which istiod would keep as retry_on names)."""
+    digits = part[1:] if part[:1] in ("+", "-") else part
+    if not digits or not digits.isascii() or not digits.isdigit():
+        return None
+    return int(part)
+
+
 def _parse_retry_on(retry_on: str) -> tuple[str, list[int]]:
+    """retry.parseRetryOn: trimmed non-empty parts; integers Go's http.StatusText knows (no 306) are
+    retriable status codes, everything else an Envoy retry_on name, in order."""
     codes: list[int] = []
     names: list[str] = []
     for part in retry_on.split(","):
         part = part.strip()
         if not part:
             continue
-        if part.isdigit() and int(part) in _KNOWN_STATUS:
-            codes.append(int(part))
+        code = _go_atoi(part)
+        if code is not None and is_http_status_text(code):
+            codes.append(code)
         else:
             names.append(part)
     return ",".join(names), codes
@@ -312,7 +318,9 @@ def convert_retry_policy(retries: Any | None, consistent_hash: bool) -> RC.Retry
     if retries.retry_on:
         names, codes = _parse_retry_on(retries.retry_on)
         if codes and "retriable-status-codes" not in names:
-            names = f"{names},retriable-status-codes" if names else "retriable-status-codes"
+            # istiod appends unconditionally (`out.RetryOn += ",retriable-status-codes"`), so codes alone
+            # give ",retriable-status-codes"; Envoy skips the empty part (splitToken drops empties).
+            names = f"{names},retriable-status-codes"
         out.retry_on = names
         out.retriable_status_codes.extend(codes)
     if retries.per_try_timeout is not None:
