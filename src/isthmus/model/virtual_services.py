@@ -12,7 +12,7 @@ from typing import Any
 
 from isthmus.config.store import Config
 from isthmus.model import hosts as h
-from isthmus.model.visibility import is_visible, normalize
+from isthmus.model.visibility import PRIVATE, PUBLIC, is_visible, normalize
 
 MESH_GATEWAY = "mesh"
 
@@ -256,6 +256,18 @@ def merge_delegate_routes(root: Any, delegate_routes: Sequence[Any]) -> list[Any
 # --- the index ----------------------------------------------------------------------------------
 
 
+def _default_export_to(default: frozenset[str]) -> frozenset[str]:
+    """The visibility of a (root or plain) VirtualService without exportTo. istiod's initVirtualServices
+    honours only "." and "*" of MeshConfig's defaultVirtualServiceExportTo, "." first: under a default
+    naming namespaces only, such a VirtualService is put in no index and applies nowhere. (Delegates
+    take the default as it is: mergeVirtualServicesIfNeeded checks it for the root's namespace.)"""
+    if PRIVATE in default:
+        return frozenset({PRIVATE})
+    if PUBLIC in default:
+        return frozenset({PUBLIC})
+    return frozenset()
+
+
 @dataclass
 class VirtualServiceIndex:
     entries: list[VirtualServiceEntry] = field(default_factory=list)
@@ -317,7 +329,9 @@ class VirtualServiceIndex:
                     http=tuple(merged),
                     tcp=tuple(_resolve_l4_route(r, ns, domain) for r in spec.tcp or ()),
                     tls=tuple(_resolve_l4_route(r, ns, domain) for r in spec.tls or ()),
-                    export_to=normalize(spec.export_to, default_export_to),
+                    export_to=frozenset(spec.export_to)
+                    if spec.export_to
+                    else _default_export_to(default_export_to),
                     problems=tuple(problems),
                 )
             )
@@ -328,7 +342,9 @@ class VirtualServiceIndex:
         """Istio's order: private VSes of the namespace, then exported to it, then public (each oldest first)."""
         private, exported, public = [], [], []
         for e in self.entries:
-            if gateway not in e.gateways and not _match_mentions_gateway(e, gateway):
+            # istiod indexes a VirtualService under its own `gateways` only (getGatewayNames): a
+            # match-level `gateways` picks rules within one already bound there, never binds more.
+            if gateway not in e.gateways:
                 continue
             if not is_visible(e.export_to, e.namespace, namespace):
                 continue
@@ -339,12 +355,3 @@ class VirtualServiceIndex:
             else:
                 exported.append(e)
         return private + exported + public
-
-
-def _match_mentions_gateway(entry: VirtualServiceEntry, gateway: str) -> bool:
-    """A match-level `gateways` can bind a rule to a gateway the VS itself does not list."""
-    for route in entry.http:
-        for m in route.match or ():
-            if m.gateways and gateway in m.gateways:
-                return True
-    return False
