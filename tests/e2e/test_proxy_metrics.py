@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -273,3 +274,25 @@ def test_grpc_web_requests_are_counted_once_as_http(mesh: MeshProcess) -> None:
     wait_for("the gRPC-Web requests", lambda: http_ok() == want, timeout=WAIT_S)
     time.sleep(2.5)  # two more report intervals: a second count would have arrived by now
     assert http_ok() == want
+
+
+def test_dashboard_says_why_the_log_is_quiet(mesh: MeshProcess) -> None:
+    """The workload page notes that a module proxy only logs failed and gRPC requests."""
+    from tests.e2e.test_dashboard import CHROMIUM, CHROMIUM_ARGS
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("no chromium (apt-get install chromium)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(15_000)
+            page.goto(f"{mesh.api}/ui/#/workload/default/a")
+            note = page.wait_for_selector("#wl-log-in-proxy")
+            assert "keep their metrics in the proxy" in note.text_content()
+            page.goto(f"{mesh.api}/ui/#/workload/default/legacy")
+            page.wait_for_selector('#wl-proxies tr.proxy-row[data-synced="true"]')
+            assert page.query_selector("#wl-log-in-proxy") is None
+        finally:
+            browser.close()

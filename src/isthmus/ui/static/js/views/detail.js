@@ -276,7 +276,7 @@ export const workloadPage = {
       html`<div class="crumbs"><a href="#/workloads">Workloads</a> / ${namespace}</div>
       <h1>${badge("workload", "info")} ${name}</h1>
       <div id="wl-error"></div><div id="wl-body"></div>
-      ${section("wl-logs", "Access log", html`<pre class="logs" id="wl-log-text"></pre>`, html`<span class="muted">(last 30 lines of its proxies)</span>`)}`,
+      ${section("wl-logs", "Access log", html`<div id="wl-log-note"></div><pre class="logs" id="wl-log-text"></pre>`, html`<span class="muted">(last 30 lines of its proxies)</span>`)}`,
     );
     return {
       title: `${name} workload`,
@@ -356,6 +356,15 @@ export const workloadPage = {
             ),
           ],
         ]);
+        // Proxies that keep their metrics themselves (ISTHMUS_PROXY_METRICS) send only failed and gRPC
+        // requests' entries: say so, or their quiet log reads as no traffic.
+        const inProxy = proxies.filter((p) => p.metrics?.pipeline === "proxy").map((p) => p.instance);
+        setHTML(
+          el.querySelector("#wl-log-note"),
+          inProxy.length
+            ? html`<p class="muted" id="wl-log-in-proxy">${inProxy.join(", ")} keep their metrics in the proxy (ISTHMUS_PROXY_METRICS): only failed requests (status &gt;= 400 or a response flag) and gRPC requests are logged.</p>`
+            : "",
+        );
         setHTML(el.querySelector("#wl-log-text"), d.logs ?? d.errors.logs ?? "");
       },
     };
