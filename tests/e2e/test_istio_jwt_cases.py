@@ -24,8 +24,8 @@ Where Isthmus departs by design:
 - Remote JWKS: istiod (or Envoy) fetches `http(s)` jwksUri; Isthmus refuses them with a clear error.
   The `remote` case keeps its meaning (keys named by a URI, the token forwarded with its payload) with a
   `file://` URI, which the control plane reads; `invalid-jwks` (keys that cannot be had: istiod inlines
-  a fake key set, so every token is rejected and requests without one pass) uses a `file://` URI to a
-  missing file. The `timeout` case (a slow remote JWKS server) has nothing to port.
+  its public-only key set, so every token is rejected and requests without one pass) uses a `file://`
+  URI to a missing file. The `timeout` case (a slow remote JWKS server) has nothing to port.
 - TestGatewayAPIRequestAuthentication (targetRef on a Gateway API gateway) is not ported: Isthmus has
   no Gateway API.
 - fromCookies has no Istio integration case; one is added beside headers-params.
@@ -202,7 +202,6 @@ spec:
 
 EXPIRED = "Jwt is expired"  # jwt_authn's local reply bodies
 BAD_SIGNATURE = "Jwt verification fails"
-NO_KEY = "Jwks doesn't have key to match kid or alg from Jwt"  # the fake key set's "abc" kid
 DENIED = "RBAC: access denied"
 
 
@@ -400,9 +399,9 @@ def test_audiences_and_combined_policies(mesh: MeshProcess, tokens: dict[str, st
 
 def test_invalid_jwks(mesh: MeshProcess, tokens: dict[str, str], tmp_path: Path) -> None:
     """invalid-jwks: keys that cannot be had (Istio: a jwksUri that does not exist; here a `file://` one
-    to a missing file). istiod inlines a fake key set: every token is 401, no token passes. Issuer 2's
+    to a missing file). istiod inlines its public-only key set (PublicOnlyJwks): every token is 401, no token passes. Issuer 2's
     rule names no keys at all (policy_applier_test's "Empty Jwks URI": istiod's OpenID discovery, which
-    Isthmus does not do), so it gets the fake key set too."""
+    Isthmus does not do), so it gets that key set too."""
     missing = f"file://{tmp_path}/jwks-not-exist.json"
     docs = request_authn("b", f"- {{issuer: {ISS1}, jwksUri: '{missing}'}}\n- {{issuer: {ISS2}}}")
     cases = [
@@ -414,7 +413,8 @@ def test_invalid_jwks(mesh: MeshProcess, tokens: dict[str, str], tmp_path: Path)
             bearer(tokens["TokenExpired"]),
         ),
         Case("invalid-jwks-no-token-noauthz", 200, "/invalid-jwks-no-token-noauthz"),
-        Case("no-jwks-valid-token", 401, "/", bearer(tokens["TokenIssuer2"]), body=NO_KEY),
+        # istiod's public-only key set has no kid: Envoy tries its key and the signature fails.
+        Case("no-jwks-valid-token", 401, "/", bearer(tokens["TokenIssuer2"]), body=BAD_SIGNATURE),
     ]
     with applied(mesh, docs):
         check(mesh, cases)

@@ -12,7 +12,6 @@ dropped from DENY/AUDIT/CUSTOM rules.
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from envoy.type.matcher.v3 import metadata_pb2, path_pb2, string_pb2, value_pb2
 from isthmus.config.store import Config
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import Snapshot
+from isthmus.model.virtual_services import config_creation_key
 from isthmus.registry.build import labels_match
 from isthmus.xds.gen import ext_authz, naming
 from isthmus.xds.gen import protos as p
@@ -563,20 +563,24 @@ def build_rbac(policies: Sequence[Config], action: str, *, tcp: bool, trust: Tru
 # --- RequestAuthentication ----------------------------------------------------------------------
 
 
-def fake_jwks(jwks_uri: str) -> str:
-    """istiod's CreateFakeJwks: a key set no token verifies against, so a provider whose keys cannot be
-    had rejects every token (401) while requests without one still pass. Its modulus is the URI's text
-    (so each URI gets its own key), zero-padded to 2048 bits and ended by a 0x01 byte: upstream Envoy
-    refuses an even or short RSA modulus (a NACK of the whole jwt_authn config), which the text alone
-    often is."""
-    text = ("Error-IstiodFailedToFetchJwksUri-" + jwks_uri).encode()
-    n = base64.urlsafe_b64encode(text.ljust(255, b"\0") + b"\x01").rstrip(b"=").decode()
-    return '{"keys":[ {"e":"AQAB","kid":"abc","kty":"RSA","n":"' + n + '"}]}'
+# What a provider whose keys cannot be had (no jwks, a jwksUri that cannot be read) verifies against,
+# as istiod's BuildLocalJwks inlines its PublicOnlyJwks: a real 2048-bit RSA public key without a kid,
+# whose private half was thrown away when Isthmus generated it, so no token verifies (401: Envoy tries
+# the key and the signature fails) while requests without a token still pass. A well-formed key, which
+# upstream Envoy accepts (it NACKs an even or short modulus).
+PUBLIC_ONLY_JWKS = (
+    '{"keys":[{"kty":"RSA","e":"AQAB","n":"'
+    "wIQpp-anII_gWi0kaNsDw93dy_2zQRtRWw_47TnNCkHourGntQb91D3bDSVNIe7ULx1keb03volQ235kIvjeV3VRhL"
+    "YJQ_4HSrGilAuNtVIQl0YhQZL-s26CxBoUB2GtWCvJulOQW5Wv6YsrTrNVvLQAfmfis25DDjT5yWUeinsuzxWrtmJd"
+    "49Yl1CkGFhfMyRWXNew7k7zTWBQqDy_aK6xlGg_JE4tTjTB9TISbqEG6dFyCxo74D6_T23ZZp1JZxkFSk6yuH2dEIe"
+    "xKgNTXnfWNMEJvir7ZQU8jhMAR8fMmf2O8oImZHplx5pyexmr2r6tDeNF0LLJia5NpOZaQ5w"
+    '"}]}'
+)
 
 
 def _jwks(rule: Any) -> str:
     """istiod's BuildLocalJwks: the inline `jwks`, else the key set at `jwksUri` (here only `file://`,
-    read by the control plane), else the fake key set."""
+    read by the control plane), else (no key source, or a file that cannot be read) PUBLIC_ONLY_JWKS."""
     if rule.jwks:
         return str(rule.jwks)
     uri = rule.jwks_uri or ""
@@ -585,14 +589,19 @@ def _jwks(rule: Any) -> str:
             return Path(uri[len("file://") :]).read_text()
         except OSError:
             pass
-    return fake_jwks(uri)
+    return PUBLIC_ONLY_JWKS
 
 
 def jwt_config(snapshot: Snapshot, proxy: Proxy) -> jwt.JwtAuthentication:
     """The proxy's jwt_authn config: every RequestAuthentication that applies (none: no requirement)."""
-    rules = [
-        r for cfg in policies_for(snapshot, "RequestAuthentication", proxy) for r in cfg.spec.jwt_rules or ()
-    ]
+    # istiod's newPolicyApplier: the rules of the policies in the order getConfigsForWorkload lists them
+    # (the workload's namespace, then the root namespace; each oldest first, then by name), stably
+    # sorted by issuer, so rules with equal issuers get their origins-N in that policy order.
+    policies = sorted(
+        policies_for(snapshot, "RequestAuthentication", proxy),
+        key=lambda c: (c.namespace != proxy.namespace, config_creation_key(c)),
+    )
+    rules = [r for cfg in policies for r in cfg.spec.jwt_rules or ()]
     rules.sort(key=lambda r: r.issuer or "")
     config = jwt.JwtAuthentication(bypass_cors_preflight=True)
     names = []
