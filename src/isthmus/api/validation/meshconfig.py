@@ -43,11 +43,44 @@ def validate_trust_domain(domain: str) -> str | None:
     return None
 
 
+def _split_host_port(hostport: str) -> tuple[str, str] | str:
+    """Go's ``net.SplitHostPort``: (host, port), or the reason it refuses. Istio splits proxy addresses
+    with it, so an unbracketed IPv6 address such as ``2001:db8::100:80`` is refused (too many colons)
+    rather than read as host ``2001:db8::100`` and port 80."""
+
+    def fail(why: str) -> str:
+        return f"address {hostport}: {why}"
+
+    i = hostport.rfind(":")
+    if i < 0:
+        return fail("missing port in address")
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        if end < 0:
+            return fail("missing ']' in address")
+        if end + 1 == len(hostport):
+            return fail("missing port in address")
+        if end + 1 != i:
+            return fail(
+                "too many colons in address" if hostport[end + 1] == ":" else "missing port in address"
+            )
+        host, j, k = hostport[1:end], 1, end + 1
+    else:
+        host, j, k = hostport[:i], 0, 0
+        if ":" in host:
+            return fail("too many colons in address")
+    if "[" in hostport[j:]:
+        return fail("unexpected '[' in address")
+    if "]" in hostport[k:]:
+        return fail("unexpected ']' in address")
+    return host, hostport[i + 1 :]
+
+
 def validate_proxy_address(addr: str) -> str | None:
-    host, sep, port = addr.rpartition(":")
-    if not sep:
-        return f'unable to split "{addr}": address {addr}: missing port in address'
-    host = host.strip("[]")
+    split = _split_host_port(addr)
+    if isinstance(split, str):
+        return f'unable to split "{addr}": {split}'
+    host, port = split
     if not port.isdigit():
         return f"port ({port}) is not a number"
     err = validate_port(int(port))

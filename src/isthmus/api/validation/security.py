@@ -557,6 +557,11 @@ def validate_request_authentication(res: Resource, r: Report) -> None:
         for j, v in enumerate(rule.from_cookies):
             if not v:
                 r.error(join(p, "fromCookies", j), "cookie name must be non-empty string")
+        # The CRD schema gives each claim a minLength of 1 (istio's testdata/crds/reqauth-invalid.yaml
+        # "invalid-space-delimited-claims"): the API server refuses an empty one.
+        for j, v in enumerate(rule.space_delimited_claims):
+            if not v:
+                r.error(join(p, "spaceDelimitedClaims", j), "space delimited claim must be non-empty string")
         for j, ch in enumerate(rule.output_claim_to_headers):
             cp = join(p, "outputClaimToHeaders", j)
             if not ch.claim or not ch.header:
