@@ -550,6 +550,13 @@ class Telemetry:
         info.last_seen = now
         self.reports_total += 1
         if report.dropped:
+            if info.proxy.id not in self.series_dropped:
+                # Once per proxy: its module's table is full, so requests of new label sets go uncounted.
+                log.warning(
+                    "telemetry: %s's metrics module has no room for new series; %d entries uncounted",
+                    info.proxy.id,
+                    report.dropped,
+                )
             self.series_dropped[info.proxy.id] = report.dropped
         resolver = self.resolver()
         stats = self.metrics.stats(info.proxy.id)

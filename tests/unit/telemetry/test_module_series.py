@@ -351,3 +351,14 @@ metrics:
     assert t.ingest_report(report(PRODUCTPAGE, series_of("outbound", [http_entry()]))) == 1
     text = t.metrics_text().decode()
     assert "istio_requests_total{" in text and "custom=" not in text
+
+
+def test_a_full_module_table_is_reported_once(caplog: pytest.LogCaptureFixture) -> None:
+    t = telemetry()
+    s = series_of("outbound", [http_entry()])
+    for dropped in (3, 7):
+        r = report(PRODUCTPAGE, s)
+        t.ingest_report(Report(**{**{f: getattr(r, f) for f in r.__slots__}, "dropped": dropped}))
+    assert t.series_dropped == {PRODUCTPAGE.id: 7}
+    assert t.status()["moduleSeriesDropped"] == {PRODUCTPAGE.id: 7}
+    assert len([m for m in caplog.messages if "no room for new series" in m]) == 1
