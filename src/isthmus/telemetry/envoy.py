@@ -167,8 +167,8 @@ def http_grpc_logger(
     *,
     failed_only: bool = False,
 ) -> accesslog_pb2.AccessLog:
-    """The gRPC logger to the control plane; `failed_only`: under the log name of entries that are only
-    logs (where the in-proxy module keeps the metrics; the caller sets the filter)."""
+    """The gRPC logger to the control plane; `failed_only`: the failed requests' entries, under the log
+    name of entries that are only logs (where the in-proxy module keeps the metrics)."""
     cfg = als_pb2.HttpGrpcAccessLogConfig(
         common_config=common_config(
             direction,
@@ -182,7 +182,10 @@ def http_grpc_logger(
         additional_response_headers_to_log=RESPONSE_HEADERS_TO_LOG,
         additional_response_trailers_to_log=RESPONSE_TRAILERS_TO_LOG,
     )
-    return accesslog_pb2.AccessLog(name="envoy.access_loggers.http_grpc", typed_config=_pack(cfg))
+    log = accesslog_pb2.AccessLog(name="envoy.access_loggers.http_grpc", typed_config=_pack(cfg))
+    if failed_only:
+        log.filter.CopyFrom(_failed_filter(http=True))
+    return log
 
 
 def tcp_grpc_logger(
@@ -500,9 +503,7 @@ def http_access_loggers(
         out.append(statsmodule.access_logger(collector, proxy.id, direction, skip_grpc=True, source=proxy.ip))
         grpc = http_grpc_logger(direction, cluster)
         grpc.filter.CopyFrom(_grpc_filter(invert=False))
-        failed = http_grpc_logger(direction, cluster, failed_only=True)
-        failed.filter.CopyFrom(_failed_filter(http=True))
-        out += (grpc, failed)
+        out += (grpc, http_grpc_logger(direction, cluster, failed_only=True))
     elif metrics.enabled or out:
         out.append(http_grpc_logger(direction, cluster, metrics.headers()))
     return out
