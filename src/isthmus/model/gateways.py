@@ -10,6 +10,10 @@ from isthmus.config.store import Config
 from isthmus.registry.build import labels_match
 from isthmus.registry.types import Protocol, Service, parse_protocol
 
+# istiod's DisableGatewayPortTranslationLabel (Knative's local gateway): a Service with this label never
+# maps a Gateway server port to its targetPort, so a server port is translated only by the others.
+DISABLE_PORT_TRANSLATION_LABEL = "experimental.istio.io/disable-gateway-port-translation"
+
 
 @dataclass(frozen=True)
 class GatewayServer:
@@ -81,6 +85,8 @@ def gateway_servers(
             number = int(server.port.number)
             listen = number
             for svc in selecting_services:
+                if DISABLE_PORT_TRANSLATION_LABEL in svc.labels:
+                    continue  # istiod's resolvePorts: this Service opted out of port translation
                 sp = svc.port(number)
                 if sp is not None and sp.target_port:
                     listen = sp.target_port
