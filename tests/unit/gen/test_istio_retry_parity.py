@@ -239,6 +239,25 @@ def test_invalid_retry_on_is_rejected_as_by_istio_validation(retry_on: str) -> N
     assert "is not a valid retryOn policy" in err
 
 
+@pytest.mark.parametrize("retry_on", ["-503", "0", "50x"])
+def test_retry_on_numbers_that_atoi_or_status_text_refuse(retry_on: str) -> None:
+    # validateHTTPRetry: strconv.Atoi, then http.StatusText (no status for -503 or 0; "50x" no number).
+    err = rejected(
+        vs(
+            f"- route: [{{destination: {{host: reviews}}}}]\n  retries: {{attempts: 2, retryOn: {retry_on!r}}}"
+        )
+    )
+    assert "is not a valid retryOn policy" in err
+
+
+def test_a_signed_status_code_is_a_status_code() -> None:
+    # strconv.Atoi("+503") is 503: validation takes it, and the route retries on status 503.
+    rc = policy("{attempts: 2, retryOn: '5xx,+503'}")
+    assert rc is not None
+    assert rc["retry_on"] == "5xx,retriable-status-codes"
+    assert rc["retriable_status_codes"] == [503]
+
+
 def test_empty_retries_means_no_retries() -> None:
     # `retries: {}` is an HTTPRetry with Attempts 0: ConvertPolicy returns nil (not the default).
     assert policy("{}") is None

@@ -743,6 +743,15 @@ GRPC_STATUS = frozenset(
 )
 
 
+def go_atoi(text: str) -> int | None:
+    """Go's strconv.Atoi: an optional sign and ASCII digits only (Python's int() also takes spaces,
+    underscores and non-ASCII digits); None where Atoi fails."""
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    if not digits or not digits.isascii() or not digits.isdigit():
+        return None
+    return int(text)
+
+
 def is_http_status_text(code: int) -> bool:
     """Go's ``http.StatusText(code) != ""``."""
     try:

@@ -14,6 +14,7 @@ from isthmus.api.validation.common import (
     GRPC_STATUS,
     Report,
     duration_nanos,
+    go_atoi,
     host_matches,
     host_subset_of,
     is_authority_header,
@@ -423,7 +424,8 @@ def validate_http_retry(r: Report, p: str, retries: n.HTTPRetry | None) -> None:
         r.error(join(p, "perTryTimeout"), validate_duration(retries.per_try_timeout))
     if retries.retry_on:
         for policy in retries.retry_on.split(","):
-            code = int(policy) if policy.isdigit() else 0
+            # As istiod: strconv.Atoi (a sign is allowed: "+503" is 503), then http.StatusText.
+            code = go_atoi(policy) or 0
             if not (code and is_http_status_text(code)) and policy not in SUPPORTED_RETRY_ON:
                 r.error(join(p, "retryOn"), f"{q(policy)} is not a valid retryOn policy")
     if retries.backoff is not None:

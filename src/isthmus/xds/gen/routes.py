@@ -20,7 +20,7 @@ from envoy.type.matcher.v3.metadata_pb2 import MetadataMatcher
 from envoy.type.matcher.v3.value_pb2 import ValueMatcher
 from google.protobuf import any_pb2
 
-from isthmus.api.validation.common import is_http_status_text, routing_claim
+from isthmus.api.validation.common import go_atoi, is_http_status_text, routing_claim
 from isthmus.model import hosts as h
 from isthmus.model.destination_rules import MergedDestinationRule, effective_policy
 from isthmus.model.durations import to_seconds
@@ -264,15 +264,6 @@ def translate_headers(headers: Any | None) -> HeaderOps:
     return ops
 
 
-def _go_atoi(part: str) -> int | None:
-    """Go's strconv.Atoi: an optional sign and ASCII digits only (Python's int() also takes spaces,
-    underscores and non-ASCII digits, which istiod would keep as retry_on names)."""
-    digits = part[1:] if part[:1] in ("+", "-") else part
-    if not digits or not digits.isascii() or not digits.isdigit():
-        return None
-    return int(part)
-
-
 def _parse_retry_on(retry_on: str) -> tuple[str, list[int]]:
     """retry.parseRetryOn: trimmed non-empty parts; integers Go's http.StatusText knows (no 306) are
     retriable status codes, everything else an Envoy retry_on name, in order."""
@@ -282,7 +273,7 @@ def _parse_retry_on(retry_on: str) -> tuple[str, list[int]]:
         part = part.strip()
         if not part:
             continue
-        code = _go_atoi(part)
+        code = go_atoi(part)
         if code is not None and is_http_status_text(code):
             codes.append(code)
         else:
