@@ -225,9 +225,10 @@ class Endpoint:
     instance: str = ""
     sidecar: bool = False  # carries an Istio sidecar: tlsMode istio
     ready: bool = True
-    # The endpoint's load-balancing weight, 1 when unset: istiod's IstioEndpoint.GetLoadBalancingWeight
-    # normalizes 0 to 1 and its EDS writes the weight on every LbEndpoint (TestEdsWeightedServiceEntry).
-    weight: int | None = 1
+    # The endpoint's load-balancing weight, never unset: istiod's IstioEndpoint.GetLoadBalancingWeight
+    # normalizes 0 to 1 (registry.build does) and its EDS writes it on every LbEndpoint
+    # (TestEdsWeightedServiceEntry).
+    weight: int = 1
     locality: str = ""
     network: str = ""
     # True for DNS-resolved addresses (hostnames); the cluster is STRICT_DNS then.

@@ -146,8 +146,8 @@ def _lb_endpoint_bytes(
     if md is None:
         md = metadata[key] = _metadata_bytes(*key)
     out += md
-    if ep.weight:  # field 4, after metadata (3): fields in number order, as upb writes them
-        out += _LbEndpoint(load_balancing_weight=p.u32(ep.weight)).SerializeToString(deterministic=True)
+    # Field 4, after metadata (3): fields in number order, as upb writes them.
+    out += _LbEndpoint(load_balancing_weight=p.u32(ep.weight)).SerializeToString(deterministic=True)
     return out
 
 
@@ -184,7 +184,7 @@ def _groups_bytes(snapshot: Snapshot, groups: Iterable[Group], pods: bool = Fals
                 if lb is None:
                     lb = built[id(ep)] = _lb_endpoint_bytes(snapshot, ep, metadata, pods)
                 group.append(_ld(_T_GROUP_LB, lb))
-                total += ep.weight or 1
+                total += ep.weight
         group.append(_ld(_T_GROUP_WEIGHT, _T_UINT32 + _varint(total if weight is None else weight)))
         if priority:  # field 5, after the weight (3); 0 is proto3's default, left out
             group.append(_T_GROUP_PRIORITY + _varint(priority))

@@ -38,8 +38,8 @@ class Group(NamedTuple):
 
 
 def endpoints_weight(endpoints: Iterable[Endpoint]) -> int:
-    """A locality's weight: the sum of its endpoints' (1 when unset), as istiod's EDS builder gives it."""
-    return sum(ep.weight or 1 for ep in endpoints)
+    """A locality's weight: the sum of its endpoints', as istiod's EDS builder gives it."""
+    return sum(ep.weight for ep in endpoints)
 
 
 def group_weight(group: Group) -> int:
