@@ -29,22 +29,25 @@ def _value_fields(cls: type) -> tuple[str, ...]:
     return statsmodule.HTTP_VALUE_FIELDS if cls is statsmodule.HttpSeries else statsmodule.TCP_VALUE_FIELDS
 
 
-def _minus(new: Any, old: Any) -> Any | None:
-    """`new` - `old` field by field (histograms bucket by bucket); None when nothing grew, or when some
-    total went down (an older datagram arriving after a newer one)."""
+_STALE = object()  # `_minus`'s answer for totals that went down
+
+
+def _minus(new: Any, old: Any) -> Any:
+    """`new` - `old` field by field (histograms bucket by bucket); None when nothing grew, `_STALE` when
+    some total went down (an older datagram arriving after a newer one)."""
     changed = False
     diff: dict[str, Any] = {}
     for name in _value_fields(type(new)):
         a, b = getattr(new, name), getattr(old, name)
         if isinstance(a, tuple):
-            d = tuple(x - y for x, y in zip(a, b, strict=True))
+            d: Any = tuple(x - y for x, y in zip(a, b, strict=True))
             if any(x < 0 for x in d):
-                return None
+                return _STALE
             changed = changed or any(d)
         else:
             d = a - b
             if d < 0:
-                return None
+                return _STALE
             changed = changed or d != 0
         diff[name] = d
     return replace(new, **diff) if changed else None
@@ -74,9 +77,9 @@ class SeriesDeltas:
                     out.append(s)
                 last[key] = s
                 continue
-            if any(a < b for a, b in zip(_scalars(s), _scalars(before), strict=True)):
-                continue  # older than what was recorded
             d = _minus(s, before)
+            if d is _STALE:
+                continue  # older than what was recorded: keep the newer totals
             last[key] = s
             if d is not None:
                 out.append(d)
@@ -84,7 +87,3 @@ class SeriesDeltas:
 
     def forget(self, proxy_id: str) -> None:
         self._last.pop(proxy_id, None)
-
-
-def _scalars(series: Any) -> tuple[int, ...]:
-    return tuple(v for v in _values(series) if not isinstance(v, tuple))
