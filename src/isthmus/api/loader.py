@@ -27,14 +27,16 @@ from isthmus.api.types import to_camel
 from isthmus.api.validation import issue_to_error, validate_issues
 
 try:  # the C parser is ~10x faster
-    from yaml import CSafeLoader as _BaseLoader
+    from yaml import CSafeLoader as _CLoader
 except ImportError:  # pragma: no cover - libyaml missing
-    from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
+    _CLoader = None  # type: ignore[assignment, misc]
 
 _RESOLVE_CACHE: dict[tuple, str] = {}
+_BREAKS = "\0 \t\r\n\x85\u2028\u2029"
+_FLOW_INDICATORS = ",?[]{}"
 
 
-class _YamlLoader(_BaseLoader):  # type: ignore[misc, valid-type]
+class _CachedResolve:
     """Caches implicit tag resolution (the regex work PyYAML does in Python for every scalar)."""
 
     def resolve(self, kind, value, implicit):
@@ -46,6 +48,68 @@ class _YamlLoader(_BaseLoader):  # type: ignore[misc, valid-type]
                 _RESOLVE_CACHE.clear()
             _RESOLVE_CACHE[key] = tag
         return tag
+
+
+class _GoFlowScalarLoader(_CachedResolve, yaml.SafeLoader):
+    """The pure-Python loader with Go YAML's rule for plain scalars in flow collections: a ':' ends one
+    only when a blank follows. PyYAML and libyaml also end it before a flow indicator and then fail, so
+    `addresses: [1.2.3.4, 2001:db8::]`, which Kubernetes and istiod read, would be refused. Used only when
+    libyaml fails on such a ':' (pure-Python PyYAML would silently read `2001:db8:` as a mapping key);
+    block-context scalars are scanned as before."""
+
+    def scan_plain(self):
+        if not self.flow_level:
+            return super().scan_plain()
+        start_mark = end_mark = self.get_mark()
+        indent = self.indent + 1
+        chunks: list[str] = []
+        spaces: list[str] = []
+        while self.peek() != "#":
+            length = 0
+            while True:
+                ch = self.peek(length)
+                if (
+                    ch in _BREAKS
+                    or ch in _FLOW_INDICATORS
+                    or (ch == ":" and self.peek(length + 1) in _BREAKS)
+                ):
+                    break
+                length += 1
+            if length == 0:
+                break
+            self.allow_simple_key = False
+            chunks += spaces
+            chunks.append(self.prefix(length))
+            self.forward(length)
+            end_mark = self.get_mark()
+            spaces = self.scan_plain_spaces(indent, start_mark)
+            if not spaces:
+                break
+        return yaml.ScalarToken("".join(chunks), True, start_mark, end_mark)
+
+
+if _CLoader is not None:
+
+    class _YamlLoader(_CachedResolve, _CLoader):  # type: ignore[misc, valid-type]
+        pass
+
+else:  # pragma: no cover - libyaml missing
+    _YamlLoader = _GoFlowScalarLoader  # type: ignore[misc]
+
+
+def _go_reads_it(e: yaml.YAMLError) -> bool:
+    """A ':' the fast loader refused inside a flow collection, which Go's YAML reads as scalar text."""
+    return isinstance(e, yaml.MarkedYAMLError) and e.problem == "found unexpected ':'"
+
+
+def safe_load_all(text: str) -> list[Any]:
+    """Every document of `text` as plain data (no file:line), read as Kubernetes' YAML reads it."""
+    try:
+        return list(yaml.load_all(text, Loader=_YamlLoader))
+    except yaml.YAMLError as e:
+        if not _go_reads_it(e):
+            raise
+        return list(yaml.load_all(text, Loader=_GoFlowScalarLoader))
 
 
 _STR = "tag:yaml.org,2002:str"
@@ -414,23 +478,41 @@ def load_text_report(
     against their schema and every message (errors, warnings, info)."""
     report = LoadReport()
     try:
-        for node in yaml.compose_all(text, Loader=_YamlLoader):
-            if node is None:
-                continue
-            conv = _Converter(filename, report.messages)
-            data = conv.convert(node, ())
-            if data is None:
-                continue
-            lines = LineMap(conv.lines)
-            conv.lines[()] = node.start_mark.line + 1
-            origin = Origin(filename, node.start_mark.line + 1)
-            _handle_document(
-                data, origin, lines, default_namespace=default_namespace, lenient=lenient, report=report
-            )
+        _load_documents(text, _YamlLoader, filename, default_namespace, lenient, report)
     except yaml.YAMLError as e:
-        report.messages.append(_yaml_error(e, filename))
+        if _go_reads_it(e):
+            report = LoadReport()
+            try:
+                _load_documents(text, _GoFlowScalarLoader, filename, default_namespace, lenient, report)
+            except yaml.YAMLError as again:
+                report.messages.append(_yaml_error(again, filename))
+        else:
+            report.messages.append(_yaml_error(e, filename))
     _check_duplicates(report)
     return report
+
+
+def _load_documents(
+    text: str,
+    loader: type,
+    filename: str | None,
+    default_namespace: str | None,
+    lenient: bool,
+    report: LoadReport,
+) -> None:
+    for node in yaml.compose_all(text, Loader=loader):
+        if node is None:
+            continue
+        conv = _Converter(filename, report.messages)
+        data = conv.convert(node, ())
+        if data is None:
+            continue
+        lines = LineMap(conv.lines)
+        conv.lines[()] = node.start_mark.line + 1
+        origin = Origin(filename, node.start_mark.line + 1)
+        _handle_document(
+            data, origin, lines, default_namespace=default_namespace, lenient=lenient, report=report
+        )
 
 
 def load_text(

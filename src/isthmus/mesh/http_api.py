@@ -12,6 +12,7 @@ from google.protobuf.json_format import MessageToDict
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from isthmus.analyze import analyze_snapshot
+from isthmus.api.loader import safe_load_all
 from isthmus.config.ingest import ingest_text
 from isthmus.model import hosts as h
 from isthmus.xds.gen import naming
@@ -135,7 +136,7 @@ async def delete(request: web.Request) -> web.Response:
     text = await request.text()
     keys = []
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d]
+        docs = [d for d in safe_load_all(text) if d]
     except yaml.YAMLError as exc:
         return web.json_response({"errors": [f"invalid YAML: {exc}"]}, status=400)
     for doc in docs:

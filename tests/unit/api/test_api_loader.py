@@ -475,3 +475,38 @@ def test_loading_1000_resources_is_fast():
     elapsed = time.perf_counter() - t0
     assert len(rs) == 1000
     assert elapsed < 2.0, elapsed  # generous for slow CI; typically well under 1 s
+
+
+SE_WITH_IPV6 = """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ext, namespace: default}
+spec:
+  hosts: [ext.example.com]
+  addresses: [1.2.3.4, 2001:db8::]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 2001:db8::1}]
+"""
+
+
+def test_unquoted_ipv6_in_flow_list_reads_as_go_yaml_does():
+    # libyaml refuses a ':' right before ']' in a flow sequence; Kubernetes' YAML (Go) reads the text.
+    (se,) = load_text(textwrap.dedent(SE_WITH_IPV6), "se.yaml")
+    assert list(se.spec.addresses) == ["1.2.3.4", "2001:db8::"]
+    assert [e.address for e in se.spec.endpoints] == ["2001:db8::1"]
+    assert se.origin.line == 2
+
+
+def test_go_flow_rule_keeps_other_flow_syntax():
+    from isthmus.api.loader import safe_load_all
+
+    text = "a: [x:y, 'q', {k: v}, 2001:db8::]\nb: {c: [d, e: f]}\n"
+    assert safe_load_all(text) == [
+        {"a": ["x:y", "q", {"k": "v"}, "2001:db8::"], "b": {"c": ["d", {"e": "f"}]}}
+    ]
+
+
+def test_other_unexpected_colon_is_still_an_error_with_its_line():
+    errs = errors_of("a: b\nc: [d, e: f: g]\n")
+    assert errs[0].line == 2

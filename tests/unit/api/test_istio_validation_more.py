@@ -1581,18 +1581,15 @@ def crd_cases() -> list[Case]:
 
 CRD_CASES = crd_cases()
 
-# Known disagreement outside the validators: Go's YAML reads the plain flow scalar ``001:db8::`` in
-# serviceentry-valid.yaml "full" as a string, PyYAML (YAML 1.1) refuses the ``:`` inside a flow sequence,
-# so Isthmus's loader cannot parse that document. The same resource with the address quoted is checked
-# below; the original stays as a strict xfail so that a loader fix shows up.
-LOADER_GAPS = {"TestCRDs/serviceentry-valid.yaml/full"}
+# Go's YAML reads the plain flow scalar ``001:db8::`` in serviceentry-valid.yaml "full" as a string, where
+# libyaml refuses the ``:`` before ``]``; the loader reads it as Go does. The quoted form is checked too.
 CRD_CASES.append(
     Case(
         "TestCRDs",
         "serviceentry-valid.yaml/full (address quoted)",
-        next(c.text for c in CRD_CASES if f"{c.test}/{c.name}" in LOADER_GAPS).replace(
-            "[1.2.3.4, 001:db8::]", "[1.2.3.4, '001:db8::']"
-        ),
+        next(
+            c.text for c in CRD_CASES if f"{c.test}/{c.name}" == "TestCRDs/serviceentry-valid.yaml/full"
+        ).replace("[1.2.3.4, 001:db8::]", "[1.2.3.4, '001:db8::']"),
         True,
     )
 )
@@ -1614,13 +1611,7 @@ CASES: list[Case] = [
 
 
 def _param(c: Case) -> object:
-    cid = f"{c.test}/{c.name}"
-    marks = (
-        [pytest.mark.xfail(strict=True, reason="PyYAML cannot parse this flow scalar")]
-        if cid in LOADER_GAPS
-        else []
-    )
-    return pytest.param(c, id=cid, marks=marks)
+    return pytest.param(c, id=f"{c.test}/{c.name}")
 
 
 @pytest.mark.parametrize("case", [_param(c) for c in CASES])
