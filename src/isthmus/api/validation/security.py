@@ -37,7 +37,7 @@ ALLOWED_TARGET_REFS = (
 _ALLOWED_TARGET_REFS_STR = "[core/v1/Service networking.istio.io/v1/ServiceEntry gateway.networking.k8s.io/v1/Gateway gateway.networking.k8s.io/v1/GatewayClass]"
 
 # Condition keys that only make sense for HTTP traffic (on TCP, an ALLOW rule using them never matches).
-HTTP_ONLY_CONDITION_PREFIXES = ("request.headers", "request.auth.")
+HTTP_ONLY_CONDITION_PREFIXES = ("request.headers", "request.experimental.inline.headers", "request.auth.")
 
 
 def validate_selector(r: Report, p: str, selector: WorkloadSelector | None) -> None:
@@ -246,7 +246,8 @@ def validate_attribute(key: str, values: list[str]) -> str | None:
     for v in values:
         if v == "":
             return f"empty value not allowed, found in {key}"
-    if key.startswith("request.headers"):
+    # request.experimental.inline.headers[h]: like request.headers[h], one value of a comma-folded header line
+    if key.startswith(("request.headers", "request.experimental.inline.headers")):
         return _validate_map_key(key)
     if key in ("source.ip", "remote.ip", "destination.ip"):
         errs = validate_ips(values)

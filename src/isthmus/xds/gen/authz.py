@@ -6,8 +6,9 @@ entries ORed into permissions, fields inside one entry ANDed, values of a field 
 negated, `when` conditions ANDed to every principal (source keys) or permission (the others). Filters:
 jwt_authn, then CUSTOM (an RBAC filter in shadow mode marking the requests its rules match, then
 ext_authz enabled by that mark: builder/extauthz.go), AUDIT (RBAC action LOG), DENY, ALLOW; no ALLOW
-policy means no ALLOW filter. On TCP chains an HTTP-only field makes an ALLOW rule never match and is
-dropped from DENY/AUDIT/CUSTOM rules.
+policy means no ALLOW filter. On TCP chains an HTTP-only field (and anywhere a value istiod's generators
+reject, such as a malformed header or claim key) makes an ALLOW rule never match and is dropped from
+DENY/AUDIT/CUSTOM rules.
 """
 
 from __future__ import annotations
@@ -47,11 +48,19 @@ RBAC_NETWORK = "envoy.filters.network.rbac"
 DRY_RUN = "istio.io/dry-run"
 SPIFFE = "spiffe://"
 
+REQUEST_HEADERS = "request.headers"
+# Matches a header whose values may be folded into one comma-separated line (RFC 7230), one value at a time.
+INLINE_HEADERS = "request.experimental.inline.headers"
 # `when` keys that describe the source: they go on principals; the rest go on permissions.
-_PRINCIPAL_KEYS = ("source.", "remote.ip", "request.auth.", "request.headers")
+_PRINCIPAL_KEYS = ("source.", "remote.ip", "request.auth.", REQUEST_HEADERS, INLINE_HEADERS)
 
 
-class NotForTcp(Exception):
+class Unusable(Exception):
+    """A value istiod's generators reject (model.go checkError): the ALLOW rule holding it is skipped (it
+    can only allow less), while a DENY/AUDIT/CUSTOM rule just loses that field (it can only match more)."""
+
+
+class NotForTcp(Unusable):
     """An HTTP-only field on a TCP filter chain."""
 
 
@@ -177,11 +186,55 @@ def _request_principal(value: str) -> rbac_pb2.Principal:
     )
 
 
+def _bracketed(s: str) -> str:
+    """istiod's extractNameInBrackets: `[name]` -> `name` (only the outermost brackets go)."""
+    if not (s.startswith("[") and s.endswith("]")):
+        raise Unusable(f"expecting format [<NAME>], but found {s}")
+    return s[1:-1]
+
+
 def _claim_path(key: str) -> list[str]:
-    """`request.auth.claims[a][b]` or the legacy `request.auth.claims[a.b]`... -> ["a", "b"]."""
+    """istiod's extractNameInNestedBrackets: `request.auth.claims[a][b]` -> ["a", "b"]. Anything but a
+    run of `[name]` groups without inner `[` is one name in the outermost brackets (`[[a]]` -> ["[a]"],
+    `[a]]` -> ["a]"]), or Unusable when not bracketed at all (`x[a]`)."""
     rest = key[len("request.auth.claims") :]
-    parts = [seg for seg in rest.replace("]", "").split("[") if seg]
-    return parts
+    claims: list[str] = []
+    begin = 0
+    while begin < len(rest):
+        end = -1
+        if rest[begin] == "[":
+            for i in range(begin + 1, len(rest)):
+                if rest[i] == "[":
+                    break
+                if rest[i] == "]":
+                    end = i
+                    break
+        if end == -1:
+            return [_bracketed(rest)]
+        claims.append(rest[begin + 1 : end])
+        begin = end + 1
+    return claims
+
+
+def _go_quote_meta(s: str) -> str:
+    """Go's regexp.QuoteMeta (Python's re.escape also escapes spaces, `-`, `/`..., which RE2 reads the same
+    but would make the regex differ from istiod's)."""
+    return "".join("\\" + c if c in "\\.+*?()|[]{}^$" else c for c in s)
+
+
+def _inline_header(name: str, value: str) -> rc.HeaderMatcher:
+    """istiod's HeaderMatcherWithRegex: `value` as one element of a comma-separated header line."""
+    if value == "*":
+        return rc.HeaderMatcher(name=name, present_match=True)
+    if value.startswith("*"):
+        regex = ".*" + _go_quote_meta(value[1:])
+    elif value.endswith("*"):
+        regex = _go_quote_meta(value[:-1]) + ".*"
+    else:
+        regex = _go_quote_meta(value)
+    return rc.HeaderMatcher(
+        name=name, safe_regex_match={"regex": f"^{regex}$|^{regex},.*|.*,{regex},.*|.*,{regex}$"}
+    )
 
 
 # --- principals and permissions ---------------------------------------------------------------
@@ -226,8 +279,11 @@ def _principal_for(key: str, value: str, tcp: bool) -> rbac_pb2.Principal:
         raise NotForTcp(key)
     if key in ("requestPrincipals", "request.auth.principal"):
         return _request_principal(value)
-    if key.startswith("request.headers[") and key.endswith("]"):
-        return rbac_pb2.Principal(header=_header(key[len("request.headers[") : -1], value))
+    if key.startswith(INLINE_HEADERS):
+        return rbac_pb2.Principal(header=_inline_header(_bracketed(key[len(INLINE_HEADERS) :]), value))
+    if key.startswith(REQUEST_HEADERS):
+        # A key validation accepts (`request.headersX[h]`) may still not be `[name]`: Unusable then.
+        return rbac_pb2.Principal(header=_header(_bracketed(key[len(REQUEST_HEADERS) :]), value))
     raise ValueError(f"unknown source key {key}")
 
 
@@ -297,7 +353,8 @@ def _permission_values(key: str, values: Sequence[str], tcp: bool) -> rbac_pb2.P
         # `experimental.envoy.filters.a.b[c]`: key c of filter a.b's dynamic metadata.
         filt, _, rest = key[len("experimental.") :].partition("[")
         value = _or_values([_filter_metadata_value(v) for v in values])
-        return rbac_pb2.Permission(metadata=_metadata(filt, (rest.rstrip("]"),), value))
+        # istiod trims one `]`: `...[c]]` is key `c]`.
+        return rbac_pb2.Permission(metadata=_metadata(filt, (rest.removesuffix("]"),), value))
     return _or_rules([_permission_for(key, v, tcp) for v in values])
 
 
@@ -447,7 +504,7 @@ def _build(
     for f in fields:
         try:
             m = values_of(f.key, f.values, tcp)
-        except NotForTcp:
+        except Unusable:
             if drop_http:
                 continue
             raise
@@ -502,7 +559,7 @@ def rule_policy(
             )
             for o in tos
         ]
-    except NotForTcp:
+    except Unusable:
         return None
     return rbac_pb2.Policy(permissions=permissions, principals=principals)
 
