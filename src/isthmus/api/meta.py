@@ -18,6 +18,8 @@ def q(s: str) -> str:
     return json.dumps(s, ensure_ascii=False)
 
 
+# Applied with `fullmatch`: Python's `$` also matches before a final "\n", Go's does not, and the API
+# server refuses a name or label ending in a newline.
 DNS1123_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1123_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 DNS1035_LABEL_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -26,15 +28,15 @@ _LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
 def is_dns1123_label(s: str) -> bool:
-    return len(s) <= 63 and bool(DNS1123_LABEL_RE.match(s))
+    return len(s) <= 63 and bool(DNS1123_LABEL_RE.fullmatch(s))
 
 
 def is_dns1123_subdomain(s: str) -> bool:
-    return len(s) <= 253 and bool(DNS1123_SUBDOMAIN_RE.match(s))
+    return len(s) <= 253 and bool(DNS1123_SUBDOMAIN_RE.fullmatch(s))
 
 
 def is_dns1035_label(s: str) -> bool:
-    return len(s) <= 63 and bool(DNS1035_LABEL_RE.match(s))
+    return len(s) <= 63 and bool(DNS1035_LABEL_RE.fullmatch(s))
 
 
 def dns1123_label_error(s: str) -> str | None:
@@ -82,7 +84,7 @@ def qualified_name_error(key: str) -> str | None:
         return f"{q(key)}: name part must be non-empty"
     if len(name) > 63:
         return f"{q(key)}: name part must be no more than 63 characters"
-    if not _QUALIFIED_NAME_RE.match(name):
+    if not _QUALIFIED_NAME_RE.fullmatch(name):
         return (
             f"{q(key)}: name part must consist of alphanumeric characters, '-', '_' or '.', and must start "
             "and end with an alphanumeric character"
@@ -93,7 +95,7 @@ def qualified_name_error(key: str) -> str | None:
 def label_value_error(value: str) -> str | None:
     if len(value) > 63:
         return f"{q(value)}: must be no more than 63 characters"
-    if not _LABEL_VALUE_RE.match(value):
+    if not _LABEL_VALUE_RE.fullmatch(value):
         return (
             f"{q(value)}: a valid label must be an empty string or consist of alphanumeric characters, '-', "
             "'_' or '.', and must start and end with an alphanumeric character"

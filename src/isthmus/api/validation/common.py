@@ -64,35 +64,53 @@ class Report:
 
 
 # ==================================================================================================
-# Labels and names (istio pkg/config/labels: note Istio's DNS-1123 label allows upper case)
+# Labels and names (istio pkg/config/labels: note Istio's DNS-1123 label allows upper case).
+# Go's `$` matches only at the very end of the text, Python's also before a final "\n": the patterns
+# are applied with `fullmatch` so that "key\n" is refused as istiod refuses it.
 
 _DNS1123_LABEL_FMT = r"[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?"
-_DNS1123_LABEL_RE = re.compile(rf"^{_DNS1123_LABEL_FMT}$")
-_WILDCARD_PREFIX_RE = re.compile(rf"^(\*|(\*|\*-)?{_DNS1123_LABEL_FMT})$")
+_DNS1123_LABEL_RE = re.compile(_DNS1123_LABEL_FMT)
+_WILDCARD_PREFIX_RE = re.compile(rf"\*|(?:\*|\*-)?{_DNS1123_LABEL_FMT}")
 _QUALIFIED_NAME_FMT = r"(?:[A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
 _DNS_PREFIX_FMT = rf"{_DNS1123_LABEL_FMT}(?:\.{_DNS1123_LABEL_FMT})*/"
-_TAG_RE = re.compile(rf"^({_DNS_PREFIX_FMT})?({_QUALIFIED_NAME_FMT})$")
-_LABEL_VALUE_RE = re.compile(rf"^({_QUALIFIED_NAME_FMT})?$")
+_TAG_RE = re.compile(rf"({_DNS_PREFIX_FMT})?({_QUALIFIED_NAME_FMT})")
+_LABEL_VALUE_RE = re.compile(rf"(?:{_QUALIFIED_NAME_FMT})?")
+_DNS1123_LABEL_MAX = 63
+_DNS_PREFIX_MAX = 253
 
 
 def is_dns1123_label(value: str) -> bool:
     """Istio's ``labels.IsDNS1123Label`` (letters of either case)."""
-    return len(value) <= 63 and bool(_DNS1123_LABEL_RE.match(value))
+    return len(value) <= _DNS1123_LABEL_MAX and _DNS1123_LABEL_RE.fullmatch(value) is not None
 
 
 def is_wildcard_dns1123_label(value: str) -> bool:
-    return len(value) <= 63 and bool(_WILDCARD_PREFIX_RE.match(value))
+    return len(value) <= _DNS1123_LABEL_MAX and _WILDCARD_PREFIX_RE.fullmatch(value) is not None
 
 
 def validate_labels(labels: Mapping[str, str]) -> list[str]:
-    """Istio's ``labels.Instance.Validate``."""
+    """Istio's ``labels.Instance.Validate``: a Kubernetes label key (an optional DNS prefix of at most
+    253 characters, then a name of at most 63) and a value of the name's characters. istiod puts no
+    length bound on the value (these are subset / endpoint labels, not Kubernetes object labels)."""
     errs: list[str] = []
     for k, v in labels.items():
-        if k.count("/") > 1 or not _TAG_RE.match(k) or len(k.rpartition("/")[2]) > 63:
-            errs.append(f"invalid tag key: {q(k)}")
-        if not _LABEL_VALUE_RE.match(v) or len(v) > 63:
+        errs.extend(_tag_key_errors(k))
+        if _LABEL_VALUE_RE.fullmatch(v) is None:
             errs.append(f"invalid tag value: {q(v)}")
     return errs
+
+
+def _tag_key_errors(key: str) -> list[str]:
+    """Istio's ``validateTagKey``."""
+    m = _TAG_RE.fullmatch(key)
+    if m is None:
+        return [f"invalid tag key: {q(key)}"]
+    prefix, name = m.group(1) or "", m.group(2)
+    if len(prefix) - 1 > _DNS_PREFIX_MAX:  # the prefix's trailing "/" does not count
+        return [f"invalid tag key: {q(key)} (DNS prefix is too long)"]
+    if len(name) > _DNS1123_LABEL_MAX:
+        return [f"invalid tag key: {q(key)} (name is too long)"]
+    return []
 
 
 # ==================================================================================================
