@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from isthmus.config.ingest import Ingested, ingest_text
@@ -71,9 +72,12 @@ class DirectorySource:
                 good.append((path, result))
             else:
                 self.store.source_errors[source_name(path)] = result.errors
-        # Apply valid files one after the other, in name order, so creation order follows file order.
+        # One creation time for the whole initial load, as `kubectl apply -f DIR` gives (Kubernetes'
+        # timestamps have one-second resolution): resources then take istiod's tie-break, name then
+        # namespace, whatever file or document they are in.
+        now = datetime.now(UTC)
         for path, result in good:
-            self.store.replace_source(source_name(path), result.resources)
+            self.store.replace_source(source_name(path), result.resources, now)
         return results
 
     async def watch(self) -> None:

@@ -58,11 +58,13 @@ class Config:
 
     @property
     def creation_order(self) -> tuple:
-        """Oldest first: explicit creationTimestamp, else the time the store first saw it."""
+        """Oldest first: explicit creationTimestamp, else the time the store first saw it. Resources
+        created together (one apply, one file, the initial load of a directory) tie on time, and istiod's
+        sortConfigByCreationTime breaks such ties by name, then namespace; `seq` only orders kinds."""
         ts = self.resource.metadata.creation_timestamp or self.created
         if ts.tzinfo is None:
             ts = ts.replace(tzinfo=UTC)
-        return (ts, self.seq)
+        return (ts, self.name, self.namespace, self.seq)
 
     @property
     def ref(self) -> str:
@@ -122,10 +124,11 @@ class Store:
         self._subscribers.append(callback)
 
     # -- writing -------------------------------------------------------------------------------
-    def apply(self, resources: Iterable[Any], source: str) -> Change:
-        """Create or update resources; a resource keeps its creation order across updates."""
+    def apply(self, resources: Iterable[Any], source: str, now: datetime | None = None) -> Change:
+        """Create or update resources; a resource keeps its creation order across updates. Resources
+        created by one call share their creation time (`now`, if given: several calls made as one)."""
         upserted: list[Key] = []
-        now = datetime.now(UTC)
+        now = now or datetime.now(UTC)
         for res in resources:
             key = res.key
             old = self._items.get(key)
@@ -146,14 +149,15 @@ class Store:
             self.messages.pop(k, None)
         return self._commit(deleted=deleted)
 
-    def replace_source(self, source: str, resources: Iterable[Any]) -> Change:
-        """Make `source` own exactly these resources: what it owned before and no longer has goes."""
+    def replace_source(self, source: str, resources: Iterable[Any], now: datetime | None = None) -> Change:
+        """Make `source` own exactly these resources: what it owned before and no longer has goes.
+        New resources are created at `now` (default: this call's time), as in `apply`."""
         resources = list(resources)
         new_keys = {r.key for r in resources}
         stale = [k for k, c in self._items.items() if c.source == source and k not in new_keys]
         upserted: list[Key] = []
         deleted = [k for k in stale if self._items.pop(k, None) is not None]
-        now = datetime.now(UTC)
+        now = now or datetime.now(UTC)
         for res in resources:
             key = res.key
             old = self._items.get(key)

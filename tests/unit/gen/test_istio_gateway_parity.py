@@ -16,6 +16,7 @@ import textwrap
 from typing import Any
 
 import pytest
+import yaml
 from gen_helpers import PODS, generate, snapshot
 
 from isthmus.model.proxy import Proxy
@@ -1046,6 +1047,13 @@ def merge_config(
     )
 
 
+def created_at(doc: str, second: int) -> str:
+    """The document with a creationTimestamp `second` seconds into the day."""
+    data = yaml.safe_load(textwrap.dedent(doc))
+    data["metadata"]["creationTimestamp"] = f"2024-01-01T00:00:{second:02d}Z"
+    return yaml.safe_dump(data)
+
+
 MERGE = {
     "gwHTTPFoo": merge_config("foo1", "not-default", "foo.bar.com", "name1", "http", 7),
     "gwHTTPbar": merge_config("bar1", "not-default", "bar.foo.com", "bname1", "http", 7),
@@ -1073,7 +1081,9 @@ MERGE = {
     ],
 )  # fmt: skip
 def test_merge_gateways(configs: list[str], servers: list[str], route_servers: dict[str, int]) -> None:
-    snap = snapshot(*(MERGE[c] for c in configs), pods=[*PODS, GW_POD])
+    # MergeGateways takes its input in list order: one second apart, so creation order is that order.
+    docs = (created_at(MERGE[c], second) for second, c in enumerate(configs))
+    snap = snapshot(*docs, pods=[*PODS, GW_POD])
     proxy = gateway_proxy()
     merged = snap.gateway_servers(proxy)
     assert [s.gateway.name for s in merged] == servers

@@ -17,8 +17,8 @@ How the cases are expressed:
   socket (DESIGN.md §3), which the calls do not see;
 - where istiod builds two filter chains with one match (a bug Envoy NACKs, "duplicate tls gateway"),
   Isthmus keeps the first, so the test checks that one chain serves the call.
-Known disagreement (xfail, strict): two cases where istiod's merge order of Gateways created together
-(by name, then namespace) differs from Isthmus's (document order).
+Gateways created together merge in istiod's order (by name, then namespace), which two
+TestGatewayConflicts cases depend on.
 Skipped: TestIngress (Kubernetes Ingress, which Isthmus does not model), the Gateway API
 `internal.istio.io/gateway-service` cases of TestTargetPort / TestGatewayServices (an annotation only
 Gateway API's generated Gateways carry), and "overlapping SNI match" (no calls, only validation).
@@ -340,15 +340,6 @@ GATEWAY_COLLISION = virtual_service(
 )
 
 
-# istiod merges Gateways sorted by creation time, then name, then namespace (sortConfigByCreationTime);
-# Isthmus breaks creation-time ties by the order it read the documents, which
-# test_istio_gateway_parity.py::test_merge_gateways relies on to stand for MergeGateways' input order.
-NAME_ORDER = pytest.mark.xfail(
-    strict=True, reason="Gateways created together merge in document order, not by name then namespace"
-)
-
-
-@NAME_ORDER
 def test_gateway_conflicts_duplicate_cross_namespace_gateway_collision() -> None:
     """TestGatewayConflicts "duplicate cross namespace gateway collision": a Gateway of the same name in
     a namespace sorting before istio-system takes the port first (istio#21394, kept as istiod has it), so
@@ -426,7 +417,6 @@ def test_gateway_conflicts_multiple_protocols_tcp_first() -> None:
     assert call(*docs, port=80, tcp=True) == Result(NO_LISTENER)
 
 
-@NAME_ORDER
 def test_gateway_conflicts_multiple_protocols_http_first() -> None:
     """TestGatewayConflicts "multiple protocols on a port - http first": HTTP takes the port, a 404."""
     docs = (create_gateway("beta", "", TCP_SERVER), create_gateway("alpha", "", HTTP_SERVER))
