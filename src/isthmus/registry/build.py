@@ -86,6 +86,9 @@ class _WorkloadInstance:
     locality: str = ""
     network: str = ""
     hostname: bool = False
+    # `named_ports` is a WorkloadEntry's `ports` map (istiod's WorkloadInstance.PortMap), not a pod's named
+    # container ports: a Kubernetes Service also looks its own port names up in it (_kube_target_port).
+    port_map: bool = False
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,7 @@ def _workload_entry_instance(
         network=spec.network or "",
         # A host name or a unix socket: only DNS ServiceEntries can use such an endpoint.
         hostname=not _is_ip(address),
+        port_map=True,
     )
 
 
@@ -261,8 +265,14 @@ def _endpoint(inst: _WorkloadInstance, port: int) -> Endpoint:
 
 
 def _kube_target_port(port: ServicePort, inst: _WorkloadInstance) -> int | None:
+    """Where a Kubernetes Service port reaches an instance; None: the instance has no such port."""
     if port.target_port_name is not None:
         return inst.named_ports.get(port.target_port_name)
+    if inst.port_map and inst.named_ports.get(port.name):
+        # istiod's findServiceTargetPort: a numeric targetPort also stands for the service port's name, and
+        # a WorkloadEntry's `ports` entry of that name wins over the number (serviceInstanceFromWorkloadInstance).
+        # A pod's endpoint is Kubernetes' EndpointSlice: the number, whatever its container ports are named.
+        return inst.named_ports[port.name]
     return port.target_port or port.port
 
 
