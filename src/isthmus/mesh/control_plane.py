@@ -18,6 +18,7 @@ from isthmus.mesh import gc_policy
 from isthmus.model.snapshot import Snapshot
 from isthmus.telemetry import Telemetry
 from isthmus.xds.gen import headless, naming
+from isthmus.xds.gen.endpoints import INLINE_ASSIGNMENT
 from isthmus.xds.gen.generator import MeshGenerator
 from isthmus.xds.push_queue import PushRequest
 from isthmus.xds.server import XdsServer
@@ -91,6 +92,12 @@ def changed_endpoint_clusters(old: Snapshot, new: Snapshot) -> frozenset[str]:
             for subset in subset_names:
                 names.add(naming.outbound_cluster(port.port, subset, svc.hostname))
     return frozenset(names)
+
+
+def _inline_assignment(snapshot: Snapshot, hosts: Iterable[str]) -> bool:
+    """Whether a service of these hosts has STRICT_DNS / LOGICAL_DNS clusters (endpoints inline)."""
+    by_host = snapshot.registry.by_host
+    return any(svc.resolution in INLINE_ASSIGNMENT for host in hosts for svc in by_host.get(host, ()))
 
 
 def _inherit_config_memos(old: Snapshot, new: Snapshot) -> None:
@@ -215,6 +222,10 @@ class ControlPlane:
                 if headless.pods_of(old.registry, hosts) != headless.pods_of(new.registry, hosts):
                     # Each pod of a headless service has routes of its own (RDS).
                     return PushRequest(full=True, reason="pods of a headless service")
+                if _inline_assignment(old, hosts) or _inline_assignment(new, hosts):
+                    # A DNS cluster carries its endpoints in the cluster itself (CDS), not in EDS: istiod
+                    # pushes in full then (TestWorkloadInstanceFullPush).
+                    return PushRequest(full=True, reason="endpoints of a DNS cluster")
                 _inherit_config_memos(old, new)
                 new.endpoints_changed_from = (old, clusters)
                 return PushRequest(full=False, eds_only_clusters=clusters, reason="endpoints")

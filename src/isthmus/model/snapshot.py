@@ -18,7 +18,13 @@ from isthmus.model.proxy import Proxy
 from isthmus.model.sidecar_scope import SidecarScope, build_scope, select_candidate, sidecar_candidates
 from isthmus.model.virtual_services import MESH_GATEWAY, VirtualServiceEntry, VirtualServiceIndex
 from isthmus.model.visibility import is_visible, normalize
-from isthmus.registry.build import UNIX_ADDRESS_PREFIX, Registry, build_registry, update_registry
+from isthmus.registry.build import (
+    UNIX_ADDRESS_PREFIX,
+    Registry,
+    build_registry,
+    entry_target_port,
+    update_registry,
+)
 from isthmus.registry.types import Pod, Protocol, Service, ServicePort, parse_protocol
 
 
@@ -53,9 +59,12 @@ def _services_on_port(
     matched: list[tuple[Service, ServicePort]] = []
     for svc in services:
         for sp in svc.ports:
-            resolved = (
-                sp.target_port if sp.target_port_name is None else pod.named_ports.get(sp.target_port_name)
-            )
+            if not svc.is_kubernetes:
+                resolved = entry_target_port(sp, pod.named_ports)
+            elif sp.target_port_name is None:
+                resolved = sp.target_port
+            else:
+                resolved = pod.named_ports.get(sp.target_port_name)
             if resolved == target:
                 matched.append((svc, sp))
     # istiod's Proxy.SetServiceTargets order: oldest first, then by hostname for services created at

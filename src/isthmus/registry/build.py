@@ -264,6 +264,13 @@ def _endpoint(inst: _WorkloadInstance, port: int) -> Endpoint:
     )
 
 
+def entry_target_port(port: ServicePort, named_ports: Mapping[str, int]) -> int:
+    """Where a ServiceEntry port reaches a workload (istiod's serviceentry convertWorkloadInstances): the
+    workload's port of that name (a WorkloadEntry's `ports`, a pod's named ports), else the entry's
+    targetPort, else the port itself."""
+    return named_ports.get(port.name) or port.target_port or port.port
+
+
 def _kube_target_port(port: ServicePort, inst: _WorkloadInstance) -> int | None:
     """Where a Kubernetes Service port reaches an instance; None: the instance has no such port."""
     if port.target_port_name is not None:
@@ -296,8 +303,7 @@ def _selected_endpoints(
             out.append((port.port, ep))
     else:
         for port in svc.ports:
-            target = inst.named_ports.get(port.name) or port.target_port or port.port
-            out.append((port.port, _endpoint(inst, target)))
+            out.append((port.port, _endpoint(inst, entry_target_port(port, inst.named_ports))))
     return out
 
 
@@ -433,8 +439,7 @@ def _service_entry_endpoints(res: Any, svc: Service, instances: _InstanceIndex) 
             # Inline endpoints are the service's own: a host name resolves by DNS, a unix socket does not.
             inst = replace(inst, hostname=inst.hostname and not inst.address.startswith(UNIX_ADDRESS_PREFIX))
             for port in svc.ports:
-                target = inst.named_ports.get(port.name) or port.target_port or port.port
-                out[port.port].append(_endpoint(inst, target))
+                out[port.port].append(_endpoint(inst, entry_target_port(port, inst.named_ports)))
         return out
     if svc.resolution in (Resolution.DNS, Resolution.DNS_ROUND_ROBIN) and not svc.is_wildcard:
         # DNS resolution without endpoints: the host itself is resolved.

@@ -19,12 +19,12 @@ sidecar's inbound ports); GetEndpointsForPort is the registry's endpoints of (ho
 Kubernetes object names must be lowercase, so Istio's camelCase names are kebab-cased. Pod sequences also
 check that the incremental registry update (update_registry) agrees with a full build at every step.
 
-Found here and fixed in registry/build.py: a WorkloadEntry selected by a Kubernetes Service whose port has
-a numeric targetPort is reached on its `ports` entry named like the Service port when it has one
-(istiod's findServiceTargetPort / serviceInstanceFromWorkloadInstance). Known gaps outside registry/, left
-xfail (strict): a pod selected by a workloadSelector ServiceEntry gets no service on its inbound ports
-(model/snapshot.py); a pod change under a DNS ServiceEntry's selector is pushed as EDS only, which a
-STRICT_DNS cluster (endpoints inline in CDS) never sees (mesh/control_plane.py).
+Found here and fixed: a WorkloadEntry selected by a Kubernetes Service whose port has a numeric targetPort
+is reached on its `ports` entry named like the Service port when it has one (istiod's
+findServiceTargetPort / serviceInstanceFromWorkloadInstance); a pod selected by a workloadSelector
+ServiceEntry gets the entry's ports and protocols on its inbound ports (model/snapshot.py); a pod change
+under a DNS ServiceEntry's selector is pushed in full, since a STRICT_DNS cluster carries its endpoints
+inline in CDS (mesh/control_plane.py).
 
 Departures, by design (see test_istio_registry_parity.py for the conversion ones):
 - locality: a pod's locality leaves out empty trailing parts ("region1/zone1", not istiod's
@@ -487,12 +487,6 @@ def test_workload_instance_full_push() -> None:
     assert [s.hostname for s in regs[1].services_selecting(fi1)] == [host]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mesh/control_plane.py _push_request sends an EDS-only push for any pod change; a DNS "
-    "ServiceEntry's STRICT_DNS cluster carries its endpoints in CDS, so the sidecar keeps the old "
-    "addresses until the next config push (outside registry/)",
-)
 def test_workload_instance_full_push_reaches_the_dns_cluster() -> None:
     """TestWorkloadInstanceFullPush's point: a pod joining a DNS entry's selector changes a cluster whose
     endpoints are inline (STRICT_DNS), so istiod pushes in full (`xds full` after the `eds` event), not
@@ -556,12 +550,6 @@ def test_service_discovery_workload_instance_change_label() -> None:
     assert regs[-1].services_selecting(relabelled) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="model/snapshot.py _services_on_port matches a service port to a pod's target port by the "
-    "Kubernetes targetPort only; a ServiceEntry port without targetPort (None) never matches, so a pod "
-    "a workloadSelector entry selects gets AUTO inbound ports and no services (outside registry/)",
-)
 def test_service_entry_selecting_a_pod_gives_its_inbound_port_the_entry_protocol() -> None:
     """expectProxyInstances for a pod selected by a ServiceEntry (GetProxyServiceTargets): its target
     ports are the entry's ports (or their targetPort), so the sidecar's inbound port has the entry's
