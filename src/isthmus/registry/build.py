@@ -433,13 +433,12 @@ def _service_entry_endpoints(res: Any, svc: Service, instances: _InstanceIndex) 
         return out
     if spec.endpoints:
         for we in spec.endpoints:
-            inst = _workload_entry_instance(
-                we, svc.namespace, dict(we.labels or {}), res.metadata.name, we.address or ""
-            )
+            inst = _workload_entry_instance(we, svc.namespace, dict(we.labels or {}), "", we.address or "")
             # Inline endpoints are the service's own: a host name resolves by DNS, a unix socket does not.
             inst = replace(inst, hostname=inst.hostname and not inst.address.startswith(UNIX_ADDRESS_PREFIX))
             for port in svc.ports:
-                out[port.port].append(_endpoint(inst, entry_target_port(port, inst.named_ports)))
+                ep = _endpoint(inst, entry_target_port(port, inst.named_ports))
+                out[port.port].append(replace(ep, entry_own=True))
         return out
     if svc.resolution in (Resolution.DNS, Resolution.DNS_ROUND_ROBIN) and not svc.is_wildcard:
         # DNS resolution without endpoints: the host itself is resolved.
@@ -449,8 +448,8 @@ def _service_entry_endpoints(res: Any, svc: Service, instances: _InstanceIndex) 
                     address=svc.hostname,
                     port=port.target_port or port.port,
                     namespace=svc.namespace,
-                    workload=res.metadata.name,
                     hostname=True,
+                    entry_own=True,
                 )
             )
     return out

@@ -233,3 +233,6 @@ class Endpoint:
     network: str = ""
     # True for DNS-resolved addresses (hostnames); the cluster is STRICT_DNS then.
     hostname: bool = False
+    # A ServiceEntry's own endpoint (an inline one, or its host resolved by DNS): istiod converts it with
+    # an empty config key, so it names no workload or namespace (`istio.workload` metadata, telemetry).
+    entry_own: bool = False

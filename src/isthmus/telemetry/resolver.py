@@ -113,11 +113,13 @@ class StaticResolver:
 
 
 def _endpoint_workload(svc: Any, ep: Any) -> Workload:
-    """A registry endpoint that is no pod. A ServiceEntry's inline endpoint (its instance is its address)
-    is no workload: istiod converts it with an empty config key, so its `istio.workload` metadata names
-    no workload, namespace or canonical service, only the cluster."""
-    if not svc.is_kubernetes and ep.instance == ep.address:
-        return Workload(name="", namespace="", has_proxy=ep.sidecar, instance=ep.instance)
+    """A registry endpoint that is no pod. A ServiceEntry's own endpoint is no workload: istiod converts
+    it with an empty config key, so its `istio.workload` metadata names no workload or namespace, only a
+    canonical service its labels give, and the cluster."""
+    if ep.entry_own:
+        return Workload(
+            name="", namespace="", labels=dict(ep.labels), has_proxy=ep.sidecar, instance=ep.instance
+        )
     return Workload(
         name=ep.workload or ep.instance or ep.address,
         namespace=ep.namespace,

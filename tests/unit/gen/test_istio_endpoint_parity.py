@@ -633,6 +633,27 @@ spec:
     assert lb["metadata"]["filter_metadata"]["istio"] == {"workload": expected}
 
 
+def test_workload_metadata_of_a_service_entry_endpoint_names_no_workload() -> None:
+    # convertServiceEntryToInstances converts inline endpoints with an empty configKey: WorkloadName and
+    # Namespace are "", and CanonicalService takes what the labels give. A WorkloadEntry it selects keeps
+    # its name and namespace.
+    se = """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ext, namespace: default}
+spec:
+  hosts: [ext.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.0.7, labels: {app: ext, version: v2}}, {address: 10.0.0.8}]
+"""
+    lbs = lb_endpoints(cla(snapshot(se), "outbound|80||ext.example.com"))
+    assert [lb["metadata"]["filter_metadata"]["istio"]["workload"] for lb in lbs] == [
+        ";;ext;v2;Kubernetes",
+        ";;;;Kubernetes",
+    ]
+
+
 # --- serviceentry/conversion_test.go fixtures (TestConvertInstances) -------------------------------
 
 

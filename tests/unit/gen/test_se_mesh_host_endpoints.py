@@ -123,19 +123,21 @@ def test_endpoint_naming_a_service_resolves_to_its_pods_at_the_target_port() -> 
 
 
 def test_endpoint_keeps_what_istiod_reads_from_the_service_entry_endpoint() -> None:
-    """tlsMode (getTLSModeFromWorkloadEntry: the label, else an identity), labels, workload, weight:
-    the DNS cluster's endpoint in istiod is the ServiceEntry's, whatever its name resolves to."""
+    """tlsMode (getTLSModeFromWorkloadEntry: the label, else an identity), labels, weight and no workload
+    (istiod's empty config key): the DNS cluster's endpoint in istiod is the ServiceEntry's, whatever its
+    name resolves to."""
     snap = build(
         se("plain", "plain.example", f"[{{address: {DEST}, labels: {{v: one}}, weight: 3}}]"),
         se("meshed", "meshed.example", f"[{{address: {DEST}, serviceAccount: destination}}]"),
         se("label", "label.example", f"[{{address: {DEST}, labels: {{security.istio.io/tlsMode: istio}}}}]"),
     )
     plain = snap.registry.endpoints(entry(snap, "plain.example"), 80)[0]
-    assert (plain.sidecar, dict(plain.labels), plain.weight, plain.workload) == (
+    assert (plain.sidecar, dict(plain.labels), plain.weight, plain.workload, plain.entry_own) == (
         False,
         {"v": "one"},
         3,
-        "plain",
+        "",
+        True,
     )
     assert plain.namespace == "default" and plain.instance == DEST  # the inline endpoint's, as before
     meshed = snap.registry.endpoints(entry(snap, "meshed.example"), 80)[0]

@@ -43,7 +43,9 @@ def _workload_metadata(ep: Endpoint) -> str:
     revision = _first_label(ep.labels, _CANONICAL_REVISION_LABELS)
     if revision == "latest":
         revision = ""  # "don't bother sending the default value in config"
-    return f"{ep.workload};{ep.namespace};{ep.workload if name is None else name};{revision or ''};Kubernetes"
+    # A ServiceEntry's own endpoint names no workload or namespace (istiod's empty config key).
+    workload, namespace = ("", "") if ep.entry_own else (ep.workload, ep.namespace)
+    return f"{workload};{namespace};{workload if name is None else name};{revision or ''};Kubernetes"
 
 
 def select_endpoints(snapshot: Snapshot, spec: ClusterSpec) -> list[Endpoint]:
