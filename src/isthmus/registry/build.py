@@ -535,18 +535,29 @@ def build_registry(resources: Iterable[Any], pods: Iterable[Pod], *, domain: str
     return reg
 
 
+def _external_target(svc: Service) -> str:
+    return (svc.external_name or "").rstrip(".").lower()
+
+
 def _resolve_aliases(
     services: list[Service], endpoints: dict[tuple[str, str, int], list[Endpoint]]
 ) -> list[Service]:
     """Istio's ExternalName alias (1.21+, ENABLE_EXTERNAL_NAME_ALIAS): an ExternalName Service that names
     a service of the registry is only another name for it. It gets no cluster or endpoints of its own
     (its ports do not matter), and the service it names answers to its hostname too. One naming a host
-    the registry does not know stays a DNS service of its own: the name is resolved outside the mesh."""
+    the registry does not know stays a DNS service of its own: the name is resolved outside the mesh.
+    Chains (an alias of an alias) resolve to the service at their end, as istiod's resolveServiceAliases;
+    a loop names no service."""
     concrete = {s.hostname: s for s in services if s.external_name is None}
+    named = {s.hostname: _external_target(s) for s in services if s.external_name is not None}
     aliases: dict[str, list[str]] = defaultdict(list)
     out: list[Service] = []
     for svc in services:
-        target = (svc.external_name or "").rstrip(".").lower()
+        target = _external_target(svc)
+        seen = {svc.hostname, target}
+        while target in named and named[target] not in seen:
+            target = named[target]
+            seen.add(target)
         if svc.external_name is not None and target in concrete and target != svc.hostname:
             aliases[target].append(svc.hostname)
             for port in svc.ports:

@@ -524,12 +524,6 @@ def _aliases(snap: Snapshot) -> dict[str, tuple[str | None, tuple[str, ...]]]:
                 "alias2": ("concrete", ()),
             },
             id="chained alias",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="registry/build.py _resolve_aliases follows one hop only: an ExternalName naming "
-                "another ExternalName stays a DNS service of its own (istiod's resolveServiceAliases "
-                "follows the chain to the concrete service). registry/ is outside this change.",
-            ),
         ),  # fmt: skip
         pytest.param(
             [external_name("alias1", "alias2"), external_name("alias2", "alias1")],
