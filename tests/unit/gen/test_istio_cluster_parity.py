@@ -509,8 +509,8 @@ def test_tcp_keepalive(mesh_ka: dict | None, dr_ka: dict | None, expected: dict 
 @pytest.mark.parametrize(
     ("budget", "expected"),
     [
-        # "destination rule with empty retry budget": applyRetryBudget's defaults, 0.2 as istiod writes it.
-        ({}, {"budget_percent": {"value": 0.2}, "min_retry_concurrency": 3}),
+        # "destination rule with empty retry budget": applyRetryBudget's defaults (20 %, as current istiod).
+        ({}, {"budget_percent": {"value": 20.0}, "min_retry_concurrency": 3}),
         (
             {"percent": 25, "minRetryConcurrency": 5},
             {"budget_percent": {"value": 25.0}, "min_retry_concurrency": 5},

@@ -81,13 +81,13 @@ def apply_load_balancer(c: p.cluster.Cluster, lb: Any | None) -> None:
 
 
 def apply_retry_budget(threshold: Any, budget: Any | None) -> None:
-    """Istio's applyRetryBudget: min concurrency 3 unless set; an unset percent is written as istiod writes
-    it, Percent 0.2 (its comment says 20%, the value Envoy reads is 0.2%). Envoy's RetryBudget has no
-    interval field, so budgetInterval has nothing to become (istiod ignores it too)."""
+    """Istio's applyRetryBudget: min concurrency 3 unless set; an unset percent is 20 (%), the API's
+    default, as current istiod writes it (older istiod wrote 0.2, i.e. 0.2 %). Envoy's RetryBudget has
+    no interval field, so budgetInterval has nothing to become (istiod ignores it too)."""
     if budget is None:
         return
     rb = threshold.retry_budget
-    rb.budget_percent.value = float(budget.percent) if budget.percent is not None else 0.2
+    rb.budget_percent.value = float(budget.percent) if budget.percent is not None else 20.0
     rb.min_retry_concurrency.value = int(budget.min_retry_concurrency) if budget.min_retry_concurrency else 3
 
 
