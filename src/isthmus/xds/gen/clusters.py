@@ -129,6 +129,26 @@ def _metadata(c: p.cluster.Cluster, spec: ClusterSpec) -> None:
         fields["external"].bool_value = True
 
 
+def _stat_name_pattern(snapshot: Snapshot, field: str) -> str | None:
+    """MeshConfig outboundClusterStatName / inboundClusterStatName (empty: Envoy names the stats after
+    the cluster)."""
+    spec = snapshot.mesh.spec
+    return (getattr(spec, field, None) or None) if spec is not None else None
+
+
+def alt_stat_name(pattern: str, svc: Service, subset: str, port: ServicePort) -> str:
+    """istiod's telemetry.BuildStatPrefix: the cluster's `alt_stat_name` from a MeshConfig
+    *ClusterStatName pattern. %SERVICE% is `<name>.<namespace>` for a Kubernetes Service, else the host.
+    istiod appends a `;` when EnableDelimitedStatsTagRegex is on, for istio-proxy's stats tag regexes;
+    plain Envoy has none of those, so the name is kept as the pattern gives it."""
+    short = f"{svc.name}.{svc.namespace}" if svc.is_kubernetes else svc.hostname
+    out = pattern.replace("%SERVICE%", short)
+    out = out.replace("%SERVICE_FQDN%", svc.hostname)
+    out = out.replace("%SUBSET_NAME%", subset)
+    out = out.replace("%SERVICE_PORT%", str(port.port))
+    return out.replace("%SERVICE_PORT_NAME%", port.name)
+
+
 def dns_cache_config(dns_refresh_s: float) -> p.dns_cache.DnsCacheConfig:
     return p.dns_cache.DnsCacheConfig(
         name=naming.DFP_CACHE,
@@ -172,13 +192,24 @@ def _base_key(proxy: Proxy, spec: ClusterSpec) -> tuple | None:
 _NOT_EDS = (Resolution.PASSTHROUGH, Resolution.DYNAMIC_DNS, *INLINE_ASSIGNMENT)
 
 
+def _resolves_authority(svc: Service, proxy: Proxy) -> bool:
+    """Whether the service's cluster is the dynamic forward proxy one, which resolves the request's
+    authority (populated by the sidecar outbound HCM's dynamic_forward_proxy filter): DYNAMIC_DNS, and
+    passthrough (resolution NONE) where istiod has ORIGINAL_DST. Not for a passthrough service on a
+    gateway: istiod's convertResolution falls back to EDS there (a gateway has no original destination),
+    and gateway HCMs have no filter to resolve hosts for such a cluster."""
+    if svc.resolution is Resolution.DYNAMIC_DNS:
+        return True
+    return svc.resolution is Resolution.PASSTHROUGH and proxy.kind != "gateway"
+
+
 def _build_base(snapshot: Snapshot, proxy: Proxy, spec: ClusterSpec) -> p.cluster.Cluster:
     """Everything of an outbound cluster but its name, EDS service name, metadata and TLS."""
     mesh = snapshot.mesh
     svc = spec.service
     c = p.cluster.Cluster(connect_timeout=p.duration(mesh.connect_timeout_s))
     opts = p.http_options.HttpProtocolOptions()
-    if svc.resolution in (Resolution.PASSTHROUGH, Resolution.DYNAMIC_DNS):
+    if _resolves_authority(svc, proxy):
         # Explicit-proxy mode has no original destination: resolve the request's authority instead.
         c.cluster_type.CopyFrom(_dfp_cluster_type(mesh.dns_refresh_rate_s))
         c.lb_policy = p.cluster.Cluster.CLUSTER_PROVIDED
@@ -245,6 +276,9 @@ def build_outbound_cluster(
         c.eds_cluster_config.service_name = spec.name
     if c.type == p.cluster.Cluster.EDS and headless.pins_pods(spec.service):
         headless.apply_subset_lb(c)
+    pattern = _stat_name_pattern(snapshot, "outbound_cluster_stat_name")
+    if pattern is not None:
+        c.alt_stat_name = alt_stat_name(pattern, spec.service, spec.subset, spec.port)
     _metadata(c, spec)
     tls.apply_upstream_tls(snapshot, proxy, c, spec)
     tls.apply_upstream_proxy_protocol(c, spec.policy.proxy_protocol)
@@ -269,6 +303,10 @@ def build_inbound_cluster(snapshot: Snapshot, proxy: Proxy, inbound: InboundPort
     if inbound.services:
         svc, sp = inbound.services[0]
         _inbound_metadata(c, inbound)
+        pattern = _stat_name_pattern(snapshot, "inbound_cluster_stat_name")
+        if pattern is not None:
+            # istiod's buildInboundCluster: the pattern filled in from the (first) service on the port.
+            c.alt_stat_name = alt_stat_name(pattern, svc, "", sp)
         dr = snapshot.destination_rules.lookup(proxy.namespace, {}, svc.hostname, svc.namespace)
         if dr is not None and dr.traffic_policy is not None:
             pool = effective_policy(dr, sp.port, None).connection_pool

@@ -16,7 +16,7 @@ from isthmus.xds.gen import protos as p
 from isthmus.xds.gen.clusters import build_inbound_clusters, outbound_cluster_specs, packed_outbound_clusters
 from isthmus.xds.gen.endpoints import packed_endpoints
 from isthmus.xds.gen.gateway import https_route_name
-from isthmus.xds.gen.listeners import build_listeners
+from isthmus.xds.gen.listeners import INBOUND_EXACT_BALANCE, OUTBOUND_EXACT_BALANCE, build_listeners
 from isthmus.xds.gen.routes import (
     gateway_route_config,
     http_proxy_route_config,
@@ -165,8 +165,9 @@ def serves_vhds(proxy: Proxy) -> bool:
 def listener_key(proxy: Proxy) -> tuple:
     """Everything of the proxy its listeners are built from: addresses and stat prefixes (ip), inbound
     ports (its pod: namespace and instance), PeerAuthentication, authorization and Telemetry policies
-    (namespace, labels), tracing and telemetry names (workload, instance), gateway port offset. Not the
-    rest of its metadata, nor its service account. The ip makes it per proxy."""
+    (namespace, labels), tracing and telemetry names (workload, instance), gateway port offset, exact
+    connection balancing. Not the rest of its metadata, nor its service account. The ip makes it per
+    proxy."""
     return (
         "lds",
         proxy.kind,
@@ -177,6 +178,8 @@ def listener_key(proxy: Proxy) -> tuple:
         frozenset(proxy.labels.items()),
         port_offset(proxy),
         proxy.metadata.get(STATS_COLLECTOR_KEY),
+        proxy.metadata.get(INBOUND_EXACT_BALANCE),
+        proxy.metadata.get(OUTBOUND_EXACT_BALANCE),
     )
 
 

@@ -12,9 +12,11 @@ from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
+from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.extensions.filters.http.grpc_web.v3 import grpc_web_pb2
 from envoy.extensions.request_id.uuid.v3 import uuid_pb2
 
+from isthmus.api.types import parse_env_bool
 from isthmus.model import authn
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import InboundPort, Snapshot
@@ -241,6 +243,21 @@ def _filter(name: str, config: Any) -> p.listener_components.Filter:
     return p.listener_components.Filter(name=name, typed_config=p.pack(config))
 
 
+# Node metadata (istio-agent's ISTIO_META_*) asking for Envoy's exact connection balancing across worker
+# threads on the proxy's inbound / outbound listeners (istiod's NodeMetadata StringBools of those names).
+INBOUND_EXACT_BALANCE = "INBOUND_LISTENER_EXACT_BALANCE"
+OUTBOUND_EXACT_BALANCE = "OUTBOUND_LISTENER_EXACT_BALANCE"
+
+
+def _apply_exact_balance(lst: p.listener.Listener, proxy: Proxy, key: str) -> None:
+    """istiod sets `connection_balance_config.exact_balance` on the outbound listeners (here the explicit
+    proxy, `virtualOutbound`) and on the inbound ones when the node metadata `key` is true (Go's
+    strconv.ParseBool; anything else, or unset, leaves Envoy's default balancing)."""
+    value = proxy.metadata.get(key)
+    if parse_env_bool(value if isinstance(value, str) else None, False):
+        lst.connection_balance_config.exact_balance.SetInParent()
+
+
 def virtual_outbound_listener(
     snapshot: Snapshot, proxy: Proxy, port: int = OUTBOUND_PORT
 ) -> p.listener.Listener:
@@ -277,6 +294,7 @@ def virtual_outbound_listener(
     hcm.CopyFrom(prototype)
     hcm.stat_prefix = f"outbound_{proxy.ip}_{port}"
     chain.filters.append(_filter(HCM_NAME, hcm))
+    _apply_exact_balance(lst, proxy, OUTBOUND_EXACT_BALANCE)
     return lst
 
 
@@ -385,6 +403,7 @@ def inbound_listener(snapshot: Snapshot, proxy: Proxy, inbound: InboundPort) -> 
     _add_listener_filters(lst)
     lst.listener_filters_timeout.CopyFrom(p.duration(snapshot.mesh.protocol_detection_timeout_s))
     lst.continue_on_listener_filters_timeout = True
+    _apply_exact_balance(lst, proxy, INBOUND_EXACT_BALANCE)
     return lst
 
 
@@ -432,16 +451,50 @@ def gateway_hcm_builder(snapshot: Snapshot, proxy: Proxy) -> Any:
     return build
 
 
+def listener_access_logs(snapshot: Snapshot, proxy: Proxy, direction: str) -> list[accesslog_pb2.AccessLog]:
+    """istiod's setListenerAccessLog: the listener-level logs of connections no filter chain takes
+    (response flag NR, e.g. plaintext to a STRICT port), which no HCM or tcp_proxy sees. They are the
+    file / Telemetry provider logs the listener's traffic gets (MeshConfig accessLogFile when no Telemetry
+    logs), each filtered on NR (ANDed with a provider's own filter); none with disableEnvoyListenerLog.
+    The metrics pipeline's gRPC loggers are not among them: a connection without a chain is no request."""
+    spec = snapshot.mesh.spec
+    if spec is not None and getattr(spec, "disable_envoy_listener_log", None):
+        return []
+    no_chain = accesslog_pb2.AccessLogFilter(
+        response_flag_filter=accesslog_pb2.ResponseFlagFilter(flags=["NR"])
+    )
+    out = []
+    for log in telemetry.tcp_access_loggers(snapshot, proxy, direction, als=False):  # type: ignore[arg-type]
+        entry = accesslog_pb2.AccessLog()
+        entry.CopyFrom(log)
+        if entry.HasField("filter"):
+            both = accesslog_pb2.AccessLogFilter()
+            both.and_filter.filters.extend([no_chain, log.filter])
+            entry.filter.CopyFrom(both)
+        else:
+            entry.filter.CopyFrom(no_chain)
+        out.append(entry)
+    return out
+
+
 def build_listeners(snapshot: Snapshot, proxy: Proxy, port_offset: int = 0) -> list[p.listener.Listener]:
     if proxy.kind == "gateway":
-        return gateway.gateway_listeners(
+        out = gateway.gateway_listeners(
             snapshot, proxy, port_offset, gateway_hcm_builder(snapshot, proxy), _filter
         )
+        # Gateway listeners log as their HCMs do (the "outbound" direction, istiod's gateway class).
+        logs = listener_access_logs(snapshot, proxy, "outbound")
+        for lst in out:
+            lst.access_log.extend(logs)
+        return out
     out = [virtual_outbound_listener(snapshot, proxy)]
+    out[0].access_log.extend(listener_access_logs(snapshot, proxy, "outbound"))
+    inbound_logs = listener_access_logs(snapshot, proxy, "inbound")
     for ib in snapshot.inbound_ports(proxy):
         lst = guarded(
             snapshot, f"listener {proxy.ip}_{ib.port}", lambda ib=ib: inbound_listener(snapshot, proxy, ib)
         )
         if lst is not None:
+            lst.access_log.extend(inbound_logs)
             out.append(lst)
     return out

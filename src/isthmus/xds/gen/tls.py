@@ -331,7 +331,11 @@ def _apply_upstream_tls(snapshot: Snapshot, proxy: Proxy, cluster: Any, spec: Cl
         sni=sni_default,
         alpn_protocols=_client_alpn(spec.port.protocol, h2),
     )
-    if svc.resolution is Resolution.PASSTHROUGH or _passthrough_lb(spec):
+    # A passthrough service's cluster stands for istiod's ORIGINAL_DST one (no per-endpoint matches) where
+    # it resolves the authority; on a gateway it is EDS (clusters._resolves_authority) and takes the
+    # per-endpoint matches below, as istiod's EDS fallback does.
+    dfp = cluster.cluster_type.name == DFP_CLUSTER_TYPE
+    if (svc.resolution is Resolution.PASSTHROUGH and dfp) or _passthrough_lb(spec):
         _apply_passthrough_auto_mtls(snapshot, cluster, spec, ctx)
         return
     matches = cluster.transport_socket_matches
