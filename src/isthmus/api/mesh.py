@@ -18,7 +18,6 @@ from pydantic import Field
 from isthmus.api.kube import LabelSelector
 from isthmus.api.networking import (
     ClientTLSSettings,
-    Destination,
     HTTPRetry,
     LocalityLoadBalancerSetting,
     ReadinessProbe,
@@ -239,8 +238,9 @@ class MeshProxyConfig(ApiModel):
 
 
 class MeshOutboundTrafficPolicy(ApiModel):
+    # Only a mode: egressProxy is the Sidecar's OutboundTrafficPolicy, not MeshConfig's (istiod's mesh
+    # config loader refuses it as an unknown field, and so does this model).
     mode: Literal["REGISTRY_ONLY", "ALLOW_ANY"] | None = None
-    egress_proxy: Destination | None = None
 
 
 class MeshInboundTrafficPolicy(ApiModel):

@@ -46,12 +46,34 @@ TRAFFIC_POLICIES = (
     "spec.subsets[].trafficPolicy",
     "spec.subsets[].trafficPolicy.portLevelSettings[]",
 )
+# Fields Istio accepts but never translates (its docs say "NOT IMPLEMENTED", or pilot/ never reads them):
+# refused rather than accepted and dropped, so that nobody relies on them.
+ISTIO_NOT_IMPLEMENTED = "Istio documents it as not implemented and ignores it; remove it"
+RETRY_BUDGET_INTERVAL = (
+    "Envoy's retry budget has no interval (it counts the retries active right now), so there is nothing to "
+    "set; istiod ignores it too. Remove it"
+)
+LEGACY_TRACER = (
+    "the legacy defaultConfig.tracing builds only the Zipkin tracer (zipkin.address); configure the tracer as "
+    "an extensionProviders entry and select it with defaultProviders.tracing or a Telemetry resource"
+)
 
 # Fields of supported kinds the running mesh refuses: kind -> {field pattern: reason}.
 UNSUPPORTED: dict[str, dict[str, str]] = {
     "VirtualService": {
         "spec.http[].fault.delay.exponentialDelay": ISTIO_IGNORES,
         "spec.http[].fault.abort.http2Error": ISTIO_IGNORES,
+        # istiod's matchTCP reads gateways, port, sourceLabels and sourceNamespace only.
+        "spec.tcp[].match[].sourceSubnet": ISTIO_IGNORES,
+    },
+    "Gateway": {
+        "spec.servers[].defaultEndpoint": ISTIO_NOT_IMPLEMENTED,
+        # The downstream validation context is the server's (xds/gen/gateway.py): one CA for every
+        # certificate of tlsCertificates.
+        "spec.servers[].tls.tlsCertificates[].caCertificates": (
+            "client certificates are verified against the server's tls.caCertificates, shared by every "
+            "certificate of tlsCertificates; set the CA bundle there"
+        ),
     },
     "Sidecar": {
         "spec.ingress[].bind": (
@@ -74,6 +96,24 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
     "RequestAuthentication": {
         "spec.targetRef": "targetRef attaches to Gateway API gateways, which Isthmus does not run",
         "spec.targetRefs": "targetRef attaches to Gateway API gateways, which Isthmus does not run",
+    },
+    "MeshConfig": {
+        "spec.defaultConfig.tracing.datadog": LEGACY_TRACER,
+        "spec.defaultConfig.tracing.lightstep": f"Envoy has no Lightstep tracer any more; {LEGACY_TRACER}",
+        "spec.defaultConfig.tracing.stackdriver": f"Envoy has no Stackdriver tracer any more; {LEGACY_TRACER}",
+        "spec.defaultConfig.tracing.openCensusAgent": f"Envoy has no OpenCensus tracer any more; {LEGACY_TRACER}",
+        "spec.defaultConfig.tracing.tlsSettings": (
+            "the legacy Zipkin tracer reports over plaintext HTTP; TLS to the tracing backend is not implemented"
+        ),
+        "spec.defaultConfig.gatewayTopology.setCurrentClientCertDetails": (
+            "gateways set the subject, certificate, URI and DNS details whenever they write the "
+            "x-forwarded-client-cert header, as istiod's buildGatewayConnectionManager does (it ignores this "
+            "field too); remove it"
+        ),
+        "spec.extensionProviders[].sds": (
+            "external SDS providers are not implemented: gateway credentials come from Secrets "
+            "(credentialName) or files"
+        ),
     },
     "ProxyConfig": {
         "spec.image": (
@@ -102,6 +142,9 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
             for prefix in TRAFFIC_POLICIES
         },
         **{f"{prefix}.admissionControl": ADMISSION_CONTROL for prefix in TRAFFIC_POLICIES},
+        # TrafficPolicy.retryBudget (PortTrafficPolicy has none).
+        "spec.trafficPolicy.retryBudget.budgetInterval": RETRY_BUDGET_INTERVAL,
+        "spec.subsets[].trafficPolicy.retryBudget.budgetInterval": RETRY_BUDGET_INTERVAL,
     },
 }
 
@@ -166,6 +209,9 @@ TRANSLATED_FIELDS: dict[str, dict[str, set[str]]] = {
             "h2UpgradePolicy", "defaultHttpRetryPolicy", "trustDomain", "enableTracing", "extensionProviders",
             "defaultProviders", "pathNormalization", "meshMTLS", "localityLbSetting", "enableAutoMtls",
             "trustDomainAliases", "tlsDefaults",
+            # Listener-level (NR) access logs (xds/gen/listeners.py listener_access_logs) and the clusters'
+            # alt_stat_name (xds/gen/clusters.py).
+            "disableEnvoyListenerLog", "inboundClusterStatName", "outboundClusterStatName",
         },
         # Gateway TLS servers and DestinationRule TLS origination (istiod's applyDownstreamTLSDefaults,
         # applyTLSDefaults).

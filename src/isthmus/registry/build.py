@@ -23,6 +23,7 @@ from isthmus.registry.types import (
     ServiceRef,
     parse_protocol,
     protocol_from_kube_port,
+    traffic_distribution,
 )
 
 DOMAIN_SUFFIX = "cluster.local"
@@ -346,6 +347,7 @@ def _services_from_kube(res: Any, domain: str) -> Service:
         selector=dict(spec.selector) if spec.selector and not external_name else None,
         external_name=external_name,
         creation_order=_creation_order(res),
+        traffic_distribution=traffic_distribution(spec.traffic_distribution, res.metadata.annotations),
     )
 
 

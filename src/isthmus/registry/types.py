@@ -135,6 +135,26 @@ class ServiceRef:
     name: str
 
 
+TRAFFIC_DISTRIBUTION_SAME_ZONE = "PreferSameZone"
+TRAFFIC_DISTRIBUTION_SAME_NODE = "PreferSameNode"
+TRAFFIC_DISTRIBUTION_ANNOTATION = "networking.istio.io/traffic-distribution"
+
+
+def traffic_distribution(spec_value: str | None, annotations: Mapping[str, str] | None) -> str:
+    """istiod's GetTrafficDistribution: the Service's `trafficDistribution` (PreferClose is PreferSameZone's
+    old name), else the annotation (case-insensitive); anything else is "" (no preference)."""
+    if spec_value in ("PreferClose", TRAFFIC_DISTRIBUTION_SAME_ZONE):
+        return TRAFFIC_DISTRIBUTION_SAME_ZONE
+    if spec_value == TRAFFIC_DISTRIBUTION_SAME_NODE:
+        return TRAFFIC_DISTRIBUTION_SAME_NODE
+    value = str((annotations or {}).get(TRAFFIC_DISTRIBUTION_ANNOTATION) or "").lower()
+    if value in ("preferclose", "prefersamezone"):
+        return TRAFFIC_DISTRIBUTION_SAME_ZONE
+    if value == "prefersamenode":
+        return TRAFFIC_DISTRIBUTION_SAME_NODE
+    return ""
+
+
 @dataclass(frozen=True)
 class Service:
     hostname: str
@@ -166,6 +186,10 @@ class Service:
     # they name, so `resolution` is CLIENT_SIDE_LB (an EDS cluster that pod changes update as any
     # other) and this flag records that the ServiceEntry declared DNS.
     resolved_by_registry: bool = False
+    # A Kubernetes Service's `trafficDistribution` (or Istio's `networking.istio.io/traffic-distribution`
+    # annotation), as istiod's GetTrafficDistribution reads it: TRAFFIC_DISTRIBUTION_SAME_ZONE,
+    # TRAFFIC_DISTRIBUTION_SAME_NODE, or "" (any). Locality load balancing acts on it (xds.gen.locality).
+    traffic_distribution: str = ""
 
     def port(self, number: int) -> ServicePort | None:
         for p in self.ports:

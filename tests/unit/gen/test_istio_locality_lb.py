@@ -223,7 +223,7 @@ def test_failover_with_locality_lb_disabled() -> None:
 
 
 def test_get_locality_lb_setting() -> None:
-    """TestGetLocalityLbSetting (without trafficDistribution, which Services here do not carry)."""
+    """TestGetLocalityLbSetting (trafficDistribution: test_field_coverage_gen.py)."""
     setting = LocalityLoadBalancerSetting
     on, off = setting(enabled=True), setting(enabled=False)
     failover = setting.model_validate({"failover": [{"from": "a", "to": "b"}]})

@@ -23,7 +23,7 @@ from isthmus.api.validation.common import (
     validate_wildcard_domain,
 )
 from isthmus.api.validation.destinationrule import validate_client_tls, validate_locality_lb_setting
-from isthmus.api.validation.virtualservice import validate_destination, validate_http_retry
+from isthmus.api.validation.virtualservice import validate_http_retry
 
 if TYPE_CHECKING:
     from isthmus.api.resource import Resource
@@ -168,16 +168,6 @@ def validate_mesh_config(res: Resource, r: Report) -> None:
             r.warn(
                 "spec.tlsDefaults.ecdhCurves", f"detected duplicate ECDH curves: [{' '.join(sorted(dup))}]"
             )
-
-    otp = mc.outbound_traffic_policy
-    if otp is not None and otp.egress_proxy is not None:
-        if otp.mode != "ALLOW_ANY":
-            r.error(
-                "spec.outboundTrafficPolicy.egressProxy",
-                "egress_proxy must be set only with ALLOW_ANY outbound_traffic_policy mode",
-            )
-        else:
-            validate_destination(r, "spec.outboundTrafficPolicy.egressProxy", otp.egress_proxy)
 
     validate_http_retry(r, "spec.defaultHttpRetryPolicy", mc.default_http_retry_policy)
     for field, value in (

@@ -186,6 +186,8 @@ def _base_key(proxy: Proxy, spec: ClusterSpec) -> tuple | None:
         id(pol.retry_budget),
         spec.port.protocol,
         proxy.kind,
+        # locality_weighted_lb_config follows the service's trafficDistribution too (locality.py).
+        spec.service.traffic_distribution,
     )
 
 
@@ -230,7 +232,7 @@ def _build_base(snapshot: Snapshot, proxy: Proxy, spec: ClusterSpec) -> p.cluste
         c.eds_cluster_config.eds_config.CopyFrom(p.ads_config_source())
         tp.apply_load_balancer(c, spec.policy.load_balancer)
     c.common_lb_config.SetInParent()
-    if locality.weighted_lb_config(mesh.locality_lb_setting, spec.policy):
+    if locality.weighted_lb_config(mesh.locality_lb_setting, spec.policy, spec.service):
         c.common_lb_config.locality_weighted_lb_config.SetInParent()
     tp.apply_connection_pool(
         c, opts, spec.policy.connection_pool, mesh.tcp_keepalive, spec.policy.retry_budget

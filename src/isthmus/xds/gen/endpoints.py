@@ -216,7 +216,7 @@ def packed_assignment(snapshot: Snapshot, proxy: Proxy, spec: ClusterSpec) -> An
     labels = spec.subset_labels
     key = (spec.name, id(spec.service), spec.port.port, None if labels is None else tuple(labels.items()))
     packed: dict[tuple, Any] = snapshot.memo(("cla_any",), dict)
-    lb = locality.locality_lb(snapshot.mesh.locality_lb_setting, spec.policy)
+    lb = locality.locality_lb(snapshot.mesh.locality_lb_setting, spec.policy, spec.service)
     groups: Sequence[Group] | None = None
     if lb is not None:
         cached: dict[tuple, Sequence[Group]] = snapshot.memo(("cla_groups",), dict)

@@ -14,14 +14,33 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from isthmus.api.networking import LocalityLoadBalancerSetting
 from isthmus.model.proxy import Proxy
 from isthmus.registry.build import REGION_LABELS, SUBZONE_LABEL, ZONE_LABELS
-from isthmus.registry.types import Endpoint, split_locality
+from isthmus.registry.types import (
+    TRAFFIC_DISTRIBUTION_SAME_NODE,
+    TRAFFIC_DISTRIBUTION_SAME_ZONE,
+    Endpoint,
+    split_locality,
+)
 
 NETWORK_LABEL = "topology.istio.io/network"
 CLUSTER_LABEL = "topology.istio.io/cluster"
 # Every endpoint and proxy of a local mesh is in one cluster, istiod's default cluster id.
 CLUSTER_ID = "Kubernetes"
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+
+# istiod's GetLocalityLbSetting for a Service with a trafficDistribution (and no DestinationRule setting):
+# failover by these labels, forced (it applies without outlier detection).
+_TRAFFIC_DISTRIBUTION_SETTINGS = {
+    TRAFFIC_DISTRIBUTION_SAME_ZONE: LocalityLoadBalancerSetting(
+        enabled=True, failover_priority=[NETWORK_LABEL, REGION_LABELS[0], ZONE_LABELS[0]]
+    ),
+    TRAFFIC_DISTRIBUTION_SAME_NODE: LocalityLoadBalancerSetting(
+        enabled=True,
+        failover_priority=[NETWORK_LABEL, REGION_LABELS[0], ZONE_LABELS[0], SUBZONE_LABEL, HOSTNAME_LABEL],
+    ),
+}
 
 
 class Group(NamedTuple):
@@ -54,42 +73,58 @@ class LocalityLb:
     failover: bool
 
 
-def effective_setting(mesh_setting: Any, policy: Any) -> Any | None:
-    """istiod's GetLocalityLbSetting: the DestinationRule's setting wins over the mesh's; `enabled: false`
-    on the one that applies turns locality load balancing off (None)."""
+def _traffic_distribution(service: Any | None) -> str:
+    return getattr(service, "traffic_distribution", "") if service is not None else ""
+
+
+def _setting_and_forced(mesh_setting: Any, policy: Any, service: Any | None) -> tuple[Any | None, bool]:
+    """istiod's GetLocalityLbSetting: the DestinationRule's setting wins; then the Service's
+    trafficDistribution (failover by labels, forced: True); then the mesh's. `enabled: false` on the one
+    that applies turns locality load balancing off (None)."""
     lb = policy.load_balancer
-    setting = (
-        lb.locality_lb_setting if lb is not None and lb.locality_lb_setting is not None else mesh_setting
-    )
-    if setting is None or setting.enabled is False:
-        return None
-    return setting
+    if lb is not None and lb.locality_lb_setting is not None:
+        setting = lb.locality_lb_setting
+        return (None if setting.enabled is False else setting), False
+    by_service = _TRAFFIC_DISTRIBUTION_SETTINGS.get(_traffic_distribution(service))
+    if by_service is not None:
+        return by_service, True
+    if mesh_setting is None or mesh_setting.enabled is False:
+        return None, False
+    return mesh_setting, False
 
 
-def locality_lb(mesh_setting: Any, policy: Any) -> LocalityLb | None:
+def effective_setting(mesh_setting: Any, policy: Any, service: Any | None = None) -> Any | None:
+    """istiod's GetLocalityLbSetting: the setting that applies (see `_setting_and_forced`), or None."""
+    return _setting_and_forced(mesh_setting, policy, service)[0]
+
+
+def locality_lb(mesh_setting: Any, policy: Any, service: Any | None = None) -> LocalityLb | None:
     """What ApplyLocalityLoadBalancer would do to a cluster of this policy: None when it changes nothing
-    (no setting, or neither `distribute` nor outlier detection), so the assignment stays the shared one."""
+    (no setting, or neither `distribute` nor failover: outlier detection, or a Service trafficDistribution
+    that forces it), so the assignment stays the shared one."""
     failover = policy.outlier_detection is not None
     if (
         not failover
         and policy.load_balancer is None
         and (mesh_setting is None or not mesh_setting.distribute)
+        and not _traffic_distribution(service)
     ):
         return None  # the usual cluster, asked about by every assignment: answered without more lookups
-    setting = effective_setting(mesh_setting, policy)
+    setting, forced = _setting_and_forced(mesh_setting, policy, service)
+    failover = failover or forced
     if setting is None or not (setting.distribute or failover):
         return None
     return LocalityLb(setting, failover)
 
 
-def weighted_lb_config(mesh_setting: Any, policy: Any) -> bool:
+def weighted_lb_config(mesh_setting: Any, policy: Any, service: Any | None = None) -> bool:
     """Whether the cluster gets `common_lb_config.locality_weighted_lb_config` (istiod's
     applyLocalityLoadBalancer, ENABLE_LOCALITY_WEIGHTED_LB_CONFIG off): locality weights only act with
     it, and it would change how other LB policies (least request) pick, so only when the setting needs it."""
-    setting = effective_setting(mesh_setting, policy)
+    setting, forced = _setting_and_forced(mesh_setting, policy, service)
     if setting is None:
         return False
-    failover = policy.outlier_detection is not None
+    failover = policy.outlier_detection is not None or forced
     return bool(setting.distribute) or (failover and bool(setting.failover or setting.failover_priority))
 
 
