@@ -127,6 +127,8 @@ class PodProcess:
             gateway=s.gateway,
             ready=ready,
             app_ports=dict(s.app_ports),
+            # Its proxy listens on ports below 1024 shifted (DESIGN §3); an app without one binds its own.
+            port_offset=self.port_offset if s.sidecar or s.gateway else 0,
         )
 
     def make_proxy(self) -> Proxy:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from isthmus.registry.types import socket_port
+
 if TYPE_CHECKING:
     from isthmus.mesh.runner import Mesh
-
-
-def _real_port(port: int, offset: int) -> int:
-    return port + offset if offset and port < 1024 else port
 
 
 def build_status(mesh: Mesh) -> dict[str, Any]:
@@ -44,7 +42,7 @@ def build_status(mesh: Mesh) -> dict[str, Any]:
             listeners = [
                 {
                     "port": srv.port,
-                    "address": f"{srv.bind or s.ip}:{_real_port(srv.listen_port, offset)}",
+                    "address": f"{srv.bind or s.ip}:{socket_port(srv.listen_port, offset)}",
                     "protocol": srv.protocol.value,
                 }
                 for srv in snapshot.gateway_servers(proxy)
@@ -58,7 +56,9 @@ def build_status(mesh: Mesh) -> dict[str, Any]:
                 inbound = [{"port": ib.port, "appPort": ib.app_port} for ib in served]
             else:
                 inbound = ports
-            listeners = [{"port": ib["port"], "address": f"{s.ip}:{ib['port']}"} for ib in inbound]
+            listeners = [
+                {"port": ib["port"], "address": f"{s.ip}:{socket_port(ib['port'], offset)}"} for ib in inbound
+            ]
         seen: set[tuple[int, str]] = set()
         unique = []
         for lst in listeners:

@@ -45,6 +45,14 @@ class Proxy:
     # sidecar table's virtual hosts go over VHDS, which Envoy serves over delta ADS only.
     delta_xds: bool = False
 
+    @property
+    def port_offset(self) -> int:
+        """The shift of its listen ports below 1024 (node metadata ISTHMUS_PORT_OFFSET; DESIGN §3)."""
+        try:
+            return int(self.metadata.get("ISTHMUS_PORT_OFFSET", 0) or 0)
+        except (TypeError, ValueError):
+            return 0
+
     @staticmethod
     def node_id(kind: ProxyKind, ip: str, instance: str, namespace: str) -> str:
         return f"{_NODE_TYPE[kind]}~{ip}~{instance}.{namespace}~{namespace}.svc.cluster.local"

@@ -23,6 +23,7 @@ from isthmus.registry.types import (
     ServiceRef,
     parse_protocol,
     protocol_from_kube_port,
+    socket_port,
     traffic_distribution,
 )
 
@@ -90,6 +91,7 @@ class _WorkloadInstance:
     # `named_ports` is a WorkloadEntry's `ports` map (istiod's WorkloadInstance.PortMap), not a pod's named
     # container ports: a Kubernetes Service also looks its own port names up in it (_kube_target_port).
     port_map: bool = False
+    port_offset: int = 0  # Pod.port_offset
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,7 @@ def _pod_instance(pod: Pod) -> _WorkloadInstance:
         named_ports=dict(pod.named_ports),
         locality=pod.locality or locality_from_labels(pod.labels),
         network=pod.network,
+        port_offset=pod.port_offset,
     )
 
 
@@ -250,7 +253,7 @@ def _is_ip(address: str) -> bool:
 def _endpoint(inst: _WorkloadInstance, port: int) -> Endpoint:
     return Endpoint(
         address=inst.address,
-        port=port,
+        port=socket_port(port, inst.port_offset),
         namespace=inst.namespace,
         labels=inst.labels,
         service_account=inst.service_account,

@@ -230,6 +230,14 @@ class Pod:
     named_ports: Mapping[str, int] = field(default_factory=dict)
     locality: str = ""
     network: str = ""
+    # What its proxy (sidecar or gateway) adds to ports below 1024 it listens on: a mesh run without root
+    # (DESIGN §3). Its endpoints are reached there; config keeps the declared ports.
+    port_offset: int = 0
+
+
+def socket_port(port: int, offset: int) -> int:
+    """The port a proxy listens on for a declared port: below 1024 shifted by the mesh's port offset."""
+    return port + offset if offset and port < 1024 else port
 
 
 def split_locality(locality: str) -> tuple[str, str, str]:

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from isthmus.registry.types import socket_port
 from isthmus.telemetry import istio
 
 if TYPE_CHECKING:
@@ -183,7 +184,8 @@ class SnapshotResolver:
             pass
         info = None
         for inbound in self.snapshot.inbound_ports(proxy):
-            if inbound.port != port:
+            # Envoy reports the socket's port, shifted below 1024 by the proxy's port offset.
+            if port not in (inbound.port, socket_port(inbound.port, proxy.port_offset)):
                 continue
             if inbound.services:
                 svc = inbound.services[0][0]

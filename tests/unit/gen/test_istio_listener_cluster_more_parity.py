@@ -49,7 +49,7 @@ Fixed in the generators to match istiod (see the tests): node metadata
 INBOUND/OUTBOUND_LISTENER_EXACT_BALANCE (listeners.py), listener-level access logs of connections no chain takes (listeners.py), MeshConfig
 outbound/inboundClusterStatName (clusters.py), and EDS instead of the dynamic forward proxy for a
 resolution NONE service on a gateway (clusters.py, tls.py). Still different (xfail, strict): a CONNECT to a
-headless pod's IP, sidecar inbound ports below 1024 under --port-offset.
+headless pod's IP.
 """
 
 from __future__ import annotations
@@ -485,11 +485,6 @@ def test_gateway_privileged_ports_move_by_the_offset(port: int, real: int) -> No
     assert [lst["address"]["socket_address"]["port_value"] for lst in found.values()] == [real]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sidecar inbound listeners bind ports below 1024 as declared (only gateway listeners apply "
-    "ISTHMUS_PORT_OFFSET), against DESIGN.md §3; shifting them also needs the EDS endpoints and status moved",
-)
 def test_sidecar_inbound_privileged_port_moves_by_the_offset() -> None:
     svc = """
 apiVersion: v1

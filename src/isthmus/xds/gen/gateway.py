@@ -21,6 +21,7 @@ from isthmus.model.destination_rules import effective_policy
 from isthmus.model.gateways import GatewayServer, hosts_for_namespace
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import Snapshot
+from isthmus.registry.types import socket_port
 from isthmus.security import sds
 from isthmus.telemetry import envoy as telemetry
 from isthmus.xds.gen import authz, naming, tls
@@ -341,7 +342,7 @@ def _drop_repeated_matches(lst: p.listener.Listener) -> None:
 
 
 def gateway_listeners(
-    snapshot: Snapshot, proxy: Proxy, port_offset: int, hcm_for: Any, filter_for: Any
+    snapshot: Snapshot, proxy: Proxy, hcm_for: Any, filter_for: Any
 ) -> list[p.listener.Listener]:
     """`hcm_for(stat_prefix, rds)` builds the gateway HCM; `filter_for(name, config)` wraps a filter."""
     servers = snapshot.gateway_servers(proxy)
@@ -352,7 +353,7 @@ def gateway_listeners(
     network_filters = authz.inbound_network_filters(snapshot, proxy)
     out = []
     for (bind, listen_port), group in sorted(by_key.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
-        real_port = listen_port + port_offset if listen_port < 1024 and port_offset else listen_port
+        real_port = socket_port(listen_port, proxy.port_offset)
         address = bind or "0.0.0.0"
         lst = p.listener.Listener(
             name=naming.listener_name(address, listen_port),

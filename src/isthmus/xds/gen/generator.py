@@ -30,13 +30,6 @@ from isthmus.xds.gen.scope import scope_key, shared_memo
 log = logging.getLogger(__name__)
 
 
-def port_offset(proxy: Proxy) -> int:
-    try:
-        return int(proxy.metadata.get("ISTHMUS_PORT_OFFSET", 0) or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
 def build_routes(snapshot: Snapshot, proxy: Proxy, names: Iterable[str]) -> list[Any]:
     out = []
     gateway_servers = snapshot.gateway_servers(proxy) if proxy.kind == "gateway" else []
@@ -176,7 +169,7 @@ def listener_key(proxy: Proxy) -> tuple:
         proxy.instance,
         proxy.workload,
         frozenset(proxy.labels.items()),
-        port_offset(proxy),
+        proxy.port_offset,
         proxy.metadata.get(STATS_COLLECTOR_KEY),
         proxy.metadata.get(INBOUND_EXACT_BALANCE),
         proxy.metadata.get(OUTBOUND_EXACT_BALANCE),
@@ -199,7 +192,7 @@ def _listeners(snapshot: Snapshot, proxy: Proxy) -> dict[str, Any]:
                 if what.startswith(prefixes):
                     snapshot.generation_errors.setdefault(what, error)
             return before._memo[key]
-        return _pack_all(build_listeners(snapshot, proxy, port_offset(proxy)))
+        return _pack_all(build_listeners(snapshot, proxy))
 
     return snapshot.memo(key, compute)
 

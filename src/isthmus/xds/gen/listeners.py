@@ -19,8 +19,8 @@ from envoy.extensions.request_id.uuid.v3 import uuid_pb2
 from isthmus.api.types import parse_env_bool
 from isthmus.model import authn
 from isthmus.model.proxy import Proxy
-from isthmus.model.snapshot import InboundPort, Snapshot
-from isthmus.registry.types import Protocol
+from isthmus.model.snapshot import RESERVED_SIDECAR_PORTS, InboundPort, Snapshot
+from isthmus.registry.types import Protocol, socket_port
 from isthmus.telemetry import envoy as telemetry
 from isthmus.telemetry.tracing import configure_hcm as configure_tracing
 from isthmus.xds.gen import authz, gateway, naming, proxy_headers, tls
@@ -332,7 +332,7 @@ def inbound_listener(snapshot: Snapshot, proxy: Proxy, inbound: InboundPort) -> 
     """istiod's inbound filter chains for the port's PeerAuthentication mode and protocol (§2.11)."""
     lst = p.listener.Listener(
         name=naming.listener_name(proxy.ip, inbound.port),
-        address=p.socket_address(proxy.ip, inbound.port),
+        address=p.socket_address(proxy.ip, socket_port(inbound.port, proxy.port_offset)),
         traffic_direction=p.base.INBOUND,
     )
     cluster = naming.inbound_cluster(inbound.port)
@@ -477,11 +477,9 @@ def listener_access_logs(snapshot: Snapshot, proxy: Proxy, direction: str) -> li
     return out
 
 
-def build_listeners(snapshot: Snapshot, proxy: Proxy, port_offset: int = 0) -> list[p.listener.Listener]:
+def build_listeners(snapshot: Snapshot, proxy: Proxy) -> list[p.listener.Listener]:
     if proxy.kind == "gateway":
-        out = gateway.gateway_listeners(
-            snapshot, proxy, port_offset, gateway_hcm_builder(snapshot, proxy), _filter
-        )
+        out = gateway.gateway_listeners(snapshot, proxy, gateway_hcm_builder(snapshot, proxy), _filter)
         # Gateway listeners log as their HCMs do (the "outbound" direction, istiod's gateway class).
         logs = listener_access_logs(snapshot, proxy, "outbound")
         for lst in out:
@@ -490,7 +488,18 @@ def build_listeners(snapshot: Snapshot, proxy: Proxy, port_offset: int = 0) -> l
     out = [virtual_outbound_listener(snapshot, proxy)]
     out[0].access_log.extend(listener_access_logs(snapshot, proxy, "outbound"))
     inbound_logs = listener_access_logs(snapshot, proxy, "inbound")
-    for ib in snapshot.inbound_ports(proxy):
+    inbound_ports = snapshot.inbound_ports(proxy)
+    declared = {ib.port for ib in inbound_ports}
+    for ib in inbound_ports:
+        real = socket_port(ib.port, proxy.port_offset)
+        if real != ib.port and (real in declared or real in RESERVED_SIDECAR_PORTS):
+            # Two listeners on one address would get the whole LDS update NACKed: the declared port wins.
+            snapshot.generation_errors.setdefault(
+                f"listener {proxy.ip}_{ib.port}",
+                f"port {ib.port} is served on {real} (port offset {proxy.port_offset}), which the sidecar "
+                "already listens on; it is left out",
+            )
+            continue
         lst = guarded(
             snapshot, f"listener {proxy.ip}_{ib.port}", lambda ib=ib: inbound_listener(snapshot, proxy, ib)
         )
