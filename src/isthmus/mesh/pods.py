@@ -127,8 +127,8 @@ class PodProcess:
             gateway=s.gateway,
             ready=ready,
             app_ports=dict(s.app_ports),
-            # Its proxy listens on ports below 1024 shifted (DESIGN §3); an app without one binds its own.
-            port_offset=self.port_offset if s.sidecar or s.gateway else 0,
+            # What listens on the pod address (its proxy, or an app without one) shifts ports below 1024.
+            port_offset=self.port_offset,
         )
 
     def make_proxy(self) -> Proxy:
@@ -297,7 +297,7 @@ class PodProcess:
         )
         host = "127.0.0.1" if s.sidecar else s.ip
         deadline = time.monotonic() + timeout
-        for port in sorted(s.app_ports.values() if s.sidecar else s.app_ports.keys()):
+        for port in sorted(s.app_ports.values()):
             while True:
                 if self.app.returncode is not None:
                     raise PodError(

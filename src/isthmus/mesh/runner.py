@@ -27,6 +27,7 @@ from isthmus.mesh.state import claim_state_dir, clear_state, write_state
 from isthmus.model.mesh import MeshSettings
 from isthmus.model.proxy_config import EffectiveProxyConfig, effective_proxy_config
 from isthmus.registry.build import labels_match
+from isthmus.registry.types import socket_port
 from isthmus.telemetry import envoy as telemetry_envoy
 
 log = logging.getLogger(__name__)
@@ -330,7 +331,13 @@ class Mesh:
         spec = cfg.spec
         gateway = bool(spec.gateway)
         sidecar = bool(spec.sidecar if spec.sidecar is not None else True) and not gateway
-        app_ports = {int(p): (free_port("127.0.0.1") if sidecar else int(p)) for p in spec.ports or ()}
+        # An app with a sidecar listens on private ports; one without listens on the pod address itself,
+        # on the declared ports, shifted below 1024 like every listen port of a mesh run without root.
+        offset = self.options.effective_port_offset
+        app_ports = {
+            int(p): (free_port("127.0.0.1") if sidecar else socket_port(int(p), offset))
+            for p in spec.ports or ()
+        }
         labels = dict(cfg.metadata.labels or {})
         # Fixed at pod start, as Istio's injector fixes it in the pod spec (see PodSpec.proxy_config).
         proxy_config = self.effective_proxy_config(ns, labels)

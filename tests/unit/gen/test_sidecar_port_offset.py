@@ -25,7 +25,9 @@ OFFSET = {"ISTHMUS_PORT_OFFSET": "8000"}
 
 
 def low_pod(ports: dict[int, int], offset: int = 8000) -> Pod:
-    return Pod("low-0", "default", "127.7.0.30", {"app": "low"}, workload="low", app_ports=ports, port_offset=offset)
+    return Pod(
+        "low-0", "default", "127.7.0.30", {"app": "low"}, workload="low", app_ports=ports, port_offset=offset
+    )
 
 
 def low_proxy() -> Any:
@@ -82,3 +84,13 @@ def test_telemetry_finds_the_inbound_service_by_the_shifted_port() -> None:
     resolver = SnapshotResolver(snap)
     info = resolver.inbound_service(low_proxy(), 8080)
     assert info is not None and info.host == "low.default.svc.cluster.local"
+
+
+def test_pod_without_sidecar_is_reached_on_the_shifted_port_too() -> None:
+    # Its app listens on the pod address itself (the runner gives it the shifted port), plaintext.
+    pod = dataclasses.replace(low_pod({80: 8080}), sidecar=False)
+    snap = snapshot(SERVICE, pods=[pod], services=False)
+    cluster = "outbound|80||low.default.svc.cluster.local"
+    cla = generate(snap, sidecar(), naming.ENDPOINT_TYPE, {cluster})[cluster]
+    (lb,) = [lb for group in cla["endpoints"] for lb in group["lb_endpoints"]]
+    assert lb["endpoint"]["address"]["socket_address"]["port_value"] == 8080
