@@ -108,12 +108,17 @@ def gateway_route_table(
 # --- VirtualService rule index -------------------------------------------------------------------
 
 
-def _match_dict(match: Any) -> dict[str, Any]:
+def _match_dict(match: Any) -> dict[str, Any] | None:
+    """The Envoy match a rule's match becomes; None for one the generator refuses (its VirtualService is
+    left out of the config, so no route of the proxy comes from it)."""
     from google.protobuf.json_format import MessageToDict
 
     from isthmus.xds.gen.routes import translate_route_match
 
-    return MessageToDict(translate_route_match(match), preserving_proto_field_name=True)
+    try:
+        return MessageToDict(translate_route_match(match), preserving_proto_field_name=True)
+    except ValueError:
+        return None
 
 
 def _source_ok(match: Any, labels: Mapping[str, str], namespace: str, gateways: frozenset[str]) -> bool:

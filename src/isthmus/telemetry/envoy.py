@@ -34,6 +34,7 @@ Integration hooks for the generators and the bootstrap (the control plane side i
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -272,6 +273,15 @@ def file_access_logs(snapshot: Snapshot, path: str | None = None) -> list[access
     return [accesslog_pb2.AccessLog(name="envoy.access_loggers.file", typed_config=_pack(fal))]
 
 
+_CEL_STRING = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+_CEL_COMPREHENSION = re.compile(r"\.\s*(all|exists|exists_one|map|filter)\s*\(")
+
+
+def uses_cel_comprehension(expression: str) -> bool:
+    """Whether a CEL expression calls a comprehension macro (outside string literals)."""
+    return bool(_CEL_COMPREHENSION.search(_CEL_STRING.sub("''", expression)))
+
+
 def cel_filter(expression: str) -> accesslog_pb2.AccessLogFilter:
     """An access-log filter evaluating a CEL expression (Telemetry ``accessLogging.filter.expression``)."""
     out = accesslog_pb2.AccessLogFilter()
@@ -468,6 +478,18 @@ def _provider_logs(snapshot: Snapshot, proxy: Proxy, direction: Direction) -> li
         return file_access_logs(snapshot)
     out = []
     for provider, expression in providers:
+        if expression and uses_cel_comprehension(expression):
+            # istiod's validation (cel-go) accepts the comprehension macros; Envoy builds its CEL
+            # evaluator without comprehension support and NACKs the listener ("Comprehension support is
+            # disabled"). Logging nothing for this provider is what the filter can be trusted to allow.
+            policy.report(
+                snapshot,
+                proxy,
+                "accessLogging",
+                f"access log provider {provider.name!r}: Envoy cannot evaluate the filter's comprehension "
+                f"macros (all, exists, exists_one, map, filter) in {expression!r}; it is left out",
+            )
+            continue
         log = _provider_log(snapshot, proxy, provider)
         if log is None:
             continue

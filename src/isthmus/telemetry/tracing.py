@@ -397,6 +397,13 @@ def _user_tag(name: str, tag: Any) -> custom_tag_pb2.CustomTag | None:
     elif tag.environment is not None:
         ct.environment.name = tag.environment.name or ""
         ct.environment.default_value = tag.environment.default_value or ""
+    elif tag.header is not None and any(c in (tag.header.name or "") for c in "\x00\r\n"):
+        # istiod's validation accepts NUL/CR/LF in the header's name, Envoy's HTTP_HEADER_NAME rule
+        # refuses it (the listener NACKed). No request has such a header, so the tag is always what
+        # Envoy gives for a missing one: the default value, or no tag.
+        if not tag.header.default_value:
+            return None
+        ct.literal.value = tag.header.default_value
     elif tag.header is not None:
         ct.request_header.name = tag.header.name or ""
         ct.request_header.default_value = tag.header.default_value or ""

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from gen_helpers import generate, sidecar, snapshot
 
 from isthmus.api import loader
@@ -51,14 +52,39 @@ HCM = "envoy.filters.network.http_connection_manager"
 JWT = "envoy.filters.http.jwt_authn"
 FOO, BAR = "https://secret.foo.com", "https://secret.bar.com"
 
-# Two distinct key sets standing in for istiod's test.JwtPubKey1 / JwtPubKey2 and its inline data.
-JWT_PUB_KEY_1 = json.dumps(
-    {"keys": [{"kty": "RSA", "kid": "key-1", "e": "AQAB", "n": "xAE7eB6qugXyCAG3yhh7pk"}]}
+
+def _b64url(n: int, size: int | None = None) -> str:
+    return (
+        base64.urlsafe_b64encode(n.to_bytes(size or (n.bit_length() + 7) // 8, "big")).rstrip(b"=").decode()
+    )
+
+
+def _rsa_n() -> str:
+    return _b64url(
+        rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key().public_numbers().n
+    )
+
+
+# Two distinct key sets standing in for istiod's test.JwtPubKey1 / JwtPubKey2 and its inline data: real
+# public keys, as Envoy loads only key sets with a usable key (see test_fuzz_findings.py; the generator
+# replaces others with PublicOnlyJwks). The EC key is P-256's base point.
+JWT_PUB_KEY_1 = json.dumps({"keys": [{"kty": "RSA", "kid": "key-1", "e": "AQAB", "n": _rsa_n()}]})
+JWT_PUB_KEY_2 = json.dumps({"keys": [{"kty": "RSA", "kid": "key-2", "e": "AQAB", "n": _rsa_n()}]})
+_P256_X = 0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296
+_P256_Y = 0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5
+INLINE_JWKS = json.dumps(
+    {
+        "keys": [
+            {
+                "kty": "EC",
+                "kid": "inline",
+                "crv": "P-256",
+                "x": _b64url(_P256_X, 32),
+                "y": _b64url(_P256_Y, 32),
+            }
+        ]
+    }
 )
-JWT_PUB_KEY_2 = json.dumps(
-    {"keys": [{"kty": "RSA", "kid": "key-2", "e": "AQAB", "n": "0YWnm_eplO9BFtXszMRQNL"}]}
-)
-INLINE_JWKS = json.dumps({"keys": [{"kty": "EC", "kid": "inline", "crv": "P-256", "x": "f83O", "y": "x_FE"}]})
 
 # What a provider whose keys cannot be had gets (istiod: PublicOnlyJwks): a public key no token verifies
 # against. Isthmus's own key, so the constant is compared, and its shape checked in

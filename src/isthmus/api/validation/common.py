@@ -3,11 +3,13 @@ durations, labels, regexes, headers, exportTo, ...). Messages follow Istio's wor
 
 from __future__ import annotations
 
+import base64
 import http
 import ipaddress
 import json
 import math
 import re
+import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -792,3 +794,20 @@ def root_namespace() -> str:
 def set_root_namespace(namespace: str) -> None:
     """Used by validators that warn about policies in the root namespace."""
     _ROOT_NAMESPACE[0] = namespace
+
+
+# ==================================================================================================
+# Certificate pins (ServerTLSSettings verifyCertificateSpki / verifyCertificateHash): Envoy loads only a
+# base64 SHA-256 (32 bytes) or a hex one (colons allowed) and NACKs the whole listener for anything else.
+
+
+def is_spki_pin(pin: str) -> bool:
+    try:
+        return len(pin) == 44 and len(base64.b64decode(pin, validate=True)) == 32
+    except ValueError:
+        return False
+
+
+def is_hash_pin(pin: str) -> bool:
+    digits = pin.replace(":", "")
+    return len(digits) == 64 and len(pin) <= 95 and all(c in string.hexdigits for c in digits)

@@ -12,6 +12,8 @@ from isthmus.api.validation.common import (
     TLS_PROTOCOLS,
     Report,
     is_dns1123_label,
+    is_hash_pin,
+    is_spki_pin,
     is_valid_cipher_suite,
     parse_protocol,
     q,
@@ -124,6 +126,20 @@ def validate_server_tls(r: Report, p: str, tls: n.ServerTLSSettings | None) -> N
         r.warn(join(p, "cipherSuites"), f"ignoring invalid cipher suites: [{' '.join(sorted(invalid))}]")
     if dup:
         r.warn(join(p, "cipherSuites"), f"ignoring duplicate cipher suites: [{' '.join(sorted(dup))}]")
+    # istiod passes pins through and Envoy would NACK the listener; Isthmus serves a pin no certificate
+    # matches instead, so say so where the pin is written.
+    for i, pin in enumerate(tls.verify_certificate_spki or ()):
+        if not is_spki_pin(pin):
+            r.warn(
+                join(p, "verifyCertificateSpki", i),
+                "not a base64-encoded SHA-256 (32 bytes): no client certificate can match it",
+            )
+    for i, pin in enumerate(tls.verify_certificate_hash or ()):
+        if not is_hash_pin(pin):
+            r.warn(
+                join(p, "verifyCertificateHash", i),
+                "not a hex-encoded SHA-256 (64 digits, colons allowed): no client certificate can match it",
+            )
 
     mode = tls.mode or "PASSTHROUGH"
     if mode == "ISTIO_MUTUAL":

@@ -14,6 +14,7 @@ DENY/AUDIT/CUSTOM rules.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from isthmus.model.virtual_services import config_creation_key
 from isthmus.registry.build import labels_match
 from isthmus.xds.gen import ext_authz, naming
 from isthmus.xds.gen import protos as p
+from isthmus.xds.gen.jwks import local_jwks_problem
 from isthmus.xds.gen.scope import scope_key
 
 JWT_FILTER = "envoy.filters.http.jwt_authn"
@@ -193,6 +195,16 @@ def _bracketed(s: str) -> str:
     return s[1:-1]
 
 
+def _header_name(bracketed: str) -> str:
+    """The header name of a `request.headers[name]` key. istiod's validation lets NUL, CR and LF through,
+    Envoy's HeaderMatcher name refuses them (the RBAC config would be NACKed): no request carries such a
+    header, so the key is Unusable, as istiod treats keys it cannot translate."""
+    name = _bracketed(bracketed)
+    if any(c in name for c in "\x00\r\n"):
+        raise Unusable(f"header name {name!r} holds NUL, CR or LF")
+    return name
+
+
 def _claim_path(key: str) -> list[str]:
     """istiod's extractNameInNestedBrackets: `request.auth.claims[a][b]` -> ["a", "b"]. Anything but a
     run of `[name]` groups without inner `[` is one name in the outermost brackets (`[[a]]` -> ["[a]"],
@@ -280,10 +292,10 @@ def _principal_for(key: str, value: str, tcp: bool) -> rbac_pb2.Principal:
     if key in ("requestPrincipals", "request.auth.principal"):
         return _request_principal(value)
     if key.startswith(INLINE_HEADERS):
-        return rbac_pb2.Principal(header=_inline_header(_bracketed(key[len(INLINE_HEADERS) :]), value))
+        return rbac_pb2.Principal(header=_inline_header(_header_name(key[len(INLINE_HEADERS) :]), value))
     if key.startswith(REQUEST_HEADERS):
         # A key validation accepts (`request.headersX[h]`) may still not be `[name]`: Unusable then.
-        return rbac_pb2.Principal(header=_header(_bracketed(key[len(REQUEST_HEADERS) :]), value))
+        return rbac_pb2.Principal(header=_header(_header_name(key[len(REQUEST_HEADERS) :]), value))
     raise ValueError(f"unknown source key {key}")
 
 
@@ -649,6 +661,28 @@ def _jwks(rule: Any) -> str:
     return PUBLIC_ONLY_JWKS
 
 
+_NO_HEADER = re.compile(r"[\x00\r\n]")
+NO_REQUEST_HEADER = ":isthmus-no-such-header"
+
+
+def _usable_jwks(snapshot: Snapshot, cfg: Config, rule: Any) -> str:
+    """`_jwks(rule)`, unless Envoy would refuse to load it: istiod's validation accepts key sets Envoy
+    rejects (`{"keys": []}`, a bare JWK, only keys of unsupported types or bad material), and one such
+    set would get the proxy's whole jwt_authn config NACKed. Then PUBLIC_ONLY_JWKS stands in (tokens of
+    that issuer fail verification, as with a set without usable keys; requests without a token pass),
+    and the problem is reported on the snapshot."""
+    text = _jwks(rule)
+    problem = local_jwks_problem(text)
+    if problem is None:
+        return text
+    snapshot.generation_errors.setdefault(
+        f"RequestAuthentication {cfg.namespace}/{cfg.name} jwks of issuer {rule.issuer or rule.jwks_uri}",
+        f"Envoy cannot load its key set ({problem}); tokens of this issuer are rejected until it holds a "
+        "usable public key",
+    )
+    return PUBLIC_ONLY_JWKS
+
+
 def jwt_config(snapshot: Snapshot, proxy: Proxy) -> jwt.JwtAuthentication:
     """The proxy's jwt_authn config: every RequestAuthentication that applies (none: no requirement)."""
     # istiod's newPolicyApplier: the rules of the policies in the order getConfigsForWorkload lists them
@@ -658,23 +692,33 @@ def jwt_config(snapshot: Snapshot, proxy: Proxy) -> jwt.JwtAuthentication:
         policies_for(snapshot, "RequestAuthentication", proxy),
         key=lambda c: (c.namespace != proxy.namespace, config_creation_key(c)),
     )
-    rules = [r for cfg in policies for r in cfg.spec.jwt_rules or ()]
-    rules.sort(key=lambda r: r.issuer or "")
+    ruled = [(cfg, r) for cfg in policies for r in cfg.spec.jwt_rules or ()]
+    ruled.sort(key=lambda cr: cr[1].issuer or "")
     config = jwt.JwtAuthentication(bypass_cors_preflight=True)
     names = []
-    for i, rule in enumerate(rules):
+    for i, (cfg, rule) in enumerate(ruled):
         name = f"origins-{i}"
         names.append(name)
         prov = config.providers[name]
         prov.issuer = rule.issuer or ""
         prov.audiences.extend(rule.audiences or ())
-        prov.local_jwks.inline_string = _jwks(rule)
+        prov.local_jwks.inline_string = _usable_jwks(snapshot, cfg, rule)
         for h in rule.from_headers or ():
+            if _NO_HEADER.search(h.name + (h.prefix or "")):
+                # istiod's validation accepts NUL/CR/LF here, Envoy's JwtHeader refuses them (ECDS
+                # NACKed): no request carries such a header or value, so the location never yields a token.
+                continue
             prov.from_headers.add(name=h.name, value_prefix=h.prefix or "")
+        if rule.from_headers and not (prov.from_headers or rule.from_params or rule.from_cookies):
+            # Every location is one no request has; without any, Envoy would look in its defaults
+            # (Authorization, access_token): a pseudo-header name that no request can carry instead.
+            prov.from_headers.add(name=NO_REQUEST_HEADER)
         prov.from_params.extend(rule.from_params or ())
         prov.from_cookies.extend(rule.from_cookies or ())
         prov.forward = bool(rule.forward_original_token)
-        if rule.output_payload_to_header:
+        # istiod's validation checks outputClaimToHeaders' names, not this one; Envoy refuses NUL/CR/LF in
+        # it (ECDS NACKed). No upstream can read a header of such a name: it is not added.
+        if rule.output_payload_to_header and not _NO_HEADER.search(rule.output_payload_to_header):
             prov.forward_payload_header = rule.output_payload_to_header
         for c in rule.output_claim_to_headers or ():
             prov.claim_to_headers.add(header_name=c.header, claim_name=c.claim)

@@ -9,13 +9,14 @@ MeshConfig `defaultConfig.gatewayTopology` sets the trusted XFF hops and the PRO
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from typing import Any
 
 from envoy.extensions.filters.listener.proxy_protocol.v3 import proxy_protocol_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 
-from isthmus.api.validation.common import is_valid_cipher_suite
+from isthmus.api.validation.common import is_hash_pin, is_spki_pin, is_valid_cipher_suite
 from isthmus.model import hosts as h
 from isthmus.model.destination_rules import effective_policy
 from isthmus.model.gateways import GatewayServer, hosts_for_namespace
@@ -43,6 +44,12 @@ HCM_NAME = "envoy.filters.network.http_connection_manager"
 # listener (buildGatewayListener) and of the sidecar's outbound ones (buildListenerFromEntry), against
 # slow-handshake memory exhaustion.
 TRANSPORT_SOCKET_CONNECT_TIMEOUT_S = 15
+# What the gateway's Envoy already binds on its pod address (agent/bootstrap.py: admin, the health
+# listener, Prometheus). A Gateway server on one of them would be NACKed as a whole LDS update ("cannot
+# bind" / "duplicate address"), taking every other server's change down with it (istio#41239); istiod's
+# conflictWithReservedListener skips such ports for sidecars, and so do we here, for gateways too.
+RESERVED_GATEWAY_PORTS = {15000: "admin", 15021: "health", 15090: "Prometheus"}
+_WILDCARDS = ("0.0.0.0", "::")
 
 
 def https_route_name(server: GatewayServer) -> str:
@@ -110,8 +117,8 @@ def server_tls_context(
         vc.validation_context_sds_secret_config.CopyFrom(sds.sds_secret_config(root))
         for san in t.subject_alt_names or ():
             vc.default_validation_context.match_subject_alt_names.add(exact=san)
-        vc.default_validation_context.verify_certificate_spki.extend(t.verify_certificate_spki or ())
-        vc.default_validation_context.verify_certificate_hash.extend(t.verify_certificate_hash or ())
+        vc.default_validation_context.verify_certificate_spki.extend(_spki_pins(t))
+        vc.default_validation_context.verify_certificate_hash.extend(_hash_pins(t))
         if t.ca_crl:
             vc.default_validation_context.crl.filename = t.ca_crl
         if t.insecure_skip_verify:
@@ -120,6 +127,24 @@ def server_tls_context(
             )
     _apply_tls_params(common, t, tls_defaults)
     return ctx
+
+
+# Certificate pins Envoy can load that no certificate has (the SHA-256 of nothing real: all zeros).
+_NO_SPKI = base64.b64encode(bytes(32)).decode()
+_NO_HASH = "00" * 32
+
+
+def _spki_pins(t: Any) -> list[str]:
+    """`verifyCertificateSpki`, each a base64 SHA-256 (32 bytes) as Envoy requires. istiod passes any
+    string through and Envoy NACKs the whole listener for one it cannot decode; such a pin matches no
+    certificate, and neither does its stand-in, so the server accepts exactly the clients it would
+    (validation warns about the pin when the resource is applied)."""
+    return [pin if is_spki_pin(pin) else _NO_SPKI for pin in t.verify_certificate_spki or ()]
+
+
+def _hash_pins(t: Any) -> list[str]:
+    """`verifyCertificateHash`, each a hex SHA-256 (colons allowed), as `_spki_pins` for the same reason."""
+    return [pin if is_hash_pin(pin) else _NO_HASH for pin in t.verify_certificate_hash or ()]
 
 
 def _credentials(t: Any) -> list[str]:
@@ -143,8 +168,8 @@ def _apply_credential_sds(common: Any, t: Any, mode: str, credentials: list[str]
         default.SetInParent()
         for san in t.subject_alt_names or ():
             default.match_subject_alt_names.add(exact=san)
-        default.verify_certificate_spki.extend(t.verify_certificate_spki or ())
-        default.verify_certificate_hash.extend(t.verify_certificate_hash or ())
+        default.verify_certificate_spki.extend(_spki_pins(t))
+        default.verify_certificate_hash.extend(_hash_pins(t))
         if t.ca_cert_credential_name:
             root = sds.kubernetes_secret_name(t.ca_cert_credential_name)
         else:
@@ -355,6 +380,22 @@ def gateway_listeners(
     for (bind, listen_port), group in sorted(by_key.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
         real_port = socket_port(listen_port, proxy.port_offset)
         address = bind or "0.0.0.0"
+        if real_port in RESERVED_GATEWAY_PORTS and (bind is None or bind == proxy.ip or bind in _WILDCARDS):
+            snapshot.generation_errors.setdefault(
+                f"listener {address}_{listen_port}",
+                f"gateway port {listen_port} is the gateway proxy's own "
+                f"{RESERVED_GATEWAY_PORTS[real_port]} port; its servers are left out",
+            )
+            continue
+        if real_port != listen_port and (bind, real_port) in by_key:
+            # Shifted by the port offset onto a port another server declares: two listeners on one
+            # address would get the whole LDS update NACKed; the port written in the config wins.
+            snapshot.generation_errors.setdefault(
+                f"listener {address}_{listen_port}",
+                f"gateway port {listen_port} is served on {real_port} (port offset {proxy.port_offset}), which "
+                f"a server of port {real_port} already uses; its servers are left out",
+            )
+            continue
         lst = p.listener.Listener(
             name=naming.listener_name(address, listen_port),
             address=p.socket_address(bind or proxy.ip, real_port),

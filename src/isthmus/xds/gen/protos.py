@@ -106,8 +106,14 @@ def socket_address(ip: str, port: int) -> address.Address:
     return address.Address(socket_address=address.SocketAddress(address=ip, port_value=port))
 
 
+# The longest duration Envoy converts (DurationUtil: seconds < 9223372036, int64 nanoseconds); a longer
+# one, which istiod's validation accepts up to protobuf's 10,000 years, gets the resource NACKed
+# ("Invalid duration: Duration out-of-range"). 292 years stands for "never" just as well.
+MAX_ENVOY_DURATION_S = 9_223_372_035
+
+
 def duration(seconds: float) -> Any:
-    return proto_duration(seconds)
+    return proto_duration(min(seconds, MAX_ENVOY_DURATION_S))
 
 
 def u32(value: int) -> wrappers_pb2.UInt32Value:

@@ -12,6 +12,7 @@ istiod's `http_proxy` table: every port's virtual hosts merged, non-80 ports wit
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,6 +110,10 @@ def _header_matcher(name: str, m: Any) -> RC.HeaderMatcher:
 
 
 def _query_matcher(name: str, m: Any) -> RC.QueryParameterMatcher:
+    if not name:
+        # istiod's validation accepts a `queryParams` key "", Envoy's QueryParameterMatcher needs a name
+        # (min_len 1): raising leaves the VirtualService out (reported) instead of a NACKed route table.
+        raise ValueError("queryParams: a query parameter match needs a non-empty parameter name")
     out = RC.QueryParameterMatcher(name=name)
     sm = None if _is_catch_all_match(m) else _string_matcher(m)
     if sm is None:
@@ -245,6 +250,10 @@ def _append_headers(
     return out, authority
 
 
+def _removable(name: str) -> bool:
+    return not _NOT_IN_HEADERS.search(name)
+
+
 def translate_headers(headers: Any | None) -> HeaderOps:
     ops = HeaderOps()
     if headers is None:
@@ -254,13 +263,14 @@ def translate_headers(headers: Any | None) -> HeaderOps:
         set_ops, set_auth = _append_headers(req.set, False)
         add_ops, add_auth = _append_headers(req.add, True)
         ops.request_add = set_ops + add_ops
-        ops.request_remove = [k for k in req.remove or () if not _is_internal_header(k)]
+        # A name with NUL/CR/LF (Envoy refuses it) names no header a request can have: nothing to remove.
+        ops.request_remove = [k for k in req.remove or () if not _is_internal_header(k) and _removable(k)]
         ops.authority = set_auth or add_auth
     if resp is not None:
         set_ops, _ = _append_headers(resp.set, False)
         add_ops, _ = _append_headers(resp.add, True)
         ops.response_add = set_ops + add_ops
-        ops.response_remove = [k for k in resp.remove or () if not _is_internal_header(k)]
+        ops.response_remove = [k for k in resp.remove or () if not _is_internal_header(k) and _removable(k)]
     return ops
 
 
@@ -380,7 +390,7 @@ def translate_fault(fault: Any | None) -> p.fault.HTTPFault | None:
         if abort.percentage is not None:
             out.abort.percentage.CopyFrom(_fractional_from_percent(_percent_value(abort.percentage)))
         if abort.http_status is not None:
-            out.abort.http_status = int(abort.http_status)
+            out.abort.http_status = envoy_status(int(abort.http_status), "fault.abort.httpStatus")
         else:
             out.abort.grpc_status = GRPC_CODES[abort.grpc_status]
         has = True
@@ -448,8 +458,27 @@ def _mirror_policy(cluster: str, fraction: p.percent.FractionalPercent) -> RC.Ro
     return policy
 
 
+# What Envoy's HTTP_HEADER_NAME / HTTP_HEADER_VALUE rules (strict: false) refuse: NUL, CR, LF. Such a
+# string in a route's header name or host rewrite gets the whole route table NACKed.
+_NOT_IN_HEADERS = re.compile(r"[\x00\r\n]")
+
+
+def header_safe(value: str, what: str) -> str:
+    """`value` for a route field Envoy checks as a header value (host_rewrite_literal, host_redirect,
+    path_redirect, prefix_rewrite, regex substitution). istiod's validation checks the values of `headers`
+    operations but lets NUL/CR/LF through in `rewrite` and `redirect`; Envoy does not. Raising leaves the
+    VirtualService out (build_vs_routes reports it) instead of getting every route NACKed."""
+    if _NOT_IN_HEADERS.search(value):
+        raise ValueError(f"{what} {value!r} holds NUL, CR or LF, which no request line or header can carry")
+    return value
+
+
 def consistent_hash_policy(ch: Any | None) -> RC.RouteAction.HashPolicy | None:
     if ch is None:
+        return None
+    if ch.http_header_name and _NOT_IN_HEADERS.search(ch.http_header_name):
+        # No request carries a header whose name holds NUL/CR/LF, and Envoy NACKs such a name: no hash
+        # policy behaves exactly like one on a header that is always missing (a random pick).
         return None
     if ch.http_header_name:
         return RC.RouteAction.HashPolicy(
@@ -556,13 +585,13 @@ def _apply_destination(
     if rw is not None:
         if rw.uri_regex_rewrite is not None:
             action.regex_rewrite.pattern.regex = rw.uri_regex_rewrite.match
-            action.regex_rewrite.substitution = rw.uri_regex_rewrite.rewrite or ""
+            action.regex_rewrite.substitution = header_safe(rw.uri_regex_rewrite.rewrite or "", "rewrite")
         elif rw.uri:
-            action.prefix_rewrite = rw.uri
+            action.prefix_rewrite = header_safe(rw.uri, "rewrite uri")
         if rw.authority:
             authority = rw.authority
     if authority:
-        action.host_rewrite_literal = authority
+        action.host_rewrite_literal = header_safe(authority, "rewrite authority")
     if http.mirror is not None:
         fraction = _mirror_fraction(http)
         if fraction is not None:
@@ -624,11 +653,11 @@ def _apply_redirect(out: RC.Route, redirect: Any, listen_port: int, tls: bool) -
         return False
     action = RC.RedirectAction(response_code=_REDIRECT_CODES[code])
     if redirect.authority:
-        action.host_redirect = redirect.authority
+        action.host_redirect = header_safe(redirect.authority, "redirect authority")
     if redirect.prefix_rewrite:
-        action.prefix_rewrite = redirect.prefix_rewrite
+        action.prefix_rewrite = header_safe(redirect.prefix_rewrite, "redirect prefixRewrite")
     elif redirect.uri:
-        action.path_redirect = redirect.uri
+        action.path_redirect = header_safe(redirect.uri, "redirect uri")
     if redirect.scheme:
         action.scheme_redirect = redirect.scheme
     if redirect.derive_port is not None or redirect.port is not None:
@@ -645,8 +674,17 @@ def _apply_redirect(out: RC.Route, redirect: Any, listen_port: int, tls: bool) -
     return True
 
 
+def envoy_status(status: int, what: str) -> int:
+    """istiod's validateHTTPStatus accepts 200..600 (its own test has 600 valid), Envoy's FaultAbort and
+    DirectResponseAction take [200, 600) (below 200 validation refuses): 600 would get the route table
+    NACKed, so raising leaves the VirtualService out (build_vs_routes reports it)."""
+    if not 200 <= status < 600:
+        raise ValueError(f"{what} {status}: Envoy takes HTTP status codes from 200 to 599")
+    return status
+
+
 def _apply_direct_response(out: RC.Route, dr: Any) -> None:
-    action = RC.DirectResponseAction(status=int(dr.status))
+    action = RC.DirectResponseAction(status=envoy_status(int(dr.status), "directResponse.status"))
     body = dr.body
     if body is not None:
         if body.string is not None:
@@ -654,7 +692,10 @@ def _apply_direct_response(out: RC.Route, dr: Any) -> None:
         elif body.bytes is not None:
             import base64
 
-            action.body.inline_bytes = base64.b64decode(body.bytes)
+            # As validation reads it (api.types._check_base64: standard or URL-safe, padding optional,
+            # whitespace ignored); a strict b64decode raised on what it accepts ("Incorrect padding").
+            compact = "".join(body.bytes.split()).replace("+", "-").replace("/", "_").rstrip("=")
+            action.body.inline_bytes = base64.urlsafe_b64decode(compact + "=" * (-len(compact) % 4))
     out.direct_response.CopyFrom(action)
 
 

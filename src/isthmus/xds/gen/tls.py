@@ -284,6 +284,10 @@ def _apply_upstream_tls(snapshot: Snapshot, proxy: Proxy, cluster: Any, spec: Cl
     sni_default = naming.outbound_sni(spec.port.port, spec.subset, svc.hostname)
     h2 = _uses_h2(cluster)
     tls = spec.policy.tls
+    if tls is not None and len((tls.sni or "").encode()) > 255:
+        # istiod passes `sni` through unchecked; Envoy's UpstreamTlsContext.sni is at most 255 bytes (no
+        # TLS server name is longer) and the whole CDS update would be NACKed: the guard leaves it out.
+        raise ValueError(f"tls.sni is {len(tls.sni.encode())} bytes long; a TLS server name has at most 255")
     if tls is not None:
         # A tls block without a mode is DISABLE, the enum's zero value (istiod's buildUpstreamTLSSettings
         # takes any non-nil settings as the user's): plaintext, not auto mTLS.

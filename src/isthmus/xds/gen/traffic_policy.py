@@ -37,6 +37,12 @@ _SIMPLE_LB = {
 }
 
 
+# Envoy's upper bound (cluster.proto: RingHashLbConfig.minimum_ring_size lte 8M). istiod checks a maglev
+# tableSize (< 5000011) but passes ring sizes through unchecked, so a bigger one is accepted and the
+# cluster NACKed; the largest size Envoy takes is the closest it can do.
+MAX_RING_SIZE = 8_388_608
+
+
 def apply_load_balancer(c: p.cluster.Cluster, lb: Any | None) -> None:
     c.lb_policy = p.cluster.Cluster.LEAST_REQUEST
     if lb is None:
@@ -50,10 +56,12 @@ def apply_load_balancer(c: p.cluster.Cluster, lb: Any | None) -> None:
         elif ch.ring_hash is not None:
             c.lb_policy = p.cluster.Cluster.RING_HASH
             if ch.ring_hash.minimum_ring_size:
-                c.ring_hash_lb_config.minimum_ring_size.value = int(ch.ring_hash.minimum_ring_size)
+                size = min(int(ch.ring_hash.minimum_ring_size), MAX_RING_SIZE)
+                c.ring_hash_lb_config.minimum_ring_size.value = size
         else:
             c.lb_policy = p.cluster.Cluster.RING_HASH
-            c.ring_hash_lb_config.minimum_ring_size.value = int(ch.minimum_ring_size or 1024)
+            size = min(int(ch.minimum_ring_size or 1024), MAX_RING_SIZE)
+            c.ring_hash_lb_config.minimum_ring_size.value = size
         return
     simple = lb.simple
     if simple in _SIMPLE_LB:
@@ -72,8 +80,9 @@ def apply_load_balancer(c: p.cluster.Cluster, lb: Any | None) -> None:
         slow.slow_start_window.CopyFrom(p.duration(to_seconds(warmup.duration)))
         slow.aggression.default_value = float(warmup.aggression) if warmup.aggression is not None else 1.0
         slow.aggression.runtime_key = "("
+        # istiod's validation refuses only > 100, Envoy's Percent is [0, 100]: a negative minimum is none.
         slow.min_weight_percent.value = (
-            float(warmup.minimum_percent) if warmup.minimum_percent is not None else 10.0
+            max(0.0, float(warmup.minimum_percent)) if warmup.minimum_percent is not None else 10.0
         )
     elif lb.warmup_duration_secs is not None:
         # The deprecated field: istiod's setSlowStartConfig sets the window alone.
@@ -127,13 +136,29 @@ def apply_connection_pool(
                     p.duration(to_seconds(tcp.max_connection_duration))
                 )
             if idle is None and tcp.idle_timeout is not None:
-                idle = to_seconds(tcp.idle_timeout)
+                # Validation (as istiod's) checks a tcp idleTimeout only from 1ms up: below that it
+                # disables the timeout, so a negative one (which made to_seconds raise and the cluster
+                # be left out; istiod sends it and Envoy NACKs it) is 0s, disabled, too.
+                negative = str(tcp.idle_timeout).strip().startswith("-")
+                idle = 0.0 if negative else to_seconds(tcp.idle_timeout)
         if idle is not None:
             opts.common_http_protocol_options.idle_timeout.CopyFrom(p.duration(idle))
     # istiod's applyTCPKeepalive: the mesh's keepalive, then each attribute the DestinationRule sets.
     apply_tcp_keepalive(c, mesh_tcp_keepalive)
     apply_tcp_keepalive(c, tcp.tcp_keepalive if tcp is not None else None)
     c.circuit_breakers.thresholds.append(threshold)
+
+
+# Linux's bounds for TCP_KEEPIDLE/TCP_KEEPINTVL (1..MAX_TCP_KEEPIDLE = 32767 s) and TCP_KEEPCNT (1..127).
+# The fields are uint32 seconds: a longer duration made the generator raise (the cluster was left out),
+# istiod's uint32() conversion wraps it; and a value outside the kernel's range fails setsockopt on every
+# upstream connection. The nearest value the kernel takes keeps the keepalive working.
+_KEEPALIVE_SECONDS = (1, 32767)
+_KEEPALIVE_PROBES = (1, 127)
+
+
+def _bounded(value: float, bounds: tuple[int, int]) -> int:
+    return max(bounds[0], min(int(value), bounds[1]))
 
 
 def apply_tcp_keepalive(c: p.cluster.Cluster, ka: Any | None) -> None:
@@ -143,11 +168,11 @@ def apply_tcp_keepalive(c: p.cluster.Cluster, ka: Any | None) -> None:
     out = c.upstream_connection_options.tcp_keepalive
     out.SetInParent()
     if ka.probes:
-        out.keepalive_probes.value = int(ka.probes)
+        out.keepalive_probes.value = _bounded(ka.probes, _KEEPALIVE_PROBES)
     if ka.time is not None:
-        out.keepalive_time.value = int(to_seconds(ka.time))
+        out.keepalive_time.value = _bounded(to_seconds(ka.time), _KEEPALIVE_SECONDS)
     if ka.interval is not None:
-        out.keepalive_interval.value = int(to_seconds(ka.interval))
+        out.keepalive_interval.value = _bounded(to_seconds(ka.interval), _KEEPALIVE_SECONDS)
 
 
 def apply_outlier_detection(
