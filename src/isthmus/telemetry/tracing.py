@@ -81,6 +81,7 @@ from isthmus.model.durations import to_seconds
 from isthmus.telemetry import istio, policy
 from isthmus.xds.gen.clusters import missing_cluster
 from isthmus.xds.gen.ext_authz import ProviderError, lookup_cluster
+from isthmus.xds.gen.protos import header_safe
 
 if TYPE_CHECKING:
     from isthmus.model.proxy import Proxy
@@ -397,7 +398,7 @@ def _user_tag(name: str, tag: Any) -> custom_tag_pb2.CustomTag | None:
     elif tag.environment is not None:
         ct.environment.name = tag.environment.name or ""
         ct.environment.default_value = tag.environment.default_value or ""
-    elif tag.header is not None and any(c in (tag.header.name or "") for c in "\x00\r\n"):
+    elif tag.header is not None and not header_safe(tag.header.name or ""):
         # istiod's validation accepts NUL/CR/LF in the header's name, Envoy's HTTP_HEADER_NAME rule
         # refuses it (the listener NACKed). No request has such a header, so the tag is always what
         # Envoy gives for a missing one: the default value, or no tag.

@@ -14,7 +14,6 @@ DENY/AUDIT/CUSTOM rules.
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,7 +199,7 @@ def _header_name(bracketed: str) -> str:
     Envoy's HeaderMatcher name refuses them (the RBAC config would be NACKed): no request carries such a
     header, so the key is Unusable, as istiod treats keys it cannot translate."""
     name = _bracketed(bracketed)
-    if any(c in name for c in "\x00\r\n"):
+    if not p.header_safe(name):
         raise Unusable(f"header name {name!r} holds NUL, CR or LF")
     return name
 
@@ -661,7 +660,6 @@ def _jwks(rule: Any) -> str:
     return PUBLIC_ONLY_JWKS
 
 
-_NO_HEADER = re.compile(r"[\x00\r\n]")
 NO_REQUEST_HEADER = ":isthmus-no-such-header"
 
 
@@ -704,7 +702,7 @@ def jwt_config(snapshot: Snapshot, proxy: Proxy) -> jwt.JwtAuthentication:
         prov.audiences.extend(rule.audiences or ())
         prov.local_jwks.inline_string = _usable_jwks(snapshot, cfg, rule)
         for h in rule.from_headers or ():
-            if _NO_HEADER.search(h.name + (h.prefix or "")):
+            if not p.header_safe(h.name + (h.prefix or "")):
                 # istiod's validation accepts NUL/CR/LF here, Envoy's JwtHeader refuses them (ECDS
                 # NACKed): no request carries such a header or value, so the location never yields a token.
                 continue
@@ -718,7 +716,7 @@ def jwt_config(snapshot: Snapshot, proxy: Proxy) -> jwt.JwtAuthentication:
         prov.forward = bool(rule.forward_original_token)
         # istiod's validation checks outputClaimToHeaders' names, not this one; Envoy refuses NUL/CR/LF in
         # it (ECDS NACKed). No upstream can read a header of such a name: it is not added.
-        if rule.output_payload_to_header and not _NO_HEADER.search(rule.output_payload_to_header):
+        if rule.output_payload_to_header and p.header_safe(rule.output_payload_to_header):
             prov.forward_payload_header = rule.output_payload_to_header
         for c in rule.output_claim_to_headers or ():
             prov.claim_to_headers.add(header_name=c.header, claim_name=c.claim)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2 as circuit_breaker
@@ -110,6 +111,16 @@ def socket_address(ip: str, port: int) -> address.Address:
 # one, which istiod's validation accepts up to protobuf's 10,000 years, gets the resource NACKed
 # ("Invalid duration: Duration out-of-range"). 292 years stands for "never" just as well.
 MAX_ENVOY_DURATION_S = 9_223_372_035
+
+
+# What Envoy's HTTP_HEADER_NAME / HTTP_HEADER_VALUE rules (strict: false) refuse: NUL, CR, LF. istiod's
+# validation lets them through in several fields; one such string gets the whole resource NACKed.
+_NOT_IN_HEADERS = re.compile(r"[\x00\r\n]")
+
+
+def header_safe(s: str) -> bool:
+    """Whether Envoy takes `s` as a header name or value (no request can carry one it refuses)."""
+    return _NOT_IN_HEADERS.search(s) is None
 
 
 def duration(seconds: float) -> Any:

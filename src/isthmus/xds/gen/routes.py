@@ -12,7 +12,6 @@ istiod's `http_proxy` table: every port's virtual hosts merged, non-80 ports wit
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -250,10 +249,6 @@ def _append_headers(
     return out, authority
 
 
-def _removable(name: str) -> bool:
-    return not _NOT_IN_HEADERS.search(name)
-
-
 def translate_headers(headers: Any | None) -> HeaderOps:
     ops = HeaderOps()
     if headers is None:
@@ -264,13 +259,15 @@ def translate_headers(headers: Any | None) -> HeaderOps:
         add_ops, add_auth = _append_headers(req.add, True)
         ops.request_add = set_ops + add_ops
         # A name with NUL/CR/LF (Envoy refuses it) names no header a request can have: nothing to remove.
-        ops.request_remove = [k for k in req.remove or () if not _is_internal_header(k) and _removable(k)]
+        ops.request_remove = [k for k in req.remove or () if not _is_internal_header(k) and p.header_safe(k)]
         ops.authority = set_auth or add_auth
     if resp is not None:
         set_ops, _ = _append_headers(resp.set, False)
         add_ops, _ = _append_headers(resp.add, True)
         ops.response_add = set_ops + add_ops
-        ops.response_remove = [k for k in resp.remove or () if not _is_internal_header(k) and _removable(k)]
+        ops.response_remove = [
+            k for k in resp.remove or () if not _is_internal_header(k) and p.header_safe(k)
+        ]
     return ops
 
 
@@ -458,17 +455,12 @@ def _mirror_policy(cluster: str, fraction: p.percent.FractionalPercent) -> RC.Ro
     return policy
 
 
-# What Envoy's HTTP_HEADER_NAME / HTTP_HEADER_VALUE rules (strict: false) refuse: NUL, CR, LF. Such a
-# string in a route's header name or host rewrite gets the whole route table NACKed.
-_NOT_IN_HEADERS = re.compile(r"[\x00\r\n]")
-
-
-def header_safe(value: str, what: str) -> str:
+def checked_header_value(value: str, what: str) -> str:
     """`value` for a route field Envoy checks as a header value (host_rewrite_literal, host_redirect,
     path_redirect, prefix_rewrite, regex substitution). istiod's validation checks the values of `headers`
     operations but lets NUL/CR/LF through in `rewrite` and `redirect`; Envoy does not. Raising leaves the
     VirtualService out (build_vs_routes reports it) instead of getting every route NACKed."""
-    if _NOT_IN_HEADERS.search(value):
+    if not p.header_safe(value):
         raise ValueError(f"{what} {value!r} holds NUL, CR or LF, which no request line or header can carry")
     return value
 
@@ -476,7 +468,7 @@ def header_safe(value: str, what: str) -> str:
 def consistent_hash_policy(ch: Any | None) -> RC.RouteAction.HashPolicy | None:
     if ch is None:
         return None
-    if ch.http_header_name and _NOT_IN_HEADERS.search(ch.http_header_name):
+    if ch.http_header_name and not p.header_safe(ch.http_header_name):
         # No request carries a header whose name holds NUL/CR/LF, and Envoy NACKs such a name: no hash
         # policy behaves exactly like one on a header that is always missing (a random pick).
         return None
@@ -585,13 +577,15 @@ def _apply_destination(
     if rw is not None:
         if rw.uri_regex_rewrite is not None:
             action.regex_rewrite.pattern.regex = rw.uri_regex_rewrite.match
-            action.regex_rewrite.substitution = header_safe(rw.uri_regex_rewrite.rewrite or "", "rewrite")
+            action.regex_rewrite.substitution = checked_header_value(
+                rw.uri_regex_rewrite.rewrite or "", "rewrite"
+            )
         elif rw.uri:
-            action.prefix_rewrite = header_safe(rw.uri, "rewrite uri")
+            action.prefix_rewrite = checked_header_value(rw.uri, "rewrite uri")
         if rw.authority:
             authority = rw.authority
     if authority:
-        action.host_rewrite_literal = header_safe(authority, "rewrite authority")
+        action.host_rewrite_literal = checked_header_value(authority, "rewrite authority")
     if http.mirror is not None:
         fraction = _mirror_fraction(http)
         if fraction is not None:
@@ -653,11 +647,11 @@ def _apply_redirect(out: RC.Route, redirect: Any, listen_port: int, tls: bool) -
         return False
     action = RC.RedirectAction(response_code=_REDIRECT_CODES[code])
     if redirect.authority:
-        action.host_redirect = header_safe(redirect.authority, "redirect authority")
+        action.host_redirect = checked_header_value(redirect.authority, "redirect authority")
     if redirect.prefix_rewrite:
-        action.prefix_rewrite = header_safe(redirect.prefix_rewrite, "redirect prefixRewrite")
+        action.prefix_rewrite = checked_header_value(redirect.prefix_rewrite, "redirect prefixRewrite")
     elif redirect.uri:
-        action.path_redirect = header_safe(redirect.uri, "redirect uri")
+        action.path_redirect = checked_header_value(redirect.uri, "redirect uri")
     if redirect.scheme:
         action.scheme_redirect = redirect.scheme
     if redirect.derive_port is not None or redirect.port is not None:
