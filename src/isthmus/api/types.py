@@ -134,13 +134,17 @@ Duration = Annotated[str, AfterValidator(_check_duration)]
 _B64_RE = re.compile(r"^(?:[A-Za-z0-9+/]*|[A-Za-z0-9_-]*)={0,2}$")
 
 
+def decode_base64(v: str) -> bytes:
+    """protobuf JSON bytes: standard or URL-safe base64, padding optional, whitespace ignored."""
+    compact = "".join(v.split()).replace("+", "-").replace("/", "_").rstrip("=")
+    return base64.urlsafe_b64decode(compact + "=" * (-len(compact) % 4))
+
+
 def _check_base64(v: str) -> str:
-    """protobuf JSON bytes: standard or URL-safe base64, padding optional."""
-    compact = "".join(v.split())
-    if not _B64_RE.match(compact):
+    if not _B64_RE.match("".join(v.split())):
         raise PydanticCustomError("base64", "invalid base64 data")
     try:
-        base64.urlsafe_b64decode(compact.replace("+", "-").replace("/", "_") + "=" * (-len(compact) % 4))
+        decode_base64(v)
     except (binascii.Error, ValueError):
         raise PydanticCustomError("base64", "invalid base64 data") from None
     return v

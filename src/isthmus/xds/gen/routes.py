@@ -20,6 +20,7 @@ from envoy.type.matcher.v3.metadata_pb2 import MetadataMatcher
 from envoy.type.matcher.v3.value_pb2 import ValueMatcher
 from google.protobuf import any_pb2
 
+from isthmus.api.types import decode_base64
 from isthmus.api.validation.common import go_atoi, is_http_status_text, routing_claim
 from isthmus.model import hosts as h
 from isthmus.model.destination_rules import MergedDestinationRule, effective_policy
@@ -684,12 +685,8 @@ def _apply_direct_response(out: RC.Route, dr: Any) -> None:
         if body.string is not None:
             action.body.inline_string = body.string
         elif body.bytes is not None:
-            import base64
-
-            # As validation reads it (api.types._check_base64: standard or URL-safe, padding optional,
-            # whitespace ignored); a strict b64decode raised on what it accepts ("Incorrect padding").
-            compact = "".join(body.bytes.split()).replace("+", "-").replace("/", "_").rstrip("=")
-            action.body.inline_bytes = base64.urlsafe_b64decode(compact + "=" * (-len(compact) % 4))
+            # As validation reads it; a strict b64decode raised on what it accepts ("Incorrect padding").
+            action.body.inline_bytes = decode_base64(body.bytes)
     out.direct_response.CopyFrom(action)
 
 
