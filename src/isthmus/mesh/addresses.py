@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import random
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 
 class AddressPool:
@@ -57,13 +59,39 @@ def free_port(address: str = "127.0.0.1") -> int:
     return free_ports(address, 1)[0]
 
 
+# Listen ports are picked below the kernel's ephemeral range: a port from it (what bind(0) hands out) can
+# be taken as the source port of some outgoing connection between being chosen and the app binding it
+# ("Address already in use"), and a local mesh makes many connections from 127.0.0.1.
+_LISTEN_FLOOR = 10_000
+_PICK_ATTEMPTS = 200
+
+
+def _listen_range() -> tuple[int, int] | None:
+    """[10000, start of ip_local_port_range), or None when that leaves too few ports to pick from."""
+    try:
+        start = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return (_LISTEN_FLOOR, start - 1) if start - _LISTEN_FLOOR >= 1_000 else None
+
+
 def free_ports(address: str, n: int) -> list[int]:
-    """`n` distinct free ports on `address`: all are held open until every one is chosen (ports taken
-    one after the other can come back equal, as the kernel hands out a just-closed port again)."""
+    """`n` distinct free ports on `address`, below the ephemeral range when the kernel leaves room there
+    (else from bind(0)). All are held open until every one is chosen (ports taken one after the other
+    could come back equal)."""
+    listen_range = _listen_range()
     with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(n):
+        ports: list[int] = []
+        attempts = 0
+        while len(ports) < n:
             s = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            s.bind((address, 0))
+            if listen_range is not None and attempts < _PICK_ATTEMPTS:
+                attempts += 1
+                try:
+                    s.bind((address, random.randint(*listen_range)))
+                except OSError:
+                    continue  # taken (or lingering): try another
+            else:
+                s.bind((address, 0))
             ports.append(int(s.getsockname()[1]))
         return ports
