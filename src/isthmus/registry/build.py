@@ -509,16 +509,8 @@ def build_registry(resources: Iterable[Any], pods: Iterable[Pod], *, domain: str
 
     reg.services = _resolve_aliases(reg.services, endpoints)
     reg.services, name_targets = _resolve_mesh_names(reg.services, endpoints)
-    # istiod's SortServicesByCreationTime: oldest first, ties by the service's name (a ServiceEntry's
-    # services are named by their hosts), then namespace.
-    reg.services.sort(
-        key=lambda s: (
-            s.creation_order[:1],
-            s.name if s.is_kubernetes else s.hostname,
-            s.namespace,
-            s.creation_order,
-        )
-    )
+    # istiod's SortServicesByCreationTime: oldest first, ties by the service's name, then namespace.
+    reg.services.sort(key=lambda s: (s.creation_order[:1], s.istio_name, s.namespace, s.creation_order))
     for svc in reg.services:
         reg.by_host.setdefault(svc.hostname, []).append(svc)
     reg._endpoints = {key: tuple(sorted(eps, key=_endpoint_order)) for key, eps in endpoints.items()}

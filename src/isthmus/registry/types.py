@@ -208,6 +208,11 @@ class Service:
         return self.source.kind == "Service"
 
     @property
+    def istio_name(self) -> str:
+        """istiod's Attributes.Name: a Kubernetes Service's name, a ServiceEntry service's host."""
+        return self.name if self.is_kubernetes else self.hostname
+
+    @property
     def is_wildcard(self) -> bool:
         return self.hostname.startswith("*")
 

@@ -171,8 +171,7 @@ class SnapshotResolver:
         svc = self.snapshot.registry.service(host)
         info = None
         if svc is not None:
-            name = svc.name if svc.is_kubernetes else svc.hostname
-            info = ServiceInfo(host=svc.hostname, name=name, namespace=svc.namespace)
+            info = ServiceInfo(host=svc.hostname, name=svc.istio_name, namespace=svc.namespace)
         self._services[host] = info
         return info
 
@@ -189,8 +188,7 @@ class SnapshotResolver:
                 continue
             if inbound.services:
                 svc = inbound.services[0][0]
-                name = svc.name if svc.is_kubernetes else svc.hostname
-                info = ServiceInfo(host=svc.hostname, name=name, namespace=svc.namespace)
+                info = ServiceInfo(host=svc.hostname, name=svc.istio_name, namespace=svc.namespace)
             elif inbound.sidecar is not None:
                 # A Sidecar ingress port no service targets: istiod's findOrCreateService names it after
                 # the Sidecar (`<name>.<namespace>`), and istio-proxy reports that service.

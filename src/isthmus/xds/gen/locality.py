@@ -21,6 +21,7 @@ from isthmus.registry.types import (
     TRAFFIC_DISTRIBUTION_SAME_NODE,
     TRAFFIC_DISTRIBUTION_SAME_ZONE,
     Endpoint,
+    Service,
     split_locality,
 )
 
@@ -73,11 +74,11 @@ class LocalityLb:
     failover: bool
 
 
-def _traffic_distribution(service: Any | None) -> str:
-    return getattr(service, "traffic_distribution", "") if service is not None else ""
+def _traffic_distribution(service: Service | None) -> str:
+    return service.traffic_distribution if service is not None else ""
 
 
-def _setting_and_forced(mesh_setting: Any, policy: Any, service: Any | None) -> tuple[Any | None, bool]:
+def _setting_and_forced(mesh_setting: Any, policy: Any, service: Service | None) -> tuple[Any | None, bool]:
     """istiod's GetLocalityLbSetting: the DestinationRule's setting wins; then the Service's
     trafficDistribution (failover by labels, forced: True); then the mesh's. `enabled: false` on the one
     that applies turns locality load balancing off (None)."""
@@ -93,12 +94,12 @@ def _setting_and_forced(mesh_setting: Any, policy: Any, service: Any | None) -> 
     return mesh_setting, False
 
 
-def effective_setting(mesh_setting: Any, policy: Any, service: Any | None = None) -> Any | None:
+def effective_setting(mesh_setting: Any, policy: Any, service: Service | None = None) -> Any | None:
     """istiod's GetLocalityLbSetting: the setting that applies (see `_setting_and_forced`), or None."""
     return _setting_and_forced(mesh_setting, policy, service)[0]
 
 
-def locality_lb(mesh_setting: Any, policy: Any, service: Any | None = None) -> LocalityLb | None:
+def locality_lb(mesh_setting: Any, policy: Any, service: Service | None = None) -> LocalityLb | None:
     """What ApplyLocalityLoadBalancer would do to a cluster of this policy: None when it changes nothing
     (no setting, or neither `distribute` nor failover: outlier detection, or a Service trafficDistribution
     that forces it), so the assignment stays the shared one."""
@@ -117,7 +118,7 @@ def locality_lb(mesh_setting: Any, policy: Any, service: Any | None = None) -> L
     return LocalityLb(setting, failover)
 
 
-def weighted_lb_config(mesh_setting: Any, policy: Any, service: Any | None = None) -> bool:
+def weighted_lb_config(mesh_setting: Any, policy: Any, service: Service | None = None) -> bool:
     """Whether the cluster gets `common_lb_config.locality_weighted_lb_config` (istiod's
     applyLocalityLoadBalancer, ENABLE_LOCALITY_WEIGHTED_LB_CONFIG off): locality weights only act with
     it, and it would change how other LB policies (least request) pick, so only when the setting needs it."""
