@@ -21,7 +21,7 @@ from isthmus.model import hosts as h
 from isthmus.model.destination_rules import effective_policy
 from isthmus.model.gateways import GatewayServer, hosts_for_namespace
 from isthmus.model.proxy import Proxy
-from isthmus.model.snapshot import Snapshot
+from isthmus.model.snapshot import RESERVED_SIDECAR_PORTS, Snapshot
 from isthmus.registry.types import socket_port
 from isthmus.security import sds
 from isthmus.telemetry import envoy as telemetry
@@ -47,8 +47,9 @@ TRANSPORT_SOCKET_CONNECT_TIMEOUT_S = 15
 # What the gateway's Envoy already binds on its pod address (agent/bootstrap.py: admin, the health
 # listener, Prometheus). A Gateway server on one of them would be NACKed as a whole LDS update ("cannot
 # bind" / "duplicate address"), taking every other server's change down with it (istio#41239); istiod's
-# conflictWithReservedListener skips such ports for sidecars, and so do we here, for gateways too.
-RESERVED_GATEWAY_PORTS = {15000: "admin", 15021: "health", 15090: "Prometheus"}
+# conflictWithReservedListener skips such ports for sidecars, and so do we here, for gateways too. A
+# gateway has the sidecar's ports but the outbound one.
+RESERVED_GATEWAY_PORTS = {port: what for port, what in RESERVED_SIDECAR_PORTS.items() if what != "outbound"}
 _WILDCARDS = ("0.0.0.0", "::")
 
 
