@@ -15,6 +15,7 @@ certificates by kid) are parsed with `cryptography`, as are EC points (on-curve 
 from __future__ import annotations
 
 import binascii
+import functools
 import json
 import re
 from typing import Any
@@ -165,8 +166,10 @@ def _x509_problem(certs: dict[str, Any]) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=256)
 def local_jwks_problem(text: str) -> str | None:
-    """Why Envoy would reject `text` as a jwt_authn provider's `local_jwks`; None when it loads it."""
+    """Why Envoy would reject `text` as a jwt_authn provider's `local_jwks`; None when it loads it.
+    Cached: the same key sets come back in every snapshot, and checking EC points is not free."""
     try:
         data = json.loads(text)
     except ValueError:
