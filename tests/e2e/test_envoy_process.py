@@ -139,6 +139,9 @@ def connect_refused(ip: str, port: int) -> bool:
             return False
     except ConnectionRefusedError:
         return True
+    except ConnectionResetError:
+        # Accepted into the backlog just as the listener closed: it is closing, not closed yet; poll again.
+        return False
 
 
 def tcp_line(ip: str, port: int) -> str:
