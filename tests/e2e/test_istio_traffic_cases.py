@@ -14,15 +14,19 @@ test_headless_pods.py.
 
 from __future__ import annotations
 
+import http.client
 import http.server
 import json
+import shutil
 import socket
 import socketserver
+import tempfile
 import textwrap
 import threading
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -781,6 +785,59 @@ def test_gateway_trusts_the_configured_number_of_proxies_in_xff(mesh: MeshProces
     assert len(hops) == 4 and hops[1] == "72.9.5.6", hops
     # Without it (the default, 0), the peer itself is the client.
     assert untrusted.get("x-envoy-external-address") != "72.9.5.6", untrusted
+
+
+def test_gateway_binds_a_unix_socket_and_an_address_the_host_lacks(mesh: MeshProcess) -> None:
+    """Gateway `bind`: a `unix://` path with port 0 is a listener on that socket (istiod's BuildAddress
+    pipe) that serves the gateway's routes; an IP the host does not have (192.0.2.1, TEST-NET-1) does not
+    get the gateway's LDS update rejected ("cannot bind"), so the other servers keep working."""
+    workdir = Path(tempfile.mkdtemp(prefix="isthmus-gw-"))  # a short path: sun_path holds 107 bytes
+    sock = workdir / "gw.sock"
+    gateway = f"""
+    apiVersion: networking.istio.io/v1
+    kind: Gateway
+    metadata: {{name: gateway}}
+    spec:
+      selector: {{istio: ingressgateway}}
+      servers:
+      - port: {{number: 80, name: http, protocol: HTTP}}
+        hosts: ["*"]
+      - port: {{number: 0, name: http-uds, protocol: HTTP}}
+        bind: unix://{sock}
+        hosts: ["*"]
+      - port: {{number: 8081, name: http-elsewhere, protocol: HTTP}}
+        bind: 192.0.2.1
+        hosts: ["*"]
+    """
+    try:
+        with applied(mesh, gateway, _gateway_vs(FQDN, 80)):  # apply raises on a NACK
+            listeners = {
+                lst["port"]: lst["address"]
+                for lst in mesh.proxy("istio-ingressgateway", namespace="istio-system")["listeners"]
+            }
+            assert listeners[0] == f"unix://{sock}" and listeners[8081] == "192.0.2.1:8081", listeners
+            assert echo_body(_via_gateway(mesh, FQDN))["port"] == 8080
+            conn = _UnixHTTPConnection(str(sock))
+            try:
+                conn.request("GET", "/over-uds", headers={"Host": FQDN})
+                resp = conn.getresponse()
+                body = json.loads(resp.read())
+            finally:
+                conn.close()
+            assert (resp.status, body["path"]) == (200, "/over-uds"), body
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=5)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(5)
+        self.sock.connect(self._path)
 
 
 # --- unix-socket endpoints ------------------------------------------------------------------------

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from isthmus.registry.build import UNIX_ADDRESS_PREFIX
 from isthmus.registry.types import socket_port
 
 if TYPE_CHECKING:
     from isthmus.mesh.runner import Mesh
+
+
+def _gateway_address(bind: str, port: int) -> str:
+    """`ip:port`, or a unix socket server's `unix://` path as written (it has no port)."""
+    return bind if bind.startswith(UNIX_ADDRESS_PREFIX) else f"{bind}:{port}"
 
 
 def build_status(mesh: Mesh) -> dict[str, Any]:
@@ -42,7 +48,7 @@ def build_status(mesh: Mesh) -> dict[str, Any]:
             listeners = [
                 {
                     "port": srv.port,
-                    "address": f"{srv.bind or s.ip}:{socket_port(srv.listen_port, offset)}",
+                    "address": _gateway_address(srv.bind or s.ip, socket_port(srv.listen_port, offset)),
                     "protocol": srv.protocol.value,
                 }
                 for srv in snapshot.gateway_servers(proxy)

@@ -7,6 +7,8 @@ config Envoy loads (Istio accepts them all, so the generators, not validation, h
 - A Gateway server on a port the gateway's Envoy already binds (admin 15000, health 15021, Prometheus
   15090) got the gateway's whole LDS update NACKed ("cannot bind '<ip>:15000': Address already in use",
   "'0.0.0.0_15021' has duplicate address").
+- A Gateway server bound to an address the host lacks (NACKed: "cannot bind ... Cannot assign requested
+  address") or to a unix socket (a socket address named `unix://...`: "malformed IP address").
 """
 
 from __future__ import annotations
@@ -244,6 +246,50 @@ def test_gateway_server_bound_to_another_address_keeps_its_port() -> None:
     snap = snapshot(doc, pods=[*PODS, GW_POD])
     listeners = generate(snap, gateway_proxy(), naming.LISTENER_TYPE)
     assert sorted(listeners) == ["127.0.0.1_15021"]
+
+
+def _bound_gateway(bind: str, port: int) -> str:
+    return textwrap.dedent(
+        f"""
+        apiVersion: networking.istio.io/v1
+        kind: Gateway
+        metadata: {{name: gw, namespace: istio-system}}
+        spec:
+          selector: {{istio: ingressgateway}}
+          servers:
+          - port: {{number: {port}, name: http, protocol: HTTP}}
+            bind: "{bind}"
+            hosts: ["*"]
+        """
+    )
+
+
+def test_gateway_server_bound_to_an_address_the_host_lacks_binds_freely() -> None:
+    """An address the gateway's host does not have would fail Envoy's bind and get the whole LDS update
+    NACKed ("cannot bind '192.0.2.1:8080': Cannot assign requested address"): IP_FREEBIND binds it."""
+    snap = snapshot(_bound_gateway("192.0.2.1", 8080), pods=[*PODS, GW_POD])
+    (lst,) = listeners_mod.build_listeners(snap, gateway_proxy())
+    assert (lst.name, lst.address.socket_address.address, lst.freebind.value) == (
+        "192.0.2.1_8080",
+        "192.0.2.1",
+        True,
+    )
+    # the gateway's own address binds as usual, as does a server without bind (on the pod address)
+    for doc in (_bound_gateway(GW_POD.ip, 8080), _bound_gateway("", 8080).replace('    bind: ""\n', "")):
+        (lst,) = listeners_mod.build_listeners(snapshot(doc, pods=[*PODS, GW_POD]), gateway_proxy())
+        assert lst.address.socket_address.address == GW_POD.ip and not lst.HasField("freebind"), doc
+
+
+def test_gateway_server_bound_to_a_unix_socket_listens_on_a_pipe() -> None:
+    """istiod's BuildAddress: `bind: unix:///path` with port 0 is a pipe address, where a socket address
+    named `unix://...` was NACKed ("malformed IP address")."""
+    snap = snapshot(_bound_gateway("unix:///run/gw.sock", 0), pods=[*PODS, GW_POD])
+    (lst,) = listeners_mod.build_listeners(snap, gateway_proxy())
+    assert lst.name == "unix:///run/gw.sock_0"
+    assert lst.address.WhichOneof("address") == "pipe" and lst.address.pipe.path == "/run/gw.sock"
+    assert not lst.HasField("freebind")
+    # istiod's route name appends the bind
+    assert list(generate(snap, gateway_proxy(), naming.ROUTE_TYPE, {"http.0.unix:///run/gw.sock"}))
 
 
 def test_gateway_port_shifted_onto_a_declared_port_is_left_out() -> None:

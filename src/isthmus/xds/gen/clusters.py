@@ -14,7 +14,6 @@ from typing import Any
 from isthmus.model.destination_rules import EffectivePolicy, MergedDestinationRule, effective_policy
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import InboundPort, Snapshot
-from isthmus.registry.build import UNIX_ADDRESS_PREFIX
 from isthmus.registry.types import Protocol, Resolution, Service, ServicePort
 from isthmus.xds.gen import headless, locality, naming, proxy_headers, tls
 from isthmus.xds.gen import protos as p
@@ -346,9 +345,7 @@ def _inbound_preserves_case(snapshot: Snapshot, protocol: Protocol, pool: Any | 
 
 def _inbound_address(inbound: InboundPort) -> Any:
     """The app: 127.0.0.1 on its private port, or a Sidecar ingress defaultEndpoint's unix socket."""
-    if inbound.app_address.startswith(UNIX_ADDRESS_PREFIX):
-        return p.address.Address(pipe=p.address.Pipe(path=inbound.app_address[len(UNIX_ADDRESS_PREFIX) :]))
-    return p.socket_address(inbound.app_address, inbound.app_port)
+    return p.build_address(inbound.app_address, inbound.app_port)
 
 
 def _sidecar_inbound_pool(snapshot: Snapshot, proxy: Proxy, port: int) -> Any | None:

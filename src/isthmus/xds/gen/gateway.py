@@ -22,6 +22,7 @@ from isthmus.model.destination_rules import effective_policy
 from isthmus.model.gateways import GatewayServer, hosts_for_namespace
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import RESERVED_SIDECAR_PORTS, Snapshot
+from isthmus.registry.build import UNIX_ADDRESS_PREFIX
 from isthmus.registry.types import socket_port
 from isthmus.security import sds
 from isthmus.telemetry import envoy as telemetry
@@ -399,9 +400,14 @@ def gateway_listeners(
             continue
         lst = p.listener.Listener(
             name=naming.listener_name(address, listen_port),
-            address=p.socket_address(bind or proxy.ip, real_port),
+            address=p.build_address(bind or proxy.ip, real_port),
             traffic_direction=p.base.OUTBOUND,
         )
+        if bind and bind != proxy.ip and not bind.startswith(UNIX_ADDRESS_PREFIX):
+            # An address this host lacks (yet) fails Envoy's bind, and Envoy rejects the whole LDS update
+            # with it: every other server's change would stop reaching the gateway. IP_FREEBIND binds it
+            # anyway; it serves once the host has the address.
+            lst.freebind.value = True
         stat = f"outbound_{address}_{listen_port}"
         uses_tls = False
         plain_http = [s for s in group if s.serves_http and not s.terminates_tls]

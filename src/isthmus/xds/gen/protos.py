@@ -42,6 +42,7 @@ from envoy.type.v3 import percent_pb2 as percent
 from google.protobuf import any_pb2, struct_pb2, wrappers_pb2
 
 from isthmus.model.durations import proto_duration
+from isthmus.registry.build import UNIX_ADDRESS_PREFIX
 from isthmus.xds.requests import read_varint
 
 MAX_UINT32 = 4294967295
@@ -105,6 +106,13 @@ def typed_extension(name: str, message: Any) -> extension.TypedExtensionConfig:
 
 def socket_address(ip: str, port: int) -> address.Address:
     return address.Address(socket_address=address.SocketAddress(address=ip, port_value=port))
+
+
+def build_address(bind: str, port: int) -> address.Address:
+    """istiod's BuildAddress: a `unix://` path is a pipe (the port is 0 then), anything else ip:port."""
+    if bind.startswith(UNIX_ADDRESS_PREFIX):
+        return address.Address(pipe=address.Pipe(path=bind[len(UNIX_ADDRESS_PREFIX) :]))
+    return socket_address(bind, port)
 
 
 # The longest duration Envoy converts (DurationUtil: seconds < 9223372036, int64 nanoseconds); a longer
