@@ -229,25 +229,6 @@ def test_gateway_server_on_a_port_of_the_proxy_itself_is_left_out(port: int) -> 
     )
 
 
-def test_gateway_server_bound_to_another_address_keeps_its_port() -> None:
-    doc = textwrap.dedent(
-        """
-        apiVersion: networking.istio.io/v1
-        kind: Gateway
-        metadata: {name: gw, namespace: istio-system}
-        spec:
-          selector: {istio: ingressgateway}
-          servers:
-          - port: {number: 15021, name: http-own, protocol: HTTP}
-            bind: 127.0.0.1
-            hosts: ["*"]
-        """
-    )
-    snap = snapshot(doc, pods=[*PODS, GW_POD])
-    listeners = generate(snap, gateway_proxy(), naming.LISTENER_TYPE)
-    assert sorted(listeners) == ["127.0.0.1_15021"]
-
-
 def _bound_gateway(bind: str, port: int) -> str:
     return textwrap.dedent(
         f"""
@@ -262,6 +243,12 @@ def _bound_gateway(bind: str, port: int) -> str:
             hosts: ["*"]
         """
     )
+
+
+def test_gateway_server_bound_to_another_address_keeps_its_port() -> None:
+    snap = snapshot(_bound_gateway("127.0.0.1", 15021), pods=[*PODS, GW_POD])
+    listeners = generate(snap, gateway_proxy(), naming.LISTENER_TYPE)
+    assert sorted(listeners) == ["127.0.0.1_15021"]
 
 
 def test_gateway_server_bound_to_an_address_the_host_lacks_binds_freely() -> None:
