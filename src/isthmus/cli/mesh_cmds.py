@@ -53,6 +53,14 @@ def _read_inputs(paths: tuple[str, ...]) -> list[tuple[str, str]]:
     return out
 
 
+def _sync_summary(sync: dict[str, str]) -> str:
+    """SYNCED when the proxy ACKed the latest of every type it subscribed to, else the types that lag."""
+    if not sync:
+        return ""
+    lagging = [f"{t}:{s}" for t, s in sorted(sync.items()) if s != "SYNCED"]
+    return " ".join(lagging) or "SYNCED"
+
+
 @click.command("status")
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
 @STATE_DIR
@@ -77,7 +85,7 @@ def status_command(output: str, state_dir: Path | None) -> None:
             ports = ", ".join(f"{lst['port']}->{lst['address']}" for lst in proxy["listeners"])
         else:
             ports = ", ".join(str(p["port"]) for p in inst["ports"])
-        sync = " ".join(f"{t}:{s}" for t, s in sorted((proxy or {}).get("sync", {}).items()))
+        sync = _sync_summary((proxy or {}).get("sync", {}))
         table.add_row(
             inst["namespace"],
             inst["instance"],
@@ -88,7 +96,8 @@ def status_command(output: str, state_dir: Path | None) -> None:
             str(inst.get("restarts", 0)),
             sync,
         )
-    Console().print(table)
+    # Piped, rich would fit the table into 80 columns and cut the names; the JSON output is for scripts.
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
     cp = data["controlPlane"]
     click.echo(f"control plane: xDS {cp['xds']}, API {cp['api']}; config version {data['configVersion']}")
     for source, errs in (data.get("configErrors") or {}).items():
