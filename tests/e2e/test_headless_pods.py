@@ -9,8 +9,11 @@ sidecar sends to it alone, over the usual mTLS. The service's own names still ba
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -99,3 +102,43 @@ spec:
         assert resp.status == 200 and resp.header("x-vs") == "db"
         assert json.loads(resp.body)["instance"] == "db-1"
         assert answered_by(mesh, "db-2.db", 5) == Counter({"db-2": 5})
+
+
+STRICT = """
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: db-strict}
+spec:
+  selector: {matchLabels: {app: db}}
+  mtls: {mode: STRICT}
+"""
+
+
+def isthmus_curl(mesh: MeshProcess, *args: str) -> dict[str, Any]:
+    """`isthmus curl --from client -o json ARGS...` against the mesh: its JSON output."""
+    cmd = [sys.executable, "-m", "isthmus.cli.main", "curl", "--from", "client", "-o", "json"]
+    cmd += ["--state-dir", str(mesh.state_dir), *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, (args, done.stdout[-2000:], done.stderr[-2000:])
+    return json.loads(done.stdout)
+
+
+def test_a_pod_ip_reaches_that_pod_through_the_service_with_mtls(mesh: MeshProcess) -> None:
+    """istiod's per-IP listeners of a headless service (listener.go): `<podIP>:<port>` goes through the
+    service's cluster to that pod, over mTLS (with STRICT on the pods, a plaintext passthrough would be
+    refused), for HTTP requests (`<podIP>`, `<podIP>:80`) and for a `tcp://<podIP>:5432` tunnel."""
+    ips = {i["instance"]: i["ip"] for i in mesh.status()["instances"] if i["workload"] == "db"}
+    assert sorted(ips) == list(PODS)
+    with applied(mesh, STRICT):
+        for pod, ip in sorted(ips.items()):
+            for url in (f"http://{ip}/", f"http://{ip}:80/"):
+                out = isthmus_curl(mesh, "--count", "4", url)
+                assert out["codes"] == {"200": 4} and out["instances"] == {pod: 4}, (url, out)
+                # The pod's sidecar took them over mTLS: it forwards the client's certificate.
+                for resp in out["responses"]:
+                    xfcc = resp["body"]["headers"].get("x-forwarded-client-cert", "")
+                    assert "URI=spiffe://cluster.local/ns/default/sa/" in xfcc, (url, xfcc)
+            for i in range(3):
+                tunnel = isthmus_curl(mesh, "-d", f"ping {i}", f"tcp://{ip}:5432")
+                assert tunnel["status"] == 200, (ip, tunnel)
+                assert str(tunnel["body"]).strip() == f"{pod} ping {i}", (ip, tunnel)

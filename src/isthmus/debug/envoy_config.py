@@ -40,6 +40,7 @@ class EndpointInfo:
     workload: str = ""  # istio.workload metadata: name;namespace;app;version;cluster
     locality: str = ""
     mtls: bool = False  # tlsMode istio (auto mTLS to a sidecar)
+    pod: str = ""  # `envoy.lb` metadata `pod`: a headless service's endpoint, which routes may pin
     # From admin /clusters, when fetched: e.g. ["failed_outlier_check"]; None = not known.
     runtime_flags: list[str] | None = None
 
@@ -118,6 +119,7 @@ def _endpoints_of_assignment(cla: Mapping[str, Any]) -> list[EndpointInfo]:
                     workload=str((md.get("istio") or {}).get("workload", "")),
                     locality=locality,
                     mtls=(md.get("envoy.transport_socket_match") or {}).get("tlsMode") == "istio",
+                    pod=str((md.get("envoy.lb") or {}).get("pod", "")),
                 )
             )
     return out

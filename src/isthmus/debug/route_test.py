@@ -434,10 +434,23 @@ def _unwrap_proxy_protocol(ts: Mapping[str, Any] | None) -> tuple[Mapping[str, A
     return cfg.get("transport_socket"), (cfg.get("config") or {}).get("version", "V1")
 
 
-def _endpoint_summary(config: ProxyConfig, cluster: str, instances: Mapping[str, str]) -> dict[str, Any]:
+def pinned_pod(action: Mapping[str, Any]) -> str | None:
+    """The pod a route asks for (`metadata_match` on `envoy.lb` `pod`: a headless service's pod named by
+    the authority, `xds.gen.headless`), else None."""
+    md = ((action.get("metadata_match") or {}).get("filter_metadata") or {}).get("envoy.lb") or {}
+    pod = md.get("pod")
+    return str(pod) if pod else None
+
+
+def _endpoint_summary(
+    config: ProxyConfig, cluster: str, instances: Mapping[str, str], pod: str | None = None
+) -> dict[str, Any]:
     eps = config.endpoints(cluster)
     if eps is None:
         return {"known": False, "endpoints": [], "healthy": 0, "total": 0}
+    if pod is not None:
+        # The subset load balancer sends to that pod's endpoint or nowhere (NO_FALLBACK: 503 UH).
+        eps = [ep for ep in eps if ep.pod == pod]
     out = []
     for ep in eps:
         d = ep.to_dict()
@@ -663,13 +676,16 @@ def _route_action(
         }
         return
     total = sum(w for _, w in dests) or 1
+    pod = pinned_pod(action)
     destinations = []
     for name, weight in dests:
         d = describe_cluster(config, name)
         d["weight"] = weight
         d["percent"] = round(weight * 100.0 / total, 2)
+        if pod is not None:
+            d["pod"] = pod
         if d["exists"] and not d.get("dynamicForwardProxy"):
-            d.update(_endpoint_summary(config, name, instances))
+            d.update(_endpoint_summary(config, name, instances, pod))
         destinations.append(d)
     result["destinations"] = destinations
     # timeout
@@ -766,7 +782,9 @@ def _expected(
             share = f" ({fmt_percent(d['percent'])} of requests)" if len(destinations) > 1 else ""
             if d.get("total", 0) == 0:
                 why = f"cluster {d['name']} has no endpoints{share}"
-                if d.get("subset"):
+                if d.get("pod"):
+                    why = f"cluster {d['name']} has no endpoint of pod {d['pod']}{share}"
+                elif d.get("subset"):
                     why += f": no instance of {d.get('host', '')} has the labels of subset {d['subset']!r}"
             else:
                 why = f"none of the {d['total']} endpoints of {d['name']} is healthy{share}"
@@ -881,6 +899,8 @@ def render_text(result: Mapping[str, Any], *, verbose: bool = False) -> str:
             bits = []
             if d.get("subset"):
                 bits.append(f"subset {d['subset']}")
+            if d.get("pod"):
+                bits.append(f"pod {d['pod']} alone (named by the authority)")
             if d.get("destinationRule"):
                 bits.append(f"DestinationRule {d['destinationRule']}")
             bits.append(f"lb {d.get('loadBalancer')}")

@@ -421,3 +421,41 @@ def test_path_normalized_as_the_serving_hcm_does(normalization: str | None, path
     )
     result = run(DR_SUBSETS, VS_MATCHES, *([mesh] if mesh else []), url=f"http://echo{path}")
     assert result["virtualService"]["ruleIndex"] == rule
+
+
+HEADLESS = """
+apiVersion: v1
+kind: Service
+metadata: {name: hl, namespace: default}
+spec:
+  clusterIP: None
+  selector: {app: echo}
+  ports: [{name: tcp, port: 7000}, {name: http-x, port: 8080}]
+"""
+HEADLESS_HOST = "hl.default.svc.cluster.local"
+
+
+@pytest.mark.parametrize(
+    ("url", "port", "pod"),
+    [
+        ("tcp://127.9.0.3:7000", 7000, "echo-v1-1"),  # a tunnel to a pod's IP
+        ("http://127.9.0.4:8080/", 8080, "echo-v2-0"),  # a request to a pod's IP
+        ("http://echo-v1-0.hl:8080/", 8080, "echo-v1-0"),  # a request to a pod by name
+    ],
+)
+def test_a_headless_service_pod_named_by_the_authority_is_the_one_endpoint(
+    url: str, port: int, pod: str
+) -> None:
+    """The route pins the pod (`xds.gen.headless`): the explanation names it and its endpoint alone."""
+    result = run(HEADLESS, url=url)
+    assert result["virtualHost"]["name"] == f"{HEADLESS_HOST}:{port}"
+    (dest,) = result["destinations"]
+    assert dest["name"] == f"outbound|{port}||{HEADLESS_HOST}" and dest["pod"] == pod
+    assert [e["instance"] for e in dest["endpoints"]] == [pod] and dest["total"] == 1
+    assert result["expected"]["details"] == "via_upstream"
+    assert f"pod {pod} alone" in rt.render_text(result)
+
+
+def test_an_ip_of_no_pod_of_the_headless_service_passes_through() -> None:
+    result = run(HEADLESS, url="tcp://127.9.0.9:7000")
+    assert result["virtualHost"]["name"] == "allow_any" and clusters(result) == ["PassthroughCluster"]

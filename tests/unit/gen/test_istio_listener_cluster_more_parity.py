@@ -378,17 +378,14 @@ def test_outbound_headless_service_by_name() -> None:
     assert route_for(HEADLESS, url=url, pods=HEADLESS_PODS) == f"outbound|9999||{HEADLESS_HOST}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a CONNECT to a headless pod's IP takes the allow_any route (PassthroughCluster, plaintext) where "
-    "istiod's per-IP listener sends it through the service's cluster (mesh mTLS); routing pod IPs needs "
-    "per-pod domains in routes.py",
-)
 def test_outbound_headless_service_by_pod_ip() -> None:
     """TestOutboundListenerForHeadlessServices "gen a listener per IP instance": a connection to one pod's
-    address on the service port goes through the headless service's cluster."""
+    address on the service port goes through the headless service's cluster (here the pod's IP is a
+    domain of the service port's virtual host, whose copy of the route asks for that pod)."""
     url = "tcp://127.7.0.41:9999"
     assert route_for(HEADLESS, url=url, pods=HEADLESS_PODS) == f"outbound|9999||{HEADLESS_HOST}"
+    # An address that is no endpoint of the service keeps the catch-all.
+    assert route_for(HEADLESS, url="tcp://127.7.0.49:9999", pods=HEADLESS_PODS) == "PassthroughCluster"
 
 
 def test_outbound_external_passthrough_service() -> None:

@@ -1144,6 +1144,9 @@ def _default_vhost(ctx: RouteContext, svc: Service, port: int) -> _DefaultVHost:
     found = cache.get(key)
     if found is None:
         domains, alts = service_domains(svc, port, ctx.proxy.namespace, domain)
+        if headless.pins_pods(svc):
+            # Its pods' IPs too (`<podIP>:<port>`, and `<podIP>` on port 80), last: see `headless`.
+            domains.extend(headless.pod_ip_domains(ctx.snapshot, svc, port))
         with_port = [d for d in domains if ":" in d]
         lowered = [d.lower() for d in (domains if port == 80 else with_port)]
         found = cache[key] = _DefaultVHost(
