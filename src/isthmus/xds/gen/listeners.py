@@ -36,6 +36,8 @@ HTTP_INSPECTOR = "envoy.filters.listener.http_inspector"
 INBOUND_SERVER_NAME = "istio-envoy"
 # Plaintext ALPNs the HTTP inspector sets (istiod's plaintextHTTPALPNs, HTTP/1.0 off as by default).
 PLAINTEXT_HTTP_ALPNS = ("http/1.1", "h2c")
+# Appended to the stat_prefix of inbound plaintext (raw_buffer) chains (istio/istio#60415).
+PLAINTEXT_STAT_SUFFIX = "_plaintext"
 # istiod's UUIDRequestIDExtension, on every HCM it builds (BuildUUIDRequestIDExtension without a tracing
 # context); Telemetry tracing's useRequestIdForTraceSampling replaces it (telemetry.tracing).
 _UUID_REQUEST_ID = p.pack(uuid_pb2.UuidRequestIdConfig(use_request_id_for_trace_sampling={"value": True}))
@@ -343,22 +345,27 @@ def inbound_listener(snapshot: Snapshot, proxy: Proxy, inbound: InboundPort) -> 
     http_security = authz.inbound_http_filters(snapshot, proxy)
     tcp_security = authz.inbound_network_filters(snapshot, proxy)
 
-    def hcm() -> list[p.listener_components.Filter]:
+    # Under PERMISSIVE a plaintext (raw_buffer) chain's stats get their own prefix (istiod's
+    # TestInboundStatPrefixUniqueness): Envoy interns stats by name, so the port's TLS and plaintext chains
+    # would otherwise share (and overwrite) each other's gauges. TLS chains, and the chains of a
+    # plaintext-only (DISABLE) port, keep the plain name.
+    def hcm(plaintext: bool = False) -> list[p.listener_components.Filter]:
         # Inbound routes come over RDS (named like the cluster, as istiod names them inline) so that
         # authorization changes reach open connections without replacing the listener.
         config = _hcm(
             snapshot,
             proxy,
             "inbound",
-            stat,
+            stat + PLAINTEXT_STAT_SUFFIX if plaintext else stat,
             rds=cluster,
             security_filters=http_security,
             port_protocol=inbound.protocol,
         )
         return [_filter(HCM_NAME, config)]
 
-    def tcp() -> list[p.listener_components.Filter]:
-        return [*tcp_security, _tcp_proxy(snapshot, proxy, "inbound", cluster, cluster)]
+    def tcp(plaintext: bool = False) -> list[p.listener_components.Filter]:
+        tcp_stat = cluster + PLAINTEXT_STAT_SUFFIX if plaintext else cluster
+        return [*tcp_security, _tcp_proxy(snapshot, proxy, "inbound", cluster, tcp_stat)]
 
     http, auto = inbound.protocol.is_http, inbound.protocol is Protocol.AUTO
     mtls_http = tls.inbound_tls_context(snapshot, http=True)
@@ -379,18 +386,19 @@ def inbound_listener(snapshot: Snapshot, proxy: Proxy, inbound: InboundPort) -> 
     elif mode == authn.PERMISSIVE:
         if http:
             _chain(lst, name, hcm(), transport="tls", alpns=tls.MESH_ALPNS, tls_context=mtls_http)
-            _chain(lst, name, hcm(), transport="raw_buffer")
+            _chain(lst, name, hcm(plaintext=True), transport="raw_buffer")
         elif auto:
             _chain(lst, name, hcm(), transport="tls", alpns=tls.MESH_HTTP_ALPNS, tls_context=mtls_http)
             _chain(lst, name, tcp(), transport="tls", alpns=tls.MESH_TCP_ALPNS, tls_context=mtls_tcp)
-            _chain(lst, name, hcm(), transport="raw_buffer", alpns=PLAINTEXT_HTTP_ALPNS)
-            _chain(lst, name, tcp(), transport="raw_buffer")
+            _chain(lst, name, hcm(plaintext=True), transport="raw_buffer", alpns=PLAINTEXT_HTTP_ALPNS)
+            _chain(lst, name, tcp(plaintext=True), transport="raw_buffer")
             _chain(lst, name, tcp(), transport="tls")
         else:
             _chain(lst, name, tcp(), transport="tls", alpns=tls.MESH_ALPNS, tls_context=mtls_tcp)
             _chain(lst, name, tcp(), transport="tls")
-            _chain(lst, name, tcp(), transport="raw_buffer")
+            _chain(lst, name, tcp(plaintext=True), transport="raw_buffer")
     else:
+        # Plaintext only: no TLS chain to collide with, so the stats keep the port's plain name.
         if http:
             _chain(lst, name, hcm(), transport="raw_buffer")
         elif auto:
