@@ -774,8 +774,9 @@ def test_gateway_with_multiple_tls_https_tcp_servers() -> None:
     )
     got = listeners(gateway1, gateway2, vs)
     assert sorted(got) == ["0.0.0.0_443", "0.0.0.0_9443"]
-    # No tcp route for the TLS servers on 443; gateway2's TLS server repeats its HTTPS host.
-    assert server_names(got["0.0.0.0_443"]) == [["https.example.com"], ["*.exampleone.com"]]
+    # No tcp route for the TLS servers on 443; gateway2's TLS server repeats its HTTPS host. The chains
+    # are in istiod's sortFilterChains order (by their serialized match), not the servers' order.
+    assert server_names(got["0.0.0.0_443"]) == [["*.exampleone.com"], ["https.example.com"]]
     (chain,) = got["0.0.0.0_9443"]["filter_chains"]
     assert chain["filters"][-1]["name"] == "envoy.filters.network.tcp_proxy"
 

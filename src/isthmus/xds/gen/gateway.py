@@ -368,6 +368,28 @@ def _drop_repeated_matches(lst: p.listener.Listener) -> None:
         lst.filter_chains.extend(kept)
 
 
+def _sort_filter_chains(lst: p.listener.Listener) -> None:
+    """istiod's sortFilterChains: a gateway listener's chains in an order that depends on their content
+    only, not on the order servers and routes were declared in, so that the same chains make the same
+    listener (Envoy compares listeners as a whole: another order is an update that drains the chains).
+    Chains that match every connection (no filter_chain_match) go last; the others by the deterministic
+    serialization of their match, then of the whole chain. Envoy's choice of chain does not depend on
+    their order (the most specific match wins), so this changes no routing."""
+    if len(lst.filter_chains) < 2:
+        return
+
+    def key(chain: p.listener_components.FilterChain) -> tuple[bool, bytes, bytes]:
+        match = chain.filter_chain_match.SerializeToString(deterministic=True)
+        return (not match, match, chain.SerializeToString(deterministic=True))
+
+    ordered = sorted(lst.filter_chains, key=key)
+    kept = [p.listener_components.FilterChain() for _ in ordered]
+    for new, old in zip(kept, ordered, strict=True):
+        new.CopyFrom(old)
+    del lst.filter_chains[:]
+    lst.filter_chains.extend(kept)
+
+
 def gateway_listeners(
     snapshot: Snapshot, proxy: Proxy, hcm_for: Any, filter_for: Any
 ) -> list[p.listener.Listener]:
@@ -447,6 +469,7 @@ def gateway_listeners(
             continue
         for chain in lst.filter_chains:
             chain.transport_socket_connect_timeout.CopyFrom(p.duration(TRANSPORT_SOCKET_CONNECT_TIMEOUT_S))
+        _sort_filter_chains(lst)
         if topology is not None and topology.proxy_protocol is not None:
             # Istio's gatewayTopology.proxyProtocol; connections without a PROXY header are accepted too
             # (their true peer address is used), so local clients still reach the gateway directly.
