@@ -202,8 +202,9 @@ def _lb_endpoints_bytes(snapshot: Snapshot, endpoints: Iterable[Endpoint]) -> by
 _CLA_TYPE_URL = "type.googleapis.com/" + _CLA.DESCRIPTOR.full_name
 
 
-# Clusters that carry their assignment inline (STRICT_DNS, LOGICAL_DNS: clusters.py). istiod applies no
-# failoverPriority there (its ApplyLocalityLoadBalancer gets no endpoint labels for them).
+# Clusters that carry their assignment inline (STRICT_DNS, LOGICAL_DNS: clusters.py). Locality load
+# balancing, failoverPriority included, applies to them as to EDS clusters (istiod pairs a DNS cluster's
+# endpoints with their labels: TestFailoverPriorityWithDNSServiceEntry, istio/istio#61857).
 INLINE_ASSIGNMENT = (Resolution.DNS, Resolution.DNS_ROUND_ROBIN)
 
 
@@ -223,7 +224,7 @@ def packed_assignment(snapshot: Snapshot, proxy: Proxy, spec: ClusterSpec) -> An
         groups = cached.get(key)
         if groups is None:
             groups = cached[key] = _groups(select_endpoints(snapshot, spec))
-        applied = locality.apply(groups, proxy, lb, labels=spec.service.resolution not in INLINE_ASSIGNMENT)
+        applied = locality.apply(groups, proxy, lb)
         variant = None if applied is groups else locality.variant(groups, applied)
         if variant is not None:
             key, groups = (*key, variant), applied

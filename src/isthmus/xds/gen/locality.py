@@ -165,10 +165,8 @@ def topology_labels(labels: Mapping[str, str], locality: str, network: str) -> d
     return out
 
 
-def apply(groups: Sequence[Group], proxy: Proxy, lb: LocalityLb, *, labels: bool = True) -> Sequence[Group]:
-    """istiod's ApplyLocalityLoadBalancer, on new groups (`groups` itself when nothing changes). `labels`
-    False leaves `failoverPriority` out, as istiod does for clusters with an inline assignment
-    (STRICT_DNS: it gets no endpoint labels there)."""
+def apply(groups: Sequence[Group], proxy: Proxy, lb: LocalityLb) -> Sequence[Group]:
+    """istiod's ApplyLocalityLoadBalancer, on new groups (`groups` itself when nothing changes)."""
     setting = lb.setting
     if setting.distribute:
         return _apply_weights(groups, split_locality(proxy.locality), setting.distribute)
@@ -177,7 +175,7 @@ def apply(groups: Sequence[Group], proxy: Proxy, lb: LocalityLb, *, labels: bool
             return groups  # one locality is priority 0 whatever it is (priorities are made contiguous)
         return _apply_locality_failover(groups, split_locality(proxy.locality), setting.failover)
     out: Sequence[Group] = groups
-    if labels and out:
+    if out:
         network = str(proxy.metadata.get("NETWORK") or "")
         proxy_labels = topology_labels(proxy.labels, proxy.locality, network)
         out = _apply_failover_priorities(out, proxy_labels, setting.failover_priority)
