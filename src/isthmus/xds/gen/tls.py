@@ -272,14 +272,17 @@ def apply_upstream_tls(snapshot: Snapshot, proxy: Proxy, cluster: Any, spec: Clu
     A passthrough (resolution NONE) service's cluster is istiod's ORIGINAL_DST one, which takes the
     DR's tls as any cluster does (TestPassThroughFilterChain forces mTLS that way); here it is the
     dynamic forward proxy cluster standing for it, which carries the same transport socket, with the
-    same SNI and SAN checks for CONNECT tunnels as for HTTP (_keep_dfp_tls_checks)."""
+    same SNI and SAN checks for CONNECT tunnels as for HTTP (_keep_dfp_tls_checks). A DYNAMIC_DNS service's
+    cluster takes the DR's tls too (never auto mTLS), with the request's host as SNI and SAN unless the
+    rule names them (istiod's TestSidecarDynamicDNSClusters)."""
     _apply_upstream_tls(snapshot, proxy, cluster, spec)
     _keep_dfp_tls_checks(cluster)
 
 
 def _apply_upstream_tls(snapshot: Snapshot, proxy: Proxy, cluster: Any, spec: ClusterSpec) -> None:
     svc = spec.service
-    if svc.resolution is Resolution.DYNAMIC_DNS:
+    if svc.resolution is Resolution.DYNAMIC_DNS and spec.policy.tls is None:
+        # No auto mTLS: the hosts a DYNAMIC_DNS cluster resolves are no registry endpoints.
         return
     sni_default = naming.outbound_sni(spec.port.port, spec.subset, svc.hostname)
     h2 = _uses_h2(cluster)
@@ -296,9 +299,13 @@ def _apply_upstream_tls(snapshot: Snapshot, proxy: Proxy, cluster: Any, spec: Cl
             return
         if mode == "ISTIO_MUTUAL":
             sans = list(tls.subject_alt_names or ()) or service_identities(snapshot, svc)
-            cluster.transport_socket.CopyFrom(
-                transport_socket(_istio_mutual(snapshot, spec, tls.sni or sni_default, sans, h2))
-            )
+            if svc.resolution is Resolution.DYNAMIC_DNS and not tls.sni:
+                # The upstream host is the request's: its name is the SNI and the SAN checked (below).
+                ctx = _istio_mutual(snapshot, spec, "", sans, h2)
+                _auto_sni_and_san(cluster, tls)
+            else:
+                ctx = _istio_mutual(snapshot, spec, tls.sni or sni_default, sans, h2)
+            cluster.transport_socket.CopyFrom(transport_socket(ctx))
             return
         dr_selector = spec.dr is not None and spec.dr.selector is not None
         if _privileged_credential(tls.credential_name) and proxy.kind == "sidecar" and not dr_selector:
@@ -315,17 +322,10 @@ def _apply_upstream_tls(snapshot: Snapshot, proxy: Proxy, cluster: Any, spec: Cl
             if defaults.cipher_suites:
                 ctx.common_tls_context.tls_params.cipher_suites[:] = defaults.cipher_suites
         if not tls.sni:
-            # setAutoSniAndAutoSanValidation, decided on the rule's own SANs; the options are made for a
-            # TCP cluster too (HTTP/1.1, as istiod's clusterWrapper.build).
-            opts = _http_options(cluster)
-            if opts is None:
-                opts = p.http_options.HttpProtocolOptions()
-                opts.explicit_http_config.http_protocol_options.SetInParent()
-            opts.upstream_http_protocol_options.auto_sni = True
-            if not tls.subject_alt_names and not tls.insecure_skip_verify:
-                opts.upstream_http_protocol_options.auto_san_validation = True
-            _store_http_options(cluster, opts)
+            _auto_sni_and_san(cluster, tls)
         cluster.transport_socket.CopyFrom(transport_socket(ctx))
+        return
+    if svc.resolution is Resolution.DYNAMIC_DNS:
         return
     if not _auto_mtls(snapshot, svc):
         return
@@ -349,6 +349,22 @@ def _apply_upstream_tls(snapshot: Snapshot, proxy: Proxy, cluster: Any, spec: Cl
     sock.typed_config.type_url = _UPSTREAM_TLS_TYPE_URL
     sock.typed_config.value = ctx
     matches.append(_PLAIN_MATCH)
+
+
+def _auto_sni_and_san(cluster: Any, tls: Any) -> None:
+    """istiod's setAutoSniAndAutoSanValidation, decided on the rule's own SANs: the SNI is the request's
+    host, and so is the SAN checked unless the rule names SANs or skips verification. The options are made
+    for a TCP cluster too (HTTP/1.1, as istiod's clusterWrapper.build). Also the TLS of a DYNAMIC_DNS
+    (dynamic forward proxy) cluster without `sni`, as istiod's TestSidecarDynamicDNSClusters expects: each
+    request may reach another host of the wildcard."""
+    opts = _http_options(cluster)
+    if opts is None:
+        opts = p.http_options.HttpProtocolOptions()
+        opts.explicit_http_config.http_protocol_options.SetInParent()
+    opts.upstream_http_protocol_options.auto_sni = True
+    if not tls.subject_alt_names and not tls.insecure_skip_verify:
+        opts.upstream_http_protocol_options.auto_san_validation = True
+    _store_http_options(cluster, opts)
 
 
 def apply_upstream_proxy_protocol(cluster: Any, proxy_protocol: Any | None) -> None:
