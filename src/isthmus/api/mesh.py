@@ -184,6 +184,47 @@ class ProxyHeaders(ApiModel):
     x_forwarded_port: XForwardedPort | None = None
 
 
+HeadersWithUnderscoresAction = Literal[
+    "HEADERS_WITH_UNDERSCORES_UNSPECIFIED",
+    "HEADERS_WITH_UNDERSCORES_ALLOW",
+    "HEADERS_WITH_UNDERSCORES_REJECT_REQUEST",
+    "HEADERS_WITH_UNDERSCORES_DROP_HEADER",
+]
+PathWithEscapedSlashesAction = Literal[
+    "PATH_WITH_ESCAPED_SLASHES_UNSPECIFIED",
+    "KEEP_UNCHANGED",
+    "REJECT_REQUEST",
+    "UNESCAPE_AND_REDIRECT",
+    "UNESCAPE_AND_FORWARD",
+]
+
+
+class ConnectionSettings(ApiModel):
+    """ProxyConfig.ConnectionSettings: downstream connection tuning (listener and cluster buffer limits,
+    the HTTP connection manager's timeouts, HTTP/2 settings and header/path normalization), with the EDGE
+    profile's defaults for gateways (xds.gen.connection_settings). The integers are Int32Values: istiod
+    ignores a negative one (safeUint32)."""
+
+    profile: Literal["SIDECAR", "EDGE"] | None = None
+    listener_per_connection_buffer_limit_bytes: Int32 | None = None
+    cluster_per_connection_buffer_limit_bytes: Int32 | None = None
+    http_idle_timeout: Duration | None = None
+    http_max_connection_duration: Duration | None = None
+    http_max_stream_duration: Duration | None = None
+    http_stream_idle_timeout: Duration | None = None
+    http_request_timeout: Duration | None = None
+    http_request_headers_timeout: Duration | None = None
+    http_drain_timeout: Duration | None = None
+    http_max_concurrent_streams: Int32 | None = None
+    http2_initial_stream_window_size: Int32 | None = None
+    http2_initial_connection_window_size: Int32 | None = None
+    http_headers_with_underscores_action: HeadersWithUnderscoresAction | None = None
+    http_merge_slashes: bool | None = None
+    http_path_with_escaped_slashes_action: PathWithEscapedSlashesAction | None = None
+    # A bootstrap setting (Envoy's overload manager), refused by api.support: no bootstrap part yet.
+    global_downstream_connection_limit: int | None = None
+
+
 class MeshProxyConfig(ApiModel):
     """istio.mesh.v1alpha1.ProxyConfig (``defaultConfig``)."""
 
@@ -231,6 +272,7 @@ class MeshProxyConfig(ApiModel):
     file_flush_interval: Duration | None = None
     file_flush_min_size_kb: UInt32 | None = None
     stats_compression: bool | None = None
+    connection_settings: ConnectionSettings | None = None
 
 
 # ==================================================================================================

@@ -110,6 +110,10 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
             "x-forwarded-client-cert header, as istiod's buildGatewayConnectionManager does (it ignores this "
             "field too); remove it"
         ),
+        "spec.defaultConfig.connectionSettings.globalDownstreamConnectionLimit": (
+            "the downstream connection limit is a bootstrap setting (Envoy's overload manager), which the "
+            "agent's bootstrap does not generate yet; remove it"
+        ),
         "spec.extensionProviders[].sds": (
             "external SDS providers are not implemented: gateway credentials come from Secrets "
             "(credentialName) or files"
@@ -220,7 +224,16 @@ TRANSLATED_FIELDS: dict[str, dict[str, set[str]]] = {
         "spec.meshMTLS": {"minProtocolVersion", "cipherSuites"},
         "spec.defaultConfig": {
             "terminationDrainDuration", "drainDuration", "proxyMetadata", "gatewayTopology", "tracing",
-            "proxyHeaders", "concurrency",
+            "proxyHeaders", "concurrency", "connectionSettings",
+        },
+        # Listeners, clusters and connection managers (xds/gen/connection_settings.py).
+        # globalDownstreamConnectionLimit is refused with its reason in UNSUPPORTED.
+        "spec.defaultConfig.connectionSettings": {
+            "profile", "listenerPerConnectionBufferLimitBytes", "clusterPerConnectionBufferLimitBytes",
+            "httpIdleTimeout", "httpMaxConnectionDuration", "httpMaxStreamDuration", "httpStreamIdleTimeout",
+            "httpRequestTimeout", "httpRequestHeadersTimeout", "httpDrainTimeout", "httpMaxConcurrentStreams",
+            "http2InitialStreamWindowSize", "http2InitialConnectionWindowSize", "httpHeadersWithUnderscoresAction",
+            "httpMergeSlashes", "httpPathWithEscapedSlashesAction", "globalDownstreamConnectionLimit",
         },
         # Sidecar and gateway connection managers (istiod's GetProxyHeadersFromProxyConfig).
         # metadataExchangeHeaders: Isthmus never adds x-envoy-peer-metadata(-id) (plain Envoy has no

@@ -15,7 +15,7 @@ from isthmus.model.destination_rules import EffectivePolicy, MergedDestinationRu
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import InboundPort, Snapshot
 from isthmus.registry.types import Protocol, Resolution, Service, ServicePort
-from isthmus.xds.gen import headless, locality, naming, proxy_headers, tls
+from isthmus.xds.gen import connection_settings, headless, locality, naming, proxy_headers, tls
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen import traffic_policy as tp
 from isthmus.xds.gen.endpoints import INLINE_ASSIGNMENT, load_assignment, packed_assignment
@@ -273,6 +273,7 @@ def build_outbound_cluster(
         c = p.cluster.Cluster()
         c.CopyFrom(proto)
     c.name = spec.name
+    _apply_buffer_limit(snapshot, proxy, c)
     if c.type == p.cluster.Cluster.EDS and c.HasField("eds_cluster_config"):
         c.eds_cluster_config.service_name = spec.name
     if c.type == p.cluster.Cluster.EDS and headless.pins_pods(spec.service):
@@ -286,6 +287,13 @@ def build_outbound_cluster(
     return c
 
 
+def _apply_buffer_limit(snapshot: Snapshot, proxy: Proxy, c: p.cluster.Cluster) -> None:
+    """ProxyConfig connectionSettings clusterPerConnectionBufferLimitBytes (or the EDGE profile's)."""
+    limit = connection_settings.cluster_buffer_limit(snapshot, proxy)
+    if limit is not None:
+        c.per_connection_buffer_limit_bytes.value = limit
+
+
 def build_inbound_cluster(snapshot: Snapshot, proxy: Proxy, inbound: InboundPort) -> p.cluster.Cluster:
     """`inbound|port||`: to the app on 127.0.0.1, with only a connection pool: the Sidecar's
     inboundConnectionPool, else the DestinationRule's (as Istio)."""
@@ -297,6 +305,7 @@ def build_inbound_cluster(snapshot: Snapshot, proxy: Proxy, inbound: InboundPort
     )
     c.load_assignment.cluster_name = name
     c.load_assignment.endpoints.add().lb_endpoints.add().endpoint.address.CopyFrom(_inbound_address(inbound))
+    _apply_buffer_limit(snapshot, proxy, c)
     c.common_lb_config.SetInParent()
     pool = None
     if not inbound.services and inbound.sidecar is not None:

@@ -23,7 +23,7 @@ from isthmus.model.snapshot import RESERVED_SIDECAR_PORTS, InboundPort, Snapshot
 from isthmus.registry.types import Protocol, socket_port
 from isthmus.telemetry import envoy as telemetry
 from isthmus.telemetry.tracing import configure_hcm as configure_tracing
-from isthmus.xds.gen import authz, gateway, naming, proxy_headers, tls
+from isthmus.xds.gen import authz, connection_settings, gateway, naming, proxy_headers, tls
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen.clusters import dns_cache_config
 from isthmus.xds.gen.guard import guarded
@@ -172,6 +172,8 @@ def _hcm(
     m.access_log.extend(telemetry.http_access_loggers(snapshot, proxy, direction))  # type: ignore[arg-type]
     m.request_id_extension.typed_config.CopyFrom(_UUID_REQUEST_ID)
     configure_tracing(m, snapshot, proxy, direction)
+    # Last: ProxyConfig connectionSettings take precedence over the defaults and MeshConfig set above.
+    connection_settings.apply_to_hcm(m, connection_settings.resolve(snapshot, proxy))
     return m
 
 
@@ -486,6 +488,15 @@ def listener_access_logs(snapshot: Snapshot, proxy: Proxy, direction: str) -> li
 
 
 def build_listeners(snapshot: Snapshot, proxy: Proxy) -> list[p.listener.Listener]:
+    out = _build_listeners(snapshot, proxy)
+    limit = connection_settings.listener_buffer_limit(snapshot, proxy)
+    if limit is not None:
+        for lst in out:
+            lst.per_connection_buffer_limit_bytes.value = limit
+    return out
+
+
+def _build_listeners(snapshot: Snapshot, proxy: Proxy) -> list[p.listener.Listener]:
     if proxy.kind == "gateway":
         out = gateway.gateway_listeners(snapshot, proxy, gateway_hcm_builder(snapshot, proxy), _filter)
         # Gateway listeners log as their HCMs do (the "outbound" direction, istiod's gateway class).
