@@ -124,6 +124,47 @@ def test_a_pod_ip_reaches_that_pod_through_the_service_cluster() -> None:
     assert where(table, "http://db/") == (http_vh, HTTP, None)
 
 
+REDIRECTS = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: db, namespace: default}
+spec:
+  hosts: [db]
+  http:
+  - match: [{uri: {prefix: /old}}]
+    redirect: {uri: /new}
+  - match: [{uri: {prefix: /api}}]
+    route: [{destination: {host: db}}]
+  - directResponse: {status: 418}
+"""
+
+
+@pytest.mark.parametrize("authority", ["db-0.db", "127.7.0.10", "db"])
+def test_a_pod_named_request_meets_the_rules_in_their_order(authority: str) -> None:
+    """A redirect before the forwarding route and a direct response after it apply to a request that
+    names a pod (by name or IP) as to one for the service; only the forwarding route is pinned."""
+    table = route_table(snapshot(DB, REDIRECTS, pods=[*PODS, db_pod(0), db_pod(1)]), sidecar())
+    pinned = None if authority == "db" else "db-0"
+
+    def route(path: str) -> dict[str, Any]:
+        request = matching.request_from_url(f"http://{authority}{path}")
+        found = matching.select_virtual_host(table, request.authority)
+        assert found is not None and found.vhost["name"] == "db.default.svc.cluster.local:80"
+        chosen = matching.select_route(found.vhost, request).route
+        assert chosen is not None, path
+        return chosen
+
+    assert route("/old/x")["redirect"]["path_redirect"] == "/new"
+    assert (route("/api/x")["route"]["cluster"], pods_of_route(route("/api/x"))) == (HTTP, pinned)
+    assert route("/other")["direct_response"]["status"] == 418
+    # a pod that does not exist still gets the 503 that says so, whatever the path
+    if authority == "db-0.db":
+        request = matching.request_from_url("http://db-9.db/old/x")
+        found = matching.select_virtual_host(table, request.authority)
+        assert found is not None
+        assert matching.select_route(found.vhost, request).route["direct_response"]["status"] == 503
+
+
 def test_an_ip_that_is_no_endpoint_of_the_port_keeps_the_catch_all() -> None:
     snap = snapshot(DB, pods=[*PODS, db_pod(0)])
     table = route_table(snap, sidecar())

@@ -125,7 +125,8 @@ def _pinned(route: RC.Route, pod: str, authority: p.string_matcher.StringMatcher
     out = RC.Route()
     out.CopyFrom(route)
     out.match.headers.add(name=":authority", string_match=authority)
-    out.route.metadata_match.filter_metadata[LB_NAMESPACE].fields[POD_KEY].string_value = pod
+    if out.HasField("route"):  # a redirect or direct response has no upstream to pin
+        out.route.metadata_match.filter_metadata[LB_NAMESPACE].fields[POD_KEY].string_value = pod
     return out
 
 
@@ -158,6 +159,8 @@ def pinned_routes(
     forwarding = [r for r in routes if r.HasField("route")]
     if not forwarding:
         return list(routes)
+    # Every route is copied, in order, so a pod-named request meets the rules the plain names meet
+    # (a redirect or direct response before or after a forwarding route); only forwarding ones are pinned.
     out: list[RC.Route] = []
     ips = _pod_ips(snapshot, svc, port)
     if ips:
@@ -167,10 +170,10 @@ def pinned_routes(
             for authority in _ip_authorities(ip, port):
                 if authority.lower() in held:
                     exact = p.string_matcher.StringMatcher(exact=authority, ignore_case=True)
-                    out.extend(_pinned(r, pod, exact) for r in forwarding)
+                    out.extend(_pinned(r, pod, exact) for r in routes)
     for pod in pod_names(snapshot, svc, port):
         prefix = p.string_matcher.StringMatcher(prefix=pod + ".", ignore_case=True)
-        out.extend(_pinned(r, pod, prefix) for r in forwarding)
+        out.extend(_pinned(r, pod, prefix) for r in routes)
     names = [d for d in domains if not d.startswith("*.")]
     for connect in (True, False):
         if any(r.match.HasField("connect_matcher") is connect for r in forwarding):
