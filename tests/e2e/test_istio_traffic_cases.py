@@ -829,6 +829,36 @@ def test_gateway_binds_a_unix_socket_and_an_address_the_host_lacks(mesh: MeshPro
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def test_apply_wait_names_the_secrets_a_stale_proxy_waits_for(mesh: MeshProcess) -> None:
+    """A DestinationRule naming client certificate files that do not exist (or a credentialName with no
+    Secret) keeps the cluster warming, so the proxies never ACK that CDS (Istio's too). `--wait` then
+    says which proxies lag and the secret each waits for, with why; status shows it as well."""
+    files = """
+    apiVersion: networking.istio.io/v1
+    kind: DestinationRule
+    metadata: {name: a-files}
+    spec:
+      host: a.default.svc.cluster.local
+      trafficPolicy:
+        tls: {mode: MUTUAL, clientCertificate: /nonexistent/cert.pem, privateKey: /nonexistent/key.pem}
+    """
+    text = textwrap.dedent(files)
+    try:
+        result = mesh.apply(text, wait=2.0, expect_ok=False)
+        assert result["code"] == 200 and result["synced"] is False, result
+        pending = {p["proxy"]: p for p in result["pending"]}
+        client = pending["a-0.default"]
+        assert client["sync"].get("CDS") == "STALE", client
+        (name, why), *_ = client["secretsWaiting"].items()
+        assert name.startswith("file-cert:/nonexistent/cert.pem"), client
+        assert why == "cannot read /nonexistent/cert.pem: No such file or directory", client
+        status = mesh.proxy("a")
+        assert status["secretsWaiting"] == client["secretsWaiting"], status
+    finally:
+        mesh.delete(text)
+    assert all(not p["secretsWaiting"] for p in mesh.wait_settled()["proxies"])
+
+
 class _UnixHTTPConnection(http.client.HTTPConnection):
     def __init__(self, path: str) -> None:
         super().__init__("localhost", timeout=5)

@@ -236,6 +236,7 @@ class SdsAgent:
         self._acked: dict[str, int] = {}
         self._ack_changed = asyncio.Event()
         self._files: dict[str, _FileWatch] = {}
+        self._file_errors: dict[str, str] = {}  # file secret -> why it is not served (cleared once it is)
         self._streams: dict[int, _Stream] = {}
         self._stream_ids = itertools.count(1)
         self._nonces = itertools.count(1)
@@ -443,10 +444,18 @@ class SdsAgent:
         if name in (WORKLOAD_CERT, ROOT_CA):
             raise ValueError(f"{name!r} is the workload's own secret")
         self._files.pop(name, None)
+        self._file_errors.pop(name, None)
         return self._secrets.pop(name, None) is not None
 
     def secret_names(self) -> list[str]:
         return sorted(self._secrets)
+
+    def waiting(self) -> dict[str, str]:
+        """The secrets Envoy asked for that are not served, and why (a file's error; "" when the agent
+        knows no reason): each keeps a cluster or listener warming, so the proxy's config is not applied
+        (its CDS/LDS ACK waits) until the secret exists."""
+        asked = set().union(*(st.names for st in self._streams.values())) if self._streams else set()
+        return {name: self._file_errors.get(name, "") for name in sorted(asked) if name not in self._secrets}
 
     def _put(self, name: str, secret: secret_pb2.Secret, source: str) -> bool:
         data = secret.SerializeToString(deterministic=True)
@@ -485,6 +494,8 @@ class SdsAgent:
         except OSError as e:
             if watch.stamp != ():
                 self._file_error(name, f"cannot read {e.filename}: {e.strerror}")
+            else:
+                self._file_errors[name] = f"cannot read {e.filename}: {e.strerror}"
             watch.stamp = ()
             return
         if stamp == watch.stamp:
@@ -501,10 +512,12 @@ class SdsAgent:
         except (OSError, ValueError) as e:
             self._file_error(name, str(e))
             return
+        self._file_errors.pop(name, None)
         if self._put(name, secret, "file"):
             log.info("%s: serving %s from %s", self.identity, name, ", ".join(watch.paths))
 
     def _file_error(self, name: str, message: str) -> None:
+        self._file_errors[name] = message
         self.stats.last_error = message
         self.stats.last_error_at = _utcnow()
         log.warning("%s: secret %s not served: %s", self.identity, name, message)

@@ -134,6 +134,11 @@ def _send(state_dir: Path | None, path: str, inputs: list[tuple[str, str]], wait
             click.echo(
                 f"timed out after {wait}s waiting for every proxy to ACK version {data['version']}", err=True
             )
+            for pending in data.get("pending", []):
+                lagging = " ".join(f"{t}:{s}" for t, s in sorted(pending.get("sync", {}).items()))
+                click.echo(f"  {pending['proxy']}: {lagging or 'not connected'}", err=True)
+                for name, why in sorted(pending.get("secretsWaiting", {}).items()):
+                    click.echo(f"    waits for secret {name}: {why}", err=True)
             failed += 1
         elif wait and data.get("synced"):
             click.echo(f"config version {data['version']} ACKed by every proxy")

@@ -48,6 +48,25 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response(_mesh(request).status())
 
 
+def _pending(mesh: Mesh, version: str) -> list[dict[str, Any]]:
+    """The proxies that have not ACKed `version`: which types lag, and the secrets they wait for (the
+    usual reason a proxy never ACKs: a DestinationRule or Gateway naming a file or Secret that is not
+    there keeps its cluster or listener warming)."""
+    out = []
+    for proxy in mesh.status()["proxies"]:
+        acked = proxy.get("configVersion")
+        if acked is not None and int(acked) >= int(version):
+            continue
+        out.append(
+            {
+                "proxy": f"{proxy['instance']}.{proxy['namespace']}",
+                "sync": {t: v for t, v in proxy.get("sync", {}).items() if v != "SYNCED"},
+                "secretsWaiting": proxy.get("secretsWaiting", {}),
+            }
+        )
+    return out
+
+
 def _reconciled(mesh: Mesh, version: str) -> dict[str, Any]:
     """Istio's `Reconciled` condition: has every connected proxy ACKed the config holding the change?"""
     proxies = mesh.cp.xds.status()
@@ -126,6 +145,7 @@ async def apply(request: web.Request) -> web.Response:
             "applied": applied,
             "synced": synced,
             "warming": warming,
+            "pending": _pending(mesh, snap.version) if synced is False else [],
             "warnings": [str(w) for w in result.warnings] + findings,
         }
     )
@@ -163,6 +183,7 @@ async def delete(request: web.Request) -> web.Response:
             "notFound": [f"{k[0]} {k[1]}/{k[2]}" for k in keys if k not in existing],
             "synced": synced,
             "warming": warming,
+            "pending": _pending(mesh, snap.version) if synced is False else [],
         }
     )
 

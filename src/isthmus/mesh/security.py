@@ -20,7 +20,7 @@ from isthmus.model.durations import to_seconds
 from isthmus.security.ca import CertificateAuthority
 from isthmus.security.ca_server import CaClient, CaServer, TokenRegistry
 from isthmus.security.identity import spiffe_id
-from isthmus.security.sds import CACERT_SUFFIX, kubernetes_secret_name
+from isthmus.security.sds import CACERT_SUFFIX, KUBERNETES_PREFIX, kubernetes_secret_name
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,20 @@ class MeshSecurity:
         await ident.agent.stop()
         await ident.client.close()
         self.tokens.revoke(pod, namespace)
+
+    def waiting(self, namespace: str, pod: str) -> dict[str, str]:
+        """The secrets the pod's Envoy asked for and does not have, each with why (`SdsAgent.waiting`; for
+        a credentialName, the Secret it names)."""
+        ident = self.pods.get((namespace, pod))
+        if ident is None:
+            return {}
+        out = {}
+        for name, reason in ident.agent.waiting().items():
+            if not reason and name.startswith(KUBERNETES_PREFIX):
+                secret = name.removeprefix(KUBERNETES_PREFIX)
+                reason = f"no Secret {secret!r} with a certificate (or CA) in namespace {namespace}"
+            out[name] = reason or "not served yet"
+        return out
 
     def sync_secrets(self, secrets: list[Any]) -> None:
         """Serve every pod the TLS Secrets of its own namespace (called when Secrets change)."""

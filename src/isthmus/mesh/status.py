@@ -93,6 +93,9 @@ def build_status(mesh: Mesh) -> dict[str, Any]:
                 if st is not None
                 else {},
                 "state": pod.state,
+                # Secrets its Envoy asked for and lacks, and why: they hold config back (a warming
+                # cluster or listener keeps the CDS/LDS ACK waiting), so it stays STALE until they exist.
+                "secretsWaiting": mesh.security.waiting(s.namespace, s.name) if mesh.security else {},
                 # Where the proxy's Istio metrics are computed: "proxy" (the in-proxy module) or
                 # "access-log" (an entry per request to the control plane), and why not in the proxy
                 # when ISTHMUS_PROXY_METRICS asked for it.

@@ -44,3 +44,20 @@ def test_not_acked_in_time(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     r = run_apply(monkeypatch, tmp_path, {"synced": False, "warming": []})
     assert r.exit_code != 0
     assert "timed out after 5.0s waiting for every proxy to ACK version 7" in r.output
+
+
+def test_not_acked_names_the_lagging_proxies_and_the_secrets_they_wait_for(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    pending = {
+        "proxy": "client-0.default",
+        "sync": {"CDS": "STALE"},
+        "secretsWaiting": {"file-cert:/x.pem~/x.key": "cannot read /x.pem: No such file or directory"},
+    }
+    r = run_apply(monkeypatch, tmp_path, {"synced": False, "warming": [], "pending": [pending]})
+    assert r.exit_code != 0
+    assert "  client-0.default: CDS:STALE" in r.output
+    assert (
+        "    waits for secret file-cert:/x.pem~/x.key: cannot read /x.pem: No such file or directory"
+        in r.output
+    )

@@ -255,11 +255,14 @@ def test_file_secrets_are_served_and_reloaded(ca: CertificateAuthority, tmp_path
             assert set(secrets) == {cert_name}
             assert secrets[cert_name].tls_certificate.certificate_chain.inline_bytes == chain1
             assert "ca.crt" in (agent.stats.last_error or "")
+            # What status and `apply --wait` show: the secret Envoy waits for, and why
+            assert agent.waiting() == {root_name: f"cannot read {root_file}: No such file or directory"}
             await envoy.ack(resp, [cert_name, root_name])
 
             root_file.write_bytes(ca.root_cert_pem)
             resp, secrets = await envoy.recv()
             assert secrets[root_name].validation_context.trusted_ca.inline_bytes == ca.root_cert_pem
+            assert agent.waiting() == {}
             await envoy.ack(resp, [cert_name, root_name])
 
             chain2, key2 = issue("two")
@@ -284,6 +287,7 @@ def test_runner_provided_secrets(ca: CertificateAuthority, tmp_path: Path) -> No
         try:
             await envoy.send(["kubernetes://gw-cred"])
             await envoy.expect_nothing()  # unknown yet: Envoy keeps waiting (initial_fetch_timeout 0s)
+            assert agent.waiting() == {"kubernetes://gw-cred": ""}  # the agent knows no reason
             key = generate_key()
             other = CertificateAuthority.create_self_signed(key_type="ec")
             bundle: CertBundle = other.sign_csr(
