@@ -34,7 +34,7 @@ class GatewayServer:
     @property
     def tls_mode(self) -> str | None:
         tls = self.server.tls
-        return (tls.mode or "SIMPLE") if tls is not None else None
+        return (tls.mode or "PASSTHROUGH") if tls is not None else None
 
     @property
     def https_redirect(self) -> bool:

@@ -7,6 +7,8 @@ config Envoy loads (Istio accepts them all, so the generators, not validation, h
 - A Gateway server on a port the gateway's Envoy already binds (admin 15000, health 15021, Prometheus
   15090) got the gateway's whole LDS update NACKed ("cannot bind '<ip>:15000': Address already in use",
   "'0.0.0.0_15021' has duplicate address").
+- A Gateway HTTPS server with `tls: {}` (mode unset: PASSTHROUGH) was taken for SIMPLE and got a
+  terminating chain without a certificate ("No TLS certificates found for server context").
 - A Gateway server bound to an address the host lacks (NACKed: "cannot bind ... Cannot assign requested
   address") or to a unix socket (a socket address named `unix://...`: "malformed IP address").
 """
@@ -277,6 +279,43 @@ def test_gateway_server_bound_to_a_unix_socket_listens_on_a_pipe() -> None:
     assert not lst.HasField("freebind")
     # istiod's route name appends the bind
     assert list(generate(snap, gateway_proxy(), naming.ROUTE_TYPE, {"http.0.unix:///run/gw.sock"}))
+
+
+@pytest.mark.parametrize("tls", ["{}", "{credentialName: cred}"])
+def test_gateway_tls_without_a_mode_is_passthrough(tls: str) -> None:
+    """ServerTLSSettings.mode's zero value is PASSTHROUGH (istiod's IsPassThroughServer): an HTTPS server
+    with `tls: {}` forwards the TLS by SNI. Taken as SIMPLE it was a terminating chain with no certificate,
+    and Envoy NACKed the gateway's LDS ("No TLS certificates found for server context")."""
+    doc = textwrap.dedent(
+        f"""
+        apiVersion: networking.istio.io/v1
+        kind: Gateway
+        metadata: {{name: gw, namespace: istio-system}}
+        spec:
+          selector: {{istio: ingressgateway}}
+          servers:
+          - port: {{number: 443, name: https, protocol: HTTPS}}
+            hosts: ["*"]
+            tls: {tls}
+        ---
+        apiVersion: networking.istio.io/v1
+        kind: VirtualService
+        metadata: {{name: tls, namespace: istio-system}}
+        spec:
+          hosts: [reviews.default.svc.cluster.local]
+          gateways: [gw]
+          tls:
+          - match: [{{sniHosts: [reviews.default.svc.cluster.local]}}]
+            route: [{{destination: {{host: reviews.default.svc.cluster.local, port: {{number: 9080}}}}}}]
+        """
+    )
+    snap = snapshot(doc, pods=[*PODS, GW_POD])
+    (lst,) = listeners_mod.build_listeners(snap, gateway_proxy())
+    (chain,) = lst.filter_chains
+    assert list(chain.filter_chain_match.server_names) == ["reviews.default.svc.cluster.local"]
+    assert (
+        not chain.HasField("transport_socket") and chain.filters[-1].name == "envoy.filters.network.tcp_proxy"
+    )
 
 
 def test_gateway_port_shifted_onto_a_declared_port_is_left_out() -> None:
