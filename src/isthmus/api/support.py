@@ -335,7 +335,7 @@ def check_supported(resource: Resource) -> list[ConfigError]:
         errors.extend(_tracer_provider_errors(resource, data, ident))
     if resource.kind == "Gateway":
         for i, server in enumerate((data.get("spec") or {}).get("servers") or []):
-            mode = str((server.get("tls") or {}).get("mode") or "SIMPLE").upper()
+            mode = str((server.get("tls") or {}).get("mode") or "PASSTHROUGH").upper()
             problem = None
             if mode == "AUTO_PASSTHROUGH" and server.get("tls"):
                 problem = "AUTO_PASSTHROUGH (multi-network SNI-DNAT) is not supported yet"
