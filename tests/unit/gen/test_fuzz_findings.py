@@ -7,6 +7,8 @@ config Envoy loads (Istio accepts them all, so the generators, not validation, h
 - A Gateway server on a port the gateway's Envoy already binds (admin 15000, health 15021, Prometheus
   15090) got the gateway's whole LDS update NACKed ("cannot bind '<ip>:15000': Address already in use",
   "'0.0.0.0_15021' has duplicate address").
+- A ServiceEntry address written twice made one domain twice ("Only unique values for domains are
+  permitted").
 - A Gateway HTTPS server with `tls: {}` (mode unset: PASSTHROUGH) was taken for SIMPLE and got a
   terminating chain without a certificate ("No TLS certificates found for server context").
 - A Gateway server bound to an address the host lacks (NACKed: "cannot bind ... Cannot assign requested
@@ -528,6 +530,35 @@ def test_tcp_keepalive_is_bounded_by_what_the_kernel_accepts() -> None:
         "keepalive_probes": 127,
     }
     assert not snap.generation_errors
+
+
+@pytest.mark.parametrize("delta", [False, True], ids=["route table", "VHDS"])
+def test_a_repeated_service_entry_address_is_one_domain(delta: bool) -> None:
+    """`addresses: [ip, ip]` (Istio's validation lets it through) made `ip:port` a domain twice in the
+    virtual host: "Only unique values for domains are permitted" NACKed the route table (VHDS too)."""
+    se = textwrap.dedent(
+        """
+        apiVersion: networking.istio.io/v1
+        kind: ServiceEntry
+        metadata: {name: legacy, namespace: default}
+        spec:
+          hosts: [legacy.example.com]
+          addresses: [127.7.0.11, 127.7.0.11]
+          ports: [{number: 5432, name: tcp, protocol: TCP}]
+        """
+    )
+    proxy = dataclasses.replace(sidecar(), delta_xds=delta)
+    snap = snapshot(se)
+    if delta:
+        vhosts = generate(snap, proxy, naming.TYPE_PREFIX + "envoy.config.route.v3.VirtualHost")
+    else:
+        vhosts = {
+            vh["name"]: vh
+            for t in generate(snap, proxy, naming.ROUTE_TYPE, {naming.HTTP_PROXY_ROUTE}).values()
+            for vh in t.get("virtual_hosts", [])
+        }
+    domains = [d for vh in vhosts.values() for d in vh["domains"]]
+    assert domains.count("127.7.0.11:5432") == 1, domains
 
 
 def test_sni_longer_than_a_tls_server_name_leaves_the_cluster_out() -> None:

@@ -1128,6 +1128,16 @@ class _DefaultVHost:
         return self.all if self.port == 80 else self.with_port
 
 
+def _first_of_each(domains: Iterable[str]) -> list[str]:
+    """The domains in order, each once (case-insensitively, as Envoy compares them)."""
+    out, seen = [], set()
+    for d in domains:
+        if d.lower() not in seen:
+            seen.add(d.lower())
+            out.append(d)
+    return out
+
+
 def _is_local(hostname: str, proxy_namespace: str, domain: str) -> bool:
     parsed = _k8s_name(hostname, domain)
     return parsed is not None and parsed[1] == proxy_namespace
@@ -1147,6 +1157,9 @@ def _default_vhost(ctx: RouteContext, svc: Service, port: int) -> _DefaultVHost:
         if headless.pins_pods(svc):
             # Its pods' IPs too (`<podIP>:<port>`, and `<podIP>` on port 80), last: see `headless`.
             domains.extend(headless.pod_ip_domains(ctx.snapshot, svc, port))
+        # A name twice (a ServiceEntry address repeated, an alias equal to an address) is one domain:
+        # Envoy refuses a repeated domain in a route table or VHDS virtual host (istiod's dedupeDomains).
+        domains = _first_of_each(domains)
         with_port = [d for d in domains if ":" in d]
         lowered = [d.lower() for d in (domains if port == 80 else with_port)]
         found = cache[key] = _DefaultVHost(
