@@ -601,10 +601,15 @@ class _MeshNames:
     def _target(self, name: str, port: int, owner: Service) -> Service | None:
         """The service `name` stands for at `port` (the first that has the port), aliases followed."""
         found = None
+        # An endpoint naming its own entry's host asks DNS for that host: cluster DNS answers for the
+        # Kubernetes Service of that name, never for the ServiceEntries of other namespaces that declare
+        # the same host (alternatives to this entry, not records of its name). istiod's TestServiceScoping:
+        # `app.com` with endpoint `app.com` resolves app.com, not another namespace's app.com entry.
+        own_host = name == owner.hostname.lower()
         for svc in self.by_name.get(name, ()):
             if svc.alias_of is not None:
                 svc = next((s for s in self.by_name.get(svc.alias_of, ()) if s.alias_of is None), svc)
-            if svc is owner:
+            if svc is owner or (own_host and not svc.is_kubernetes):
                 continue
             if found is None or (found.port(port) is None and svc.port(port) is not None):
                 found = svc
