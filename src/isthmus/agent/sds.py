@@ -150,14 +150,20 @@ def default_socket_path(workdir: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"isthmus-sds-{os.getuid()}" / f"{digest}.sock"
 
 
-def _tls_certificate_secret(name: str, chain: bytes, key: bytes) -> secret_pb2.Secret:
-    return secret_pb2.Secret(
+def _tls_certificate_secret(
+    name: str, chain: bytes, key: bytes, staple: bytes | None = None
+) -> secret_pb2.Secret:
+    """istiod's toEnvoyTLSSecret: chain + key, and the Secret's OCSP staple when it has one."""
+    out = secret_pb2.Secret(
         name=name,
         tls_certificate=common_pb2.TlsCertificate(
             certificate_chain=base_pb2.DataSource(inline_bytes=chain),
             private_key=base_pb2.DataSource(inline_bytes=key),
         ),
     )
+    if staple:
+        out.tls_certificate.ocsp_staple.inline_bytes = staple
+    return out
 
 
 def _root_secret(name: str, pem: bytes, crl: bytes | None = None) -> secret_pb2.Secret:
@@ -425,12 +431,15 @@ class SdsAgent:
 
     # -- secrets ------------------------------------------------------------------------------------
 
-    def add_secret(self, name: str, cert_chain: bytes | str, key: bytes | str) -> None:
-        """Serve a certificate + key under `name` (e.g. ``kubernetes://<credentialName>``)."""
+    def add_secret(
+        self, name: str, cert_chain: bytes | str, key: bytes | str, ocsp_staple: bytes | None = None
+    ) -> None:
+        """Serve a certificate + key (and an OCSP staple, a Secret's ``tls.ocsp-staple``) under `name`
+        (e.g. ``kubernetes://<credentialName>``)."""
         chain_b = cert_chain.encode() if isinstance(cert_chain, str) else cert_chain
         key_b = key.encode() if isinstance(key, str) else key
         _check_cert_and_key(chain_b, key_b, f"secret {name!r}")
-        self._put(name, _tls_certificate_secret(name, chain_b, key_b), "provided")
+        self._put(name, _tls_certificate_secret(name, chain_b, key_b, ocsp_staple), "provided")
 
     def add_root(self, name: str, pem: bytes | str, crl: bytes | str | None = None) -> None:
         """Serve trust anchors (and a CRL) under `name` (e.g. ``kubernetes://<credentialName>-cacert``)."""

@@ -227,6 +227,8 @@ class PodProcess:
                     self.spec.service_account,
                     self.workdir,
                     self.store.list("Secret"),
+                    self.store.list("Gateway"),
+                    dict(self.spec.labels) if self.spec.proxy_kind == "gateway" else None,
                 )
             bootstrap = build_bootstrap(
                 self.proxy,

@@ -205,8 +205,9 @@ class Mesh:
     # --- workloads ----------------------------------------------------------------------------
     def _on_store_change(self, change: Any) -> None:
         kinds = {k[0] for k in (*change.upserted, *change.deleted)}
-        if "Secret" in kinds and self.security is not None:
-            self.security.sync_secrets(self.store.list("Secret"))
+        if kinds & {"Secret", "Gateway"} and self.security is not None:
+            # Gateways decide which kubernetes-gateway:// credentials a gateway may read.
+            self.security.sync_secrets(self.store.list("Secret"), self.store.list("Gateway"))
         if kinds & {"ProxyConfig", "MeshConfig"}:
             self._report_stale_proxy_configs()
         if kinds & {"Workload", "Gateway", "Service"} and not self._stopping.is_set():

@@ -3,14 +3,17 @@
 Each proxy's agent generates its key locally and gets its certificate through the same authenticated
 CSR service a remote agent would use (a per-pod token the runner mints, bound to the pod's namespace and
 service account). Kubernetes Secrets of the pod's namespace (generic cert/key/cacert/crl or TLS
-tls.crt/tls.key/ca.crt/ca.crl keys) are served to its Envoy as `kubernetes://<name>` (and
-`<name>-cacert`), for Gateway and DestinationRule `credentialName`.
+tls.crt/tls.key/ca.crt/ca.crl/tls.ocsp-staple keys) are served to its Envoy under the names istiod's
+SecretGen would answer (`isthmus.security.credentials`): `kubernetes://<name>` and
+`kubernetes://<namespace>/<name>`, their CA-only `-cacert` companions, and for a gateway the
+`kubernetes-gateway://` names its own Gateways verify; for Gateway and DestinationRule `credentialName`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +22,9 @@ from isthmus.agent.sds import SdsAgent
 from isthmus.model.durations import to_seconds
 from isthmus.security.ca import CertificateAuthority
 from isthmus.security.ca_server import CaClient, CaServer, TokenRegistry
+from isthmus.security.credentials import servable_credentials, verified_references
 from isthmus.security.identity import spiffe_id
-from isthmus.security.sds import CACERT_SUFFIX, KUBERNETES_PREFIX, kubernetes_secret_name
+from isthmus.security.sds import KUBERNETES_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,8 @@ class PodIdentity:
     pod: str
     namespace: str
     secrets: set[str] = field(default_factory=set)
+    # A gateway's labels: which Gateways select it (their kubernetes-gateway:// credentials).
+    gateway_labels: dict[str, str] | None = None
 
 
 class MeshSecurity:
@@ -64,9 +70,18 @@ class MeshSecurity:
         await self.server.stop()
 
     async def start_pod(
-        self, namespace: str, pod: str, service_account: str, workdir: Path, secrets: list[Any]
+        self,
+        namespace: str,
+        pod: str,
+        service_account: str,
+        workdir: Path,
+        secrets: list[Any],
+        gateways: list[Any] | None = None,
+        gateway_labels: dict[str, str] | None = None,
     ) -> str:
-        """Start the pod's SDS agent (first certificate included); returns its socket path."""
+        """Start the pod's SDS agent (first certificate included); returns its socket path.
+        `gateway_labels`: the pod is a gateway with these labels (`gateways` may then verify
+        ``kubernetes-gateway://`` credentials for it)."""
         token = self.tokens.issue(pod, namespace, service_account)
         client = CaClient(self.target, token, root_cert_pem=self.ca.root_cert_pem)
         agent = SdsAgent(
@@ -76,9 +91,11 @@ class MeshSecurity:
             rotation_ratio=self.rotation_ratio,
             ttl=self.ttl,
         )
-        ident = PodIdentity(agent=agent, client=client, pod=pod, namespace=namespace)
+        ident = PodIdentity(
+            agent=agent, client=client, pod=pod, namespace=namespace, gateway_labels=gateway_labels
+        )
         self.pods[(namespace, pod)] = ident
-        self._sync_secrets(ident, secrets)
+        self._sync_secrets(ident, secrets, gateways or [])
         try:
             return await agent.start()
         except Exception:
@@ -107,30 +124,26 @@ class MeshSecurity:
             out[name] = reason or "not served yet"
         return out
 
-    def sync_secrets(self, secrets: list[Any]) -> None:
-        """Serve every pod the TLS Secrets of its own namespace (called when Secrets change)."""
+    def sync_secrets(self, secrets: list[Any], gateways: list[Any] | None = None) -> None:
+        """Serve every pod the TLS Secrets of its own namespace (called when Secrets or Gateways change)."""
         for ident in self.pods.values():
-            self._sync_secrets(ident, secrets)
+            self._sync_secrets(ident, secrets, gateways or [])
 
-    def _sync_secrets(self, ident: PodIdentity, secrets: list[Any]) -> None:
-        """istiod's credentials controller for one pod: every Secret of its namespace with a certificate
-        is served as ``kubernetes://<name>``, and the CA of ``<name>`` as ``kubernetes://<name>-cacert``:
-        from a Secret named ``<name>-cacert`` when one exists (even one without a CA: then none is
-        served, as GetCaCert does not fall back), else from ``<name>`` itself."""
-        by_name = {cfg.name: cfg.spec.decoded() for cfg in secrets if cfg.namespace == ident.namespace}
+    def _sync_secrets(self, ident: PodIdentity, secrets: list[Any], gateways: Sequence[Any] = ()) -> None:
+        """istiod's SecretGen for one pod (`isthmus.security.credentials`): every credential name its
+        Envoy may ask for, from the Secrets of its own namespace (``kubernetes://<name>``,
+        ``kubernetes://<ns>/<name>`` and the ``-cacert`` CA-only companions), and for a gateway the
+        ``kubernetes-gateway://`` names its Gateways verify."""
+        data = {(c.namespace, c.name): c.spec.decoded() for c in secrets if c.namespace == ident.namespace}
+        verified: frozenset[str] = frozenset()
+        if ident.gateway_labels is not None:
+            verified = verified_references(gateways, ident.namespace, ident.gateway_labels)
         wanted: set[str] = set()
-        # A `kubernetes://<x>-cacert` request is always a CA one (istiod's isCAOnlySecret), so a Secret
-        # named `<x>-cacert` only ever serves the CA of `<x>`.
-        bases = {n.removesuffix(CACERT_SUFFIX) for n in by_name} - {""}
-        for base in bases:
-            sds_name = kubernetes_secret_name(base)
-            cert_info = extract_cert_info(by_name.get(base, {}))
-            if cert_info is not None:
-                self._serve(ident, wanted, sds_name, ident.agent.add_secret, *cert_info)
-            root = extract_root(by_name.get(base + CACERT_SUFFIX, by_name.get(base, {})))
-            if root is not None:
-                root_name = sds_name + CACERT_SUFFIX
-                self._serve(ident, wanted, root_name, ident.agent.add_root, *root)
+        for name, info in servable_credentials(data, ident.namespace, verified).items():
+            if info.is_ca:
+                self._serve(ident, wanted, name, ident.agent.add_root, info.cert, info.crl)
+            else:
+                self._serve(ident, wanted, name, ident.agent.add_secret, info.cert, info.key, info.staple)
         for stale in ident.secrets - wanted:
             ident.agent.remove_secret(stale)
         ident.secrets = wanted
@@ -145,26 +158,3 @@ class MeshSecurity:
             log.warning("secret %s/%s not served: %s", ident.namespace, name, exc)
             return
         wanted.add(name)
-
-
-def _value(data: dict[str, bytes], key: str) -> bytes | None:
-    return data.get(key) or None  # Kubernetes keeps empty keys; istiod's hasValue ignores them
-
-
-def extract_cert_info(data: dict[str, bytes]) -> tuple[bytes, bytes] | None:
-    """istiod's ExtractCertInfo: a generic Secret's cert/key first, then a TLS Secret's tls.crt/tls.key."""
-    for cert_key, key_key in (("cert", "key"), ("tls.crt", "tls.key")):
-        cert, key = _value(data, cert_key), _value(data, key_key)
-        if cert and key:
-            return cert, key
-    return None
-
-
-def extract_root(data: dict[str, bytes]) -> tuple[bytes, bytes | None] | None:
-    """istiod's ExtractRoot: a generic Secret's cacert (+ crl) first, then a TLS Secret's ca.crt
-    (+ ca.crl)."""
-    for ca_key, crl_key in (("cacert", "crl"), ("ca.crt", "ca.crl")):
-        ca = _value(data, ca_key)
-        if ca:
-            return ca, _value(data, crl_key)
-    return None

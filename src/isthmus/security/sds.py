@@ -8,7 +8,8 @@ Secret names served by the node agent (`isthmus.agent.sds.SdsAgent`):
   ``tls.clientCertificate``/``caCertificates``, Gateway ``serverCertificate``...), as istio-agent serves
   them (``pkg/security`` ``SdsCertificateConfig``); ``file-root:system`` is the OS trust store;
 - ``kubernetes://<name>`` (and ``kubernetes://<name>-cacert``): Gateway/DestinationRule ``credentialName``
-  secrets, which istiod serves over ADS in Istio; here the runner hands them to the agent.
+  secrets, which istiod serves over ADS in Istio; here the runner hands them to the agent (the names
+  istiod's SecretGen would answer: `isthmus.security.credentials`).
 
 Every reference from a listener or a cluster goes to the static cluster ``sds-grpc`` (a unix socket in
 the pod's workdir, added by `isthmus.agent.bootstrap.build_bootstrap(sds_socket=...)`), with
@@ -80,12 +81,15 @@ def parse_file_secret(name: str) -> FileSecret | None:
 
 # credentialName types istiod keeps as written (credentials.ToResourceName); any other name is a Secret's.
 CONFIGMAP_PREFIX = "configmap://"
+BUILTIN_PREFIX = "builtin://"
 _TYPED_CREDENTIAL_PREFIXES = (KUBERNETES_PREFIX, CONFIGMAP_PREFIX, "kubernetes-gateway://")
 
 
 def kubernetes_secret_name(credential_name: str) -> str:
     """The SDS name of a ``credentialName``: ``kubernetes://<name>`` unless it names its type already
     (``configmap://ns/name`` stays a ConfigMap's, as istiod's ToResourceName)."""
+    if credential_name.startswith(BUILTIN_PREFIX):
+        return WORKLOAD_CERT  # the proxy's own workload certificate, not a Secret (ToResourceName)
     if credential_name.startswith(_TYPED_CREDENTIAL_PREFIXES):
         return credential_name
     return f"{KUBERNETES_PREFIX}{credential_name}"
