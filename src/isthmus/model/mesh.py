@@ -34,7 +34,8 @@ class MeshSettings:
     access_log_file: str = ""
     access_log_encoding: str = "TEXT"
     access_log_format: str = ""
-    enable_tracing: bool = False
+    # Istio's DefaultMeshConfig: EnableTracing true (telemetry.tracing reads an unset value the same way).
+    enable_tracing: bool = True
     h2_upgrade_policy: str = "DO_NOT_UPGRADE"
     protocol_detection_timeout_s: float = 0.0
     dns_refresh_rate_s: float = 60.0
@@ -66,6 +67,10 @@ class MeshSettings:
             return default if value is None or value == [] or value == "" else value
 
         otp = get("outbound_traffic_policy")
+        # ALLOW_ANY is the default's mode, but a message that is set replaces the default one whole
+        # (ApplyMeshConfig's jsonpb gives each field present a fresh value): `outboundTrafficPolicy: {}`
+        # has the enum's zero value, REGISTRY_ONLY, as a Sidecar's empty policy does.
+        outbound_policy: str = "ALLOW_ANY" if otp is None else (getattr(otp, "mode", None) or "REGISTRY_ONLY")
         default_config = get("default_config")
 
         def dc(n, d=None):
@@ -76,9 +81,11 @@ class MeshSettings:
         locality = get("locality_lb_setting")
         return cls(
             trust_domain=get("trust_domain", "cluster.local"),
-            trust_domain_aliases=tuple(get("trust_domain_aliases", ())),
+            # ApplyMeshConfig keeps the aliases as a set, sorted (sets.New(...).SortedList()): the order
+            # of the SAN matchers and of the principals expanded over the trust domain bundle.
+            trust_domain_aliases=tuple(sorted(set(get("trust_domain_aliases", ())))),
             root_namespace=get("root_namespace", "istio-system"),
-            outbound_policy=(getattr(otp, "mode", None) or "ALLOW_ANY") if otp is not None else "ALLOW_ANY",
+            outbound_policy=outbound_policy,
             connect_timeout_s=to_seconds(get("connect_timeout"), 10.0),
             default_http_retry=get("default_http_retry_policy"),
             default_service_export_to=frozenset(get("default_service_export_to", ["*"])),
@@ -88,7 +95,7 @@ class MeshSettings:
             access_log_file=get("access_log_file", ""),
             access_log_encoding=get("access_log_encoding", "TEXT"),
             access_log_format=get("access_log_format", ""),
-            enable_tracing=get("enable_tracing", False),
+            enable_tracing=get("enable_tracing", True),
             h2_upgrade_policy=get("h2_upgrade_policy", "DO_NOT_UPGRADE"),
             protocol_detection_timeout_s=to_seconds(get("protocol_detection_timeout"), 0.0),
             dns_refresh_rate_s=to_seconds(get("dns_refresh_rate"), 60.0),
