@@ -35,11 +35,11 @@ listeners (reporter=destination); ``match.mode`` CLIENT_AND_SERVER (or no match)
   (`core.Telemetry`).
 
 Providers (`find_provider`): MeshConfig ``extensionProviders`` (names compared case-insensitively), then
-Istio's built-ins ``prometheus`` and ``envoy`` (the file access log to the proxy's stdout, which is its
-envoy.log here, in MeshConfig's accessLogEncoding/accessLogFormat; as in Istio, never to
-``accessLogFile``). Isthmus implements zipkin, opentelemetry, datadog and skywalking tracers, the
-prometheus metrics and the access loggers envoyFileAccessLog, envoyHttpAls (Envoy's http_grpc), envoyTcpAls
-(tcp_grpc) and envoyOtelAls (open_telemetry): the gRPC ones stream to the provider's service through its
+Istio's built-ins ``prometheus``, ``stackdriver`` (defined, not translated) and ``envoy`` (the file access
+log to the proxy's stdout, which is its envoy.log here, in MeshConfig's accessLogEncoding/accessLogFormat;
+as in Istio, never to ``accessLogFile``). Isthmus implements zipkin, opentelemetry, datadog and skywalking
+tracers, the prometheus metrics and the access loggers envoyFileAccessLog, envoyHttpAls (Envoy's
+http_grpc), envoyTcpAls (tcp_grpc) and envoyOtelAls (open_telemetry): the gRPC ones stream to the provider's service through its
 ``outbound|<port>||<host>`` cluster and, as in istiod, every access-log provider goes on HTTP connection
 managers and TCP proxies alike (`telemetry.envoy`). A Telemetry naming any other kind (or a
 provider no one defines, or a gRPC log provider whose service is not in the registry) is reported in the
@@ -111,8 +111,13 @@ class Provider:
     builtin: bool = False
 
 
+# Istio's DefaultMeshConfig extensionProviders: prometheus, stackdriver and envoy. A MeshConfig provider
+# of the same name replaces one (ApplyMeshConfig merges them by name); the others stay defined.
+# stackdriver is defined but not translated (reported where named, as an undefined name would be).
+BUILTIN_STACKDRIVER_PROVIDER = "stackdriver"
 _BUILTINS = {
     BUILTIN_METRICS_PROVIDER: Provider(BUILTIN_METRICS_PROVIDER, "prometheus", None, True),
+    BUILTIN_STACKDRIVER_PROVIDER: Provider(BUILTIN_STACKDRIVER_PROVIDER, "stackdriver", None, True),
     BUILTIN_LOG_PROVIDER: Provider(BUILTIN_LOG_PROVIDER, "envoy_file_access_log", None, True),
 }
 
