@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,11 @@ _CANONICAL_REVISION_LABELS = ("service.istio.io/canonical-revision", "app.kubern
 
 
 def _first_label(labels: Mapping[str, str], keys: Sequence[str]) -> str | None:
-    return next((labels[k] for k in keys if k in labels), None)
+    # A loop, not next(genexpr): asked twice for every endpoint of the mesh.
+    for k in keys:
+        if k in labels:
+            return labels[k]
+    return None
 
 
 def _workload_metadata(ep: Endpoint) -> str:
@@ -133,24 +138,47 @@ def _address_bytes(ep: Endpoint) -> bytes:
     if ep.address.startswith(UNIX_ADDRESS_PREFIX):
         return _ld(_T_PIPE, _ld(_T_PIPE_PATH, ep.address[len(UNIX_ADDRESS_PREFIX) :].encode()))
     addr = ep.address.encode()
-    return _ld(_T_SOCKET_ADDRESS, _T_SA_ADDRESS + _varint(len(addr)) + addr + _T_SA_PORT + _varint(ep.port))
+    return _ld(_T_SOCKET_ADDRESS, _T_SA_ADDRESS + _varint(len(addr)) + addr + _port_field(ep.port))
+
+
+@functools.lru_cache(maxsize=4096)
+def _port_field(port: int) -> bytes:
+    """SocketAddress.port_value's field bytes (a mesh has few distinct ports; most need a 2-byte varint)."""
+    return _T_SA_PORT + _varint(port)
+
+
+@functools.lru_cache(maxsize=1024)
+def _weight_field(weight: int) -> bytes:
+    """LbEndpoint.load_balancing_weight's field bytes (every endpoint has one; most weigh 1)."""
+    return _LbEndpoint(load_balancing_weight=p.u32(weight)).SerializeToString(deterministic=True)
+
+
+@functools.lru_cache(maxsize=1024)
+def _locality_field(where: str) -> bytes:
+    """LocalityLbEndpoints.locality's field bytes, once per distinct locality."""
+    return _ld(_T_GROUP_LOCALITY, _locality(where).SerializeToString(deterministic=True))
 
 
 def _lb_endpoint_bytes(
-    snapshot: Snapshot, ep: Endpoint, metadata: dict[tuple[str, bool, str], bytes], pods: bool
+    snapshot: Snapshot,
+    ep: Endpoint,
+    metadata: dict[tuple[str, bool, str], bytes],
+    pods: bool,
+    peer_authn: bool = True,
 ) -> bytes:
     """The LbEndpoint: address, HEALTHY, weight, `istio.workload` metadata, tlsMode for mTLS endpoints,
     the pod's name with `pods` (the metadata, the same for all instances of a workload but for the pod,
-    from `metadata`)."""
-    out = _ld(_T_LB_ENDPOINT, _ld(_T_EP_ADDRESS, _address_bytes(ep))) + _HEALTHY
-    key = (_workload_metadata(ep), tls.endpoint_mtls_enabled(snapshot, ep), ep.instance if pods else "")
+    from `metadata`). Without `peer_authn` (the snapshot has no PeerAuthentication), every endpoint with
+    a sidecar is mTLS, as tls.endpoint_mtls_enabled says, without asking it for each one."""
+    mtls = ep.sidecar and (not peer_authn or tls.endpoint_mtls_enabled(snapshot, ep))
+    key = (_workload_metadata(ep), mtls, ep.instance if pods else "")
     md = metadata.get(key)
     if md is None:
         md = metadata[key] = _metadata_bytes(*key)
-    out += md
-    # Field 4, after metadata (3): fields in number order, as upb writes them.
-    out += _LbEndpoint(load_balancing_weight=p.u32(ep.weight)).SerializeToString(deterministic=True)
-    return out
+    # The weight is field 4, after metadata (3): fields in number order, as upb writes them.
+    return b"".join(
+        (_ld(_T_LB_ENDPOINT, _ld(_T_EP_ADDRESS, _address_bytes(ep))), _HEALTHY, md, _weight_field(ep.weight))
+    )
 
 
 _new_tuple = tuple.__new__
@@ -172,20 +200,22 @@ def _groups_bytes(snapshot: Snapshot, groups: Iterable[Group], pods: bool = Fals
     # An endpoint's bytes depend on the snapshot and the endpoint only: encoded once per snapshot (a
     # service's subset clusters, every scope that sees the service, and every locality variant share
     # them). The registry owns the endpoints for the snapshot's lifetime, so their ids are stable keys.
-    built: dict[int, bytes] = snapshot.memo(("lb_endpoint_bytes", pods), dict)
+    # Kept as whole `lb_endpoints` fields (tag and length included), ready to join.
+    built: dict[int, bytes] = snapshot.memo(("lb_endpoint_field_bytes", pods), dict)
     metadata: dict[tuple[str, bool, str], bytes] = snapshot.memo(("lb_endpoint_metadata_bytes",), dict)
+    peer_authn = bool(snapshot.configs.get("PeerAuthentication"))
     out = []
     for where, eps, weight, priority, drained in groups:
-        group = (
-            [_ld(_T_GROUP_LOCALITY, _locality(where).SerializeToString(deterministic=True))] if where else []
-        )
+        group = [_locality_field(where)] if where else []
         total = 0
         if not drained:
             for ep in eps:
                 lb = built.get(id(ep))
                 if lb is None:
-                    lb = built[id(ep)] = _lb_endpoint_bytes(snapshot, ep, metadata, pods)
-                group.append(_ld(_T_GROUP_LB, lb))
+                    lb = built[id(ep)] = _ld(
+                        _T_GROUP_LB, _lb_endpoint_bytes(snapshot, ep, metadata, pods, peer_authn)
+                    )
+                group.append(lb)
                 total += ep.weight
         group.append(_ld(_T_GROUP_WEIGHT, _T_UINT32 + _varint(total if weight is None else weight)))
         if priority:  # field 5, after the weight (3); 0 is proto3's default, left out

@@ -206,6 +206,8 @@ def getaddrinfo_resolver() -> extension.TypedExtensionConfig:
 def varint(n: int) -> bytes:
     if n < 0x80:
         return _SMALL_VARINTS[n]
+    if n < 0x4000:  # two bytes: most lengths of the assembled messages (an LbEndpoint, a virtual host)
+        return bytes((n & 0x7F | 0x80, n >> 7))
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
