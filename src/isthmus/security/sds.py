@@ -29,7 +29,7 @@ from envoy.type.matcher.v3 import string_pb2
 from google.protobuf import duration_pb2, wrappers_pb2
 
 from isthmus.security.identity import DEFAULT_TRUST_DOMAIN, trust_domain_prefix
-from isthmus.xds.gen.protos import field_tag, length_delimited
+from isthmus.xds.gen.protos import field_tag, length_delimited, wire_segments
 
 SECRET_TYPE_URL = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 SDS_CLUSTER = "sds-grpc"  # same value as isthmus.agent.bootstrap.SDS_CLUSTER
@@ -249,8 +249,53 @@ _T_SNI = field_tag(tls_pb2.UpstreamTlsContext, "sni")
 def _upstream_common_tls_bytes(
     peer_identities: tuple[str, ...], alpn_protocols: tuple[str, ...], cluster: str
 ) -> bytes:
-    common = _upstream_common_tls_context(peer_identities, alpn_protocols, cluster).SerializeToString()
-    return length_delimited(_T_COMMON, common)
+    """The common_tls_context field: _upstream_common_tls_context's bytes, assembled from the template's
+    around its SAN matchers (once per service, and most services have their own identities: building
+    the message to serialize it cost more than the rest of a cluster's TLS)."""
+    before, after, combined_tail = _common_tls_template_segments(
+        alpn_protocols, WORKLOAD_CERT, ROOT_CA, cluster
+    )
+    sans = b"".join(
+        length_delimited(_T_TYPED_SAN, _URI_SAN + length_delimited(_T_SAN_MATCHER, _exact(peer)))
+        for peer in peer_identities
+    )
+    combined = length_delimited(_T_DEFAULT_VALIDATION, sans) + combined_tail
+    return length_delimited(_T_COMMON, before + length_delimited(_T_COMBINED, combined) + after)
+
+
+def _exact(text: str) -> bytes:
+    return length_delimited(_T_EXACT, text.encode())
+
+
+@functools.lru_cache(maxsize=64)
+def _common_tls_template_segments(
+    alpn_protocols: tuple[str, ...], cert: str, root: str, cluster: str
+) -> tuple[bytes, bytes, bytes]:
+    """The template's bytes before and after its combined_validation_context, and that field's bytes
+    after its (empty) default_validation_context, where istio_mutual_common_tls_context puts the SANs."""
+    template = _common_tls_template(alpn_protocols, cert, root, cluster)
+    combined = tls_pb2.CommonTlsContext.CombinedCertificateValidationContext()
+    combined.CopyFrom(template.combined_validation_context)
+    combined.ClearField("default_validation_context")
+    rest = tls_pb2.CommonTlsContext()
+    rest.CopyFrom(template)
+    rest.ClearField("combined_validation_context")
+    before, after = wire_segments(rest, _T_COMBINED_NUMBER)
+    (tail,) = wire_segments(combined)
+    return before, after, tail
+
+
+# CommonTlsContext.combined_validation_context > default_validation_context > match_typed_subject_alt_names,
+# each a SubjectAltNameMatcher of type URI (san_type, field 1, first) with an exact StringMatcher.
+_T_COMBINED_NUMBER = tls_pb2.CommonTlsContext.DESCRIPTOR.fields_by_name["combined_validation_context"].number
+_T_COMBINED = field_tag(tls_pb2.CommonTlsContext, "combined_validation_context")
+_T_DEFAULT_VALIDATION = field_tag(
+    tls_pb2.CommonTlsContext.CombinedCertificateValidationContext, "default_validation_context"
+)
+_T_TYPED_SAN = field_tag(common_pb2.CertificateValidationContext, "match_typed_subject_alt_names")
+_URI_SAN = common_pb2.SubjectAltNameMatcher(san_type=common_pb2.SubjectAltNameMatcher.URI).SerializeToString()
+_T_SAN_MATCHER = field_tag(common_pb2.SubjectAltNameMatcher, "matcher")
+_T_EXACT = field_tag(string_pb2.StringMatcher, "exact")
 
 
 @functools.lru_cache(maxsize=8192)

@@ -8,7 +8,7 @@ TLS on STRICT ports, as istiod's filter-chain options do (`pilot/pkg/networking/
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from envoy.config.core.v3 import base_pb2, proxy_protocol_pb2, substitution_format_string_pb2
@@ -198,10 +198,19 @@ def _client_alpn(protocol: Protocol, h2: bool) -> list[str]:
     return [ALPN_TCP]
 
 
-def _istio_mutual(snapshot: Snapshot, spec: ClusterSpec, sni: str, sans: Iterable[str], h2: bool) -> Any:
-    return sds.istio_mutual_upstream_tls_context(
-        list(sans), sni=sni, alpn_protocols=_client_alpn(spec.port.protocol, h2)
+def _istio_mutual_bytes(spec: ClusterSpec, sni: str, sans: Sequence[str], h2: bool) -> bytes:
+    """The ISTIO_MUTUAL UpstreamTlsContext's bytes (sds.istio_mutual_upstream_tls_context, serialized),
+    from the shared serialized common context: building the context to pack it copied all of it."""
+    return sds.istio_mutual_upstream_tls_context_bytes(
+        sans, sni=sni, alpn_protocols=_client_alpn(spec.port.protocol, h2)
     )
+
+
+def _set_tls_socket(sock: base_pb2.TransportSocket, context: bytes) -> None:
+    """`transport_socket(UpstreamTlsContext)` in place, from the context's bytes."""
+    sock.name = TLS_SOCKET
+    sock.typed_config.type_url = _UPSTREAM_TLS_TYPE_URL
+    sock.typed_config.value = context
 
 
 def _uses_h2(cluster: Any) -> bool:
@@ -301,11 +310,11 @@ def _apply_upstream_tls(snapshot: Snapshot, proxy: Proxy, cluster: Any, spec: Cl
             sans = list(tls.subject_alt_names or ()) or service_identities(snapshot, svc)
             if svc.resolution is Resolution.DYNAMIC_DNS and not tls.sni:
                 # The upstream host is the request's: its name is the SNI and the SAN checked (below).
-                ctx = _istio_mutual(snapshot, spec, "", sans, h2)
                 _auto_sni_and_san(cluster, tls)
+                ctx_bytes = _istio_mutual_bytes(spec, "", sans, h2)
             else:
-                ctx = _istio_mutual(snapshot, spec, tls.sni or sni_default, sans, h2)
-            cluster.transport_socket.CopyFrom(transport_socket(ctx))
+                ctx_bytes = _istio_mutual_bytes(spec, tls.sni or sni_default, sans, h2)
+            _set_tls_socket(cluster.transport_socket, ctx_bytes)
             return
         dr_selector = spec.dr is not None and spec.dr.selector is not None
         if _privileged_credential(tls.credential_name) and proxy.kind == "sidecar" and not dr_selector:
@@ -329,12 +338,7 @@ def _apply_upstream_tls(snapshot: Snapshot, proxy: Proxy, cluster: Any, spec: Cl
         return
     if not _auto_mtls(snapshot, svc):
         return
-    # The same as transport_socket(_istio_mutual(...)), from the service's shared serialized context.
-    ctx = sds.istio_mutual_upstream_tls_context_bytes(
-        service_identities(snapshot, svc),
-        sni=sni_default,
-        alpn_protocols=_client_alpn(spec.port.protocol, h2),
-    )
+    ctx = _istio_mutual_bytes(spec, sni_default, service_identities(snapshot, svc), h2)
     # A passthrough service's cluster stands for istiod's ORIGINAL_DST one (no per-endpoint matches) where
     # it resolves the authority; on a gateway it is EDS (clusters._resolves_authority) and takes the
     # per-endpoint matches below, as istiod's EDS fallback does.
@@ -344,10 +348,7 @@ def _apply_upstream_tls(snapshot: Snapshot, proxy: Proxy, cluster: Any, spec: Cl
         return
     matches = cluster.transport_socket_matches
     matches.append(_TLS_MATCH)
-    sock = matches[-1].transport_socket
-    sock.name = TLS_SOCKET
-    sock.typed_config.type_url = _UPSTREAM_TLS_TYPE_URL
-    sock.typed_config.value = ctx
+    _set_tls_socket(matches[-1].transport_socket, ctx)
     matches.append(_PLAIN_MATCH)
 
 
@@ -404,10 +405,7 @@ def _apply_passthrough_auto_mtls(snapshot: Snapshot, cluster: Any, spec: Cluster
     endpoints = snapshot.registry.endpoints(spec.service, spec.port.port)
     if not endpoints or not all(ep.sidecar for ep in endpoints):
         return
-    sock = cluster.transport_socket
-    sock.name = TLS_SOCKET
-    sock.typed_config.type_url = _UPSTREAM_TLS_TYPE_URL
-    sock.typed_config.value = ctx
+    _set_tls_socket(cluster.transport_socket, ctx)
 
 
 DFP_CLUSTER_TYPE = "envoy.clusters.dynamic_forward_proxy"
@@ -444,9 +442,15 @@ def _privileged_credential(name: str | None) -> bool:
 def _auto_mtls(snapshot: Snapshot, svc: Service) -> bool:
     if not snapshot.mesh.enable_auto_mtls or svc.mesh_external:
         return False
+    namespace = svc.namespace
+    return snapshot.memo(("auto_mtls", namespace), lambda: _namespace_allows_mtls(snapshot, namespace))
+
+
+def _namespace_allows_mtls(snapshot: Snapshot, namespace: str) -> bool:
+    """Whether the namespace's (and mesh's) PeerAuthentication leaves auto mTLS on: once per snapshot and
+    namespace (every cluster asks, and the answer scans every policy)."""
     policies = snapshot.configs.get("PeerAuthentication", [])
-    mode = authn.namespace_mode(policies, svc.namespace, snapshot.mesh.root_namespace)
-    return mode != authn.DISABLE
+    return authn.namespace_mode(policies, namespace, snapshot.mesh.root_namespace) != authn.DISABLE
 
 
 def _http_options(cluster: Any) -> Any | None:
