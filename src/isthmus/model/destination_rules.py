@@ -98,16 +98,20 @@ def _port_level(policy: Any | None, port: int | None) -> tuple[EffectivePolicy |
     return EffectivePolicy.of(policy), False
 
 
+# The policy of clusters no DestinationRule applies to (most of a mesh's): one shared frozen instance.
+NO_POLICY = EffectivePolicy()
+
+
 def effective_policy(
     dr: MergedDestinationRule | None, port: int | None, subset: str | None
 ) -> EffectivePolicy:
     if dr is None:
-        return EffectivePolicy()
+        return NO_POLICY
     base, _ = _port_level(dr.traffic_policy, port)
     sub = dr.subset(subset) if subset else None
     sub_policy = getattr(sub, "traffic_policy", None) if sub is not None else None
     if sub_policy is None:
-        return base or EffectivePolicy()
+        return base or NO_POLICY
     sp, has_port_level = _port_level(sub_policy, port)
     assert sp is not None
     if base is None:

@@ -49,7 +49,15 @@ def most_specific_match(host: str, candidates: Iterable[str]) -> str | None:
     return best
 
 
+# What an address string can hold: IPv4 is ASCII digits and dots only, IPv6 always has a colon.
+_IPV4_CHARS = frozenset("0123456789.")
+
+
 def is_ip(host: str) -> bool:
+    if ":" not in host and not _IPV4_CHARS.issuperset(host):
+        # A host name (the usual case, once per service and port in every sidecar table): decided without
+        # ipaddress's ValueError, which costs more than the rest of building the service's domains.
+        return False
     try:
         ipaddress.ip_address(host)
     except ValueError:

@@ -343,6 +343,22 @@ def convert_retry_policy(retries: Any | None, consistent_hash: bool) -> RC.Retry
     return out
 
 
+def _shared_retry_policy(
+    snapshot: Snapshot, retries: Any | None, consistent_hash: bool
+) -> RC.RetryPolicy | None:
+    """convert_retry_policy, once per snapshot for each retry setting (every rule of a VirtualService
+    usually has the same, or the mesh default): shared, callers copy it. The VirtualServices and the mesh
+    config own `retries` for the snapshot's lifetime, so its id is a stable key."""
+    cache: dict[tuple[int, bool], tuple[Any, RC.RetryPolicy | None]] = snapshot.memo(
+        ("retry_policies",), dict
+    )
+    key = (id(retries), consistent_hash)
+    hit = cache.get(key)
+    if hit is None:
+        hit = cache[key] = (retries, convert_retry_policy(retries, consistent_hash))
+    return hit[1]
+
+
 def _set_timeout(action: RC.RouteAction, timeout: Any | None) -> None:
     """Istio's setTimeout: `timeout` (0s = disabled) and the deprecated `max_grpc_timeout` = timeout.
 
@@ -570,7 +586,7 @@ def _apply_destination(
     consistent = len(hashes) == 1 and hashes[0] is not None
     retries = http.retries if http.retries is not None else ctx.snapshot.mesh.default_http_retry
     action = RC.RouteAction()
-    retry = convert_retry_policy(retries, consistent)
+    retry = _shared_retry_policy(ctx.snapshot, retries, consistent)
     if retry is not None:
         action.retry_policy.CopyFrom(retry)
     _set_timeout(action, http.timeout)
@@ -1006,7 +1022,7 @@ def _default_vhost_bytes(
     )
     out = (
         _ld(_T_VH_NAME, d.name.encode())
-        + b"".join(_ld(_T_VH_DOMAINS, x.encode()) for x in domains)
+        + b"".join([_ld(_T_VH_DOMAINS, x.encode()) for x in domains])
         + _ld(_T_VH_ROUTES, connect)
         + _ld(
             _T_VH_ROUTES,
@@ -1064,9 +1080,14 @@ def _bracketed(host: str) -> str:
 def _with_ports(names: Iterable[str], port: int) -> list[str]:
     """appendDomainPort for each name: the name, then `name:port`."""
     out = []
+    suffix = f":{port}"
     for n in names:
-        out.append(_bracketed(n))
-        out.append(naming.vhost_name(n, port))
+        if ":" in n:  # IPv6: bracketed, both alone and with the port
+            out.append(_bracketed(n))
+            out.append(naming.vhost_name(n, port))
+        else:  # a name or IPv4 (every name of every service's vhost: spelled out without the calls)
+            out.append(n)
+            out.append(n + suffix)
     return out
 
 
@@ -1162,6 +1183,7 @@ def _default_vhost(ctx: RouteContext, svc: Service, port: int) -> _DefaultVHost:
         domains = _first_of_each(domains)
         with_port = [d for d in domains if ":" in d]
         lowered = [d.lower() for d in (domains if port == 80 else with_port)]
+        distinct = frozenset(lowered)
         found = cache[key] = _DefaultVHost(
             port=port,
             name=naming.vhost_name(svc.hostname, port),
@@ -1169,7 +1191,7 @@ def _default_vhost(ctx: RouteContext, svc: Service, port: int) -> _DefaultVHost:
             all=domains,
             alts=frozenset(alts),
             with_port=with_port,
-            lowered=frozenset(lowered) if len(set(lowered)) == len(lowered) else frozenset(),
+            lowered=distinct if len(distinct) == len(lowered) else frozenset(),
         )
     return found
 
@@ -1450,12 +1472,13 @@ def _vhost_ports(
     get CONNECT-only ones (memoized per snapshot in `cache`: every scope asks for every service)."""
     found = cache.get(id(svc))
     if found is None:
-        http = [sp.port for sp in svc.ports if sp.protocol.is_http or sp.protocol is Protocol.AUTO]
-        tcp = [
-            sp
-            for sp in svc.ports
-            if not (sp.protocol.is_http or sp.protocol in (Protocol.AUTO, Protocol.UDP))
-        ]
+        http: list[int] = []
+        tcp: list[ServicePort] = []
+        for sp in svc.ports:
+            if sp.protocol.is_http or sp.protocol is Protocol.AUTO:
+                http.append(sp.port)
+            elif sp.protocol is not Protocol.UDP:
+                tcp.append(sp)
         found = cache[id(svc)] = (http, tcp)
     return found
 
