@@ -212,6 +212,7 @@ def build_bootstrap(
     runtime: Mapping[str, Any] | None = None,
     delta_xds: bool = True,
     vhds: bool = True,
+    global_downstream_max_connections: int | None = None,
 ) -> dict[str, Any]:
     """The Envoy v3 bootstrap (JSON-ready dict) for `proxy`.
 
@@ -224,6 +225,8 @@ def build_bootstrap(
     the ADS stream speaks delta (incremental) xDS, as istio-agent's default ``ISTIO_DELTA_XDS=true``;
     False for state of the world. `vhds` False puts ``ISTHMUS_VHDS: "false"`` in the node metadata: the
     control plane then sends the sidecar table inline instead of its virtual hosts over VHDS.
+    `global_downstream_max_connections` (ProxyConfig connectionSettings.globalDownstreamConnectionLimit)
+    replaces Istio's default limit in the overload manager's downstream connections monitor.
     """
     ip = proxy.ip
     host, port = xds_address
@@ -301,7 +304,8 @@ def build_bootstrap(
                     "name": "envoy.resource_monitors.global_downstream_max_connections",
                     "typed_config": {
                         "@type": _DOWNSTREAM_CONNECTIONS,
-                        "max_active_downstream_connections": GLOBAL_DOWNSTREAM_MAX_CONNECTIONS,
+                        "max_active_downstream_connections": global_downstream_max_connections
+                        or GLOBAL_DOWNSTREAM_MAX_CONNECTIONS,
                     },
                 }
             ]

@@ -221,7 +221,7 @@ class ConnectionSettings(ApiModel):
     http_headers_with_underscores_action: HeadersWithUnderscoresAction | None = None
     http_merge_slashes: bool | None = None
     http_path_with_escaped_slashes_action: PathWithEscapedSlashesAction | None = None
-    # A bootstrap setting (Envoy's overload manager), refused by api.support: no bootstrap part yet.
+    # A bootstrap setting (Envoy's overload manager): read when a pod starts (model.proxy_config).
     global_downstream_connection_limit: int | None = None
 
 

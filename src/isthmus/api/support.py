@@ -110,10 +110,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
             "x-forwarded-client-cert header, as istiod's buildGatewayConnectionManager does (it ignores this "
             "field too); remove it"
         ),
-        "spec.defaultConfig.connectionSettings.globalDownstreamConnectionLimit": (
-            "the downstream connection limit is a bootstrap setting (Envoy's overload manager), which the "
-            "agent's bootstrap does not generate yet; remove it"
-        ),
         "spec.extensionProviders[].sds": (
             "external SDS providers are not implemented: gateway credentials come from Secrets "
             "(credentialName) or files"
@@ -226,8 +222,8 @@ TRANSLATED_FIELDS: dict[str, dict[str, set[str]]] = {
             "terminationDrainDuration", "drainDuration", "proxyMetadata", "gatewayTopology", "tracing",
             "proxyHeaders", "concurrency", "connectionSettings",
         },
-        # Listeners, clusters and connection managers (xds/gen/connection_settings.py).
-        # globalDownstreamConnectionLimit is refused with its reason in UNSUPPORTED.
+        # Listeners, clusters and connection managers (xds/gen/connection_settings.py);
+        # globalDownstreamConnectionLimit: the bootstrap of pods started with it (model/proxy_config.py).
         "spec.defaultConfig.connectionSettings": {
             "profile", "listenerPerConnectionBufferLimitBytes", "clusterPerConnectionBufferLimitBytes",
             "httpIdleTimeout", "httpMaxConnectionDuration", "httpMaxStreamDuration", "httpStreamIdleTimeout",

@@ -246,6 +246,7 @@ class PodProcess:
                 runtime=telemetry_envoy.RUNTIME_FLAGS,
                 delta_xds=self.cp.snapshot.mesh.delta_xds,
                 vhds=self.cp.snapshot.mesh.vhds,
+                global_downstream_max_connections=self.spec.proxy_config.global_downstream_max_connections(),
             )
             self.envoy = EnvoyProcess(
                 self.proxy,

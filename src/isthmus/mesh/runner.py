@@ -461,7 +461,10 @@ class Mesh:
 
 def _pc_text(pc: EffectiveProxyConfig) -> str:
     concurrency = "default" if pc.concurrency is None else str(pc.concurrency)
-    return f"concurrency {concurrency}, environment {sorted(pc.environment) or 'none'}"
+    text = f"concurrency {concurrency}, environment {sorted(pc.environment) or 'none'}"
+    if pc.global_downstream_connection_limit is not None:
+        text += f", globalDownstreamConnectionLimit {pc.global_downstream_connection_limit}"
+    return text
 
 
 async def run_mesh(options: MeshOptions, on_ready: Callable[[Mesh], None] | None = None) -> int:

@@ -10,6 +10,8 @@ labels), so it applies to nothing, as in istiod; validation warns about it.
 Only ``concurrency`` and ``environmentVariables`` (MeshConfig ``proxyMetadata``) take part: they are all
 a ProxyConfig resource carries (istiod's toMeshConfigProxyConfig). Maps merge key by key, the higher
 layer winning a key (proto.Merge); ``concurrency`` set to 0 still overrides (istiod's special case).
+MeshConfig ``defaultConfig.connectionSettings.globalDownstreamConnectionLimit`` comes along from the mesh
+default alone: it is a bootstrap setting (the overload manager), so it too is fixed at pod start.
 
 Istio applies the result when a pod is injected and started, so a pod keeps what it started with until
 it restarts (`isthmus restart WORKLOAD`); the runner reports pods whose config is older.
@@ -50,6 +52,10 @@ class EffectiveProxyConfig:
     environment: Mapping[str, str] = field(default_factory=dict)
     # The ProxyConfig resources that took part, lowest precedence first ("namespace/name").
     sources: tuple[str, ...] = ()
+    # MeshConfig defaultConfig.connectionSettings.globalDownstreamConnectionLimit (None: unset). A
+    # bootstrap setting, so, like the rest, fixed when the pod starts. ProxyConfig resources cannot
+    # carry it (istiod's toMeshConfigProxyConfig has no connectionSettings).
+    global_downstream_connection_limit: int | None = None
 
     def node_metadata(self) -> dict[str, Any]:
         """istio-agent's getNodeMetaData: ISTIO_META_* as strings, ISTIO_METAJSON_* parsed (an unparsable
@@ -65,18 +71,39 @@ class EffectiveProxyConfig:
                 meta[key.removeprefix(META_PREFIX)] = value
         return meta
 
+    def global_downstream_max_connections(self) -> int | None:
+        """The overload manager's connection limit for the bootstrap: connectionSettings'
+        globalDownstreamConnectionLimit, else the ISTIO_META_GLOBAL_DOWNSTREAM_MAX_CONNECTIONS proxy
+        metadata (Istio's documented precedence); None (the agent's default) when neither is a positive
+        number, since Envoy's DownstreamConnectionsConfig takes only a limit above 0."""
+        for value in (
+            self.global_downstream_connection_limit,
+            self.environment.get(META_PREFIX + "GLOBAL_DOWNSTREAM_MAX_CONNECTIONS"),
+        ):
+            try:
+                limit = int(value) if value is not None else 0
+            except ValueError:
+                continue
+            if limit > 0:
+                return limit
+        return None
+
     def fingerprint(self) -> str:
         """Stable text to compare what a pod started with against what it would get now."""
-        return json.dumps(
-            {"concurrency": self.concurrency, "environment": dict(self.environment)}, sort_keys=True
-        )
+        fields: dict[str, Any] = {"concurrency": self.concurrency, "environment": dict(self.environment)}
+        if self.global_downstream_connection_limit is not None:
+            fields["globalDownstreamConnectionLimit"] = self.global_downstream_connection_limit
+        return json.dumps(fields, sort_keys=True)
 
     def summary(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "concurrency": self.concurrency,
             "environment": dict(sorted(self.environment.items())),
             "sources": list(self.sources),
         }
+        if self.global_downstream_connection_limit is not None:
+            out["globalDownstreamConnectionLimit"] = self.global_downstream_connection_limit
+        return out
 
 
 def merge_with_precedence(*layers: ProxyConfigLayer | None) -> ProxyConfigLayer:
@@ -153,4 +180,6 @@ def effective_proxy_config(
         merged = merge_with_precedence(_namespace_layer(configs, namespace), merged)
     merged = merge_with_precedence(_workload_layer(configs, namespace, labels), merged)
     sources = tuple(s for s in merged.source.split(",") if s)
-    return EffectiveProxyConfig(merged.concurrency, dict(merged.proxy_metadata), sources)
+    settings = getattr(default_config, "connection_settings", None) if default_config is not None else None
+    limit = settings.global_downstream_connection_limit if settings is not None else None
+    return EffectiveProxyConfig(merged.concurrency, dict(merged.proxy_metadata), sources, limit)

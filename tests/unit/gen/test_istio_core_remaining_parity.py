@@ -31,8 +31,8 @@ Fixed in the generators to match istiod (see the tests):
 - ProxyConfig.connectionSettings (MeshConfig defaultConfig) was refused as an unknown field; it is now
   translated (connection_settings.py: listener and cluster buffer limits, HCM timeouts, HTTP/2 settings,
   header and path normalization, the EDGE profile on gateways). Its bootstrap field
-  globalDownstreamConnectionLimit is refused at apply with its reason (api/support.py), and there is no
-  per-pod `proxy.istio.io/config` annotation to set it per workload.
+  globalDownstreamConnectionLimit goes into the bootstrap of pods started with it (model/proxy_config.py,
+  agent/bootstrap.py); there is no per-pod `proxy.istio.io/config` annotation to set it per workload.
 
 Not ported (no Isthmus counterpart):
 - match_test.go (TestCleanupEmptyMaps): istiod's xDS matcher-tree builder (virtualInbound, waypoints);
@@ -56,10 +56,12 @@ from gen_helpers import PODS, clusters, generate, sidecar, snapshot
 from test_istio_gateway_parity import GW_POD, gateway, gateway_proxy, virtual_service
 from test_istio_listener_cluster_more_parity import mesh, outbound_hcm, route_for, sidecar_listeners
 
+from isthmus.agent.bootstrap import build_bootstrap
 from isthmus.api import loader
 from isthmus.api.errors import ConfigErrors
 from isthmus.api.support import check_supported
 from isthmus.model.proxy import Proxy
+from isthmus.model.proxy_config import EffectiveProxyConfig, effective_proxy_config
 from isthmus.xds.gen import naming
 
 HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -793,12 +795,39 @@ def test_connection_settings_negative_sizes_are_unset() -> None:
     assert "max_concurrent_streams" not in _hcm_under(settings, "gateway").get("http2_protocol_options", {})
 
 
-def test_connection_settings_global_downstream_limit_is_refused() -> None:
-    """globalDownstreamConnectionLimit is a bootstrap setting (the overload manager) the agent does not
-    generate: the running mesh refuses it rather than ignore it."""
+def test_connection_settings_global_downstream_limit_reaches_the_bootstrap() -> None:
+    """globalDownstreamConnectionLimit is a bootstrap setting: accepted, taken into the ProxyConfig a pod
+    starts with, and put in the overload manager's downstream connections monitor; it takes precedence
+    over the ISTIO_META_GLOBAL_DOWNSTREAM_MAX_CONNECTIONS proxy metadata, and a limit of 0 or less
+    (which Envoy refuses) leaves the default."""
     (resource,) = loader.load_text(
         mesh(defaultConfig={"connectionSettings": {"globalDownstreamConnectionLimit": 7}}), "m.yaml"
     )
-    (error,) = check_supported(resource)
-    assert "connectionSettings.globalDownstreamConnectionLimit" in error.message
-    assert "bootstrap" in error.message
+    assert check_supported(resource) == []
+    pc = effective_proxy_config(
+        [],
+        default_config=resource.spec.default_config,
+        root_namespace="istio-system",
+        namespace="ns",
+        labels={},
+    )
+    assert pc.global_downstream_max_connections() == 7
+    assert pc.fingerprint() != EffectiveProxyConfig().fingerprint()
+    meta = {"ISTIO_META_GLOBAL_DOWNSTREAM_MAX_CONNECTIONS": "9"}
+    assert EffectiveProxyConfig(environment=meta).global_downstream_max_connections() == 9
+    both = EffectiveProxyConfig(environment=meta, global_downstream_connection_limit=7)
+    assert both.global_downstream_max_connections() == 7
+    assert (
+        EffectiveProxyConfig(global_downstream_connection_limit=0).global_downstream_max_connections() is None
+    )
+    proxy = Proxy(
+        id=Proxy.node_id("sidecar", "127.1.0.7", "r-0", "ns"),
+        kind="sidecar",
+        ip="127.1.0.7",
+        namespace="ns",
+        instance="r-0",
+        workload="r",
+    )
+    boot = build_bootstrap(proxy, xds_address=("127.1.0.1", 15010), global_downstream_max_connections=7)
+    (monitor,) = boot["overload_manager"]["resource_monitors"]
+    assert monitor["typed_config"]["max_active_downstream_connections"] == 7
