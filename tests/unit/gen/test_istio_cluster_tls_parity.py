@@ -20,6 +20,7 @@ Departures by design, checked as such:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -691,3 +692,33 @@ def test_auto_mtls_settings_mutual_for_mesh_external_keeps_user_settings() -> No
     assert common["combined_validation_context"]["validation_context_sds_secret_config"]["name"] == (
         "file-root:/custom/external/root.pem"
     )
+
+
+# --- PushContext.initServiceAccounts: identities of every endpoint, expanded to the aliases ------------
+
+
+def _auto_sans(*docs: str, pods: list[Any] | None = None) -> list[str]:
+    c = clusters(snapshot(*docs, pods=pods), sidecar())[f"outbound|9080||{REVIEWS}"]
+    ctx = c["transport_socket_matches"][0]["transport_socket"]["typed_config"]
+    vc = ctx["common_tls_context"]["combined_validation_context"]["default_validation_context"]
+    return [m["matcher"]["exact"] for m in vc["match_typed_subject_alt_names"]]
+
+
+def test_service_identities_expand_to_trust_domain_aliases() -> None:
+    """istiod expands a service's accounts with MeshConfig trustDomainAliases (spiffe.ExpandWithTrustDomains),
+    so a server holding an alias identity passes secure naming (TestTrustDomainAliasSecureNaming)."""
+    sans = _auto_sans(mesh(trustDomainAliases=["some-other", "trust-domain-foo"]))
+    assert sans == sorted(
+        f"spiffe://{td}/ns/default/sa/reviews" for td in ("cluster.local", "some-other", "trust-domain-foo")
+    )
+
+
+def test_service_identities_include_endpoints_without_sidecar() -> None:
+    """A pod's identity is its service account whether or not it runs a sidecar (istiod's endpoint
+    ServiceAccount), so ISTIO_MUTUAL to a naked pod holding a mesh certificate verifies it."""
+    from gen_helpers import PODS
+
+    naked = dataclasses.replace(PODS[1], sidecar=False, service_account="legacy")
+    pods = [PODS[0], naked, *PODS[2:]]
+    sans = _auto_sans(pods=pods)
+    assert sans == ["spiffe://cluster.local/ns/default/sa/legacy", REVIEWS_ID]

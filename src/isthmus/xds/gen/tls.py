@@ -160,13 +160,32 @@ def service_identities(snapshot: Snapshot, svc: Service) -> list[str]:
 
 
 def _service_identities(snapshot: Snapshot, svc: Service) -> list[str]:
+    """istiod's PushContext.initServiceAccounts: the service accounts of every endpoint (with a sidecar or
+    not: a pod's identity is its service account, and a server without a sidecar may still hold a mesh
+    certificate, as TestTrustDomainAliasSecureNaming's do), plus a ServiceEntry's subjectAltNames, each
+    expanded to the MeshConfig trustDomainAliases (spiffe.ExpandWithTrustDomains)."""
     td = snapshot.mesh.trust_domain
     ids = set(svc.subject_alt_names)
     for port in svc.ports:
         for ep in snapshot.registry.endpoints(svc, port.port):
-            if ep.service_account and ep.sidecar:
+            if ep.service_account:
                 ids.add(spiffe(td, ep.namespace, ep.service_account))
-    return sorted(ids)
+    return sorted(expand_with_trust_domains(ids, snapshot.mesh.trust_domain_aliases))
+
+
+def expand_with_trust_domains(ids: Iterable[str], aliases: Iterable[str]) -> set[str]:
+    """istio's spiffe.ExpandWithTrustDomains: every SPIFFE id also under each trust domain alias (the
+    originals kept; anything that is not a SPIFFE id kept as is)."""
+    out = set(ids)
+    aliases = tuple(aliases)
+    for ident in list(out):
+        if not ident.startswith("spiffe://"):
+            continue
+        _domain, sep, rest = ident.removeprefix("spiffe://").partition("/")
+        if not sep:
+            continue
+        out.update(f"spiffe://{alias}/{rest}" for alias in aliases)
+    return out
 
 
 # --- endpoints ----------------------------------------------------------------------------------
