@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 
 from isthmus.security.ca import CertBundle, KeyType, PrivateKey, generate_key, key_pem, load_certs
@@ -47,6 +48,25 @@ def new_key_and_csr(identity: str, key_type: KeyType = "ec") -> tuple[bytes, byt
     return key_pem(key), build_csr(key, identity)
 
 
+def presented_chain(bundle: CertBundle) -> bytes:
+    """The chain a workload presents: the leaf, its intermediates and the root they chain up to, as
+    istio-agent serves the CA's whole response chain (istiod signs with the plug-in CA's cert-chain.pem,
+    which ends in the root; TestSecureNaming expects leaf, intermediate and root from a sidecar). Other
+    trust anchors of the bundle stay in ROOTCA only."""
+    certs = load_certs(bundle.cert_chain_pem)
+    top = certs[-1]
+    if top.issuer == top.subject:
+        return bundle.cert_chain_pem
+    for root in load_certs(bundle.root_cert_pem):
+        if root.subject == top.issuer:
+            try:
+                top.verify_directly_issued_by(root)
+            except (ValueError, TypeError, InvalidSignature):
+                continue
+            return bundle.cert_chain_pem + root.public_bytes(serialization.Encoding.PEM)
+    return bundle.cert_chain_pem
+
+
 @dataclass(frozen=True)
 class WorkloadCertificate:
     """The agent's current certificate: what it serves as the ``default`` and ``ROOTCA`` secrets."""
@@ -65,7 +85,7 @@ class WorkloadCertificate:
     ) -> WorkloadCertificate:
         return cls(
             identity,
-            bundle.cert_chain_pem,
+            presented_chain(bundle),
             private_key_pem,
             bundle.root_cert_pem,
             issued_at,

@@ -377,3 +377,28 @@ def test_from_istio_chain_validation() -> None:
         CertBundle.from_istio_chain(["only one"])
     with pytest.raises(CaError, match="unreadable"):
         CertBundle.from_istio_chain(["junk", "junk"])
+
+
+def test_presented_chain_ends_in_the_root(tmp_path: Path) -> None:
+    """What a sidecar presents (istio-agent's certificate chain, TestSecureNaming's 3 certificates with a
+    plug-in intermediate): leaf, intermediate, and the root they chain up to; other anchors of the trust
+    bundle are not presented. A self-signed mesh root gives leaf + root."""
+    from isthmus.agent.certs import presented_chain
+
+    root_key, int_key, other_key = generate_key("ec"), generate_key("ec"), generate_key("ec")
+    root = _ca_cert("Root", root_key)
+    inter = _ca_cert("Intermediate", int_key, issuer=root, issuer_key=root_key)
+    other = _ca_cert("Other root", other_key)
+    (tmp_path / CA_CERT_FILE).write_bytes(cert_pem(inter))
+    (tmp_path / CA_KEY_FILE).write_bytes(key_pem(int_key))
+    (tmp_path / ROOT_CERT_FILE).write_bytes(cert_pem(other) + cert_pem(root))
+    (tmp_path / CERT_CHAIN_FILE).write_bytes(cert_pem(inter) + cert_pem(root))
+    bundle = CertificateAuthority.load_or_create(tmp_path).sign_csr(
+        build_csr(generate_key(), ID), identity=ID
+    )
+    chain = load_certs(presented_chain(bundle))
+    assert chain[1:] == [inter, root]
+
+    self_signed = CertificateAuthority.create_self_signed(key_type="ec")
+    bundle = self_signed.sign_csr(build_csr(generate_key(), ID), identity=ID)
+    assert load_certs(presented_chain(bundle))[1:] == load_certs(self_signed.root_cert_pem)
