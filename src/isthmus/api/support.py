@@ -245,6 +245,8 @@ TRANSLATED_FIELDS: dict[str, dict[str, set[str]]] = {
         "spec.defaultConfig.proxyMetadata": {
             "SECRET_TTL",
             "SECRET_GRACE_PERIOD_RATIO",
+            # The workload key's algorithm (mesh/security.py workload_key_type).
+            "ECC_SIGNATURE_ALGORITHM",
             "ISTIO_DELTA_XDS",
             "ISTHMUS_VHDS",
             "ISTIO_META_IDLE_TIMEOUT",
@@ -425,6 +427,7 @@ def _post_tunnel_errors(resource: Resource, data: dict[str, Any], ident: dict[st
 MESH_WIDE_ENV = {
     "SECRET_TTL": "the local agent's certificate lifetime is mesh-wide",
     "SECRET_GRACE_PERIOD_RATIO": "the local agent's certificate rotation is mesh-wide",
+    "ECC_SIGNATURE_ALGORITHM": "the local agent's workload key algorithm is mesh-wide",
     "ISTIO_DELTA_XDS": "the xDS protocol choice is mesh-wide",
     "ISTHMUS_VHDS": "the VHDS choice is mesh-wide",
     "ISTIO_META_IDLE_TIMEOUT": "the generators read the idle timeout mesh-wide",

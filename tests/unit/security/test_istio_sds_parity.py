@@ -493,3 +493,39 @@ def test_gateway_pod_is_served_its_verified_kubernetes_gateway_credentials() -> 
 def test_ca_cert_credential_name_of_a_ca_only_secret_is_served_as_a_ca() -> None:
     ca_only = data({"client-ca": {"cacert": b"client-ca"}})
     assert credential(kubernetes_secret_name("client-ca"), NS, ca_only) == CertInfo(b"client-ca")
+
+
+def test_ecc_signature_algorithm_picks_the_workload_key() -> None:
+    """istio-agent's ECC_SIGNATURE_ALGORITHM (MeshConfig defaultConfig.proxyMetadata): ECDSA keys for
+    `ECDSA`, RSA for any other value; unset, Isthmus's default is ECDSA (Istio's is RSA)."""
+    from isthmus.mesh.security import workload_key_type
+
+    assert workload_key_type("ECDSA") == "ec"
+    assert workload_key_type(None) == "ec"
+    assert workload_key_type("RSA") == "rsa"
+
+
+def test_waiting_names_why_a_secret_was_not_served() -> None:
+    """A credential the agent refused (istio-agent: "Secret is not supplied by SDS") is reported as
+    refused, with the reason, not as a missing Secret (TestSidecarMutualTlsOrigination 'invalid client
+    cert'); once a valid one replaces it the reason is gone."""
+
+    class Refusing(_FakeAgent):
+        def add_secret(self, name: str, *args: Any) -> None:
+            if name.endswith("gw-cred"):
+                raise ValueError(f"secret {name!r}: the private key does not match the certificate")
+            super().add_secret(name, *args)
+
+        def waiting(self) -> dict[str, str]:
+            return {"kubernetes://gw-cred": "", "kubernetes://absent": ""}
+
+    agent = Refusing()
+    ident = PodIdentity(agent=agent, client=None, pod="gw-0", namespace=NS)  # type: ignore[arg-type]
+    security = object.__new__(MeshSecurity)
+    security.pods = {(NS, "gw-0"): ident}
+    security._sync_secrets(ident, _secrets_yaml(NS))
+    waiting = security.waiting(NS, "gw-0")
+    assert "private key does not match" in waiting["kubernetes://gw-cred"]
+    assert waiting["kubernetes://absent"].startswith("no Secret 'absent'")
+    security._sync_secrets(ident, [])
+    assert security.waiting(NS, "gw-0")["kubernetes://gw-cred"].startswith("no Secret 'gw-cred'")
