@@ -35,9 +35,10 @@ Sources (istio/istio tests/integration/security/), one line per group:
   providers run ext-authz in the workload's own pod at 127.0.0.1 behind a ServiceEntry; Isthmus pods
   share the host's 127.0.0.1, so the ServiceEntry names the ext-authz pod's address instead. The
   server is a small Python HTTP + gRPC app (Istio's samples/extauthz), run as a Workload without sidecar.
-- authz_multiple_providers_test.go: several CUSTOM providers on one workload (istio#58082) are not
-  implemented: Isthmus follows istiod before it (one provider per workload, otherwise every request is
-  denied); those cases are xfail.
+- authz_multiple_providers_test.go: several CUSTOM providers on one workload (istio#58082; istiod with
+  PILOT_ENABLE_MULTIPLE_CUSTOM_AUTHZ_PROVIDERS, which Isthmus always behaves as): one RBAC + ext_authz
+  pair per provider, sorted by name, so a request several providers' rules match must be allowed by all;
+  a policy naming a provider that does not exist denies what its rules match, nothing else.
 - ecc_signature_algorithm/* (TestStrictMTLS with ECC_SIGNATURE_ALGORITHM=ECDSA): the server certificate
   a client sees under STRICT + ISTIO_MUTUAL is ECDSA. The agent setting is accepted in MeshConfig
   defaultConfig.proxyMetadata (ECDSA is also Isthmus's default key type).
@@ -812,14 +813,7 @@ def test_authorization_custom(mesh: MeshProcess) -> None:
 
 # --- authz_multiple_providers_test.go ---------------------------------------------------------------------
 
-MULTI = pytest.mark.xfail(
-    strict=True,
-    reason="several CUSTOM providers on one workload (istio#58082) are not implemented: Isthmus follows "
-    "istiod before it, which denies every request of a workload whose CUSTOM policies name two providers",
-)
 
-
-@MULTI
 def test_multiple_custom_providers_non_overlapping_and_ordering(mesh: MeshProcess) -> None:
     """TestAuthz_MultipleCustomProviders_NonOverlapping / _FilterChainVerification: provider 1 checks
     /api and /api/*, provider 2 /admin and /admin/*; each allows and denies on its own paths, other paths
@@ -843,7 +837,6 @@ def test_multiple_custom_providers_non_overlapping_and_ordering(mesh: MeshProces
         assert authz_calls(mesh, cases) == ["allow", "deny", "allow", "deny", "allow", "allow", "deny"]
 
 
-@MULTI
 def test_multiple_custom_providers_overlapping(mesh: MeshProcess) -> None:
     """TestAuthz_MultipleCustomProviders_Overlapping: /api/* (provider 1) and /api/admin, /api/admin/*
     (provider 2): a request both match must be allowed by both."""
@@ -861,7 +854,6 @@ def test_multiple_custom_providers_overlapping(mesh: MeshProcess) -> None:
         assert authz_calls(mesh, cases) == ["allow", "allow", "deny", "allow"]
 
 
-@MULTI
 def test_multiple_custom_providers_misconfigured(mesh: MeshProcess) -> None:
     """TestAuthz_MultipleCustomProviders_MisconfiguredProvider: a policy naming a provider that does not
     exist denies its own paths (fail closed); the valid provider's paths and other paths still work."""

@@ -1,7 +1,9 @@
 """`isthmus x authz check PROXY`: the AuthorizationPolicies in force on a proxy, from its config dump.
 
 Isthmus delivers HTTP policies per route over RDS (`typed_per_filter_config` entries
-`envoy.filters.http.rbac.{audit,deny,allow}` holding `RBACPerRoute`) and TCP policies as network RBAC
+`envoy.filters.http.rbac.{audit,deny,allow}` holding `RBACPerRoute`; CUSTOM ones under
+`envoy.filters.http.rbac.custom.<provider>`, one per ext_authz provider, and `envoy.filters.http.rbac.custom`
+for the rules of providers that cannot be used) and TCP policies as network RBAC
 filters on the inbound TCP chains; an HTTP filter with rules of its own is read too. Every RBAC policy
 is named `ns[<ns>]-policy[<name>]-rule[<i>]` (istiod's convention), so the table groups them back into
 AuthorizationPolicies: ACTION, `name.namespace`, RULES (as istioctl prints), and each rule's principals
@@ -26,6 +28,17 @@ HTTP_FILTERS = {
 }
 NETWORK_RBAC = "envoy.filters.network.rbac"
 CUSTOM_PREFIX = "istio-ext-authz-"
+CUSTOM_FILTER = "envoy.filters.http.rbac.custom"
+
+
+def http_filter_action(name: str) -> str | None:
+    """The action an HTTP RBAC filter (or per-route entry) of this name carries, None if not one: the
+    CUSTOM filters are one per provider (`envoy.filters.http.rbac.custom.<provider>`)."""
+    if name.startswith(CUSTOM_FILTER + "."):
+        return "CUSTOM"
+    return HTTP_FILTERS.get(name)
+
+
 # istioctl's name for an RBAC config whose enforced rules hold no policy (an ALLOW matching nothing, e.g.
 # an ALLOW policy whose only rules are HTTP-only, on a TCP chain): listener.go's anonymousName.
 ANONYMOUS = "_anonymous_match_nothing_"
@@ -112,8 +125,9 @@ def collect(config: ProxyConfig) -> list[RbacRule]:
             for obj, label in [(vh, f"HTTP route {rc_name}")] + [
                 (r, f"HTTP route {rc_name}") for r in vh.get("routes", []) or []
             ]:
-                for fname, action in HTTP_FILTERS.items():
-                    per = typed_per_filter(obj, fname)
+                for fname in sorted(obj.get("typed_per_filter_config") or {}):
+                    action = http_filter_action(fname)
+                    per = typed_per_filter(obj, fname) if action else None
                     if per:
                         _add_config(found, per.get("rbac") or {}, action, label)
     for lst in config.listeners:
@@ -129,10 +143,9 @@ def collect(config: ProxyConfig) -> list[RbacRule]:
             hcm = hcm_of_chain(chain)
             for hf in (hcm or {}).get("http_filters", []) or []:
                 name = hf.get("name", "")
-                if name in HTTP_FILTERS or name == "envoy.filters.http.rbac":
-                    _add_config(
-                        found, hf.get("typed_config") or {}, HTTP_FILTERS.get(name), f"HTTP listener {lname}"
-                    )
+                action = http_filter_action(name)
+                if action or name == "envoy.filters.http.rbac":
+                    _add_config(found, hf.get("typed_config") or {}, action, f"HTTP listener {lname}")
     order = {"CUSTOM": -1, "DENY": 0, "ALLOW": 1, "AUDIT": 2}
     return sorted(
         found.values(), key=lambda r: (order.get(r.action, 3), r.policy_ref, r.rule_index or 0, r.dry_run)

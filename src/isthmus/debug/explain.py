@@ -722,11 +722,22 @@ def _rbac(
         parsed = fl.parse_policy_name(policy)
         ref = f"{parsed[1]}.{parsed[0]}" if parsed else policy
         rule = f" rule {parsed[2]}" if parsed else ""
-        out.cause = f"denied by DENY AuthorizationPolicy {ref}{rule} on {name}"
+        # A CUSTOM rule whose provider cannot be used denies instead (istiod's bad-CUSTOM-action rules).
+        bad_custom = policy.endswith(fl.BAD_CUSTOM_SUFFIX)
+        action = "CUSTOM" if bad_custom else "DENY"
+        out.cause = f"denied by {action} AuthorizationPolicy {ref}{rule} on {name}"
+        if bad_custom:
+            out.cause += ": its ext_authz provider cannot be used, so what its rules match is denied"
         for r in rules:
             if r.name == policy:
-                out.fact(f"DENY {r.policy_ref} rule[{r.rule_index}]: {r.summary()}")
-        if parsed:
+                out.fact(f"{action} {r.policy_ref} rule[{r.rule_index}]: {r.summary()}")
+        if parsed and bad_custom:
+            out.refs.append(f"AuthorizationPolicy {parsed[0]}/{parsed[1]}")
+            out.fixes.append(
+                f"fix the provider CUSTOM policy {parsed[0]}/{parsed[1]} names (MeshConfig extensionProviders: "
+                "its name, service and port); the control plane's status says what is wrong with it"
+            )
+        elif parsed:
             out.refs.append(f"AuthorizationPolicy {parsed[0]}/{parsed[1]}")
             out.fixes.append(
                 f"narrow the rule of DENY policy {parsed[0]}/{parsed[1]} if this request should pass"

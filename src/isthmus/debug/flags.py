@@ -317,13 +317,20 @@ def rbac_policy(details: str) -> str | None:
     return details[len(RBAC_DENIED_PREFIX) :].removesuffix("]") or "none"
 
 
+# What istiod appends to the name of a CUSTOM rule whose provider cannot be used: the rule denies instead.
+BAD_CUSTOM_SUFFIX = "-deny-due-to-bad-CUSTOM-action"
+
+
 def parse_policy_name(name: str) -> tuple[str, str, int] | None:
-    """(namespace, policy, rule index) of `ns[<ns>]-policy[<name>]-rule[<i>]` (CUSTOM rules carry an
-    `istio-ext-authz-` prefix)."""
+    """(namespace, policy, rule index) of `ns[<ns>]-policy[<name>]-rule[<i>]`. CUSTOM rules carry an
+    `istio-ext-authz-[<provider>-]` prefix, and a `-deny-due-to-bad-CUSTOM-action` suffix when their
+    provider cannot be used and they deny instead."""
     import re
 
     m = re.fullmatch(
-        r"(?:istio-ext-authz-)?ns\[(?P<ns>[^\]]*)\]-policy\[(?P<name>[^\]]*)\]-rule\[(?P<i>\d+)\]", name
+        r"(?:istio-ext-authz-(?:.*?-)?)?ns\[(?P<ns>[^\]]*)\]-policy\[(?P<name>[^\]]*)\]-rule\[(?P<i>\d+)\]"
+        r"(?:-deny-due-to-bad-CUSTOM-action)?",
+        name,
     )
     if not m:
         return None

@@ -225,6 +225,48 @@ def test_authz_check_shows_custom_policies_first() -> None:
     assert "CUSTOM   ext.default" in authz.render_table(rows)
 
 
+def test_authz_check_reads_every_custom_provider_and_the_denied_rules() -> None:
+    """Several CUSTOM providers on one workload (istio#58082): each provider's rules sit under its own
+    filter, and the rules of a provider that cannot be used deny; all show as CUSTOM policies."""
+    custom = """
+    apiVersion: isthmus.dev/v1alpha1
+    kind: MeshConfig
+    metadata: {name: mesh}
+    spec:
+      extensionProviders:
+      - name: authz-a
+        envoyExtAuthzHttp: {service: echo.default.svc.cluster.local, port: 80}
+      - name: authz-b
+        envoyExtAuthzGrpc: {service: echo.default.svc.cluster.local, port: 80}
+    """ + "".join(
+        f"""
+    ---
+    apiVersion: security.istio.io/v1
+    kind: AuthorizationPolicy
+    metadata: {{name: {name}, namespace: default}}
+    spec:
+      selector: {{matchLabels: {{app: echo}}}}
+      action: CUSTOM
+      provider: {{name: {provider}}}
+      rules: [{{to: [{{operation: {{paths: [{path}]}}}}]}}]
+    """
+        for name, provider, path in (
+            ("ext-a", "authz-a", "/a*"),
+            ("ext-b", "authz-b", "/b*"),
+            ("ext-gone", "no-such-provider", "/gone*"),
+        )
+    )
+    snap, _ = snapshot(custom)
+    rows = authz.check(config_for(snap, "echo-v2-0"))
+    assert [(r.action, r.policy, len(r.rules), r.dry_run) for r in rows] == [
+        ("CUSTOM", "ext-a.default", 1, False),
+        ("CUSTOM", "ext-b.default", 1, False),
+        ("CUSTOM", "ext-gone.default", 1, False),
+    ]
+    assert "path prefix '/gone'" in rows[2].rules[0].summary()
+    assert rows[2].rules[0].name.endswith("-deny-due-to-bad-CUSTOM-action")
+
+
 def test_authz_check_words_jwt_claim_conditions() -> None:
     # A claim may be a list or a plain string, so the generated matcher says "a list holding one of the
     # values, or one of the values": the summary says it once.

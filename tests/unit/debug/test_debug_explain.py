@@ -121,6 +121,14 @@ def test_policy_names() -> None:
     assert parse_policy_name("ns[default]-policy[deny-admin]-rule[2]") == ("default", "deny-admin", 2)
     assert rbac_policy("rbac_access_denied_matched_policy[none]") == "none"
     assert rbac_policy("via_upstream") is None
+    # CUSTOM rules carry their provider, and a suffix when the provider cannot be used (istio#58082).
+    assert parse_policy_name("istio-ext-authz-authz-a-ns[default]-policy[ext]-rule[1]") == (
+        "default",
+        "ext",
+        1,
+    )
+    bad = "istio-ext-authz-gone-ns[default]-policy[ext]-rule[0]-deny-due-to-bad-CUSTOM-action"
+    assert parse_policy_name(bad) == ("default", "ext", 0)
 
 
 # --- every flag, without the mesh ----------------------------------------------------------------------
@@ -174,6 +182,10 @@ def test_rbac_denied_offline() -> None:
     assert "deny-admin.default" in result["cause"] and "DENY" in result["cause"]
     none = ex(line(403, "-", "rbac_access_denied_matched_policy[none]"))
     assert "none of their rules matched" in none["cause"]
+    bad = "istio-ext-authz-gone-ns[default]-policy[ext]-rule[0]-deny-due-to-bad-CUSTOM-action"
+    custom = ex(line(403, "-", f"rbac_access_denied_matched_policy[{bad}]"))
+    assert "CUSTOM AuthorizationPolicy ext.default rule 0" in custom["cause"]
+    assert "provider cannot be used" in custom["cause"]
 
 
 def test_ok_and_upstream_errors() -> None:

@@ -70,10 +70,19 @@ def inbound(snap: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return hcm["http_filters"], table["virtual_hosts"][0].get("typed_per_filter_config", {})
 
 
-def ecds(snap: Any) -> dict[str, Any]:
-    """The ext_authz config the web sidecar gets over ECDS."""
-    out = generate(snap, sidecar(), naming.EXTENSION_CONFIG_TYPE, {naming.EXT_AUTHZ_EXTENSION})
-    return out[naming.EXT_AUTHZ_EXTENSION]["typed_config"]
+def ecds(snap: Any, provider: str) -> dict[str, Any]:
+    """The config of one provider's ext_authz filter the web sidecar gets over ECDS."""
+    name = naming.ext_authz_extension(provider)
+    out = generate(snap, sidecar(), naming.EXTENSION_CONFIG_TYPE, {name})
+    return out[name]["typed_config"]
+
+
+# Every defined provider has its pair of filters, sorted by provider name.
+PAIRS = [
+    name
+    for provider in ("bad-port", "grpc-authz", "http-authz", "no-such-service")
+    for name in (f"envoy.filters.http.rbac.custom.{provider}", f"envoy.filters.http.ext_authz.{provider}")
+]
 
 
 def names(filters: list[dict[str, Any]]) -> list[str]:
@@ -83,22 +92,22 @@ def names(filters: list[dict[str, Any]]) -> list[str]:
 def test_http_provider_filter_and_shadow_rules() -> None:
     snap = snapshot(PROVIDERS, policy("http-authz"))
     filters, per_route = inbound(snap)
-    assert names(filters)[:3] == [
+    assert names(filters)[: 2 + len(PAIRS)] == [
         "envoy.filters.http.jwt_authn",
         "envoy.filters.http.rbac.custom",
-        "envoy.filters.http.ext_authz",
+        *PAIRS,
     ]
-    assert names(filters).index("envoy.filters.http.ext_authz") < names(filters).index(
-        "envoy.filters.http.rbac.deny"
-    )
-    discovery = next(f for f in filters if f["name"] == "envoy.filters.http.ext_authz")["config_discovery"]
+    assert names(filters).index(PAIRS[-1]) < names(filters).index("envoy.filters.http.rbac.deny")
+    discovery = next(f for f in filters if f["name"] == "envoy.filters.http.ext_authz.http-authz")[
+        "config_discovery"
+    ]
     assert discovery["default_config"]["filter_enabled"]["default_value"].get("numerator", 0) == 0
-    ext = ecds(snap)
+    ext = ecds(snap, "http-authz")
     assert "filter_enabled" not in ext
     assert ext["filter_enabled_metadata"] == {
         "filter": "envoy.filters.http.rbac",
         "path": [{"key": "istio_ext_authz_shadow_effective_policy_id"}],
-        "value": {"string_match": {"prefix": "istio-ext-authz"}},
+        "value": {"string_match": {"prefix": "istio-ext-authz-http-authz-ns["}},
     }
     assert ext["failure_mode_allow"] is True
     assert ext["status_on_error"] == {"code": "ServiceUnavailable"}
@@ -130,16 +139,22 @@ def test_http_provider_filter_and_shadow_rules() -> None:
         {"exact": "set-cookie", "ignore_case": True}
     ]
 
-    custom = per_route["envoy.filters.http.rbac.custom"]["rbac"]
+    assert set(per_route) == {"envoy.filters.http.rbac.custom.http-authz"}  # nothing to deny
+    custom = per_route["envoy.filters.http.rbac.custom.http-authz"]["rbac"]
     assert "rules" not in custom  # never enforced by RBAC itself
     assert custom["shadow_rules_stat_prefix"] == "istio_ext_authz_"
-    assert list(custom["shadow_rules"]["policies"]) == ["istio-ext-authz-ns[default]-policy[ext]-rule[0]"]
+    assert list(custom["shadow_rules"]["policies"]) == [
+        "istio-ext-authz-http-authz-ns[default]-policy[ext]-rule[0]"
+    ]
     assert custom["shadow_rules"].get("action", "ALLOW") == "DENY"
+    # The providers no policy names stay inert.
+    for other in ("grpc-authz", "bad-port", "no-such-service"):
+        assert ecds(snap, other)["filter_enabled"]["default_value"].get("numerator", 0) == 0
 
 
 def test_grpc_provider_also_guards_tcp_and_uses_a_valid_authority() -> None:
     snap = snapshot(PROVIDERS, policy("grpc-authz", rules="[{}]"))
-    ext = ecds(snap)
+    ext = ecds(snap, "grpc-authz")
     assert ext["grpc_service"]["envoy_grpc"] == {
         "cluster_name": "outbound|9080||ratings.other.svc.cluster.local",
         "authority": "outbound_.9080_._.ratings.other.svc.cluster.local",
@@ -159,26 +174,27 @@ def test_http_provider_does_not_apply_to_tcp() -> None:
 
 
 @pytest.mark.parametrize(
-    ("policies", "message"),
+    ("provider", "message"),
     [
-        ((policy("missing"),), "available providers are"),
-        ((policy("bad-port"),), "port must be in the range"),
-        ((policy("no-such-service"),), "could not find service"),
-        (
-            (policy("http-authz"), policy("grpc-authz", name="other")),
-            "only 1 provider can be used per workload",
-        ),
+        ("missing", "available providers are"),
+        ("bad-port", "port must be in the range"),
+        ("no-such-service", "could not find service"),
     ],
 )
-def test_unusable_provider_denies_everything_and_says_why(policies: tuple[str, ...], message: str) -> None:
-    snap = snapshot(PROVIDERS, *policies)
+def test_unusable_provider_denies_what_its_rules_match_and_says_why(provider: str, message: str) -> None:
+    """istiod's getBadCustomDenyRules: the provider's rules deny (renamed), nothing else is denied."""
+    snap = snapshot(PROVIDERS, policy(provider))
     _, per_route = inbound(snap)
-    assert ecds(snap).get("filter_enabled", {}).get("default_value", {}).get("numerator", 0) == 0  # inert
+    if provider != "missing":
+        assert ecds(snap, provider)["filter_enabled"]["default_value"].get("numerator", 0) == 0  # inert
+    assert set(per_route) == {"envoy.filters.http.rbac.custom"}
     rules = per_route["envoy.filters.http.rbac.custom"]["rbac"]["rules"]
     assert rules["action"] == "DENY"
-    assert list(rules["policies"]) == ["default-deny-all-due-to-bad-CUSTOM-action"]
-    errors = list(snap.generation_errors.values())
-    assert any(message in e for e in errors), errors
+    name = f"istio-ext-authz-{provider}-ns[default]-policy[ext]-rule[0]-deny-due-to-bad-CUSTOM-action"
+    assert list(rules["policies"]) == [name]
+    assert rules["policies"][name]["permissions"] == [{"url_path": {"path": {"prefix": "/admin"}}}]
+    errors = [e for k, e in snap.generation_errors.items() if k.startswith("AuthorizationPolicy CUSTOM")]
+    assert len(errors) == 1 and message in errors[0] and repr(provider) in errors[0], errors
 
 
 def test_filters_stay_when_policies_change_and_vanish_without_providers() -> None:
@@ -191,8 +207,129 @@ def test_filters_stay_when_policies_change_and_vanish_without_providers() -> Non
 
     without_policy = snapshot(PROVIDERS)
     assert listeners(without_policy) == listeners(snapshot(PROVIDERS, policy("http-authz")))
+    # Nor do more providers, or one that cannot be used: the filters follow the mesh's providers.
+    several = snapshot(
+        PROVIDERS, policy("http-authz"), policy("grpc-authz", name="two"), policy("missing", name="three")
+    )
+    assert listeners(without_policy) == listeners(several)
     filters, per_route = inbound(without_policy)
     assert "envoy.filters.http.rbac.custom" in names(filters) and per_route == {}
     filters, _ = inbound(snapshot())
-    assert "envoy.filters.http.rbac.custom" not in names(filters)
-    assert "envoy.filters.http.ext_authz" not in names(filters)
+    assert not [n for n in names(filters) if n.startswith(("envoy.filters.http.rbac.custom", EXT_AUTHZ))]
+
+
+# --- several providers on one workload (istio#58082) ------------------------------------------------
+
+EXT_AUTHZ = "envoy.filters.http.ext_authz"
+
+
+def shadow_policies(per_route: dict[str, Any], provider: str) -> list[str]:
+    return sorted(per_route[f"envoy.filters.http.rbac.custom.{provider}"]["rbac"]["shadow_rules"]["policies"])
+
+
+def test_several_providers_each_get_their_own_filters_in_name_order() -> None:
+    """Each provider's RBAC filter marks only its own policies' requests, under a name carrying the
+    provider, and only that provider's ext_authz is enabled by the mark; the pairs run sorted by name."""
+    snap = snapshot(
+        PROVIDERS,
+        policy("http-authz", name="admin", rules="[{to: [{operation: {paths: [/admin, /admin/*]}}]}]"),
+        policy("grpc-authz", name="api", rules="[{to: [{operation: {paths: [/api, /api/*]}}]}]"),
+        policy("http-authz", name="both", rules="[{to: [{operation: {paths: [/ordered/*]}}]}]"),
+        policy("grpc-authz", name="both2", rules="[{to: [{operation: {paths: [/ordered/*]}}]}]"),
+    )
+    filters, per_route = inbound(snap)
+    custom = [n for n in names(filters) if n.startswith(("envoy.filters.http.rbac.custom", EXT_AUTHZ))]
+    assert custom == ["envoy.filters.http.rbac.custom", *PAIRS]
+    # grpc-authz before http-authz: both are asked about /ordered/*, and both must allow.
+    assert custom.index(f"{EXT_AUTHZ}.grpc-authz") < custom.index("envoy.filters.http.rbac.custom.http-authz")
+    assert set(per_route) >= {
+        "envoy.filters.http.rbac.custom.grpc-authz",
+        "envoy.filters.http.rbac.custom.http-authz",
+    }
+    assert "envoy.filters.http.rbac.custom" not in per_route  # every provider is usable: nothing denied
+    assert shadow_policies(per_route, "grpc-authz") == [
+        "istio-ext-authz-grpc-authz-ns[default]-policy[api]-rule[0]",
+        "istio-ext-authz-grpc-authz-ns[default]-policy[both2]-rule[0]",
+    ]
+    assert shadow_policies(per_route, "http-authz") == [
+        "istio-ext-authz-http-authz-ns[default]-policy[admin]-rule[0]",
+        "istio-ext-authz-http-authz-ns[default]-policy[both]-rule[0]",
+    ]
+    for provider in ("grpc-authz", "http-authz"):
+        enabled = ecds(snap, provider)["filter_enabled_metadata"]["value"]["string_match"]["prefix"]
+        assert enabled == f"istio-ext-authz-{provider}-ns["
+        mine = shadow_policies(per_route, provider)
+        theirs = shadow_policies(per_route, "http-authz" if provider == "grpc-authz" else "grpc-authz")
+        assert all(n.startswith(enabled) for n in mine) and not any(n.startswith(enabled) for n in theirs)
+    assert "grpc_service" in ecds(snap, "grpc-authz") and "http_service" in ecds(snap, "http-authz")
+    assert not [k for k in snap.generation_errors if k.startswith("AuthorizationPolicy CUSTOM")]
+
+
+def test_a_provider_is_not_enabled_by_a_provider_whose_name_extends_its_own() -> None:
+    """istiod enables provider `a` by the prefix `istio-ext-authz-a`, which a rule of provider `a-b`
+    also starts with; the mark's `-ns[` is part of the prefix here."""
+    from isthmus.xds.gen import ext_authz
+
+    rule_of_a_b = ext_authz.rule_prefix("a-b") + "ns[default]-policy[p]-rule[0]"
+    assert not rule_of_a_b.startswith(ext_authz.enabled_prefix("a"))
+    assert rule_of_a_b.startswith(ext_authz.enabled_prefix("a-b"))
+
+
+def test_misconfigured_provider_fails_closed_for_its_own_rules_only() -> None:
+    """TestAuthz_MultipleCustomProviders_MisconfiguredProvider: a policy naming a provider that does not
+    exist denies what its rules match, the valid provider keeps working, other requests pass."""
+    snap = snapshot(
+        PROVIDERS,
+        policy("http-authz", name="valid", rules="[{to: [{operation: {paths: [/valid/*]}}]}]"),
+        policy("non-existent", name="invalid", rules="[{to: [{operation: {paths: [/invalid/*]}}]}]"),
+    )
+    filters, per_route = inbound(snap)
+    assert set(per_route) >= {"envoy.filters.http.rbac.custom", "envoy.filters.http.rbac.custom.http-authz"}
+    # The deny filter runs ahead of every provider's pair.
+    assert names(filters).index("envoy.filters.http.rbac.custom") < names(filters).index(PAIRS[0])
+    deny = per_route["envoy.filters.http.rbac.custom"]["rbac"]
+    assert "shadow_rules" not in deny and deny["rules"]["action"] == "DENY"
+    assert list(deny["rules"]["policies"]) == [
+        "istio-ext-authz-non-existent-ns[default]-policy[invalid]-rule[0]-deny-due-to-bad-CUSTOM-action"
+    ]
+    assert shadow_policies(per_route, "http-authz") == [
+        "istio-ext-authz-http-authz-ns[default]-policy[valid]-rule[0]"
+    ]
+    assert "http_service" in ecds(snap, "http-authz")
+    (error,) = [e for k, e in snap.generation_errors.items() if k.startswith("AuthorizationPolicy CUSTOM")]
+    assert "'non-existent'" in error and "available providers are" in error
+
+
+def test_tcp_filters_per_provider_in_name_order() -> None:
+    """buildTCP: per provider, sorted: a gRPC provider's shadow RBAC and network ext_authz, nothing for an
+    HTTP provider, a DENY RBAC filter for one that cannot be used."""
+    from isthmus.xds.gen import authz
+
+    snap = snapshot(
+        PROVIDERS,
+        policy("grpc-authz", name="grpc", rules="[{}]"),
+        policy("http-authz", name="http", rules="[{}]"),
+        policy("missing", name="gone", rules="[{}]"),
+    )
+    filters = authz.inbound_network_filters(snap, sidecar())
+    assert [f.name for f in filters] == [
+        "envoy.filters.network.rbac",
+        "envoy.filters.network.ext_authz",
+        "envoy.filters.network.rbac",
+    ]
+    from envoy.extensions.filters.network.ext_authz.v3 import ext_authz_pb2 as network_ext
+    from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as network_rbac
+
+    shadow, check, deny = (network_rbac.RBAC(), network_ext.ExtAuthz(), network_rbac.RBAC())
+    filters[0].typed_config.Unpack(shadow)
+    filters[1].typed_config.Unpack(check)
+    filters[2].typed_config.Unpack(deny)
+    assert list(shadow.shadow_rules.policies) == [
+        "istio-ext-authz-grpc-authz-ns[default]-policy[grpc]-rule[0]"
+    ]
+    assert check.filter_enabled_metadata.filter == "envoy.filters.network.rbac"
+    assert check.filter_enabled_metadata.value.string_match.prefix == "istio-ext-authz-grpc-authz-ns["
+    assert not deny.HasField("shadow_rules")
+    assert list(deny.rules.policies) == [
+        "istio-ext-authz-missing-ns[default]-policy[gone]-rule[0]-deny-due-to-bad-CUSTOM-action"
+    ]

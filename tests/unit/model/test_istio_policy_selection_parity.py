@@ -158,8 +158,10 @@ class Applied:
 
 def _add_route_rbac(applied: Applied, per_filter: dict[str, Any]) -> None:
     for name, config in per_filter.items():
-        if name in _HTTP_FILTERS:
-            applied.http.setdefault(_HTTP_FILTERS[name], set()).update(_policy_names(config["rbac"]))
+        # CUSTOM rules sit under one filter per provider (`envoy.filters.http.rbac.custom.<provider>`).
+        action = "CUSTOM" if name.startswith(authz.CUSTOM_RBAC_FILTER + ".") else _HTTP_FILTERS.get(name)
+        if action is not None:
+            applied.http.setdefault(action, set()).update(_policy_names(config["rbac"]))
 
 
 def _mtls(lst: dict[str, Any]) -> str:

@@ -4,8 +4,9 @@ Follows istiod's `pilot/pkg/security/authz/` (builder.go, model/model.go, model/
 policy per rule named `ns[<ns>]-policy[<name>]-rule[<i>]`; `from` entries ORed into principals, `to`
 entries ORed into permissions, fields inside one entry ANDed, values of a field ORed, `not*` fields
 negated, `when` conditions ANDed to every principal (source keys) or permission (the others). Filters:
-jwt_authn, then CUSTOM (an RBAC filter in shadow mode marking the requests its rules match, then
-ext_authz enabled by that mark: builder/extauthz.go), AUDIT (RBAC action LOG), DENY, ALLOW; no ALLOW
+jwt_authn, then CUSTOM (per provider, sorted by name, an RBAC filter in shadow mode marking the requests
+its rules match, then that provider's ext_authz enabled by that mark: builder.go, extauthz.go; the rules
+of a provider that cannot be used deny instead), AUDIT (RBAC action LOG), DENY, ALLOW; no ALLOW
 policy means no ALLOW filter. On TCP chains an HTTP-only field (and anywhere a value istiod's generators
 reject, such as a malformed header or claim key) makes an ALLOW rule never match and is dropped from
 DENY/AUDIT/CUSTOM rules.
@@ -604,12 +605,16 @@ class _Rbac:
 _TRUE = ("1", "t", "T", "TRUE", "true", "True")
 
 
-def build_rbac(policies: Sequence[Config], action: str, *, tcp: bool, trust: TrustDomains) -> _Rbac | None:
+def build_rbac(
+    policies: Sequence[Config], action: str, *, tcp: bool, trust: TrustDomains, provider: str = ""
+) -> _Rbac | None:
+    """The RBAC rules of the `action` policies among `policies`. CUSTOM rules are named after their
+    `provider` (`istio-ext-authz-<provider>-ns[..]...`), the mark its ext_authz filter is enabled by."""
     chosen = [c for c in policies if (c.spec.action or "ALLOW") == action]
     if not chosen:
         return None
     out = _Rbac(rbac_pb2.RBAC(action=_ACTIONS[action]), rbac_pb2.RBAC(action=_ACTIONS[action]), False, False)
-    prefix = f"{ext_authz.MATCH_PREFIX}-" if action == "CUSTOM" else ""
+    prefix = ext_authz.rule_prefix(provider) if action == "CUSTOM" else ""
     for cfg in chosen:
         dry_run = (cfg.metadata.annotations or {}).get(DRY_RUN, "") in _TRUE
         target = out.shadow if dry_run else out.rules
@@ -798,16 +803,23 @@ def _http_rbac(built: _Rbac, shadow_prefix: str) -> http_rbac.RBAC:
     return config
 
 
-# CUSTOM policies: an RBAC filter in shadow mode marks the requests their rules match (rules per route,
-# like the others), then ext_authz asks the provider about those. Present only where CUSTOM policies apply.
-CUSTOM_RBAC_FILTER = "envoy.filters.http.rbac.custom"
-_BAD_CUSTOM = "default-deny-all-due-to-bad-CUSTOM-action"
+# CUSTOM policies (istio#58082, as istiod with PILOT_ENABLE_MULTIPLE_CUSTOM_AUTHZ_PROVIDERS): per provider,
+# sorted by name, an RBAC filter in shadow mode marks the requests its rules match (rules per route, like
+# the others), then that provider's ext_authz asks about those. Policies naming a provider that cannot be
+# used deny the requests their rules match, in an RBAC filter of their own placed first. Present only
+# where ext_authz providers are defined or CUSTOM policies apply.
+CUSTOM_RBAC_FILTER = naming.CUSTOM_RBAC_FILTER
 
 
 @dataclass(frozen=True)
 class _Custom:
-    policies: list[Config]
-    provider: ext_authz.Provider | None  # None: the provider cannot be used, every request is denied
+    # The CUSTOM policies in force, by the provider they name, sorted by provider name.
+    by_provider: dict[str, list[Config]]
+    # The providers that can be used; the others deny what their policies' rules match.
+    usable: dict[str, ext_authz.Provider]
+
+    def bad(self) -> list[str]:
+        return [name for name in self.by_provider if name not in self.usable]
 
 
 def _custom(snapshot: Snapshot, proxy: Proxy) -> _Custom | None:
@@ -819,43 +831,88 @@ def _build_custom(snapshot: Snapshot, proxy: Proxy) -> _Custom | None:
     policies = [c for c in policies_for(snapshot, "AuthorizationPolicy", proxy) if c.spec.action == "CUSTOM"]
     if not policies:
         return None
-    names = [c.spec.provider.name if c.spec.provider is not None else "" for c in policies]
-    try:
-        return _Custom(policies, ext_authz.provider_for(snapshot, names))
-    except ext_authz.ProviderError as exc:
-        # istiod denies everything rather than letting requests through unchecked; say so in status.
-        snapshot.generation_errors.setdefault(
-            "AuthorizationPolicy CUSTOM " + ", ".join(f"{c.namespace}/{c.name}" for c in policies),
-            f"failed to process CUSTOM action, every request is denied: {exc}",
-        )
-        return _Custom(policies, None)
+    grouped: dict[str, list[Config]] = {}
+    for cfg in policies:
+        grouped.setdefault(cfg.spec.provider.name if cfg.spec.provider is not None else "", []).append(cfg)
+    by_provider = {name: grouped[name] for name in sorted(grouped)}
+    usable: dict[str, ext_authz.Provider] = {}
+    for name, configs in by_provider.items():
+        try:
+            usable[name] = ext_authz.provider_for(snapshot, name)
+        except ext_authz.ProviderError as exc:
+            # istiod fails closed for this provider only: what its rules match is denied, the other
+            # providers keep working. Say so in status.
+            snapshot.generation_errors.setdefault(
+                "AuthorizationPolicy CUSTOM " + ", ".join(f"{c.namespace}/{c.name}" for c in configs),
+                f"failed to process CUSTOM action for provider {name!r}, the requests its rules match are "
+                f"denied: {exc}",
+            )
+    return _Custom(by_provider, usable)
 
 
-def _deny_all() -> rbac_pb2.RBAC:
+def _bad_provider_rules(
+    custom: _Custom, names: Sequence[str], *, tcp: bool, trust: TrustDomains
+) -> rbac_pb2.RBAC | None:
+    """The enforced rules of the policies naming the unusable providers `names`, as DENY rules (istiod's
+    getBadCustomDenyRules: each name gets BAD_PROVIDER_SUFFIX); None when there are none."""
     deny = rbac_pb2.RBAC(action=rbac_pb2.RBAC.DENY)
-    deny.policies[_BAD_CUSTOM].permissions.add(any=True)
-    deny.policies[_BAD_CUSTOM].principals.add(any=True)
-    return deny
+    found = False
+    for name in names:
+        built = build_rbac(custom.by_provider[name], "CUSTOM", tcp=tcp, trust=trust, provider=name)
+        if built is None or not built.has_rules:
+            continue
+        found = True
+        for rule, policy in built.rules.policies.items():
+            deny.policies[rule + ext_authz.BAD_PROVIDER_SUFFIX].CopyFrom(policy)
+    return deny if found else None
+
+
+def _marking_rules(custom: _Custom, name: str, *, tcp: bool, trust: TrustDomains) -> rbac_pb2.RBAC | None:
+    """A usable provider's CUSTOM rules, for its RBAC filter's shadow mode; None when none. (Validation
+    rejects istio.io/dry-run on CUSTOM policies, as istiod's does: every CUSTOM rule is enforced.)"""
+    built = build_rbac(custom.by_provider[name], "CUSTOM", tcp=tcp, trust=trust, provider=name)
+    if built is None or not built.has_rules:
+        return None
+    return built.rules
 
 
 def _ext_authz_filters(snapshot: Snapshot, proxy: Proxy) -> list[hcm.HttpFilter]:
     """Where the mesh defines ext_authz providers (or a CUSTOM policy applies), every HCM carries the
-    CUSTOM RBAC filter and ext_authz, its config over ECDS and inert until a CUSTOM policy applies: so
-    CUSTOM policy changes reach open connections and never replace a listener, like the others."""
-    if not ext_authz.providers_defined(snapshot) and _custom(snapshot, proxy) is None:
+    CUSTOM deny filter, then per defined provider (sorted) its marking RBAC filter and its ext_authz, the
+    config over ECDS and inert until a CUSTOM policy uses the provider. The filters depend on the mesh's
+    providers only, not on the policies: CUSTOM policy changes reach open connections and never replace
+    a listener, like the others."""
+    providers = ext_authz.defined_providers(snapshot)
+    if not providers and _custom(snapshot, proxy) is None:
         return []
-    f = hcm.HttpFilter(name=naming.EXT_AUTHZ_EXTENSION)
-    discovery = f.config_discovery
-    discovery.config_source.CopyFrom(p.ads_config_source())
-    discovery.default_config.CopyFrom(p.pack(ext_authz.inert()))
-    discovery.type_urls.append(ext_authz.TYPE_URL)
-    return [hcm.HttpFilter(name=CUSTOM_RBAC_FILTER, typed_config=p.pack(http_rbac.RBAC())), f]
+    out = [hcm.HttpFilter(name=CUSTOM_RBAC_FILTER, typed_config=p.pack(http_rbac.RBAC()))]
+    for name in providers:
+        f = hcm.HttpFilter(name=naming.ext_authz_extension(name))
+        discovery = f.config_discovery
+        discovery.config_source.CopyFrom(p.ads_config_source())
+        discovery.default_config.CopyFrom(p.pack(ext_authz.inert()))
+        discovery.type_urls.append(ext_authz.TYPE_URL)
+        out += [
+            hcm.HttpFilter(name=naming.custom_rbac_filter(name), typed_config=p.pack(http_rbac.RBAC())),
+            f,
+        ]
+    return out
 
 
-def ext_authz_extension(snapshot: Snapshot, proxy: Proxy) -> extension_pb2.TypedExtensionConfig:
+def ext_authz_extensions(snapshot: Snapshot, proxy: Proxy) -> list[extension_pb2.TypedExtensionConfig]:
+    """The ECDS config of every provider's ext_authz filter: the provider's own where a CUSTOM policy in
+    force names it and it can be used, else inert."""
     custom = _custom(snapshot, proxy)
-    config = custom.provider.http if custom is not None and custom.provider is not None else ext_authz.inert()
-    return extension_pb2.TypedExtensionConfig(name=naming.EXT_AUTHZ_EXTENSION, typed_config=p.pack(config))
+    out = []
+    for name in ext_authz.defined_providers(snapshot):
+        used = custom.usable.get(name) if custom is not None else None
+        config = used.http if used is not None else ext_authz.inert()
+        out.append(
+            extension_pb2.TypedExtensionConfig(
+                name=naming.ext_authz_extension(name), typed_config=p.pack(config)
+            )
+        )
+    return out
 
 
 def inbound_http_filters(snapshot: Snapshot, proxy: Proxy) -> list[hcm.HttpFilter]:
@@ -865,17 +922,26 @@ def inbound_http_filters(snapshot: Snapshot, proxy: Proxy) -> list[hcm.HttpFilte
     return out
 
 
-def _custom_per_route(snapshot: Snapshot, proxy: Proxy) -> http_rbac.RBAC | None:
+def _custom_per_route(snapshot: Snapshot, proxy: Proxy) -> dict[str, http_rbac.RBAC]:
+    """The CUSTOM filters' rules on this proxy, by filter name."""
     custom = _custom(snapshot, proxy)
     if custom is None:
-        return None
-    if custom.provider is None:
-        return http_rbac.RBAC(rules=_deny_all())
-    built = build_rbac(custom.policies, "CUSTOM", tcp=False, trust=TrustDomains.of(snapshot))
-    # Dry-run CUSTOM policies are not evaluated at all (istiod uses only the enforced rules here).
-    if built is None or not built.has_rules:
-        return None
-    return http_rbac.RBAC(shadow_rules=built.rules, shadow_rules_stat_prefix=ext_authz.STAT_PREFIX)
+        return {}
+    trust = TrustDomains.of(snapshot)
+    out: dict[str, http_rbac.RBAC] = {}
+    # One filter for every unusable provider, ahead of the others: istiod puts each at its provider's
+    # place in the order, which only changes whether a usable provider is also asked about a request
+    # that is denied anyway; a fixed filter keeps listeners independent of the policies.
+    deny = _bad_provider_rules(custom, custom.bad(), tcp=False, trust=trust)
+    if deny is not None:
+        out[CUSTOM_RBAC_FILTER] = http_rbac.RBAC(rules=deny)
+    for name in custom.usable:
+        marks = _marking_rules(custom, name, tcp=False, trust=trust)
+        if marks is not None:
+            out[naming.custom_rbac_filter(name)] = http_rbac.RBAC(
+                shadow_rules=marks, shadow_rules_stat_prefix=ext_authz.STAT_PREFIX
+            )
+    return out
 
 
 def rbac_per_route(snapshot: Snapshot, proxy: Proxy) -> dict[str, Any]:
@@ -883,9 +949,8 @@ def rbac_per_route(snapshot: Snapshot, proxy: Proxy) -> dict[str, Any]:
     policies = policies_for(snapshot, "AuthorizationPolicy", proxy)
     trust = TrustDomains.of(snapshot)
     out: dict[str, Any] = {}
-    custom = _custom_per_route(snapshot, proxy)
-    if custom is not None:
-        out[CUSTOM_RBAC_FILTER] = p.pack(http_rbac.RBACPerRoute(rbac=custom))
+    for name, config in _custom_per_route(snapshot, proxy).items():
+        out[name] = p.pack(http_rbac.RBACPerRoute(rbac=config))
     for action, name, prefix in RBAC_FILTERS:
         built = build_rbac(policies, action, tcp=False, trust=trust)
         if built is not None:
@@ -894,26 +959,35 @@ def rbac_per_route(snapshot: Snapshot, proxy: Proxy) -> dict[str, Any]:
 
 
 def _custom_network_filters(snapshot: Snapshot, proxy: Proxy) -> list[listener_components_pb2.Filter]:
+    """istiod's buildTCP for CUSTOM: per provider, sorted by name, either a network RBAC filter denying
+    its rules (a provider that cannot be used) or, for a gRPC provider, a shadow RBAC filter marking its
+    rules' connections and its network ext_authz; an HTTP provider does not apply to TCP traffic."""
     custom = _custom(snapshot, proxy)
     if custom is None:
         return []
-    if custom.provider is None:
-        config = network_rbac.RBAC(stat_prefix="tcp.", rules=_deny_all())
-        return [listener_components_pb2.Filter(name=RBAC_NETWORK, typed_config=p.pack(config))]
-    if custom.provider.tcp is None:
-        return []  # an HTTP provider does not apply to TCP traffic (istiod ignores it there)
-    built = build_rbac(custom.policies, "CUSTOM", tcp=True, trust=TrustDomains.of(snapshot))
-    if built is None or not built.has_rules:
-        return []
-    config = network_rbac.RBAC(
-        stat_prefix="tcp.", shadow_rules=built.rules, shadow_rules_stat_prefix=ext_authz.STAT_PREFIX
-    )
-    return [
-        listener_components_pb2.Filter(name=RBAC_NETWORK, typed_config=p.pack(config)),
-        listener_components_pb2.Filter(
-            name=ext_authz.NETWORK_FILTER, typed_config=p.pack(custom.provider.tcp)
-        ),
-    ]
+    trust = TrustDomains.of(snapshot)
+    out: list[listener_components_pb2.Filter] = []
+    for name in custom.by_provider:
+        provider = custom.usable.get(name)
+        if provider is None:
+            deny = _bad_provider_rules(custom, [name], tcp=True, trust=trust)
+            if deny is not None:
+                config = network_rbac.RBAC(stat_prefix="tcp.", rules=deny)
+                out.append(listener_components_pb2.Filter(name=RBAC_NETWORK, typed_config=p.pack(config)))
+            continue
+        if provider.tcp is None:
+            continue  # istiod ignores an HTTP provider on TCP filter chains
+        marks = _marking_rules(custom, name, tcp=True, trust=trust)
+        if marks is None:
+            continue
+        config = network_rbac.RBAC(
+            stat_prefix="tcp.", shadow_rules=marks, shadow_rules_stat_prefix=ext_authz.STAT_PREFIX
+        )
+        out += [
+            listener_components_pb2.Filter(name=RBAC_NETWORK, typed_config=p.pack(config)),
+            listener_components_pb2.Filter(name=ext_authz.NETWORK_FILTER, typed_config=p.pack(provider.tcp)),
+        ]
+    return out
 
 
 def inbound_network_filters(snapshot: Snapshot, proxy: Proxy) -> list[listener_components_pb2.Filter]:

@@ -1,9 +1,13 @@
 """CUSTOM AuthorizationPolicy providers: MeshConfig `extensionProviders` envoyExtAuthzHttp / envoyExtAuthzGrpc
 as Envoy ext_authz filters, following istiod's `pilot/pkg/security/authz/builder/extauthz.go`.
 
-The filter is enabled per request by dynamic metadata: the CUSTOM rules run first in an RBAC filter in
-shadow mode (stat prefix `istio_ext_authz_`), whose matched rule name starts with `istio-ext-authz`; only
-those requests (or connections) are sent to the provider.
+Several providers may serve one workload (istio#58082): each provider gets its own pair of filters, an RBAC
+filter in shadow mode holding the CUSTOM rules that name it (stat prefix `istio_ext_authz_`, rules named
+`istio-ext-authz-<provider>-ns[..]-policy[..]-rule[i]`) and an ext_authz filter enabled by dynamic metadata
+only when the effective shadow policy id carries that provider's prefix. All those RBAC filters write one
+metadata key, and a mark stays there for the filters after it: the provider's own prefix keeps a later
+pair from taking an earlier pair's mark as its own. So a request several providers' rules match is sent
+to each of them in turn, and passes only if all allow it.
 """
 
 from __future__ import annotations
@@ -32,8 +36,13 @@ RBAC_NETWORK_METADATA = "envoy.filters.network.rbac"
 DEFAULT_TIMEOUT_S = 600.0
 
 
+# Appended to a CUSTOM rule's name when its provider cannot be used and the rule denies instead (istiod's
+# badCustomActionSuffix): the name in `rbac_access_denied_matched_policy[...]` says why.
+BAD_PROVIDER_SUFFIX = "-deny-due-to-bad-CUSTOM-action"
+
+
 class ProviderError(ValueError):
-    """The CUSTOM policies of a workload cannot be enforced: istiod then denies every request."""
+    """A CUSTOM provider cannot be used: istiod then denies the requests its policies' rules match."""
 
 
 @dataclass(frozen=True)
@@ -43,12 +52,33 @@ class Provider:
     tcp: network_ext.ExtAuthz | None  # gRPC providers only: an HTTP provider does not apply to TCP
 
 
-def providers_defined(snapshot: Snapshot) -> bool:
+def defined_providers(snapshot: Snapshot) -> list[str]:
+    """The names of the mesh's ext_authz providers, sorted: the order their filters run in, as istiod
+    orders the providers of a workload (it sorts their names)."""
     spec = snapshot.mesh.spec
-    return any(
-        prov.kind in ("envoy_ext_authz_http", "envoy_ext_authz_grpc")
-        for prov in (getattr(spec, "extension_providers", None) or [])
+    return sorted(
+        {
+            prov.name
+            for prov in (getattr(spec, "extension_providers", None) or [])
+            if prov.kind in ("envoy_ext_authz_http", "envoy_ext_authz_grpc") and prov.name
+        }
     )
+
+
+def providers_defined(snapshot: Snapshot) -> bool:
+    return bool(defined_providers(snapshot))
+
+
+def rule_prefix(provider: str) -> str:
+    """What a CUSTOM rule's RBAC policy name starts with (istiod's policyName with a provider)."""
+    return f"{MATCH_PREFIX}-{provider}-" if provider else f"{MATCH_PREFIX}-"
+
+
+def enabled_prefix(provider: str) -> str:
+    """The shadow policy id prefix that enables this provider's ext_authz. istiod matches
+    `istio-ext-authz-<provider>`; the `-ns[` that always follows is kept too, so that provider `a` is not
+    enabled by a rule of provider `a-b` (both marks live under the same metadata key)."""
+    return rule_prefix(provider) + "ns["
 
 
 def inert() -> http_ext.ExtAuthz:
@@ -68,15 +98,12 @@ def inert() -> http_ext.ExtAuthz:
     return config
 
 
-def provider_for(snapshot: Snapshot, names: list[str]) -> Provider:
-    """The one provider the CUSTOM policies of a workload name (istiod's getExtAuthz)."""
-    if not names:
+def provider_for(snapshot: Snapshot, name: str) -> Provider:
+    """The provider CUSTOM policies name (istiod's getExtAuthz for one provider), its filters enabled by
+    that provider's marks only."""
+    if not name:
         raise ProviderError("no provider specified in authorization policy")
-    if len(set(names)) > 1:
-        raise ProviderError(
-            f"only 1 provider can be used per workload, found multiple providers: {sorted(set(names))}"
-        )
-    result = snapshot.memo(("ext_authz_provider", names[0]), lambda: _build(snapshot, names[0]))
+    result = snapshot.memo(("ext_authz_provider", name), lambda: _build(snapshot, name))
     if isinstance(result, str):
         raise ProviderError(result)
     return result
@@ -156,10 +183,12 @@ def _headers(field: str, values: list[str]) -> string_pb2.ListStringMatcher | No
     return out
 
 
-def _enabled_by(rbac_metadata: str) -> metadata_pb2.MetadataMatcher:
+def _enabled_by(rbac_metadata: str, provider: str | None = None) -> metadata_pb2.MetadataMatcher:
+    """Where the RBAC filters (HTTP or network) put the id of the CUSTOM rule that matched: any CUSTOM
+    rule when `provider` is None (the inert config), else only that provider's rules."""
     m = metadata_pb2.MetadataMatcher(filter=rbac_metadata)
     m.path.add(key=STAT_PREFIX + "shadow_effective_policy_id")
-    m.value.string_match.prefix = MATCH_PREFIX
+    m.value.string_match.prefix = MATCH_PREFIX if provider is None else enabled_prefix(provider)
     return m
 
 
@@ -174,11 +203,11 @@ def _body(body: Any) -> http_ext.BufferSettings | None:
     )
 
 
-def _common(body: Any) -> http_ext.ExtAuthz:
+def _common(name: str, body: Any) -> http_ext.ExtAuthz:
     config = http_ext.ExtAuthz(
         failure_mode_allow=bool(body.fail_open),
         transport_api_version=config_source_pb2.V3,
-        filter_enabled_metadata=_enabled_by(RBAC_HTTP_METADATA),
+        filter_enabled_metadata=_enabled_by(RBAC_HTTP_METADATA, name),
     )
     status = _status(body.status_on_error)
     if status is not None:
@@ -199,7 +228,7 @@ def _http_provider(snapshot: Snapshot, name: str, body: Any) -> Provider:
     hostname, cluster = lookup_cluster(snapshot, body.service, _port(body))
     if body.path_prefix and not body.path_prefix.startswith("/"):
         raise ProviderError(f"pathPrefix must begin with `/`, found: {body.path_prefix!r}")
-    config = _common(body)
+    config = _common(name, body)
     service = config.http_service
     service.path_prefix = body.path_prefix or ""
     service.server_uri.CopyFrom(
@@ -240,16 +269,24 @@ def _grpc_provider(snapshot: Snapshot, name: str, body: Any) -> Provider:
         ),
         timeout=_timeout(body),
     )
-    config = _common(body)
+    config = _common(name, body)
     config.grpc_service.CopyFrom(grpc)
     tcp = network_ext.ExtAuthz(
         stat_prefix="tcp.",
         failure_mode_allow=bool(body.fail_open),
         transport_api_version=config_source_pb2.V3,
         grpc_service=grpc,
-        filter_enabled_metadata=_enabled_by(RBAC_NETWORK_METADATA),
+        filter_enabled_metadata=_enabled_by(RBAC_NETWORK_METADATA, name),
     )
     return Provider(name, config, tcp)
 
 
-__all__ = ["Provider", "ProviderError", "lookup_cluster", "provider_for"]
+__all__ = [
+    "Provider",
+    "ProviderError",
+    "defined_providers",
+    "enabled_prefix",
+    "lookup_cluster",
+    "provider_for",
+    "rule_prefix",
+]

@@ -106,7 +106,7 @@ class MeshGenerator:
             ecds = snapshot.memo(
                 ("ecds", key),
                 lambda: _pack_all(
-                    [authz.jwt_extension(snapshot, proxy), authz.ext_authz_extension(snapshot, proxy)]
+                    [authz.jwt_extension(snapshot, proxy), *authz.ext_authz_extensions(snapshot, proxy)]
                 ),
             )
             return {name: ecds[name] for name in watched or () if name in ecds}

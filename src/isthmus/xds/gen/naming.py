@@ -23,6 +23,20 @@ VIRTUAL_HOST_TYPE = TYPE_PREFIX + "envoy.config.route.v3.VirtualHost"
 # The ECDS resource holding a proxy's jwt_authn config (RequestAuthentication).
 JWT_EXTENSION = "envoy.filters.http.jwt_authn"  # an ECDS resource is named after its filter
 EXT_AUTHZ_EXTENSION = "envoy.filters.http.ext_authz"
+# CUSTOM policies: the RBAC filter denying the rules of providers that cannot be used, then per provider
+# an RBAC filter marking its rules' requests and the ext_authz filter (over ECDS) they enable.
+CUSTOM_RBAC_FILTER = "envoy.filters.http.rbac.custom"
+
+
+def ext_authz_extension(provider: str) -> str:
+    """The ext_authz filter (and its ECDS resource) of one CUSTOM provider: one per provider, so that
+    several providers can serve one workload."""
+    return f"{EXT_AUTHZ_EXTENSION}.{provider}"
+
+
+def custom_rbac_filter(provider: str) -> str:
+    """The RBAC filter marking the requests one CUSTOM provider is asked about (its per-route key)."""
+    return f"{CUSTOM_RBAC_FILTER}.{provider}"
 
 
 def outbound_cluster(port: int, subset: str, host: str) -> str:
