@@ -33,9 +33,13 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from isthmus.security.sds import BUILTIN_PREFIX, CACERT_SUFFIX, KUBERNETES_PREFIX, kubernetes_secret_name
-
-KUBERNETES_GATEWAY_PREFIX = "kubernetes-gateway://"
+from isthmus.security.sds import (
+    BUILTIN_PREFIX,
+    CACERT_SUFFIX,
+    KUBERNETES_GATEWAY_PREFIX,
+    KUBERNETES_PREFIX,
+    kubernetes_secret_name,
+)
 
 # Secret keys (pilot/pkg/credentials/kube): generic Secrets, then kubernetes.io/tls ones.
 GENERIC_CERT, GENERIC_KEY, GENERIC_CA, GENERIC_CRL = "cert", "key", "cacert", "crl"

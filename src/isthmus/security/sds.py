@@ -82,7 +82,8 @@ def parse_file_secret(name: str) -> FileSecret | None:
 # credentialName types istiod keeps as written (credentials.ToResourceName); any other name is a Secret's.
 CONFIGMAP_PREFIX = "configmap://"
 BUILTIN_PREFIX = "builtin://"
-_TYPED_CREDENTIAL_PREFIXES = (KUBERNETES_PREFIX, CONFIGMAP_PREFIX, "kubernetes-gateway://")
+KUBERNETES_GATEWAY_PREFIX = "kubernetes-gateway://"  # Gateway API's credential names
+_TYPED_CREDENTIAL_PREFIXES = (KUBERNETES_PREFIX, CONFIGMAP_PREFIX, KUBERNETES_GATEWAY_PREFIX)
 
 
 def kubernetes_secret_name(credential_name: str) -> str:

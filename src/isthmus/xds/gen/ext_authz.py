@@ -65,10 +65,6 @@ def defined_providers(snapshot: Snapshot) -> list[str]:
     )
 
 
-def providers_defined(snapshot: Snapshot) -> bool:
-    return bool(defined_providers(snapshot))
-
-
 def rule_prefix(provider: str) -> str:
     """What a CUSTOM rule's RBAC policy name starts with (istiod's policyName with a provider)."""
     return f"{MATCH_PREFIX}-{provider}-" if provider else f"{MATCH_PREFIX}-"
