@@ -160,17 +160,12 @@ def _locality_field(where: str) -> bytes:
 
 
 def _lb_endpoint_bytes(
-    snapshot: Snapshot,
-    ep: Endpoint,
-    metadata: dict[tuple[str, bool, str], bytes],
-    pods: bool,
-    peer_authn: bool = True,
+    snapshot: Snapshot, ep: Endpoint, metadata: dict[tuple[str, bool, str], bytes], pods: bool
 ) -> bytes:
     """The LbEndpoint: address, HEALTHY, weight, `istio.workload` metadata, tlsMode for mTLS endpoints,
     the pod's name with `pods` (the metadata, the same for all instances of a workload but for the pod,
-    from `metadata`). Without `peer_authn` (the snapshot has no PeerAuthentication), every endpoint with
-    a sidecar is mTLS, as tls.endpoint_mtls_enabled says, without asking it for each one."""
-    mtls = ep.sidecar and (not peer_authn or tls.endpoint_mtls_enabled(snapshot, ep))
+    from `metadata`)."""
+    mtls = tls.endpoint_mtls_enabled(snapshot, ep)
     key = (_workload_metadata(ep), mtls, ep.instance if pods else "")
     md = metadata.get(key)
     if md is None:
@@ -203,7 +198,6 @@ def _groups_bytes(snapshot: Snapshot, groups: Iterable[Group], pods: bool = Fals
     # Kept as whole `lb_endpoints` fields (tag and length included), ready to join.
     built: dict[int, bytes] = snapshot.memo(("lb_endpoint_field_bytes", pods), dict)
     metadata: dict[tuple[str, bool, str], bytes] = snapshot.memo(("lb_endpoint_metadata_bytes",), dict)
-    peer_authn = bool(snapshot.configs.get("PeerAuthentication"))
     out = []
     for where, eps, weight, priority, drained in groups:
         group = [_locality_field(where)] if where else []
@@ -212,9 +206,7 @@ def _groups_bytes(snapshot: Snapshot, groups: Iterable[Group], pods: bool = Fals
             for ep in eps:
                 lb = built.get(id(ep))
                 if lb is None:
-                    lb = built[id(ep)] = _ld(
-                        _T_GROUP_LB, _lb_endpoint_bytes(snapshot, ep, metadata, pods, peer_authn)
-                    )
+                    lb = built[id(ep)] = _ld(_T_GROUP_LB, _lb_endpoint_bytes(snapshot, ep, metadata, pods))
                 group.append(lb)
                 total += ep.weight
         group.append(_ld(_T_GROUP_WEIGHT, _T_UINT32 + _varint(total if weight is None else weight)))
