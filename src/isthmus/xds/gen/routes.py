@@ -1140,7 +1140,7 @@ class _DefaultVHost:
     all: list[str]  # service_domains
     alts: frozenset[str]
     with_port: list[str]  # those with `:port` (a non-80 port's vhost has only these)
-    lowered: frozenset[str]  # the vhost's domains lower-cased, when distinct (else empty)
+    lowered: frozenset[str]  # the vhost's domains lower-cased (distinct: `_first_of_each`)
     # All domains kept, by (id(hash), id(an auto port's DestinationRule)).
     encoded: dict[tuple[int | None, int | None], bytes] = field(default_factory=dict)
 
@@ -1182,8 +1182,6 @@ def _default_vhost(ctx: RouteContext, svc: Service, port: int) -> _DefaultVHost:
         # Envoy refuses a repeated domain in a route table or VHDS virtual host (istiod's dedupeDomains).
         domains = _first_of_each(domains)
         with_port = [d for d in domains if ":" in d]
-        lowered = [d.lower() for d in (domains if port == 80 else with_port)]
-        distinct = frozenset(lowered)
         found = cache[key] = _DefaultVHost(
             port=port,
             name=naming.vhost_name(svc.hostname, port),
@@ -1191,7 +1189,7 @@ def _default_vhost(ctx: RouteContext, svc: Service, port: int) -> _DefaultVHost:
             all=domains,
             alts=frozenset(alts),
             with_port=with_port,
-            lowered=distinct if len(distinct) == len(lowered) else frozenset(),
+            lowered=frozenset(d.lower() for d in (domains if port == 80 else with_port)),
         )
     return found
 
