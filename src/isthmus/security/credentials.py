@@ -33,6 +33,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from isthmus.registry.build import labels_match
 from isthmus.security.sds import (
     BUILTIN_PREFIX,
     CACERT_SUFFIX,
@@ -177,8 +178,7 @@ def verified_references(
     it (`credential`); ReferenceGrants, which widen it across namespaces, are Gateway API's."""
     out: set[str] = set()
     for gw in gateways:
-        selector = gw.spec.selector or {}
-        if gw.namespace != proxy_namespace or any(proxy_labels.get(k) != v for k, v in selector.items()):
+        if gw.namespace != proxy_namespace or not labels_match(gw.spec.selector, proxy_labels):
             continue
         for server in gw.spec.servers or ():
             tls = server.tls
