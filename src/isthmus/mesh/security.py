@@ -43,6 +43,9 @@ class PodIdentity:
     # Credentials its namespace has but that could not be served (bad PEM, key not matching), with why:
     # what `waiting` reports for them instead of "no Secret".
     rejected: dict[str, str] = field(default_factory=dict)
+    # What each credential held when last handed to the agent (served or refused): a sync leaves those
+    # unchanged alone, rather than parsing every certificate and key again on each Secret/Gateway change.
+    handed: dict[str, Any] = field(default_factory=dict)
 
 
 def workload_key_type(ecc_signature_algorithm: str | None) -> KeyType:
@@ -155,8 +158,17 @@ class MeshSecurity:
         if ident.gateway_labels is not None:
             verified = verified_references(gateways, ident.namespace, ident.gateway_labels)
         wanted: set[str] = set()
-        ident.rejected.clear()
-        for name, info in servable_credentials(data, ident.namespace, verified).items():
+        servable = servable_credentials(data, ident.namespace, verified)
+        for gone in set(ident.handed) - set(servable):
+            ident.handed.pop(gone)
+            ident.rejected.pop(gone, None)
+        for name, info in servable.items():
+            if ident.handed.get(name) == info:
+                if name not in ident.rejected:
+                    wanted.add(name)
+                continue
+            ident.handed[name] = info
+            ident.rejected.pop(name, None)
             if info.is_ca:
                 self._serve(ident, wanted, name, ident.agent.add_root, info.cert, info.crl)
             else:

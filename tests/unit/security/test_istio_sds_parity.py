@@ -415,6 +415,41 @@ def test_runner_hands_the_agent_what_istiod_would_serve() -> None:
     ]
 
 
+def test_a_sync_hands_the_agent_only_what_changed() -> None:
+    """Secrets and Gateways change often; each certificate is parsed (and checked against its key) by the
+    agent when handed over, so an unchanged credential is not handed again; a changed one is."""
+
+    class Counting(_FakeAgent):
+        def __init__(self) -> None:
+            super().__init__()
+            self.handed: list[str] = []
+
+        def add_secret(self, name: str, *args: Any) -> None:
+            self.handed.append(name)
+            super().add_secret(name, *args)
+
+        def add_root(self, name: str, *args: Any) -> None:
+            self.handed.append(name)
+            super().add_root(name, *args)
+
+    agent = Counting()
+    ident = PodIdentity(agent=agent, client=None, pod="gw-0", namespace=NS)  # type: ignore[arg-type]
+    security = object.__new__(MeshSecurity)
+    security._sync_secrets(ident, _secrets_yaml(NS))
+    first, served = len(agent.handed), dict(agent.served)
+    assert first == 8
+    security._sync_secrets(ident, _secrets_yaml(NS))
+    assert len(agent.handed) == first and agent.served == served
+    changed = [s for s in _secrets_yaml(NS) if s.name != "tricky-cacert"]
+    for sec in changed:
+        if sec.name == "gw-cred":
+            sec.spec.string_data["tls.crt"] = "CERT2"
+    security._sync_secrets(ident, changed)
+    assert sorted(agent.handed[first:]) == ["kubernetes://gw-cred", "kubernetes://istio-system/gw-cred"]
+    assert agent.served["kubernetes://gw-cred"] == ("tls", (b"CERT2", b"KEY", b"STAPLE"))
+    assert "kubernetes://tricky-cacert" not in agent.served
+
+
 def test_secret_proto_roundtrip_names() -> None:
     # The agent's Secret carries the resource name it was asked for (toEnvoyTLSSecret(name, ...)).
     msg = secret_pb2.Secret.FromString(
