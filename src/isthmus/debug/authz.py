@@ -19,16 +19,17 @@ from typing import Any
 from isthmus.debug.envoy_config import ProxyConfig, hcm_of_chain, typed_per_filter
 from isthmus.debug.flags import parse_policy_name
 from isthmus.debug.matching import describe_header_matcher, describe_string_match
+from isthmus.xds.gen import naming
 
 HTTP_FILTERS = {
-    "envoy.filters.http.rbac.custom": "CUSTOM",
+    naming.CUSTOM_RBAC_FILTER: "CUSTOM",
     "envoy.filters.http.rbac.audit": "AUDIT",
     "envoy.filters.http.rbac.deny": "DENY",
     "envoy.filters.http.rbac.allow": "ALLOW",
 }
 NETWORK_RBAC = "envoy.filters.network.rbac"
 CUSTOM_PREFIX = "istio-ext-authz-"
-CUSTOM_FILTER = "envoy.filters.http.rbac.custom"
+CUSTOM_FILTER = naming.CUSTOM_RBAC_FILTER
 
 
 def http_filter_action(name: str) -> str | None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from isthmus.xds.gen import naming
+
 
 @dataclass(frozen=True)
 class FlagInfo:
@@ -318,7 +320,7 @@ def rbac_policy(details: str) -> str | None:
 
 
 # What istiod appends to the name of a CUSTOM rule whose provider cannot be used: the rule denies instead.
-BAD_CUSTOM_SUFFIX = "-deny-due-to-bad-CUSTOM-action"
+BAD_CUSTOM_SUFFIX = naming.BAD_CUSTOM_SUFFIX
 
 
 def parse_policy_name(name: str) -> tuple[str, str, int] | None:

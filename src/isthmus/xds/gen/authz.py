@@ -854,7 +854,7 @@ def _bad_provider_rules(
     custom: _Custom, names: Sequence[str], *, tcp: bool, trust: TrustDomains
 ) -> rbac_pb2.RBAC | None:
     """The enforced rules of the policies naming the unusable providers `names`, as DENY rules (istiod's
-    getBadCustomDenyRules: each name gets BAD_PROVIDER_SUFFIX); None when there are none."""
+    getBadCustomDenyRules: each name gets naming.BAD_CUSTOM_SUFFIX); None when there are none."""
     deny = rbac_pb2.RBAC(action=rbac_pb2.RBAC.DENY)
     found = False
     for name in names:
@@ -863,7 +863,7 @@ def _bad_provider_rules(
             continue
         found = True
         for rule, policy in built.rules.policies.items():
-            deny.policies[rule + ext_authz.BAD_PROVIDER_SUFFIX].CopyFrom(policy)
+            deny.policies[rule + naming.BAD_CUSTOM_SUFFIX].CopyFrom(policy)
     return deny if found else None
 
 

@@ -36,11 +36,6 @@ RBAC_NETWORK_METADATA = "envoy.filters.network.rbac"
 DEFAULT_TIMEOUT_S = 600.0
 
 
-# Appended to a CUSTOM rule's name when its provider cannot be used and the rule denies instead (istiod's
-# badCustomActionSuffix): the name in `rbac_access_denied_matched_policy[...]` says why.
-BAD_PROVIDER_SUFFIX = "-deny-due-to-bad-CUSTOM-action"
-
-
 class ProviderError(ValueError):
     """A CUSTOM provider cannot be used: istiod then denies the requests its policies' rules match."""
 

@@ -26,6 +26,9 @@ EXT_AUTHZ_EXTENSION = "envoy.filters.http.ext_authz"
 # CUSTOM policies: the RBAC filter denying the rules of providers that cannot be used, then per provider
 # an RBAC filter marking its rules' requests and the ext_authz filter (over ECDS) they enable.
 CUSTOM_RBAC_FILTER = "envoy.filters.http.rbac.custom"
+# Appended to a CUSTOM rule's name when its provider cannot be used and the rule denies instead (istiod's
+# badCustomActionSuffix): the name in `rbac_access_denied_matched_policy[...]` says why.
+BAD_CUSTOM_SUFFIX = "-deny-due-to-bad-CUSTOM-action"
 
 
 def ext_authz_extension(provider: str) -> str:
