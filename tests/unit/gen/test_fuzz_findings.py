@@ -88,45 +88,33 @@ def jwt_authn(snap: Snapshot) -> dict[str, Any]:
     return config
 
 
-def envoy_validate(tmp_path: Path, http_filter: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    """`envoy --mode validate` on a static listener whose HCM runs `http_filter`: what a NACK would say."""
-    bootstrap = {
-        "static_resources": {
-            "listeners": [
-                {
-                    "name": "l",
-                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": 10000}},
-                    "filter_chains": [
-                        {
-                            "filters": [
-                                {
-                                    "name": "envoy.filters.network.http_connection_manager",
-                                    "typed_config": {
-                                        "@type": "type.googleapis.com/envoy.extensions.filters.network."
-                                        "http_connection_manager.v3.HttpConnectionManager",
-                                        "stat_prefix": "x",
-                                        "route_config": {"name": "r"},
-                                        "http_filters": [
-                                            http_filter,
-                                            {
-                                                "name": "envoy.filters.http.router",
-                                                "typed_config": {
-                                                    "@type": "type.googleapis.com/envoy.extensions.filters."
-                                                    "http.router.v3.Router"
-                                                },
-                                            },
-                                        ],
-                                    },
-                                }
-                            ]
-                        }
-                    ],
-                }
-            ]
-        }
+_ROUTER = {
+    "name": "envoy.filters.http.router",
+    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+}
+
+
+def envoy_validate_hcm(
+    tmp_path: Path, route_config: dict[str, Any], http_filters: list[dict[str, Any]]
+) -> subprocess.CompletedProcess[str]:
+    """`envoy --mode validate` on one static listener whose HCM has this route table and these filters
+    (the router appended): what a NACK of them would say."""
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+        "HttpConnectionManager",
+        "stat_prefix": "x",
+        "route_config": route_config,
+        "http_filters": [*http_filters, _ROUTER],
+    }
+    listener = {
+        "name": "l",
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": 10000}},
+        "filter_chains": [
+            {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
+        ],
     }
     path = tmp_path / "envoy.json"
-    path.write_text(json.dumps(bootstrap))
+    path.write_text(json.dumps({"static_resources": {"listeners": [listener]}}))
     return subprocess.run(
         [str(default_envoy_path()), "--mode", "validate", "-c", str(path), "-l", "critical"],
         capture_output=True,
@@ -134,6 +122,11 @@ def envoy_validate(tmp_path: Path, http_filter: dict[str, Any]) -> subprocess.Co
         timeout=30,
         check=False,
     )
+
+
+def envoy_validate(tmp_path: Path, http_filter: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    """`envoy --mode validate` on a static listener whose HCM runs `http_filter`."""
+    return envoy_validate_hcm(tmp_path, {"name": "r"}, [http_filter])
 
 
 def jwt_filter(jwks_text: str) -> dict[str, Any]:
@@ -384,45 +377,7 @@ UNTRANSLATABLE_ROUTES = {
 def envoy_validate_routes(tmp_path: Path, table: dict[str, Any]) -> subprocess.CompletedProcess[str]:
     """`envoy --mode validate` on the route table inlined into a static HCM (clusters not checked)."""
     table = {k: v for k, v in table.items() if k != "@type"} | {"validate_clusters": False}
-    router = {
-        "name": "envoy.filters.http.router",
-        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
-    }
-    bootstrap = {
-        "static_resources": {
-            "listeners": [
-                {
-                    "name": "l",
-                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": 10000}},
-                    "filter_chains": [
-                        {
-                            "filters": [
-                                {
-                                    "name": "envoy.filters.network.http_connection_manager",
-                                    "typed_config": {
-                                        "@type": "type.googleapis.com/envoy.extensions.filters.network."
-                                        "http_connection_manager.v3.HttpConnectionManager",
-                                        "stat_prefix": "x",
-                                        "route_config": table,
-                                        "http_filters": [router],
-                                    },
-                                }
-                            ]
-                        }
-                    ],
-                }
-            ]
-        }
-    }
-    path = tmp_path / "envoy.json"
-    path.write_text(json.dumps(bootstrap))
-    return subprocess.run(
-        [str(default_envoy_path()), "--mode", "validate", "-c", str(path), "-l", "critical"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    return envoy_validate_hcm(tmp_path, table, [])
 
 
 @pytest.mark.parametrize("case", sorted(UNTRANSLATABLE_ROUTES))
