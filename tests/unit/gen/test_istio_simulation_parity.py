@@ -324,13 +324,14 @@ def _values(chain: dict[str, Any], key: str) -> list[str]:
     return [value] if isinstance(value, str) else value
 
 
-def follow(snap: Snapshot, proxy: Proxy, port: int, protocol: str, tls: str) -> str:
+def follow(snap: Snapshot, proxy: Proxy, port: int, protocol: str, tls: str, alpn: str | None = None) -> str:
     """Where a connection to the pod's `port` goes: `<vhost> <cluster>` through the HTTP connection
-    manager, `<cluster>` through tcp_proxy, or the error that ends it."""
+    manager, `<cluster>` through tcp_proxy, or the error that ends it. A TLS client sends `alpn` when
+    given (istiod's Call.Alpn), else the usual ALPN of its kind."""
     lst = generate(snap, proxy, naming.LISTENER_TYPE)[f"{proxy.ip}_{port}"]
     inspectors = {f["name"] for f in lst.get("listener_filters", [])}
     if tls != "none" and TLS_INSPECTOR in inspectors:
-        transport, alpn = "tls", ALPN.get((tls, protocol))
+        transport, alpn = "tls", alpn if alpn is not None else ALPN.get((tls, protocol))
     else:
         transport = "raw_buffer"
         sniffed = tls == "none" and protocol != "tcp" and HTTP_INSPECTOR in inspectors
