@@ -128,10 +128,11 @@ def rotation_time(
 
     ``issued_at + r * (not_after - issued_at)`` where ``r = ratio ± jitter`` (uniform), clamped to
     [0, 1]. `ratio` is the fraction of the lifetime that may pass before rotating (Istio's
-    ``1 - SECRET_GRACE_PERIOD_RATIO``; both are 0.5 by default).
+    ``1 - SECRET_GRACE_PERIOD_RATIO``; both are 0.5 by default). A ratio of 0 (a grace period ratio
+    of 1) rotates at once, as Istio's rotateTime does (the agent itself refuses it: see SdsAgent).
     """
-    if not 0.0 < ratio <= 1.0:
-        raise ValueError(f"rotation ratio must be in (0, 1], got {ratio}")
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"rotation ratio must be in [0, 1], got {ratio}")
     if jitter < 0:
         raise ValueError("jitter must be >= 0")
     r = ratio + (2.0 * rand() - 1.0) * jitter if jitter else ratio

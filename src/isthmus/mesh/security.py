@@ -57,6 +57,17 @@ def workload_key_type(ecc_signature_algorithm: str | None) -> KeyType:
     return "rsa"
 
 
+def rotation_ratio_from_grace(grace_period_ratio: str | float | None) -> float:
+    """istio-agent's SECRET_GRACE_PERIOD_RATIO (default 0.5) is the fraction of the lifetime left when it
+    rotates (secretcache.go rotateTime: expiry - ratio * lifetime); the agent's `rotation_ratio` is the
+    fraction that has passed, so 1 - ratio: 0.2 rotates 80 % of the way through, not 20 %."""
+    grace = 0.5 if grace_period_ratio is None or grace_period_ratio == "" else float(grace_period_ratio)
+    if not 0.0 <= grace < 1.0:
+        # 1 would rotate continuously; Istio clamps the (jittered) ratio to [0, 1].
+        raise ValueError(f"SECRET_GRACE_PERIOD_RATIO must be in [0, 1), got {grace_period_ratio}")
+    return 1.0 - grace
+
+
 class MeshSecurity:
     def __init__(
         self, state_dir: Path, trust_domain: str, proxy_metadata: dict[str, str] | None = None
@@ -68,7 +79,7 @@ class MeshSecurity:
         meta = proxy_metadata or {}
         # istio-agent's own knobs, from MeshConfig defaultConfig.proxyMetadata.
         self.ttl = dt.timedelta(seconds=to_seconds(meta["SECRET_TTL"])) if meta.get("SECRET_TTL") else None
-        self.rotation_ratio = float(meta.get("SECRET_GRACE_PERIOD_RATIO", 0.5))
+        self.rotation_ratio = rotation_ratio_from_grace(meta.get("SECRET_GRACE_PERIOD_RATIO"))
         self.key_type = workload_key_type(meta.get("ECC_SIGNATURE_ALGORITHM"))
         self.pods: dict[tuple[str, str], PodIdentity] = {}
 

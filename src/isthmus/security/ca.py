@@ -20,17 +20,19 @@ Plug-in CA (Istio's ``cacerts`` secret)
 
 Workload certificates (`CertificateAuthority.sign_csr`)
     The CSR signature is verified; the leaf carries **only** the authorized SPIFFE identity as a
-    (critical) URI SAN and an empty subject, keyUsage digitalSignature + keyEncipherment, extKeyUsage
-    serverAuth + clientAuth, basicConstraints CA:false, a random 159-bit serial, notBefore backdated by
-    Istio's clock-skew grace period (2 minutes) and notAfter = now + TTL (default 24 h, at most
-    ``max_workload_ttl``, and never past the signing certificate's own expiry). A CSR that asks for any
-    other SAN than the authorized identity is refused (`IdentityMismatch`); a CSR without a SAN
-    extension gets the authorized identity (istiod ignores the CSR's SANs altogether). CSR keys must be
-    RSA >= 2048 bits or ECDSA P-256/P-384 (what Envoy accepts).
+    (critical) URI SAN and an empty subject (CN = the identity when the CSR has a CN: Istio's dual
+    use), keyUsage digitalSignature + keyEncipherment, extKeyUsage serverAuth + clientAuth,
+    basicConstraints CA:false, a random 159-bit serial, notBefore backdated by Istio's clock-skew
+    grace period (2 minutes; the root is not backdated, as istiod's) and notAfter = now + TTL
+    (default 24 h; a request above ``max_workload_ttl`` is refused; never past the signing
+    certificate's own expiry). A CSR that asks for any other SAN than the authorized identity is
+    refused (`IdentityMismatch`; a deliberate departure: istiod ignores the CSR's SANs altogether and
+    signs for the caller); a CSR without a SAN extension gets the authorized identity. CSR keys must
+    be RSA >= 2048 bits or ECDSA P-256/P-384 (what Envoy accepts).
 
 Issued chains (`CertBundle`) put the leaf and the intermediates in ``cert_chain_pem`` (no root: a peer
 needs the root in its trust store anyway) and the trust anchors in ``root_cert_pem``;
-`CertBundle.to_istio_chain` gives istiod's wire form (``[leaf, intermediates..., roots]``).
+`CertBundle.to_istio_chain` gives istiod's wire form (``[leaf, intermediates (one element), roots]``).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from isthmus.security.identity import (
     DEFAULT_TRUST_DOMAIN,
     InvalidIdentity,
     SpiffeId,
+    normalize_trust_domain,
     parse_spiffe_id,
 )
 
@@ -124,6 +127,25 @@ def generate_key(key_type: KeyType = "ec", *, rsa_bits: int = 2048) -> PrivateKe
     if key_type == "rsa":
         return rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
     raise ValueError(f"unknown key type {key_type!r} (rsa or ec)")
+
+
+def go_duration(d: dt.timedelta) -> str:
+    """`d` as Go's time.Duration.String() prints it (``3h0m0s``, ``1m30s``, ``2.5s``, ``0s``): istiod's error
+    messages embed durations that way ("requested TTL 3h0m0s is greater than the max allowed TTL 2h0m0s")."""
+    us = d // dt.timedelta(microseconds=1)
+    sign, us = ("-", -us) if us < 0 else ("", us)
+    if us == 0:
+        return "0s"
+    if us < 1_000_000:  # Go switches to ms/µs below one second
+        return f"{sign}{us / 1000:g}ms" if us >= 1000 else f"{sign}{us}µs"
+    hours, rest = divmod(us, 3_600_000_000)
+    minutes, rest = divmod(rest, 60_000_000)
+    secs = f"{rest / 1_000_000:.6f}".rstrip("0").rstrip(".")
+    if hours:
+        return f"{sign}{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{sign}{minutes}m{secs}s"
+    return f"{sign}{secs}s"
 
 
 def _utcnow() -> dt.datetime:
@@ -202,10 +224,11 @@ class CertBundle:
         return load_certs(self.cert_chain_pem)[0]
 
     def to_istio_chain(self) -> list[str]:
-        """istiod's ``IstioCertificateResponse.cert_chain``: one certificate per element (leaf first),
-        the root bundle as the last element."""
-        chain = [cert_pem(c).decode() for c in load_certs(self.cert_chain_pem)]
-        return [*chain, self.root_cert_pem.decode()]
+        """istiod's ``IstioCertificateResponse.cert_chain`` (security/pkg/server/ca/server.go): the leaf, then
+        the CA's whole cert chain as one element (when it has one), then the root bundle."""
+        leaf, *intermediates = load_certs(self.cert_chain_pem)
+        middle = [certs_pem(intermediates).decode()] if intermediates else []
+        return [cert_pem(leaf).decode(), *middle, self.root_cert_pem.decode()]
 
     @classmethod
     def from_istio_chain(cls, chain: Sequence[str]) -> CertBundle:
@@ -263,10 +286,9 @@ class CertificateAuthority:
             pass
         if default_workload_ttl <= dt.timedelta(0) or max_workload_ttl <= dt.timedelta(0):
             raise ValueError("certificate lifetimes must be positive")
-        if default_workload_ttl > max_workload_ttl:
-            raise ValueError(
-                f"default workload TTL {default_workload_ttl} exceeds the maximum {max_workload_ttl}"
-            )
+        # A default above the maximum is allowed, as istiod's IstioCA does (TestCreatePluggedCertCA uses a
+        # 99999 h default with a 1 h maximum): the maximum bounds what a request asks for, not the default.
+        trust_domain = normalize_trust_domain(trust_domain)  # as Istio's SetTrustDomain: '@' -> '.'
         parse_spiffe_id(f"spiffe://{trust_domain}/ns/default/sa/default")  # validates the trust domain
 
         self_signed = _is_self_signed(signing_cert)
@@ -323,6 +345,7 @@ class CertificateAuthority:
         """A new self-signed root, in memory (see `save`)."""
         key = generate_key(key_type)
         now = _utcnow()
+        trust_domain = normalize_trust_domain(trust_domain)
         name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, trust_domain)])
         ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
         cert = (
@@ -331,7 +354,9 @@ class CertificateAuthority:
             .issuer_name(name)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - CLOCK_SKEW_GRACE)
+            # Not backdated, unlike leaves: istiod's self-signed root has NotAfter - NotBefore == its TTL
+            # exactly (genCertTemplateFromOptions; TestCreateSelfSignedIstioCAWithoutSecret).
+            .not_valid_before(now)
             .not_valid_after(now + root_ttl)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
@@ -500,7 +525,10 @@ class CertificateAuthority:
         if ttl is None or ttl <= dt.timedelta(0):
             return self.default_workload_ttl
         if ttl > self.max_workload_ttl:
-            raise TtlError(f"requested TTL {ttl} is greater than the max allowed TTL {self.max_workload_ttl}")
+            raise TtlError(
+                f"requested TTL {go_duration(ttl)} is greater than the max allowed TTL "
+                f"{go_duration(self.max_workload_ttl)}"
+            )
         return ttl
 
     def sign_csr(self, csr_pem: bytes | str, *, identity: str, ttl: dt.timedelta | None = None) -> CertBundle:
@@ -529,7 +557,12 @@ class CertificateAuthority:
             raise IdentityMismatch(
                 f"the CSR asks for {', '.join(requested)}; the caller is only authorized for {identity}"
             )
-        cert = self._issue(public_key, ttl=self.workload_ttl(ttl), uris=[sid.uri])
+        # Dual use (istio's genCertTemplateFromCSR): a CSR with a subject CommonName gets CN = the identity,
+        # when it fits RFC 5280's 64-character bound (DualUseCommonName); otherwise the subject stays empty.
+        dual_use = bool(csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)) and len(sid.uri) <= 64
+        cert = self._issue(
+            public_key, ttl=self.workload_ttl(ttl), uris=[sid.uri], common_name=sid.uri if dual_use else None
+        )
         self.issued += 1
         return CertBundle(cert_pem(cert) + self._chain_pem, self._root_pem, cert.not_valid_after_utc)
 
@@ -555,6 +588,7 @@ class CertificateAuthority:
         uris: Sequence[str] = (),
         dns_names: Sequence[str] = (),
         ips: Sequence[str] = (),
+        common_name: str | None = None,
     ) -> x509.Certificate:
         now = _utcnow()
         not_after = min(now + ttl, self.signing_cert.not_valid_after_utc)
@@ -566,7 +600,9 @@ class CertificateAuthority:
         issuer_ski = x509.SubjectKeyIdentifier.from_public_key(self.signing_cert.public_key())
         builder = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([]))
+            .subject_name(
+                x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)] if common_name else [])
+            )
             .issuer_name(self.signing_cert.subject)
             .public_key(public_key)  # type: ignore[arg-type]
             .serial_number(x509.random_serial_number())
@@ -591,7 +627,8 @@ class CertificateAuthority:
                 x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
                 critical=False,
             )
-            # An empty subject makes the SAN extension critical (RFC 5280 §4.2.1.6), as Istio does.
+            # An empty subject makes the SAN extension critical (RFC 5280 §4.2.1.6); Istio's
+            # BuildSANExtension marks it critical always, dual-use CN or not.
             .add_extension(x509.SubjectAlternativeName(names), critical=True)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski), critical=False

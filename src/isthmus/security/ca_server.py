@@ -242,7 +242,8 @@ class CaService:
                     f"pod {caller.namespace}/{caller.pod} may only get {identity}: {e}"
                 ) from e
             except (CsrError, TtlError) as e:
-                raise CaInvalidRequest(f"CSR signing error: {e}") from e
+                # istiod's wording: status.Errorf(code, "CSR signing error (%v)", err).
+                raise CaInvalidRequest(f"CSR signing error ({e})") from e
         except CaRequestError as e:
             self.refused += 1
             log.warning("CA refused a certificate request: %s", e)

@@ -47,8 +47,20 @@ def _check(kind: str, value: str, pattern: re.Pattern[str]) -> None:
         raise InvalidIdentity(f"invalid {kind} {value!r}")
 
 
+def normalize_trust_domain(trust_domain: str) -> str:
+    """Istio's spiffe.SetTrustDomain: ``@`` becomes ``.`` (a GCP service-account style trust domain,
+    ``kube-federating-id@testproj.iam.gserviceaccount.com``, is not a valid URI authority)."""
+    return trust_domain.replace("@", ".")
+
+
 def spiffe_id(trust_domain: str, namespace: str, service_account: str) -> str:
     """``spiffe://<trust_domain>/ns/<namespace>/sa/<service_account>``; raises InvalidIdentity."""
+    if not namespace or not service_account:
+        # Istio's GenSpiffeURI wording.
+        raise InvalidIdentity(
+            f"namespace or service account empty for SPIFFE uri ns={namespace} serviceAccount={service_account}"
+        )
+    trust_domain = normalize_trust_domain(trust_domain)
     _check("trust domain", trust_domain, _TRUST_DOMAIN)
     _check("namespace", namespace, _NAME)
     _check("service account", service_account, _NAME)

@@ -30,7 +30,8 @@ def test_configurable_ratio() -> None:
     end = T0 + dt.timedelta(hours=10)
     assert rotation_time(T0, end, 0.8) == T0 + dt.timedelta(hours=8)
     assert rotation_time(T0, end, 1.0) == end
-    for bad in (0.0, -0.1, 1.5):
+    assert rotation_time(T0, end, 0.0) == T0  # Istio's grace period ratio 1: rotate at once
+    for bad in (-0.1, 1.5):
         with pytest.raises(ValueError):
             rotation_time(T0, end, bad)
 

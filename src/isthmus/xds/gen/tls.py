@@ -175,15 +175,17 @@ def _service_identities(snapshot: Snapshot, svc: Service) -> list[str]:
 
 def expand_with_trust_domains(ids: Iterable[str], aliases: Iterable[str]) -> set[str]:
     """istio's spiffe.ExpandWithTrustDomains: every SPIFFE id also under each trust domain alias (the
-    originals kept; anything that is not a SPIFFE id kept as is)."""
+    originals kept). Only ids that spiffe.ParseIdentity reads (``spiffe://<td>/ns/<ns>/sa/<sa>``) are
+    expanded; anything else (``spiffe://td/custom-suffix``, ``spiffe:///x``, not SPIFFE) is kept as is."""
     out = set(ids)
     aliases = tuple(aliases)
     for ident in list(out):
         if not ident.startswith("spiffe://"):
             continue
-        _domain, sep, rest = ident.removeprefix("spiffe://").partition("/")
-        if not sep:
+        parts = ident.removeprefix("spiffe://").split("/")
+        if len(parts) != 5 or parts[1] != "ns" or parts[3] != "sa":
             continue
+        rest = "/".join(parts[1:])
         out.update(f"spiffe://{alias}/{rest}" for alias in aliases)
     return out
 
