@@ -1373,6 +1373,24 @@ def test_mesh_config_idle_timeout_that_is_no_duration_is_warned_about():
     assert messages(_mesh_with_proxy_metadata("{ISTIO_META_IDLE_TIMEOUT: 30s}")) == []
 
 
+@pytest.mark.parametrize(
+    ("meta", "key", "text"),
+    [
+        ("{SECRET_TTL: soon}", "SECRET_TTL", "is not a duration"),
+        ("{SECRET_GRACE_PERIOD_RATIO: half}", "SECRET_GRACE_PERIOD_RATIO", "is not a ratio in [0, 1)"),
+        ("{SECRET_GRACE_PERIOD_RATIO: '1'}", "SECRET_GRACE_PERIOD_RATIO", "is not a ratio in [0, 1)"),
+        ("{SECRET_GRACE_PERIOD_RATIO: '-0.1'}", "SECRET_GRACE_PERIOD_RATIO", "is not a ratio in [0, 1)"),
+    ],
+)
+def test_mesh_config_agent_certificate_knobs_are_checked(meta: str, key: str, text: str):
+    # The CA reads them when the mesh starts: a bad value is refused with its field, not a crash of `up`.
+    assert_issue(_mesh_with_proxy_metadata(meta), f"spec.defaultConfig.proxyMetadata.{key}", text, "Error")
+
+
+def test_mesh_config_agent_certificate_knobs_accept_istio_values():
+    assert messages(_mesh_with_proxy_metadata("{SECRET_TTL: 12h, SECRET_GRACE_PERIOD_RATIO: '0.2'}")) == []
+
+
 def test_regex_checker_rejects_non_re2_constructs():
     for bad in ["(?=a)", "(?<!a)b", r"(a)\1", "a++", "(?>a)"]:
         assert regex_error(bad), bad

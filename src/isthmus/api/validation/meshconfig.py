@@ -285,6 +285,23 @@ def _validate_proxy_config(r: Report, p: str, pc: m.MeshProxyConfig) -> None:
                 join(p, "proxyMetadata", key),
                 f"{value!r} is not a boolean; proxies use the default ({default})",
             )
+    # The local agent's certificate knobs: a bad value would stop `isthmus up` when the CA starts, so it
+    # is refused here, with the field named.
+    ttl = pc.proxy_metadata.get("SECRET_TTL")
+    if ttl and not is_duration(ttl):
+        r.error(join(p, "proxyMetadata", "SECRET_TTL"), f"{ttl!r} is not a duration (e.g. 24h)")
+    grace = pc.proxy_metadata.get("SECRET_GRACE_PERIOD_RATIO")
+    if grace:
+        try:
+            grace_ok = 0.0 <= float(grace) < 1.0
+        except ValueError:
+            grace_ok = False
+        if not grace_ok:
+            # 1 (accepted by istio-agent) would rotate certificates continuously.
+            r.error(
+                join(p, "proxyMetadata", "SECRET_GRACE_PERIOD_RATIO"),
+                f"{grace!r} is not a ratio in [0, 1): the share of a certificate's lifetime left when it rotates",
+            )
     idle = pc.proxy_metadata.get("ISTIO_META_IDLE_TIMEOUT")
     if idle and not is_duration(idle):
         # istiod ignores it then (parseDuration), and so do the generators: say so instead of nothing.
