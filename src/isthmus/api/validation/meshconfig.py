@@ -406,6 +406,12 @@ def _validate_extension_providers(r: Report, mc: m.MeshConfig) -> None:
             _validate_grpc_log_provider(r, bp, body)
         if kind == "lightstep" and not (body.model_extra or {}).get("accessToken"):
             r.warn(join(bp, "accessToken"), "access token is required")
+        if kind == "opentelemetry":
+            # istiod's ValidateExtensionProviderTracingOpentelemetry: the exporter speaks gRPC or HTTP, not
+            # both (an empty `grpc: {}` counts as set, as a non-nil message does in Go).
+            extra = body.model_extra or {}
+            if extra.get("grpc") is not None and extra.get("http") is not None:
+                r.warn(bp, "OpenTelemetryTracingProvider cannot specify both grpc and http")
     dp = mc.default_providers
     if dp is not None:
         for field, values in (

@@ -14,6 +14,7 @@ from isthmus.api.validation.common import (
     regex_error,
     validate_labels,
     validate_port,
+    validate_port_name,
     validate_selector_labels,
 )
 from isthmus.api.validation.security import validate_policy_targeting, validate_selector, validate_target_ref
@@ -30,6 +31,14 @@ def validate_workload_group(res: Resource, r: Report) -> None:
     if wg.metadata is not None:
         for err in validate_labels(wg.metadata.labels):
             r.error("spec.metadata.labels", f"invalid labels: {err}")
+    # istiod's webhook leaves the template alone (address and the like are filled in per instance), but the
+    # CRD schema gives spec.template the WorkloadEntry schema, whose `ports` rules ("port name must be valid",
+    # "port must be between 1-65535") the API server enforces there too (istio/api
+    # tests/testdata/workloadgroup-invalid.yaml "port-name-length-boundary").
+    for name, number in wg.template.ports.items():
+        pp = join("spec.template.ports", name)
+        r.error(pp, validate_port_name(name))
+        r.error(pp, validate_port(number))
     probe = wg.probe
     if probe is None:
         return
