@@ -348,6 +348,15 @@ UnknownDestinationRuleHost = _t(
     "Host defined in destination rule does not match any services in the mesh.",
     "The host {} defined in the DestinationRule does not match any services in the mesh.",
 )
+JwksUriFetchUnrestricted = _t(
+    "IST0175",
+    "JwksUriFetchUnrestricted",
+    "Warning",
+    "RequestAuthentication resources exist but BLOCKED_CIDRS_IN_JWKS_URIS is not configured on istiod.",
+    # The wording of istio.io's IST0175 page (count %d, names %s).
+    "BLOCKED_CIDRS_IN_JWKS_URIS is not configured but {} RequestAuthentication resource(s) exist ({}). Consider "
+    "configuring it to restrict JWKS URI fetches to trusted networks.",
+)
 ConflictingServiceEntryProtocol = _t(
     "IST0177",
     "ConflictingServiceEntryProtocol",

@@ -6,6 +6,9 @@ istioctl's ``auth.AuthorizationPoliciesAnalyzer`` (``analyzers/authz``):
 - IST0101 for a ``from.source.namespaces`` / ``notNamespaces`` entry (``*`` prefix and suffix wildcards
   allowed) that matches no namespace.
 
+istioctl's ``authn.BlockedCIDRsAnalyzer`` (``analyzers/authn``): IST0175 on an istiod Deployment without
+``BLOCKED_CIDRS_IN_JWKS_URIS`` when RequestAuthentications exist.
+
 Isthmus also applies the IST0127 check to PeerAuthentication and RequestAuthentication selectors
 (``auth.SelectorAnalyzer``): a selector that matches nothing makes the policy do nothing.
 """
@@ -97,3 +100,41 @@ def authentication_selectors(ctx: Context) -> None:
             ):
                 continue
             _no_workloads(ctx, cfg, dict(spec.selector.match_labels), "spec.selector")
+
+
+# istiod's environment variable that keeps its JWKS fetches away from the listed networks.
+BLOCKED_CIDRS_ENV = "BLOCKED_CIDRS_IN_JWKS_URIS"
+# istioctl's formatRANames shows this many RequestAuthentication names, then "and N more".
+_MAX_RA_NAMES = 5
+
+
+def _has_blocked_cidrs(cfg: Config) -> bool:
+    template = cfg.spec.template
+    pod = template.spec if template is not None else None
+    for container in pod.containers if pod is not None else ():
+        for env in container.env:
+            if env.get("name") == BLOCKED_CIDRS_ENV and env.get("value"):
+                return True
+    return False
+
+
+@analyzer(
+    "authn.BlockedCIDRsAnalyzer",
+    "Checks that BLOCKED_CIDRS_IN_JWKS_URIS is configured on istiod when RequestAuthentication resources exist",
+    ("IST0175",),
+)
+def blocked_cidrs(ctx: Context) -> None:
+    """istioctl's ``authn.BlockedCIDRsAnalyzer``: IST0175 on every istiod Deployment (label ``app: istiod``)
+    in the input whose containers do not set ``BLOCKED_CIDRS_IN_JWKS_URIS``, when RequestAuthentications
+    exist (istiod fetches their jwksUri itself). Only offline input holds an istiod Deployment."""
+    names = sorted(f"{c.namespace}/{c.name}" for c in ctx.configs("RequestAuthentication"))
+    if not names:
+        return
+    shown = ", ".join(names[:_MAX_RA_NAMES])
+    if len(names) > _MAX_RA_NAMES:
+        shown += f", and {len(names) - _MAX_RA_NAMES} more"
+    for cfg in ctx.configs("Deployment"):
+        labels = cfg.resource.metadata.labels or {}
+        if labels.get("app") != "istiod" or _has_blocked_cidrs(cfg):
+            continue
+        ctx.report(m.JwksUriFetchUnrestricted, cfg, len(names), shown, field="metadata.name")

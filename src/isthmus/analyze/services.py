@@ -8,7 +8,8 @@ istioctl's:
   Deployment, or an Isthmus Workload), IST0116 when Services selecting it use one port with different
   protocols, IST0137 when they map one targetPort from different ports.
 - ``applicationUID.Analyzer`` (``analyzers/deployment``): IST0144 for a Pod or Deployment (not the
-  control plane's) whose pod or app container ``securityContext.runAsUser`` is 1337. Isthmus starts no
+  control plane's) whose pod or app container ``securityContext.runAsUser`` is 1337, once per resource
+  (istioctl's output dedupes the identical messages it reports per field). Isthmus starts no
   containers, but these are Kubernetes manifests: there, traffic of UID 1337 bypasses the sidecar's
   capture, so such an app would talk past its proxy.
 """
@@ -165,13 +166,14 @@ def application_uid(ctx: Context) -> None:
                 spec, path = (template.spec if template is not None else None), "spec.template.spec"
             if spec is None:
                 continue
-            # istioctl reports once for the pod and once per offending container.
-            if _run_as_user(spec) == PROXY_UID:
-                ctx.report(m.InvalidApplicationUID, cfg, field=f"{path}.securityContext.runAsUser")
-            for i, container in enumerate(spec.containers):
-                if container.name not in _PROXY_CONTAINERS and _run_as_user(container) == PROXY_UID:
-                    ctx.report(
-                        m.InvalidApplicationUID,
-                        cfg,
-                        field=f"{path}.containers[{i}].securityContext.runAsUser",
-                    )
+            # istioctl reports the same message (no line) for the pod spec and for each offending
+            # container, and its output dedupes identical messages (SortedDedupedCopy): one per resource,
+            # placed here at the first offending field.
+            fields = [f"{path}.securityContext.runAsUser"] if _run_as_user(spec) == PROXY_UID else []
+            fields += [
+                f"{path}.containers[{i}].securityContext.runAsUser"
+                for i, container in enumerate(spec.containers)
+                if container.name not in _PROXY_CONTAINERS and _run_as_user(container) == PROXY_UID
+            ]
+            if fields:
+                ctx.report(m.InvalidApplicationUID, cfg, field=fields[0])

@@ -24,11 +24,11 @@ Cases not ported (no counterpart in Isthmus, or kinds it does not read): annotat
 alpha, deprecated/alpha annotations: Istio's annotation registry), external control plane and webhooks
 (webhook configurations), sidecar injection, proxy image and ``image: auto`` checks (no injector),
 EnvoyFilter patches (Isthmus refuses EnvoyFilter), Kubernetes Gateway API (``IneffectiveSelector``, CRD
-versions), multicluster / MeshNetworks, the condition analyzer (resource status), the blocked-CIDRs
-check (istiod's Deployment env), DestinationRule workload selectors on waypoint services (no waypoints),
-the removed ``virtualservice.RegexAnalyzer`` (IST0122: invalid regexes are schema errors, IST0106, as in
-current Istio), and ``DestinationRuleSubsetsWithTopologyLabels`` (it needs Node objects, which Isthmus
-does not model: pods have no node topology labels).
+versions), multicluster / MeshNetworks, the condition analyzer (resource status), DestinationRule
+workload selectors on waypoint services (no waypoints), and ``DestinationRuleSubsetsWithTopologyLabels``
+(it needs Node objects, which Isthmus does not model: pods have no node topology labels). The blocked-CIDRs
+cases, the removed ``virtualservice.RegexAnalyzer`` case (IST0122: invalid regexes are schema errors,
+IST0106, in current Istio) and the full inventory are in ``test_istio_analyzers_more_parity.py``.
 
 Deviations (``isthmus`` in a case says what Isthmus reports instead, and why):
 - ``gatewayCustomIngressGatewayBadPort``: Service port 8003 -> targetPort 80, Gateway server port 80.
