@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from gen_helpers import clusters, sidecar, snapshot
 
+from isthmus.registry.types import Pod
+
 REVIEWS = "reviews.default.svc.cluster.local"
 RATINGS = "ratings.other.svc.cluster.local"
 WEB = "web.default.svc.cluster.local"
@@ -364,6 +366,47 @@ def test_inbound_cluster_port_level_circuit_breaker(port: int, expected: int) ->
         **DEFAULT_THRESHOLDS,
         "max_connections": expected,
     }
+
+
+@pytest.mark.parametrize("use_client", [False, True], ids=["port protocol", "useClientProtocol"])
+def test_inbound_cluster_use_client_protocol(use_client: bool) -> None:
+    """istiod's buildInboundCluster: buildCluster's setUpstreamProtocol sets the port's protocol first (h2 on
+    an HTTP/2 port, the downstream's on a sniffed one, HTTP/1.1 otherwise), then applyTrafficPolicy runs
+    applyConnectionPool with the DestinationRule's pool, whose useClientProtocol sets the downstream's
+    protocol on every port (the expectation of routing.go gatewayCases 'client protocol - http1|http2 use
+    client with auto-http|http|http2' and useClientProtocolCases 'with h2': the app sees the client's)."""
+    pod = Pod(
+        "multi-0",
+        "default",
+        "127.7.0.9",
+        {"app": "reviews", "version": "v9"},
+        workload="multi",
+        service_account="reviews",
+        app_ports={9080: 40101, 7070: 40102, 9090: 40103},
+    )
+    docs = [MULTI]
+    if use_client:
+        pool = {"connectionPool": {"http": {"useClientProtocol": True}}}
+        docs += [
+            doc("DestinationRule", "multi", {"host": "multi", "trafficPolicy": pool}),
+            dr({"trafficPolicy": pool}),
+        ]
+    proxy = sidecar("multi-0", labels={"app": "reviews", "version": "v9"}, ip="127.7.0.9")
+    cs = clusters(snapshot(*docs, pods=[pod]), proxy)
+    downstream = {
+        "use_downstream_protocol_config": {"http_protocol_options": {}, "http2_protocol_options": {}}
+    }
+    want = {
+        9080: downstream if use_client else {"explicit_http_config": {"http_protocol_options": {}}},
+        7070: downstream if use_client else {"explicit_http_config": {"http2_protocol_options": {}}},
+        9090: downstream,
+    }
+    for port, expected in want.items():
+        opts = http_options(cs[f"inbound|{port}||"])
+        got = {
+            k: v for k, v in opts.items() if k in ("use_downstream_protocol_config", "explicit_http_config")
+        }
+        assert got == expected, (port, opts)
 
 
 def test_common_http_protocol_options_idle_timeout_and_downstream_protocol() -> None:

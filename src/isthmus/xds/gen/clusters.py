@@ -334,6 +334,12 @@ def build_inbound_cluster(snapshot: Snapshot, proxy: Proxy, inbound: InboundPort
         tp.use_downstream_protocol(opts)
     else:
         opts.explicit_http_config.http_protocol_options.SetInParent()
+    if _use_client_protocol(pool):
+        # istiod's buildInboundCluster: buildCluster sets the port's protocol first, then applyTrafficPolicy
+        # runs applyConnectionPool with the DestinationRule's (or Sidecar's) pool, whose useClientProtocol
+        # calls setUseDownstreamProtocol: the app gets the protocol the client sidecar (or gateway) used,
+        # on HTTP and HTTP/2 ports too (routing.go gatewayCases 'client protocol - ... use client with ...').
+        tp.use_downstream_protocol(opts)
     if _inbound_preserves_case(snapshot, inbound.protocol, pool):
         proxy_headers.preserve_upstream_header_case(opts)
     c.typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].CopyFrom(
@@ -344,12 +350,16 @@ def build_inbound_cluster(snapshot: Snapshot, proxy: Proxy, inbound: InboundPort
 
 def _inbound_preserves_case(snapshot: Snapshot, protocol: Protocol, pool: Any | None) -> bool:
     """proxyHeaders preserveHttp1HeaderCase on `inbound|port||` (istiod's buildInboundCluster goes through
-    setUpstreamProtocol too): HTTP/1 and sniffed ports. On a sniffed port a pool's useClientProtocol makes
-    applyConnectionPool's setUseDownstreamProtocol replace the HTTP/1 options with empty ones."""
+    setUpstreamProtocol too): HTTP/1 and sniffed ports. A pool's useClientProtocol makes applyConnectionPool's
+    setUseDownstreamProtocol replace the HTTP/1 options with empty ones."""
     http1 = protocol is Protocol.AUTO or (protocol.is_http and not protocol.is_http2)
+    return proxy_headers.upstream_preserves_case(snapshot, http1, _use_client_protocol(pool))
+
+
+def _use_client_protocol(pool: Any | None) -> bool:
+    """Whether an inbound connection pool asks for the client's protocol (useClientProtocol)."""
     http = pool.http if pool is not None else None
-    ucp = protocol is Protocol.AUTO and http is not None and bool(http.use_client_protocol)
-    return proxy_headers.upstream_preserves_case(snapshot, http1, ucp)
+    return http is not None and bool(http.use_client_protocol)
 
 
 def _inbound_address(inbound: InboundPort) -> Any:
