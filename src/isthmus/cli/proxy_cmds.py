@@ -6,7 +6,7 @@ import json
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -123,12 +123,21 @@ def _admin_get(url: str) -> Any:
 
 
 TYPE_CHOICES = sorted({*pc.SECTIONS, *pc.ALIASES, "all"})
+# The types whose command reads one section of the config dump and fails without it, as istioctl's.
+_REQUIRED_SECTION = ("cluster", "listener", "route", "secret", "bootstrap", "ecds")
 
 
 @click.command("proxy-config")
 @click.argument("config_type", metavar="TYPE", type=click.Choice(TYPE_CHOICES))
-@click.argument("proxy")
+@click.argument("proxy", required=False)
 @click.option("-n", "--namespace")
+@click.option(
+    "-f",
+    "--file",
+    "dump_file",
+    type=click.File("r"),
+    help="Read a saved Envoy config dump (`/clusters?format=json` for endpoint) instead of a proxy; - is stdin.",
+)
 @click.option(
     "-o",
     "--output",
@@ -154,8 +163,9 @@ TYPE_CHOICES = sorted({*pc.SECTIONS, *pc.ALIASES, "all"})
 @STATE_DIR
 def proxy_config_command(
     config_type: str,
-    proxy: str,
+    proxy: str | None,
     namespace: str | None,
+    dump_file: TextIO | None,
     output: str | None,
     fqdn: str | None,
     subset: str | None,
@@ -172,9 +182,10 @@ def proxy_config_command(
     """What Envoy actually holds, as istioctl's `proxy-config` shows it.
 
     TYPE is cluster, listener, route, endpoint, secret, ecds (filters received over ECDS), bootstrap
-    or all. Tables come from the admin config dump; endpoints from the admin `/clusters`, so their
-    STATUS and OUTLIER CHECK are Envoy's live view. `-o json|yaml` prints the raw Envoy entries the
-    filters select.
+    or all. Tables come from the admin config dump; `endpoint` from the admin `/clusters`, so its
+    STATUS and OUTLIER CHECK are Envoy's live view (`all` lists the dump's EDS endpoints instead).
+    `-o json|yaml` prints the raw Envoy entries the filters select. PROXY, or `--file` with what
+    those admin endpoints returned.
     """
     filters = pc.Filters(
         fqdn=fqdn,
@@ -192,19 +203,39 @@ def proxy_config_command(
         flags = ", ".join("--" + w for w in wrong)
         raise click.UsageError(f"{flags}: not a filter of proxy-config {config_type}")
     kind = pc.canonical_type(config_type)
+    if (proxy is None) == (dump_file is None):
+        # istioctl's Args check: "cluster requires pod name or --file parameter".
+        raise click.UsageError(f"{kind} requires a proxy name or the --file parameter")
     # istioctl's bootstrap prints the JSON unless asked for the short version summary.
     output = output or ("json" if kind == "bootstrap" else "short")
-    status_data = _status(state_dir)
-    p = find_proxy(status_data, proxy, namespace)
-    base = f"http://{p['ip']}:{p['adminPort']}"
     structured = output in ("json", "yaml")
-    # Endpoints come from /clusters (live health), everything else from the config dump; `all -o json`
-    # prints the dump as istioctl fetches it for that, without EDS.
-    dump_path = "/config_dump" if kind == "all" and structured else "/config_dump?include_eds"
-    dump: dict[str, Any] = {} if kind == "endpoint" else _admin_get(base + dump_path)
+    dump: dict[str, Any] = {}
     clusters_json: dict[str, Any] | None = None
-    if kind == "endpoint" or (kind == "all" and not structured):
-        clusters_json = _admin_get(base + "/clusters?format=json")
+    if dump_file is not None:
+        try:
+            data = json.load(dump_file)
+        except ValueError as exc:
+            raise click.ClickException(f"cannot parse {dump_file.name}: {exc}") from exc
+        if kind == "endpoint":
+            clusters_json = data
+        else:
+            dump = data
+    else:
+        assert proxy is not None
+        p = find_proxy(_status(state_dir), proxy, namespace)
+        base = f"http://{p['ip']}:{p['adminPort']}"
+        # `endpoint` reads /clusters (live health and outlier ejection); everything else the config
+        # dump with EDS, `all`'s endpoint table included (as istioctl's PrintFullSummary); `all -o
+        # json` prints that dump (istioctl's allConfigCmd fetches it with edsPath as well).
+        if kind == "endpoint":
+            clusters_json = _admin_get(base + "/clusters?format=json")
+        else:
+            dump = _admin_get(base + "/config_dump?include_eds")
+    if kind in _REQUIRED_SECTION and pc.section(dump, kind) is None:
+        # istioctl's configdump Wrapper.getSection error, for a dump without that section.
+        raise click.ClickException(
+            f"config dump has no configuration type type.googleapis.com/envoy.admin.v3.{pc.SECTIONS[kind]}"
+        )
     if structured:
         data = pc.selected(kind, dump, clusters_json, filters)
         click.echo(json.dumps(data, indent=2) if output == "json" else pc.to_yaml(data).rstrip("\n"))
@@ -212,6 +243,4 @@ def proxy_config_command(
     if kind == "bootstrap":
         click.echo(pc.version_summary(dump))
         return
-    if kind == "ecds" and pc.section(dump, "ecds") is None:
-        raise click.ClickException("the config dump has no ECDS section (no filter config came over ECDS)")
     click.echo(pc.summary(kind, dump, clusters_json, filters, verbose=verbose))

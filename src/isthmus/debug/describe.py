@@ -604,8 +604,12 @@ def _container(pod: Pod) -> str:
 
 
 def _port_protocol(sp: ServicePort) -> str:
-    # findProtocolForPort: an unnamed port is sniffed ("auto-detect"); a named one says what it declares.
-    return "auto-detect" if not sp.name else sp.protocol.value
+    """istioctl's findProtocolForPort: a port with neither a name nor an appProtocol, and not UDP, is
+    sniffed ("auto-detect"); otherwise the protocol Istio reads from it (ConvertProtocol), an unknown
+    one as Istio names it, "UnsupportedProtocol"."""
+    if not sp.name and sp.app_protocol is None and sp.protocol is not Protocol.UDP:
+        return "auto-detect"
+    return "UnsupportedProtocol" if sp.protocol is Protocol.AUTO else sp.protocol.value
 
 
 def _extend_fqdn(host: str, suffix: str) -> str:

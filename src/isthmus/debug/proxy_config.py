@@ -2,8 +2,9 @@
 
 Inputs are the JSON Envoy's admin API returns: `/config_dump?include_eds` (clusters, listeners, routes,
 secrets, ECDS, bootstrap) and `/clusters?format=json` (endpoints with their real health and outlier
-ejection, which the config dump does not carry). Every function takes those dicts and returns rows or
-the filtered raw entries, so the CLI only fetches and prints.
+ejection, which the config dump does not carry; `proxy-config all` lists the dump's EDS section instead,
+as istioctl's PrintFullSummary does). Every function takes those dicts and returns rows or the filtered
+raw entries, so the CLI only fetches (or reads `--file`) and prints.
 
 The tables follow istioctl's writers (`istioctl/pkg/writer/envoy/configdump/*.go`,
 `istioctl/pkg/writer/envoy/clusters/clusters.go`, `istioctl/pkg/writer/compare/sds`): same columns,
@@ -137,6 +138,13 @@ def section(dump: Mapping[str, Any], config_type: str) -> dict[str, Any] | None:
     return None
 
 
+def sections_of(dump: Mapping[str, Any], config_type: str) -> list[dict[str, Any]]:
+    """Every `configs[]` entry of that type: Envoy dumps ECDS in one section per filter kind (HTTP,
+    network, listener filters), and istioctl's GetEcdsConfigDump merges them all."""
+    suffix = "." + SECTIONS[canonical_type(config_type)]
+    return [c for c in dump.get("configs", ()) if str(c.get("@type", "")).endswith(suffix)]
+
+
 def render_config(path: str) -> str:
     """`/apis/networking.istio.io/v1/namespaces/NS/virtual-service/NAME` -> `NAME.NS` (istioctl's
     renderConfig, for any API version)."""
@@ -215,18 +223,22 @@ def filter_clusters(items: Iterable[Mapping[str, Any]], f: Filters) -> list[Mapp
     return [c for c in items if cluster_matches(c, f)]
 
 
-def cluster_table(items: Iterable[Mapping[str, Any]]) -> Table:
+def cluster_table(items: Iterable[Mapping[str, Any]], *, named: bool = False) -> Table:
+    """`named` is `proxy-config all`'s form: a first NAME column `cluster/<name>`; a name that is not a
+    subset key shows that way in SERVICE FQDN too (proxyconfig testdata/config_dump_summary.txt)."""
     rows = []
     for c in items:
         name = str(c.get("name", ""))
         parsed = parse_subset_key(name)
         mgmt = describe_management(c.get("metadata"))
+        head = [f"cluster/{name}"] if named else []
         if parsed is None:
-            rows.append([name, "-", "-", "-", cluster_type(c), mgmt])
+            rows.append([*head, head[0] if named else name, "-", "-", "-", cluster_type(c), mgmt])
         else:
             direction, port, subset, fqdn = parsed
-            rows.append([fqdn, str(port), subset or "-", direction, cluster_type(c), mgmt])
-    return Table(["SERVICE FQDN", "PORT", "SUBSET", "DIRECTION", "TYPE", "DESTINATION RULE"], rows)
+            rows.append([*head, fqdn, str(port), subset or "-", direction, cluster_type(c), mgmt])
+    headers = ["SERVICE FQDN", "PORT", "SUBSET", "DIRECTION", "TYPE", "DESTINATION RULE"]
+    return Table(["NAME", *headers] if named else headers, rows)
 
 
 # --- listeners -------------------------------------------------------------------------------------
@@ -411,18 +423,21 @@ def sort_listeners(items: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]
     return sorted(items, key=lambda lst: (listener_port(lst), listener_address(lst), listener_type(lst)))
 
 
-def listener_table(items: Iterable[Mapping[str, Any]], *, verbose: bool = True) -> Table:
+def listener_table(items: Iterable[Mapping[str, Any]], *, verbose: bool = True, named: bool = False) -> Table:
+    """`named`: `proxy-config all`'s first NAME column, `listener/<name>` (`listener/` for an unnamed
+    static listener)."""
     rows = []
     for lst in sort_listeners(items):
+        head = [f"listener/{lst.get('name', '')}"] if named else []
         addresses = ",".join(listener_addresses(lst))
         port = str(listener_port(lst))
         if not verbose:
-            rows.append([addresses, port, listener_type(lst)])
+            rows.append([*head, addresses, port, listener_type(lst)])
             continue
         for match, dest in listener_rows(lst):
-            rows.append([addresses, port, match, dest])
+            rows.append([*head, addresses, port, match, dest])
     headers = ["ADDRESSES", "PORT", "MATCH", "DESTINATION"] if verbose else ["ADDRESSES", "PORT", "TYPE"]
-    return Table(headers, rows, padding=1)
+    return Table(["NAME", *headers] if named else headers, rows, padding=1)
 
 
 # --- routes ----------------------------------------------------------------------------------------
@@ -491,9 +506,9 @@ def _is_passthrough(route: Mapping[str, Any]) -> bool:
     return (route.get("route") or {}).get("cluster") == PASSTHROUGH
 
 
-def route_rows(rc: Mapping[str, Any]) -> list[list[str]]:
+def route_rows(rc: Mapping[str, Any], *, named: bool = False) -> list[list[str]]:
     rows = []
-    name = str(rc.get("name", ""))
+    name = ("route/" if named else "") + str(rc.get("name", ""))
     for vh in rc.get("virtual_hosts") or ():
         domains = describe_route_domains(list(vh.get("domains") or []))
         vh_name = str(vh.get("name", ""))
@@ -514,14 +529,16 @@ def route_rows(rc: Mapping[str, Any]) -> list[list[str]]:
     return rows
 
 
-def route_table(items: Iterable[Mapping[str, Any]], *, verbose: bool = True) -> Table:
+def route_table(items: Iterable[Mapping[str, Any]], *, verbose: bool = True, named: bool = False) -> Table:
+    """`named`: `proxy-config all`'s form, the NAME cell as `route/<name>`."""
     items = list(items)
+    prefix = "route/" if named else ""
     if not verbose:
         return Table(
             ["NAME", "VIRTUAL HOSTS"],
-            [[str(rc.get("name", "")), str(len(rc.get("virtual_hosts") or []))] for rc in items],
+            [[prefix + str(rc.get("name", "")), str(len(rc.get("virtual_hosts") or []))] for rc in items],
         )
-    rows = [row for rc in items for row in route_rows(rc)]
+    rows = [row for rc in items for row in route_rows(rc, named=named)]
     return Table(["NAME", "VHOST NAME", "DOMAINS", "MATCH", "VIRTUAL SERVICE"], rows)
 
 
@@ -595,6 +612,92 @@ def endpoint_table(rows: Iterable[HostRow]) -> Table:
     )
 
 
+# --- endpoints from the config dump (EDS), as `proxy-config all` prints them -------------------------
+
+
+def lb_endpoint_addresses(ep: Mapping[str, Any]) -> list[str]:
+    """An LbEndpoint's address and additional addresses as istioctl writes them: `ip:port`, a pipe's
+    path, `envoy://<internal listener>/<endpoint id>`, else `unknown` (retrieveEndpointAddresses)."""
+    endpoint = ep.get("endpoint") or {}
+    addrs = [endpoint.get("address") or {}]
+    addrs += [a.get("address") or {} for a in endpoint.get("additional_addresses", ())]
+    out = []
+    for addr in addrs:
+        if "socket_address" in addr:
+            sa = addr["socket_address"]
+            out.append(f"{sa.get('address', '')}:{sa.get('port_value', 0)}")
+        elif "pipe" in addr:
+            out.append(str(addr["pipe"].get("path", "")))
+        elif (addr.get("envoy_internal_address") or {}).get("server_listener_name"):
+            internal = addr["envoy_internal_address"]
+            out.append(f"envoy://{internal['server_listener_name']}/{internal.get('endpoint_id', '')}")
+        else:
+            out.append("unknown")
+    return out
+
+
+def _lb_endpoint_port(ep: Mapping[str, Any]) -> int:
+    addr = (ep.get("endpoint") or {}).get("address") or {}
+    return int((addr.get("socket_address") or {}).get("port_value", 0))
+
+
+def lb_endpoint_matches(ep: Mapping[str, Any], cluster: str, f: Filters) -> bool:
+    """istioctl's configdump EndpointFilter.Verify. Its address filter compares with the `ip:port` forms
+    above (so a bare IP never matches there, unlike `proxy-config endpoint`'s); kept as istioctl has it."""
+    if f.address and f.address.lower() not in (a.lower() for a in lb_endpoint_addresses(ep)):
+        return False
+    if f.port and _lb_endpoint_port(ep) != f.port:
+        return False
+    if f.cluster and cluster.lower() != f.cluster.lower():
+        return False
+    return not (f.status and str(ep.get("health_status", "UNKNOWN")).lower() != f.status.lower())
+
+
+def locality_text(locality: Mapping[str, Any] | None) -> str:
+    """`region/zone/subzone`, stopping at the first empty part (Istio's LocalityToString)."""
+    loc = locality or {}
+    out = str(loc.get("region", ""))
+    for key in ("zone", "sub_zone"):
+        if not loc.get(key):
+            break
+        out += "/" + str(loc[key])
+    return out
+
+
+def eds_assignments(dump: Mapping[str, Any], f: Filters) -> list[dict[str, Any]]:
+    """The ClusterLoadAssignments of the config dump's EDS section (dynamic, then static) with only the
+    endpoints passing the filters, those left without any dropped, sorted as clusters are."""
+    sec = section(dump, "endpoint") or {}
+    out = []
+    for entry in [*sec.get("dynamic_endpoint_configs", ()), *sec.get("static_endpoint_configs", ())]:
+        cla = dict(entry.get("endpoint_config") or {})
+        name = str(cla.get("cluster_name", ""))
+        localities = []
+        for llb in cla.get("endpoints", ()):
+            kept = [ep for ep in llb.get("lb_endpoints", ()) if lb_endpoint_matches(ep, name, f)]
+            localities.append({**llb, "lb_endpoints": kept})
+        if any(llb["lb_endpoints"] for llb in localities):
+            out.append({**cla, "endpoints": localities})
+    return sorted(out, key=lambda cla: _cluster_sort_key(str(cla.get("cluster_name", ""))))
+
+
+def eds_endpoint_table(assignments: Iterable[Mapping[str, Any]], *, prefix: str = "") -> Table:
+    """istioctl's configdump PrintEndpointsSummary: NAME (the addresses), STATUS (EDS health),
+    LOCALITY, CLUSTER."""
+    rows = [
+        [
+            prefix + ",".join(lb_endpoint_addresses(ep)),
+            str(ep.get("health_status", "UNKNOWN")),
+            locality_text(llb.get("locality")),
+            str(cla.get("cluster_name", "")),
+        ]
+        for cla in assignments
+        for llb in cla.get("endpoints", ())
+        for ep in llb.get("lb_endpoints", ())
+    ]
+    return Table(["NAME", "STATUS", "LOCALITY", "CLUSTER"], rows)
+
+
 # --- secrets ---------------------------------------------------------------------------------------
 
 
@@ -620,6 +723,13 @@ def _data_source_bytes(ds: Mapping[str, Any] | None) -> bytes:
     if "inline_string" in ds:
         return str(ds["inline_string"]).encode()
     return b""
+
+
+def serial_hex(serial: int) -> str:
+    """A certificate serial as istioctl prints it: the hex of its bytes, so whole bytes (a leading 0
+    when the top nibble is empty: `0193a5...`, as testdata/secret/istio/output shows)."""
+    digits = format(serial, "x")
+    return digits.zfill(len(digits) + len(digits) % 2)
 
 
 def _rfc3339(t: dt.datetime) -> str:
@@ -651,7 +761,7 @@ def _secret_item(entry: Mapping[str, Any], state: str, now: dt.datetime) -> Secr
         is_ca = False
     not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
     item.type = "CA" if is_ca else "Cert Chain"
-    item.serial_number = format(cert.serial_number, "x")
+    item.serial_number = serial_hex(cert.serial_number)
     item.not_after = _rfc3339(not_after)
     item.not_before = _rfc3339(not_before)
     # Strictly inside the validity period, as Go's After/Before compare.
@@ -674,11 +784,21 @@ def secrets(dump: Mapping[str, Any], now: dt.datetime | None = None) -> list[Sec
     return items
 
 
-def secret_table(items: Iterable[SecretItem]) -> Table:
+def secret_table(items: Iterable[SecretItem], *, named: bool = False) -> Table:
+    """`named`: `proxy-config all`'s form, RESOURCE NAME as `secret/<name>`."""
+    prefix = "secret/" if named else ""
     return Table(
         ["RESOURCE NAME", "TYPE", "STATUS", "VALID CERT", "SERIAL NUMBER", "NOT AFTER", "NOT BEFORE"],
         [
-            [s.name, s.type, s.state, str(s.valid).lower(), s.serial_number, s.not_after, s.not_before]
+            [
+                prefix + s.name,
+                s.type,
+                s.state,
+                str(s.valid).lower(),
+                s.serial_number,
+                s.not_after,
+                s.not_before,
+            ]
             for s in items
         ],
     )
@@ -689,10 +809,14 @@ def secret_table(items: Iterable[SecretItem]) -> Table:
 TYPE_URL_PREFIX = "type.googleapis.com/"
 
 
+def ecds_entries(dump: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The `ecds_filters` of every ECDS section, in dump order (istioctl's GetEcdsConfigDump)."""
+    return [e for sec in sections_of(dump, "ecds") for e in sec.get("ecds_filters", ())]
+
+
 def ecds_configs(dump: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The TypedExtensionConfigs received over ECDS, by type then name."""
-    sec = section(dump, "ecds") or {}
-    out = [e["ecds_filter"] for e in sec.get("ecds_filters", ()) if e.get("ecds_filter")]
+    out = [e["ecds_filter"] for e in ecds_entries(dump) if e.get("ecds_filter")]
     return sorted(out, key=lambda c: (_typed_config_type(c), str(c.get("name", ""))))
 
 
@@ -735,10 +859,12 @@ def version_summary(dump: Mapping[str, Any]) -> str:
 def envoy_version(dump: Mapping[str, Any]) -> str:
     """`1.40.0-dev/Clean/RELEASE/BoringSSL` from the bootstrap node's user-agent build version."""
     node = ((section(dump, "bootstrap") or {}).get("bootstrap") or {}).get("node") or {}
+    if section(dump, "bootstrap") is None:
+        return ""
+    # A bootstrap without a build version prints proto zero values, `0.0.0` (istioctl's
+    # proxyconfig testdata/config_dump_summary.txt), rather than dropping the line.
     build = node.get("user_agent_build_version") or {}
     v = build.get("version") or {}
-    if not v:
-        return ""
     out = f"{v.get('major_number', 0)}.{v.get('minor_number', 0)}.{v.get('patch', 0)}"
     md = build.get("metadata") or {}
     if md.get("build.label"):
@@ -777,16 +903,36 @@ def summary(
     if t == "ecds":
         return ecds_table(ecds_configs(dump)).render()
     if t == "all":
-        parts = []
-        version = version_summary(dump)
-        if version:
-            parts.append(version)
-        for sub in ("cluster", "listener", "route", "secret", "endpoint"):
-            parts.append(summary(sub, dump, clusters_json, _only(sub, f), verbose=verbose, now=now))
-        if ecds_configs(dump):
-            parts.append(summary("ecds", dump, clusters_json, f, now=now))
-        return "\n\n".join(parts)
+        return full_summary(dump, f, verbose=verbose, now=now)
     raise ValueError(f"no table for {config_type!r}")
+
+
+def full_summary(
+    dump: Mapping[str, Any], f: Filters, *, verbose: bool = True, now: dt.datetime | None = None
+) -> str:
+    """istioctl's PrintFullSummary (`proxy-config all`): the version summary, then clusters, listeners,
+    routes, secrets and the endpoints of the dump's EDS section, each row named `<type>/<name>`, one
+    blank line between tables. Endpoints come from the config dump here, not from `/clusters` (so no
+    OUTLIER CHECK, a LOCALITY instead), and ECDS is not part of it, as in istioctl."""
+    parts = []
+    version = version_summary(dump)
+    if version:
+        parts.append(version)
+    parts.append(cluster_table(filter_clusters(clusters(dump), _only("cluster", f)), named=True).render())
+    parts.append(
+        listener_table(
+            filter_listeners(listeners(dump), _only("listener", f)), verbose=verbose, named=True
+        ).render()
+    )
+    parts.append(
+        route_table(
+            filter_routes(route_configs(dump), _only("route", f)), verbose=verbose, named=True
+        ).render()
+    )
+    items = secrets(dump, now)
+    parts.append(secret_table(items, named=True).render() if items else "No active or warming secrets found.")
+    parts.append(eds_endpoint_table(eds_assignments(dump, _only("endpoint", f)), prefix="endpoint/").render())
+    return "\n\n".join(parts)
 
 
 def _only(config_type: str, f: Filters) -> Filters:
@@ -810,6 +956,9 @@ def selected(
         return filter_endpoint_clusters(clusters_json or {}, f)
     if t == "all":
         return dict(dump)
+    if t == "ecds":
+        # istioctl prints the merged EcdsConfigDump message itself (no `@type`).
+        return {"ecds_filters": ecds_entries(dump)}
     return section(dump, t) or {}
 
 

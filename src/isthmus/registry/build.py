@@ -329,6 +329,7 @@ def _services_from_kube(res: Any, domain: str) -> Service:
                 protocol=protocol_from_kube_port(p.name, p.app_protocol, p.protocol, int(p.port)),
                 target_port=target_num,
                 target_port_name=target_name,
+                app_protocol=p.app_protocol,
             )
         )
     svc_type = spec.type or "ClusterIP"

@@ -124,6 +124,9 @@ class ServicePort:
     # Kubernetes targetPort (number, or a port name resolved per endpoint) / ServiceEntry targetPort.
     target_port: int | None = None
     target_port_name: str | None = None
+    # A Kubernetes Service port's appProtocol as written (None when unset): `describe` needs to know
+    # whether the protocol was declared (istioctl's findProtocolForPort).
+    app_protocol: str | None = None
 
 
 @dataclass(frozen=True)

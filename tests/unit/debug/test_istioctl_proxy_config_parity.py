@@ -508,7 +508,7 @@ def test_secret_summary_istio() -> None:
 RESOURCE NAME              TYPE           STATUS      VALID CERT     SERIAL NUMBER                        NOT AFTER                NOT BEFORE
 configmap://some/thing                    WARMING     false
 default                    Cert Chain     ACTIVE      false          6fbee254c22900615cb1f74e3d2f1713     2023-05-16T01:32:52Z     2023-05-15T01:30:52Z
-ROOTCA                     CA             ACTIVE      true           193a543fe2b0d9cd4847675394dfc54      2033-05-02T03:41:33Z     2023-05-05T03:41:33Z
+ROOTCA                     CA             ACTIVE      true           0193a543fe2b0d9cd4847675394dfc54     2033-05-02T03:41:33Z     2023-05-05T03:41:33Z
 """)
 
 
@@ -604,14 +604,14 @@ def test_cli_bootstrap_defaults_to_json_and_short_is_the_version_summary(cli: li
     assert res.output.strip("\n") == golden(VERSION_SUMMARY)
 
 
-def test_cli_all_starts_with_the_version_summary_and_json_is_the_dump_without_eds(cli: list[str]) -> None:
+def test_cli_all_starts_with_the_version_summary_and_json_is_the_dump_with_eds(cli: list[str]) -> None:
     res = invoke("all", "pod-1")
     assert res.exit_code == 0, res.output
-    assert res.output.startswith(golden(VERSION_SUMMARY) + "\n\nSERVICE FQDN")
+    assert res.output.startswith(golden(VERSION_SUMMARY) + "\n\nNAME")  # `cluster/<name>` rows
     cli.clear()
     res = invoke("all", "pod-1", "-o", "json")
     assert res.exit_code == 0, res.output
-    assert cli == ["http://10.0.0.1:15000/config_dump"]
+    assert cli == ["http://10.0.0.1:15000/config_dump?include_eds"]  # allConfigCmd: edsPath
     assert json.loads(res.output)["configs"][0]["@type"].endswith("BootstrapConfigDump")
 
 
