@@ -157,7 +157,9 @@ def istio_labels(
         "source_workload_namespace": src.namespace,
         "source_principal": src.principal if dst is not None else "unknown",
         "source_app": src.app,
-        "source_version": src.version,
+        # The gateway has no version label: its peers say "unknown", while as the reporter it gives its
+        # own label as is, "" (istio_stats.cc pushes the node's LABELS["version"] unchanged).
+        "source_version": "" if reporter == "source" and src is GATEWAY else src.version,
         "source_cluster": "Kubernetes",
         "destination_service": f"{service}.{SUFFIX}",
         "destination_service_name": service,

@@ -353,18 +353,15 @@ def test_canonical_service_labels_and_their_defaults(mesh: MeshProcess) -> None:
         "v9",
         "c-v9",
     )
-    # No label at all: the injector's defaults, the workload name and "latest".
+    # No label at all: the injector's defaults, the workload name and "latest"; d reports its own app and
+    # version labels as its node has them, unset: "" (istio_stats.cc has no "unknown" for its own side).
     d = only(
         wait_grown(
             mesh, before, "istio_requests_total", 1, reporter="destination", destination_service_name="d"
         )
     )
     assert (d["destination_canonical_service"], d["destination_canonical_revision"]) == ("d", "latest")
-    assert (d["destination_app"], d["destination_version"], d["destination_workload"]) == (
-        "unknown",
-        "unknown",
-        "d",
-    )
+    assert (d["destination_app"], d["destination_version"], d["destination_workload"]) == ("", "", "d")
 
 
 def test_tcp_connections_both_reporters(mesh: MeshProcess) -> None:

@@ -13,7 +13,10 @@ follow istio-proxy's `populatePeerInfo`:
   the downstream remote IP); the source principal is the downstream peer certificate's URI SAN;
   connection_security_policy is mutual_tls when both peer and local certificates carry a SAN, else none.
   The Host header is not used (istio-proxy's inbound `disable_host_header_fallback`).
-- unknown peers give "unknown" everywhere, except canonical revisions, which default to "latest".
+- unknown peers give "unknown" everywhere, except canonical revisions, which default to "latest";
+- the reporting proxy's own app and version are its node's `app` / `version` labels as they are, with
+  no "unknown" fallback: a pod without them reports "" (istio_stats.cc pushes `context_.app_name_`
+  unchanged, where every peer value falls back to "unknown").
 
 What istio-proxy can know of its peer depends on how it learns it, and the labels follow that:
 - a peer with a sidecar tells its metadata by metadata exchange: HTTP headers (any transport), or for TCP
@@ -79,6 +82,16 @@ def _inbound_port(cluster: str) -> int | None:
     return None
 
 
+def _own_app(me: Workload) -> str:
+    """The reporting proxy's `app` label as istio-proxy reads it from its node metadata ("" if unset)."""
+    return me.labels.get("app", "")
+
+
+def _own_version(me: Workload) -> str:
+    """The reporting proxy's `version` label as istio-proxy reads it ("" if unset)."""
+    return me.labels.get("version", "")
+
+
 def _endpoint_metadata(peer: Workload) -> Workload:
     """What the `istio.workload` endpoint metadata tells of `peer` (istio-proxy's convertEndpointMetadata):
     no app and no version labels."""
@@ -124,8 +137,8 @@ def _outbound_values(
         me.canonical_revision,
         me.namespace or U,
         local_san or U,
-        me.app,
-        me.version,
+        _own_app(me),
+        _own_version(me),
         me.cluster or U,
         (peer.name or U) if peer is not None else U,
         peer_ns or U,
@@ -160,6 +173,7 @@ def peer_labels_outbound(
     service_host = authority if host_header_fallback else ""
     service_name = service_host
     eds = False
+    metadata_peer = resolved  # whose `istio.workload` endpoint metadata the upstream host carries
     if route_name in BLOCK_ALL_ROUTES:
         service_name = "BlackHoleCluster"
     elif route_name == "allow_any":
@@ -176,7 +190,14 @@ def peer_labels_outbound(
                 service_host, service_name = info.host, info.name
             else:
                 service_host, service_name = host, host.split(".", 1)[0]
-    peer = _upstream_peer(resolved, eds=eds, tcp=tcp, peer_san=peer_san)
+            if resolved is None or not resolved.has_proxy:
+                # A ServiceEntry's own endpoint at a pod's address is that entry's endpoint, not the pod:
+                # with no metadata exchange (no sidecar there), its metadata is all istio-proxy knows.
+                entry = getattr(resolver, "entry_endpoint", None)
+                own = entry(host, upstream_ip) if entry is not None and upstream_ip else None
+                if own is not None:
+                    metadata_peer = own
+    peer = _upstream_peer(metadata_peer, eds=eds, tcp=tcp, peer_san=peer_san)
     values = _outbound_values(me, peer, peer_san, local_san, service_host, service_name)
     graph = None
     if peer is not resolved:
@@ -203,8 +224,8 @@ def _inbound_values(
         me.name or U,
         me.namespace or U,
         local_san or U,
-        me.app,
-        me.version,
+        _own_app(me),
+        _own_version(me),
         service_host or U,
         me.canonical_service,
         me.canonical_revision,

@@ -140,13 +140,19 @@ class SnapshotResolver:
         self.trust_domain = snapshot.mesh.trust_domain
         reg = snapshot.registry
         by_ip: dict[str, Workload] = {}
+        # A ServiceEntry's inline endpoints by (host, IP): the metadata its cluster's hosts carry, even
+        # where a pod has the same address.
+        entry_eps: dict[tuple[str, str], Workload] = {}
         # WorkloadEntries (and ServiceEntry inline endpoints with an IP) first; pods override them.
         for svc in reg.services:
             for port in svc.ports:
                 for ep in reg.endpoints(svc, port.port):
-                    if ep.hostname or not ep.address or ep.address in by_ip:
+                    if ep.hostname or not ep.address:
                         continue
-                    by_ip[ep.address] = _endpoint_workload(svc, ep)
+                    if ep.entry_own:
+                        entry_eps.setdefault((svc.hostname, ep.address), _endpoint_workload(svc, ep))
+                    if ep.address not in by_ip:
+                        by_ip[ep.address] = _endpoint_workload(svc, ep)
         for pod in reg.pods.values():
             by_ip[pod.ip] = Workload(
                 name=pod.workload or pod.labels.get("app") or pod.name,
@@ -157,11 +163,16 @@ class SnapshotResolver:
                 instance=pod.name,
             )
         self._by_ip = by_ip
+        self._entry_eps = entry_eps
         self._services: dict[str, ServiceInfo | None] = {}
         self._inbound: dict[tuple[str, int], ServiceInfo | None] = {}
 
     def workload_by_ip(self, ip: str) -> Workload | None:
         return self._by_ip.get(ip)
+
+    def entry_endpoint(self, host: str, ip: str) -> Workload | None:
+        """The inline endpoint at `ip` of the ServiceEntry for `host`, if it has one there."""
+        return self._entry_eps.get((host, ip))
 
     def service_by_host(self, host: str) -> ServiceInfo | None:
         try:

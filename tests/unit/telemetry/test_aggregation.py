@@ -200,7 +200,8 @@ def test_gateway_has_no_host_header_fallback() -> None:
     assert labels["source_workload_namespace"] == "istio-system"
     assert labels["source_canonical_service"] == "istio-ingressgateway"
     assert labels["source_canonical_revision"] == "latest"
-    assert labels["source_version"] == "unknown"
+    # The gateway's own version label is unset: istio-proxy reports it as is, "" (not "unknown").
+    assert labels["source_version"] == ""
     assert labels["destination_service"] == "unknown"
     assert labels["destination_service_name"] == "unknown"
 
