@@ -3,7 +3,7 @@
 Inputs: files, directories (their ``*.yaml``, ``*.yml`` and ``*.json`` files; with ``-R`` also those of
 subdirectories, as ``istioctl analyze -R``), and ``-`` for stdin. Multi-document YAML and ``kind: List``
 are read; kinds Isthmus does not model are skipped with an Info note (ISM0006); namespace-less resources
-go to ``default``. When a resource is defined twice, the last definition is analyzed (with a warning).
+go to ``default``. A file named with another extension is skipped with istioctl's note, as istioctl does. When a resource is defined twice, the last definition is analyzed (with a warning).
 
 Output: ``text`` (istioctl's lines: ``Error [IST0101] (VirtualService default/reviews f.yaml:12) ...``),
 ``json`` or ``yaml`` (a list of ``{code, name, level, resource, origin, message}``). ``--output-threshold``
@@ -26,6 +26,8 @@ EXIT_ISSUES = 79
 EXIT_PARSE = 65
 EXIT_USAGE = 64
 SUFFIXES = (".yaml", ".yml", ".json")
+# istioctl's fileExtensions, printed as Go prints a []string.
+_EXTENSIONS = "[.json .yaml .yml]"
 DOCS = "https://istio.io/latest/docs/reference/config/analysis"
 LEVEL_COLORS = {"Error": "red", "Warning": "yellow", "Info": "cyan"}
 
@@ -71,6 +73,12 @@ def _sources(paths: tuple[str, ...], recursive: bool) -> list[tuple[str, str]]:
         path = Path(raw)
         if not path.exists():
             raise _usage(f"{raw}: no such file or directory")
+        if path.is_file() and path.suffix not in SUFFIXES:
+            # istioctl's gatherFiles: a file named on the command line whose extension is not one it
+            # reads is skipped with this note (on stderr), not parsed (tests/integration/pilot
+            # analyze_test.go TestInvalidFileError, TestJsonOutput).
+            click.echo(f"Skipping file {raw}, recognized file extensions are: {_EXTENSIONS}", err=True)
+            continue
         for f in _files(path, recursive):
             try:
                 out.append((f.read_text(encoding="utf-8"), str(f)))

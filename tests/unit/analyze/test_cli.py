@@ -197,3 +197,13 @@ def test_unreadable_file_exits_65(tmp_path):
 )
 def test_bad_usage_exits_64(args):
     assert invoke(*args).exit_code == 64
+
+
+def test_file_with_another_extension_is_skipped(tmp_path):
+    """istioctl analyze (gatherFiles; tests/integration/pilot analyze_test.go TestInvalidFileError): a
+    file named with an extension it does not read is skipped with a note, not parsed."""
+    f = write(tmp_path, "invalid.md", "# not config: {{ nor YAML\n")
+    result = invoke(str(f))
+    assert result.exit_code == 0, result.output
+    assert f"Skipping file {f}, recognized file extensions are: [.json .yaml .yml]" in result.stderr
+    assert json.loads(invoke("-o", "json", str(f)).stdout) == []
