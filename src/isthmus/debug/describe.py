@@ -76,6 +76,13 @@ def find_service(snapshot: Snapshot, name: str, namespace: str | None) -> Servic
     for svc in snapshot.registry.services:
         if svc.hostname == name or (svc.name == name and svc.namespace == ns):
             return svc
+    if "." in name and namespace is None:
+        # istioctl's `x describe svc NAME.NAMESPACE` (handlers.InferPodInfo splits at the last dot), as
+        # pods are named above; istioctl_test.go TestDescribe describes `a.<ns>`.
+        short, _, svc_ns = name.rpartition(".")
+        for svc in snapshot.registry.services:
+            if svc.name == short and svc.namespace == svc_ns:
+                return svc
     if namespace is None:
         for svc in snapshot.registry.services:
             if svc.name == name:
@@ -541,7 +548,7 @@ def describe(snapshot: Snapshot, kind: str, name: str, namespace: str | None = N
             and labels_match(svc.selector, p.labels)
         ]
         out["service"] = service_summary(snapshot, svc, None)
-        out["istioctl"] = istioctl_service_lines(snapshot, svc, pods)
+        out["istioctl"] = istioctl_service_lines(snapshot, svc, pods, namespace or "default")
         dr = snapshot.destination_rules.lookup(svc.namespace, {}, svc.hostname, svc.namespace)
         out["pods"] = []
         for p in pods:
@@ -595,7 +602,9 @@ _SEPARATOR = "--------------------"
 
 
 def _kname(name: str, namespace: str, current: str) -> str:
-    """istioctl's kname: the bare name in the namespace being described, else name.namespace."""
+    """istioctl's kname: the bare name in istioctl's describeNamespace (the -n namespace, else the
+    context's, `default`), else name.namespace. Every object of the output is named this way, so
+    `describe svc a.echo` (no -n) prints `Service: a.echo` and `DestinationRule: a.echo`."""
     return name if namespace == current else f"{name}.{namespace}"
 
 
@@ -649,6 +658,7 @@ def _http_route_facts(
     matching: list[str],
     nonmatching: list[str],
     dr: MergedDestinationRule | None,
+    current: str,
 ) -> tuple[bool, list[str]]:
     """istioctl's httpRouteMatchSvc: whether the rule reaches the pods' subsets, and what it says."""
     suffix = svc.hostname.split(".", 2)[2]
@@ -675,7 +685,7 @@ def _http_route_facts(
                     else:
                         mismatch.append(
                             f"Warning: Route to UNKNOWN subset {dest.subset}; check DestinationRule "
-                            f"{_kname(dr.configs[0].name, dr.namespace, svc.namespace)}"
+                            f"{_kname(dr.configs[0].name, dr.namespace, current)}"
                         )
                     continue
             match = True
@@ -715,16 +725,17 @@ def _istioctl_vs_lines(
     matching: list[str],
     nonmatching: list[str],
     dr: MergedDestinationRule | None,
+    current: str,
 ) -> list[str]:
     """istioctl's printVirtualService."""
-    lines = [f"{indent}VirtualService: {_kname(vs.name, vs.namespace, svc.namespace)}"]
+    lines = [f"{indent}VirtualService: {_kname(vs.name, vs.namespace, current)}"]
     l1, l2 = indent + _LEVEL1, indent + _LEVEL2
     # istioctl reads the VirtualService as written (hosts unresolved), not the merged entry.
     spec = vs.config.spec
     http, tcp = list(spec.http or ()), list(spec.tcp or ())
     matches = facts = 0
     mismatch: list[str] = []
-    results = [_http_route_facts(vs, r, svc, matching, nonmatching, dr) for r in http]
+    results = [_http_route_facts(vs, r, svc, matching, nonmatching, dr, current) for r in http]
     results += [_tcp_route_facts(vs, r, svc) for r in tcp]
     for ok, new in results:
         if ok:
@@ -760,14 +771,17 @@ def _short_policies(lb: Any, pool: Any, od: Any) -> str | None:
 
 
 def _istioctl_dr_lines(
-    indent: str, dr: MergedDestinationRule, svc: Service, matching: list[str], nonmatching: list[str]
+    indent: str,
+    dr: MergedDestinationRule,
+    svc: Service,
+    matching: list[str],
+    nonmatching: list[str],
+    current: str,
 ) -> list[str]:
     """istioctl's printDestinationRule (it names the first DestinationRule merged for the host)."""
     cfg = dr.configs[0]
     l1, l2 = indent + _LEVEL1, indent + _LEVEL2
-    lines = [
-        f'{indent}DestinationRule: {_kname(cfg.name, cfg.namespace, svc.namespace)} for "{cfg.spec.host}"'
-    ]
+    lines = [f'{indent}DestinationRule: {_kname(cfg.name, cfg.namespace, current)} for "{cfg.spec.host}"']
     if matching or nonmatching:
         if not matching:
             lines.append(
@@ -818,7 +832,9 @@ def _mesh_vs(snapshot: Snapshot, svc: Service) -> VirtualServiceEntry | None:
     )
 
 
-def _istioctl_services(snapshot: Snapshot, pod: Pod, services: list[Service], pods: list[Pod]) -> list[str]:
+def _istioctl_services(
+    snapshot: Snapshot, pod: Pod, services: list[Service], pods: list[Pod], current: str
+) -> list[str]:
     """istioctl's describePodServices."""
     lines: list[str] = []
     proxy = proxy_of(pod)
@@ -826,7 +842,7 @@ def _istioctl_services(snapshot: Snapshot, pod: Pod, services: list[Service], po
     for row, svc in enumerate(services):
         if row:
             lines.append(_SEPARATOR)
-        lines.append(f"Service: {_kname(svc.name, svc.namespace, pod.namespace)}")
+        lines.append(f"Service: {_kname(svc.name, svc.namespace, current)}")
         for sp in svc.ports:
             tp = _target_port(sp, pod)
             if tp is None:
@@ -842,10 +858,10 @@ def _istioctl_services(snapshot: Snapshot, pod: Pod, services: list[Service], po
             if multi:
                 lines.append(f"{sp.port}:")
             if dr is not None:
-                lines.extend(_istioctl_dr_lines(indent, dr, svc, matching, nonmatching))
+                lines.extend(_istioctl_dr_lines(indent, dr, svc, matching, nonmatching, current))
             # istioctl finds the VirtualService on the HTTP route of the port: TCP ports have none.
             if vs is not None and (sp.protocol.is_http or sp.protocol is Protocol.AUTO):
-                lines.extend(_istioctl_vs_lines(indent, vs, svc, matching, nonmatching, dr))
+                lines.extend(_istioctl_vs_lines(indent, vs, svc, matching, nonmatching, dr, current))
             if rbac and sp.protocol.is_http:
                 lines.append((f"{sp.port} " if multi else "") + f"RBAC policies: {', '.join(sorted(rbac))}")
     return lines
@@ -869,7 +885,9 @@ def _istioctl_peer_authn(snapshot: Snapshot, pod: Pod) -> list[str]:
     return lines
 
 
-def _istioctl_ingress(snapshot: Snapshot, services: list[Service], pods: list[Pod]) -> list[str]:
+def _istioctl_ingress(
+    snapshot: Snapshot, services: list[Service], pods: list[Pod], current: str
+) -> list[str]:
     """istioctl's printIngressInfo: each ingress gateway (pods labelled istio=ingressgateway) exposing
     the services through a gateway-bound VirtualService."""
     gw_pods = [p for p in _pods(snapshot) if p.labels.get("istio") == "ingressgateway" and p.ready]
@@ -925,7 +943,7 @@ def _istioctl_ingress(snapshot: Snapshot, services: list[Service], pods: list[Po
                             continue
                         suffix = "" if sp.port == 80 else f":{sp.port}"
                         lines.append(f"Exposed on Ingress Gateway http://{ps[0].ip}{suffix}")
-                lines.extend(_istioctl_vs_lines("", vs, svc, matching, nonmatching, dr))
+                lines.extend(_istioctl_vs_lines("", vs, svc, matching, nonmatching, dr, current))
     return lines
 
 
@@ -959,26 +977,26 @@ def istioctl_pod_lines(snapshot: Snapshot, pod: Pod, current_ns: str) -> list[st
             "(see https://istio.io/docs/setup/kubernetes/additional-setup/requirements/ )"
         )
     lines.append(_SEPARATOR)
-    lines.extend(_istioctl_services(snapshot, pod, services, [pod]))
+    lines.extend(_istioctl_services(snapshot, pod, services, [pod], current_ns))
     lines.append(_SEPARATOR)
     lines.extend(_istioctl_peer_authn(snapshot, pod))
-    lines.extend(_istioctl_ingress(snapshot, services, [pod]))
+    lines.extend(_istioctl_ingress(snapshot, services, [pod], current_ns))
     return lines
 
 
-def istioctl_service_lines(snapshot: Snapshot, svc: Service, selected: list[Pod]) -> list[str]:
+def istioctl_service_lines(
+    snapshot: Snapshot, svc: Service, selected: list[Pod], current_ns: str = "default"
+) -> list[str]:
     """`istioctl x describe service`: described through its first ready pod with a sidecar."""
-    name = _kname(svc.name, svc.namespace, svc.namespace)
+    name = _kname(svc.name, svc.namespace, current_ns)
     lines: list[str] = []
     pods = []
     for p in selected:
         if not (p.sidecar or p.gateway):
-            lines.append(
-                f'Pod {_kname(p.name, p.namespace, svc.namespace)}: no container "istio-proxy" in pod'
-            )
+            lines.append(f'Pod {_kname(p.name, p.namespace, current_ns)}: no container "istio-proxy" in pod')
         elif not p.ready:
             lines.append(
-                f"WARNING: Pod {_kname(p.name, p.namespace, svc.namespace)} Container istio-proxy NOT READY"
+                f"WARNING: Pod {_kname(p.name, p.namespace, current_ns)} Container istio-proxy NOT READY"
             )
         else:
             pods.append(p)
@@ -990,8 +1008,8 @@ def istioctl_service_lines(snapshot: Snapshot, svc: Service, selected: list[Pod]
             f'Service "{name}" has no Istio pods.  ({len(selected)} pods in service).',
             "Use `istioctl kube-inject` or redeploy with Istio automatic sidecar injection.",
         ]
-    lines.extend(_istioctl_services(snapshot, pods[0], [svc], pods))
-    lines.extend(_istioctl_ingress(snapshot, [svc], pods))
+    lines.extend(_istioctl_services(snapshot, pods[0], [svc], pods, current_ns))
+    lines.extend(_istioctl_ingress(snapshot, [svc], pods, current_ns))
     return lines
 
 

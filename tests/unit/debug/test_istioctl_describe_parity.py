@@ -201,3 +201,20 @@ def test_pod_without_sidecar_and_errors() -> None:
     data = describe(snap, "pod", "echo-v1-0")
     assert "==================== Isthmus details" in render_text(data, details=True)
     assert "Isthmus details" not in render_text(data)
+
+
+def test_names_are_qualified_outside_the_describe_namespace() -> None:
+    """istioctl's kname uses describeNamespace (-n, else the context's `default`) for every object, and
+    `describe svc NAME.NAMESPACE` is accepted (tests/integration/pilot istioctl_test.go TestDescribe
+    describes `a.<echo ns>` with --namespace=dummy and expects `Service: a.<ns>`, `DestinationRule: a.<ns>`)."""
+    from isthmus.debug.describe import find_service, istioctl_service_lines
+
+    snap, _ = snapshot(DR_V9)
+    svc = find_service(snap, "echo.default", None)
+    pods = [p for p in snap.registry.pods.values() if p.labels.get("app") == "echo"]
+    here = istioctl_service_lines(snap, svc, pods, "default")
+    assert "Service: echo" in here
+    assert any(line.strip() == 'DestinationRule: echo for "echo"' for line in here), here
+    elsewhere = istioctl_service_lines(snap, svc, pods, "dummy")
+    assert "Service: echo.default" in elsewhere, elsewhere
+    assert any(line.strip() == 'DestinationRule: echo.default for "echo"' for line in elsewhere), elsewhere
