@@ -244,6 +244,7 @@ class TlsServer:
         *,
         client_ca: Pem | None = None,
         alpn: tuple[str, ...] = ("http/1.1",),
+        client_cert_optional: bool = False,
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "server.crt").write_bytes(cert.cert)
@@ -254,7 +255,9 @@ class TlsServer:
         if client_ca is not None:
             # Istio's mTLS echo port: a client certificate from this CA is required.
             self.ctx.load_verify_locations(cadata=client_ca.cert.decode())
-            self.ctx.verify_mode = ssl.CERT_REQUIRED
+            # Optional: the server asks for a certificate (and reports its subject) but serves without
+            # one, as Istio's echo TLS port that does not enforce client certificates.
+            self.ctx.verify_mode = ssl.CERT_OPTIONAL if client_cert_optional else ssl.CERT_REQUIRED
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((address, port))
