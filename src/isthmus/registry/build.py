@@ -29,6 +29,8 @@ from isthmus.registry.types import (
 
 DOMAIN_SUFFIX = "cluster.local"
 EXPORT_TO_ANNOTATION = "networking.istio.io/exportTo"
+KUBE_SERVICE_ACCOUNTS_ANNOTATION = "alpha.istio.io/kubernetes-serviceaccounts"
+CANONICAL_SERVICE_ACCOUNTS_ANNOTATION = "alpha.istio.io/canonical-serviceaccounts"
 TLS_MODE_LABEL = "security.istio.io/tlsMode"
 LOCALITY_LABEL = "istio-locality"
 # Where Kubernetes puts a node's topology (istiod's getPodLocality reads them from the pod's node, the
@@ -350,9 +352,17 @@ def _services_from_kube(res: Any, domain: str) -> Service:
         # A Service without a selector has its endpoints managed by someone else: none from pods.
         selector=dict(spec.selector) if spec.selector and not external_name else None,
         external_name=external_name,
+        subject_alt_names=_annotation_list(res, CANONICAL_SERVICE_ACCOUNTS_ANNOTATION),
+        kube_service_accounts=_annotation_list(res, KUBE_SERVICE_ACCOUNTS_ANNOTATION),
         creation_order=_creation_order(res),
         traffic_distribution=traffic_distribution(spec.traffic_distribution, res.metadata.annotations),
     )
+
+
+def _annotation_list(res: Any, key: str) -> tuple[str, ...]:
+    """A comma-separated annotation as istiod's ConvertService splits it (unset or empty: none)."""
+    raw = (res.metadata.annotations or {}).get(key) or ""
+    return tuple(raw.split(",")) if raw else ()
 
 
 def _cluster_ips(spec: Any) -> tuple[str, ...]:
@@ -456,6 +466,7 @@ def _service_entry_endpoints(res: Any, svc: Service, instances: _InstanceIndex) 
                     namespace=svc.namespace,
                     hostname=True,
                     entry_own=True,
+                    topology=False,  # istiod's hostname instance has nil labels
                 )
             )
     return out
@@ -489,6 +500,7 @@ def build_registry(resources: Iterable[Any], pods: Iterable[Pod], *, domain: str
                         namespace=svc.namespace,
                         workload=svc.name,
                         hostname=True,
+                        topology=False,
                     )
                 )
             continue
@@ -502,11 +514,23 @@ def build_registry(resources: Iterable[Any], pods: Iterable[Pod], *, domain: str
             for port, ep in _selected_endpoints(svc, inst, publish_all):
                 endpoints[(svc.hostname, svc.namespace, port)].append(ep)
 
-    for res in by_kind.get("ServiceEntry", []):
+    # Keys ServiceEntries gave endpoints to (istiod's ServiceEntry store, apart from Kubernetes').
+    entry_keys: set[tuple[str, str, int]] = set()
+    # Oldest first: a DNS_ROUND_ROBIN host keeps the endpoint of the entry istiod's store saw first.
+    for res in sorted(by_kind.get("ServiceEntry", []), key=_creation_order):
         for svc in _services_from_service_entry(res):
             reg.services.append(svc)
             for port, eps in _service_entry_endpoints(res, svc, instances).items():
-                endpoints[(svc.hostname, svc.namespace, port)].extend(eps)
+                key = (svc.hostname, svc.namespace, port)
+                if svc.resolution is Resolution.DNS_ROUND_ROBIN:
+                    # istiod's serviceInstancesStore.addInstances: a DNS_ROUND_ROBIN instance is skipped
+                    # when the host and port already have one (Envoy's LOGICAL_DNS cluster takes a
+                    # single endpoint), whichever entry of the namespace it came from
+                    # (TestServiceInstancesForDnsRoundRobinLB).
+                    eps = sorted(eps, key=_endpoint_order)[: 0 if key in entry_keys else 1]
+                if eps:
+                    entry_keys.add(key)
+                endpoints[key].extend(eps)
 
     reg.services = _resolve_aliases(reg.services, endpoints)
     reg.services, name_targets = _resolve_mesh_names(reg.services, endpoints)
@@ -750,6 +774,8 @@ def update_registry(previous: Registry, pods: Iterable[Pod]) -> Registry | None:
                 continue
             if (svc.hostname, svc.namespace) in facts.shared_hosts:
                 return None
+            if svc.resolution is Resolution.DNS_ROUND_ROBIN:
+                return None  # one endpoint of the selected ones (build_registry): rare, rebuild
             keys = [(svc.hostname, svc.namespace, port.port) for port in svc.ports]
             if facts.name_targets and not facts.name_targets.isdisjoint(keys):
                 # A DNS ServiceEntry resolves its name through these endpoints: rebuild (rare).

@@ -183,6 +183,10 @@ class Service:
     alias_of: str | None = None
     aliases: tuple[str, ...] = ()
     subject_alt_names: tuple[str, ...] = ()
+    # A Kubernetes Service's `alpha.istio.io/kubernetes-serviceaccounts` names: istiod's ConvertService
+    # adds them to the service's accounts as SPIFFE ids of the trust domain and the Service's namespace
+    # (its `alpha.istio.io/canonical-serviceaccounts` ids are in `subject_alt_names`, as written).
+    kube_service_accounts: tuple[str, ...] = ()
     creation_order: tuple = ()
     # A DNS / DNS_ROUND_ROBIN ServiceEntry whose endpoint names (or host) all name services of the
     # registry: mesh names resolve through the registry (DESIGN §3), to the endpoints of the service
@@ -276,3 +280,7 @@ class Endpoint:
     # A ServiceEntry's own endpoint (an inline one, or its host resolved by DNS): istiod converts it with
     # an empty config key, so it names no workload or namespace (`istio.workload` metadata, telemetry).
     entry_own: bool = False
+    # istiod adds topology labels (its AugmentLabels: region, zone, subzone, cluster, network) to the
+    # labels of every endpoint it converts from a pod or a WorkloadEntry (inline ones too), so subsets
+    # can select by them; a DNS ServiceEntry's own host and an ExternalName's target have no labels.
+    topology: bool = True

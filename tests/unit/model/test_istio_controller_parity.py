@@ -26,6 +26,9 @@ ServiceEntry gets the entry's ports and protocols on its inbound ports (model/sn
 under a DNS ServiceEntry's selector is pushed in full, since a STRICT_DNS cluster carries its endpoints
 inline in CDS (mesh/control_plane.py).
 
+The service-account annotations of TestGetProxyServiceTargets / TestController_GetIstioServiceAccounts are
+checked in test_istio_registry_remaining_parity.py.
+
 Departures, by design (see test_istio_registry_parity.py for the conversion ones):
 - locality: a pod's locality leaves out empty trailing parts ("region1/zone1", not istiod's
   "region1/zone1/"), so a label and a WorkloadEntry `locality` naming one place are one locality.
@@ -44,11 +47,10 @@ TestControllerResourceScoping: every namespace is discovered); TestEndpointUpdat
 EDS here, so its endpoint changes need no full push); TestWorkloadEntryOnlyMode (no such mode); the
 Test_autoAllocateIP_* cases (no auto-allocated addresses: explicit proxies route by Host); proxy lookup of
 WorkloadEntries by proxy ID or IP (TestGetProxyServiceTargets_WorkloadInstance, the WorkloadEntry half of
-expectProxyInstances: WorkloadEntries are not proxies Isthmus runs); the kube.io service-account annotations
-of TestGetProxyServiceTargets; TestServiceDiscoveryGetProxyServiceTargets (a proxy whose IP is a
-ServiceEntry's inline endpoint: Isthmus pods take their addresses from the runner's block and inbound
-ports come from the services that select the pod); dual-stack WorkloadEntry addresses (one address per
-WorkloadEntry in the API).
+expectProxyInstances: WorkloadEntries are not proxies Isthmus runs);
+TestServiceDiscoveryGetProxyServiceTargets (a proxy whose IP is a ServiceEntry's inline endpoint: Isthmus pods
+take their addresses from the runner's block and inbound ports come from the services that select the pod);
+dual-stack WorkloadEntry addresses (one address per WorkloadEntry in the API).
 """
 
 from __future__ import annotations

@@ -56,8 +56,21 @@ def _workload_metadata(ep: Endpoint) -> str:
 def select_endpoints(snapshot: Snapshot, spec: ClusterSpec) -> list[Endpoint]:
     eps = snapshot.registry.endpoints(spec.service, spec.port.port)
     out = [e for e in eps if e.ready]
-    if spec.subset_labels is not None:
-        out = [e for e in out if labels_match(spec.subset_labels, e.labels)]
+    subset = spec.subset_labels
+    if subset is not None:
+        if any(k in locality.TOPOLOGY_KEYS for k in subset):
+            # A subset may select by the topology labels istiod adds to endpoint labels
+            # (TestNewEndpointBuilderTopologyLabels; serviceentry convertEndpoint's AugmentLabels).
+            out = [
+                e
+                for e in out
+                if labels_match(
+                    subset,
+                    locality.topology_labels(e.labels, e.locality, e.network) if e.topology else e.labels,
+                )
+            ]
+        else:
+            out = [e for e in out if labels_match(subset, e.labels)]
     return out
 
 

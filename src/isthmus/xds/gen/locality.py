@@ -158,11 +158,17 @@ def topology_labels(labels: Mapping[str, str], locality: str, network: str) -> d
         (ZONE_LABELS[0], zone),
         (SUBZONE_LABEL, subzone),
         (CLUSTER_LABEL, CLUSTER_ID),
-        (NETWORK_LABEL, network),
     ):
         if value:
             out[key] = value
+    # The network label the workload carries wins over its network (AugmentLabels sets it only if unset).
+    if network and not out.get(NETWORK_LABEL):
+        out[NETWORK_LABEL] = network
     return out
+
+
+# The labels topology_labels may add.
+TOPOLOGY_KEYS = frozenset((REGION_LABELS[0], ZONE_LABELS[0], SUBZONE_LABEL, CLUSTER_LABEL, NETWORK_LABEL))
 
 
 def apply(groups: Sequence[Group], proxy: Proxy, lb: LocalityLb) -> Sequence[Group]:

@@ -163,9 +163,11 @@ def _service_identities(snapshot: Snapshot, svc: Service) -> list[str]:
     """istiod's PushContext.initServiceAccounts: the service accounts of every endpoint (with a sidecar or
     not: a pod's identity is its service account, and a server without a sidecar may still hold a mesh
     certificate, as TestTrustDomainAliasSecureNaming's do), plus a ServiceEntry's subjectAltNames, each
-    expanded to the MeshConfig trustDomainAliases (spiffe.ExpandWithTrustDomains)."""
+    expanded to the MeshConfig trustDomainAliases (spiffe.ExpandWithTrustDomains). A Kubernetes
+    Service's service-account annotations count as its declared accounts (istiod's ConvertService)."""
     td = snapshot.mesh.trust_domain
     ids = set(svc.subject_alt_names)
+    ids.update(spiffe(td, svc.namespace, sa) for sa in svc.kube_service_accounts)
     for port in svc.ports:
         for ep in snapshot.registry.endpoints(svc, port.port):
             if ep.service_account:
