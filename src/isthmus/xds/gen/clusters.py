@@ -122,6 +122,11 @@ def _metadata(c: p.cluster.Cluster, spec: ClusterSpec) -> None:
     fields["default_original_port"].number_value = spec.port.port
     if spec.dr is not None:
         fields["config"].string_value = spec.dr.config_path
+        # istiod's AddALPNOverrideToMetadata: a DestinationRule's own TLS (SIMPLE, MUTUAL) keeps the
+        # application's ALPN; istio-proxy's istio.alpn filter reads this key (plain Envoy ignores it).
+        tls_settings = spec.policy.tls
+        if tls_settings is not None and tls_settings.mode in ("SIMPLE", "MUTUAL"):
+            fields["alpn_override"].string_value = "false"
     if spec.subset:
         fields["subset"].string_value = spec.subset
     if svc.mesh_external:
@@ -140,12 +145,35 @@ def alt_stat_name(pattern: str, svc: Service, subset: str, port: ServicePort) ->
     *ClusterStatName pattern. %SERVICE% is `<name>.<namespace>` for a Kubernetes Service, else the host.
     istiod appends a `;` when EnableDelimitedStatsTagRegex is on, for istio-proxy's stats tag regexes;
     plain Envoy has none of those, so the name is kept as the pattern gives it."""
-    short = f"{svc.name}.{svc.namespace}" if svc.is_kubernetes else svc.hostname
+    return build_stat_prefix(pattern, svc.hostname, svc, subset, port.port, port.name)
+
+
+def build_stat_prefix(pattern: str, host: str, svc: Service, subset: str, port: int, port_name: str) -> str:
+    """telemetry.BuildStatPrefix for `host` (the service's, or a route destination's as written) on a port
+    given by number and name: %SERVICE% is `<name>.<namespace>` for a Kubernetes Service (shortHostName),
+    else the host; unknown %...% patterns stay as they are."""
+    short = f"{svc.name}.{svc.namespace}" if svc.is_kubernetes else host
     out = pattern.replace("%SERVICE%", short)
-    out = out.replace("%SERVICE_FQDN%", svc.hostname)
+    out = out.replace("%SERVICE_FQDN%", host)
     out = out.replace("%SUBSET_NAME%", subset)
-    out = out.replace("%SERVICE_PORT%", str(port.port))
-    return out.replace("%SERVICE_PORT_NAME%", port.name)
+    out = out.replace("%SERVICE_PORT%", str(port))
+    return out.replace("%SERVICE_PORT_NAME%", port_name)
+
+
+def outbound_stat_name_pattern(snapshot: Snapshot) -> str | None:
+    """MeshConfig outboundClusterStatName (None when unset)."""
+    return _stat_name_pattern(snapshot, "outbound_cluster_stat_name")
+
+
+def inbound_stat_name(snapshot: Snapshot, inbound: InboundPort) -> str | None:
+    """MeshConfig inboundClusterStatName filled in from the (first) service on the port (istiod's
+    BuildInboundStatPrefix): the inbound cluster's `alt_stat_name` and the stat_prefix of the port's
+    tcp_proxy (buildInboundNetworkFilters). None without the pattern or a service."""
+    pattern = _stat_name_pattern(snapshot, "inbound_cluster_stat_name")
+    if pattern is None or not inbound.services:
+        return None
+    svc, sp = inbound.services[0]
+    return alt_stat_name(pattern, svc, "", sp)
 
 
 def dns_cache_config(dns_refresh_s: float) -> p.dns_cache.DnsCacheConfig:
@@ -313,10 +341,9 @@ def build_inbound_cluster(snapshot: Snapshot, proxy: Proxy, inbound: InboundPort
     if inbound.services:
         svc, sp = inbound.services[0]
         _inbound_metadata(c, inbound)
-        pattern = _stat_name_pattern(snapshot, "inbound_cluster_stat_name")
-        if pattern is not None:
-            # istiod's buildInboundCluster: the pattern filled in from the (first) service on the port.
-            c.alt_stat_name = alt_stat_name(pattern, svc, "", sp)
+        stat_name = inbound_stat_name(snapshot, inbound)
+        if stat_name is not None:
+            c.alt_stat_name = stat_name
         dr = snapshot.destination_rules.lookup(proxy.namespace, {}, svc.hostname, svc.namespace)
         if dr is not None and dr.traffic_policy is not None:
             pool = effective_policy(dr, sp.port, None).connection_pool

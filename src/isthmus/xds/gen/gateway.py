@@ -28,6 +28,7 @@ from isthmus.security import sds
 from isthmus.telemetry import envoy as telemetry
 from isthmus.xds.gen import authz, naming, tls
 from isthmus.xds.gen import protos as p
+from isthmus.xds.gen.clusters import build_stat_prefix, outbound_stat_name_pattern
 from isthmus.xds.gen.routes import (
     RouteContext,
     TcpProxyPolicy,
@@ -274,15 +275,38 @@ def _needs_tcp_alpn(snapshot: Snapshot, proxy: Proxy, rule: Any, services: Any, 
     return needed
 
 
+def _tcp_stat_prefix(
+    snapshot: Snapshot,
+    vs: Any,
+    rule: Any,
+    services: Any,
+    clusters: Sequence[tuple[str, int]],
+    server: GatewayServer,
+) -> str:
+    """istiod's buildOutboundNetworkFilters: a single destination's cluster name, or MeshConfig
+    outboundClusterStatName filled in from the destination (its host, subset, and the server's port number
+    and name) when set and the host is a known service; `<vs name>.<vs namespace>` for a weighted split."""
+    if len(clusters) != 1:
+        return f"{vs.name}.{vs.namespace}"
+    pattern = outbound_stat_name_pattern(snapshot)
+    dests = [d.destination for d in rule.route or () if d.destination is not None]
+    svc = services.get(dests[0].host) if pattern is not None and dests and dests[0].host else None
+    if pattern is None or svc is None:
+        return clusters[0][0]
+    dest = dests[0]
+    return build_stat_prefix(pattern, dest.host, svc, dest.subset or "", server.port, server.port_name)
+
+
 def _rule_tcp_filters(
-    snapshot: Snapshot, proxy: Proxy, vs: Any, rule: Any, services: Any, port: int
+    snapshot: Snapshot, proxy: Proxy, vs: Any, rule: Any, services: Any, server: GatewayServer
 ) -> list[Any]:
-    """The tcp_proxy of a `tls` or `tcp` rule (buildOutboundNetworkFilters): stat prefix the cluster's
-    name for a single destination, `<vs name>.<vs namespace>` for a weighted split; preceded by the ALPN
+    """The tcp_proxy of a `tls` or `tcp` rule (buildOutboundNetworkFilters), stats named as
+    _tcp_stat_prefix says; preceded by the ALPN
     override when it goes to an auto port over mesh mTLS (not through a DestinationRule tunnel, whose
     CONNECT is HTTP to the forward proxy)."""
+    port = server.port
     clusters = _route_clusters(rule, services, port)
-    stat_prefix = clusters[0][0] if len(clusters) == 1 else f"{vs.name}.{vs.namespace}"
+    stat_prefix = _tcp_stat_prefix(snapshot, vs, rule, services, clusters, server)
     policy = _route_policy(snapshot, proxy, rule, services)
     filters = [_tcp_filter(snapshot, proxy, clusters, stat_prefix, policy)]
     tunneled = policy is not None and policy.tunnel is not None
@@ -328,7 +352,7 @@ def passthrough_chains(
                 if "*" not in snis:
                     chain.filter_chain_match.server_names.extend(snis)
                 chain.filters.extend(network_filters)
-                chain.filters.extend(_rule_tcp_filters(snapshot, proxy, vs, rule, services, server.port))
+                chain.filters.extend(_rule_tcp_filters(snapshot, proxy, vs, rule, services, server))
                 chains.append(chain)
     return chains
 
@@ -347,7 +371,7 @@ def tcp_chain(
             if any(m is None or _gateway_match(m, server.gateway_name, server.port) for m in matches):
                 chain = p.listener_components.FilterChain(name=f"{vs.namespace}/{vs.name}")
                 chain.filters.extend(network_filters)
-                chain.filters.extend(_rule_tcp_filters(snapshot, proxy, vs, rule, services, server.port))
+                chain.filters.extend(_rule_tcp_filters(snapshot, proxy, vs, rule, services, server))
                 return chain
     return None
 

@@ -25,7 +25,7 @@ from isthmus.telemetry import envoy as telemetry
 from isthmus.telemetry.tracing import configure_hcm as configure_tracing
 from isthmus.xds.gen import authz, connection_settings, gateway, naming, proxy_headers, tls
 from isthmus.xds.gen import protos as p
-from isthmus.xds.gen.clusters import dns_cache_config
+from isthmus.xds.gen.clusters import dns_cache_config, inbound_stat_name
 from isthmus.xds.gen.guard import guarded
 
 OUTBOUND_PORT = 15001
@@ -365,8 +365,12 @@ def inbound_listener(snapshot: Snapshot, proxy: Proxy, inbound: InboundPort) -> 
         )
         return [_filter(HCM_NAME, config)]
 
+    # istiod's buildInboundNetworkFilters: the tcp_proxy's stats are named by MeshConfig
+    # inboundClusterStatName when set (as the cluster's alt_stat_name), else after the cluster.
+    tcp_base = inbound_stat_name(snapshot, inbound) or cluster
+
     def tcp(plaintext: bool = False) -> list[p.listener_components.Filter]:
-        tcp_stat = cluster + PLAINTEXT_STAT_SUFFIX if plaintext else cluster
+        tcp_stat = tcp_base + PLAINTEXT_STAT_SUFFIX if plaintext else tcp_base
         return [*tcp_security, _tcp_proxy(snapshot, proxy, "inbound", cluster, tcp_stat)]
 
     http, auto = inbound.protocol.is_http, inbound.protocol is Protocol.AUTO
