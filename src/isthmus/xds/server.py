@@ -11,10 +11,15 @@ Protocol handling (see Envoy's "xDS REST and gRPC protocol"):
 - The first request of a stream must carry the Node; `proxy_from_node(node)` turns it into a `Proxy`
   (an error ends the stream with INVALID_ARGUMENT).
 - Subscriptions per type URL, any type: a type is a *wildcard* subscription when its first request names
-  no resource (CDS, LDS) or names ``*``; otherwise the request's names are the watched set (EDS, RDS,
-  SDS). Every request replaces the watched set; names newly watched are answered at once, names
-  dropped are forgotten (so watching them again sends them again). The first request of a type is
-  always answered, with an empty response if there is nothing to send.
+  ``*``, or names no resource and is not one of EDS, RDS, SDS, ECDS (`typeurls.NAMED_ONLY`: for those,
+  naming nothing subscribes to nothing and is not answered, as istiod's shouldUnsubscribe); otherwise
+  the request's names are the watched set. Every request replaces the watched set; names newly watched
+  are answered at once, names dropped are forgotten (so watching them again sends them again). The
+  first request of a type is always answered (unless it subscribes to nothing), with an empty response
+  if there is nothing to send.
+- A new CDS subscription on a stream whose EDS was already answered (Envoy reconnecting asks EDS first)
+  sends the watched EDS again: clusters rebuilt by the CDS answer wait for endpoints Envoy does not ask
+  for again (envoy#13009; istiod's AlwaysRespond / forceEDSPush).
 - Nonces come from a process-wide counter and are unique within a stream; proxies that get the same
   content at the same version share one encoded response and its nonce (a push to 1,000 proxies of a
   scope encodes once). ACKs repeating a long name list are decoded by `requests.RequestDecoder` without
@@ -205,7 +210,7 @@ class _TypeState:
         self.type_url = type_url
         self.short = typeurls.short_name(type_url)
         self.label = typeurls.metric_label(type_url)
-        self.wildcard = not names or "*" in names
+        self.wildcard = _is_wildcard(type_url, names)
         self.watched: frozenset[str] = _without_star(names)
         # The resource names of the last request, as listed and as a set: ACKs repeat them (1,000+ EDS
         # names per ACK in a large mesh), so an unchanged list is recognized without building a set.
@@ -269,6 +274,13 @@ class _TypeState:
         if self.sent_nonce is None:
             return NOT_SENT
         return SYNCED if self.acked_nonce == self.sent_nonce else STALE
+
+
+def _is_wildcard(type_url: str, names: frozenset[str]) -> bool:
+    """Whether a type's first request (or a SotW restart) subscribes to everything: it names ``*``, or
+    names nothing for a type that has wildcard subscriptions (CDS, LDS, others but `typeurls.NAMED_ONLY`).
+    An EDS/RDS/SDS/ECDS request naming nothing asks for nothing (istiod's shouldUnsubscribe)."""
+    return "*" in names or (not names and type_url not in typeurls.NAMED_ONLY)
 
 
 def _without_star(names: frozenset[str]) -> frozenset[str]:
@@ -676,13 +688,15 @@ class XdsServer:
                     assert isinstance(conn.decoder, DeltaRequestDecoder)
                     st.holds(conn.decoder.take_initial(type_url))
             else:
-                st.wildcard = not names or "*" in names
+                st.wildcard = _is_wildcard(type_url, names)
                 st.watched = _without_star(names)
                 st.reset()
             st.requested = (listed, names)
             self._notify()
             if conn.snapshot is not None:
                 await self._send_type(conn, st, conn.snapshot, None, frozenset(), None, initial=True)
+                if type_url == typeurls.CLUSTER:
+                    await self._rewarm_endpoints(conn)
             return
 
         if not nonce:
@@ -721,6 +735,16 @@ class XdsServer:
             self._notify()
             if added and conn.snapshot is not None and st.sent_nonce is not None:
                 await self._send_type(conn, st, conn.snapshot, added, frozenset(), None, initial=False)
+
+    async def _rewarm_endpoints(self, conn: _Connection) -> None:
+        """A new CDS subscription on a stream whose EDS was already answered (Envoy reconnecting sends EDS
+        before CDS): the clusters it receives may be rebuilt and then wait, warming, for endpoints that
+        Envoy will not ask for again (envoy#13009). Send the watched endpoints again, as istiod does
+        (AlwaysRespond for SotW, forceEDSPush for delta); on a first connection CDS comes first: no-op."""
+        eds = conn.types.get(typeurls.ENDPOINT)
+        if eds is None or eds.sent_nonce is None or (not eds.wildcard and not eds.watched):
+            return
+        await self._send_type(conn, eds, conn.snapshot, None, eds.watched, None, initial=True)
 
     async def _delta_subscription(
         self,
@@ -873,7 +897,9 @@ class XdsServer:
             watched = None
         else:
             watched = st.watched if only is None else st.watched & only
-            if not watched and not initial:
+            if not watched:
+                # Nothing asked for (even on the first request: a named type's empty subscription is an
+                # unsubscribe, which istiod does not answer): current at this version, nothing to send.
                 st.checked = version
                 return frozenset()
         t0 = time.perf_counter()

@@ -56,5 +56,11 @@ def type_url_of(name: str) -> str:
     return _LONG.get(name.upper(), name)
 
 
+#: Types whose SotW subscription names nothing mean "nothing", not "everything" (istiod's
+#: IsWildcardTypeURL; the xDS spec's wildcard is for Listener and Cluster). A first request of one of these
+#: that names no resource is an unsubscribe: istiod registers nothing and sends nothing.
+NAMED_ONLY: frozenset[str] = frozenset((ENDPOINT, ROUTE, SECRET, EXTENSION_CONFIG))
+
+
 def push_order_key(type_url: str) -> tuple[int, str]:
     return (_ORDER.get(type_url, len(_ORDER)), type_url)
