@@ -42,12 +42,13 @@ class Destination(ApiModel):
 
 
 class StringMatch(ApiModel):
-    """exact / prefix / regex (RE2): only one may be set."""
+    """exact / prefix / suffix / regex (RE2): only one may be set (istio/api#3759 added suffix)."""
 
-    __oneofs__ = (("exact", "prefix", "regex"),)
+    __oneofs__ = (("exact", "prefix", "suffix", "regex"),)
 
     exact: str | None = None
     prefix: str | None = None
+    suffix: str | None = None
     regex: str | None = None
 
 
@@ -182,6 +183,28 @@ class HTTPMirrorPolicy(ApiModel):
     percentage: Percent | None = None
 
 
+class SessionCookie(ApiModel):
+    """The cookie of a COOKIE session persistence (istio/api virtual_service.proto)."""
+
+    name: str | None = None
+    path: str | None = None
+    lifetime_type: Literal["SESSION", "PERMANENT"] | None = None
+
+
+class SessionHeader(ApiModel):
+    name: str | None = None
+
+
+class SessionPersistence(ApiModel):
+    """HTTPRoute.sessionPersistence: strong stickiness to one upstream host, kept by a cookie or header the
+    client sends back (Envoy's stateful_session filter)."""
+
+    type: Literal["COOKIE", "HEADER"] | None = None
+    absolute_timeout: Duration | None = None
+    cookie: SessionCookie | None = None
+    header: SessionHeader | None = None
+
+
 class HTTPRoute(ApiModel):
     name: str | None = None
     match: list[HTTPMatchRequest] = Field(default_factory=list)
@@ -199,6 +222,7 @@ class HTTPRoute(ApiModel):
     mirror_percentage: Percent | None = None
     cors_policy: CorsPolicy | None = None
     headers: Headers | None = None
+    session_persistence: SessionPersistence | None = None
 
 
 class TLSMatchAttributes(ApiModel):
@@ -437,6 +461,22 @@ class AdmissionControlPolicy(ApiModel):
     success_rate: SuccessRate | None = None
 
 
+class Decompress(ApiModel):
+    # Unset means enabled: `decompress: {}` turns decompression on (istio/api
+    # destination-rule-compression.yaml accepts {}, enabled: false and enabled: true).
+    enabled: bool | None = None
+
+
+class ResponseCompression(ApiModel):
+    decompress: Decompress | None = None
+
+
+class Compression(ApiModel):
+    """TrafficPolicy.compression: what the client proxy does with compressed upstream bodies."""
+
+    response: ResponseCompression | None = None
+
+
 class PortTrafficPolicy(ApiModel):
     port: PortSelector | None = None
     load_balancer: LoadBalancerSettings | None = None
@@ -444,6 +484,7 @@ class PortTrafficPolicy(ApiModel):
     outlier_detection: OutlierDetection | None = None
     tls: ClientTLSSettings | None = None
     admission_control: AdmissionControlPolicy | None = None
+    compression: Compression | None = None
 
 
 class TrafficPolicy(ApiModel):
@@ -456,6 +497,7 @@ class TrafficPolicy(ApiModel):
     proxy_protocol: ProxyProtocol | None = None
     retry_budget: RetryBudget | None = None
     admission_control: AdmissionControlPolicy | None = None
+    compression: Compression | None = None
 
 
 class Subset(ApiModel):

@@ -120,6 +120,9 @@ class JWTRule(ApiModel):
     output_claim_to_headers: list[ClaimToHeader] = Field(default_factory=list)
     timeout: Duration | None = None
     space_delimited_claims: list[str] = Field(default_factory=list)
+    # istio/api#3737 (REQUIRED) and #3801 (IGNORED, failedStatusInMetadata); unset is OPTIONAL.
+    presence: Literal["OPTIONAL", "REQUIRED", "IGNORED"] | None = None
+    failed_status_in_metadata: bool | None = None
 
 
 class RequestAuthentication(ApiModel):

@@ -283,6 +283,27 @@ def _walk(data: Any, segments: list[str], path: str, out: list[str]) -> None:
     _walk(value, rest, here, out)
 
 
+def session_persistence_problem(sp: dict[str, Any] | None) -> str | None:
+    """What Envoy's stateful_session cannot express of an HTTPRoute.sessionPersistence (xds/gen/session.py):
+    its cookie ttl is at once Max-Age and the session's expiry, and its header state has no expiry."""
+    if not sp:
+        return None
+    timeout = sp.get("absoluteTimeout")
+    if (sp.get("type") or "COOKIE") == "HEADER":
+        if timeout:
+            return "absoluteTimeout is not supported for HEADER sessions: Envoy's header session state has no expiry"
+        return None
+    permanent = ((sp.get("cookie") or {}).get("lifetimeType") or "SESSION") == "PERMANENT"
+    if permanent and not timeout:
+        return "a PERMANENT cookie needs absoluteTimeout, its lifetime"
+    if timeout and not permanent:
+        return (
+            "absoluteTimeout needs cookie.lifetimeType PERMANENT: Envoy expires a session by the cookie's "
+            "Max-Age, which a session cookie does not have"
+        )
+    return None
+
+
 def matching_fields(data: dict[str, Any], pattern: str) -> list[str]:
     """Concrete field paths of ``data`` (a ``Resource.to_dict()``) that match ``pattern``."""
     out: list[str] = []
@@ -364,6 +385,11 @@ def check_supported(resource: Resource) -> list[ConfigError]:
                                 **ident,
                             )
                         )
+        for i, rule in enumerate(spec.get("http") or []):
+            problem = session_persistence_problem(rule.get("sessionPersistence"))
+            if problem is not None:
+                path = f"spec.http[{i}].sessionPersistence"
+                errors.append(ConfigError(line=resource.line_of(path), message=f"{path}: {problem}", **ident))
     if resource.kind == "DestinationRule":
         errors.extend(_post_tunnel_errors(resource, data, ident))
     if resource.kind == "RequestAuthentication":

@@ -632,6 +632,8 @@ def _render_string_match(sm: Any) -> str:
         return str(sm.exact)
     if sm.prefix is not None:
         return f"{sm.prefix}*"
+    if sm.suffix is not None:
+        return f"*{sm.suffix}"
     return f'regex:"{sm.regex}"'
 
 

@@ -175,7 +175,7 @@ def describe_vs_match(match: Any) -> str:
     parts = []
 
     def sm(x: Any) -> str:
-        for kind in ("exact", "prefix", "regex"):
+        for kind in ("exact", "prefix", "suffix", "regex"):
             v = getattr(x, kind, None)
             if v is not None:
                 return f"{kind} {v}"

@@ -64,6 +64,8 @@ class EffectivePolicy:
     tunnel: Any | None = None
     proxy_protocol: Any | None = None
     retry_budget: Any | None = None
+    # TrafficPolicy.compression: port-level like the four blocks above (PortTrafficPolicy has it too).
+    compression: Any | None = None
 
     @classmethod
     def of(cls, policy: Any | None) -> EffectivePolicy:
@@ -77,6 +79,7 @@ class EffectivePolicy:
             tunnel=getattr(policy, "tunnel", None),
             proxy_protocol=getattr(policy, "proxy_protocol", None),
             retry_budget=getattr(policy, "retry_budget", None),
+            compression=getattr(policy, "compression", None),
         )
 
 
@@ -92,6 +95,7 @@ def _port_level(policy: Any | None, port: int | None) -> tuple[EffectivePolicy |
                     connection_pool=p.connection_pool,
                     outlier_detection=p.outlier_detection,
                     tls=p.tls,
+                    compression=getattr(p, "compression", None),
                 ),
                 True,
             )
@@ -130,6 +134,7 @@ def effective_policy(
         tunnel=sp.tunnel if sp.tunnel is not None else base.tunnel,
         proxy_protocol=sp.proxy_protocol if sp.proxy_protocol is not None else base.proxy_protocol,
         retry_budget=sp.retry_budget if sp.retry_budget is not None else base.retry_budget,
+        compression=sp.compression if (sp.compression is not None or has_port_level) else base.compression,
     )
 
 

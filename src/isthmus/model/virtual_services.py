@@ -127,31 +127,36 @@ def _sm(m: Any) -> tuple[str, str] | None:
     """A StringMatch as (kind, value)."""
     if m is None:
         return None
-    for kind in ("exact", "prefix", "regex"):
+    for kind in ("exact", "prefix", "suffix", "regex"):
         value = getattr(m, kind, None)
         if value:
             return kind, value
     return ("", "")
 
 
+_LITERAL_KINDS = ("regex", "prefix", "suffix", "exact")
+
+
 def _string_match_conflict(root: Any, leaf: Any) -> bool:
+    """istiod's stringMatchConflict, with suffix (istio/api#3759) treated as the mirror image of prefix: a
+    leaf suffix narrows a root suffix when it ends with it, an exact leaf fits a root suffix it ends with,
+    and a suffix never fits an exact or prefix root (nor a prefix leaf a suffix root)."""
     if root is None or leaf is None:
         return False
     r, lf = _sm(root), _sm(leaf)
     assert r is not None and lf is not None
-    if r[0] == "regex" and lf[0] in ("regex", "prefix", "exact"):
+    if r[0] == "regex" and lf[0] in _LITERAL_KINDS:
         return True
-    if lf[0] == "regex" and r[0] in ("regex", "prefix", "exact"):
+    if lf[0] == "regex" and r[0] in _LITERAL_KINDS:
         return True
     if r[0] == "exact":
-        if lf[0] == "prefix":
+        if lf[0] in ("prefix", "suffix"):
             return True
         return not (lf[0] == "exact" and lf[1] == r[1])
-    if r[0] == "prefix":
-        if lf[0] == "prefix":
-            return not lf[1].startswith(r[1])
-        if lf[0] == "exact":
-            return not lf[1].startswith(r[1])
+    if r[0] == "prefix" and lf[0] in ("prefix", "exact"):
+        return not lf[1].startswith(r[1])
+    if r[0] == "suffix" and lf[0] in ("suffix", "exact"):
+        return not lf[1].endswith(r[1])
     return True
 
 

@@ -172,7 +172,7 @@ def test_oneof_is_enforced():
     (e,) = errs
     assert e.field == "spec.http[0].match[0].uri"
     assert e.line == 8
-    assert "only one of exact, prefix, regex" in e.message
+    assert "only one of exact, prefix, suffix, regex" in e.message
 
 
 def test_unknown_api_version_and_kind():

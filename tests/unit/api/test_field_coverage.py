@@ -217,20 +217,6 @@ def test_accepted_but_untranslated_fields_are_refused_by_name(
             id="dr-backendUtilization",
         ),
         pytest.param(
-            """
-            apiVersion: security.istio.io/v1
-            kind: RequestAuthentication
-            metadata: {name: r, namespace: default}
-            spec:
-              jwtRules:
-              - issuer: https://issuer.example
-                jwks: '{"keys": []}'
-                presence: REQUIRED
-            """,
-            "spec.jwtRules[0].presence",
-            id="ra-presence",
-        ),
-        pytest.param(
             # egressProxy is a Sidecar OutboundTrafficPolicy field; MeshConfig's has a mode only.
             """
             apiVersion: isthmus.dev/v1alpha1

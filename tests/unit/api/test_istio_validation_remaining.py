@@ -60,9 +60,9 @@ Ported here:
 
 Disagreements found and fixed in Isthmus: a WorkloadGroup template's port names and numbers were not checked
 (the CRD gives spec.template the WorkloadEntry schema: workloadgroup-invalid.yaml "port-name-length-boundary"),
-and an `opentelemetry` provider with both `grpc` and `http` drew no warning. Strict xfails (13): fields istio/api
+and an `opentelemetry` provider with both `grpc` and `http` drew no warning. The 13 documents of fields istio/api
 added after Isthmus's model (StringMatch.suffix, HTTPRoute.sessionPersistence, JWTRule.presence and
-failedStatusInMetadata, TrafficPolicy.compression), refused as unknown fields; see API_XFAIL.
+failedStatusInMetadata, TrafficPolicy.compression) were strict xfails until those fields were supported.
 
 Each case: (Istio test, case name, YAML, valid, error fragment or None). Istio's tests here check errors only.
 """
@@ -706,32 +706,10 @@ API_FILES["destination-rule-compression.yaml"] = "\n---\n".join(
     for variant, value in (("none", "{}"), ("false", "enabled: false"), ("true", "enabled: true"))
 )
 
-# Documents Isthmus cannot accept yet: fields istio/api added after Isthmus's model. Accepting them needs the
-# model, validation and the Envoy config they turn into, and the istiod code for that is not in the sources
-# this port had, so each stays a strict xfail rather than a guess.
-API_XFAIL: dict[str, str] = {
-    "virtualservice-valid.yaml/suffix-match": (
-        "StringMatch.suffix (istio/api, newer than Isthmus's StringMatch model: exact/prefix/regex) is refused "
-        "as an unknown field; supporting it touches route, CORS and delegate-merge generation"
-    ),
-    "virtualservice-session-persistence.yaml/cookie-session-persistence": (
-        "HTTPRoute.sessionPersistence (istio/api, new) is not modelled: refused as an unknown field"
-    ),
-    "virtualservice-session-persistence.yaml/header-session-persistence": (
-        "HTTPRoute.sessionPersistence (istio/api, new) is not modelled: refused as an unknown field"
-    ),
-    "reqauth-valid.yaml/full": (
-        "JWTRule.presence and failedStatusInMetadata (istio/api#3801, new) are not modelled: refused as unknown "
-        "fields"
-    ),
-    **{
-        f"destination-rule-compression.yaml/decompression-{api}-{variant}": (
-            "TrafficPolicy.compression (istio/api, new) is not modelled: refused as an unknown field"
-        )
-        for api in ("v1alpha3", "v1beta1", "v1")
-        for variant in ("none", "false", "true")
-    },
-}
+# Documents of fields istio/api added after Isthmus's first model (StringMatch.suffix, HTTPRoute.sessionPersistence,
+# JWTRule.presence and failedStatusInMetadata, TrafficPolicy.compression): once refused as unknown fields (strict
+# xfails), now modelled, validated and generated (tests/e2e/test_istio_newer_api_fields.py).
+API_XFAIL: dict[str, str] = {}
 
 
 def api_cases() -> list[Case]:
@@ -800,6 +778,6 @@ def test_istio_validation_remaining_case(case: Case) -> None:
 
 
 def test_case_count() -> None:
-    # Keeps the inventory above honest: 1 + 34 + 22 + 14 + 7 + 6 + 22 ported cases, 13 of them strict xfails.
+    # Keeps the inventory above honest: 1 + 34 + 22 + 14 + 7 + 6 + 22 ported cases, none an xfail any more.
     assert len(CASES) == 106
-    assert len(API_XFAIL) == 13 and all(any(c.name == k for c in API_CASES) for k in API_XFAIL)
+    assert not API_XFAIL

@@ -71,6 +71,7 @@ def validate_traffic_policy(r: Report, p: str, namespace: str, tp: n.TrafficPoli
         and tp.proxy_protocol is None
         and tp.retry_budget is None
         and tp.admission_control is None
+        and tp.compression is None
     ):
         r.error(p, "traffic policy must have at least one field")
         return
@@ -92,6 +93,7 @@ def validate_traffic_policy(r: Report, p: str, namespace: str, tp: n.TrafficPoli
             and pl.load_balancer is None
             and pl.tls is None
             and pl.admission_control is None
+            and pl.compression is None
         ):
             r.error(pp, "port traffic policy must have at least one field")
             continue

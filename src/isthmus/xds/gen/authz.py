@@ -45,6 +45,10 @@ JWT_FILTER = "envoy.filters.http.jwt_authn"
 # Where jwt_authn puts the verified payload in the filter's dynamic metadata (istiod's
 # filters.EnvoyJwtFilterPayload): RBAC and route matches on claims read it there.
 JWT_PAYLOAD = "payload"
+# The jwt_authn metadata key of a failed verification's {code, message} (JWTRule.failedStatusInMetadata):
+# istio/api#3801 gives a bool, not a key, and no istiod source was at hand to name it; this is ours, read as
+# %DYNAMIC_METADATA(envoy.filters.http.jwt_authn:failed_status)%.
+JWT_FAILED_STATUS = "failed_status"
 RBAC_HTTP = "envoy.filters.http.rbac"
 RBAC_NETWORK = "envoy.filters.network.rbac"
 DRY_RUN = "istio.io/dry-run"
@@ -698,10 +702,10 @@ def jwt_config(snapshot: Snapshot, proxy: Proxy) -> jwt.JwtAuthentication:
     ruled = [(cfg, r) for cfg in policies for r in cfg.spec.jwt_rules or ()]
     ruled.sort(key=lambda cr: cr[1].issuer or "")
     config = jwt.JwtAuthentication(bypass_cors_preflight=True)
-    names = []
+    names: list[tuple[str, str]] = []
     for i, (cfg, rule) in enumerate(ruled):
         name = f"origins-{i}"
-        names.append(name)
+        names.append((name, rule.presence or "OPTIONAL"))
         prov = config.providers[name]
         prov.issuer = rule.issuer or ""
         prov.audiences.extend(rule.audiences or ())
@@ -735,6 +739,10 @@ def jwt_config(snapshot: Snapshot, proxy: Proxy) -> jwt.JwtAuthentication:
         # a sidecar's inbound routes never match on claims, and its outbound side has no jwt_authn.
         if proxy.kind != "sidecar":
             prov.clear_route_cache = True
+        if rule.failed_status_in_metadata:
+            # istio/api#3801: why verification failed ({code, message}) goes to the jwt_authn filter's
+            # dynamic metadata under this key, for access logs and later filters (mostly with IGNORED).
+            prov.failed_status_in_metadata = JWT_FAILED_STATUS
     if names:
         rule = config.rules.add()
         rule.match.prefix = "/"
@@ -742,11 +750,38 @@ def jwt_config(snapshot: Snapshot, proxy: Proxy) -> jwt.JwtAuthentication:
     return config
 
 
-def _requirement(names: Sequence[str]) -> jwt.JwtRequirement:
-    """istiod's convertToEnvoyJwtConfig: one provider is `any{provider, allow_missing}` (a missing token
-    passes, an invalid one fails); several are `any{P1, P2, ..., all{any{P1, allow_missing}, ...}}`: the
-    inner AND makes every token present valid, the leading providers let one token pass when providers
-    share a location (the AND alone would fail it on the other issuers' providers)."""
+def _requirement(names: Sequence[tuple[str, str]]) -> jwt.JwtRequirement:
+    """The providers' requirement, by each rule's `presence` (istio/api#3737, #3801).
+
+    OPTIONAL rules (the default) keep istiod's convertToEnvoyJwtConfig shape: one provider is
+    `any{provider, allow_missing}` (a missing token passes, an invalid one fails); several are
+    `any{P1, P2, ..., all{any{P1, allow_missing}, ...}}`: the inner AND makes every token present valid,
+    the leading providers let one token pass when providers share a location (the AND alone would fail
+    it on the other issuers' providers).
+
+    A REQUIRED rule's token must be present and valid whatever the other rules say: its bare provider
+    joins an AND with the optional part. An IGNORED rule's token is verified (claims reach metadata and
+    headers when it is valid) but never rejects a request: `any{provider, allow_missing_or_failed}`.
+    """
+    optional = [n for n, presence in names if presence == "OPTIONAL"]
+    required = [n for n, presence in names if presence == "REQUIRED"]
+    ignored = [n for n, presence in names if presence == "IGNORED"]
+    parts: list[jwt.JwtRequirement] = [jwt.JwtRequirement(provider_name=n) for n in required]
+    if optional:
+        parts.append(_optional_requirement(optional))
+    for n in ignored:
+        part = jwt.JwtRequirement()
+        part.requires_any.requirements.add(provider_name=n)
+        part.requires_any.requirements.add(allow_missing_or_failed={})
+        parts.append(part)
+    if len(parts) == 1:
+        return parts[0]
+    req = jwt.JwtRequirement()
+    req.requires_all.requirements.extend(parts)
+    return req
+
+
+def _optional_requirement(names: Sequence[str]) -> jwt.JwtRequirement:
     req = jwt.JwtRequirement()
     if len(names) == 1:
         req.requires_any.requirements.add(provider_name=names[0])

@@ -11,7 +11,7 @@ from isthmus.model.mesh import VHDS_KEY
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import Snapshot
 from isthmus.telemetry.envoy import STATS_COLLECTOR_KEY
-from isthmus.xds.gen import authz, naming
+from isthmus.xds.gen import authz, naming, session
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen.clusters import build_inbound_clusters, outbound_cluster_specs, packed_outbound_clusters
 from isthmus.xds.gen.endpoints import packed_endpoints
@@ -178,13 +178,19 @@ def listener_key(proxy: Proxy) -> tuple:
 
 def _listeners(snapshot: Snapshot, proxy: Proxy) -> dict[str, Any]:
     """Once per snapshot and proxy (the same mapping on every full push of the snapshot). A sidecar's
-    listeners do not read VirtualServices: after a change of VirtualServices only, they are the
-    previous snapshot's objects, which the server has already encoded."""
+    listeners read of VirtualServices only whether any route uses sessionPersistence (session.in_use):
+    after a change of VirtualServices only that leaves it as it was, they are the previous snapshot's
+    objects, which the server has already encoded."""
     key = listener_key(proxy)
 
     def compute() -> dict[str, Any]:
         before = snapshot.routes_changed_from
-        if proxy.kind == "sidecar" and before is not None and key in before._memo:
+        if (
+            proxy.kind == "sidecar"
+            and before is not None
+            and key in before._memo
+            and session.in_use(before) == session.in_use(snapshot)
+        ):
             # What building them reported stays reported: listeners left out, and problems with the
             # (unchanged) Telemetry and AuthorizationPolicy configs they apply.
             prefixes = (f"listener {proxy.ip}_", "Telemetry ", "AuthorizationPolicy ")

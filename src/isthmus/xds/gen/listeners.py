@@ -23,7 +23,16 @@ from isthmus.model.snapshot import RESERVED_SIDECAR_PORTS, InboundPort, Snapshot
 from isthmus.registry.types import Protocol, socket_port
 from isthmus.telemetry import envoy as telemetry
 from isthmus.telemetry.tracing import configure_hcm as configure_tracing
-from isthmus.xds.gen import authz, connection_settings, gateway, naming, proxy_headers, tls
+from isthmus.xds.gen import (
+    authz,
+    compression,
+    connection_settings,
+    gateway,
+    naming,
+    proxy_headers,
+    session,
+    tls,
+)
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen.clusters import dns_cache_config, inbound_stat_name
 from isthmus.xds.gen.guard import guarded
@@ -72,7 +81,12 @@ def _has_auto_ports(snapshot: Snapshot) -> bool:
 
 
 def _http_filters(
-    snapshot: Snapshot, *, dfp: bool, grpc_web: bool = False, suppress_envoy_headers: bool = False
+    snapshot: Snapshot,
+    *,
+    dfp: bool,
+    grpc_web: bool = False,
+    suppress_envoy_headers: bool = False,
+    outbound: bool = False,
 ) -> list[p.hcm.HttpFilter]:
     filters = []
     if dfp:
@@ -98,6 +112,14 @@ def _http_filters(
         p.hcm.HttpFilter(name="envoy.filters.http.fault", typed_config=p.pack(p.fault.HTTPFault()))
     )
     filters.append(p.hcm.HttpFilter(name="envoy.filters.http.cors", typed_config=p.pack(p.cors.Cors())))
+    if outbound and session.in_use(snapshot):
+        # istiod's EmptySessionFilter, on every HCM but the sidecar's inbound: stateful_session without a
+        # session state does nothing; HTTPRoute.sessionPersistence turns it on per route. Only in meshes
+        # that use it, so other meshes' listeners stay as they were.
+        filters.append(session.stateful_session_filter())
+    if outbound and compression.in_use(snapshot):
+        # Disabled until a route to a decompressing destination enables them (xds/gen/compression.py).
+        filters.extend(compression.decompressor_filters())
     if dfp and _has_auto_ports(snapshot):
         # The outbound HTTP proxy: CONNECT routes of auto ports set their tunnels' ALPN through it. Only
         # where a service has such a port: the filter runs on every request.
@@ -138,6 +160,7 @@ def _hcm(
             dfp=dfp,
             grpc_web=port_protocol is Protocol.GRPC_WEB,
             suppress_envoy_headers=headers is not None and _disabled(headers.envoy_debug_headers),
+            outbound=direction != "inbound",
         )
     )
     m.stream_idle_timeout.CopyFrom(p.duration(0))

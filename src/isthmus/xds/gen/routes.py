@@ -12,6 +12,7 @@ istiod's `http_proxy` table: every port's virtual hosts merged, non-80 ports wit
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +31,7 @@ from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import InboundPort, Snapshot
 from isthmus.model.virtual_services import MESH_GATEWAY, VirtualServiceEntry
 from isthmus.registry.types import Protocol, Service, ServicePort
-from isthmus.xds.gen import authz, headless, naming, proxy_headers, tls
+from isthmus.xds.gen import authz, compression, headless, naming, proxy_headers, session, tls
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen.guard import guarded
 from isthmus.xds.gen.scope import same_imports, scope_key
@@ -90,13 +91,17 @@ def _string_matcher(m: Any) -> p.string_matcher.StringMatcher | None:
         return p.string_matcher.StringMatcher(exact=m.exact)
     if m.prefix is not None:
         return p.string_matcher.StringMatcher(prefix=m.prefix)
+    if m.suffix is not None:
+        return p.string_matcher.StringMatcher(suffix=m.suffix)
     if m.regex is not None:
         return p.string_matcher.StringMatcher(safe_regex=p.regex_matcher.RegexMatcher(regex=m.regex))
     return None
 
 
 def _is_catch_all_match(m: Any) -> bool:
-    return m is None or (m.exact is None and m.prefix is None and (m.regex is None or m.regex == "*"))
+    return m is None or (
+        m.exact is None and m.prefix is None and m.suffix is None and (m.regex is None or m.regex == "*")
+    )
 
 
 def _header_matcher(name: str, m: Any) -> RC.HeaderMatcher:
@@ -174,6 +179,10 @@ def translate_route_match(match: Any | None) -> RC.RouteMatch:
             out.prefix = uri.prefix
         elif uri.regex is not None:
             out.safe_regex.regex = uri.regex
+        elif uri.suffix is not None:
+            # Validation refuses it (RouteMatch has no suffix path specifier); as istio/istio#61294 does,
+            # a suffix that got here anyway becomes the equivalent regex, never the catch-all "/".
+            out.safe_regex.regex = ".*" + re.escape(uri.suffix)
     out.case_sensitive.value = not bool(match.ignore_uri_case)
     if match.method is not None:
         headers.append(_header_matcher(":method", match.method))
@@ -738,6 +747,10 @@ def translate_route(
     cors = translate_cors(http.cors_policy)
     if cors is not None:
         out.typed_per_filter_config["envoy.filters.http.cors"].CopyFrom(p.pack(cors))
+    sp = getattr(http, "session_persistence", None)
+    if sp is not None and out.HasField("route"):
+        out.typed_per_filter_config[session.FILTER].CopyFrom(p.pack(session.session_per_route(sp)))
+    compression.apply_to_route(ctx.snapshot, ctx.destination_rule, out)
     return out
 
 
@@ -815,6 +828,7 @@ def default_route(ctx: RouteContext, svc: Service, port: int) -> RC.Route:
     if hp is not None:
         r.route.hash_policy.append(hp)
     r.decorator.operation = f"{svc.hostname}:{port}/*"
+    compression.apply_to_route(ctx.snapshot, ctx.destination_rule, r)
     return r
 
 
@@ -1030,6 +1044,13 @@ def _default_vhost_bytes(
         )
         + (_VH_ATTEMPT_COUNT if proxy_headers.counts_attempts(snapshot) else b"")
     )
+    if compression.in_use(snapshot) and compression.cluster_decompresses(ctx.destination_rule, d.cluster):
+        # Off the byte fast path, as headless pinning below: the default route enables the decompressors.
+        vh = RC.VirtualHost.FromString(out)
+        for r in vh.routes:
+            if r.name == naming.DEFAULT_ROUTE:
+                compression.apply_to_route(snapshot, ctx.destination_rule, r)
+        out = vh.SerializeToString(deterministic=True)
     if headless.pins_pods(svc):
         vh = RC.VirtualHost.FromString(out)
         _pin_pods(ctx, vh, svc, d.port)
