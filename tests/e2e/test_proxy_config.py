@@ -73,9 +73,12 @@ def test_proxy_config_tables_on_a_live_sidecar(routing_mesh: MeshProcess) -> Non
         assert ["http_proxy", f"{ECHO}:80", "echo, echo.default", "/v2*", "echo.default"] in echo
         # The sidecar (delta xDS) got that table's virtual hosts over VHDS, which Envoy names
         # `http_proxy/<name>`: the tools show Istio's names.
-        (raw_table,) = json.loads(pc(mesh, "route", proxy, "--name", "http_proxy", "-o", "json"))
+        # `-o json` is istioctl's re-marshalling of the protos: proto3 JSON names, 4-space indent.
+        text = pc(mesh, "route", proxy, "--name", "http_proxy", "-o", "json")
+        (raw_table,) = json.loads(text)
+        assert text.startswith('[\n    {\n        "name": "http_proxy",')
         assert "vhds" in raw_table
-        assert f"{ECHO}:80" in {vh["name"] for vh in raw_table["virtual_hosts"]}
+        assert f"{ECHO}:80" in {vh["name"] for vh in raw_table["virtualHosts"]}
 
         v2 = mesh.proxy("echo-v2")
         endpoints = table(pc(mesh, "endpoint", proxy, "--cluster", f"outbound|80|v2|{ECHO}"))
@@ -92,5 +95,12 @@ def test_proxy_config_tables_on_a_live_sidecar(routing_mesh: MeshProcess) -> Non
             pc(mesh, "cluster", proxy, "--fqdn", ECHO, "--subset", "v1", "--port", "80", "-o", "json")
         )
         assert [c["name"] for c in raw] == [f"outbound|80|v1|{ECHO}"]
+        assert raw[0]["edsClusterConfig"]["edsConfig"]["resourceApiVersion"] == "V3"
+        # `all` prints Envoy's dump itself (snake_case), as YAML with go-yaml's sorted keys.
+        assert pc(mesh, "all", proxy, "-o", "yaml").startswith("configs:\n- '@type': type.googleapis.com/")
+        # Every type the live Envoy sent is known to the installed protos: no raw fallback.
+        for kind in ("cluster", "listener", "route", "secret", "bootstrap", "endpoint"):
+            out = pc(mesh, kind, proxy, "-o", "yaml")
+            assert "printed as Envoy gave it" not in out, kind
     finally:
         mesh.delete(CONFIG)

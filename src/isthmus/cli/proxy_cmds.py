@@ -114,11 +114,19 @@ def proxy_status_command(
             click.echo(f"{p['instance']}.{p['namespace']} {t} NACK: {nack.get('message')}", err=True)
 
 
-def _admin_get(url: str) -> Any:
+def _admin_text(url: str) -> str:
     try:
         with _OPENER.open(url, timeout=10) as resp:
-            return json.loads(resp.read())
+            return resp.read().decode()  # type: ignore[no-any-return]
     except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot read {url}: {exc}") from exc
+
+
+def _admin_get(url: str) -> Any:
+    text = _admin_text(url)
+    try:
+        return json.loads(text)
+    except ValueError as exc:
         raise click.ClickException(f"cannot read {url}: {exc}") from exc
 
 
@@ -184,8 +192,9 @@ def proxy_config_command(
     TYPE is cluster, listener, route, endpoint, secret, ecds (filters received over ECDS), bootstrap
     or all. Tables come from the admin config dump; `endpoint` from the admin `/clusters`, so its
     STATUS and OUTLIER CHECK are Envoy's live view (`all` lists the dump's EDS endpoints instead).
-    `-o json|yaml` prints the raw Envoy entries the filters select. PROXY, or `--file` with what
-    those admin endpoints returned.
+    `-o json|yaml` prints the entries the filters select, marshalled as istioctl does (proto3 JSON
+    names); `all -o json` the dump as read. PROXY, or `--file` with what those admin endpoints
+    returned.
     """
     filters = pc.Filters(
         fqdn=fqdn,
@@ -211,9 +220,12 @@ def proxy_config_command(
     structured = output in ("json", "yaml")
     dump: dict[str, Any] = {}
     clusters_json: dict[str, Any] | None = None
+    # `all -o json|yaml` prints the dump as read (istioctl's allConfigCmd), not re-marshalled.
+    raw_dump: str | None = None
     if dump_file is not None:
         try:
-            data = json.load(dump_file)
+            raw_dump = dump_file.read()
+            data = json.loads(raw_dump)
         except ValueError as exc:
             raise click.ClickException(f"cannot parse {dump_file.name}: {exc}") from exc
         if kind == "endpoint":
@@ -229,6 +241,12 @@ def proxy_config_command(
         # json` prints that dump (istioctl's allConfigCmd fetches it with edsPath as well).
         if kind == "endpoint":
             clusters_json = _admin_get(base + "/clusters?format=json")
+        elif kind == "all" and structured:
+            raw_dump = _admin_text(base + "/config_dump?include_eds")
+            try:
+                dump = json.loads(raw_dump)
+            except ValueError as exc:
+                raise click.ClickException(f"cannot read {base}/config_dump: {exc}") from exc
         else:
             dump = _admin_get(base + "/config_dump?include_eds")
     if kind in _REQUIRED_SECTION and pc.section(dump, kind) is None:
@@ -237,8 +255,11 @@ def proxy_config_command(
             f"config dump has no configuration type type.googleapis.com/envoy.admin.v3.{pc.SECTIONS[kind]}"
         )
     if structured:
-        data = pc.selected(kind, dump, clusters_json, filters)
-        click.echo(json.dumps(data, indent=2) if output == "json" else pc.to_yaml(data).rstrip("\n"))
+        # istioctl's Fprintln: JSON then a newline; JSONToYAML's text (ending in one) then another.
+        text = pc.structured(
+            kind, dump, clusters_json, filters, output, raw_dump=raw_dump, from_proxy=dump_file is None
+        )
+        click.echo(text)
         return
     if kind == "bootstrap":
         click.echo(pc.version_summary(dump))

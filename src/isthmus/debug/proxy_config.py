@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -944,7 +945,8 @@ def _only(config_type: str, f: Filters) -> Filters:
 def selected(
     config_type: str, dump: Mapping[str, Any], clusters_json: Mapping[str, Any] | None, f: Filters
 ) -> Any:
-    """What `-o json|yaml` prints: the filtered raw Envoy entries (istioctl's PrintXDump)."""
+    """The entries `-o json|yaml` prints, filtered as istioctl's PrintXDump does, in Envoy's admin JSON
+    (`structured` marshals them as istioctl does)."""
     t = canonical_type(config_type)
     if t == "cluster":
         return filter_clusters(clusters(dump), f)
@@ -962,7 +964,50 @@ def selected(
     return section(dump, t) or {}
 
 
-def to_yaml(data: Any) -> str:
-    import yaml
+# The proto each `-o json|yaml` prints, and how istioctl marshals it (see protojson.py).
+_SLICE_TYPES = {
+    "cluster": "envoy.config.cluster.v3.Cluster",
+    "listener": "envoy.config.listener.v3.Listener",
+    "route": "envoy.config.route.v3.RouteConfiguration",
+    "endpoint": "envoy.admin.v3.ClusterStatus",
+}
+_INDENTED_TYPES = {
+    "secret": "envoy.admin.v3.SecretsConfigDump",
+    "bootstrap": "envoy.admin.v3.BootstrapConfigDump",
+}
+# istioctl reads these two from a proxy with `config_dump?mask=...` (proxyconfig.go secretPath,
+# bootstrapPath), so Envoy leaves out the other fields (static secrets, the bootstrap's lastUpdated).
+_ADMIN_MASKS = {
+    "secret": ("dynamic_active_secrets", "dynamic_warming_secrets"),
+    "bootstrap": ("bootstrap",),
+}
 
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=120)
+
+def structured(
+    config_type: str,
+    dump: Mapping[str, Any],
+    clusters_json: Mapping[str, Any] | None,
+    f: Filters,
+    output: str,
+    *,
+    raw_dump: str | None = None,
+    from_proxy: bool = False,
+) -> str:
+    """What `-o json|yaml` prints, as istioctl prints it (without Fprintln's final newline): the
+    selection re-marshalled from Envoy's admin JSON the way istioctl's writers marshal the protos. `all`
+    prints the dump itself, as fetched (`raw_dump`), or JSONToYAML of it. `from_proxy`: the dump came
+    from a proxy rather than a file, where istioctl's admin mask applies."""
+    from isthmus.debug import protojson
+
+    t = canonical_type(config_type)
+    if t == "all":
+        text = raw_dump if raw_dump is not None else json.dumps(dump, indent=1, ensure_ascii=False)
+        return protojson.json_to_yaml(text) if output == "yaml" else text
+    data = selected(t, dump, clusters_json, f)
+    if from_proxy and t in _ADMIN_MASKS:
+        data = {k: v for k, v in data.items() if k in _ADMIN_MASKS[t]}
+    if t in _SLICE_TYPES:
+        return protojson.message_slice(_SLICE_TYPES[t], data, output)
+    if t == "ecds":
+        return protojson.protojson_message("envoy.admin.v3.EcdsConfigDump", data, output)
+    return protojson.indented_message(_INDENTED_TYPES[t], data, output)

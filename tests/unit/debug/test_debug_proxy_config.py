@@ -332,7 +332,9 @@ def test_selected_returns_raw_envoy_entries(dump: dict[str, Any]) -> None:
         "http_proxy"
     ]
     assert pc.selected("all", dump, None, pc.Filters()) == dump
-    assert "name: outbound|9000||h2.default.svc.cluster.local" in pc.to_yaml(sel)
+    yaml_text = pc.structured("cluster", dump, None, pc.Filters(fqdn="h2"), "yaml")
+    assert "- '@type': type.googleapis.com/envoy.config.cluster.v3.Cluster" not in yaml_text  # no @type
+    assert "name: outbound|9000||h2.default.svc.cluster.local" in yaml_text
 
 
 def test_misapplied_filters() -> None:
@@ -377,6 +379,7 @@ def fake_proxy(
 
     monkeypatch.setattr(proxy_cmds, "_status", lambda state_dir: status)
     monkeypatch.setattr(proxy_cmds, "_admin_get", admin_get)
+    monkeypatch.setattr(proxy_cmds, "_admin_text", lambda url: json.dumps(admin_get(url)))
     return fetched
 
 

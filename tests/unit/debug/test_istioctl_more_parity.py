@@ -4,18 +4,19 @@ Inventory (istio/istio; covered = by an existing Isthmus test, ported = below, n
 
 istioctl/pkg/writer/envoy/configdump/
 - cluster_test.go PrintClusterSummary (3 cases): covered, test_istioctl_proxy_config_parity.py.
-  PrintClusterDump (3): names covered there; its camelCase JSON (clusterdump*.json): ported, xfail.
+  PrintClusterDump (3): names covered there; its camelCase JSON (clusterdump*.json, go-control-plane
+  v2 era, `hosts` and all): the marshalling ported on endpoint/portfilter_output.* (same MessageSlice).
   "errors if config writer is not primed": n/a (no unprimed writer object in Isthmus).
 - listener_test.go TestListenerFilter_Verify (7): covered. Old goldens listenersummary*.txt, routesummary*
   .txt, *dump*.txt (v2alpha dumps, 2018 columns, no test reads them any more): n/a.
 - route_test.go TestDescribeRouteDomains (6), TestPrintRoutesSummary (3 testdata/routes/*): covered.
 - endpoint_test.go TestPrintEndpointsSummary emptyfilter/portfilter: ported (EDS section of the dump).
-  TestPrintEndpoints json/yaml: the selection ported; the camelCase marshalling is the xfail above.
+  TestPrintEndpoints json/yaml: the selection ported, and portfilter_output.json|yaml byte for byte.
 - secret_test.go TestSDSWriter_ValidCert on secret/istio: covered (serial updated to the newest golden,
   `0193a5...`); secret/output (decimal serials) is an older golden of the same writer: n/a; secret/spire
   (TRUST DOMAIN column of SPIRE's multi-domain SPIFFE validator): n/a, Isthmus's CA issues no such bundle.
 - ecds_test.go TestPrintEcdsSummary: ported (found Isthmus read one ECDS section of several);
-  TestPrintEcdsJSON/YAML: the merged selection ported, the camelCase form is the xfail.
+  TestPrintEcdsJSON/YAML: the merged selection ported, output.json|yaml byte for byte.
 - configdump_test.go TestConfigWriter_PrintVersionSummary: covered; Prime / PrintBootstrapDump
   "not primed" errors: n/a.
 istioctl/pkg/writer/envoy/clusters/clusters_test.go (summary, filters, multi-host dump): covered.
@@ -59,7 +60,7 @@ from click.testing import CliRunner
 from debug_helpers import snapshot
 
 from isthmus.cli import authz_cmd, proxy_cmds
-from isthmus.debug import authz
+from isthmus.debug import authz, protojson
 from isthmus.debug import proxy_config as pc
 from isthmus.debug.describe import DescribeError, render_text
 from isthmus.debug.describe import describe as describe_model
@@ -138,16 +139,20 @@ def test_cli_ecds_reads_every_section(monkeypatch: pytest.MonkeyPatch) -> None:
     assert res.output.strip("\n") == golden(ECDS_OUTPUT)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="istioctl re-marshals Envoy's protos with protojson (lowerCamelCase: ecdsFilters, "
-    "edsClusterConfig, ...); Isthmus prints Envoy's admin JSON as is (snake_case proto names). "
-    "Converting needs the proto schema to leave map and Struct keys alone: not a small fix.",
-)
-def test_structured_output_uses_protojson_field_names() -> None:
-    # ecds/output.json, clusterdumpfiltered.json: `ecdsFilters`, `versionInfo`, `lastUpdated`.
-    selected = pc.selected("ecds", ECDS_DUMP, None, pc.Filters())
-    assert "ecdsFilters" in selected
+def test_ecds_json_and_yaml_are_istioctls_goldens(monkeypatch: pytest.MonkeyPatch) -> None:
+    # TestPrintEcdsJSON / TestPrintEcdsYaml on testdata/ecds/configdump.json: the merged EcdsConfigDump
+    # re-marshalled by protojson (ecdsFilters, versionInfo, typedConfig, ...), then JSONToYAML.
+    dump = json.loads((TESTDATA / "ecds_config_dump.json").read_text())
+    _fake_proxy(monkeypatch, dump)
+    res = CliRunner().invoke(proxy_cmds.proxy_config_command, ["ecds", "pod-1", "-o", "yaml"])
+    assert res.exit_code == 0, res.output
+    assert res.output == (TESTDATA / "ecds_output.yaml").read_text() + "\n"  # Fprintln
+    # output.json predates merging the sections: it is the first section's two filters.
+    first = {"configs": dump["configs"][:1]}
+    assert (
+        pc.structured("ecds", first, None, pc.Filters(), "json")
+        == (TESTDATA / "ecds_output.json").read_text()
+    )
 
 
 # --- endpoints from the config dump: configdump/endpoint_test.go, testdata/endpoint/ -----------------
@@ -273,6 +278,28 @@ def test_print_endpoints_selection_keeps_only_matching_endpoints() -> None:
 )
 def test_locality_to_string(locality: dict[str, str] | None, text: str) -> None:
     assert pc.locality_text(locality) == text
+
+
+def test_endpoint_json_and_yaml_are_istioctls_goldens() -> None:
+    # TestPrintEndpoints "portfilter" (testdata/endpoint/portfilter_output.json|yaml): the selected
+    # ClusterLoadAssignments as a MessageSlice (jsonpb, then json.MarshalIndent with 4 spaces), the YAML
+    # by JSONToYAML. The same marshalling prints clusters, listeners, routes and /clusters statuses.
+    def with_workload(ep: dict[str, Any], workload: str) -> dict[str, Any]:
+        return {**ep, "metadata": {"filter_metadata": {"istio": {"workload": workload}}}}
+
+    clas = []
+    for cluster, ip, workload in [
+        (_out(80, "istio-ingressgateway.istio-system"), "10.244.0.176", "istio-ingressgateway;istio-system;istio-ingressgateway;latest;Kubernetes"),
+        (_out(80, "skywalking-ui.skywalking"), "10.244.0.189", "skywalking-ui;skywalking;;;Kubernetes"),
+    ]:  # fmt: skip
+        cla = _cla(cluster, with_workload(_ep(_ip(ip, 8080)), workload))["endpoint_config"]
+        cla["endpoints"][0]["load_balancing_weight"] = 1
+        clas.append(cla)
+    cla_type = "envoy.config.endpoint.v3.ClusterLoadAssignment"
+    got_json = protojson.message_slice(cla_type, clas, "json") + "\n"
+    assert got_json == (TESTDATA / "endpoint_portfilter_output.json").read_text()
+    got_yaml = protojson.message_slice(cla_type, clas, "yaml") + "\n"
+    assert got_yaml == (TESTDATA / "endpoint_portfilter_output.yaml").read_text()
 
 
 # --- `proxy-config all`: proxyconfig_test.go TestPrintProxyConfigSummary ---------------------------
@@ -435,6 +462,8 @@ def _fake_proxy(monkeypatch: pytest.MonkeyPatch, dump: dict[str, Any]) -> list[s
 
     monkeypatch.setattr(proxy_cmds, "_status", lambda state_dir: status)
     monkeypatch.setattr(proxy_cmds, "_admin_get", admin_get)
+    # `all -o json|yaml` reads the dump's text (printed as fetched).
+    monkeypatch.setattr(proxy_cmds, "_admin_text", lambda url: json.dumps(admin_get(url), indent=1))
     return fetched
 
 

@@ -588,6 +588,8 @@ def cli(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(proxy_cmds, "_status", lambda state_dir: status)
     monkeypatch.setattr(proxy_cmds, "_admin_get", admin_get)
+    # `all -o json|yaml` reads the dump's text (printed as fetched).
+    monkeypatch.setattr(proxy_cmds, "_admin_text", lambda url: json.dumps(admin_get(url), indent=1))
     return fetched
 
 
