@@ -68,6 +68,7 @@ Departures by design, as each test says:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -1145,18 +1146,50 @@ def test_istioctl_proxy_status_lists_the_pod(mesh: MeshProcess) -> None:
     assert "SYNCED" in row and "STALE" not in row, out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="`isthmus proxy-status PROXY` prints that proxy's sync row; istioctl compares the control "
-    "plane's config for the proxy with Envoy's config dump and prints Clusters/Listeners/Routes Match "
-    "(a diff of generated vs held config, including the VHDS-delivered routes, is not implemented)",
+PS_GATEWAY = """
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: ps-compare, namespace: istio-system}
+spec:
+  selector: {istio: egressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: [a.echo.svc.cluster.local]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ps-compare, namespace: istio-system}
+spec:
+  hosts: [a.echo.svc.cluster.local]
+  gateways: [ps-compare]
+  http:
+  - route:
+    - destination: {host: a.echo.svc.cluster.local, port: {number: 80}}
+"""
+# istioctl's RouteDiff suffix: Go's time.RFC1123 of the newest route config's last_updated.
+RDS_LOADED = re.compile(r"Routes Match \(RDS last loaded at \w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d \S+\)")
+
+
+@pytest.mark.parametrize(
+    ("workload", "namespace"),
+    [("client", "default"), ("a", "echo"), ("istio-egressgateway", "istio-system")],
+    ids=["sidecar", "echo-sidecar", "gateway"],
 )
-def test_istioctl_proxy_status_of_one_proxy_compares_configs(mesh: MeshProcess) -> None:
-    """TestProxyStatus / TestXdsProxyStatus, second half: `proxy-status <pod>.<ns>`."""
-    p = mesh.proxy("client")
-    out = cli(mesh, "proxy-status", f"{p['instance']}.{p['namespace']}")
-    for want in ("Clusters Match", "Listeners Match", "Routes Match"):
-        assert want in out, out
+def test_istioctl_proxy_status_of_one_proxy_compares_configs(
+    mesh: MeshProcess, workload: str, namespace: str
+) -> None:
+    """TestProxyStatus / TestXdsProxyStatus, second half: `proxy-status <pod>.<ns>` compares the
+    control plane's config for the proxy with its Envoy's config dump, the sidecar's route table with
+    the virtual hosts Envoy got over VHDS: all three match (the mismatch after a NACK:
+    tests/e2e/test_xds_envoy.py)."""
+    p = mesh.proxy(workload, namespace=namespace)
+    # The gateway's routes come from a Gateway and its VirtualService (without, it has no route config
+    # and prints "Routes Match" alone, as istioctl).
+    with applied(mesh, PS_GATEWAY) if workload.endswith("gateway") else contextlib.nullcontext():
+        out = cli(mesh, "proxy-status", f"{p['instance']}.{p['namespace']}")
+    lines = out.splitlines()
+    assert lines[:2] == ["Clusters Match", "Listeners Match"], out
+    assert RDS_LOADED.fullmatch(lines[2]) and len(lines) == 3, out
 
 
 # testdata/a.yaml, applied in the app's namespace (Istio applies it to apps.Namespace).

@@ -27,7 +27,9 @@ from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 from google.protobuf import any_pb2
 
+from isthmus.debug.config_compare import compare
 from isthmus.mesh.addresses import free_ports
+from isthmus.mesh.http_api import proxy_config_dump
 from isthmus.mesh.runner import WARMING_STATS
 from isthmus.model.proxy import Proxy
 from isthmus.xds import typeurls
@@ -336,6 +338,15 @@ def snapshot(version: int, direct_port: int, proxy_port: int, body: str, **over:
     return Snap(str(version), res)
 
 
+async def compared(server: XdsServer, envoy: Envoy) -> list[str]:
+    """`proxy-status PROXY`'s lines: the server's config dump of the proxy (what it last pushed)
+    against Envoy's admin config dump."""
+    subs = server.subscriptions(NODE_ID)
+    assert subs is not None
+    _, body = await envoy.get("/config_dump")
+    return compare(proxy_config_dump(subs, Generator()), json.loads(body))
+
+
 @pytest.mark.parametrize("delta", [False, True], ids=["sotw", "delta"])
 def test_envoy_serves_acks_and_survives_a_nack(tmp_path: Path, delta: bool) -> None:
     asyncio.run(asyncio.wait_for(_scenario(tmp_path, delta), 120))
@@ -383,10 +394,16 @@ async def _scenario(tmp_path: Path, delta: bool) -> None:
         assert dumped["ClustersConfigDump"] == st.types["CDS"]["acked_version"], dumped
         assert dumped["ListenersConfigDump"] == st.types["LDS"]["acked_version"], dumped
 
-        # 2. a route change reaches Envoy
+        # 2. a route change reaches Envoy; `proxy-status PROXY` finds what was sent is what Envoy holds
         server.update(snapshot(2, direct_port, proxy_port, "v2"), FULL)
         assert await server.wait_synced("2", timeout=10), server.status()
         await poll(lambda: serves(direct_url, "v2"), 10, "direct listener serving v2")
+        lines = await compared(server, envoy)
+        assert lines[:2] == ["Clusters Match", "Listeners Match"], lines
+        assert re.fullmatch(
+            r"Routes Match \(RDS last loaded at \w{3}, \d\d \w{3} \d{4} [\d:]{8} \S+\)", lines[2]
+        )
+        assert len(lines) == 3, lines
 
         # 3. an invalid route: NACKed, recorded, Envoy keeps serving v2
         bad = direct_route("direct", "v3", regex="(")
@@ -402,6 +419,13 @@ async def _scenario(tmp_path: Path, delta: bool) -> None:
         assert not await server.wait_synced("3", timeout=0.5)
         assert await serves(direct_url, "v2")
         assert await envoy.stat("http.direct.rds.direct.update_rejected") == 1
+        # the NACKed route is what was sent, not what Envoy holds: `proxy-status PROXY` shows the diff
+        lines = await compared(server, envoy)
+        assert lines[:2] == ["Clusters Match", "Listeners Match"], lines
+        assert lines[2].startswith("Routes Don't Match (RDS last loaded at "), lines
+        assert lines[3:5] == ["--- Istiod Routes", "+++ Envoy Routes"], lines
+        assert any(x.startswith("-") and '"regex": "("' in x for x in lines), lines
+        assert any(x.startswith("+") and '"inline_string": "v2"' in x for x in lines), lines
 
         # 4. a cluster change with the same bad route: CDS (+ its endpoints) go out, the route is not resent,
         #    and the updated cluster does not sit warming until initial_fetch_timeout

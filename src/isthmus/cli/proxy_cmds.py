@@ -13,6 +13,7 @@ import click
 from isthmus import __version__
 from isthmus.cli.api_client import call
 from isthmus.cli.mesh_cmds import STATE_DIR
+from isthmus.debug import config_compare
 from isthmus.debug import proxy_config as pc
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -100,11 +101,21 @@ def proxy_status_command(
     proxy: str | None, namespace: str | None, output: str, state_dir: Path | None
 ) -> None:
     """Sync state of every proxy: SYNCED (ACKed the latest), STALE (sent, not ACKed), NOT SENT,
-    IGNORED (a type the proxy does not subscribe to)."""
+    IGNORED (a type the proxy does not subscribe to).
+
+    With PROXY, as istioctl: the control plane's config for it (what it last pushed) against its
+    Envoy's config dump, "Clusters Match" / "Listeners Match" / "Routes Match (RDS last loaded at
+    ...)" or a diff per type ("--- Istiod Routes" / "+++ Envoy Routes"). `-o json` prints its status
+    entry instead."""
     status = _status(state_dir)
     proxies = status["proxies"]
     if proxy:
         proxies = [find_proxy(status, proxy, namespace)]
+        if output != "json":
+            # istioctl's proxy-status <pod>: the control plane's config against the Envoy's, per type.
+            for line in compare_proxy(state_dir, proxies[0]):
+                click.echo(line)
+            return
     if output == "json":
         click.echo(json.dumps(proxies, indent=2))
         return
@@ -112,6 +123,18 @@ def proxy_status_command(
     for p in proxies:
         for t, nack in (p.get("nacks") or {}).items():
             click.echo(f"{p['instance']}.{p['namespace']} {t} NACK: {nack.get('message')}", err=True)
+
+
+def compare_proxy(state_dir: Path | None, p: Mapping[str, Any]) -> list[str]:
+    """istioctl's `proxy-status <pod>` (statusCmd with a pod: compare.NewComparator(...).Diff()): the
+    control plane's config dump for the proxy (what it last pushed) against the proxy's admin config
+    dump, as "Clusters Match" / "Listeners Match" / "Routes Match (RDS last loaded at ...)" or diffs."""
+    code, istiod = call(state_dir, "GET", "/debug/config_dump", params={"proxy": p["id"]})
+    if code != 200:
+        error = istiod.get("error") if isinstance(istiod, dict) else istiod
+        raise click.ClickException(f"config dump of {p['instance']}.{p['namespace']} failed: {error}")
+    envoy = _admin_get(f"http://{p['ip']}:{p['adminPort']}/config_dump")
+    return config_compare.compare(istiod, envoy)
 
 
 def _admin_text(url: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -14,8 +16,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from isthmus.analyze import analyze_snapshot
 from isthmus.api.loader import safe_load_all
 from isthmus.config.ingest import ingest_text
+from isthmus.debug.config_compare import merge_virtual_hosts
 from isthmus.model import hosts as h
 from isthmus.xds.gen import naming
+from isthmus.xds.server import Subscriptions
 
 if TYPE_CHECKING:
     from isthmus.mesh.runner import Mesh
@@ -233,32 +237,118 @@ def _find_proxy(mesh: Mesh, name: str) -> Any:
     return None
 
 
+_ADMIN = "type.googleapis.com/envoy.admin.v3."
+
+
+def _as_dict(message: Any) -> dict[str, Any]:
+    # Envoy's admin JSON form (proto field names), as the proxy's own /config_dump.
+    return MessageToDict(message, preserving_proto_field_name=True)
+
+
+def proxy_resources(
+    subs: Subscriptions, generator: Any, *, include_eds: bool = False
+) -> dict[str, list[Any]]:
+    """The packed resources of a connected proxy's last push, by type URL: each subscribed type built
+    from that push's snapshot, whole for a wildcard subscription, else for the names watched (as the
+    server sends them; istiod's debug config dump builds from the proxy's last push context and its
+    watched routes alike). On the event loop, as the generator wants."""
+    snapshot, proxy = subs.snapshot, subs.proxy
+    types = [naming.CLUSTER_TYPE, naming.LISTENER_TYPE, naming.ROUTE_TYPE, naming.VIRTUAL_HOST_TYPE]
+    if include_eds:
+        types.append(naming.ENDPOINT_TYPE)
+    out: dict[str, list[Any]] = {}
+    for type_url in types:
+        if snapshot is None or type_url not in subs.types:
+            out[type_url] = []
+            continue
+        wildcard, watched = subs.types[type_url]
+        resources = generator.generate(snapshot, proxy, type_url, None if wildcard else watched)
+        out[type_url] = [a for _, a in sorted(resources.items())]
+    return out
+
+
+def render_config_dump(
+    subs: Subscriptions, resources: dict[str, list[Any]], *, include_eds: bool = False
+) -> dict[str, Any]:
+    """`proxy_resources` in the shape of Envoy's admin `/config_dump`, Envoy's JSON field names. A
+    delta sidecar's virtual hosts sent over VHDS are merged into their route config, as Envoy shows
+    them. Reads the (immutable) resources only: may run off the event loop."""
+    if subs.snapshot is None:
+        return {"configs": []}
+
+    def dicts(type_url: str) -> list[dict[str, Any]]:
+        return [_as_dict(a) for a in resources.get(type_url, ())]
+
+    def version(type_url: str) -> dict[str, str]:
+        v = subs.sent_versions.get(type_url)
+        return {"version_info": v} if v else {}
+
+    routes = merge_virtual_hosts(dicts(naming.ROUTE_TYPE), dicts(naming.VIRTUAL_HOST_TYPE))
+    configs: list[dict[str, Any]] = [
+        {
+            "@type": _ADMIN + "ClustersConfigDump",
+            **version(naming.CLUSTER_TYPE),
+            "dynamic_active_clusters": [
+                {**version(naming.CLUSTER_TYPE), "cluster": c} for c in dicts(naming.CLUSTER_TYPE)
+            ],
+        },
+        {
+            "@type": _ADMIN + "ListenersConfigDump",
+            **version(naming.LISTENER_TYPE),
+            "dynamic_listeners": [
+                {
+                    "name": lst.get("name", ""),
+                    "active_state": {**version(naming.LISTENER_TYPE), "listener": lst},
+                }
+                for lst in dicts(naming.LISTENER_TYPE)
+            ],
+        },
+        {
+            "@type": _ADMIN + "RoutesConfigDump",
+            "dynamic_route_configs": [{**version(naming.ROUTE_TYPE), "route_config": rc} for rc in routes],
+        },
+    ]
+    if include_eds:
+        configs.append(
+            {
+                "@type": _ADMIN + "EndpointsConfigDump",
+                "dynamic_endpoint_configs": [
+                    {**version(naming.ENDPOINT_TYPE), "endpoint_config": e}
+                    for e in dicts(naming.ENDPOINT_TYPE)
+                ],
+            }
+        )
+    return {"configs": configs}
+
+
+def proxy_config_dump(subs: Subscriptions, generator: Any, *, include_eds: bool = False) -> dict[str, Any]:
+    """The control plane's config dump of one connected proxy (istiod's `/debug/config_dump?proxyID=`):
+    what its last push was, in Envoy's admin `/config_dump` shape, so that `proxy-status PROXY`
+    compares what was sent with what Envoy holds."""
+    resources = proxy_resources(subs, generator, include_eds=include_eds)
+    return render_config_dump(subs, resources, include_eds=include_eds)
+
+
 async def config_dump(request: web.Request) -> web.Response:
-    """What the control plane generates for a proxy now (not what Envoy holds: see proxy-config)."""
+    """A connected proxy's config as the control plane last pushed it, in Envoy's config dump shape
+    (`include_eds` adds its endpoints). Not what Envoy holds: see proxy-config."""
     mesh = _mesh(request)
-    proxy = _find_proxy(mesh, request.query.get("proxy", ""))
-    if proxy is None:
-        return web.json_response({"error": "unknown proxy"}, status=404)
-    snapshot = mesh.cp.snapshot
-    gen = mesh.cp.generator
-    out: dict[str, Any] = {"version": snapshot.version}
-    clusters = gen.generate(snapshot, proxy, naming.CLUSTER_TYPE, None)
-    listeners = gen.generate(snapshot, proxy, naming.LISTENER_TYPE, None)
-    route_names = (
-        [n for n in (naming.HTTP_PROXY_ROUTE,)]
-        if proxy.kind == "sidecar"
-        else [f"http.{s.listen_port}" for s in snapshot.gateway_servers(proxy)]
-    )
-    routes = gen.generate(snapshot, proxy, naming.ROUTE_TYPE, frozenset(route_names))
-    endpoints = gen.generate(snapshot, proxy, naming.ENDPOINT_TYPE, frozenset(clusters))
-    for key, resources_ in (
-        ("clusters", clusters),
-        ("listeners", listeners),
-        ("routes", routes),
-        ("endpoints", endpoints),
-    ):
-        out[key] = [MessageToDict(a) for a in resources_.values()]
-    return web.json_response(out)
+    name = request.query.get("proxy", "")
+    found = _find_proxy(mesh, name)
+    proxy_id = found.id if found is not None else name
+    subs = mesh.cp.xds.subscriptions(proxy_id)
+    if subs is None:
+        error = "unknown proxy" if found is None else f"proxy {proxy_id} is not connected"
+        return web.json_response({"error": error}, status=404)
+    include_eds = "include_eds" in request.query
+    resources = proxy_resources(subs, mesh.cp.generator, include_eds=include_eds)
+
+    def render() -> bytes:
+        return json.dumps(render_config_dump(subs, resources, include_eds=include_eds)).encode()
+
+    # A large mesh's clusters are megabytes of JSON: rendered off the event loop, which serves xDS.
+    body = await asyncio.to_thread(render)
+    return web.Response(body=body, content_type="application/json")
 
 
 async def analysis(request: web.Request) -> web.Response:

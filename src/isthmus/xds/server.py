@@ -125,7 +125,7 @@ from isthmus.xds.push_queue import Debouncer, Push, PushRequest
 from isthmus.xds.requests import DeltaRequestDecoder, Names, RequestDecoder, SubscriptionSets
 from isthmus.xds.status import NOT_SENT, STALE, SYNCED, ProxyStatus, version_at_least, version_key
 
-__all__ = ["Generator", "ProxyStatus", "PushRequest", "XdsServer"]
+__all__ = ["Generator", "ProxyStatus", "PushRequest", "Subscriptions", "XdsServer"]
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +164,18 @@ def _is_eds_cluster(resource: Any) -> bool:
 
     c = cluster_pb2.Cluster()
     return resource.Unpack(c) and c.type == cluster_pb2.Cluster.EDS
+
+
+@dataclasses.dataclass(frozen=True)
+class Subscriptions:
+    """A connected proxy's subscriptions (see `XdsServer.subscriptions`). `types`: type URL ->
+    (wildcard, watched names); `sent_versions`: type URL -> the version of the last response (None: not
+    sent yet)."""
+
+    proxy: Proxy
+    snapshot: Any
+    types: dict[str, tuple[bool, frozenset[str]]]
+    sent_versions: dict[str, str | None]
 
 
 class _StreamClosed(Exception):
@@ -408,6 +420,23 @@ class XdsServer:
         """The connected proxy of that node id (its newest stream), if any."""
         streams = self._by_proxy.get(proxy_id)
         return streams[-1].proxy if streams else None
+
+    def subscriptions(self, proxy_id: str) -> Subscriptions | None:
+        """What the newest stream of that proxy was last configured from, None if it is not connected:
+        the proxy as it connected (delta or not), the snapshot of its last push, and per subscribed type
+        whether it is a wildcard and the names it watches. The generator is a pure function of these,
+        so they rebuild what was sent (istiod's debug config dump builds from the proxy's last push
+        context and its watched routes alike)."""
+        streams = self._by_proxy.get(proxy_id)
+        if not streams:
+            return None
+        conn = streams[-1]
+        return Subscriptions(
+            proxy=conn.proxy,
+            snapshot=conn.snapshot,
+            types={t: (st.wildcard, st.watched) for t, st in conn.types.items()},
+            sent_versions={t: st.sent_version for t, st in conn.types.items()},
+        )
 
     # ------------------------------------------------------------------ lifecycle
 

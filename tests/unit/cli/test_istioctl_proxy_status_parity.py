@@ -113,7 +113,19 @@ def test_cli_table_and_json(fake_status: dict[str, Any]) -> None:
     assert [p["instance"] for p in json.loads(res.stdout)] == ["b-0"]
 
 
-def test_cli_single_proxy(fake_status: dict[str, Any]) -> None:
+def test_cli_single_proxy_compares_configs(
+    fake_status: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """istioctl's `proxy-status <pod>` prints the comparison of the control plane's config with the
+    Envoy's (tests/unit/debug/test_config_compare.py), not the table row."""
+    seen: list[str] = []
+
+    def compare(state_dir: Any, p: dict[str, Any]) -> list[str]:
+        seen.append(p["instance"])
+        return ["Clusters Match", "Listeners Match", "Routes Match"]
+
+    monkeypatch.setattr(proxy_cmds, "compare_proxy", compare)
     res = CliRunner().invoke(proxy_cmds.proxy_status_command, ["b-0.default"])
     assert res.exit_code == 0, res.output
-    assert [line.split()[0] for line in res.stdout.splitlines()] == ["NAME", "b-0.default"]
+    assert res.stdout.splitlines() == ["Clusters Match", "Listeners Match", "Routes Match"]
+    assert seen == ["b-0"]

@@ -20,7 +20,9 @@ istioctl/pkg/writer/envoy/configdump/
 - configdump_test.go TestConfigWriter_PrintVersionSummary: covered; Prime / PrintBootstrapDump
   "not primed" errors: n/a.
 istioctl/pkg/writer/envoy/clusters/clusters_test.go (summary, filters, multi-host dump): covered.
-istioctl/pkg/writer/compare/** (`proxy-status PROXY` diff against istiod's dump): n/a, xds-via-istiod.
+istioctl/pkg/writer/compare/*.go (`proxy-status PROXY` diff against istiod's dump): ported,
+  tests/unit/debug/test_config_compare.py (and e2e against real Envoys); compare/sds/** is the secret
+  table's writer (proxy-config secret, above).
 istioctl/pkg/proxyconfig/proxyconfig_test.go
 - TestPrintProxyConfigSummary (`all -f testdata/config_dump.json`, config_dump_summary.txt): ported,
   with the `-f/--file` it needs (added). Found Isthmus's `all` unlike istioctl's: no `<type>/<name>`
