@@ -56,8 +56,15 @@ def next_subnet() -> str:
 
 
 class MeshProcess:
-    def __init__(self, config_dir: Path, workdir: Path, *, subnet: str | None = None) -> None:
+    def __init__(
+        self, config_dir: Path, workdir: Path, *, subnet: str | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.config_dir = config_dir
+        # Extra environment of `isthmus up` (the control plane's settings, e.g. its JWKS resolver's).
+        # The JWKS resolver fetches only from this mesh's own hosts (and loopback): a jwksUri or an
+        # issuer's OpenID discovery naming another host fails as an unknown name, nothing leaves the
+        # machine (not even a DNS query).
+        self.env = {"ISTHMUS_JWKS_RESOLVER_OFFLINE": "true", **(env or {})}
         self.workdir = workdir
         self.state_dir = workdir / "state"
         self.subnet = subnet or next_subnet()
@@ -66,12 +73,12 @@ class MeshProcess:
         self.api = ""
 
     @classmethod
-    def from_yaml(cls, workdir: Path, yaml: str) -> MeshProcess:
+    def from_yaml(cls, workdir: Path, yaml: str, *, env: dict[str, str] | None = None) -> MeshProcess:
         """A mesh whose whole config is one YAML text (written to `workdir/config/mesh.yaml`)."""
         config = workdir / "config"
         config.mkdir()
         (config / "mesh.yaml").write_text(yaml)
-        return cls(config, workdir)
+        return cls(config, workdir, env=env)
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self, timeout: float = 120.0) -> MeshProcess:
@@ -85,6 +92,7 @@ class MeshProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env={**os.environ, **self.env},
         )  # fmt: skip
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

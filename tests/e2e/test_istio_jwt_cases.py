@@ -21,11 +21,13 @@ Where Isthmus departs by design:
 - Tokens: Istio's tests/common/jwt tokens are signed by a key in Istio's repository and verified with a
   JWKS fetched from GitHub; here a key made per run signs tokens with the same claims
   (tests/e2e/jwt_tokens.py) and the JWKS is inlined (`jwks`) or read from a `file://` jwksUri.
-- Remote JWKS: istiod (or Envoy) fetches `http(s)` jwksUri; Isthmus refuses them with a clear error.
-  The `remote` case keeps its meaning (keys named by a URI, the token forwarded with its payload) with a
-  `file://` URI, which the control plane reads; `invalid-jwks` (keys that cannot be had: istiod inlines
-  its public-only key set, so every token is rejected and requests without one pass) uses a `file://`
-  URI to a missing file. The `timeout` case (a slow remote JWKS server) has nothing to port.
+- Remote JWKS: istiod fetches `http(s)` jwksUri itself (its default mode), and so does Isthmus's
+  control plane; the cases with a JWKS server (remote_jwks, https_jwt, a key rotation) are in
+  test_istio_security_remaining_cases.py, whose mesh runs Istio's jwt-server. Here the `remote` case
+  keeps its meaning (keys named by a URI, the token forwarded with its payload) with a `file://` URI,
+  which the control plane reads; `invalid-jwks` (keys that cannot be had: istiod inlines its fake key
+  set, so every token is rejected and requests without one pass) uses a `file://` URI to a missing
+  file, and an https URI whose host does not exist is checked the same way.
 - TestGatewayAPIRequestAuthentication (targetRef on a Gateway API gateway) is not ported: Isthmus has
   no Gateway API.
 - fromCookies has no Istio integration case; one is added beside headers-params.
@@ -45,7 +47,7 @@ import pytest
 
 from isthmus.client import http, sync
 from isthmus.client.http import Response
-from tests.e2e.harness import MeshProcess, applied
+from tests.e2e.harness import MeshProcess, applied, wait_for
 from tests.e2e.jwt_tokens import IAT, NESTED_IAT, istio_tokens, payload_of
 
 pytestmark = pytest.mark.e2e
@@ -351,16 +353,26 @@ def test_forward_and_file_jwks_uri(mesh: MeshProcess, tokens: dict[str, str], tm
             check(mesh, [Case("valid-token-forward", 200, "/valid-token-forward", bearer(t1), received=want)])
 
 
-def test_remote_jwks_uri_is_refused(mesh: MeshProcess) -> None:
-    """remote / remotehttps / timeout: an http(s) jwksUri that only a fetch could resolve is refused
-    whole with the reason (Isthmus never fetches keys), and nothing changes."""
-    docs = request_authn(
-        "b", f"- {{issuer: {ISS1}, jwksUri: 'https://jwt-server.{NS}.svc.cluster.local:8443/jwks'}}"
-    )
-    result = mesh.apply(docs, expect_ok=False)
-    assert result["code"] != 200, result
-    assert "jwksUri" in json.dumps(result) and "not supported" in json.dumps(result), result
-    assert not mesh.resources("RequestAuthentication", NS)
+def test_remote_jwks_uri_that_cannot_be_fetched(mesh: MeshProcess, tokens: dict[str, str]) -> None:
+    """remote / remotehttps with a JWKS server that does not exist: the http(s) jwksUri is accepted and
+    the control plane's JWKS resolver (istiod's default, PILOT_JWT_ENABLE_REMOTE_JWKS=false) tries to
+    fetch it; the name resolves to nothing, so istiod's fake key set stands in: a token is 401, a request
+    without one passes. Status `generationErrors` names the RequestAuthentication, the URI and the
+    error. (Fetched keys: test_istio_security_remaining_cases.py, remote_jwks and https_jwt.)"""
+    uri = f"https://jwt-server.{NS}.svc.cluster.local:8443/jwks"
+    docs = request_authn("b", f"- {{issuer: {ISS1}, jwksUri: '{uri}'}}")
+    cases = [
+        Case("remote-unfetchable-valid-token", 401, "/", bearer(tokens["TokenIssuer1"])),
+        Case("remote-unfetchable-no-token", 200, "/"),
+    ]
+    what = f"RequestAuthentication {NS}/b jwksUri {uri}"
+    with applied(mesh, docs):
+        check(mesh, cases)
+        errors = wait_for(
+            "the fetch error in status", lambda: mesh.status()["generationErrors"].get(what, "") or None
+        )
+        assert "fetching its keys failed" in errors and "no such host" in errors, errors
+    assert what not in mesh.status()["generationErrors"]
 
 
 def test_audiences_and_combined_policies(mesh: MeshProcess, tokens: dict[str, str]) -> None:
@@ -399,9 +411,10 @@ def test_audiences_and_combined_policies(mesh: MeshProcess, tokens: dict[str, st
 
 def test_invalid_jwks(mesh: MeshProcess, tokens: dict[str, str], tmp_path: Path) -> None:
     """invalid-jwks: keys that cannot be had (Istio: a jwksUri that does not exist; here a `file://` one
-    to a missing file). istiod inlines its public-only key set (PublicOnlyJwks): every token is 401, no token passes. Issuer 2's
-    rule names no keys at all (policy_applier_test's "Empty Jwks URI": istiod's OpenID discovery, which
-    Isthmus does not do), so it gets that key set too."""
+    to a missing file). istiod inlines its fake key set: every token is 401, no token passes. Issuer 2's
+    rule names no keys at all (policy_applier_test's "Empty Jwks URI"): the control plane tries the
+    issuer's OpenID discovery, as istiod does, which fails at once (the issuer is no URL), so it gets that
+    key set too."""
     missing = f"file://{tmp_path}/jwks-not-exist.json"
     docs = request_authn("b", f"- {{issuer: {ISS1}, jwksUri: '{missing}'}}\n- {{issuer: {ISS2}}}")
     cases = [
@@ -413,7 +426,7 @@ def test_invalid_jwks(mesh: MeshProcess, tokens: dict[str, str], tmp_path: Path)
             bearer(tokens["TokenExpired"]),
         ),
         Case("invalid-jwks-no-token-noauthz", 200, "/invalid-jwks-no-token-noauthz"),
-        # istiod's public-only key set has no kid: Envoy tries its key and the signature fails.
+        # The fake key set has no kid: Envoy tries its key and the signature fails.
         Case("no-jwks-valid-token", 401, "/", bearer(tokens["TokenIssuer2"]), body=BAD_SIGNATURE),
     ]
     with applied(mesh, docs):

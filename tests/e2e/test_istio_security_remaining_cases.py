@@ -28,7 +28,8 @@ each test function -> where Isthmus covers it (test_istio_<x>_cases.py is shorte
 - HERE filebased_tls_origination/egress_gateway_origination_test.go TestEgressGatewayTls: MUTUAL,
   SIMPLE, SIMPLE with a fake root (its DISABLE case is in egress).
 - HERE remote_jwks/remote_jwks_test.go TestRemoteJwks (3 cases) and https_jwt/https_jwt_test.go
-  TestJWTHTTPS: strict xfails, Isthmus refuses http(s) jwksUri (only inline jwks and file://).
+  TestJWTHTTPS: the control plane fetches the jwksUri as istiod does by default (Istio runs
+  TestRemoteJwks with Envoy fetching; the outcomes are the same); plus a key rotation on the server.
 - HERE cacert_rotation/main_test.go TestReachability (plug-in CA: combined root, new intermediate,
   old root removed): strict xfail, Isthmus's CA reads cacerts only when `isthmus up` starts.
 - HERE sds_egress/sds_istio_mutual_egress_test.go TestSdsEgressGatewayIstioMutual (ISTIO_MUTUAL and
@@ -49,7 +50,8 @@ each test function -> where Isthmus covers it (test_istio_<x>_cases.py is shorte
 Setup: one mesh. `tls`: client (sidecar) and server (no sidecar; the test binds the TLS ports on its
 address); `app`/`service`: Istio's client and external server (its https port is the test's), the
 egress gateway in istio-system (each case applies its own Gateway, as both are `app/istio-egressgateway`);
-jwt-server in istio-system (Istio's samples/jwt-server: JWKS on http 8000 and https 8443, `?delay=`).
+jwt-server in istio-system (Istio's samples/jwt-server: JWKS on http 8000 and https 8443, `?delay=`),
+and the same keys from jwks/jwks-meshed, a pod with a sidecar.
 The mesh runs on a plug-in CA (root -> intermediate in the state dir's `ca/`, istiod's cacerts).
 Certificate files DestinationRules name (Istio: /etc/certs/custom/*) are written to a temporary
 directory; certificates are made per run.
@@ -195,7 +197,8 @@ def make_files(work: Path) -> Files:
 
 # --- the mesh ----------------------------------------------------------------------------------------
 
-# Istio's samples/jwt-server: the JWKS on http 8000 and https 8443; `?delay=30ms` answers late.
+# Istio's samples/jwt-server: the JWKS on http 8000 and https 8443; `?delay=30ms` answers late. Isthmus
+# adds `/rotating`: the key set in the JWKS_FILE file as it is at each request (a key rotation).
 JWT_SERVER_APP = r"""
 import os, re, ssl, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -207,11 +210,15 @@ class H(BaseHTTPRequestHandler):
         m = re.fullmatch(r"(\d+)(ms|s)", delay)
         if m:
             time.sleep(int(m[1]) / (1000 if m[2] == "ms" else 1))
+        body = JWKS
+        if urlparse(self.path).path == "/rotating":
+            with open(os.environ["JWKS_FILE"], "rb") as f:
+                body = f.read()
         self.send_response(200)
         self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(JWKS)))
+        self.send_header("content-length", str(len(body)))
         self.end_headers()
-        self.wfile.write(JWKS)
+        self.wfile.write(body)
     def log_message(self, *a): pass
 https = ThreadingHTTPServer((HOST, 8443), H)
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -219,6 +226,22 @@ ctx.load_cert_chain(os.environ["TLS_CERT"], os.environ["TLS_KEY"])
 https.socket = ctx.wrap_socket(https.socket, server_side=True)
 threading.Thread(target=https.serve_forever, daemon=True).start()
 ThreadingHTTPServer((HOST, 8000), H).serve_forever()
+"""
+
+
+# A JWKS server behind its sidecar: the app serves the key set on its private port.
+MESHED_JWKS_APP = r"""
+import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+JWKS = os.environ["JWKS"].encode()
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("content-length", str(len(JWKS)))
+        self.end_headers()
+        self.wfile.write(JWKS)
+    def log_message(self, *a): pass
+ThreadingHTTPServer((os.environ["ISTHMUS_LISTEN_HOST"], int(os.environ["PORT"])), H).serve_forever()
 """
 
 
@@ -238,8 +261,10 @@ spec: {workload}
 ---"""
 
 
-def mesh_yaml(jwks: str, jwt_cert: Path, jwt_key: Path) -> str:
-    jwt_env = json.dumps({"JWKS": jwks, "TLS_CERT": str(jwt_cert), "TLS_KEY": str(jwt_key)})
+def mesh_yaml(jwks: str, jwt_cert: Path, jwt_key: Path, jwks_file: Path) -> str:
+    jwt_env = json.dumps(
+        {"JWKS": jwks, "TLS_CERT": str(jwt_cert), "TLS_KEY": str(jwt_key), "JWKS_FILE": str(jwks_file)}
+    )
     jwt_cmd = json.dumps([sys.executable, "-c", JWT_SERVER_APP])
     http80 = "[{name: http, port: 80, targetPort: 8080}]"
     echo = "{serviceAccount: client, ports: [8080], command: [isthmus, echo]}"
@@ -265,6 +290,14 @@ def mesh_yaml(jwks: str, jwt_cert: Path, jwt_key: Path) -> str:
             "jwt-server",
             "[{name: http, port: 8000}, {name: https, port: 8443}]",
             f"{{sidecar: false, ports: [8000, 8443], command: {jwt_cmd}, env: {jwt_env}}}",
+        )
+        # The same keys from a meshed pod (with a sidecar), for the control plane's reachability.
+        + _app(
+            "jwks",
+            "jwks-meshed",
+            "[{name: http, port: 8000}]",
+            f"{{ports: [8000], command: {json.dumps([sys.executable, '-c', MESHED_JWKS_APP])}, "
+            f"env: {json.dumps({'JWKS': jwks})}}}",
         )
         + """
 apiVersion: v1
@@ -326,6 +359,9 @@ spec:
 """
 
 
+ROTATING_JWKS = "rotating-jwks.json"  # in the mesh's workdir: what the jwt-server's /rotating serves
+
+
 @pytest.fixture(scope="module")
 def tokens() -> dict[str, str]:
     return istio_tokens()
@@ -349,8 +385,18 @@ def mesh(
     jwt_cert = t.issue(files.ca, ["jwt-server", "jwt-server.istio-system.svc.cluster.local"])
     (work / "jwt-server.crt").write_bytes(jwt_cert.cert)
     (work / "jwt-server.key").write_bytes(jwt_cert.key)
+    (work / "jwks-extra-root.pem").write_bytes(files.ca.cert)
+    (work / ROTATING_JWKS).write_text(tokens["jwks"])
+    # istiod's settings for its JWKS resolver: the jwt-server's CA as extra root (Istio's tests give it as
+    # the pilot.jwksResolverExtraRootCA value), and a short refresh interval for the rotation case.
+    env = {
+        "ISTHMUS_JWKS_EXTRA_ROOT_CA": str(work / "jwks-extra-root.pem"),
+        "PILOT_JWT_PUB_KEY_REFRESH_INTERVAL": "1s",
+    }
     m = MeshProcess.from_yaml(
-        work, mesh_yaml(tokens["jwks"], work / "jwt-server.crt", work / "jwt-server.key")
+        work,
+        mesh_yaml(tokens["jwks"], work / "jwt-server.crt", work / "jwt-server.key", work / ROTATING_JWKS),
+        env=env,
     )
     # cert.CreateCASecret: istiod starts on the plug-in CA (root A -> intermediate A).
     mesh_ca.write(m.state_dir / "ca", alt=False, roots=[mesh_ca.root])
@@ -650,13 +696,6 @@ def gateway_requests(mesh: MeshProcess) -> int:
 
 # --- remote_jwks/remote_jwks_test.go, https_jwt/https_jwt_test.go -----------------------------------
 
-REMOTE_JWKS_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason="Isthmus refuses an http(s) jwksUri at apply ('is not supported yet: use jwks or a file:// "
-    "URI'): istiod fetches it (PILOT_JWT_ENABLE_REMOTE_JWKS=false) or has Envoy fetch it through the "
-    "host's outbound cluster (=envoy/hybrid); neither is implemented",
-)
-
 
 def request_authn(jwks_uri: str, timeout: str | None = None) -> str:
     """requestauthn-*.yaml.tmpl: issuer 1, keys at `jwks_uri`, payload to x-test-payload, token forwarded;
@@ -703,7 +742,6 @@ def jwt_call(mesh: MeshProcess, token: str) -> Response:
     )
 
 
-@REMOTE_JWKS_XFAIL
 @pytest.mark.parametrize(
     ("case", "docs", "status"),
     [
@@ -724,30 +762,88 @@ def jwt_call(mesh: MeshProcess, token: str) -> Response:
 def test_remote_jwks(
     mesh: MeshProcess, tokens: dict[str, str], case: str, docs: list[str], status: int
 ) -> None:
-    """TestRemoteJwks (istiod with PILOT_JWT_ENABLE_REMOTE_JWKS=envoy): the JWKS URI's host has a
-    ServiceEntry, so Envoy fetches the keys through its cluster and a valid token passes, with the token
-    and its payload forwarded; without the ServiceEntry (no cluster: istiod cannot fetch it either) or
-    when the fetch outlasts the rule's `timeout`, the token cannot be verified: 401."""
+    """TestRemoteJwks: the JWKS URI's host has a ServiceEntry (example.com:8000, endpoint the jwt-server's
+    mesh name), so the keys are fetched through it and a valid token passes, with the token and its
+    payload forwarded; without the ServiceEntry, or when the fetch outlasts the rule's `timeout` (10ms,
+    the server answers after 30ms), the token cannot be verified: 401, and status `generationErrors`
+    says why. Istio runs this suite with PILOT_JWT_ENABLE_REMOTE_JWKS=envoy (Envoy fetches through the
+    host's cluster); Isthmus does what istiod's default mode does (istiod fetches and inlines the keys),
+    with the same outcomes: a ServiceEntry host resolves through the registry for the control plane
+    (there is no DNS server; without the ServiceEntry, example.com is not a name of this mesh and the
+    e2e meshes resolve no other names: ISTHMUS_JWKS_RESOLVER_OFFLINE)."""
     token = tokens["TokenIssuer1"]
+    uri = json.loads(docs[0])["spec"]["jwtRules"][0]["jwksUri"]
     with applied(mesh, *docs):
         resp = wait_for(f"{case} -> {status}", lambda: (r := jwt_call(mesh, token)).status == status and r)
+        if status == 401:
+            what = f"RequestAuthentication tls/request-authn jwksUri {uri}"
+            error = wait_for(
+                f"{what} in generationErrors", lambda: mesh.status()["generationErrors"].get(what)
+            )
+            assert "fetching its keys failed" in error, error
+            assert ("no such host" if "delay" not in uri else "context deadline exceeded") in error, error
     if status == 200:
         headers = echo_body(resp)["headers"]
         assert headers.get("authorization") == f"Bearer {token}"
         assert headers.get("x-test-payload") == payload_of(token)
 
 
-@REMOTE_JWKS_XFAIL
 def test_jwt_https(mesh: MeshProcess, tokens: dict[str, str]) -> None:
     """TestJWTHTTPS (valid-token-forward-remote-jwks, remotehttps.yaml.tmpl): istiod fetches the keys from
-    the jwt-server's https port (its CA given to istiod as jwksResolverExtraRootCA; Isthmus has no such
-    setting either) and inlines them: a valid token passes, forwarded with its payload."""
+    the jwt-server's https port (its CA given to istiod as jwksResolverExtraRootCA; here the control
+    plane's ISTHMUS_JWKS_EXTRA_ROOT_CA) and inlines them: a valid token passes, forwarded with its
+    payload."""
     token = tokens["TokenIssuer1"]
     with applied(mesh, request_authn("https://jwt-server.istio-system.svc.cluster.local:8443/jwks")):
         resp = wait_for("valid token -> 200", lambda: (r := jwt_call(mesh, token)).status == 200 and r)
     headers = echo_body(resp)["headers"]
     assert headers.get("authorization") == f"Bearer {token}"
     assert headers.get("x-test-payload") == payload_of(token)
+
+
+def test_remote_jwks_key_rotation(mesh: MeshProcess, tokens: dict[str, str]) -> None:
+    """Key rotation (istiod's jwks_resolver refresh, TestJwtPubKeyRefresh, on a real mesh): the jwt-server
+    serves key set A at /rotating; a token signed by A passes, one signed by another key B is 401. The
+    server then serves B: after the next refresh (PILOT_JWT_PUB_KEY_REFRESH_INTERVAL, 1s on this mesh)
+    the control plane pushes the new keys, B's token passes and A's is 401. Plain http; https is
+    test_jwt_https."""
+    rotated = istio_tokens()
+    a, b = tokens["TokenIssuer1"], rotated["TokenIssuer1"]
+    jwks_file = mesh.workdir / ROTATING_JWKS
+    jwks_file.write_text(tokens["jwks"])
+    uri = "http://jwt-server.istio-system.svc.cluster.local:8000/rotating"
+    try:
+        with applied(mesh, request_authn(uri)):
+            wait_for("A's token -> 200", lambda: jwt_call(mesh, a).status == 200)
+            assert jwt_call(mesh, b).status == 401
+            jwks_file.write_text(rotated["jwks"])
+            wait_for("after the refresh, B's token -> 200", lambda: jwt_call(mesh, b).status == 200)
+            assert jwt_call(mesh, a).status == 401
+    finally:
+        jwks_file.write_text(tokens["jwks"])
+
+
+def test_remote_jwks_behind_a_sidecar(mesh: MeshProcess, tokens: dict[str, str]) -> None:
+    """istiod has no sidecar: it reaches a meshed JWKS server in plaintext, which the server's sidecar
+    accepts under PERMISSIVE (the keys are fetched: 200) and refuses under STRICT mTLS (the fetch fails:
+    the fake key set, 401, and the reason in status `generationErrors`), as in Istio."""
+    token = tokens["TokenIssuer1"]
+    uri = "http://jwks-meshed.jwks.svc.cluster.local:8000/jwks"
+    with applied(mesh, request_authn(uri)):
+        wait_for("PERMISSIVE: the keys are fetched -> 200", lambda: jwt_call(mesh, token).status == 200)
+    strict = """
+    apiVersion: security.istio.io/v1
+    kind: PeerAuthentication
+    metadata: {name: strict, namespace: jwks}
+    spec: {mtls: {mode: STRICT}}
+    """
+    # A new URI (a new key: the keys fetched before would stay in force after a failed refresh).
+    uri += "?strict"
+    what = f"RequestAuthentication tls/request-authn jwksUri {uri}"
+    with applied(mesh, strict), applied(mesh, request_authn(uri)):
+        error = wait_for(f"{what} in generationErrors", lambda: mesh.status()["generationErrors"].get(what))
+        assert "fetching its keys failed" in error, error
+        assert jwt_call(mesh, token).status == 401
 
 
 # --- cert_mtls/cert_mtls_test.go (Istio 1.4-era) --------------------------------------------------------

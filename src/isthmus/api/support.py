@@ -392,18 +392,6 @@ def check_supported(resource: Resource) -> list[ConfigError]:
                 errors.append(ConfigError(line=resource.line_of(path), message=f"{path}: {problem}", **ident))
     if resource.kind == "DestinationRule":
         errors.extend(_post_tunnel_errors(resource, data, ident))
-    if resource.kind == "RequestAuthentication":
-        for i, rule in enumerate((data.get("spec") or {}).get("jwtRules") or []):
-            uri = rule.get("jwksUri") or rule.get("jwks_uri")
-            if uri and not str(uri).startswith("file://") and not rule.get("jwks"):
-                path = f"spec.jwtRules[{i}].jwksUri"
-                errors.append(
-                    ConfigError(
-                        line=resource.line_of(path),
-                        message=f"{path} {uri} is not supported yet: use jwks or a file:// URI",
-                        **ident,
-                    )
-                )
     if resource.kind == "Telemetry":
         errors.extend(_telemetry_errors(resource, data, ident))
     if resource.kind == "ProxyConfig":

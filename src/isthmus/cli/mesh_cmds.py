@@ -104,6 +104,10 @@ def status_command(output: str, state_dir: Path | None) -> None:
         click.echo(f"refused {source}:", err=True)
         for e in errs:
             click.echo(f"  {e}", err=True)
+    # Accepted config the proxies do not get as written (left out, or a stand-in such as the fake key
+    # set of a RequestAuthentication whose JWKS could not be fetched), and why.
+    for what, why in sorted((data.get("generationErrors") or {}).items()):
+        click.echo(f"not applied as written: {what}: {why}", err=True)
 
 
 def _send(state_dir: Path | None, path: str, inputs: list[tuple[str, str]], wait: float | None) -> int:

@@ -13,8 +13,10 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Histogram
 
+from isthmus.config.jwks_resolver import JwksResolver, env_settings, registry_lookup
 from isthmus.config.store import Change, Store
 from isthmus.mesh import gc_policy
+from isthmus.model import jwks
 from isthmus.model.snapshot import Snapshot
 from isthmus.telemetry import Telemetry
 from isthmus.xds.gen import headless, naming
@@ -117,6 +119,17 @@ def _inherit_config_memos(old: Snapshot, new: Snapshot) -> None:
         new.generation_errors.setdefault(what, error)
 
 
+def _inherit_jwks_memos(old: Snapshot, new: Snapshot) -> None:
+    """After a change of fetched key sets alone: everything but the jwt_authn configs (ECDS) carries
+    over, with what building it reported."""
+    for key, value in old._memo.items():
+        if isinstance(key, tuple) and key and key[0] in _CONFIG_ONLY_MEMOS and key[0] != "ecds":
+            new._memo.setdefault(key, value)
+    for what, error in old.generation_errors.items():
+        if not what.startswith("RequestAuthentication "):
+            new.generation_errors.setdefault(what, error)
+
+
 class ControlPlane:
     def __init__(self, store: Store, *, metrics: CollectorRegistry | None = None) -> None:
         self.store = store
@@ -134,6 +147,11 @@ class ControlPlane:
         self._built_at: int | None = None
         self._pending: list[Change] = []
         self._scheduled = False
+        # The JWKS resolver is a source too: keys it fetched (or failed to) make a new snapshot.
+        self._jwks_changed = False
+        self.jwks = JwksResolver(
+            registry_lookup(lambda: self.snapshot), self._on_jwks_change, **env_settings()
+        )
         self._built = asyncio.Event()
         self._build_time = Histogram(
             "isthmus_snapshot_build_seconds",
@@ -152,9 +170,18 @@ class ControlPlane:
             except RuntimeError:
                 self.rebuild()
 
+    def _on_jwks_change(self) -> None:
+        self._jwks_changed = True
+        if not self._scheduled:
+            self._scheduled = True
+            try:
+                asyncio.get_running_loop().call_soon(self.rebuild)
+            except RuntimeError:
+                self.rebuild()
+
     def current(self) -> Snapshot:
         """The snapshot with every change the store has seen so far (rebuilt now if one is pending)."""
-        if self._pending:
+        if self._pending or self._jwks_changed:
             return self.rebuild()
         return self.snapshot
 
@@ -162,13 +189,19 @@ class ControlPlane:
         """Build a snapshot from the store now and push what changed."""
         self._scheduled = False
         changes, self._pending = self._pending, []
-        if not changes and self._counter:
+        jwks_changed, self._jwks_changed = self._jwks_changed, False
+        if not changes and not jwks_changed and self._counter:
             return self.snapshot
         started = time.perf_counter()
         self._counter += 1
         old = self.snapshot
         new = None
-        if self._contiguous(changes):
+        if not changes and jwks_changed:
+            # Only fetched key sets changed: the config and the registry are the old snapshot's.
+            new = Snapshot.build_configs_changed(
+                old, self._counter, self.store.list(), frozenset({"RequestAuthentication"})
+            )
+        elif self._contiguous(changes):
             if not any(c.config_changed for c in changes):
                 new = Snapshot.build_pods_changed(old, self._counter, self.store.pods())
             elif not any(c.pods_changed for c in changes):
@@ -177,9 +210,23 @@ class ControlPlane:
         if new is None:
             new = Snapshot.build(self._counter, self.store.list(), self.store.pods())
         self._built_at = self.store.version
+        new.jwks = self.jwks.update(jwks.wanted(new.configs))
         self.snapshot = new
         self._build_time.observe(time.perf_counter() - started)
         request = self._push_request(changes, old, new)
+        if jwks_changed:
+            # istiod's PushFunc on a key change: a full push (the ECDS config of jwt_authn changes).
+            # The jwt_authn configs an endpoint-only change would have carried over are stale.
+            for key in [k for k in new._memo if isinstance(k, tuple) and k and k[0] == "ecds"]:
+                del new._memo[key]
+            for what in [w for w in new.generation_errors if w.startswith("RequestAuthentication ")]:
+                del new.generation_errors[what]
+            if request is None:
+                _inherit_jwks_memos(old, new)
+                request = PushRequest(full=True, reason="jwks")
+            elif not request.full:
+                new.endpoints_changed_from = None
+                request = PushRequest(full=True, reason=f"{request.reason}; jwks")
         # A snapshot reuses from the one before it only: no chain of old snapshots stays alive.
         old.routes_changed_from = old.endpoints_changed_from = None
         log.info(
@@ -243,6 +290,7 @@ class ControlPlane:
         return bound
 
     async def stop(self) -> None:
+        await self.jwks.close()
         self.telemetry.stop_receiver()
         await self.xds.stop(grace=1.0)
 

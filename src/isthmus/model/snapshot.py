@@ -13,6 +13,7 @@ from typing import Any
 from isthmus.config.store import Config
 from isthmus.model.destination_rules import DestinationRuleIndex, MergedDestinationRule
 from isthmus.model.gateways import GatewayServer, gateway_servers
+from isthmus.model.jwks import JwksEntry, JwksKey
 from isthmus.model.mesh import MeshSettings
 from isthmus.model.proxy import Proxy
 from isthmus.model.sidecar_scope import SidecarScope, build_scope, select_candidate, sidecar_candidates
@@ -137,6 +138,9 @@ class Snapshot:
     _memo: dict[Any, Any] = field(default_factory=dict, repr=False)
     # Resources left out of generated config because building them failed: what -> error.
     generation_errors: dict[str, str] = field(default_factory=dict, repr=False)
+    # The key sets the control plane's JWKS resolver had when this snapshot was built (model.jwks):
+    # (issuer, jwksUri) -> fetched keys or why there are none. Set by the control plane.
+    jwks: Mapping[JwksKey, JwksEntry] = field(default_factory=dict, repr=False, compare=False)
     # The snapshot this one differs from by VirtualServices only (set by the control plane): clusters
     # and endpoints of a scope that imports the same services can be taken from it.
     routes_changed_from: Snapshot | None = field(default=None, repr=False, compare=False)
@@ -205,6 +209,7 @@ class Snapshot:
             namespaces={c.name: dict(c.metadata.labels or {}) for c in by_kind.get("Namespace", [])}
             if "Namespace" in kinds
             else previous.namespaces,
+            jwks=previous.jwks,
         )
 
     @classmethod
@@ -228,6 +233,7 @@ class Snapshot:
             virtual_services=previous.virtual_services,
             destination_rules=previous.destination_rules,
             namespaces=previous.namespaces,
+            jwks=previous.jwks,
         )
 
     # --- memo helper -------------------------------------------------------------------------

@@ -14,11 +14,13 @@ the expected value is istiod's JwtAuthentication message itself, compared field 
 
 Departures by design:
 - Key sources: istiod fetches an `http(s)` jwksUri itself (JwksFetchMode Istiod, the default) or lets
-  Envoy fetch it (`remote_jwks`, modes Envoy/Hybrid); Isthmus refuses `http(s)` jwksUri at apply with a
-  clear error and reads `file://` URIs in the control plane instead. istiod's cases that name a JWKS
-  served by its mock server are ported with a `file://` URI holding that JWKS (the same inline key set
-  results); those whose URI cannot be fetched, with a `file://` URI to a missing file (the same
-  PublicOnlyJwks results); the remote-fetch-mode cases, as the refusal.
+  Envoy fetch it (`remote_jwks`, modes Envoy/Hybrid). Isthmus does what the default does: its control
+  plane's JWKS resolver (config/jwks_resolver.py, tested in tests/unit/mesh/test_jwks_resolver.py)
+  fetches the keys into the snapshot and the generator inlines them; it also reads `file://` URIs.
+  istiod's cases that name a JWKS served by its mock server are ported with a `file://` URI holding
+  that JWKS (the same inline key set results) or with the snapshot holding the fetched keys; those
+  whose URI cannot be fetched, with a `file://` URI to a missing file (the same PublicOnlyJwks
+  results); the remote-fetch-mode cases, in the default mode (the keys inlined).
 - istiod's inline `jwks: "jwks-inline-data"` is not a JWKS and admission rejects it; a real key set
   stands in for it.
 - istiod returns no filter when no rule applies; Isthmus keeps the ECDS filter (so a
@@ -44,6 +46,7 @@ from gen_helpers import generate, sidecar, snapshot
 from isthmus.api import loader
 from isthmus.api.support import check_supported
 from isthmus.api.validation import validate
+from isthmus.model.jwks import PENDING, JwksEntry
 from isthmus.model.proxy import Proxy
 from isthmus.registry.types import Pod
 from isthmus.xds.gen import authz, naming
@@ -211,13 +214,45 @@ def test_jwt_filter_single_jwt_policy(tmp_path: Path) -> None:
     ],
     ids=lambda v: v if isinstance(v, str) and v.startswith("JWT") else None,
 )  # fmt: skip
-def test_jwt_filter_remote_jwks_modes_are_refused(case: str, issuer: str, uri: str) -> None:
+def test_jwt_filter_remote_jwks_uris_are_fetched_by_the_control_plane(
+    case: str, issuer: str, uri: str
+) -> None:
     """TestJwtFilter's remote-fetch-mode cases (PILOT_JWT_ENABLE_REMOTE_JWKS Envoy / Hybrid: remote_jwks
-    to the URI's cluster): Isthmus fetches no http(s) key set, neither in the control plane nor in
-    Envoy, and refuses such a jwksUri at apply, naming the field."""
-    (resource,) = loader.load_text(request_authn("ra", {"issuer": issuer, "jwksUri": uri}), "ra.yaml")
-    (error,) = check_supported(resource)
-    assert "spec.jwtRules[0].jwksUri" in error.message and "file://" in error.message, (case, error.message)
+    to the URI's cluster) in istiod's default mode (Istiod): the http(s) jwksUri is admitted and the
+    control plane's JWKS resolver fetches it; the generator inlines what the snapshot holds for
+    (issuer, jwksUri) (BuildLocalJwks). While the keys are not fetched yet, or the fetch failed, the
+    provider gets the fake key set (PublicOnlyJwks) and the snapshot says why."""
+    doc = admitted(request_authn("ra", {"issuer": issuer, "jwksUri": uri}))
+    snap = snapshot(doc)
+    snap.jwks = {(issuer, uri): JwksEntry(keys=JWT_PUB_KEY_1, uri=uri)}
+    assert _jwt_of(snap) == expected(provider(issuer, JWT_PUB_KEY_1)), case
+    for entry, why in (
+        (PENDING, "not fetched yet"),
+        (JwksEntry(error='status 404, message ""', uri=uri), "fetching its keys failed: status 404"),
+    ):
+        snap = snapshot(doc)
+        snap.jwks = {(issuer, uri): entry}
+        assert _jwt_of(snap) == expected(provider(issuer, PUBLIC_ONLY_JWKS)), case
+        (what,) = snap.generation_errors
+        assert what == f"RequestAuthentication default/ra jwksUri {uri}", what
+        assert why in snap.generation_errors[what], snap.generation_errors
+
+
+def test_jwt_filter_empty_jwks_uri_uses_openid_discovery() -> None:
+    """No jwksUri and no jwks: istiod's GetPublicKey resolves the URI through the issuer's OpenID
+    discovery (resolveJwksURIUsingOpenID); the snapshot holds the result under (issuer, "")."""
+    doc = admitted(request_authn("ra", {"issuer": FOO}))
+    snap = snapshot(doc)
+    snap.jwks = {(FOO, ""): JwksEntry(keys=JWT_PUB_KEY_2, uri=FOO + "/jwks")}
+    assert _jwt_of(snap) == expected(provider(FOO, JWT_PUB_KEY_2))
+    assert not snap.generation_errors
+
+
+def _jwt_of(snap: Any) -> dict[str, Any]:
+    ext = generate(snap, sidecar(), naming.EXTENSION_CONFIG_TYPE, {naming.JWT_EXTENSION})
+    config = dict(ext[naming.JWT_EXTENSION]["typed_config"])
+    config.pop("@type")
+    return config
 
 
 def test_jwt_filter_remote_jwks_issuer_is_kept_verbatim(tmp_path: Path) -> None:
@@ -313,7 +348,8 @@ def test_convert_multiple_jwt_rule(tmp_path: Path) -> None:
 
 def test_convert_empty_jwks_uri() -> None:
     """TestConvertToEnvoyJwtConfig "Empty Jwks URI": an issuer alone (istiod's OpenID discovery, which
-    fails there and which Isthmus does not do) gets PublicOnlyJwks."""
+    fails there: the issuer serves nothing) gets PublicOnlyJwks; here the discovery has no result in a
+    snapshot built without the control plane's resolver, with the same outcome."""
     assert jwt_authn(request_authn("ra", {"issuer": FOO})) == expected(provider(FOO, PUBLIC_ONLY_JWKS))
 
 

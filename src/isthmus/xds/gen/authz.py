@@ -32,6 +32,7 @@ from envoy.extensions.path.match.uri_template.v3 import uri_template_match_pb2
 from envoy.type.matcher.v3 import metadata_pb2, path_pb2, string_pb2, value_pb2
 
 from isthmus.config.store import Config
+from isthmus.model import jwks as jwks_model
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import Snapshot
 from isthmus.model.virtual_services import config_creation_key
@@ -640,11 +641,12 @@ def build_rbac(
 # --- RequestAuthentication ----------------------------------------------------------------------
 
 
-# What a provider whose keys cannot be had (no jwks, a jwksUri that cannot be read) verifies against,
-# as istiod's BuildLocalJwks inlines its PublicOnlyJwks: a real 2048-bit RSA public key without a kid,
-# whose private half was thrown away when Isthmus generated it, so no token verifies (401: Envoy tries
-# the key and the signature fails) while requests without a token still pass. A well-formed key, which
-# upstream Envoy accepts (it NACKs an even or short modulus).
+# What a provider whose keys cannot be had (no jwks, a jwksUri that cannot be read or fetched, keys not
+# fetched yet) verifies against, as istiod's BuildLocalJwks inlines its FakeJwks: a real 2048-bit RSA
+# public key without a kid, whose private half was thrown away when Isthmus generated it (istiod's
+# FakeJwks carries its private half in istiod's source), so no token verifies (401: Envoy tries the key
+# and the signature fails) while requests without a token still pass. A well-formed key, which upstream
+# Envoy accepts (it NACKs an even or short modulus).
 PUBLIC_ONLY_JWKS = (
     '{"keys":[{"kty":"RSA","e":"AQAB","n":"'
     "wIQpp-anII_gWi0kaNsDw93dy_2zQRtRWw_47TnNCkHourGntQb91D3bDSVNIe7ULx1keb03volQ235kIvjeV3VRhL"
@@ -655,9 +657,11 @@ PUBLIC_ONLY_JWKS = (
 )
 
 
-def _jwks(rule: Any) -> str:
-    """istiod's BuildLocalJwks: the inline `jwks`, else the key set at `jwksUri` (here only `file://`,
-    read by the control plane), else (no key source, or a file that cannot be read) PUBLIC_ONLY_JWKS."""
+def _jwks(snapshot: Snapshot, cfg: Config, rule: Any) -> str:
+    """istiod's BuildLocalJwks: the inline `jwks`, else the key set at `jwksUri` (an http(s) one, or the
+    issuer's OpenID discovery when there is none, as the control plane's JWKS resolver fetched it into
+    the snapshot; a `file://` one read by the control plane), else PUBLIC_ONLY_JWKS (istiod's FakeJwks,
+    "The JWKS key is not yet fetched ..., using a fake JWKS for now"), reported on the snapshot."""
     if rule.jwks:
         return str(rule.jwks)
     uri = rule.jwks_uri or ""
@@ -665,7 +669,23 @@ def _jwks(rule: Any) -> str:
         try:
             return Path(uri[len("file://") :]).read_text()
         except OSError:
-            pass
+            return PUBLIC_ONLY_JWKS
+    key = jwks_model.rule_key(rule)
+    if key is None:
+        return PUBLIC_ONLY_JWKS
+    entry = snapshot.jwks.get(key)
+    if entry is not None and entry.keys is not None:
+        return entry.keys
+    where = uri or f"the OpenID discovery of issuer {rule.issuer}"
+    if entry is None or entry.pending:
+        why = "its keys are not fetched yet"
+    else:
+        why = f"fetching its keys failed: {entry.error}"
+    snapshot.generation_errors.setdefault(
+        f"RequestAuthentication {cfg.namespace}/{cfg.name} jwksUri {where}",
+        f"{why}; until a fetch succeeds, tokens of issuer {rule.issuer or uri} are rejected (401) "
+        "and requests without a token pass (istiod's fake JWKS)",
+    )
     return PUBLIC_ONLY_JWKS
 
 
@@ -673,12 +693,12 @@ NO_REQUEST_HEADER = ":isthmus-no-such-header"
 
 
 def _usable_jwks(snapshot: Snapshot, cfg: Config, rule: Any) -> str:
-    """`_jwks(rule)`, unless Envoy would refuse to load it: istiod's validation accepts key sets Envoy
+    """`_jwks(...)`, unless Envoy would refuse to load it: istiod's validation accepts key sets Envoy
     rejects (`{"keys": []}`, a bare JWK, only keys of unsupported types or bad material), and one such
     set would get the proxy's whole jwt_authn config NACKed. Then PUBLIC_ONLY_JWKS stands in (tokens of
     that issuer fail verification, as with a set without usable keys; requests without a token pass),
     and the problem is reported on the snapshot."""
-    text = _jwks(rule)
+    text = _jwks(snapshot, cfg, rule)
     problem = local_jwks_problem(text)
     if problem is None:
         return text
