@@ -14,8 +14,8 @@ Ported, one test (or more) per Istio case, each naming it:
 - common/loadbalancer.go (zone-aware load balancing): the two cases with it disabled, and one case
   with it enabled as the (xfail) representative of the rest;
 - ingress_test.go: TestCustomGateway 'minimal', 'minimal-delay-create-gateway-svc'; TestIngress 'http'
-  (xfail: Isthmus does not model Kubernetes Ingress, so its other cases, prefix paths, https-foo/bar,
-  named port and the class/path updates, are not written out).
+  (its other cases, prefix paths, https-foo/bar, named port and the class/path updates, are in
+  test_istio_ingress_cases.py).
 
 Not ported (Isthmus has no such thing):
 - ds_ep_loadbalancer_test.go and loadbalancer.go's dual-stack cases: IPv6 (meshes live in 127.0.0.0/8).
@@ -766,11 +766,6 @@ def test_custom_gateway_service_created_after_the_gateway(mesh: MeshProcess) -> 
             assert through_custom_gateway(mesh, ns)["workload"] == "a"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Kubernetes Ingress (networking.k8s.io/v1 Ingress, IngressClass) is not a kind Isthmus models: "
-    "the running mesh refuses it; write a Gateway and a VirtualService",
-)
 def test_kubernetes_ingress(mesh: MeshProcess) -> None:
     """TestIngress 'http': an Ingress of class istio-test routes /test on the ingress gateway to b."""
     ingress = """

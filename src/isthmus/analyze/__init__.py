@@ -29,6 +29,7 @@ from isthmus.analyze.registry import Analyzer, all_analyzers
 from isthmus.analyze.schema import from_config_errors, validation_messages
 from isthmus.api.errors import ConfigError
 from isthmus.config.store import Config, Key
+from isthmus.model.ingress import is_derived
 from isthmus.model.snapshot import Snapshot
 from isthmus.registry.types import Pod
 
@@ -103,7 +104,9 @@ def analyze_snapshot(
         ctx = Context(snapshot)
         found = list(run_analyzers(ctx, analyzers))
         if analyzers is None:
-            found += validation_messages(c for cfgs in snapshot.configs.values() for c in cfgs)
+            found += validation_messages(
+                c for cfgs in snapshot.configs.values() for c in cfgs if not is_derived(c)
+            )
         out: dict[Key, list[Message]] = defaultdict(list)
         for msg in sorted_unique(found):
             out[msg.key or ("", "", "")].append(msg)

@@ -17,6 +17,7 @@ from typing import Any
 from isthmus.analyze.messages import Message, MessageType, go_list, go_q
 from isthmus.config.store import Config
 from isthmus.model import hosts as h
+from isthmus.model.ingress import is_derived
 from isthmus.model.snapshot import Snapshot
 from isthmus.registry.types import Pod, Service
 
@@ -122,7 +123,13 @@ class Context:
 
     # --- config --------------------------------------------------------------------------------
     def configs(self, kind: str) -> list[Config]:
-        return self.snapshot.configs.get(kind, [])
+        """The user's configs of a kind: what a Kubernetes Ingress derives (Gateways, VirtualServices) is
+        left out, as istioctl analyze never sees istiod's ingress conversion."""
+        return self._user_configs.get(kind, [])
+
+    @cached_property
+    def _user_configs(self) -> dict[str, list[Config]]:
+        return {kind: [c for c in cfgs if not is_derived(c)] for kind, cfgs in self.snapshot.configs.items()}
 
     @cached_property
     def namespace_labels(self) -> dict[str, Mapping[str, str]]:

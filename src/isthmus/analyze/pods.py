@@ -13,11 +13,16 @@ the user's provides it, gets the built-in ``istio-ingressgateway`` Workload and 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from isthmus.analyze.context import INJECT_ANNOTATION, PodInfo, selects
+from isthmus.config.store import Config
 from isthmus.mesh.default_gateway import BUILTIN_ORIGIN, DEFAULT_GATEWAY_LABELS, DEFAULT_GATEWAY_YAML
+from isthmus.model.ingress import derived_gateways
 from isthmus.registry.types import Pod
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Replicas beyond this many add nothing to the analysis but time.
 MAX_REPLICAS = 256
@@ -163,9 +168,12 @@ def derive_pods(
 
 def needs_default_gateway(resources: Iterable[Any], pods: Iterable[Pod]) -> bool:
     """``isthmus up``'s rule: a Gateway selects the default ingress gateway labels and no pod serves it."""
+    resources = list(resources)
+    # With the Gateways istiod derives from Kubernetes Ingresses of its class, as `isthmus up` counts them.
+    derived = derived_gateways(Config(r, "analyze", _EPOCH, i + 1) for i, r in enumerate(resources))
     gateway_selectors = [
         r.spec.selector or {}
-        for r in resources
+        for r in [*resources, *derived]
         if r.kind == "Gateway" and selects(r.spec.selector or {}, DEFAULT_GATEWAY_LABELS)
     ]
     if not gateway_selectors:

@@ -14,6 +14,7 @@ TELEMETRY = "telemetry.istio.io"
 ISTHMUS = "isthmus.dev"
 CORE = ""
 APPS = "apps"
+K8S_NETWORKING = "networking.k8s.io"
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,8 @@ _ALL = [
     ),
     KindInfo(CORE, "Pod", kube.PodSpec),
     KindInfo(APPS, "Deployment", kube.DeploymentSpec),
+    KindInfo(K8S_NETWORKING, "Ingress", kube.IngressSpec),
+    KindInfo(K8S_NETWORKING, "IngressClass", kube.IngressClassSpec, namespaced=False),
     KindInfo(ISTHMUS, "Workload", Workload, versions=("v1alpha1",)),
     KindInfo(ISTHMUS, "MeshConfig", mesh.MeshConfig, namespaced=False, versions=("v1alpha1",)),
 ]
@@ -82,8 +85,6 @@ KNOWN_UNMODELLED_KINDS = frozenset(
         "DaemonSet",
         "Job",
         "CronJob",
-        "Ingress",
-        "IngressClass",
         "Role",
         "RoleBinding",
         "ClusterRole",

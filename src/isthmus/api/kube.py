@@ -1,7 +1,8 @@
-"""Kubernetes kinds the mesh reads: v1 Service, Namespace, Secret, Pod and apps/v1 Deployment.
+"""Kubernetes kinds the mesh reads: v1 Service, Namespace, Secret, Pod, apps/v1 Deployment and
+networking.k8s.io/v1 Ingress and IngressClass.
 
-Service, Namespace and Secret reject unknown fields; Pod and Deployment are huge and we read a few of
-their fields, so unknown fields are kept there.
+Service, Namespace, Secret, Ingress and IngressClass reject unknown fields; Pod and Deployment are huge
+and we read a few of their fields, so unknown fields are kept there.
 """
 
 from __future__ import annotations
@@ -146,3 +147,69 @@ class DeploymentSpec(_KubeModel):
     replicas: Int32 | None = None
     selector: LabelSelector | None = None
     template: PodTemplateSpec | None = None
+
+
+# ==================================================================================================
+# networking.k8s.io/v1 Ingress and IngressClass (istiod turns the Ingresses of its class into Gateways
+# and VirtualServices: isthmus.model.ingress)
+
+
+class ServiceBackendPort(ApiModel):
+    name: str | None = None
+    number: Int32 | None = None
+
+
+class IngressServiceBackend(ApiModel):
+    name: str
+    port: ServiceBackendPort | None = None
+
+
+class TypedLocalObjectReference(ApiModel):
+    api_group: str | None = None
+    kind: str
+    name: str
+
+
+class IngressBackend(ApiModel):
+    service: IngressServiceBackend | None = None
+    resource: TypedLocalObjectReference | None = None
+
+
+class HTTPIngressPath(ApiModel):
+    path: str | None = None
+    path_type: Literal["Exact", "Prefix", "ImplementationSpecific"] | None = None
+    backend: IngressBackend
+
+
+class HTTPIngressRuleValue(ApiModel):
+    paths: list[HTTPIngressPath]
+
+
+class IngressRule(ApiModel):
+    host: str | None = None
+    http: HTTPIngressRuleValue | None = None
+
+
+class IngressTLS(ApiModel):
+    hosts: list[str] = Field(default_factory=list)
+    secret_name: str | None = None
+
+
+class IngressSpec(ApiModel):
+    ingress_class_name: str | None = None
+    default_backend: IngressBackend | None = None
+    tls: list[IngressTLS] = Field(default_factory=list)
+    rules: list[IngressRule] = Field(default_factory=list)
+
+
+class IngressClassParametersReference(ApiModel):
+    api_group: str | None = None
+    kind: str
+    name: str
+    scope: Literal["Cluster", "Namespace"] | None = None
+    namespace: str | None = None
+
+
+class IngressClassSpec(ApiModel):
+    controller: str | None = None
+    parameters: IngressClassParametersReference | None = None

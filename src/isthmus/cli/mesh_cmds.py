@@ -33,6 +33,8 @@ KIND_ALIASES = {
     "pa": "PeerAuthentication", "peerauthentication": "PeerAuthentication",
     "ap": "AuthorizationPolicy", "authorizationpolicy": "AuthorizationPolicy",
     "ra": "RequestAuthentication", "requestauthentication": "RequestAuthentication",
+    "ing": "Ingress", "ingress": "Ingress", "ingresses": "Ingress",
+    "ingressclass": "IngressClass", "ingressclasses": "IngressClass",
 }  # fmt: skip
 
 

@@ -14,10 +14,12 @@ from google.protobuf.json_format import MessageToDict
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from isthmus.analyze import analyze_snapshot
+from isthmus.api.kinds import info_for_kind
 from isthmus.api.loader import safe_load_all
 from isthmus.config.ingest import ingest_text
 from isthmus.debug.config_compare import merge_virtual_hosts
 from isthmus.model import hosts as h
+from isthmus.model.ingress import is_derived
 from isthmus.xds.gen import naming
 from isthmus.xds.server import Subscriptions
 
@@ -171,7 +173,10 @@ async def delete(request: web.Request) -> web.Response:
                 return web.json_response(
                     {"errors": ["every document needs kind and metadata.name"]}, status=400
                 )
-            ns = md.get("namespace") or ("" if item["kind"] in ("Namespace", "MeshConfig") else "default")
+            info = info_for_kind(item["kind"])
+            # Cluster-scoped kinds (Namespace, MeshConfig, IngressClass) are keyed without a namespace.
+            cluster_scoped = info is not None and not info.namespaced
+            ns = "" if cluster_scoped else (md.get("namespace") or "default")
             keys.append((item["kind"], ns, md["name"]))
     existing = [k for k in keys if mesh.store.get(k) is not None]
     change = mesh.store.delete(existing)
@@ -200,9 +205,18 @@ async def resources(request: web.Request) -> web.Response:
     snapshot = mesh.cp.current()
     analysis = analyze_snapshot(snapshot)
     reconciled = _reconciled(mesh, snapshot.version)
+    # With the Gateways and VirtualServices derived from Kubernetes Ingresses (source `derived:Ingress
+    # ns/name`), which the generators use as they use the user's own.
+    derived = [
+        c
+        for k, cfgs in snapshot.configs.items()
+        if kind is None or k == kind
+        for c in cfgs
+        if is_derived(c) and (namespace is None or c.namespace == namespace)
+    ]
     out = [
         _describe(c, analysis, reconciled)
-        for c in mesh.store.list(kind, namespace)
+        for c in [*mesh.store.list(kind, namespace), *derived]
         if name is None or c.name == name
     ]
     return web.json_response(out)

@@ -24,6 +24,7 @@ from isthmus.mesh.default_gateway import BUILTIN_ORIGIN, DEFAULT_GATEWAY_LABELS,
 from isthmus.mesh.pods import ADMIN_PORT, OUTBOUND_PORT, PodProcess, PodSpec
 from isthmus.mesh.security import MeshSecurity
 from isthmus.mesh.state import claim_state_dir, clear_state, write_state
+from isthmus.model.ingress import derived_gateways
 from isthmus.model.mesh import MeshSettings
 from isthmus.model.proxy_config import EffectiveProxyConfig, effective_proxy_config
 from isthmus.registry.build import labels_match
@@ -210,7 +211,9 @@ class Mesh:
             self.security.sync_secrets(self.store.list("Secret"), self.store.list("Gateway"))
         if kinds & {"ProxyConfig", "MeshConfig"}:
             self._report_stale_proxy_configs()
-        if kinds & {"Workload", "Gateway", "Service"} and not self._stopping.is_set():
+        # Ingresses (and what decides which are Istio's) derive Gateways: the default gateway may be wanted.
+        wanted_kinds = {"Workload", "Gateway", "Service", "Ingress", "IngressClass", "MeshConfig"}
+        if kinds & wanted_kinds and not self._stopping.is_set():
             task = asyncio.get_running_loop().create_task(self.reconcile())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -253,7 +256,8 @@ class Mesh:
             )
 
     def _ensure_default_gateway(self) -> None:
-        gateways = self.store.list("Gateway")
+        # With the Gateways istiod derives from Kubernetes Ingresses of its class.
+        gateways = self.store.list("Gateway") + derived_gateways(self.store.list())
         wanted = any(labels_match(g.spec.selector or {}, DEFAULT_GATEWAY_LABELS) for g in gateways)
         if wanted:
             user_provides = any(

@@ -50,6 +50,12 @@ class MeshSettings:
     # MeshConfig.localityLbSetting, Istio's default `{enabled: true}` when unset (DestinationRules' own
     # setting wins over it: xds.gen.locality.effective_setting).
     locality_lb_setting: Any = field(default_factory=lambda: _DEFAULT_LOCALITY_LB)
+    # Kubernetes Ingress handling (istiod's DefaultMeshConfig: STRICT, class "istio", the
+    # istio-ingressgateway Service, no selector of its own): see model.ingress.
+    ingress_controller_mode: str = "STRICT"
+    ingress_class: str = "istio"
+    ingress_selector: str = ""
+    ingress_service: str = "istio-ingressgateway"
     # Proxies speak delta (incremental) xDS unless proxyMetadata ISTIO_DELTA_XDS is false (Istio >= 1.22).
     delta_xds: bool = True
     # A delta sidecar's http_proxy virtual hosts come over VHDS unless proxyMetadata ISTHMUS_VHDS is false.
@@ -106,6 +112,11 @@ class MeshSettings:
             gateway_topology=dc("gateway_topology"),
             tls_defaults=get("tls_defaults"),
             locality_lb_setting=locality if locality is not None else _DEFAULT_LOCALITY_LB,
+            # An explicit UNSPECIFIED is kept: istiod then processes no Ingress (shouldProcessIngressWithClass).
+            ingress_controller_mode=getattr(spec, "ingress_controller_mode", None) or "STRICT",
+            ingress_class=get("ingress_class", "istio"),
+            ingress_selector=get("ingress_selector", ""),
+            ingress_service=get("ingress_service", "istio-ingressgateway"),
             # Not a boolean: the default, as istio-agent does (validation warns).
             delta_xds=parse_env_bool(dict(dc("proxy_metadata") or {}).get("ISTIO_DELTA_XDS"), True)
             is not False,

@@ -13,6 +13,7 @@ from typing import Any
 from isthmus.config.store import Config
 from isthmus.model.destination_rules import DestinationRuleIndex, MergedDestinationRule
 from isthmus.model.gateways import GatewayServer, gateway_servers
+from isthmus.model.ingress import INGRESS_KINDS, with_derived
 from isthmus.model.jwks import JwksEntry, JwksKey
 from isthmus.model.mesh import MeshSettings
 from isthmus.model.proxy import Proxy
@@ -155,6 +156,8 @@ class Snapshot:
         by_kind = _by_kind(configs)
         mesh_cfgs = by_kind.get("MeshConfig", [])
         mesh = MeshSettings.from_spec(mesh_cfgs[0].spec if mesh_cfgs else None)
+        # Kubernetes Ingresses of Istio's class as the Gateways and VirtualServices istiod derives.
+        by_kind = with_derived(by_kind, mesh)
         registry = build_registry(
             [c for k in ("Service", "ServiceEntry", "WorkloadEntry") for c in by_kind.get(k, [])],
             pods,
@@ -186,8 +189,10 @@ class Snapshot:
         indexes of unchanged kinds. None when a kind feeds the registry or the mesh settings."""
         if kinds & REGISTRY_KINDS:
             return None
-        by_kind = _by_kind(configs)
         mesh = previous.mesh
+        by_kind = with_derived(_by_kind(configs), mesh)
+        if kinds & INGRESS_KINDS:
+            kinds = kinds | {"VirtualService", "Gateway"}
         return cls(
             version=str(version),
             mesh=mesh,

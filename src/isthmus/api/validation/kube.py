@@ -180,3 +180,107 @@ def validate_deployment(res: Resource, r: Report) -> None:
     elif not all(labels.get(k) == v for k, v in spec.selector.match_labels.items()):
         r.error("spec.template.metadata.labels", "Invalid value: `selector` does not match template `labels`")
     _validate_pod_spec(r, "spec.template.spec", template.spec)
+
+
+# --- networking.k8s.io/v1 Ingress, IngressClass (pkg/apis/networking/validation) ---------------------
+
+_INVALID_PATH_SEQUENCES = ("//", "/./", "/../", "%2f", "%2F")
+_INVALID_PATH_SUFFIXES = ("/..", "/.")
+
+
+def _validate_ingress_backend(r: Report, p: str, backend: kube.IngressBackend) -> None:
+    """validateIngressBackend: a service or a resource, and a service names its port by name or number."""
+    if backend.service is not None and backend.resource is not None:
+        r.error(p, "Invalid value: cannot set both resource and service backends")
+        return
+    if backend.service is None and backend.resource is None:
+        r.error(p, "Invalid value: resource or service backend is required")
+        return
+    if backend.service is None:
+        return
+    sp = join(p, "service")
+    err = dns1035_label_error(backend.service.name)
+    if err:
+        r.error(join(sp, "name"), f"Invalid value: {err}")
+    port = backend.service.port
+    if port is None or (port.name is None and port.number is None):
+        r.error(join(sp, "port"), "Invalid value: port name or number is required")
+    elif port.name is not None and port.number is not None:
+        r.error(join(sp, "port"), "Invalid value: cannot set both port name & port number")
+    elif port.name is not None:
+        e = iana_svc_name_error(port.name)
+        if e:
+            r.error(join(sp, "port", "name"), f"Invalid value: {q(port.name)}: {e}")
+    elif port.number is not None:
+        r.error(join(sp, "port", "number"), _port_range(port.number))
+
+
+def _ingress_host_error(host: str) -> str | None:
+    """validateIngressRules' host rule (v1): a DNS-1123 subdomain, or a wildcard `*.` before one; no IP."""
+    if is_ip(host):
+        return f"Invalid value: {q(host)}: must be a DNS name, not an IP address"
+    err = dns1123_subdomain_error(host[2:] if host.startswith("*.") else host)
+    return f"Invalid value: {err}" if err else None
+
+
+@register("Ingress")
+def validate_ingress(res: Resource, r: Report) -> None:
+    spec: kube.IngressSpec = res.spec  # type: ignore[assignment]
+    if spec.default_backend is None and not spec.rules:
+        r.error("spec", "Invalid value: either `defaultBackend` or `rules` must be specified")
+    if spec.default_backend is not None:
+        _validate_ingress_backend(r, "spec.defaultBackend", spec.default_backend)
+    if spec.ingress_class_name is not None:
+        err = dns1123_subdomain_error(spec.ingress_class_name)
+        if err:
+            r.error("spec.ingressClassName", f"Invalid value: {err}")
+    for i, tls in enumerate(spec.tls):
+        for j, host in enumerate(tls.hosts):
+            err = _ingress_host_error(host)
+            if err:
+                r.error(f"spec.tls[{i}].hosts[{j}]", err)
+    for i, rule in enumerate(spec.rules):
+        rp = f"spec.rules[{i}]"
+        if rule.host:
+            err = _ingress_host_error(rule.host)
+            if err:
+                r.error(join(rp, "host"), err)
+        if rule.http is None:
+            continue
+        if not rule.http.paths:
+            r.error(join(rp, "http", "paths"), "Required value")
+        for j, path in enumerate(rule.http.paths):
+            pp = join(rp, "http", "paths", j)
+            value = path.path or ""
+            if path.path_type is None:
+                r.error(join(pp, "pathType"), "Required value: pathType must be specified")
+            elif path.path_type in ("Exact", "Prefix"):
+                if not value.startswith("/"):
+                    r.error(join(pp, "path"), f"Invalid value: {q(value)}: must be an absolute path")
+                for seq in _INVALID_PATH_SEQUENCES:
+                    if seq in value:
+                        r.error(join(pp, "path"), f"Invalid value: {q(value)}: must not contain '{seq}'")
+                for suffix in _INVALID_PATH_SUFFIXES:
+                    if value.endswith(suffix):
+                        r.error(join(pp, "path"), f"Invalid value: {q(value)}: cannot end with '{suffix}'")
+            elif value and not value.startswith("/"):
+                r.error(join(pp, "path"), f"Invalid value: {q(value)}: must be an absolute path")
+            _validate_ingress_backend(r, join(pp, "backend"), path.backend)
+
+
+_CONTROLLER_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/\S+$")
+
+
+@register("IngressClass")
+def validate_ingress_class(res: Resource, r: Report) -> None:
+    spec: kube.IngressClassSpec = res.spec  # type: ignore[assignment]
+    controller = spec.controller or ""
+    if not controller:
+        r.error("spec.controller", "Required value")
+    elif len(controller) > 250:
+        r.error("spec.controller", "Too long: must have at most 250 bytes")
+    elif not _CONTROLLER_RE.fullmatch(controller):
+        r.error(
+            "spec.controller",
+            f'Invalid value: {q(controller)}: must be a domain-prefixed path (such as "acme.io/foo")',
+        )

@@ -27,6 +27,7 @@ from isthmus.model import hosts as h
 from isthmus.model.destination_rules import MergedDestinationRule, effective_policy
 from isthmus.model.durations import to_seconds
 from isthmus.model.gateways import GatewayServer, hosts_for_namespace
+from isthmus.model.ingress import uses_ingress_semantics
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import InboundPort, Snapshot
 from isthmus.model.virtual_services import MESH_GATEWAY, VirtualServiceEntry
@@ -146,7 +147,10 @@ def _claim_matcher(name: str, m: Any) -> MetadataMatcher | None:
     return authz.jwt_claim_matcher(path, ValueMatcher(string_match=sm))
 
 
-def translate_route_match(match: Any | None) -> RC.RouteMatch:
+def translate_route_match(match: Any | None, *, ingress_semantics: bool = False) -> RC.RouteMatch:
+    """istiod's TranslateRouteMatch. `ingress_semantics` (a VirtualService derived from a Kubernetes
+    Ingress): a prefix other than `/` matches whole path segments, as Ingress' Prefix path type does
+    (`/foo` takes `/foo` and `/foo/bar`, not `/foobar`), with one trailing `/` dropped."""
     out = RC.RouteMatch(prefix="/")
     if match is None:
         return out
@@ -176,7 +180,10 @@ def translate_route_match(match: Any | None) -> RC.RouteMatch:
         if uri.exact is not None:
             out.path = uri.exact
         elif uri.prefix is not None:
-            out.prefix = uri.prefix
+            if ingress_semantics and uri.prefix != "/":
+                out.path_separated_prefix = uri.prefix.removesuffix("/")
+            else:
+                out.prefix = uri.prefix
         elif uri.regex is not None:
             out.safe_regex.regex = uri.regex
         elif uri.suffix is not None:
@@ -725,7 +732,11 @@ def translate_route(
     name = http.name or ""
     if match is not None and match.name:
         name = f"{name}.{match.name}"
-    out = RC.Route(name=name, match=translate_route_match(match), metadata=_config_metadata(vs))
+    out = RC.Route(
+        name=name,
+        match=translate_route_match(match, ingress_semantics=uses_ingress_semantics(vs.config)),
+        metadata=_config_metadata(vs),
+    )
     if match is not None and match.stat_prefix:
         out.stat_prefix = match.stat_prefix
     ops = translate_headers(http.headers)

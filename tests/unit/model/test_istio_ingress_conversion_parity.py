@@ -1,0 +1,658 @@
+"""Kubernetes Ingress as istiod converts it: parity with istio/istio `pilot/pkg/config/kube/ingress`.
+
+Ported from conversion_test.go: TestGoldenConversion (testdata simple, overlay, tls, tls-no-secret and
+their goldens), TestConversion, TestIngressClass, TestNamedPortIngressConversion; and from the
+conversion itself (gateways.go getIngressGatewaySelector, ingress.go SupportedIngresses, virtualservices.go
+sortHTTPRoutes / createFallbackStringMatch). Adapted:
+- the inputs are networking.k8s.io/v1 (tls.yaml and tls-no-secret.yaml were v1beta1: `service: {name,
+  port: {number}}` replaces `serviceName`/`servicePort`); the goldens are those of the current
+  conversion (Gateway names end in the Ingress namespace, HTTPS servers in their index, VirtualServices
+  carry the ingress route-semantics annotation, a wildcard path gives no match), the tls-no-secret
+  golden re-derived with them (no HTTPS server without a secretName);
+- goldens are compared as data (apiVersion networking.istio.io/v1, sorted by name), not as YAML bytes.
+Also here: the loader, validation (the API server's rules) and analysis of the two kinds, and the
+routes Isthmus generates from the derived VirtualServices (path-separated prefixes).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import yaml
+
+from isthmus.analyze import analyze
+from isthmus.api import kube
+from isthmus.api.errors import ConfigErrors
+from isthmus.api.loader import load_text, load_text_report
+from isthmus.api.meta import ObjectMeta
+from isthmus.api.resource import Resource
+from isthmus.config.store import Config, Store
+from isthmus.model import ingress as ing
+from isthmus.model.mesh import MeshSettings
+from isthmus.model.snapshot import Snapshot
+from isthmus.xds.gen.routes import translate_route_match
+
+EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
+# istiod's conversion tests convert every Ingress (no class check): DEFAULT takes those without a class.
+MYDOMAIN = MeshSettings(domain_suffix="mydomain", ingress_controller_mode="DEFAULT")
+
+
+def k8s(kind: str, doc: dict[str, Any], seq: int = 1, created: datetime = EPOCH) -> Config:
+    """A Config of a Kubernetes object decoded as istiod's tests decode it: the models, no validation
+    (the testdata has v1 paths without pathType, which the API server would refuse)."""
+    model = {"Ingress": kube.IngressSpec, "IngressClass": kube.IngressClassSpec, "Service": kube.ServiceSpec}
+    api = {"Service": "v1"}.get(kind, "networking.k8s.io/v1")
+    meta = ObjectMeta.model_validate(doc.get("metadata") or {})
+    res = Resource(api, kind, meta, model[kind].model_validate(doc.get("spec") or {}))
+    return Config(res, "test", created, seq)
+
+
+def ingresses(text: str) -> list[Config]:
+    return [k8s("Ingress", d, i + 1) for i, d in enumerate(yaml.safe_load_all(textwrap.dedent(text)))]
+
+
+def golden(by_kind: dict[str, list[Config]], mesh: MeshSettings = MYDOMAIN) -> list[dict[str, Any]]:
+    gateways, virtual_services = ing.derive(by_kind, mesh)
+    out = [c.resource.to_dict() for c in [*gateways, *virtual_services]]
+    return sorted(out, key=lambda d: d["metadata"]["name"])
+
+
+def docs(text: str) -> list[dict[str, Any]]:
+    return list(yaml.safe_load_all(textwrap.dedent(text)))
+
+
+# --- TestGoldenConversion ---------------------------------------------------------------------------
+
+SIMPLE = """
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: foo, namespace: ns}
+spec:
+  rules:
+  - host: foohost.bar.com
+    http:
+      paths:
+      - {path: /path, backend: {service: {name: service1, port: {number: 4200}}}}
+      - {path: /sub/path, backend: {service: {name: service1, port: {number: 4201}}}}
+      - {path: /sub/path/, backend: {service: {name: service1, port: {number: 4202}}}}
+      - {path: /regex1.*, backend: {service: {name: service1, port: {number: 4203}}}}
+      - {path: /regex2*, backend: {service: {name: service1, port: {number: 4204}}}}
+      - {path: /regex3/*, backend: {service: {name: service1, port: {number: 4205}}}}
+      - {path: /sub/path, pathType: Exact, backend: {service: {name: service1, port: {number: 4206}}}}
+      - {path: /sub/path/, pathType: Exact, backend: {service: {name: service1, port: {number: 4207}}}}
+      - {path: /sub/path, pathType: Prefix, backend: {service: {name: service1, port: {number: 4208}}}}
+      - {path: /sub/path/, pathType: Prefix, backend: {service: {name: service1, port: {number: 4209}}}}
+"""
+
+
+def route(uri: dict[str, str] | None, host: str, port: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"match": [{"uri": uri}]} if uri is not None else {}
+    out["route"] = [{"destination": {"host": host, "port": {"number": port}}, "weight": 100}]
+    return out
+
+
+def http_gateway(name: str, ns: str, *https: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "Gateway",
+        "metadata": {"name": f"{name}-istio-autogenerated-k8s-ingress-{ns}", "namespace": "istio-system"},
+        "spec": {
+            "selector": {"istio": "ingressgateway"},
+            "servers": [
+                *https,
+                {
+                    "port": {"number": 80, "protocol": "HTTP", "name": f"http-80-ingress-{name}-{ns}"},
+                    "hosts": ["*"],
+                },
+            ],
+        },
+    }
+
+
+def vs(name: str, ns: str, host: str, gateway: str, http: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {
+            "name": name,
+            "namespace": ns,
+            "annotations": {"internal.istio.io/route-semantics": "ingress"},
+        },
+        "spec": {"hosts": [host], "gateways": [f"istio-system/{gateway}"], "http": http},
+    }
+
+
+def test_golden_simple() -> None:
+    """simple.yaml.golden: longest path first, exact before prefix; `.*` and `/*` become prefixes and
+    `/regex2*` an exact match (ImplementationSpecific's fallback)."""
+    svc = "service1.ns.svc.mydomain"
+    expected = [
+        http_gateway("foo", "ns"),
+        vs(
+            "foohost-bar-com-foo-istio-autogenerated-k8s-ingress",
+            "ns",
+            "foohost.bar.com",
+            "foo-istio-autogenerated-k8s-ingress-ns",
+            [
+                route({"exact": "/sub/path/"}, svc, 4202),
+                route({"exact": "/sub/path/"}, svc, 4207),
+                route({"prefix": "/sub/path/"}, svc, 4209),
+                route({"exact": "/sub/path"}, svc, 4201),
+                route({"exact": "/sub/path"}, svc, 4206),
+                route({"prefix": "/sub/path"}, svc, 4208),
+                route({"exact": "/regex2*"}, svc, 4204),
+                route({"prefix": "/regex1"}, svc, 4203),
+                route({"prefix": "/regex3"}, svc, 4205),
+                route({"exact": "/path"}, svc, 4200),
+            ],
+        ),
+    ]
+    assert golden({"Ingress": ingresses(SIMPLE)}) == expected
+
+
+def test_golden_overlay() -> None:
+    """overlay.yaml.golden: two Ingresses with one host share a VirtualService, named after (and bound
+    to the Gateway of) the first; a path-less rule has no match and sorts last."""
+    text = """
+    apiVersion: networking.k8s.io/v1
+    kind: Ingress
+    metadata: {name: foo, namespace: ns}
+    spec:
+      rules:
+      - host: foohost.bar.com
+        http: {paths: [{backend: {service: {name: service1, port: {number: 4200}}}}]}
+    ---
+    apiVersion: networking.k8s.io/v1
+    kind: Ingress
+    metadata: {name: foo2, namespace: ns}
+    spec:
+      rules:
+      - host: foohost.bar.com
+        http: {paths: [{path: /second, backend: {service: {name: service2, port: {number: 4200}}}}]}
+    """
+    expected = [
+        http_gateway("foo", "ns"),
+        http_gateway("foo2", "ns"),
+        vs(
+            "foohost-bar-com-foo-istio-autogenerated-k8s-ingress",
+            "ns",
+            "foohost.bar.com",
+            "foo-istio-autogenerated-k8s-ingress-ns",
+            [
+                route({"exact": "/second"}, "service2.ns.svc.mydomain", 4200),
+                route(None, "service1.ns.svc.mydomain", 4200),
+            ],
+        ),
+    ]
+    assert golden({"Ingress": ingresses(text)}) == expected
+
+
+TLS = """
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: tls, namespace: bar}
+spec:
+  rules:
+  - host: foo.org
+    http: {paths: [{path: /*, backend: {service: {name: httpbin, port: {number: 80}}}}]}
+  tls:
+  - hosts: [foo.org]
+    secretName: myingress-cert
+"""
+
+
+def test_golden_tls() -> None:
+    """tls.yaml.golden: a SIMPLE HTTPS server on 443 with the Secret as credentialName; `/*` matches all."""
+    https = {
+        "port": {"number": 443, "protocol": "HTTPS", "name": "https-443-ingress-tls-bar-0"},
+        "hosts": ["foo.org"],
+        "tls": {"mode": "SIMPLE", "credentialName": "myingress-cert"},
+    }
+    expected = [
+        vs(
+            "foo-org-tls-istio-autogenerated-k8s-ingress",
+            "bar",
+            "foo.org",
+            "tls-istio-autogenerated-k8s-ingress-bar",
+            [route(None, "httpbin.bar.svc.mydomain", 80)],
+        ),
+        http_gateway("tls", "bar", https),
+    ]
+    assert golden({"Ingress": ingresses(TLS)}) == expected
+
+
+def test_golden_tls_no_secret() -> None:
+    """tls-no-secret: a TLS entry without secretName gives no HTTPS server (convertIngressV1alpha3)."""
+    text = TLS.replace("    secretName: myingress-cert\n", "")
+    expected = [
+        vs(
+            "foo-org-tls-istio-autogenerated-k8s-ingress",
+            "bar",
+            "foo.org",
+            "tls-istio-autogenerated-k8s-ingress-bar",
+            [route(None, "httpbin.bar.svc.mydomain", 80)],
+        ),
+        http_gateway("tls", "bar"),
+    ]
+    assert golden({"Ingress": ingresses(text)}) == expected
+
+
+def test_tls_without_hosts_serves_every_host() -> None:
+    text = TLS.replace("  - hosts: [foo.org]\n    secretName", "  - secretName")
+    (gateway,) = ing.derive({"Ingress": ingresses(text)}, MYDOMAIN)[0]
+    assert gateway.spec.servers[0].hosts == ["*"]
+
+
+# --- TestConversion / TestNamedPortIngressConversion -----------------------------------------------
+
+
+def test_conversion_merges_rules_per_host() -> None:
+    """TestConversion: three hosts, three VirtualServices; my.host.com has the routes of both Ingresses."""
+    text = """
+    metadata: {name: one, namespace: mock}
+    spec:
+      rules:
+      - host: my.host.com
+        http: {paths: [{path: /test, backend: {service: {name: foo, port: {number: 8000}}}}]}
+      - host: my2.host.com
+        http: {paths: [{path: /test1.*, backend: {service: {name: bar, port: {number: 8000}}}}]}
+      - host: my3.host.com
+        http: {paths: [{path: /test/*, backend: {service: {name: bar, port: {number: 8000}}}}]}
+    ---
+    metadata: {name: two, namespace: mock}
+    spec:
+      rules:
+      - host: my.host.com
+        http: {paths: [{path: /test2, backend: {service: {name: foo, port: {number: 8000}}}}]}
+    """
+    _, virtual_services = ing.derive({"Ingress": ingresses(text)}, MYDOMAIN)
+    by_host = {c.spec.hosts[0]: c for c in virtual_services}
+    assert sorted(by_host) == ["my.host.com", "my2.host.com", "my3.host.com"]
+    assert len(by_host["my.host.com"].spec.http) == 2
+
+
+def test_named_port_conversion() -> None:
+    """TestNamedPortIngressConversion: a port name resolves through the backend Service's ports."""
+    text = """
+    metadata: {namespace: mock, name: named}
+    spec:
+      rules:
+      - host: host.com
+        http: {paths: [{path: /test/*, backend: {service: {name: foo, port: {name: test-svc-port}}}}]}
+    """
+    service = k8s(
+        "Service",
+        {
+            "metadata": {"name": "foo", "namespace": "mock"},
+            "spec": {
+                "ports": [
+                    {"name": "test-svc-port", "protocol": "TCP", "port": 8888, "targetPort": "test-port"}
+                ],
+                "selector": {"app": "test-app"},
+            },
+        },
+    )
+    _, virtual_services = ing.derive({"Ingress": ingresses(text), "Service": [service]}, MYDOMAIN)
+    (only,) = virtual_services
+    assert only.spec.hosts == ["host.com"]
+    (http,) = only.spec.http
+    (dest,) = http.route
+    assert dest.destination.port.number == 8888
+
+
+def test_unresolvable_named_port_drops_the_path() -> None:
+    """resolveNamedPort fails (no such Service, or no such port name): the path gets no route."""
+    text = """
+    metadata: {namespace: mock, name: named}
+    spec:
+      rules:
+      - http:
+          paths:
+          - {path: /a, pathType: Prefix, backend: {service: {name: nosuch, port: {name: http}}}}
+          - {path: /b, pathType: Prefix, backend: {resource: {kind: Bucket, name: b}}}
+          - {path: /c, pathType: Prefix, backend: {service: {name: ok, port: {number: 80}}}}
+    """
+    _, (only,) = ing.derive({"Ingress": ingresses(text)}, MYDOMAIN)
+    assert [r.match[0].uri.prefix for r in only.spec.http] == ["/c"]
+    assert only.name == "*-named-istio-autogenerated-k8s-ingress"  # istiod's name for a rule without host
+
+
+def test_default_backend_is_ignored() -> None:
+    """istiod ignores spec.defaultBackend ("Ignore default wildcard ingress, use VirtualService")."""
+    text = """
+    metadata: {namespace: mock, name: dflt}
+    spec:
+      defaultBackend: {service: {name: foo, port: {number: 80}}}
+    """
+    gateways, virtual_services = ing.derive({"Ingress": ingresses(text)}, MYDOMAIN)
+    assert [g.name for g in gateways] == ["dflt-istio-autogenerated-k8s-ingress-mock"]
+    assert virtual_services == []
+
+
+def test_rules_ordered_by_creation_then_name() -> None:
+    """sortRulesByCreationTimestamp: the oldest Ingress names the host's VirtualService and its routes
+    come first among equal path lengths; equal times go by name."""
+    older = k8s("Ingress", docs(SIMPLE)[0] | {"metadata": {"name": "zzz", "namespace": "ns"}}, 1, EPOCH)
+    newer_doc = {
+        "metadata": {"name": "aaa", "namespace": "ns"},
+        "spec": {
+            "rules": [
+                {
+                    "host": "foohost.bar.com",
+                    "http": {
+                        "paths": [
+                            {"path": "/path", "backend": {"service": {"name": "s2", "port": {"number": 1}}}}
+                        ]
+                    },
+                }
+            ]
+        },
+    }
+    newer = k8s("Ingress", newer_doc, 2, datetime(2021, 1, 1, tzinfo=UTC))
+    _, (merged,) = ing.derive({"Ingress": [newer, older]}, MYDOMAIN)
+    assert merged.name == "foohost-bar-com-zzz-istio-autogenerated-k8s-ingress"
+    paths = [
+        (r.match[0].uri.exact, r.route[0].destination.host)
+        for r in merged.spec.http
+        if r.match[0].uri.exact == "/path"
+    ]
+    assert paths == [("/path", "service1.ns.svc.mydomain"), ("/path", "s2.ns.svc.mydomain")]
+    same_time = k8s("Ingress", newer_doc, 2, EPOCH)
+    _, (merged,) = ing.derive({"Ingress": [older, same_time]}, MYDOMAIN)
+    assert merged.name == "foohost-bar-com-aaa-istio-autogenerated-k8s-ingress"
+
+
+# --- TestIngressClass ----------------------------------------------------------------------------------
+
+ISTIO_CLASS = k8s(
+    "IngressClass", {"metadata": {"name": "istio"}, "spec": {"controller": "istio.io/ingress-controller"}}
+)
+OTHER_CLASS = k8s("IngressClass", {"metadata": {"name": "foo"}, "spec": {"controller": "foo"}})
+
+
+@pytest.mark.parametrize(
+    ("mode", "annotation", "ingress_class", "expected"),
+    [
+        # Annotation
+        ("DEFAULT", "nginx", None, False),
+        ("STRICT", "nginx", None, False),
+        ("OFF", "istio", None, False),
+        ("DEFAULT", "istio", None, True),
+        ("STRICT", "istio", None, True),
+        ("DEFAULT", "", None, True),
+        ("STRICT", "", None, False),
+        # IngressClass
+        ("DEFAULT", "", OTHER_CLASS, False),
+        ("STRICT", "", OTHER_CLASS, False),
+        ("DEFAULT", "", ISTIO_CLASS, True),
+        ("STRICT", "", ISTIO_CLASS, True),
+        ("DEFAULT", "", None, True),
+        ("STRICT", "", None, False),
+        # IngressClass and Annotation
+        ("STRICT", "nginx", ISTIO_CLASS, False),
+        ("STRICT", "istio", OTHER_CLASS, True),
+        ("UNSPECIFIED", "", None, False),  # istiod's `ingressMode: -1`: an unknown mode takes nothing
+    ],
+)
+def test_ingress_class(mode: str, annotation: str, ingress_class: Config | None, expected: bool) -> None:
+    """TestIngressClass: shouldProcessIngressWithClass over mode x annotation x IngressClass."""
+    meta: dict[str, Any] = {"name": "test-ingress", "namespace": "default"}
+    if annotation:
+        meta["annotations"] = {"kubernetes.io/ingress.class": annotation}
+    ingress = k8s(
+        "Ingress",
+        {
+            "metadata": meta,
+            "spec": {"defaultBackend": {"service": {"name": "default-http-backend", "port": {"number": 80}}}},
+        },
+    )
+    mesh = MeshSettings(ingress_controller_mode=mode)
+    assert ing.should_process_with_class(mesh, ingress, ingress_class) is expected
+
+
+def test_missing_ingress_class_is_not_processed() -> None:
+    """SupportedIngresses: ingressClassName naming no IngressClass -> not Istio's, even in DEFAULT."""
+    named = ingresses(
+        """
+        metadata: {name: a, namespace: ns}
+        spec: {ingressClassName: istio, rules: [{http: {paths: [{path: /, backend: {service: {name: s, port: {number: 80}}}}]}}]}
+        """
+    )
+    mesh = MeshSettings(ingress_controller_mode="DEFAULT")
+    assert ing.supported_ingresses(named, [], mesh) == []
+    assert ing.supported_ingresses(named, [ISTIO_CLASS], mesh) == named
+    assert ing.supported_ingresses(named, [ISTIO_CLASS], MeshSettings()) == named  # STRICT, Istio's class
+
+
+@pytest.mark.parametrize(
+    ("selector", "service", "expected"),
+    [
+        ("", "", "ingressgateway"),
+        ("", "istio-ingressgateway", "ingressgateway"),
+        ("", "my-ingress", "my-ingress"),
+        ("custom", "my-ingress", "custom"),
+        ("custom", "istio-ingressgateway", "custom"),
+    ],
+)
+def test_gateway_selector(selector: str, service: str, expected: str) -> None:
+    """getIngressGatewaySelector: ingressSelector, else a non-default ingressService, else ingressgateway."""
+    assert ing.gateway_selector(selector, service) == {"istio": expected}
+
+
+def test_mesh_config_sets_the_ingress_fields() -> None:
+    (mc,) = load_text(
+        """
+apiVersion: isthmus.dev/v1alpha1
+kind: MeshConfig
+metadata: {name: mesh}
+spec: {ingressControllerMode: DEFAULT, ingressClass: other, ingressSelector: gw, ingressService: svc}
+"""
+    )
+    mesh = MeshSettings.from_spec(mc.spec)
+    assert (
+        mesh.ingress_controller_mode,
+        mesh.ingress_class,
+        mesh.ingress_selector,
+        mesh.ingress_service,
+    ) == (
+        "DEFAULT",
+        "other",
+        "gw",
+        "svc",
+    )
+    default = MeshSettings.from_spec(None)
+    assert (default.ingress_controller_mode, default.ingress_class) == ("STRICT", "istio")
+
+
+# --- routes: Ingress path semantics ------------------------------------------------------------------
+
+
+def test_prefix_routes_match_path_segments() -> None:
+    """istiod's TranslateRouteMatch with UseIngressSemantics: a prefix other than `/` becomes a
+    path_separated_prefix without its trailing `/`; exact paths and `/` are as for any VirtualService."""
+    from isthmus.api.networking import HTTPMatchRequest
+
+    def m(uri: dict[str, str]) -> Any:
+        return HTTPMatchRequest.model_validate({"uri": uri})
+
+    got = translate_route_match(m({"prefix": "/prefix/test/"}), ingress_semantics=True)
+    assert got.WhichOneof("path_specifier") == "path_separated_prefix"
+    assert got.path_separated_prefix == "/prefix/test"
+    assert translate_route_match(m({"prefix": "/"}), ingress_semantics=True).prefix == "/"
+    assert translate_route_match(m({"exact": "/a/"}), ingress_semantics=True).path == "/a/"
+    assert translate_route_match(m({"prefix": "/a/"})).prefix == "/a/"
+
+
+# --- loading, validation, analysis, the snapshot ------------------------------------------------------
+
+VALID = """
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: istio}
+spec: {controller: istio.io/ingress-controller}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: b}
+spec:
+  selector: {app: b}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: one}
+spec:
+  ingressClassName: istio
+  rules:
+  - http:
+      paths:
+      - {path: /test, pathType: Prefix, backend: {service: {name: b, port: {name: http}}}}
+"""
+
+
+def test_loader_accepts_ingress_and_ingress_class() -> None:
+    resources = load_text(VALID)
+    assert [(r.kind, r.namespace, r.name) for r in resources] == [
+        ("IngressClass", "", "istio"),
+        ("Service", "default", "b"),
+        ("Ingress", "default", "one"),
+    ]
+    assert resources[2].to_dict()["spec"]["rules"][0]["http"]["paths"][0]["pathType"] == "Prefix"
+
+
+@pytest.mark.parametrize(
+    ("spec", "field", "message"),
+    [
+        ("rules: [{http: {paths: [{path: /a, backend: {service: {name: b, port: {number: 80}}}}]}}]",
+         "spec.rules[0].http.paths[0].pathType", "pathType must be specified"),
+        ("rules: [{http: {paths: [{path: a, pathType: Prefix, backend: {service: {name: b, port: {number: 80}}}}]}}]",
+         "spec.rules[0].http.paths[0].path", "must be an absolute path"),
+        ("rules: [{http: {paths: [{path: /a//b, pathType: Exact, backend: {service: {name: b, port: {number: 80}}}}]}}]",
+         "spec.rules[0].http.paths[0].path", "must not contain '//'"),
+        ("rules: [{http: {paths: [{path: /a, pathType: Prefix, backend: {service: {name: b, port: {}}}}]}}]",
+         "spec.rules[0].http.paths[0].backend.service.port", "port name or number is required"),
+        ("rules: [{host: 1.2.3.4, http: {paths: [{path: /a, pathType: Prefix, backend: {service: {name: b, port: {number: 80}}}}]}}]",
+         "spec.rules[0].host", "must be a DNS name, not an IP address"),
+        ("{}", "spec", "either `defaultBackend` or `rules` must be specified"),
+        ("rules: [{http: {paths: [{path: /a, pathType: Regex, backend: {service: {name: b, port: {number: 80}}}}]}}]",
+         "spec.rules[0].http.paths[0].pathType", "invalid value"),
+    ],
+)  # fmt: skip
+def test_ingress_validation(spec: str, field: str, message: str) -> None:
+    """The API server's rules (pkg/apis/networking/validation): refused at the store, with the field."""
+    text = f"apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: x}}\nspec:\n  {spec}\n"
+    with pytest.raises(ConfigErrors) as exc:
+        load_text(text)
+    assert any(e.field == field and message in e.message for e in exc.value.errors), exc.value.errors
+
+
+def test_ingress_class_validation() -> None:
+    report = load_text_report(
+        "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: x}\nspec: {controller: nodomain}\n"
+    )
+    assert [e.field for e in report.errors] == ["spec.controller"]
+
+
+def test_analyze_reads_ingress_and_skips_derived_config() -> None:
+    """No "not modelled" note, and no analysis of what istiod derives: two Ingresses make two Gateways
+    with the same `*:80` server, which istioctl analyze (seeing Ingresses only) never reports."""
+    second = VALID.split("---")[-1].replace("name: one", "name: two").replace("/test", "/other")
+    messages = analyze(load_text(VALID + "---" + second))
+    assert not [m for m in messages if "Ingress" in m.message or "autogenerated" in str(m)], messages
+
+
+def test_snapshot_routes_the_gateway_with_derived_config() -> None:
+    """The snapshot holds the derived Gateway and VirtualService (with the Service's named port
+    resolved); the store keeps the user's resources only."""
+    store = Store()
+    store.apply(load_text(VALID), "test")
+    snap = Snapshot.build(1, store.list(), [])
+    (gateway,) = [c for c in snap.configs["Gateway"] if ing.is_derived(c)]
+    assert (gateway.namespace, gateway.name) == (
+        "istio-system",
+        "one-istio-autogenerated-k8s-ingress-default",
+    )
+    entries = snap.virtual_services_for_gateway("istio-system", "istio-system/" + gateway.name)
+    assert [e.name for e in entries] == ["*-one-istio-autogenerated-k8s-ingress"]
+    assert entries[0].http[0].route[0].destination.port.number == 80
+    assert not store.list("Gateway") and not store.list("VirtualService")
+
+
+def test_incremental_snapshot_rebuilds_on_ingress_change() -> None:
+    """build_configs_changed after an Ingress edit re-derives the VirtualServices (not the old index)."""
+    store = Store()
+    store.apply(load_text(VALID), "test")
+    first = Snapshot.build(1, store.list(), [])
+    store.apply(load_text(VALID.replace("/test", "/moved")), "test")
+    second = Snapshot.build_configs_changed(first, 2, store.list(), frozenset({"Ingress"}))
+    assert second is not None
+    (entry,) = second.virtual_services.entries
+    assert entry.http[0].match[0].uri.prefix == "/moved"
+
+
+def test_offline_analysis_runs_the_default_gateway_for_an_ingress() -> None:
+    """`isthmus up` starts the default ingress gateway for an Ingress of Istio's class (its Gateway
+    selects `istio: ingressgateway`), so offline analysis models it too; not for another class."""
+    from isthmus.analyze import build_snapshot
+    from isthmus.mesh.default_gateway import BUILTIN_ORIGIN
+
+    def builtin(text: str) -> bool:
+        _, _, resources = build_snapshot(load_text(text))
+        return any(r.origin.file == BUILTIN_ORIGIN for r in resources)
+
+    assert builtin(VALID)
+    assert not builtin(
+        VALID.replace("controller: istio.io/ingress-controller", "controller: example.com/other")
+    )
+
+
+def test_default_ingress_class_applies_to_ingresses_without_class() -> None:
+    """Kubernetes' DefaultIngressClass admission: an Ingress with neither ingressClassName nor the class
+    annotation gets the one IngressClass annotated `ingressclass.kubernetes.io/is-default-class: "true"`,
+    so an Istio default class makes it Istio's even in STRICT; two defaults, or an annotation, do not."""
+    plain = ingresses(
+        """
+        metadata: {name: a, namespace: ns}
+        spec: {rules: [{http: {paths: [{path: /, backend: {service: {name: s, port: {number: 80}}}}]}}]}
+        """
+    )
+
+    def cls(name: str, controller: str, default: bool) -> Config:
+        annotations = {"ingressclass.kubernetes.io/is-default-class": "true"} if default else {}
+        return k8s(
+            "IngressClass",
+            {"metadata": {"name": name, "annotations": annotations}, "spec": {"controller": controller}},
+        )
+
+    strict = MeshSettings()
+    assert ing.supported_ingresses(plain, [cls("istio", ing.ISTIO_INGRESS_CONTROLLER, True)], strict) == plain
+    assert ing.supported_ingresses(plain, [cls("istio", ing.ISTIO_INGRESS_CONTROLLER, False)], strict) == []
+    assert (
+        ing.supported_ingresses(
+            plain,
+            [cls("nginx", "k8s.io/ingress-nginx", True)],
+            MeshSettings(ingress_controller_mode="DEFAULT"),
+        )
+        == []
+    )
+    two = [cls("istio", ing.ISTIO_INGRESS_CONTROLLER, True), cls("other", ing.ISTIO_INGRESS_CONTROLLER, True)]
+    assert ing.supported_ingresses(plain, two, strict) == []
+    annotated = [
+        k8s(
+            "Ingress",
+            {
+                "metadata": {
+                    "name": "b",
+                    "namespace": "ns",
+                    "annotations": {"kubernetes.io/ingress.class": "nginx"},
+                },
+                "spec": {},
+            },
+        )
+    ]
+    assert (
+        ing.supported_ingresses(annotated, [cls("istio", ing.ISTIO_INGRESS_CONTROLLER, True)], strict) == []
+    )
