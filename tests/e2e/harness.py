@@ -16,7 +16,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -57,7 +57,13 @@ def next_subnet() -> str:
 
 class MeshProcess:
     def __init__(
-        self, config_dir: Path, workdir: Path, *, subnet: str | None = None, env: dict[str, str] | None = None
+        self,
+        config_dir: Path,
+        workdir: Path,
+        *,
+        subnet: str | None = None,
+        env: dict[str, str] | None = None,
+        up_args: Sequence[str] = (),
     ) -> None:
         self.config_dir = config_dir
         # Extra environment of `isthmus up` (the control plane's settings, e.g. its JWKS resolver's).
@@ -65,6 +71,7 @@ class MeshProcess:
         # issuer's OpenID discovery naming another host fails as an unknown name, nothing leaves the
         # machine (not even a DNS query).
         self.env = {"ISTHMUS_JWKS_RESOLVER_OFFLINE": "true", **(env or {})}
+        self.up_args = list(up_args)  # extra `isthmus up` flags (e.g. --publish)
         self.workdir = workdir
         self.state_dir = workdir / "state"
         self.subnet = subnet or next_subnet()
@@ -87,7 +94,7 @@ class MeshProcess:
         self.proc = subprocess.Popen(
             [
                 sys.executable, "-m", "isthmus.cli.main", "up", str(self.config_dir),
-                "--subnet", self.subnet, "--state-dir", str(self.state_dir), "-v",
+                "--subnet", self.subnet, "--state-dir", str(self.state_dir), "-v", *self.up_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -13,6 +13,7 @@ from typing import TextIO
 
 import click
 
+from isthmus.cli.describe_cmd import describe_command
 from isthmus.cli.mesh_cmds import STATE_DIR
 
 
@@ -81,3 +82,7 @@ def authz_check_command(
         click.echo(json.dumps({"proxy": name, "policies": [r.to_dict() for r in rows]}, indent=2))
         return
     click.echo(authz.render_table(rows, details=details), nl=False)
+
+
+# istioctl keeps `describe` under `x` (`istioctl x describe pod ...`): the same command answers there.
+x_group.add_command(describe_command, "describe")

@@ -54,7 +54,10 @@ N JSON lines. Own endpoints: /.echo/count, /.echo/requests, /.echo/healthz, /.ec
 )
 @click.option("--fail-status", type=int, metavar="CODE", help="Status of injected failures (default 503).")
 @click.option(
-    "--fail-rate", type=click.FloatRange(0.0, 1.0), metavar="R", help="Fail this fraction of requests."
+    "--fail-rate",
+    type=click.FloatRange(0.0, 100.0),
+    metavar="R",
+    help="Fail this fraction of requests (0..1; a value above 1 is a percentage, as fortio's 50 for 50%).",
 )
 @click.option(
     "--fail-first", type=click.IntRange(min=0), metavar="N", help="Fail the first N requests, then none."
@@ -95,6 +98,8 @@ def echo_command(
     from isthmus.echo.config import build_config
     from isthmus.echo.server import run
 
+    if fail_rate is not None and fail_rate > 1.0:
+        fail_rate /= 100.0  # a percentage (fortio's status=503:50 spelling of rates)
     try:
         config = build_config(
             port=port,

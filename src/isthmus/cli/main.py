@@ -29,12 +29,17 @@ COMMANDS = {
 }
 
 
+# istioctl's short names for the commands that carry istioctl's meaning (DESIGN.md §4), so its habits
+# (`istioctl pc cluster`, `istioctl ps`) carry over; hidden from the command list.
+ALIASES = {"pc": "proxy-config", "ps": "proxy-status"}
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = COMMANDS.get(cmd_name)
+        target = COMMANDS.get(ALIASES.get(cmd_name, cmd_name))
         if target is None:
             return None
         module, _, attr = target.partition(":")

@@ -18,24 +18,49 @@ STATE_DIR = click.option(
     help="The mesh's state dir (default $ISTHMUS_STATE_DIR, else ~/.local/state/isthmus).",
 )
 
-KIND_ALIASES = {
-    "vs": "VirtualService", "virtualservice": "VirtualService", "virtualservices": "VirtualService",
-    "dr": "DestinationRule", "destinationrule": "DestinationRule", "destinationrules": "DestinationRule",
-    "gw": "Gateway", "gateway": "Gateway", "gateways": "Gateway",
-    "se": "ServiceEntry", "serviceentry": "ServiceEntry", "serviceentries": "ServiceEntry",
-    "sidecar": "Sidecar", "sidecars": "Sidecar",
-    "we": "WorkloadEntry", "workloadentry": "WorkloadEntry", "workloadentries": "WorkloadEntry",
-    "svc": "Service", "service": "Service", "services": "Service",
-    "ns": "Namespace", "namespace": "Namespace", "namespaces": "Namespace",
-    "workload": "Workload", "workloads": "Workload",
-    "meshconfig": "MeshConfig",
-    "secret": "Secret", "secrets": "Secret",
-    "pa": "PeerAuthentication", "peerauthentication": "PeerAuthentication",
-    "ap": "AuthorizationPolicy", "authorizationpolicy": "AuthorizationPolicy",
-    "ra": "RequestAuthentication", "requestauthentication": "RequestAuthentication",
-    "ing": "Ingress", "ingress": "Ingress", "ingresses": "Ingress",
-    "ingressclass": "IngressClass", "ingressclasses": "IngressClass",
+# kubectl/istioctl short names; every kind also answers to its name, plural and `plural.group` forms
+# (see `resolve_kind`), as `kubectl get` accepts them.
+SHORT_NAMES = {
+    "vs": "VirtualService", "dr": "DestinationRule", "gw": "Gateway", "se": "ServiceEntry",
+    "we": "WorkloadEntry", "wg": "WorkloadGroup", "svc": "Service", "ns": "Namespace",
+    "pa": "PeerAuthentication", "ap": "AuthorizationPolicy", "ra": "RequestAuthentication",
+    "telemetry": "Telemetry", "deploy": "Deployment", "po": "Pod", "ing": "Ingress",
 }  # fmt: skip
+
+
+def _plural(word: str) -> str:
+    if word.endswith("y") and word[-2:-1] not in ("a", "e", "i", "o", "u"):
+        return word[:-1] + "ies"  # serviceentry -> serviceentries, authorizationpolicy -> ...policies
+    return word + ("es" if word.endswith("s") else "s")
+
+
+def _kind_aliases() -> dict[str, str]:
+    from isthmus.api.kinds import BY_KIND
+
+    out: dict[str, str] = {}
+    for kind, info in BY_KIND.items():
+        for name in (kind.lower(), _plural(kind.lower())):
+            out[name] = kind
+            if info.group:
+                out[f"{name}.{info.group}"] = kind  # virtualservices.networking.istio.io
+    out.update(SHORT_NAMES)
+    return out
+
+
+KIND_ALIASES = _kind_aliases()
+
+
+def resolve_kind(kind: str) -> str:
+    """A kind as `kubectl get` takes it (VirtualService, virtualservices, vs, vs.networking.istio.io)."""
+    key = kind.lower()
+    if key in KIND_ALIASES:
+        return KIND_ALIASES[key]
+    short, _, group = key.partition(".")
+    if group and short in SHORT_NAMES:
+        return SHORT_NAMES[short]
+    raise click.BadParameter(
+        f"unknown kind {kind!r} (known: {', '.join(sorted(set(KIND_ALIASES.values())))})", param_hint="KIND"
+    )
 
 
 def _read_inputs(paths: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -52,6 +77,8 @@ def _read_inputs(paths: tuple[str, ...]) -> list[tuple[str, str]]:
             out.append((str(path), path.read_text()))
         else:
             raise click.BadParameter(f"{name}: no such file or directory", param_hint="-f")
+    if not out:
+        raise click.BadParameter(f"no .yaml/.yml file in {', '.join(paths)}", param_hint="-f")
     return out
 
 
@@ -182,7 +209,11 @@ def apply_command(files: tuple[str, ...], wait: float | None, state_dir: Path | 
 @STATE_DIR
 def delete_command(files: tuple[str, ...], wait: float | None, state_dir: Path | None) -> None:
     """Delete the resources named in the given files from the running mesh."""
-    if _send(state_dir, "/api/delete", _read_inputs(files), wait):
+    inputs = _read_inputs(files)
+    # One request for all files, as apply does: an invalid file refuses the whole delete, nothing changes.
+    combined = "\n---\n".join(text for _, text in inputs)
+    name = inputs[0][0] if len(inputs) == 1 else ",".join(n for n, _ in inputs)
+    if _send(state_dir, "/api/delete", [(name, combined)], wait):
         sys.exit(1)
 
 
@@ -202,7 +233,7 @@ def get_command(
     state_dir: Path | None,
 ) -> None:
     """List resources of a kind (e.g. `isthmus get vs`, `isthmus get dr reviews -o yaml`)."""
-    resolved = KIND_ALIASES.get(kind.lower(), kind)
+    resolved = resolve_kind(kind)
     ns = None if all_namespaces else (namespace or None)
     code, items = call(
         state_dir, "GET", "/api/resources", params={"kind": resolved, "namespace": ns, "name": name}
@@ -211,14 +242,14 @@ def get_command(
         raise click.ClickException(str(items))
     if name and not items:
         raise click.ClickException(f'{resolved} "{name}" not found')
+    # As kubectl: one object for KIND NAME, else a v1 List, in both formats (one YAML document, so that
+    # yaml.safe_load reads it as json.loads reads the JSON).
+    doc = items[0] if name and len(items) == 1 else {"apiVersion": "v1", "kind": "List", "items": items}
     if output == "json":
-        click.echo(
-            json.dumps(items[0] if name and len(items) == 1 else {"kind": "List", "items": items}, indent=2)
-        )
+        click.echo(json.dumps(doc, indent=2))
         return
     if output == "yaml":
-        docs = items if not name else items[:1]
-        click.echo(yaml.safe_dump_all(docs, sort_keys=False), nl=False)
+        click.echo(yaml.safe_dump(doc, sort_keys=False), nl=False)
         return
     click.echo(f"{'NAMESPACE':<20} {'NAME':<40} {'SOURCE'}")
     for item in items:

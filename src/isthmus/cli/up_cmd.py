@@ -13,7 +13,7 @@ import click
 from isthmus.mesh.state import resolve_state_dir
 
 
-def print_table(status: dict, started: float) -> None:
+def print_table(status: dict, started: float, published: list[str] | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -38,6 +38,8 @@ def print_table(status: dict, started: float) -> None:
         console.print(f"[red]refused {source}:[/red]")
         for e in errs:
             console.print(f"  {e}")
+    for line in published or ():
+        console.print(f"published {line}")
     console.print("Ctrl-C stops the mesh.")
 
 
@@ -52,7 +54,13 @@ def print_table(status: dict, started: float) -> None:
     help="Added to listen ports below 1024 when not running as root.",
 )
 @click.option("--state-dir", type=click.Path(path_type=Path), help="Where to record what runs where.")
-@click.option("--publish", multiple=True, help="Also bind a gateway port on 127.0.0.1 (not yet supported).")
+@click.option(
+    "--publish",
+    multiple=True,
+    metavar="[HOST_PORT:]GATEWAY_PORT",
+    help="Also serve a gateway port on 127.0.0.1 (for browsers; repeatable). HOST_PORT defaults to the "
+    "gateway port, shifted by --port-offset below 1024 when not root.",
+)
 @click.option(
     "--envoy-concurrency", default=1, show_default=True, type=int, help="Envoy worker threads per proxy."
 )
@@ -71,20 +79,28 @@ def up_command(
 
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if publish:
-        raise click.UsageError("--publish is not supported yet")
+    from isthmus.mesh.publish import PublishError, parse_publish
+
+    for spec in publish:
+        try:
+            parse_publish(spec, 0)  # bad values fail before anything starts
+        except PublishError as e:
+            raise click.BadParameter(str(e), param_hint="--publish") from e
     options = MeshOptions(
         config_dir=config_dir,
         state_dir=resolve_state_dir(state_dir),
         subnet=subnet,
         port_offset=port_offset,
+        publish=list(publish),
         envoy_concurrency=envoy_concurrency,
     )
     started = time.monotonic()
 
     def on_ready(mesh: object) -> None:
         mesh.on_event = lambda msg: click.echo(msg, err=True)  # type: ignore[attr-defined]
-        print_table(mesh.status(), started)  # type: ignore[attr-defined]
+        publisher = mesh.publisher  # type: ignore[attr-defined]
+        published = publisher.addresses() if publisher is not None else []
+        print_table(mesh.status(), started, published)  # type: ignore[attr-defined]
         sys.stdout.flush()
 
     try:

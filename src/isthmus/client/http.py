@@ -125,7 +125,14 @@ def parse_url(url: str) -> Target:
 
 
 def parse_header(line: str) -> tuple[str, str]:
-    """``'name: value'`` -> ``(name, value)``; the value may be empty (it is then sent empty)."""
+    """``'name: value'`` -> ``(name, value)``; the value may be empty (it is then sent empty).
+
+    curl's ``'name;'`` (its spelling of an empty header, since curl drops ``'name:'``) is accepted too,
+    so command lines copied from curl or Istio's docs send the same empty header.
+    """
+    stripped = line.strip()
+    if ":" not in stripped and stripped.endswith(";") and len(stripped) > 1:
+        line = stripped[:-1] + ":"
     name, sep, value = line.partition(":")
     name = name.strip()
     if not sep or not name or any(c.isspace() for c in name):

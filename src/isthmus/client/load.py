@@ -48,6 +48,8 @@ class LoadResult:
     latency_ms: dict[str, float] = field(default_factory=dict)
     responses: list[dict[str, Any]] = field(default_factory=list)
     duration_s: float = 0.0
+    # The first error of a request that got no HTTP response (code "0"); every error is in ``errors``.
+    error: str | None = None
 
     @property
     def failed(self) -> int:
@@ -64,7 +66,7 @@ class LoadResult:
         return self.requests > 0 and self.ok_count == self.requests and not self.errors
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "requests": self.requests,
             "codes": self.codes,
             "servedBy": self.served_by,
@@ -76,6 +78,11 @@ class LoadResult:
             "qps": round(self.requests / self.duration_s, 1) if self.duration_s > 0 else 0.0,
             "responses": self.responses,
         }
+        if self.error is not None:
+            # DESIGN.md §4: a request without an HTTP response counts under "0" with the error in "error"
+            # (also on each such entry of "responses").
+            d["error"] = self.error
+        return d
 
 
 class Collector:
@@ -90,6 +97,7 @@ class Collector:
         self.errors: dict[str, int] = {}
         self.latencies: list[float] = []
         self.responses: list[dict[str, Any]] = []
+        self.first_error: str | None = None
         self.started = time.perf_counter()
         self.finished: float | None = None
 
@@ -99,6 +107,8 @@ class Collector:
         self.codes[code] = self.codes.get(code, 0) + 1
         if resp.error:
             self.errors[resp.error] = self.errors.get(resp.error, 0) + 1
+            if not resp.status and self.first_error is None:
+                self.first_error = resp.error
         self.latencies.append(resp.latency_ms)
         doc = resp.json_or_none()
         if isinstance(doc, dict):
@@ -134,6 +144,7 @@ class Collector:
             },
             responses=list(self.responses),
             duration_s=end - self.started,
+            error=self.first_error,
         )
 
 

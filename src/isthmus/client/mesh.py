@@ -129,7 +129,10 @@ def find_source_in_status(
     if not matches and instance is None:  # --from reviews-v2-0: an instance name
         matches = [p for p in pods if p.get("instance") == workload and in_ns(p)]
     if instance is not None:
-        matches = [p for p in matches if p.get("instance") == instance]
+        # WORKLOAD/INSTANCE names the instance in full (reviews-v2/reviews-v2-1) or by its ordinal
+        # (reviews-v2/1), as pod names end in it.
+        wanted = {instance, f"{workload}-{instance}"} if instance.isdigit() else {instance}
+        matches = [p for p in matches if p.get("instance") in wanted]
     if not matches:
         known = sorted({f"{p.get('namespace')}/{p.get('workload')}" for p in pods})
         what = f"{workload}/{instance}" if instance else workload

@@ -166,10 +166,13 @@ async def delete(request: web.Request) -> web.Response:
     except yaml.YAMLError as exc:
         return web.json_response({"errors": [f"invalid YAML: {exc}"]}, status=400)
     for doc in docs:
+        if not isinstance(doc, dict):
+            return web.json_response({"errors": [f"not a resource: {doc!r}"]}, status=400)
         items = doc.get("items", []) if doc.get("kind") == "List" else [doc]
         for item in items:
-            md = item.get("metadata") or {}
-            if not item.get("kind") or not md.get("name"):
+            md = item.get("metadata") if isinstance(item, dict) else None
+            md = md if isinstance(md, dict) else {}
+            if not isinstance(item, dict) or not item.get("kind") or not md.get("name"):
                 return web.json_response(
                     {"errors": ["every document needs kind and metadata.name"]}, status=400
                 )

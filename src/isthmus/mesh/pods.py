@@ -182,7 +182,9 @@ class PodProcess:
         for key in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
             env.pop(key, None)
         ports = {str(t): a for t, a in sorted(s.app_ports.items())}
-        first = next(iter(sorted(s.app_ports.items())), None)
+        # PORT is for the *first* target port as the Workload lists them (ports: [9090, 9080] -> 9090),
+        # not the lowest: app_ports keeps the spec's order.
+        first = next(iter(s.app_ports.items()), None)
         env.update(
             {
                 "POD_IP": s.ip,

@@ -77,6 +77,10 @@ class Mesh:
         self._stopping = asyncio.Event()
         self.directory: DirectorySource | None = None
         self.http_runner: Any = None
+        self.publisher: Any = None  # isthmus.mesh.publish.Publisher with --publish
+        # Set once this mesh owns the state dir: a second `up` refused on a live mesh's state dir must not
+        # clear that mesh's state.json on its way out (every CLI command would lose the running mesh).
+        self._claimed_state = False
         self.started_at = time.time()
         self.ready = asyncio.Event()
         self.on_event: Callable[[str], None] = lambda msg: log.info("%s", msg)
@@ -98,6 +102,7 @@ class Mesh:
     async def start(self) -> None:
         opts = self.options
         claim_state_dir(opts.state_dir)
+        self._claimed_state = True
         opts.state_dir.mkdir(parents=True, exist_ok=True)
         self.directory = DirectorySource(opts.config_dir, self.store, on_errors=self._report_file_errors)
         for path, result in self.directory.load_all():
@@ -122,6 +127,12 @@ class Mesh:
         await self.cp.wait_pushed(self.cp.snapshot.version, timeout=10)
         self._write_state()
         self._spawn(self._supervise())
+        if opts.publish:
+            from isthmus.mesh.publish import Publisher, parse_publish
+
+            pubs = [parse_publish(p, opts.effective_port_offset) for p in opts.publish]
+            self.publisher = Publisher(pubs, self.status)
+            await self.publisher.start()
         self.ready.set()
 
     def _spawn(self, coro: Any) -> None:
@@ -162,6 +173,8 @@ class Mesh:
 
     async def stop(self) -> None:
         self._stopping.set()
+        if self.publisher is not None:
+            await self.publisher.stop()
         if self.directory is not None:
             await self.directory.stop()
         all_pods = [p for pods in self.pods.values() for p in pods]
@@ -175,7 +188,8 @@ class Mesh:
         await self.cp.stop()
         if self.security is not None:
             await self.security.stop()
-        clear_state(self.options.state_dir)
+        if self._claimed_state:
+            clear_state(self.options.state_dir)
 
     async def _stop_pod(self, pod: PodProcess, drain_s: float) -> None:
         try:
@@ -259,6 +273,7 @@ class Mesh:
         # With the Gateways istiod derives from Kubernetes Ingresses of its class.
         gateways = self.store.list("Gateway") + derived_gateways(self.store.list())
         wanted = any(labels_match(g.spec.selector or {}, DEFAULT_GATEWAY_LABELS) for g in gateways)
+        user_provides = False
         if wanted:
             user_provides = any(
                 c.source != BUILTIN_SOURCE
@@ -278,8 +293,10 @@ class Mesh:
                     resources = [r for r in resources if self.store.get(r.key) is None]
                     self.store.apply(resources, BUILTIN_SOURCE)
                 return
+        # Gone when no Gateway selects it any more, or when a gateway Workload of the user's now provides
+        # it (DESIGN §3: only "when ... no Workload of the user's already provides it").
         builtin = [c.key for c in self.store.list() if c.source == BUILTIN_SOURCE]
-        if builtin and not wanted:
+        if builtin and (not wanted or user_provides):
             self.store.delete(builtin)
 
     async def reconcile(self) -> None:
