@@ -586,33 +586,36 @@ def _lg_value_content(v: Any, ind: str, step: str, out: list[str]) -> None:
 
 
 def _lg_list(items: list[Any], ind: str, step: str, out: list[str], *, items_are_value: bool) -> None:
-    out.append("[")
-    comma = ""
-    for v in items:
-        out.append(comma + "\n" + ind + step + step)
-        if items_are_value:
-            _lg_value_content(v, ind + step + step, step, out)
-        elif _is_msg(v):
-            _lg_message(v, ind + step + step, step, out)
-        else:
-            out.append(_scalar(v, True))
-        comma = ","
-    out.append("\n" + ind + step + "]")
+    _lg_items(((None, v) for v in items), "[]", ind, step, out, are_values=items_are_value)
 
 
 def _lg_map(m: Mapping[str, Any], ind: str, step: str, out: list[str], *, values_are_value: bool) -> None:
-    out.append("{")
+    _lg_items(m.items(), "{}", ind, step, out, are_values=values_are_value)
+
+
+def _lg_items(
+    items: Iterable[tuple[str | None, Any]],
+    brackets: str,
+    ind: str,
+    step: str,
+    out: list[str],
+    *,
+    are_values: bool,
+) -> None:
+    """A list (keys None) or a map's entries, one per line two steps in, as the old jsonpb indents them."""
+    out.append(brackets[0])
     comma = ""
-    for k, v in m.items():
-        out.append(comma + "\n" + ind + step + step + go_string(k) + ": ")
-        if values_are_value:
-            _lg_value_content(v, ind + step + step, step, out)
+    inner = ind + step + step
+    for k, v in items:
+        out.append(comma + "\n" + inner + (go_string(k) + ": " if k is not None else ""))
+        if are_values:
+            _lg_value_content(v, inner, step, out)
         elif _is_msg(v):
-            _lg_message(v, ind + step + step, step, out)
+            _lg_message(v, inner, step, out)
         else:
             out.append(_scalar(v, True))
         comma = ","
-    out.append("\n" + ind + step + "}")
+    out.append("\n" + ind + step + brackets[1])
 
 
 # --- YAML: sigs.k8s.io/yaml.JSONToYAML (go-yaml v2) ---------------------------------------------------

@@ -163,15 +163,14 @@ class ControlPlane:
     # --- change handling ---------------------------------------------------------------------
     def _on_change(self, change: Change) -> None:
         self._pending.append(change)
-        if not self._scheduled:
-            self._scheduled = True
-            try:
-                asyncio.get_running_loop().call_soon(self.rebuild)
-            except RuntimeError:
-                self.rebuild()
+        self._schedule_rebuild()
 
     def _on_jwks_change(self) -> None:
         self._jwks_changed = True
+        self._schedule_rebuild()
+
+    def _schedule_rebuild(self) -> None:
+        """One rebuild for every change that arrives before the loop runs it (at once without a loop)."""
         if not self._scheduled:
             self._scheduled = True
             try:
