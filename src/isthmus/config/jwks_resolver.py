@@ -35,6 +35,21 @@ system resolver, unless ISTHMUS_JWKS_RESOLVER_OFFLINE is true (then they fail as
 request leaves the machine; the e2e tests set it). HTTP(S)_PROXY / NO_PROXY apply to those other
 names, as istiod's http.ProxyFromEnvironment (never to loopback addresses).
 
+Local files (`file://` jwksUri, an Isthmus extension istiod does not have) are read here too, never by
+the generator: a file is read as soon as a snapshot needs it (synchronously, while the control plane
+builds that snapshot, so its keys are in force from the first push, as when the generator read it), and
+then checked again every FILE_POLL_INTERVAL (1 s) off the loop: a change of its key set (compared as a
+fetched one) or of whether it can be read makes a new snapshot and a full push, as a key rotation does.
+A file that cannot be read is an error in the table (the generator inlines the fake key set and
+generationErrors says why); unlike a failed fetch, it does not keep the keys read before: the file as it
+is now is the source of truth (it is not a transient network failure), as when the generator read it.
+Files are polled rather than watched (watchfiles): the paths can be anywhere, in directories that may
+not exist yet, the set of them changes with the config, and a mounted Kubernetes Secret or ConfigMap
+changes by swapping a `..data` symlink a watch on the file's own name misses. Reading a few small files
+a second costs next to nothing and compares content, so no edit is missed however fast it follows the
+last one (an mtime check could miss one within the file system's timestamp granularity); the 20m
+refresh schedule would be far too slow for a local edit.
+
 HTTPS is verified against the system trust store (SSL_CERT_FILE / SSL_CERT_DIR apply) plus the PEM
 bundle in ISTHMUS_JWKS_EXTRA_ROOT_CA (istiod: the `pilot.jwksResolverExtraRootCA` Helm value, mounted
 at /cacerts/extra.pem), at TLS 1.2 or newer; JWKS_RESOLVER_INSECURE_SKIP_VERIFY=true (istiod's
@@ -52,7 +67,7 @@ import os
 import socket
 import ssl
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -62,7 +77,14 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from prometheus_client import CollectorRegistry, Counter
 
 from isthmus.model.durations import parse_seconds
-from isthmus.model.jwks import DEFAULT_FETCH_TIMEOUT, PENDING, JwksEntry, JwksKey
+from isthmus.model.jwks import (
+    DEFAULT_FETCH_TIMEOUT,
+    PENDING,
+    JwksEntry,
+    JwksKey,
+    file_path,
+    is_file_uri,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +94,7 @@ REFRESH_INTERVAL_ON_FAILURE = 60.0  # JwtPubKeyRefreshIntervalOnFailure
 REFRESH_INTERVAL_ON_FAILURE_MAX = 60 * 60.0  # JwtPubKeyRefreshIntervalOnFailureResetThreshold
 RETRY_INTERVAL = 1.0  # JwtPubKeyRetryInterval
 RETRIES_ON_REFRESH = 7  # networkFetchRetryCountOnRefreshFlow
+FILE_POLL_INTERVAL = 1.0  # how often file:// key sets are read again (Isthmus's own)
 CONTROL_PLANE_NAMESPACE = "istio-system"  # the namespace of istiod's pod (its DNS search path)
 
 # A lookup of a host name in the registry: (address, port) pairs for (host, port), [] when the registry
@@ -126,6 +149,35 @@ def jwks_changed(old: str | None, new: str) -> bool:
         return sorted(json.dumps(k, sort_keys=True) for k in keys)
 
     return by_kid(old_keys) != by_kid(new_keys)
+
+
+def read_jwks_file(uri: str) -> JwksEntry:
+    """The key set at a file:// jwksUri, or why it cannot be read: the one loader of local key sets
+    (the resolver, candidate snapshots and tests build their tables with it), so the generator never
+    touches the file system. Bytes that are not UTF-8 are replaced, as for a fetched body; whether
+    Envoy can load the text is the generator's check (local_jwks_problem)."""
+    path = file_path(uri)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        # A stable message (no errno prefix), in Go's os.PathError shape: the same failure again is no
+        # change to report.
+        return JwksEntry(error=f"open {path}: {exc.strerror or exc}", uri=uri)
+    return JwksEntry(keys=raw.decode("utf-8", errors="replace"), uri=uri)
+
+
+def file_entries(keys: Iterable[JwksKey]) -> dict[JwksKey, JwksEntry]:
+    """The file:// keys among `keys`, each read now (read_jwks_file)."""
+    return {key: read_jwks_file(key[1]) for key in keys if is_file_uri(key[1])}
+
+
+def with_local_files(table: Mapping[JwksKey, JwksEntry], keys: Iterable[JwksKey]) -> dict[JwksKey, JwksEntry]:
+    """`table` (what the resolver holds) plus the file:// keys among `keys` it lacks, read now: the
+    table of a snapshot the control plane did not build (a route preview's candidate config), so a
+    candidate's new file:// jwksUri shows its keys as the control plane would have them once applied.
+    A new http(s) one stays absent (shown as not fetched yet: fetching is the resolver's alone)."""
+    return {**file_entries(k for k in keys if k not in table), **table}
 
 
 def search_names(host: str, domain: str) -> list[str]:
@@ -216,9 +268,10 @@ class _MeshResolver(AbstractResolver):
 class JwksResolver:
     """Fetches and refreshes the key sets the config needs; `table` is what the next snapshot carries.
 
-    `update(wanted)` (from the control plane, with each snapshot it builds) starts fetching new keys;
-    `on_change()` is called when `table` changed in a way a proxy sees (keys fetched or rotated, a first
-    fetch failed): the control plane then builds a new snapshot.
+    `update(wanted)` (from the control plane, with each snapshot it builds) starts fetching new keys and
+    reads new file:// ones; `on_change()` is called when `table` changed in a way a proxy sees (keys
+    fetched or rotated, a first fetch failed, a file changed): the control plane then builds a new
+    snapshot.
     """
 
     def __init__(
@@ -231,6 +284,7 @@ class JwksResolver:
         extra_root_ca: str | None = None,
         offline: bool = False,
         retry_interval: float = RETRY_INTERVAL,
+        file_poll_interval: float = FILE_POLL_INTERVAL,
         metrics: CollectorRegistry | None = None,
     ) -> None:
         self.lookup = lookup
@@ -238,12 +292,14 @@ class JwksResolver:
         self.refresh_default = refresh_interval
         self.refresh_interval = refresh_interval
         self.retry_interval = retry_interval
+        self.file_poll_interval = file_poll_interval
         self.offline = offline
         self.table: Mapping[JwksKey, JwksEntry] = {}
         self._timeouts: dict[JwksKey, float] = {}
         self._inflight: set[JwksKey] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._refresher: asyncio.Task[None] | None = None
+        self._file_watcher: asyncio.Task[None] | None = None
         self._ssl = self._ssl_context(insecure_skip_verify, extra_root_ca)
         # istiod's counters pilot_jwks_resolver_network_fetch_{success,fail}_total.
         registry = metrics if metrics is not None else CollectorRegistry()
@@ -275,16 +331,24 @@ class JwksResolver:
     # --- what the config needs ----------------------------------------------------------------
     def update(self, wanted: Mapping[JwksKey, float]) -> Mapping[JwksKey, JwksEntry]:
         """Track exactly these keys (with their fetch timeouts); returns the table for the snapshot being
-        built. New keys are pending until their first fetch ends (started now, if a loop runs)."""
+        built. New fetched keys are pending until their first fetch ends (started now, if a loop runs);
+        new file:// keys are read now. Keys already tracked keep their entry: only the fetches and the
+        file polling change one, and they report it (on_change), so a snapshot built for another reason
+        never takes in a changed key set unannounced (the control plane carries jwt_authn configs over
+        on endpoint-only changes)."""
         self._timeouts = dict(wanted)
         table = {k: v for k, v in self.table.items() if k in wanted}
         new = [k for k in wanted if k not in table]
-        for key in new:
+        fetched = [k for k in new if not is_file_uri(k[1])]
+        table.update(file_entries(new))
+        for key in fetched:
             table[key] = PENDING
         self.table = table
-        if new:
+        if any(is_file_uri(k[1]) for k in wanted):
+            self._start_file_watcher()
+        if fetched:
             self._start_refresher()
-            for key in new:
+            for key in fetched:
                 self._spawn(self._first_fetch(key))
         return self.table
 
@@ -304,8 +368,16 @@ class JwksResolver:
             except RuntimeError:
                 self._refresher = None
 
+    def _start_file_watcher(self) -> None:
+        if self._file_watcher is None or self._file_watcher.done():
+            try:
+                self._file_watcher = asyncio.get_running_loop().create_task(self._file_loop())
+            except RuntimeError:
+                self._file_watcher = None  # no loop (an offline snapshot): files are read once
+
     async def close(self) -> None:
-        tasks = [*self._tasks, *([self._refresher] if self._refresher else [])]
+        running = [t for t in (self._refresher, self._file_watcher) if t is not None]
+        tasks = [*self._tasks, *running]
         for t in tasks:
             t.cancel()
         for t in tasks:
@@ -352,9 +424,31 @@ class JwksResolver:
             )
             last_failed = failed
 
+    async def _file_loop(self) -> None:
+        # Ends when the config names no file any more; update() starts it again for a new one (on the
+        # loop's thread, between this loop's awaits, so none is missed).
+        while any(is_file_uri(k[1]) for k in self._timeouts):
+            await asyncio.sleep(self.file_poll_interval)
+            await self.reread_files()
+
+    async def reread_files(self) -> bool:
+        """Read every file:// key again; whether a proxy would see a difference (then on_change)."""
+        keys = [k for k in self._timeouts if is_file_uri(k[1])]
+        if not keys:
+            return False
+        # In a thread: a file on a slow or stuck file system must not stall the control plane's loop.
+        entries = await asyncio.to_thread(file_entries, keys)
+        changed = False
+        for key, entry in entries.items():
+            changed = self._set(key, entry) or changed
+        if changed:
+            self.on_change()
+        return changed
+
     async def refresh(self) -> bool:
-        """Fetch every key again (istiod's refresh); whether any fetch failed."""
-        keys = [k for k in self._timeouts if k not in self._inflight]
+        """Fetch every key again (istiod's refresh); whether any fetch failed. Files are not fetched:
+        they are polled (reread_files), and their errors take no part in the refresh backoff."""
+        keys = [k for k in self._timeouts if k not in self._inflight and not is_file_uri(k[1])]
         results = await asyncio.gather(*(self.fetch(k, retries=RETRIES_ON_REFRESH) for k in keys))
         changed = failed = False
         for key, entry in zip(keys, results, strict=True):
@@ -370,8 +464,10 @@ class JwksResolver:
         return failed
 
     async def fetch(self, key: JwksKey, *, retries: int) -> JwksEntry:
-        """One key: its URI (discovered from the issuer when empty), then the key set."""
+        """One key: its URI (discovered from the issuer when empty), then the key set (a file:// one: read)."""
         issuer, uri = key
+        if is_file_uri(uri):
+            return await asyncio.to_thread(read_jwks_file, uri)
         timeout = self._timeouts.get(key, DEFAULT_FETCH_TIMEOUT)
         try:
             if not uri:

@@ -10,13 +10,15 @@ clusters and endpoints in Envoy's JSON form, which `ProxyConfig.from_generated` 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
+from isthmus.config.jwks_resolver import with_local_files
 from isthmus.config.store import Config
+from isthmus.model.jwks import JwksEntry, JwksKey, wanted
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import Snapshot
 from isthmus.registry.types import Pod
@@ -42,9 +44,18 @@ def candidate_configs(current: Iterable[Config], resources: Sequence[Any]) -> li
 
 
 def candidate_snapshot(
-    version: str, current: Iterable[Config], pods: Iterable[Pod], resources: Sequence[Any]
+    version: str,
+    current: Iterable[Config],
+    pods: Iterable[Pod],
+    resources: Sequence[Any],
+    jwks: Mapping[JwksKey, JwksEntry] | None = None,
 ) -> Snapshot:
-    return Snapshot.build(f"{version}+candidate", candidate_configs(current, resources), pods)
+    """The candidate config's snapshot. `jwks`: the key sets the JWKS resolver holds now (the running
+    snapshot's); a file:// jwksUri only the candidate names is read here, as the resolver would once it
+    is applied (the generators read no file), and a new http(s) one shows as not fetched yet."""
+    snap = Snapshot.build(f"{version}+candidate", candidate_configs(current, resources), pods)
+    snap.jwks = with_local_files(jwks or {}, wanted(snap.configs))
+    return snap
 
 
 def _to_dicts(messages: Iterable[Any]) -> list[dict[str, Any]]:

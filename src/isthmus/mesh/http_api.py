@@ -435,9 +435,11 @@ async def route_preview(request: web.Request) -> web.Response:
             return web.json_response({"errors": [str(e) for e in result.errors]}, status=400)
         resources = result.resources
     current = mesh.cp.current()
-    snap = candidate_snapshot(current.version, mesh.store.list(), mesh.store.pods(), resources)
-    # The key sets the JWKS resolver holds now (a candidate's new jwksUri shows as not fetched yet).
-    snap.jwks = current.jwks
+    # The key sets the JWKS resolver holds now (a candidate's new http(s) jwksUri shows as not fetched
+    # yet; its new file:// one is read, as the resolver would).
+    snap = candidate_snapshot(
+        current.version, mesh.store.list(), mesh.store.pods(), resources, jwks=current.jwks
+    )
     out = generate_proxy_config(snap, proxy, mesh.cp.generator)
     out["candidate"] = [f"{r.kind} {r.namespace}/{r.metadata.name}" for r in resources]
     return web.json_response(out)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from debug_helpers import DR_SUBSETS, config_for, context, snapshot
+from debug_helpers import DR_SUBSETS, PODS, config_for, context, snapshot
 
 from isthmus.debug import route_test as rt
 from isthmus.debug.envoy_config import ProxyConfig
@@ -284,7 +286,7 @@ def test_candidate_snapshot_adds_and_replaces_resources() -> None:
     from isthmus.api import loader
 
     snap, store = snapshot(DR_SUBSETS)
-    from debug_helpers import PODS, pod
+    from debug_helpers import pod
 
     from isthmus.debug.describe import proxy_of
 
@@ -308,6 +310,35 @@ spec:
     # the running config is untouched
     held = rt.evaluate(config_for(snap), "http_proxy", request_from_url("http://echo/"))
     assert clusters(held) == [f"outbound|80||{ECHO}"]
+
+
+def test_candidate_snapshot_holds_file_jwks_keys(tmp_path: Path) -> None:
+    """A route preview's candidate snapshot holds the key sets the running snapshot holds, plus the
+    file:// ones only the candidate names, read as the JWKS resolver would read them once applied (the
+    generators read no file); a new http(s) jwksUri stays unfetched (fetching is the resolver's)."""
+    from isthmus.api import loader
+    from isthmus.model.jwks import JwksEntry
+
+    _, store = snapshot()
+    path = tmp_path / "jwks.json"
+    path.write_text('{"keys": []}')
+    held_uri, new_uri, http_uri = f"file://{tmp_path}/held.json", f"file://{path}", "https://idp.example/jwks"
+    ra = loader.load_text(
+        f"""
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {{name: ra, namespace: default}}
+spec:
+  jwtRules:
+  - {{issuer: one, jwksUri: "{held_uri}"}}
+  - {{issuer: two, jwksUri: "{new_uri}"}}
+  - {{issuer: three, jwksUri: "{http_uri}"}}
+""",
+        "candidate.yaml",
+    )
+    held = {("one", held_uri): JwksEntry(keys="held keys", uri=held_uri)}
+    cand = candidate_snapshot("1", store.list(), PODS, ra, jwks=held)
+    assert cand.jwks == {**held, ("two", new_uri): JwksEntry(keys='{"keys": []}', uri=new_uri)}
 
 
 def test_missing_route_table_is_an_error() -> None:

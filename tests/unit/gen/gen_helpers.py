@@ -8,7 +8,9 @@ from typing import Any
 from google.protobuf.json_format import MessageToDict
 
 from isthmus.api import loader
+from isthmus.config.jwks_resolver import file_entries
 from isthmus.config.store import Store
+from isthmus.model import jwks
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import Snapshot
 from isthmus.registry.types import Pod
@@ -55,7 +57,11 @@ def configs(*docs: str, services: bool = True) -> list[Any]:
 
 
 def snapshot(*docs: str, pods: list[Pod] | None = None, services: bool = True) -> Snapshot:
-    return Snapshot.build(1, configs(*docs, services=services), PODS if pods is None else pods)
+    """The snapshot of these documents, with the file:// key sets they name read into `jwks` as the
+    control plane's JWKS resolver reads them (the generators read no file; fetched keys stay absent)."""
+    snap = Snapshot.build(1, configs(*docs, services=services), PODS if pods is None else pods)
+    snap.jwks = file_entries(jwks.wanted(snap.configs))
+    return snap
 
 
 def sidecar(

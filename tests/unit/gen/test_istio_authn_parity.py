@@ -16,7 +16,8 @@ Departures by design:
 - Key sources: istiod fetches an `http(s)` jwksUri itself (JwksFetchMode Istiod, the default) or lets
   Envoy fetch it (`remote_jwks`, modes Envoy/Hybrid). Isthmus does what the default does: its control
   plane's JWKS resolver (config/jwks_resolver.py, tested in tests/unit/mesh/test_jwks_resolver.py)
-  fetches the keys into the snapshot and the generator inlines them; it also reads `file://` URIs.
+  fetches the keys into the snapshot and the generator inlines them; it also reads `file://` URIs into
+  the snapshot (gen_helpers.snapshot reads them with the resolver's loader; the generator reads no file).
   istiod's cases that name a JWKS served by its mock server are ported with a `file://` URI holding
   that JWKS (the same inline key set results) or with the snapshot holding the fetched keys; those
   whose URI cannot be fetched, with a `file://` URI to a missing file (the same PublicOnlyJwks
@@ -280,9 +281,17 @@ def test_jwt_filter_inline_jwks() -> None:
 
 
 def test_jwt_filter_bad_jwks_uri(tmp_path: Path) -> None:
-    """TestJwtFilter "JWT policy with bad Jwks URI": keys that cannot be had become PublicOnlyJwks."""
-    doc = request_authn("ra", {"issuer": FOO, "jwksUri": missing_file(tmp_path)})
+    """TestJwtFilter "JWT policy with bad Jwks URI": keys that cannot be had become PublicOnlyJwks, and
+    the snapshot says why (istiod logs it)."""
+    uri = missing_file(tmp_path)
+    doc = request_authn("ra", {"issuer": FOO, "jwksUri": uri})
     assert jwt_authn(doc) == expected(provider(FOO, PUBLIC_ONLY_JWKS))
+    snap = snapshot(admitted(doc))
+    assert _jwt_of(snap) == expected(provider(FOO, PUBLIC_ONLY_JWKS))
+    (what,) = snap.generation_errors
+    assert what == f"RequestAuthentication default/ra jwksUri {uri}", what
+    assert "fetching its keys failed: open " in snap.generation_errors[what], snap.generation_errors
+    assert "No such file or directory" in snap.generation_errors[what], snap.generation_errors
 
 
 def test_jwt_filter_forward_original_token(tmp_path: Path) -> None:

@@ -444,3 +444,137 @@ def test_registry_lookup_is_istiods_cluster_dns() -> None:
     assert lookup("example.com", 8000) == [("127.7.0.9", 8000)]
     assert lookup("www.googleapis.com", 443) is None
     assert lookup("elsewhere.example", 80) is None
+
+
+# --- file:// jwksUri: read by the resolver (never by the generator), polled for changes ----------------
+
+
+async def _until(cond: Any, what: str, timeout: float = 3.0) -> None:
+    for _ in range(int(timeout / 0.01)):
+        if cond():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_file_jwks_uri_is_read_at_once_then_polled(tmp_path: Path) -> None:
+    """A file:// key is read when the config first needs it (no pending state, no fetch), then read
+    again every file_poll_interval: new keys are a change (on_change: a new snapshot and a push), the
+    same keys reordered are not; a file gone is an error that does not keep the keys read before (the
+    file is the truth, as when the generator read it); a file that appears is read. Files take no part
+    in the network refresh (no fetch counted, no failure backoff)."""
+    path = tmp_path / "jwks.json"
+    path.write_text(KEY_1)
+    key = ("https://issuer.example", f"file://{path}")
+    later = ("https://issuer.example", f"file://{tmp_path}/later.json")
+    changes: list[dict[Any, JwksEntry]] = []
+    r = JwksResolver(no_mesh, lambda: changes.append(dict(r.table)), file_poll_interval=0.01)
+
+    async def run() -> None:
+        table = r.update({key: 5.0, later: 5.0})
+        assert table[key] == JwksEntry(keys=KEY_1, uri=key[1])
+        assert table[later] == JwksEntry(
+            error=f"open {tmp_path}/later.json: No such file or directory", uri=later[1]
+        )
+        await asyncio.sleep(0.1)
+        assert changes == []  # polled, nothing changed: no new snapshot
+        path.write_text(KEY_1_REORDERED)
+        await asyncio.sleep(0.1)
+        assert changes == []  # the same keys (compareJWKSResponse): no push
+        path.write_text(KEY_2)
+        await _until(lambda: changes, "the new keys")
+        assert changes[-1][key].keys == KEY_2 and r.table[key].keys == KEY_2
+        path.unlink()
+        await _until(lambda: r.table[key].keys is None, "the file gone")
+        assert "No such file or directory" in (r.table[key].error or "") and len(changes) == 2
+        (tmp_path / "later.json").write_text(KEY_1)
+        await _until(lambda: r.table[later].keys == KEY_1, "the file that appeared")
+        assert not await r.refresh()  # no network key: nothing fetched, nothing failed
+        assert r.fetch_success._value.get() == r.fetch_fail._value.get() == 0
+        # No file named any more: the polling ends (update() starts it again for a new one).
+        r.update({})
+        await _until(lambda: r._file_watcher is not None and r._file_watcher.done(), "the poller to end")
+        path.write_text(KEY_1)
+        assert r.update({key: 5.0})[key].keys == KEY_1
+        assert r._file_watcher is not None and not r._file_watcher.done()
+        await r.close()
+
+    asyncio.run(run())
+
+
+def test_file_jwks_uri_without_a_loop_is_read_once(tmp_path: Path) -> None:
+    """Without an event loop (a snapshot built offline) a file key is still read, synchronously."""
+    path = tmp_path / "jwks.json"
+    path.write_text(KEY_2)
+    key = ("", f"file://{path}")
+    r = resolver()
+    assert r.update({key: 5.0}) == {key: JwksEntry(keys=KEY_2, uri=key[1])}
+    assert r._file_watcher is None
+
+
+def _usable_jwks(kid: str) -> str:
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    n = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key().public_numbers().n
+    b64 = base64.urlsafe_b64encode(n.to_bytes(256, "big")).rstrip(b"=").decode()
+    return json.dumps({"keys": [{"kty": "RSA", "kid": kid, "e": "AQAB", "n": b64}]})
+
+
+def test_control_plane_reads_file_keys_and_pushes_when_the_file_changes(tmp_path: Path) -> None:
+    """A RequestAuthentication with a file:// jwksUri: the first snapshot already holds the keys (read
+    as it is built, so the first push carries them, as when the generator read the file); the generator
+    inlines them; an edit of the file makes a new snapshot and a full push (reason jwks) whose jwt_authn
+    config has the new keys; a missing file gives the fake key set and the reason in generation errors.
+    (The file keys of a route preview's candidate: tests/unit/debug/test_debug_route_test.py.)"""
+    from isthmus.api import loader
+    from isthmus.config.store import Store
+    from isthmus.mesh.control_plane import ControlPlane
+    from isthmus.model.proxy import Proxy
+    from isthmus.xds.gen import authz
+
+    # Key sets Envoy loads (the generator replaces others with the fake one).
+    key_1, key_2 = _usable_jwks("one"), _usable_jwks("two")
+    path = tmp_path / "jwks.json"
+    path.write_text(key_1)
+    uri = f"file://{path}"
+    key = ("https://issuer.example", uri)
+    proxy = Proxy(
+        id=Proxy.node_id("sidecar", "127.7.0.5", "web-0", "default"),
+        kind="sidecar",
+        ip="127.7.0.5",
+        namespace="default",
+        instance="web-0",
+        workload="web",
+        labels={"app": "web"},
+    )
+
+    def inlined(snap: Any) -> str:
+        (provider,) = authz.jwt_config(snap, proxy).providers.values()
+        return provider.local_jwks.inline_string
+
+    async def run() -> None:
+        store = Store()
+        cp = ControlPlane(store)
+        cp.jwks.file_poll_interval = 0.01
+        pushes: list[Any] = []
+        cp.xds.update = lambda snapshot, request: pushes.append(request)  # type: ignore[method-assign]
+        cp.rebuild()
+        store.apply(loader.load_text(RA % uri, "ra.yaml"), "test")
+        snap = cp.current()
+        assert snap.jwks[key] == JwksEntry(keys=key_1, uri=uri)
+        assert inlined(snap) == key_1 and not snap.generation_errors
+        path.write_text(key_2)
+        await _until(lambda: cp.snapshot.jwks[key].keys == key_2, "the new keys in a snapshot")
+        assert pushes[-1].full and pushes[-1].reason == "jwks", pushes[-1]
+        assert inlined(cp.snapshot) == key_2
+        path.unlink()
+        await _until(lambda: cp.snapshot.jwks[key].keys is None, "the file gone")
+        assert inlined(cp.snapshot) == authz.PUBLIC_ONLY_JWKS
+        assert cp.snapshot.generation_errors[f"RequestAuthentication default/ra jwksUri {uri}"].startswith(
+            f"fetching its keys failed: open {path}: No such file or directory; until a fetch succeeds"
+        )
+        await cp.jwks.close()
+
+    asyncio.run(run())

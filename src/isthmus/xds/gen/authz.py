@@ -17,7 +17,6 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from envoy.config.core.v3 import address_pb2, extension_pb2
@@ -660,16 +659,12 @@ PUBLIC_ONLY_JWKS = (
 def _jwks(snapshot: Snapshot, cfg: Config, rule: Any) -> str:
     """istiod's BuildLocalJwks: the inline `jwks`, else the key set at `jwksUri` (an http(s) one, or the
     issuer's OpenID discovery when there is none, as the control plane's JWKS resolver fetched it into
-    the snapshot; a `file://` one read by the control plane), else PUBLIC_ONLY_JWKS (istiod's FakeJwks,
-    "The JWKS key is not yet fetched ..., using a fake JWKS for now"), reported on the snapshot."""
+    the snapshot; a `file://` one as the resolver read it into the snapshot: a generator does no I/O),
+    else PUBLIC_ONLY_JWKS (istiod's FakeJwks, "The JWKS key is not yet fetched ..., using a fake JWKS
+    for now"), reported on the snapshot."""
     if rule.jwks:
         return str(rule.jwks)
     uri = rule.jwks_uri or ""
-    if uri.startswith("file://"):
-        try:
-            return Path(uri[len("file://") :]).read_text()
-        except OSError:
-            return PUBLIC_ONLY_JWKS
     key = jwks_model.rule_key(rule)
     if key is None:
         return PUBLIC_ONLY_JWKS
