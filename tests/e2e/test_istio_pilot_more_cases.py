@@ -11,8 +11,8 @@ Ported, one test (or more) per Istio case, each naming it:
   endpoint localities (test_locality.py has the Workload-label localities: outlier-driven locality
   preference, failover on ejection, distribute weights; not repeated here);
 - circuitbreakers/main_test.go: the default thresholds of outbound clusters;
-- common/loadbalancer.go (zone-aware load balancing): the two cases with it disabled, and one case
-  with it enabled as the (xfail) representative of the rest;
+- common/loadbalancer.go (zone-aware load balancing): the two cases with it disabled (the cases with
+  it enabled need a self-discovery caller: test_istio_zone_aware_lb.py);
 - ingress_test.go: TestCustomGateway 'minimal', 'minimal-delay-create-gateway-svc'; TestIngress 'http'
   (its other cases, prefix paths, https-foo/bar, named port and the class/path updates, are in
   test_istio_ingress_cases.py).
@@ -616,38 +616,6 @@ def test_outbound_clusters_have_the_default_circuit_breakers(mesh: MeshProcess) 
 
 
 # --- common/loadbalancer.go ------------------------------------------------------------------------
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="zoneAwareLbSetting needs Envoy's local_cluster (istiod's proxy self-discovery), which Isthmus "
-    "does not generate: the DestinationRule is refused",
-)
-def test_zone_aware_load_balancing(mesh: MeshProcess) -> None:
-    """RunZoneAwareLBTests 'OneSourceEndpointOneDestinationEndpointSameLocality' (the representative of
-    the group): a DestinationRule with zoneAwareLbSetting is accepted and traffic reaches b."""
-    host = "zone-aware-case-0.example.com"
-    config = f"""
-    apiVersion: networking.istio.io/v1
-    kind: ServiceEntry
-    metadata: {{name: zone-aware-svc}}
-    spec:
-      hosts: ["{host}"]
-      ports: [{{name: http, number: 80, protocol: HTTP}}]
-      resolution: STATIC
-      endpoints: [{{address: {ip_of(mesh, "b")}, ports: {{http: 8080}}, locality: region/zone/subzone}}]
-    ---
-    apiVersion: networking.istio.io/v1
-    kind: DestinationRule
-    metadata: {{name: zone-aware-dr}}
-    spec:
-      host: "{host}"
-      trafficPolicy:
-        connectionPool: {{tcp: {{connectTimeout: 250ms}}}}
-        loadBalancer: {{zoneAwareLbSetting: {{enabled: true, minClusterSize: 1}}}}
-    """
-    with applied(mesh, config):
-        assert served(mesh, host, 10) == {"b": 10}
 
 
 @pytest.mark.parametrize(

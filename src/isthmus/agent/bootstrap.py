@@ -15,7 +15,11 @@ What istio-agent renders from ``tools/packaging/common/envoy_bootstrap.json``, a
 - every upstream connection binds the pod address (``cluster_manager.upstream_bind_config``): on loopback
   the kernel would otherwise pick 127.0.0.1 as the source, and peers must see the pod's address (ipBlocks,
   access logs). The bind is global, so generated clusters carry nothing proxy-specific and stay shareable;
-- runtime, overload manager and stats tags follow Istio's defaults.
+- runtime, overload manager and stats tags follow Istio's defaults;
+- a sidecar started with ``ISTIO_META_ENABLE_SELF_DISCOVERY=true`` gets istio-agent's self-discovery
+  cluster: a static EDS cluster ``local_cluster`` (over ADS) named by ``cluster_manager.local_cluster_name``,
+  the originating cluster Envoy's zone-aware routing compares the upstream's zones against (Envoy wants
+  the local cluster to be a static one; the control plane answers its EDS: `xds.gen.zone_aware`).
 
 The result is plain v3 JSON (a ``dict``); `EnvoyProcess` writes it to ``envoy.json``.
 """
@@ -29,6 +33,7 @@ from typing import Any
 from isthmus.model.mesh import VHDS_KEY
 from isthmus.model.proxy import Proxy
 from isthmus.registry.types import split_locality
+from isthmus.xds.gen import zone_aware
 
 XDS_CLUSTER = "xds-grpc"
 SDS_CLUSTER = "sds-grpc"
@@ -109,6 +114,18 @@ def _static_cluster(name: str, address: dict[str, Any], *, connect_timeout: str)
             "cluster_name": name,
             "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address}}]}],
         },
+    }
+
+
+def _self_discovery_cluster(xds_source: Mapping[str, Any]) -> dict[str, Any]:
+    """istio-agent's self-discovery cluster: EDS over ADS, the resource named as the cluster."""
+    name = zone_aware.SELF_DISCOVERY_CLUSTER
+    return {
+        "name": name,
+        "type": "EDS",
+        "connect_timeout": "1s",
+        "lb_policy": "ROUND_ROBIN",
+        "eds_cluster_config": {"eds_config": dict(xds_source), "service_name": name},
     }
 
 
@@ -283,6 +300,12 @@ def build_bootstrap(
     clusters.extend(copy.deepcopy(dict(c)) for c in extra_static_clusters)
 
     xds_source = {"ads": {}, "initial_fetch_timeout": "0s", "resource_api_version": "V3"}
+    cluster_manager: dict[str, Any] = {
+        "upstream_bind_config": {"source_address": {"address": ip, "port_value": 0}},
+    }
+    if zone_aware.self_discovery(proxy):
+        clusters.append(_self_discovery_cluster(xds_source))
+        cluster_manager["local_cluster_name"] = zone_aware.SELF_DISCOVERY_CLUSTER
     bootstrap: dict[str, Any] = {
         "node": {
             "id": proxy.id,
@@ -333,9 +356,7 @@ def build_bootstrap(
                 "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
             },
         },
-        "cluster_manager": {
-            "upstream_bind_config": {"source_address": {"address": ip, "port_value": 0}},
-        },
+        "cluster_manager": cluster_manager,
         "static_resources": {"clusters": clusters, "listeners": listeners},
     }
     if tracing is not None:

@@ -30,10 +30,6 @@ UNSUPPORTED_KINDS: dict[str, str] = {
     "WorkloadGroup": "VM auto-registration is not implemented",
 }
 
-ZONE_AWARE = (
-    "zone-aware load balancing needs Envoy's local_cluster (istiod's proxy self-discovery), which Isthmus does "
-    "not generate; use localityLbSetting (failover with outlierDetection, or distribute)"
-)
 MULTI_NETWORK = "multi-network meshes (network gateways) are not implemented"
 ISTIO_IGNORES = "Istio itself does not translate it; remove it to say what you mean"
 ADMISSION_CONTROL = (
@@ -136,7 +132,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         ),
     },
     "DestinationRule": {
-        **{f"{prefix}.loadBalancer.zoneAwareLbSetting": ZONE_AWARE for prefix in TRAFFIC_POLICIES},
         **{
             f"{prefix}.outlierDetection.consecutiveErrors": "deprecated and ignored by Istio; use consecutive5xxErrors"
             for prefix in TRAFFIC_POLICIES

@@ -19,7 +19,7 @@ from isthmus.mesh import gc_policy
 from isthmus.model import jwks
 from isthmus.model.snapshot import Snapshot
 from isthmus.telemetry import Telemetry
-from isthmus.xds.gen import headless, naming
+from isthmus.xds.gen import headless, naming, zone_aware
 from isthmus.xds.gen.endpoints import INLINE_ASSIGNMENT
 from isthmus.xds.gen.generator import MeshGenerator
 from isthmus.xds.push_queue import PushRequest
@@ -274,7 +274,10 @@ class ControlPlane:
                     return PushRequest(full=True, reason="endpoints of a DNS cluster")
                 _inherit_config_memos(old, new)
                 new.endpoints_changed_from = (old, clusters)
-                return PushRequest(full=False, eds_only_clusters=clusters, reason="endpoints")
+                # A self-discovery local_cluster holds endpoints of its proxy's own service: sent again
+                # to the proxies that watch it (it is built per proxy, never reused from a scope).
+                eds = clusters | {zone_aware.SELF_DISCOVERY_CLUSTER}
+                return PushRequest(full=False, eds_only_clusters=eds, reason="endpoints")
             _inherit_config_memos(old, new)
         return None
 

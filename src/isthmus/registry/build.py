@@ -33,6 +33,7 @@ KUBE_SERVICE_ACCOUNTS_ANNOTATION = "alpha.istio.io/kubernetes-serviceaccounts"
 CANONICAL_SERVICE_ACCOUNTS_ANNOTATION = "alpha.istio.io/canonical-serviceaccounts"
 TLS_MODE_LABEL = "security.istio.io/tlsMode"
 LOCALITY_LABEL = "istio-locality"
+WORKLOAD_NAME_LABEL = "service.istio.io/workload-name"
 # Where Kubernetes puts a node's topology (istiod's getPodLocality reads them from the pod's node, the
 # GA labels first, then the deprecated beta ones). A local pod has no node: its own labels stand for it.
 REGION_LABELS = ("topology.kubernetes.io/region", "failure-domain.beta.kubernetes.io/region")
@@ -240,7 +241,10 @@ def _instances(pods: Iterable[Pod], workload_entries: Sequence[Any]) -> list[_Wo
         # metadata.labels merge over spec.labels (Istio's ConvertWorkloadEntry: the metadata wins).
         labels = {**(we.spec.labels or {}), **(we.metadata.labels or {})}
         name = we.metadata.name
-        out.append(_workload_entry_instance(we.spec, we.namespace, labels, name, name))
+        # istio's WorkloadNameFromWorkloadEntry: the workload-name label names the workload the entry
+        # belongs to (a zone-aware proxy's local cluster keeps its own workload's members), else its name.
+        workload = labels.get(WORKLOAD_NAME_LABEL) or name
+        out.append(_workload_entry_instance(we.spec, we.namespace, labels, workload, name))
     return out
 
 

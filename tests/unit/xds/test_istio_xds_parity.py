@@ -541,7 +541,9 @@ def test_ordinary_endpoint_push_is_eds_only() -> None:
     )
     request = check(mesh, lambda m: m.upsert_pod(pod), pushed={SIDECAR, OTHER, GW_A})
     assert request is not None and not request.full
-    assert request.eds_only_clusters == {"outbound|80||backend.backend.svc.cluster.local"}
+    # Plus the self-discovery local_cluster, which proxies started with it (none here) watch: it holds
+    # endpoints of their own service (istiod's eds.go affectedService for util.SelfDiscoveryCluster).
+    assert request.eds_only_clusters == {"outbound|80||backend.backend.svc.cluster.local", "local_cluster"}
 
 
 # ==================================================================================================

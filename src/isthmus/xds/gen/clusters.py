@@ -15,7 +15,7 @@ from isthmus.model.destination_rules import EffectivePolicy, MergedDestinationRu
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import InboundPort, Snapshot
 from isthmus.registry.types import Protocol, Resolution, Service, ServicePort
-from isthmus.xds.gen import connection_settings, headless, locality, naming, proxy_headers, tls
+from isthmus.xds.gen import connection_settings, headless, locality, naming, proxy_headers, tls, zone_aware
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen import traffic_policy as tp
 from isthmus.xds.gen.endpoints import INLINE_ASSIGNMENT, load_assignment, packed_assignment
@@ -215,6 +215,8 @@ def _base_key(proxy: Proxy, spec: ClusterSpec) -> tuple | None:
         proxy.kind,
         # locality_weighted_lb_config follows the service's trafficDistribution too (locality.py).
         spec.service.traffic_distribution,
+        # zone_aware_lb_config only for proxies with the self-discovery local cluster.
+        zone_aware.self_discovery(proxy),
     )
 
 
@@ -259,7 +261,11 @@ def _build_base(snapshot: Snapshot, proxy: Proxy, spec: ClusterSpec) -> p.cluste
         c.eds_cluster_config.eds_config.CopyFrom(p.ads_config_source())
         tp.apply_load_balancer(c, spec.policy.load_balancer)
     c.common_lb_config.SetInParent()
-    if locality.weighted_lb_config(mesh.locality_lb_setting, spec.policy, spec.service):
+    za = zone_aware.setting(spec.policy, proxy)
+    if za is not None:
+        # Envoy takes one locality_config_specifier: zone-aware routing replaces locality weights.
+        zone_aware.apply_cluster(c, za)
+    elif locality.weighted_lb_config(mesh.locality_lb_setting, spec.policy, spec.service):
         c.common_lb_config.locality_weighted_lb_config.SetInParent()
     tp.apply_connection_pool(
         c, opts, spec.policy.connection_pool, mesh.tcp_keepalive, spec.policy.retry_budget
@@ -481,8 +487,8 @@ _MISSING = object()
 
 
 def packed_outbound_clusters(snapshot: Snapshot, proxy: Proxy) -> dict[str, Any]:
-    """build_outbound_clusters, packed by name. A cluster depends on the proxy only through its kind
-    and, through its spec, the DestinationRule that applies to it (the spec's policy follows from the
+    """build_outbound_clusters, packed by name. A cluster depends on the proxy only through its kind,
+    whether it has the self-discovery local cluster (zone-aware load balancing) and, through its spec, the DestinationRule that applies to it (the spec's policy follows from the
     rule, port and subset): each packed cluster is built once per snapshot and shared by every scope
     that has it, so the server encodes it once. The registry and DR index own the service and rule for
     the snapshot's lifetime: their ids are stable keys."""
@@ -490,7 +496,8 @@ def packed_outbound_clusters(snapshot: Snapshot, proxy: Proxy) -> dict[str, Any]
     out: dict[str, Any] = {}
     bases: dict[tuple, p.cluster.Cluster] = {}
     for spec in outbound_cluster_specs(snapshot, proxy):
-        key = (spec.name, id(spec.service), id(spec.dr), proxy.kind)
+        # zone_aware_lb_config is only for proxies with the self-discovery local cluster.
+        key = (spec.name, id(spec.service), id(spec.dr), proxy.kind, zone_aware.self_discovery(proxy))
         if spec.service.resolution in INLINE_ASSIGNMENT:
             # Its inline assignment follows the proxy's locality when locality load balancing applies:
             # the (shared, per snapshot) assignment object tells the variants apart.

@@ -12,7 +12,7 @@ from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import Snapshot
 from isthmus.registry.build import UNIX_ADDRESS_PREFIX, labels_match
 from isthmus.registry.types import Endpoint, Resolution, split_locality
-from isthmus.xds.gen import headless, locality, tls
+from isthmus.xds.gen import headless, locality, tls, zone_aware
 from isthmus.xds.gen import protos as p
 from isthmus.xds.gen.locality import Group
 
@@ -252,14 +252,22 @@ def packed_assignment(snapshot: Snapshot, proxy: Proxy, spec: ClusterSpec) -> An
     labels = spec.subset_labels
     key = (spec.name, id(spec.service), spec.port.port, None if labels is None else tuple(labels.items()))
     packed: dict[tuple, Any] = snapshot.memo(("cla_any",), dict)
-    lb = locality.locality_lb(snapshot.mesh.locality_lb_setting, spec.policy, spec.service)
+    za = zone_aware.setting(spec.policy, proxy)
+    # Zone-aware load balancing replaces locality load balancing (its regional tiers instead).
+    lb = (
+        None
+        if za is not None
+        else locality.locality_lb(snapshot.mesh.locality_lb_setting, spec.policy, spec.service)
+    )
     groups: Sequence[Group] | None = None
-    if lb is not None:
+    if lb is not None or za is not None:
         cached: dict[tuple, Sequence[Group]] = snapshot.memo(("cla_groups",), dict)
         groups = cached.get(key)
         if groups is None:
             groups = cached[key] = _groups(select_endpoints(snapshot, spec))
-        applied = locality.apply(groups, proxy, lb)
+        applied = (
+            zone_aware.apply_regions(groups, proxy, za) if lb is None else locality.apply(groups, proxy, lb)
+        )
         variant = None if applied is groups else locality.variant(groups, applied)
         if variant is not None:
             key, groups = (*key, variant), applied
@@ -292,6 +300,24 @@ def packed_endpoints(snapshot: Snapshot, proxy: Proxy, names: Iterable[str]) -> 
         spec = specs.get(name)
         if spec is not None:
             out[name] = _eds_assignment(snapshot, proxy, spec)
+        elif name == zone_aware.SELF_DISCOVERY_CLUSTER and zone_aware.self_discovery(proxy):
+            out[name] = local_cluster_assignment(snapshot, proxy)
+    return out
+
+
+def local_cluster_assignment(snapshot: Snapshot, proxy: Proxy) -> Any:
+    """The self-discovery ``local_cluster``'s assignment (zone_aware.local_endpoints), packed; the same
+    object for proxies with the same members."""
+    groups = zone_aware.local_groups(snapshot, proxy)
+    key = tuple((g.locality, tuple(id(e) for e in g.endpoints)) for g in groups)
+    packed: dict[tuple, Any] = snapshot.memo(("cla_local_cluster",), dict)
+    out = packed.get(key)
+    if out is None:
+        out = packed[key] = any_pb2.Any(
+            type_url=_CLA_TYPE_URL,
+            value=_ld(_T_CLA_NAME, zone_aware.SELF_DISCOVERY_CLUSTER.encode())
+            + _groups_bytes(snapshot, groups),
+        )
     return out
 
 
@@ -323,6 +349,9 @@ def build_endpoints(
     out = []
     for name in names:
         spec = specs.get(name)
+        if spec is None and name == zone_aware.SELF_DISCOVERY_CLUSTER and zone_aware.self_discovery(proxy):
+            out.append(_CLA.FromString(local_cluster_assignment(snapshot, proxy).value))
+            continue
         if spec is None:
             # Envoy asked for a cluster we do not know (yet): an empty assignment keeps it from waiting.
             out.append(p.endpoint.ClusterLoadAssignment(cluster_name=name))

@@ -7,12 +7,14 @@ from typing import Any
 from isthmus.model.proxy import Proxy
 from isthmus.model.sidecar_scope import imports_all_visible
 from isthmus.model.snapshot import Snapshot
+from isthmus.xds.gen import zone_aware
 
 
 def scope_key(snapshot: Snapshot, proxy: Proxy) -> tuple:
     """Proxies with equal keys get identical shared config: kind, namespace, the Sidecar resource that
     applies, labels (they decide sourceLabels matches, workload-selected DRs and policies), and locality
-    (locality load balancing ranks endpoints against it, in EDS and DNS clusters' inline assignments).
+    (locality load balancing ranks endpoints against it, in EDS and DNS clusters' inline assignments), and
+    whether it has the self-discovery local cluster (zone-aware load balancing applies only then).
     A locality from the labels splits nothing more; proxies without one share as before."""
     sidecar = snapshot.sidecar_resource(proxy)
     return (
@@ -21,6 +23,8 @@ def scope_key(snapshot: Snapshot, proxy: Proxy) -> tuple:
         sidecar.key if sidecar is not None else None,
         frozenset(proxy.labels.items()),
         proxy.locality,
+        # Zone-aware load balancing applies to proxies with the self-discovery local cluster only.
+        zone_aware.self_discovery(proxy),
     )
 
 
