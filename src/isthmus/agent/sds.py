@@ -253,6 +253,9 @@ class SdsAgent:
         self._first_cert = asyncio.Event()
         self._refused = asyncio.Event()  # the CA said no for good (token, identity, CSR): start() fails fast
         self._failures = 0
+        self._trust_bundle: bytes | None = None  # the mesh's anchors, once a CA reload announced them
+        self._trust_generation = 0  # bumped by update_trust_bundle: a CSR started before must be redone
+        self._closing = False
 
     def __repr__(self) -> str:
         return f"SdsAgent({self.identity!r}, socket={str(self.socket_path)!r})"
@@ -267,6 +270,7 @@ class SdsAgent:
         within `timeout` (the message has the CA's answer, e.g. a permission error)."""
         if self._server is not None:
             raise SdsError(f"{self!r} already started")
+        self._closing = False
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.socket_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.socket_path.unlink(missing_ok=True)
@@ -315,6 +319,11 @@ class SdsAgent:
         return str(self.socket_path)
 
     async def stop(self, grace: float = 0.2) -> None:
+        # Python 3.11's wait_for returns the result instead of raising when the cancel lands in the same
+        # loop turn as the _replan wake-up (a rotate_now or trust bundle update just before stop): the
+        # rotation loop would then wait again, uncancelled. The flag makes it leave on its own.
+        self._closing = True
+        self._replan.set()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -352,6 +361,7 @@ class SdsAgent:
     async def _renew(self) -> WorkloadCertificate:
         async with self._renew_lock:
             t0 = time.perf_counter()
+            generation = self._trust_generation
             try:
                 key, key_bytes, csr = await asyncio.to_thread(self._key_and_csr)
                 bundle = await self.ca_client.sign_csr(csr, ttl=self.ttl)
@@ -374,6 +384,9 @@ class SdsAgent:
             first = self._cert is None
             self._cert = cert
             self._rotate_at = cert.rotation_time(self.rotation_ratio, self.rotation_jitter)
+            if generation != self._trust_generation:
+                # The CA changed while this CSR was in flight: it may come from the old signing cert.
+                self._rotate_at = now
             self._failures = 0
             self.stats.certificates_issued += 1
             self.stats.last_issue_seconds = time.perf_counter() - t0
@@ -385,7 +398,9 @@ class SdsAgent:
                 _tls_certificate_secret(WORKLOAD_CERT, cert.cert_chain_pem, key_bytes),
                 "workload",
             )
-            self._put(ROOT_CA, _root_secret(ROOT_CA, cert.root_cert_pem), "root")
+            # istio-agent compares the root of each CA answer with the one it holds and pushes ROOTCA when
+            # it changed (GenerateSecret); _put sends it only when the bytes differ.
+            self._put(ROOT_CA, _root_secret(ROOT_CA, self._trust_anchors()), "root")
             log.info(
                 "%s: %s certificate serial %x valid until %s, rotation at %s (%.0f ms)",
                 self.identity,
@@ -399,12 +414,46 @@ class SdsAgent:
             self._replan.set()
             return cert
 
+    def update_trust_bundle(self, root_cert_pem: bytes) -> bool:
+        """The mesh's trust anchors changed (a reloaded plug-in CA): istio-agent's UpdateConfigTrustBundle,
+        called when istiod pushes the new trust bundle (PCDS). ROOTCA is pushed at once with the new
+        anchors added to those of the current certificate, and the workload certificate is requested again
+        now rather than at its rotation time, so that it comes from the CA's new signing certificate and
+        carries the new roots (which then replace the merged set). Returns False when nothing changed."""
+        _check_roots(root_cert_pem, "trust bundle")
+        if root_cert_pem == self._trust_bundle:
+            return False
+        self._trust_bundle = root_cert_pem
+        self._trust_generation += 1
+        if self._cert is not None:
+            self._put(ROOT_CA, _root_secret(ROOT_CA, self._trust_anchors()), "root")
+            # The rotation loop renews once _rotate_at has passed (with its retry backoff on failure).
+            self._rotate_at = _utcnow()
+            self._replan.set()
+        return True
+
+    def _trust_anchors(self) -> bytes:
+        """ROOTCA: the current certificate's roots, then those of the trust bundle it lacks, without
+        duplicates (istio-agent's mergeTrustAnchorBytes; it also sorts them, Isthmus keeps the CA's order).
+        The bundle only adds anchors while the certificate that predates it is in use: once renewed, the
+        certificate's roots are the bundle's."""
+        assert self._cert is not None
+        out: list[bytes] = []
+        for pem in (self._cert.root_cert_pem, self._trust_bundle or b""):
+            if not pem:
+                continue
+            for c in load_certs(pem):
+                data = c.public_bytes(serialization.Encoding.PEM)
+                if data not in out:
+                    out.append(data)
+        return b"".join(out)
+
     def _key_and_csr(self) -> tuple[Any, bytes, bytes]:
         key = generate_key(self.key_type)
         return key, key_pem(key), build_csr(key, self.identity)
 
     async def _rotation_loop(self) -> None:
-        while True:
+        while not self._closing:
             if self._cert is None or self._failures:
                 delay = (
                     0.0

@@ -129,6 +129,10 @@ def status_command(output: str, state_dir: Path | None) -> None:
     Console(width=None if sys.stdout.isatty() else 200).print(table)
     cp = data["controlPlane"]
     click.echo(f"control plane: xDS {cp['xds']}, API {cp['api']}; config version {data['configVersion']}")
+    if (cp.get("ca") or {}).get("reloadError"):
+        click.echo(
+            f"plug-in CA update refused (the CA keeps its bundle): {cp['ca']['reloadError']}", err=True
+        )
     for source, errs in (data.get("configErrors") or {}).items():
         click.echo(f"refused {source}:", err=True)
         for e in errs:

@@ -114,7 +114,10 @@ class Mesh:
         dc = getattr(mesh.spec, "default_config", None) if mesh.spec is not None else None
         if dc is not None:
             proxy_metadata = dict(dc.proxy_metadata or {})
-        self.security = MeshSecurity(opts.state_dir, mesh.trust_domain, proxy_metadata)
+        # A lambda: `on_event` may be replaced after start (the CLI prints events its own way).
+        self.security = MeshSecurity(
+            opts.state_dir, mesh.trust_domain, proxy_metadata, on_event=lambda msg: self.on_event(msg)
+        )
         await self.security.start(self.cp_ip)
         from isthmus.mesh.http_api import start_http_api
 

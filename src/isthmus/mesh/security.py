@@ -7,20 +7,41 @@ tls.crt/tls.key/ca.crt/ca.crl/tls.ocsp-staple keys) are served to its Envoy unde
 SecretGen would answer (`isthmus.security.credentials`): `kubernetes://<name>` and
 `kubernetes://<namespace>/<name>`, their CA-only `-cacert` companions, and for a gateway the
 `kubernetes-gateway://` names its own Gateways verify; for Gateway and DestinationRule `credentialName`.
+
+The CA's directory (``<state dir>/ca``, Istio's ``cacerts`` layout) is watched while the mesh runs, as
+istiod watches its ``cacerts`` mount (pilot/pkg/bootstrap/istio_ca.go: handleCACertsFileWatch, 100 ms
+debounce, then handleEvent): a change is validated and loaded (`CertificateAuthority.reload`); a bundle
+that does not load (a half-written update, a key that does not match, a root replaced outright) is
+refused, logged and reported (`ca_status`, `isthmus status`), the CA keeps the old one and tries again on
+the next change. A loaded bundle re-issues the CA server's own serving certificate (istiod's
+updateRootCertAndGenKeyCert) and, when the root bundle changed, reaches every pod as istiod's trust bundle
+push does (PCDS -> istio-agent's UpdateConfigTrustBundle): the agent trusts the new roots for its CA
+connection, pushes them in ROOTCA (sidecars' mTLS, gateways' ISTIO_MUTUAL) and asks for a new workload
+certificate at once, which the CA signs with its new signing certificate. A change of the signing
+certificate alone pushes nothing, as in Istio: workloads get it on their next rotation.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from isthmus.agent.sds import SdsAgent
 from isthmus.model.durations import to_seconds
-from isthmus.security.ca import CertificateAuthority, KeyType
+from isthmus.security.ca import (
+    CA_CERT_FILE,
+    CA_KEY_FILE,
+    CERT_CHAIN_FILE,
+    ROOT_CERT_FILE,
+    CaError,
+    CertificateAuthority,
+    KeyType,
+)
 from isthmus.security.ca_server import CaClient, CaServer, TokenRegistry
 from isthmus.security.credentials import servable_credentials, verified_references
 from isthmus.security.identity import spiffe_id
@@ -29,6 +50,8 @@ from isthmus.security.sds import KUBERNETES_PREFIX
 log = logging.getLogger(__name__)
 
 CA_PORT = 15012
+CA_FILES = frozenset({CA_CERT_FILE, CA_KEY_FILE, CERT_CHAIN_FILE, ROOT_CERT_FILE})
+CA_WATCH_DEBOUNCE_MS = 100  # istiod's handleCACertsFileWatch waits 100 ms after the first event
 
 
 @dataclass
@@ -70,9 +93,20 @@ def rotation_ratio_from_grace(grace_period_ratio: str | float | None) -> float:
 
 class MeshSecurity:
     def __init__(
-        self, state_dir: Path, trust_domain: str, proxy_metadata: dict[str, str] | None = None
+        self,
+        state_dir: Path,
+        trust_domain: str,
+        proxy_metadata: dict[str, str] | None = None,
+        on_event: Callable[[str], None] | None = None,
     ) -> None:
         self.ca = CertificateAuthority.load_or_create(state_dir / "ca", trust_domain=trust_domain)
+        # Where reloads and refused CA updates are reported (the runner's event stream).
+        self.on_event = on_event or (lambda msg: log.warning("%s", msg))
+        self.ca_reloads = 0
+        self.ca_reloaded_at: dt.datetime | None = None
+        self.ca_reload_error: str | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self._watch_stop = asyncio.Event()
         self.tokens = TokenRegistry()
         self.server = CaServer(self.ca, self.tokens)
         self.target = ""
@@ -87,14 +121,89 @@ class MeshSecurity:
     def trust_domain(self) -> str:
         return self.ca.trust_domain
 
-    async def start(self, host: str) -> str:
-        self.target = await self.server.start(host, CA_PORT)
+    async def start(self, host: str, port: int = CA_PORT, *, watch: bool = True) -> str:
+        self.target = await self.server.start(host, port)
+        if watch and self.ca.directory is not None:
+            self._watch_stop.clear()
+            self._watch_task = asyncio.get_running_loop().create_task(
+                self._watch_ca_dir(self.ca.directory), name="ca-dir-watch"
+            )
         return self.target
 
     async def stop(self) -> None:
+        self._watch_stop.set()
+        task, self._watch_task = self._watch_task, None
+        if task is not None:
+            try:
+                await asyncio.wait_for(task, 2)
+            except (TimeoutError, asyncio.CancelledError):
+                task.cancel()
         for key in list(self.pods):
             await self.stop_pod(*key)
         await self.server.stop()
+
+    # -- the plug-in CA, reloaded while the mesh runs ---------------------------------------------
+
+    async def _watch_ca_dir(self, directory: Path) -> None:
+        from watchfiles import awatch
+
+        async for changes in awatch(
+            directory,
+            stop_event=self._watch_stop,
+            debounce=CA_WATCH_DEBOUNCE_MS,
+            step=50,
+            recursive=False,
+        ):
+            # Any write, creation or removal of one of the four files (istiod reacts to Write and Create;
+            # a removal is reported here too, and refused by the reload as an incomplete bundle).
+            if any(Path(p).name in CA_FILES for _, p in changes):
+                try:
+                    self.reload_ca()
+                except Exception:  # a bug must not end the watch: later updates would be missed
+                    log.exception("plug-in CA reload failed")
+
+    def reload_ca(self) -> bool:
+        """Load the CA directory again and hand a changed bundle to the mesh (see the module docstring).
+        Returns True when a new bundle was taken, False when nothing changed or it was refused."""
+        try:
+            result = self.ca.reload()
+        except CaError as exc:
+            self.ca_reload_error = str(exc)
+            self.on_event(f"plug-in CA update refused, the CA keeps signing with its current bundle: {exc}")
+            return False
+        self.ca_reload_error = None
+        if not result.changed:
+            return False
+        self.ca_reloads += 1
+        self.ca_reloaded_at = dt.datetime.now(dt.UTC)
+        self.server.refresh_serving_certificate()
+        roots = self.ca.root_cert_pem
+        if result.roots_changed:
+            for ident in self.pods.values():
+                # The agent's own trust first: the CSR it sends next meets the re-issued serving cert.
+                ident.client.update_root_cert(roots)
+                ident.agent.update_trust_bundle(roots)
+        what = []
+        if result.signing_changed:
+            what.append(f"signing certificate {self.ca.signing_cert.subject.rfc4514_string()}")
+        if result.roots_changed:
+            subjects = ", ".join(r.subject.rfc4514_string() for r in self.ca.roots)
+            what.append(f"root bundle [{subjects}], pushed to {len(self.pods)} pod(s)")
+        self.on_event("plug-in CA reloaded: " + "; ".join(what))
+        return True
+
+    def ca_status(self) -> dict[str, Any]:
+        """The CA's current bundle and the outcome of the last reload (for `isthmus status`)."""
+        ca = self.ca
+        return {
+            "directory": str(ca.directory) if ca.directory is not None else None,
+            "signingCert": ca.signing_cert.subject.rfc4514_string(),
+            "notAfter": ca.not_after.isoformat(),
+            "roots": [r.subject.rfc4514_string() for r in ca.roots],
+            "reloads": self.ca_reloads,
+            "reloadedAt": self.ca_reloaded_at.isoformat() if self.ca_reloaded_at else None,
+            "reloadError": self.ca_reload_error,
+        }
 
     async def start_pod(
         self,

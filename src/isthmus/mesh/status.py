@@ -117,7 +117,12 @@ def build_status(mesh: Mesh) -> dict[str, Any]:
         for source, errs in mesh.store.source_errors.items()
     }
     return {
-        "controlPlane": {"xds": f"{mesh.cp_ip}:15010", "api": mesh.api_url},
+        "controlPlane": {
+            "xds": f"{mesh.cp_ip}:15010",
+            "api": mesh.api_url,
+            # The CA's bundle, and whether the last plug-in CA update was refused (and why).
+            "ca": mesh.security.ca_status() if mesh.security is not None else None,
+        },
         "configVersion": snapshot.version,
         "configDir": str(mesh.options.config_dir),
         "proxies": proxies,

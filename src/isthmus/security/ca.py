@@ -16,7 +16,9 @@ Plug-in CA (Istio's ``cacerts`` secret)
     intermediate), ``root-cert.pem`` (the trust anchors) and ``cert-chain.pem`` (the chain from the
     signing cert up to the root, as Istio's ``cat ca-cert.pem root-cert.pem > cert-chain.pem``). Loading
     checks that the key matches the certificate, that the certificate may sign certificates, and that the
-    chain verifies up to one of the roots.
+    chain verifies up to one of the roots. `CertificateAuthority.reload` reads the directory again while
+    the mesh runs (istiod watches its ``cacerts`` mount the same way): a valid bundle replaces the old
+    one at once, an invalid or half-written one is refused and the CA keeps signing with the old one.
 
 Workload certificates (`CertificateAuthority.sign_csr`)
     The CSR signature is verified; the leaf carries **only** the authorized SPIFFE identity as a
@@ -94,6 +96,25 @@ class IdentityMismatch(CaError, PermissionError):
 
 class TtlError(CaError, ValueError):
     """The requested certificate lifetime exceeds the CA's maximum."""
+
+
+class RootChangeRefused(CaLoadError):
+    """A reloaded ``root-cert.pem`` neither extends nor trims the current trust anchors (istiod: "Updating
+    new ROOT-CA not supported")."""
+
+
+@dataclass(frozen=True)
+class CaReload:
+    """What a successful `CertificateAuthority.reload` changed."""
+
+    signing_changed: bool
+    """The signing certificate (or its chain) is another one: new workload certificates come from it."""
+    roots_changed: bool
+    """The root bundle differs: the trust anchors every proxy holds must follow."""
+
+    @property
+    def changed(self) -> bool:
+        return self.signing_changed or self.roots_changed
 
 
 # -- PEM helpers ------------------------------------------------------------------------------------
@@ -494,6 +515,61 @@ class CertificateAuthority:
         if self.intermediates:
             _write_file(directory / CERT_CHAIN_FILE, self._chain_pem + self._root_pem, 0o644)
         self.directory = directory
+
+    def reload(self) -> CaReload:
+        """Read the plug-in files of `directory` again and, when they hold a valid bundle, sign with it from
+        now on (istiod's handleEvent on a ``cacerts`` change: UpdateVerifiedKeyCertBundleFromFile).
+
+        Raises CaLoadError, leaving this CA exactly as it was, when the files are missing, unreadable or
+        inconsistent (a key that does not match its certificate, a chain that does not lead to a root:
+        what a half-written update looks like), and RootChangeRefused when ``root-cert.pem`` changes to a
+        bundle that neither contains the current anchors nor is contained in them. That is istiod's
+        multi-root rule (ISTIO_MULTIROOT_MESH, which Isthmus always applies): a root is rotated by first
+        adding the new one, then moving the signing certificate under it, then dropping the old one, so
+        that workloads holding either keep trusting each other at every step. istiod compares the PEM
+        bytes (bytes.Contains); Isthmus compares the sets of certificates, the same rule without
+        depending on order or whitespace."""
+        if self.directory is None:
+            raise CaLoadError("this CA was not loaded from a directory: nothing to reload")
+        directory = self.directory
+        chain_path, root_path = directory / CERT_CHAIN_FILE, directory / ROOT_CERT_FILE
+        fresh = CertificateAuthority.load(
+            directory / CA_CERT_FILE,
+            directory / CA_KEY_FILE,
+            cert_chain_file=chain_path if chain_path.exists() else None,
+            trust_bundle_file=root_path if root_path.exists() else None,
+            trust_domain=self.trust_domain,
+            default_workload_ttl=self.default_workload_ttl,
+            max_workload_ttl=self.max_workload_ttl,
+            directory=directory,
+        )
+        roots_changed = fresh.root_cert_pem != self._root_pem
+        if roots_changed:
+            der = serialization.Encoding.DER
+            old = {r.public_bytes(der) for r in self.roots}
+            new = {r.public_bytes(der) for r in fresh.roots}
+            if not (old <= new or new <= old):
+                raise RootChangeRefused(
+                    f"{ROOT_CERT_FILE} neither contains the current root certificates nor is contained in "
+                    "them: add the new root next to the old one first (a combined root-cert.pem), move the "
+                    "signing certificate under it, then remove the old root"
+                )
+        signing_changed = (
+            fresh.signing_cert != self.signing_cert
+            or fresh.cert_chain_pem != self._chain_pem
+            or _public_bytes(fresh._key.public_key()) != _public_bytes(self._key.public_key())
+        )
+        if signing_changed or roots_changed:
+            # One assignment after another with no await in between: a CSR signed on the event loop sees
+            # either the whole old bundle or the whole new one.
+            self.signing_cert = fresh.signing_cert
+            self._key = fresh._key
+            self.intermediates = fresh.intermediates
+            self.roots = fresh.roots
+            self.self_signed = fresh.self_signed
+            self._root_pem = fresh._root_pem
+            self._chain_pem = fresh._chain_pem
+        return CaReload(signing_changed=signing_changed, roots_changed=roots_changed)
 
     # -- views -----------------------------------------------------------------------------------
 

@@ -280,6 +280,10 @@ class CaServer:
         self.port: int | None = None
         self.tls = False
         self.serving_cert_pem: bytes | None = None
+        self._serving_ips: list[str] = []
+        # The next serving certificate, for the TLS handshakes to come: gRPC's dynamic credentials ask
+        # for it (from a core thread) on every new connection; None means "keep the current one".
+        self._next_serving_config: grpc.ServerCertificateConfiguration | None = None
 
     @property
     def ca(self) -> CertificateAuthority:
@@ -342,9 +346,13 @@ class CaServer:
             if host is not None:
                 with contextlib.suppress(ValueError):
                     ips = [str(ipaddress.ip_address(host))]
-            chain, key = self.ca.issue_server_certificate(self.server_names, ips)
-            self.serving_cert_pem = chain
-            bound = server.add_secure_port(address, grpc.ssl_server_credentials([(key, chain)]))
+            self._serving_ips = ips
+            # Dynamic credentials, so that a reloaded CA re-issues this certificate without a restart
+            # (istiod's updateRootCertAndGenKeyCert regenerates its DNS certificate the same way).
+            credentials = grpc.dynamic_ssl_server_credentials(
+                self._new_serving_config(), self._fetch_serving_config
+            )
+            bound = server.add_secure_port(address, credentials)
         else:
             bound = server.add_insecure_port(address)
         if not bound:
@@ -360,6 +368,23 @@ class CaServer:
             self.target = f"[{host}]:{bound}" if ":" in str(host) else f"{host}:{bound}"
         log.info("CA server listening on %s (%s)", self.target, "TLS" if use_tls else "plaintext")
         return self.target
+
+    def _new_serving_config(self) -> grpc.ServerCertificateConfiguration:
+        chain, key = self.ca.issue_server_certificate(self.server_names, self._serving_ips)
+        self.serving_cert_pem = chain
+        return grpc.ssl_server_certificate_configuration([(key, chain)])
+
+    def _fetch_serving_config(self) -> grpc.ServerCertificateConfiguration | None:
+        config, self._next_serving_config = self._next_serving_config, None
+        return config
+
+    def refresh_serving_certificate(self) -> None:
+        """Serve a certificate from the CA's current signing certificate on the next TLS handshakes (after
+        `CertificateAuthority.reload`); established connections keep theirs, as with istiod."""
+        if self._server is None or not self.tls:
+            return
+        self._next_serving_config = self._new_serving_config()
+        log.info("CA server: new serving certificate from %s", self.ca.signing_cert.subject.rfc4514_string())
 
     async def stop(self, grace: float | None = 0.5) -> None:
         server, self._server = self._server, None
@@ -382,6 +407,9 @@ class CertificateSigner(Protocol):
     """What the node agent needs from the CA (see `CaClient` and `LocalCaClient`)."""
 
     async def sign_csr(self, csr_pem: bytes, *, ttl: dt.timedelta | None = None) -> CertBundle: ...
+
+
+_closing: set[asyncio.Task[None]] = set()  # channels being closed after a trust change (kept referenced)
 
 
 class CaClient:
@@ -458,6 +486,20 @@ class CaClient:
         if ttl is not None and seconds < 1:
             seconds = 1
         return CertBundle.from_istio_chain(await self.create_certificate(csr_pem, seconds))
+
+    def update_root_cert(self, root_cert_pem: bytes) -> None:
+        """Trust `root_cert_pem` for the CA's serving certificate from the next call on (istio-agent
+        re-reads the mesh's root, istio-ca-root-cert, for its connection to istiod): a channel's
+        credentials are fixed, so the next call opens a new one; the old one is closed in the background,
+        letting a call in flight finish."""
+        if self.root_cert_pem is None or root_cert_pem == self.root_cert_pem:
+            return
+        self.root_cert_pem = root_cert_pem
+        channel, self._channel = self._channel, None
+        if channel is not None and self._loop is not None and not self._loop.is_closed():
+            task = self._loop.create_task(channel.close(grace=self.timeout))
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
 
     async def close(self) -> None:
         channel, self._channel = self._channel, None
