@@ -771,3 +771,30 @@ def test_direct_response_bytes_are_read_as_validation_reads_them(body: str, deco
         == base64.b64encode(base64.b64decode(decoded + "=" * (-len(decoded) % 4))).decode()
     )
     assert not snap.generation_errors
+
+
+def test_dns_service_entry_repeating_a_service_host_adds_no_host_name_to_its_eds() -> None:
+    """fuzz_nacks seed 29: a DNS ServiceEntry naming a Kubernetes Service's host in the same namespace
+    shares its endpoint key; its own host-name endpoint reached the Service's EDS cluster, and Envoy
+    NACKed the proxy's whole EDS response ("malformed IP address: web.default.svc.cluster.local")."""
+    snap = snapshot(
+        """
+        apiVersion: networking.istio.io/v1
+        kind: ServiceEntry
+        metadata: {name: fz-4165, namespace: default}
+        spec:
+          hosts: [web.default.svc.cluster.local]
+          ports: [{number: 80, name: https}]
+          resolution: DNS
+        """
+    )
+    proxy = sidecar("reviews-v1-0", "default", {"app": "reviews", "version": "v1"}, "127.7.0.2")
+    name = "outbound|80||web.default.svc.cluster.local"
+    assert clusters(snap, proxy)[name]["type"] == "EDS"
+    cla = generate(snap, proxy, naming.ENDPOINT_TYPE, [name])[name]
+    addresses = [
+        e["endpoint"]["address"]["socket_address"]["address"]
+        for group in cla["endpoints"]
+        for e in group["lb_endpoints"]
+    ]
+    assert addresses and all(a.startswith("127.") for a in addresses), addresses

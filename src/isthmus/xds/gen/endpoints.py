@@ -55,7 +55,13 @@ def _workload_metadata(ep: Endpoint) -> str:
 
 def select_endpoints(snapshot: Snapshot, spec: ClusterSpec) -> list[Endpoint]:
     eps = snapshot.registry.endpoints(spec.service, spec.port.port)
-    out = [e for e in eps if e.ready]
+    if spec.service.resolution in INLINE_ASSIGNMENT:
+        out = [e for e in eps if e.ready]
+    else:
+        # An EDS cluster takes IP (or pipe) addresses only: Envoy NACKs the whole EDS response for one
+        # host name. A DNS ServiceEntry that repeats another registry's host in the same namespace shares
+        # that service's endpoint key, and its own host-name endpoint is only for its DNS cluster.
+        out = [e for e in eps if e.ready and not e.hostname]
     subset = spec.subset_labels
     if subset is not None:
         if any(k in locality.TOPOLOGY_KEYS for k in subset):
