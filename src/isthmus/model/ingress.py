@@ -85,7 +85,11 @@ def supported_ingresses(
     ingresses: Iterable[Config], classes: Iterable[Config], mesh: MeshSettings
 ) -> list[Config]:
     """istiod's SupportedIngresses: an Ingress naming an IngressClass that does not exist is not
-    processed, whatever the mode; the others as should_process_with_class says."""
+    processed, whatever the mode; the others as should_process_with_class says. With the mode OFF,
+    none: istiod then runs no ingress controller at all (its server starts one only when the mode is not
+    OFF), so not even an Ingress of an IngressClass naming Istio's controller is converted."""
+    if mesh.ingress_controller_mode == "OFF":
+        return []
     classes = list(classes)
     by_name = {c.name: c for c in classes}
     default_class = default_class_name(classes)

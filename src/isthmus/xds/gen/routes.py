@@ -147,6 +147,10 @@ def _claim_matcher(name: str, m: Any) -> MetadataMatcher | None:
     return authz.jwt_claim_matcher(path, ValueMatcher(string_match=sm))
 
 
+# Envoy's RouteMatch.path_separated_prefix validation rule.
+_SEPARATED_PREFIX = re.compile(r"[^?#]+[^?#/]")
+
+
 def translate_route_match(match: Any | None, *, ingress_semantics: bool = False) -> RC.RouteMatch:
     """istiod's TranslateRouteMatch. `ingress_semantics` (a VirtualService derived from a Kubernetes
     Ingress): a prefix other than `/` matches whole path segments, as Ingress' Prefix path type does
@@ -180,9 +184,14 @@ def translate_route_match(match: Any | None, *, ingress_semantics: bool = False)
         if uri.exact is not None:
             out.path = uri.exact
         elif uri.prefix is not None:
-            if ingress_semantics and uri.prefix != "/":
-                out.path_separated_prefix = uri.prefix.removesuffix("/")
+            separated = uri.prefix.removesuffix("/")
+            if ingress_semantics and uri.prefix != "/" and _SEPARATED_PREFIX.fullmatch(separated):
+                out.path_separated_prefix = separated
             else:
+                # A prefix Envoy's path_separated_prefix refuses (`?`, `#`, or `/` left at the end) would
+                # get the whole route table NACKed, every other host on the port with it. The API server
+                # accepts such Ingress paths; as a plain prefix it matches what it can: nothing for `?`
+                # and `#` (Envoy matches paths without query and fragment), the written prefix otherwise.
                 out.prefix = uri.prefix
         elif uri.regex is not None:
             out.safe_regex.regex = uri.regex
@@ -1173,8 +1182,8 @@ class _DefaultVHost:
     alts: frozenset[str]
     with_port: list[str]  # those with `:port` (a non-80 port's vhost has only these)
     lowered: frozenset[str]  # the vhost's domains lower-cased (distinct: `_first_of_each`)
-    # All domains kept, by (id(hash), id(an auto port's DestinationRule)).
-    encoded: dict[tuple[int | None, int | None], bytes] = field(default_factory=dict)
+    # All domains kept, by (id(hash), id(an auto port's DestinationRule), whether it decompresses).
+    encoded: dict[tuple[int | None, int | None, bool], bytes] = field(default_factory=dict)
 
     @property
     def domains(self) -> list[str]:
@@ -1443,10 +1452,13 @@ def sidecar_virtual_hosts(ctx: RouteContext, vses: Sequence[VirtualServiceEntry]
                 # Nothing to drop (the usual case): every scope of the snapshot gets the same bytes.
                 used_domains.update(d.lowered)
                 ch = hash_for_service(ctx, svc, d.port)
-                # The bytes depend on the rule's hash and (auto ports) the DestinationRule's tcp_proxy
-                # settings, both per-scope lookups.
+                # The bytes depend on the rule's hash, (auto ports) the DestinationRule's tcp_proxy
+                # settings and whether its policy decompresses responses: per-scope lookups all three.
                 dr = ctx.destination_rule(svc.hostname) if is_auto_port(svc, d.port) else None
-                hkey = (id(ch) if ch is not None else None, id(dr) if dr is not None else None)
+                decompresses = compression.in_use(ctx.snapshot) and compression.cluster_decompresses(
+                    ctx.destination_rule, d.cluster
+                )
+                hkey = (id(ch) if ch is not None else None, id(dr) if dr is not None else None, decompresses)
                 encoded = d.encoded.get(hkey)
                 if encoded is None:
                     encoded = d.encoded[hkey] = _ld(
