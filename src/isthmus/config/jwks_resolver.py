@@ -40,6 +40,8 @@ the generator: a file is read as soon as a snapshot needs it (synchronously, whi
 builds that snapshot, so its keys are in force from the first push, as when the generator read it), and
 then checked again every FILE_POLL_INTERVAL (1 s) off the loop: a change of its key set (compared as a
 fetched one) or of whether it can be read makes a new snapshot and a full push, as a key rotation does.
+A poll that reads no JSON document (or no file) is taken only when the next poll reads the same: that
+is what a poll sees in the middle of a save (truncate then write, or an editor's rename and create).
 A file that cannot be read is an error in the table (the generator inlines the fake key set and
 generationErrors says why); unlike a failed fetch, it does not keep the keys read before: the file as it
 is now is the source of truth (it is not a transient network failure), as when the generator read it.
@@ -300,6 +302,13 @@ class JwksResolver:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._refresher: asyncio.Task[None] | None = None
         self._file_watcher: asyncio.Task[None] | None = None
+        # Set by close(): a snapshot built after it (a rebuild already scheduled when the control plane
+        # stopped) still gets its table, but starts no fetch, refresher or poller that nothing would end.
+        self._closed = False
+        # file:// keys whose last read was not taken yet: text that is not JSON, or no file at all, is
+        # what a poll sees in the middle of a save (truncate then write; an editor's rename and create).
+        # Such a read is taken when the next poll reads the same; a JSON key set is taken at once.
+        self._unsettled: dict[JwksKey, JwksEntry] = {}
         self._ssl = self._ssl_context(insecure_skip_verify, extra_root_ca)
         # istiod's counters pilot_jwks_resolver_network_fetch_{success,fail}_total.
         registry = metrics if metrics is not None else CollectorRegistry()
@@ -337,6 +346,7 @@ class JwksResolver:
         never takes in a changed key set unannounced (the control plane carries jwt_authn configs over
         on endpoint-only changes)."""
         self._timeouts = dict(wanted)
+        self._unsettled = {k: v for k, v in self._unsettled.items() if k in wanted}
         table = {k: v for k, v in self.table.items() if k in wanted}
         new = [k for k in wanted if k not in table]
         fetched = [k for k in new if not is_file_uri(k[1])]
@@ -353,6 +363,9 @@ class JwksResolver:
         return self.table
 
     def _spawn(self, coro: Any) -> None:
+        if self._closed:
+            coro.close()  # closed: the key stays pending
+            return
         try:
             task = asyncio.get_running_loop().create_task(coro)
         except RuntimeError:
@@ -362,6 +375,8 @@ class JwksResolver:
         task.add_done_callback(self._tasks.discard)
 
     def _start_refresher(self) -> None:
+        if self._closed:
+            return
         if self._refresher is None or self._refresher.done():
             try:
                 self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
@@ -369,6 +384,8 @@ class JwksResolver:
                 self._refresher = None
 
     def _start_file_watcher(self) -> None:
+        if self._closed:
+            return  # closed: files are read once, as without a loop
         if self._file_watcher is None or self._file_watcher.done():
             try:
                 self._file_watcher = asyncio.get_running_loop().create_task(self._file_loop())
@@ -376,6 +393,7 @@ class JwksResolver:
                 self._file_watcher = None  # no loop (an offline snapshot): files are read once
 
     async def close(self) -> None:
+        self._closed = True
         running = [t for t in (self._refresher, self._file_watcher) if t is not None]
         tasks = [*self._tasks, *running]
         for t in tasks:
@@ -409,7 +427,10 @@ class JwksResolver:
                 self.on_change()
             if entry.keys is None:
                 entry = await self.fetch(key, retries=RETRIES_ON_REFRESH)
-                if entry.keys is not None and self._set(key, entry):
+                # A failure keeps the first one's error, unless the key was dropped and wanted again
+                # meanwhile: update() made it pending again and skipped its first fetch (this one was in
+                # flight), so nothing else would replace "not fetched yet" before the next refresh.
+                if (entry.keys is not None or self.table.get(key) == PENDING) and self._set(key, entry):
                     self.on_change()
         finally:
             self._inflight.discard(key)
@@ -418,7 +439,13 @@ class JwksResolver:
         last_failed = False
         while True:
             await asyncio.sleep(self.refresh_interval)
-            failed = await self.refresh()
+            try:
+                failed = await self.refresh()
+            except Exception:
+                # One loop refreshes every key: an unexpected error in one fetch must not end it (no key
+                # would ever be refreshed again). Counted as a failed refresh (the shorter interval).
+                log.exception("JWKS refresh failed")
+                failed = True
             self.refresh_interval = next_refresh_interval(
                 self.refresh_interval, self.refresh_default, failed=failed, last_failed=last_failed
             )
@@ -440,10 +467,23 @@ class JwksResolver:
         entries = await asyncio.to_thread(file_entries, keys)
         changed = False
         for key, entry in entries.items():
+            if self._settling(key, entry):
+                continue
             changed = self._set(key, entry) or changed
         if changed:
             self.on_change()
         return changed
+
+    def _settling(self, key: JwksKey, entry: JwksEntry) -> bool:
+        """Whether to leave a file's new read for the next poll: it is not a JSON document (or the file
+        could not be read) and the poll before did not read the same. Otherwise a poll that lands
+        between the truncation and the write of a save would push an empty or cut key set (every token
+        of the issuer rejected until the next poll) and then push again."""
+        if self.table.get(key) == entry or _is_json(entry.keys) or self._unsettled.get(key) == entry:
+            self._unsettled.pop(key, None)
+            return False
+        self._unsettled[key] = entry
+        return True
 
     async def refresh(self) -> bool:
         """Fetch every key again (istiod's refresh); whether any fetch failed. Files are not fetched:
@@ -513,12 +553,19 @@ class JwksResolver:
         return body
 
     async def _request(self, url: str, timeout: float) -> str:
-        parts = urlsplit(url)
+        try:
+            # urllib refuses what Go's url.Parse (istiod's validation) admits: a port above 65535, and
+            # a discovery document's jwks_uri is not validated at all (an unclosed IPv6 bracket). Both
+            # are a failed fetch, not a ValueError that would end the task or the refresh loop.
+            parts = urlsplit(url)
+            port_or_none = parts.port
+        except ValueError as exc:
+            raise FetchError(f'Get "{url}": invalid URL: {exc}') from None
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https"):
             raise FetchError(f'Get "{url}": unsupported protocol scheme "{parts.scheme}"')
         host = parts.hostname or ""
-        port = parts.port or (443 if scheme == "https" else 80)
+        port = port_or_none or (443 if scheme == "https" else 80)
         found = self.lookup(host, port)
         if found == []:
             # Cluster DNS knows the name, nothing serves the port (kube-proxy: connection refused).
@@ -547,7 +594,9 @@ class JwksResolver:
         except TimeoutError:
             # A stable message (no elapsed time): the same failure again is no change to report.
             raise FetchError(f'Get "{url}": context deadline exceeded (timeout {timeout:g}s)') from None
-        except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
+        except (aiohttp.ClientError, OSError, ssl.SSLError, ValueError) as exc:
+            # ValueError: what aiohttp and yarl raise for a URL they cannot use (an IDNA-invalid host,
+            # a malformed proxy URL); UnicodeError is one.
             raise FetchError(f'Get "{url}": {exc}') from None
         text = raw.decode("utf-8", errors="replace")
         if status < 200 or status >= 300:
@@ -557,6 +606,16 @@ class JwksResolver:
                 raise FetchError(f"status {status}, message {message[:100]}(truncated)")
             raise FetchError(f"status {status}, message {message}")
         return text
+
+
+def _is_json(text: str | None) -> bool:
+    if text is None:
+        return False
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _env_proxy(url: str) -> str | None:

@@ -578,3 +578,157 @@ def test_control_plane_reads_file_keys_and_pushes_when_the_file_changes(tmp_path
         await cp.jwks.close()
 
     asyncio.run(run())
+
+
+def test_a_uri_python_cannot_parse_is_a_fetch_error_not_a_dead_task(ms: MockServer) -> None:
+    """A jwksUri validation admits (Go's url.Parse takes any digits as a port) but urllib refuses
+    (port 99999), or one an issuer's discovery document names (an unclosed IPv6 bracket), is a failed
+    fetch like any other: before, the ValueError escaped `fetch`, so the first-fetch task died with the
+    key pending for ever, and in a refresh it ended the refresh loop (no key refreshed again)."""
+    assert "invalid URL" in (fetch(resolver(), "i", "http://127.0.0.1:99999/keys").error or "")
+
+    bad = MockServer()  # its Handler class is its own: patching it touches no other server
+    try:
+        handler = bad.server.RequestHandlerClass
+        orig = handler.do_GET
+
+        def do_get(self: Any) -> None:
+            if self.path.startswith("/.well-known/openid-configuration"):
+                self._send(200, json.dumps({"jwks_uri": "http://[::1/certs"}))
+                return
+            orig(self)
+
+        handler.do_GET = do_get  # type: ignore[method-assign]
+        entry = fetch(resolver(), bad.url, "")
+        assert entry.keys is None and entry.error, entry
+    finally:
+        bad.stop()
+
+    changes: list[int] = []
+    r = JwksResolver(no_mesh, lambda: changes.append(1), retry_interval=0.01)
+    good, broken = ("", ms.url + "/oauth2/v3/certs"), ("", "http://127.0.0.1:99999/keys")
+
+    async def run() -> None:
+        r.update({good: 5.0, broken: 5.0})
+        for _ in range(200):
+            if not r._tasks:
+                break
+            await asyncio.sleep(0.01)
+        assert not r._tasks
+        assert r.table[good].keys == KEY_1
+        assert r.table[broken].error and not r.table[broken].pending, r.table[broken]
+        ms.keys = KEY_2
+        assert await r.refresh()  # the broken key failed; the good one still rotates
+        assert r.table[good].keys == KEY_2
+        await r.close()
+
+    asyncio.run(run())
+
+
+def test_nothing_starts_after_close(ms: MockServer, tmp_path: Path) -> None:
+    """A rebuild that runs after the control plane closed the resolver (one already scheduled when
+    it stopped: a file change or a fetch that ended just before) still gets a table, but starts no
+    fetch, refresh loop or file poller: before, update() started a new poller (the old one was done,
+    cancelled) and fetch tasks that nothing would cancel, pending when the loop closed."""
+    path = tmp_path / "jwks.json"
+    path.write_text(KEY_1)
+    file_key = ("", f"file://{path}")
+    http_key = ("", ms.url + "/oauth2/v3/certs")
+    r = resolver(file_poll_interval=0.01)
+
+    async def run() -> None:
+        r.update({file_key: 5.0})
+        assert r._file_watcher is not None and not r._file_watcher.done()
+        await r.close()
+        table = r.update({file_key: 5.0, http_key: 5.0})
+        assert table[file_key].keys == KEY_1 and table[http_key] == PENDING
+        assert r._file_watcher is None or r._file_watcher.done()
+        assert r._refresher is None or r._refresher.done()
+        assert not r._tasks
+
+    asyncio.run(run())
+
+
+def test_an_unexpected_error_does_not_end_the_refresh_loop(ms: MockServer) -> None:
+    """The refresh loop is the only thing that refreshes keys: a refresh that raises (a bug, an error
+    no fetch expected) is logged and counted as a failed refresh, and the next one still runs."""
+    key = ("", ms.url + "/oauth2/v3/certs")
+    r = resolver(refresh_interval=0.01)
+    calls: list[int] = []
+    real_refresh = r.refresh
+
+    async def flaky_refresh() -> bool:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("unexpected")
+        return await real_refresh()
+
+    r.refresh = flaky_refresh  # type: ignore[method-assign]
+
+    async def run() -> None:
+        r.update({key: 5.0})
+        await _until(lambda: r.table[key].keys == KEY_1, "the first fetch")
+        await _until(lambda: calls, "the first refresh")
+        assert r._refresher is not None
+        await asyncio.sleep(0.05)
+        assert not r._refresher.done(), "the refresh loop ended"
+        await r.close()
+
+    asyncio.run(run())
+
+
+def test_a_key_wanted_again_during_its_background_retries_is_not_left_pending(ms: MockServer) -> None:
+    """A key whose first fetch failed is dropped from the config and named again while its background
+    retries run: update() makes it pending and starts no fetch (one is in flight), so when those
+    retries fail too their error must replace "not fetched yet" (before: pending until the next
+    refresh, 20 minutes later, with generationErrors saying the keys were not fetched yet)."""
+    ms.error_after = 0
+    key = ("", ms.url + "/oauth2/v3/certs")
+    changes: list[int] = []
+    r = JwksResolver(no_mesh, lambda: changes.append(1), retry_interval=0.05)
+
+    async def run() -> None:
+        r.update({key: 5.0})
+        await _until(lambda: changes, "the first fetch to fail")
+        assert r.table[key].error and key in r._inflight  # the background retries run
+        r.update({})
+        assert r.update({key: 5.0})[key] == PENDING
+        await _until(lambda: not r._inflight, "the background retries to end")
+        assert r.table[key].error and not r.table[key].pending, r.table[key]
+        await r.close()
+
+    asyncio.run(run())
+
+
+def test_a_file_read_in_the_middle_of_a_save_is_not_pushed(tmp_path: Path) -> None:
+    """A save truncates the file and then writes it (an editor may also rename it away and create it
+    anew): a poll in between reads an empty (or cut) file, or none. Before, that read was taken at
+    once: a push of a key set that rejects every token, then a second push when the save completed.
+    Now text that is not JSON, or a missing file, is taken only when the next poll reads the same; a
+    JSON key set is taken at once."""
+    path = tmp_path / "jwks.json"
+    path.write_text(KEY_1)
+    key = ("", f"file://{path}")
+    changes: list[int] = []
+    r = JwksResolver(no_mesh, lambda: changes.append(1), file_poll_interval=3600)
+
+    async def run() -> None:
+        r.update({key: 5.0})
+        for middle in ("", KEY_2[:10]):
+            path.write_text(middle)  # the poll lands mid-save
+            assert not await r.reread_files() and not jr.jwks_changed(KEY_1, r.table[key].keys or "")
+            path.write_text(KEY_1_REORDERED)  # the save completes: the same keys, nothing to push
+            assert not await r.reread_files() and changes == []
+        path.unlink()  # gone for one poll (an editor's rename and create)
+        assert not await r.reread_files() and r.table[key].keys == KEY_1_REORDERED
+        path.write_text(KEY_2)  # a JSON key set: taken at once
+        assert await r.reread_files() and r.table[key].keys == KEY_2 and changes == [1]
+        path.write_text("not json")  # a file left that way is taken on the next poll
+        assert not await r.reread_files()
+        assert await r.reread_files() and r.table[key].keys == "not json"
+        path.unlink()
+        assert not await r.reread_files()
+        assert await r.reread_files() and r.table[key].error
+        await r.close()
+
+    asyncio.run(run())
