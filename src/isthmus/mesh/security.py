@@ -138,6 +138,10 @@ class MeshSecurity:
                 await asyncio.wait_for(task, 2)
             except (TimeoutError, asyncio.CancelledError):
                 task.cancel()
+            except Exception:
+                # The watch ended with an error (inotify's watch limit, the directory gone): reported,
+                # and the shutdown goes on, or every pod's agent and the CA server would stay up.
+                log.exception("the CA directory watch failed")
         for key in list(self.pods):
             await self.stop_pod(*key)
         await self.server.stop()
@@ -147,20 +151,28 @@ class MeshSecurity:
     async def _watch_ca_dir(self, directory: Path) -> None:
         from watchfiles import awatch
 
-        async for changes in awatch(
-            directory,
-            stop_event=self._watch_stop,
-            debounce=CA_WATCH_DEBOUNCE_MS,
-            step=50,
-            recursive=False,
-        ):
-            # Any write, creation or removal of one of the four files (istiod reacts to Write and Create;
-            # a removal is reported here too, and refused by the reload as an incomplete bundle).
-            if any(Path(p).name in CA_FILES for _, p in changes):
-                try:
-                    self.reload_ca()
-                except Exception:  # a bug must not end the watch: later updates would be missed
-                    log.exception("plug-in CA reload failed")
+        try:
+            async for changes in awatch(
+                directory,
+                stop_event=self._watch_stop,
+                debounce=CA_WATCH_DEBOUNCE_MS,
+                step=50,
+                recursive=False,
+            ):
+                # Any write, creation or removal of one of the four files (istiod reacts to Write and
+                # Create; a removal is reported here too, and refused by the reload as an incomplete bundle).
+                if any(Path(p).name in CA_FILES for _, p in changes):
+                    try:
+                        self.reload_ca()
+                    except Exception:  # a bug must not end the watch: later updates would be missed
+                        log.exception("plug-in CA reload failed")
+        except Exception as exc:
+            # The watch itself failed (inotify's watch limit, the directory removed): from now on an
+            # update of the directory is not seen. Say so where a refused update is said, not only in
+            # a task's exception nobody reads until shutdown.
+            self.ca_reload_error = f"the CA directory {directory} is no longer watched: {exc}"
+            self.on_event(f"plug-in CA updates will not be picked up: {self.ca_reload_error}")
+            log.exception("the CA directory watch failed")
 
     def reload_ca(self) -> bool:
         """Load the CA directory again and hand a changed bundle to the mesh (see the module docstring).

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -277,6 +277,60 @@ def test_a_signing_change_alone_pushes_nothing(pki: Pki, tmp_path: Path) -> None
             assert agent.stats.certificates_issued == issued
             cert = await agent.rotate_now()
             assert cert.leaf.issuer == pki.inter_b.cert.subject
+        finally:
+            await security.stop()
+
+    run(scenario)
+
+
+def test_a_failed_watch_does_not_stop_the_shutdown(
+    pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CA directory's watch can end with an error (inotify's watch limit, the directory removed):
+    stop() must still stop every pod's agent and the CA server. Before, stop() re-raised the watch's
+    error from `wait_for` and left the agents and the CA server running (a mesh that never exits)."""
+    ca_dir = tmp_path / "state" / "ca"
+    write(ca_dir, pki.inter_a, pki.root_a, [pki.root_a])
+    security = MeshSecurity(tmp_path / "state", "cluster.local")
+
+    async def broken_watch(directory: Path) -> None:
+        raise OSError(28, "OS file watch limit reached")
+
+    monkeypatch.setattr(security, "_watch_ca_dir", broken_watch)
+
+    async def scenario() -> None:
+        await security.start("127.0.0.1", 0)
+        await security.start_pod("default", "a-0", "a", tmp_path / "pod", [])
+        await asyncio.sleep(0)  # the watch task runs, and fails
+        await security.stop()
+        assert not security.pods
+        assert security.server._server is None
+
+    run(scenario)
+
+
+def test_a_failed_watch_is_reported(pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A watch that fails while the mesh runs is reported at once (event and `isthmus status`'s
+    reloadError): before, it died silently and later updates of the directory were never seen."""
+    import watchfiles
+
+    ca_dir = tmp_path / "state" / "ca"
+    write(ca_dir, pki.inter_a, pki.root_a, [pki.root_a])
+    events: list[str] = []
+    security = MeshSecurity(tmp_path / "state", "cluster.local", on_event=events.append)
+
+    async def broken_awatch(*args: object, **kwargs: object) -> AsyncIterator[set[tuple[int, str]]]:
+        raise OSError(28, "OS file watch limit reached")
+        yield set()
+
+    monkeypatch.setattr(watchfiles, "awatch", broken_awatch)
+
+    async def scenario() -> None:
+        await security.start("127.0.0.1", 0)
+        try:
+            await wait_until("report", lambda: security.ca_reload_error is not None)
+            assert "no longer watched" in (security.ca_status()["reloadError"] or "")
+            assert any("will not be picked up" in e for e in events)
         finally:
             await security.stop()
 
