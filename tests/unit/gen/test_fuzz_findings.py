@@ -28,9 +28,11 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from gen_helpers import PODS, clusters, generate, route_table, sidecar, snapshot, vhost
+from google.protobuf.json_format import MessageToDict
 
 from isthmus.agent.envoy import default_envoy_path
 from isthmus.api import loader
+from isthmus.api.validation.common import regex_error
 from isthmus.config.ingest import ingest_text
 from isthmus.model.proxy import Proxy
 from isthmus.model.snapshot import Snapshot
@@ -798,3 +800,45 @@ def test_dns_service_entry_repeating_a_service_host_adds_no_host_name_to_its_eds
         for e in group["lb_endpoints"]
     ]
     assert addresses and all(a.startswith("127.") for a in addresses), addresses
+
+
+def _regexes(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return [v for k, v in node.items() if k == "regex" and isinstance(v, str)] + [
+            r for v in node.values() for r in _regexes(v)
+        ]
+    if isinstance(node, list):
+        return [r for v in node for r in _regexes(v)]
+    return []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "serviceAccounts: ['\\']",  # one backslash
+        "serviceAccounts: ['ns/a(b']",
+        "namespaces: ['x\\']",
+        "principals: ['*sa/a(b']",
+    ],
+)
+def test_authorization_values_with_regex_metacharacters_make_valid_regexes(source: str) -> None:
+    """fuzz_nacks seed 23: `serviceAccounts: ['\\']` was spliced into the principal regex unescaped, and
+    Envoy NACKed every sidecar's listeners and route tables ("unexpected )")."""
+    policy = f"""
+    apiVersion: security.istio.io/v1
+    kind: AuthorizationPolicy
+    metadata: {{name: fz, namespace: default}}
+    spec:
+      rules:
+      - from:
+        - source:
+            {source}
+    """
+    assert ingest_text(policy, "ap.yaml").ok
+    snap = snapshot(policy)
+    proxy = sidecar("reviews-v1-0", "default", {"app": "reviews", "version": "v1"}, "127.7.0.2")
+    configs = [MessageToDict(a) for a in authz.rbac_per_route(snap, proxy).values()]
+    configs += [MessageToDict(f) for f in authz.inbound_network_filters(snap, proxy)]
+    regexes = _regexes(configs)
+    assert any("sa/" in r or "ns/" in r for r in regexes), configs
+    assert [r for r in regexes if regex_error(r)] == []

@@ -96,6 +96,23 @@ def policies_for(snapshot: Snapshot, kind: str, proxy: Proxy) -> list[Config]:
 # --- string matchers ----------------------------------------------------------------------------
 
 
+# What could make a spliced value an invalid RE2 regex (or change its structure); `.` stays a wildcard, as
+# istiod leaves it, so the regex of every usual name is istiod's own.
+_RE2_META = frozenset("\\+*?()|[]{}^$")
+
+
+def _re2_literal(text: str) -> str:
+    """`text` spliced into an RE2 regex. istiod splices policy values in unescaped; for the names
+    Kubernetes allows that is the same regex, and a value with a metacharacter (a `\\`, a `(`) matches
+    itself instead of making Envoy NACK the whole listener or route table."""
+    return "".join("\\" + c if c in _RE2_META else c for c in text)
+
+
+def _wildcard_regex(value: str) -> str:
+    """A policy value with istiod's `*` wildcards (any run of characters) as an RE2 regex."""
+    return ".*".join(_re2_literal(part) for part in value.split("*"))
+
+
 def _sm(value: str, prefix: str = "", *, ignore_case: bool = False) -> string_pb2.StringMatcher:
     """Istio's StringMatcherWithPrefix: `*` any, `v*` prefix, `*v` suffix, else exact."""
     if value == "*":
@@ -103,7 +120,9 @@ def _sm(value: str, prefix: str = "", *, ignore_case: bool = False) -> string_pb
     if value.startswith("*"):
         if prefix:
             # A StringMatcher has no prefix-and-suffix form; istiod keeps both in a regex, unescaped.
-            return string_pb2.StringMatcher(safe_regex={"regex": prefix + ".*" + value[1:]})
+            return string_pb2.StringMatcher(
+                safe_regex={"regex": _re2_literal(prefix) + _wildcard_regex(value)}
+            )
         return string_pb2.StringMatcher(suffix=value[1:], ignore_case=ignore_case)
     if value.endswith("*"):
         return string_pb2.StringMatcher(prefix=prefix + value[:-1], ignore_case=ignore_case)
@@ -277,12 +296,12 @@ def _principal_for(key: str, value: str, tcp: bool) -> rbac_pb2.Principal:
     if key in ("principals", "source.principal"):
         return _authenticated(_sm(value, SPIFFE))
     if key in ("namespaces", "source.namespace"):
-        regex = ".*/ns/" + value.replace("*", ".*") + "/.*"
+        regex = ".*/ns/" + _wildcard_regex(value) + "/.*"
         return _authenticated(string_pb2.StringMatcher(safe_regex={"regex": regex}))
     if key in ("serviceAccounts", "source.serviceAccount"):
         ns, _, sa = value.rpartition("/")
-        ns_re = (ns or ".+").replace("*", ".*")
-        regex = f"spiffe://.+/ns/{ns_re}/(.+/|)sa/{sa.replace('*', '.*')}(/.+)?"
+        ns_re = _wildcard_regex(ns) if ns else ".+"
+        regex = f"spiffe://.+/ns/{ns_re}/(.+/|)sa/{_wildcard_regex(sa)}(/.+)?"
         return _authenticated(string_pb2.StringMatcher(safe_regex={"regex": regex}))
     if key in ("trustDomains", "source.trustDomain"):
         prefix = SPIFFE if value == "*" else f"{SPIFFE}{value}/"
