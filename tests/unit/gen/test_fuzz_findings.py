@@ -817,7 +817,7 @@ def _regexes(node: Any) -> list[str]:
     [
         "serviceAccounts: ['\\']",  # one backslash
         "serviceAccounts: ['ns/a(b']",
-        "namespaces: ['x\\']",
+        "namespaces: ['x(']",
         "principals: ['*sa/a(b']",
     ],
 )
