@@ -193,8 +193,7 @@ def peer_labels_outbound(
             if resolved is None or not resolved.has_proxy:
                 # A ServiceEntry's own endpoint at a pod's address is that entry's endpoint, not the pod:
                 # with no metadata exchange (no sidecar there), its metadata is all istio-proxy knows.
-                entry = getattr(resolver, "entry_endpoint", None)
-                own = entry(host, upstream_ip) if entry is not None and upstream_ip else None
+                own = resolver.entry_endpoint(host, upstream_ip) if upstream_ip else None
                 if own is not None:
                     metadata_peer = own
     peer = _upstream_peer(metadata_peer, eds=eds, tcp=tcp, peer_san=peer_san)

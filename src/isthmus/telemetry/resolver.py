@@ -75,6 +75,8 @@ class PeerResolver(Protocol):
 
     def inbound_service(self, proxy: Proxy, port: int) -> ServiceInfo | None: ...
 
+    def entry_endpoint(self, host: str, ip: str) -> Workload | None: ...
+
 
 def workload_of_proxy(proxy: Proxy) -> Workload:
     """The reporting proxy's own side, from its node metadata (as istio-proxy reads its node)."""
@@ -111,6 +113,9 @@ class StaticResolver:
 
     def inbound_service(self, proxy: Proxy, port: int) -> ServiceInfo | None:
         return self._inbound.get((proxy.id, port)) or self._inbound.get((proxy.instance, port))
+
+    def entry_endpoint(self, host: str, ip: str) -> Workload | None:
+        return None  # plain data names no ServiceEntry endpoints
 
 
 def _endpoint_workload(svc: Any, ep: Any) -> Workload:
