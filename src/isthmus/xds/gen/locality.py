@@ -184,7 +184,7 @@ def apply(groups: Sequence[Group], proxy: Proxy, lb: LocalityLb) -> Sequence[Gro
     if out:
         network = str(proxy.metadata.get("NETWORK") or "")
         proxy_labels = topology_labels(proxy.labels, proxy.locality, network)
-        out = _apply_failover_priorities(out, proxy_labels, setting.failover_priority)
+        out = apply_failover_priorities(out, proxy_labels, setting.failover_priority)
     # An explicit failover applies on top of failoverPriority; the default one does not.
     if setting.failover:
         out = _apply_locality_failover(out, split_locality(proxy.locality), setting.failover)
@@ -236,10 +236,10 @@ def _apply_locality_failover(
                         priority = 4
                     break
         raw.append(g.priority * 5 + priority)
-    return _compacted(groups, raw)
+    return compacted(groups, raw)
 
 
-def _apply_failover_priorities(
+def apply_failover_priorities(
     groups: Sequence[Group], proxy_labels: Mapping[str, str], failover_priority: Sequence[str]
 ) -> list[Group]:
     """applyFailoverPriorities: each locality split by how many of the labels, in order, an endpoint shares
@@ -267,10 +267,10 @@ def _apply_failover_priorities(
         for priority in sorted(by_priority):
             eps = by_priority[priority]
             out.append(Group(g.locality, eps, endpoints_weight(eps), priority))
-    return _compacted(out, [g.priority for g in out])
+    return compacted(out, [g.priority for g in out])
 
 
-def _compacted(groups: Sequence[Group], priorities: Sequence[int]) -> list[Group]:
+def compacted(groups: Sequence[Group], priorities: Sequence[int]) -> list[Group]:
     """Priorities renumbered 0..N in order, without gaps (Envoy wants them contiguous). Groups whose
     priority stays are kept as they are (the usual case: one locality, or all at priority 0)."""
     rank = {p: i for i, p in enumerate(sorted(set(priorities)))}

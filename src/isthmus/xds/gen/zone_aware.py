@@ -95,10 +95,10 @@ def apply_regions(groups: Sequence[Group], proxy: Proxy, za: Any) -> Sequence[Gr
     if za.failover_priority:
         network = str(proxy.metadata.get("NETWORK") or "")
         proxy_labels = locality.topology_labels(proxy.labels, proxy.locality, network)
-        out = locality._apply_failover_priorities(out, proxy_labels, za.failover_priority)
+        out = locality.apply_failover_priorities(out, proxy_labels, za.failover_priority)
     region = split_locality(proxy.locality)[0]
     raw = [g.priority * 3 + _region_tier(region, split_locality(g.locality)[0], za.failover) for g in out]
-    applied = locality._compacted(out, raw)
+    applied = locality.compacted(out, raw)
     if out is groups and all(a is b for a, b in zip(applied, groups, strict=True)):
         return groups
     return applied
