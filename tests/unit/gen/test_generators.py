@@ -324,3 +324,21 @@ def test_a_broken_virtual_service_is_left_out_not_the_table(monkeypatch: pytest.
     # The broken VS's host falls back to its default route, and the failure is on record.
     assert vhost(table, "web.default.svc.cluster.local:80")["routes"][-1]["name"] == "default"
     assert "VirtualService default/broken" in snap.generation_errors
+
+
+def test_fault_and_cors_filters_run_only_on_routes_that_configure_them() -> None:
+    """Disabled on every HCM (so the usual request does not build them); a route's per-filter config
+    is what enables them, as Envoy treats any typed_per_filter_config entry as enabling."""
+    listeners = generate(snapshot(), sidecar(), naming.LISTENER_TYPE)
+    seen = 0
+    for lst in listeners.values():
+        for chain in lst.get("filter_chains", []):
+            for f in chain["filters"]:
+                if f["name"] != "envoy.filters.network.http_connection_manager":
+                    continue
+                by_name = {h["name"]: h for h in f["typed_config"]["http_filters"]}
+                for name in ("envoy.filters.http.fault", "envoy.filters.http.cors"):
+                    assert by_name[name].get("disabled") is True, (lst["name"], name)
+                    seen += 1
+                assert by_name["envoy.filters.http.router"].get("disabled") is not True
+    assert seen >= 4  # inbound and outbound HCMs

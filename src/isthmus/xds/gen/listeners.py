@@ -101,7 +101,10 @@ def _http_filters(
             )
         )
     # istiod's order (buildHTTPConnectionManager): [grpc_web on GRPC-Web ports], grpc_stats, fault, cors,
-    # router; fault and cors are there for per-route config.
+    # router; fault and cors are there for per-route config. They are disabled by default: a route's
+    # typed_per_filter_config (HTTPRoute.fault, corsPolicy) enables the filter for that route, so a route
+    # without one, the usual request, does not instantiate them (route-based filter chain; behaviour is
+    # istiod's, as the empty filter configs do nothing).
     if grpc_web:
         filters.append(
             p.hcm.HttpFilter(name="envoy.filters.http.grpc_web", typed_config=p.pack(grpc_web_pb2.GrpcWeb()))
@@ -109,9 +112,13 @@ def _http_filters(
     # gRPC message counts for istio_request/response_messages_total, read by the telemetry ALS.
     filters.append(telemetry.grpc_stats_filter())
     filters.append(
-        p.hcm.HttpFilter(name="envoy.filters.http.fault", typed_config=p.pack(p.fault.HTTPFault()))
+        p.hcm.HttpFilter(
+            name="envoy.filters.http.fault", typed_config=p.pack(p.fault.HTTPFault()), disabled=True
+        )
     )
-    filters.append(p.hcm.HttpFilter(name="envoy.filters.http.cors", typed_config=p.pack(p.cors.Cors())))
+    filters.append(
+        p.hcm.HttpFilter(name="envoy.filters.http.cors", typed_config=p.pack(p.cors.Cors()), disabled=True)
+    )
     if outbound and session.in_use(snapshot):
         # istiod's EmptySessionFilter, on every HCM but the sidecar's inbound: stateful_session without a
         # session state does nothing; HTTPRoute.sessionPersistence turns it on per route. Only in meshes
