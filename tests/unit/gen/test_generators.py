@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
-from gen_helpers import clusters, generate, route_table, sidecar, snapshot, vhost
+from typing import Any
 
+import pytest
+from gen_helpers import PODS, clusters, generate, route_table, sidecar, snapshot, vhost
+
+from isthmus.model.proxy import Proxy
+from isthmus.registry.types import Pod
 from isthmus.xds.gen import naming
 
 REVIEWS = "reviews.default.svc.cluster.local"
@@ -326,19 +330,76 @@ def test_a_broken_virtual_service_is_left_out_not_the_table(monkeypatch: pytest.
     assert "VirtualService default/broken" in snap.generation_errors
 
 
-def test_fault_and_cors_filters_run_only_on_routes_that_configure_them() -> None:
-    """Disabled on every HCM (so the usual request does not build them); a route's per-filter config
-    is what enables them, as Envoy treats any typed_per_filter_config entry as enabling."""
-    listeners = generate(snapshot(), sidecar(), naming.LISTENER_TYPE)
-    seen = 0
-    for lst in listeners.values():
+PER_ROUTE_FILTERS = (
+    "envoy.filters.http.fault",
+    "envoy.filters.http.cors",
+    "envoy.filters.http.rbac.audit",
+    "envoy.filters.http.rbac.deny",
+    "envoy.filters.http.rbac.allow",
+)
+GATEWAY = """
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers: [{port: {number: 8080, name: http, protocol: HTTP}, hosts: ["*"]}]
+"""
+EXT_AUTHZ_PROVIDER = """
+apiVersion: isthmus.dev/v1alpha1
+kind: MeshConfig
+metadata: {name: mesh}
+spec:
+  extensionProviders:
+  - name: authz
+    envoyExtAuthzGrpc: {service: ratings.other.svc.cluster.local, port: 9080}
+"""
+
+
+def _disabled_by_default(snap: Any, proxy: Any) -> dict[str, set[bool]]:
+    """Per filter of PER_ROUTE_FILTERS, the `disabled` values it has on the proxy's HCMs."""
+    out: dict[str, set[bool]] = {}
+    for lst in generate(snap, proxy, naming.LISTENER_TYPE).values():
         for chain in lst.get("filter_chains", []):
             for f in chain["filters"]:
                 if f["name"] != "envoy.filters.network.http_connection_manager":
                     continue
-                by_name = {h["name"]: h for h in f["typed_config"]["http_filters"]}
-                for name in ("envoy.filters.http.fault", "envoy.filters.http.cors"):
-                    assert by_name[name].get("disabled") is True, (lst["name"], name)
-                    seen += 1
-                assert by_name["envoy.filters.http.router"].get("disabled") is not True
-    assert seen >= 4  # inbound and outbound HCMs
+                for h in f["typed_config"]["http_filters"]:
+                    if h["name"] in PER_ROUTE_FILTERS:
+                        out.setdefault(h["name"], set()).add(h.get("disabled", False))
+                    else:
+                        assert not h.get("disabled") or "decompressor" in h["name"], h["name"]
+    return out
+
+
+def test_per_route_filters_run_only_on_routes_that_configure_them() -> None:
+    """fault, CORS and the RBAC filters carry no config of their own: they are disabled on a sidecar's
+    HCMs (the usual request does not build them), and the route's or virtual host's per-filter config
+    (fault, corsPolicy, RBACPerRoute) is what enables them, as Envoy treats any entry as enabling."""
+    assert _disabled_by_default(snapshot(), sidecar()) == dict.fromkeys(PER_ROUTE_FILTERS, {True})
+
+
+def test_per_route_filters_stay_enabled_where_the_route_may_change() -> None:
+    """Envoy picks a request's disabled-by-default filters from the route matched when the chain is built;
+    a gateway's jwt_authn (claim routing) or an ext_authz provider may clear the route cache later, and
+    the new route's per-filter config would not be consulted: there they stay enabled."""
+    gw = Proxy(
+        id=Proxy.node_id("gateway", "127.7.0.9", "gw-0", "istio-system"),
+        kind="gateway",
+        ip="127.7.0.9",
+        namespace="istio-system",
+        instance="gw-0",
+        workload="gw",
+        labels={"istio": "ingressgateway"},
+    )
+    gw_pod = Pod(
+        "gw-0", "istio-system", "127.7.0.9", {"istio": "ingressgateway"}, workload="gw", gateway=True
+    )
+    assert _disabled_by_default(snapshot(GATEWAY, pods=[*PODS, gw_pod]), gw) == dict.fromkeys(
+        PER_ROUTE_FILTERS, {False}
+    )
+    # The inbound HCM has the provider's ext_authz; the outbound ones have none.
+    assert _disabled_by_default(snapshot(EXT_AUTHZ_PROVIDER), sidecar()) == {
+        **dict.fromkeys(PER_ROUTE_FILTERS[:2], {False, True}),
+        **dict.fromkeys(PER_ROUTE_FILTERS[2:], {False}),
+    }

@@ -854,7 +854,10 @@ def jwt_filter() -> hcm.HttpFilter:
 # One RBAC filter per action, always present on inbound and gateway HCMs with no rules of their own
 # (no enforcement); the policies in force arrive per route over RDS (RBACPerRoute). So an
 # AuthorizationPolicy change never replaces a listener: it applies to open connections at once and
-# drains nothing (istio#48077).
+# drains nothing (istio#48077). The filters are disabled by default: the RBACPerRoute entry on a virtual
+# host enables its filter there (Envoy treats any per-filter config as enabling), and where there is
+# none the filter's own empty config would enforce nothing anyway, so only requests a policy applies to
+# pay for an RBAC filter.
 RBAC_FILTERS = (
     ("AUDIT", "envoy.filters.http.rbac.audit", "istio_dry_run_audit_"),
     ("DENY", "envoy.filters.http.rbac.deny", "istio_dry_run_deny_"),
@@ -954,7 +957,7 @@ def _ext_authz_filters(snapshot: Snapshot, proxy: Proxy) -> list[hcm.HttpFilter]
     providers = ext_authz.defined_providers(snapshot)
     if not providers and _custom(snapshot, proxy) is None:
         return []
-    out = [hcm.HttpFilter(name=CUSTOM_RBAC_FILTER, typed_config=p.pack(http_rbac.RBAC()))]
+    out = [_inert_rbac_filter(CUSTOM_RBAC_FILTER)]
     for name in providers:
         f = hcm.HttpFilter(name=naming.ext_authz_extension(name))
         discovery = f.config_discovery
@@ -962,7 +965,7 @@ def _ext_authz_filters(snapshot: Snapshot, proxy: Proxy) -> list[hcm.HttpFilter]
         discovery.default_config.CopyFrom(p.pack(ext_authz.inert()))
         discovery.type_urls.append(ext_authz.TYPE_URL)
         out += [
-            hcm.HttpFilter(name=naming.custom_rbac_filter(name), typed_config=p.pack(http_rbac.RBAC())),
+            _inert_rbac_filter(naming.custom_rbac_filter(name)),
             f,
         ]
     return out
@@ -984,10 +987,29 @@ def ext_authz_extensions(snapshot: Snapshot, proxy: Proxy) -> list[extension_pb2
     return out
 
 
+def route_fixed_before(proxy: Proxy, filters: Sequence[hcm.HttpFilter]) -> bool:
+    """Whether no filter among `filters` can clear the route cache. Envoy decides which disabled-by-default
+    filters a request gets from the route matched when its filter chain is built; a filter that clears
+    the route cache afterwards (a gateway's jwt_authn, for `@request.auth.claims` routing, or an ext_authz
+    provider with clearRouteCache; both configured over ECDS, so either may start doing it without a
+    listener change) could move the request to a route whose per-filter config was never consulted.
+    Filters after such ones stay enabled."""
+    if any(f.name.startswith(naming.EXT_AUTHZ_EXTENSION) for f in filters):
+        return False
+    # A sidecar's jwt_authn never clears it (see jwt_config).
+    return proxy.kind == "sidecar" or not any(f.name == naming.JWT_EXTENSION for f in filters)
+
+
+def _inert_rbac_filter(name: str, *, disabled: bool = False) -> hcm.HttpFilter:
+    """An RBAC filter with no rules of its own (the RBACPerRoute entries carry them). Disabled until such
+    an entry enables it, where the route cannot change after the filter chain is built."""
+    return hcm.HttpFilter(name=name, typed_config=p.pack(http_rbac.RBAC()), disabled=disabled)
+
+
 def inbound_http_filters(snapshot: Snapshot, proxy: Proxy) -> list[hcm.HttpFilter]:
     out: list[hcm.HttpFilter] = [jwt_filter(), *_ext_authz_filters(snapshot, proxy)]
-    for _, name, _ in RBAC_FILTERS:
-        out.append(hcm.HttpFilter(name=name, typed_config=p.pack(http_rbac.RBAC())))
+    disabled = route_fixed_before(proxy, out)
+    out.extend(_inert_rbac_filter(name, disabled=disabled) for _, name, _ in RBAC_FILTERS)
     return out
 
 

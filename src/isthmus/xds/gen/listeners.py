@@ -87,6 +87,7 @@ def _http_filters(
     grpc_web: bool = False,
     suppress_envoy_headers: bool = False,
     outbound: bool = False,
+    route_fixed: bool = False,
 ) -> list[p.hcm.HttpFilter]:
     filters = []
     if dfp:
@@ -101,7 +102,8 @@ def _http_filters(
             )
         )
     # istiod's order (buildHTTPConnectionManager): [grpc_web on GRPC-Web ports], grpc_stats, fault, cors,
-    # router; fault and cors are there for per-route config. They are disabled by default: a route's
+    # router; fault and cors are there for per-route config. Where no earlier filter can clear the route
+    # cache (`route_fixed`, authz.route_fixed_before), they are disabled by default: a route's
     # typed_per_filter_config (HTTPRoute.fault, corsPolicy) enables the filter for that route, so a route
     # without one, the usual request, does not instantiate them (route-based filter chain; behaviour is
     # istiod's, as the empty filter configs do nothing).
@@ -113,11 +115,13 @@ def _http_filters(
     filters.append(telemetry.grpc_stats_filter())
     filters.append(
         p.hcm.HttpFilter(
-            name="envoy.filters.http.fault", typed_config=p.pack(p.fault.HTTPFault()), disabled=True
+            name="envoy.filters.http.fault", typed_config=p.pack(p.fault.HTTPFault()), disabled=route_fixed
         )
     )
     filters.append(
-        p.hcm.HttpFilter(name="envoy.filters.http.cors", typed_config=p.pack(p.cors.Cors()), disabled=True)
+        p.hcm.HttpFilter(
+            name="envoy.filters.http.cors", typed_config=p.pack(p.cors.Cors()), disabled=route_fixed
+        )
     )
     if outbound and session.in_use(snapshot):
         # istiod's EmptySessionFilter, on every HCM but the sidecar's inbound: stateful_session without a
@@ -168,6 +172,7 @@ def _hcm(
             grpc_web=port_protocol is Protocol.GRPC_WEB,
             suppress_envoy_headers=headers is not None and _disabled(headers.envoy_debug_headers),
             outbound=direction != "inbound",
+            route_fixed=authz.route_fixed_before(proxy, security_filters),
         )
     )
     m.stream_idle_timeout.CopyFrom(p.duration(0))
