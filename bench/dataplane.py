@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/dataplane.py [--quick] [--rounds N] [--duration S] [--ablation]
     .venv/bin/python bench/dataplane.py --rounds 4 --rows "2 sidecars,2 sc, no telemetry"
+    .venv/bin/python bench/dataplane.py --ablation --instructions [--requests N] [--repeats N] [--ablation-rows ...]
 
 Starts a real mesh (`isthmus up`) with an echo workload (Service `echo`, port 8080, sidecar) and a
 client workload (a sidecar only), plus two hand-written reference Envoys (bench/reference/*.yaml: static
@@ -51,6 +52,12 @@ with one item removed from both sidecars (ALS access log, tracing, grpc_stats, j
 empty RBAC filters, dynamic_forward_proxy + fault + CORS, XFCC), then with all of them removed, beside
 the live sidecars and the reference: max rps and Envoy CPU per request at 1,000 rps
 (bench/results/dataplane-ablation.json).
+
+`--ablation --instructions` runs the same variants (and the reference pair) with each Envoy under
+callgrind and counts user-space instructions per request instead of CPU time: batches of `--requests`
+on one keep-alive connection, each between a callgrind zero and dump (vgdb), the Envoys' idle timer
+work taken out; deterministic to well under 1 %, where CPU time moves ±10 %
+(bench/results/dataplane-instructions.json).
 """
 
 from __future__ import annotations
@@ -442,30 +449,38 @@ class Bench:
         # Reference Envoys: two more pod addresses in the mesh's block, certificates from the mesh CA.
         net = self.echo_ip.rsplit(".", 2)[0]
         self.ref_client_ip, self.ref_server_ip = f"{net}.0.250", f"{net}.0.251"
-        certs = self.workdir / "certs"
-        self.issue_certs(certs)
-        values = {
-            "CLIENT_IP": self.ref_client_ip,
-            "CLIENT_PORT": 15001,
-            "CLIENT_ADMIN_PORT": 15000,
-            "SERVER_IP": self.ref_server_ip,
-            "SERVER_PORT": 8080,
-            "SERVER_ADMIN_PORT": 15000,
-            "APP_PORT": self.app_port,
-            "CERTS": str(certs),
-        }
+        self.issue_certs(self.workdir / "certs")
         envoy = str(default_envoy_path())
+        paths = self.reference_configs("reference", self.ref_client_ip, self.ref_server_ip)
         for name, ip in (("server", self.ref_server_ip), ("client", self.ref_client_ip)):
-            path = self.workdir / f"reference-{name}.yaml"
-            path.write_text(string.Template((REFERENCE / f"{name}.yaml").read_text()).substitute(values))
             log = self.workdir / f"reference-{name}.log"
             proc = subprocess.Popen(
-                ["taskset", "-c", ENVOY_CPU, envoy, "-c", str(path), "--disable-hot-restart",
+                ["taskset", "-c", ENVOY_CPU, envoy, "-c", str(paths[name]), "--disable-hot-restart",
                  "--concurrency", self.concurrency, "-l", "warning", "--log-path", str(log)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
             )  # fmt: skip
             self.refs.append(proc)
             wait_envoy_ready(f"{ip}:15000", proc, log)
+
+    def reference_configs(self, prefix: str, client_ip: str, server_ip: str) -> dict[str, Path]:
+        """bench/reference/{server,client}.yaml filled in for a client and server pod address; their paths."""
+        values = {
+            "CLIENT_IP": client_ip,
+            "CLIENT_PORT": 15001,
+            "CLIENT_ADMIN_PORT": 15000,
+            "SERVER_IP": server_ip,
+            "SERVER_PORT": 8080,
+            "SERVER_ADMIN_PORT": 15000,
+            "APP_PORT": self.app_port,
+            "CERTS": str(self.workdir / "certs"),
+        }
+        paths = {}
+        for name in ("server", "client"):
+            paths[name] = self.workdir / f"{prefix}-{name}.yaml"
+            paths[name].write_text(
+                string.Template((REFERENCE / f"{name}.yaml").read_text()).substitute(values)
+            )
+        return paths
 
     def issue_certs(self, out: Path) -> None:
         from isthmus.agent.certs import new_key_and_csr
@@ -896,6 +911,10 @@ class Ablation:
             for who, ip in (("client", bench.client_ip), ("server", bench.echo_ip))
         }
         self.procs: list[subprocess.Popen[bytes]] = []
+        # What runs each Envoy ("server", "client"): pinned to the Envoy core; --instructions wraps it in
+        # callgrind (and waits longer for it to start).
+        self.wrap: Callable[[str], list[str]] = lambda who: ["taskset", "-c", ENVOY_CPU]
+        self.ready_timeout = 30.0
         self.env = dict(os.environ)
         if "ALS -> C module" in rows:
             from isthmus.telemetry import statsmodule
@@ -904,21 +923,30 @@ class Ablation:
             self.env["ENVOY_DYNAMIC_MODULES_SEARCH_PATH"] = str(modules)
 
     def start(self, variant: str) -> None:
+        """Run `variant`: an ABLATIONS entry, or "reference" (the hand-written pair on these addresses)."""
         self.stop()
-        for who, ip in (("server", self.server_ip), ("client", self.client_ip)):
-            boot = copy.deepcopy(self.boots[who])
-            for fn in ABLATIONS[variant]:
-                fn(boot)
-            path = self.bench.workdir / f"ablation-{who}.json"
-            path.write_text(json.dumps(boot))
-            log = self.bench.workdir / f"ablation-{who}.log"
+        if variant == "reference":
+            paths = self.bench.reference_configs("ablation-reference", self.client_ip, self.server_ip)
+        else:
+            paths = {}
+            for who in ("server", "client"):
+                boot = copy.deepcopy(self.boots[who])
+                for fn in ABLATIONS[variant]:
+                    fn(boot)
+                paths[who] = self.bench.workdir / f"ablation-{who}.json"
+                paths[who].write_text(json.dumps(boot))
+        logs = {who: self.bench.workdir / f"ablation-{who}.log" for who in paths}
+        for who in ("server", "client"):  # both start at once (under callgrind, start-up takes a while)
             proc = subprocess.Popen(
-                ["taskset", "-c", ENVOY_CPU, self.envoy, "-c", str(path), "--disable-hot-restart",
-                 "--concurrency", self.bench.concurrency, "-l", "warning", "--log-path", str(log)],
+                [*self.wrap(who), self.envoy, "-c", str(paths[who]), "--disable-hot-restart",
+                 "--concurrency", self.bench.concurrency, "-l", "warning", "--log-path", str(logs[who])],
                 stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=self.env,
             )  # fmt: skip
             self.procs.append(proc)
-            wait_envoy_ready(f"{ip}:15000", proc, log)
+        for proc, (who, ip) in zip(
+            self.procs, (("server", self.server_ip), ("client", self.client_ip)), strict=True
+        ):
+            wait_envoy_ready(f"{ip}:15000", proc, logs[who], self.ready_timeout)
         r = paced(f"{self.client_ip}:15001", 50, 0.5, 0.0)
         if r["ok"] != r["requests"] or r["body_bytes"] != BODY_BYTES:
             raise RuntimeError(f"ablation {variant}: unexpected answers {r}")
@@ -1009,6 +1037,179 @@ def run_ablation(
             f"{row:<24} {s['max_rps']:>8.0f} {s['envoy_cpu_us_per_req']:>7.0f} {saved:>6.0f} {s['p50_ms']:>6.2f}"
             f" {s['p90_ms']:>6.2f} {s['p99_ms']:>6.2f} {s['cpu_ratio_to_reference']:>8.3f}"
             f" {s['max_rps_ratio_reference_to_row']:>8.3f}"
+        )
+    return {"summary": summary, "rounds": rounds}
+
+
+# ---------------------------------------------------------------------------------------------- instructions
+# `--ablation --instructions`: the same variants with each Envoy under callgrind, counting the user-space
+# instructions it executes per request. Unlike CPU time this does not depend on the machine's other
+# tenants, caches or clock, so items worth 1-5 % can be told apart.
+
+INSTR_WARMUP = 300  # requests before the first batch (connections, lazily created stats, first-use code)
+# Seconds of no load per variant (a stats flush period), to take the Envoys' timer work out of the batches.
+INSTR_IDLE_S = 5.0
+
+
+class KeepAlive:
+    """A closed-loop client on one keep-alive connection: one request at a time, each answer checked."""
+
+    def __init__(self, address: str, authority: str = HOST) -> None:
+        import http.client
+
+        host, port = address.rsplit(":", 1)
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=120)
+        self.headers = {"Host": authority, "User-Agent": "dataplane-bench"}
+
+    def run(self, n: int) -> float:
+        """Send `n` requests; the wall seconds they took."""
+        t0 = time.monotonic()
+        for _ in range(n):
+            self.conn.request("GET", PATH, headers=self.headers)
+            r = self.conn.getresponse()
+            body = r.read()
+            if r.status != 200 or len(body) != BODY_BYTES or r.will_close:
+                raise RuntimeError(f"unexpected answer: {r.status}, {len(body)} bytes, close={r.will_close}")
+        return time.monotonic() - t0
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class Callgrind:
+    """One Envoy under callgrind: its counters are zeroed and dumped between batches through vgdb (the
+    callgrind monitor commands), so one start-up serves every batch and start-up work is never counted."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.dumps = 0
+        self.pid = 0
+
+    def args(self) -> list[str]:
+        # Pinned to the Envoy core, both Envoys: on one core the closed loop's hops follow one another
+        # the same way every time (a reader wakes once its writer blocks, not after each write). Start-up
+        # runs uninstrumented (several times faster); instrumentation is turned on once the Envoy is ready.
+        return ["taskset", "-c", ENVOY_CPU, "valgrind", "--tool=callgrind", "--vgdb=yes",
+                "--instr-atstart=no", f"--callgrind-out-file={self.out}", f"--log-file={self.out}.log"]  # fmt: skip
+
+    def _monitor(self, command: str) -> None:
+        subprocess.run(["vgdb", f"--pid={self.pid}", command], check=True, capture_output=True, timeout=120)
+
+    def instrument(self) -> None:
+        self._monitor("instrumentation on")
+
+    def zero(self) -> None:
+        self._monitor("zero")
+
+    def dump(self) -> int:
+        """Write the counters since the last zero/dump; the instructions they hold."""
+        self._monitor("dump")
+        self.dumps += 1
+        path = Path(f"{self.out}.{self.dumps}")
+        text = path.read_text()
+        path.unlink()
+        m = re.search(r"^(?:totals|summary): (\d+)", text, re.M)
+        if not m:
+            raise RuntimeError(f"no totals in callgrind dump {path}")
+        return int(m.group(1))
+
+
+def per_request(instructions: int, idle_per_s: float, seconds: float, requests: int) -> float:
+    """Instructions per request of a batch, less the timer work an idle Envoy does in as long a time."""
+    return (instructions - idle_per_s * seconds) / requests
+
+
+def spread(values: list[float]) -> float:
+    """(max - min) / median: the relative range of repeated figures."""
+    return (max(values) - min(values)) / statistics.median(values)
+
+
+def measure_instructions(abl: Ablation, variant: str, requests: int, repeats: int) -> dict[str, Any]:
+    """Start `variant` under callgrind; `repeats` batches of `requests`; instructions per request of each
+    Envoy (and their sum) in each batch, the idle rate taken out."""
+    cgs = {who: Callgrind(abl.bench.workdir / f"callgrind-{who}.out") for who in ("server", "client")}
+    abl.wrap = lambda who: cgs[who].args()
+    t0 = time.monotonic()
+    abl.start(variant)
+    start_s = time.monotonic() - t0
+    for cg, proc in zip(cgs.values(), abl.procs, strict=True):
+        cg.pid = proc.pid
+        cg.instrument()
+    client = KeepAlive(f"{abl.client_ip}:15001")
+    try:
+        client.run(INSTR_WARMUP)
+        raw = []
+        for _ in range(repeats):
+            for cg in cgs.values():
+                cg.zero()
+            seconds = client.run(requests)
+            raw.append({"seconds": seconds, **{who: cg.dump() for who, cg in cgs.items()}})
+        for cg in cgs.values():
+            cg.zero()
+        time.sleep(INSTR_IDLE_S)
+        idle = {who: cg.dump() / INSTR_IDLE_S for who, cg in cgs.items()}
+    finally:
+        client.close()
+        abl.stop()
+    batches = []
+    for b in raw:
+        per = {who: per_request(b[who], idle[who], b["seconds"], requests) for who in cgs}
+        batches.append(
+            {**per, "sum": per["server"] + per["client"], "rps": requests / b["seconds"], "raw": b}
+        )
+    return {"start_s": start_s, "idle_instructions_per_s": idle, "batches": batches}
+
+
+def run_instructions(
+    bench: Bench, rounds_n: int, requests: int, repeats: int, rows: tuple[str, ...] = ABLATION_ROWS
+) -> dict[str, Any]:
+    variants = [r for r in rows if r in ABLATIONS or r == "reference"]
+    skipped = [r for r in rows if r not in variants]
+    if skipped:
+        print(f"not under callgrind (live mesh Envoys): {', '.join(skipped)}")
+    abl = Ablation(bench, rows)
+    abl.ready_timeout = 300.0
+    rounds: list[dict[str, Any]] = []
+    for i in range(rounds_n):
+        rnd: dict[str, Any] = {}
+        for row in variants if i % 2 == 0 else reversed(variants):
+            t0 = time.monotonic()
+            try:
+                rnd[row] = measure_instructions(abl, row, requests, repeats)
+            finally:
+                abl.stop()  # also when the start failed
+            sums = [b["sum"] for b in rnd[row]["batches"]]
+            print(
+                f"round {i + 1} {row}: {statistics.median(sums):,.0f} instructions/req (both Envoys), spread"
+                f" {spread(sums) * 100:.2f} %, {rnd[row]['batches'][0]['rps']:.0f} rps under callgrind,"
+                f" {time.monotonic() - t0:.0f} s ({rnd[row]['start_s']:.0f} s start-up); idle"
+                f" {sum(rnd[row]['idle_instructions_per_s'].values()):,.0f} instructions/s",
+                flush=True,
+            )
+        rounds.append(rnd)
+    summary: dict[str, Any] = {}
+    for row in variants:
+        batches = [b for rnd in rounds for b in rnd[row]["batches"]]
+        s = {who: statistics.median(b[who] for b in batches) for who in ("client", "server", "sum")}
+        s["spread"] = spread([b["sum"] for b in batches])
+        s["round_medians"] = [statistics.median(b["sum"] for b in rnd[row]["batches"]) for rnd in rounds]
+        summary[row] = s
+    copy_, ref = summary["generated (static copy)"], summary["reference"]
+    print(
+        f"\nInstructions per request (callgrind, user space), {requests} requests x {repeats} batches x"
+        f" {rounds_n} round(s), one keep-alive connection; medians; spread = (max-min)/median of the sum"
+    )
+    print(
+        f"{'row':<26} {'client':>9} {'server':>9} {'sum':>9} {'spread':>7} {'/ref':>6} {'saved':>8}"
+        f" {'saved/ref':>9}"
+    )
+    for row, s in summary.items():
+        s["ratio_to_reference"] = s["sum"] / ref["sum"]
+        s["saved"] = copy_["sum"] - s["sum"]
+        s["saved_pct_of_reference"] = s["saved"] / ref["sum"] * 100
+        print(
+            f"{row:<26} {s['client']:>9,.0f} {s['server']:>9,.0f} {s['sum']:>9,.0f} {s['spread'] * 100:>6.2f}%"
+            f" {s['ratio_to_reference']:>6.3f} {s['saved']:>8,.0f} {s['saved_pct_of_reference']:>8.1f}%"
         )
     return {"summary": summary, "rounds": rounds}
 
@@ -1128,6 +1329,14 @@ def main() -> None:
         default=None,
         help="with --ablation: comma-separated rows (default all; the static copy and 'reference' always)",
     )
+    ap.add_argument(
+        "--instructions",
+        action="store_true",
+        help="with --ablation: instead of CPU time, each variant's Envoys under callgrind, instructions per"
+        " request (writes dataplane-instructions.json; --rounds defaults to 1)",
+    )
+    ap.add_argument("--requests", type=int, default=500, help="with --instructions: requests per batch")
+    ap.add_argument("--repeats", type=int, default=3, help="with --instructions: batches per Envoy start")
     ap.add_argument("--loadgen", nargs=6, metavar=("HOST", "PORT", "RATE", "DURATION", "WARMUP", "AUTHORITY"),
                     help=argparse.SUPPRESS)  # fmt: skip
     args = ap.parse_args()
@@ -1139,6 +1348,8 @@ def main() -> None:
         res = asyncio.run(_paced(host, int(port), float(rate), float(duration), float(warmup), authority))
         print(json.dumps(res))
         return
+    if args.instructions and not (args.ablation and shutil.which("valgrind") and shutil.which("vgdb")):
+        sys.exit("--instructions goes with --ablation and needs valgrind: apt-get install -y valgrind")
     if shutil.which("wrk") is None:
         sys.exit("needs wrk: apt-get install -y wrk")
     if (os.cpu_count() or 1) < 2:
@@ -1153,7 +1364,7 @@ def main() -> None:
     if wanted_ablation - set(ABLATION_ROWS):
         sys.exit(f"unknown ablation rows {sorted(wanted_ablation - set(ABLATION_ROWS))}")
     ablation_rows = tuple(r for r in ABLATION_ROWS if r in wanted_ablation)
-    rounds_n = args.rounds or (1 if args.quick else 3)
+    rounds_n = args.rounds or (1 if args.quick or args.instructions else 3)
     duration = args.duration or (3.0 if args.quick else 8.0)
     warmup = 1.0
     rounds: list[dict[str, Any]] = []
@@ -1170,6 +1381,23 @@ def main() -> None:
                 flush=True,
             )
             concurrency = bench.concurrency
+            if args.instructions:
+                result = run_instructions(bench, rounds_n, args.requests, args.repeats, ablation_rows)
+                result["meta"] = {
+                    "rounds": rounds_n,
+                    "requests": args.requests,
+                    "repeats": args.repeats,
+                    "warmup_requests": INSTR_WARMUP,
+                    "idle_s": INSTR_IDLE_S,
+                    "envoy_concurrency": concurrency,
+                    "wall_s": time.time() - started,
+                }
+                name = "dataplane-instructions" + ("-rows" if ablation_rows != ABLATION_ROWS else "")
+                path = ROOT / "bench" / "results" / f"{name}.json"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(result, indent=2))
+                print(f"\nwrote {path.relative_to(ROOT)}")
+                return
             if args.ablation:
                 result = run_ablation(bench, rounds_n, duration, warmup, ablation_rows)
                 result["meta"] = {
