@@ -368,8 +368,42 @@ def _disabled_by_default(snap: Any, proxy: Any) -> dict[str, set[bool]]:
                     if h["name"] in PER_ROUTE_FILTERS:
                         out.setdefault(h["name"], set()).add(h.get("disabled", False))
                     else:
-                        assert not h.get("disabled") or "decompressor" in h["name"], h["name"]
+                        assert not h.get("disabled") or h["name"] == naming.DFP_FILTER, h["name"]
     return out
+
+
+def _dfp_disabled(snap: Any) -> bool:
+    (hcm,) = [
+        f["typed_config"]
+        for lst in generate(snap, sidecar(), naming.LISTENER_TYPE).values()
+        for chain in lst.get("filter_chains", [])
+        for f in chain["filters"]
+        if f["name"] == "envoy.filters.network.http_connection_manager"
+        and any(h["name"] == naming.DFP_FILTER for h in f["typed_config"]["http_filters"])
+    ]
+    (dfp,) = [h for h in hcm["http_filters"] if h["name"] == naming.DFP_FILTER]
+    return bool(dfp.get("disabled"))
+
+
+def test_dynamic_forward_proxy_runs_where_a_cluster_resolves_the_authority() -> None:
+    """The HTTP proxy's dfp filter: disabled by default while the PassthroughCluster is the only cluster
+    that resolves the request's authority, and the ALLOW_ANY virtual host (the one route to it) enables
+    it; enabled everywhere once a service resolves its authority (resolution NONE or DYNAMIC_DNS), as any
+    VirtualService may route to it."""
+    snap = snapshot()
+    assert _dfp_disabled(snap)
+    (allow_any,) = [v for v in route_table(snap, sidecar())["virtual_hosts"] if v["name"] == "allow_any"]
+    assert naming.DFP_FILTER in allow_any["typed_per_filter_config"]
+    passthrough = """
+    apiVersion: networking.istio.io/v1
+    kind: ServiceEntry
+    metadata: {name: ext, namespace: default}
+    spec:
+      hosts: [ext.example.com]
+      ports: [{number: 80, name: http, protocol: HTTP}]
+      resolution: NONE
+    """
+    assert not _dfp_disabled(snapshot(passthrough))
 
 
 def test_per_route_filters_run_only_on_routes_that_configure_them() -> None:

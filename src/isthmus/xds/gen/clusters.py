@@ -234,6 +234,19 @@ def _resolves_authority(svc: Service, proxy: Proxy) -> bool:
     return svc.resolution is Resolution.PASSTHROUGH and proxy.kind != "gateway"
 
 
+def any_resolves_authority(snapshot: Snapshot) -> bool:
+    """Whether a sidecar may have a dynamic forward proxy cluster other than the PassthroughCluster: some
+    service resolves the request's authority (see _resolves_authority). Once per snapshot."""
+    return snapshot.memo(
+        ("any_resolves_authority",),
+        lambda: any(
+            svc.resolution in (Resolution.DYNAMIC_DNS, Resolution.PASSTHROUGH)
+            for services in snapshot.registry.by_host.values()
+            for svc in services
+        ),
+    )
+
+
 def _build_base(snapshot: Snapshot, proxy: Proxy, spec: ClusterSpec) -> p.cluster.Cluster:
     """Everything of an outbound cluster but its name, EDS service name, metadata and TLS."""
     mesh = snapshot.mesh

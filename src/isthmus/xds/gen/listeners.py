@@ -34,7 +34,7 @@ from isthmus.xds.gen import (
     tls,
 )
 from isthmus.xds.gen import protos as p
-from isthmus.xds.gen.clusters import dns_cache_config, inbound_stat_name
+from isthmus.xds.gen.clusters import any_resolves_authority, dns_cache_config, inbound_stat_name
 from isthmus.xds.gen.guard import guarded
 
 OUTBOUND_PORT = 15001
@@ -91,14 +91,18 @@ def _http_filters(
 ) -> list[p.hcm.HttpFilter]:
     filters = []
     if dfp:
+        # Needed only on routes to a dynamic forward proxy cluster. Where the PassthroughCluster is the
+        # only one (no service resolves the authority, the usual mesh), it is disabled by default and the
+        # ALLOW_ANY virtual host enables it (routes.catch_all_vhost), so other requests do not run it.
         filters.append(
             p.hcm.HttpFilter(
-                name="envoy.filters.http.dynamic_forward_proxy",
+                name=naming.DFP_FILTER,
                 typed_config=p.pack(
                     p.dfp_filter.FilterConfig(
                         dns_cache_config=dns_cache_config(snapshot.mesh.dns_refresh_rate_s)
                     )
                 ),
+                disabled=not any_resolves_authority(snapshot),
             )
         )
     # istiod's order (buildHTTPConnectionManager): [grpc_web on GRPC-Web ports], grpc_stats, fault, cors,

@@ -10,6 +10,7 @@ ALLOW_ANY_VHOST = "allow_any"
 BLOCK_ALL_VHOST = "block_all"
 DEFAULT_ROUTE = "default"
 DFP_CACHE = "isthmus_dynamic_forward_proxy"
+DFP_FILTER = "envoy.filters.http.dynamic_forward_proxy"
 
 TYPE_PREFIX = "type.googleapis.com/"
 CLUSTER_TYPE = TYPE_PREFIX + "envoy.config.cluster.v3.Cluster"

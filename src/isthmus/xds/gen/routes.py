@@ -1762,6 +1762,9 @@ def catch_all_vhost(
     r.route.timeout.CopyFrom(p.duration(0))
     r.route.max_grpc_timeout.CopyFrom(p.duration(0))
     r.route.append_x_forwarded_host = x_forwarded_host
+    # The sidecar HTTP proxy's dynamic forward proxy filter may be disabled by default (listeners.py):
+    # the PassthroughCluster resolves the authority through it, so this virtual host turns it on.
+    vh.typed_per_filter_config[naming.DFP_FILTER].CopyFrom(p.pack(p.dfp_filter.PerRouteConfig()))
     return vh
 
 
