@@ -4,7 +4,9 @@
   (gateway -> productpage -> details / reviews -> ratings), from both reporters, with Istio's labels, and
   counts that equal the requests sent; a fault abort (Istio's ratings test-abort task) shows as
   ``response_code="500", response_flags="FI"`` from the source reporter alone;
-- access-log lines (``/api/logs`` and ``isthmus logs``) are in Istio's default TEXT format;
+- access-log lines (``/api/logs`` and ``isthmus logs``) are in Istio's default TEXT format (on a second
+  bookinfo whose proxies keep the access-log pipeline, ``ISTHMUS_PROXY_METRICS: "false"``: by default
+  they keep their metrics in the proxy and only log failed requests);
 - one request through gateway -> productpage -> reviews -> ratings is one trace in the built-in collector
   (``/api/traces``, ``/api/traces/{id}``, Zipkin's ``/api/v2/...``) with a span per proxy hop and the
   right parents;
@@ -49,6 +51,27 @@ def bookinfo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshProcess]:
     work = tmp_path_factory.mktemp("bookinfo-telemetry")
     shutil.copytree(BOOKINFO, work / "config", ignore=shutil.ignore_patterns("routing"))
     with MeshProcess(work / "config", work) as mesh:
+        yield mesh
+
+
+# Mesh-wide (a ProxyConfig without selector in the root namespace): every proxy, the gateway included,
+# sends an access-log entry per request instead of keeping its metrics in the proxy.
+ACCESS_LOG_PIPELINE = """apiVersion: networking.istio.io/v1beta1
+kind: ProxyConfig
+metadata: {name: access-log-metrics, namespace: istio-system}
+spec:
+  environmentVariables: {ISTHMUS_PROXY_METRICS: "false"}
+"""
+
+
+@pytest.fixture  # one test uses it: stopped right after
+def bookinfo_als(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshProcess]:
+    work = tmp_path_factory.mktemp("bookinfo-telemetry-als")
+    shutil.copytree(BOOKINFO, work / "config", ignore=shutil.ignore_patterns("routing"))
+    (work / "config" / "access-log-pipeline.yaml").write_text(ACCESS_LOG_PIPELINE)
+    with MeshProcess(work / "config", work) as mesh:
+        pipelines = {p["instance"]: p["metrics"]["pipeline"] for p in mesh.status()["proxies"]}
+        assert set(pipelines.values()) == {"access-log"}, pipelines
         yield mesh
 
 
@@ -299,6 +322,9 @@ spec:
 
 
 def test_istio_metrics_for_every_edge_from_both_reporters(bookinfo: MeshProcess) -> None:
+    if shutil.which("cc") is not None:  # the default: every proxy, the gateway's too, keeps its metrics
+        pipelines = {p["instance"]: p["metrics"]["pipeline"] for p in bookinfo.status()["proxies"]}
+        assert set(pipelines.values()) == {"proxy"}, pipelines
     before = scrape(bookinfo)
     versions = Counter(reviews_of(page(bookinfo))["version"] for _ in range(12))
     assert set(versions) <= {"v1", "v2", "v3"} and len(versions) >= 2, versions
@@ -391,7 +417,8 @@ def isthmus_logs(mesh: MeshProcess, *args: str) -> str:
     return done.stdout
 
 
-def test_access_log_lines_match_istios_format(bookinfo: MeshProcess) -> None:
+def test_access_log_lines_match_istios_format(bookinfo_als: MeshProcess) -> None:
+    bookinfo = bookinfo_als
     status = bookinfo.status()
     ip = {p["workload"]: p["ip"] for p in status["proxies"]}
     body = page(bookinfo)

@@ -361,7 +361,11 @@ def test_explain_rbac_denials_and_authz_check(resilience_mesh: MeshProcess) -> N
         assert curl(mesh, HTTPBIN + "/x", allowed).status == 200
         deny = explain_request(mesh, denied, lines=2)
         none = explain_request(mesh, not_allowed, lines=2)
-        ok = explain_request(mesh, allowed, lines=2)
+        # The allowed request has no line: the proxies keep their metrics in the proxy (the default) and
+        # only log failed requests, which explain says (the denials' lines were found: flushed by now).
+        ok = CliRunner().invoke(
+            cli, ["explain", "--request-id", allowed, "-o", "json", "--state-dir", str(mesh.state_dir)]
+        )
         table = run(mesh, "x", "authz", "check", "httpbin-v1", "--details")
         as_json = json.loads(run(mesh, "x", "authz", "check", "httpbin-v2", "-o", "json"))
         client_table = run(mesh, "x", "authz", "check", "client")
@@ -387,7 +391,7 @@ def test_explain_rbac_denials_and_authz_check(resilience_mesh: MeshProcess) -> N
     assert "ALLOW policies apply to it (dbg-allow-get.default)" in server["cause"], server["cause"]
     assert server["resources"] == ["AuthorizationPolicy default/dbg-allow-get"]
     assert any("method exact 'GET'" in c for c in server["config"]), server["config"]
-    assert {e["kind"] for e in ok} == {"OK"}
+    assert ok.exit_code != 0 and "keep their metrics in the proxy (the default)" in ok.output, ok.output
     # x authz check: the policies in force on the proxy and what each rule allows or denies.
     rows = table.splitlines()
     assert rows[0].split() == ["ACTION", "AuthorizationPolicy", "RULES"]

@@ -17,8 +17,10 @@ Where Isthmus departs by design:
   ``envoy.log`` in the pod directory, and a relative provider ``path`` is relative to that directory
   (Envoy's working directory). These files are what the cases read: they are Envoy's own file loggers.
   ``isthmus logs`` (the gRPC access-log stream rendered by the control plane) shows every request
-  whatever Telemetry says, since that stream is also the metrics pipeline; a case checks that its lines
-  are the same as Envoy's for the default format.
+  whatever Telemetry says where that stream is also the metrics pipeline; a case checks that its lines
+  are the same as Envoy's for the default format. Proxies keep their metrics in the in-proxy module by
+  default and then stream only failed requests, so this mesh's ProxyConfig turns the module off
+  (``ISTHMUS_PROXY_METRICS: "false"``) and keeps the access-log pipeline.
 - The client-side line's downstream addresses are the app's connection to its sidecar's outbound port
   (explicit proxy, no iptables): Istio shows the service VIP and the pod IP there.
 - Istio's negative cases sleep 2 s; here, where the same proxy logs something else (the other mode), a
@@ -47,6 +49,14 @@ from tests.e2e.harness import MeshProcess, applied, wait_for
 pytestmark = pytest.mark.e2e
 
 MESH = """
+# The access-log pipeline (an entry per request to the control plane, which `isthmus logs` shows), not
+# the in-proxy metrics module of the default.
+apiVersion: networking.istio.io/v1beta1
+kind: ProxyConfig
+metadata: {name: access-log-metrics, namespace: default}
+spec:
+  environmentVariables: {ISTHMUS_PROXY_METRICS: "false"}
+---
 apiVersion: v1
 kind: Service
 metadata: {name: a}

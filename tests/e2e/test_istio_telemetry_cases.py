@@ -589,6 +589,25 @@ def test_registry_only_blackhole(mesh: MeshProcess) -> None:
 # --- api: Telemetry metric overrides ---------------------------------------------------------------------
 
 
+def wait_until_overridden(mesh: MeshProcess, client: str, server: str, **override: str) -> None:
+    """Until a request from `client` is counted by `server` (reporter=destination) with the override's
+    labels. Connections opened before a Telemetry change keep their listener config until they close:
+    the server's proxy keeps its metrics in the proxy by default, so a request on a connection the
+    client's sidecar pooled before still counts with Istio's labels (as with istio-proxy's stats filter
+    on a draining connection), and Envoy tells the client to go away in that response. Istio's tests
+    likewise send traffic until the new labels show."""
+
+    def once() -> bool | None:
+        start = scrape(mesh)
+        assert curl(mesh, client, f"http://{server}/override-probe") == 200
+        counted = wait_grown(
+            mesh, start, "istio_requests_total", 1, reporter="destination", destination_app=server
+        )
+        return True if all(override.items() <= dict(labels).items() for labels in counted) else None
+
+    wait_for(f"a request counted with {override}", once, timeout=WAIT_S)
+
+
 def test_tag_overrides_remove_and_upsert(mesh: MeshProcess) -> None:
     """customize_metrics_test.go: REMOVE source_principal, a literal custom_dimension (REQUEST_COUNT only)."""
     telemetry = """
@@ -607,6 +626,7 @@ def test_tag_overrides_remove_and_upsert(mesh: MeshProcess) -> None:
             request_method: {value: request.method}
     """
     with applied(mesh, telemetry):
+        wait_until_overridden(mesh, "a-v1", "b", custom_dimension="test")
         before = scrape(mesh)
         assert curl(mesh, "a-v1", "http://b/path") == 200
         assert curl(mesh, "a-v1", "http://b/path", method="POST", body="x") == 200

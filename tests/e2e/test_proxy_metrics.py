@@ -1,12 +1,14 @@
-"""In-proxy metrics (proxyMetadata ISTHMUS_PROXY_METRICS=true): Envoy keeps Istio's metrics in the
-dynamic-module access logger and reports series once a second, instead of a gRPC access-log entry per
-request. The metrics must be those the gRPC access log gives: `legacy` runs without the module (a
-ProxyConfig turns it off) and sends the same requests, and its series must carry the same labels but its
-own source. Only failed requests reach `isthmus logs` from module proxies.
+"""In-proxy metrics (the default; proxyMetadata / ProxyConfig ISTHMUS_PROXY_METRICS: "false" turns them
+off): Envoy keeps Istio's metrics in the dynamic-module access logger and reports series once a second,
+instead of a gRPC access-log entry per request. The metrics must be those the gRPC access log gives:
+`legacy` runs without the module (a ProxyConfig turns it off) and sends the same requests, and its series
+must carry the same labels but its own source. Only failed requests reach `isthmus logs` and `isthmus
+explain` from module proxies; every request does from `legacy`.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -24,12 +26,6 @@ from tests.e2e.harness import _OPENER, MeshProcess, wait_for
 pytestmark = pytest.mark.e2e
 
 MESH = """
-apiVersion: isthmus.dev/v1alpha1
-kind: MeshConfig
-metadata: {name: mesh}
-spec:
-  defaultConfig: {proxyMetadata: {ISTHMUS_PROXY_METRICS: "true"}}
----
 apiVersion: networking.istio.io/v1beta1
 kind: ProxyConfig
 metadata: {name: legacy, namespace: default}
@@ -191,6 +187,32 @@ def test_only_failed_requests_reach_the_logs(mesh: MeshProcess) -> None:
     cmd[cmd.index("a")] = "legacy"
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0 and "keep their metrics" not in done.stderr, done.stderr
+    # `isthmus explain --request-id`: a successful request is explained from legacy's line (b keeps its
+    # metrics in the proxy, so only legacy's outbound entry exists); one between module proxies has no
+    # line, and explain says why.
+    from click.testing import CliRunner
+
+    from isthmus.cli.main import cli
+
+    def explain(request_id: str) -> Any:
+        args = ["explain", "--request-id", request_id, "-o", "json", "--state-dir", str(mesh.state_dir)]
+        return CliRunner().invoke(cli, args)
+
+    ok_legacy, ok_module = f"pm-legacy-{time.time_ns()}", f"pm-module-{time.time_ns()}"
+    assert mesh.curl("legacy", "http://b/explained", headers=[("x-request-id", ok_legacy)]).status == 200
+    assert mesh.curl("a", "http://b/explained", headers=[("x-request-id", ok_module)]).status == 200
+
+    def explained() -> list[dict[str, Any]] | None:
+        result = explain(ok_legacy)
+        if result.exit_code != 0:
+            return None
+        out = json.loads(result.stdout)
+        return out if out else None
+
+    found = wait_for("legacy's successful request in explain", explained, timeout=WAIT_S)
+    assert {e["kind"] for e in found} == {"OK"} and [e["proxy"][:7] for e in found] == ["legacy-"], found
+    result = explain(ok_module)
+    assert result.exit_code != 0 and "keep their metrics in the proxy (the default)" in result.output
 
 
 def test_tcp_connections(mesh: MeshProcess) -> None:

@@ -160,6 +160,29 @@ def _requests(mesh: MeshProcess) -> dict[tuple[str, str], float]:
 
 def test_metrics_override_disables_server_request_count(mesh: MeshProcess) -> None:
     mesh.apply(B_TELEMETRY + B_METRICS)
+
+    # Connections opened before the override keep their listener config until they close: b keeps its
+    # metrics in the proxy by default, so a request on a connection a's sidecar pooled before still
+    # counts with Istio's default metrics (as with istio-proxy's stats filter on a draining connection),
+    # and Envoy tells a's sidecar to go away in that response. Send until one counts under the override
+    # (Istio's tests likewise retry until the new config shows).
+    def probe() -> bool | None:
+        start = _requests(mesh)
+        assert mesh.curl("a", "http://b/override-probe").status == 200
+
+        def counted() -> dict[tuple[str, str], float] | None:
+            now = _requests(mesh)
+            keys = (
+                ("istio_requests_total", "source"),
+                ("istio_request_duration_milliseconds_count", "destination"),
+            )
+            return now if all(now.get(k, 0.0) > start.get(k, 0.0) for k in keys) else None
+
+        now = wait_for("the probe's metrics", counted)
+        key = ("istio_requests_total", "destination")
+        return True if now.get(key, 0.0) == start.get(key, 0.0) else None
+
+    wait_for("a request counted under the override", probe)
     before = _requests(mesh)
     n = 3
     for i in range(n):

@@ -245,7 +245,8 @@ TRANSLATED_FIELDS: dict[str, dict[str, set[str]]] = {
             "ISTIO_DELTA_XDS",
             "ISTHMUS_VHDS",
             "ISTIO_META_IDLE_TIMEOUT",
-            # In-proxy metrics (telemetry.statsmodule); also per workload (ProxyConfig).
+            # In-proxy metrics (telemetry.statsmodule, on unless "false"); also per workload
+            # (ProxyConfig).
             "ISTHMUS_PROXY_METRICS",
         },
     },

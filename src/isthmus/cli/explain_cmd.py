@@ -88,10 +88,23 @@ def explain_command(
         assert mesh is not None
         entries = find_request(mesh, request_id)
         if not entries:
-            raise click.ClickException(
+            message = (
                 f"no access-log line has request id {request_id!r}. Access logs are written only when "
                 "MeshConfig accessLogFile is set (e.g. /dev/stdout), and Envoy flushes them about once a second."
             )
+            in_proxy = [
+                p.get("instance")
+                for p in mesh.status.get("proxies") or []
+                if (p.get("metrics") or {}).get("pipeline") == "proxy"
+            ]
+            if in_proxy:
+                message += (
+                    " Proxies that keep their metrics in the proxy (the default) send the control plane "
+                    "only failed requests (status >= 400 or a response flag) and gRPC requests; "
+                    'ISTHMUS_PROXY_METRICS: "false" in MeshConfig defaultConfig.proxyMetadata (or a '
+                    "ProxyConfig) logs every request."
+                )
+            raise click.ClickException(message)
         proxies = mesh.status.get("proxies") or []
         for entry in entries:
             ex = explain.explain_entry(entry, view, proxy_of_entry(entry, proxies))

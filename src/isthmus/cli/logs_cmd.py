@@ -7,8 +7,9 @@ accessLogEncoding / accessLogFormat; TEXT by default), whether or not accessLogF
 instead (``<state-dir>/pods/<ns>/<instance>/app.log``), like ``kubectl logs POD``.
 
 WORKLOAD is a workload name (every instance, merged in time order), an instance name, or
-``WORKLOAD/INSTANCE``. Proxies that keep their metrics themselves (ISTHMUS_PROXY_METRICS) only send the
-entries of failed and gRPC requests; a note on stderr says so.
+``WORKLOAD/INSTANCE``. Proxies that keep their metrics themselves (the default) only send the entries of
+failed and gRPC requests; a note on stderr says so. ``ISTHMUS_PROXY_METRICS: "false"`` (MeshConfig
+``defaultConfig.proxyMetadata`` or a ProxyConfig's ``environmentVariables``) logs every request.
 """
 
 from __future__ import annotations
@@ -82,8 +83,8 @@ def _stream_access_logs(
 
 
 def _in_proxy_metrics(state_dir: Path | None, workload: str, namespace: str) -> list[str]:
-    """Instances of the workload whose proxies keep their metrics themselves (ISTHMUS_PROXY_METRICS):
-    their access log only carries failed and gRPC requests."""
+    """Instances of the workload whose proxies keep their metrics themselves (the in-proxy module, on
+    unless ISTHMUS_PROXY_METRICS is "false"): their access log only carries failed and gRPC requests."""
     name, instance = _split(workload)
     try:
         code, data = call(state_dir, "GET", "/api/status")
@@ -208,8 +209,9 @@ def logs_command(
             quiet = _in_proxy_metrics(state_dir, workload, namespace)
             if quiet:
                 click.echo(
-                    f"note: {', '.join(quiet)} keep their metrics in the proxy (ISTHMUS_PROXY_METRICS): "
-                    "only failed requests (status >= 400 or a response flag) and gRPC requests are logged",
+                    f"note: {', '.join(quiet)} keep their metrics in the proxy: only failed requests "
+                    "(status >= 400 or a response flag) and gRPC requests are logged "
+                    '(ISTHMUS_PROXY_METRICS: "false" in proxyMetadata logs every request)',
                     err=True,
                 )
             _stream_access_logs(

@@ -106,9 +106,11 @@ class PodProcess:
         # Timings of the last stop() (see stop), for status and tests.
         self.drain_report: dict[str, Any] | None = None
         # The in-proxy metrics module's directory (ENVOY_DYNAMIC_MODULES_SEARCH_PATH) when this pod's
-        # Envoy loads it, or why it does not although ISTHMUS_PROXY_METRICS asks for it.
+        # Envoy loads it (the default), or why it does not: an error when ISTHMUS_PROXY_METRICS asks for
+        # it (or is not a boolean), a note when the default could not be honoured (no C compiler).
         self.stats_module_dir: Path | None = None
         self.stats_module_error: str | None = None
+        self.stats_module_note: str | None = None
         # Crash recovery (see recover): how often, and the last exit seen.
         self.restarts = 0
         self.last_crash: str | None = None
@@ -154,13 +156,14 @@ class PodProcess:
         return {**os.environ, **extra}
 
     async def _prepare_stats_module(self) -> None:
-        """ProxyConfig / proxyMetadata ISTHMUS_PROXY_METRICS=true: Envoy keeps Istio's metrics itself (the
-        in-proxy module, built once per source) instead of sending an entry per request. Without a C
-        compiler, or with a bad value, the gRPC access log keeps them, and the reason is logged and shown
-        in the pod's status."""
-        self.stats_module_dir = self.stats_module_error = None
+        """Envoy keeps Istio's metrics itself (the in-proxy module, built once per source) instead of
+        sending an entry per request, unless ProxyConfig / proxyMetadata ISTHMUS_PROXY_METRICS says
+        "false". Without a C compiler (or when the build fails) the gRPC access log keeps them: an error
+        in the pod's status when the setting asked for the module, a note when it is only the default;
+        a value that is not a boolean is an error and keeps the access log too."""
+        self.stats_module_dir = self.stats_module_error = self.stats_module_note = None
         value = self.spec.proxy_config.environment.get(telemetry_envoy.PROXY_METRICS_KEY)
-        wanted = parse_env_bool(value, False)
+        wanted = parse_env_bool(value, True)
         where = f"{self.spec.namespace}/{self.spec.name}"
         if wanted is None:
             self.stats_module_error = f"{telemetry_envoy.PROXY_METRICS_KEY}={value!r} is not a boolean"
@@ -168,9 +171,15 @@ class PodProcess:
             try:
                 self.stats_module_dir = await asyncio.to_thread(statsmodule.build, _module_cache_dir())
             except statsmodule.ModuleUnavailable as exc:
-                self.stats_module_error = f"the in-proxy metrics module is unavailable: {exc}"
+                reason = f"the in-proxy metrics module is unavailable: {exc}"
+                if value:  # asked for explicitly
+                    self.stats_module_error = reason
+                else:
+                    self.stats_module_note = reason
         if self.stats_module_error is not None:
             log.warning("%s: %s; the gRPC access log keeps the metrics", where, self.stats_module_error)
+        elif self.stats_module_note is not None:
+            log.info("%s: %s; the gRPC access log keeps the metrics", where, self.stats_module_note)
 
     # --- environment -----------------------------------------------------------------------
     def app_env(self) -> dict[str, str]:

@@ -96,12 +96,14 @@ def build_status(mesh: Mesh) -> dict[str, Any]:
                 # Secrets its Envoy asked for and lacks, and why: they hold config back (a warming
                 # cluster or listener keeps the CDS/LDS ACK waiting), so it stays STALE until they exist.
                 "secretsWaiting": mesh.security.waiting(s.namespace, s.name) if mesh.security else {},
-                # Where the proxy's Istio metrics are computed: "proxy" (the in-proxy module) or
-                # "access-log" (an entry per request to the control plane), and why not in the proxy
-                # when ISTHMUS_PROXY_METRICS asked for it.
+                # Where the proxy's Istio metrics are computed: "proxy" (the in-proxy module, the
+                # default) or "access-log" (an entry per request to the control plane), and why not in
+                # the proxy: "error" when ISTHMUS_PROXY_METRICS asked for it (or is not a boolean),
+                # "note" when only the default could not be honoured (e.g. no C compiler).
                 "metrics": {
                     "pipeline": "proxy" if pod.stats_module_dir is not None else "access-log",
                     "error": pod.stats_module_error,
+                    "note": pod.stats_module_note,
                 },
                 # What the proxy started with; outdated: a ProxyConfig/MeshConfig change since then that
                 # only a restart applies (Istio applies ProxyConfig at pod start).

@@ -3,10 +3,14 @@
 Design
 ------
 Upstream Envoy has no ``istio.stats`` or ``istio.metadata_exchange`` filter, so proxies cannot label
-their own metrics with their peer's identity. Instead every sidecar and gateway streams one gRPC access
-log (ALS) entry per request / TCP connection to the control plane (``envoy.access_loggers.http_grpc`` /
-``tcp_grpc``, `envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs`, batched: up to 64 KiB or
-1 s), and the control plane turns entries into Istio's metrics (`core.Telemetry`):
+their own metrics with their peer's identity. By default each proxy keeps raw series in a small dynamic
+module and the control plane labels them (see "In-proxy metrics" below); the access-log pipeline
+described here is what it replaces, and what a proxy uses with ``ISTHMUS_PROXY_METRICS: "false"``,
+without a C compiler, or under a Telemetry metric override: every sidecar and gateway streams one gRPC
+access log (ALS) entry per request / TCP connection to the control plane
+(``envoy.access_loggers.http_grpc`` / ``tcp_grpc``,
+`envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs`, batched: up to 64 KiB or 1 s), and the
+control plane turns entries into Istio's metrics (`core.Telemetry`):
 
 - who reports: the stream's node (``identifier.node`` -> `Proxy.from_node`), and the direction from
   the log name (``isthmus.outbound``: reporter=source, sidecar outbound and gateways;
@@ -38,17 +42,19 @@ sidecar Envoy, a backend Envoy and the control plane sharing the CPUs; medians o
   100% ~180 µs (-76% full-speed throughput) and +5% of a core per 1,000 spans/s for the built-in
   collector.
 
-In-proxy metrics (proxyMetadata / ProxyConfig ``ISTHMUS_PROXY_METRICS=true``)
-------------------------------------------------------------------------------
+In-proxy metrics (the default; proxyMetadata / ProxyConfig ``ISTHMUS_PROXY_METRICS: "false"`` opts out)
+-------------------------------------------------------------------------------------------------------
 The per-request entry is what makes the data plane dearer than a plain Envoy: Envoy builds it (~30 µs
-over two sidecars) and the control plane ingests it. Opted in, the agent builds `statsmodule`'s C access
-logger (``statsmod/isthmus_stats.c``; cached per source hash) and starts Envoy with it as a dynamic
-module; the node metadata ``ISTHMUS_STATS_COLLECTOR`` tells the generators, which then give every HCM and
-tcp_proxy the module's logger instead of the gRPC one (`envoy.http_access_loggers`). The module adds each
-request to a series keyed by the same raw fields the control plane reads from an entry (code, flags,
-routed cluster, route, peer addresses and URI SANs, and ``:authority`` only where labels need it) and sends
-the series' totals over UDP once a second (`receiver`, ``STATS_PORT`` on the control plane's address).
-The control plane records the growth of each series (`series.SeriesDeltas`) through the same label code
+over two sidecars) and the control plane ingests it. Unless the setting says "false", the agent builds
+`statsmodule`'s C access logger (``statsmod/isthmus_stats.c``; cached per source hash) and starts Envoy
+with it as a dynamic module (without a C compiler it falls back to the access log: a note in the pod's
+status, an error there if the setting asked for the module explicitly); the node metadata
+``ISTHMUS_STATS_COLLECTOR`` tells the generators, which then give every HCM and tcp_proxy the module's
+logger instead of the gRPC one (`envoy.http_access_loggers`). The module adds each request to a series
+keyed by the same raw fields the control plane reads from an entry (code, flags, routed cluster, route,
+peer addresses and URI SANs, and ``:authority`` only where labels need it) and sends the series' totals
+over UDP once a second (`receiver`, ``STATS_PORT`` on the control plane's address). The control plane
+records the growth of each series (`series.SeriesDeltas`) through the same label code
 as entries (`Telemetry.ingest_report`), so the metrics are the same; the graph's latencies become bucket
 bounds. A gRPC logger stays, filtered to failed requests (status >= 400 or a flag) and not counted, for
 `isthmus logs` and explain. gRPC requests skip the module and keep their entries (a second gRPC logger,

@@ -88,8 +88,8 @@ FAILED_STATUS_RUNTIME_KEY = "isthmus.access_log.failed_min_status"
 STATS_PORT = 15014
 # Node metadata the agent sets when its Envoy has the in-proxy metrics module: "IP:PORT" to report to.
 STATS_COLLECTOR_KEY = "ISTHMUS_STATS_COLLECTOR"
-# The agent setting (ProxyConfig environmentVariables / MeshConfig defaultConfig.proxyMetadata) that asks
-# for the in-proxy metrics module.
+# The agent setting (ProxyConfig environmentVariables / MeshConfig defaultConfig.proxyMetadata) for the
+# in-proxy metrics module: on unless it says "false" (then the gRPC access log carries the metrics).
 PROXY_METRICS_KEY = "ISTHMUS_PROXY_METRICS"
 GRPC_STATS_FILTER = "envoy.filters.http.grpc_stats"
 CEL_FILTER = "envoy.access_loggers.extension_filters.cel"

@@ -1,4 +1,4 @@
-"""The in-proxy metrics module (opt-in): build it, configure Envoy to load it, parse what it sends.
+"""The in-proxy metrics module (on by default): build it, configure Envoy to load it, parse what it sends.
 
 `statsmod/isthmus_stats.c` is an Envoy dynamic-module access logger. Each sidecar aggregates its
 requests (HTTP) and connections (TCP) into Istio-style series inside the proxy and sends the series'
@@ -33,6 +33,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -74,6 +75,8 @@ BUCKET_BOUNDS: tuple[float, ...] = (
     3600000,
 )
 MAX_DATAGRAM = 60_000
+# Pods start concurrently and each asks for the module: one compiles it, the others find it built.
+_BUILD_LOCK = threading.Lock()
 
 
 class ModuleUnavailable(RuntimeError):
@@ -89,15 +92,20 @@ class ModuleUnavailable(RuntimeError):
 
 def build(cache_dir: Path) -> Path:
     """Compile the module once per (source, flags); the directory holding ``libisthmus_stats.so``."""
-    compiler = shutil.which("cc")
-    if compiler is None:
-        raise ModuleUnavailable("no C compiler (cc) on PATH")
+    with _BUILD_LOCK:
+        return _build(cache_dir)
+
+
+def _build(cache_dir: Path) -> Path:
     source = SOURCE.read_bytes()
     digest = hashlib.sha256(source + b"\0" + " ".join(CFLAGS).encode()).hexdigest()[:16]
     out_dir = Path(cache_dir) / digest
     lib = out_dir / f"lib{MODULE_NAME}.so"
-    if lib.is_file():
+    if lib.is_file():  # built before: no compiler needed
         return out_dir
+    compiler = shutil.which("cc")
+    if compiler is None:
+        raise ModuleUnavailable("no C compiler (cc) on PATH")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".lib{MODULE_NAME}.", suffix=".so.tmp", dir=out_dir)

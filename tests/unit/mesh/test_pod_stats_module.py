@@ -1,5 +1,6 @@
-"""A pod's agent and ISTHMUS_PROXY_METRICS: the module's directory and collector when it builds, the
-access log (and the reason, in status) when it cannot."""
+"""A pod's agent and ISTHMUS_PROXY_METRICS: the module (on by default) with its directory and collector
+when it builds, the access log (and the reason, in status: an error when asked for, a note when only the
+default) when it cannot, and the access log without building anything when the setting says "false"."""
 
 from __future__ import annotations
 
@@ -55,19 +56,45 @@ def test_without_a_compiler_the_access_log_keeps_the_metrics(
     pod = make_pod(tmp_path, {"ISTHMUS_PROXY_METRICS": "1"})
     asyncio.run(pod._prepare_stats_module())
     assert pod.stats_module_dir is None
-    assert "no C compiler" in (pod.stats_module_error or "")
+    assert "no C compiler" in (pod.stats_module_error or "") and pod.stats_module_note is None
     assert tenvoy.STATS_COLLECTOR_KEY not in pod.make_proxy().metadata
     assert "ENVOY_DYNAMIC_MODULES_SEARCH_PATH" not in (pod.proxy_env() or {})
 
 
-@pytest.mark.parametrize(("value", "error"), [(None, None), ("false", None), ("maybe", "is not a boolean")])
-def test_off_unless_asked(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str | None, error: str | None
-) -> None:
-    monkeypatch.setattr(statsmodule, "build", lambda cache: pytest.fail("built without being asked"))
-    pod = make_pod(tmp_path, {} if value is None else {"ISTHMUS_PROXY_METRICS": value})
+@pytest.mark.parametrize("environment", [{}, {"ISTHMUS_PROXY_METRICS": ""}])
+def test_on_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, environment: dict[str, str]) -> None:
+    built = tmp_path / "modules" / "abc"
+    monkeypatch.setattr(statsmodule, "build", lambda cache: built)
+    pod = make_pod(tmp_path, environment)
     asyncio.run(pod._prepare_stats_module())
-    assert pod.stats_module_dir is None
+    assert pod.stats_module_dir == built
+    assert pod.stats_module_error is None and pod.stats_module_note is None
+
+
+def test_default_without_a_compiler_is_a_note_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def fail(cache: Path) -> Path:
+        raise statsmodule.ModuleUnavailable("no C compiler (cc) on PATH")
+
+    monkeypatch.setattr(statsmodule, "build", fail)
+    pod = make_pod(tmp_path, {})
+    with caplog.at_level("INFO", logger=pods.__name__):
+        asyncio.run(pod._prepare_stats_module())
+    assert pod.stats_module_dir is None and pod.stats_module_error is None
+    assert "no C compiler" in (pod.stats_module_note or "")
+    assert [r.levelname for r in caplog.records if "no C compiler" in r.getMessage()] == ["INFO"]
+    assert tenvoy.STATS_COLLECTOR_KEY not in pod.make_proxy().metadata
+
+
+@pytest.mark.parametrize(("value", "error"), [("false", None), ("0", None), ("maybe", "is not a boolean")])
+def test_off_when_asked_or_invalid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, error: str | None
+) -> None:
+    monkeypatch.setattr(statsmodule, "build", lambda cache: pytest.fail("built although turned off"))
+    pod = make_pod(tmp_path, {"ISTHMUS_PROXY_METRICS": value})
+    asyncio.run(pod._prepare_stats_module())
+    assert pod.stats_module_dir is None and pod.stats_module_note is None
     assert (pod.stats_module_error is None) if error is None else (error in (pod.stats_module_error or ""))
 
 

@@ -393,6 +393,17 @@ def test_build_without_compiler(tmp_path, monkeypatch) -> None:  # type: ignore[
         statsmodule.build(tmp_path)
 
 
+def test_a_built_module_needs_no_compiler(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # Built once (the module is on by default): a later start finds it without `cc`.
+    source = statsmodule.SOURCE.read_bytes()
+    digest = statsmodule.hashlib.sha256(source + b"\0" + " ".join(statsmodule.CFLAGS).encode()).hexdigest()
+    built = tmp_path / digest[:16]
+    built.mkdir()
+    (built / f"lib{statsmodule.MODULE_NAME}.so").write_bytes(b"\x7fELF")
+    monkeypatch.setattr(statsmodule.shutil, "which", lambda name: None)
+    assert statsmodule.build(tmp_path) == built
+
+
 def test_build_reports_compiler_errors(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     bad = tmp_path / "bad.c"
     bad.write_text("int main(void) { return undeclared; }\n")

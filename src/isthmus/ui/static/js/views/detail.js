@@ -356,13 +356,14 @@ export const workloadPage = {
             ),
           ],
         ]);
-        // Proxies that keep their metrics themselves (ISTHMUS_PROXY_METRICS) send only failed and gRPC
-        // requests' entries: say so, or their quiet log reads as no traffic.
+        // Proxies that keep their metrics themselves (the default; ISTHMUS_PROXY_METRICS: "false" turns
+        // it off) send only failed and gRPC requests' entries: say so, or their quiet log reads as no
+        // traffic.
         const inProxy = proxies.filter((p) => p.metrics?.pipeline === "proxy").map((p) => p.instance);
         setHTML(
           el.querySelector("#wl-log-note"),
           inProxy.length
-            ? html`<p class="muted" id="wl-log-in-proxy">${inProxy.join(", ")} keep their metrics in the proxy (ISTHMUS_PROXY_METRICS): only failed requests (status &gt;= 400 or a response flag) and gRPC requests are logged.</p>`
+            ? html`<p class="muted" id="wl-log-in-proxy">${inProxy.join(", ")} keep their metrics in the proxy: only failed requests (status &gt;= 400 or a response flag) and gRPC requests are logged (ISTHMUS_PROXY_METRICS: "false" logs every request).</p>`
             : "",
         );
         setHTML(el.querySelector("#wl-log-text"), d.logs ?? d.errors.logs ?? "");
