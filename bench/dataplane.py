@@ -16,12 +16,13 @@ Rows (each one is the path a request takes from the load generator):
 - 1 sidecar:       load -> echo's sidecar inbound listener (plaintext, PERMISSIVE) -> app
 - 2 sidecars:      load -> client sidecar `virtualOutbound` :15001 (Host: echo:8080, as through
                    HTTP_PROXY) -> mTLS -> echo's sidecar -> app. Generated config, mesh defaults:
-                   gRPC access log to the control plane feeding Istio's metrics; no tracer (Istio's
-                   default since 1.22).
-- 2 sc, metrics in proxy: the same path between a second client and echo pair whose proxies run with
-                   ProxyConfig ISTHMUS_PROXY_METRICS=true: Envoy keeps Istio's metrics in the in-proxy
-                   module (telemetry.statsmodule) and reports them once a second; the gRPC access log
-                   only carries failed requests (Host: echo-pm:8080, its own echo app on core 0).
+                   Envoy keeps Istio's metrics in the in-proxy module (telemetry.statsmodule) and
+                   reports them once a second, the gRPC access log only carries failed requests; no
+                   tracer (Istio's default since 1.22).
+- 2 sc, access-log metrics: the same path between a second client and echo pair whose proxies run with
+                   ProxyConfig ISTHMUS_PROXY_METRICS=false (the opt-out): a gRPC access-log entry per
+                   request to the control plane, which computes Istio's metrics from it (Host:
+                   echo-als:8080, its own echo app on core 0).
 - 2 sc, tracing 1%: the same with MeshConfig `defaultConfig.tracing: {sampling: 1}`: the Zipkin tracer to the
                    built-in collector at Istio's 1% sampling (what the default was before).
 - 2 sc, no telemetry: also a mesh-wide Telemetry disabling every Istio metric, so the generated config
@@ -34,7 +35,8 @@ this file (wrk has no rate limit and wrk2 is not packaged): each connection send
 a request that could not be sent on time because the previous response had not arrived yet is timed
 from its scheduled time (coordinated-omission correction, as wrk2 does), otherwise from when it was
 written (so the event loop's timer slack is not counted). Also the Envoys' CPU per request at each rate
-(utime+stime of the row's Envoy processes from /proc) and the control plane's (ALS ingestion).
+(utime+stime of the row's Envoy processes from /proc) and the control plane's (ingesting access-log
+entries and module reports).
 Rounds interleave the rows, and each figure is the median over rounds. Prints a table and writes
 bench/results/dataplane.json (dataplane-quick.json with --quick; `-rows` appended when `--rows` picks a
 subset, which always includes the reference: more rounds of the rows in question in the same time).
@@ -101,12 +103,12 @@ ROWS = (
     "direct",
     "1 sidecar",
     "2 sidecars",
-    "2 sc, metrics in proxy",
+    "2 sc, access-log metrics",
     "2 sc, tracing 1%",
     "2 sc, no telemetry",
     "reference",
 )
-HOST_PM = "echo-pm:8080"  # the "metrics in proxy" row's service
+HOST_ALS = "echo-als:8080"  # the "access-log metrics" row's service
 
 MESH_YAML = """apiVersion: v1
 kind: Service
@@ -130,24 +132,24 @@ spec:
   serviceAccount: client
   command: [sleep, infinity]
 ---
-# The same pair again, with the in-proxy metrics module instead of the gRPC access log.
+# The same pair again, with the gRPC access log (the opt-out) instead of the in-proxy metrics module.
 apiVersion: networking.istio.io/v1beta1
 kind: ProxyConfig
-metadata: {name: metrics-in-proxy, namespace: default}
+metadata: {name: access-log-metrics, namespace: default}
 spec:
-  selector: {matchLabels: {metrics: in-proxy}}
-  environmentVariables: {ISTHMUS_PROXY_METRICS: "true"}
+  selector: {matchLabels: {metrics: access-log}}
+  environmentVariables: {ISTHMUS_PROXY_METRICS: "false"}
 ---
 apiVersion: v1
 kind: Service
-metadata: {name: echo-pm, namespace: default}
+metadata: {name: echo-als, namespace: default}
 spec:
-  selector: {app: echo-pm}
+  selector: {app: echo-als}
   ports: [{name: http, port: 8080, targetPort: 8080}]
 ---
 apiVersion: isthmus.dev/v1alpha1
 kind: Workload
-metadata: {name: echo-pm, namespace: default, labels: {app: echo-pm, version: v1, metrics: in-proxy}}
+metadata: {name: echo-als, namespace: default, labels: {app: echo-als, version: v1, metrics: access-log}}
 spec:
   serviceAccount: echo
   ports: [8080]
@@ -155,7 +157,7 @@ spec:
 ---
 apiVersion: isthmus.dev/v1alpha1
 kind: Workload
-metadata: {name: client-pm, namespace: default, labels: {app: client-pm, version: v1, metrics: in-proxy}}
+metadata: {name: client-als, namespace: default, labels: {app: client-als, version: v1, metrics: access-log}}
 spec:
   serviceAccount: client
   command: [sleep, infinity]
@@ -420,8 +422,8 @@ class Bench:
         self.echo_ip, self.client_ip = echo["ip"], client["ip"]
         tree = descendants(self.mesh.proc.pid)  # type: ignore[union-attr]
         envoys = {p: c for p in tree if (c := cmdline(p)) and c[0].endswith("envoy")}
-        echo_pm, client_pm = self.mesh.proxy("echo-pm"), self.mesh.proxy("client-pm")
-        self.echo_pm_ip, self.client_pm_ip = echo_pm["ip"], client_pm["ip"]
+        echo_als, client_als = self.mesh.proxy("echo-als"), self.mesh.proxy("client-als")
+        self.echo_als_ip, self.client_als_ip = echo_als["ip"], client_als["ip"]
 
         def envoy_of(proxy: dict[str, Any]) -> int:
             return next(p for p, c in envoys.items() if f"/{proxy['instance']}/" in " ".join(c))
@@ -430,16 +432,23 @@ class Bench:
             return next(p for p in tree if environ(p).get("POD_IP") == ip and "echo" in " ".join(cmdline(p)))
 
         self.echo_envoy, self.client_envoy = envoy_of(echo), envoy_of(client)
-        self.echo_pm_envoy, self.client_pm_envoy = envoy_of(echo_pm), envoy_of(client_pm)
-        self.app, self.app_pm = app_of(self.echo_ip), app_of(self.echo_pm_ip)
-        for name, pm in (("echo-pm", echo_pm), ("client-pm", client_pm)):
-            pipeline = next((x.get("metrics", {}) for x in status["proxies"] if x["id"] == pm["id"]), {})
-            if pipeline.get("pipeline") != "proxy":
-                raise RuntimeError(f"{name} runs without the in-proxy metrics module: {pipeline}")
+        self.echo_als_envoy, self.client_als_envoy = envoy_of(echo_als), envoy_of(client_als)
+        self.app, self.app_als = app_of(self.echo_ip), app_of(self.echo_als_ip)
+        # The default pair must run the in-proxy module (a missing compiler would silently make "2
+        # sidecars" measure the access log), the opt-out pair the gRPC access log.
+        for proxy, want in (
+            (echo, "proxy"),
+            (client, "proxy"),
+            (echo_als, "access-log"),
+            (client_als, "access-log"),
+        ):
+            pipeline = next((x.get("metrics", {}) for x in status["proxies"] if x["id"] == proxy["id"]), {})
+            if pipeline.get("pipeline") != want:
+                raise RuntimeError(f"{proxy['instance']}: metrics pipeline is not {want!r}: {pipeline}")
         self.cp = self.mesh.proc.pid  # type: ignore[union-attr]
-        for p in (self.echo_envoy, self.client_envoy, self.echo_pm_envoy, self.client_pm_envoy):
+        for p in (self.echo_envoy, self.client_envoy, self.echo_als_envoy, self.client_als_envoy):
             pin(p, ENVOY_CPU)
-        for p in (self.cp, self.app, self.app_pm):
+        for p in (self.cp, self.app, self.app_als):
             pin(p, LOAD_CPU)
         self.config_version = status["configVersion"]
         args = cmdline(self.client_envoy)
@@ -525,8 +534,8 @@ class Bench:
 
     def target(self, row: str) -> tuple[str, list[int], list[int]]:
         """(address, Envoy pids of the row, other pids whose CPU we report) for `row`."""
-        if row == "2 sc, metrics in proxy":
-            return f"{self.client_pm_ip}:15001", [self.client_pm_envoy, self.echo_pm_envoy], [self.cp]
+        if row == "2 sc, access-log metrics":
+            return f"{self.client_als_ip}:15001", [self.client_als_envoy, self.echo_als_envoy], [self.cp]
         if row == "direct":
             return f"127.0.0.1:{self.app_port}", [], []
         if row == "1 sidecar":
@@ -547,7 +556,7 @@ class Bench:
 
 
 def authority(row: str) -> str:
-    return HOST_PM if row == "2 sc, metrics in proxy" else HOST
+    return HOST_ALS if row == "2 sc, access-log metrics" else HOST
 
 
 def measure_row(bench: Bench, row: str, duration: float, warmup: float) -> dict[str, Any]:
@@ -1419,7 +1428,7 @@ def main() -> None:
                 rnd: dict[str, Any] = {}
                 order = [
                     r
-                    for r in ("direct", "1 sidecar", "2 sidecars", "2 sc, metrics in proxy", "reference")
+                    for r in ("direct", "1 sidecar", "2 sidecars", "2 sc, access-log metrics", "reference")
                     if r in rows
                 ]
                 if i % 2:
