@@ -846,6 +846,32 @@ def _als_bare(boot: dict) -> None:
 ABLATION_COLLECTOR = ("127.0.0.1", 9)
 
 
+def _quiet_module(boot: dict) -> None:
+    """The copies' in-proxy metrics loggers (the default pipeline) report to ABLATION_COLLECTOR under a
+    node id of their own, not to the mesh's control plane as the proxies they copy."""
+    from isthmus.telemetry import statsmodule
+
+    for hcm in _hcms(boot):
+        for log in hcm.get("access_log", []):
+            if log["name"] != statsmodule.ACCESS_LOGGER_NAME:
+                continue
+            cfg = log["typed_config"]["logger_config"]
+            fields = dict(item.split("=", 1) for item in cfg["value"].split())
+            text = statsmodule.logger_config(
+                ABLATION_COLLECTOR, "ablation", fields["direction"], skip_grpc=fields.get("grpc") == "skip"
+            )
+            cfg["value"] = text
+
+
+def _drop_module(boot: dict) -> None:
+    """Without the in-proxy metrics logger (the access log of failed and gRPC requests stays)."""
+    from isthmus.telemetry import statsmodule
+
+    for hcm in _hcms(boot):
+        if "access_log" in hcm:
+            hcm["access_log"] = [x for x in hcm["access_log"] if x["name"] != statsmodule.ACCESS_LOGGER_NAME]
+
+
 def _als_to_module(boot: dict) -> None:
     """Every gRPC access logger becomes the in-proxy metrics module's logger (telemetry.statsmodule, as
     ISTHMUS_PROXY_METRICS generates it minus the loggers of gRPC and failed requests, which this load
@@ -875,8 +901,14 @@ EXTRA_FILTERS = (
     "envoy.filters.http.jwt_authn",
     "envoy.filters.http.rbac",
 )
+# The static copies are of the default pair (in-proxy metrics module, plus the gRPC access log of failed
+# and gRPC requests). The rows that rework a gRPC access logger ("ALS ...") copy the access-log pair
+# instead (ISTHMUS_PROXY_METRICS "false"), whose every request sends an entry: ALS_ROWS.
 ABLATIONS = {
     "generated (static copy)": [],
+    "- access logs": [_drop_keys("access_log")],
+    "- metrics module": [_drop_module],
+    "access-log pipeline": [],
     "- ALS access log": [_drop_keys("access_log")],
     "ALS -> fluentd": [_als_to_fluentd],
     "ALS, Envoy's fields only": [_als_bare],
@@ -897,6 +929,15 @@ ABLATIONS = {
 }
 
 
+ALS_ROWS = frozenset(
+    {
+        "access-log pipeline",
+        "- ALS access log",
+        "ALS -> fluentd",
+        "ALS, Envoy's fields only",
+        "ALS -> C module",
+    }
+)
 ABLATION_ROWS = ("2 sidecars", *ABLATIONS, "reference")
 ABLATION_RATE = 1000
 
@@ -913,19 +954,32 @@ class Ablation:
         self.client_ip, self.server_ip = f"{net}.0.240", f"{net}.0.241"
         ips = {bench.client_ip: self.client_ip, bench.echo_ip: self.server_ip}
         certs = bench.workdir / "certs"
-        self.boots = {
-            who: static_from_dump(
-                json.loads(get(f"http://{ip}:15000/config_dump?include_eds", timeout=10)), ips, certs, who
-            )
-            for who, ip in (("client", bench.client_ip), ("server", bench.echo_ip))
+        # Each source pair's config, copied onto the two addresses (both pairs run as the same service
+        # accounts, so the same certificates serve either).
+        pairs = {
+            "default": (bench.client_ip, bench.echo_ip),
+            "access-log": (bench.client_als_ip, bench.echo_als_ip),
         }
+        needed = {"access-log" if row in ALS_ROWS else "default" for row in rows if row in ABLATIONS}
+        self.boots: dict[str, dict[str, dict]] = {}
+        for source in sorted(needed):
+            client, server = pairs[source]
+            ips = {client: self.client_ip, server: self.server_ip}
+            self.boots[source] = {
+                who: static_from_dump(
+                    json.loads(get(f"http://{ip}:15000/config_dump?include_eds", timeout=10)), ips, certs, who
+                )
+                for who, ip in (("client", client), ("server", server))
+            }
+        # The Host the running variant routes (the access-log pair's service is echo-als).
+        self.authority = HOST
         self.procs: list[subprocess.Popen[bytes]] = []
         # What runs each Envoy ("server", "client"): pinned to the Envoy core; --instructions wraps it in
         # callgrind (and waits longer for it to start).
         self.wrap: Callable[[str], list[str]] = lambda who: ["taskset", "-c", ENVOY_CPU]
         self.ready_timeout = 30.0
         self.env = dict(os.environ)
-        if "ALS -> C module" in rows:
+        if "default" in needed or "ALS -> C module" in rows:
             from isthmus.telemetry import statsmodule
 
             modules = statsmodule.build(bench.workdir / "modules")
@@ -938,9 +992,10 @@ class Ablation:
             paths = self.bench.reference_configs("ablation-reference", self.client_ip, self.server_ip)
         else:
             paths = {}
+            source = "access-log" if variant in ALS_ROWS else "default"
             for who in ("server", "client"):
-                boot = copy.deepcopy(self.boots[who])
-                for fn in ABLATIONS[variant]:
+                boot = copy.deepcopy(self.boots[source][who])
+                for fn in [_quiet_module, *ABLATIONS[variant]]:
                     fn(boot)
                 paths[who] = self.bench.workdir / f"ablation-{who}.json"
                 paths[who].write_text(json.dumps(boot))
@@ -956,7 +1011,8 @@ class Ablation:
             self.procs, (("server", self.server_ip), ("client", self.client_ip)), strict=True
         ):
             wait_envoy_ready(f"{ip}:15000", proc, logs[who], self.ready_timeout)
-        r = paced(f"{self.client_ip}:15001", 50, 0.5, 0.0)
+        self.authority = HOST_ALS if variant in ALS_ROWS else HOST
+        r = paced(f"{self.client_ip}:15001", 50, 0.5, 0.0, self.authority)
         if r["ok"] != r["requests"] or r["body_bytes"] != BODY_BYTES:
             raise RuntimeError(f"ablation {variant}: unexpected answers {r}")
 
@@ -971,14 +1027,20 @@ class Ablation:
         self.procs = []
 
 
-def measure_once(address: str, envoys: list[int], rate: float | None, duration: float, warmup: float) -> dict:
+def measure_once(
+    address: str, envoys: list[int], rate: float | None, duration: float, warmup: float, authority: str = HOST
+) -> dict:
     """One figure (wrk max if `rate` is None, else the paced run), retried while others load the machine."""
     best: dict[str, Any] | None = None
     for attempt in range(RETRIES + 1):
         wait_quiet()
         f = Foreign()
         e0 = cpu_seconds(envoys)
-        r = wrk_max(address, duration) if rate is None else paced(address, rate, duration, warmup)
+        r = (
+            wrk_max(address, duration, authority)
+            if rate is None
+            else paced(address, rate, duration, warmup, authority)
+        )
         r["foreign_cores"] = f.cores()
         if rate is not None:
             r["envoy_cpu_us_per_req"] = (cpu_seconds(envoys) - e0) / r["requests"] * 1e6
@@ -989,6 +1051,11 @@ def measure_once(address: str, envoys: list[int], rate: float | None, duration: 
             break
     assert best is not None
     return best
+
+
+def _baseline(summary: dict[str, Any], row: str, copy_: dict[str, Any]) -> dict[str, Any]:
+    """What a row's saving is measured against: the copy of the pair it was made from."""
+    return summary["access-log pipeline"] if row in ALS_ROWS else copy_
 
 
 def run_ablation(
@@ -1004,12 +1071,14 @@ def run_ablation(
                 if row in ABLATIONS:
                     abl.start(row)
                     address, envoys = f"{abl.client_ip}:15001", [p.pid for p in abl.procs]
+                    host = abl.authority
                 else:
                     abl.stop()
                     address, envoys, _ = bench.target(row)
+                    host = authority(row)
                 rnd[row] = {
-                    "max": measure_once(address, envoys, None, duration, warmup),
-                    str(ABLATION_RATE): measure_once(address, envoys, ABLATION_RATE, duration, warmup),
+                    "max": measure_once(address, envoys, None, duration, warmup, host),
+                    str(ABLATION_RATE): measure_once(address, envoys, ABLATION_RATE, duration, warmup, host),
                 }
                 print(
                     f"round {i + 1} {row}: max {rnd[row]['max']['rps']:.0f} rps, "
@@ -1038,7 +1107,7 @@ def run_ablation(
         f" {'cpu/ref':>8} {'ref/max':>8}"
     )
     for row, s in summary.items():
-        saved = copy_["envoy_cpu_us_per_req"] - s["envoy_cpu_us_per_req"]
+        saved = _baseline(summary, row, copy_)["envoy_cpu_us_per_req"] - s["envoy_cpu_us_per_req"]
         s["saved_us_per_req"] = saved
         s["cpu_ratio_to_reference"] = s["envoy_cpu_us_per_req"] / ref["envoy_cpu_us_per_req"]
         s["max_rps_ratio_reference_to_row"] = ref["max_rps"] / s["max_rps"]
@@ -1144,7 +1213,7 @@ def measure_instructions(abl: Ablation, variant: str, requests: int, repeats: in
     for cg, proc in zip(cgs.values(), abl.procs, strict=True):
         cg.pid = proc.pid
         cg.instrument()
-    client = KeepAlive(f"{abl.client_ip}:15001")
+    client = KeepAlive(f"{abl.client_ip}:15001", abl.authority)
     try:
         client.run(INSTR_WARMUP)
         raw = []
@@ -1214,7 +1283,7 @@ def run_instructions(
     )
     for row, s in summary.items():
         s["ratio_to_reference"] = s["sum"] / ref["sum"]
-        s["saved"] = copy_["sum"] - s["sum"]
+        s["saved"] = _baseline(summary, row, copy_)["sum"] - s["sum"]
         s["saved_pct_of_reference"] = s["saved"] / ref["sum"] * 100
         print(
             f"{row:<26} {s['client']:>9,.0f} {s['server']:>9,.0f} {s['sum']:>9,.0f} {s['spread'] * 100:>6.2f}%"
@@ -1370,6 +1439,8 @@ def main() -> None:
     rows = tuple(r for r in ROWS if r in wanted)
     wanted_ablation = {r.strip() for r in re.split(r",(?! )", args.ablation_rows or ",".join(ABLATION_ROWS))}
     wanted_ablation |= {"generated (static copy)", "reference"}
+    if wanted_ablation & ALS_ROWS:  # their savings are against the access-log pair's copy
+        wanted_ablation.add("access-log pipeline")
     if wanted_ablation - set(ABLATION_ROWS):
         sys.exit(f"unknown ablation rows {sorted(wanted_ablation - set(ABLATION_ROWS))}")
     ablation_rows = tuple(r for r in ABLATION_ROWS if r in wanted_ablation)
