@@ -98,3 +98,14 @@ def vhost(table: dict[str, Any], name: str) -> dict[str, Any]:
 
 def clusters(snap: Snapshot, proxy: Proxy) -> dict[str, dict[str, Any]]:
     return generate(snap, proxy, naming.CLUSTER_TYPE)
+
+
+def hcms(snap: Snapshot, proxy: Proxy) -> list[dict[str, Any]]:
+    """The typed configs of every HTTP connection manager in the proxy's listeners."""
+    return [
+        f["typed_config"]
+        for lst in generate(snap, proxy, naming.LISTENER_TYPE).values()
+        for chain in lst.get("filter_chains", [])
+        for f in chain["filters"]
+        if f["name"] == "envoy.filters.network.http_connection_manager"
+    ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from gen_helpers import PODS, clusters, generate, route_table, sidecar, snapshot, vhost
+from gen_helpers import PODS, clusters, generate, hcms, route_table, sidecar, snapshot, vhost
 
 from isthmus.model.proxy import Proxy
 from isthmus.registry.types import Pod
@@ -359,29 +359,19 @@ spec:
 def _disabled_by_default(snap: Any, proxy: Any) -> dict[str, set[bool]]:
     """Per filter of PER_ROUTE_FILTERS, the `disabled` values it has on the proxy's HCMs."""
     out: dict[str, set[bool]] = {}
-    for lst in generate(snap, proxy, naming.LISTENER_TYPE).values():
-        for chain in lst.get("filter_chains", []):
-            for f in chain["filters"]:
-                if f["name"] != "envoy.filters.network.http_connection_manager":
-                    continue
-                for h in f["typed_config"]["http_filters"]:
-                    if h["name"] in PER_ROUTE_FILTERS:
-                        out.setdefault(h["name"], set()).add(h.get("disabled", False))
-                    else:
-                        assert not h.get("disabled") or h["name"] == naming.DFP_FILTER, h["name"]
+    for hcm in hcms(snap, proxy):
+        for h in hcm["http_filters"]:
+            if h["name"] in PER_ROUTE_FILTERS:
+                out.setdefault(h["name"], set()).add(h.get("disabled", False))
+            else:
+                assert not h.get("disabled") or h["name"] == naming.DFP_FILTER, h["name"]
     return out
 
 
 def _dfp_disabled(snap: Any) -> bool:
-    (hcm,) = [
-        f["typed_config"]
-        for lst in generate(snap, sidecar(), naming.LISTENER_TYPE).values()
-        for chain in lst.get("filter_chains", [])
-        for f in chain["filters"]
-        if f["name"] == "envoy.filters.network.http_connection_manager"
-        and any(h["name"] == naming.DFP_FILTER for h in f["typed_config"]["http_filters"])
+    (dfp,) = [
+        h for hcm in hcms(snap, sidecar()) for h in hcm["http_filters"] if h["name"] == naming.DFP_FILTER
     ]
-    (dfp,) = [h for h in hcm["http_filters"] if h["name"] == naming.DFP_FILTER]
     return bool(dfp.get("disabled"))
 
 
