@@ -854,10 +854,11 @@ def jwt_filter() -> hcm.HttpFilter:
 # One RBAC filter per action, always present on inbound and gateway HCMs with no rules of their own
 # (no enforcement); the policies in force arrive per route over RDS (RBACPerRoute). So an
 # AuthorizationPolicy change never replaces a listener: it applies to open connections at once and
-# drains nothing (istio#48077). The filters are disabled by default: the RBACPerRoute entry on a virtual
-# host enables its filter there (Envoy treats any per-filter config as enabling), and where there is
-# none the filter's own empty config would enforce nothing anyway, so only requests a policy applies to
-# pay for an RBAC filter.
+# drains nothing (istio#48077). Where the route cannot change after the filter chain is built
+# (route_fixed_before: sidecars without ext_authz), the filters are disabled by default: the RBACPerRoute
+# entry on a virtual host enables its filter there (Envoy treats any per-filter config as enabling), and
+# where there is none the filter's own empty config would enforce nothing anyway, so only requests a
+# policy applies to pay for an RBAC filter.
 RBAC_FILTERS = (
     ("AUDIT", "envoy.filters.http.rbac.audit", "istio_dry_run_audit_"),
     ("DENY", "envoy.filters.http.rbac.deny", "istio_dry_run_deny_"),
