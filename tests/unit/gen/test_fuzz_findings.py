@@ -13,6 +13,9 @@ config Envoy loads (Istio accepts them all, so the generators, not validation, h
   terminating chain without a certificate ("No TLS certificates found for server context").
 - A Gateway server bound to an address the host lacks (NACKed: "cannot bind ... Cannot assign requested
   address") or to a unix socket (a socket address named `unix://...`: "malformed IP address").
+- A ServiceEntry host `*.<ns>.svc.cluster.local` gave the sidecars of <ns> the short alt host `*`, a
+  second bare wildcard beside the catch-all's, and their whole sidecar table (or VHDS update) was NACKed
+  ("Only a single wildcard domain is permitted in route http_proxy").
 """
 
 from __future__ import annotations
@@ -842,3 +845,28 @@ def test_authorization_values_with_regex_metacharacters_make_valid_regexes(sourc
     regexes = _regexes(configs)
     assert any("sa/" in r or "ns/" in r for r in regexes), configs
     assert [r for r in regexes if regex_error(r)] == []
+
+
+@pytest.mark.parametrize("namespace", ["default", "other"])
+def test_wildcard_service_entry_of_the_proxys_namespace_claims_no_bare_wildcard(
+    namespace: str, tmp_path: Path
+) -> None:
+    """`*.<ns>.svc.cluster.local` seen from <ns>: the short alt host is `*` (and `*:80`), which repeated
+    the catch-all's `*` and claimed every host; Envoy refused the whole table ("Only a single wildcard
+    domain is permitted"). The other alt hosts stay."""
+    doc = f"""
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: wild, namespace: {namespace}}}
+spec:
+  hosts: ['*.{namespace}.svc.cluster.local']
+  ports: [{{number: 80, name: http}}]
+"""
+    assert ingest_text(doc, "se.yaml").ok
+    table = route_table(snapshot(doc), sidecar())
+    wild = vhost(table, f"*.{namespace}.svc.cluster.local:80")
+    assert "*" not in wild["domains"] and "*:80" not in wild["domains"]
+    assert {f"*.{namespace}.svc", f"*.{namespace}"} <= set(wild["domains"])
+    assert [v["name"] for v in table["virtual_hosts"] if "*" in v["domains"]] == ["allow_any"]
+    result = envoy_validate_routes(tmp_path, table)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1109,6 +1109,10 @@ def alt_hosts(hostname: str, proxy_namespace: str, domain: str) -> list[str]:
         return []
     name, ns = parsed
     if ns == proxy_namespace:
+        if name == "*":
+            # `*.<ns>.svc.<domain>` from its own namespace: istiod's short form would be `*` (and `*:80`),
+            # which claims every host and repeats the catch-all's `*`: Envoy refuses the whole table.
+            return [f"{name}.{ns}.svc", f"{name}.{ns}"]
         return [name, f"{name}.{ns}.svc", f"{name}.{ns}"]
     return [f"{name}.{ns}", f"{name}.{ns}.svc"]
 
