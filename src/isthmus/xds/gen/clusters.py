@@ -234,13 +234,14 @@ def _resolves_authority(svc: Service, proxy: Proxy) -> bool:
     return svc.resolution is Resolution.PASSTHROUGH and proxy.kind != "gateway"
 
 
-def any_resolves_authority(snapshot: Snapshot) -> bool:
-    """Whether a sidecar may have a dynamic forward proxy cluster other than the PassthroughCluster: some
-    service resolves the request's authority (see _resolves_authority). Once per snapshot."""
+def any_resolves_authority(snapshot: Snapshot, proxy: Proxy) -> bool:
+    """Whether proxies of this kind may have a dynamic forward proxy cluster other than the
+    PassthroughCluster: some service's cluster resolves the request's authority for them. Once per
+    snapshot and proxy kind."""
     return snapshot.memo(
-        ("any_resolves_authority",),
+        ("any_resolves_authority", proxy.kind),
         lambda: any(
-            svc.resolution in (Resolution.DYNAMIC_DNS, Resolution.PASSTHROUGH)
+            _resolves_authority(svc, proxy)
             for services in snapshot.registry.by_host.values()
             for svc in services
         ),

@@ -82,6 +82,7 @@ def _has_auto_ports(snapshot: Snapshot) -> bool:
 
 def _http_filters(
     snapshot: Snapshot,
+    proxy: Proxy,
     *,
     dfp: bool,
     grpc_web: bool = False,
@@ -102,7 +103,7 @@ def _http_filters(
                         dns_cache_config=dns_cache_config(snapshot.mesh.dns_refresh_rate_s)
                     )
                 ),
-                disabled=not any_resolves_authority(snapshot),
+                disabled=not any_resolves_authority(snapshot, proxy),
             )
         )
     # istiod's order (buildHTTPConnectionManager): [grpc_web on GRPC-Web ports], grpc_stats, fault, cors,
@@ -172,6 +173,7 @@ def _hcm(
     m.http_filters.extend(
         _http_filters(
             snapshot,
+            proxy,
             dfp=dfp,
             grpc_web=port_protocol is Protocol.GRPC_WEB,
             suppress_envoy_headers=headers is not None and _disabled(headers.envoy_debug_headers),
