@@ -1158,10 +1158,13 @@ class Callgrind:
     """One Envoy under callgrind: its counters are zeroed and dumped between batches through vgdb (the
     callgrind monitor commands), so one start-up serves every batch and start-up work is never counted."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, keep: Path | None = None) -> None:
         self.out = out
         self.dumps = 0
         self.pid = 0
+        # --keep-dumps: where the first batch's dump is kept whole (per-function costs, for
+        # callgrind_annotate); the others are only read for their totals.
+        self.keep = keep
 
     def args(self) -> list[str]:
         # Pinned to the Envoy core, both Envoys: on one core the closed loop's hops follow one another
@@ -1185,7 +1188,10 @@ class Callgrind:
         self.dumps += 1
         path = Path(f"{self.out}.{self.dumps}")
         text = path.read_text()
-        path.unlink()
+        if self.keep is not None and self.dumps == 1:
+            path.replace(self.keep)
+        else:
+            path.unlink()
         m = re.search(r"^(?:totals|summary): (\d+)", text, re.M)
         if not m:
             raise RuntimeError(f"no totals in callgrind dump {path}")
@@ -1202,10 +1208,19 @@ def spread(values: list[float]) -> float:
     return (max(values) - min(values)) / statistics.median(values)
 
 
-def measure_instructions(abl: Ablation, variant: str, requests: int, repeats: int) -> dict[str, Any]:
+def measure_instructions(
+    abl: Ablation, variant: str, requests: int, repeats: int, keep: Path | None = None
+) -> dict[str, Any]:
     """Start `variant` under callgrind; `repeats` batches of `requests`; instructions per request of each
-    Envoy (and their sum) in each batch, the idle rate taken out."""
-    cgs = {who: Callgrind(abl.bench.workdir / f"callgrind-{who}.out") for who in ("server", "client")}
+    Envoy (and their sum) in each batch, the idle rate taken out. With `keep`, each Envoy's first batch
+    dump is kept there as `<variant>.<who>.callgrind`."""
+    slug = re.sub(r"[^a-z0-9]+", "-", variant.lower()).strip("-")
+    cgs = {
+        who: Callgrind(
+            abl.bench.workdir / f"callgrind-{who}.out", keep / f"{slug}.{who}.callgrind" if keep else None
+        )
+        for who in ("server", "client")
+    }
     abl.wrap = lambda who: cgs[who].args()
     t0 = time.monotonic()
     abl.start(variant)
@@ -1239,7 +1254,12 @@ def measure_instructions(abl: Ablation, variant: str, requests: int, repeats: in
 
 
 def run_instructions(
-    bench: Bench, rounds_n: int, requests: int, repeats: int, rows: tuple[str, ...] = ABLATION_ROWS
+    bench: Bench,
+    rounds_n: int,
+    requests: int,
+    repeats: int,
+    rows: tuple[str, ...] = ABLATION_ROWS,
+    keep: Path | None = None,
 ) -> dict[str, Any]:
     variants = [r for r in rows if r in ABLATIONS or r == "reference"]
     skipped = [r for r in rows if r not in variants]
@@ -1253,7 +1273,7 @@ def run_instructions(
         for row in variants if i % 2 == 0 else reversed(variants):
             t0 = time.monotonic()
             try:
-                rnd[row] = measure_instructions(abl, row, requests, repeats)
+                rnd[row] = measure_instructions(abl, row, requests, repeats, keep if i == 0 else None)
             finally:
                 abl.stop()  # also when the start failed
             sums = [b["sum"] for b in rnd[row]["batches"]]
@@ -1415,6 +1435,13 @@ def main() -> None:
     )
     ap.add_argument("--requests", type=int, default=500, help="with --instructions: requests per batch")
     ap.add_argument("--repeats", type=int, default=3, help="with --instructions: batches per Envoy start")
+    ap.add_argument(
+        "--keep-dumps",
+        type=Path,
+        default=None,
+        help="with --instructions: keep each variant's first batch as DIR/<variant>.<server|client>.callgrind"
+        " (per-function costs: callgrind_annotate --inclusive=yes)",
+    )
     ap.add_argument("--loadgen", nargs=6, metavar=("HOST", "PORT", "RATE", "DURATION", "WARMUP", "AUTHORITY"),
                     help=argparse.SUPPRESS)  # fmt: skip
     args = ap.parse_args()
@@ -1462,7 +1489,11 @@ def main() -> None:
             )
             concurrency = bench.concurrency
             if args.instructions:
-                result = run_instructions(bench, rounds_n, args.requests, args.repeats, ablation_rows)
+                if args.keep_dumps:
+                    args.keep_dumps.mkdir(parents=True, exist_ok=True)
+                result = run_instructions(
+                    bench, rounds_n, args.requests, args.repeats, ablation_rows, args.keep_dumps
+                )
                 result["meta"] = {
                     "rounds": rounds_n,
                     "requests": args.requests,
