@@ -34,6 +34,9 @@ BODY = b"x" * 1024
 ECHO_CLUSTER = "outbound|8080||echo.default.svc.cluster.local"
 EMPTY_CLUSTER = "outbound|8080||empty.default.svc.cluster.local"
 TCP_CLUSTER = "outbound|9000||tcp-echo.default.svc.cluster.local"
+# Two endpoints on two addresses (the second server listens on SECOND_HOST), round robin.
+TWO_CLUSTER = "outbound|8080||two.default.svc.cluster.local"
+SECOND_HOST = "127.0.0.7"
 NODE_ID = "sidecar~127.0.0.1~client-1.default~default.svc.cluster.local"
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -154,20 +157,17 @@ class Collector:
 # -- Envoy -----------------------------------------------------------------------------------------------
 
 
-def _cluster(name: str, port: int | None) -> dict:
+def _cluster(name: str, *hosts: tuple[str, int]) -> dict:
     endpoints = (
         [
             {
                 "lb_endpoints": [
-                    {
-                        "endpoint": {
-                            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}
-                        }
-                    }
+                    {"endpoint": {"address": {"socket_address": {"address": ip, "port_value": port}}}}
+                    for ip, port in hosts
                 ]
             }
         ]
-        if port
+        if hosts
         else []
     )
     return {
@@ -192,6 +192,7 @@ def bootstrap(
     tcp: int,
     tcp_in: int,
     upstream: int,
+    upstream2: int,
     echo: int,
     collector: tuple[str, int] | None,
 ) -> dict:
@@ -213,6 +214,11 @@ def bootstrap(
                             "name": "echo-route",
                             "match": {"prefix": "/echo"},
                             "route": {"cluster": ECHO_CLUSTER},
+                        },
+                        {
+                            "name": "two-route",
+                            "match": {"prefix": "/two"},
+                            "route": {"cluster": TWO_CLUSTER},
                         },
                         {
                             "name": "empty-route",
@@ -259,9 +265,10 @@ def bootstrap(
                 listener("tcp_in", tcp_in, tcp_proxy("inbound")),
             ],
             "clusters": [
-                _cluster(ECHO_CLUSTER, upstream),
-                _cluster(EMPTY_CLUSTER, None),
-                _cluster(TCP_CLUSTER, echo),
+                _cluster(ECHO_CLUSTER, ("127.0.0.1", upstream)),
+                _cluster(TWO_CLUSTER, ("127.0.0.1", upstream), (SECOND_HOST, upstream2)),
+                _cluster(EMPTY_CLUSTER),
+                _cluster(TCP_CLUSTER, ("127.0.0.1", echo)),
             ],
         },
     }
@@ -359,18 +366,23 @@ def module_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def servers() -> Iterator[tuple[int, int]]:
-    http = ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
-    http.daemon_threads = True
-    t = threading.Thread(target=http.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    t.start()
+def servers() -> Iterator[tuple[int, int, int]]:
+    https = [ThreadingHTTPServer((host, 0), _Upstream) for host in ("127.0.0.1", SECOND_HOST)]
+    threads = []
+    for http in https:
+        http.daemon_threads = True
+        threads.append(
+            threading.Thread(target=http.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+        )
+        threads[-1].start()
     echo = _TcpEcho()
     try:
-        yield http.server_address[1], echo.port
+        yield https[0].server_address[1], echo.port, https[1].server_address[1]
     finally:
-        http.shutdown()
-        http.server_close()
-        t.join(5)
+        for http, t in zip(https, threads, strict=True):
+            http.shutdown()
+            http.server_close()
+            t.join(5)
         echo.close()
 
 
@@ -387,11 +399,16 @@ def collector() -> Iterator[Collector]:
 
 @pytest.fixture
 def envoy(
-    tmp_path: Path, module_dir: Path, servers: tuple[int, int], collector: Collector
+    tmp_path: Path, module_dir: Path, servers: tuple[int, int, int], collector: Collector
 ) -> Iterator[Envoy]:
-    upstream, echo = servers
+    upstream, echo, upstream2 = servers
     proxy = start_envoy(
-        tmp_path / "envoy", module_dir, upstream=upstream, echo=echo, collector=collector.address
+        tmp_path / "envoy",
+        module_dir,
+        upstream=upstream,
+        upstream2=upstream2,
+        echo=echo,
+        collector=collector.address,
     )
     try:
         yield proxy
@@ -569,3 +586,56 @@ def test_tcp_series_and_final_flush(envoy: Envoy, collector: Collector) -> None:
     final = max(after, key=lambda r: r.seq)
     assert sorted(t.key() for t in final.tcp) == sorted([closed.key(), inbound.key()])
     assert [t for t in final.tcp if t.key() == closed.key()] == [closed]
+
+
+def test_http_series_keep_each_connection_apart(envoy: Envoy, collector: Collector) -> None:
+    """The module keeps a connection's own fields (remote address, local port, SANs) per connection id:
+    requests interleaved on connections from two source addresses, and a later connection from the
+    first address again, each count under their own downstream address."""
+    counts = {"127.0.0.2": 0, "127.0.0.3": 0}
+
+    def connect(source: str) -> socket.socket:
+        s = socket.socket()
+        s.settimeout(5)
+        s.bind((source, 0))
+        s.connect(("127.0.0.1", envoy.http))
+        return s
+
+    a, b = connect("127.0.0.2"), connect("127.0.0.3")
+    with a, b:
+        for i in range(12):
+            s, source = (a, "127.0.0.2") if i % 3 else (b, "127.0.0.3")
+            assert http_exchange(s, _req("/echo", envoy.http))[0] == 200
+            counts[source] += 1
+    with connect("127.0.0.2") as c:
+        for _ in range(2):
+            assert http_exchange(c, _req("/echo", envoy.http))[0] == 200
+            counts["127.0.0.2"] += 1
+
+    def ok(http: dict, tcp: dict) -> dict | None:
+        by_ip: dict[str, int] = {}
+        for s in http.values():
+            by_ip[s.downstream_ip] = by_ip.get(s.downstream_ip, 0) + s.requests
+        return by_ip if by_ip == counts else None
+
+    collector.wait(f"requests by downstream address {counts}", ok)
+    assert all(s.local_port == envoy.http for s in collector.latest()[0].values())
+
+
+def test_http_series_keep_each_upstream_apart(envoy: Envoy, collector: Collector) -> None:
+    """The module keeps an upstream connection's own fields (host address, SANs) per connection id:
+    requests of one downstream connection, spread round robin over two hosts, count under their own
+    host's address."""
+    with socket.create_connection(("127.0.0.1", envoy.http), timeout=5) as s:
+        for _ in range(10):
+            assert http_exchange(s, _req("/two", envoy.http))[0] == 200
+
+    def ok(http: dict, tcp: dict) -> dict | None:
+        by_ip: dict[str, int] = {}
+        for s in http.values():
+            if s.cluster == TWO_CLUSTER:
+                by_ip[s.upstream_ip] = by_ip.get(s.upstream_ip, 0) + s.requests
+        return by_ip if sum(by_ip.values()) == 10 else None
+
+    by_ip = collector.wait("10 requests to the two hosts", ok)
+    assert by_ip == {"127.0.0.1": 5, SECOND_HOST: 5}

@@ -435,7 +435,7 @@ struct stub {
   const char* authority; const char* method; const char* content_type;
   const char* grpc_trailer; const char* grpc_header;
   int64_t duration_ns; int32_t has_duration;
-  uint64_t wire_rx, wire_tx, bytes_rx, bytes_tx, req_hdr, resp_hdr, conn_id;
+  uint64_t wire_rx, wire_tx, bytes_rx, bytes_tx, req_hdr, resp_hdr, conn_id, up_conn_id;
 };
 struct stub stub;
 static bool str_out(const char* s, ebuf_t* out) {
@@ -488,6 +488,7 @@ void CB(get_downstream_wire_bytes)(void* c, wire_t* o) { (void)c; o->rx = stub.w
 uint64_t CB(get_request_headers_bytes)(void* c) { (void)c; return stub.req_hdr; }
 uint64_t CB(get_response_headers_bytes)(void* c) { (void)c; return stub.resp_hdr; }
 uint64_t CB(get_connection_id)(void* c) { (void)c; return stub.conn_id; }
+uint64_t CB(get_upstream_connection_id)(void* c) { (void)c; return stub.up_conn_id; }
 bool CB(get_filter_state)(void* c, ebuf_t k, ebuf_t* o) { (void)c, (void)k, (void)o; return false; }
 """
 
@@ -517,6 +518,7 @@ class _Stub(ctypes.Structure):
         ("req_hdr", ctypes.c_uint64),
         ("resp_hdr", ctypes.c_uint64),
         ("conn_id", ctypes.c_uint64),
+        ("up_conn_id", ctypes.c_uint64),
     ]
 
 
@@ -733,6 +735,51 @@ def test_module_http_key_fields(stubbed: StubbedModule, values: dict, expected: 
     (s,) = _http(stubbed.finish()).values()
     for name, value in expected.items():
         assert getattr(s, name) == value, name
+
+
+def test_module_reads_a_connections_fields_once(stubbed: StubbedModule) -> None:
+    """The fields of a downstream connection (remote address, local port, SANs) and of an upstream one
+    (host address, SANs) are read on its first request and kept by connection id (Envoy never reuses
+    one): a stub that changes them under the same id shows the kept ones; other ids read their own;
+    id 0 (no connection) is never kept."""
+    logger = stubbed.config()
+
+    def log(**values: object) -> None:
+        stubbed.reset(**values)
+        stubbed.log(logger)
+
+    first = {"downstream_ip": "10.0.0.1", "local_port": 15001, "upstream_ip": "10.0.0.2"}
+    other = {"downstream_ip": "10.9.9.9", "local_port": 15006, "upstream_ip": "10.8.8.8"}
+    sans = ["spiffe://up-peer", "spiffe://up-local", "spiffe://down-peer", "spiffe://down-local"]
+    log(conn_id=5, up_conn_id=7, sans=sans, **first)
+    log(conn_id=5, up_conn_id=7, sans=[None] * 4, **other)  # both kept
+    log(conn_id=5, up_conn_id=8, sans=[None] * 4, **other)  # the upstream's read
+    log(conn_id=6, up_conn_id=7, sans=[None] * 4, **other)  # the downstream's read
+    log(conn_id=0, up_conn_id=0, sans=[None] * 4, **other)  # nothing kept...
+    log(conn_id=0, up_conn_id=0, sans=sans, **first)  # ...so read again
+    got = sorted(
+        (
+            s.downstream_ip,
+            s.local_port,
+            s.downstream_peer_san,
+            s.downstream_local_san,
+            s.upstream_ip,
+            s.upstream_peer_san,
+            s.upstream_local_san,
+            s.requests,
+        )
+        for s in _http(stubbed.finish()).values()
+    )
+    down = ("10.0.0.1", 15001, "spiffe://down-peer", "spiffe://down-local")
+    up = ("10.0.0.2", "spiffe://up-peer", "spiffe://up-local")
+    assert got == sorted(
+        [
+            (*down, *up, 3),  # conn 5 + up 7 twice, and the last (id 0, the same values)
+            (*down, "10.8.8.8", "", "", 1),  # conn 5 (kept), up 8 (read)
+            ("10.9.9.9", 15006, "", "", *up, 1),  # conn 6 (read), up 7 (kept)
+            ("10.9.9.9", 15006, "", "", "10.8.8.8", "", "", 1),  # id 0: read
+        ]
+    )
 
 
 def test_module_inbound_never_reports_authority(stubbed: StubbedModule) -> None:

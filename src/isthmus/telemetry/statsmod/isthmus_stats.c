@@ -110,6 +110,7 @@ extern void CB(get_downstream_wire_bytes)(void* ctx, ds_wire_bytes_t* out);
 extern uint64_t CB(get_request_headers_bytes)(void* ctx);
 extern uint64_t CB(get_response_headers_bytes)(void* ctx);
 extern uint64_t CB(get_connection_id)(void* ctx);
+extern uint64_t CB(get_upstream_connection_id)(void* ctx);
 extern bool CB(get_filter_state)(void* ctx, ebuf_t key, ebuf_t* out);
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -234,6 +235,21 @@ static int32_t g_conn_free = -1, g_conn_oldest = -1, g_conn_newest = -1;
 static uint32_t g_conn_used_hi; /* entries [0, hi) have been handed out at least once */
 static bool g_conns_ready;
 
+/* The key fields that depend only on a connection, kept per worker thread by connection id: on the
+ * downstream connection its direct remote address, local port and URI SANs; on the upstream one the
+ * host address and URI SANs. They are most of the ABI calls of a request. A connection's requests are
+ * logged on its worker, and Envoy never reuses an id (one process-wide counter for both sides), so an
+ * entry is never stale; a collision only costs the calls again. Two segments each, with their leading
+ * separators, as the key interleaves the two sides' fields. */
+#define CONN_SLOTS 64 /* 2^6: the slot is the top 6 bits of the id's Fibonacci hash */
+#define CONN_CAP 496
+typedef struct {
+  uint64_t id; /* 0: empty (the ABI's "no connection", never cached) */
+  uint16_t first, len; /* bytes of the first segment; of both */
+  char data[CONN_CAP];
+} conn_fields_t;
+static __thread conn_fields_t t_downstream[CONN_SLOTS], t_upstream[CONN_SLOTS];
+
 /* ---------------------------------------------------------------------------------------------- */
 /* Small helpers (no allocation)                                                                    */
 
@@ -277,12 +293,25 @@ static void key_raw(key_t_* k, const char* p, size_t n) {
   k->len += n;
 }
 
+/* Bytes already sanitized (a cached segment, with its separators). */
+static void key_append(key_t_* k, const char* p, size_t n) {
+  if (k->len + n > sizeof(k->data)) n = sizeof(k->data) - k->len;
+  memcpy(k->data + k->len, p, n);
+  k->len += n;
+}
+
 static void key_field(key_t_* k, const char* p, size_t n) {
   if (k->len > 0 && k->len < sizeof(k->data)) k->data[k->len++] = SEP;
   key_raw(k, p, n);
 }
 
-static void key_cstr(key_t_* k, const char* s) { key_field(k, s, strlen(s)); }
+/* A field the module itself spells (constants, numbers): nothing to sanitize. */
+static void key_safe(key_t_* k, const char* p, size_t n) {
+  if (k->len > 0 && k->len < sizeof(k->data)) k->data[k->len++] = SEP;
+  key_append(k, p, n);
+}
+
+static void key_cstr(key_t_* k, const char* s) { key_safe(k, s, strlen(s)); }
 
 static void key_buf(key_t_* k, bool ok, ebuf_t b) {
   key_field(k, ok && b.ptr != NULL ? b.ptr : "", ok && b.ptr != NULL ? b.length : 0);
@@ -299,7 +328,7 @@ static size_t u64_text(char* out, uint64_t v) {
 
 static void key_u64(key_t_* k, uint64_t v) {
   char num[24];
-  key_field(k, num, u64_text(num, v));
+  key_safe(k, num, u64_text(num, v));
 }
 
 /* A word-at-a-time multiply-xorshift hash (the table only needs a good spread, not a standard). */
@@ -360,14 +389,37 @@ static void key_local_port(key_t_* k, void* ctx) {
 
 static void key_flags(key_t_* k, uint64_t flags) {
   if (k->len < sizeof(k->data)) k->data[k->len++] = SEP;
+  if (flags == 0) { /* nearly every request */
+    key_append(k, "-", 1);
+    return;
+  }
   bool any = false;
   for (unsigned i = 0; i < 30; i++) {
     if (!(flags & (1ULL << i))) continue;
-    if (any) key_raw(k, ",", 1);
-    key_raw(k, kFlags[i], strlen(kFlags[i]));
+    if (any) key_append(k, ",", 1);
+    key_append(k, kFlags[i], strlen(kFlags[i]));
     any = true;
   }
-  if (!any) key_raw(k, "-", 1);
+  if (!any) key_append(k, "-", 1);
+}
+
+/* The cache entry for connection `id` when it holds the fields (`*hit`), or the entry to fill (NULL
+ * for id 0). */
+static conn_fields_t* conn_fields(conn_fields_t* table, uint64_t id, bool* hit) {
+  *hit = false;
+  if (id == 0) return NULL;
+  conn_fields_t* e = &table[(id * 0x9E3779B97F4A7C15ULL) >> 58];
+  *hit = e->id == id;
+  return e;
+}
+
+/* Keep a connection's two segments (when they fit). */
+static void conn_fields_store(conn_fields_t* e, uint64_t id, const char* p1, size_t n1, const char* p2,
+                              size_t n2) {
+  if (e == NULL || n1 + n2 > CONN_CAP) return;
+  memcpy(e->data, p1, n1);
+  memcpy(e->data + n1, p2, n2);
+  e->id = id, e->first = (uint16_t)n1, e->len = (uint16_t)(n1 + n2);
 }
 
 /* The table lookup; the caller holds g_mu. NULL when the table is full (counted as dropped). */
@@ -473,13 +525,40 @@ static void log_http(void* ctx, const config_t* cfg) {
   bool has_route = CB(get_route_name)(ctx, &route) && route.ptr != NULL;
   if (!has_route) route = (ebuf_t){"", 0};
   key_buf(&k, true, route);
-  key_ip(&k, CB(get_upstream_remote_address), ctx);
-  key_ip(&k, CB(get_downstream_direct_remote_address), ctx);
-  key_local_port(&k, ctx);
-  key_first_san(&k, ctx, CB(get_upstream_peer_uri_san_size), CB(get_upstream_peer_uri_san));
-  key_first_san(&k, ctx, CB(get_upstream_local_uri_san_size), CB(get_upstream_local_uri_san));
-  key_first_san(&k, ctx, CB(get_downstream_peer_uri_san_size), CB(get_downstream_peer_uri_san));
-  key_first_san(&k, ctx, CB(get_downstream_local_uri_san_size), CB(get_downstream_local_uri_san));
+  /* upstream host address, downstream remote address and local port, upstream SANs, downstream
+   * SANs: from each connection's cache entry, or through the ABI (and then kept). */
+  uint64_t up_id = CB(get_upstream_connection_id)(ctx), down_id = CB(get_connection_id)(ctx);
+  bool up_hit, down_hit;
+  conn_fields_t* up = conn_fields(t_upstream, up_id, &up_hit);
+  conn_fields_t* down = conn_fields(t_downstream, down_id, &down_hit);
+  size_t up1 = k.len;
+  if (up_hit)
+    key_append(&k, up->data, up->first);
+  else
+    key_ip(&k, CB(get_upstream_remote_address), ctx);
+  size_t down1 = k.len;
+  if (down_hit) {
+    key_append(&k, down->data, down->first);
+  } else {
+    key_ip(&k, CB(get_downstream_direct_remote_address), ctx);
+    key_local_port(&k, ctx);
+  }
+  size_t up2 = k.len;
+  if (up_hit) {
+    key_append(&k, up->data + up->first, (size_t)(up->len - up->first));
+  } else {
+    key_first_san(&k, ctx, CB(get_upstream_peer_uri_san_size), CB(get_upstream_peer_uri_san));
+    key_first_san(&k, ctx, CB(get_upstream_local_uri_san_size), CB(get_upstream_local_uri_san));
+  }
+  size_t down2 = k.len;
+  if (down_hit) {
+    key_append(&k, down->data + down->first, (size_t)(down->len - down->first));
+  } else {
+    key_first_san(&k, ctx, CB(get_downstream_peer_uri_san_size), CB(get_downstream_peer_uri_san));
+    key_first_san(&k, ctx, CB(get_downstream_local_uri_san_size), CB(get_downstream_local_uri_san));
+    conn_fields_store(down, down_id, k.data + down1, up2 - down1, k.data + down2, k.len - down2);
+  }
+  if (!up_hit) conn_fields_store(up, up_id, k.data + up1, down1 - up1, k.data + up2, down2 - up2);
 
   bool authority = false;
   if (cfg->direction == 0) {
