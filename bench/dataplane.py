@@ -974,6 +974,7 @@ class Ablation:
         # The Host the running variant routes (the access-log pair's service is echo-als).
         self.authority = HOST
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.config_paths: dict[str, Path] = {}  # the running variant's bootstrap of each Envoy
         # What runs each Envoy ("server", "client"): pinned to the Envoy core; --instructions wraps it in
         # callgrind (and waits longer for it to start).
         self.wrap: Callable[[str], list[str]] = lambda who: ["taskset", "-c", ENVOY_CPU]
@@ -999,6 +1000,7 @@ class Ablation:
                     fn(boot)
                 paths[who] = self.bench.workdir / f"ablation-{who}.json"
                 paths[who].write_text(json.dumps(boot))
+        self.config_paths = paths
         logs = {who: self.bench.workdir / f"ablation-{who}.log" for who in paths}
         for who in ("server", "client"):  # both start at once (under callgrind, start-up takes a while)
             proc = subprocess.Popen(
@@ -1213,7 +1215,7 @@ def measure_instructions(
 ) -> dict[str, Any]:
     """Start `variant` under callgrind; `repeats` batches of `requests`; instructions per request of each
     Envoy (and their sum) in each batch, the idle rate taken out. With `keep`, each Envoy's first batch
-    dump is kept there as `<variant>.<who>.callgrind`."""
+    dump is kept there as `<variant>.<who>.callgrind`, and its bootstrap as `<variant>.<who>.json`."""
     slug = re.sub(r"[^a-z0-9]+", "-", variant.lower()).strip("-")
     cgs = {
         who: Callgrind(
@@ -1225,6 +1227,9 @@ def measure_instructions(
     t0 = time.monotonic()
     abl.start(variant)
     start_s = time.monotonic() - t0
+    if keep is not None:
+        for who, path in abl.config_paths.items():
+            shutil.copyfile(path, keep / f"{slug}.{who}.json")
     for cg, proc in zip(cgs.values(), abl.procs, strict=True):
         cg.pid = proc.pid
         cg.instrument()
@@ -1440,7 +1445,7 @@ def main() -> None:
         type=Path,
         default=None,
         help="with --instructions: keep each variant's first batch as DIR/<variant>.<server|client>.callgrind"
-        " (per-function costs: callgrind_annotate --inclusive=yes)",
+        " (per-function costs: callgrind_annotate --inclusive=yes) and its bootstrap as .json",
     )
     ap.add_argument("--loadgen", nargs=6, metavar=("HOST", "PORT", "RATE", "DURATION", "WARMUP", "AUTHORITY"),
                     help=argparse.SUPPRESS)  # fmt: skip
