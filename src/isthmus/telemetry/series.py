@@ -1,8 +1,9 @@
 """Deltas of the in-proxy metrics module's cumulative series (`statsmodule`).
 
-The module sends every series with its totals since the Envoy process loaded it, once a second, over
-UDP. A lost datagram costs nothing (the next one carries the same totals and more) and a late one is
-recognised by totals that went down, and skipped. Each (proxy, module instance) keeps the last totals
+The module sends a series' totals since the Envoy process loaded it over UDP: in the next second's
+report after it grew, and in every report of all series (at least every 10 s). A lost datagram costs
+nothing (a later one carries the same totals and more) and a late one is recognised by totals that went
+down, and skipped. Each (proxy, module instance) keeps the last totals
 seen per series; what the control plane records is the difference. A new instance (Envoy restarted)
 starts from zero, so everything it counted is recorded once.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
+from operator import sub
 from typing import Any
 
 from isthmus.telemetry import statsmodule
@@ -30,6 +32,7 @@ def _value_fields(cls: type) -> tuple[str, ...]:
 
 
 _STALE = object()  # `_minus`'s answer for totals that went down
+_ZEROS = (0,) * statsmodule.BUCKETS  # a histogram that did not grow
 
 
 def _minus(new: Any, old: Any) -> Any:
@@ -39,16 +42,18 @@ def _minus(new: Any, old: Any) -> Any:
     diff: dict[str, Any] = {}
     for name in _value_fields(type(new)):
         a, b = getattr(new, name), getattr(old, name)
-        if isinstance(a, tuple):
-            d: Any = tuple(x - y for x, y in zip(a, b, strict=True))
-            if any(x < 0 for x in d):
+        if a == b:  # most fields of most series between two reports: no arithmetic
+            diff[name] = _ZEROS if type(a) is tuple else 0
+            continue
+        changed = True
+        if type(a) is tuple:
+            d: Any = tuple(map(sub, a, b))
+            if min(d) < 0:
                 return _STALE
-            changed = changed or any(d)
         else:
             d = a - b
             if d < 0:
                 return _STALE
-            changed = changed or d != 0
         diff[name] = d
     return replace(new, **diff) if changed else None
 

@@ -344,7 +344,12 @@ def _hist(text: str, what: str, line: int) -> tuple[int, ...]:
     parts = text.split(" ")
     if len(parts) != BUCKETS:
         raise ValueError(f"line {line}: {what} has {len(parts)} buckets, expected {BUCKETS}")
-    return tuple(_int(p, what, line) for p in parts)
+    # One check of the whole field (ASCII digits and single spaces: no empty bucket), then the buckets:
+    # this runs for three histograms of every series of every report.
+    digits = text.replace(" ", "")
+    if "" in parts or not digits.isascii() or not digits.isdigit():
+        return tuple(_int(p, what, line) for p in parts)  # raises, naming the bad bucket
+    return tuple(map(int, parts))
 
 
 def _direction(text: str, line: int) -> str:
