@@ -52,8 +52,9 @@ status, an error there if the setting asked for the module explicitly); the node
 ``ISTHMUS_STATS_COLLECTOR`` tells the generators, which then give every HCM and tcp_proxy the module's
 logger instead of the gRPC one (`envoy.http_access_loggers`). The module adds each request to a series
 keyed by the same raw fields the control plane reads from an entry (code, flags, routed cluster, route,
-peer addresses and URI SANs, and ``:authority`` only where labels need it) and sends the series' totals
-over UDP once a second (`receiver`, ``STATS_PORT`` on the control plane's address). The control plane
+peer addresses and URI SANs, and ``:authority`` only where labels need it) and sends the totals of the
+series that grew over UDP once a second, all of them every 10 s (`receiver`, ``STATS_PORT`` on the
+control plane's address). The control plane
 records the growth of each series (`series.SeriesDeltas`) through the same label code
 as entries (`Telemetry.ingest_report`), so the metrics are the same; the graph's latencies become bucket
 bounds. A gRPC logger stays, filtered to failed requests (status >= 400 or a flag) and not counted, for

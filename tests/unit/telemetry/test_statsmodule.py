@@ -782,6 +782,34 @@ def test_module_reads_a_connections_fields_once(stubbed: StubbedModule) -> None:
     )
 
 
+def test_module_reports_only_the_series_that_grew_until_the_heartbeat(stubbed: StubbedModule) -> None:
+    """A second's report carries the series that grew since they were last sent; the others come with the
+    heartbeat (every 10 s) and in the final report, which carries every series."""
+    logger = stubbed.config()
+    a, b = ("outbound|8080||a.default.svc.cluster.local", "outbound|8080||b.default.svc.cluster.local")
+
+    def log(cluster: str) -> None:
+        stubbed.reset(cluster=cluster)
+        stubbed.log(logger)
+
+    def next_report(after: int) -> Report:
+        stubbed.sock.settimeout(5.0)
+        while True:
+            report = parse_datagram(stubbed.sock.recv(65536))
+            if report.seq > after:
+                return report
+
+    log(a)
+    log(b)
+    first = next_report(0)
+    assert {(s.cluster, s.requests) for s in first.http} == {(a, 1), (b, 1)}
+    log(a)
+    second = next_report(first.seq)
+    assert {(s.cluster, s.requests) for s in second.http} == {(a, 2)}
+    final = stubbed.finish()
+    assert {(s.cluster, s.requests) for s in _http(final).values()} == {(a, 2), (b, 1)}
+
+
 def test_module_inbound_never_reports_authority(stubbed: StubbedModule) -> None:
     logger = stubbed.config(direction="inbound")
     stubbed.reset(cluster="PassthroughCluster")

@@ -14,8 +14,9 @@
  * getters, builds the series key in a stack buffer, hashes it and adds to a process-wide table
  * (mutex-protected). No syscall and no allocation on that path, except the first time a series is
  * seen. A background thread formats the table (cumulative values since this instance started) into
- * datagrams of at most 60,000 bytes and sends them with non-blocking UDP: every second when something
- * changed, at least every 10 s anyway (heartbeat), and once more when the last config is destroyed.
+ * datagrams of at most 60,000 bytes and sends them with non-blocking UDP: every second the series that
+ * grew since they were last sent, every series at least every 10 s (heartbeat), and every series once
+ * more when the last config is destroyed.
  * The thread never calls into Envoy. The datagram format is parsed by
  * isthmus.telemetry.statsmodule.parse_datagram (the two must change together).
  *
@@ -187,6 +188,7 @@ typedef struct {
   uint64_t hash;
   uint32_t key_len;
   bool tcp;
+  bool dirty; /* grew since the last report that carried it */
   union {
     http_values_t h;
     tcp_values_t t;
@@ -630,6 +632,7 @@ static void log_http(void* ctx, const config_t* cfg) {
     v->resp_bytes[bs]++, v->resp_bytes_sum += resp_bytes;
     v->wire_sent += wire.wire_bytes_sent, v->wire_received += wire.wire_bytes_received;
     v->req_msgs += req_msgs, v->resp_msgs += resp_msgs;
+    s->dirty = true;
   }
   g_generation++;
   pthread_mutex_unlock(&g_mu);
@@ -685,6 +688,7 @@ static void log_tcp(void* ctx, const config_t* cfg, int log_type) {
     if (opened) v->opened++;
     if (end) v->closed++;
     v->sent += d_sent, v->received += d_received;
+    s->dirty = true;
   }
   g_generation++;
   pthread_mutex_unlock(&g_mu);
@@ -775,16 +779,22 @@ static int g_sock_family = -1;
 static struct sockaddr_storage g_sock_source; /* what g_sock is bound to */
 static socklen_t g_sock_source_len;
 
-static void flush_once(void) {
+/* `all`: every series (the heartbeat, the final report); else only those that grew since they were
+ * last sent, so the control plane's cost follows the series in use, not the table's size. A lost
+ * datagram's series come again when they next grow, or with the next heartbeat. */
+static void flush_once(bool all) {
   /* 1. Copy under the lock. */
   pthread_mutex_lock(&g_mu);
   uint32_t n = g_series;
   snap_t* snap = n ? malloc(sizeof(snap_t) * n) : NULL;
-  uint32_t m = 0;
+  uint32_t m = 0, seen = 0;
   if (snap != NULL) {
-    for (size_t i = 0; i < SLOTS && m < n; i++) {
+    for (size_t i = 0; i < SLOTS && seen < n; i++) {
       series_t* s = g_slots[i];
       if (s == NULL) continue;
+      seen++;
+      if (!all && !s->dirty) continue;
+      s->dirty = false;
       snap[m].s = s, snap[m].tcp = s->tcp;
       memcpy(&snap[m].v, &s->v, sizeof(s->v));
       m++;
@@ -887,7 +897,7 @@ static int64_t now_ns(void) {
 
 static void* flusher(void* arg) {
   (void)arg;
-  int64_t last_flush = now_ns();
+  int64_t last_full = now_ns();
   uint64_t flushed_generation = 0;
   pthread_mutex_lock(&g_mu);
   while (!g_stop) {
@@ -900,17 +910,17 @@ static void* flusher(void* arg) {
     }
     if (g_stop) break;
     bool changed = g_generation != flushed_generation;
-    int64_t now = now_ns();
-    if (changed || now - last_flush >= HEARTBEAT_NS) {
+    bool full = now_ns() - last_full >= HEARTBEAT_NS;
+    if (changed || full) {
       flushed_generation = g_generation;
       pthread_mutex_unlock(&g_mu);
-      flush_once();
-      last_flush = now_ns();
+      flush_once(full);
+      if (full) last_full = now_ns();
       pthread_mutex_lock(&g_mu);
     }
   }
   pthread_mutex_unlock(&g_mu);
-  flush_once(); /* final flush */
+  flush_once(true); /* final report: every series */
   return NULL;
 }
 
