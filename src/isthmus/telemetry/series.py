@@ -10,6 +10,7 @@ starts from zero, so everything it counted is recorded once.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from operator import sub
@@ -35,13 +36,13 @@ _STALE = object()  # `_minus`'s answer for totals that went down
 _ZEROS = (0,) * statsmodule.BUCKETS  # a histogram that did not grow
 
 
-def _minus(new: Any, old: Any) -> Any:
-    """`new` - `old` field by field (histograms bucket by bucket); None when nothing grew, `_STALE` when
-    some total went down (an older datagram arriving after a newer one)."""
+def _minus(new: Any, totals: tuple[Any, ...], before: tuple[Any, ...]) -> Any:
+    """The series `new` (whose totals are `totals`) less the totals `before`, field by field (histograms
+    bucket by bucket); None when nothing grew, `_STALE` when some total went down (an older datagram
+    arriving after a newer one)."""
     changed = False
     diff: dict[str, Any] = {}
-    for name in _value_fields(type(new)):
-        a, b = getattr(new, name), getattr(old, name)
+    for name, a, b in zip(_value_fields(type(new)), totals, before, strict=True):
         if a == b:  # most fields of most series between two reports: no arithmetic
             diff[name] = _ZEROS if type(a) is tuple else 0
             continue
@@ -58,11 +59,19 @@ def _minus(new: Any, old: Any) -> Any:
     return replace(new, **diff) if changed else None
 
 
+def _interned(key: tuple[str, tuple[Any, ...]]) -> tuple[str, tuple[Any, ...]]:
+    """A series key whose strings are interned: a proxy's series repeat its clusters, addresses and SANs,
+    so a stored key shares them instead of holding each report's copies."""
+    kind, fields = key
+    return kind, tuple(sys.intern(f) if type(f) is str else f for f in fields)
+
+
 class SeriesDeltas:
     """Last totals per (proxy id, module instance, series key)."""
 
     def __init__(self) -> None:
-        self._last: dict[str, dict[str, dict[tuple, Any]]] = {}
+        # proxy id -> module instance -> series key -> the totals last seen
+        self._last: dict[str, dict[str, dict[tuple, tuple[Any, ...]]]] = {}
 
     def deltas(self, proxy_id: str, instance: str, series: Iterator[Any] | tuple[Any, ...]) -> list[Any]:
         """The growth of each series since the totals last seen from this instance (the whole totals for
@@ -76,16 +85,18 @@ class SeriesDeltas:
         out = []
         for s in series:
             key = (type(s).__name__, s.key())
+            totals = _values(s)
             before = last.get(key)
             if before is None:
-                if any(v for v in _values(s)):
+                if any(totals):
                     out.append(s)
-                last[key] = s
+                # Only the totals are kept (not the parsed series and its strings), under the interned key.
+                last[_interned(key)] = totals
                 continue
-            d = _minus(s, before)
+            d = _minus(s, totals, before)
             if d is _STALE:
                 continue  # older than what was recorded: keep the newer totals
-            last[key] = s
+            last[key] = totals  # an equal key: the dict keeps the interned one
             if d is not None:
                 out.append(d)
         return out
