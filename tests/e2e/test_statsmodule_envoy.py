@@ -3,7 +3,8 @@
 A static bootstrap: an HTTP listener whose HCM logs through the module (direction outbound) to a cluster
 named like Istio's outbound clusters that points at a tiny HTTP server of the test, a route to a cluster
 without endpoints (UH) and paths without a route (NR); a tcp_proxy listener (flush on upstream connect and
-every second) to a TCP echo server. The module sends its series to a UDP socket of the test. Everything
+every second) to a TCP echo server; a cluster of two endpoints, the test's HTTP server on 127.0.0.1 and a
+second one on SECOND_HOST. The module sends its series to a UDP socket of the test. Everything else
 listens on 127.0.0.1; every process, thread and socket is stopped by the fixtures.
 """
 
