@@ -531,20 +531,22 @@ def micro_datagrams(
     """The module's report of `proxy` after `round_` seconds, split as the module splits (<= 60,000 bytes)."""
     from isthmus.telemetry.statsmodule import MAGIC, MAX_DATAGRAM, SEP
 
+    def head(part: int, parts: int) -> str:
+        return SEP.join([MAGIC, instance, proxy.id, str(round_), str(part), str(parts), "0", "0"])
+
+    # As the module: room for the longest header (part numbers of six digits), then whole lines.
+    header_max = len(head(999999, 999999).encode()) + 1
     lines = micro_series_lines(proxy, series, round_)
     parts: list[list[str]] = [[]]
-    size = 200  # the header
+    size = header_max
     for line in lines:
-        if size + len(line) + 1 > MAX_DATAGRAM and parts[-1]:
+        n = len(line.encode()) + 1
+        if size + n > MAX_DATAGRAM and parts[-1]:
             parts.append([])
-            size = 200
+            size = header_max
         parts[-1].append(line)
-        size += len(line.encode()) + 1
-    out = []
-    for i, body in enumerate(parts):
-        head = SEP.join([MAGIC, instance, proxy.id, str(round_), str(i), str(len(parts)), "0", "0"])
-        out.append(("\n".join([head, *body]) + "\n").encode())
-    return out
+        size += n
+    return [("\n".join([head(i, len(parts)), *body]) + "\n").encode() for i, body in enumerate(parts)]
 
 
 def module_ingest_micro(proxies: int = 100, series: int = 100, rounds: int = 6) -> dict[str, Any]:
