@@ -1,6 +1,6 @@
 """What telemetry costs: sidecar throughput with the metrics module, ALS or none (and tracing), control-plane CPU.
 
-    .venv/bin/python bench/telemetry.py [--duration 10] [--connections 32] [--rate 1000] [--json out.json]
+    .venv/bin/python bench/telemetry.py [--duration 10] [--connections 32] [--rate 1000] [--json bench/results/telemetry.json]
 
 Set-up (loopback, real Envoys): ``wrk`` -> sidecar Envoy (concurrency 1, outbound HCM, the variant under
 test) -> backend Envoy (a direct response, so the backend is never the bottleneck). The control plane's
@@ -824,13 +824,18 @@ def main() -> None:
     parser.add_argument(
         "--module-series", type=int, default=100, help="module micro-benchmark: series per proxy report"
     )
-    parser.add_argument("--json", default="telemetry-bench.json", help="where to write the results")
+    parser.add_argument(
+        "--json",
+        default=str(Path(__file__).parent / "results" / "telemetry.json"),
+        help="where to write the results",
+    )
     args = parser.parse_args()
     if args.serve:
         serve(args.serve)
         return
     results = asyncio.run(run(args))
     print_table(results)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))
     print(f"results written to {args.json}")
 
