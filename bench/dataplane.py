@@ -3,6 +3,7 @@
     .venv/bin/python bench/dataplane.py [--quick] [--rounds N] [--duration S] [--ablation]
     .venv/bin/python bench/dataplane.py --rounds 4 --rows "2 sidecars,2 sc, no telemetry"
     .venv/bin/python bench/dataplane.py --ablation --instructions [--requests N] [--repeats N] [--ablation-rows ...]
+    .venv/bin/python bench/dataplane.py --ablation --syscalls [--requests N] [--repeats N] [--ablation-rows ...]
 
 Starts a real mesh (`isthmus up`) with an echo workload (Service `echo`, port 8080, sidecar) and a
 client workload (a sidecar only), plus two hand-written reference Envoys (bench/reference/*.yaml: static
@@ -35,8 +36,8 @@ this file (wrk has no rate limit and wrk2 is not packaged): each connection send
 a request that could not be sent on time because the previous response had not arrived yet is timed
 from its scheduled time (coordinated-omission correction, as wrk2 does), otherwise from when it was
 written (so the event loop's timer slack is not counted). Also the Envoys' CPU per request at each rate
-(utime+stime of the row's Envoy processes from /proc) and the control plane's (ingesting access-log
-entries and module reports).
+(utime+stime of the row's Envoy processes from /proc, also split into user and system time) and the
+control plane's (ingesting access-log entries and module reports).
 Rounds interleave the rows, and each figure is the median over rounds. Prints a table and writes
 bench/results/dataplane.json (dataplane-quick.json with --quick; `-rows` appended when `--rows` picks a
 subset, which always includes the reference: more rounds of the rows in question in the same time).
@@ -60,6 +61,10 @@ callgrind and counts user-space instructions per request instead of CPU time: ba
 on one keep-alive connection, each between a callgrind zero and dump (vgdb), the Envoys' idle timer
 work taken out; deterministic to well under 1 %, where CPU time moves ±10 %
 (bench/results/dataplane-instructions.json).
+
+`--ablation --syscalls` runs them with `strace -c` attached to every thread of each Envoy for the same
+batches instead, and counts system calls per request, the kernel-side half callgrind does not see
+(bench/results/dataplane-syscalls.json).
 """
 
 from __future__ import annotations
@@ -271,15 +276,21 @@ def wrk_max(address: str, duration: float, authority: str = HOST) -> dict[str, A
 # ---------------------------------------------------------------------------------------------- processes
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
+def cpu_split(pids: list[int]) -> tuple[float, float]:
+    """User and system CPU seconds of `pids` (utime, stime from /proc)."""
+    user = system = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:  # gone meanwhile
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / CLK
+        user += int(fields[11])
+        system += int(fields[12])
+    return user / CLK, system / CLK
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    return sum(cpu_split(pids))
 
 
 def busy_seconds() -> float:
@@ -576,11 +587,15 @@ def measure_row(bench: Bench, row: str, duration: float, warmup: float) -> dict[
         for attempt in range(RETRIES + 1):
             wait_quiet()
             f = Foreign()
-            e0, o0 = cpu_seconds(envoys), cpu_seconds(others)
+            (u0, s0), o0 = cpu_split(envoys), cpu_seconds(others)
             r = paced(address, rate, duration, warmup, host)
-            e1, o1 = cpu_seconds(envoys), cpu_seconds(others)
+            (u1, s1), o1 = cpu_split(envoys), cpu_seconds(others)
             r["foreign_cores"] = f.cores()
-            r["envoy_cpu_us_per_req"] = (e1 - e0) / r["requests"] * 1e6 if envoys else None
+            per_req = 1e6 / r["requests"]
+            r["envoy_cpu_us_per_req"] = (u1 + s1 - u0 - s0) * per_req if envoys else None
+            # Split, since the instruction counts cover user space only and the syscall counts the rest.
+            r["envoy_user_us_per_req"] = (u1 - u0) * per_req if envoys else None
+            r["envoy_sys_us_per_req"] = (s1 - s0) * per_req if envoys else None
             r["cp_cpu_us_per_req"] = (o1 - o0) / r["requests"] * 1e6 if others else None
             r["attempt"] = attempt
             if str(rate) not in result or r["foreign_cores"] < result[str(rate)]["foreign_cores"]:
@@ -893,6 +908,20 @@ def _als_to_module(boot: dict) -> None:
         hcm["access_log"] = logs
 
 
+def _istio_stats_matcher(boot: dict) -> None:
+    """istio-agent's default stats inclusion list (its bootstrap template with no proxyStatsMatcher)."""
+    patterns = [{"prefix": p} for p in ("reporter=", "cluster_manager", "listener_manager", "server",
+                                        "cluster.xds-grpc", "wasm")]  # fmt: skip
+    patterns += [{"suffix": s} for s in ("rbac.allowed", "rbac.denied", "shadow_allowed", "shadow_denied",
+                                         "downstream_cx_active")]  # fmt: skip
+    patterns += [
+        {"safe_regex": {"regex": r"vhost\..*\.route\..*"}},
+        {"prefix": "component"},
+        {"prefix": "istio"},
+    ]
+    boot.setdefault("stats_config", {})["stats_matcher"] = {"inclusion_list": {"patterns": patterns}}
+
+
 EXTRA_FILTERS = (
     "envoy.filters.http.dynamic_forward_proxy",
     "envoy.filters.http.fault",
@@ -922,6 +951,7 @@ ABLATIONS = {
         )
     ],
     "- XFCC": [_drop_keys("forward_client_cert_details", "set_current_client_cert_details")],
+    "+ Istio stats matcher": [_istio_stats_matcher],
     "- all of the above": [
         _drop_keys("access_log", "tracing", "forward_client_cert_details", "set_current_client_cert_details"),
         _drop_filters(*EXTRA_FILTERS),
@@ -1317,6 +1347,130 @@ def run_instructions(
     return {"summary": summary, "rounds": rounds}
 
 
+# `--ablation --syscalls`: the same variants, each Envoy's system calls per request counted by strace.
+# Callgrind sees user space only; this is the other half: whether a config makes the kernel do more.
+
+SYSCALL_RE = re.compile(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$")
+
+
+class Strace:
+    """`strace -c` attached to every thread of one running Envoy, for one window of time."""
+
+    def __init__(self, pid: int, out: Path) -> None:
+        self.pid = pid
+        self.out = out
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _tids(self) -> list[int]:
+        return [int(t) for t in os.listdir(f"/proc/{self.pid}/task")]
+
+    def _traced(self, tid: int) -> bool:
+        status = Path(f"/proc/{self.pid}/task/{tid}/status").read_text()
+        m = re.search(r"^TracerPid:\s+(\d+)", status, re.M)
+        return m is not None and self.proc is not None and int(m.group(1)) == self.proc.pid
+
+    def attach(self, timeout: float = 10.0) -> None:
+        self.out.unlink(missing_ok=True)
+        # -f with -p attaches every thread of the process, not only the main one.
+        self.proc = subprocess.Popen(
+            ["strace", "-c", "-f", "-qq", "-o", str(self.out), "-p", str(self.pid)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while not all(self._traced(t) for t in self._tids()):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"strace did not attach to every thread of Envoy {self.pid}")
+            time.sleep(0.02)
+
+    def detach(self) -> dict[str, int]:
+        """Stop tracing; the calls of each system call since `attach`."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(30)
+        self.proc = None
+        calls: dict[str, int] = {}
+        for line in self.out.read_text().splitlines():
+            m = SYSCALL_RE.match(line)
+            if m and m.group(2) != "total":
+                calls[m.group(2)] = int(m.group(1))
+        return calls
+
+
+def measure_syscalls(abl: Ablation, variant: str, requests: int, repeats: int) -> dict[str, Any]:
+    """Start `variant`; `repeats` batches of `requests` on one keep-alive connection, each Envoy traced;
+    system calls per request of each Envoy by name, less what an idle Envoy makes in as long a time."""
+    abl.wrap = lambda who: ["taskset", "-c", ENVOY_CPU]
+    abl.start(variant)
+    tracers = {
+        who: Strace(proc.pid, abl.bench.workdir / f"strace-{who}.txt")
+        for who, proc in zip(("server", "client"), abl.procs, strict=True)
+    }
+    client = KeepAlive(f"{abl.client_ip}:15001", abl.authority)
+    try:
+        client.run(INSTR_WARMUP)
+        raw = []
+        for _ in range(repeats):
+            for tr in tracers.values():
+                tr.attach()
+            seconds = client.run(requests)
+            raw.append({"seconds": seconds, **{who: tr.detach() for who, tr in tracers.items()}})
+        for tr in tracers.values():
+            tr.attach()
+        time.sleep(INSTR_IDLE_S)
+        idle = {who: tr.detach() for who, tr in tracers.items()}
+    finally:
+        client.close()
+        abl.stop()
+    batches = []
+    for b in raw:
+        per: dict[str, dict[str, float]] = {}
+        for who in tracers:
+            names = set(b[who]) | set(idle[who])
+            per[who] = {
+                n: (b[who].get(n, 0) - idle[who].get(n, 0) / INSTR_IDLE_S * b["seconds"]) / requests
+                for n in sorted(names)
+            }
+        batches.append({**per, "seconds": b["seconds"], "raw": b})
+    return {"idle_calls": idle, "batches": batches}
+
+
+def run_syscalls(bench: Bench, requests: int, repeats: int, rows: tuple[str, ...]) -> dict[str, Any]:
+    variants = [r for r in rows if r in ABLATIONS or r == "reference"]
+    abl = Ablation(bench, rows)
+    results = {}
+    for row in variants:
+        results[row] = measure_syscalls(abl, row, requests, repeats)
+    summary: dict[str, Any] = {}
+    for row, res in results.items():
+        s: dict[str, Any] = {}
+        for who in ("client", "server"):
+            names = sorted({n for b in res["batches"] for n in b[who]})
+            s[who] = {n: statistics.median(b[who].get(n, 0.0) for b in res["batches"]) for n in names}
+            s[f"{who}_total"] = sum(s[who].values())
+        s["sum"] = s["client_total"] + s["server_total"]
+        summary[row] = s
+    ref = summary["reference"]
+    print(
+        f"\nSystem calls per request (strace -c, every thread), {requests} requests x {repeats} batches,"
+        " one keep-alive connection; medians; idle calls taken out"
+    )
+    names = sorted({n for s in summary.values() for who in ("client", "server") for n in s[who]})
+    shown = [
+        n
+        for n in names
+        if any(abs(s[w].get(n, 0.0)) >= 0.05 for s in summary.values() for w in ("client", "server"))
+    ]
+    print(f"{'row':<26} {'client':>7} {'server':>7} {'sum':>7} {'/ref':>6}  by call (client+server)")
+    for row, s in summary.items():
+        s["ratio_to_reference"] = s["sum"] / ref["sum"]
+        calls = ", ".join(f"{n} {s['client'].get(n, 0.0) + s['server'].get(n, 0.0):.2f}" for n in shown)
+        print(
+            f"{row:<26} {s['client_total']:>7.2f} {s['server_total']:>7.2f} {s['sum']:>7.2f}"
+            f" {s['ratio_to_reference']:>6.3f}  {calls}"
+        )
+    return {"summary": summary, "variants": results}
+
+
 # ---------------------------------------------------------------------------------------------- report
 
 
@@ -1342,6 +1496,8 @@ def summarize(rounds: list[dict[str, Any]], rows: tuple[str, ...] = ROWS) -> dic
                 "p90_ms",
                 "p99_ms",
                 "envoy_cpu_us_per_req",
+                "envoy_user_us_per_req",
+                "envoy_sys_us_per_req",
                 "cp_cpu_us_per_req",
                 "achieved_rps",
                 "foreign_cores",
@@ -1379,9 +1535,20 @@ def print_tables(summary: dict[str, Any]) -> dict[str, Any]:
             )
         )
 
+    print("\nEnvoy CPU per request (µs), user / system")
+    print(f"{'row':<18} " + " ".join(f"{'@' + str(r):>13}" for r in RATES))
+    for row, s in summary.items():
+        print(
+            f"{row:<18} "
+            + " ".join(
+                f"{fmt(s[f'envoy_user_us_per_req@{r}'], '.0f') + ' / ' + fmt(s[f'envoy_sys_us_per_req@{r}'], '.0f'):>13}"
+                for r in RATES
+            )
+        )
+
     ratios: dict[str, Any] = {}
     metrics = ["max_rps"] + [f"{q}_ms@{r}" for r in RATES for q in ("p50", "p90", "p99")]
-    metrics += [f"envoy_cpu_us_per_req@{r}" for r in RATES]
+    metrics += [f"envoy_{k}_us_per_req@{r}" for k in ("cpu", "user", "sys") for r in RATES]
     for base in ("direct", "reference"):
         if base not in summary:
             continue
@@ -1389,7 +1556,8 @@ def print_tables(summary: dict[str, Any]) -> dict[str, Any]:
         print(
             f"{'row':<18} "
             + " ".join(
-                f"{m.split('_')[0] + '@' + m.split('@')[1] if '@' in m else 'max':>9}" for m in metrics
+                f"{m.split('_')[m.startswith('envoy_')] + '@' + m.split('@')[1] if '@' in m else 'max':>9}"
+                for m in metrics
             )
         )
         for row, s in summary.items():
@@ -1438,8 +1606,18 @@ def main() -> None:
         help="with --ablation: instead of CPU time, each variant's Envoys under callgrind, instructions per"
         " request (writes dataplane-instructions.json; --rounds defaults to 1)",
     )
-    ap.add_argument("--requests", type=int, default=500, help="with --instructions: requests per batch")
-    ap.add_argument("--repeats", type=int, default=3, help="with --instructions: batches per Envoy start")
+    ap.add_argument(
+        "--syscalls",
+        action="store_true",
+        help="with --ablation: instead of CPU time, each variant's system calls per request, by strace"
+        " (writes dataplane-syscalls.json)",
+    )
+    ap.add_argument(
+        "--requests", type=int, default=500, help="with --instructions or --syscalls: requests per batch"
+    )
+    ap.add_argument(
+        "--repeats", type=int, default=3, help="with --instructions or --syscalls: batches per Envoy start"
+    )
     ap.add_argument(
         "--keep-dumps",
         type=Path,
@@ -1460,6 +1638,8 @@ def main() -> None:
         return
     if args.instructions and not (args.ablation and shutil.which("valgrind") and shutil.which("vgdb")):
         sys.exit("--instructions goes with --ablation and needs valgrind: apt-get install -y valgrind")
+    if args.syscalls and not (args.ablation and shutil.which("strace")):
+        sys.exit("--syscalls goes with --ablation and needs strace: apt-get install -y strace")
     if shutil.which("wrk") is None:
         sys.exit("needs wrk: apt-get install -y wrk")
     if (os.cpu_count() or 1) < 2:
@@ -1493,6 +1673,22 @@ def main() -> None:
                 flush=True,
             )
             concurrency = bench.concurrency
+            if args.syscalls:
+                result = run_syscalls(bench, args.requests, args.repeats, ablation_rows)
+                result["meta"] = {
+                    "requests": args.requests,
+                    "repeats": args.repeats,
+                    "warmup_requests": INSTR_WARMUP,
+                    "idle_s": INSTR_IDLE_S,
+                    "envoy_concurrency": concurrency,
+                    "wall_s": time.time() - started,
+                }
+                name = "dataplane-syscalls" + ("-rows" if ablation_rows != ABLATION_ROWS else "")
+                path = ROOT / "bench" / "results" / f"{name}.json"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(result, indent=2))
+                print(f"\nwrote {path.relative_to(ROOT)}")
+                return
             if args.instructions:
                 if args.keep_dumps:
                     args.keep_dumps.mkdir(parents=True, exist_ok=True)
