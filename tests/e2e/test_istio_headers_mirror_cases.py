@@ -57,6 +57,15 @@ GW_NS = "custom-gateway"
 # `other`): mirror targets. naked: no sidecar. external: no sidecar, reached through a ServiceEntry.
 # custom-gateway: a user gateway deployment with Istio's default labels, so no default one starts.
 MESH = f"""
+# The mirror test waits on a's outbound cluster counters, which Envoy keeps only when the stats matcher
+# includes them, as in Istio.
+apiVersion: isthmus.dev/v1alpha1
+kind: MeshConfig
+metadata: {{name: mesh}}
+spec:
+  defaultConfig:
+    proxyStatsMatcher: {{inclusionPrefixes: ["cluster.outbound|"]}}
+---
 apiVersion: v1
 kind: Service
 metadata: {{name: a}}
@@ -243,7 +252,7 @@ def cluster_stat(mesh: MeshProcess, workload: str, cluster: str, stat: str) -> i
         key, _, value = line.rpartition(": ")
         if key == name and value.isdigit():
             return int(value)
-    return 0
+    raise AssertionError(f"{workload}'s sidecar keeps no {name} (MeshConfig proxyStatsMatcher)")
 
 
 # --- headers_test.go ------------------------------------------------------------------------------------

@@ -283,6 +283,59 @@ def test_connection_settings_global_downstream_connection_limit_in_the_bootstrap
     assert connection_limit(older) == 2147483647
 
 
+def test_proxy_stats_matcher_keeps_the_stats_it_names_for_pods_started_with_it(mesh: MeshProcess) -> None:
+    """Istio's stats inclusion list in a real Envoy: a sidecar keeps istio-agent's required stats
+    (server, cluster_manager, the xds-grpc cluster) and turns its outbound clusters' counters into null
+    stats, which /stats and /stats/prometheus then leave out; MeshConfig defaultConfig.proxyStatsMatcher
+    brings back the ones it names, for pods started with it (a bootstrap setting, as istio-agent's)."""
+    workload = """
+    apiVersion: isthmus.dev/v1alpha1
+    kind: Workload
+    metadata: {name: stats-kept, namespace: stats-kept, labels: {app: stats-kept}}
+    spec: {ports: [8080], command: [isthmus, echo]}
+    """
+    matcher = """
+    apiVersion: isthmus.dev/v1alpha1
+    kind: MeshConfig
+    metadata: {name: mesh}
+    spec:
+      defaultConfig:
+        proxyStatsMatcher: {inclusionSuffixes: [upstream_rq_total]}
+    """
+    cluster = "cluster.outbound|80||b.default.svc.cluster.local"
+
+    def envoy_stats(workload: str, namespace: str = "default") -> dict[str, str]:
+        p = mesh.proxy(workload, namespace=namespace)
+        with _NO_PROXY.open(f"http://{p['ip']}:{p['adminPort']}/stats", timeout=10) as resp:
+            lines = resp.read().decode().splitlines()
+        return dict(ln.split(": ", 1) for ln in lines if ": " in ln)
+
+    with applied(mesh, matcher), applied(mesh, workload):
+
+        def started() -> dict[str, str] | None:
+            try:
+                return envoy_stats("stats-kept", "stats-kept")
+            except (AssertionError, OSError):
+                return None
+
+        wait_for("the new pod's proxy", started, timeout=30)
+        for who, ns in (("stats-kept", "stats-kept"), ("a", "default")):
+            resp = mesh.curl(who, "http://b.default/", namespace=ns)
+            assert resp.status == 200, resp
+        kept, default = envoy_stats("stats-kept", "stats-kept"), envoy_stats("a")
+        p = mesh.proxy("a")
+        with _NO_PROXY.open(f"http://{p['ip']}:15090/stats/prometheus", timeout=10) as resp:
+            prometheus = resp.read().decode()
+    assert int(kept[f"{cluster}.upstream_rq_total"]) >= 1
+    assert f"{cluster}.upstream_rq_completed" not in kept  # only what it names
+    # The pod started before the change keeps istio-agent's list only.
+    assert not any(name.startswith(cluster) for name in default), sorted(default)[:20]
+    assert "server.live" in default and "cluster_manager.active_clusters" in default
+    assert "cluster.xds-grpc.upstream_rq_total" in default
+    assert "envoy_server_live" in prometheus and "envoy_cluster_upstream_rq_total{" in prometheus
+    assert 'cluster_name="outbound|80||b.default.svc.cluster.local"' not in prometheus
+
+
 def connection_limit(dump: dict[str, Any]) -> int:
     """The bootstrap's overload manager limit on downstream connections."""
     bootstrap = dump_section(dump, "BootstrapConfigDump")["bootstrap"]

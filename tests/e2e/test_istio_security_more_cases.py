@@ -325,6 +325,8 @@ spec:
   trustDomainAliases: [some-other, trust-domain-foo]
   defaultConfig:
     proxyMetadata: {{ECC_SIGNATURE_ALGORITHM: ECDSA}}
+    # The TLS origination tests read a cluster's failed certificate verifications.
+    proxyStatsMatcher: {{inclusionSuffixes: [ssl.fail_verify_error]}}
   extensionProviders:
   - name: ext-authz-http
     envoyExtAuthzHttp:

@@ -43,6 +43,15 @@ FQDN = "b.default.svc.cluster.local"
 # with it too); ports http 80 -> 8080, http2 85 -> 8085 (h2 to the app), tcp 9000 (a TCP echo).
 # a: the client, itself a service (self calls). A Gateway starts the default ingress gateway.
 MESH = """
+# test_use_client_protocol_keeps_the_clients_http_version reads the sidecars' inbound connection
+# managers' counters, which Envoy keeps only when the stats matcher includes them, as in Istio.
+apiVersion: isthmus.dev/v1alpha1
+kind: MeshConfig
+metadata: {name: mesh}
+spec:
+  defaultConfig:
+    proxyStatsMatcher: {inclusionPrefixes: [http.inbound_]}
+---
 apiVersion: v1
 kind: Service
 metadata: {name: b}
@@ -123,11 +132,13 @@ def inbound_stats(mesh: MeshProcess, workload: str, needle: str) -> int:
     p = mesh.proxy(workload)
     url = f"http://{p['ip']}:{p['adminPort']}/stats?filter=downstream_rq_http"
     text = urllib.request.urlopen(url, timeout=5).read().decode()
-    return sum(
+    counts = [
         int(line.rsplit(":", 1)[1])
         for line in text.splitlines()
         if line.startswith("http.inbound_") and needle in line
-    )
+    ]
+    assert counts, f"{workload}'s sidecar keeps no inbound {needle} counter (MeshConfig proxyStatsMatcher)"
+    return sum(counts)
 
 
 def h2c_get(proxy_url: str, authority: str, path: str = "/") -> tuple[int, dict[str, Any]]:

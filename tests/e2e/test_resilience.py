@@ -88,8 +88,12 @@ def stats(mesh: MeshProcess, workload: str, pattern: str) -> dict[str, int]:
 
 
 def cluster_stat(mesh: MeshProcess, workload: str, cluster: str, stat: str) -> int:
+    """A cluster counter or gauge; an error when the proxy does not keep it (the stats matcher), so
+    that a wait for it to reach 0 cannot pass on its absence."""
     name = f"cluster.{cluster}.{stat}"
-    return stats(mesh, workload, "^" + re.escape(name) + "$").get(name, 0)
+    found = stats(mesh, workload, "^" + re.escape(name) + "$")
+    assert name in found, f"{workload}'s sidecar keeps no {name} (MeshConfig proxyStatsMatcher)"
+    return found[name]
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:

@@ -15,7 +15,10 @@ What istio-agent renders from ``tools/packaging/common/envoy_bootstrap.json``, a
 - every upstream connection binds the pod address (``cluster_manager.upstream_bind_config``): on loopback
   the kernel would otherwise pick 127.0.0.1 as the source, and peers must see the pod's address (ipBlocks,
   access logs). The bind is global, so generated clusters carry nothing proxy-specific and stay shareable;
-- runtime, overload manager and stats tags follow Istio's defaults;
+- runtime, overload manager and stats tags follow Istio's defaults, and so does the stats matcher:
+  Envoy keeps only the stats istio-agent's inclusion list names (`stats_matcher`), plus MeshConfig
+  ``defaultConfig.proxyStatsMatcher``'s; every other counter, gauge and histogram is a null stat, which
+  costs neither memory per cluster nor work per request;
 - a sidecar started with ``ISTIO_META_ENABLE_SELF_DISCOVERY=true`` gets istio-agent's self-discovery
   cluster: a static EDS cluster ``local_cluster`` (over ADS) named by ``cluster_manager.local_cluster_name``,
   the originating cluster Envoy's zone-aware routing compares the upstream's zones against (Envoy wants
@@ -32,6 +35,7 @@ from typing import Any
 
 from isthmus.model.mesh import VHDS_KEY
 from isthmus.model.proxy import Proxy
+from isthmus.model.proxy_config import StatsInclusion
 from isthmus.registry.types import split_locality
 from isthmus.xds.gen import zone_aware
 
@@ -91,6 +95,48 @@ STATS_TAGS: list[dict[str, str]] = [
     {"tag_name": "authz_enforce_result", "regex": r"rbac(\.(allowed|denied))"},
     {"tag_name": "authz_dry_run_result", "regex": r"(\.shadow_(allowed|denied))"},
 ]
+
+
+# istio-agent's stats inclusion list (pkg/bootstrap/config.go getStatsOptions; the template's
+# stats_matcher). downstream_cx_active is istio-agent's only with EXIT_ON_ZERO_ACTIVE_CONNECTIONS; the
+# local agent always ends a drain once no connection is left, reading it (mesh/pods.py _wait_drained).
+REQUIRED_STATS_PREFIXES = ("cluster_manager", "listener_manager", "server", "cluster.xds-grpc", "wasm")
+REQUIRED_STATS_SUFFIXES = (
+    "rbac.allowed",
+    "rbac.denied",
+    "shadow_allowed",
+    "shadow_denied",
+    "downstream_cx_active",
+)
+REQUIRED_STATS_REGEXPS = (r"vhost\..*\.route\..*",)
+POD_IP_VARIABLE = "{pod_ip}"
+
+
+def _with_pod_ips(patterns: Sequence[str], ips: Sequence[str]) -> list[str]:
+    """istio-agent's substituteValues: a pattern naming {pod_ip} once per instance IP."""
+    out: list[str] = []
+    for pattern in patterns:
+        if POD_IP_VARIABLE in pattern:
+            out.extend(pattern.replace(POD_IP_VARIABLE, ip) for ip in ips)
+        else:
+            out.append(pattern)
+    return out
+
+
+def stats_matcher(ips: Sequence[str], inclusion: StatsInclusion | None = None) -> dict[str, Any]:
+    """The bootstrap's ``stats_config.stats_matcher``, in istio-agent's order: ``reporter=``, then the
+    prefixes, suffixes and regexps (each the user's before the required ones), then ``component`` and
+    ``istio``."""
+    inc = inclusion or StatsInclusion()
+    prefixes = _with_pod_ips([*inc.prefixes, *REQUIRED_STATS_PREFIXES], ips)
+    suffixes = _with_pod_ips([*inc.suffixes, *REQUIRED_STATS_SUFFIXES], ips)
+    regexps = _with_pod_ips([*inc.regexps, *REQUIRED_STATS_REGEXPS], ips)
+    patterns: list[dict[str, Any]] = [{"prefix": "reporter="}]
+    patterns += [{"prefix": p} for p in prefixes]
+    patterns += [{"suffix": s} for s in suffixes]
+    patterns += [{"safe_regex": {"regex": r}} for r in regexps]
+    patterns += [{"prefix": "component"}, {"prefix": "istio"}]
+    return {"inclusion_list": {"patterns": patterns}}
 
 
 def service_cluster(proxy: Proxy) -> str:
@@ -230,6 +276,7 @@ def build_bootstrap(
     delta_xds: bool = True,
     vhds: bool = True,
     global_downstream_max_connections: int | None = None,
+    stats_inclusion: StatsInclusion | None = None,
 ) -> dict[str, Any]:
     """The Envoy v3 bootstrap (JSON-ready dict) for `proxy`.
 
@@ -244,6 +291,7 @@ def build_bootstrap(
     control plane then sends the sidecar table inline instead of its virtual hosts over VHDS.
     `global_downstream_max_connections` (ProxyConfig connectionSettings.globalDownstreamConnectionLimit)
     replaces Istio's default limit in the overload manager's downstream connections monitor.
+    `stats_inclusion` (MeshConfig defaultConfig.proxyStatsMatcher) adds to the stats Envoy keeps.
     """
     ip = proxy.ip
     host, port = xds_address
@@ -336,6 +384,7 @@ def build_bootstrap(
         "stats_config": {
             "use_all_default_tags": False,
             "stats_tags": copy.deepcopy(STATS_TAGS),
+            "stats_matcher": stats_matcher([ip], stats_inclusion),
         },
         "admin": {
             "access_log": [

@@ -216,6 +216,8 @@ TRANSLATED_FIELDS: dict[str, dict[str, set[str]]] = {
         "spec.defaultConfig": {
             "terminationDrainDuration", "drainDuration", "proxyMetadata", "gatewayTopology", "tracing",
             "proxyHeaders", "concurrency", "connectionSettings",
+            # The bootstrap's stats matcher (agent/bootstrap.py stats_matcher), of pods started with it.
+            "proxyStatsMatcher",
         },
         # Listeners, clusters and connection managers (xds/gen/connection_settings.py);
         # globalDownstreamConnectionLimit: the bootstrap of pods started with it (model/proxy_config.py).

@@ -506,6 +506,13 @@ def _uo(
             out.fact(
                 "counters: " + ", ".join(f"{k.rsplit('.', 1)[-1]} {v}" for k, v in sorted(stats.items()))
             )
+        else:
+            # Istio's stats inclusion list turns cluster counters into null stats (agent/bootstrap.py).
+            out.fact(
+                "no overflow counters: the proxy keeps none for this cluster; MeshConfig defaultConfig."
+                "proxyStatsMatcher inclusionSuffixes [upstream_rq_pending_overflow, upstream_cx_overflow] "
+                "keeps them in pods started after it"
+            )
     if d and d.get("destinationRule"):
         out.fixes.append(
             f"raise connectionPool limits in DestinationRule {d['destinationRule']} (tcp.maxConnections, http.http1MaxPendingRequests, http.http2MaxRequests) or send fewer concurrent requests"

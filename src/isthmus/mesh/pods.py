@@ -258,6 +258,7 @@ class PodProcess:
                 delta_xds=self.cp.snapshot.mesh.delta_xds,
                 vhds=self.cp.snapshot.mesh.vhds,
                 global_downstream_max_connections=self.spec.proxy_config.global_downstream_max_connections(),
+                stats_inclusion=self.spec.proxy_config.stats_inclusion,
             )
             self.envoy = EnvoyProcess(
                 self.proxy,

@@ -488,6 +488,8 @@ def _pc_text(pc: EffectiveProxyConfig) -> str:
     text = f"concurrency {concurrency}, environment {sorted(pc.environment) or 'none'}"
     if pc.global_downstream_connection_limit is not None:
         text += f", globalDownstreamConnectionLimit {pc.global_downstream_connection_limit}"
+    if pc.stats_inclusion is not None:
+        text += f", proxyStatsMatcher {pc.stats_inclusion.summary()}"
     return text
 
 

@@ -10,8 +10,9 @@ labels), so it applies to nothing, as in istiod; validation warns about it.
 Only ``concurrency`` and ``environmentVariables`` (MeshConfig ``proxyMetadata``) take part: they are all
 a ProxyConfig resource carries (istiod's toMeshConfigProxyConfig). Maps merge key by key, the higher
 layer winning a key (proto.Merge); ``concurrency`` set to 0 still overrides (istiod's special case).
-MeshConfig ``defaultConfig.connectionSettings.globalDownstreamConnectionLimit`` comes along from the mesh
-default alone: it is a bootstrap setting (the overload manager), so it too is fixed at pod start.
+MeshConfig ``defaultConfig.connectionSettings.globalDownstreamConnectionLimit`` and
+``defaultConfig.proxyStatsMatcher`` come along from the mesh default alone: they are bootstrap settings
+(the overload manager, the stats matcher), so they too are fixed at pod start.
 
 Istio applies the result when a pod is injected and started, so a pod keeps what it started with until
 it restarts (`isthmus restart WORKLOAD`); the runner reports pods whose config is older.
@@ -45,6 +46,23 @@ class ProxyConfigLayer:
 
 
 @dataclass(frozen=True)
+class StatsInclusion:
+    """MeshConfig ``defaultConfig.proxyStatsMatcher``: the Envoy stats a proxy keeps beside the ones
+    istio-agent always keeps (`isthmus.agent.bootstrap.stats_matcher`)."""
+
+    prefixes: tuple[str, ...] = ()
+    suffixes: tuple[str, ...] = ()
+    regexps: tuple[str, ...] = ()
+
+    def summary(self) -> dict[str, list[str]]:
+        return {
+            "inclusionPrefixes": list(self.prefixes),
+            "inclusionSuffixes": list(self.suffixes),
+            "inclusionRegexps": list(self.regexps),
+        }
+
+
+@dataclass(frozen=True)
 class EffectiveProxyConfig:
     """The merged result for one pod. `concurrency` None: set nowhere (the runner's default applies)."""
 
@@ -56,6 +74,9 @@ class EffectiveProxyConfig:
     # bootstrap setting, so, like the rest, fixed when the pod starts. ProxyConfig resources cannot
     # carry it (istiod's toMeshConfigProxyConfig has no connectionSettings).
     global_downstream_connection_limit: int | None = None
+    # MeshConfig defaultConfig.proxyStatsMatcher (None: unset), also a bootstrap setting of the mesh
+    # default alone.
+    stats_inclusion: StatsInclusion | None = None
 
     def node_metadata(self) -> dict[str, Any]:
         """istio-agent's getNodeMetaData: ISTIO_META_* as strings, ISTIO_METAJSON_* parsed (an unparsable
@@ -93,6 +114,8 @@ class EffectiveProxyConfig:
         fields: dict[str, Any] = {"concurrency": self.concurrency, "environment": dict(self.environment)}
         if self.global_downstream_connection_limit is not None:
             fields["globalDownstreamConnectionLimit"] = self.global_downstream_connection_limit
+        if self.stats_inclusion is not None:
+            fields["proxyStatsMatcher"] = self.stats_inclusion.summary()
         return json.dumps(fields, sort_keys=True)
 
     def summary(self) -> dict[str, Any]:
@@ -103,6 +126,8 @@ class EffectiveProxyConfig:
         }
         if self.global_downstream_connection_limit is not None:
             out["globalDownstreamConnectionLimit"] = self.global_downstream_connection_limit
+        if self.stats_inclusion is not None:
+            out["proxyStatsMatcher"] = self.stats_inclusion.summary()
         return out
 
 
@@ -182,4 +207,14 @@ def effective_proxy_config(
     sources = tuple(s for s in merged.source.split(",") if s)
     settings = getattr(default_config, "connection_settings", None) if default_config is not None else None
     limit = settings.global_downstream_connection_limit if settings is not None else None
-    return EffectiveProxyConfig(merged.concurrency, dict(merged.proxy_metadata), sources, limit)
+    matcher = getattr(default_config, "proxy_stats_matcher", None) if default_config is not None else None
+    inclusion = (
+        StatsInclusion(
+            tuple(matcher.inclusion_prefixes),
+            tuple(matcher.inclusion_suffixes),
+            tuple(matcher.inclusion_regexps),
+        )
+        if matcher is not None
+        else None
+    )
+    return EffectiveProxyConfig(merged.concurrency, dict(merged.proxy_metadata), sources, limit, inclusion)

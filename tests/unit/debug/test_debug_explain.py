@@ -307,6 +307,12 @@ def test_uo_reports_the_circuit_breaker() -> None:
     assert any("maxConnections 1" in c and "maxPendingRequests 1" in c for c in result["config"])
     assert any("upstream_rq_pending_overflow 7" in c for c in result["config"])
     assert any("DestinationRule default/echo" in f for f in result["fixes"])
+    # A proxy with Istio's default stats inclusion list keeps no cluster counters: explain says how to.
+    bare = ex(
+        line(503, "UO", "upstream_reset_before_response_started{overflow}", cluster=cluster), FakeView(dr)
+    )
+    assert not any(c.startswith("counters:") for c in bare["config"])
+    assert any("proxyStatsMatcher" in c and "upstream_rq_pending_overflow" in c for c in bare["config"])
 
 
 def test_ut_reports_the_route_timeout() -> None:

@@ -14,6 +14,7 @@ from isthmus.api.validation.common import (
     Report,
     is_dns1123_label,
     is_ip,
+    regex_error,
     validate_duration,
     validate_export_to,
     validate_fqdn,
@@ -246,6 +247,16 @@ def _validate_proxy_config(r: Report, p: str, pc: m.MeshProxyConfig) -> None:
         )
     if pc.concurrency is not None and pc.concurrency < 0:
         r.error(join(p, "concurrency"), "concurrency must be greater than or equal to 0")
+    if pc.proxy_stats_matcher is not None:
+        # Istio passes these to Envoy unchecked, and an Envoy whose bootstrap holds a bad regex does not
+        # start: refused here instead, naming the pattern.
+        for i, pattern in enumerate(pc.proxy_stats_matcher.inclusion_regexps):
+            err = regex_error(pattern)
+            if err:
+                r.error(
+                    join(p, "proxyStatsMatcher", "inclusionRegexps", i),
+                    f"invalid stats regexp {pattern!r}: {err}",
+                )
     tr = pc.tracing
     if tr is not None:
         tp = join(p, "tracing")
