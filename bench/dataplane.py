@@ -52,7 +52,8 @@ every figure is printed and stored, so a noisy figure can be told from a real di
 certificate files from the same CA, ECDS filters by their default config), which are run on two more
 pod addresses, first as they are (to check that the copy costs what the live sidecars cost), then each
 with one item removed from both sidecars (ALS access log, tracing, grpc_stats, jwt_authn + the three
-empty RBAC filters, dynamic_forward_proxy + fault + CORS, XFCC), then with all of them removed, beside
+empty RBAC filters, dynamic_forward_proxy + fault + CORS, XFCC; the stats matcher, so that Envoy keeps
+every stat), then with all of them removed, beside
 the live sidecars and the reference: max rps and Envoy CPU per request at 1,000 rps
 (bench/results/dataplane-ablation.json).
 
@@ -911,18 +912,9 @@ def _als_to_module(boot: dict) -> None:
         hcm["access_log"] = logs
 
 
-def _istio_stats_matcher(boot: dict) -> None:
-    """istio-agent's default stats inclusion list (its bootstrap template with no proxyStatsMatcher)."""
-    patterns = [{"prefix": p} for p in ("reporter=", "cluster_manager", "listener_manager", "server",
-                                        "cluster.xds-grpc", "wasm")]  # fmt: skip
-    patterns += [{"suffix": s} for s in ("rbac.allowed", "rbac.denied", "shadow_allowed", "shadow_denied",
-                                         "downstream_cx_active")]  # fmt: skip
-    patterns += [
-        {"safe_regex": {"regex": r"vhost\..*\.route\..*"}},
-        {"prefix": "component"},
-        {"prefix": "istio"},
-    ]
-    boot.setdefault("stats_config", {})["stats_matcher"] = {"inclusion_list": {"patterns": patterns}}
+def _all_stats(boot: dict) -> None:
+    """Without istio-agent's stats inclusion list (the bootstrap's stats_matcher): Envoy keeps every stat."""
+    boot.get("stats_config", {}).pop("stats_matcher", None)
 
 
 EXTRA_FILTERS = (
@@ -954,7 +946,7 @@ ABLATIONS = {
         )
     ],
     "- XFCC": [_drop_keys("forward_client_cert_details", "set_current_client_cert_details")],
-    "+ Istio stats matcher": [_istio_stats_matcher],
+    "- stats matcher": [_all_stats],
     "- all of the above": [
         _drop_keys("access_log", "tracing", "forward_client_cert_details", "set_current_client_cert_details"),
         _drop_filters(*EXTRA_FILTERS),
