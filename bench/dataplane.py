@@ -1573,6 +1573,13 @@ def print_tables(summary: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- main
 
 
+def write_result(name: str, result: dict[str, Any]) -> None:
+    path = ROOT / "bench" / "results" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    print(f"\nwrote {path.relative_to(ROOT)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="1 round of 3 s per figure")
@@ -1668,9 +1675,20 @@ def main() -> None:
                 flush=True,
             )
             concurrency = bench.concurrency
-            if args.syscalls:
-                result = run_syscalls(bench, args.requests, args.repeats, ablation_rows)
+            subset = ablation_rows != ABLATION_ROWS  # a subset keeps the full table's file
+            if args.syscalls or args.instructions:
+                if args.syscalls:
+                    result = run_syscalls(bench, args.requests, args.repeats, ablation_rows)
+                    stem, meta = "dataplane-syscalls", {}
+                else:
+                    if args.keep_dumps:
+                        args.keep_dumps.mkdir(parents=True, exist_ok=True)
+                    result = run_instructions(
+                        bench, rounds_n, args.requests, args.repeats, ablation_rows, args.keep_dumps
+                    )
+                    stem, meta = "dataplane-instructions", {"rounds": rounds_n}
                 result["meta"] = {
+                    **meta,
                     "requests": args.requests,
                     "repeats": args.repeats,
                     "warmup_requests": INSTR_WARMUP,
@@ -1678,32 +1696,7 @@ def main() -> None:
                     "envoy_concurrency": concurrency,
                     "wall_s": time.time() - started,
                 }
-                name = "dataplane-syscalls" + ("-rows" if ablation_rows != ABLATION_ROWS else "")
-                path = ROOT / "bench" / "results" / f"{name}.json"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(result, indent=2))
-                print(f"\nwrote {path.relative_to(ROOT)}")
-                return
-            if args.instructions:
-                if args.keep_dumps:
-                    args.keep_dumps.mkdir(parents=True, exist_ok=True)
-                result = run_instructions(
-                    bench, rounds_n, args.requests, args.repeats, ablation_rows, args.keep_dumps
-                )
-                result["meta"] = {
-                    "rounds": rounds_n,
-                    "requests": args.requests,
-                    "repeats": args.repeats,
-                    "warmup_requests": INSTR_WARMUP,
-                    "idle_s": INSTR_IDLE_S,
-                    "envoy_concurrency": concurrency,
-                    "wall_s": time.time() - started,
-                }
-                name = "dataplane-instructions" + ("-rows" if ablation_rows != ABLATION_ROWS else "")
-                path = ROOT / "bench" / "results" / f"{name}.json"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(result, indent=2))
-                print(f"\nwrote {path.relative_to(ROOT)}")
+                write_result(stem + ("-rows" if subset else ""), result)
                 return
             if args.ablation:
                 result = run_ablation(bench, rounds_n, duration, warmup, ablation_rows)
@@ -1715,12 +1708,7 @@ def main() -> None:
                     "wall_s": time.time() - started,
                 }
                 name = "dataplane-ablation-quick" if args.quick else "dataplane-ablation"
-                if ablation_rows != ABLATION_ROWS:
-                    name += "-rows"  # a subset keeps the full table
-                path = ROOT / "bench" / "results" / f"{name}.json"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(result, indent=2))
-                print(f"\nwrote {path.relative_to(ROOT)}")
+                write_result(name + ("-rows" if subset else ""), result)
                 return
             for i in range(rounds_n):
                 rnd: dict[str, Any] = {}

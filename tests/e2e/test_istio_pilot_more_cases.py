@@ -36,6 +36,7 @@ this mesh's own pods without a sidecar (traffic never leaves 127.0.0.0/8). Each 
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import socket
@@ -249,34 +250,44 @@ def test_connection_settings_reach_the_gateway(mesh: MeshProcess) -> None:
         assert echo_body(call([("x_test", "value")]))["headers"].get("x_test") == "value"
 
 
+@contextlib.contextmanager
+def pod_started_with(mesh: MeshProcess, name: str, default_config: str) -> Iterator[None]:
+    """A Workload `name` (in namespace `name`) started after MeshConfig defaultConfig is `default_config`
+    (bootstrap settings are read when a pod starts); both removed at the end."""
+    workload = f"""
+    apiVersion: isthmus.dev/v1alpha1
+    kind: Workload
+    metadata: {{name: {name}, namespace: {name}, labels: {{app: {name}}}}}
+    spec: {{ports: [8080], command: [isthmus, echo]}}
+    """
+    mesh_config = f"""
+    apiVersion: isthmus.dev/v1alpha1
+    kind: MeshConfig
+    metadata: {{name: mesh}}
+    spec:
+      defaultConfig: {default_config}
+    """
+    with applied(mesh, mesh_config), applied(mesh, workload):
+
+        def started() -> dict[str, Any] | None:
+            try:
+                return config_dump(mesh, name, name)
+            except (AssertionError, OSError):
+                return None
+
+        wait_for("the new pod's proxy", started, timeout=30)
+        yield
+
+
 def test_connection_settings_global_downstream_connection_limit_in_the_bootstrap(mesh: MeshProcess) -> None:
     """TestConnectionSettings 'bootstrap': connectionSettings.globalDownstreamConnectionLimit: 7 is the
     overload manager's global_downstream_max_connections monitor in the bootstrap of a proxy started
     with it. Istio sets it per pod (the proxy.istio.io/config annotation); Isthmus takes ProxyConfig
     from MeshConfig defaultConfig, read at pod start, so the pod is started after the change."""
-    workload = """
-    apiVersion: isthmus.dev/v1alpha1
-    kind: Workload
-    metadata: {name: connection-settings, namespace: connection-settings, labels: {app: connection-settings}}
-    spec: {ports: [8080], command: [isthmus, echo]}
-    """
-    limit = """
-    apiVersion: isthmus.dev/v1alpha1
-    kind: MeshConfig
-    metadata: {name: mesh}
-    spec:
-      defaultConfig:
-        connectionSettings: {globalDownstreamConnectionLimit: 7}
-    """
-    with applied(mesh, limit), applied(mesh, workload):
-
-        def started() -> dict[str, Any] | None:
-            try:
-                return config_dump(mesh, "connection-settings", "connection-settings")
-            except (AssertionError, OSError):
-                return None
-
-        dump = wait_for("the new pod's proxy", started, timeout=30)
+    with pod_started_with(
+        mesh, "connection-settings", "{connectionSettings: {globalDownstreamConnectionLimit: 7}}"
+    ):
+        dump = config_dump(mesh, "connection-settings", "connection-settings")
         # A pod that was running before keeps the bootstrap it started with (Istio's too).
         older = config_dump(mesh, "a")
     assert connection_limit(dump) == 7
@@ -288,20 +299,6 @@ def test_proxy_stats_matcher_keeps_the_stats_it_names_for_pods_started_with_it(m
     (server, cluster_manager, the xds-grpc cluster) and turns its outbound clusters' counters into null
     stats, which /stats and /stats/prometheus then leave out; MeshConfig defaultConfig.proxyStatsMatcher
     brings back the ones it names, for pods started with it (a bootstrap setting, as istio-agent's)."""
-    workload = """
-    apiVersion: isthmus.dev/v1alpha1
-    kind: Workload
-    metadata: {name: stats-kept, namespace: stats-kept, labels: {app: stats-kept}}
-    spec: {ports: [8080], command: [isthmus, echo]}
-    """
-    matcher = """
-    apiVersion: isthmus.dev/v1alpha1
-    kind: MeshConfig
-    metadata: {name: mesh}
-    spec:
-      defaultConfig:
-        proxyStatsMatcher: {inclusionSuffixes: [upstream_rq_total]}
-    """
     cluster = "cluster.outbound|80||b.default.svc.cluster.local"
 
     def envoy_stats(workload: str, namespace: str = "default") -> dict[str, str]:
@@ -310,15 +307,9 @@ def test_proxy_stats_matcher_keeps_the_stats_it_names_for_pods_started_with_it(m
             lines = resp.read().decode().splitlines()
         return dict(ln.split(": ", 1) for ln in lines if ": " in ln)
 
-    with applied(mesh, matcher), applied(mesh, workload):
-
-        def started() -> dict[str, str] | None:
-            try:
-                return envoy_stats("stats-kept", "stats-kept")
-            except (AssertionError, OSError):
-                return None
-
-        wait_for("the new pod's proxy", started, timeout=30)
+    with pod_started_with(
+        mesh, "stats-kept", "{proxyStatsMatcher: {inclusionSuffixes: [upstream_rq_total]}}"
+    ):
         for who, ns in (("stats-kept", "stats-kept"), ("a", "default")):
             resp = mesh.curl(who, "http://b.default/", namespace=ns)
             assert resp.status == 200, resp
