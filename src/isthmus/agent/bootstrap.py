@@ -308,6 +308,11 @@ def build_bootstrap(
     )
     if health_port is not None:
         proxy_config["statusPort"] = health_port
+    if stats_inclusion is not None:
+        # istio-agent's node metadata carries the whole effective ProxyConfig, empty fields left out.
+        matcher = {k: v for k, v in stats_inclusion.summary().items() if v}
+        if matcher:
+            proxy_config["proxyStatsMatcher"] = matcher
     metadata["PROXY_CONFIG"] = proxy_config
     if not vhds:
         metadata[VHDS_KEY] = "false"

@@ -91,6 +91,14 @@ def test_proxy_stats_matcher_comes_before_the_required_patterns_with_pod_ips() -
         proxy(), xds_address=XDS, stats_inclusion=StatsInclusion(prefixes=("http.{pod_ip}_",))
     )
     assert {"prefix": f"http.{IP}_"} in boot["stats_config"]["stats_matcher"]["inclusion_list"]["patterns"]
+    # The node metadata's PROXY_CONFIG carries it as the user wrote it, as istio-agent's does.
+    assert boot["node"]["metadata"]["PROXY_CONFIG"]["proxyStatsMatcher"] == {
+        "inclusionPrefixes": ["http.{pod_ip}_"]
+    }
+    assert (
+        "proxyStatsMatcher"
+        not in build_bootstrap(proxy(), xds_address=XDS)["node"]["metadata"]["PROXY_CONFIG"]
+    )
 
 
 def test_mesh_config_proxy_stats_matcher_is_taken_into_the_pods_proxy_config() -> None:
