@@ -1434,7 +1434,10 @@ def run_syscalls(bench: Bench, requests: int, repeats: int, rows: tuple[str, ...
     abl = Ablation(bench, rows)
     results = {}
     for row in variants:
-        results[row] = measure_syscalls(abl, row, requests, repeats)
+        try:
+            results[row] = measure_syscalls(abl, row, requests, repeats)
+        finally:
+            abl.stop()  # also when the start failed
     summary: dict[str, Any] = {}
     for row, res in results.items():
         s: dict[str, Any] = {}
