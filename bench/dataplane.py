@@ -88,9 +88,9 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -1181,6 +1181,32 @@ class KeepAlive:
         self.conn.close()
 
 
+class Window(Protocol):
+    """Something that counts an Envoy's work between `begin` and `end` (callgrind, strace)."""
+
+    def begin(self) -> None: ...
+
+    def end(self) -> Any: ...
+
+
+def counted_batches(
+    client: KeepAlive, counters: Mapping[str, Window], requests: int, repeats: int
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The warm-up, then `repeats` batches of `requests`, each inside every counter's window, then
+    INSTR_IDLE_S seconds of no load counted the same way: ([{"seconds", <who>: count}], {<who>: idle count})."""
+    client.run(INSTR_WARMUP)
+    raw = []
+    for _ in range(repeats):
+        for c in counters.values():
+            c.begin()
+        seconds = client.run(requests)
+        raw.append({"seconds": seconds, **{who: c.end() for who, c in counters.items()}})
+    for c in counters.values():
+        c.begin()
+    time.sleep(INSTR_IDLE_S)
+    return raw, {who: c.end() for who, c in counters.items()}
+
+
 class Callgrind:
     """One Envoy under callgrind: its counters are zeroed and dumped between batches through vgdb (the
     callgrind monitor commands), so one start-up serves every batch and start-up work is never counted."""
@@ -1224,6 +1250,8 @@ class Callgrind:
             raise RuntimeError(f"no totals in callgrind dump {path}")
         return int(m.group(1))
 
+    begin, end = zero, dump
+
 
 def per_request(instructions: int, idle_per_s: float, seconds: float, requests: int) -> float:
     """Instructions per request of a batch, less the timer work an idle Envoy does in as long a time."""
@@ -1260,17 +1288,8 @@ def measure_instructions(
         cg.instrument()
     client = KeepAlive(f"{abl.client_ip}:15001", abl.authority)
     try:
-        client.run(INSTR_WARMUP)
-        raw = []
-        for _ in range(repeats):
-            for cg in cgs.values():
-                cg.zero()
-            seconds = client.run(requests)
-            raw.append({"seconds": seconds, **{who: cg.dump() for who, cg in cgs.items()}})
-        for cg in cgs.values():
-            cg.zero()
-        time.sleep(INSTR_IDLE_S)
-        idle = {who: cg.dump() / INSTR_IDLE_S for who, cg in cgs.items()}
+        raw, idle_total = counted_batches(client, cgs, requests, repeats)
+        idle = {who: n / INSTR_IDLE_S for who, n in idle_total.items()}
     finally:
         client.close()
         abl.stop()
@@ -1390,6 +1409,8 @@ class Strace:
                 calls[m.group(2)] = int(m.group(1))
         return calls
 
+    begin, end = attach, detach
+
 
 def measure_syscalls(abl: Ablation, variant: str, requests: int, repeats: int) -> dict[str, Any]:
     """Start `variant`; `repeats` batches of `requests` on one keep-alive connection, each Envoy traced;
@@ -1402,17 +1423,7 @@ def measure_syscalls(abl: Ablation, variant: str, requests: int, repeats: int) -
     }
     client = KeepAlive(f"{abl.client_ip}:15001", abl.authority)
     try:
-        client.run(INSTR_WARMUP)
-        raw = []
-        for _ in range(repeats):
-            for tr in tracers.values():
-                tr.attach()
-            seconds = client.run(requests)
-            raw.append({"seconds": seconds, **{who: tr.detach() for who, tr in tracers.items()}})
-        for tr in tracers.values():
-            tr.attach()
-        time.sleep(INSTR_IDLE_S)
-        idle = {who: tr.detach() for who, tr in tracers.items()}
+        raw, idle = counted_batches(client, tracers, requests, repeats)
     finally:
         client.close()
         abl.stop()
